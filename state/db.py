@@ -1,0 +1,204 @@
+"""The SQLite store: one file per workspace, WAL mode, shared by every process.
+
+Each thread gets its own connection (sqlite3 connections are not shareable
+across threads); transactions are short and explicit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).parent / "schema"
+#: version -> SQL files applied to reach it (forward only). Version 1 is the
+#: base schema; each capability owns one file.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("core.sql", "buffers.sql", "failures.sql", "evolution.sql"),
+}
+BUSY_TIMEOUT_MS = 5000
+
+
+class StoreError(Exception):
+    """Base for state-store problems (kept free of `tools` so `state` stands alone)."""
+
+    error_class = "state"
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer tooldeck; refusing beats corrupting it."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the database lock for longer than `busy_timeout`."""
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Store:
+    """A workspace's SQLite database, with per-thread connections."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self.migrate()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        con = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode})")
+            con.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as exc:
+            con.close()
+            raise self._wrap(exc) from exc
+        except sqlite3.DatabaseError as exc:
+            con.close()
+            raise StoreError(f"{self.path}: not a tooldeck database ({exc})") from exc
+        con.row_factory = sqlite3.Row
+        return con
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if self._closed:
+                raise StoreError(f"{self.path}: store is closed")
+            con = self._open()
+            self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
+        return con
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            cons, self._all = self._all, []
+        for con in cons:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
+        self._local = threading.local()
+
+    def _wrap(self, exc: sqlite3.OperationalError) -> StoreError:
+        if _is_locked(exc):
+            return StoreBusyError(
+                f"{self.path}: database is locked by another process "
+                f"(waited {self.busy_timeout_ms / 1000:.1f} s); is something holding a long transaction?"
+            )
+        return StoreError(f"{self.path}: {exc}")
+
+    # -- transactions --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def tx(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A short transaction; `immediate` takes the write lock up front."""
+        con = self.conn()
+        try:
+            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise self._wrap(exc) from exc
+        try:
+            yield con
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                con.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise self._wrap(exc) from exc
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn().execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise self._wrap(exc) from exc
+            raise
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return self.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        return self.execute(sql, params).fetchone()
+
+    # -- schema --------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return int(self.conn().execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Bring the schema forward; refuse a schema newer than this code."""
+        con = self.conn()
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"{self.path}: schema version {current} is newer than this tooldeck "
+                f"understands ({SCHEMA_VERSION}); upgrade tooldeck or use another TOOLDECK_HOME"
+            )
+        if current == SCHEMA_VERSION:
+            return
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._wrap(exc) from exc
+        try:
+            current = self.schema_version()  # another process may have migrated meanwhile
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for name in MIGRATIONS[version]:
+                    path = SCHEMA_DIR / name
+                    if path.exists():
+                        for statement in _split_sql(path.read_text()):
+                            con.execute(statement)
+                con.execute(f"PRAGMA user_version={version}")
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise
+
+    def checkpoint(self) -> None:
+        """A passive WAL checkpoint, so the WAL file does not grow without bound."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    # -- small key/value helpers ---------------------------------------------------
+
+    def now(self) -> float:
+        return time.time()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a schema file into statements (no triggers with inner `;` are used)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)

@@ -1,0 +1,113 @@
+"""The append-only event log every process writes and the dashboard tails by rowid.
+
+High-rate activity (buffer writes, individual calls) never gets one event per
+item: it goes to counters or its own table. Events are for things a person
+would want to see scroll by.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from state.db import Store, dumps
+from state.redact import redact
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    ts: float
+    pid: int
+    session: str | None
+    kind: str
+    tool_id: str | None
+    version: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    kind: str
+    tool_id: str | None = None
+    version: str | None = None
+    payload: dict[str, Any] | None = None
+    ts: float | None = None
+
+
+class EventLog:
+    def __init__(self, store: Store, session: str | None = None) -> None:
+        self.store = store
+        self.session = session
+        self.pid = os.getpid()
+
+    def _row(self, ev: PendingEvent) -> tuple[Any, ...]:
+        payload = redact(dumps(ev.payload or {}))
+        return (ev.ts or time.time(), self.pid, self.session, ev.kind, ev.tool_id, ev.version, payload)
+
+    def emit(self, kind: str, tool_id: str | None = None, version: str | None = None, **payload: Any) -> int:
+        """Append one event in its own short transaction; returns its id."""
+        with self.store.tx() as con:
+            cur = con.execute(
+                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?)",
+                self._row(PendingEvent(kind, tool_id, version, payload)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def emit_many(self, events: Iterable[PendingEvent]) -> None:
+        """Append a batch in one transaction (loader status, flush bursts)."""
+        rows = [self._row(ev) for ev in events]
+        if not rows:
+            return
+        with self.store.tx() as con:
+            con.executemany(
+                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+
+    def tail(self, after_id: int = 0, *, limit: int = 500, kinds: Iterable[str] | None = None) -> list[Event]:
+        """Events with id > after_id, oldest first; safe from any process."""
+        sql = "SELECT * FROM events WHERE id > ?"
+        params: list[Any] = [after_id]
+        if kinds:
+            kinds = list(kinds)
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params.extend(kinds)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return [_to_event(r) for r in self.store.query(sql, params)]
+
+    def last_id(self) -> int:
+        row = self.store.query_one("SELECT MAX(id) FROM events")
+        return int(row[0] or 0) if row else 0
+
+    def recent(self, limit: int = 200, kinds: Iterable[str] | None = None) -> list[Event]:
+        sql = "SELECT * FROM events"
+        params: list[Any] = []
+        if kinds:
+            kinds = list(kinds)
+            sql += f" WHERE kind IN ({','.join('?' * len(kinds))})"
+            params.extend(kinds)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_to_event(r) for r in reversed(self.store.query(sql, params))]
+
+    def prune(self, older_than_s: float, keep_min: int = 1000) -> int:
+        """Drop events older than the retention window, always keeping the newest `keep_min`."""
+        cutoff = time.time() - older_than_s
+        with self.store.tx() as con:
+            floor = con.execute("SELECT COALESCE(MAX(id), 0) - ? FROM events", (keep_min,)).fetchone()[0]
+            cur = con.execute("DELETE FROM events WHERE ts < ? AND id <= ?", (cutoff, floor))
+            return cur.rowcount
+
+
+def _to_event(row: Any) -> Event:
+    try:
+        payload = json.loads(row["payload"] or "{}")
+    except json.JSONDecodeError:
+        payload = {"raw": row["payload"]}
+    return Event(row["id"], row["ts"], row["pid"], row["session"], row["kind"], row["tool_id"], row["version"], payload)

@@ -1,0 +1,499 @@
+"""Discovering and loading tool manifests in the background, with per-tool status.
+
+The catalog is a dict of entries guarded by one lock. Nothing is parsed while
+the lock is held and no listener runs while it is held: changes are collected
+and delivered after the lock is released.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from state.db import Store, dumps
+from state.events import EventLog, PendingEvent
+from tools.errors import ManifestError, ToolError, ToolNotReadyError, UnknownToolError
+from tools.ids import TOOL_ID_RE, VERSION_RE, closest
+from tools.manifest import Manifest, read_manifest_data, validate_manifest
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILTIN_DIR = PACKAGE_DIR / "executable"
+DEMO_DIR = PACKAGE_DIR / "demo"
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+PENDING, LOADING, READY, ERROR = "pending", "loading", "ready", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    path: Path
+    source: str  # builtin | demo | workspace
+
+
+@dataclass(eq=False)
+class ToolEntry:
+    """One (tool id, version) the catalog knows of, and how far it got."""
+
+    tool_id: str
+    path: Path
+    source: str
+    version: str | None = None  # known up front only for evolved versions
+    status: str = PENDING
+    error: str | None = None
+    manifest: Manifest | None = None
+    overrides: Path | None = None
+    loaded_at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    claimed: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
+
+    @property
+    def tool_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def served_version(self) -> str:
+        if self.manifest is not None:
+            return self.manifest.version
+        return self.version or ""
+
+    @property
+    def type(self) -> str | None:
+        return self.manifest.type if self.manifest else None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    tool_id: str
+    version: str
+    status: str
+    error: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A file that cannot become a tool at all (duplicate id, bad file name)."""
+
+    path: Path
+    message: str
+
+
+Listener = Callable[[list[StatusChange]], None]
+
+
+def is_own_package(path: Path) -> bool:
+    try:
+        return path.resolve() == PACKAGE_DIR
+    except OSError:
+        return False
+
+
+def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
+    """`root/<id>.yaml` and `root/<folder>/<id>.yaml`; the id is the file stem."""
+    entries: dict[str, ToolEntry] = {}
+    problems: list[Problem] = []
+    if not root.path.is_dir():
+        return [], []
+    candidates: list[Path] = []
+    with os.scandir(root.path) as it:
+        for item in sorted(it, key=lambda d: d.name):
+            if item.is_file() and item.name.endswith(MANIFEST_SUFFIXES):
+                candidates.append(Path(item.path))
+            elif item.is_dir() and not item.name.startswith((".", "_")):
+                with os.scandir(item.path) as sub:
+                    candidates.extend(
+                        Path(s.path) for s in sorted(sub, key=lambda d: d.name)
+                        if s.is_file() and s.name.endswith(MANIFEST_SUFFIXES)
+                    )
+    for path in candidates:
+        stem = path.name.rsplit(".", 1)[0]
+        if stem.startswith(".") or stem.endswith("~"):
+            continue
+        if not TOOL_ID_RE.match(stem):
+            problems.append(Problem(path, f"{path}: file name {stem!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)"))
+            continue
+        if stem in entries:
+            problems.append(Problem(path, f"{path}: duplicate tool id {stem!r} (first defined in {entries[stem].path})"))
+            continue
+        entries[stem] = ToolEntry(stem, path, root.source)
+    return list(entries.values()), problems
+
+
+def discover_evolved(evolved_dir: Path) -> tuple[list[ToolEntry], list[Problem]]:
+    """`evolved/<id>/<version>/<id>.yaml`: versions that exist beside their base tool."""
+    entries: list[ToolEntry] = []
+    problems: list[Problem] = []
+    if not evolved_dir.is_dir():
+        return entries, problems
+    for tool_dir in sorted(p for p in evolved_dir.iterdir() if p.is_dir()):
+        if not TOOL_ID_RE.match(tool_dir.name):
+            problems.append(Problem(tool_dir, f"{tool_dir}: not a valid tool id"))
+            continue
+        for vdir in sorted(p for p in tool_dir.iterdir() if p.is_dir()):
+            if not VERSION_RE.match(vdir.name):
+                continue
+            path = vdir / f"{tool_dir.name}.yaml"
+            if path.is_file():
+                entries.append(ToolEntry(tool_dir.name, path, "evolved", version=vdir.name))
+    return entries, problems
+
+
+class Catalog:
+    """Every tool the runtime can call, and the loader that fills it in the background."""
+
+    def __init__(self, roots: list[Root], evolved_dir: Path | None) -> None:
+        self.roots = roots
+        self.evolved_dir = evolved_dir
+        self._lock = threading.Lock()
+        self._base: dict[str, ToolEntry] = {}
+        self._versions: dict[str, dict[str, ToolEntry]] = {}
+        self._problems: list[Problem] = []
+        self._listeners: list[Listener] = []
+        self.discovered = threading.Event()
+        self.finished = threading.Event()
+        self.total = 0
+        self.started_at = time.perf_counter()
+        self.finished_at: float | None = None
+        self._store: Store | None = None
+        self._events: EventLog | None = None
+        self._pending_events: list[PendingEvent] = []
+        self._pending_changes: list[StatusChange] = []
+        self._flush_lock = threading.Lock()
+        self._last_flush = 0.0
+
+    # -- listeners -----------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    # -- discovery and loading (the loader thread) ---------------------------------
+
+    def discover(self) -> None:
+        base: dict[str, ToolEntry] = {}
+        problems: list[Problem] = []
+        for root in self.roots:
+            found, bad = discover_root(root)
+            problems.extend(bad)
+            for entry in found:
+                previous = base.get(entry.tool_id)
+                if previous is not None:
+                    entry.overrides = previous.path
+                base[entry.tool_id] = entry
+        versions: dict[str, dict[str, ToolEntry]] = {}
+        if self.evolved_dir is not None:
+            found, bad = discover_evolved(self.evolved_dir)
+            problems.extend(bad)
+            for entry in found:
+                versions.setdefault(entry.tool_id, {})[entry.version or ""] = entry
+        with self._lock:
+            self._base = base
+            self._versions = versions
+            self._problems = problems
+            self.total = len(base) + sum(len(v) for v in versions.values())
+        self.discovered.set()
+        for problem in problems:
+            self._queue_event(PendingEvent("tool.problem", None, None, {"path": str(problem.path), "error": problem.message}))
+
+    def all_entries(self) -> list[ToolEntry]:
+        with self._lock:
+            return list(self._base.values()) + [e for vs in self._versions.values() for e in vs.values()]
+
+    def attach(self, store: Store, events: EventLog) -> None:
+        self._store = store
+        self._events = events
+
+    def load_all(self) -> None:
+        """Parse every discovered manifest not yet claimed by a waiting caller."""
+        entries = self.all_entries()
+        cache = self._read_cache()
+        fresh: list[tuple[str, int, int, str]] = []
+        for entry in entries:
+            if not self._claim(entry):
+                continue
+            fresh_row = self._load_entry(entry, cache)
+            if fresh_row is not None:
+                fresh.append(fresh_row)
+            self._maybe_flush()
+        self._write_cache(fresh)
+        self.finished_at = time.perf_counter()
+        self.flush()
+        self.finished.set()
+        summary = self.summary()
+        self._queue_event(PendingEvent("load.finished", None, None, {"summary": summary, "seconds": round(self.finished_at - self.started_at, 3)}))
+        self.flush(force=True)
+
+    def _claim(self, entry: ToolEntry) -> bool:
+        with self._lock:
+            if entry.claimed:
+                return False
+            entry.claimed = True
+            entry.status = LOADING
+        return True
+
+    def _load_entry(self, entry: ToolEntry, cache: dict[str, tuple[int, int, str]] | None) -> tuple[str, int, int, str] | None:
+        """Parse one manifest (from the cache when size and mtime match) and publish its status."""
+        fresh_row = None
+        manifest: Manifest | None = None
+        error: str | None = None
+        try:
+            st = entry.path.stat()
+            key = str(entry.path)
+            hit = cache.get(key) if cache else None
+            if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+                data = json.loads(hit[2])
+            else:
+                data = read_manifest_data(entry.path)
+                fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
+            manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
+        except ManifestError as exc:
+            error = exc.message
+        except OSError as exc:
+            error = f"{entry.path}: cannot read: {exc.strerror or exc}"
+        self._finish(entry, manifest, error)
+        return fresh_row
+
+    def _finish(self, entry: ToolEntry, manifest: Manifest | None, error: str | None) -> None:
+        with self._lock:
+            if manifest is not None:
+                entry.manifest = manifest
+                entry.cache = {}
+                entry.status = READY
+                entry.error = None
+            else:
+                entry.status = ERROR if entry.manifest is None else READY  # keep the last good version
+                entry.error = error
+            entry.loaded_at = time.time()
+            change = StatusChange(entry.tool_id, entry.served_version, ERROR if manifest is None else READY, error, entry.source)
+            self._pending_changes.append(change)
+        entry.done.set()
+        payload: dict[str, Any] = {"source": entry.source, "path": str(entry.path)}
+        if error:
+            payload["error"] = error
+        if entry.overrides is not None:
+            payload["overrides"] = str(entry.overrides)
+        self._queue_event(PendingEvent("tool.error" if error else "tool.ready", entry.tool_id, entry.served_version or None, payload))
+
+    def _read_cache(self) -> dict[str, tuple[int, int, str]] | None:
+        if self._store is None:
+            return None
+        rows = self._store.query("SELECT path, size, mtime_ns, data FROM manifest_cache")
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def _write_cache(self, rows: list[tuple[str, int, int, str]]) -> None:
+        if self._store is None or not rows:
+            return
+        with self._store.tx() as con:
+            con.executemany("INSERT OR REPLACE INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?)", rows)
+
+    # -- batched publication -------------------------------------------------------
+
+    def _queue_event(self, event: PendingEvent) -> None:
+        with self._lock:
+            self._pending_events.append(event)
+
+    def _maybe_flush(self) -> None:
+        now = time.perf_counter()
+        if now - self._last_flush > 0.05 or len(self._pending_events) >= 500:
+            self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Commit queued status events in one transaction, then tell listeners (no lock held)."""
+        with self._flush_lock:
+            with self._lock:
+                events, self._pending_events = self._pending_events, []
+                changes, self._pending_changes = self._pending_changes, []
+                listeners = list(self._listeners)
+            self._last_flush = time.perf_counter()
+            if self._events is not None and events:
+                self._events.emit_many(events)
+                self._write_status(changes)
+        if changes or force:
+            for listener in listeners:
+                listener(changes)
+
+    def _write_status(self, changes: list[StatusChange]) -> None:
+        if self._store is None or not changes:
+            return
+        now = time.time()
+        pid = os.getpid()
+        rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes]
+        with self._store.tx() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO tool_status(tool_id, version, status, type, source, path, error, overrides, updated, pid)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+
+    # -- lookups -------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._base)
+
+    def problems(self) -> list[Problem]:
+        with self._lock:
+            return list(self._problems)
+
+    def find(self, tool_id: str, version: str | None = None) -> ToolEntry | None:
+        with self._lock:
+            base = self._base.get(tool_id)
+            if version is None or (base is not None and base.manifest is not None and base.manifest.version == version):
+                return base
+            return self._versions.get(tool_id, {}).get(version)
+
+    def versions(self, tool_id: str) -> dict[str, ToolEntry]:
+        with self._lock:
+            return dict(self._versions.get(tool_id, {}))
+
+    def get(self, tool_id: str, version: str | None = None, *, wait: bool = True, timeout: float = 10.0) -> ToolEntry:
+        """The entry for one tool, loading it now if the loader has not reached it yet."""
+        deadline = time.monotonic() + timeout
+        if not self.discovered.wait(timeout if wait else 0):
+            raise ToolNotReadyError(f"tool {tool_id!r}: catalog discovery did not finish within {timeout:.1f} s", tool_id=tool_id)
+        entry = self.find(tool_id, version)
+        if entry is None:
+            if version is not None and self.find(tool_id) is not None:
+                known = sorted(self.versions(tool_id))
+                raise UnknownToolError(f"tool {tool_id!r} has no version {version} (known evolved versions: {', '.join(known) or 'none'})", tool_id=tool_id)
+            near = closest(tool_id, self.ids())
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise UnknownToolError(f"unknown tool {tool_id!r}{hint}", tool_id=tool_id)
+        if not entry.done.is_set():
+            if not wait:
+                raise ToolNotReadyError(f"tool {tool_id!r} is still {entry.status}", tool_id=tool_id)
+            if self._claim(entry):
+                self._load_entry(entry, None)  # load it ourselves: wait for exactly this tool
+                self.flush()
+            elif not entry.done.wait(max(0.0, deadline - time.monotonic())):
+                raise ToolNotReadyError(f"tool {tool_id!r} did not load within {timeout:.1f} s", tool_id=tool_id)
+        if entry.manifest is None:
+            raise ToolNotReadyError(f"tool {tool_id!r} failed to load: {entry.error}", tool_id=tool_id, error_class="bad_manifest")
+        return entry
+
+    def counts(self) -> dict[str, int]:
+        out = {PENDING: 0, LOADING: 0, READY: 0, ERROR: 0}
+        with self._lock:
+            for entry in list(self._base.values()) + [e for vs in self._versions.values() for e in vs.values()]:
+                out[entry.status] += 1
+            out["problems"] = len(self._problems)
+        return out
+
+    def summary(self) -> str:
+        if not self.discovered.is_set():
+            return "Discovering tools..."
+        c = self.counts()
+        errors = c[ERROR] + c["problems"]
+        if not self.finished.is_set():
+            return f"Loading {c[READY] + c[ERROR]}/{self.total}"
+        err = f", {errors} error{'s' if errors != 1 else ''}" if errors else ""
+        return f"Ready: {c[READY]} tools{err}"
+
+    # -- hot reload ----------------------------------------------------------------
+
+    def reload_path(self, path: Path) -> list[StatusChange]:
+        """Re-read the one manifest at `path` (added, modified or deleted).
+
+        A broken edit keeps the last good manifest serving and records the error.
+        Returns the entries that changed (the caller recycles their workers).
+        """
+        path = path.resolve()
+        entry = self._entry_for_path(path)
+        if entry is None:
+            entry = self._new_entry_for(path)
+            if entry is None:
+                return []
+        if not path.exists():
+            return self._remove(entry)
+        manifest: Manifest | None = None
+        error: str | None = None
+        try:
+            manifest = validate_manifest(read_manifest_data(path), path, expected_id=entry.tool_id, expected_version=entry.version)
+        except ManifestError as exc:
+            error = exc.message
+        with self._lock:
+            entry.claimed = True
+        self._finish(entry, manifest, error)
+        change = StatusChange(entry.tool_id, entry.served_version, READY if manifest else ERROR, error, entry.source)
+        self.flush()
+        return [change]
+
+    def _entry_for_path(self, path: Path) -> ToolEntry | None:
+        for entry in self.all_entries():
+            if entry.path == path or entry.tool_dir == path.parent and path.suffix not in MANIFEST_SUFFIXES:
+                return entry
+        return None
+
+    def _new_entry_for(self, path: Path) -> ToolEntry | None:
+        if path.suffix not in MANIFEST_SUFFIXES or not path.exists():
+            return None
+        stem = path.stem
+        if not TOOL_ID_RE.match(stem):
+            return None
+        if self.evolved_dir is not None and self.evolved_dir.resolve() in path.parents:
+            version = path.parent.name
+            if not VERSION_RE.match(version) or path.parent.parent.name != stem:
+                return None
+            entry = ToolEntry(stem, path, "evolved", version=version)
+            with self._lock:
+                self._versions.setdefault(stem, {})[version] = entry
+                self.total += 1
+            return entry
+        for root in self.roots:
+            r = root.path.resolve()
+            if path.parent == r or path.parent.parent == r:
+                entry = ToolEntry(stem, path, root.source)
+                with self._lock:
+                    previous = self._base.get(stem)
+                    if previous is not None and previous.source == root.source:
+                        return None  # a duplicate in the same catalog: the first file wins
+                    if previous is not None:
+                        entry.overrides = previous.path
+                    self._base[stem] = entry
+                    self.total += previous is None
+                return entry
+        return None
+
+    def _remove(self, entry: ToolEntry) -> list[StatusChange]:
+        with self._lock:
+            if entry.version is not None:
+                self._versions.get(entry.tool_id, {}).pop(entry.version, None)
+            elif self._base.get(entry.tool_id) is entry:
+                del self._base[entry.tool_id]
+            self.total -= 1
+            change = StatusChange(entry.tool_id, entry.served_version, "removed", None, entry.source)
+            self._pending_changes.append(change)
+        self._queue_event(PendingEvent("tool.removed", entry.tool_id, entry.served_version or None, {"path": str(entry.path)}))
+        self.flush()
+        return [change]
+
+
+def roots_for(workspace: Path, *, demo: bool, extra: Iterable[Path] = ()) -> list[Root]:
+    roots = [Root(BUILTIN_DIR, "builtin")]
+    if demo:
+        roots.append(Root(DEMO_DIR, "demo"))
+    ws_tools = workspace / "tools"
+    if ws_tools.is_dir() and not is_own_package(ws_tools):
+        roots.append(Root(ws_tools, "workspace"))
+    roots.extend(Root(Path(p), "workspace") for p in extra)
+    return roots
+
+
+def check_loaded(entry: ToolEntry) -> Manifest:
+    if entry.manifest is None:
+        raise ToolError(f"tool {entry.tool_id!r} is not loaded: {entry.error}", tool_id=entry.tool_id)
+    return entry.manifest

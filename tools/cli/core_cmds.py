@@ -1,0 +1,231 @@
+"""Core subcommands: tools, call, test, serve, demo and the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from tools.cli.output import console, emit_json, read_json_arg, runtime_for
+from tools.errors import ToolError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tools", help="list tools with load status, version, type and score")
+    p.add_argument("--wait", action="store_true", help="wait until every tool has loaded")
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_tools)
+
+    p = sub.add_parser("call", help="call a tool with JSON input (argument, or - for stdin)")
+    p.add_argument("tool")
+    p.add_argument("input", nargs="?", help="JSON input, or - to read stdin")
+    p.add_argument("--version", help="call this version instead of the resolved one")
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("test", help="run a tool manifest's own tests")
+    p.add_argument("tool")
+    p.add_argument("--version")
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("serve", help="run the headless runtime (load, watch, flush) until SIGINT/SIGTERM")
+    p.add_argument("--demo", action="store_true", help="include the demo catalog")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="the dashboard over the demo catalog, with generated traffic")
+    p.add_argument("--no-traffic", action="store_true", help="do not start the traffic generator")
+    p.add_argument("--keep", action="store_true", help="keep the throwaway demo workspace afterwards")
+    p.set_defaults(func=cmd_demo)
+
+
+def _wait_loaded(runtime: Any, wait: bool) -> None:
+    runtime.catalog.discovered.wait(30)
+    runtime._require_store()
+    if wait:
+        runtime.wait_ready(120)
+
+
+def tool_rows(runtime: Any) -> list[dict[str, Any]]:
+    rows = []
+    for entry in sorted(runtime.catalog.all_entries(), key=lambda e: (e.tool_id, e.source == "evolved", e.served_version)):
+        m = entry.manifest
+        rows.append({
+            "id": entry.tool_id, "version": entry.served_version, "status": entry.status, "type": m.type if m else None,
+            "source": entry.source, "score": m.quality_score if m else None, "error": entry.error,
+            "path": str(entry.path), "overrides": str(entry.overrides) if entry.overrides else None,
+        })
+    for problem in runtime.catalog.problems():
+        rows.append({"id": problem.path.stem, "version": "", "status": "error", "type": None, "source": "problem",
+                     "score": None, "error": problem.message, "path": str(problem.path), "overrides": None})
+    scores = getattr(runtime, "scores_snapshot", None)
+    if callable(scores):
+        live = scores()
+        for row in rows:
+            key = (row["id"], row["version"])
+            if key in live:
+                row.update(live[key])
+    return rows
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        _wait_loaded(runtime, True if args.json_out else args.wait)
+        if not args.wait and not args.json_out:
+            runtime.catalog.finished.wait(2)
+        rows = tool_rows(runtime)
+        summary = runtime.summary()
+        if args.json_out:
+            emit_json({"summary": summary, "tools": rows})
+        else:
+            from rich.table import Table
+
+            table = Table(title=summary, title_justify="left")
+            for col in ("tool", "status", "version", "type", "source", "score", "detail"):
+                table.add_column(col, overflow="fold")
+            styles = {"ready": "green", "error": "red", "loading": "yellow", "pending": "dim"}
+            for r in rows:
+                detail = r["error"] or (f"overrides {r['overrides']}" if r["overrides"] else "")
+                score = "" if r["score"] is None else f"{r['score']:.2f}"
+                table.add_row(r["id"], f"[{styles.get(r['status'], '')}]{r['status']}[/]", r["version"], r["type"] or "",
+                              r["source"], score, detail)
+            console().print(table)
+        return 1 if any(r["status"] == "error" for r in rows) and args.wait else 0
+    finally:
+        runtime.close()
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    data = read_json_arg(args.input)
+    runtime = runtime_for(args)
+    try:
+        try:
+            result = runtime.call(args.tool, data, version=args.version, timeout=args.timeout)
+        except ToolError as exc:
+            if args.json_out:
+                emit_json({"ok": False, **exc.to_dict()})
+                return 1
+            tail = f"\n{exc.stderr_tail}" if exc.stderr_tail else ""
+            sys.stderr.write(f"tooldeck: {exc.message}{tail}\n")
+            return 1
+        if args.json_out or not isinstance(result, str):
+            emit_json(result)
+        else:
+            sys.stdout.write(result if result.endswith("\n") else result + "\n")
+        return 0
+    finally:
+        runtime.close()
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        results = runtime.run_tests(args.tool, version=args.version)
+        failed = [r for r in results if not r["passed"]]
+        if args.json_out:
+            emit_json({"tool": args.tool, "passed": len(results) - len(failed), "failed": len(failed), "results": results})
+        else:
+            out = console()
+            for r in results:
+                mark = "[green]PASS[/]" if r["passed"] else "[red]FAIL[/]"
+                out.print(f"{mark} {r['name']} ({r['ms']} ms) {'' if r['passed'] else r['detail']}")
+            if not results:
+                out.print(f"{args.tool}: the manifest has no tests")
+            out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        return 1 if failed else 0
+    finally:
+        runtime.close()
+
+
+def _print_progress(runtime: Any, stream: Any = sys.stdout) -> None:
+    """Print each tool as it loads, then the summary (the pre-dashboard demo, and serve)."""
+    seen: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def show(changes: list[Any]) -> None:
+        with lock:
+            for c in changes:
+                if (c.tool_id, c.version, c.status) in seen:
+                    continue
+                seen.add((c.tool_id, c.version, c.status))
+                detail = f"  {c.error}" if c.error else ""
+                stream.write(f"  {c.status:<7} {c.tool_id} {c.version} [{c.source}]{detail}\n")
+            stream.flush()
+
+    runtime.subscribe(show)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not stop.wait(0.5):
+        pass
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args, serve=True, demo=args.demo, label="serve")
+    sys.stdout.write(f"tooldeck serve: workspace {runtime.workspace}, session {runtime.session}\n")
+    sys.stdout.flush()
+    _print_progress(runtime)
+    try:
+        runtime.catalog.finished.wait(60)
+        runtime._require_store()
+        sys.stdout.write(runtime.summary() + "\n")
+        sys.stdout.flush()
+        _wait_for_signal()
+    finally:
+        sys.stdout.write("tooldeck serve: stopping\n")
+        sys.stdout.flush()
+        runtime.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tools.demo_workspace import prepare_demo_workspace
+
+    workspace, cleanup = prepare_demo_workspace(args.workspace, keep=args.keep)
+    args.workspace = str(workspace)
+    try:
+        return cmd_dashboard(args, demo=True, traffic=not args.no_traffic)
+    finally:
+        cleanup()
+
+
+def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
+    try:
+        from tui.app import run_dashboard
+    except ImportError as exc:  # the dashboard needs textual; the runtime does not
+        sys.stderr.write(f"tooldeck: the dashboard is unavailable ({exc}); printing tools as they load\n")
+        return _plain_demo(args, demo)
+    return run_dashboard(workspace=args.workspace, demo=demo, traffic=traffic)
+
+
+def _plain_demo(args: argparse.Namespace, demo: bool) -> int:
+    started = time.perf_counter()
+    runtime = runtime_for(args, serve=True, demo=demo, label="demo")
+    sys.stdout.write(f"workspace {runtime.workspace}\n")
+    _print_progress(runtime)
+    try:
+        runtime.wait_ready(60)
+        sys.stdout.write(f"{runtime.summary()} in {time.perf_counter() - started:.2f} s\n")
+        if os.isatty(0):
+            _wait_for_signal()
+    finally:
+        runtime.close()
+    return 0
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, default=str)

@@ -1,0 +1,72 @@
+"""The demo workspace: a throwaway folder (or `--workspace`) set up for `tooldeck demo`."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tools.catalog import DEMO_DIR
+
+DEMO_SETTINGS = """\
+# tooldeck demo workspace settings
+[model]
+# The demo has no API key: evolution is served by recorded responses, and says so.
+provider = "replay"
+
+[circuit]
+window = 10
+min_calls = 4
+failure_rate = 0.5
+cooldown_seconds = 15
+
+[retention]
+events_days = 1
+calls_days = 1
+"""
+
+DEMO_SPEC = """\
+# Usage ledger service
+
+A small service that stores usage counters for tools.
+
+## Requirements
+
+The service MUST accept batches of at most 500 items.
+Each item MUST carry a `tool_id` and an `increment`.
+The service SHOULD answer within 200 ms.
+
+## Constraints
+
+Batch ids MUST be unique; a repeated batch id SHALL be acknowledged and ignored.
+
+## Examples
+
+```json
+{"buffered_items": [{"tool_id": "translator", "increment": 1}], "buffer_metadata": {"batch_id": "b-1"}}
+```
+"""
+
+
+def prepare_demo_workspace(workspace: str | None, *, keep: bool = False) -> tuple[Path, Callable[[], None]]:
+    """Create (or reuse) a demo workspace; the cleanup removes a throwaway one."""
+    throwaway = workspace is None
+    path = Path(tempfile.mkdtemp(prefix="tooldeck-demo-")) if throwaway else Path(workspace).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    settings = path / "tooldeck.toml"
+    if not settings.exists():
+        settings.write_text(DEMO_SETTINGS)
+    tools_dir = path / "tools"
+    if not tools_dir.exists():  # a copy, so hot reload and other processes see the same tools
+        shutil.copytree(DEMO_DIR, tools_dir, ignore=shutil.ignore_patterns("__pycache__", "replay"))
+    spec = path / "specs" / "usage_ledger.md"
+    if not spec.exists():
+        spec.parent.mkdir(exist_ok=True)
+        spec.write_text(DEMO_SPEC)
+
+    def cleanup() -> None:
+        if throwaway and not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+    return path, cleanup

@@ -1,0 +1,130 @@
+"""One exception hierarchy for everything the runtime can refuse or fail at.
+
+Every error carries enough for an operator to act on: the tool, the file or the
+field at fault, and for a failed call the failure class, exit code and a
+redacted tail of stderr.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ToolError(Exception):
+    """Root of every error tooldeck raises on purpose."""
+
+    #: failure class recorded in `calls` / `failures` (bad_input, timeout, exit_code, ...)
+    error_class: str = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool_id: str | None = None,
+        version: str | None = None,
+        exit_code: int | None = None,
+        stderr_tail: str = "",
+        error_class: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tool_id = tool_id
+        self.version = version
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        if error_class is not None:
+            self.error_class = error_class
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "error": self.message,
+            "error_class": self.error_class,
+        }
+        if self.tool_id:
+            out["tool_id"] = self.tool_id
+        if self.version:
+            out["version"] = self.version
+        if self.exit_code is not None:
+            out["exit_code"] = self.exit_code
+        if self.stderr_tail:
+            out["stderr_tail"] = self.stderr_tail
+        if self.details:
+            out.update(self.details)
+        return out
+
+
+class UsageError(ToolError):
+    """The caller asked for something malformed (bad id, bad JSON, bad option)."""
+
+    error_class = "bad_usage"
+
+
+class InvalidIdError(UsageError):
+    """An identifier that is not a plain identifier (and so may never reach a path)."""
+
+    error_class = "bad_id"
+
+
+class ManifestError(ToolError):
+    """A manifest that cannot be parsed or validated; names the file and the field."""
+
+    error_class = "bad_manifest"
+
+
+class UnknownToolError(ToolError):
+    """No tool with that id; the message names the closest ids."""
+
+    error_class = "unknown_tool"
+
+
+class ToolNotReadyError(ToolError):
+    """The tool did not finish loading within the wait timeout, or failed to load."""
+
+    error_class = "not_ready"
+
+
+class ToolInputError(ToolError):
+    """Input rejected before the tool ran (not JSON, or against `input_schema`)."""
+
+    error_class = "bad_input"
+
+
+class ToolOutputError(ToolError):
+    """The tool's output violates its `output_schema`."""
+
+    error_class = "bad_output"
+
+
+class ToolTimeoutError(ToolError):
+    """The tool ran past its timeout and was killed (with its whole process group)."""
+
+    error_class = "timeout"
+
+
+class ToolExitError(ToolError):
+    """The tool process exited non-zero."""
+
+    error_class = "exit_code"
+
+
+class ToolCrashError(ToolError):
+    """The tool raised, or its worker process died, during the call."""
+
+    error_class = "crash"
+
+
+class ToolUnavailableError(ToolError):
+    """The tool is disabled or its circuit is open, so it was not run."""
+
+    error_class = "unavailable"
+
+
+class StateError(ToolError):
+    """The state database cannot be used (newer schema, locked, corrupt)."""
+
+    error_class = "state"

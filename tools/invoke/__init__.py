@@ -1,0 +1,1 @@
+"""How each kind of tool is run: a child process, a warm worker, in-process, or a model."""

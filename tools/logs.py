@@ -1,0 +1,37 @@
+"""Logs under `.tooldeck/logs/`, rotated, with secrets masked before they are written."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import threading
+from pathlib import Path
+
+from state.redact import redact
+
+_configured: set[Path] = set()
+_lock = threading.Lock()
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
+    """Attach one rotating file handler per log folder (idempotent)."""
+    log_dir = log_dir.resolve()
+    with _lock:
+        if log_dir in _configured:
+            return
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(log_dir / "tooldeck.log", maxBytes=5 * 1024 * 1024, backupCount=3)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(RedactingFilter())
+        logger = logging.getLogger("tooldeck")
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+        _configured.add(log_dir)

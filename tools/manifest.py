@@ -1,0 +1,265 @@
+"""Tool manifests: YAML, validated by pydantic, compatible with the original fields.
+
+An invalid manifest becomes one line naming the file, the field and what is
+wrong; the loader marks that tool `error` and carries on with the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tools.errors import ManifestError
+from tools.ids import TOOL_ID_RE, VERSION_RE
+
+try:  # libyaml is ~8x faster than the pure-Python loader
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - wheels ship libyaml on every platform we run on
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+ToolType = Literal["executable", "python", "builtin", "llm"]
+MAX_MANIFEST_BYTES = 1 << 20
+
+_FLAT_TYPES = {
+    "str": "string", "string": "string", "text": "string",
+    "int": "integer", "integer": "integer",
+    "float": "number", "number": "number",
+    "bool": "boolean", "boolean": "boolean",
+    "list": "array", "array": "array",
+    "dict": "object", "object": "object",
+    "null": "null",
+}
+
+
+class ExecutableSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | list[str]
+    args: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    memory_limit_mb: int | None = Field(default=None, gt=0)
+    working_dir: str | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _env_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    def argv(self) -> list[str]:
+        head = [self.command] if isinstance(self.command, str) else list(self.command)
+        return head + list(self.args)
+
+
+class ToolTest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    input: Any = None
+    expect: Any = None
+    expect_contains: Any = None
+    expect_error: str | bool | None = None
+
+    @model_validator(mode="after")
+    def _one_expectation(self) -> ToolTest:
+        given = [k for k in ("expect", "expect_contains", "expect_error") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of expect, expect_contains, expect_error (got {', '.join(given)})")
+        return self
+
+
+def normalise_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Turn the original flat `param: {type, required, ...}` map into JSON Schema."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        raise ValueError("must be a mapping")
+    if "properties" in schema or "$schema" in schema or isinstance(schema.get("type"), str) or not schema:
+        return schema
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for param, spec in schema.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"parameter {param!r} must be a mapping like {{type: string}}")
+        prop: dict[str, Any] = {}
+        kind = spec.get("type")
+        if kind is not None and kind != "any":
+            if str(kind) not in _FLAT_TYPES:
+                raise ValueError(f"parameter {param!r}: unknown type {kind!r}")
+            prop["type"] = _FLAT_TYPES[str(kind)]
+        for key in ("description", "default", "enum", "items", "minimum", "maximum"):
+            if key in spec:
+                prop[key] = spec[key]
+        if spec.get("required"):
+            required.append(str(param))
+        properties[str(param)] = prop
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = required
+    return out
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    name: str
+    type: ToolType = "executable"
+    description: str = ""
+    version: str = "1.0.0"
+    tags: list[str] = Field(default_factory=list)
+    executable: ExecutableSpec | None = None
+    entry: str | None = None
+    prompt: str | None = None
+    model: str | None = None
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    examples: list[Any] = Field(default_factory=list)
+    tests: list[ToolTest] = Field(default_factory=list)
+    track_usage: bool = True
+    quality_score: float = Field(default=1.0, ge=0.0, le=1.0)
+    priority: int = 0
+    cost_tier: str | int | None = None
+    speed_tier: str | int | None = None
+    quality_tier: str | int | None = None
+    lineage: dict[str, Any] | None = None
+    timeout_seconds: float | None = Field(default=None, alias="timeout", gt=0, le=3600)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not TOOL_ID_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)")
+        return value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _semver(cls, value: Any) -> str:
+        text = str(value)
+        if text.count(".") == 1:
+            text += ".0"
+        if not VERSION_RE.match(text):
+            raise ValueError(f"{value!r} is not a semantic version like 1.0.0")
+        return text
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("input_schema", "output_schema", mode="before")
+    @classmethod
+    def _schema(cls, value: Any) -> Any:
+        return normalise_schema(value)
+
+    @field_validator("examples", "tests", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Manifest:
+        if self.type == "executable" and self.executable is None:
+            raise ValueError("executable.command: required for type executable")
+        if self.type == "python":
+            if not self.entry or ":" not in self.entry or not self.entry.split(":", 1)[0].endswith(".py"):
+                raise ValueError("entry: type python needs entry 'file.py:function'")
+            if ".." in Path(self.entry.split(":", 1)[0]).parts or self.entry.startswith("/"):
+                raise ValueError("entry: the file must be inside the tool's folder")
+        if self.type == "builtin" and (not self.entry or ":" not in self.entry):
+            raise ValueError("entry: type builtin needs entry 'module:function'")
+        if self.type == "llm" and not self.prompt:
+            raise ValueError("prompt: required for type llm")
+        return self
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        return sorted((self.model_extra or {}).keys())
+
+    def call_timeout(self, default: float = 30.0) -> float:
+        """Top-level `timeout`, else `executable.timeout`, else the configured default."""
+        if self.timeout_seconds is not None:
+            return self.timeout_seconds
+        if self.executable is not None:
+            return self.executable.timeout
+        return default
+
+
+def _loc(error: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in error.get("loc", ())) or "manifest"
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    loc = _loc(first)
+    if msg.split(":", 1)[0] in {"executable.command", "entry", "prompt"}:
+        loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"field '{loc}': {msg}{more}"
+
+
+def read_manifest_data(path: Path) -> dict[str, Any]:
+    """Read and YAML-parse one manifest file; every problem is a ManifestError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: manifest is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    if b"\0" in raw:
+        raise ManifestError(f"{path}: binary file, not a YAML manifest")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 (byte {exc.start})") from exc
+    if not text.strip():
+        raise ManifestError(f"{path}: empty manifest")
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - CSafeLoader is the safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestError(f"{path}{where}: invalid YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: a manifest must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def validate_manifest(data: dict[str, Any], path: Path, *, expected_id: str | None = None,
+                      expected_version: str | None = None) -> Manifest:
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: {_one_line(exc)}", tool_id=expected_id) from exc
+    if expected_id is not None and manifest.name != expected_id:
+        raise ManifestError(
+            f"{path}: field 'name': {manifest.name!r} must match the file name {expected_id!r}",
+            tool_id=expected_id,
+        )
+    if expected_version is not None and manifest.version != expected_version:
+        raise ManifestError(
+            f"{path}: field 'version': {manifest.version!r} must match its folder {expected_version!r}",
+            tool_id=expected_id,
+        )
+    return manifest
+
+
+def load_manifest(path: Path, *, expected_id: str | None = None, expected_version: str | None = None) -> Manifest:
+    return validate_manifest(read_manifest_data(path), path, expected_id=expected_id, expected_version=expected_version)

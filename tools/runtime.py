@@ -1,0 +1,420 @@
+"""The Runtime: returns at once, loads the catalog behind, and calls tools.
+
+Everything else (buffers, failure tracking, evolution, hot reload) plugs in
+through `install(runtime)` functions named in EXTENSIONS, run by the loader
+thread, so none of their imports sit on the path to `Runtime(...)`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import secrets as _secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from state.calls import CallRecord, CallRecorder, prune_calls
+from state.db import Store, StoreError
+from state.events import EventLog
+from state.paths import tooldeck_home
+from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
+from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError
+from tools.ids import check_tool_id
+from tools.settings import Settings, load_settings
+
+#: `module:function` called with the runtime once the store is open, before tools load.
+EXTENSIONS: list[str] = []
+
+HEARTBEAT_SECONDS = 2.0
+LIVE_AFTER_SECONDS = 10.0
+
+
+class CallHook(Protocol):
+    """Observes every call: may refuse one before it runs, sees every outcome after."""
+
+    def before_call(self, runtime: Runtime, entry: ToolEntry) -> None: ...
+
+    def after_call(self, runtime: Runtime, entry: ToolEntry, outcome: str, duration_ms: float,
+                   error: ToolError | None, data: Any) -> None: ...
+
+
+class Service(Protocol):
+    def stop(self, timeout: float) -> None: ...
+
+
+def new_session_id() -> str:
+    return "s-" + _secrets.token_hex(4)
+
+
+def resolve_workspace(workspace: str | os.PathLike[str] | None) -> Path:
+    raw = workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()
+    return Path(raw).expanduser().resolve()
+
+
+def parse_input(tool_id: str, input_data: Any) -> Any:
+    """Accept a dict or a JSON string, as the original callers passed it."""
+    if isinstance(input_data, (bytes, bytearray)):
+        input_data = input_data.decode("utf-8", "replace")
+    if isinstance(input_data, str):
+        if not input_data.strip():
+            return {}
+        try:
+            return json.loads(input_data)
+        except json.JSONDecodeError as exc:
+            raise ToolInputError(
+                f"{tool_id}: input is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", tool_id=tool_id
+            ) from exc
+    return {} if input_data is None else input_data
+
+
+class Runtime:
+    """The runtime under every tool call. Construction does no I/O; a loader thread does it."""
+
+    def __init__(
+        self,
+        workspace: str | os.PathLike[str] | None = None,
+        *,
+        session: str | None = None,
+        serve: bool = False,
+        demo: bool = False,
+        extra_roots: list[Path] | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.workspace = resolve_workspace(workspace)
+        self.home = tooldeck_home(self.workspace)
+        self.session = session or os.environ.get("TOOLDECK_SESSION") or new_session_id()
+        self.serve = serve
+        self.demo = demo
+        self.label = label
+        self.pid = os.getpid()
+        self.tracking_disabled = os.environ.get("TOOLDECK_DISABLE_USAGE_TRACKING", "") not in ("", "0", "false")
+        self.catalog = Catalog(roots_for(self.workspace, demo=demo, extra=extra_roots or []), self.home / "evolved")
+        self.hooks: list[CallHook] = []
+        self.services: dict[str, Service] = {}
+        self.extensions: dict[str, Any] = {}
+        self._store: Store | None = None
+        self._events: EventLog | None = None
+        self._calls: CallRecorder | None = None
+        self._settings: Settings | None = None
+        self._workers: Any = None
+        self._start_error: BaseException | None = None
+        self._store_ready = threading.Event()
+        self._closing = threading.Event()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._promotions: dict[tuple[str, str], str] = {}
+        self._promotions_at = 0.0
+        self._loader = threading.Thread(target=self._load, name="tooldeck-loader", daemon=True)
+        self._loader.start()
+        _live_runtimes.add(self)
+
+    # -- background start ----------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            self._settings = load_settings(self.workspace)
+            self.home.mkdir(parents=True, exist_ok=True)
+            (self.home / "logs").mkdir(exist_ok=True)
+            from tools.logs import setup_logging
+
+            setup_logging(self.home / "logs")
+            self._store = Store(self.home / "tooldeck.db")
+            self._events = EventLog(self._store, self.session)
+            self._calls = CallRecorder(self._store)
+            self._calls.start()
+            self.catalog.attach(self._store, self._events)
+            self._heartbeat()
+            self._events.emit("runtime.started", serve=self.serve, workspace=str(self.workspace))
+        except BaseException as exc:  # surfaced by every accessor, never swallowed
+            self._start_error = exc
+            self.catalog.discovered.set()
+            self.catalog.finished.set()
+            self._store_ready.set()
+            return
+        self._store_ready.set()
+        for spec in EXTENSIONS:
+            module_name, _, func = spec.partition(":")
+            try:
+                getattr(importlib.import_module(module_name), func)(self)
+            except Exception as exc:  # an extension that fails must not stop tools loading
+                self.events.emit("runtime.error", where=spec, error=f"{type(exc).__name__}: {exc}")
+        self.catalog.discover()
+        self.catalog.load_all()
+        threading.Thread(target=self._housekeeping, name="tooldeck-housekeeping", daemon=True).start()
+
+    def _require_store(self, timeout: float = 30.0) -> None:
+        if not self._store_ready.wait(timeout):
+            raise StateError(f"state store at {self.home} did not open within {timeout:.0f} s")
+        if self._start_error is not None:
+            exc = self._start_error
+            if isinstance(exc, ToolError):
+                raise exc
+            if isinstance(exc, StoreError):
+                raise StateError(str(exc)) from exc
+            raise StateError(f"runtime failed to start: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def store(self) -> Store:
+        self._require_store()
+        assert self._store is not None
+        return self._store
+
+    @property
+    def events(self) -> EventLog:
+        self._require_store()
+        assert self._events is not None
+        return self._events
+
+    @property
+    def settings(self) -> Settings:
+        self._require_store()
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def calls(self) -> CallRecorder:
+        self._require_store()
+        assert self._calls is not None
+        return self._calls
+
+    @property
+    def workers(self) -> Any:
+        if self._workers is None:
+            from tools.invoke.worker import WorkerPool
+
+            self._workers = WorkerPool(self.workspace)
+        return self._workers
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait for the whole catalog (most callers want `get_tool` instead)."""
+        done = self.catalog.finished.wait(timeout)
+        self._require_store(0)
+        return done
+
+    def summary(self) -> str:
+        if self._start_error is not None:
+            return f"Failed: {self._start_error}"
+        return self.catalog.summary()
+
+    def subscribe(self, listener: Callable[[list[StatusChange]], None]) -> Callable[[], None]:
+        return self.catalog.subscribe(listener)
+
+    # -- housekeeping --------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        assert self._store is not None
+        now = time.time()
+        with self._store.tx() as con:
+            con.execute(
+                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?)"
+                " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat",
+                (self.session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label),
+            )
+
+    def _housekeeping(self) -> None:
+        last_checkpoint = last_prune = time.monotonic()
+        while not self._closing.wait(HEARTBEAT_SECONDS):
+            try:
+                self._heartbeat()
+                now = time.monotonic()
+                if now - last_checkpoint > 60:
+                    self.store.checkpoint()
+                    last_checkpoint = now
+                if self.serve and now - last_prune > 600:
+                    self.prune()
+                    last_prune = now
+            except ToolError as exc:
+                self._log_error("housekeeping", exc)
+            except StoreError as exc:
+                self._log_error("housekeeping", exc)
+
+    def prune(self) -> dict[str, int]:
+        retention = self.settings.section("retention")
+        removed = {
+            "events": self.events.prune(float(retention["events_days"]) * 86400),
+            "calls": prune_calls(self.store, float(retention["calls_days"]) * 86400),
+        }
+        with self.store.tx() as con:
+            con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (time.time() - 86400,))
+        return removed
+
+    def _log_error(self, where: str, exc: BaseException) -> None:
+        import logging
+
+        logging.getLogger("tooldeck").error("%s: %s", where, exc)
+
+    def live_runtimes(self) -> list[dict[str, Any]]:
+        cutoff = time.time() - LIVE_AFTER_SECONDS
+        rows = self.store.query("SELECT * FROM runtimes WHERE heartbeat >= ? ORDER BY started", (cutoff,))
+        return [dict(r) for r in rows]
+
+    # -- resolution ----------------------------------------------------------------
+
+    def promotions(self, max_age: float = 0.5) -> dict[tuple[str, str], str]:
+        """(tool_id, scope) -> version, refreshed from the shared store at most every `max_age` s."""
+        now = time.monotonic()
+        if now - self._promotions_at > max_age:
+            rows = self.store.query("SELECT tool_id, scope, version FROM promotions")
+            self._promotions = {(r[0], r[1]): r[2] for r in rows}
+            self._promotions_at = now
+        return self._promotions
+
+    def invalidate_promotions(self) -> None:
+        self._promotions_at = 0.0
+
+    def resolved_version(self, tool_id: str) -> tuple[str | None, str]:
+        """(version, scope) a call would use: session promotion, then global, then base (None)."""
+        promos = self.promotions()
+        for scope in (self.session, "global"):
+            version = promos.get((tool_id, scope))
+            if version is not None:
+                return version, scope
+        return None, "base"
+
+    def get_tool(self, tool_id: str, *, version: str | None = None, wait: bool = True, timeout: float = 10.0) -> ToolEntry:
+        check_tool_id(tool_id)
+        self._require_store(timeout)
+        return self.catalog.get(tool_id, version, wait=wait, timeout=timeout)
+
+    def resolve(self, tool_id: str, version: str | None = None, *, timeout: float = 10.0) -> ToolEntry:
+        """The entry a call to `tool_id` runs: an explicit version, or the promoted one, or the base."""
+        check_tool_id(tool_id)
+        self._require_store(timeout)
+        if version is None:
+            promoted, _scope = self.resolved_version(tool_id)
+            if promoted is not None:
+                try:
+                    return self.catalog.get(tool_id, promoted, timeout=timeout)
+                except ToolError as exc:  # a promotion whose files are gone: serve the base, say so
+                    self._log_error(f"promotion of {tool_id} {promoted}", exc)
+        return self.catalog.get(tool_id, version, timeout=timeout)
+
+    # -- calls ---------------------------------------------------------------------
+
+    def call(self, tool_id: str, input_data: Any = None, *, version: str | None = None, timeout: float | None = None,
+             disable_tracking: bool = False, wait_timeout: float = 30.0) -> Any:
+        """Call a tool with a dict or JSON string; returns its output (parsed JSON or text)."""
+        data = parse_input(tool_id, input_data)
+        entry = self.resolve(tool_id, version, timeout=wait_timeout)
+        return self.call_entry(entry, data, timeout=timeout, disable_tracking=disable_tracking)
+
+    def call_entry(self, entry: ToolEntry, data: Any, *, timeout: float | None = None,
+                   disable_tracking: bool = False, observe: bool = True) -> Any:
+        manifest = entry.manifest
+        if manifest is None:
+            raise ToolError(f"tool {entry.tool_id!r} is not loaded: {entry.error}", tool_id=entry.tool_id)
+        if observe:
+            for hook in self.hooks:
+                hook.before_call(self, entry)
+        limit = timeout or manifest.call_timeout(float(self.settings.get("calls", "default_timeout_seconds", 30)))
+        error: ToolError | None = None
+        result: Any = None
+        from tools.validation import check_input, check_output
+
+        started = time.perf_counter()
+        try:
+            data = check_input(entry, data)
+            result = self._invoke(entry, data, limit)
+            check_output(entry, result)
+        except ToolError as exc:
+            error = exc
+        except Exception as exc:  # a bug inside a builtin tool is that tool's crash, recorded like any other
+            error = ToolCrashError(f"{entry.tool_id}: {type(exc).__name__}: {exc}", tool_id=entry.tool_id,
+                                   version=entry.served_version)
+        duration_ms = (time.perf_counter() - started) * 1000
+        if error is not None and error.tool_id is None:
+            error.tool_id = entry.tool_id
+        if error is not None and error.version is None:
+            error.version = entry.served_version
+        outcome = "ok" if error is None else error.error_class
+        if observe:
+            tracked = manifest.track_usage and not disable_tracking and not self.tracking_disabled
+            if tracked or error is not None:
+                self.calls.record(CallRecord(
+                    entry.tool_id, entry.served_version, self.session, duration_ms, outcome,
+                    data if tracked else None, result if tracked else None,
+                    error.message if error else None, time.time(),
+                ))
+            for hook in self.hooks:
+                hook.after_call(self, entry, outcome, duration_ms, error, data)
+        if error is not None:
+            raise error
+        return result
+
+    def _invoke(self, entry: ToolEntry, data: Any, timeout: float) -> Any:
+        kind = entry.manifest.type if entry.manifest else None
+        if kind == "builtin":
+            from tools.invoke.builtin import resolve_builtin
+
+            return resolve_builtin(entry)(self, data)
+        if kind == "python":
+            return self.workers.call(entry, data, timeout)
+        if kind == "executable":
+            from tools.invoke.executable import run_executable
+
+            return run_executable(entry, data, workspace=self.workspace, timeout=timeout)
+        if kind == "llm":
+            from tools.invoke.llm_tool import run_llm_tool
+
+            return run_llm_tool(self, entry, data, timeout)
+        raise ToolError(f"{entry.tool_id}: unknown tool type {kind!r}", tool_id=entry.tool_id)
+
+    def run_tests(self, tool_id: str, *, version: str | None = None) -> list[dict[str, Any]]:
+        from tools.testing import run_manifest_tests
+
+        entry = self.resolve(tool_id, version)
+        return run_manifest_tests(lambda data: self.call_entry(entry, data, observe=False), entry)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def add_service(self, name: str, service: Service) -> None:
+        self.services[name] = service
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop services (finishing in-flight flushes within `timeout`), workers, and the store."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._closing.set()
+        for name, service in list(self.services.items())[::-1]:
+            try:
+                service.stop(timeout)
+            except Exception as exc:  # one service failing to stop must not strand the others
+                self._log_error(f"stopping {name}", exc)
+        if self._workers is not None:
+            self._workers.close()
+        self._loader.join(timeout=timeout)
+        if self._store is not None and self._start_error is None:
+            try:
+                if self._calls is not None:
+                    self._calls.close()
+                self.catalog.flush()
+                with self._store.tx() as con:
+                    con.execute("DELETE FROM runtimes WHERE session=? AND pid=?", (self.session, self.pid))
+                self._store.close()
+            except StoreError as exc:
+                self._log_error("close", exc)
+        _live_runtimes.discard(self)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_live_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for runtime in list(_live_runtimes):
+        runtime.close(timeout=5.0)

@@ -1,0 +1,80 @@
+"""`<workspace>/tooldeck.toml`: the settings a person edits.
+
+Everything has a default, so a workspace with no file works.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.errors import UsageError
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {
+        "provider": "auto",  # auto | anthropic | replay | none
+        "name": "claude-sonnet-4-5",
+        "max_tokens": 8000,
+        "timeout_seconds": 120,
+        "daily_token_budget": 2_000_000,
+        "replay_dir": "",
+    },
+    "evolution": {
+        "auto_approve": "off",  # off | all-stages-passed
+        "max_rounds": 2,
+        "sandbox_timeout_seconds": 10,
+        "sandbox_memory_mb": 512,
+    },
+    "buffers": {
+        "max_attempts": 5,
+        "backoff_base_seconds": 0.5,
+        "backoff_max_seconds": 30,
+        "lease_seconds": 30,
+    },
+    "circuit": {
+        "window": 20,
+        "min_calls": 5,
+        "failure_rate": 0.5,
+        "consecutive_failures": 5,
+        "cooldown_seconds": 30,
+        "half_open_probes": 2,
+    },
+    "retention": {
+        "events_days": 7,
+        "calls_days": 7,
+    },
+    "calls": {
+        "default_timeout_seconds": 30,
+    },
+    "keymap": {},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: Path | None = None
+
+    def section(self, name: str) -> dict[str, Any]:
+        merged = dict(DEFAULTS.get(name, {}))
+        merged.update(self.data.get(name, {}))
+        return merged
+
+    def get(self, section: str, key: str, default: Any = None) -> Any:
+        return self.section(section).get(key, default)
+
+
+def load_settings(workspace: Path) -> Settings:
+    path = workspace / "tooldeck.toml"
+    if not path.exists():
+        return Settings({}, None)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: invalid TOML: {exc}") from exc
+    for name, value in data.items():
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}: [{name}] must be a table")
+    return Settings(data, path)

@@ -1,0 +1,62 @@
+"""Input and output checked against the manifest's schemas, with compiled validators.
+
+fastjsonschema turns a schema into a Python function once; checking a small
+input then costs microseconds, which the 20,000 builtin calls/s target needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fastjsonschema
+
+from tools.catalog import ToolEntry
+from tools.errors import ManifestError, ToolInputError, ToolOutputError
+
+
+def _validator(entry: ToolEntry, which: str) -> Any:
+    key = f"validator:{which}"
+    if key not in entry.cache:
+        schema = getattr(entry.manifest, which)
+        if not schema:
+            entry.cache[key] = None
+        else:
+            try:
+                entry.cache[key] = fastjsonschema.compile(schema, use_default=(which == "input_schema"))
+            except fastjsonschema.JsonSchemaDefinitionException as exc:
+                raise ManifestError(f"{entry.path}: field '{which}': invalid JSON Schema: {exc}", tool_id=entry.tool_id) from exc
+    return entry.cache[key]
+
+
+def check_input(entry: ToolEntry, data: Any) -> Any:
+    """Validate (and fill defaults into) the input; returns what the tool will see."""
+    validate = _validator(entry, "input_schema")
+    if validate is None:
+        return data
+    if isinstance(data, dict):
+        data = dict(data)
+    try:
+        return validate(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise ToolInputError(
+            f"{entry.tool_id}: bad input: {_describe(exc)}", tool_id=entry.tool_id, version=entry.served_version
+        ) from exc
+
+
+def check_output(entry: ToolEntry, data: Any) -> None:
+    validate = _validator(entry, "output_schema")
+    if validate is None:
+        return
+    try:
+        validate(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise ToolOutputError(
+            f"{entry.tool_id}: output violates output_schema: {_describe(exc)}",
+            tool_id=entry.tool_id, version=entry.served_version,
+        ) from exc
+
+
+def _describe(exc: Any) -> str:
+    path = ".".join(str(p) for p in (exc.path or [])[1:])
+    msg = str(exc.message).replace("data.", "").replace("data ", "input ", 1)
+    return f"field '{path}': {msg}" if path else msg
