@@ -30,7 +30,9 @@ from tools.ids import check_tool_id
 from tools.settings import Settings, load_settings
 
 #: `module:function` called with the runtime once the store is open, before tools load.
-EXTENSIONS: list[str] = []
+#: Each capability keeps its engine in `runtime.extensions[name]`.
+EXTENSIONS: list[str] = [
+]
 
 HEARTBEAT_SECONDS = 2.0
 LIVE_AFTER_SECONDS = 10.0

@@ -42,6 +42,7 @@ class _Piece:
     block: int
     seq: int
     role: str
+    must: bool = False
 
     @property
     def cost(self) -> int:
@@ -175,7 +176,7 @@ def _choose_top_level(sel: _Selection, used: set[int]) -> list[str]:
         piece = _Piece((TIER_TOP, 0, 0, sentence.seq), sentence.section, text,
                        len(text) - text.endswith(_ELLIPSIS) * (text != sentence.text),
                        sentence.line_start, sentence.line_end, sentence.block, sentence.seq,
-                       _ROLES[TIER_TOP])
+                       _ROLES[TIER_TOP], sentence.must and text == sentence.text)
         if sel.try_add(piece):
             used.add(number)
     return warnings
@@ -206,7 +207,7 @@ def _candidates(doc: Document, used: set[int], max_length: int) -> list[_Piece]:
             tier = TIER_REST
         pieces.append(_Piece(key(tier, section, sentence.seq), sentence.section, sentence.text,
                              len(sentence.text), sentence.line_start, sentence.line_end,
-                             sentence.block, sentence.seq, _ROLES[tier]))
+                             sentence.block, sentence.seq, _ROLES[tier], sentence.must))
     code_cap = max(400, max_length // 8)
     for block in doc.code:
         rendered = f"```{block.info}\n{block.text}```"
@@ -261,6 +262,12 @@ def _part(section: Section, role: str, start: int, end: int, chars: int) -> dict
             "kind": section.kind, "role": role, "chars": chars}
 
 
+def _add_headings(sel: _Selection, indices: set[int]) -> None:
+    """Titles above the top level (a lone document title) are context, added after the MUSTs."""
+    for index in sorted(indices):
+        sel.add_heading(index)
+
+
 def summarize(doc: Document, max_length: int) -> Summary:
     """Choose and render the summary of `doc` within `max_length` characters."""
     sel = _Selection(doc, max_length)
@@ -272,14 +279,14 @@ def summarize(doc: Document, max_length: int) -> Summary:
         complete = True
         for piece in pieces:
             if piece.key[0] > TIER_MUST and ancestors:
-                for index in sorted(ancestors):
-                    sel.add_heading(index)
+                _add_headings(sel, ancestors)
                 ancestors = set()
             if sel.left < _MIN_USEFUL:
                 complete = False
                 break
             if not sel.try_add(piece):
                 complete = False
+        _add_headings(sel, ancestors)
     else:
         complete = False
     text, parts = _render(sel)
@@ -289,15 +296,8 @@ def summarize(doc: Document, max_length: int) -> Summary:
     content += sum(piece.content for piece in sel.pieces)
     binding = {s.index for s in doc.sections if s.kind in ("requirements", "constraints")}
     must_total = sum(1 for s in doc.sentences if s.must and s.section in binding)
-    must_kept = sum(1 for p in sel.pieces if p.role == "must"
-                    or (p.section in binding and p.role == "first_sentence"
-                        and _is_must(doc, p)))
+    must_kept = sum(1 for p in sel.pieces if p.must and p.section in binding)
     represented = sum(1 for i in doc.top_level
                       if i in sel.headings or any(p.section == i for p in sel.pieces))
     return Summary(text, parts, content, represented, must_total, must_kept, complete, warnings)
 
-
-def _is_must(doc: Document, piece: _Piece) -> bool:
-    """Whether a first-sentence piece is an unshortened MUST / SHALL sentence."""
-    return any(s.seq == piece.seq and s.must and s.text == piece.text for s in doc.sentences
-               if s.section == piece.section)

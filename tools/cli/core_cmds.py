@@ -64,9 +64,9 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
     for problem in runtime.catalog.problems():
         rows.append({"id": problem.path.stem, "version": "", "status": "error", "type": None, "source": "problem",
                      "score": None, "error": problem.message, "path": str(problem.path), "overrides": None})
-    scores = getattr(runtime, "scores_snapshot", None)
-    if callable(scores):
-        live = scores()
+    failures = runtime.extensions.get("failures")
+    if failures is not None:
+        live = failures.scores_snapshot()
         for row in rows:
             key = (row["id"], row["version"])
             if key in live:
