@@ -167,6 +167,8 @@ class Catalog:
         self._pending_changes: list[StatusChange] = []
         self._flush_lock = threading.Lock()
         self._last_flush = 0.0
+        self.cache_hits = 0
+        self.parsed = 0
 
     # -- listeners -----------------------------------------------------------------
 
@@ -231,11 +233,11 @@ class Catalog:
             self._maybe_flush()
         self._write_cache(fresh)
         self.finished_at = time.perf_counter()
-        self.flush()
-        self.finished.set()
-        summary = self.summary()
-        self._queue_event(PendingEvent("load.finished", None, None, {"summary": summary, "seconds": round(self.finished_at - self.started_at, 3)}))
+        summary = self.summary(final=True)
+        seconds = round(self.finished_at - self.started_at, 3)
+        self._queue_event(PendingEvent("load.finished", None, None, {"summary": summary, "seconds": seconds}))
         self.flush(force=True)
+        self.finished.set()
 
     def _claim(self, entry: ToolEntry) -> bool:
         with self._lock:
@@ -256,8 +258,10 @@ class Catalog:
             hit = cache.get(key) if cache else None
             if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
                 data = json.loads(hit[2])
+                self.cache_hits += 1
             else:
                 data = read_manifest_data(entry.path)
+                self.parsed += 1
                 fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
         except ManifestError as exc:
@@ -369,7 +373,10 @@ class Catalog:
         if entry is None:
             if version is not None and self.find(tool_id) is not None:
                 known = sorted(self.versions(tool_id))
-                raise UnknownToolError(f"tool {tool_id!r} has no version {version} (known evolved versions: {', '.join(known) or 'none'})", tool_id=tool_id)
+                raise UnknownToolError(
+                    f"tool {tool_id!r} has no version {version} (known evolved versions: {', '.join(known) or 'none'})",
+                    tool_id=tool_id,
+                )
             near = closest(tool_id, self.ids())
             hint = f"; did you mean {', '.join(near)}?" if near else ""
             raise UnknownToolError(f"unknown tool {tool_id!r}{hint}", tool_id=tool_id)
@@ -393,12 +400,12 @@ class Catalog:
             out["problems"] = len(self._problems)
         return out
 
-    def summary(self) -> str:
+    def summary(self, final: bool = False) -> str:
         if not self.discovered.is_set():
             return "Discovering tools..."
         c = self.counts()
         errors = c[ERROR] + c["problems"]
-        if not self.finished.is_set():
+        if not (final or self.finished.is_set()):
             return f"Loading {c[READY] + c[ERROR]}/{self.total}"
         err = f", {errors} error{'s' if errors != 1 else ''}" if errors else ""
         return f"Ready: {c[READY]} tools{err}"

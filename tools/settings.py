@@ -20,12 +20,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "timeout_seconds": 120,
         "daily_token_budget": 2_000_000,
         "replay_dir": "",
+        "base_url": "",  # empty: ANTHROPIC_BASE_URL, else the SDK default
+        "max_retries": 2,
     },
     "evolution": {
         "auto_approve": "off",  # off | all-stages-passed
         "max_rounds": 2,
         "sandbox_timeout_seconds": 10,
         "sandbox_memory_mb": 512,
+        "regression_cases": 20,
     },
     "buffers": {
         "max_attempts": 5,

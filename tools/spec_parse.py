@@ -16,6 +16,16 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from tools.spec_text import (
+    clean_inline,
+    collapse,
+    normalize_text,
+    rst_headings,
+    rst_rewrite,
+    slugify,
+    split_sentences,
+)
+
 KINDS = ("requirements", "constraints", "examples", "background", "other")
 PREAMBLE_ID = "_preamble"
 #: above this many paragraphs a heading-less document groups paragraphs into sections
@@ -38,18 +48,8 @@ _BOUND = re.compile(
     r"|entries|retries|attempts|percent|%)",
     re.I,
 )
+_DIGIT = re.compile(r"\d")
 _EXAMPLE_CUE = re.compile(r"\b(?:for example|for instance|e\.g\.|example:)", re.I)
-_SENTENCE_END = re.compile(r"[.!?][\"')\]*_`’”]*\s+(?=[\"'(\[*_`‘“]*[A-Z0-9])")
-_ABBREV = re.compile(
-    r"(?:\b(?:e\.g|i\.e|etc|vs|cf|viz|al|approx|incl|fig|sec|no|mr|mrs|dr|st|vol)|\b[A-Za-z])\.$",
-    re.I,
-)
-_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
-_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
-_LINK = re.compile(r"\[([^\[\]\n]+)\](?:\([^)\n]*\)|\[[^\]\n]*\])")
-_SPACES = re.compile(r"\s+")
-_SLUG_DROP = re.compile(r"[^\w]+")
-_RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
 
 _HEADING_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("examples", re.compile(
@@ -81,6 +81,12 @@ class Sentence:
     must: bool
     normative: bool
     bound: bool
+    label_len: int = 0  # `label: ` prefix of a table-row sentence, not part of the sentence
+
+    @property
+    def bare(self) -> str:
+        """The sentence as written, without the row label it was given for context."""
+        return self.text[self.label_len:]
 
 
 @dataclass(slots=True)
@@ -143,61 +149,17 @@ def _block_parser() -> MarkdownIt:
     return MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
 
 
-def normalize_text(text: str) -> str:
-    """Strip a BOM and make every line end `\\n`, so line numbers mean the same everywhere."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
-
-
-def clean_inline(raw: str) -> str:
-    """Drop link targets and inline HTML (anchors), keeping every word; newlines kept."""
-    if "<" in raw:
-        raw = _HTML_TAG.sub("", raw)
-    if "[" in raw:
-        raw = _IMAGE.sub(r"\1", raw)
-        raw = _LINK.sub(r"\1", raw)
-    if "\\" in raw:
-        raw = raw.replace("\\|", "|")
-    return raw
-
-
-def collapse(text: str) -> str:
-    """One line, single spaces: how sentences and titles appear in a summary."""
-    return _SPACES.sub(" ", text).strip()
-
-
-def slugify(title: str) -> str:
-    """A heading as an id component: lower case, words joined by `-`, at most 60 characters."""
-    slug = _SLUG_DROP.sub("-", title.lower()).strip("-")
-    if len(slug) > 60:
-        slug = slug[:60].rsplit("-", 1)[0] or slug[:60]
-    return slug or "section"
-
-
-def split_sentences(text: str) -> list[tuple[int, str]]:
-    """Split on sentence ends, not after common abbreviations; returns (offset, raw sentence)."""
-    out: list[tuple[int, str]] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        end = match.start() + 1
-        if _ABBREV.search(text[max(start, end - 6):end]):
-            continue
-        out.append((start, text[start:match.end()]))
-        start = match.end()
-    if start < len(text):
-        out.append((start, text[start:]))
-    return out
-
-
 def _heading_cue(title: str) -> str | None:
     """The kind a heading announces by its words, if any."""
     for kind, pattern in _HEADING_CUES:
         if pattern.search(title):
             return kind
     return None
+
+
+def _contains_any(text: str, words: tuple[str, ...]) -> bool:
+    """Plain substring search, the cheap pre-check before a keyword regex."""
+    return any(word in text for word in words)
 
 
 class _Builder:
@@ -208,6 +170,10 @@ class _Builder:
         self.sections: list[Section] = []
         self.sentences: list[Sentence] = []
         self.code: list[CodeBlock] = []
+        self.uppercase = uppercase
+        self.must_words = ("MUST", "SHALL") if uppercase else ("must", "shall")
+        self.norm_words = (("REQUIRED", "SHOULD", "RECOMMENDED") if uppercase
+                           else ("required", "should", "recommended"))
         self.must_re = _MUST_UPPER if uppercase else _MUST_ANY
         self.norm_re = _NORM_UPPER if uppercase else _NORM_ANY
         self.current: int | None = None
@@ -246,9 +212,9 @@ class _Builder:
             sentence = collapse(chunk)
             if not sentence:
                 continue
-            if label:
-                sentence = f"{label}: {sentence}"
-            self._add_sentence(section, sentence, line, line + chunk.count("\n"))
+            prefix = f"{label}: " if label else ""
+            self._add_sentence(section, prefix + sentence, line, line + chunk.count("\n"),
+                               len(prefix))
 
     def add_row(self, cells: list[str], line0: int) -> None:
         """A short table row stays one part; a long one yields `label: sentence` parts."""
@@ -267,19 +233,27 @@ class _Builder:
             if len(cell) >= 40 or "." in cell:
                 self.add_prose(cell, line0, label)
 
-    def _add_sentence(self, section: Section, text: str, start: int, end: int) -> None:
-        must = bool(self.must_re.search(text))
-        normative = must or bool(self.norm_re.search(text))
-        bound = bool(_BOUND.search(text))
+    def _add_sentence(self, section: Section, text: str, start: int, end: int,
+                      label_len: int = 0) -> None:
+        bare = text[label_len:]
+        # substring tests first: they run in C and rule out most sentences before any regex
+        folded = bare if self.uppercase else bare.lower()
+        must = _contains_any(folded, self.must_words) and bool(self.must_re.search(bare))
+        normative = must or (_contains_any(folded, self.norm_words)
+                             and bool(self.norm_re.search(bare)))
+        bound = bool(_DIGIT.search(bare)) and bool(_BOUND.search(bare))
         first = section.index not in self.has_first
         self.has_first.add(section.index)
         section.must_count += must
         section.normative += normative
         section.bounds += bound
-        if _EXAMPLE_CUE.search(text):
+        lowered = bare.lower() if self.uppercase else folded
+        if ("example" in lowered or "e.g." in lowered or "for instance" in lowered) and \
+                _EXAMPLE_CUE.search(bare):
             section.example_cues += 1
         self.sentences.append(Sentence(
             section.index, text, start, end, self.seq, self.block, first, must, normative, bound,
+            label_len,
         ))
         self.seq += 1
 
@@ -341,67 +315,35 @@ def _paragraph_boundaries(tokens: list[Token], lines: list[str]) -> dict[int, st
     for i in starts[::step]:
         token = tokens[i]
         assert token.map is not None
+        if token.type != "paragraph_open":
+            out[i] = "(document)"
+            continue
         first_line = collapse(clean_inline(lines[token.map[0]]))
         title = first_line[:60].rsplit(" ", 1)[0] + "…" if len(first_line) > 60 else first_line
         out[i] = title or "(paragraph)"
     return out
 
 
-def _rst_headings(lines: list[str]) -> dict[int, tuple[str, tuple[str, bool], list[int]]]:
-    """reStructuredText section titles: title line -> (title, adornment style, adornment lines)."""
-    found: dict[int, tuple[str, tuple[str, bool], list[int]]] = {}
-    n = len(lines)
-    i = 0
-    while i < n - 1:
-        line = lines[i]
-        blank_before = i == 0 or not lines[i - 1].strip()
-        over = _RST_ADORNMENT.match(line)
-        if (over and blank_before and i + 2 < n and lines[i + 1].strip()
-                and lines[i + 2].rstrip() == line.rstrip()
-                and len(line.rstrip()) >= len(lines[i + 1].strip())):
-            found[i + 1] = (lines[i + 1].strip(), (line[0], True), [i, i + 2])
-            i += 3
-            continue
-        under = _RST_ADORNMENT.match(lines[i + 1])
-        if (under and blank_before and line.strip() and not line[0].isspace()
-                and not _RST_ADORNMENT.match(line)
-                and len(lines[i + 1].rstrip()) >= len(line.rstrip())):
-            found[i] = (line.strip(), (lines[i + 1][0], False), [i + 1])
-            i += 2
-            continue
-        i += 1
-    return found
-
-
-def _rst_rewrite(lines: list[str], found: dict[int, tuple[str, tuple[str, bool], list[int]]]
-                 ) -> str:
-    """Turn RST titles into ATX headings in place (same line count), levels by first appearance."""
-    styles: list[tuple[str, bool]] = []
-    out = list(lines)
-    for line_no in sorted(found):
-        title, style, adornments = found[line_no]
-        if style not in styles:
-            styles.append(style)
-        out[line_no] = "#" * min(styles.index(style) + 1, 6) + " " + title
-        for adornment in adornments:
-            out[adornment] = ""
-    return "\n".join(out)
-
-
 def _choose_format(text: str, lines: list[str], source: str | None
-                   ) -> tuple[str, list[Token]]:
-    """Markdown unless the text has no ATX headings and clearly uses RST underlines."""
+                   ) -> tuple[str, list[Token], dict[int, int]]:
+    """Markdown unless the text has no ATX headings and clearly uses RST underlines.
+
+    Also returns, for overlined RST titles, title line -> overline line, so the
+    section starts at its overline.
+    """
     tokens = _block_parser().parse(text)
     has_atx = any(t.type == "heading_open" and t.level == 0 and t.markup.startswith("#")
                   for t in tokens)
     if has_atx:
-        return "markdown", tokens
-    found = _rst_headings(lines)
+        return "markdown", tokens, {}
+    found = rst_headings(lines)
     is_rst_file = bool(source) and str(source).lower().endswith((".rst", ".rest"))
     if found and (is_rst_file or any(style[0] not in "=-" or style[1]
                                      for _, style, _ in found.values())):
-        return "rst", _block_parser().parse(_rst_rewrite(lines, found))
-    return "markdown", tokens
+        starts = {line: min(adornments) for line, (_, _, adornments) in found.items()
+                  if min(adornments) < line}
+        return "rst", _block_parser().parse(rst_rewrite(lines, found)), starts
+    return "markdown", tokens, {}
 
 
 def _link_tree(doc_lines: list[str], sections: list[Section]) -> None:
@@ -515,7 +457,7 @@ def parse_document(text: str, *, source: str | None = None) -> Document:
     builder = _Builder(lines, uppercase)
     if not text.strip():
         return Document(text, lines, "empty", [], [], [], [], None, {})
-    fmt, tokens = _choose_format(text, lines, source)
+    fmt, tokens, starts = _choose_format(text, lines, source)
     boundaries = {i: _heading_title(tokens, i) for i, t in enumerate(tokens)
                   if t.type == "heading_open" and t.level == 0}
     if not boundaries:
@@ -523,6 +465,8 @@ def parse_document(text: str, *, source: str | None = None) -> Document:
         boundaries = _paragraph_boundaries(tokens, lines)
     _walk(tokens, builder, boundaries)
     sections = builder.sections
+    for section in sections:
+        section.line_start = starts.get(section.line_start - 1, section.line_start - 1) + 1
     _link_tree(lines, sections)
     by_id = _assign_ids(sections)
     _classify(sections)

@@ -22,7 +22,7 @@ _MIN_USEFUL = 12
 _MIN_FIRST = 40
 _ELLIPSIS = "…"
 
-TIER_TOP, TIER_MUST, TIER_ANCESTOR, TIER_FIRST, TIER_NORMATIVE, TIER_CODE, TIER_REST = range(7)
+TIER_TOP, TIER_MUST, TIER_FIRST, TIER_NORMATIVE, TIER_CODE, TIER_REST = range(6)
 _ROLES = {
     TIER_TOP: "first_sentence", TIER_MUST: "must", TIER_FIRST: "first_sentence",
     TIER_NORMATIVE: "normative", TIER_CODE: "code", TIER_REST: "text",
@@ -131,7 +131,7 @@ def _first_in_subtree(doc: Document, first_of: dict[int, int], top: Section) -> 
 def _cap_for(lengths: list[int], fixed: list[int], budget: int) -> int:
     """The largest sentence length cap such that all capped first sentences fit."""
     def cost(cap: int) -> int:
-        return sum(f + min(n, cap) + 1 + (n > cap) for n, f in zip(lengths, fixed))
+        return sum(f + min(n, cap) + 1 + (n > cap) for n, f in zip(lengths, fixed, strict=True))
 
     low, high = 0, max(lengths, default=0)
     while low < high:
@@ -263,7 +263,7 @@ def _part(section: Section, role: str, start: int, end: int, chars: int) -> dict
 
 
 def _add_headings(sel: _Selection, indices: set[int]) -> None:
-    """Titles above the top level (a lone document title) are context, added after the MUSTs."""
+    """Titles above the top level (a lone document title), outermost first, each if it fits."""
     for index in sorted(indices):
         sel.add_heading(index)
 
@@ -273,20 +273,16 @@ def summarize(doc: Document, max_length: int) -> Summary:
     sel = _Selection(doc, max_length)
     used: set[int] = set()
     warnings = _choose_top_level(sel, used)
+    # the lone title above the top level costs one line and frames the rest: it comes next
+    _add_headings(sel, {a for i in doc.top_level for a in sel.missing_headings(doc.sections[i].parent)})
     if sel.left >= _MIN_USEFUL:
-        pieces = _candidates(doc, used, max_length)
-        ancestors = {a for i in doc.top_level for a in sel.missing_headings(doc.sections[i].parent)}
         complete = True
-        for piece in pieces:
-            if piece.key[0] > TIER_MUST and ancestors:
-                _add_headings(sel, ancestors)
-                ancestors = set()
+        for piece in _candidates(doc, used, max_length):
             if sel.left < _MIN_USEFUL:
                 complete = False
                 break
             if not sel.try_add(piece):
                 complete = False
-        _add_headings(sel, ancestors)
     else:
         complete = False
     text, parts = _render(sel)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from tools.cli.output import console, emit_json, read_json_arg, runtime_for
-from tools.errors import ToolError
+from tools.errors import ToolError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +108,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         try:
             result = runtime.call(args.tool, data, version=args.version, timeout=args.timeout)
+        except UsageError:
+            raise
         except ToolError as exc:
             if args.json_out:
                 emit_json({"ok": False, **exc.to_dict()})

@@ -34,3 +34,8 @@ def resolve_builtin(entry: ToolEntry) -> BuiltinFn:
         raise ManifestError(f"{entry.path}: field 'entry': cannot import {entry.manifest.entry}: {exc}", tool_id=entry.tool_id) from exc
     entry.cache["builtin"] = fn
     return fn
+
+
+def echo(runtime: Any, data: Any) -> Any:
+    """A builtin that returns its input: a health check, and the baseline for call overhead."""
+    return data

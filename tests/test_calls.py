@@ -1,0 +1,218 @@
+"""Calling tools of every kind, through real processes, and what failures look like."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import exec_tool, python_tool
+from tools.errors import (
+    ToolCrashError,
+    ToolExitError,
+    ToolInputError,
+    ToolOutputError,
+    ToolTimeoutError,
+)
+
+SECRET = "sk-ant-test-secret-0123456789abcdef"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_executable_json_and_text_output(workspace: Path, make_runtime) -> None:
+    tools = workspace / "tools"
+    exec_tool(tools, "echo_json", "import json, sys\njson.dump({'got': json.load(sys.stdin)}, sys.stdout)\n")
+    exec_tool(tools, "say_text", "import sys\nsys.stdin.read()\nprint('plain words')\n")
+    runtime = make_runtime()
+    assert runtime.call("echo_json", '{"a": 1}') == {"got": {"a": 1}}
+    assert runtime.call("say_text", {}) == "plain words\n"
+
+
+def test_exit_code_carries_class_code_and_stderr_tail(workspace: Path, make_runtime) -> None:
+    exec_tool(workspace / "tools", "fails", "import sys\nprint('boom: disk on fire', file=sys.stderr)\nsys.exit(3)\n")
+    runtime = make_runtime()
+    with pytest.raises(ToolExitError) as info:
+        runtime.call("fails", {})
+    err = info.value
+    assert err.exit_code == 3 and err.error_class == "exit_code"
+    assert "disk on fire" in err.stderr_tail and "exited with code 3" in err.message
+
+
+def test_timeout_kills_the_whole_process_group(workspace: Path, make_runtime, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    exec_tool(workspace / "tools", "spawner", script, timeout=1)
+    runtime = make_runtime()
+    started = time.monotonic()
+    with pytest.raises(ToolTimeoutError, match="timed out after 1 s"):
+        runtime.call("spawner", {})
+    assert time.monotonic() - started < 10
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild), "the grandchild outlived the timeout"
+
+
+def test_secrets_never_reach_a_tool_and_are_redacted_from_stderr(workspace: Path, make_runtime,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("QDRANT_API_KEY", "qdrant-secret-value-42")
+    tools = workspace / "tools"
+    exec_tool(tools, "show_env", "import json, os, sys\nsys.stdin.read()\njson.dump(sorted(os.environ), sys.stdout)\n",
+              executable={"environment": {"ANTHROPIC_API_KEY": "smuggled", "HARMLESS": "1"}})
+    exec_tool(tools, "leaky", f"import sys\nprint('key is {SECRET}', file=sys.stderr)\nsys.exit(1)\n")
+    python_tool(tools, "py_env", "import os\ndef run(d):\n    return sorted(os.environ)\n")
+    runtime = make_runtime()
+    names = runtime.call("show_env", {})
+    assert "HARMLESS" in names
+    assert "ANTHROPIC_API_KEY" not in names and "QDRANT_API_KEY" not in names
+    assert "ANTHROPIC_API_KEY" not in runtime.call("py_env", {})
+    with pytest.raises(ToolExitError) as info:
+        runtime.call("leaky", {})
+    assert SECRET not in info.value.stderr_tail and SECRET not in info.value.message
+    assert "***" in info.value.stderr_tail
+    runtime.calls.flush()
+    db = (runtime.home / "tooldeck.db").read_bytes() + (runtime.home / "tooldeck.db-wal").read_bytes()
+    assert SECRET.encode() not in db
+
+
+def test_warm_worker_survives_a_raise_and_a_hard_exit(workspace: Path, make_runtime) -> None:
+    body = (
+        "import os\n"
+        "def run(d):\n"
+        "    print('noise on stdout must not break the protocol')\n"
+        "    if d.get('mode') == 'raise':\n"
+        "        raise ValueError('bad value in tool')\n"
+        "    if d.get('mode') == 'exit':\n"
+        "        os._exit(7)\n"
+        "    if d.get('mode') == 'sysexit':\n"
+        "        raise SystemExit(2)\n"
+        "    return {'pid': os.getpid()}\n"
+    )
+    python_tool(workspace / "tools", "fragile", body)
+    runtime = make_runtime()
+    pid = runtime.call("fragile", {})["pid"]
+    with pytest.raises(ToolCrashError, match="ValueError: bad value in tool") as info:
+        runtime.call("fragile", {"mode": "raise"})
+    assert "ValueError" in info.value.stderr_tail
+    assert runtime.call("fragile", {})["pid"] == pid  # same warm worker
+    with pytest.raises(ToolCrashError, match="SystemExit"):
+        runtime.call("fragile", {"mode": "sysexit"})
+    assert runtime.call("fragile", {})["pid"] == pid
+    with pytest.raises(ToolCrashError, match="died") as info:
+        runtime.call("fragile", {"mode": "exit"})
+    assert info.value.exit_code == 7
+    new_pid = runtime.call("fragile", {})["pid"]
+    assert new_pid != pid and not _alive(pid)
+
+
+def test_worker_timeout_kills_and_restarts(workspace: Path, make_runtime) -> None:
+    python_tool(workspace / "tools", "sleepy", "import os, time\ndef run(d):\n    time.sleep(d.get('s', 0))\n    return os.getpid()\n",
+                timeout=0.5)
+    runtime = make_runtime()
+    first = runtime.call("sleepy", {})
+    with pytest.raises(ToolTimeoutError):
+        runtime.call("sleepy", {"s": 5})
+    assert runtime.call("sleepy", {}) != first
+
+
+def test_worker_that_cannot_import_fails_clearly(workspace: Path, make_runtime) -> None:
+    python_tool(workspace / "tools", "broken_import", "import not_a_module_anywhere\ndef run(d):\n    return d\n")
+    runtime = make_runtime()
+    with pytest.raises(ToolCrashError, match="cannot load broken_import.py:run"):
+        runtime.call("broken_import", {})
+
+
+def test_bad_input_is_refused_before_the_tool_runs(workspace: Path, make_runtime, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    exec_tool(workspace / "tools", "strict", f"open({str(marker)!r}, 'w').write('x')\nprint('{{}}')\n",
+              input_schema={"text": {"type": "string", "required": True}})
+    runtime = make_runtime()
+    with pytest.raises(ToolInputError, match="text"):
+        runtime.call("strict", {"other": 1})
+    with pytest.raises(ToolInputError, match="not valid JSON"):
+        runtime.call("strict", "{not json")
+    assert not marker.exists()
+
+
+def test_output_schema_violation_and_garbage_output(workspace: Path, make_runtime) -> None:
+    tools = workspace / "tools"
+    exec_tool(tools, "garbage", "import sys\nsys.stdout.buffer.write(b'\\x89PNG\\x00garbage')\n",
+              output_schema={"type": "object", "required": ["rows"]})
+    python_tool(tools, "wrong_shape", "def run(d):\n    return {'nope': 1}\n", output_schema={"type": "object", "required": ["rows"]})
+    python_tool(tools, "unserialisable", "def run(d):\n    return {1, 2}\n")
+    runtime = make_runtime()
+    with pytest.raises(ToolOutputError, match="output_schema"):
+        runtime.call("garbage", {})
+    with pytest.raises(ToolOutputError, match="rows"):
+        runtime.call("wrong_shape", {})
+    with pytest.raises(ToolCrashError, match="not JSON serializable"):
+        runtime.call("unserialisable", {})
+
+
+def test_working_dir_must_stay_inside_the_workspace(workspace: Path, make_runtime) -> None:
+    exec_tool(workspace / "tools", "escaper", "print(1)\n", executable={"working_dir": "../../"})
+    runtime = make_runtime()
+    with pytest.raises(Exception, match="outside"):
+        runtime.call("escaper", {})
+
+
+def test_calls_are_recorded_unless_tracking_is_off(workspace: Path, make_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = workspace / "tools"
+    python_tool(tools, "counted", "def run(d):\n    if d.get('fail'):\n        raise RuntimeError('x')\n    return d\n")
+    python_tool(tools, "private", "def run(d):\n    if d.get('fail'):\n        raise RuntimeError('x')\n    return d\n",
+                track_usage=False)
+    runtime = make_runtime()
+    runtime.call("counted", {"n": 1})
+    runtime.call("counted", {"n": 2}, disable_tracking=True)
+    runtime.call("private", {"n": 3})
+    with pytest.raises(ToolCrashError):
+        runtime.call("private", {"fail": True})
+    runtime.calls.flush()
+    rows = [dict(r) for r in runtime.store.query("SELECT tool_id, outcome, input FROM calls ORDER BY id")]
+    assert [(r["tool_id"], r["outcome"]) for r in rows] == [("counted", "ok"), ("private", "crash")]
+    assert rows[0]["input"] == '{"n":1}'
+    assert rows[1]["input"] is None  # failures are always recorded; the input only when tracking is on
+
+
+def test_tracking_env_switch(workspace: Path, make_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLDECK_DISABLE_USAGE_TRACKING", "1")
+    python_tool(workspace / "tools", "quiet", "def run(d):\n    return d\n")
+    runtime = make_runtime()
+    runtime.call("quiet", {})
+    runtime.calls.flush()
+    assert runtime.store.query_one("SELECT COUNT(*) FROM calls")[0] == 0
+
+
+def test_manifest_tests_run(make_runtime) -> None:
+    runtime = make_runtime(demo=True)
+    results = runtime.run_tests("csv_parser")
+    assert results and all(r["passed"] for r in results), results
+
+
+def test_workers_are_gone_after_close(workspace: Path, make_runtime) -> None:
+    python_tool(workspace / "tools", "pidder", "import os\ndef run(d):\n    return os.getpid()\n")
+    runtime = make_runtime()
+    pid = runtime.call("pidder", {})
+    assert _alive(pid)
+    runtime.close()
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid)
+    assert os.getpid() != pid

@@ -1,0 +1,50 @@
+"""The runtime is headless: importing it pulls in neither Textual nor the heavy clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("textual", "anthropic", "qdrant_client")
+
+
+def _fresh(code: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_import_tools_is_headless() -> None:
+    out = _fresh(f"import sys, json, tools\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    assert json.loads(out) == []
+
+
+def test_call_tool_in_a_fresh_interpreter_stays_headless(tmp_path: Path) -> None:
+    code = (
+        "import sys, json\n"
+        "from tools import call_tool\n"
+        "out = call_tool('json_parser', json.dumps({'text': '[1, 2]'}))\n"
+        "print(out)\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    ws = tmp_path / "ws"
+    from tools.demo_workspace import prepare_demo_workspace
+
+    prepare_demo_workspace(str(ws))
+    out = _fresh(code, {"TOOLDECK_WORKSPACE": str(ws)}).splitlines()
+    assert json.loads(out[0])["data"] == [1, 2]
+    assert isinstance(out[0], str)
+    heavy = set(json.loads(out[1]))
+    # extensions load their heavy parts in background threads only when they need them;
+    # the call path itself must not import the LLM client or Textual
+    assert "textual" not in heavy and "anthropic" not in heavy
+
+
+def test_state_does_not_import_tools_or_tui() -> None:
+    out = _fresh("import sys, json, state, state.events, state.calls\n"
+                 "print(json.dumps([m for m in ('tools', 'tui', 'textual') if m in sys.modules]))")
+    assert json.loads(out) == []

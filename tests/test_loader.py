@@ -1,0 +1,134 @@
+"""Background loading: status order, waiting for one tool, the manifest cache, overrides."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import python_tool, write_tool
+from tools.errors import ToolNotReadyError, UnknownToolError
+from tools.runtime import Runtime
+
+
+def _many(folder: Path, n: int) -> None:
+    for i in range(n):
+        python_tool(folder, f"tool_{i:03d}", "def run(data):\n    return data\n", tags=["t"])
+
+
+def test_loader_event_order(workspace: Path, make_runtime) -> None:
+    _many(workspace / "tools", 20)
+    runtime = make_runtime()
+    assert runtime.wait_ready(30)
+    kinds = [e.kind for e in runtime.events.tail(0, limit=1000)]
+    assert kinds[0] == "runtime.started"
+    finished = kinds.index("load.finished")
+    ready = [i for i, k in enumerate(kinds) if k == "tool.ready"]
+    assert len(ready) >= 20
+    assert max(ready) < finished
+    statuses = {r["tool_id"]: r["status"] for r in runtime.store.query("SELECT tool_id, status FROM tool_status")}
+    assert statuses["tool_007"] == "ready"
+
+
+def test_listeners_see_every_tool_and_run_without_the_lock(workspace: Path, make_runtime) -> None:
+    _many(workspace / "tools", 30)
+    seen: list[str] = []
+    runtime = make_runtime()
+
+    def listener(changes) -> None:
+        # taking the catalog lock here would deadlock if a lock were held during callbacks
+        runtime.catalog.counts()
+        seen.extend(c.tool_id for c in changes)
+
+    runtime.subscribe(listener)
+    assert runtime.wait_ready(30)
+    runtime.catalog.flush()
+    # some tools may have loaded before the listener subscribed; every later one is seen
+    assert set(seen) <= {f"tool_{i:03d}" for i in range(30)} | {e.tool_id for e in runtime.catalog.all_entries()}
+
+
+def test_get_tool_waits_for_that_tool_only(workspace: Path, make_runtime) -> None:
+    _many(workspace / "tools", 200)
+    runtime = make_runtime()
+    entry = runtime.get_tool("tool_199", wait=True, timeout=10)
+    assert entry.status == "ready" and entry.manifest is not None
+    assert runtime.call("tool_199", {"x": 1}) == {"x": 1}
+
+
+def test_unknown_tool_names_closest(workspace: Path, make_runtime) -> None:
+    python_tool(workspace / "tools", "json_parser", "def run(d):\n    return d\n")
+    runtime = make_runtime()
+    with pytest.raises(UnknownToolError, match="did you mean json_parser"):
+        runtime.get_tool("json_parsr")
+
+
+def test_warm_start_uses_the_manifest_cache(workspace: Path) -> None:
+    _many(workspace / "tools", 25)
+    first = Runtime(workspace)
+    first.wait_ready(30)
+    assert first.catalog.parsed >= 25
+    first.close()
+    second = Runtime(workspace)
+    try:
+        second.wait_ready(30)
+        assert second.catalog.cache_hits >= 25 and second.catalog.parsed == 0
+        # an edit changes size/mtime, so that one file is parsed again
+        path = workspace / "tools" / "tool_003.yaml"
+        path.write_text(path.read_text().replace("test tool tool_003", "edited description"))
+    finally:
+        second.close()
+    third = Runtime(workspace)
+    try:
+        third.wait_ready(30)
+        assert third.catalog.parsed == 1
+        assert third.get_tool("tool_003").manifest.description == "edited description"
+    finally:
+        third.close()
+
+
+def test_workspace_tool_overrides_builtin_and_says_so(workspace: Path, make_runtime) -> None:
+    from tools.catalog import BUILTIN_DIR
+
+    builtin = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+    if not builtin:
+        pytest.skip("no built-in tools to override yet")
+    name = builtin[0]
+    python_tool(workspace / "tools", name, "def run(d):\n    return {'mine': True}\n")
+    runtime = make_runtime()
+    entry = runtime.get_tool(name)
+    assert entry.source == "workspace" and entry.overrides is not None
+    assert runtime.call(name, {}) == {"mine": True}
+
+
+def test_summary_progresses(workspace: Path, make_runtime) -> None:
+    _many(workspace / "tools", 10)
+    write_tool(workspace / "tools", "broken", "name: broken\ntype: nope\n")
+    runtime = make_runtime()
+    runtime.wait_ready(30)
+    assert runtime.summary().startswith("Ready: ")
+    assert "1 error" in runtime.summary()
+
+
+def test_own_package_is_not_a_workspace_catalog(make_runtime) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    runtime = make_runtime(repo)
+    runtime.wait_ready(30)
+    assert all(e.source != "workspace" for e in runtime.catalog.all_entries())
+
+
+def test_wait_for_a_tool_that_never_loads_times_out(workspace: Path, make_runtime) -> None:
+    runtime = make_runtime()
+    runtime.wait_ready(10)
+    entry = runtime.catalog.find("nonexistent")
+    assert entry is None
+    # a tool stuck in `loading` (claimed by another thread) makes a waiter time out cleanly
+    python_tool(workspace / "tools", "late", "def run(d):\n    return d\n")
+    from tools.catalog import ToolEntry
+
+    stuck = ToolEntry("late", workspace / "tools" / "late.yaml", "workspace", claimed=True, status="loading")
+    with runtime.catalog._lock:
+        runtime.catalog._base["late"] = stuck
+    with pytest.raises(ToolNotReadyError, match="did not load within"):
+        runtime.get_tool("late", timeout=0.2)
+    threading.Thread(target=stuck.done.set).start()

@@ -1,0 +1,112 @@
+"""The state store: schema versions, locks held by another process, events, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from state.db import SCHEMA_VERSION, SchemaTooNewError, Store, StoreBusyError
+from state.events import EventLog
+from tools.errors import StateError
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tooldeck.db"
+    Store(path).close()
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(SchemaTooNewError, match="newer than this tooldeck understands"):
+        Store(path)
+
+
+def test_runtime_reports_a_newer_schema_as_one_line(workspace: Path, make_runtime) -> None:
+    home = workspace / ".tooldeck"
+    home.mkdir()
+    con = sqlite3.connect(home / "tooldeck.db")
+    con.execute("PRAGMA user_version=99")
+    con.close()
+    runtime = make_runtime()
+    with pytest.raises(StateError, match="schema version 99 is newer"):
+        runtime.call("anything", {})
+    assert "schema version 99" in runtime.summary()
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "tooldeck.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(Exception, match="not a tooldeck database|file is not a database"):
+        Store(path)
+
+
+def test_database_held_by_another_process_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "tooldeck.db"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys, time\n"
+         f"con = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+         "con.execute('BEGIN EXCLUSIVE')\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        store = Store(path, busy_timeout_ms=200)
+        events = EventLog(store)
+        with pytest.raises(StoreBusyError, match="locked by another process"):
+            events.emit("test.event")
+    finally:
+        holder.kill()
+        holder.wait()
+    # once the other process lets go, nothing is lost and writes work again
+    store = Store(path)
+    EventLog(store).emit("after.unlock")
+    assert [e.kind for e in EventLog(store).tail(0)] == ["after.unlock"]
+
+
+def test_events_tail_by_rowid_across_connections(tmp_path: Path) -> None:
+    path = tmp_path / "tooldeck.db"
+    writer = EventLog(Store(path), session="w")
+    reader = EventLog(Store(path))
+    first = writer.emit("a.one", "tool_x", "1.0.0", n=1)
+    writer.emit("a.two")
+    got = reader.tail(0)
+    assert [e.kind for e in got] == ["a.one", "a.two"]
+    assert got[0].payload == {"n": 1} and got[0].tool_id == "tool_x" and got[0].session == "w"
+    assert [e.kind for e in reader.tail(first)] == ["a.two"]
+    assert reader.tail(first, kinds=["a.one"]) == []
+
+
+def test_retention_prunes_old_events_but_keeps_the_newest(tmp_path: Path) -> None:
+    log = EventLog(Store(tmp_path / "tooldeck.db"))
+    old = time.time() - 10 * 86400
+    with log.store.tx() as con:
+        con.executemany("INSERT INTO events(ts, pid, kind) VALUES (?, 1, 'old')", [(old,)] * 50)
+    log.emit("fresh")
+    assert log.prune(86400, keep_min=11) == 40  # the newest 11 stay whatever their age
+    assert log.prune(86400, keep_min=1) == 10
+    assert [e.kind for e in log.tail(0)] == ["fresh"]
+    with log.store.tx() as con:
+        con.executemany("INSERT INTO events(ts, pid, kind) VALUES (?, 1, 'old')", [(old,)] * 5)
+    assert log.prune(86400, keep_min=100) == 0  # never below the floor
+
+
+def test_secrets_are_masked_in_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-abcdefghijklmnop")
+    log = EventLog(Store(tmp_path / "tooldeck.db"))
+    log.emit("oops", detail="the key is sk-ant-abcdefghijklmnop")
+    assert log.tail(0)[0].payload == {"detail": "the key is ***"}
+
+
+def test_wal_mode_and_checkpoint(tmp_path: Path) -> None:
+    store = Store(tmp_path / "tooldeck.db")
+    assert store.query_one("PRAGMA journal_mode")[0] == "wal"
+    EventLog(store).emit("x")
+    store.checkpoint()
