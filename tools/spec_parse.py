@@ -165,8 +165,7 @@ def _contains_any(text: str, words: tuple[str, ...]) -> bool:
 class _Builder:
     """Walks block tokens once, creating sections and attributing content to them."""
 
-    def __init__(self, doc_lines: list[str], uppercase: bool) -> None:
-        self.lines = doc_lines
+    def __init__(self, uppercase: bool) -> None:
         self.sections: list[Section] = []
         self.sentences: list[Sentence] = []
         self.code: list[CodeBlock] = []
@@ -190,8 +189,8 @@ class _Builder:
         self.sections.append(Section(index, title, level, line + 1, synthetic=synthetic))
         self.current = index
 
-    def _target(self, line: int) -> int:
-        """Content before the first section opens a synthetic preamble."""
+    def target(self) -> int:
+        """The section content goes to; content before the first one opens a synthetic preamble."""
         if self.current is None:
             self.open_section("(preamble)", 0, 0, synthetic=True)
         assert self.current is not None
@@ -199,8 +198,7 @@ class _Builder:
 
     def add_prose(self, raw: str, line0: int, label: str = "") -> None:
         """Split a paragraph (or table cell) into sentences with their line numbers."""
-        index = self._target(line0)
-        section = self.sections[index]
+        section = self.sections[self.target()]
         text = clean_inline(raw)
         section.text_chars += len(text)
         self.block += 1
@@ -220,8 +218,7 @@ class _Builder:
         """A short table row stays one part; a long one yields `label: sentence` parts."""
         cleaned = [collapse(clean_inline(cell)) for cell in cells]
         joined = " | ".join(cleaned)
-        index = self._target(line0)
-        section = self.sections[index]
+        section = self.sections[self.target()]
         if len(joined) <= 160 or len(cleaned) < 2:
             section.text_chars += len(joined)
             self.block += 1
@@ -235,6 +232,7 @@ class _Builder:
 
     def _add_sentence(self, section: Section, text: str, start: int, end: int,
                       label_len: int = 0) -> None:
+        """Record a sentence with the signals that classify its section and rank it."""
         bare = text[label_len:]
         # substring tests first: they run in C and rule out most sentences before any regex
         folded = bare if self.uppercase else bare.lower()
@@ -260,7 +258,7 @@ class _Builder:
     def add_code(self, token: Token) -> None:
         """Code stays whole; `#` lines inside it never become headings (the parser saw to that)."""
         assert token.map is not None
-        index = self._target(token.map[0])
+        index = self.target()
         self.sections[index].code_chars += len(token.content)
         self.code.append(CodeBlock(
             index, token.content, token.info.strip(), token.map[0] + 1, token.map[1], self.seq,
@@ -301,8 +299,7 @@ def _walk(tokens: list[Token], builder: _Builder, boundaries: dict[int, str]) ->
         elif kind == "tr_close" and not in_head:
             builder.add_row(row, row_line)
         elif kind == "html_block":
-            builder.sections[builder._target(token.map[0] if token.map else 0)].text_chars += len(
-                token.content)
+            builder.sections[builder.target()].text_chars += len(token.content)
 
 
 def _paragraph_boundaries(tokens: list[Token], lines: list[str]) -> dict[int, str]:
@@ -454,7 +451,7 @@ def parse_document(text: str, *, source: str | None = None) -> Document:
     text = normalize_text(text)
     lines = text.split("\n")
     uppercase = bool(_HAS_UPPER_KEYWORD.search(text))
-    builder = _Builder(lines, uppercase)
+    builder = _Builder(uppercase)
     if not text.strip():
         return Document(text, lines, "empty", [], [], [], [], None, {})
     fmt, tokens, starts = _choose_format(text, lines, source)

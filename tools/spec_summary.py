@@ -293,7 +293,8 @@ def summarize(doc: Document, max_length: int) -> Summary:
     binding = {s.index for s in doc.sections if s.kind in ("requirements", "constraints")}
     must_total = sum(1 for s in doc.sentences if s.must and s.section in binding)
     must_kept = sum(1 for p in sel.pieces if p.must and p.section in binding)
-    represented = sum(1 for i in doc.top_level
-                      if i in sel.headings or any(p.section == i for p in sel.pieces))
+    with_pieces = {p.section for p in sel.pieces}
+    represented = sum(1 for i in doc.top_level  # a paragraph has no heading line to show for it
+                      if (i in sel.headings and not doc.sections[i].synthetic) or i in with_pieces)
     return Summary(text, parts, content, represented, must_total, must_kept, complete, warnings)
 
