@@ -86,11 +86,23 @@ class CallRecorder:
                     )
                 )
             if rows:
+                counts: dict[tuple[str, str], list[Any]] = {}
+                for row in rows:
+                    c = counts.setdefault((row[1], row[2]), [0, 0, 0.0])
+                    c[0] += 1
+                    c[1] += row[5] != "ok"
+                    c[2] = max(c[2], row[0])
                 with self.store.tx() as con:
                     con.executemany(
                         "INSERT INTO calls(ts, tool_id, version, session, duration_ms, outcome, input, output,"
                         " input_truncated, output_truncated, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         rows,
+                    )
+                    con.executemany(
+                        "INSERT INTO call_counters(tool_id, version, calls, failures, last_ts) VALUES (?,?,?,?,?)"
+                        " ON CONFLICT(tool_id, version) DO UPDATE SET calls = calls + excluded.calls,"
+                        " failures = failures + excluded.failures, last_ts = excluded.last_ts",
+                        [(k[0], k[1], c[0], c[1], c[2]) for k, c in counts.items()],
                     )
             return len(rows)
 
@@ -110,25 +122,22 @@ class CallStats:
     p50_ms: float | None
 
 
-def tool_stats(store: Store, window: int = 200) -> dict[tuple[str, str], CallStats]:
-    """Calls, failures and p50 latency per (tool, version) over the last `window` calls each."""
-    totals = {
-        (r["tool_id"], r["version"]): (r["n"], r["bad"])
-        for r in store.query(
-            "SELECT tool_id, version, COUNT(*) AS n, SUM(outcome != 'ok') AS bad FROM calls GROUP BY tool_id, version"
-        )
+def tool_stats(store: Store, window_s: float = 600.0, sample: int = 200) -> dict[tuple[str, str], CallStats]:
+    """Calls and failures per (tool, version) from the running counters; p50 latency over
+    each tool's last `sample` calls of the last `window_s` seconds (one indexed query).
+    """
+    totals = {(r[0], r[1]): (r[2], r[3]) for r in store.query("SELECT tool_id, version, calls, failures FROM call_counters")}
+    durations: dict[tuple[str, str], list[float]] = {}
+    for r in store.query(
+        "SELECT tool_id, version, duration_ms FROM (SELECT tool_id, version, duration_ms,"
+        " ROW_NUMBER() OVER (PARTITION BY tool_id, version ORDER BY id DESC) AS rn FROM calls WHERE ts > ?) WHERE rn <= ?",
+        (time.time() - window_s, sample),
+    ):
+        durations.setdefault((r[0], r[1]), []).append(r[2])
+    return {
+        key: CallStats(int(n), int(bad or 0), statistics.median(durations[key]) if durations.get(key) else None)
+        for key, (n, bad) in totals.items()
     }
-    out: dict[tuple[str, str], CallStats] = {}
-    for key, (n, bad) in totals.items():
-        durations = [
-            r[0]
-            for r in store.query(
-                "SELECT duration_ms FROM calls WHERE tool_id=? AND version=? ORDER BY id DESC LIMIT ?",
-                (key[0], key[1], window),
-            )
-        ]
-        out[key] = CallStats(int(n), int(bad or 0), statistics.median(durations) if durations else None)
-    return out
 
 
 def recent_calls(store: Store, tool_id: str, *, version: str | None = None, limit: int = 20,

@@ -211,7 +211,9 @@ def _one_line(exc: ValidationError) -> str:
     if msg.split(":", 1)[0] in {"executable.command", "entry", "prompt"}:
         loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"field '{loc}': {msg}{more}"
+    got = first.get("input")
+    shown = f" (got {got!r})" if isinstance(got, (str, int, float, bool)) and len(repr(got)) <= 60 and repr(got) not in msg else ""
+    return f"field '{loc}': {msg}{shown}{more}"
 
 
 def read_manifest_data(path: Path) -> dict[str, Any]:

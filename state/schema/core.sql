@@ -83,3 +83,13 @@ CREATE TABLE IF NOT EXISTS tool_controls (
     updated REAL NOT NULL,
     PRIMARY KEY (tool_id, version)
 );
+
+-- Running totals per (tool, version), updated with each batch of call records.
+CREATE TABLE IF NOT EXISTS call_counters (
+    tool_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_ts REAL,
+    PRIMARY KEY (tool_id, version)
+);

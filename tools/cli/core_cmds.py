@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 from tools.cli.output import console, emit_json, read_json_arg, runtime_for
@@ -200,33 +198,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workspace, cleanup = prepare_demo_workspace(args.workspace, keep=args.keep)
     args.workspace = str(workspace)
     try:
-        return cmd_dashboard(args, demo=True, traffic=not args.no_traffic)
+        return cmd_dashboard(args, traffic=not args.no_traffic)
     finally:
         cleanup()
 
 
 def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
-    try:
-        from tui.app import run_dashboard
-    except ImportError as exc:  # the dashboard needs textual; the runtime does not
-        sys.stderr.write(f"tooldeck: the dashboard is unavailable ({exc}); printing tools as they load\n")
-        return _plain_demo(args, demo)
+    from tui.app import run_dashboard
+
     return run_dashboard(workspace=args.workspace, demo=demo, traffic=traffic)
-
-
-def _plain_demo(args: argparse.Namespace, demo: bool) -> int:
-    started = time.perf_counter()
-    runtime = runtime_for(args, serve=True, demo=demo, label="demo")
-    sys.stdout.write(f"workspace {runtime.workspace}\n")
-    _print_progress(runtime)
-    try:
-        runtime.wait_ready(60)
-        sys.stdout.write(f"{runtime.summary()} in {time.perf_counter() - started:.2f} s\n")
-        if os.isatty(0):
-            _wait_for_signal()
-    finally:
-        runtime.close()
-    return 0
 
 
 def as_json(value: Any) -> str:

@@ -1,0 +1,54 @@
+"""The command-line grammar, table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.commands import Command, CommandError, completions, parse
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('/tool evolve csv_parser "Support JSON input too"',
+     Command("tool.evolve", "csv_parser", {"hint": "Support JSON input too", "error": ""})),
+    ('/tool evolve csv_parser "hint" --error JSONDecodeError',
+     Command("tool.evolve", "csv_parser", {"hint": "hint", "error": "JSONDecodeError"})),
+    ('/tool call json_parser {"text": "[1,2]"}', Command("tool.call", "json_parser", {"input": {"text": "[1,2]"}})),
+    ("/tool call json_parser", Command("tool.call", "json_parser", {"input": {}})),
+    ("/tool test csv_parser", Command("tool.test", "csv_parser")),
+    ("/buffer flush usage_tracking", Command("buffer.flush", "usage_tracking")),
+    ("/buffer clear usage_tracking", Command("buffer.clear", "usage_tracking")),
+    ("/spec specs/big_spec.md", Command("spec", "specs/big_spec.md", {"max_length": 10000})),
+    ("/spec specs/big_spec.md --max-length 500", Command("spec", "specs/big_spec.md", {"max_length": 500})),
+    ('/resilient "parse JSON data" {"text": "[1]"}', Command("resilient", "parse JSON data", {"input": {"text": "[1]"}})),
+    ("tool test x", Command("tool.test", "x")),
+])
+def test_parse(line: str, expected: Command) -> None:
+    assert parse(line) == expected
+
+
+@pytest.mark.parametrize(("line", "fragment"), [
+    ("", "empty command"),
+    ("/frob", "unknown command"),
+    ("/tool", "unknown /tool command"),
+    ("/tool evolve", "missing tool id"),
+    ("/tool evolve csv_parser", "missing hint"),
+    ('/tool evolve csv_parser "unterminated', "No closing quotation"),
+    ("/tool call x {bad", "not valid JSON"),
+    ("/tool test x extra", "unexpected"),
+    ("/buffer flush", "expected one buffer id"),
+    ("/buffer drain x", "unknown /buffer command"),
+    ("/spec", "expected one path"),
+    ("/spec a --max-length x", "needs a number"),
+    ("/resilient scenario {}", "quote the scenario"),
+])
+def test_parse_errors_are_one_line(line: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as info:
+        parse(line)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_completions() -> None:
+    assert completions("/t", [], []) == ["/tool"]
+    assert completions("/tool ev", [], []) == ["/tool evolve"]
+    assert completions("/tool call js", ["json_parser", "csv_parser"], []) == ["/tool call json_parser"]
+    assert completions("/buffer flush u", [], ["usage_tracking"]) == ["/buffer flush usage_tracking"]

@@ -1,0 +1,126 @@
+"""Pilot tests of the dashboard shell: first paint, tools loading live, keys, the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import python_tool, write_tool
+from tests.tui_helpers import table_keys, wait_for
+from tui.app import TooldeckApp
+from tui.messages import SnapshotReady
+from tui.screens.dialogs import TextScreen
+from tui.screens.help import HelpScreen
+
+
+@pytest.fixture
+def ws(workspace: Path) -> Path:
+    for name in ("alpha", "beta", "gamma"):
+        python_tool(workspace / "tools", name, f"def run(d):\n    return {{'tool': '{name}', 'got': d}}\n")
+    write_tool(workspace / "tools", "broken", "name: broken\ntype: wrong\n")
+    return workspace
+
+
+@pytest.fixture
+def app(ws: Path) -> TooldeckApp:
+    return TooldeckApp(ws, poll_seconds=0.1)
+
+
+async def test_tools_appear_with_status_and_header_summary(app: TooldeckApp) -> None:
+    seen: list[SnapshotReady] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, SnapshotReady):
+            seen.append(message)
+
+    try:
+        async with app.run_test(size=(160, 50), message_hook=hook) as pilot:
+            table = app.query_one("#tools-table")
+            await wait_for(pilot, lambda: {"alpha", "beta", "gamma", "broken"} <= set(table_keys(table)), what="tools rows")
+            await wait_for(pilot, lambda: app.sub_title.startswith("Ready:"), what="Ready in the header")
+            assert "1 error" in app.sub_title
+            assert seen, "the poller posts SnapshotReady messages"
+            row = table.get_row("broken")
+            assert "error" in str(row[1]) and "wrong" in str(row[-1])
+            assert app.first_paint_at is not None
+    finally:
+        app.shutdown()
+
+
+async def test_filter_sort_pause_maximise_help(app: TooldeckApp) -> None:
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            table = app.query_one("#tools-table")
+            await wait_for(pilot, lambda: "gamma" in table_keys(table), what="tools rows")
+            table.focus()
+            await pilot.press("slash")
+            await pilot.press(*"alp")
+            await wait_for(pilot, lambda: table_keys(table) == ["alpha"], what="filtered rows")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: "gamma" in table_keys(table), what="filter cleared")
+            table.focus()
+            table.move_cursor(column=0)
+            await pilot.press("s")
+            first = table_keys(table)
+            await pilot.press("s")
+            assert table_keys(table) == list(reversed(first))
+            await pilot.press("space")
+            assert app.paused and app.sub_title.startswith("PAUSED")
+            applied = app.snapshots_applied
+            await pilot.pause(0.5)
+            assert app.snapshots_applied == applied, "paused: no snapshot applied"
+            await pilot.press("space")
+            assert not app.paused
+            await pilot.press("z")
+            assert app.screen.maximized is not None
+            await pilot.press("escape")
+            assert app.screen.maximized is None
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+    finally:
+        app.shutdown()
+
+
+async def test_command_line_call_and_errors(app: TooldeckApp) -> None:
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            table = app.query_one("#tools-table")
+            await wait_for(pilot, lambda: "alpha" in table_keys(table), what="tools rows")
+            await pilot.press("colon")
+            box = app.query_one("#command-input")
+            assert box.has_focus and box.value == "/"
+            box.value = '/tool call alpha {"x": 1}'
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the call result")
+            await pilot.press("escape")
+            status = app.query_one("#status-line")
+            await pilot.press("colon")
+            box.value = "/tool frobnicate alpha"
+            await pilot.press("enter")
+            assert "unknown /tool command" in str(status.render()) and status.has_class("error")
+            await pilot.press("colon")
+            box.value = "/tool call nope {}"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "unknown tool 'nope'" in str(status.render()), what="unknown tool error")
+            await pilot.press("colon")
+            box.value = "/tool call alpha {bad"
+            await pilot.press("enter")
+            assert "not valid JSON" in str(status.render())
+    finally:
+        app.shutdown()
+
+
+async def test_quit_with_q_and_ctrl_c(ws: Path) -> None:
+    for key in ("q", "ctrl+c"):
+        app = TooldeckApp(ws, poll_seconds=0.1)
+        try:
+            async with app.run_test(size=(100, 30)) as pilot:
+                await wait_for(pilot, lambda app=app: app.runtime is not None, what="runtime")
+                await pilot.press(key)
+                await pilot.pause(0.1)
+                assert not app.is_running
+        finally:
+            app.shutdown()

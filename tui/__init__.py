@@ -1,0 +1,1 @@
+"""The Textual dashboard over a serving Runtime (`tooldeck`, `tooldeck demo`)."""

@@ -1,0 +1,87 @@
+"""What the command line and the panel keys do, as plain functions of the runtime.
+
+They run in thread workers; each returns a dict with a `status` line and,
+when there is something to read, a rich renderable under `screen`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.syntax import Syntax
+
+from tools.errors import ToolError, UsageError
+from tools.ids import inside
+from tui.commands import Command
+
+
+def _json_view(value: Any) -> Syntax:
+    return Syntax(json.dumps(value, indent=2, ensure_ascii=False, default=str), "json", word_wrap=True)
+
+
+def run_command(runtime: Any, command: Command) -> dict[str, Any]:
+    action = command.action
+    if action == "tool.call":
+        result = runtime.call(command.target, command.args.get("input", {}))
+        return {"status": "ok", "title": f"{command.target} answered", "screen": _json_view(result)}
+    if action == "tool.test":
+        results = runtime.run_tests(command.target)
+        failed = [r for r in results if not r["passed"]]
+        return {"status": f"{len(results) - len(failed)} passed, {len(failed)} failed", "title": f"tests of {command.target}",
+                "screen": _json_view(results)}
+    if action in ("tool.disable", "tool.enable"):
+        from tools import controls
+
+        fn = controls.disable if action == "tool.disable" else controls.enable
+        fn(runtime, command.target, actor="dashboard")
+        return {"status": f"{command.target} {action.split('.')[1]}d"}
+    if action == "tool.evolve":
+        from tools.evolution import evolve_tool
+
+        proposal = evolve_tool(runtime, command.target, command.args.get("error", ""), command.args["hint"])
+        return {"status": f"proposal #{proposal.get('id')} {proposal.get('status')}"}
+    if action == "buffer.flush":
+        result = buffers(runtime).flush(command.target)
+        return {"status": _short(result)}
+    if action == "buffer.clear":
+        result = buffers(runtime).clear(command.target)
+        return {"status": _short(result)}
+    if action == "spec":
+        return spec(runtime, command.target, command.args.get("max_length", 10_000))
+    if action == "resilient":
+        from tools.resilient import call_tool_resilient
+
+        result = call_tool_resilient(runtime, command.target, command.args.get("input", {}))
+        return {"status": "resilient call succeeded", "title": f"resilient: {command.target}", "screen": _json_view(result)}
+    raise UsageError(f"unknown action {action}")
+
+
+def buffers(runtime: Any) -> Any:
+    engine = runtime.extensions.get("buffers")
+    if engine is None:
+        raise ToolError("the buffer engine is not loaded in this runtime")
+    return engine
+
+
+def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
+    from rich.console import Group
+    from rich.markdown import Markdown
+    from rich.text import Text
+
+    from tools.spec import extract_spec_from_file
+
+    path = Path(path_text)
+    target = path if path.is_absolute() else inside(runtime.workspace, path)
+    result = extract_spec_from_file(target, max_length=max_length)
+    stats = result["stats"]
+    header = Text(f"{len(result['sections'])} sections · summary {len(result['summary']):,}/{max_length:,} characters", style="bold")
+    return {"status": f"{len(result['sections'])} sections", "title": f"spec {path_text}",
+            "screen": Group(header, Markdown(result["summary"]), Text(json.dumps(stats, default=str), style="dim"))}
+
+
+def _short(result: Any) -> str:
+    if isinstance(result, dict):
+        return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, (int, float, str, bool)))[:200]
+    return str(result)[:200]

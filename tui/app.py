@@ -1,0 +1,389 @@
+"""The tooldeck dashboard: one screen of live panels over a serving Runtime.
+
+The first frame paints before the runtime exists; the runtime (and its
+background loader) starts right after, in a thread worker. A poller thread
+gathers snapshots every 250 ms; the UI applies them inside `batch_update()`,
+touching only the cells that changed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import Worker, WorkerState
+
+from tui.commands import CommandError, completions, parse
+from tui.messages import ActionDone, RuntimeStarted, SnapshotReady
+from tui.screens.dialogs import TextScreen
+from tui.screens.help import HelpScreen
+from tui.snapshot import Collector, Snapshot
+from tui.style import theme_colors
+from tui.widgets.activity import ActivityPanel
+from tui.widgets.panel import Panel
+from tui.widgets.tools_panel import ToolsPanel
+
+POLL_SECONDS = 0.25
+
+
+class CommandSuggester:
+    """Completes tool and buffer ids on the command line from the latest snapshot."""
+
+    def __init__(self, app: TooldeckApp) -> None:
+        self.app = app
+
+    def __call__(self, value: str) -> str | None:
+        snap = self.app.latest
+        tools = [t.tool_id for t in snap.tools] if snap else []
+        buffers = [str(b.get("buffer_id")) for b in snap.buffers] if snap else []
+        options = completions(value, tools, buffers)
+        return options[0] if options else None
+
+
+class TooldeckApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tooldeck"
+    ALLOW_IN_MAXIMIZED_VIEW = ""
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),
+        Binding("question_mark", "help", "Keys", id="help"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("colon", "command_line", "Command", id="command_line"),
+        Binding("s", "sort", "Sort", id="sort"),
+        Binding("space", "toggle_pause", "Pause", id="pause"),
+        Binding("z", "toggle_maximize", "Maximise", id="maximize"),
+        Binding("escape", "escape", "Back", show=False, id="escape"),
+    ]
+
+    def __init__(self, workspace: str | os.PathLike[str] | None = None, *, demo: bool = False, traffic: bool = False,
+                 runtime: Any = None, poll_seconds: float = POLL_SECONDS) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.demo = demo
+        self.traffic = traffic
+        self.runtime: Any = runtime
+        self.poll_seconds = poll_seconds
+        self.latest: Snapshot | None = None
+        self.paused = False
+        self._pending: Snapshot | None = None
+        self._stop = threading.Event()
+        self._traffic_proc: subprocess.Popen[bytes] | None = None
+        self._owns_runtime = runtime is None
+        self.first_paint_at: float | None = None
+        self.snapshots_applied = 0
+
+    # -- layout --------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="▣")
+        yield Input(placeholder="filter the focused panel (esc clears)", id="filter-input", classes="hidden")
+        with Grid(id="panels"):
+            yield ToolsPanel(id="tools-panel")
+            yield ActivityPanel(id="activity-panel")
+        yield Static("", id="status-line")
+        yield Input(placeholder=':  /tool call TOOL {json}   /tool evolve TOOL "hint"   /buffer flush ID   /spec PATH',
+                    id="command-input", classes="hidden", suggester=None)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "starting…"
+        self.query_one("#tools-table").focus()
+        self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        self.first_paint_at = time.perf_counter()
+        self.start_runtime()
+
+    # -- runtime and polling (thread workers) --------------------------------------
+
+    @work(thread=True, exclusive=True, group="runtime", exit_on_error=False)
+    def start_runtime(self) -> None:
+        if self.runtime is None:
+            from tools.runtime import Runtime
+
+            self.runtime = Runtime(self.workspace, serve=True, demo=self.demo, label="dashboard")
+        self.post_message(RuntimeStarted(self.runtime))
+
+    def on_runtime_started(self, message: RuntimeStarted) -> None:
+        self._apply_keymap()
+        self.poll()
+        if self.traffic:
+            self.start_traffic()
+
+    def _apply_keymap(self) -> None:
+        try:
+            keymap = self.runtime.settings.section("keymap")
+        except Exception as exc:  # a broken tooldeck.toml is shown, not fatal
+            self.set_status(f"settings: {exc}", error=True)
+            return
+        if keymap:
+            self.set_keymap({str(k): str(v) for k, v in keymap.items()})
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll(self) -> None:
+        collector = Collector(self.runtime)
+        self.install_gatherers(collector)
+        self.runtime._store_ready.wait(30)
+        try:
+            collector.start_from_recent()
+        except Exception as exc:  # noqa: BLE001 - reported in the header by collect()
+            self.call_from_thread(self.set_status, f"event log: {exc}", True)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.post_message(SnapshotReady(collector.collect()))
+            self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+
+    def install_gatherers(self, collector: Collector) -> None:
+        """Panels that need more than tools and events add their gatherers here."""
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.latest = message.snapshot
+        if self.paused:
+            self._pending = message.snapshot
+            return
+        self.apply_snapshot(message.snapshot)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        colors = theme_colors(self)
+        with self.batch_update():
+            for panel in self.query(Panel):
+                panel.apply(snapshot, colors)
+            title = snapshot.summary
+            if snapshot.errors:
+                title += f" · {snapshot.errors[0]}"
+            self.sub_title = ("PAUSED · " if self.paused else "") + title
+        self.snapshots_applied += 1
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker errors are routed: the status line and the activity log."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.set_status(f"{event.worker.name}: {type(error).__name__}: {error}", error=True)
+
+    # -- traffic (tooldeck demo) ---------------------------------------------------
+
+    def start_traffic(self) -> None:
+        self._traffic_proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.demo_traffic", "--workspace", str(self.runtime.workspace)],
+            stdout=subprocess.DEVNULL, stderr=open(self.runtime.home / "logs" / "traffic.log", "ab"),  # noqa: SIM115
+            start_new_session=True,
+        )
+
+    def stop_traffic(self) -> None:
+        proc, self._traffic_proc = self._traffic_proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def shutdown(self) -> None:
+        """Stop polling, the traffic generator and the runtime (its workers and flushes)."""
+        self._stop.set()
+        self.stop_traffic()
+        if self.runtime is not None and self._owns_runtime:
+            self.runtime.close()
+
+    # -- actions -------------------------------------------------------------------
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        line = self.query_one("#status-line", Static)
+        line.update(text.splitlines()[0] if text else "")
+        line.set_class(error, "error")
+
+    def focused_panel(self) -> Panel | None:
+        node = self.focused
+        while node is not None and not isinstance(node, Panel):
+            node = node.parent
+        return node
+
+    def action_help(self) -> None:
+        shown = []
+        for active in self.screen.active_bindings.values():
+            binding = active.binding
+            if binding.description:
+                shown.append((self.get_key_display(binding), binding.description))
+        self.push_screen(HelpScreen(shown))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter-input", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#filter-input")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        panel = self._filter_target()
+        if panel is not None:
+            panel.set_filter(event.value)
+
+    def _filter_target(self) -> Panel | None:
+        return getattr(self, "_filter_panel", None)
+
+    def on_descendant_focus(self, event: Any) -> None:
+        panel = self.focused_panel()
+        if panel is not None:
+            self._filter_panel = panel
+
+    @on(Input.Submitted, "#filter-input")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self._refocus_panel()
+
+    def _refocus_panel(self) -> None:
+        panel = self._filter_target()
+        if panel is not None:
+            for widget in panel.query("*"):
+                if widget.can_focus:
+                    widget.focus()
+                    return
+        self.query_one("#tools-table").focus()
+
+    def action_escape(self) -> None:
+        box = self.query_one("#filter-input", Input)
+        if box.has_focus or box.value:
+            box.value = ""
+            box.add_class("hidden")
+            self._refocus_panel()
+            return
+        command = self.query_one("#command-input", Input)
+        if command.has_focus:
+            command.add_class("hidden")
+            self._refocus_panel()
+            return
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+
+    def action_sort(self) -> None:
+        panel = self.focused_panel()
+        if panel is not None:
+            column = panel.sort()
+            if column:
+                self.set_status(f"sorted by {column}")
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.set_status("live updates paused (space resumes)" if self.paused else "live updates resumed")
+        if not self.paused and self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.apply_snapshot(pending)
+        elif self.latest is not None:
+            self.sub_title = ("PAUSED · " if self.paused else "") + self.latest.summary
+
+    def action_toggle_maximize(self) -> None:
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+            return
+        panel = self.focused_panel()
+        if panel is not None:
+            self.screen.maximize(panel, container=False)
+
+    def action_command_line(self) -> None:
+        box = self.query_one("#command-input", Input)
+        box.suggester = _Suggester(self)
+        box.remove_class("hidden")
+        box.value = box.value or "/"
+        box.focus()
+        box.cursor_position = len(box.value)
+
+    @on(Input.Submitted, "#command-input")
+    def _command_submitted(self, event: Input.Submitted) -> None:
+        box = event.input
+        line = event.value
+        box.value = ""
+        box.add_class("hidden")
+        self._refocus_panel()
+        self.run_command_line(line)
+
+    def run_command_line(self, line: str) -> None:
+        try:
+            command = parse(line)
+        except CommandError as exc:
+            self.set_status(f"{line.strip()}: {exc}", error=True)
+            return
+        self.run_command(command)
+
+    def run_command(self, command: Any) -> None:
+        from tui.actions import run_command
+
+        if command.action == "buffer.clear":
+            self.confirm_then(f"Clear buffer {command.target}? Pending items are deleted.",
+                              lambda: self.run_blocking(f"clear {command.target}", run_command, command))
+            return
+        self.set_status(f"running {command.action} {command.target}…")
+        self.run_blocking(f"{command.action} {command.target}", run_command, command)
+
+    def confirm_then(self, question: str, then: Any) -> None:
+        from tui.screens.dialogs import ConfirmScreen
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                then()
+            else:
+                self.set_status("cancelled")
+
+        self.push_screen(ConfirmScreen(question), done)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def run_blocking(self, what: str, fn: Any, *args: Any) -> None:
+        """Run a blocking action off the event loop; the result comes back as ActionDone."""
+        try:
+            result = fn(self.runtime, *args)
+        except Exception as exc:  # every failure becomes one line on screen
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            self.post_message(ActionDone(what, error=str(message)))
+            return
+        self.post_message(ActionDone(what, result=result))
+
+    def on_action_done(self, message: ActionDone) -> None:
+        if message.error:
+            self.set_status(f"{message.what}: {message.error}", error=True)
+            return
+        result = message.result
+        if isinstance(result, dict) and "screen" in result:
+            self.push_screen(TextScreen(result.get("title", message.what), result["screen"]))
+        self.set_status(f"{message.what}: {result.get('status', 'done') if isinstance(result, dict) else 'done'}")
+
+
+class _Suggester:
+    """Adapter to Textual's Suggester interface (async get_suggestion)."""
+
+    def __new__(cls, app: TooldeckApp) -> Any:
+        from textual.suggester import Suggester
+
+        complete = CommandSuggester(app)
+
+        class Completer(Suggester):
+            async def get_suggestion(self, value: str) -> str | None:
+                return complete(value)
+
+        return Completer(use_cache=False, case_sensitive=True)
+
+
+def run_dashboard(*, workspace: str | None, demo: bool = False, traffic: bool = False) -> int:
+    app = TooldeckApp(workspace, demo=demo, traffic=traffic)
+    try:
+        app.run()
+    finally:
+        app.shutdown()
+    return int(app.return_code or 0)
+
+
+def workspace_path(workspace: str | None) -> Path:
+    return Path(workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()).resolve()

@@ -1,0 +1,41 @@
+"""Typed messages that thread workers post back to the UI thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from tui.snapshot import Snapshot
+
+
+@dataclass
+class RuntimeStarted(Message):
+    """The runtime object exists (its loader is still working in the background)."""
+
+    runtime: Any
+
+
+@dataclass
+class SnapshotReady(Message):
+    """A fresh view of the runtime's state, gathered off the event loop."""
+
+    snapshot: Snapshot
+
+
+@dataclass
+class ActionDone(Message):
+    """A blocking action (flush, approve, call...) finished; `error` is one line or None."""
+
+    what: str
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class Progress(Message):
+    """Progress of a long action (an evolution), for the status line."""
+
+    what: str
+    detail: str

@@ -1,0 +1,130 @@
+"""Everything a dashboard frame shows, gathered in a thread worker (never on the event loop).
+
+No Textual here: the collector reads the runtime and the shared SQLite store and
+returns plain data; the widgets diff it against what they show.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from state.calls import CallStats, tool_stats
+from state.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRow:
+    tool_id: str
+    status: str
+    version: str
+    promoted: str  # "" or the scope the served version is promoted in
+    type: str
+    source: str
+    score: float | None
+    circuit: str
+    calls: int
+    failures: int
+    p50_ms: float | None
+    error: str
+    disabled: bool = False
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    taken_at: float
+    summary: str
+    loading: bool
+    tools: list[ToolRow] = field(default_factory=list)
+    buffers: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    resilient: list[dict[str, Any]] = field(default_factory=list)
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Collector:
+    """Builds snapshots; slow parts (call statistics) refresh at a lower rate."""
+
+    def __init__(self, runtime: Any, *, stats_every: float = 1.0, event_batch: int = 500) -> None:
+        self.runtime = runtime
+        self.stats_every = stats_every
+        self.event_batch = event_batch
+        self.last_event_id = 0
+        self._stats: dict[tuple[str, str], CallStats] = {}
+        self._stats_at = 0.0
+        self._slow: dict[str, Any] = {}
+        self._slow_at = 0.0
+
+    def start_from_recent(self, backlog: int = 200) -> None:
+        """Show the last `backlog` events on open, then tail from there."""
+        last = self.runtime.events.last_id()
+        self.last_event_id = max(0, last - backlog)
+
+    def collect(self) -> Snapshot:
+        rt = self.runtime
+        now = time.monotonic()
+        snap = Snapshot(time.time(), rt.summary(), not rt.catalog.finished.is_set())
+        try:
+            rt.store  # noqa: B018 - raises the start error, if any
+        except Exception as exc:  # the header shows why the runtime is not usable
+            snap.errors.append(str(exc))
+            return snap
+        if now - self._stats_at > self.stats_every:
+            self._stats = tool_stats(rt.store)
+            self._stats_at = now
+        snap.tools = self._tool_rows()
+        snap.events = rt.events.tail(self.last_event_id, limit=self.event_batch)
+        if snap.events:
+            self.last_event_id = snap.events[-1].id
+        for name, gather in self.gatherers().items():
+            try:
+                gather(snap)
+            except Exception as exc:  # one failing panel source must not blank the others
+                snap.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        return snap
+
+    def gatherers(self) -> dict[str, Any]:
+        return {"sessions": self._sessions}
+
+    def _sessions(self, snap: Snapshot) -> None:
+        snap.sessions = self.runtime.live_runtimes()
+
+    def _tool_rows(self) -> list[ToolRow]:
+        rt = self.runtime
+        failures = rt.extensions.get("failures")
+        live = failures.scores_snapshot() if failures is not None else {}
+        rows: list[ToolRow] = []
+        for tool_id in rt.catalog.ids():
+            base = rt.catalog.find(tool_id)
+            if base is None:
+                continue
+            entry, scope = base, ""
+            if base.manifest is not None:
+                version, where = rt.resolved_version(tool_id)
+                if version is not None:
+                    promoted = rt.catalog.find(tool_id, version)
+                    if promoted is not None and promoted.manifest is not None:
+                        entry, scope = promoted, where
+            version = entry.served_version
+            stats = self._stats.get((tool_id, version))
+            extra = live.get((tool_id, version), {})
+            manifest = entry.manifest
+            score = extra.get("score", manifest.quality_score if manifest else None)
+            rows.append(ToolRow(
+                tool_id=tool_id, status=entry.status, version=version, promoted=scope,
+                type=manifest.type if manifest else "", source=entry.source, score=score,
+                circuit=str(extra.get("circuit", "closed" if manifest else "")),
+                calls=stats.calls if stats else 0, failures=stats.failures if stats else 0,
+                p50_ms=stats.p50_ms if stats else None, error=entry.error or "",
+                disabled=bool(extra.get("disabled", False)), tags=tuple(extra.get("tags", ())),
+            ))
+        for problem in rt.catalog.problems():
+            key = f"{problem.path.parent.name}/{problem.path.name}"
+            rows.append(ToolRow(key, "error", "", "", "", "problem", None, "", 0, 0, None, problem.message))
+        return rows

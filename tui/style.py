@@ -1,0 +1,58 @@
+"""Rich styles for cell contents, taken from the active Textual theme (so every theme works)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def theme_colors(app: Any) -> dict[str, str]:
+    theme = app.current_theme
+    return {
+        "ok": theme.success or "green",
+        "error": theme.error or "red",
+        "warn": theme.warning or "yellow",
+        "accent": theme.accent or theme.primary,
+        "primary": theme.primary,
+        "muted": "dim",
+    }
+
+
+def status_text(status: str, colors: dict[str, str]) -> Text:
+    style = {"ready": colors["ok"], "error": colors["error"], "loading": colors["warn"], "pending": "dim",
+             "closed": colors["ok"], "open": colors["error"], "half_open": colors["warn"], "half-open": colors["warn"],
+             "disabled": colors["error"]}.get(status, "")
+    return Text(status, style=style)
+
+
+def score_text(score: float | None, colors: dict[str, str]) -> Text:
+    if score is None:
+        return Text("")
+    style = colors["ok"] if score >= 0.8 else colors["warn"] if score >= 0.5 else colors["error"]
+    return Text(f"{score:.2f}", style=style)
+
+
+def sparkline(values: list[float], width: int = 12) -> str:
+    if not values:
+        return ""
+    values = values[-width:]
+    top = max(values) or 1.0
+    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1)))] if v > 0 else " " for v in values)
+
+
+def bar(ratio: float, width: int = 10, colors: dict[str, str] | None = None) -> Text:
+    ratio = max(0.0, min(1.0, ratio))
+    filled = int(round(ratio * width))
+    style = ""
+    if colors:
+        style = colors["ok"] if ratio < 0.7 else colors["warn"] if ratio < 0.95 else colors["error"]
+    return Text("█" * filled + "░" * (width - filled), style=style)
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
