@@ -43,6 +43,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "consecutive_failures": 5,
         "cooldown_seconds": 30,
         "half_open_probes": 2,
+        "probe_timeout_seconds": 60,
+    },
+    "failures": {
+        "sync_interval_seconds": 0.5,  # how often batched successes are written and other processes' changes read
+        "acceleration_window_seconds": 86400,
+    },
+    "memory": {
+        "preload": "serve",  # serve | always | never: build the semantic memory at start (else on first use)
+        "collection_prefix": "tooldeck",
+        "tail_interval_seconds": 1.0,
+    },
+    "resilient": {
+        "min_similarity": 0.35,
+        "penalty_min_similarity": 0.5,
+        "candidate_pool": 32,
+        "tagged_candidate_pool": 256,
+        "ready_timeout_seconds": 30,
     },
     "retention": {
         "events_days": 7,

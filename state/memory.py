@@ -1,0 +1,387 @@
+"""Semantic memory: a Qdrant collection of tools and one of failure scenarios, embedded by wordllama.
+
+qdrant-client (~1 s to import) and wordllama (~0.3 s plus ~0.4 s to load) are
+imported here only, inside the functions that use them, and only from the
+background thread that builds the memory, so neither `Runtime(...)` nor the
+first frame of the dashboard waits for them.
+
+Default is Qdrant's local mode in memory, rebuilt at start from the catalog and
+the `failures` table and kept current by tailing that table (local mode on a
+path admits one process, so sharing goes through SQLite). `QDRANT_URL` (and
+`QDRANT_API_KEY`) use a server instead. Point ids are uuid5 of what the point
+is about, so re-indexing is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from state.db import Store, StoreError
+
+log = logging.getLogger("tooldeck.memory")
+NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a7f-2d3b4c5e6f70")
+DIM = 256
+SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+RANK_SEVERITY = {v: k for k, v in SEVERITY_RANK.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDoc:
+    tool_id: str
+    version: str
+    text: str
+    source: str
+    tags: tuple[str, ...] = ()
+    sink: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    similarity: float
+    payload: dict[str, Any]
+
+
+@dataclass
+class MemoryTimings:
+    """Where the time to selection-ready went (seconds), for the benchmark and the dashboard."""
+
+    import_qdrant: float = 0.0
+    load_embedder: float = 0.0
+    wait_catalog: float = 0.0
+    embed: float = 0.0
+    upsert: float = 0.0
+    tools: int = 0
+    failures: int = 0
+    ready_at: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def tool_point_id(tool_id: str, version: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"tool:{tool_id}/{version}"))
+
+
+def normalise_scenario(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def failure_point_id(tool_id: str, version: str, scenario: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"failure:{tool_id}/{version}/{normalise_scenario(scenario)}"))
+
+
+_MODEL: Any = None
+_MODEL_LOCK = threading.Lock()
+
+
+def load_wordllama() -> Any:
+    """The bundled weights, loaded once per process (read-only, so every runtime shares them)."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            import wordllama
+
+            _MODEL = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+        return _MODEL
+
+
+class Embedder:
+    """wordllama's bundled 256-dim weights, loaded without any download."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+
+    def load(self) -> None:
+        if self._model is None:
+            self._model = load_wordllama()
+
+    def embed(self, texts: list[str]) -> Any:
+        """Unit vectors (numpy float32, one row per text)."""
+        if self._model is None:
+            self.load()
+        return self._model.embed(texts, norm=True)
+
+
+class SemanticMemory:
+    """The two collections and the queries selection makes against them."""
+
+    def __init__(self, *, url: str | None = None, api_key: str | None = None, prefix: str = "tooldeck") -> None:
+        self.url = url
+        self._api_key = api_key
+        self.tools_collection = f"{prefix}_tools"
+        self.failures_collection = f"{prefix}_failures"
+        self.embedder = Embedder()
+        self.client: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def mode(self) -> str:
+        return f"server {self.url}" if self.url else "local (in memory)"
+
+    def open(self) -> None:
+        from qdrant_client import QdrantClient, models
+
+        with self._lock:
+            if self.client is not None:
+                return
+            client = QdrantClient(url=self.url, api_key=self._api_key, timeout=10) if self.url else QdrantClient(":memory:")
+            for name in (self.tools_collection, self.failures_collection):
+                if not client.collection_exists(name):
+                    client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+            self.client = client
+
+    def close(self) -> None:
+        with self._lock:
+            if self.client is not None:
+                self.client.close()
+                self.client = None
+
+    def embed_one(self, text: str) -> Any:
+        return self.embedder.embed([text])[0]
+
+    # -- writes --------------------------------------------------------------------
+
+    def upsert_tools(self, docs: list[ToolDoc], vectors: Any | None = None) -> None:
+        if not docs:
+            return
+        from qdrant_client import models
+
+        if vectors is None:
+            vectors = self.embedder.embed([d.text for d in docs])
+        points = [
+            models.PointStruct(id=tool_point_id(d.tool_id, d.version), vector=vectors[i].tolist(), payload={
+                "tool_id": d.tool_id, "version": d.version, "source": d.source, "tags": list(d.tags), "sink": d.sink,
+            })
+            for i, d in enumerate(docs)
+        ]
+        with self._lock:
+            self.client.upsert(self.tools_collection, points, wait=True)
+
+    def delete_tools(self, keys: Iterable[tuple[str, str]]) -> None:
+        from qdrant_client import models
+
+        ids = [tool_point_id(t, v) for t, v in keys]
+        if ids:
+            with self._lock:
+                self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    def upsert_failures(self, items: list[dict[str, Any]]) -> None:
+        """items: tool_id, version, scenario, severity, count, last_ts (aggregated per scenario)."""
+        if not items:
+            return
+        from qdrant_client import models
+
+        vectors = self.embedder.embed([i["scenario"] for i in items])
+        points = [
+            models.PointStruct(id=failure_point_id(i["tool_id"], i["version"], i["scenario"]), vector=vectors[n].tolist(),
+                               payload=dict(i))
+            for n, i in enumerate(items)
+        ]
+        with self._lock:
+            self.client.upsert(self.failures_collection, points, wait=True)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def _search(self, collection: str, vector: Any, limit: int, threshold: float | None) -> list[Hit]:
+        with self._lock:
+            result = self.client.query_points(collection, query=vector, limit=limit, score_threshold=threshold,
+                                              with_payload=True)
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in result.points]
+
+    def search_tools(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
+        return self._search(self.tools_collection, vector, limit, threshold)
+
+    def search_failures(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
+        """One query for the failure memory of every candidate at once (grouped by the caller)."""
+        return self._search(self.failures_collection, vector, limit, threshold)
+
+    def count(self, collection: str) -> int:
+        with self._lock:
+            return int(self.client.count(collection, exact=True).count)
+
+
+class MemoryService:
+    """Builds the memory in the background and keeps it current (catalog changes, new failures from any process)."""
+
+    def __init__(self, memory: SemanticMemory, store: Store, *, all_docs: Callable[[], list[ToolDoc]],
+                 doc_for: Callable[[str, str], ToolDoc | None], catalog_finished: threading.Event,
+                 tail_interval: float = 1.0) -> None:
+        self.memory = memory
+        self.store = store
+        self.all_docs = all_docs
+        self.doc_for = doc_for
+        self.catalog_finished = catalog_finished
+        self.tail_interval = tail_interval
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.timings = MemoryTimings()
+        self.started_at: float | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._work_lock = threading.Lock()
+        self._pending: list[tuple[str, str, str]] = []
+        self._indexed: set[tuple[str, str]] = set()
+        self._failure_cursor = 0
+        self._failure_mirror: dict[str, dict[str, Any]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start building in the background (idempotent); never blocks."""
+        with self._start_lock:
+            if self._thread is None and not self._stop.is_set():
+                self.started_at = time.perf_counter()
+                self._thread = threading.Thread(target=self._run, name="tooldeck-memory", daemon=True)
+                self._thread.start()
+
+    def wait_ready(self, timeout: float) -> bool:
+        self.start()
+        done = self.ready.wait(timeout)
+        if self.error is not None:
+            raise self.error
+        return done
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._thread is None or not self._thread.is_alive():
+            self.memory.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def tools_changed(self, changes: Iterable[Any]) -> None:
+        """Catalog listener: queue (tool_id, version, status); the memory thread applies them."""
+        with self._work_lock:
+            self._pending.extend((c.tool_id, c.version, c.status) for c in changes)
+        self._wake.set()
+
+    # -- the background thread -----------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._build()
+        except Exception as exc:  # surfaced to every caller of wait_ready, and logged
+            self.error = exc
+            log.error("semantic memory failed to build: %s: %s", type(exc).__name__, exc)
+            self.ready.set()
+            return
+        while not self._stop.is_set():
+            self._wake.wait(self.tail_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._apply_pending()
+                self.catch_up()
+            except (StoreError, OSError, ValueError, RuntimeError) as exc:
+                log.error("semantic memory update: %s: %s", type(exc).__name__, exc)
+
+    def _build(self) -> None:
+        t = self.timings
+        start = time.perf_counter()
+        self.memory.open()
+        t.import_qdrant = time.perf_counter() - start
+        start = time.perf_counter()
+        self.memory.embedder.load()
+        t.load_embedder = time.perf_counter() - start
+        start = time.perf_counter()
+        while not self.catalog_finished.wait(0.2):
+            if self._stop.is_set():
+                return
+        t.wait_catalog = time.perf_counter() - start
+        self.reindex()
+        t.ready_at = time.perf_counter() - (self.started_at or start)
+        self.ready.set()
+
+    def reindex(self) -> dict[str, int]:
+        """Index every ready tool and every recorded failure scenario; safe to repeat (same point ids)."""
+        with self._work_lock:
+            self._pending.clear()
+        docs = self.all_docs()
+        start = time.perf_counter()
+        vectors = self.memory.embedder.embed([d.text for d in docs]) if docs else None
+        self.timings.embed = time.perf_counter() - start
+        start = time.perf_counter()
+        self.memory.upsert_tools(docs, vectors)
+        keys = {(d.tool_id, d.version) for d in docs}
+        self.memory.delete_tools(self._indexed - keys)
+        self._indexed = keys
+        self.timings.upsert = time.perf_counter() - start
+        self.timings.tools = len(docs)
+        self.timings.failures = self._reindex_failures()
+        return {"tools": len(docs), "failures": self.timings.failures}
+
+    def _apply_pending(self) -> None:
+        with self._work_lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        upserts: dict[tuple[str, str], ToolDoc] = {}
+        removals: set[tuple[str, str]] = set()
+        for tool_id, version, status in pending:
+            key = (tool_id, version)
+            doc = self.doc_for(tool_id, version) if status != "removed" else None
+            if doc is None:
+                removals.add(key)
+                upserts.pop(key, None)
+            else:
+                upserts[key] = doc
+                removals.discard(key)
+        self.memory.upsert_tools(list(upserts.values()))
+        self.memory.delete_tools(removals & self._indexed)
+        self._indexed = (self._indexed | set(upserts)) - removals
+
+    # -- failure memory ------------------------------------------------------------
+
+    _AGGREGATE = (
+        "SELECT tool_id, version, scenario, COUNT(*) AS n, MAX(ts) AS last_ts,"
+        " MAX(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END) AS sev"
+        " FROM failures WHERE id > ? AND id <= ? AND scenario != '' AND delta > 0 GROUP BY tool_id, version, scenario"
+    )
+
+    def _reindex_failures(self) -> int:
+        with self._work_lock:
+            top = int(self.store.query_one("SELECT COALESCE(MAX(id), 0) FROM failures")[0])
+            self._failure_mirror = {}
+            self._merge_failures(self.store.query(self._AGGREGATE, (0, top)))
+            self._failure_cursor = top
+            return len(self._failure_mirror)
+
+    def catch_up(self) -> int:
+        """Embed failures recorded (by any process) since the last look; returns how many scenario points changed."""
+        with self._work_lock:
+            top = int(self.store.query_one("SELECT COALESCE(MAX(id), 0) FROM failures")[0])
+            if top <= self._failure_cursor:
+                return 0
+            changed = self._merge_failures(self.store.query(self._AGGREGATE, (self._failure_cursor, top)))
+            self._failure_cursor = top
+            return changed
+
+    def _merge_failures(self, rows: list[Any]) -> int:
+        changed: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            point = failure_point_id(row["tool_id"], row["version"], row["scenario"])
+            item = self._failure_mirror.get(point) or changed.get(point)
+            if item is None:
+                item = {"tool_id": row["tool_id"], "version": row["version"], "scenario": normalise_scenario(row["scenario"]),
+                        "severity": "low", "count": 0, "last_ts": 0.0}
+            item["count"] += int(row["n"])
+            item["last_ts"] = max(item["last_ts"], float(row["last_ts"]))
+            if SEVERITY_RANK[item["severity"]] < int(row["sev"]):
+                item["severity"] = RANK_SEVERITY[int(row["sev"])]
+            changed[point] = item
+        self.memory.upsert_failures(list(changed.values()))
+        self._failure_mirror.update(changed)
+        return len(changed)

@@ -1,0 +1,192 @@
+"""A circuit breaker per (tool, version), shared across processes through SQLite.
+
+Written here rather than taken from pybreaker, which holds a lock for the whole
+guarded call and so serialises concurrent calls of a tool. Here a call only reads
+in-memory state on its way in; the sliding window of outcomes is per process, and
+every transition (closed -> open, open -> half-open probe claims, half-open ->
+closed/open, operator overrides) is one short SQLite transaction that other
+processes pick up on their next sync.
+
+closed --(failure rate >= failure_rate over the last `window` calls, with at least
+`min_calls`; or `consecutive_failures` in a row; or one critical failure)--> open
+open --(cooldown_seconds elapsed)--> half-open: at most `half_open_probes` probe calls
+are admitted (claimed in SQLite, so across all processes); a probe that does not
+report within `probe_timeout_seconds` frees its slot.
+half-open --(`half_open_probes` probes succeed)--> closed; --(a probe fails)--> open again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from tools.errors import UsageError
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+STATES = (CLOSED, OPEN, HALF_OPEN)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitConfig:
+    window: int = 20
+    min_calls: int = 5
+    failure_rate: float = 0.5
+    consecutive_failures: int = 5
+    cooldown_seconds: float = 30.0
+    half_open_probes: int = 2
+    probe_timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, section: dict[str, Any]) -> CircuitConfig:
+        """Validate `[circuit]` from tooldeck.toml; a bad value is a one-line usage error."""
+        try:
+            cfg = cls(
+                window=int(section.get("window", 20)),
+                min_calls=int(section.get("min_calls", 5)),
+                failure_rate=float(section.get("failure_rate", 0.5)),
+                consecutive_failures=int(section.get("consecutive_failures", 5)),
+                cooldown_seconds=float(section.get("cooldown_seconds", 30)),
+                half_open_probes=int(section.get("half_open_probes", 2)),
+                probe_timeout_seconds=float(section.get("probe_timeout_seconds", 60)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"tooldeck.toml [circuit]: {exc}") from exc
+        if cfg.window < 1 or cfg.min_calls < 1 or cfg.consecutive_failures < 1 or cfg.half_open_probes < 1:
+            raise UsageError("tooldeck.toml [circuit]: window, min_calls, consecutive_failures and half_open_probes must be >= 1")
+        if not 0 < cfg.failure_rate <= 1:
+            raise UsageError("tooldeck.toml [circuit]: failure_rate must be in (0, 1]")
+        if cfg.cooldown_seconds < 0 or cfg.probe_timeout_seconds <= 0:
+            raise UsageError("tooldeck.toml [circuit]: cooldown_seconds must be >= 0 and probe_timeout_seconds > 0")
+        return cfg
+
+
+class Circuit:
+    """This process's view of one breaker: the shared state plus a local window of outcomes."""
+
+    __slots__ = ("state", "opened_at", "forced", "reason", "probes", "probe_ok", "probe_deadline",
+                 "outcomes", "fails", "consecutive")
+
+    def __init__(self, window: int) -> None:
+        self.state = CLOSED
+        self.opened_at: float | None = None
+        self.forced = False
+        self.reason: str | None = None
+        self.probes = 0
+        self.probe_ok = 0
+        self.probe_deadline: float | None = None
+        self.outcomes: deque[bool] = deque(maxlen=window)  # True = failed
+        self.fails = 0
+        self.consecutive = 0
+
+    def ok(self) -> None:
+        """A success in closed state (the hot path: a deque append and two integer updates)."""
+        outcomes = self.outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            self.fails -= 1
+        outcomes.append(False)
+        self.consecutive = 0
+
+    def failed(self, cfg: CircuitConfig) -> str | None:
+        """Count a failure; returns why the circuit should open now, or None."""
+        outcomes = self.outcomes
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            self.fails -= 1
+        outcomes.append(True)
+        self.fails += 1
+        self.consecutive += 1
+        if self.consecutive >= cfg.consecutive_failures:
+            return f"{self.consecutive} consecutive failures"
+        if len(outcomes) >= cfg.min_calls and self.fails / len(outcomes) >= cfg.failure_rate:
+            return f"{self.fails} failures in the last {len(outcomes)} calls"
+        return None
+
+    def reset_window(self) -> None:
+        self.outcomes.clear()
+        self.fails = 0
+        self.consecutive = 0
+
+    def effective_state(self, now: float, cfg: CircuitConfig) -> str:
+        """open turns half-open by itself once the cooldown has passed (unless an operator holds it)."""
+        if self.state == OPEN and not self.forced and self.opened_at is not None and now >= self.opened_at + cfg.cooldown_seconds:
+            return HALF_OPEN
+        return self.state
+
+    def apply_row(self, row: Any) -> None:
+        """Take the shared state from a `tool_health` row; a circuit that closed elsewhere forgets its window."""
+        state = row["circuit"]
+        if state == CLOSED and self.state != CLOSED:
+            self.reset_window()
+        self.state = state
+        self.opened_at = row["opened_at"]
+        self.forced = bool(row["forced"])
+        self.reason = row["circuit_reason"]
+        self.probes = row["probes"]
+        self.probe_ok = row["probe_ok"]
+        self.probe_deadline = row["probe_deadline"]
+
+
+# -- shared state in SQLite ----------------------------------------------------------
+
+def bump_seq(con: sqlite3.Connection) -> int:
+    """Advance the change counter (inside the caller's transaction); rows it changes carry the new value as rev."""
+    con.execute("UPDATE failure_seq SET seq = seq + 1 WHERE id = 1")
+    return int(con.execute("SELECT seq FROM failure_seq WHERE id = 1").fetchone()[0])
+
+
+def ensure_health(con: sqlite3.Connection, tool_id: str, version: str, base: float, now: float) -> None:
+    con.execute(
+        "INSERT OR IGNORE INTO tool_health(tool_id, version, base, score, updated) VALUES (?,?,?,?,?)",
+        (tool_id, version, base, base, now),
+    )
+
+
+def open_circuit(con: sqlite3.Connection, tool_id: str, version: str, reason: str, now: float, rev: int,
+                 *, forced: bool = False) -> None:
+    con.execute(
+        "UPDATE tool_health SET circuit='open', opened_at=?, forced=?, circuit_reason=?, probes=0, probe_ok=0,"
+        " probe_deadline=NULL, rev=?, updated=? WHERE tool_id=? AND version=?",
+        (now, int(forced), reason, rev, now, tool_id, version),
+    )
+
+
+def close_circuit(con: sqlite3.Connection, tool_id: str, version: str, reason: str, now: float, rev: int) -> None:
+    con.execute(
+        "UPDATE tool_health SET circuit='closed', opened_at=NULL, forced=0, circuit_reason=?, probes=0, probe_ok=0,"
+        " probe_deadline=NULL, rev=?, updated=? WHERE tool_id=? AND version=?",
+        (reason, rev, now, tool_id, version),
+    )
+
+
+def claim_probe(con: sqlite3.Connection, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> bool:
+    """Take one of the half-open probe slots, across every process; False when none is free."""
+    cur = con.execute(
+        "UPDATE tool_health SET"
+        " probes = CASE WHEN circuit='open' OR probe_deadline < ? THEN 1 ELSE probes + 1 END,"
+        " probe_ok = CASE WHEN circuit='open' OR probe_deadline < ? THEN 0 ELSE probe_ok END,"
+        " circuit='half_open', probe_deadline=?, rev=?, updated=?"
+        " WHERE tool_id=? AND version=? AND forced=0 AND circuit IN ('open','half_open') AND opened_at + ? <= ?"
+        " AND (circuit='open' OR probes < ? OR probe_deadline < ?)",
+        (now, now, now + cfg.probe_timeout_seconds, rev, now, tool_id, version, cfg.cooldown_seconds, now,
+         cfg.half_open_probes, now),
+    )
+    return cur.rowcount == 1
+
+
+def probe_succeeded(con: sqlite3.Connection, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> str | None:
+    """Count a successful probe; returns the new state when this one closed the circuit."""
+    cur = con.execute(
+        "UPDATE tool_health SET probe_ok = probe_ok + 1,"
+        " circuit = CASE WHEN probe_ok + 1 >= ? THEN 'closed' ELSE circuit END,"
+        " opened_at = CASE WHEN probe_ok + 1 >= ? THEN NULL ELSE opened_at END,"
+        " circuit_reason = CASE WHEN probe_ok + 1 >= ? THEN 'probe calls succeeded' ELSE circuit_reason END,"
+        " rev=?, updated=? WHERE tool_id=? AND version=? AND circuit='half_open'",
+        (cfg.half_open_probes, cfg.half_open_probes, cfg.half_open_probes, rev, now, tool_id, version),
+    )
+    if cur.rowcount != 1:
+        return None
+    row = con.execute("SELECT circuit FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+    return CLOSED if row is not None and row[0] == CLOSED else None
+
+

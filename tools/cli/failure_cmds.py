@@ -1,0 +1,202 @@
+"""Failure tracking from the command line: fail, failures, resilient, scores, control."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tools.cli.output import console, emit_json, read_json_arg, runtime_for
+from tools.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fail", help="record a failure of a tool (demotes its score, may tag it and open its circuit)")
+    p.add_argument("tool")
+    p.add_argument("--scenario", required=True, help="what the caller was trying to do")
+    p.add_argument("--error", required=True, help="the error the caller saw")
+    p.add_argument("--severity", default="medium", help="low | medium | high | critical (default medium)")
+    p.add_argument("--class", dest="error_class", help="failure class (default: reported)")
+    p.add_argument("--version", help="version that failed (default: the one calls resolve to)")
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_fail)
+
+    p = sub.add_parser("failures", help="recent failures, newest first")
+    p.add_argument("tool", nargs="?")
+    p.add_argument("--version")
+    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_failures)
+
+    p = sub.add_parser("resilient", help="call the best tools for a scenario until one succeeds; prints the trace")
+    p.add_argument("scenario")
+    p.add_argument("input", nargs="?", help="JSON input given to each candidate, or - for stdin")
+    p.add_argument("--tags", help="comma-separated: only tools with one of these tags")
+    p.add_argument("--max-attempts", type=int, default=5)
+    p.add_argument("--no-mark", action="store_true", help="do not attach the scenario to failures (no tags, no failure memory)")
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_resilient)
+
+    p = sub.add_parser("scores", help="score, negative tags, circuit and failures per tool version")
+    p.add_argument("--json", action="store_true", dest="json_out")
+    p.set_defaults(func=cmd_scores)
+
+    p = sub.add_parser("control", help="operator controls: reset-score, remove-tag, circuit, disable, enable")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
+    for name, help_text in (("reset-score", "put the score back to the manifest's quality_score"),
+                            ("remove-tag", "remove a negative tag"),
+                            ("circuit", "force a circuit open (held until closed) or closed (reset)"),
+                            ("disable", "refuse calls of a tool (all versions unless --version)"),
+                            ("enable", "allow calls again")):
+        c = csub.add_parser(name, help=help_text)
+        c.add_argument("tool")
+        if name == "remove-tag":
+            c.add_argument("tag", help="e.g. not-for-json")
+        if name == "circuit":
+            c.add_argument("state", choices=["open", "closed"])
+        c.add_argument("--version")
+        c.add_argument("--actor", help="who is doing this (default: the OS user)")
+        if name in ("circuit", "disable", "enable"):
+            c.add_argument("--reason")
+        c.add_argument("--json", action="store_true", dest="json_out")
+        c.set_defaults(func=cmd_control)
+
+
+def cmd_fail(args: argparse.Namespace) -> int:
+    from tools.failures import mark_tool_failure
+
+    runtime = runtime_for(args)
+    try:
+        record = mark_tool_failure(runtime, args.tool, args.scenario, args.error, args.severity, args.error_class,
+                                   version=args.version)
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json(record)
+    else:
+        tags = f"; tagged {', '.join(record['tags_added'])}" if record["tags_added"] else ""
+        console().print(f"failure #{record['failure_id']} recorded for {record['tool_id']} {record['version']}: "
+                        f"{record['severity']}, score -{record['delta']:.2f} -> {record['score']:.2f}{tags}; circuit {record['circuit']}")
+    return 0
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from tools.failures import tracker_for
+
+    runtime = runtime_for(args)
+    try:
+        rows = tracker_for(runtime).recent_failures(args.tool, args.version, args.limit)
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json(rows)
+        return 0
+    from datetime import datetime
+
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} recent failures", title_justify="left")
+    for col in ("#", "when", "tool", "version", "severity", "class", "origin", "delta", "scenario", "error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["id"]), datetime.fromtimestamp(r["ts"]).strftime("%H:%M:%S"), r["tool_id"], r["version"],
+                      r["severity"], r["error_class"], r["origin"], f"{r['delta']:.2f}", r["scenario"][:40], r["error"][-60:])
+    console().print(table)
+    return 0
+
+
+def _trace_table(title: str, hops: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "tool", "version", "similarity", "score", "penalty", "outcome", "ms", "why / error"):
+        table.add_column(col, overflow="fold")
+    for h in hops:
+        style = "green" if h["outcome"] == "ok" else "red"
+        detail = h["why"] if h["outcome"] == "ok" else f"{h['why']}\n[red]{h['error']}[/]"
+        table.add_row(str(h["hop"]), h["tool_id"], h["version"], f"{h['similarity']:.2f}", f"{h['score']:.2f}",
+                      f"{h['penalty']:.2f}", f"[{style}]{h['outcome']}[/]", f"{h['ms']:.1f}", detail)
+    for s in skipped:
+        table.add_row("-", s["tool_id"], s["version"], f"{s['similarity']:.2f}", "", "", "[yellow]skipped[/]", "", s["reason"])
+    return table
+
+
+def cmd_resilient(args: argparse.Namespace) -> int:
+    from tools.resilient import ResilientCallError, call_tool_resilient
+
+    data = read_json_arg(args.input)
+    runtime = runtime_for(args)
+    try:
+        try:
+            out = call_tool_resilient(runtime, args.scenario, data, tags=args.tags, max_attempts=args.max_attempts,
+                                      mark_failures=not args.no_mark)
+        except ResilientCallError as exc:
+            if args.json_out:
+                emit_json({"ok": False, **exc.to_dict()})
+            else:
+                console().print(_trace_table(f"resilient: {exc.message}", exc.hops, exc.skipped))
+            return 1
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json(out)
+        return 0
+    out_console = console()
+    out_console.print(_trace_table(f"resilient: {out['tool_id']} {out['version']} succeeded after {out['attempts']} "
+                                   f"attempt(s) in {out['ms']:.0f} ms", out["hops"], out["skipped"]))
+    out_console.print_json(json.dumps(out["result"], default=str))
+    return 0
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    from tools.failures import tracker_for
+
+    runtime = runtime_for(args)
+    try:
+        runtime.wait_ready(60)
+        tracker = tracker_for(runtime)
+        tracker.sync(force=True)
+        snap = tracker.scores_snapshot()
+    finally:
+        runtime.close()
+    rows = [{"tool_id": k[0], "version": k[1], **v} for k, v in sorted(snap.items())]
+    if args.json_out:
+        emit_json(rows)
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} tool versions", title_justify="left")
+    for col in ("tool", "version", "score", "failures", "circuit", "disabled", "negative tags"):
+        table.add_column(col, overflow="fold")
+    styles = {"closed": "green", "open": "red", "half_open": "yellow"}
+    for r in rows:
+        table.add_row(r["tool_id"], r["version"], f"{r['score']:.2f}", str(r["failures"]),
+                      f"[{styles[r['circuit']]}]{r['circuit']}[/]", "yes" if r["disabled"] else "", ", ".join(r["tags"]))
+    console().print(table)
+    return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from tools import controls
+
+    runtime = runtime_for(args)
+    try:
+        if args.action == "reset-score":
+            out = controls.reset_score(runtime, args.tool, args.version, actor=args.actor)
+        elif args.action == "remove-tag":
+            out = controls.remove_tag(runtime, args.tool, args.tag, args.version, actor=args.actor)
+        elif args.action == "circuit":
+            out = controls.force_circuit(runtime, args.tool, args.state, args.version, actor=args.actor, reason=args.reason)
+        elif args.action in ("disable", "enable"):
+            out = controls.set_disabled(runtime, args.tool, args.action == "disable", args.version, actor=args.actor,
+                                        reason=args.reason)
+        else:  # argparse restricts the choices; this is a programming error
+            raise UsageError(f"unknown control action {args.action!r}")
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json(out)
+    else:
+        version = "all versions" if out["version"] == "*" else out["version"]
+        console().print(f"{args.action}: {out['tool_id']} {version} by {out['actor']}")
+    return 0

@@ -1,0 +1,471 @@
+"""The failure ledger, quality scores, negative tags, and the call hook that keeps them current.
+
+Every failure the runtime sees is one row in `failures` (written at once: failures
+are rare) and one `tool.failure` event. Successes are counted in memory and
+written in batches by a sync thread, which also reloads what other processes
+changed (rows whose `rev` passed the last seen `failure_seq`), so the hook on the
+path of every call reads dictionaries and never waits for SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from state.db import StoreError
+from state.redact import redact
+from tools.circuit import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    Circuit,
+    CircuitConfig,
+    bump_seq,
+    claim_probe,
+    ensure_health,
+    open_circuit,
+    probe_succeeded,
+)
+from tools.errors import StateError, ToolError, ToolUnavailableError, UsageError
+from tools.failure_rules import (
+    ACCELERATION_WINDOW_SECONDS,
+    auto_severity,
+    check_severity,
+    demote,
+    demotion,
+    negative_tags,
+    recover,
+)
+from tools.ids import check_tool_id
+
+log = logging.getLogger("tooldeck.failures")
+ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_SCENARIO = 2000
+MAX_ERROR = 2000
+
+
+class Health:
+    """This process's view of one (tool, version): score, tags, circuit, unflushed successes."""
+
+    __slots__ = ("base", "score", "failures", "successes", "tags", "circuit", "pending_ok", "source", "tool_tags")
+
+    def __init__(self, base: float, window: int, source: str = "", tool_tags: tuple[str, ...] = ()) -> None:
+        self.base = base
+        self.score = base
+        self.failures = 0
+        self.successes = 0
+        self.tags: frozenset[str] = frozenset()
+        self.circuit = Circuit(window)
+        self.pending_ok = 0
+        self.source = source
+        self.tool_tags = tool_tags
+
+
+class FailureTracker:
+    """The `failures` extension: a CallHook, the score/tag/circuit cache, and the ledger writer."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.events = runtime.events
+        self.cfg = CircuitConfig.from_settings(runtime.settings.section("circuit"))
+        section = runtime.settings.section("failures")
+        self.sync_interval = float(section.get("sync_interval_seconds", 0.5))
+        self.acceleration_window = float(section.get("acceleration_window_seconds", ACCELERATION_WINDOW_SECONDS))
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._health: dict[tuple[str, str], Health] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._controls: dict[tuple[str, str], dict[str, Any]] = {}
+        self._gated: frozenset[str] = frozenset()
+        self._seq = -1
+        self._local = threading.local()
+        self._listeners: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sync(force=True)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tooldeck-failures", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.sync_interval):
+            try:
+                self.sync(force=True)
+            except (StoreError, ToolError) as exc:
+                log.error("failure tracker sync: %s", exc)
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self._flush_successes()
+        except (StoreError, ToolError) as exc:
+            log.error("failure tracker final flush: %s", exc)
+
+    def on_failure(self, listener: Callable[[], None]) -> None:
+        """Be told (with no arguments, from the recording thread) that a failure row landed."""
+        self._listeners.append(listener)
+
+    # -- the hook (every call) -----------------------------------------------------
+
+    def before_call(self, runtime: Any, entry: Any) -> None:
+        if entry.tool_id in self._gated:
+            self._gate(entry)
+
+    def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: ToolError | None,
+                   data: Any) -> None:
+        key = (entry.tool_id, entry.served_version)
+        probes = getattr(self._local, "probes", None)
+        probe = bool(probes) and key in probes
+        if probe:
+            probes.discard(key)
+        if error is None:
+            health = self._health.get(key) or self._new_health(entry, key)
+            with self._lock:
+                health.pending_ok += 1
+                health.successes += 1
+                if health.score < health.base:
+                    health.score = recover(health.score, health.base, 1)
+                if health.circuit.state == CLOSED:
+                    health.circuit.ok()
+                self._dirty.add(key)
+            if probe:
+                self._probe_ok(entry.tool_id, entry.served_version)
+            return
+        context = getattr(self._local, "context", None)
+        scenario, marking = context if context is not None else ("", False)
+        message = error.message + (f" | {error.stderr_tail}" if error.stderr_tail else "")
+        self.record_failure(entry, scenario=scenario if marking else "", error=message, severity=None,
+                            error_class=outcome, origin="resilient" if context is not None else "runtime", probe=probe)
+
+    @contextmanager
+    def scenario(self, scenario: str, mark: bool) -> Iterator[None]:
+        """Failures observed in this thread inside the block belong to `scenario` (a resilient run)."""
+        previous = getattr(self._local, "context", None)
+        self._local.context = (scenario, mark)
+        try:
+            yield
+        finally:
+            self._local.context = previous
+
+    def _new_health(self, entry: Any, key: tuple[str, str]) -> Health:
+        manifest = entry.manifest
+        base = float(manifest.quality_score) if manifest is not None else 1.0
+        tags = tuple(manifest.tags) if manifest is not None else ()
+        with self._lock:
+            return self._health.setdefault(key, Health(base, self.cfg.window, entry.source, tags))
+
+    def _gate(self, entry: Any) -> None:
+        tool_id, version = entry.tool_id, entry.served_version
+        control = self._controls.get((tool_id, version)) or self._controls.get((tool_id, "*"))
+        if control is not None:
+            reason = f": {control['reason']}" if control.get("reason") else ""
+            raise ToolUnavailableError(f"{tool_id} {version} is disabled by {control.get('actor') or 'an operator'}{reason}",
+                                       tool_id=tool_id, version=version)
+        health = self._health.get((tool_id, version))
+        if health is None or health.circuit.state == CLOSED:
+            return
+        circuit = health.circuit
+        now = time.time()
+        state = circuit.effective_state(now, self.cfg)
+        if state == OPEN:
+            if circuit.forced:
+                raise ToolUnavailableError(f"{tool_id} {version}: circuit held open by an operator ({circuit.reason})",
+                                           tool_id=tool_id, version=version)
+            left = (circuit.opened_at or now) + self.cfg.cooldown_seconds - now
+            raise ToolUnavailableError(f"{tool_id} {version}: circuit open ({circuit.reason}); next probe in {left:.0f} s",
+                                       tool_id=tool_id, version=version)
+        if circuit.state == HALF_OPEN and circuit.probes >= self.cfg.half_open_probes and (circuit.probe_deadline or 0) > now:
+            raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open, {circuit.probes} probe calls in flight",
+                                       tool_id=tool_id, version=version)
+        with self.store.tx() as con:
+            rev = bump_seq(con)
+            admitted = claim_probe(con, tool_id, version, self.cfg, now, rev)
+            row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+        with self._lock:
+            if row is not None:
+                circuit.apply_row(row)
+        if not admitted:
+            raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open, no probe slot free",
+                                       tool_id=tool_id, version=version)
+        probes = getattr(self._local, "probes", None)
+        if probes is None:
+            probes = self._local.probes = set()
+        probes.add((tool_id, version))
+
+    def _probe_ok(self, tool_id: str, version: str) -> None:
+        now = time.time()
+        with self.store.tx() as con:
+            rev = bump_seq(con)
+            closed = probe_succeeded(con, tool_id, version, self.cfg, now, rev)
+            row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+        self._apply_rows([row] if row is not None else [])
+        if closed:
+            self.events.emit("circuit.closed", tool_id, version, reason="probe calls succeeded")
+
+    # -- the ledger ----------------------------------------------------------------
+
+    def record_failure(self, entry: Any, *, scenario: str, error: str, severity: str | None, error_class: str,
+                       origin: str, probe: bool = False) -> dict[str, Any]:
+        """Write one failure: ledger row, demotion, negative tags, circuit transition, event."""
+        tool_id, version = entry.tool_id, entry.served_version
+        key = (tool_id, version)
+        health = self._health.get(key) or self._new_health(entry, key)
+        severity = severity or auto_severity(error_class)
+        rule = demotion(severity, error_class, health.source, 0)
+        open_reason: str | None = None
+        with self._lock:
+            circuit = health.circuit
+            if rule.counts_for_circuit and circuit.state == CLOSED:
+                open_reason = circuit.failed(self.cfg)
+                if rule.trips_circuit:
+                    open_reason = "critical failure"
+        scenario = redact(scenario.strip())[:MAX_SCENARIO]
+        error = redact(error.strip())[-MAX_ERROR:]
+        now = time.time()
+        with self.store.tx() as con:
+            rev = bump_seq(con)
+            ensure_health(con, tool_id, version, health.base, now)
+            recent = con.execute(
+                "SELECT COUNT(*) FROM failures WHERE tool_id=? AND version=? AND ts>? AND delta>0",
+                (tool_id, version, now - self.acceleration_window),
+            ).fetchone()[0]
+            rule = demotion(severity, error_class, health.source, int(recent) + 1)
+            row = con.execute("SELECT score, tags, circuit FROM tool_health WHERE tool_id=? AND version=?",
+                              (tool_id, version)).fetchone()
+            score = demote(float(row["score"]), rule.delta)
+            old_tags = set(json.loads(row["tags"] or "[]"))
+            added = [t for t in negative_tags(scenario, tool_id, health.tool_tags) if t not in old_tags] if rule.may_tag else []
+            tags = sorted(old_tags | set(added))
+            cur = con.execute(
+                "INSERT INTO failures(ts, tool_id, version, scenario, error, severity, error_class, origin, delta, score_after,"
+                " tags_added, session, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (now, tool_id, version, scenario, error, rule.severity, error_class, origin, rule.delta, score,
+                 json.dumps(added), self.runtime.session, self.runtime.pid),
+            )
+            failure_id = int(cur.lastrowid or 0)
+            con.execute(
+                "UPDATE tool_health SET score=?, failures=failures+1, last_failure=?, tags=?, rev=?, updated=?"
+                " WHERE tool_id=? AND version=?",
+                (score, now, json.dumps(tags), rev, now, tool_id, version),
+            )
+            if rule.delta > 0:
+                con.execute("INSERT INTO score_history(ts, tool_id, version, score, delta, reason) VALUES (?,?,?,?,?,?)",
+                            (now, tool_id, version, score, -rule.delta, "failure"))
+            opened = None
+            if rule.counts_for_circuit and probe and row["circuit"] != CLOSED:
+                opened = f"probe call failed ({error_class})"
+            elif open_reason is not None and row["circuit"] == CLOSED:
+                opened = open_reason
+            if opened is not None:
+                open_circuit(con, tool_id, version, opened, now, rev)
+            fresh = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+        self._apply_rows([fresh])
+        record = {
+            "failure_id": failure_id, "tool_id": tool_id, "version": version, "severity": rule.severity,
+            "error_class": error_class, "origin": origin, "delta": rule.delta, "score": score, "tags_added": added,
+            "tags": tags, "circuit": fresh["circuit"], "scenario": scenario,
+        }
+        self.events.emit("tool.failure", tool_id, version, failure_id=failure_id, severity=rule.severity,
+                         error_class=error_class, origin=origin, scenario=scenario[:200], error=error[-300:],
+                         delta=rule.delta, score=round(score, 4), tags_added=added)
+        if opened is not None:
+            self.events.emit("circuit.opened", tool_id, version, reason=opened)
+        for listener in list(self._listeners):
+            listener()
+        return record
+
+    # -- sync with other processes -------------------------------------------------
+
+    def sync(self, force: bool = False) -> None:
+        """Write batched successes, then reload whatever changed since the last sync."""
+        with self._sync_lock:
+            self._flush_successes()
+            seq = int(self.store.query_one("SELECT seq FROM failure_seq WHERE id=1")[0])
+            if seq == self._seq:
+                return
+            rows = self.store.query("SELECT * FROM tool_health WHERE rev > ?", (self._seq,))
+            controls = self.store.query("SELECT tool_id, version, reason, actor, updated FROM tool_controls WHERE disabled=1")
+            with self._lock:
+                self._controls = {(r["tool_id"], r["version"]): dict(r) for r in controls}
+            self._apply_rows(rows)
+            self._seq = seq
+
+    def _apply_rows(self, rows: list[Any]) -> None:
+        with self._lock:
+            for row in rows:
+                key = (row["tool_id"], row["version"])
+                health = self._health.get(key)
+                if health is None:
+                    health = self._health[key] = Health(float(row["base"]), self.cfg.window, *self._entry_info(key))
+                health.base = float(row["base"])
+                health.score = float(row["score"])
+                health.failures = int(row["failures"])
+                health.successes = int(row["successes"]) + health.pending_ok
+                health.tags = frozenset(json.loads(row["tags"] or "[]"))
+                health.circuit.apply_row(row)
+            gated = {tool for tool, _v in self._controls}
+            gated.update(key[0] for key, h in self._health.items() if h.circuit.state != CLOSED)
+            self._gated = frozenset(gated)
+
+    def _entry_info(self, key: tuple[str, str]) -> tuple[str, tuple[str, ...]]:
+        entry = self.runtime.catalog.find(*key)
+        if entry is None or entry.manifest is None:
+            return "", ()
+        return entry.source, tuple(entry.manifest.tags)
+
+    def _flush_successes(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            batch = []
+            for key in dirty:
+                health = self._health.get(key)
+                if health is not None and health.pending_ok:
+                    batch.append((key, health.pending_ok, health.base))
+                    health.pending_ok = 0
+        if not batch:
+            return
+        now = time.time()
+        with self.store.tx() as con:
+            rev: int | None = None
+            for (tool_id, version), count, base in batch:
+                ensure_health(con, tool_id, version, base, now)
+                row = con.execute("SELECT score, base FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+                score = recover(float(row["score"]), float(row["base"]), count)
+                if score != float(row["score"]):
+                    rev = rev if rev is not None else bump_seq(con)
+                    con.execute("UPDATE tool_health SET successes=successes+?, score=?, rev=?, updated=? WHERE tool_id=? AND version=?",
+                                (count, score, rev, now, tool_id, version))
+                    con.execute("INSERT INTO score_history(ts, tool_id, version, score, delta, reason) VALUES (?,?,?,?,?,?)",
+                                (now, tool_id, version, score, score - float(row["score"]), "recovery"))
+                else:
+                    con.execute("UPDATE tool_health SET successes=successes+? WHERE tool_id=? AND version=?",
+                                (count, tool_id, version))
+
+    # -- read side (CLI, dashboard, selection, evolution) --------------------------
+
+    def disabled(self, tool_id: str, version: str) -> dict[str, Any] | None:
+        return self._controls.get((tool_id, version)) or self._controls.get((tool_id, "*"))
+
+    def health(self, tool_id: str, version: str) -> dict[str, Any] | None:
+        """One (tool, version) as selection sees it, or None when nothing is known beyond the manifest."""
+        h = self._health.get((tool_id, version))
+        if h is None:
+            return None
+        return {"score": h.score, "tags": h.tags, "circuit": h.circuit.effective_state(time.time(), self.cfg),
+                "forced": h.circuit.forced, "circuit_reason": h.circuit.reason, "opened_at": h.circuit.opened_at}
+
+    def scores_snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(tool_id, version) -> score, tags, circuit, disabled, failures, for every loaded version and every tracked one."""
+        now = time.time()
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in self.runtime.catalog.all_entries():
+            if entry.manifest is not None:
+                out[(entry.tool_id, entry.served_version)] = {
+                    "score": float(entry.manifest.quality_score), "tags": [], "circuit": CLOSED, "disabled": False, "failures": 0,
+                }
+        with self._lock:
+            items = list(self._health.items())
+            controls = dict(self._controls)
+        for key, h in items:
+            out[key] = {"score": round(h.score, 4), "tags": sorted(h.tags), "circuit": h.circuit.effective_state(now, self.cfg),
+                        "disabled": False, "failures": h.failures}
+        for key, row in out.items():
+            row["disabled"] = (key in controls) or ((key[0], "*") in controls)
+        return out
+
+    def recent_failures(self, tool_id: str | None = None, version: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM failures", []
+        clauses = []
+        if tool_id is not None:
+            clauses.append("tool_id=?")
+            params.append(tool_id)
+        if version is not None:
+            clauses.append("version=?")
+            params.append(version)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(int(limit))
+        out = []
+        for row in self.store.query(sql, params):
+            item = dict(row)
+            item["tags_added"] = json.loads(item["tags_added"] or "[]")
+            out.append(item)
+        return out
+
+    def score_history(self, tool_id: str, version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Oldest first, for a trend line."""
+        sql, params = "SELECT * FROM score_history WHERE tool_id=?", [tool_id]
+        if version is not None:
+            sql += " AND version=?"
+            params.append(version)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(int(limit))
+        return [dict(r) for r in reversed(self.store.query(sql, params))]
+
+    def recent_resilient(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Resilient runs, newest last: each one `resilient.run` event with its hops."""
+        return [{"id": e.id, "ts": e.ts, "session": e.session, **e.payload}
+                for e in self.events.recent(limit, kinds=["resilient.run"])]
+
+
+# -- the public API -----------------------------------------------------------------
+
+def tracker_for(runtime: Any) -> FailureTracker:
+    runtime._require_store()
+    tracker = runtime.extensions.get("failures")
+    if tracker is None:
+        raise StateError("failure tracking is not installed in this runtime (see the runtime.error events)")
+    return tracker
+
+
+def mark_tool_failure(runtime: Any, tool_id: str, scenario: str, error_message: str, severity: str = "medium",
+                      error_class: str | None = None, *, version: str | None = None) -> dict[str, Any]:
+    """Record a failure a caller saw: demote the tool version, tag it, feed its circuit and the failure memory."""
+    check_tool_id(tool_id)
+    severity = check_severity(severity)
+    if not isinstance(scenario, str):
+        raise UsageError(f"mark_tool_failure: scenario must be a string, got {type(scenario).__name__}")
+    if not isinstance(error_message, str):
+        raise UsageError(f"mark_tool_failure: error_message must be a string, got {type(error_message).__name__}")
+    error_class = error_class or "reported"
+    if not isinstance(error_class, str) or not ERROR_CLASS_RE.match(error_class):
+        raise UsageError(f"mark_tool_failure: invalid error_class {error_class!r}: lowercase letters, digits and _ (<= 40)")
+    entry = runtime.resolve(tool_id, version)
+    return tracker_for(runtime).record_failure(entry, scenario=scenario, error=error_message, severity=severity,
+                                               error_class=error_class, origin="manual")
+
+
+def tool_mark_failure(runtime: Any, data: Any) -> dict[str, Any]:
+    """The `mark_tool_failure` builtin tool, taking the original callers' JSON."""
+    if not isinstance(data, dict):
+        raise UsageError("mark_tool_failure: input must be a JSON object")
+    for field in ("tool_id", "scenario", "error_message"):
+        if field not in data:
+            raise UsageError(f"mark_tool_failure: missing field {field!r}")
+    record = mark_tool_failure(runtime, data["tool_id"], data["scenario"], data["error_message"],
+                               data.get("severity", "medium"), data.get("error_class"), version=data.get("version"))
+    return {"success": True, **record}
+
+
+def install(runtime: Any) -> None:
+    tracker = FailureTracker(runtime)
+    runtime.extensions["failures"] = tracker
+    runtime.hooks.append(tracker)
+    runtime.add_service("failures", tracker)
+    tracker.start()
+    from tools.selection import install_memory
+
+    install_memory(runtime, tracker)

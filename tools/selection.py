@@ -1,0 +1,279 @@
+"""Candidate selection for a resilient call: similarity x quality x failure penalty.
+
+One query against the tool collection (no payload filter: Qdrant's local mode
+evaluates filters in Python, ~15x slower than the bare search), one query
+against the failure memory for all candidates together, then plain Python over
+the few dozen hits: resolved version, tags, the builtin/sink exclusion, operator
+disables, circuits and negative tags. Whatever is left out is in `skipped` with
+the reason, so the trace says why a tool was not tried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from state.memory import MemoryService, SemanticMemory, ToolDoc
+from tools.circuit import OPEN
+from tools.errors import StateError, ToolNotReadyError, UsageError
+from tools.failure_rules import blocking_tags, scenario_formats
+
+#: How much one remembered failure on a similar scenario predicts another, by severity.
+PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}
+#: The penalty factor never drops below this, so a predicted failure reorders but never hides a tool.
+PENALTY_FLOOR = 0.05
+#: At most this many remembered failures are considered per query (all candidates together).
+FAILURE_QUERY_LIMIT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    tool_id: str
+    version: str
+    similarity: float
+    score: float
+    penalty: float
+    rank: float
+    why: str
+    probe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    tool_id: str
+    version: str
+    similarity: float
+    reason: str
+
+
+@dataclass
+class Selection:
+    scenario: str
+    candidates: list[Candidate]
+    skipped: list[Skipped]
+    min_similarity: float
+    best_similarity: float | None
+    formats: list[str]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    best_tool: str | None = None
+
+    def skipped_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(s) for s in self.skipped]
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionSettings:
+    min_similarity: float = 0.35
+    penalty_min_similarity: float = 0.5
+    pool: int = 32
+    tagged_pool: int = 256
+    ready_timeout: float = 30.0
+
+    @classmethod
+    def from_runtime(cls, runtime: Any) -> SelectionSettings:
+        s = runtime.settings.section("resilient")
+        try:
+            out = cls(float(s.get("min_similarity", 0.35)), float(s.get("penalty_min_similarity", 0.5)),
+                      int(s.get("candidate_pool", 32)), int(s.get("tagged_candidate_pool", 256)),
+                      float(s.get("ready_timeout_seconds", 30)))
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"tooldeck.toml [resilient]: {exc}") from exc
+        if not -1 <= out.min_similarity <= 1 or out.pool < 1 or out.tagged_pool < 1:
+            raise UsageError("tooldeck.toml [resilient]: min_similarity must be in [-1, 1] and the pools >= 1")
+        return out
+
+
+# -- the memory, wired to the runtime -------------------------------------------------
+
+def is_sink(manifest: Any) -> bool:
+    extra = manifest.model_extra or {}
+    return "sink" in manifest.tags or extra.get("role") in ("sink", "pass_through") or bool(extra.get("pass_through"))
+
+
+def tool_doc(entry: Any) -> ToolDoc | None:
+    """What a tool is about, as one text: name, description, tags, a couple of example inputs."""
+    m = entry.manifest
+    if m is None:
+        return None
+    parts = [entry.tool_id.replace("_", " ") + ".", m.description]
+    if m.tags:
+        parts.append("Tags: " + ", ".join(m.tags) + ".")
+    examples = [e.get("input") if isinstance(e, dict) and "input" in e else e for e in m.examples[:2]]
+    if examples:
+        parts.append("Examples: " + json.dumps(examples, default=str)[:300])
+    return ToolDoc(entry.tool_id, entry.served_version, " ".join(p for p in parts if p), entry.source, tuple(m.tags), is_sink(m))
+
+
+def install_memory(runtime: Any, tracker: Any) -> MemoryService:
+    """Create the memory service; build it now for serving runtimes (or when `[memory] preload = "always"`)."""
+    settings = runtime.settings.section("memory")
+    url = os.environ.get("QDRANT_URL") or None
+    memory = SemanticMemory(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None,
+                            prefix=str(settings.get("collection_prefix", "tooldeck")))
+    catalog = runtime.catalog
+
+    def all_docs() -> list[ToolDoc]:
+        docs = [tool_doc(e) for e in catalog.all_entries()]
+        return [d for d in docs if d is not None]
+
+    def doc_for(tool_id: str, version: str) -> ToolDoc | None:
+        entry = catalog.find(tool_id, version)
+        return tool_doc(entry) if entry is not None else None
+
+    service = MemoryService(memory, runtime.store, all_docs=all_docs, doc_for=doc_for, catalog_finished=catalog.finished,
+                            tail_interval=float(settings.get("tail_interval_seconds", 1.0)))
+    catalog.subscribe(service.tools_changed)
+    tracker.on_failure(service.wake)
+    runtime.extensions["memory"] = service
+    runtime.add_service("memory", service)
+    preload = str(settings.get("preload", "serve"))
+    if preload not in ("serve", "always", "never"):
+        raise UsageError(f"tooldeck.toml [memory]: preload must be serve, always or never, not {preload!r}")
+    if preload == "always" or (preload == "serve" and runtime.serve):
+        service.start()
+    return service
+
+
+def memory_for(runtime: Any, timeout: float) -> MemoryService:
+    """The runtime's memory, built and current (waits up to `timeout` for the background build)."""
+    runtime._require_store()
+    service = runtime.extensions.get("memory")
+    if service is None:
+        raise StateError("semantic memory is not installed in this runtime (see the runtime.error events)")
+    try:
+        ready = service.wait_ready(timeout)
+    except ImportError as exc:
+        raise StateError(f"semantic memory unavailable: {exc}") from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise StateError(f"semantic memory failed to build: {type(exc).__name__}: {exc}") from exc
+    if not ready:
+        raise ToolNotReadyError(f"semantic memory was not ready within {timeout:.0f} s (still indexing the catalog)")
+    return service
+
+
+# -- selection -------------------------------------------------------------------------
+
+def _served_version(runtime: Any, tool_id: str, cache: dict[str, str | None]) -> str | None:
+    if tool_id not in cache:
+        promoted, _scope = runtime.resolved_version(tool_id)
+        if promoted is None:
+            entry = runtime.catalog.find(tool_id)
+            promoted = entry.served_version if entry is not None and entry.manifest is not None else None
+        cache[tool_id] = promoted
+    return cache[tool_id]
+
+
+def failure_penalties(hits: list[Any], keys: set[tuple[str, str]], threshold: float) -> dict[tuple[str, str], tuple[float, str]]:
+    """(tool, version) -> (factor, note) from remembered failures on similar scenarios.
+
+    factor = max(PENALTY_FLOOR, product over remembered failures f of this version whose scenario has
+    similarity s_f >= threshold of (1 - min(0.95, w(severity_f) x s_f x (0.5 + 0.5 x min(count_f, 3) / 3))))
+    The count saturates at 3, so one scenario repeated many times cannot bury a tool by itself.
+    """
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for hit in hits:
+        p = hit.payload
+        key = (p.get("tool_id"), p.get("version"))
+        if key not in keys or hit.similarity < threshold:
+            continue
+        weight = PENALTY_WEIGHT.get(p.get("severity", "medium"), 0.3) * hit.similarity * (0.5 + 0.5 * min(int(p.get("count", 1)), 3) / 3)
+        factor, note = out.get(key, (1.0, ""))
+        factor *= 1.0 - min(weight, 0.95)
+        if not note:
+            note = f"failed on similar scenario {p.get('scenario', '')[:60]!r} ({p.get('severity')}, x{p.get('count', 1)})"
+        out[key] = (max(PENALTY_FLOOR, factor), note)
+    return out
+
+
+def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
+                      settings: SelectionSettings | None = None, sync: bool = True) -> Selection:
+    """Rank the tools that could serve `scenario`; nothing below the minimum similarity is offered."""
+    started = time.perf_counter()
+    cfg = settings or SelectionSettings.from_runtime(runtime)
+    service = memory_for(runtime, cfg.ready_timeout)
+    tracker = runtime.extensions["failures"]
+    timings: dict[str, float] = {}
+    if sync:
+        tracker.sync(force=True)
+        service.catch_up()
+        timings["sync"] = (time.perf_counter() - started) * 1000
+    t = time.perf_counter()
+    memory: SemanticMemory = service.memory
+    vector = memory.embed_one(scenario)
+    timings["embed"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    wanted = {x.lower() for x in tags or []}
+    hits = memory.search_tools(vector, cfg.tagged_pool if wanted else cfg.pool, cfg.min_similarity)
+    timings["search"] = (time.perf_counter() - t) * 1000
+    best = hits[0].similarity if hits else None
+    best_tool = hits[0].payload.get("tool_id") if hits else None
+    if not hits:
+        nearest = memory.search_tools(vector, 1)
+        if nearest:
+            best, best_tool = nearest[0].similarity, nearest[0].payload.get("tool_id")
+    formats = scenario_formats(scenario)
+    versions: dict[str, str | None] = {}
+    skipped: list[Skipped] = []
+    viable: list[tuple[Any, dict[str, Any], Any]] = []
+    for hit in hits:
+        p = hit.payload
+        tool_id, version = p.get("tool_id"), p.get("version")
+        if _served_version(runtime, tool_id, versions) != version:
+            continue  # another version of this tool answers calls; its own point will speak for it
+        similarity = round(hit.similarity, 4)
+        tool_tags = {x.lower() for x in p.get("tags", [])}
+        if (p.get("source") == "builtin" or p.get("sink")) and not wanted & tool_tags:
+            role = "runtime builtin" if p.get("source") == "builtin" else "pass-through sink"
+            skipped.append(Skipped(tool_id, version, similarity, f"{role}: only tried when a tag asks for it"))
+            continue
+        if wanted and not wanted & tool_tags:
+            skipped.append(Skipped(tool_id, version, similarity, f"none of the requested tags ({', '.join(sorted(wanted))})"))
+            continue
+        control = tracker.disabled(tool_id, version)
+        if control is not None:
+            skipped.append(Skipped(tool_id, version, similarity, f"disabled by {control.get('actor') or 'an operator'}"))
+            continue
+        health = tracker.health(tool_id, version)
+        if health is not None:
+            if health["circuit"] == OPEN:
+                skipped.append(Skipped(tool_id, version, similarity, f"circuit open ({health['circuit_reason']})"))
+                continue
+            blocked = blocking_tags(formats, health["tags"])
+            if blocked:
+                skipped.append(Skipped(tool_id, version, similarity, f"negative tag {', '.join(blocked)}"))
+                continue
+        viable.append((hit, p, health))
+    t = time.perf_counter()
+    penalties: dict[tuple[str, str], tuple[float, str]] = {}
+    if viable:
+        keys = {(p["tool_id"], p["version"]) for _h, p, _x in viable}
+        failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
+        penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
+    timings["failures"] = (time.perf_counter() - t) * 1000
+    ranked: list[Candidate] = []
+    for hit, p, health in viable:
+        key = (p["tool_id"], p["version"])
+        entry = runtime.catalog.find(*key)
+        base = float(entry.manifest.quality_score) if entry is not None and entry.manifest is not None else 1.0
+        score = float(health["score"]) if health is not None else base
+        factor, note = penalties.get(key, (1.0, ""))
+        rank = hit.similarity * score * factor
+        why = f"similarity {hit.similarity:.2f} x score {score:.2f} x penalty {factor:.2f}"
+        if note:
+            why += f"; {note}"
+        probe = health is not None and health["circuit"] == "half_open"
+        if probe:
+            why += "; half-open circuit: probe call"
+        ranked.append(Candidate(key[0], key[1], round(hit.similarity, 4), round(score, 4), round(factor, 4), round(rank, 4), why, probe))
+    priority = {c.tool_id: _priority(runtime, c.tool_id) for c in ranked}
+    ranked.sort(key=lambda c: (-c.rank, -priority[c.tool_id], c.tool_id))
+    timings["total"] = (time.perf_counter() - started) * 1000
+    return Selection(scenario, ranked[:limit], skipped, cfg.min_similarity, best, formats, timings, best_tool)
+
+
+def _priority(runtime: Any, tool_id: str) -> int:
+    entry = runtime.catalog.find(tool_id)
+    return int(entry.manifest.priority) if entry is not None and entry.manifest is not None else 0
