@@ -35,6 +35,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backoff_base_seconds": 0.5,
         "backoff_max_seconds": 30,
         "lease_seconds": 30,
+        "poll_seconds": 0.1,
     },
     "circuit": {
         "window": 20,

@@ -1,0 +1,342 @@
+"""Durable buffers in one process: strategies, timers, retries, dead-letter, when_full, bad input, the tool."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
+from tools.buffer import BufferEngine, BufferFullError, UnknownBufferError, engine_for
+from tools.errors import InvalidIdError, ToolError, ToolInputError
+
+
+@pytest.fixture
+def ws(workspace: Path) -> Path:
+    return prepare_workspace(workspace)
+
+
+@pytest.fixture
+def engine(ws: Path, make_runtime) -> BufferEngine:
+    return engine_for(make_runtime(ws))
+
+
+def status(engine: BufferEngine, buffer_id: str):
+    found = engine.status(buffer_id)
+    assert found, buffer_id
+    return found[0]
+
+
+def events(engine: BufferEngine, kind: str) -> list:
+    return engine.runtime.events.tail(0, kinds=[kind], limit=10_000)
+
+
+# -- strategies ------------------------------------------------------------------------------
+
+
+def test_batched_flushes_full_batches_by_size(engine: BufferEngine, ws: Path) -> None:
+    for i in range(12):
+        out = engine.write("sized", {"i": i}, max_size=5, flush_interval_seconds=60, pass_through_tool="sink")
+        assert out["success"] and out["flushed"] is False
+    wait_for(lambda: len(sink_batches(ws, "sized")) == 2)
+    batches = sink_batches(ws, "sized")
+    assert [b["count"] for b in batches] == [5, 5]
+    assert [x["i"] for x in sink_items(ws, "sized")] == list(range(10))
+    s = status(engine, "sized")
+    assert (s.pending, s.waiting, s.flushed_total, s.batches_total) == (2, 2, 10, 2)
+    assert s.last_flush_result == "ok" and s.last_flush_count == 5
+    flushes = events(engine, "buffer.flush")
+    assert len(flushes) == 2 and all(e.tool_id is None and e.payload["buffer_id"] == "sized" for e in flushes)
+    assert {e.payload["batch_id"] for e in flushes} == {b["batch_id"] for b in batches}
+
+
+def test_timed_flush_goes_out_with_no_further_writes(engine: BufferEngine, ws: Path) -> None:
+    written_at = time.time()
+    for i in range(3):
+        engine.write("timed", i, max_size=100, flush_interval_seconds=0.3, pass_through_tool="sink")
+    assert sink_items(ws, "timed") == []
+    wait_for(lambda: sink_items(ws, "timed") == [0, 1, 2], timeout=5)
+    stored_at = sink_batches(ws, "timed")[0]["stored_at"]
+    assert stored_at - written_at >= 0.3  # by the timer, not early
+    assert stored_at - written_at < 2.0
+
+
+def test_immediate_delivers_before_the_write_returns(engine: BufferEngine, ws: Path) -> None:
+    out = engine.write("now", {"a": 1}, flush_strategy="immediate", pass_through_tool="sink",
+                       pass_through_input={"table": "usage"})
+    assert out["flushed"] is True and out["buffered"] == 0
+    batch = sink_batches(ws, "now")[0]
+    assert batch["items"] == [{"a": 1}] and json.loads(batch["extra"]) == {"table": "usage"}
+    with pytest.raises(ToolInputError, match="immediate needs a pass_through_tool"):
+        engine.write("now2", 1, flush_strategy="immediate")
+
+
+def test_manual_waits_for_an_explicit_flush(engine: BufferEngine, ws: Path) -> None:
+    for i in range(7):
+        engine.write("man", i, flush_strategy="manual", max_size=3, flush_interval_seconds=0.05, pass_through_tool="sink")
+    time.sleep(0.3)  # several timer periods: a manual buffer must not flush on its own
+    assert sink_items(ws, "man") == []
+    assert status(engine, "man").next_flush_at is None
+    out = engine.flush("man")
+    assert out["success"] and out["count"] == 7 and out["batches"] == 3
+    assert sink_items(ws, "man") == list(range(7))
+    assert status(engine, "man").pending == 0
+
+
+def test_flush_without_pass_through_hands_items_back(engine: BufferEngine) -> None:
+    engine.write_many("drain", [1, 2, 3])
+    assert "no pass_through_tool" in (status(engine, "drain").warning or "")
+    out = engine.flush("drain")
+    assert out["items"] == [1, 2, 3] and out["remaining"] == 0
+    assert status(engine, "drain").pending == 0
+
+
+# -- failures, retries, dead-letter ----------------------------------------------------------
+
+
+def test_pass_through_failure_keeps_every_item_then_delivers(engine: BufferEngine, ws: Path) -> None:
+    engine.configure("flaky", max_size=5, flush_interval_seconds=0.05, pass_through_tool="sink")
+    (ws / "fail").write_text("")
+    engine.runtime.settings  # noqa: B018 - loaded
+    engine.max_attempts = 50  # keep retrying for this test
+    engine.write_many("flaky", list(range(10)))
+    wait_for(lambda: status(engine, "flaky").retries_total >= 4)
+    s = status(engine, "flaky")
+    assert s.pending == 10 and s.dead_letter_items == 0 and s.last_flush_result == "failed"
+    assert "sink is down" in (s.last_flush_error or "")
+    assert sink_items(ws, "flaky") == []
+    (ws / "fail").unlink()
+    wait_for(lambda: sorted(sink_items(ws, "flaky")) == list(range(10)))
+    tried = attempts(ws)
+    assert set(tried) == {b["batch_id"] for b in sink_batches(ws, "flaky")}  # the same batch ids on every retry
+    assert len(tried) > 2
+    wait_for(lambda: status(engine, "flaky").pending == 0)
+    retry_events = events(engine, "buffer.retry")
+    assert retry_events and all(e.payload["buffer_id"] == "flaky" and e.tool_id is None for e in retry_events)
+
+
+def test_dead_letter_then_replay_with_the_same_batch_id(engine: BufferEngine, ws: Path) -> None:
+    (ws / "fail").write_text("")
+    engine.write_many("dl", ["a", "b", "c"], max_size=10, flush_interval_seconds=0.05, pass_through_tool="sink")
+    wait_for(lambda: status(engine, "dl").dead_letter_batches == 1)
+    s = status(engine, "dl")
+    assert (s.pending, s.dead_letter_items, s.last_flush_result) == (0, 3, "dead_letter")
+    dead = engine.dead_letters("dl")
+    assert len(dead) == 1 and dead[0]["attempts"] == 3 and dead[0]["count"] == 3
+    assert events(engine, "buffer.dead_letter")[0].payload["batch_id"] == dead[0]["batch_id"]
+    time.sleep(0.3)
+    assert len(attempts(ws)) == 3  # parked: no further attempts
+    failed_again = engine.replay("dl")
+    assert failed_again["failed"] == [dead[0]["batch_id"]]
+    (ws / "fail").unlink()
+    wait_for(lambda: sink_items(ws, "dl") == ["a", "b", "c"])  # back on the retry path, delivered by the timer
+    assert sink_batches(ws, "dl")[0]["batch_id"] == dead[0]["batch_id"]
+    wait_for(lambda: status(engine, "dl").pending == 0)
+    assert engine.dead_letters("dl") == []
+
+
+def test_replay_delivers_now(engine: BufferEngine, ws: Path) -> None:
+    (ws / "fail").write_text("")
+    engine.write_many("dl2", [1, 2], flush_strategy="manual", pass_through_tool="sink")
+    for _ in range(3):
+        engine.flush("dl2")
+    assert status(engine, "dl2").dead_letter_items == 2
+    (ws / "fail").unlink()
+    with pytest.raises(ToolInputError, match="no dead-letter batch"):
+        engine.replay("dl2", "no-such-batch")
+    out = engine.replay("dl2")
+    assert out["success"] and len(out["delivered"]) == 1
+    assert sink_items(ws, "dl2") == [1, 2]
+    s = status(engine, "dl2")
+    assert (s.pending, s.dead_letter_items, s.dead_letter_batches) == (0, 0, 0)
+
+
+# -- when_full ---------------------------------------------------------------------------------
+
+
+def test_block_times_out_and_writes_nothing(engine: BufferEngine) -> None:
+    engine.configure("blk", flush_strategy="manual", max_pending=3, when_full="block", block_timeout_seconds=0.2)
+    for i in range(3):
+        engine.write("blk", i)
+    started = time.monotonic()
+    with pytest.raises(BufferFullError, match="stayed full"):
+        engine.write("blk", 99)
+    assert time.monotonic() - started >= 0.2
+    s = status(engine, "blk")
+    assert (s.pending, s.writes_total, s.pending_ratio) == (3, 3, 1.0)
+
+
+def test_block_waits_for_room(engine: BufferEngine, ws: Path) -> None:
+    engine.configure("blk2", flush_strategy="manual", max_pending=2, block_timeout_seconds=10, pass_through_tool="sink")
+    engine.write_many("blk2", [1, 2])
+    threading.Timer(0.2, lambda: engine.flush("blk2")).start()
+    started = time.monotonic()
+    out = engine.write("blk2", 3)
+    assert out["success"] and time.monotonic() - started >= 0.15
+    engine.flush("blk2")
+    assert sink_items(ws, "blk2") == [1, 2, 3]
+
+
+def test_block_presses_a_batched_buffer_to_flush(engine: BufferEngine, ws: Path) -> None:
+    engine.configure("press", max_size=100, flush_interval_seconds=3600, max_pending=5, pass_through_tool="sink")
+    out = engine.write_many("press", list(range(12)))  # more than max_pending: waits while the flusher makes room
+    assert out["written"] == 12
+    wait_for(lambda: len(sink_items(ws, "press")) >= 7)
+
+
+def test_drop_newest_and_drop_oldest(engine: BufferEngine) -> None:
+    engine.configure("dn", flush_strategy="manual", max_pending=3, when_full="drop_newest")
+    results = [engine.write("dn", i) for i in range(5)]
+    assert [r["success"] for r in results] == [True, True, True, False, False]
+    assert results[-1]["dropped"] == 1
+    assert engine.flush("dn")["items"] == [0, 1, 2]
+    engine.configure("do", flush_strategy="manual", max_pending=3, when_full="drop_oldest")
+    for i in range(5):
+        assert engine.write("do", i)["success"]
+    many = engine.write_many("do", [10, 11, 12, 13])
+    assert many["written"] == 3 and many["dropped"] == 4  # the 3 old ones and the oldest of this call
+    assert status(engine, "do").dropped_total == 6
+    assert engine.flush("do")["items"] == [11, 12, 13]
+    assert status(engine, "dn").dropped_total == 2
+    engine.flusher._persist_counts(force=True)
+    drops = {e.payload["buffer_id"]: e.payload for e in events(engine, "buffer.drop")}
+    assert drops["dn"]["dropped"] == 2 and drops["do"]["dropped"] == 6  # one event per burst, not per item
+    assert len(events(engine, "buffer.drop")) == 2
+
+
+def test_drop_oldest_never_drops_items_in_flight(engine: BufferEngine, ws: Path) -> None:
+    (ws / "fail").write_text("")
+    engine.max_attempts = 100
+    engine.configure("dofl", flush_strategy="manual", max_pending=2, when_full="drop_oldest", pass_through_tool="sink")
+    engine.write_many("dofl", [1, 2])
+    engine.flush("dofl")  # fails: both items are now in a retry batch
+    out = engine.write("dofl", 3)
+    assert out["success"] is False and out["dropped"] == 1
+    (ws / "fail").unlink()
+    engine.flush("dofl")
+    assert sink_items(ws, "dofl") == [1, 2]
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def test_explicit_settings_are_persisted_even_when_equal_to_the_default(engine: BufferEngine, make_runtime,
+                                                                        ws: Path) -> None:
+    engine.configure("cfg", max_size=50)
+    v1 = engine.config("cfg", fresh=True).config_version
+    engine.write("cfg", 1, max_size=100)  # the default value, given explicitly: applied
+    config = engine.config("cfg", fresh=True)
+    assert config.max_size == 100 and config.config_version == v1 + 1
+    engine.write("cfg", 2)  # no settings: keeps what was persisted
+    other = engine_for(make_runtime(ws))
+    assert other.config("cfg", fresh=True).max_size == 100
+    other.configure("cfg", max_size=7)  # another process changes it
+    engine.write("cfg", 3, max_size=9)  # this process's cache is stale: its explicit value still wins
+    assert other.config("cfg", fresh=True).max_size == 9
+    engine.write("cfg", 4)
+    assert status(other, "cfg").max_size == 9
+
+
+def test_bad_input_is_refused_and_nothing_is_written(engine: BufferEngine, ws: Path) -> None:
+    engine.write("good", {"keep": True}, flush_strategy="manual")
+    before = status(engine, "good")
+    cases = [
+        (lambda: engine.write("../../x", 1), InvalidIdError, "buffer_id"),
+        (lambda: engine.write("", 1), InvalidIdError, "buffer_id"),
+        (lambda: engine.write("a" * 200, 1), InvalidIdError, "buffer_id"),
+        (lambda: engine.write("good", {1, 2}), ToolInputError, "not JSON-serialisable"),
+        (lambda: engine.write("good", {"x": math.nan}), ToolInputError, "not JSON-serialisable"),
+        (lambda: engine.write("good", {"x": object()}), ToolInputError, "not JSON-serialisable"),
+        (lambda: engine.write("good", "x" * (1 << 20)), ToolInputError, "the limit is 1048576"),
+        (lambda: engine.write_many("good", [1, "é" * 600_000]), ToolInputError, r"items\[1\].*limit"),
+        (lambda: engine.write("good", 1, pass_through_tool="no_such_tool"), ToolInputError, "unknown tool"),
+        (lambda: engine.write("good", 1, pass_through_tool="../x"), ToolInputError, "pass_through_tool"),
+        (lambda: engine.write("good", 1, max_size=0), ToolInputError, "max_size"),
+        (lambda: engine.write("good", 1, max_size="10"), ToolInputError, "max_size"),
+        (lambda: engine.write("good", 1, flush_strategy="sometimes"), ToolInputError, "flush_strategy"),
+        (lambda: engine.write("good", 1, when_full="explode"), ToolInputError, "when_full"),
+        (lambda: engine.write("good", 1, flush_interval_seconds=-1), ToolInputError, "flush_interval_seconds"),
+        (lambda: engine.write("good", 1, pass_through_input=[1]), ToolInputError, "pass_through_input"),
+        (lambda: engine.write("good", 1, pass_through_tool="buffer"), ToolInputError, "buffer tool itself"),
+        (lambda: engine.write("fresh", 1, pass_through_tool="no_such_tool"), ToolInputError, "unknown tool"),
+        (lambda: engine.flush("never_seen"), UnknownBufferError, "unknown buffer"),
+    ]
+    for call, error, text in cases:
+        with pytest.raises(error, match=text) as info:
+            call()
+        assert "\n" not in str(info.value)
+    after = status(engine, "good")
+    assert (after.pending, after.writes_total, after.max_size, after.pass_through_tool) == (
+        before.pending, before.writes_total, before.max_size, before.pass_through_tool)
+    assert engine.buffer_ids() == ["good"]  # no bad id and no half-made buffer reached the database
+
+
+# -- the tool, as the original callers used it --------------------------------------------------------
+
+
+def test_buffer_tool_with_the_original_json(engine: BufferEngine, ws: Path) -> None:
+    runtime = engine.runtime
+    request = json.dumps({"operation": "write", "buffer_id": "usage_tracking", "data": {"tool_id": "translator",
+                          "increment": 1}, "max_size": 50, "pass_through_tool": "sink"})
+    out = runtime.call("buffer", request)
+    assert out["success"] is True and out["buffered"] == 1 and out["flushed"] is False
+    runtime.call("buffer", {"operation": "write", "buffer_id": "usage_tracking", "data": {"n": 2},
+                            "flush_strategy": "batched", "flush_interval_seconds": 30})
+    st = runtime.call("buffer", {"operation": "status", "buffer_id": "usage_tracking"})
+    assert st["buffered"] == 2 and st["max_size"] == 50 and st["flush_interval_seconds"] == 30
+    assert runtime.call("buffer", {"operation": "status", "buffer_id": "nothing"})["exists"] is False
+    assert any(b["buffer_id"] == "usage_tracking" for b in runtime.call("buffer", {"operation": "status"})["buffers"])
+    fl = runtime.call("buffer", {"operation": "flush", "buffer_id": "usage_tracking"})
+    assert fl["success"] and fl["flushed"] is True and fl["count"] == 2
+    assert sink_items(ws, "usage_tracking") == [{"tool_id": "translator", "increment": 1}, {"n": 2}]
+    runtime.call("buffer", {"operation": "write_many", "buffer_id": "usage_tracking", "items": [1, 2, 3]})
+    assert runtime.call("buffer", {"operation": "clear", "buffer_id": "usage_tracking"})["cleared"] == 3
+    assert events(engine, "buffer.clear")[-1].payload == {"buffer_id": "usage_tracking", "removed": 3}
+    with pytest.raises(ToolInputError, match="unknown operation 'explode'"):
+        runtime.call("buffer", {"operation": "explode", "buffer_id": "usage_tracking"})
+    with pytest.raises(ToolInputError, match="needs 'data'"):
+        runtime.call("buffer", {"operation": "write", "buffer_id": "usage_tracking"})
+    with pytest.raises(ToolError, match="buffer_id"):
+        runtime.call("buffer", {"operation": "write", "buffer_id": "../../x", "data": 1})
+    with pytest.raises(ToolInputError, match="unknown tool"):
+        runtime.call("buffer", {"operation": "write", "buffer_id": "u2", "data": 1, "pass_through_tool": "qdrant_batch"})
+    assert runtime.run_tests("buffer") and all(r["passed"] for r in runtime.run_tests("buffer"))
+
+
+def test_status_figures(engine: BufferEngine, ws: Path) -> None:
+    engine.configure("fig", max_size=10, max_pending=40, flush_interval_seconds=3600, pass_through_tool="sink")
+    for i in range(25):
+        engine.write("fig", i)
+    s = status(engine, "fig")
+    assert s.pending == 5 or s.pending == 25  # the flusher may still be delivering the two full batches
+    wait_for(lambda: status(engine, "fig").pending == 5)
+    time.sleep(max(0.0, math.ceil(time.time()) - time.time()) + 0.05)  # let the write second finish
+    engine.flusher._persist_counts(force=True)
+    s = status(engine, "fig")
+    assert (s.fill_ratio, s.pending_ratio, s.flushed_total, s.batches_total) == (0.5, 5 / 40, 20, 2)
+    assert sum(s.writes_history) == 25 and sum(s.flushed_history) == 20 and len(s.writes_history) == 60
+    assert s.writes_per_s == pytest.approx(25 / 60) and s.flushed_per_s == pytest.approx(20 / 60)
+    assert s.next_flush_at is not None and s.next_flush_at > time.time() + 3000
+    assert s.flushing and s.warning is None
+    assert s.to_dict()["buffer_id"] == "fig"
+
+
+def test_close_delivers_the_partial_batch_unless_another_runtime_flushes(ws: Path, make_runtime) -> None:
+    writer = engine_for(make_runtime(ws))
+    writer.write_many("part", [1, 2, 3], max_size=100, flush_interval_seconds=3600, pass_through_tool="sink")
+    writer.runtime.close()
+    assert sink_items(ws, "part") == [1, 2, 3]  # a script that writes and exits sees its items delivered
+    server = engine_for(make_runtime(ws, serve=True))
+    wait_for(lambda: server.runtime.live_runtimes())
+    writer2 = engine_for(make_runtime(ws))
+    writer2.write_many("part", [4, 5])
+    writer2.runtime.close()
+    assert sink_items(ws, "part") == [1, 2, 3]  # left to the live serving runtime, so batching is kept
+    s = status(server, "part")
+    assert s.pending == 2 and s.flushing and s.flushed_by[0].startswith("serve:")
+    server.flush("part")
+    assert sink_items(ws, "part") == [1, 2, 3, 4, 5]

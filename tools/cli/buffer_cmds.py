@@ -1,0 +1,246 @@
+"""`tooldeck buffer ...`: write, flush, status, clear and dead-letter, over the same engine as the tool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from tools.cli.output import console, emit_json, runtime_for
+from tools.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("buffer", help="durable write buffers: write, flush, status, clear, dead-letter")
+    bsub = p.add_subparsers(dest="buffer_command", metavar="ACTION", parser_class=type(p))
+    p.set_defaults(func=lambda args: _usage(p))
+
+    w = bsub.add_parser("write", help="write items (each a JSON argument; - reads JSON lines from stdin)")
+    w.add_argument("buffer_id")
+    w.add_argument("items", nargs="+", metavar="JSON")
+    w.add_argument("--max-size", type=int, dest="max_size")
+    w.add_argument("--interval", type=float, dest="flush_interval_seconds", help="flush_interval_seconds")
+    w.add_argument("--strategy", dest="flush_strategy", choices=("batched", "immediate", "manual"))
+    w.add_argument("--pass-through", dest="pass_through_tool", help="tool that receives each batch")
+    w.add_argument("--max-pending", type=int, dest="max_pending")
+    w.add_argument("--when-full", dest="when_full", choices=("block", "drop_newest", "drop_oldest"))
+    w.add_argument("--json", action="store_true", dest="json_out")
+    w.set_defaults(func=cmd_write)
+
+    f = bsub.add_parser("flush", help="deliver every pending item of a buffer now")
+    f.add_argument("buffer_id")
+    f.add_argument("--json", action="store_true", dest="json_out")
+    f.set_defaults(func=cmd_flush)
+
+    s = bsub.add_parser("status", help="pending, fill, rates, last and next flush, retries, dead-letter, drops")
+    s.add_argument("buffer_id", nargs="?")
+    s.add_argument("--json", action="store_true", dest="json_out")
+    s.set_defaults(func=cmd_status)
+
+    c = bsub.add_parser("clear", help="discard every item of a buffer (asks first)")
+    c.add_argument("buffer_id")
+    c.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    c.add_argument("--json", action="store_true", dest="json_out")
+    c.set_defaults(func=cmd_clear)
+
+    d = bsub.add_parser("dead-letter", help="list or replay batches parked after their last retry")
+    dsub = d.add_subparsers(dest="dead_command", metavar="list|replay", parser_class=type(p))
+    d.set_defaults(func=lambda args: _usage(d))
+    dl = dsub.add_parser("list", help="dead-letter batches of a buffer")
+    dl.add_argument("buffer_id")
+    dl.add_argument("--json", action="store_true", dest="json_out")
+    dl.set_defaults(func=cmd_dead_list)
+    dr = dsub.add_parser("replay", help="deliver dead-letter batches again now (same batch ids)")
+    dr.add_argument("buffer_id")
+    dr.add_argument("--batch", dest="batch_id", help="only this batch id")
+    dr.add_argument("--json", action="store_true", dest="json_out")
+    dr.set_defaults(func=cmd_dead_replay)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _engine(runtime: Any) -> Any:
+    from tools.buffer import engine_for
+
+    return engine_for(runtime)
+
+
+def _parse_items(raw: list[str]) -> list[Any]:
+    items: list[Any] = []
+    for i, text in enumerate(raw):
+        if text == "-":
+            for n, line in enumerate(sys.stdin, 1):
+                if line.strip():
+                    items.append(_loads(line, f"stdin line {n}"))
+        else:
+            items.append(_loads(text, f"item {i + 1}"))
+    return items
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno} (quote strings: '\"text\"')") from exc
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    items = _parse_items(args.items)
+    settings = {k: getattr(args, k) for k in ("max_size", "flush_interval_seconds", "flush_strategy", "pass_through_tool",
+                                              "max_pending", "when_full")}
+    runtime = runtime_for(args)
+    try:
+        engine = _engine(runtime)
+        result = (engine.write(args.buffer_id, items[0], **settings) if len(items) == 1
+                  else engine.write_many(args.buffer_id, items, **settings))
+    finally:
+        runtime.close()  # delivers what is due (and the rest if nothing else flushes this buffer)
+    if args.json_out:
+        emit_json(result)
+    else:
+        written = result.get("written", 1 if result.get("success") else 0)
+        dropped = f", {result['dropped']} dropped ({result['when_full']})" if result.get("dropped") else ""
+        console().print(f"{args.buffer_id}: {written} written, {result['buffered']} pending{dropped}")
+    return 0 if written_ok(result) else 1
+
+
+def written_ok(result: dict[str, Any]) -> bool:
+    return bool(result.get("success")) and not result.get("dropped")
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        result = _engine(runtime).flush(args.buffer_id)
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json(result)
+    elif result.get("pass_through_tool", "") is None:
+        for item in result["items"]:
+            sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
+        sys.stderr.write(f"{args.buffer_id}: drained {result['count']} items (no pass_through_tool), "
+                         f"{result['remaining']} left\n")
+    else:
+        line = f"{args.buffer_id}: flushed {result['count']} items in {result['batches']} batches, {result['buffered']} pending"
+        if result.get("error"):
+            line += f"; a batch failed and will be retried: {result['error']}"
+        console().print(line)
+    return 0 if result.get("success") else 1
+
+
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "-"
+    delta = ts - now
+    if abs(delta) < 0.05:
+        return "now"
+    return f"in {delta:.1f}s" if delta > 0 else f"{-delta:.1f}s ago"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        engine = _engine(runtime)
+        found = engine.status(args.buffer_id)
+    finally:
+        runtime.close()
+    if args.buffer_id is not None and not found:
+        from tools.buffer import UnknownBufferError
+
+        raise UnknownBufferError(f"unknown buffer {args.buffer_id!r}: nothing has written to or configured it")
+    for s in found:
+        if s.warning:
+            sys.stderr.write(f"warning: {s.buffer_id}: {s.warning}\n")
+    if args.json_out:
+        emit_json([s.to_dict() for s in found] if args.buffer_id is None else found[0].to_dict())
+        return 0
+    from rich.table import Table
+
+    now = time.time()
+    table = Table(title=f"{len(found)} buffers", title_justify="left")
+    for col in ("buffer", "strategy", "pending", "fill", "writes/s", "flushed/s", "last flush", "next flush",
+                "retries", "dead", "drops", "pass-through", "flusher"):
+        table.add_column(col, overflow="fold")
+    for s in found:
+        last = "-" if s.last_flush_at is None else f"{_ago(s.last_flush_at, now)} {s.last_flush_count} {s.last_flush_result}"
+        fill = f"{s.fill_ratio:.0%}" + (f" ({s.pending_ratio:.0%} of max)" if s.pending_ratio is not None else "")
+        table.add_row(
+            s.buffer_id, s.flush_strategy, f"{s.pending}/{s.max_size}", fill, f"{s.writes_per_s:.1f}",
+            f"{s.flushed_per_s:.1f}", last, _ago(s.next_flush_at, now), str(s.retries_total),
+            f"{s.dead_letter_batches} ({s.dead_letter_items})", str(s.dropped_total), s.pass_through_tool or "-",
+            "yes" if s.flushing else ("[red]none[/]" if s.pending else "-"),
+        )
+    console().print(table)
+    return 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        engine = _engine(runtime)
+        found = engine.status(args.buffer_id)
+        if not found:
+            from tools.buffer import UnknownBufferError
+
+            raise UnknownBufferError(f"unknown buffer {args.buffer_id!r}: nothing has written to or configured it")
+        held = found[0].pending + found[0].dead_letter_items
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"refusing to clear buffer {args.buffer_id!r} ({held} items) without --yes: "
+                                 "no terminal to confirm on")
+            answer = input(f"Discard {held} items of buffer {args.buffer_id!r}? This cannot be undone [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                sys.stderr.write("tooldeck: not cleared\n")
+                return 1
+        removed = engine.clear(args.buffer_id)
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json({"success": True, "buffer_id": args.buffer_id, "cleared": removed})
+    else:
+        console().print(f"{args.buffer_id}: cleared {removed} items")
+    return 0
+
+
+def cmd_dead_list(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        batches = _engine(runtime).dead_letters(args.buffer_id)
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json({"buffer_id": args.buffer_id, "dead_letters": batches})
+        return 0
+    if not batches:
+        console().print(f"{args.buffer_id}: no dead-letter batches")
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{args.buffer_id}: {len(batches)} dead-letter batches", title_justify="left")
+    for col in ("batch", "items", "attempts", "parked", "last error"):
+        table.add_column(col, overflow="fold")
+    now = time.time()
+    for b in batches:
+        table.add_row(b["batch_id"], str(b["count"]), str(b["attempts"]), _ago(b["dead_at"], now), b["last_error"] or "")
+    console().print(table)
+    return 0
+
+
+def cmd_dead_replay(args: argparse.Namespace) -> int:
+    runtime = runtime_for(args)
+    try:
+        result = _engine(runtime).replay(args.buffer_id, args.batch_id)
+    finally:
+        runtime.close()
+    if args.json_out:
+        emit_json(result)
+    else:
+        console().print(f"{args.buffer_id}: replayed {len(result['replayed'])} batches, {len(result['delivered'])} delivered"
+                        + (f", {len(result['failed'])} failed again (back on the retry path)" if result["failed"] else ""))
+    return 0 if result["success"] else 1
