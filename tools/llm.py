@@ -61,6 +61,7 @@ class Completion:
     output_tokens: int = 0
     stop_reason: str | None = None
     note: str = ""
+    tool_use_id: str | None = None
 
 
 @dataclass
@@ -162,16 +163,18 @@ class AnthropicProvider:
             client.close()
         text = "".join(getattr(b, "text", "") for b in message.content if getattr(b, "type", "") == "text")
         tool_input = None
+        tool_use_id = None
         if request.tool is not None:
             for block in message.content:
                 if getattr(block, "type", "") == "tool_use" and getattr(block, "name", "") == request.tool["name"]:
                     tool_input = dict(block.input) if isinstance(block.input, dict) else None
+                    tool_use_id = str(getattr(block, "id", "") or "") or None
                     break
         usage = getattr(message, "usage", None)
         completion = Completion(
             "anthropic", str(getattr(message, "model", model) or model), text, tool_input,
             int(getattr(usage, "input_tokens", 0) or 0), int(getattr(usage, "output_tokens", 0) or 0),
-            getattr(message, "stop_reason", None),
+            getattr(message, "stop_reason", None), tool_use_id=tool_use_id,
         )
         if self.store is not None:
             record_usage(self.store, completion, request.purpose)
@@ -228,7 +231,8 @@ class ReplayProvider:
             raise ModelError(f"replay: {path}: field 'tool_input' must be an object")
         source = data.get("recorded_from", "unknown model")
         return Completion("replay", REPLAY_MODEL, str(chosen.get("text", "")), tool_input, 0, 0, "end_turn",
-                          note=f"replay of a recorded answer ({path.name}, recorded from {source})")
+                          note=f"replay of a recorded answer ({path.name}, recorded from {source})",
+                          tool_use_id=f"replay-{request.context.get('round', 1)}" if tool_input is not None else None)
 
 
 def _as_list(value: Any) -> list[Any]:

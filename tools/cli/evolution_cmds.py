@@ -1,0 +1,251 @@
+"""`tooldeck evolve`, `tooldeck review ...`, `tooldeck rollback`, `tooldeck generate`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tools.cli.output import console, emit_json, err_console, runtime_for
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evolve", help="ask the model for a new version of a tool, validate it in the sandbox, queue it for review")
+    p.add_argument("tool")
+    p.add_argument("hint", help="what to change, e.g. \"Support JSON and CSV\"")
+    p.add_argument("--error", default="", help="the error message to fix")
+    p.add_argument("--dynamic-schema", action="store_true", help="allow the new version to change its output schema")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_evolve)
+
+    review = sub.add_parser("review", help="list, show, approve, reject or cancel evolution proposals")
+    rsub = review.add_subparsers(dest="review_command", metavar="ACTION", parser_class=type(review))
+    rsub.required = True
+    p = rsub.add_parser("list", help="proposals, newest first")
+    p.add_argument("--status", help="only this status (awaiting_review, approved, ...)")
+    p.add_argument("--tool")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_review_list)
+    p = rsub.add_parser("show", help="a proposal's diff, every stage's result, and the diff's sha256")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_review_show)
+    p = rsub.add_parser("approve", help="promote a proposal (needs the sha256 of the diff you reviewed)")
+    p.add_argument("id")
+    p.add_argument("--diff", required=True, dest="diff_sha256", help="sha256 of the reviewed diff (from review show)")
+    p.add_argument("--scope", default="global", help="global (default, persistent) or a session id")
+    p.add_argument("--reviewer", default=None, help="who approves (default: $USER)")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_review_approve)
+    p = rsub.add_parser("reject", help="refuse a proposal")
+    p.add_argument("id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--reviewer", default=None)
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_review_reject)
+    p = rsub.add_parser("cancel", help="stop a running evolution")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_review_cancel)
+
+    p = sub.add_parser("rollback", help="serve an earlier version of a tool again (the base, or one that was approved)")
+    p.add_argument("tool")
+    p.add_argument("version")
+    p.add_argument("--scope", default="global")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("generate", help="ask the model for a new tool from a spec document; validated and queued for review")
+    p.add_argument("file", help="the spec document (inside the workspace)")
+    p.add_argument("--tool", required=True, dest="tool_name", help="the new tool's id")
+    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_generate)
+
+
+def _reviewer(value: str | None) -> str:
+    import getpass
+
+    if value:
+        return value
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _progress_printer(json_out: bool) -> Any:
+    err = err_console()
+
+    def show(event: dict[str, Any]) -> None:
+        if not json_out:
+            err.print(f"[dim]proposal {event['proposal_id']}[/] {event['stage']}: {event['message']}")
+
+    return show
+
+
+def _with_runtime(args: argparse.Namespace, fn: Any) -> Any:
+    runtime = runtime_for(args)
+    try:
+        return fn(runtime)
+    finally:
+        runtime.close()
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from tools.evolution import evolve_tool, summarize
+
+    def run(runtime: Any) -> int:
+        show = _progress_printer(args.json_out)
+        if args.json_out or not sys.stderr.isatty():
+            proposal = evolve_tool(runtime, args.tool, args.error, args.hint, args.dynamic_schema, progress=show)
+        else:
+            with err_console().status(f"evolving {args.tool}: waiting for the model..."):
+                proposal = evolve_tool(runtime, args.tool, args.error, args.hint, args.dynamic_schema, progress=show)
+        if args.json_out:
+            emit_json(summarize(proposal))
+        else:
+            _print_proposal(proposal, diff=False)
+        return 0 if proposal["status"] in ("awaiting_review", "approved") else 1
+
+    return _with_runtime(args, run)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tools.evolution import summarize
+    from tools.evolution_generate import generate_tool_from_spec
+
+    def run(runtime: Any) -> int:
+        proposal = generate_tool_from_spec(runtime, args.file, args.tool_name, progress=_progress_printer(args.json_out))
+        if args.json_out:
+            emit_json(summarize(proposal))
+        else:
+            _print_proposal(proposal, diff=False)
+        return 0 if proposal["status"] in ("awaiting_review", "approved") else 1
+
+    return _with_runtime(args, run)
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    from tools.review import list_proposals
+
+    def run(runtime: Any) -> int:
+        rows = list_proposals(runtime, args.status, tool_id=args.tool)
+        if args.json_out:
+            emit_json([{k: r.get(k) for k in ("id", "tool_id", "version", "parent_version", "status", "provider", "model",
+                                              "mutation_hint", "diff_sha256", "created", "scope")} for r in rows])
+            return 0
+        from rich.table import Table
+
+        table = Table(title=f"{len(rows)} proposals", title_justify="left")
+        for col in ("id", "tool", "version", "from", "status", "model", "hint"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            model = f"{r['model']} (replay)" if r.get("replay") and r.get("model") != "replay" else (r.get("model") or "")
+            table.add_row(str(r["id"]), r["tool_id"], r["version"], r.get("parent_version") or "-", r["status"], model,
+                          (r.get("mutation_hint") or "")[:60])
+        console().print(table)
+        return 0
+
+    return _with_runtime(args, run)
+
+
+def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
+    out = console()
+    replay = " [yellow](replay: a recorded answer, not a live model)[/]" if p.get("replay") else ""
+    out.print(f"[bold]proposal {p['id']}[/]: {p['tool_id']} {p.get('parent_version') or '(new)'} -> {p['version']}  "
+              f"[bold]{p['status']}[/]")
+    out.print(f"model: {p.get('provider')} / {p.get('model')}{replay}; tokens in {p['tokens']['input']}, out {p['tokens']['output']}"
+              f"; rounds {p.get('rounds')}")
+    if p.get("mutation_hint"):
+        out.print(f"hint: {p['mutation_hint']}")
+    if p.get("error_message"):
+        out.print(f"error: {p['error_message']}")
+    for stage in p.get("stages") or []:
+        mark = "[dim]SKIP[/]" if stage.get("skipped") else ("[green]PASS[/]" if stage["passed"] else "[red]FAIL[/]")
+        out.print(f"  {mark} {stage['name']:<17} {stage['ms']:>8.1f} ms  {stage['detail']}", markup=True, highlight=False)
+    if p.get("protections"):
+        held = ", ".join(f"{k}={v}" for k, v in p["protections"].items())
+        out.print(f"sandbox: {held}")
+    if p.get("failure"):
+        out.print(f"[red]{p['failure']}[/]")
+    if diff and p.get("diff"):
+        from rich.syntax import Syntax
+
+        out.print(Syntax(p["diff"], "diff", theme="ansi_dark", word_wrap=True))
+    sha = p.get("current_diff_sha256") or p.get("diff_sha256")
+    if sha:
+        out.print(f"diff sha256: {sha}")
+    if p["status"] == "awaiting_review":
+        out.print(f"approve: tooldeck review approve {p['id']} --diff {sha}   reject: tooldeck review reject {p['id']} --reason ...")
+
+
+def cmd_review_show(args: argparse.Namespace) -> int:
+    from tools.review import get_proposal
+
+    def run(runtime: Any) -> int:
+        p = get_proposal(runtime, args.id)
+        if args.json_out:
+            emit_json(p)
+        else:
+            _print_proposal(p, diff=True)
+        return 0
+
+    return _with_runtime(args, run)
+
+
+def cmd_review_approve(args: argparse.Namespace) -> int:
+    from tools.review import approve
+
+    def run(runtime: Any) -> int:
+        p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
+        if args.json_out:
+            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer")})
+        else:
+            console().print(f"approved proposal {p['id']}: {p['tool_id']} {p['version']} now serves scope {p['scope']}")
+        return 0
+
+    return _with_runtime(args, run)
+
+
+def cmd_review_reject(args: argparse.Namespace) -> int:
+    from tools.review import reject
+
+    def run(runtime: Any) -> int:
+        p = reject(runtime, args.id, args.reason, _reviewer(args.reviewer))
+        if args.json_out:
+            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "review_reason")})
+        else:
+            console().print(f"rejected proposal {p['id']}: {p['tool_id']} {p['version']}")
+        return 0
+
+    return _with_runtime(args, run)
+
+
+def cmd_review_cancel(args: argparse.Namespace) -> int:
+    from tools.review import cancel
+
+    def run(runtime: Any) -> int:
+        p = cancel(runtime, args.id)
+        if args.json_out:
+            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status")})
+        else:
+            console().print(f"cancelled proposal {p['id']}: {p['tool_id']} {p['version']}")
+        return 0
+
+    return _with_runtime(args, run)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tools.review import rollback
+
+    def run(runtime: Any) -> int:
+        result = rollback(runtime, args.tool, args.version, args.scope, actor=_reviewer(None))
+        if args.json_out:
+            emit_json(result)
+        else:
+            was = result["previous_version"] or "the base version"
+            console().print(f"{result['tool_id']}: scope {result['scope']} serves {result['version']} again (was {was})")
+        return 0
+
+    return _with_runtime(args, run)
+

@@ -1,0 +1,508 @@
+"""Evolving a tool: the model writes a new version beside the original, the sandbox validates it.
+
+`evolve_tool` starts from the globally resolved version (a global promotion,
+else the base), sends its code, manifest, tests and recent failures to the
+configured model, and writes the answer to `.tooldeck/evolved/<id>/<version>/`
+(`<id>.yaml` + `<id>_v1_1_0.py`) with the next unused minor version and a
+`lineage:` mapping. The candidate is then validated (tools.evolution_stages) and
+queued for review; a failed round is sent back to the model with the errors, up
+to `[evolution] max_rounds` rounds. Nothing here imports or runs the candidate
+outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.errors import ToolError, ToolInputError, ToolUnavailableError, UsageError
+from tools.evolution_prompt import build_prompt, feedback_message
+from tools.evolution_stages import Cancelled, Cascade, Inputs
+from tools.ids import check_tool_id, inside, parse_version
+from tools.manifest import Manifest, read_manifest_data
+from tools.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for, get_proposal
+
+log = logging.getLogger("tooldeck.evolution")
+Progress = Callable[[dict[str, Any]], None]
+SKIP_SCENARIO_CLASSES = {"unavailable", "not_ready", "unknown_tool", "bad_usage", "bad_id", "state"}
+
+
+def install(runtime: Any) -> None:
+    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path."""
+    guard = UnapprovedGuard()
+    runtime.extensions["evolution_guard"] = guard
+    runtime.hooks.append(guard)
+
+
+def code_name(tool_id: str, version: str) -> str:
+    """`csv_parser_v1_1_0.py`, as the original system named evolved files."""
+    return f"{tool_id}_v{version.replace('.', '_')}.py"
+
+
+# -- context ------------------------------------------------------------------------------------
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    if isinstance(row, dict):
+        return row
+    if hasattr(row, "_asdict"):
+        return row._asdict()
+    if hasattr(row, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(row)
+    try:
+        return dict(row)
+    except (TypeError, ValueError):
+        return dict(getattr(row, "__dict__", {}))
+
+
+def _loads(text: Any) -> Any:
+    if text is None or not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def recent_failures(runtime: Any, tool_id: str, version: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Failures of this version: the failure tracker's records (if installed) and failed `calls` rows."""
+    out: list[dict[str, Any]] = []
+    tracker = runtime.extensions.get("failures")
+    if tracker is not None and hasattr(tracker, "recent_failures"):
+        try:
+            rows = tracker.recent_failures(tool_id=tool_id, version=version, limit=limit)
+        except (ToolError, TypeError, ValueError) as exc:
+            log.warning("evolution: failure tracker unavailable for %s: %s", tool_id, exc)
+            rows = []
+        for raw in rows or []:
+            row = _as_dict(raw)
+            out.append({
+                "source": "failures", "scenario": row.get("scenario"),
+                "error": row.get("error_message") or row.get("error"), "error_class": row.get("error_class"),
+                "severity": row.get("severity"), "input": _loads(row.get("input_data", row.get("input"))),
+            })
+    for row in runtime.store.query(
+        "SELECT input, error, outcome, input_truncated FROM calls WHERE tool_id=? AND version=? AND outcome!='ok'"
+        " ORDER BY id DESC LIMIT ?", (tool_id, version, limit)):
+        out.append({"source": "calls", "error": row["error"], "error_class": row["outcome"],
+                    "input": None if row["input_truncated"] else _loads(row["input"])})
+    return out
+
+
+def _scenarios(failures: list[dict[str, Any]], error_message: str) -> list[dict[str, Any]]:
+    usable = [f for f in failures if f.get("input") is not None and f.get("error_class") not in SKIP_SCENARIO_CLASSES]
+    needle = (error_message or "").strip().lower()
+    if needle:
+        matching = [f for f in usable if needle in f"{f.get('error')} {f.get('error_class')} {f.get('scenario')}".lower()]
+        usable = matching or usable
+    seen: set[str] = set()
+    out = []
+    for f in usable:
+        key = json.dumps(f["input"], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out[:5]
+
+
+def _regressions(runtime: Any, tool_id: str, version: str, limit: int) -> list[dict[str, Any]]:
+    rows = runtime.store.query(
+        "SELECT input, output, output_truncated FROM calls WHERE tool_id=? AND version=? AND outcome='ok'"
+        " AND input IS NOT NULL AND input_truncated=0 ORDER BY id DESC LIMIT ?", (tool_id, version, limit * 5))
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row["input"] in seen:
+            continue
+        seen.add(row["input"])
+        out.append({"input": _loads(row["input"]), "output": None if row["output_truncated"] else _loads(row["output"])})
+        if len(out) >= limit:
+            break
+    return out
+
+
+# -- proposals ------------------------------------------------------------------------------
+
+
+def next_version(runtime: Any, con: Any, tool_id: str, parent_version: str) -> str:
+    """The next unused minor of the parent's major: proposals, folders and loaded versions all count."""
+    major = parse_version(parent_version)[0]
+    used = {r[0] for r in con.execute("SELECT version FROM proposals WHERE tool_id=?", (tool_id,))}
+    folder = runtime.home / "evolved" / tool_id
+    if folder.is_dir():
+        used.update(p.name for p in folder.iterdir() if p.is_dir())
+    used.update(runtime.catalog.versions(tool_id))
+    used.add(parent_version)
+    base = runtime.catalog.find(tool_id)
+    if base is not None and base.manifest is not None:
+        used.add(base.manifest.version)
+    minors = []
+    for version in used:
+        try:
+            v = parse_version(version)
+        except ToolError:
+            continue
+        if v[0] == major:
+            minors.append(v[1])
+    return f"{major}.{max(minors, default=0) + 1}.0"
+
+
+def _update(runtime: Any, pid: int, *, only_running: bool = True, **fields: Any) -> bool:
+    """Update a proposal row; while it runs, an operator's cancel wins over every later write."""
+    fields["updated"] = time.time()
+    for key in ("stages", "protections"):
+        if key in fields and not isinstance(fields[key], str):
+            fields[key] = json.dumps(fields[key], default=str)
+    cols = ", ".join(f"{k}=?" for k in fields)
+    sql = f"UPDATE proposals SET {cols} WHERE id=?"
+    if only_running:
+        sql += f" AND status IN ({','.join('?' * len(RUNNING))})"
+    with runtime.store.tx() as con:
+        cur = con.execute(sql, (*fields.values(), pid, *(RUNNING if only_running else ())))
+        return cur.rowcount > 0
+
+
+class _Run:
+    """One evolution in flight: progress, cancellation and the proposal row."""
+
+    def __init__(self, runtime: Any, pid: int, tool_id: str, version: str, progress: Progress | None,
+                 cancel: threading.Event | None) -> None:
+        self.runtime = runtime
+        self.pid = pid
+        self.tool_id = tool_id
+        self.version = version
+        self.progress_cb = progress
+        self.cancel_event = cancel
+        self._checked = 0.0
+
+    def progress(self, stage: str, message: str, **extra: Any) -> None:
+        payload = {"proposal_id": self.pid, "stage": stage, "message": message, **extra}
+        self.runtime.events.emit("evolution.progress", self.tool_id, self.version, **payload)
+        if self.progress_cb is not None:
+            self.progress_cb(payload)
+
+    def cancelled(self) -> bool:
+        if self.cancel_event is not None and self.cancel_event.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._checked < 0.2:
+            return False
+        self._checked = now
+        row = self.runtime.store.query_one("SELECT cancel_requested, status FROM proposals WHERE id=?", (self.pid,))
+        return row is None or bool(row[0]) or row[1] == "cancelled"
+
+    def check_cancel(self) -> None:
+        self._checked = 0.0
+        if self.cancelled():
+            raise Cancelled
+
+    def ask(self, provider: Any, request: Any) -> Any:
+        """The model call in a helper thread, so a cancel is noticed within ~0.2 s."""
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                box["ok"] = provider.complete(request)
+            except BaseException as exc:  # handed back to the evolving thread below
+                box["err"] = exc
+
+        worker = threading.Thread(target=call, name=f"evolve-model-{self.pid}", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
+            if worker.is_alive() and self.cancelled():
+                raise Cancelled
+        if "err" in box:
+            raise box["err"]
+        return box["ok"]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _set_top_scalar(text: str, key: str, value: str) -> str | None:
+    """Replace one top-level `key: value` line in YAML text; None when there is no such single line."""
+    pattern = re.compile(rf"^{key}:[ \t]*[^\n]*$", re.MULTILINE)
+    if len(pattern.findall(text)) != 1:
+        return None
+    return pattern.sub(lambda _m: f"{key}: {value}", text)
+
+
+def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | None, parent: Manifest | None, tool_id: str,
+                        version: str, dynamic_schema: bool, lineage: dict[str, Any]) -> str:
+    """The model's manifest with what is not the model's call fixed: id, version, code file, lineage.
+
+    The model's text is kept where possible (so the reviewer's diff shows its real edit); when a
+    nested field must change, the manifest is re-serialised.
+    """
+    text = str(answer.get("manifest_yaml") or "")
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if text.strip() else None  # noqa: S506
+    except yaml.YAMLError:
+        return text  # shown as is; the manifest stage says why it is invalid
+    if data is None and parent_raw is not None:
+        data = {k: v for k, v in parent_raw.items() if k != "lineage"}
+        text = ""
+    if not isinstance(data, dict):
+        return text
+    wanted = dict(data)
+    wanted["name"] = tool_id
+    wanted["version"] = version
+    name = code_name(tool_id, version)
+    kind = wanted.get("type", parent.type if parent else "python")
+    if kind == "python":
+        entry = str(wanted.get("entry") or (parent.entry if parent else "") or "")
+        func = entry.split(":", 1)[1] if ":" in entry else "run"
+        wanted["entry"] = f"{name}:{func}"
+    elif kind == "executable" and isinstance(wanted.get("executable"), dict):
+        spec = dict(wanted["executable"])
+        args = [str(a) for a in spec.get("args") or []]
+        spec["args"] = [f"{{tool_dir}}/{name}" if a.startswith("{tool_dir}/") and a.endswith(".py") else a for a in args]
+        wanted["executable"] = spec
+    if parent_raw is not None:
+        if not dynamic_schema:
+            if "output_schema" in parent_raw:
+                wanted["output_schema"] = parent_raw["output_schema"]
+            else:
+                wanted.pop("output_schema", None)
+        if not wanted.get("tests") and parent_raw.get("tests"):
+            wanted["tests"] = parent_raw["tests"]
+    wanted.pop("lineage", None)
+    patched: str | None = text if text and "lineage" not in data else None
+    for key in ("name", "version", "entry"):
+        if patched is not None and wanted.get(key) != data.get(key):
+            patched = _set_top_scalar(patched, key, json.dumps(wanted[key]) if key == "entry" else str(wanted[key]))
+    untouched = ("name", "version", "entry", "lineage")
+    if patched is not None and any(wanted.get(k) != data.get(k) for k in set(wanted) | set(data) if k not in untouched):
+        patched = None  # a nested field had to change: re-serialise
+    lineage_text = yaml.safe_dump({"lineage": lineage}, sort_keys=False, allow_unicode=True)
+    if patched is not None:
+        return patched.rstrip("\n") + "\n" + lineage_text
+    return yaml.safe_dump({**wanted, "lineage": lineage}, sort_keys=False, allow_unicode=True)
+
+
+# -- the evolution ----------------------------------------------------------------------------------
+
+
+def _parent(runtime: Any, tool_id: str) -> Any:
+    promos = runtime.promotions(0)
+    version = promos.get((tool_id, "global"))
+    if version is not None:
+        try:
+            return runtime.get_tool(tool_id, version=version)
+        except ToolError as exc:
+            log.warning("evolution: global promotion %s %s unusable, evolving the base: %s", tool_id, version, exc)
+    return runtime.get_tool(tool_id)
+
+
+def _settings(runtime: Any) -> dict[str, Any]:
+    return {**runtime.settings.section("model"), **runtime.settings.section("evolution")}
+
+
+def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hint: str = "", dynamic_schema: bool = False,
+                *, progress: Progress | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Propose, write and validate a new version of `tool_id`; returns the proposal (see review.get_proposal)."""
+    check_tool_id(tool_id)
+    if not (error_message or "").strip() and not (mutation_hint or "").strip():
+        raise UsageError(f"evolve {tool_id}: give a mutation hint or the error to fix")
+    from tools.llm import get_provider
+
+    provider = get_provider(runtime)  # no model configured: say how, before anything is written
+    parent = _parent(runtime, tool_id)
+    manifest = parent.manifest
+    if manifest.type not in ("python", "executable"):
+        raise ToolUnavailableError(f"evolve {tool_id}: {manifest.type} tools cannot be evolved (python and executable only)",
+                                   tool_id=tool_id)
+    parent_code_path = code_file(manifest, parent.tool_dir)
+    if parent_code_path is None or not parent_code_path.is_file():
+        raise ToolUnavailableError(f"evolve {tool_id}: cannot find the code file its manifest runs", tool_id=tool_id)
+    parent_raw = read_manifest_data(parent.path)
+    return _evolve(runtime, provider, tool_id=tool_id, parent=manifest, parent_path=parent.path, parent_raw=parent_raw,
+                   parent_code=parent_code_path.read_text(encoding="utf-8", errors="replace"),
+                   error_message=error_message or "", mutation_hint=mutation_hint or "", dynamic_schema=bool(dynamic_schema),
+                   progress=progress, cancel=cancel)
+
+
+def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | None, parent_path: Path | None,
+            parent_raw: dict[str, Any] | None, parent_code: str, error_message: str, mutation_hint: str,
+            dynamic_schema: bool, progress: Progress | None, cancel: threading.Event | None,
+            spec_text: str | None = None, base_version: str = "1.0.0") -> dict[str, Any]:
+    cfg = _settings(runtime)
+    parent_version = parent.version if parent else None
+    now = time.time()
+    with runtime.store.tx() as con:
+        version = next_version(runtime, con, tool_id, parent_version) if parent_version else base_version
+        cur = con.execute(
+            "INSERT INTO proposals(tool_id, version, parent_version, parent_path, status, error_message, mutation_hint,"
+            " dynamic_schema, provider, model, session, pid, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (tool_id, version, parent_version, str(parent_path) if parent_path else None, "generating", error_message,
+             mutation_hint, int(dynamic_schema), provider.name, provider.model, runtime.session, os.getpid(), now, now))
+        pid = int(cur.lastrowid or 0)
+    runtime.events.emit("evolution.started", tool_id, version, proposal_id=pid, parent_version=parent_version,
+                        provider=provider.name, model=provider.model, hint=mutation_hint, error=error_message)
+    run = _Run(runtime, pid, tool_id, version, progress, cancel)
+    try:
+        return _rounds(runtime, run, provider, cfg, parent=parent, parent_raw=parent_raw, parent_code=parent_code,
+                       error_message=error_message, mutation_hint=mutation_hint, dynamic_schema=dynamic_schema,
+                       spec_text=spec_text)
+    except Cancelled:
+        if _update(runtime, pid, status="cancelled", cancel_requested=1, failure="cancelled by the operator"):
+            runtime.events.emit("evolution.cancelled", tool_id, version, proposal_id=pid)  # else cancel() emitted it
+        return get_proposal(runtime, pid)
+    except ToolError as exc:
+        if _update(runtime, pid, status="failed_validation", failure=exc.message):
+            runtime.events.emit("evolution.failed_validation", tool_id, version, proposal_id=pid, stage="model", error=exc.message)
+        exc.message = f"evolve {tool_id} (proposal {pid}): {exc.message}"
+        exc.args = (exc.message,)
+        exc.details = {**exc.details, "proposal_id": pid}
+        raise
+
+
+def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
+            parent_raw: dict[str, Any] | None, parent_code: str, error_message: str, mutation_hint: str,
+            dynamic_schema: bool, spec_text: str | None) -> dict[str, Any]:
+    from tools.llm import WRITE_TOOL, Request
+
+    tool_id, version, pid = run.tool_id, run.version, run.pid
+    failures = recent_failures(runtime, tool_id, parent.version) if parent else []
+    name = code_name(tool_id, version)
+    system, user = build_prompt(tool_id=tool_id, version=version, code_name=name, parent=parent, parent_raw=parent_raw,
+                                parent_code=parent_code, failures=failures, error_message=error_message,
+                                mutation_hint=mutation_hint, dynamic_schema=dynamic_schema, spec_text=spec_text)
+    prompt_sha = hashlib.sha256(json.dumps([system, user]).encode("utf-8")).hexdigest()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
+    folder = inside(runtime.home / "evolved", Path(tool_id) / version)
+    inputs = Inputs(tool_id, version, name, parent, dynamic_schema, _scenarios(failures, error_message),
+                    _regressions(runtime, tool_id, parent.version, int(cfg["regression_cases"])) if parent else [],
+                    float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]))
+    tokens_in = tokens_out = 0
+    max_rounds = max(1, int(cfg["max_rounds"]))
+    stages: list[dict[str, Any]] = []
+    protections: dict[str, Any] = {}
+    for round_no in range(1, max_rounds + 1):
+        run.check_cancel()
+        run.progress("model", f"round {round_no}/{max_rounds}: asking {provider.name} ({provider.model})", round=round_no)
+        request = Request(system=system, messages=messages, tool=WRITE_TOOL, max_tokens=int(cfg["max_tokens"]),
+                          timeout=float(cfg["timeout_seconds"]), purpose=f"proposal {pid}",
+                          context={"tool_id": tool_id, "hint": mutation_hint, "error": error_message, "round": round_no})
+        answer = run.ask(provider, request)
+        run.check_cancel()
+        tokens_in += answer.input_tokens
+        tokens_out += answer.output_tokens
+        lineage = {"parent_version": parent.version if parent else None, "error": error_message, "hint": mutation_hint,
+                   "provider": answer.provider, "model": answer.model, "prompt_sha256": prompt_sha,
+                   "tokens": {"input": tokens_in, "output": tokens_out}, "proposal_id": pid, "round": round_no,
+                   "dynamic_schema": dynamic_schema, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if answer.provider == "replay":
+            lineage["replay"] = answer.note
+        _update(runtime, pid, model=answer.model, provider=answer.provider, prompt_sha256=prompt_sha, input_tokens=tokens_in,
+                output_tokens=tokens_out, rounds=round_no)
+        tool_input = answer.tool_input
+        if not tool_input or not isinstance(tool_input.get("code"), str):
+            problem = "the model answered without calling write_tool_version with a code string"
+            stages = [{"name": "answer", "passed": False, "detail": problem, "ms": 0.0}]
+            messages += [{"role": "assistant", "content": answer.text or "(no text)"},
+                         {"role": "user", "content": f"{problem}. Call write_tool_version with the complete code and manifest."}]
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / name, tool_input["code"])
+        manifest_text = _candidate_manifest(tool_input, parent_raw, parent, tool_id, version, dynamic_schema, lineage)
+        _write_atomic(folder / f"{tool_id}.yaml", manifest_text)
+        explanation = str(tool_input.get("explanation") or "")
+        if answer.provider == "replay":
+            explanation = f"[replay] {explanation}"
+        if not _update(runtime, pid, status="validating", path=str(folder / f"{tool_id}.yaml"), explanation=explanation[:4000]):
+            raise Cancelled
+        run.progress("validating", f"round {round_no}: validating in the sandbox")
+        cascade = Cascade(inputs, folder / f"{tool_id}.yaml", run.check_cancel, lambda s, m: run.progress(s, m))
+        passed = cascade.run()
+        stages, protections = cascade.stages, cascade.protections or protections
+        if passed:
+            return _finish(runtime, run, stages, protections, passed=True)
+        if round_no < max_rounds:
+            failed = stages[-1]
+            run.progress("retry", f"round {round_no} failed {failed['name']}: {failed['detail'][:200]}")
+            messages += [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": answer.tool_use_id or f"toolu_{round_no}",
+                                                   "name": WRITE_TOOL["name"], "input": tool_input}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": answer.tool_use_id or f"toolu_{round_no}",
+                                              "is_error": True, "content": feedback_message(stages)}]},
+            ]
+            if not _update(runtime, pid, status="generating", stages=stages, protections=protections):
+                raise Cancelled
+    return _finish(runtime, run, stages, protections, passed=False)
+
+
+def _finish(runtime: Any, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
+    pid = run.pid
+    proposal = get_proposal(runtime, pid, with_diff=False)
+    diff_text, sha = diff_for(proposal) if proposal.get("path") else ("", None)
+    failed = next((s for s in stages if not s["passed"]), None)
+    status = "awaiting_review" if passed else "failed_validation"
+    if not _update(runtime, pid, status=status, stages=stages, protections=protections, diff_sha256=sha,
+                   failure=None if passed else f"{failed['name']}: {failed['detail']}" if failed else "no candidate"):
+        raise Cancelled
+    summary = [{"name": s["name"], "passed": s["passed"], "skipped": bool(s.get("skipped")), "ms": s["ms"]} for s in stages]
+    if passed:
+        runtime.events.emit("evolution.proposed", run.tool_id, run.version, proposal_id=pid, stages=summary, diff_sha256=sha,
+                            protections=protections)
+        policy = str(runtime.settings.get("evolution", "auto_approve", "off")).strip().lower()
+        if policy not in ("off", "all-stages-passed"):
+            log.warning("evolution: [evolution] auto_approve = %r is not off or all-stages-passed; treated as off", policy)
+        elif policy == "all-stages-passed" and sha and all(s["passed"] and not s.get("skipped") for s in stages):
+            approve(runtime, pid, "global", "auto-approve policy (all-stages-passed)", sha)
+    else:
+        runtime.events.emit("evolution.failed_validation", run.tool_id, run.version, proposal_id=pid,
+                            stage=failed["name"] if failed else None, error=failed["detail"] if failed else None)
+    out = get_proposal(runtime, pid)
+    out["diff"] = diff_text or out.get("diff")
+    return out
+
+
+# -- the builtin tool ----------------------------------------------------------------------------
+
+
+def tool_entry(runtime: Any, data: Any) -> dict[str, Any]:
+    """`call_tool("evolve_tool", {...})`: the original callers' JSON in, the proposal's summary out."""
+    if not isinstance(data, dict):
+        raise ToolInputError("evolve_tool: input must be an object with tool_id, error_message, mutation_hint", tool_id="evolve_tool")
+    tool_id = data.get("tool_id")
+    check_tool_id(tool_id)
+    proposal = evolve_tool(runtime, tool_id, str(data.get("error_message") or ""), str(data.get("mutation_hint") or ""),
+                           bool(data.get("dynamic_schema", False)))
+    return summarize(proposal)
+
+
+def summarize(proposal: dict[str, Any]) -> dict[str, Any]:
+    pid, sha = proposal["id"], proposal.get("diff_sha256")
+    next_step = {
+        "awaiting_review": f"review it: tooldeck review show {pid}; approve: tooldeck review approve {pid} --diff {sha}",
+        "approved": f"approved for {proposal.get('scope')} and serving there",
+        "failed_validation": f"validation failed; see tooldeck review show {pid}",
+        "cancelled": "cancelled",
+    }.get(proposal["status"], proposal["status"])
+    return {
+        "success": proposal["status"] in ("awaiting_review", "approved"), "proposal_id": pid, "tool_id": proposal["tool_id"],
+        "version": proposal["version"], "parent_version": proposal.get("parent_version"), "status": proposal["status"],
+        "provider": proposal.get("provider"), "model": proposal.get("model"), "replay": proposal.get("replay"),
+        "tokens": proposal.get("tokens"), "diff_sha256": sha, "failure": proposal.get("failure"),
+        "stages": [{"name": s["name"], "passed": s["passed"], "skipped": bool(s.get("skipped")), "detail": s["detail"],
+                    "ms": s["ms"]} for s in proposal.get("stages") or []],
+        "protections": proposal.get("protections"), "evolved_file": code_name(proposal["tool_id"], proposal["version"]),
+        "next": next_step,
+    }

@@ -1,0 +1,350 @@
+"""Review and promotion of evolved versions: the diff a person approves, and what it changes.
+
+A proposal serves calls only after `approve` (or an explicit auto-approve
+policy): the approval names the sha256 of the diff the reviewer saw, and is
+refused when the candidate or its parent changed since. Resolution reads the
+`promotions` table (session scope, then 'global', then the base version).
+`UnapprovedGuard` refuses an explicit call of an evolved version nobody
+approved, so unapproved code never reaches a warm worker or a child process
+outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tools.errors import ToolError, ToolUnavailableError, UsageError
+from tools.ids import check_name, check_tool_id, check_version
+
+STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", "approved", "rejected",
+            "rolled_back", "cancelled")
+RUNNING = ("generating", "validating")
+APPROVABLE = ("awaiting_review", "approved", "rolled_back")
+
+
+# -- reading proposals -----------------------------------------------------------------
+
+
+def _row_to_dict(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("stages", "protections"):
+        try:
+            out[key] = json.loads(out.get(key) or ("[]" if key == "stages" else "{}"))
+        except json.JSONDecodeError:
+            out[key] = [] if key == "stages" else {}
+    out["dynamic_schema"] = bool(out.get("dynamic_schema"))
+    out["tokens"] = {"input": out.get("input_tokens", 0), "output": out.get("output_tokens", 0)}
+    out["replay"] = out.get("provider") == "replay"
+    return out
+
+
+def list_proposals(runtime: Any, status: str | None = None, *, tool_id: str | None = None,
+                   limit: int = 200) -> list[dict[str, Any]]:
+    """Newest first; the dashboard's review panel and `tooldeck review list`."""
+    sql = "SELECT * FROM proposals"
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        if status not in STATUSES:
+            raise UsageError(f"unknown proposal status {status!r}: use one of {', '.join(STATUSES)}")
+        where.append("status=?")
+        params.append(status)
+    if tool_id is not None:
+        where.append("tool_id=?")
+        params.append(check_tool_id(tool_id))
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    return [_row_to_dict(r) for r in runtime.store.query(sql, params)]
+
+
+def _proposal_id(value: Any) -> int:
+    try:
+        pid = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid proposal id {value!r}: expected a number") from None
+    if pid <= 0:
+        raise UsageError(f"invalid proposal id {value!r}: expected a positive number")
+    return pid
+
+
+def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> dict[str, Any]:
+    """One proposal with its stages, protections, tokens, model, and (by default) the diff and its sha256."""
+    pid = _proposal_id(proposal_id)
+    row = runtime.store.query_one("SELECT * FROM proposals WHERE id=?", (pid,))
+    if row is None:
+        raise UsageError(f"no proposal {pid} (see tooldeck review list)")
+    out = _row_to_dict(row)
+    if with_diff:
+        try:
+            out["diff"], out["current_diff_sha256"] = diff_for(out)
+        except ToolError as exc:
+            out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
+    return out
+
+
+# -- the diff --------------------------------------------------------------------------------
+
+
+def code_file(manifest: Any, tool_dir: Path) -> Path | None:
+    """The code file a manifest runs: a python entry's file, or the script an executable's args name."""
+    if manifest is None:
+        return None
+    if manifest.type == "python" and manifest.entry:
+        return tool_dir / manifest.entry.split(":", 1)[0]
+    if manifest.type == "executable" and manifest.executable is not None:
+        for part in manifest.executable.argv():
+            if part.startswith("{tool_dir}/"):
+                return tool_dir / part.removeprefix("{tool_dir}/")
+        for part in manifest.executable.argv()[1:]:
+            if (tool_dir / part).is_file():
+                return tool_dir / part
+    return None
+
+
+def _read(path: Path | None) -> str:
+    if path is None or not path.is_file():
+        return ""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ToolError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _code_of(manifest_path: Path | None) -> tuple[Path | None, str]:
+    if manifest_path is None or not manifest_path.is_file():
+        return None, ""
+    from tools.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(manifest_path)
+    except ToolError:
+        return None, ""
+    path = code_file(manifest, manifest_path.parent)
+    return path, _read(path)
+
+
+def diff_for(proposal: dict[str, Any]) -> tuple[str, str]:
+    """Unified diff (manifest, then code) of the candidate against its parent, and the diff's sha256."""
+    new_manifest = Path(proposal["path"]) if proposal.get("path") else None
+    old_manifest = Path(proposal["parent_path"]) if proposal.get("parent_path") else None
+    parent = proposal.get("parent_version") or "none"
+    version = proposal.get("version")
+    parts: list[str] = []
+    name = f"{proposal['tool_id']}.yaml"
+    parts.extend(difflib.unified_diff(
+        _read(old_manifest).splitlines(keepends=True), _read(new_manifest).splitlines(keepends=True),
+        f"a/{name} ({parent})", f"b/{name} ({version})"))
+    old_code_path, old_code = _code_of(old_manifest)
+    new_code_path, new_code = _code_of(new_manifest)
+    if new_code_path is None and new_manifest is not None:  # an invalid candidate manifest: show its .py file
+        found = sorted(new_manifest.parent.glob("*.py"))
+        new_code_path, new_code = (found[0], _read(found[0])) if found else (None, "")
+    parts.extend(difflib.unified_diff(
+        old_code.splitlines(keepends=True), new_code.splitlines(keepends=True),
+        f"a/{old_code_path.name if old_code_path else '/dev/null'} ({parent})",
+        f"b/{new_code_path.name if new_code_path else '/dev/null'} ({version})"))
+    text = "".join(p if p.endswith("\n") else p + "\n" for p in parts)
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# -- decisions ------------------------------------------------------------------------------
+
+
+def _scope(value: Any) -> str:
+    if value in (None, "", "global"):
+        return "global"
+    return check_name(value, "scope (a session id, or global)")
+
+
+def _history(con: Any, tool_id: str, scope: str, action: str, version: str | None, previous: str | None,
+             proposal_id: int | None, actor: str | None, reason: str | None) -> None:
+    con.execute(
+        "INSERT INTO promotion_history(ts, tool_id, scope, action, version, previous_version, proposal_id, actor, reason)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (time.time(), tool_id, scope, action, version, previous, proposal_id, actor, reason),
+    )
+
+
+def _changed(runtime: Any) -> None:
+    runtime.invalidate_promotions()
+    guard = runtime.extensions.get("evolution_guard")
+    if guard is not None:
+        guard.invalidate()
+
+
+def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str | None = None,
+            diff_sha256: str | None = None) -> dict[str, Any]:
+    """Promote a validated proposal for `scope` (a session id, or 'global'), if the diff is the one reviewed."""
+    scope = _scope(scope)
+    proposal = get_proposal(runtime, proposal_id)
+    pid = proposal["id"]
+    if proposal["status"] not in APPROVABLE:
+        raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be approved",
+                                   tool_id=proposal["tool_id"])
+    if not diff_sha256:
+        raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {proposal['current_diff_sha256']})")
+    current = proposal["current_diff_sha256"]
+    if diff_sha256.strip().lower() != current:
+        raise ToolUnavailableError(
+            f"proposal {pid}: stale diff hash {diff_sha256[:12]}...: the diff is now {current}; review it again "
+            f"(tooldeck review show {pid})", tool_id=proposal["tool_id"])
+    if proposal.get("diff_sha256") and current != proposal["diff_sha256"]:
+        raise ToolUnavailableError(
+            f"proposal {pid}: the candidate or its parent changed on disk after validation (diff was "
+            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=proposal["tool_id"])
+    tool_id, version = proposal["tool_id"], proposal["version"]
+    now = time.time()
+    with runtime.store.tx() as con:
+        row = con.execute("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope)).fetchone()
+        previous = row[0] if row else None
+        con.execute(
+            "INSERT OR REPLACE INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
+            " promoted_at) VALUES (?,?,?,?,?,?,?,?)",
+            (tool_id, scope, version, proposal["parent_version"], pid, proposal.get("mutation_hint"), reviewer, now),
+        )
+        con.execute(
+            "UPDATE proposals SET status='approved', reviewer=?, reviewed_at=?, approved_at=COALESCE(approved_at, ?),"
+            " scope=?, updated=? WHERE id=?", (reviewer, now, now, scope, now, pid))
+        _history(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"))
+    _ensure_loaded(runtime, proposal)
+    _changed(runtime)
+    runtime.events.emit("promotion.approved", tool_id, version, proposal_id=pid, scope=scope, reviewer=reviewer,
+                        previous_version=previous, diff_sha256=current)
+    return get_proposal(runtime, pid, with_diff=False)
+
+
+def _ensure_loaded(runtime: Any, proposal: dict[str, Any]) -> None:
+    """The catalog knows the promoted version even if no watcher saw its files land."""
+    if runtime.catalog.find(proposal["tool_id"], proposal["version"]) is None and proposal.get("path"):
+        runtime.catalog.reload_path(Path(proposal["path"]))
+
+
+def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = None) -> dict[str, Any]:
+    """Refuse a proposal; its version number stays used, so the next evolution takes the next minor."""
+    if not reason or not str(reason).strip():
+        raise UsageError("reject needs a reason (--reason)")
+    proposal = get_proposal(runtime, proposal_id, with_diff=False)
+    pid = proposal["id"]
+    if proposal["status"] not in ("awaiting_review", "failed_validation"):
+        hint = "; use rollback to stop serving it" if proposal["status"] == "approved" else ""
+        raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be rejected{hint}",
+                                   tool_id=proposal["tool_id"])
+    now = time.time()
+    with runtime.store.tx() as con:
+        con.execute("UPDATE proposals SET status='rejected', reviewer=?, review_reason=?, reviewed_at=?, updated=? WHERE id=?",
+                    (reviewer, str(reason)[:2000], now, now, pid))
+    _changed(runtime)
+    runtime.events.emit("promotion.rejected", proposal["tool_id"], proposal["version"], proposal_id=pid, reason=str(reason)[:500],
+                        reviewer=reviewer)
+    return get_proposal(runtime, pid, with_diff=False)
+
+
+def rollback(runtime: Any, tool_id: str, to_version: str, scope: str = "global", actor: str | None = None) -> dict[str, Any]:
+    """Serve `to_version` (the base version, or any version once approved) for `scope` again."""
+    check_tool_id(tool_id)
+    check_version(to_version)
+    scope = _scope(scope)
+    base = runtime.get_tool(tool_id)
+    base_version = base.served_version
+    row = runtime.store.query_one("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope))
+    current = row[0] if row else None
+    target_proposal = None
+    if to_version != base_version:
+        target_proposal = runtime.store.query_one(
+            "SELECT id FROM proposals WHERE tool_id=? AND version=? AND approved_at IS NOT NULL", (tool_id, to_version))
+        if target_proposal is None:
+            raise ToolUnavailableError(
+                f"rollback {tool_id}: {to_version} is neither the base version ({base_version}) nor a version that was approved",
+                tool_id=tool_id)
+    if (current or base_version) == to_version:
+        raise UsageError(f"rollback {tool_id}: scope {scope} already serves {to_version}")
+    now = time.time()
+    with runtime.store.tx() as con:
+        if to_version == base_version:
+            con.execute("DELETE FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope))
+        else:
+            con.execute(
+                "INSERT OR REPLACE INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
+                " promoted_at) VALUES (?,?,?,?,?,?,?,?)",
+                (tool_id, scope, to_version, base_version, target_proposal[0], f"rollback from {current}", actor, now))
+            con.execute("UPDATE proposals SET status='approved', updated=? WHERE id=?", (now, target_proposal[0]))
+        if current is not None:
+            still = con.execute("SELECT COUNT(*) FROM promotions WHERE tool_id=? AND version=?", (tool_id, current)).fetchone()[0]
+            if not still:
+                con.execute("UPDATE proposals SET status='rolled_back', updated=? WHERE tool_id=? AND version=? AND status='approved'",
+                            (now, tool_id, current))
+        _history(con, tool_id, scope, "rolled_back", to_version, current, target_proposal[0] if target_proposal else None,
+                 actor, None)
+    _changed(runtime)
+    runtime.events.emit("promotion.rolled_back", tool_id, to_version, scope=scope, previous_version=current, actor=actor)
+    return {"tool_id": tool_id, "scope": scope, "version": to_version, "previous_version": current}
+
+
+def cancel(runtime: Any, proposal_id: Any) -> dict[str, Any]:
+    """Stop a running evolution (in this or another process); its version number stays used."""
+    proposal = get_proposal(runtime, proposal_id, with_diff=False)
+    pid = proposal["id"]
+    with runtime.store.tx() as con:
+        cur = con.execute(
+            "UPDATE proposals SET status='cancelled', cancel_requested=1, failure=COALESCE(failure, 'cancelled by the operator'),"
+            " updated=? WHERE id=? AND status IN ('generating','validating')", (time.time(), pid))
+        done = cur.rowcount
+    if not done:
+        raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a running evolution (generating, validating) "
+                                   "can be cancelled", tool_id=proposal["tool_id"])
+    runtime.events.emit("evolution.cancelled", proposal["tool_id"], proposal["version"], proposal_id=pid)
+    return get_proposal(runtime, pid, with_diff=False)
+
+
+# -- the guard on the call path ---------------------------------------------------------------
+
+
+class UnapprovedGuard:
+    """A CallHook refusing evolved versions that no person (or explicit policy) approved.
+
+    The hot path costs one attribute comparison for every non-evolved tool; for an
+    evolved one, a set lookup in a cache refreshed at most every `max_age` seconds
+    (and immediately before refusing, so a fresh approval elsewhere is seen).
+    """
+
+    def __init__(self, max_age: float = 1.0) -> None:
+        self.max_age = max_age
+        self._allowed: frozenset[tuple[str, str]] = frozenset()
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        self._at = 0.0
+
+    def _refresh(self, runtime: Any) -> frozenset[tuple[str, str]]:
+        with self._lock:
+            rows = runtime.store.query("SELECT tool_id, version FROM proposals WHERE approved_at IS NOT NULL")
+            allowed = {(r[0], r[1]) for r in rows}
+            allowed.update((tool_id, version) for (tool_id, _scope), version in runtime.promotions(0).items())
+            self._allowed = frozenset(allowed)
+            self._at = time.monotonic()
+            return self._allowed
+
+    def before_call(self, runtime: Any, entry: Any) -> None:
+        if entry.source != "evolved":
+            return
+        key = (entry.tool_id, entry.served_version)
+        allowed = self._allowed if time.monotonic() - self._at < self.max_age else self._refresh(runtime)
+        if key in allowed or key in self._refresh(runtime):
+            return
+        row = runtime.store.query_one("SELECT id, status FROM proposals WHERE tool_id=? AND version=? ORDER BY id DESC LIMIT 1", key)
+        state = f"proposal {row[0]} is {row[1]}" if row else "it has no proposal"
+        raise ToolUnavailableError(
+            f"{entry.tool_id} {entry.served_version} is an evolved version nobody approved ({state}); it runs only after "
+            "`tooldeck review approve`", tool_id=entry.tool_id, version=entry.served_version)
+
+    def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
+        return None
