@@ -32,10 +32,9 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
         return {"status": f"{len(results) - len(failed)} passed, {len(failed)} failed", "title": f"tests of {command.target}",
                 "screen": _json_view(results)}
     if action in ("tool.disable", "tool.enable"):
-        from tools import controls
+        from tools.controls import set_disabled
 
-        fn = controls.disable if action == "tool.disable" else controls.enable
-        fn(runtime, command.target, actor="dashboard")
+        set_disabled(runtime, command.target, action == "tool.disable", actor="dashboard")
         return {"status": f"{command.target} {action.split('.')[1]}d"}
     if action == "tool.evolve":
         from tools.evolution import evolve_tool

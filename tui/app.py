@@ -25,12 +25,15 @@ from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tui.commands import CommandError, completions, parse
-from tui.messages import ActionDone, RuntimeStarted, SnapshotReady
+from tui.messages import ActionDone, Progress, RuntimeStarted, SnapshotReady
 from tui.screens.dialogs import TextScreen
 from tui.screens.help import HelpScreen
 from tui.snapshot import Collector, Snapshot
 from tui.style import theme_colors
 from tui.widgets.activity import ActivityPanel
+from tui.widgets.buffers_panel import BuffersPanel
+from tui.widgets.evolution_panel import EvolutionPanel
+from tui.widgets.failures_panel import FailuresPanel
 from tui.widgets.panel import Panel
 from tui.widgets.tools_panel import ToolsPanel
 
@@ -91,6 +94,9 @@ class TooldeckApp(App[int]):
         yield Input(placeholder="filter the focused panel (esc clears)", id="filter-input", classes="hidden")
         with Grid(id="panels"):
             yield ToolsPanel(id="tools-panel")
+            yield BuffersPanel(id="buffers-panel")
+            yield FailuresPanel(id="failures-panel")
+            yield EvolutionPanel(id="evolution-panel")
             yield ActivityPanel(id="activity-panel")
         yield Static("", id="status-line")
         yield Input(placeholder=':  /tool call TOOL {json}   /tool evolve TOOL "hint"   /buffer flush ID   /spec PATH',
@@ -134,7 +140,6 @@ class TooldeckApp(App[int]):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
         collector = Collector(self.runtime)
-        self.install_gatherers(collector)
         self.runtime._store_ready.wait(30)
         try:
             collector.start_from_recent()
@@ -144,9 +149,6 @@ class TooldeckApp(App[int]):
             started = time.monotonic()
             self.post_message(SnapshotReady(collector.collect()))
             self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
-
-    def install_gatherers(self, collector: Collector) -> None:
-        """Panels that need more than tools and events add their gatherers here."""
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.latest = message.snapshot
@@ -194,6 +196,15 @@ class TooldeckApp(App[int]):
             except ProcessLookupError:
                 pass
             proc.wait()
+
+    def on_resize(self, event: Any) -> None:
+        """A small terminal gives the activity strip fewer rows so the panels stay usable."""
+        rows = 5 if event.size.height < 32 else 9 if event.size.height < 56 else 13
+        self.query_one("#panels").styles.grid_rows = f"1fr 1fr {rows}"
+
+    def on_unmount(self) -> None:
+        # thread workers must end before asyncio's executor shutdown, or quitting would hang
+        self._stop.set()
 
     def shutdown(self) -> None:
         """Stop polling, the traffic generator and the runtime (its workers and flushes)."""
@@ -359,6 +370,57 @@ class TooldeckApp(App[int]):
         if isinstance(result, dict) and "screen" in result:
             self.push_screen(TextScreen(result.get("title", message.what), result["screen"]))
         self.set_status(f"{message.what}: {result.get('status', 'done') if isinstance(result, dict) else 'done'}")
+
+
+    # -- panel helpers ---------------------------------------------------------------
+
+    def selected_tool(self) -> str | None:
+        return self.query_one(ToolsPanel).selected_tool()
+
+    @work(thread=True, exclusive=True, group="proposal", exit_on_error=False)
+    def load_proposal(self, proposal_id: int) -> None:
+        from tools.review import get_proposal
+
+        proposal = get_proposal(self.runtime, proposal_id)
+        self.call_from_thread(self.query_one(EvolutionPanel).show_detail, proposal)
+
+    def ask_evolve(self, tool_id: str) -> None:
+        from tui.screens.dialogs import PromptScreen
+
+        def done(values: dict[str, str] | None) -> None:
+            if not values or not (values["hint"].strip() or values["error"].strip()):
+                self.set_status("evolution cancelled (give a hint or an error)")
+                return
+            self.evolve(tool_id, values["hint"], values["error"])
+
+        self.push_screen(PromptScreen(f"Evolve {tool_id}", [("hint", "what should change (mutation hint)", ""),
+                                                            ("error", "the error to fix (optional)", "")],
+                                      note="The model's candidate is validated in the sandbox, then waits for your review."), done)
+
+    @work(thread=True, group="evolve", exit_on_error=False)
+    def evolve(self, tool_id: str, hint: str, error: str) -> None:
+        from tools.evolution import evolve_tool
+
+        def progress(update: dict[str, Any]) -> None:
+            self.post_message(Progress(f"evolve {tool_id}", str(update.get("message") or update.get("stage") or "")))
+
+        try:
+            proposal = evolve_tool(self.runtime, tool_id, error, hint, progress=progress)
+        except Exception as exc:  # one line on screen: no model configured, unknown tool, ...
+            self.post_message(ActionDone(f"evolve {tool_id}", error=getattr(exc, "message", None) or str(exc)))
+            return
+        self.post_message(ActionDone(f"evolve {tool_id}", result={"status": f"proposal #{proposal.get('id')} {proposal.get('status')}"}))
+
+    def on_progress(self, message: Progress) -> None:
+        self.set_status(f"{message.what}: {message.detail}")
+
+    def on_data_table_cell_selected(self, event: Any) -> None:
+        if event.data_table.id == "tools-table":
+            tool = self.selected_tool()
+            if tool:
+                from tui.screens.tool_detail import ToolDetailScreen
+
+                self.push_screen(ToolDetailScreen(tool))
 
 
 class _Suggester:

@@ -90,10 +90,42 @@ class Collector:
         return snap
 
     def gatherers(self) -> dict[str, Any]:
-        return {"sessions": self._sessions}
+        return {"sessions": self._sessions, "buffers": self._buffers, "failures": self._failures, "proposals": self._proposals}
+
+    def _every(self, name: str, seconds: float, fn: Any) -> Any:
+        """`fn()` at most every `seconds` (for the slower-moving parts of a frame)."""
+        now = time.monotonic()
+        at, value = self._slow.get(name, (0.0, None))
+        if now - at >= seconds or value is None:
+            value = fn()
+            self._slow[name] = (now, value)
+        return value
 
     def _sessions(self, snap: Snapshot) -> None:
-        snap.sessions = self.runtime.live_runtimes()
+        snap.sessions = self._every("sessions", 2.0, self.runtime.live_runtimes)
+
+    def _buffers(self, snap: Snapshot) -> None:
+        engine = self.runtime.extensions.get("buffers")
+        if engine is not None:
+            snap.buffers = [b.to_dict() for b in engine.status()]
+
+    def _failures(self, snap: Snapshot) -> None:
+        tracker = self.runtime.extensions.get("failures")
+        if tracker is None:
+            return
+        ranked = sorted(tracker.scores_snapshot().items(), key=lambda kv: (kv[1].get("score", 1.0), kv[0]))[:40]
+        trends = self._every("trends", 2.0, lambda: {
+            key: [float(h["score"]) for h in tracker.score_history(key[0], key[1], 20)]
+            for key, _ in ranked
+        })
+        snap.scores = [{"tool_id": k[0], "version": k[1], **v, "trend": trends.get(k, [])} for k, v in ranked]
+        snap.failures = tracker.recent_failures(limit=30)
+        snap.resilient = tracker.recent_resilient(15)
+
+    def _proposals(self, snap: Snapshot) -> None:
+        from tools.review import list_proposals
+
+        snap.proposals = list_proposals(self.runtime, limit=50)
 
     def _tool_rows(self) -> list[ToolRow]:
         rt = self.runtime

@@ -1,0 +1,152 @@
+"""Enter on a tool: its manifest, recent calls and failures, and the operator controls."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+ACTOR = "dashboard"
+
+
+def gather(runtime: Any, tool_id: str) -> dict[str, Any]:
+    """Everything the detail screen shows, read off the event loop."""
+    from state.calls import recent_calls
+
+    entry = runtime.resolve(tool_id)
+    failures = runtime.extensions.get("failures")
+    version = entry.served_version
+    return {
+        "tool_id": tool_id, "version": version, "path": str(entry.path), "source": entry.source,
+        "overrides": str(entry.overrides) if entry.overrides else None,
+        "manifest": entry.path.read_text(encoding="utf-8", errors="replace") if entry.path.exists() else "",
+        "calls": recent_calls(runtime.store, tool_id, version=version, limit=15),
+        "failures": failures.recent_failures(tool_id, version, limit=15) if failures else [],
+        "health": (failures.scores_snapshot().get((tool_id, version)) if failures else None) or {},
+        "versions": sorted(runtime.catalog.versions(tool_id)),
+    }
+
+
+class ToolDetailScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,q", "dismiss(None)", "Close", id="tool.close"),
+        Binding("d", "toggle_disabled", "Disable/enable", id="tool.disable"),
+        Binding("r", "reset_score", "Reset score", id="tool.reset_score"),
+        Binding("t", "remove_tag", "Remove tag", id="tool.remove_tag"),
+        Binding("o", "circuit('open')", "Force open", id="tool.circuit_open"),
+        Binding("c", "circuit('closed')", "Force closed", id="tool.circuit_closed"),
+    ]
+
+    def __init__(self, tool_id: str) -> None:
+        super().__init__()
+        self.tool_id = tool_id
+        self.info: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(self.tool_id, classes="dialog-question", id="tool-title")
+            with Horizontal():
+                with VerticalScroll(id="tool-manifest"):
+                    yield Static("loading…", id="manifest-body")
+                with VerticalScroll(id="tool-activity"):
+                    yield Static("", id="activity-body")
+            yield Label("d disable/enable · r reset score · t remove a tag · o / c force the circuit open / closed · esc closes",
+                        classes="dialog-note")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="tool-detail", exit_on_error=False)
+    def load(self) -> None:
+        try:
+            info = gather(self.app.runtime, self.tool_id)
+        except Exception as exc:  # an unknown or broken tool: say why in the dialog
+            self.app.call_from_thread(self.query_one("#manifest-body", Static).update, Text(str(exc), style="bold red"))
+            return
+        self.app.call_from_thread(self._show, info)
+
+    def _show(self, info: dict[str, Any]) -> None:
+        self.info = info
+        health = info["health"]
+        title = f"{info['tool_id']} {info['version']} · {info['source']}"
+        if health:
+            title += f" · score {health.get('score', 0):.2f} · circuit {health.get('circuit')}"
+            if health.get("disabled"):
+                title += " · DISABLED"
+            if health.get("tags"):
+                title += f" · tags {', '.join(health['tags'])}"
+        if info["overrides"]:
+            title += f" · overrides {info['overrides']}"
+        self.query_one("#tool-title", Label).update(title)
+        self.query_one("#manifest-body", Static).update(Group(Text(info["path"], style="dim"),
+                                                             Syntax(info["manifest"], "yaml", word_wrap=True)))
+        calls = Table("time", "outcome", "ms", "input", box=None, title="recent calls", title_justify="left", expand=True)
+        for c in info["calls"]:
+            calls.add_row(time.strftime("%H:%M:%S", time.localtime(c["ts"])), c["outcome"], f"{c['duration_ms']:.0f}",
+                          (c.get("input") or "")[:50])
+        failures = Table("time", "class", "severity", "scenario / error", box=None, title="recent failures", title_justify="left",
+                         expand=True)
+        for f in info["failures"]:
+            failures.add_row(time.strftime("%H:%M:%S", time.localtime(f["ts"])), f.get("error_class", ""), f.get("severity", ""),
+                             f"{f.get('scenario', '')[:40]} · {f.get('error', '')[:60]}")
+        versions = Text(f"evolved versions: {', '.join(info['versions']) or 'none'}", style="dim")
+        self.query_one("#activity-body", Static).update(Group(calls, Text(""), failures, Text(""), versions))
+
+    def _control(self, what: str, fn: Any) -> None:
+        def run(runtime: Any) -> Any:
+            result = fn(runtime)
+            return {"status": what, **(result if isinstance(result, dict) else {})}
+
+        self.app.run_blocking(f"{self.tool_id}: {what}", run)
+        self.set_timer(0.4, self.load)
+
+    def action_toggle_disabled(self) -> None:
+        from tools.controls import set_disabled
+
+        disabled = bool(self.info.get("health", {}).get("disabled"))
+        self._control("enabled" if disabled else "disabled",
+                      lambda rt: set_disabled(rt, self.tool_id, not disabled, self.info.get("version"), actor=ACTOR))
+
+    def action_reset_score(self) -> None:
+        from tools.controls import reset_score
+
+        self.app.confirm_then(f"Reset the score of {self.tool_id} {self.info.get('version', '')}?",
+                              lambda: self._control("score reset", lambda rt: reset_score(rt, self.tool_id, self.info.get("version"),
+                                                                                           actor=ACTOR)))
+
+    def action_remove_tag(self) -> None:
+        from tui.screens.dialogs import ChoiceScreen
+
+        tags = list(self.info.get("health", {}).get("tags", []))
+        if not tags:
+            self.app.set_status(f"{self.tool_id} has no tags to remove")
+            return
+
+        def chosen(tag: str | None) -> None:
+            if tag:
+                from tools.controls import remove_tag
+
+                self._control(f"tag {tag} removed", lambda rt: remove_tag(rt, self.tool_id, tag, self.info.get("version"), actor=ACTOR))
+
+        self.app.push_screen(ChoiceScreen(f"Remove which tag from {self.tool_id}?", [(t, t) for t in tags]), chosen)
+
+    def action_circuit(self, state: str) -> None:
+        from tools.controls import force_circuit
+
+        self._control(f"circuit forced {state}",
+                      lambda rt: force_circuit(rt, self.tool_id, state, self.info.get("version"), actor=ACTOR))
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str)
