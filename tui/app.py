@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.commands import CommandError, completions, parse
 from tui.messages import ActionDone, Progress, RuntimeStarted, SnapshotReady
+from tui.palette import TooldeckCommands
 from tui.screens.dialogs import TextScreen
 from tui.screens.help import HelpScreen
 from tui.snapshot import Collector, Snapshot
@@ -57,6 +58,7 @@ class CommandSuggester:
 class TooldeckApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tooldeck"
+    COMMANDS = App.COMMANDS | {TooldeckCommands}
     ALLOW_IN_MAXIMIZED_VIEW = ""
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
@@ -418,9 +420,17 @@ class TooldeckApp(App[int]):
         if event.data_table.id == "tools-table":
             tool = self.selected_tool()
             if tool:
-                from tui.screens.tool_detail import ToolDetailScreen
+                self.open_tool(tool)
 
-                self.push_screen(ToolDetailScreen(tool))
+    def open_tool(self, tool_id: str) -> None:
+        from tui.screens.tool_detail import ToolDetailScreen
+
+        self.push_screen(ToolDetailScreen(tool_id))
+
+    def prefill_command(self, text: str) -> None:
+        box = self.query_one("#command-input", Input)
+        box.value = text
+        self.action_command_line()
 
 
 class _Suggester:

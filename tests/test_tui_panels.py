@@ -1,0 +1,177 @@
+"""Pilot tests of each panel against a real runtime and real processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.tui_helpers import table_keys, wait_for
+from tools.demo_workspace import prepare_demo_workspace
+from tui.app import TooldeckApp
+from tui.screens.dead_letter import DeadLetterScreen
+from tui.screens.dialogs import ConfirmScreen, PromptScreen
+from tui.screens.tool_detail import ToolDetailScreen
+
+
+@pytest.fixture
+def demo_ws(tmp_path: Path) -> Path:
+    ws, _ = prepare_demo_workspace(str(tmp_path / "demo"))
+    settings = ws / "tooldeck.toml"
+    settings.write_text(settings.read_text() + "\n[buffers]\nmax_attempts = 1\nbackoff_base_seconds = 0.05\n")
+    return ws
+
+
+def cli(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), *args], capture_output=True, text=True, timeout=60)
+
+
+def cell(table, row: str, column: str) -> str:
+    return str(table.get_cell(row, column))
+
+
+def sink_items(ws: Path) -> int:
+    path = ws / ".tooldeck" / "sink.db"
+    if not path.exists():
+        return 0
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT COALESCE(SUM(count), 0) FROM batches").fetchone()[0])
+    finally:
+        con.close()
+
+
+async def test_buffer_panel_follows_another_process_and_flushes_and_clears(demo_ws: Path) -> None:
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            out = cli(demo_ws, "buffer", "write", "ext", '{"n": 1}', '{"n": 2}', '{"n": 3}', "--strategy", "manual",
+                      "--max-size", "10", "--pass-through", "usage_sink")
+            assert out.returncode == 0, out.stderr
+            table = app.query_one("#buffers-table")
+            await wait_for(pilot, lambda: "ext" in table_keys(table) and cell(table, "ext", "pending") == "3/10",
+                           what="the other process's writes on the fill bar")
+            assert "30%" in cell(table, "ext", "fill")
+            table.focus()
+            table.move_cursor(row=table.get_row_index("ext"))
+            await pilot.press("f")
+            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0/10", what="flushed")
+            assert sink_items(demo_ws) == 3
+            assert cli(demo_ws, "buffer", "write", "ext", '{"n": 4}').returncode == 0
+            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "1/10", what="one more item")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the clear confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0/10", what="cleared")
+            assert sink_items(demo_ws) == 3  # cleared items were not delivered
+    finally:
+        app.shutdown()
+
+
+async def test_dead_letter_screen_lists_and_replays(demo_ws: Path) -> None:
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            assert cli(demo_ws, "buffer", "write", "doomed", '{"n": 1}', "--strategy", "manual", "--pass-through",
+                       "slow_tool").returncode == 0
+            table = app.query_one("#buffers-table")
+            await wait_for(pilot, lambda: "doomed" in table_keys(table), what="the buffer row")
+            table.focus()
+            table.move_cursor(row=table.get_row_index("doomed"))
+            await pilot.press("f")
+            await wait_for(pilot, lambda: cell(table, "doomed", "dead") == "1", timeout=30, what="a dead-letter batch")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DeadLetterScreen), what="the dead-letter screen")
+            dead = app.screen.query_one("#dead-table")
+            await wait_for(pilot, lambda: dead.row_count == 1, what="the parked batch listed")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: any(e.kind.startswith("buffer.replay") or e.kind == "buffer.flush"
+                                              for e in app.runtime.events.recent(50)), what="a replay")
+            await pilot.press("escape")
+    finally:
+        app.shutdown()
+
+
+async def test_failures_panel_mark_by_hand_and_tool_controls(demo_ws: Path) -> None:
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            scores = app.query_one("#scores-table")
+            await wait_for(pilot, lambda: "csv_parser@1.0.0" in table_keys(scores), what="scores")
+            scores.focus()
+            scores.move_cursor(row=scores.get_row_index("csv_parser@1.0.0"))
+            await pilot.press("m")
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the mark dialog")
+            app.screen.query_one("#field-scenario").value = "parse JSON data"
+            app.screen.query_one("#field-error").value = "JSONDecodeError"
+            app.screen.query_one("#field-severity").value = "high"
+            app.screen.query_one("#field-tool").focus()
+            await pilot.press("enter", "enter", "enter", "enter")
+            failures = app.query_one("#failures-table")
+            await wait_for(pilot, lambda: failures.row_count >= 1, what="the failure listed")
+            await wait_for(pilot, lambda: "not-for-json" in cell(scores, "csv_parser@1.0.0", "tags"), what="the negative tag")
+            assert float(cell(scores, "csv_parser@1.0.0", "score")) < 1.0
+            tools = app.query_one("#tools-table")
+            tools.focus()
+            tools.move_cursor(row=tools.get_row_index("csv_parser"), column=0)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), what="the tool detail")
+            await wait_for(pilot, lambda: app.screen.info.get("tool_id") == "csv_parser", what="tool detail loaded")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.runtime.extensions["failures"].scores_snapshot()[("csv_parser", "1.0.0")]["disabled"],
+                           what="disabled")
+            with pytest.raises(Exception, match="disabled"):
+                app.runtime.call("csv_parser", {"text": "a\n1\n"})
+            await wait_for(pilot, lambda: app.screen.info.get("health", {}).get("disabled"), what="detail refreshed")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: not app.runtime.extensions["failures"].scores_snapshot()[("csv_parser", "1.0.0")]["disabled"],
+                           what="enabled again")
+            await pilot.press("escape")
+    finally:
+        app.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_quitting_leaves_no_child_process(demo_ws: Path) -> None:
+    app = TooldeckApp(demo_ws, poll_seconds=0.1, traffic=True)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app._traffic_proc is not None, what="the traffic generator")
+            app.runtime.call("json_parser", {"text": "[1]"})
+            workers = app.runtime.workers.pids()
+            traffic = app._traffic_proc.pid
+            buffers = app.query_one("#buffers-table")
+            await wait_for(pilot, lambda: "usage_tracking" in table_keys(buffers), timeout=30, what="demo traffic in the buffer panel")
+            await pilot.press("q")
+    finally:
+        app.shutdown()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in [traffic, *workers]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(traffic) and not any(_alive(p) for p in workers)
+
+
+def test_demo_traffic_survives_sigterm_and_flushes(demo_ws: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tools.demo_traffic", "--workspace", str(demo_ws), "--rate", "500",
+                             "--seconds", "4"], stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert sink_items(demo_ws) > 100, err
+    out = cli(demo_ws, "buffer", "status", "usage_tracking", "--json")
+    status = json.loads(out.stdout)
+    row = status[0] if isinstance(status, list) else status.get("buffers", [status])[0]
+    assert row["pending"] == 0, row
