@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from state.redact import redact
 from tools.errors import ToolError, ToolInputError, ToolUnavailableError, UsageError
 from tools.evolution_prompt import build_prompt, feedback_message
 from tools.evolution_stages import Cancelled, Cascade, Inputs
@@ -165,6 +166,9 @@ def _update(runtime: Any, pid: int, *, only_running: bool = True, **fields: Any)
     for key in ("stages", "protections"):
         if key in fields and not isinstance(fields[key], str):
             fields[key] = json.dumps(fields[key], default=str)
+    for key in ("stages", "failure", "explanation"):  # model- and tool-written text: no secret reaches the store
+        if isinstance(fields.get(key), str):
+            fields[key] = redact(fields[key])
     cols = ", ".join(f"{k}=?" for k in fields)
     sql = f"UPDATE proposals SET {cols} WHERE id=?"
     if only_running:

@@ -1,0 +1,231 @@
+"""Review and promotion: scopes, restarts, rollback, rejection, stale hashes, ids, secrets, CLI, policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, record_history, settings
+from tests.messages_server import FAKE_KEY, MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
+from tools.errors import InvalidIdError, ToolError, ToolUnavailableError, UsageError
+from tools.evolution import evolve_tool, tool_entry
+from tools.review import approve, get_proposal, list_proposals, reject, rollback
+
+
+def proposed(rt, server: MessagesServer) -> dict:
+    server.reply_tool_use("write_tool_version", greet_answer())
+    proposal = evolve_tool(rt, "greet", "name must be letters only", "Allow spaces in names")
+    assert proposal["status"] == "awaiting_review", proposal.get("failure")
+    return proposal
+
+
+SPACED = {"name": "ada lovelace"}
+NEW = {"greeting": "hello ada lovelace"}
+
+
+def test_session_scope_does_not_leak_into_another_session(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    mine = make_runtime(session="s-mine")
+    other = make_runtime(session="s-other")
+    p = proposed(mine, anthropic_server)
+    approve(mine, p["id"], "s-mine", "tester", p["diff_sha256"])
+    assert mine.call("greet", SPACED) == NEW
+    assert mine.resolved_version("greet") == ("1.1.0", "s-mine")
+    other.invalidate_promotions()
+    assert other.resolved_version("greet") == (None, "base")
+    with pytest.raises(ToolError):
+        other.call("greet", SPACED)
+
+
+def test_global_promotion_survives_a_restart(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    approve(rt, p["id"], "global", "tester", p["diff_sha256"])
+    rt.close()
+    again = make_runtime()
+    assert again.call("greet", SPACED) == NEW
+    assert again.resolved_version("greet") == ("1.1.0", "global")
+
+
+def test_rollback_to_the_base_and_forward_again(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    approve(rt, p["id"], "global", "tester", p["diff_sha256"])
+    out = rollback(rt, "greet", "1.0.0")
+    assert out == {"tool_id": "greet", "scope": "global", "version": "1.0.0", "previous_version": "1.1.0"}
+    assert get_proposal(rt, p["id"])["status"] == "rolled_back"
+    with pytest.raises(ToolError):
+        rt.call("greet", SPACED)
+    with pytest.raises(UsageError, match="already serves 1.0.0"):
+        rollback(rt, "greet", "1.0.0")
+    rollback(rt, "greet", "1.1.0")  # an approved version may serve again
+    assert rt.call("greet", SPACED) == NEW
+    with pytest.raises(ToolUnavailableError, match="neither the base version"):
+        rollback(rt, "greet", "1.7.0")
+    kinds = [e.kind for e in rt.events.recent(200)]
+    assert kinds.count("promotion.rolled_back") == 2
+
+
+def test_rejection_burns_the_version_and_needs_a_reason(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    with pytest.raises(UsageError, match="needs a reason"):
+        reject(rt, p["id"], "  ")
+    rejected = reject(rt, p["id"], "prefer trimming in the caller", reviewer="rev")
+    assert rejected["status"] == "rejected" and rejected["review_reason"] == "prefer trimming in the caller"
+    with pytest.raises(ToolUnavailableError, match="only a proposal awaiting review can be approved"):
+        approve(rt, p["id"], "global", "t", p["diff_sha256"])
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    second = evolve_tool(rt, "greet", "", "Allow spaces again")
+    assert second["version"] == "1.2.0"
+    assert (rt.home / "evolved" / "greet" / "1.2.0" / "greet_v1_2_0.py").is_file()
+    assert [p["version"] for p in list_proposals(rt)] == ["1.2.0", "1.1.0"]
+    assert [p["id"] for p in list_proposals(rt, "rejected")] == [p["id"]]
+
+
+def test_evolving_a_promoted_tool_starts_from_the_global_version(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    approve(rt, p["id"], "global", "tester", p["diff_sha256"])
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer(GREET_V2 + "\n# trims, too\n"))
+    nxt = evolve_tool(rt, "greet", "", "Also trim")
+    assert (nxt["parent_version"], nxt["version"]) == ("1.1.0", "1.2.0")
+    assert "--- a/greet_v1_1_0.py (1.1.0)" in nxt["diff"]
+
+
+def test_a_candidate_changed_on_disk_after_validation_cannot_be_approved(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    code = rt.home / "evolved" / "greet" / "1.1.0" / "greet_v1_1_0.py"
+    code.write_text(code.read_text() + "\nimport os  # sneaked in after validation\n")
+    shown = get_proposal(rt, p["id"])
+    assert "sneaked in" in shown["diff"] and shown["current_diff_sha256"] != p["diff_sha256"]
+    with pytest.raises(ToolUnavailableError, match="stale diff hash"):
+        approve(rt, p["id"], "global", "t", p["diff_sha256"])
+    with pytest.raises(ToolUnavailableError, match="changed on disk after validation"):
+        approve(rt, p["id"], "global", "t", shown["current_diff_sha256"])
+
+
+def test_path_like_ids_and_scopes_are_refused(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    for bad in ("../greet", "greet/../../etc", "/etc/passwd", "Greet"):
+        with pytest.raises(InvalidIdError):
+            evolve_tool(rt, bad, "", "x")
+        with pytest.raises(InvalidIdError):
+            tool_entry(rt, {"tool_id": bad, "mutation_hint": "x"})
+        with pytest.raises(InvalidIdError):
+            rollback(rt, bad, "1.0.0")
+    with pytest.raises(InvalidIdError):
+        rollback(rt, "greet", "../1.0.0")
+    p = proposed(rt, anthropic_server)
+    with pytest.raises(InvalidIdError):
+        approve(rt, p["id"], "../../global", "t", p["diff_sha256"])
+    with pytest.raises(UsageError, match="invalid proposal id"):
+        get_proposal(rt, "1; DROP TABLE proposals")
+    assert not list((rt.home / "evolved").glob("*/*/..*"))
+    assert sorted(p.name for p in (rt.home / "evolved").iterdir()) == ["greet"]
+
+
+def test_no_secret_in_the_database_logs_or_events(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    record_history(rt)
+    p = proposed(rt, anthropic_server)
+    approve(rt, p["id"], "global", "tester", p["diff_sha256"])
+    rt.call("greet", SPACED)
+    anthropic_server.reply_error(401, f"invalid x-api-key {FAKE_KEY}", error_type="authentication_error")
+    with pytest.raises(ToolError) as err:
+        evolve_tool(rt, "greet", "", "again")
+    assert FAKE_KEY not in err.value.message
+    assert anthropic_server.requests[0].api_key == FAKE_KEY  # it did reach the model endpoint, and only there
+    for request in anthropic_server.requests:
+        assert FAKE_KEY not in json.dumps(request.body)
+    assert all(FAKE_KEY not in json.dumps(e.payload) for e in rt.events.recent(1000))
+    rt.close()
+    files = [p for p in rt.home.rglob("*") if p.is_file()]
+    assert any(p.name == "tooldeck.db" for p in files) and any(p.parent.name == "logs" for p in files)
+    for path in files:
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_auto_approve_policy_promotes_only_fully_validated_candidates(workspace, make_runtime, anthropic_server):
+    settings(workspace, evolution='auto_approve = "all-stages-passed"')
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)  # no recorded calls: two stages skipped, so it waits for a person
+    assert p["status"] == "awaiting_review"
+    record_history(rt)
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    auto = evolve_tool(rt, "greet", "letters only", "Allow spaces")
+    assert auto["status"] == "approved" and auto["scope"] == "global"
+    assert auto["reviewer"].startswith("auto-approve policy")
+    assert rt.call("greet", SPACED) == NEW
+
+
+def test_cli_evolve_review_approve_and_rollback(workspace, make_runtime, anthropic_server, capsys):
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    ws = str(workspace)
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    assert main(["-w", ws, "evolve", "greet", "Allow spaces", "--error", "letters only", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["status"] == "awaiting_review" and summary["evolved_file"] == "greet_v1_1_0.py"
+    assert main(["-w", ws, "review", "show", str(summary["proposal_id"])]) == 0
+    shown = capsys.readouterr().out
+    assert "PASS tests" in shown and "diff sha256: " + summary["diff_sha256"] in shown and "+++ b/greet_v1_1_0.py" in shown
+    assert main(["-w", ws, "review", "approve", "1", "--diff", "f" * 64]) == 1
+    assert "stale diff hash" in capsys.readouterr().err
+    assert main(["-w", ws, "review", "approve", "1", "--diff", summary["diff_sha256"], "--reviewer", "ops"]) == 0
+    assert "now serves scope global" in capsys.readouterr().out
+    assert main(["-w", ws, "--json", "review", "list"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "approved"
+    assert main(["-w", ws, "rollback", "greet", "1.0.0"]) == 0
+    assert "serves 1.0.0 again (was 1.1.0)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad_usage:
+        main(["-w", ws, "review", "reject", "1"])  # --reason is required
+    assert bad_usage.value.code == 2
+    assert main(["-w", ws, "review", "cancel", "1"]) == 1
+    assert main(["-w", ws, "review", "show", "99"]) == 2
+    assert main(["-w", ws, "evolve", "../greet", "x"]) == 2
+    capsys.readouterr()
+
+
+def test_cli_evolve_without_a_model_exits_1_with_the_how_to(workspace, capsys):
+    from tools.cli import main
+
+    greet_tool(workspace)
+    assert main(["-w", str(workspace), "evolve", "greet", "Allow spaces"]) == 1
+    err = capsys.readouterr().err
+    assert "ANTHROPIC_API_KEY" in err and err.count("\n") == 1
+
+
+def test_the_thin_executable_runs_the_same_builtin(workspace):
+    import subprocess
+    import sys
+
+    settings(workspace)
+    greet_tool(workspace)
+    script = Path(__file__).resolve().parents[1] / "tools" / "executable" / "evolve_tool.py"
+    done = subprocess.run([sys.executable, str(script)], input=json.dumps({"tool_id": "greet", "mutation_hint": "x"}),
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "TOOLDECK_WORKSPACE": str(workspace)},
+                          timeout=60)
+    assert done.returncode == 1
+    assert "ANTHROPIC_API_KEY" in json.loads(done.stdout)["error"]
