@@ -176,7 +176,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{s.dead_letter_batches} ({s.dead_letter_items})", str(s.dropped_total), s.pass_through_tool or "-",
             "yes" if s.flushing else ("[red]none[/]" if s.pending else "-"),
         )
-    console().print(table)
+    out = console()
+    if not out.is_terminal:
+        out.width = 200  # piped or captured: keep one line per buffer
+    out.print(table)
     return 0
 
 
