@@ -33,6 +33,10 @@ SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 RANK_SEVERITY = {v: k for k, v in SEVERITY_RANK.items()}
 
 
+class MemoryBuildError(StoreError):
+    """The memory could not be built (Qdrant unreachable, embedder missing); names the mode and the cause."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolDoc:
     tool_id: str
@@ -131,7 +135,8 @@ class SemanticMemory:
         with self._lock:
             if self.client is not None:
                 return
-            client = QdrantClient(url=self.url, api_key=self._api_key, timeout=10) if self.url else QdrantClient(":memory:")
+            client = (QdrantClient(url=self.url, api_key=self._api_key, timeout=10, check_compatibility=False) if self.url
+                      else QdrantClient(":memory:"))
             for name in (self.tools_collection, self.failures_collection):
                 if not client.collection_exists(name):
                     client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
@@ -273,7 +278,8 @@ class MemoryService:
         try:
             self._build()
         except Exception as exc:  # surfaced to every caller of wait_ready, and logged
-            self.error = exc
+            self.error = MemoryBuildError(f"semantic memory ({self.memory.mode}) failed to build: {type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0] if str(exc) else ''}")
             log.error("semantic memory failed to build: %s: %s", type(exc).__name__, exc)
             self.ready.set()
             return

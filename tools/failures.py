@@ -423,9 +423,15 @@ class FailureTracker:
 
 # -- the public API -----------------------------------------------------------------
 
+def extension(runtime: Any, name: str, timeout: float = 30.0) -> Any:
+    """An installed extension; extensions are installed before discovery starts, so wait for that."""
+    runtime._require_store(timeout)
+    runtime.catalog.discovered.wait(timeout)
+    return runtime.extensions.get(name)
+
+
 def tracker_for(runtime: Any) -> FailureTracker:
-    runtime._require_store()
-    tracker = runtime.extensions.get("failures")
+    tracker = extension(runtime, "failures")
     if tracker is None:
         raise StateError("failure tracking is not installed in this runtime (see the runtime.error events)")
     return tracker

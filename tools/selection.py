@@ -16,10 +16,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.circuit import OPEN
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.failure_rules import blocking_tags, scenario_formats
+from tools.failures import extension
 
 #: How much one remembered failure on a similar scenario predicts another, by severity.
 PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}
@@ -139,16 +141,13 @@ def install_memory(runtime: Any, tracker: Any) -> MemoryService:
 
 def memory_for(runtime: Any, timeout: float) -> MemoryService:
     """The runtime's memory, built and current (waits up to `timeout` for the background build)."""
-    runtime._require_store()
-    service = runtime.extensions.get("memory")
+    service = extension(runtime, "memory", timeout)
     if service is None:
         raise StateError("semantic memory is not installed in this runtime (see the runtime.error events)")
     try:
         ready = service.wait_ready(timeout)
-    except ImportError as exc:
-        raise StateError(f"semantic memory unavailable: {exc}") from exc
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise StateError(f"semantic memory failed to build: {type(exc).__name__}: {exc}") from exc
+    except StoreError as exc:
+        raise StateError(str(exc)) from exc
     if not ready:
         raise ToolNotReadyError(f"semantic memory was not ready within {timeout:.0f} s (still indexing the catalog)")
     return service
@@ -194,7 +193,7 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
     started = time.perf_counter()
     cfg = settings or SelectionSettings.from_runtime(runtime)
     service = memory_for(runtime, cfg.ready_timeout)
-    tracker = runtime.extensions["failures"]
+    tracker = extension(runtime, "failures")
     timings: dict[str, float] = {}
     if sync:
         tracker.sync(force=True)

@@ -76,7 +76,8 @@ def cmd_fail(args: argparse.Namespace) -> int:
     else:
         tags = f"; tagged {', '.join(record['tags_added'])}" if record["tags_added"] else ""
         console().print(f"failure #{record['failure_id']} recorded for {record['tool_id']} {record['version']}: "
-                        f"{record['severity']}, score -{record['delta']:.2f} -> {record['score']:.2f}{tags}; circuit {record['circuit']}")
+                        f"{record['severity']}, score -{record['delta']:.2f} -> {record['score']:.2f}{tags}; circuit {record['circuit']}",
+                        soft_wrap=True)
     return 0
 
 
@@ -198,5 +199,5 @@ def cmd_control(args: argparse.Namespace) -> int:
         emit_json(out)
     else:
         version = "all versions" if out["version"] == "*" else out["version"]
-        console().print(f"{args.action}: {out['tool_id']} {version} by {out['actor']}")
+        console().print(f"{args.action}: {out['tool_id']} {version} by {out['actor']}", soft_wrap=True)
     return 0
