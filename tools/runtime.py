@@ -32,7 +32,6 @@ from tools.settings import Settings, load_settings
 #: `module:function` called with the runtime once the store is open, before tools load.
 #: Each capability keeps its engine in `runtime.extensions[name]`.
 EXTENSIONS: list[str] = [
-    "tools.failures:install",
     "tools.evolution:install",
     "tools.watcher:install",
     "tools.buffer:install",

@@ -18,7 +18,6 @@ from tools.errors import ToolError, UsageError
 
 COMMAND_MODULES = [
     "tools.cli.core_cmds",
-    "tools.cli.failure_cmds",
     "tools.cli.buffer_cmds",
     "tools.cli.evolution_cmds",
     "tools.cli.failure_cmds",
