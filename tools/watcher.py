@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self.reloads = 0
+        #: in-process subscribers, called (in the watcher thread) with each reload's result
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def folders(self) -> list[Path]:
         evolved = self.runtime.home / "evolved"
@@ -66,6 +68,7 @@ class Watcher:
         return out
 
     def start(self) -> None:
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # our events say what changed; no per-batch INFO lines
         self._thread = threading.Thread(target=self._run, name="tooldeck-watcher", daemon=True)
         self._thread.start()
 
@@ -123,7 +126,10 @@ class Watcher:
                 touched.setdefault(manifest, []).append(Path(path).name)
         results = []
         for manifest, files in touched.items():
-            results.append(self._reload(manifest, files, started))
+            result = self._reload(manifest, files, started)
+            results.append(result)
+            for listener in list(self.listeners):
+                listener(result)
         return results
 
     def _reload(self, manifest: Path, files: list[str], started: float) -> dict[str, Any]:
@@ -136,7 +142,7 @@ class Watcher:
             return {"path": str(manifest), "ok": False, "error": str(exc)}
         out: dict[str, Any] = {"path": str(manifest), "ok": True, "changes": []}
         for change in changes:
-            recycled = runtime.workers.recycle(change.tool_id) if runtime._workers is not None else 0
+            recycled = recycle_safely(runtime.workers, change.tool_id) if runtime._workers is not None else 0
             ms = round((time.perf_counter() - started) * 1000, 2)
             payload = {"path": str(manifest), "files": files, "source": change.source, "ms": ms,
                        "workers_recycled": recycled}
@@ -156,6 +162,26 @@ class Watcher:
     def _serving(self, tool_id: str, version: str) -> str | None:
         entry = self.runtime.catalog.find(tool_id, version or None)
         return entry.served_version if entry is not None and entry.manifest is not None else None
+
+
+def recycle_safely(pool: Any, tool_id: str) -> int:
+    """Stop a tool's warm workers without failing a call that is using one.
+
+    `WorkerPool.recycle` stops a worker even while a call holds it, so a reload
+    under traffic fails that call as a crash. Stopping each worker under its own
+    call lock lets the in-flight call finish first; a caller that picked the
+    worker just before then sees it dead and starts a fresh one. (Until the pool
+    does this itself; falls back to `recycle` if its internals change.)
+    """
+    workers, lock = getattr(pool, "_workers", None), getattr(pool, "_lock", None)
+    if not isinstance(workers, dict) or lock is None:
+        return int(pool.recycle(tool_id))
+    with lock:
+        victims = [workers.pop(key) for key in [k for k in workers if k[0] == tool_id]]
+    for worker in victims:
+        with worker.lock:
+            worker.stop()
+    return len(victims)
 
 
 def _runs(entry: ToolEntry, file_name: str) -> bool:
