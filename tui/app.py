@@ -56,7 +56,7 @@ class CommandSuggester:
 
 
 class TooldeckApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "tooldeck"
     COMMANDS = App.COMMANDS | {TooldeckCommands}
     ALLOW_IN_MAXIMIZED_VIEW = ""
@@ -73,7 +73,8 @@ class TooldeckApp(App[int]):
     ]
 
     def __init__(self, workspace: str | os.PathLike[str] | None = None, *, demo: bool = False, traffic: bool = False,
-                 runtime: Any = None, poll_seconds: float = POLL_SECONDS) -> None:
+                 runtime: Any = None, poll_seconds: float = POLL_SECONDS, live: bool = True) -> None:
+        """`live=False` renders only the snapshots it is given (layout snapshots, the paint benchmark)."""
         super().__init__()
         self.workspace = workspace
         self.demo = demo
@@ -87,6 +88,7 @@ class TooldeckApp(App[int]):
         self._traffic_proc: subprocess.Popen[bytes] | None = None
         self._owns_runtime = runtime is None
         self.first_paint_at: float | None = None
+        self.live = live
         self.snapshots_applied = 0
 
     # -- layout --------------------------------------------------------------------
@@ -112,7 +114,8 @@ class TooldeckApp(App[int]):
 
     def _after_first_paint(self) -> None:
         self.first_paint_at = time.perf_counter()
-        self.start_runtime()
+        if self.live:
+            self.start_runtime()
 
     # -- runtime and polling (thread workers) --------------------------------------
 

@@ -6,7 +6,6 @@ import getpass
 from typing import Any
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -124,14 +123,21 @@ class EvolutionPanel(Panel):
             lines.append(Text(f"hint: {p['mutation_hint']}"))
         if p.get("error_message"):
             lines.append(Text(f"error: {p['error_message']}", style=colors["error"]))
-        stages = Table.grid(padding=(0, 1))
+        stage_line = Text("stages: ", style="bold")
+        failed_detail = None
         for stage in p.get("stages") or []:
             ok = stage.get("passed")
-            mark = Text("✓" if ok else ("✗" if ok is False else "·"), style=colors["ok"] if ok else colors["error"])
-            stages.add_row(mark, Text(str(stage.get("name", "")), style="bold"), Text(f"{stage.get('ms', '')} ms", style="dim"),
-                           Text(str(stage.get("detail", ""))[:160]))
+            stage_line.append("✓ " if ok else "✗ ", style=colors["ok"] if ok else colors["error"])
+            stage_line.append(f"{stage.get('name', '')} ")
+            stage_line.append(f"{stage.get('ms', '')} ms  ", style="dim")
+            if ok is False and failed_detail is None:
+                failed_detail = f"{stage.get('name')}: {stage.get('detail', '')}"
+            elif stage.get("skipped"):
+                stage_line.append(f"(skipped: {str(stage.get('detail', ''))[:60]})  ", style="dim")
         if p.get("stages"):
-            lines.append(stages)
+            lines.append(stage_line)
+        if failed_detail:
+            lines.append(Text(failed_detail[:400], style=colors["error"]))
         protections = p.get("protections") or {}
         if protections:
             held = " · ".join(f"{k} {'✓' if v is True else ('✗' if v is False else v)}" for k, v in protections.items())

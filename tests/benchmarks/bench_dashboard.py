@@ -1,0 +1,211 @@
+"""Dashboard benchmarks.
+
+1. Process start -> first painted frame with 0, 1,000 and 5,000 tools, against a bare Textual
+   app with the same widgets and no runtime, in the same run (target ratio <= 1.25).
+2. Under demo traffic for 30 s (`--traffic-seconds`): the dashboard process's event-loop lag p99
+   (target <= 60 ms) and CPU share (target <= 25% of a core; idle with no traffic <= 3%).
+3. Diff viewer: time to paint a 2,000-line diff, unified and side by side (target <= 300 ms).
+
+Run: python tests/benchmarks/bench_dashboard.py [--sizes 0,1000,5000] [--traffic-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+BARE = r'''
+import sys, time
+from textual.app import App
+from textual.containers import Grid, Vertical
+from textual.widgets import DataTable, Footer, Header, RichLog, Static
+
+class Bare(App):
+    CSS = "#g {grid-size: 2 3; grid-rows: 1fr 1fr 9;} #a {column-span: 2;}"
+    def compose(self):
+        yield Header()
+        with Grid(id="g"):
+            for name in ("t", "b", "f", "e"):
+                with Vertical():
+                    yield DataTable(id=name)
+            yield RichLog(id="a")
+        yield Static("")
+        yield Footer()
+    def on_mount(self):
+        for name in ("t", "b", "f", "e"):
+            self.query_one("#" + name, DataTable).add_columns("a", "b", "c")
+        self.call_after_refresh(self.painted)
+    def painted(self):
+        print(time.time(), flush=True)
+        self.exit()
+
+Bare().run(headless=True, size=(160, 50))
+'''
+
+TOOLDECK = r'''
+import sys, time
+from tui.app import TooldeckApp
+
+class Timed(TooldeckApp):
+    def _after_first_paint(self):
+        super()._after_first_paint()
+        print(time.time(), flush=True)
+        self.exit()
+
+app = Timed(sys.argv[1])
+try:
+    app.run(headless=True, size=(160, 50))
+finally:
+    app.shutdown()
+'''
+
+LAG = r'''
+import json, resource, sys, time
+from tui.app import TooldeckApp
+
+class Probe(TooldeckApp):
+    def on_mount(self):
+        super().on_mount()
+        self.lags = []
+        self._expected = time.perf_counter() + 0.05
+        self.set_interval(0.05, self._tick)
+        self.set_timer(float(sys.argv[3]), self._done)
+
+    def _tick(self):
+        now = time.perf_counter()
+        self.lags.append(max(0.0, now - self._expected))
+        self._expected = now + 0.05
+
+    def _done(self):
+        self._cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+        self.exit()
+
+app = Probe(sys.argv[1], traffic=sys.argv[2] == "traffic")
+start = resource.getrusage(resource.RUSAGE_SELF)
+t0 = time.perf_counter()
+try:
+    app.run(headless=True, size=(160, 50))
+finally:
+    wall = time.perf_counter() - t0
+    end = getattr(app, "_cpu_end", resource.getrusage(resource.RUSAGE_SELF))
+    app.shutdown()
+lags = sorted(app.lags[40:])  # skip the first 2 s (imports, first load)
+cpu = (end.ru_utime + end.ru_stime) - (start.ru_utime + start.ru_stime)
+print(json.dumps({"p99_ms": lags[int(len(lags) * 0.99) - 1] * 1000 if lags else None,
+                  "p50_ms": lags[len(lags) // 2] * 1000 if lags else None, "cpu_share": cpu / wall,
+                  "snapshots": app.snapshots_applied}))
+'''
+
+
+def generate(ws: Path, n: int) -> None:
+    tools = ws / "tools"
+    tools.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (tools / f"gen_{i:05d}.yaml").write_text(
+            f"name: gen_{i:05d}\ntype: python\nentry: gen.py:run\ndescription: generated tool {i}\ntags: [gen]\n")
+
+
+def first_paint(code: str, *args: str) -> float:
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return float(out.stdout.strip().splitlines()[-1]) - start
+
+
+def bench_first_paint(sizes: list[int], repeat: int) -> None:
+    bare = statistics.median(first_paint(BARE) for _ in range(repeat))
+    print(f"bare Textual app (same widgets, no runtime): first frame {bare * 1000:.0f} ms (median of {repeat})")
+    for n in sizes:
+        ws = Path(tempfile.mkdtemp(prefix=f"bench-paint-{n}-"))
+        generate(ws, n)
+        times = [first_paint(TOOLDECK, str(ws)) for _ in range(repeat)]
+        ours = statistics.median(times)
+        print(f"tooldeck with {n:5d} tools: first frame {ours * 1000:.0f} ms; ratio to bare {ours / bare:.2f}   target <= 1.25")
+
+
+def bench_lag(seconds: float) -> None:
+    from tools.demo_workspace import prepare_demo_workspace
+
+    for mode in ("traffic", "idle"):
+        ws, cleanup = prepare_demo_workspace(None)
+        try:
+            out = subprocess.run([sys.executable, "-c", LAG, str(ws), mode, str(seconds)], capture_output=True, text=True,
+                                 timeout=seconds + 120, cwd=ROOT)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr[-2000:])
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            target = "p99 <= 60 ms, CPU <= 25%" if mode == "traffic" else "CPU <= 3%"
+            print(f"dashboard under {'demo traffic' if mode == 'traffic' else 'no traffic  '} for {seconds:.0f} s: event-loop lag "
+                  f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; CPU {r['cpu_share'] * 100:.1f}% of a core; "
+                  f"{r['snapshots']} frames applied   target {target}")
+        finally:
+            cleanup()
+
+
+def bench_diff() -> None:
+    import asyncio
+    import difflib
+
+    from textual.app import App
+
+    from tui.widgets.diff_view import DiffView
+
+    old = [f"def function_{i}(value):\n    return value * {i}  # original line {i}\n" for i in range(1000)]
+    new = [line.replace("original", "changed") if i % 7 == 0 else line for i, line in enumerate(old)]
+    diff = "".join(difflib.unified_diff("".join(old).splitlines(True), "".join(new).splitlines(True),
+                                        "a/tool.py (1.0.0)", "b/tool_v1_1_0.py (1.1.0)", n=1000))
+    lines = diff.count("\n")
+
+    class Host(App):
+        def compose(self):
+            yield DiffView()
+
+    async def run() -> dict[str, float]:
+        times = {}
+        app = Host()
+        async with app.run_test(size=(200, 60)) as pilot:
+            view = app.query_one(DiffView)
+            for mode in ("unified", "side-by-side"):
+                view.diff = ""
+                started = time.perf_counter()
+                view.set_reactive(DiffView.mode, mode)
+                view.show(diff)
+                await pilot.pause()
+                times[mode] = (time.perf_counter() - started) * 1000
+        return times
+
+    times = asyncio.run(run())
+    for mode, ms in times.items():
+        print(f"diff viewer, {lines}-line diff, {mode}: painted in {ms:.0f} ms   target <= 300 ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="0,1000,5000")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--traffic-seconds", type=float, default=30)
+    parser.add_argument("--skip", default="", help="comma list of: paint,lag,diff")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    os.environ.setdefault("TZ", "UTC")
+    if "diff" not in skip:
+        bench_diff()
+    if "paint" not in skip:
+        bench_first_paint([int(s) for s in args.sizes.split(",")], args.repeat)
+    if "lag" not in skip:
+        bench_lag(args.traffic_seconds)
+
+
+if __name__ == "__main__":
+    main()
