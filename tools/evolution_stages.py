@@ -231,6 +231,8 @@ class Cascade:
 
     def _regression(self, started: float) -> dict[str, Any]:
         calls = self.inputs.regressions
+        if self.inputs.parent is None:
+            return _stage("regression", True, "a new tool has no parent version: regression skipped", started, skipped=True)
         if not calls:
             return _stage("regression", True, "no recorded successful call of the parent: nothing to replay", started,
                           skipped=True)
