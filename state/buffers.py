@@ -13,6 +13,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -97,6 +98,13 @@ class Claim:
         return json.loads("[" + ",".join(self.items_json) + "]")
 
 
+_APPEND_SQL = (
+    "UPDATE buffers SET seq=seq+1, pending=pending+1, writes_total=writes_total+1,"
+    " oldest_ts=COALESCE(oldest_ts, ?) WHERE bkey=? AND (max_pending IS NULL OR pending < max_pending)"
+    " RETURNING seq, pending, inflight, max_size, flush_strategy, config_version"
+)
+
+
 def _config(row: sqlite3.Row) -> BufferConfig:
     try:
         extra = json.loads(row["pass_through_input"] or "{}")
@@ -160,18 +168,33 @@ class BufferTables:
     # -- writes ---------------------------------------------------------------------
 
     def append(self, bkey: int, text: str, now: float) -> WriteResult:
-        """One acknowledged item: the fast path is one UPDATE ... RETURNING and one INSERT."""
-        with self.store.tx() as con:
-            row = con.execute(
-                "UPDATE buffers SET seq=seq+1, pending=pending+1, writes_total=writes_total+1,"
-                " oldest_ts=COALESCE(oldest_ts, ?) WHERE bkey=? AND (max_pending IS NULL OR pending < max_pending)"
-                " RETURNING seq, pending, inflight, max_size, flush_strategy, config_version",
-                (now, bkey),
-            ).fetchone()
+        """One acknowledged item: BEGIN IMMEDIATE, one UPDATE ... RETURNING, one INSERT, COMMIT.
+
+        This is the hot path (20k+ writes/s), so it drives the connection itself rather than through
+        `Store.tx()`: same semantics, a few microseconds less while the write lock is held.
+        """
+        con = self.store.conn()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self.store._wrap(exc) from exc
+        try:
+            row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
             if row is not None:
                 con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)", (bkey, row[0], now, text))
-                return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
-            return self._append_full(con, bkey, [text], now)
+                result = WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
+            else:
+                result = self._append_full(con, bkey, [text], now)
+            con.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise self.store._wrap(exc) from exc
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise
+        return result
 
     def append_many(self, bkey: int, texts: list[str], now: float) -> WriteResult:
         """Up to len(texts) items in one transaction; `when_full` decides what happens past max_pending."""

@@ -33,6 +33,8 @@ OPERATIONS = ("write", "write_many", "flush", "status", "clear", "configure", "d
 #: operations that apply explicit settings given alongside them
 _CONFIGURING = frozenset({"write", "write_many", "flush", "configure"})
 DRAIN_LIMIT = 10_000
+#: built once: json.dumps with non-default options builds a new encoder on every call
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class BufferFullError(ToolError):
@@ -86,6 +88,8 @@ class BufferEngine:
     def clean_settings(self, buffer_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         """Type- and range-check explicit settings (None means 'not given'); unknown keys are ignored."""
         out: dict[str, Any] = {}
+        if not raw:
+            return out
         for name in CONFIG_FIELDS:
             value = raw.get(name)
             if value is None:
@@ -193,7 +197,7 @@ class BufferEngine:
 
     def _serialise(self, buffer_id: str, data: Any, what: str = "data") -> str:
         try:
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = _ENCODE(data)
         except (TypeError, ValueError, RecursionError) as exc:
             raise ToolInputError(f"buffer {buffer_id!r}: {what} is not JSON-serialisable: {exc}", tool_id="buffer") from exc
         if len(text) > MAX_ITEM_BYTES // 4:
@@ -270,12 +274,16 @@ class BufferEngine:
 
     def write(self, buffer_id: str, data: Any, **settings: Any) -> dict[str, Any]:
         """Append one item; returns once it is committed (or dropped, by `when_full`)."""
-        check_buffer_id(buffer_id)
+        config = self._configs.get(buffer_id)  # the hot path: a known buffer, no settings given
+        changes = self.clean_settings(buffer_id, settings) if settings else {}
+        if config is None or changes:
+            check_buffer_id(buffer_id)
         text = self._serialise(buffer_id, data)
-        changes = self.clean_settings(buffer_id, settings)
-        config = self.config(buffer_id, changes)
-        assert config is not None
-        self._adopt(buffer_id)
+        if config is None or changes:
+            config = self.config(buffer_id, changes)
+            assert config is not None
+        if buffer_id not in self._mine:
+            self._adopt(buffer_id)
         deadline = 0.0
         while True:
             res = self.tables.append(config.bkey, text, time.time())

@@ -1,0 +1,317 @@
+"""Buffer benchmarks: acknowledged writes/s, p99 latency, the original design, and a sustained 1,000 writes/s run.
+
+Run: python tests/benchmarks/bench_buffer.py [--quick]
+Every figure is printed with its ratio to a baseline measured in the same run
+(bare SQLite one-row-per-commit loops, and the original design: re-pickling the
+whole buffer to one file on every write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tools.buffer import engine_for  # noqa: E402
+from tools.runtime import Runtime  # noqa: E402
+
+ITEM = {"tool_id": "translator", "increment": 1}
+ITEM_JSON = json.dumps(ITEM)
+
+
+def line(label: str, value: str, note: str = "") -> None:
+    print(f"{label:<58} {value:>18}  {note}".rstrip(), flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+# -- baselines -----------------------------------------------------------------------------------
+
+def bare_sqlite(path: Path, n: int) -> float:
+    """One row per commit, WAL, synchronous=NORMAL: the ceiling for one acknowledged item per transaction."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+    started = time.perf_counter()
+    for _ in range(n):
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO t(v) VALUES (?)", (ITEM_JSON,))
+        con.execute("COMMIT")
+    rate = n / (time.perf_counter() - started)
+    con.close()
+    return rate
+
+
+BARE_PROC = textwrap.dedent("""
+    import json, sqlite3, sys, time
+    path, n, start_at = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    con = sqlite3.connect(path, isolation_level=None, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=NORMAL")
+    time.sleep(max(0, start_at - time.time()))
+    t0 = time.time()
+    for _ in range(n):
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO t(v) VALUES (?)", ('{"tool_id":"translator","increment":1}',))
+        con.execute("COMMIT")
+    print(json.dumps({"start": t0, "end": time.time(), "n": n}))
+""")
+
+ENGINE_PROC = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, {repo!r})
+    from tools.runtime import Runtime
+    from tools.buffer import engine_for
+    ws, n, start_at, buffer_id = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    runtime = Runtime(ws)
+    engine = engine_for(runtime)
+    engine.write(buffer_id, {{"warm": True}})
+    item = {{"tool_id": "translator", "increment": 1}}
+    time.sleep(max(0, start_at - time.time()))
+    t0 = time.time()
+    for _ in range(n):
+        engine.write(buffer_id, item)
+    t1 = time.time()
+    print(json.dumps({{"start": t0, "end": t1, "n": n}}), flush=True)
+    runtime.close()
+""").format(repo=str(REPO))
+
+
+def together(script: str, args_for: list[list[str]], lead: float = 2.5) -> float:
+    """Run processes that start writing at the same wall-clock moment; aggregate items/s."""
+    start_at = time.time() + lead
+    procs = [subprocess.Popen([sys.executable, "-c", script, *args[:2], str(start_at), *args[2:]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in args_for]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        if p.returncode != 0:
+            raise SystemExit(f"writer process failed: {err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    total = sum(r["n"] for r in results)
+    return total / (max(r["end"] for r in results) - min(r["start"] for r in results))
+
+
+def original_design(folder: Path, pending: int, writes: int) -> float:
+    """The original buffer: append to a list and re-pickle the whole buffer to one file on every write."""
+    path = folder / f"buffer_{pending}.pkl"
+    buf = [dict(ITEM, n=i) for i in range(pending)]
+    with path.open("wb") as f:
+        pickle.dump(buf, f)
+    started = time.perf_counter()
+    for i in range(writes):
+        with path.open("rb") as f:
+            buf = pickle.load(f)
+        buf.append(dict(ITEM, n=pending + i))
+        with path.open("wb") as f:
+            pickle.dump(buf, f)
+    return writes / (time.perf_counter() - started)
+
+
+# -- the engine ------------------------------------------------------------------------------------
+
+def engine_writes(engine: Any, buffer_id: str, n: int, latencies: list[float] | None = None) -> float:
+    write = engine.write
+    clock = time.perf_counter
+    started = clock()
+    if latencies is None:
+        for _ in range(n):
+            write(buffer_id, ITEM)
+    else:
+        for _ in range(n):
+            t = clock()
+            write(buffer_id, ITEM)
+            latencies.append(clock() - t)
+    return n / (clock() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+SUSTAINED_WRITER = textwrap.dedent("""
+    import json, os, sys, time
+    sys.path.insert(0, {repo!r})
+    os.environ["TOOLDECK_WORKSPACE"] = sys.argv[1]
+    from tools import call_tool, default_runtime
+    seconds, rate = float(sys.argv[2]), float(sys.argv[3])
+    call_tool("buffer", json.dumps({{"operation": "configure", "buffer_id": "sustained", "max_size": 50,
+                                     "flush_interval_seconds": 5, "pass_through_tool": "usage_sink"}}))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    acked = []
+    t0 = time.time()
+    i = 0
+    while True:
+        due = t0 + i / rate
+        now = time.time()
+        if due - t0 >= seconds:
+            break
+        if due > now:
+            time.sleep(due - now)
+        call_tool("buffer", json.dumps({{"operation": "write", "buffer_id": "sustained",
+                                         "data": {{"n": i, "ts": time.time()}}}}))
+        acked.append(i)
+        i += 1
+    print(json.dumps({{"start": t0, "end": time.time(), "acked": len(acked)}}), flush=True)
+    default_runtime().close()
+""").format(repo=str(REPO))
+
+
+def sustained(ws: Path, seconds: float, server: Any) -> None:
+    rate = 1000.0
+    max_size = 50
+    env = {**os.environ, "TOOLDECK_WORKSPACE": str(ws)}
+    writer = subprocess.Popen([sys.executable, "-c", SUSTAINED_WRITER, str(ws), str(seconds), str(rate)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert writer.stdout is not None and writer.stdin is not None
+    if writer.stdout.readline().strip() != "ready":
+        raise SystemExit(f"sustained writer failed: {writer.stderr.read() if writer.stderr else ''}")
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
+    started = time.time()
+    peak_after_first_second = 0
+    samples = 0
+    while writer.poll() is None:
+        s = server.status("sustained")
+        if s and time.time() - started > 1.0:
+            peak_after_first_second = max(peak_after_first_second, s[0].pending)
+            samples += 1
+        time.sleep(0.05)
+    out, err = writer.communicate()
+    if writer.returncode != 0:
+        raise SystemExit(f"sustained writer failed: {err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    deadline = time.time() + 15
+    while time.time() < deadline and server.status("sustained")[0].pending:
+        time.sleep(0.05)
+    con = sqlite3.connect(ws / ".tooldeck" / "sink.db")
+    rows = con.execute("SELECT count, items, stored_at FROM batches WHERE buffer_id='sustained'").fetchall()
+    con.close()
+    delivered: dict[int, float] = {}
+    latencies = []
+    for _count, items, stored_at in rows:
+        for item in json.loads(items):
+            delivered[item["n"]] = stored_at
+            latencies.append(stored_at - item["ts"])
+    lost = result["acked"] - len([n for n in range(result["acked"]) if n in delivered])
+    window = result["end"] - result["start"]
+    in_window = [r for r in rows if result["start"] <= r[2] <= result["end"] + 0.2]
+    calls_per_s = len(in_window) / window
+    full = sum(1 for r in rows if r[0] == max_size)
+    p99 = percentile(latencies, 0.99) if latencies else float("nan")
+    line(f"sustained {rate:.0f} writes/s for {window:.0f} s: writes acknowledged", f"{result['acked']:,}",
+         f"({result['acked'] / window:,.0f}/s)")
+    line("  pass-through calls/s (target 18-21)", f"{calls_per_s:.1f}",
+         f"{verdict(18 <= calls_per_s <= 21)}; {full} of {len(rows)} batches full ({max_size} items)")
+    line("  peak pending after the first second (limit 2 x max_size)", f"{peak_after_first_second}",
+         f"{verdict(peak_after_first_second <= 2 * max_size)} over {samples} samples at 20 Hz")
+    line("  write-to-delivered p50 / p99 (limit interval + 1 s = 6 s)",
+         f"{statistics.median(latencies) * 1000:.0f} / {p99 * 1000:.0f} ms", verdict(p99 <= 6.0))
+    line("  items lost", f"{lost}", verdict(lost == 0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs and a 10 s sustained scenario")
+    args = parser.parse_args()
+    n = 10_000 if args.quick else 30_000
+    tmp = Path(tempfile.mkdtemp(prefix="bench-buffer-"))
+    try:
+        ws = tmp / "ws"
+        (ws / "tools").mkdir(parents=True)
+        for name in ("usage_sink.yaml", "usage_sink.py"):  # the demo sink, as a workspace tool
+            shutil.copy(REPO / "tools" / "demo" / name, ws / "tools" / name)
+        print(f"buffer benchmarks ({'quick' if args.quick else 'full'}), Python {sys.version.split()[0]}, "
+              f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs", flush=True)
+        bare = max(bare_sqlite(tmp / "bare.db", n) for _ in range(2))
+        line("bare SQLite, one row per commit (WAL, NORMAL)", f"{bare:,.0f} rows/s", "baseline")
+
+        runtime = Runtime(ws)
+        engine = engine_for(runtime)
+        runtime.wait_ready(60)
+        engine.configure("bench_manual", flush_strategy="manual")
+        engine.write("bench_manual", ITEM)
+        rate = max(engine_writes(engine, "bench_manual", n) for _ in range(2))
+        line("engine.write, one writer, nothing flushing", f"{rate:,.0f} writes/s",
+             f"{rate / bare:.2f}x bare; target >= 20,000: {verdict(rate >= 20_000)}")
+
+        engine.configure("bench_flushing", max_size=100, pass_through_tool="usage_sink")
+        engine.write("bench_flushing", ITEM)
+        latencies: list[float] = []
+        rate_f = engine_writes(engine, "bench_flushing", n, latencies)
+        line("engine.write, one writer, flushing to usage_sink meanwhile", f"{rate_f:,.0f} writes/s",
+             f"{rate_f / bare:.2f}x bare; target >= 20,000: {verdict(rate_f >= 20_000)}")
+        line("  write latency p50 / p99 / p99.9",
+             f"{percentile(latencies, 0.5) * 1e6:.0f} / {percentile(latencies, 0.99) * 1e6:.0f} / "
+             f"{percentile(latencies, 0.999) * 1e6:.0f} us")
+
+        os.environ["TOOLDECK_WORKSPACE"] = str(ws)
+        import tools
+
+        request = json.dumps({"operation": "write", "buffer_id": "bench_tool", "data": ITEM, "max_size": 100,
+                              "pass_through_tool": "usage_sink"})
+        tools.call_tool("buffer", request)
+        m = n // 3
+        started = time.perf_counter()
+        for _ in range(m):
+            tools.call_tool("buffer", request)
+        rate_t = m / (time.perf_counter() - started)
+        line('call_tool("buffer", json) in-process (original callers)', f"{rate_t:,.0f} writes/s",
+             f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine")
+        tools.default_runtime().close()
+
+        items = [dict(ITEM, n=i) for i in range(100)]
+        engine.write_many("bench_manual", items)
+        calls = max(20, n // 100)
+        started = time.perf_counter()
+        for _ in range(calls):
+            engine.write_many("bench_manual", items)
+        rate_m = calls * 100 / (time.perf_counter() - started)
+        line("engine.write_many, 100 items per call", f"{rate_m:,.0f} items/s",
+             f"{rate_m / bare:.2f}x bare; target >= 150,000: {verdict(rate_m >= 150_000)}")
+        engine.clear("bench_manual")
+        engine.clear("bench_flushing")
+
+        bare2 = together(BARE_PROC, [[str(tmp / "bare.db"), str(n)], [str(tmp / "bare.db"), str(n)]])
+        line("bare SQLite, two processes together", f"{bare2:,.0f} rows/s", "baseline")
+        both = together(ENGINE_PROC, [[str(ws), str(n), "bench_two"], [str(ws), str(n), "bench_two"]])
+        line("engine.write, two writer processes together, one buffer", f"{both:,.0f} writes/s",
+             f"{both / bare2:.2f}x bare; target >= 25,000: {verdict(both >= 25_000)}")
+
+        for pending, writes in ((1_000, 300), (10_000, 60)):
+            orig = original_design(tmp, pending, writes)
+            line(f"original design (re-pickle the buffer per write), {pending:,} pending", f"{orig:,.0f} writes/s",
+                 f"engine is {rate / orig:,.0f}x faster")
+
+        engine.configure("bench_two", flush_strategy="manual")
+        engine.clear("bench_two")
+        server = Runtime(ws, serve=True)
+        server_engine = engine_for(server)
+        server.wait_ready(60)
+        runtime.close()
+        sustained(ws, 10.0 if args.quick else 30.0, server_engine)
+        server.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
