@@ -1,0 +1,93 @@
+"""The evolution panel end to end: evolve with the replay provider, review the diff, approve in the UI,
+and the next call is served by the new version; then roll back and reject."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tui_helpers import table_keys, wait_for
+from tools.demo_workspace import prepare_demo_workspace
+from tools.errors import ToolError
+from tui.app import TooldeckApp
+from tui.screens.dialogs import ChoiceScreen, ConfirmScreen, PromptScreen
+from tui.widgets.diff_view import DiffView
+from tui.widgets.evolution_panel import EvolutionPanel
+
+JSON_INPUT = {"text": '[{"name": "ada", "age": 36}]'}
+
+
+@pytest.fixture
+def demo_ws(tmp_path: Path) -> Path:
+    ws, _ = prepare_demo_workspace(str(tmp_path / "demo"))
+    return ws
+
+
+def status_of(table, key: str) -> str:
+    return str(table.get_cell(key, "status"))
+
+
+async def evolve_from_ui(app: TooldeckApp, pilot, hint: str) -> None:
+    tools = app.query_one("#tools-table")
+    tools.move_cursor(row=tools.get_row_index("csv_parser"), column=0)
+    app.query_one("#proposals-table").focus()
+    await pilot.press("e")
+    await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the evolve dialog")
+    app.screen.query_one("#field-hint").value = hint
+    app.screen.query_one("#field-error").value = "JSONDecodeError"
+    app.screen.query_one("#field-hint").focus()
+    await pilot.press("enter", "enter")
+
+
+async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_ws: Path) -> None:
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            tools = app.query_one("#tools-table")
+            await wait_for(pilot, lambda: "csv_parser" in table_keys(tools), what="tools")
+            with pytest.raises(ToolError):
+                app.runtime.call("csv_parser", JSON_INPUT)  # the base version is CSV-only
+            await evolve_from_ui(app, pilot, "Support JSON input too")
+            proposals = app.query_one("#proposals-table")
+            await wait_for(pilot, lambda: "1" in table_keys(proposals) and status_of(proposals, "1") == "awaiting_review",
+                           timeout=60, what="a proposal awaiting review")
+            panel = app.query_one(EvolutionPanel)
+            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("status") == "awaiting_review",
+                           what="the proposal detail")
+            diff = app.query_one(DiffView)
+            assert "csv_parser" in diff.diff and diff.mode == "unified"
+            proposals.focus()
+            await pilot.press("v")
+            assert diff.mode == "side-by-side"
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the scope choice")
+            await pilot.press("enter")  # the first option: global
+            await wait_for(pilot, lambda: status_of(proposals, "1") == "approved", timeout=30, what="approved")
+            app.runtime.invalidate_promotions()
+            result = app.runtime.call("csv_parser", JSON_INPUT)
+            assert result["rows"][0]["name"] == "ada"
+            assert app.runtime.resolve("csv_parser").served_version == "1.1.0"
+            await wait_for(pilot, lambda: "↑global" in str(tools.get_cell("csv_parser", "version")), what="promoted in Tools")
+            proposals.focus()
+            await pilot.press("b")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the rollback confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.runtime.resolved_version("csv_parser")[0] is None or
+                           (app.runtime.invalidate_promotions() or False), timeout=20, what="rolled back")
+            app.runtime.invalidate_promotions()
+            with pytest.raises(ToolError):
+                app.runtime.call("csv_parser", JSON_INPUT)
+            await evolve_from_ui(app, pilot, "Support JSON input, second attempt")
+            await wait_for(pilot, lambda: "2" in table_keys(proposals) and status_of(proposals, "2") == "awaiting_review",
+                           timeout=60, what="a second proposal")
+            proposals.move_cursor(row=proposals.get_row_index("2"))
+            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == 2, what="detail of #2")
+            proposals.focus()
+            await pilot.press("r")
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the reject dialog")
+            app.screen.query_one("#field-reason").value = "prefer the first version"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: status_of(proposals, "2") == "rejected", timeout=20, what="rejected")
+    finally:
+        app.shutdown()
