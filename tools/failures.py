@@ -356,14 +356,24 @@ class FailureTracker:
     # -- read side (CLI, dashboard, selection, evolution) --------------------------
 
     def disabled(self, tool_id: str, version: str) -> dict[str, Any] | None:
-        return self._controls.get((tool_id, version)) or self._controls.get((tool_id, "*"))
+        controls = self._controls
+        if not controls:
+            return None
+        return controls.get((tool_id, version)) or controls.get((tool_id, "*"))
+
+    def view(self, tool_id: str, version: str) -> Health | None:
+        """The live in-memory record (read-only for callers), or None when nothing is known beyond the manifest."""
+        return self._health.get((tool_id, version))
+
+    def circuit_state(self, health: Health) -> str:
+        return health.circuit.effective_state(time.time(), self.cfg) if health.circuit.state != CLOSED else CLOSED
 
     def health(self, tool_id: str, version: str) -> dict[str, Any] | None:
         """One (tool, version) as selection sees it, or None when nothing is known beyond the manifest."""
         h = self._health.get((tool_id, version))
         if h is None:
             return None
-        return {"score": h.score, "tags": h.tags, "circuit": h.circuit.effective_state(time.time(), self.cfg),
+        return {"score": h.score, "tags": h.tags, "failures": h.failures, "circuit": h.circuit.effective_state(time.time(), self.cfg),
                 "forced": h.circuit.forced, "circuit_reason": h.circuit.reason, "opened_at": h.circuit.opened_at}
 
     def scores_snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:

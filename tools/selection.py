@@ -18,7 +18,7 @@ from typing import Any
 
 from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
-from tools.circuit import OPEN
+from tools.circuit import HALF_OPEN, OPEN
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.failure_rules import blocking_tags, scenario_formats
 from tools.failures import extension
@@ -28,7 +28,7 @@ PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}
 #: The penalty factor never drops below this, so a predicted failure reorders but never hides a tool.
 PENALTY_FLOOR = 0.05
 #: At most this many remembered failures are considered per query (all candidates together).
-FAILURE_QUERY_LIMIT = 256
+FAILURE_QUERY_LIMIT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +155,11 @@ def memory_for(runtime: Any, timeout: float) -> MemoryService:
 
 # -- selection -------------------------------------------------------------------------
 
-def _served_version(runtime: Any, tool_id: str, cache: dict[str, str | None]) -> str | None:
-    if tool_id not in cache:
-        promoted, _scope = runtime.resolved_version(tool_id)
-        if promoted is None:
-            entry = runtime.catalog.find(tool_id)
-            promoted = entry.served_version if entry is not None and entry.manifest is not None else None
-        cache[tool_id] = promoted
-    return cache[tool_id]
+def _served_entry(runtime: Any, tool_id: str, promotions: dict[tuple[str, str], str]) -> Any:
+    """The entry a call to `tool_id` would run (session promotion, global promotion, base), or None."""
+    version = promotions.get((tool_id, runtime.session)) or promotions.get((tool_id, "global"))
+    entry = runtime.catalog.find(tool_id, version)
+    return entry if entry is not None and entry.manifest is not None else None
 
 
 def failure_penalties(hits: list[Any], keys: set[tuple[str, str]], threshold: float) -> dict[tuple[str, str], tuple[float, str]]:
@@ -214,65 +211,62 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
         if nearest:
             best, best_tool = nearest[0].similarity, nearest[0].payload.get("tool_id")
     formats = scenario_formats(scenario)
-    versions: dict[str, str | None] = {}
+    promotions = runtime.promotions()
     skipped: list[Skipped] = []
-    viable: list[tuple[Any, dict[str, Any], Any]] = []
+    viable: list[tuple[Any, dict[str, Any], Any, Any]] = []
     for hit in hits:
         p = hit.payload
         tool_id, version = p.get("tool_id"), p.get("version")
-        if _served_version(runtime, tool_id, versions) != version:
+        entry = _served_entry(runtime, tool_id, promotions)
+        if entry is None or entry.served_version != version:
             continue  # another version of this tool answers calls; its own point will speak for it
-        similarity = round(hit.similarity, 4)
-        tool_tags = {x.lower() for x in p.get("tags", [])}
+        reason = None
+        tool_tags = {x.lower() for x in p.get("tags", ())} if wanted else set()
         if (p.get("source") == "builtin" or p.get("sink")) and not wanted & tool_tags:
-            role = "runtime builtin" if p.get("source") == "builtin" else "pass-through sink"
-            skipped.append(Skipped(tool_id, version, similarity, f"{role}: only tried when a tag asks for it"))
-            continue
-        if wanted and not wanted & tool_tags:
-            skipped.append(Skipped(tool_id, version, similarity, f"none of the requested tags ({', '.join(sorted(wanted))})"))
-            continue
-        control = tracker.disabled(tool_id, version)
-        if control is not None:
-            skipped.append(Skipped(tool_id, version, similarity, f"disabled by {control.get('actor') or 'an operator'}"))
-            continue
-        health = tracker.health(tool_id, version)
-        if health is not None:
-            if health["circuit"] == OPEN:
-                skipped.append(Skipped(tool_id, version, similarity, f"circuit open ({health['circuit_reason']})"))
+            reason = f"{'runtime builtin' if p.get('source') == 'builtin' else 'pass-through sink'}: only tried when a tag asks for it"
+        elif wanted and not wanted & tool_tags:
+            reason = f"none of the requested tags ({', '.join(sorted(wanted))})"
+        else:
+            control = tracker.disabled(tool_id, version)
+            health = tracker.view(tool_id, version)
+            if control is not None:
+                reason = f"disabled by {control.get('actor') or 'an operator'}"
+            elif health is not None:
+                state = tracker.circuit_state(health)
+                if state == OPEN:
+                    reason = f"circuit open ({health.circuit.reason})"
+                elif health.tags and (blocked := blocking_tags(formats, health.tags)):
+                    reason = f"negative tag {', '.join(blocked)}"
+                else:
+                    viable.append((hit, p, (health.score, health.failures, state == HALF_OPEN), entry))
+                    continue
+            else:
+                viable.append((hit, p, None, entry))
                 continue
-            blocked = blocking_tags(formats, health["tags"])
-            if blocked:
-                skipped.append(Skipped(tool_id, version, similarity, f"negative tag {', '.join(blocked)}"))
-                continue
-        viable.append((hit, p, health))
+        skipped.append(Skipped(tool_id, version, round(hit.similarity, 4), reason))
     t = time.perf_counter()
     penalties: dict[tuple[str, str], tuple[float, str]] = {}
-    if viable:
-        keys = {(p["tool_id"], p["version"]) for _h, p, _x in viable}
+    if any(health is not None and health[1] for _h, _p, health, _e in viable):  # nothing to predict from otherwise
+        keys = {(p["tool_id"], p["version"]) for _h, p, _x, _e in viable}
         failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
         penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
     timings["failures"] = (time.perf_counter() - t) * 1000
-    ranked: list[Candidate] = []
-    for hit, p, health in viable:
+    scored = []
+    for hit, p, health, entry in viable:
         key = (p["tool_id"], p["version"])
-        entry = runtime.catalog.find(*key)
-        base = float(entry.manifest.quality_score) if entry is not None and entry.manifest is not None else 1.0
-        score = float(health["score"]) if health is not None else base
+        score = health[0] if health is not None else float(entry.manifest.quality_score)
         factor, note = penalties.get(key, (1.0, ""))
-        rank = hit.similarity * score * factor
-        why = f"similarity {hit.similarity:.2f} x score {score:.2f} x penalty {factor:.2f}"
+        scored.append((-hit.similarity * score * factor, -entry.manifest.priority, key, hit.similarity, score, factor, note,
+                       health is not None and health[2]))
+    scored.sort(key=lambda item: item[:3])
+    candidates: list[Candidate] = []
+    for neg_rank, _prio, key, similarity, score, factor, note, probe in scored[:limit]:  # strings only for the few tried
+        why = f"similarity {similarity:.2f} x score {score:.2f} x penalty {factor:.2f}"
         if note:
             why += f"; {note}"
-        probe = health is not None and health["circuit"] == "half_open"
         if probe:
             why += "; half-open circuit: probe call"
-        ranked.append(Candidate(key[0], key[1], round(hit.similarity, 4), round(score, 4), round(factor, 4), round(rank, 4), why, probe))
-    priority = {c.tool_id: _priority(runtime, c.tool_id) for c in ranked}
-    ranked.sort(key=lambda c: (-c.rank, -priority[c.tool_id], c.tool_id))
+        candidates.append(Candidate(key[0], key[1], round(similarity, 4), round(score, 4), round(factor, 4), round(-neg_rank, 4),
+                                    why, probe))
     timings["total"] = (time.perf_counter() - started) * 1000
-    return Selection(scenario, ranked[:limit], skipped, cfg.min_similarity, best, formats, timings, best_tool)
-
-
-def _priority(runtime: Any, tool_id: str) -> int:
-    entry = runtime.catalog.find(tool_id)
-    return int(entry.manifest.priority) if entry is not None and entry.manifest is not None else 0
+    return Selection(scenario, candidates, skipped, cfg.min_similarity, best, formats, timings, best_tool)

@@ -1,0 +1,242 @@
+"""Benchmark: candidate selection, resilient-call overhead, and time to selection-ready.
+
+Run as `python tests/benchmarks/bench_selection.py` (add `--quick` to skip 10,000 tools).
+Every figure is printed with its ratio to a baseline measured in the same run:
+
+- selection (embed, search, scores, tags, circuits, failure penalty; `select_candidates`)
+  at 1,000 and 10,000 tools: p50 (targets <= 2 ms / <= 8 ms) and its ratio to the bare
+  Qdrant query of the tool collection for the same vector (target <= 2x)
+- resilient-call overhead per hop beyond the tool call itself (target <= 1 ms), against
+  the same warm tools called directly with the same outcomes
+- the failure tracker's hook on the path of every call: warm python calls/s with and
+  without it
+- `Runtime(...)` to selection-ready with 1,000 tools in a fresh interpreter (imports,
+  embedding, upsert), with the breakdown (target <= 2 s), and `Runtime(...)` itself with
+  the memory preloading vs not (proof it is not delayed)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools.failures import mark_tool_failure  # noqa: E402
+from tools.resilient import run_hops  # noqa: E402
+from tools.runtime import Runtime  # noqa: E402
+from tools.selection import Candidate, Selection, memory_for, select_candidates  # noqa: E402
+
+VERBS = ["parse", "convert", "translate", "summarize", "validate", "compress", "encrypt", "resize", "fetch", "send",
+         "schedule", "classify", "extract", "render", "index", "search", "format", "merge", "split", "deduplicate"]
+OBJECTS = ["csv files", "json documents", "xml feeds", "yaml configs", "images", "pdf reports", "audio clips", "emails",
+           "invoices", "log lines", "metrics", "calendar events", "postal addresses", "currency amounts", "dates",
+           "html tables", "word documents", "contacts", "purchase orders", "support tickets"]
+QUALIFIERS = ["quickly", "in bulk", "from a remote API", "offline", "with validation", "for reporting", "into a database",
+              "with retries", "for the dashboard", "in streaming mode"]
+SCENARIOS = ["translate support tickets to french", "parse the json documents", "convert csv files to json",
+             "summarize pdf reports", "send emails in bulk", "extract postal addresses from invoices",
+             "render html tables for the dashboard", "classify support tickets", "deduplicate contacts offline",
+             "resize images in bulk"]
+CODE = "def run(data):\n    return {'ok': True}\n"
+
+
+def write_catalog(folder: Path, n: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "shared.py").write_text(CODE)
+    for i in range(n):
+        verb, obj, qual = rng.choice(VERBS), rng.choice(OBJECTS), rng.choice(QUALIFIERS)
+        name = f"{verb}_{obj.split()[0]}_{i}"
+        manifest = {"name": name, "type": "python", "version": "1.0.0", "entry": "shared.py:run",
+                    "description": f"{verb.capitalize()} {obj} {qual}.", "tags": [verb, obj.split()[0]],
+                    "quality_score": round(rng.uniform(0.6, 1.0), 2)}
+        (folder / f"{name}.yaml").write_text(json.dumps(manifest))  # JSON is YAML
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def bench_selection(n: int, runs: int = 300) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp)
+        write_catalog(ws / "tools", n)
+        rt = Runtime(ws)
+        try:
+            rt.wait_ready(300)
+            service = memory_for(rt, 300)
+            rng = random.Random(2)
+            entries = [e for e in rt.catalog.all_entries() if e.source == "workspace"]
+            for entry in rng.sample(entries, max(10, n // 10)):  # a failure history for 10% of the tools
+                mark_tool_failure(rt, entry.tool_id, rng.choice(SCENARIOS), "benchmark failure", rng.choice(["low", "medium", "high"]))
+            service.catch_up()
+            memory = service.memory
+            vectors = [memory.embed_one(s) for s in SCENARIOS]
+            for s in SCENARIOS:  # warm up
+                select_candidates(rt, s)
+            bare, full = [], []
+            for i in range(runs):
+                vec = vectors[i % len(vectors)]
+                t = time.perf_counter()
+                memory.search_tools(vec, 32, None)
+                bare.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                select_candidates(rt, SCENARIOS[i % len(SCENARIOS)])
+                full.append((time.perf_counter() - t) * 1000)
+            b50, f50 = statistics.median(bare), statistics.median(full)
+            target = 2.0 if n <= 1000 else 8.0
+            print(f"selection at {n:>6} tools ({memory.count(memory.failures_collection)} failure points): "
+                  f"p50 {f50:.2f} ms (target <= {target:.0f} ms), p90 {pct(full, 0.9):.2f} ms; "
+                  f"bare Qdrant query p50 {b50:.2f} ms; ratio {f50 / b50:.2f}x (target <= 2x)")
+        finally:
+            rt.close()
+
+
+def bench_hops(rounds: int = 60) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp)
+        folder = ws / "tools"
+        folder.mkdir()
+        for i in range(4):
+            (folder / f"fails_{i}.py").write_text("def run(data):\n    raise RuntimeError('no')\n")
+            (folder / f"fails_{i}.yaml").write_text(json.dumps({"name": f"fails_{i}", "type": "python", "entry": f"fails_{i}.py:run"}))
+        (folder / "works.py").write_text(CODE)
+        (folder / "works.yaml").write_text(json.dumps({"name": "works", "type": "python", "entry": "works.py:run"}))
+        (ws / "tooldeck.toml").write_text("[circuit]\nconsecutive_failures = 1000000\nmin_calls = 1000000\n")
+        rt = Runtime(ws)
+        try:
+            rt.wait_ready(60)
+            names = [f"fails_{i}" for i in range(4)] + ["works"]
+            entries = [rt.resolve(n) for n in names]
+            cands = [Candidate(n, "1.0.0", 0.9, 1.0, 1.0, 0.9, "bench") for n in names]
+            sel = Selection("benchmark scenario", cands, [], 0.35, 0.9, [])
+            from tools.errors import ToolError
+
+            def direct() -> float:
+                total = 0.0
+                for e in entries:
+                    t = time.perf_counter()
+                    try:
+                        rt.call_entry(e, {})
+                    except ToolError:
+                        pass
+                    total += time.perf_counter() - t
+                return total * 1000
+
+            for _ in range(5):
+                direct()
+                run_hops(rt, sel, {}, mark_failures=True)
+            d, r = [], []
+            for _ in range(rounds):
+                d.append(direct())
+                t = time.perf_counter()
+                run_hops(rt, sel, {}, mark_failures=True)
+                r.append((time.perf_counter() - t) * 1000)
+            dm, rm = statistics.median(d), statistics.median(r)
+            per_hop = (rm - dm) / len(names)
+            print(f"resilient overhead per hop: {per_hop * 1000:.0f} us (target <= 1000 us); 5 hops {rm:.2f} ms vs the same "
+                  f"calls made directly {dm:.2f} ms; ratio {rm / dm:.3f}x")
+        finally:
+            rt.close()
+
+
+def bench_hook(calls: int = 5000) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp)
+        (ws / "tools").mkdir()
+        (ws / "tools" / "works.py").write_text(CODE)
+        (ws / "tools" / "works.yaml").write_text(json.dumps({"name": "works", "type": "python", "entry": "works.py:run"}))
+        rt = Runtime(ws)
+        try:
+            rt.wait_ready(60)
+            entry = rt.resolve("works")
+            tracker = rt.extensions["failures"]
+            for _ in range(500):
+                rt.call_entry(entry, {})
+
+            def rate() -> float:
+                t = time.perf_counter()
+                for _ in range(calls):
+                    rt.call_entry(entry, {})
+                return calls / (time.perf_counter() - t)
+
+            with_hook = statistics.median(rate() for _ in range(3))
+            rt.hooks.remove(tracker)
+            without = statistics.median(rate() for _ in range(3))
+            rt.hooks.append(tracker)
+            t = time.perf_counter()
+            for _ in range(100_000):
+                tracker.before_call(rt, entry)
+                tracker.after_call(rt, entry, "ok", 0.1, None, None)
+            hook_us = (time.perf_counter() - t) / 100_000 * 1e6
+            print(f"failure hook: {hook_us:.2f} us per call (before+after); warm python calls/s {with_hook:,.0f} with tracking, "
+                  f"{without:,.0f} without; ratio {with_hook / without:.3f}x (target >= 5,000/s)")
+        finally:
+            rt.close()
+
+
+STARTUP = """
+import json, sys, time
+t0 = time.perf_counter()
+from tools.runtime import Runtime
+t_import = time.perf_counter() - t0
+t = time.perf_counter()
+rt = Runtime(sys.argv[1], serve=sys.argv[2] == "serve")
+ctor = time.perf_counter() - t
+rt.wait_ready(120)
+catalog = time.perf_counter() - t
+out = {"import_runtime": t_import, "ctor": ctor, "catalog": catalog}
+if sys.argv[2] == "serve":
+    from tools.selection import memory_for
+    service = memory_for(rt, 120)
+    out["ready"] = time.perf_counter() - t
+    tm = service.timings
+    out.update(import_qdrant=tm.import_qdrant, load_embedder=tm.load_embedder, wait_catalog=tm.wait_catalog,
+               embed=tm.embed, upsert=tm.upsert, tools=tm.tools)
+rt.close()
+print(json.dumps(out))
+"""
+
+
+def bench_startup(n: int = 1000) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp)
+        write_catalog(ws / "tools", n)
+        subprocess.run([sys.executable, "-c", STARTUP, str(ws), "plain"], check=True, capture_output=True, cwd=ROOT)  # warm the manifest cache
+        runs = {}
+        for mode in ("plain", "serve", "plain", "serve"):
+            out = subprocess.run([sys.executable, "-c", STARTUP, str(ws), mode], check=True, capture_output=True, text=True,
+                                 cwd=ROOT)
+            runs.setdefault(mode, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+        serve = min(runs["serve"], key=lambda r: r["ready"])
+        plain = min(runs["plain"], key=lambda r: r["ctor"])
+        print(f"Runtime(...) to selection-ready with {serve['tools']} tools: {serve['ready']:.2f} s (target <= 2 s); breakdown: "
+              f"import qdrant_client {serve['import_qdrant']:.2f} s, load wordllama {serve['load_embedder']:.2f} s (both beside "
+              f"catalog loading), then waited for the catalog {serve['wait_catalog']:.2f} s, embed {serve['embed'] * 1000:.0f} ms, "
+              f"upsert {serve['upsert'] * 1000:.0f} ms; catalog itself ready at {serve['catalog']:.2f} s")
+        print(f"Runtime(...) returns in {serve['ctor'] * 1000:.2f} ms with the memory preloading vs {plain['ctor'] * 1000:.2f} ms "
+              f"without; ratio {serve['ctor'] / plain['ctor']:.2f}x; catalog ready {serve['catalog']:.2f} s vs {plain['catalog']:.2f} s")
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    bench_selection(1000)
+    if not quick:
+        bench_selection(10_000, runs=100)
+    bench_hops()
+    bench_hook()
+    bench_startup()
+
+
+if __name__ == "__main__":
+    main()
