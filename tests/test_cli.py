@@ -108,3 +108,9 @@ def test_serve_stops_cleanly_on_sigterm(ws: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_missing_workspace_is_a_usage_error(tmp_path: Path) -> None:
+    out = tooldeck("tools", ws=tmp_path / "no" / "such")
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    assert not (tmp_path / "no").exists()

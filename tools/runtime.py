@@ -25,7 +25,7 @@ from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
-from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError
+from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_tool_id
 from tools.settings import Settings, load_settings
 
@@ -60,8 +60,13 @@ def new_session_id() -> str:
 
 
 def resolve_workspace(workspace: str | os.PathLike[str] | None) -> Path:
+    """The workspace folder; it must exist (a typo must not create a directory tree)."""
     raw = workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()
-    return Path(raw).expanduser().resolve()
+    path = Path(raw).expanduser().resolve()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise UsageError(f"workspace {path} {what}")
+    return path
 
 
 def parse_input(tool_id: str, input_data: Any) -> Any:

@@ -204,9 +204,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
+    from tools.runtime import resolve_workspace
     from tui.app import run_dashboard
 
-    return run_dashboard(workspace=args.workspace, demo=demo, traffic=traffic)
+    workspace = resolve_workspace(args.workspace)  # a bad path is one line on stderr, before the screen opens
+    return run_dashboard(workspace=str(workspace), demo=demo, traffic=traffic)
 
 
 def as_json(value: Any) -> str:
