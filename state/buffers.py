@@ -150,7 +150,7 @@ class BufferTables:
     def configure(self, buffer_id: str, changes: dict[str, Any]) -> BufferConfig:
         """Persist explicit settings (always, even when equal to a default) and bump the config version."""
         now = time.time()
-        values = {k: (dumps(v) if k == "pass_through_input" else v) for k, v in changes.items() if k in CONFIG_FIELDS}
+        values = {k: (redact(dumps(v)) if k == "pass_through_input" else v) for k, v in changes.items() if k in CONFIG_FIELDS}
         with self.store.tx() as con:
             con.execute(
                 "INSERT OR IGNORE INTO buffers(buffer_id, epoch, created, updated) VALUES (?,?,?,?)",
@@ -226,10 +226,9 @@ class BufferTables:
                         "SELECT seq FROM buffer_items WHERE bkey=? AND seq>? ORDER BY seq LIMIT 1 OFFSET ?",
                         (bkey, claimed_seq, removed - 1),
                     ).fetchone()
-                    deleted = con.execute(
+                    removed = 0 if cut is None else con.execute(
                         "DELETE FROM buffer_items WHERE bkey=? AND seq>? AND seq<=?", (bkey, claimed_seq, cut[0])
                     ).rowcount
-                    removed = deleted
                 keep = free + removed
                 texts = texts[n - keep:] if keep else []  # past what fits, the newest of this call survive
                 dropped = excess

@@ -253,6 +253,7 @@ def test_bad_input_is_refused_and_nothing_is_written(engine: BufferEngine, ws: P
         (lambda: engine.write("good", {"x": object()}), ToolInputError, "not JSON-serialisable"),
         (lambda: engine.write("good", "x" * (1 << 20)), ToolInputError, "the limit is 1048576"),
         (lambda: engine.write_many("good", [1, "é" * 600_000]), ToolInputError, r"items\[1\].*limit"),
+        (lambda: engine.write("good", "\ud800"), ToolInputError, "not valid Unicode"),
         (lambda: engine.write("good", 1, pass_through_tool="no_such_tool"), ToolInputError, "unknown tool"),
         (lambda: engine.write("good", 1, pass_through_tool="../x"), ToolInputError, "pass_through_tool"),
         (lambda: engine.write("good", 1, max_size=0), ToolInputError, "max_size"),
@@ -340,3 +341,15 @@ def test_close_delivers_the_partial_batch_unless_another_runtime_flushes(ws: Pat
     assert s.pending == 2 and s.flushing and s.flushed_by[0].startswith("serve:")
     server.flush("part")
     assert sink_items(ws, "part") == [1, 2, 3, 4, 5]
+
+
+def test_secrets_never_reach_the_database(ws: Path, make_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-ant-api03-" + "x1y2z3" * 6
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    engine = engine_for(make_runtime(ws))
+    engine.write("sec", {"note": f"key={secret}"}, flush_strategy="manual", pass_through_tool="sink",
+                 pass_through_input={"auth": secret})
+    engine.runtime.close()
+    raw = (ws / ".tooldeck" / "tooldeck.db").read_bytes() + b"".join(
+        p.read_bytes() for p in (ws / ".tooldeck").glob("tooldeck.db-*"))
+    assert secret.encode() not in raw

@@ -200,11 +200,16 @@ class BufferEngine:
             text = _ENCODE(data)
         except (TypeError, ValueError, RecursionError) as exc:
             raise ToolInputError(f"buffer {buffer_id!r}: {what} is not JSON-serialisable: {exc}", tool_id="buffer") from exc
-        if len(text) > MAX_ITEM_BYTES // 4:
-            size = len(text.encode("utf-8"))
-            if size > MAX_ITEM_BYTES:
-                raise ToolInputError(f"buffer {buffer_id!r}: {what} is {size} bytes as JSON; the limit is {MAX_ITEM_BYTES}",
-                                     tool_id="buffer")
+        size = len(text)
+        if not text.isascii():
+            try:
+                size = len(text.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise ToolInputError(f"buffer {buffer_id!r}: {what} is not valid Unicode ({exc.reason})",
+                                     tool_id="buffer") from exc
+        if size > MAX_ITEM_BYTES:
+            raise ToolInputError(f"buffer {buffer_id!r}: {what} is {size} bytes as JSON; the limit is {MAX_ITEM_BYTES}",
+                                 tool_id="buffer")
         if "sk-" in text or any(v in text for v in self._secret_values()):
             text = redact(text)  # secrets never reach the database
         return text
