@@ -89,6 +89,8 @@ def recent_failures(runtime: Any, tool_id: str, version: str, limit: int = 10) -
             rows = []
         for raw in rows or []:
             row = _as_dict(raw)
+            if row.get("origin") == "runtime":
+                continue  # the failed `calls` row below says the same, with the input
             out.append({
                 "source": "failures", "scenario": row.get("scenario"),
                 "error": row.get("error_message") or row.get("error"), "error_class": row.get("error_class"),
