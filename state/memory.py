@@ -249,6 +249,8 @@ class MemoryService:
         self._indexed: set[tuple[str, str]] = set()
         self._failure_cursor = 0
         self._failure_mirror: dict[str, dict[str, Any]] = {}
+        #: (tool_id, version) with at least one remembered failure: selection skips the failure query without one
+        self.failed_keys: frozenset[tuple[str, str]] = frozenset()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -377,8 +379,13 @@ class MemoryService:
             self._failure_cursor = top
             return len(self._failure_mirror)
 
-    def catch_up(self) -> int:
-        """Embed failures recorded (by any process) since the last look; returns how many scenario points changed."""
+    def catch_up(self, top: int | None = None) -> int:
+        """Embed failures recorded (by any process) since the last look; returns how many scenario points changed.
+
+        `top` is the newest failure id when the caller has just read it.
+        """
+        if top is not None and top <= self._failure_cursor:
+            return 0
         with self._work_lock:
             top = int(self.store.query_one("SELECT COALESCE(MAX(id), 0) FROM failures")[0])
             if top <= self._failure_cursor:
@@ -402,4 +409,5 @@ class MemoryService:
             changed[point] = item
         self.memory.upsert_failures(list(changed.values()))
         self._failure_mirror.update(changed)
+        self.failed_keys = frozenset((i["tool_id"], i["version"]) for i in self._failure_mirror.values())
         return len(changed)

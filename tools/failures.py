@@ -85,6 +85,7 @@ class FailureTracker:
         self._controls: dict[tuple[str, str], dict[str, Any]] = {}
         self._gated: frozenset[str] = frozenset()
         self._seq = -1
+        self._synced_at = 0.0
         self._local = threading.local()
         self._listeners: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -288,11 +289,22 @@ class FailureTracker:
 
     # -- sync with other processes -------------------------------------------------
 
-    def sync(self, force: bool = False) -> None:
-        """Write batched successes, then reload whatever changed since the last sync."""
+    def sync(self, force: bool = False, *, seq: int | None = None) -> None:
+        """Write batched successes, then reload whatever changed since the last sync.
+
+        Unforced, it does nothing within `sync_interval` of the last sync. `seq` is a
+        `failure_seq` value the caller has just read (selection reads it together with
+        the failures cursor in one query); with no successes to write it saves a query.
+        """
+        if not force and time.monotonic() - self._synced_at < self.sync_interval:
+            return
         with self._sync_lock:
-            self._flush_successes()
-            seq = int(self.store.query_one("SELECT seq FROM failure_seq WHERE id=1")[0])
+            self._synced_at = time.monotonic()
+            if self._dirty:
+                self._flush_successes()
+                seq = None  # our own flush may have moved it
+            if seq is None:
+                seq = int(self.store.query_one("SELECT seq FROM failure_seq WHERE id=1")[0])
             if seq == self._seq:
                 return
             rows = self.store.query("SELECT * FROM tool_health WHERE rev > ?", (self._seq,))

@@ -28,7 +28,7 @@ PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}
 #: The penalty factor never drops below this, so a predicted failure reorders but never hides a tool.
 PENALTY_FLOOR = 0.05
 #: At most this many remembered failures are considered per query (all candidates together).
-FAILURE_QUERY_LIMIT = 64
+FAILURE_QUERY_LIMIT = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +192,10 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
     service = memory_for(runtime, cfg.ready_timeout)
     tracker = extension(runtime, "failures")
     timings: dict[str, float] = {}
-    if sync:
-        tracker.sync(force=True)
-        service.catch_up()
+    if sync:  # one query tells whether anything changed in any process since the last look
+        row = runtime.store.query_one("SELECT (SELECT seq FROM failure_seq WHERE id=1), (SELECT COALESCE(MAX(id), 0) FROM failures)")
+        tracker.sync(force=True, seq=int(row[0]))
+        service.catch_up(int(row[1]))
         timings["sync"] = (time.perf_counter() - started) * 1000
     t = time.perf_counter()
     memory: SemanticMemory = service.memory
@@ -246,8 +247,8 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
         skipped.append(Skipped(tool_id, version, round(hit.similarity, 4), reason))
     t = time.perf_counter()
     penalties: dict[tuple[str, str], tuple[float, str]] = {}
-    if any(health is not None and health[1] for _h, _p, health, _e in viable):  # nothing to predict from otherwise
-        keys = {(p["tool_id"], p["version"]) for _h, p, _x, _e in viable}
+    keys = {(p["tool_id"], p["version"]) for _h, p, _x, _e in viable}
+    if keys & service.failed_keys:  # nothing to predict from otherwise
         failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
         penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
     timings["failures"] = (time.perf_counter() - t) * 1000
