@@ -27,6 +27,7 @@ import yaml
 
 from state.redact import redact
 from tools.errors import ToolError, ToolInputError, ToolUnavailableError, UsageError
+from tools.evolution_context import recent_failures, regressions, scenarios
 from tools.evolution_prompt import build_prompt, feedback_message
 from tools.evolution_stages import Cancelled, Cascade, Inputs
 from tools.ids import check_tool_id, inside, parse_version
@@ -35,7 +36,6 @@ from tools.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for,
 
 log = logging.getLogger("tooldeck.evolution")
 Progress = Callable[[dict[str, Any]], None]
-SKIP_SCENARIO_CLASSES = {"unavailable", "not_ready", "unknown_tool", "bad_usage", "bad_id", "state"}
 
 
 def install(runtime: Any) -> None:
@@ -48,92 +48,6 @@ def install(runtime: Any) -> None:
 def code_name(tool_id: str, version: str) -> str:
     """`csv_parser_v1_1_0.py`, as the original system named evolved files."""
     return f"{tool_id}_v{version.replace('.', '_')}.py"
-
-
-# -- context ------------------------------------------------------------------------------------
-
-
-def _as_dict(row: Any) -> dict[str, Any]:
-    if isinstance(row, dict):
-        return row
-    if hasattr(row, "_asdict"):
-        return row._asdict()
-    if hasattr(row, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(row)
-    try:
-        return dict(row)
-    except (TypeError, ValueError):
-        return dict(getattr(row, "__dict__", {}))
-
-
-def _loads(text: Any) -> Any:
-    if text is None or not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def recent_failures(runtime: Any, tool_id: str, version: str, limit: int = 10) -> list[dict[str, Any]]:
-    """Failures of this version: the failure tracker's records (if installed) and failed `calls` rows."""
-    out: list[dict[str, Any]] = []
-    tracker = runtime.extensions.get("failures")
-    if tracker is not None and hasattr(tracker, "recent_failures"):
-        try:
-            rows = tracker.recent_failures(tool_id=tool_id, version=version, limit=limit)
-        except (ToolError, TypeError, ValueError) as exc:
-            log.warning("evolution: failure tracker unavailable for %s: %s", tool_id, exc)
-            rows = []
-        for raw in rows or []:
-            row = _as_dict(raw)
-            if row.get("origin") == "runtime":
-                continue  # the failed `calls` row below says the same, with the input
-            out.append({
-                "source": "failures", "scenario": row.get("scenario"),
-                "error": row.get("error_message") or row.get("error"), "error_class": row.get("error_class"),
-                "severity": row.get("severity"), "input": _loads(row.get("input_data", row.get("input"))),
-            })
-    for row in runtime.store.query(
-        "SELECT input, error, outcome, input_truncated FROM calls WHERE tool_id=? AND version=? AND outcome!='ok'"
-        " ORDER BY id DESC LIMIT ?", (tool_id, version, limit)):
-        out.append({"source": "calls", "error": row["error"], "error_class": row["outcome"],
-                    "input": None if row["input_truncated"] else _loads(row["input"])})
-    return out
-
-
-def _scenarios(failures: list[dict[str, Any]], error_message: str) -> list[dict[str, Any]]:
-    usable = [f for f in failures if f.get("input") is not None and f.get("error_class") not in SKIP_SCENARIO_CLASSES]
-    needle = (error_message or "").strip().lower()
-    if needle:
-        matching = [f for f in usable if needle in f"{f.get('error')} {f.get('error_class')} {f.get('scenario')}".lower()]
-        usable = matching or usable
-    seen: set[str] = set()
-    out = []
-    for f in usable:
-        key = json.dumps(f["input"], sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out[:5]
-
-
-def _regressions(runtime: Any, tool_id: str, version: str, limit: int) -> list[dict[str, Any]]:
-    rows = runtime.store.query(
-        "SELECT input, output, output_truncated FROM calls WHERE tool_id=? AND version=? AND outcome='ok'"
-        " AND input IS NOT NULL AND input_truncated=0 ORDER BY id DESC LIMIT ?", (tool_id, version, limit * 5))
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        if row["input"] in seen:
-            continue
-        seen.add(row["input"])
-        out.append({"input": _loads(row["input"]), "output": None if row["output_truncated"] else _loads(row["output"])})
-        if len(out) >= limit:
-            break
-    return out
 
 
 # -- proposals ------------------------------------------------------------------------------
@@ -393,8 +307,8 @@ def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, pare
     prompt_sha = hashlib.sha256(json.dumps([system, user]).encode("utf-8")).hexdigest()
     messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
     folder = inside(runtime.home / "evolved", Path(tool_id) / version)
-    inputs = Inputs(tool_id, version, name, parent, dynamic_schema, _scenarios(failures, error_message),
-                    _regressions(runtime, tool_id, parent.version, int(cfg["regression_cases"])) if parent else [],
+    inputs = Inputs(tool_id, version, name, parent, dynamic_schema, scenarios(failures, error_message),
+                    regressions(runtime, tool_id, parent.version, int(cfg["regression_cases"])) if parent else [],
                     float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]))
     tokens_in = tokens_out = 0
     max_rounds = max(1, int(cfg["max_rounds"]))

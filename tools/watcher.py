@@ -121,9 +121,17 @@ class Watcher:
         started = time.perf_counter()
         touched: dict[Path, list[str]] = {}
         for path in paths:
-            manifest = self.manifest_for(Path(path))
+            path = Path(path)
+            if path.is_dir() and not ignored(path):
+                # a new folder (an evolved version landing): files written into it before the
+                # OS watch on it existed raise no event of their own, so look inside
+                for manifest in sorted(p for pattern in ("*.y*ml", "*/*.y*ml") for p in path.glob(pattern)):
+                    if manifest.suffix in MANIFEST_SUFFIXES and not ignored(manifest):
+                        touched.setdefault(manifest.resolve(), []).append(manifest.name)
+                continue
+            manifest = self.manifest_for(path)
             if manifest is not None:
-                touched.setdefault(manifest, []).append(Path(path).name)
+                touched.setdefault(manifest, []).append(path.name)
         results = []
         for manifest, files in touched.items():
             result = self._reload(manifest, files, started)
