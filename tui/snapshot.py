@@ -51,7 +51,13 @@ class Snapshot:
 class Collector:
     """Builds snapshots; slow parts (call statistics) refresh at a lower rate."""
 
-    def __init__(self, runtime: Any, *, stats_every: float = 1.0, event_batch: int = 500) -> None:
+    #: event kinds that make a slow-moving part of the frame worth re-reading at once
+    TRIGGERS = {
+        "failures": ("tool.failure", "circuit.", "control.", "resilient.", "score."),
+        "proposals": ("evolution.", "promotion."),
+    }
+
+    def __init__(self, runtime: Any, *, stats_every: float = 2.0, event_batch: int = 500) -> None:
         self.runtime = runtime
         self.stats_every = stats_every
         self.event_batch = event_batch
@@ -82,6 +88,9 @@ class Collector:
         snap.events = rt.events.tail(self.last_event_id, limit=self.event_batch)
         if snap.events:
             self.last_event_id = snap.events[-1].id
+        for name, prefixes in self.TRIGGERS.items():
+            if any(e.kind.startswith(prefixes) for e in snap.events):
+                self._slow.pop(name, None)
         for name, gather in self.gatherers().items():
             try:
                 gather(snap)
@@ -119,13 +128,13 @@ class Collector:
             for key, _ in ranked
         })
         snap.scores = [{"tool_id": k[0], "version": k[1], **v, "trend": trends.get(k, [])} for k, v in ranked]
-        snap.failures = tracker.recent_failures(limit=30)
-        snap.resilient = tracker.recent_resilient(15)
+        snap.failures, snap.resilient = self._every("failures", 1.0, lambda: (tracker.recent_failures(limit=30),
+                                                                              tracker.recent_resilient(15)))
 
     def _proposals(self, snap: Snapshot) -> None:
         from tools.review import list_proposals
 
-        snap.proposals = list_proposals(self.runtime, limit=50)
+        snap.proposals = self._every("proposals", 1.0, lambda: list_proposals(self.runtime, limit=50))
 
     def _tool_rows(self) -> list[ToolRow]:
         rt = self.runtime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -30,6 +31,9 @@ class ActivityPanel(Panel):
 
     def compose(self) -> ComposeResult:
         yield RichLog(id="activity-log", max_lines=2000, wrap=False, markup=False, highlight=False, auto_scroll=True)
+
+    def fingerprint(self, snapshot: Snapshot) -> Any:
+        return snapshot.events[-1].id if snapshot.events else "no new events"
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         if not snapshot.events:

@@ -43,6 +43,10 @@ class BuffersPanel(Panel):
     def table(self) -> LiveTable:
         return self.query_one(LiveTable)
 
+    def fingerprint(self, snapshot: Snapshot) -> Any:
+        now = int(time.time())  # "next flush" counts down in whole seconds
+        return now, repr(snapshot.buffers)
+
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         now = time.time()
         rows = [(b["buffer_id"], self._cells(b, colors, now)) for b in snapshot.buffers]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.geometry import Size
 from textual.reactive import reactive
@@ -87,7 +86,7 @@ class DiffView(ScrollView, can_focus=True):
         self._unified: list[str] = []
         self._cache: dict[tuple[str, int, int], Strip] = {}
         self._lexer = "text"
-        self._highlighter: Syntax | None = None
+        self._highlighter: Any = None  # rich.syntax.Syntax, imported on first use (pygments is slow to import)
 
     def show(self, diff: str) -> None:
         if diff == self.diff:
@@ -122,6 +121,8 @@ class DiffView(ScrollView, can_focus=True):
 
     def _highlight(self, code: str) -> Text:
         if self._highlighter is None:
+            from rich.syntax import Syntax
+
             dark = self.app.current_theme.dark if self.is_attached else True
             self._highlighter = Syntax("", self._lexer, theme="ansi_dark" if dark else "ansi_light", background_color="default")
         text = self._highlighter.highlight(code.expandtabs(4))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from rich.console import Group
@@ -24,6 +23,8 @@ STATUS_STYLE = {"awaiting_review": "warn", "approved": "ok", "failed_validation"
 
 
 def _reviewer() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -54,6 +55,9 @@ class EvolutionPanel(Panel):
     @property
     def table(self) -> LiveTable:
         return self.query_one("#proposals-table", LiveTable)
+
+    def fingerprint(self, snapshot: Snapshot) -> Any:
+        return tuple((p.get("id"), p.get("status"), p.get("updated")) for p in snapshot.proposals)
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         rows = [(str(p["id"]), self._cells(p, colors)) for p in snapshot.proposals]

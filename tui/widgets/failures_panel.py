@@ -36,6 +36,9 @@ class FailuresPanel(Panel):
         tree.show_root = False
         yield tree
 
+    def fingerprint(self, snapshot: Snapshot) -> Any:
+        return repr(snapshot.scores), tuple(f.get("id") for f in snapshot.failures), tuple(r.get("id") for r in snapshot.resilient)
+
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         scores = self.query_one("#scores-table", LiveTable)
         failures = self.query_one("#failures-table", LiveTable)

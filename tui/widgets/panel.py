@@ -21,6 +21,10 @@ class Panel(Vertical, can_focus=False):
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         raise NotImplementedError
 
+    def fingerprint(self, snapshot: Snapshot) -> Any:
+        """What this panel shows, hashable; an unchanged fingerprint skips the repaint (None: always apply)."""
+        return None
+
     def set_filter(self, text: str) -> None:
         """Panels with a table filter its rows; the default is to ignore filters."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 
@@ -23,6 +25,9 @@ class ToolsPanel(Panel):
     @property
     def table(self) -> LiveTable:
         return self.query_one(LiveTable)
+
+    def fingerprint(self, snapshot: Snapshot) -> Any:
+        return tuple(snapshot.tools)
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         changed = self.table.apply([(row.tool_id, self._cells(row, colors)) for row in snapshot.tools])
