@@ -25,7 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.evolution_stages import Cascade, Inputs  # noqa: E402
-from tools.manifest import load_manifest  # noqa: E402
+from tools.manifest import Manifest, load_manifest  # noqa: E402
 from tools.sandbox import probe, run_cases  # noqa: E402
 
 PY_CODE = '''
@@ -47,7 +47,8 @@ def python_candidate(root: Path) -> tuple[Path, Inputs]:
     scenarios = [{"input": {"text": "x y"}, "error_class": "crash", "error": "boom"},
                  {"input": {"text": ""}, "error_class": "crash", "error": "boom"}]
     regressions = [{"input": {"text": w}, "output": {"words": 1, "upper": w.upper()}} for w in ("a", "b", "c")]
-    return folder / "counter.yaml", Inputs("counter", "1.1.0", "counter_v1_1_0.py", None, False, scenarios, regressions, 10, 512)
+    return folder / "counter.yaml", Inputs("counter", "1.1.0", "counter_v1_1_0.py", parent_of(folder / "counter.yaml"), False,
+                                           scenarios, regressions, 10, 512)
 
 
 def csv_candidate(root: Path) -> tuple[Path, Inputs]:
@@ -60,8 +61,15 @@ def csv_candidate(root: Path) -> tuple[Path, Inputs]:
     scenarios = [{"input": {"text": '[{"a": 1}]'}, "error_class": "exit_code", "error": "JSONDecodeError"},
                  {"input": {"text": '{"b": 2}'}, "error_class": "exit_code", "error": "JSONDecodeError"}]
     regressions = [{"input": {"text": f"h\n{i}\n"}, "output": {"columns": ["h"], "rows": [{"h": str(i)}]}} for i in range(3)]
-    return folder / "csv_parser.yaml", Inputs("csv_parser", "1.1.0", "csv_parser_v1_1_0.py", None, True, scenarios,
-                                               regressions, 10, 512)
+    return folder / "csv_parser.yaml", Inputs("csv_parser", "1.1.0", "csv_parser_v1_1_0.py", parent_of(folder / "csv_parser.yaml"),
+                                               True, scenarios, regressions, 10, 512)
+
+
+def parent_of(path: Path) -> Manifest:
+    """The 1.0.0 the candidate evolved from (same type and schemas), so every stage runs."""
+    data = yaml.safe_load(path.read_text())
+    data.update(version="1.0.0", tests=[])
+    return Manifest.model_validate(data)
 
 
 def validate(path: Path, inputs: Inputs) -> tuple[float, list[dict[str, Any]]]:
