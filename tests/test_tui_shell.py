@@ -124,3 +124,31 @@ async def test_quit_with_q_and_ctrl_c(ws: Path) -> None:
                 assert not app.is_running
         finally:
             app.shutdown()
+
+
+async def test_keymap_from_settings_remaps_a_binding(ws: Path) -> None:
+    (ws / "tooldeck.toml").write_text('[keymap]\nquit = "ctrl+q"\n"pause" = "p"\n')
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            await pilot.pause(0.2)
+            await pilot.press("p")
+            assert app.paused
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.1)
+            assert not app.is_running
+    finally:
+        app.shutdown()
+
+
+async def test_every_builtin_theme_renders() -> None:
+    from tests.tui_fixture import frame
+
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for name in sorted(app.available_themes):
+            app.theme = name
+            app.apply_snapshot(frame())
+            await pilot.pause()
+        assert app.snapshots_applied == len(app.available_themes)
