@@ -22,100 +22,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from state.buffer_records import CONFIG_FIELDS, DEFAULT_CONFIG, BufferConfig, Claim, WriteResult, config_from_row
 from state.db import Store, dumps
 from state.redact import redact
 
-#: settings persisted per buffer (the rest of the row is counters)
-CONFIG_FIELDS = (
-    "flush_strategy", "max_size", "flush_interval_seconds", "pass_through_tool", "pass_through_input",
-    "max_pending", "when_full", "block_timeout_seconds",
-)
-DEFAULT_CONFIG: dict[str, Any] = {
-    "flush_strategy": "batched",
-    "max_size": 100,
-    "flush_interval_seconds": 5.0,
-    "pass_through_tool": None,
-    "pass_through_input": {},
-    "max_pending": None,
-    "when_full": "block",
-    "block_timeout_seconds": 30.0,
-}
+__all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "Claim", "WriteResult"]
 
-
-@dataclass(frozen=True, slots=True)
-class BufferConfig:
-    """A buffer's persisted settings as one process last read them (`config_version` tells staleness)."""
-
-    buffer_id: str
-    bkey: int
-    epoch: str
-    config_version: int
-    flush_strategy: str
-    max_size: int
-    flush_interval_seconds: float
-    pass_through_tool: str | None
-    pass_through_input: dict[str, Any]
-    max_pending: int | None
-    when_full: str
-    block_timeout_seconds: float
-
-    def settings(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in CONFIG_FIELDS}
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """What one write (or one chunk of `write_many`) did, read back from the buffer row."""
-
-    written: int
-    dropped: int
-    pending: int
-    unclaimed: int
-    max_size: int
-    flush_strategy: str
-    config_version: int
-    last_seq: int | None
-    full: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A batch this process holds the lease on: deliver it, then `complete` or `fail` it."""
-
-    batch_id: str
-    buffer_id: str
-    bkey: int
-    first_seq: int
-    last_seq: int
-    count: int
-    attempts: int
-    owner: str
-    items_json: list[str]
-
-    def items(self) -> list[Any]:
-        return json.loads("[" + ",".join(self.items_json) + "]")
-
-
+#: the hot path: counters and the next sequence number, refused (no row) when max_pending is reached
 _APPEND_SQL = (
     "UPDATE buffers SET seq=seq+1, pending=pending+1, writes_total=writes_total+1,"
     " oldest_ts=COALESCE(oldest_ts, ?) WHERE bkey=? AND (max_pending IS NULL OR pending < max_pending)"
     " RETURNING seq, pending, inflight, max_size, flush_strategy, config_version"
 )
-
-
-def _config(row: sqlite3.Row) -> BufferConfig:
-    try:
-        extra = json.loads(row["pass_through_input"] or "{}")
-    except json.JSONDecodeError:
-        extra = {}
-    return BufferConfig(
-        row["buffer_id"], row["bkey"], row["epoch"], row["config_version"], row["flush_strategy"], row["max_size"],
-        row["flush_interval_seconds"], row["pass_through_tool"], extra, row["max_pending"], row["when_full"],
-        row["block_timeout_seconds"],
-    )
 
 
 class BufferTables:
@@ -147,7 +67,7 @@ class BufferTables:
 
     def load(self, buffer_id: str) -> BufferConfig | None:
         row = self.store.query_one("SELECT * FROM buffers WHERE buffer_id=?", (buffer_id,))
-        return _config(row) if row is not None else None
+        return config_from_row(row) if row is not None else None
 
     def ensure(self, buffer_id: str) -> BufferConfig:
         """The buffer's config, creating the buffer with the defaults on first use."""
@@ -172,7 +92,7 @@ class BufferTables:
                     (*values.values(), now, buffer_id),
                 )
             row = con.execute("SELECT * FROM buffers WHERE buffer_id=?", (buffer_id,)).fetchone()
-        return _config(row)
+        return config_from_row(row)
 
     # -- writes ---------------------------------------------------------------------
 
