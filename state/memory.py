@@ -272,8 +272,8 @@ class MemoryService:
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is not None:  # a build still importing qdrant cannot be interrupted: do not wait it out
+            self._thread.join(min(timeout, 1.0))
         if self._thread is None or not self._thread.is_alive():
             self.memory.close()
 

@@ -224,3 +224,15 @@ def test_zero_stays_zero_until_successes(workspace, make_runtime):
     rt2 = make_runtime()  # a fresh process view reads 0.0 back, not 1.0
     rt2.wait_ready(10)
     assert rt2.extensions["failures"].scores_snapshot()[("echo", "1.0.0")]["score"] == 0.0
+
+
+def test_an_evolved_version_starts_clean(workspace, make_runtime):
+    _tools(workspace / "tools")
+    evolved = workspace / ".tooldeck" / "evolved" / "echo" / "1.1.0"
+    python_tool(evolved, "echo", "def run(data):\n    return {'echo': data.get('x')}\n", version="1.1.0", tags=["test"])
+    rt = make_runtime()
+    rt.wait_ready(10)
+    mark_tool_failure(rt, "echo", "parse JSON data", "e", "critical")
+    snap = rt.extensions["failures"].scores_snapshot()
+    assert snap[("echo", "1.0.0")]["tags"] == ["not-for-json"] and snap[("echo", "1.0.0")]["circuit"] == "open"
+    assert snap[("echo", "1.1.0")] == {"score": 1.0, "tags": [], "circuit": "closed", "disabled": False, "failures": 0}

@@ -58,6 +58,9 @@ def test_disable_and_enable(ws, make_runtime):
         rt.call("echo", {"x": "1"})
     controls.set_disabled(rt, "echo", False, "1.0.0", actor="bob")
     assert rt.call("echo", {"x": "2"}) == {"echo": "2"}
+    controls.set_disabled(rt, "echo", True, actor="bob")  # the whole tool, then one version enabled (the dashboard's toggle)
+    controls.set_disabled(rt, "echo", False, "1.0.0", actor="bob")
+    assert rt.call("echo", {"x": "3"}) == {"echo": "3"}
 
 
 @pytest.mark.parametrize("action, exc, text", [

@@ -125,7 +125,7 @@ def set_disabled(runtime: Any, tool_id: str, disabled: bool, version: str | None
                         (tool_id, version, 1, reason, actor, now))
         elif version == ALL_VERSIONS:
             con.execute("UPDATE tool_controls SET disabled=0, reason=?, actor=?, updated=? WHERE tool_id=?", (reason, actor, now, tool_id))
-        else:
-            con.execute("UPDATE tool_controls SET disabled=0, reason=?, actor=?, updated=? WHERE tool_id=? AND version=?",
-                        (reason, actor, now, tool_id, version))
+        else:  # enabling a version also lifts a whole-tool disable, or the version would stay refused
+            con.execute("UPDATE tool_controls SET disabled=0, reason=?, actor=?, updated=? WHERE tool_id=? AND version IN (?, ?)",
+                        (reason, actor, now, tool_id, version, ALL_VERSIONS))
     return _done(runtime, "disable" if disabled else "enable", tool_id, version, actor, reason=reason)
