@@ -105,6 +105,8 @@ def test_warm_worker_survives_a_raise_and_a_hard_exit(workspace: Path, make_runt
         "    return {'pid': os.getpid()}\n"
     )
     python_tool(workspace / "tools", "fragile", body)
+    # this test is about the worker, not the circuit breaker: keep the circuit from opening
+    (workspace / "tooldeck.toml").write_text("[circuit]\nmin_calls = 1000\nconsecutive_failures = 1000\n")
     runtime = make_runtime()
     pid = runtime.call("fragile", {})["pid"]
     with pytest.raises(ToolCrashError, match="ValueError: bad value in tool") as info:
@@ -216,3 +218,28 @@ def test_workers_are_gone_after_close(workspace: Path, make_runtime) -> None:
         time.sleep(0.02)
     assert not _alive(pid)
     assert os.getpid() != pid
+
+
+def test_guard_hooks_run_before_unobserved_calls(workspace: Path, make_runtime) -> None:
+    """`run_tests` skips observation hooks but never a guard (unapproved code must not run)."""
+    python_tool(workspace / "tools", "guarded", "def run(d):\n    return d\n", tests=[{"input": {}, "expect": {}}])
+    runtime = make_runtime()
+    seen: list[str] = []
+
+    class Observer:
+        def before_call(self, rt, entry) -> None:
+            seen.append("observer")
+
+        def after_call(self, *args) -> None:
+            pass
+
+    class Guard(Observer):
+        guard = True
+
+        def before_call(self, rt, entry) -> None:
+            seen.append("guard")
+            raise ToolCrashError("refused by guard")
+
+    runtime.hooks.extend([Observer(), Guard()])
+    results = runtime.run_tests("guarded")
+    assert seen == ["guard"] and not results[0]["passed"] and "refused by guard" in results[0]["detail"]

@@ -88,7 +88,7 @@ def test_warm_start_uses_the_manifest_cache(workspace: Path) -> None:
 
 
 def test_workspace_tool_overrides_builtin_and_says_so(workspace: Path, make_runtime) -> None:
-    from tools.catalog import BUILTIN_DIR
+    from tools.discovery import BUILTIN_DIR
 
     builtin = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
     if not builtin:
@@ -132,3 +132,15 @@ def test_wait_for_a_tool_that_never_loads_times_out(workspace: Path, make_runtim
     with pytest.raises(ToolNotReadyError, match="did not load within"):
         runtime.get_tool("late", timeout=0.2)
     threading.Thread(target=stuck.done.set).start()
+
+
+def test_reload_of_a_code_file_finds_the_tool_that_runs_it(workspace: Path, make_runtime) -> None:
+    """In a flat folder, a changed code file reloads the tool whose manifest runs it, not the first tool."""
+    tools = workspace / "tools"
+    python_tool(tools, "aaa_first", "def run(d):\n    return 1\n")
+    python_tool(tools, "zzz_last", "def run(d):\n    return 2\n")
+    runtime = make_runtime()
+    runtime.wait_ready(30)
+    changes = runtime.catalog.reload_path(tools / "zzz_last.py")
+    assert [c.tool_id for c in changes] == ["zzz_last"]
+    assert runtime.catalog.reload_path(tools / "unrelated_notes.py") == []

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import exec_tool, python_tool
 from tools import controls
-from tools.catalog import DEMO_DIR
+from tools.discovery import DEMO_DIR
 from tools.errors import ToolError, ToolInputError, UsageError
 from tools.resilient import ResilientCallError, call_tool_resilient
 from tools.selection import select_candidates

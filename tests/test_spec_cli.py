@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
+
 DOC = "# Title\n\n## Requirements\n\nThe service MUST reply.\n\n## Examples\n\n```json\n{\"a\": 1}\n```\n\n## Notes\n\nPlain words.\n"
 
 
@@ -37,3 +39,31 @@ def test_spec_bad_input_is_one_line(tmp_path: Path) -> None:
     bad = run("spec", str(doc), "--section", "nope-nope")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert run("spec", str(doc), "--max-length", "0").returncode == 2
+
+
+def test_spec_llm_without_a_model_falls_back_with_a_note(tmp_path: Path) -> None:
+    doc = tmp_path / "spec.md"
+    doc.write_text(DOC)
+    out = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(tmp_path), "spec", str(doc), "--llm", "--json"],
+                         capture_output=True, text=True, timeout=60, env={k: v for k, v in __import__("os").environ.items()
+                                                                          if k != "ANTHROPIC_API_KEY"})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["summary_kind"] == "extractive" and "ANTHROPIC_API_KEY" in result["note"]
+
+
+def test_spec_llm_uses_the_model_under_the_budget(tmp_path: Path, make_runtime, anthropic_server) -> None:
+    from tools.spec import extract_spec
+    from tools.spec_llm import abstractive_summary
+
+    (tmp_path / "tooldeck.toml").write_text("[model]\nmax_retries = 0\ntimeout_seconds = 5\n")
+    runtime = make_runtime(tmp_path)
+    result = extract_spec(DOC, max_length=120)
+    anthropic_server.reply_text("The service MUST reply. " + "It is small. " * 40, input_tokens=50, output_tokens=40)
+    out = abstractive_summary(runtime, DOC, result, 120)
+    assert out["summary_kind"] == "abstractive" and len(out["summary"]) <= 120
+    assert out["summary"].startswith("The service MUST reply.") and "cut to the budget" in out["note"]
+    assert "MUST reply" in anthropic_server.requests[0].user_text
+    anthropic_server.reply_error(500, "boom")
+    failed = abstractive_summary(runtime, DOC, result, 120)
+    assert failed["summary_kind"] == "extractive" and failed["summary"] == result["summary"]

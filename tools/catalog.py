@@ -11,138 +11,24 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from state.db import Store, dumps
 from state.events import EventLog, PendingEvent
+from tools.catalog_entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
+from tools.discovery import (
+    MANIFEST_SUFFIXES,
+    Root,
+    discover_evolved,
+    discover_root,
+)
 from tools.errors import ManifestError, ToolError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 from tools.manifest import Manifest, read_manifest_data, validate_manifest
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-BUILTIN_DIR = PACKAGE_DIR / "executable"
-DEMO_DIR = PACKAGE_DIR / "demo"
-MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-PENDING, LOADING, READY, ERROR = "pending", "loading", "ready", "error"
-
-
-@dataclass(frozen=True, slots=True)
-class Root:
-    path: Path
-    source: str  # builtin | demo | workspace
-
-
-@dataclass(eq=False)
-class ToolEntry:
-    """One (tool id, version) the catalog knows of, and how far it got."""
-
-    tool_id: str
-    path: Path
-    source: str
-    version: str | None = None  # known up front only for evolved versions
-    status: str = PENDING
-    error: str | None = None
-    manifest: Manifest | None = None
-    overrides: Path | None = None
-    loaded_at: float | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    claimed: bool = False
-    cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
-
-    @property
-    def tool_dir(self) -> Path:
-        return self.path.parent
-
-    @property
-    def served_version(self) -> str:
-        if self.manifest is not None:
-            return self.manifest.version
-        return self.version or ""
-
-    @property
-    def type(self) -> str | None:
-        return self.manifest.type if self.manifest else None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    tool_id: str
-    version: str
-    status: str
-    error: str | None
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A file that cannot become a tool at all (duplicate id, bad file name)."""
-
-    path: Path
-    message: str
-
-
 Listener = Callable[[list[StatusChange]], None]
-
-
-def is_own_package(path: Path) -> bool:
-    try:
-        return path.resolve() == PACKAGE_DIR
-    except OSError:
-        return False
-
-
-def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
-    """`root/<id>.yaml` and `root/<folder>/<id>.yaml`; the id is the file stem."""
-    entries: dict[str, ToolEntry] = {}
-    problems: list[Problem] = []
-    if not root.path.is_dir():
-        return [], []
-    candidates: list[Path] = []
-    with os.scandir(root.path) as it:
-        for item in sorted(it, key=lambda d: d.name):
-            if item.is_file() and item.name.endswith(MANIFEST_SUFFIXES):
-                candidates.append(Path(item.path))
-            elif item.is_dir() and not item.name.startswith((".", "_")):
-                with os.scandir(item.path) as sub:
-                    candidates.extend(
-                        Path(s.path) for s in sorted(sub, key=lambda d: d.name)
-                        if s.is_file() and s.name.endswith(MANIFEST_SUFFIXES)
-                    )
-    for path in candidates:
-        stem = path.name.rsplit(".", 1)[0]
-        if stem.startswith(".") or stem.endswith("~"):
-            continue
-        if not TOOL_ID_RE.match(stem):
-            problems.append(Problem(path, f"{path}: file name {stem!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)"))
-            continue
-        if stem in entries:
-            problems.append(Problem(path, f"{path}: duplicate tool id {stem!r} (first defined in {entries[stem].path})"))
-            continue
-        entries[stem] = ToolEntry(stem, path, root.source)
-    return list(entries.values()), problems
-
-
-def discover_evolved(evolved_dir: Path) -> tuple[list[ToolEntry], list[Problem]]:
-    """`evolved/<id>/<version>/<id>.yaml`: versions that exist beside their base tool."""
-    entries: list[ToolEntry] = []
-    problems: list[Problem] = []
-    if not evolved_dir.is_dir():
-        return entries, problems
-    for tool_dir in sorted(p for p in evolved_dir.iterdir() if p.is_dir()):
-        if not TOOL_ID_RE.match(tool_dir.name):
-            problems.append(Problem(tool_dir, f"{tool_dir}: not a valid tool id"))
-            continue
-        for vdir in sorted(p for p in tool_dir.iterdir() if p.is_dir()):
-            if not VERSION_RE.match(vdir.name):
-                continue
-            path = vdir / f"{tool_dir.name}.yaml"
-            if path.is_file():
-                entries.append(ToolEntry(tool_dir.name, path, "evolved", version=vdir.name))
-    return entries, problems
 
 
 class Catalog:
@@ -440,10 +326,19 @@ class Catalog:
         return [change]
 
     def _entry_for_path(self, path: Path) -> ToolEntry | None:
-        for entry in self.all_entries():
-            if entry.path == path or entry.tool_dir == path.parent and path.suffix not in MANIFEST_SUFFIXES:
+        """The entry a changed file belongs to: its manifest, or the tool in that folder whose
+        manifest runs that code file (a flat folder holds many tools; the first is not enough)."""
+        entries = self.all_entries()
+        for entry in entries:
+            if entry.path == path:
                 return entry
-        return None
+        if path.suffix in MANIFEST_SUFFIXES:
+            return None
+        same_dir = [e for e in entries if e.tool_dir == path.parent]
+        for entry in same_dir:
+            if entry.manifest is not None and _runs(entry.manifest, path.name):
+                return entry
+        return next((e for e in same_dir if e.tool_id == path.stem), None)
 
     def _new_entry_for(self, path: Path) -> ToolEntry | None:
         if path.suffix not in MANIFEST_SUFFIXES or not path.exists():
@@ -489,18 +384,16 @@ class Catalog:
         return [change]
 
 
-def roots_for(workspace: Path, *, demo: bool, extra: Iterable[Path] = ()) -> list[Root]:
-    roots = [Root(BUILTIN_DIR, "builtin")]
-    if demo:
-        roots.append(Root(DEMO_DIR, "demo"))
-    ws_tools = workspace / "tools"
-    if ws_tools.is_dir() and not is_own_package(ws_tools):
-        roots.append(Root(ws_tools, "workspace"))
-    roots.extend(Root(Path(p), "workspace") for p in extra)
-    return roots
-
-
 def check_loaded(entry: ToolEntry) -> Manifest:
     if entry.manifest is None:
         raise ToolError(f"tool {entry.tool_id!r} is not loaded: {entry.error}", tool_id=entry.tool_id)
     return entry.manifest
+
+
+def _runs(manifest: Manifest, file_name: str) -> bool:
+    """Whether a manifest's entry or argv names `file_name`."""
+    if manifest.entry and manifest.entry.split(":", 1)[0] == file_name:
+        return True
+    if manifest.executable is not None:
+        return any(part == file_name or part.endswith("/" + file_name) for part in manifest.executable.argv())
+    return False

@@ -313,7 +313,10 @@ class UnapprovedGuard:
     The hot path costs one attribute comparison for every non-evolved tool; for an
     evolved one, a set lookup in a cache refreshed at most every `max_age` seconds
     (and immediately before refusing, so a fresh approval elsewhere is seen).
+    It is a guard: it runs before unobserved calls too (`tooldeck test TOOL --version V`).
     """
+
+    guard = True
 
     def __init__(self, max_age: float = 1.0) -> None:
         self.max_age = max_age

@@ -24,7 +24,8 @@ from state.calls import CallRecord, CallRecorder, prune_calls
 from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
-from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
+from tools.catalog import Catalog, StatusChange, ToolEntry
+from tools.discovery import roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_tool_id
 from tools.settings import Settings, load_settings
@@ -43,7 +44,11 @@ LIVE_AFTER_SECONDS = 10.0
 
 
 class CallHook(Protocol):
-    """Observes every call: may refuse one before it runs, sees every outcome after."""
+    """Observes every call: may refuse one before it runs, sees every outcome after.
+
+    A hook with `guard = True` (refusing unapproved code) runs before every call, even the
+    unobserved ones `run_tests` makes; the others only see observed calls.
+    """
 
     def before_call(self, runtime: Runtime, entry: ToolEntry) -> None: ...
 
@@ -321,8 +326,9 @@ class Runtime:
         manifest = entry.manifest
         if manifest is None:
             raise ToolError(f"tool {entry.tool_id!r} is not loaded: {entry.error}", tool_id=entry.tool_id)
-        if observe:
-            for hook in self.hooks:
+        for hook in self.hooks:
+            # observation hooks (scores, circuits) skip unobserved calls; guards (security) never do
+            if observe or getattr(hook, "guard", False):
                 hook.before_call(self, entry)
         limit = timeout or manifest.call_timeout(float(self.settings.get("calls", "default_timeout_seconds", 30)))
         error: ToolError | None = None

@@ -150,7 +150,7 @@ class Watcher:
             return {"path": str(manifest), "ok": False, "error": str(exc)}
         out: dict[str, Any] = {"path": str(manifest), "ok": True, "changes": []}
         for change in changes:
-            recycled = recycle_safely(runtime.workers, change.tool_id) if runtime._workers is not None else 0
+            recycled = runtime.workers.recycle(change.tool_id) if runtime._workers is not None else 0
             ms = round((time.perf_counter() - started) * 1000, 2)
             payload = {"path": str(manifest), "files": files, "source": change.source, "ms": ms,
                        "workers_recycled": recycled}
@@ -170,26 +170,6 @@ class Watcher:
     def _serving(self, tool_id: str, version: str) -> str | None:
         entry = self.runtime.catalog.find(tool_id, version or None)
         return entry.served_version if entry is not None and entry.manifest is not None else None
-
-
-def recycle_safely(pool: Any, tool_id: str) -> int:
-    """Stop a tool's warm workers without failing a call that is using one.
-
-    `WorkerPool.recycle` stops a worker even while a call holds it, so a reload
-    under traffic fails that call as a crash. Stopping each worker under its own
-    call lock lets the in-flight call finish first; a caller that picked the
-    worker just before then sees it dead and starts a fresh one. (Until the pool
-    does this itself; falls back to `recycle` if its internals change.)
-    """
-    workers, lock = getattr(pool, "_workers", None), getattr(pool, "_lock", None)
-    if not isinstance(workers, dict) or lock is None:
-        return int(pool.recycle(tool_id))
-    with lock:
-        victims = [workers.pop(key) for key in [k for k in workers if k[0] == tool_id]]
-    for worker in victims:
-        with worker.lock:
-            worker.stop()
-    return len(victims)
 
 
 def _runs(entry: ToolEntry, file_name: str) -> bool:

@@ -27,23 +27,34 @@ sys.path.insert(0, str(ROOT))
 BARE = r'''
 import sys, time
 from textual.app import App
-from textual.containers import Grid, Vertical
-from textual.widgets import DataTable, Footer, Header, RichLog, Static
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static, Tree
 
 class Bare(App):
-    CSS = "#g {grid-size: 2 3; grid-rows: 1fr 1fr 9;} #a {column-span: 2;}"
+    CSS = "#g {grid-size: 2 3; grid-rows: 1fr 1fr 9;} #a {column-span: 2;} .hidden {display: none;}"
     def compose(self):
         yield Header()
+        yield Input(classes="hidden")
         with Grid(id="g"):
-            for name in ("t", "b", "f", "e"):
-                with Vertical():
-                    yield DataTable(id=name)
+            with Vertical():
+                yield DataTable(id="t")
+            with Vertical():
+                yield DataTable(id="b")
+            with Vertical():
+                yield DataTable(id="s")
+                yield DataTable(id="f")
+                yield Tree("resilient")
+            with Vertical():
+                yield DataTable(id="p")
+                yield Static("")
+                yield VerticalScroll()
             yield RichLog(id="a")
         yield Static("")
+        yield Input(classes="hidden")
         yield Footer()
     def on_mount(self):
-        for name in ("t", "b", "f", "e"):
-            self.query_one("#" + name, DataTable).add_columns("a", "b", "c")
+        for name in ("t", "b", "s", "f", "p"):
+            self.query_one("#" + name, DataTable).add_columns("a", "b", "c", "d", "e", "f", "g")
         self.call_after_refresh(self.painted)
     def painted(self):
         print(time.time(), flush=True)

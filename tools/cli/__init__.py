@@ -33,7 +33,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="tooldeck", description="Operator dashboard and runtime for LLM tool ecosystems.")
     parser.add_argument("--workspace", "-w", help="workspace directory (default: $TOOLDECK_WORKSPACE or the current directory)")
-    parser.add_argument("--json", action="store_true", dest="json_out", help="machine-readable output")
+    parser.add_argument("--json", action="store_true", dest="global_json", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -48,6 +48,8 @@ def fail(message: str, code: int = 1) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # `tooldeck --json tools` and `tooldeck tools --json` mean the same
+    args.json_out = bool(getattr(args, "json_out", False) or args.global_json)
     if args.command is None:
         from tools.cli.core_cmds import cmd_dashboard
 

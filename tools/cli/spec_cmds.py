@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="a Markdown, reStructuredText or plain-text document")
     p.add_argument("--max-length", type=int, default=10_000, help="summary budget in characters (default 10,000)")
     p.add_argument("--section", help="print this section whole (an id from the section list)")
+    p.add_argument("--llm", action="store_true", help="ask the configured model for an abstractive summary under the same budget")
     p.add_argument("--json", action="store_true", dest="json_out")
     p.set_defaults(func=cmd_spec)
 
@@ -36,6 +37,17 @@ def cmd_spec(args: argparse.Namespace) -> int:
         return 0
     result = extract_spec(text, max_length=args.max_length, source=args.file)
     result["warnings"] = warnings + [w for w in result.get("warnings", []) if w not in warnings]
+    if args.llm:
+        from tools.cli.output import runtime_for
+        from tools.spec_llm import abstractive_summary
+
+        runtime = runtime_for(args)
+        try:
+            result = abstractive_summary(runtime, text, result, args.max_length)
+        finally:
+            runtime.close()
+        if not args.json_out:
+            sys.stderr.write(f"tooldeck: {result['note']}\n")
     if args.json_out:
         emit_json(result)
         return 0
@@ -58,8 +70,9 @@ def _render(name: str, result: dict) -> None:
         table.add_row("  " * depth + section["id"], section["kind"], f"{section['line_start']}-{section['line_end']}",
                       str(section["chars"]), str(section.get("must_count", 0) or ""))
     out.print(table)
-    out.print(Panel(Markdown(result["summary"]), title=f"summary: {len(result['summary']):,} of {stats.get('max_length', '?')} characters",
-                    title_align="left"))
+    kind = result.get("summary_kind", "extractive")
+    out.print(Panel(Markdown(result["summary"]), title_align="left",
+                    title=f"{kind} summary: {len(result['summary']):,} of {stats.get('max_length', '?')} characters"))
     shown = ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str)) and k != "max_length")
     out.print(f"[dim]{shown}[/]")
     out.print(f"[dim]{stats.get('top_level_represented', '?')}/{stats.get('top_level', '?')} top-level sections represented;"

@@ -188,19 +188,31 @@ class WorkerPool:
             return worker
 
     def call(self, entry: ToolEntry, data: Any, timeout: float) -> Any:
-        worker = self._get(entry)
-        with worker.lock:
-            if not worker.alive:
-                worker = self._get(entry)
-            return worker.call(data, timeout)
+        """Run one call on the tool's warm worker; a worker recycled meanwhile is replaced, not used."""
+        for _ in range(3):
+            worker = self._get(entry)
+            with worker.lock:
+                if worker.alive and self._current(worker):
+                    return worker.call(data, timeout)
+        raise ToolCrashError(f"{entry.tool_id}: its worker kept being replaced (reloading?); try again",
+                             tool_id=entry.tool_id, version=entry.served_version)
+
+    def _current(self, worker: Worker) -> bool:
+        with self._lock:
+            return self._workers.get(self._key(worker.entry)) is worker
 
     def recycle(self, tool_id: str) -> int:
-        """Stop every worker of a tool (it reloaded); the next call starts a fresh one."""
+        """Stop every worker of a tool (it reloaded); the next call starts a fresh one.
+
+        Each worker is stopped under its own call lock, so a call in flight finishes first
+        instead of failing as a crash.
+        """
         with self._lock:
             victims = [k for k in self._workers if k[0] == tool_id]
             workers = [self._workers.pop(k) for k in victims]
         for worker in workers:
-            worker.stop()
+            with worker.lock:
+                worker.stop()
         return len(workers)
 
     def pids(self) -> list[int]:

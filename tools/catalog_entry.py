@@ -1,0 +1,61 @@
+"""What the catalog knows of one tool version, and the changes it publishes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.manifest import Manifest
+
+PENDING, LOADING, READY, ERROR = "pending", "loading", "ready", "error"
+
+
+@dataclass(eq=False)
+class ToolEntry:
+    """One (tool id, version) the catalog knows of, and how far it got."""
+
+    tool_id: str
+    path: Path
+    source: str
+    version: str | None = None  # known up front only for evolved versions
+    status: str = PENDING
+    error: str | None = None
+    manifest: Manifest | None = None
+    overrides: Path | None = None
+    loaded_at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    claimed: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
+
+    @property
+    def tool_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def served_version(self) -> str:
+        if self.manifest is not None:
+            return self.manifest.version
+        return self.version or ""
+
+    @property
+    def type(self) -> str | None:
+        return self.manifest.type if self.manifest else None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    tool_id: str
+    version: str
+    status: str
+    error: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A file that cannot become a tool at all (duplicate id, bad file name)."""
+
+    path: Path
+    message: str

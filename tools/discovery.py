@@ -1,0 +1,93 @@
+"""Finding tool manifests on disk: the catalog roots and the evolved versions.
+
+Discovery only lists files (the id is the file stem), so it is fast enough to run
+before anything is parsed, and `get_tool` can find one tool without parsing all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.catalog_entry import Problem, ToolEntry
+from tools.ids import TOOL_ID_RE, VERSION_RE
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILTIN_DIR = PACKAGE_DIR / "executable"
+DEMO_DIR = PACKAGE_DIR / "demo"
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    path: Path
+    source: str  # builtin | demo | workspace
+
+
+def is_own_package(path: Path) -> bool:
+    try:
+        return path.resolve() == PACKAGE_DIR
+    except OSError:
+        return False
+
+
+def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
+    """`root/<id>.yaml` and `root/<folder>/<id>.yaml`; the id is the file stem."""
+    entries: dict[str, ToolEntry] = {}
+    problems: list[Problem] = []
+    if not root.path.is_dir():
+        return [], []
+    candidates: list[Path] = []
+    with os.scandir(root.path) as it:
+        for item in sorted(it, key=lambda d: d.name):
+            if item.is_file() and item.name.endswith(MANIFEST_SUFFIXES):
+                candidates.append(Path(item.path))
+            elif item.is_dir() and not item.name.startswith((".", "_")):
+                with os.scandir(item.path) as sub:
+                    candidates.extend(
+                        Path(s.path) for s in sorted(sub, key=lambda d: d.name)
+                        if s.is_file() and s.name.endswith(MANIFEST_SUFFIXES)
+                    )
+    for path in candidates:
+        stem = path.name.rsplit(".", 1)[0]
+        if stem.startswith(".") or stem.endswith("~"):
+            continue
+        if not TOOL_ID_RE.match(stem):
+            problems.append(Problem(path, f"{path}: file name {stem!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)"))
+            continue
+        if stem in entries:
+            problems.append(Problem(path, f"{path}: duplicate tool id {stem!r} (first defined in {entries[stem].path})"))
+            continue
+        entries[stem] = ToolEntry(stem, path, root.source)
+    return list(entries.values()), problems
+
+
+def discover_evolved(evolved_dir: Path) -> tuple[list[ToolEntry], list[Problem]]:
+    """`evolved/<id>/<version>/<id>.yaml`: versions that exist beside their base tool."""
+    entries: list[ToolEntry] = []
+    problems: list[Problem] = []
+    if not evolved_dir.is_dir():
+        return entries, problems
+    for tool_dir in sorted(p for p in evolved_dir.iterdir() if p.is_dir()):
+        if not TOOL_ID_RE.match(tool_dir.name):
+            problems.append(Problem(tool_dir, f"{tool_dir}: not a valid tool id"))
+            continue
+        for vdir in sorted(p for p in tool_dir.iterdir() if p.is_dir()):
+            if not VERSION_RE.match(vdir.name):
+                continue
+            path = vdir / f"{tool_dir.name}.yaml"
+            if path.is_file():
+                entries.append(ToolEntry(tool_dir.name, path, "evolved", version=vdir.name))
+    return entries, problems
+
+
+def roots_for(workspace: Path, *, demo: bool, extra: Iterable[Path] = ()) -> list[Root]:
+    roots = [Root(BUILTIN_DIR, "builtin")]
+    if demo:
+        roots.append(Root(DEMO_DIR, "demo"))
+    ws_tools = workspace / "tools"
+    if ws_tools.is_dir() and not is_own_package(ws_tools):
+        roots.append(Root(ws_tools, "workspace"))
+    roots.extend(Root(Path(p), "workspace") for p in extra)
+    return roots
