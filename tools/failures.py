@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from state.db import StoreError
+from state.db import StoreError, dumps
 from state.redact import redact
 from tools.circuit import (
     CLOSED,
@@ -33,15 +33,7 @@ from tools.circuit import (
     probe_succeeded,
 )
 from tools.errors import StateError, ToolError, ToolUnavailableError, UsageError
-from tools.failure_rules import (
-    ACCELERATION_WINDOW_SECONDS,
-    auto_severity,
-    check_severity,
-    demote,
-    demotion,
-    negative_tags,
-    recover,
-)
+from tools.failure_rules import ACCELERATION_WINDOW_SECONDS, auto_severity, check_severity, demote, demotion, negative_tags, recover
 from tools.ids import check_tool_id
 
 log = logging.getLogger("tooldeck.failures")
@@ -142,13 +134,19 @@ class FailureTracker:
                     health.circuit.ok()
                 self._dirty.add(key)
             if probe:
-                self._probe_ok(entry.tool_id, entry.served_version)
+                try:
+                    self._probe_ok(entry.tool_id, entry.served_version)
+                except StoreError as exc:  # the probe slot times out instead; logged
+                    log.error("could not record a probe success of %s %s: %s", entry.tool_id, entry.served_version, exc)
             return
         context = getattr(self._local, "context", None)
         scenario, marking = context if context is not None else ("", False)
         message = error.message + (f" | {error.stderr_tail}" if error.stderr_tail else "")
-        self.record_failure(entry, scenario=scenario if marking else "", error=message, severity=None,
-                            error_class=outcome, origin="resilient" if context is not None else "runtime", probe=probe)
+        try:
+            self.record_failure(entry, scenario=scenario if marking else "", error=message, severity=None,
+                                error_class=outcome, origin="resilient" if context is not None else "runtime", probe=probe)
+        except StoreError as exc:  # the caller must see the tool's own error, not ours; the loss is logged
+            log.error("could not record a %s failure of %s %s: %s", outcome, entry.tool_id, entry.served_version, exc)
 
     @contextmanager
     def scenario(self, scenario: str, mark: bool) -> Iterator[None]:
@@ -190,10 +188,14 @@ class FailureTracker:
         if circuit.state == HALF_OPEN and circuit.probes >= self.cfg.half_open_probes and (circuit.probe_deadline or 0) > now:
             raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open, {circuit.probes} probe calls in flight",
                                        tool_id=tool_id, version=version)
-        with self.store.tx() as con:
-            rev = bump_seq(con)
-            admitted = claim_probe(con, tool_id, version, self.cfg, now, rev)
-            row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+        try:
+            with self.store.tx() as con:
+                rev = bump_seq(con)
+                admitted = claim_probe(con, tool_id, version, self.cfg, now, rev)
+                row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+        except StoreError as exc:
+            raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open and no probe slot could be claimed ({exc})",
+                                       tool_id=tool_id, version=version) from exc
         with self._lock:
             if row is not None:
                 circuit.apply_row(row)
@@ -272,17 +274,21 @@ class FailureTracker:
             if opened is not None:
                 open_circuit(con, tool_id, version, opened, now, rev)
             fresh = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+            events = [("tool.failure", {"failure_id": failure_id, "severity": rule.severity, "error_class": error_class,
+                                        "origin": origin, "scenario": scenario[:200], "error": error[-300:], "delta": rule.delta,
+                                        "score": round(score, 4), "tags_added": added})]
+            if opened is not None:
+                events.append(("circuit.opened", {"reason": opened}))
+            con.executemany(  # in the same transaction: the ledger row and its events land together
+                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?)",
+                [(now, self.runtime.pid, self.runtime.session, kind, tool_id, version, redact(dumps(payload)))
+                 for kind, payload in events])
         self._apply_rows([fresh])
         record = {
             "failure_id": failure_id, "tool_id": tool_id, "version": version, "severity": rule.severity,
             "error_class": error_class, "origin": origin, "delta": rule.delta, "score": score, "tags_added": added,
             "tags": tags, "circuit": fresh["circuit"], "scenario": scenario,
         }
-        self.events.emit("tool.failure", tool_id, version, failure_id=failure_id, severity=rule.severity,
-                         error_class=error_class, origin=origin, scenario=scenario[:200], error=error[-300:],
-                         delta=rule.delta, score=round(score, 4), tags_added=added)
-        if opened is not None:
-            self.events.emit("circuit.opened", tool_id, version, reason=opened)
         for listener in list(self._listeners):
             listener()
         return record
@@ -348,6 +354,18 @@ class FailureTracker:
                     health.pending_ok = 0
         if not batch:
             return
+        try:
+            self._write_successes(batch)
+        except StoreError:
+            with self._lock:  # keep the counts for the next flush
+                for key, count, _base in batch:
+                    health = self._health.get(key)
+                    if health is not None:
+                        health.pending_ok += count
+                        self._dirty.add(key)
+            raise
+
+    def _write_successes(self, batch: list[tuple[tuple[str, str], int, float]]) -> None:
         now = time.time()
         with self.store.tx() as con:
             rev: int | None = None
@@ -408,34 +426,16 @@ class FailureTracker:
         return out
 
     def recent_failures(self, tool_id: str | None = None, version: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM failures", []
-        clauses = []
-        if tool_id is not None:
-            clauses.append("tool_id=?")
-            params.append(tool_id)
-        if version is not None:
-            clauses.append("version=?")
-            params.append(version)
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(int(limit))
-        out = []
-        for row in self.store.query(sql, params):
-            item = dict(row)
-            item["tags_added"] = json.loads(item["tags_added"] or "[]")
-            out.append(item)
-        return out
+        """Newest first; evolution builds its prompt from these, the dashboard lists them."""
+        rows = self.store.query("SELECT * FROM failures WHERE (?1 IS NULL OR tool_id=?1) AND (?2 IS NULL OR version=?2)"
+                                " ORDER BY id DESC LIMIT ?3", (tool_id, version, int(limit)))
+        return [{**dict(r), "tags_added": json.loads(r["tags_added"] or "[]")} for r in rows]
 
     def score_history(self, tool_id: str, version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Oldest first, for a trend line."""
-        sql, params = "SELECT * FROM score_history WHERE tool_id=?", [tool_id]
-        if version is not None:
-            sql += " AND version=?"
-            params.append(version)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(int(limit))
-        return [dict(r) for r in reversed(self.store.query(sql, params))]
+        rows = self.store.query("SELECT * FROM score_history WHERE tool_id=?1 AND (?2 IS NULL OR version=?2)"
+                                " ORDER BY id DESC LIMIT ?3", (tool_id, version, int(limit)))
+        return [dict(r) for r in reversed(rows)]
 
     def recent_resilient(self, limit: int = 20) -> list[dict[str, Any]]:
         """Resilient runs, newest last: each one `resilient.run` event with its hops."""
