@@ -368,6 +368,15 @@ class BufferTables:
             self._event(con, "buffer.clear", now, {"buffer_id": buffer_id, "removed": removed})
         return removed
 
+    def renew(self, held: list[tuple[str, str]], lease_seconds: float) -> None:
+        """Extend the leases of batches still being delivered, so a slow pass-through is not re-claimed."""
+        until = time.time() + lease_seconds
+        with self._tx() as con:
+            con.executemany(
+                "UPDATE buffer_batches SET lease_until=? WHERE batch_id=? AND owner=? AND state='claimed'",
+                [(until, batch_id, owner) for batch_id, owner in held],
+            )
+
     def revive(self, buffer_id: str, batch_id: str | None) -> list[str]:
         """Dead-letter batches back to 'retry', due now and with a fresh attempt count."""
         now = time.time()

@@ -353,3 +353,14 @@ def test_secrets_never_reach_the_database(ws: Path, make_runtime, monkeypatch: p
     raw = (ws / ".tooldeck" / "tooldeck.db").read_bytes() + b"".join(
         p.read_bytes() for p in (ws / ".tooldeck").glob("tooldeck.db-*"))
     assert secret.encode() not in raw
+
+
+def test_a_slow_delivery_keeps_its_lease(ws: Path, make_runtime) -> None:
+    (ws / "slow").write_text("2.5")  # longer than the 1 s lease
+    writer = engine_for(make_runtime(ws))
+    server = engine_for(make_runtime(ws, serve=True))  # a second flusher, polling every 50 ms
+    server.runtime.get_tool("sink")
+    writer.write_many("slowsink", list(range(5)), max_size=5, pass_through_tool="sink")
+    wait_for(lambda: sink_items(ws, "slowsink") == list(range(5)), timeout=15)
+    wait_for(lambda: status(server, "slowsink").pending == 0)
+    assert len(attempts(ws)) == 1  # the lease was renewed: nobody re-claimed the batch mid-delivery

@@ -27,9 +27,10 @@ WRITER = textwrap.dedent("""
     from tools.runtime import Runtime
     from tools.buffer import engine_for
     ws, buffer_id, tag, count, mode = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    max_size = int(sys.argv[6])
     runtime = Runtime(ws)
     engine = engine_for(runtime)
-    settings = dict(max_size=10, flush_interval_seconds=0.1, pass_through_tool="sink")
+    settings = dict(max_size=max_size, flush_interval_seconds=0.1, pass_through_tool="sink")
     out = sys.stdout
     i = n = 0
     while count < 0 or i < count:
@@ -56,8 +57,9 @@ WRITER = textwrap.dedent("""
 """).format(repo=str(REPO))
 
 
-def start_writer(ws: Path, buffer_id: str, tag: str, count: int, mode: str, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(ws), buffer_id, tag, str(count), mode],
+def start_writer(ws: Path, buffer_id: str, tag: str, count: int, mode: str, out: Path,
+                 max_size: int = 10) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(ws), buffer_id, tag, str(count), mode, str(max_size)],
                             stdout=out.open("w"), stderr=subprocess.PIPE, cwd=out.parent)
 
 
@@ -98,7 +100,7 @@ def test_kill_writers_at_random_moments(ws: Path, tmp_path: Path, make_runtime) 
         pair = []
         for k in range(3):
             out = tmp_path / f"r{round_no}-{k}.out"
-            pair.append((start_writer(ws, "crashy", f"r{round_no}w{k}", -1, "mixed", out), out))
+            pair.append((start_writer(ws, "crashy", f"r{round_no}w{k}", -1, "mixed", out, max_size=50), out))
         for proc, out in pair:
             wait_for(lambda out=out, proc=proc: out.stat().st_size > 0 or proc.poll() is not None, timeout=20, interval=0.005)
         time.sleep(rng.uniform(0.0, 0.25))
@@ -110,8 +112,12 @@ def test_kill_writers_at_random_moments(ws: Path, tmp_path: Path, make_runtime) 
             acked += acknowledged(out)
     assert kills >= 20 and len(acked) > 100
     server = engine_for(make_runtime(ws, serve=True))  # the survivor: re-claims expired leases, flushes the rest
-    wait_for(lambda: (server.status("crashy")[0].pending == 0 and server.status("crashy")[0].dead_letter_items == 0),
-             timeout=30, interval=0.1)
+    try:
+        wait_for(lambda: (server.status("crashy")[0].pending == 0 and server.status("crashy")[0].dead_letter_items == 0),
+                 timeout=30, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"not drained: {server.status('crashy')[0]}; open batches "
+                             f"{[dict(b) for b in server.tables.open_batches('crashy')]}") from None
     delivered = sink_items(ws, "crashy")
     assert len(delivered) == len(set(delivered))  # no item in two batches
     missing = set(acked) - set(delivered)
@@ -146,7 +152,7 @@ def test_kill_flusher_mid_flush_redelivers_the_same_batch(ws: Path, tmp_path: Pa
     (ws / "slow").unlink()
     first = attempts(ws)[0]
     server = engine_for(make_runtime(ws, serve=True))
-    wait_for(lambda: sink_batches(ws, "midflush"), timeout=15)  # after the 1 s lease expired
+    wait_for(lambda: sink_batches(ws, "midflush"), timeout=30)  # after the 1 s lease expired
     assert attempts(ws) == [first, first]  # delivered again, with the same batch id
     batch = sink_batches(ws, "midflush")[0]
     assert batch["batch_id"] == first and batch["items"] == list(range(20))

@@ -29,6 +29,47 @@ PRUNE_EVERY = 60.0
 KEEP_RATES_SECONDS = 300
 
 
+class LeaseKeeper:
+    """Renews the leases of batches this process is delivering, every lease/3 seconds.
+
+    A lease then only expires when its flusher died (or hung past the lease), however slow the
+    pass-through tool is, so a live delivery is never re-claimed and sent twice.
+    """
+
+    def __init__(self, engine: BufferEngine) -> None:
+        self.engine = engine
+        self._held: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, claim: Claim) -> None:
+        with self._lock:
+            self._held[claim.batch_id] = claim.owner
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="tooldeck-buffer-leases", daemon=True)
+                self._thread.start()
+
+    def release(self, claim: Claim) -> None:
+        with self._lock:
+            self._held.pop(claim.batch_id, None)
+
+    def _run(self) -> None:
+        lease = self.engine.lease_seconds
+        while not self._stop.wait(lease / 3):
+            with self._lock:
+                held = list(self._held.items())
+            if not held:
+                continue
+            try:
+                self.engine.tables.renew(held, lease)
+            except Exception as exc:  # a missed renewal at worst lets another flusher deliver the batch again
+                log.error("buffers: renewing %d leases: %s: %s", len(held), type(exc).__name__, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class Flusher:
     """Delivers batches: from its own thread on a timer, or synchronously for flush/replay/immediate."""
 
@@ -45,6 +86,7 @@ class Flusher:
         self._pruned_at = 0.0
         self._held_drops: dict[str, int] = {}
         self._drop_event_at: dict[str, float] = {}
+        self.leases = LeaseKeeper(engine)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -78,11 +120,13 @@ class Flusher:
         self._wake.set()
         if thread is not None:
             thread.join(max(0.0, self._deadline - time.monotonic()))
+            self.leases.stop()
             if thread.is_alive():
                 log.error("buffer flusher still delivering after %.1f s; its batch will be re-claimed when its lease expires",
                           timeout)
                 return
         else:
+            self.leases.stop()
             self._persist_counts(force=True)
 
     def _report(self, where: str, exc: BaseException) -> None:
@@ -238,6 +282,7 @@ class Flusher:
             }
             if timeout is not None:
                 timeout = max(0.1, timeout)
+            self.leases.hold(claim)
             try:
                 result = engine.runtime.call(tool, payload, timeout=timeout)
             except ToolError as exc:
@@ -247,6 +292,8 @@ class Flusher:
             else:
                 if isinstance(result, dict) and result.get("success") is False:
                     error = f"{tool}: answered success=false: {result.get('error') or result.get('message') or ''}".rstrip()
+            finally:
+                self.leases.release(claim)
         if error is None:
             engine.tables.complete(claim, tool, (time.perf_counter() - started) * 1000)
             engine.note_space()
