@@ -97,7 +97,10 @@ def test_two_processes_marking_at_once_lose_nothing(ws, make_runtime):
     procs = [subprocess.Popen([sys.executable, "-c", script, tag], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=REPO) for tag in ("a", "b")]
     for p in procs:
-        assert p.stdout.readline().strip() == "go"
+        line = p.stdout.readline().strip()
+        if line != "go":
+            p.kill()
+            raise AssertionError(f"writer did not start: {line!r} {p.stderr.read()[-2000:]}")
     for p in procs:  # release both at once
         p.stdin.write("\n")
         p.stdin.flush()
