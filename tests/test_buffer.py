@@ -364,3 +364,16 @@ def test_a_slow_delivery_keeps_its_lease(ws: Path, make_runtime) -> None:
     wait_for(lambda: sink_items(ws, "slowsink") == list(range(5)), timeout=15)
     wait_for(lambda: status(server, "slowsink").pending == 0)
     assert len(attempts(ws)) == 1  # the lease was renewed: nobody re-claimed the batch mid-delivery
+
+
+def test_close_waits_for_a_retry_due_within_its_budget(workspace: Path, make_runtime) -> None:
+    ws = prepare_workspace(workspace, backoff_base=1.0, backoff_max=1.0)
+    engine = engine_for(make_runtime(ws))
+    (ws / "fail").write_text("")
+    engine.write_many("late", [1, 2, 3], max_size=100, flush_interval_seconds=3600, pass_through_tool="sink")
+    assert engine.flush("late")["success"] is False  # now a retry batch, due in 0.5-1 s
+    (ws / "fail").unlink()
+    started = time.monotonic()
+    engine.runtime.close(timeout=5.0)
+    assert sink_items(ws, "late") == [1, 2, 3]  # the script that wrote and exited still delivered
+    assert time.monotonic() - started < 3.0

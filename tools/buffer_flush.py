@@ -215,29 +215,44 @@ class Flusher:
         tables.unregister_flushers()
         covered = other_flushers(engine.runtime, tables, mine)
         for buffer_id in sorted(mine):
+            if self._time_left() <= 0:
+                return
+            self._drain_on_close(buffer_id, buffer_id in covered)
+
+    def _drain_on_close(self, buffer_id: str, covered: bool) -> None:
+        """Deliver what is due, retries falling due within the close budget, and (if nobody else will) the rest."""
+        engine, tables = self.engine, self.engine.tables
+        while self._time_left() > 0:
+            now = time.time()
+            worked = False
+            soonest: float | None = None
             for b in tables.open_batches(buffer_id):
-                if self._time_left() <= 0:
-                    return
                 due_at = b["next_attempt_at"] if b["state"] == "retry" else b["lease_until"]
-                if due_at is not None and due_at <= time.time():
+                if due_at is None:
+                    continue
+                if due_at <= now:
                     claim = tables.reclaim(b["batch_id"], engine.new_owner(), engine.lease_seconds, engine.max_attempts)
                     if claim is not None:
                         self.deliver(claim, timeout=self._time_left())
-            while self._time_left() > 0:
-                rows = tables.rows(buffer_id)
-                if not rows:
-                    break
-                row = rows[0]
+                        worked = True
+                elif b["state"] == "retry" and not covered:
+                    soonest = due_at if soonest is None else min(soonest, due_at)
+            rows = tables.rows(buffer_id)
+            row = rows[0] if rows else None
+            if row is not None and row["pass_through_tool"] is not None and row["flush_strategy"] != "manual":
                 unclaimed = row["pending"] - row["inflight"]
-                if unclaimed <= 0 or row["pass_through_tool"] is None or row["flush_strategy"] == "manual":
-                    break
-                due = (buffer_id not in covered or unclaimed >= row["max_size"]
-                       or (row["oldest_ts"] or 0) + row["flush_interval_seconds"] <= time.time())
-                if not due:
-                    break
-                claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
-                if claim is None or self.deliver(claim, timeout=self._time_left()) is not None:
-                    break
+                due = unclaimed > 0 and (not covered or unclaimed >= row["max_size"]
+                                         or (row["oldest_ts"] or 0) + row["flush_interval_seconds"] <= time.time())
+                if due:
+                    claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
+                    if claim is not None:
+                        self.deliver(claim, timeout=self._time_left())
+                        worked = True
+            if worked:
+                continue
+            if soonest is None or soonest - time.time() >= self._time_left():
+                return
+            time.sleep(max(0.0, soonest - time.time()))
 
     def _time_left(self) -> float:
         return self._deadline - time.monotonic()
