@@ -94,9 +94,11 @@ def test_two_processes_marking_at_once_lose_nothing(ws, make_runtime):
             for i in range({n}):
                 mark_tool_failure(rt, "echo", f"scenario {{sys.argv[1]}} {{i}}", "e", "low")
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, tag], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO) for tag in ("a", "b")]
-    for p in procs:
+    procs = []
+    for tag in ("a", "b"):  # started one after the other: the race under test is the marking, not the start
+        p = subprocess.Popen([sys.executable, "-c", script, tag], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=REPO)
+        procs.append(p)
         line = p.stdout.readline().strip()
         if line != "go":
             p.kill()
