@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from tests.test_buffer_helpers import prepare_workspace, sink_items
+from tests.buffer_helpers import prepare_workspace, sink_items
 from tools.buffer import engine_for
 
 MAX_SIZE = 3

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
+from tests.buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
 from tools.buffer import engine_for
 from tools.cli import main as cli_main
 
