@@ -107,10 +107,7 @@ class BufferTables:
             return self._append(con, bkey, text, now)
 
     def _append(self, con: sqlite3.Connection, bkey: int, text: str, now: float) -> WriteResult:
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self.store._wrap(exc) from exc
+        self.store.begin(con)
         try:
             row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
             if row is not None:
@@ -122,7 +119,7 @@ class BufferTables:
         except sqlite3.OperationalError as exc:
             with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")
-            raise self.store._wrap(exc) from exc
+            raise self.store.wrap(exc) from exc
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")

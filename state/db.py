@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -22,7 +23,11 @@ SCHEMA_DIR = Path(__file__).parent / "schema"
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("core.sql", "buffers.sql", "failures.sql", "evolution.sql"),
 }
-BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before giving up with a clear error
+#: SQLite's own busy handler sleeps with a growing backoff (up to 100 ms a nap), so a waiter
+#: keeps missing a lock that a busy writer in another process frees for microseconds at a
+#: time. Connections get this short handler; `begin` and `_retry` poll in Python instead.
+SQLITE_BUSY_MS = 5
 
 
 class StoreError(Exception):
@@ -62,13 +67,13 @@ class Store:
     def _open(self) -> sqlite3.Connection:
         con = sqlite3.connect(
             self.path,
-            timeout=self.busy_timeout_ms / 1000,
+            timeout=SQLITE_BUSY_MS / 1000,
             isolation_level=None,
             check_same_thread=False,
         )
         try:
-            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            con.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            mode = self._retry(lambda: con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode})")
             con.execute("PRAGMA synchronous=NORMAL")
@@ -102,6 +107,28 @@ class Store:
                 con.close()
         self._local = threading.local()
 
+    def _retry(self, fn: Any) -> Any:
+        """Run `fn` (one statement), polling every ~1 ms while the database is locked, up to the timeout."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(random.uniform(0.0002, 0.002))
+
+    def begin(self, con: sqlite3.Connection, *, immediate: bool = True) -> None:
+        """BEGIN (IMMEDIATE: take the write lock now), waiting fairly for a lock another process holds."""
+        try:
+            self._retry(lambda: con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN"))
+        except sqlite3.OperationalError as exc:
+            raise self._wrap(exc) from exc
+
+    def wrap(self, exc: sqlite3.OperationalError) -> StoreError:
+        """The store's own error for a failed statement (a clear one when the lock was never had)."""
+        return self._wrap(exc)
+
     def _wrap(self, exc: sqlite3.OperationalError) -> StoreError:
         if _is_locked(exc):
             return StoreBusyError(
@@ -116,10 +143,7 @@ class Store:
     def tx(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
         """A short transaction; `immediate` takes the write lock up front."""
         con = self.conn()
-        try:
-            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        except sqlite3.OperationalError as exc:
-            raise self._wrap(exc) from exc
+        self.begin(con, immediate=immediate)
         try:
             yield con
         except BaseException:
@@ -135,8 +159,9 @@ class Store:
                 raise self._wrap(exc) from exc
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        con = self.conn()
         try:
-            return self.conn().execute(sql, params)
+            return self._retry(lambda: con.execute(sql, params))
         except sqlite3.OperationalError as exc:
             if _is_locked(exc):
                 raise self._wrap(exc) from exc
@@ -151,7 +176,8 @@ class Store:
     # -- schema --------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return int(self.conn().execute("PRAGMA user_version").fetchone()[0])
+        con = self.conn()
+        return int(self._retry(lambda: con.execute("PRAGMA user_version").fetchone()[0]))
 
     def migrate(self) -> None:
         """Bring the schema forward; refuse a schema newer than this code."""
@@ -164,10 +190,7 @@ class Store:
             )
         if current == SCHEMA_VERSION:
             return
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self._wrap(exc) from exc
+        self.begin(con)
         try:
             current = self.schema_version()  # another process may have migrated meanwhile
             for version in range(current + 1, SCHEMA_VERSION + 1):

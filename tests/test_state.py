@@ -110,3 +110,20 @@ def test_wal_mode_and_checkpoint(tmp_path: Path) -> None:
     assert store.query_one("PRAGMA journal_mode")[0] == "wal"
     EventLog(store).emit("x")
     store.checkpoint()
+
+
+def test_runtime_prune_applies_retention_to_every_growing_table(workspace: Path, make_runtime) -> None:
+    (workspace / "tooldeck.toml").write_text("[retention]\nevents_days = 1\ncalls_days = 1\nfailures_days = 1\n")
+    runtime = make_runtime()
+    runtime.wait_ready(30)
+    old = time.time() - 3 * 86400
+    with runtime.store.tx() as con:
+        con.executemany("INSERT INTO events(ts, pid, kind) VALUES (?, 1, 'old')", [(old,)] * 1500)
+        con.execute("INSERT INTO calls(ts, tool_id, version, duration_ms, outcome) VALUES (?, 't', '1.0.0', 1, 'ok')", (old,))
+        con.execute("INSERT INTO failures(ts, tool_id, version, severity, error_class, origin) VALUES (?, 't', '1.0.0',"
+                    " 'low', 'crash', 'runtime')", (old,))
+        con.execute("INSERT INTO score_history(ts, tool_id, version, score, delta, reason) VALUES (?, 't', '1.0.0', 0.9, -0.1,"
+                    " 'failure')", (old,))
+    removed = runtime.prune()
+    assert removed["calls"] == 1 and removed["failures"] == 1 and removed["score_history"] == 1
+    assert removed["events"] >= 500  # the newest 1,000 events stay whatever their age

@@ -257,8 +257,12 @@ class Runtime:
             "events": self.events.prune(float(retention["events_days"]) * 86400),
             "calls": prune_calls(self.store, float(retention["calls_days"]) * 86400),
         }
+        cutoff = time.time() - float(retention.get("failures_days", 30)) * 86400
         with self.store.tx() as con:
             con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (time.time() - 86400,))
+            # the ledger and the score trend; current scores, tags and circuits live in their own rows
+            removed["failures"] = con.execute("DELETE FROM failures WHERE ts < ?", (cutoff,)).rowcount
+            removed["score_history"] = con.execute("DELETE FROM score_history WHERE ts < ?", (cutoff,)).rowcount
         return removed
 
     def _log_error(self, where: str, exc: BaseException) -> None:

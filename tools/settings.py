@@ -65,6 +65,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "retention": {
         "events_days": 7,
         "calls_days": 7,
+        "failures_days": 30,
     },
     "calls": {
         "default_timeout_seconds": 30,
