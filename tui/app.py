@@ -114,7 +114,7 @@ class TooldeckApp(App[int]):
     def on_mount(self) -> None:
         self.sub_title = "starting…"
         self.set_interval(TICK_SECONDS, self._tick)
-        self.query_one("#tools-table").focus()
+        self.main.query_one("#tools-table").focus()
         self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
@@ -180,7 +180,7 @@ class TooldeckApp(App[int]):
         colors = theme_colors(self)
         theme = self.current_theme.name
         with self.batch_update():
-            for panel in self.query(Panel):
+            for panel in self.main.query(Panel):
                 key = panel.fingerprint(snapshot)
                 if key is not None:
                     key = (theme, key)
@@ -228,7 +228,7 @@ class TooldeckApp(App[int]):
     def on_resize(self, event: Any) -> None:
         """A small terminal gives the activity strip fewer rows so the panels stay usable."""
         rows = 5 if event.size.height < 32 else 9 if event.size.height < 56 else 13
-        self.query_one("#panels").styles.grid_rows = f"1fr 1fr {rows}"
+        self.main.query_one("#panels").styles.grid_rows = f"1fr 1fr {rows}"
 
     def on_unmount(self) -> None:
         # thread workers must end before asyncio's executor shutdown, or quitting would hang
@@ -241,10 +241,15 @@ class TooldeckApp(App[int]):
         if self.runtime is not None and self._owns_runtime:
             self.runtime.close()
 
+    @property
+    def main(self) -> Any:
+        """The dashboard screen, even while a dialog is on top (queries on `self` see the top screen)."""
+        return self.screen_stack[0]
+
     # -- actions -------------------------------------------------------------------
 
     def set_status(self, text: str, error: bool = False) -> None:
-        line = self.query_one("#status-line", Static)
+        line = self.main.query_one("#status-line", Static)
         line.update(text.splitlines()[0] if text else "")
         line.set_class(error, "error")
 
@@ -263,7 +268,7 @@ class TooldeckApp(App[int]):
         self.push_screen(HelpScreen(shown))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter-input", Input)
+        box = self.main.query_one("#filter-input", Input)
         box.remove_class("hidden")
         box.focus()
 
@@ -292,16 +297,16 @@ class TooldeckApp(App[int]):
                 if widget.can_focus:
                     widget.focus()
                     return
-        self.query_one("#tools-table").focus()
+        self.main.query_one("#tools-table").focus()
 
     def action_escape(self) -> None:
-        box = self.query_one("#filter-input", Input)
+        box = self.main.query_one("#filter-input", Input)
         if box.has_focus or box.value:
             box.value = ""
             box.add_class("hidden")
             self._refocus_panel()
             return
-        command = self.query_one("#command-input", Input)
+        command = self.main.query_one("#command-input", Input)
         if command.has_focus:
             command.add_class("hidden")
             self._refocus_panel()
@@ -333,7 +338,7 @@ class TooldeckApp(App[int]):
             self.screen.maximize(panel, container=False)
 
     def action_command_line(self) -> None:
-        box = self.query_one("#command-input", Input)
+        box = self.main.query_one("#command-input", Input)
         box.suggester = _Suggester(self)
         box.remove_class("hidden")
         box.value = box.value or "/"
@@ -402,14 +407,14 @@ class TooldeckApp(App[int]):
     # -- panel helpers ---------------------------------------------------------------
 
     def selected_tool(self) -> str | None:
-        return self.query_one(ToolsPanel).selected_tool()
+        return self.main.query_one(ToolsPanel).selected_tool()
 
     @work(thread=True, exclusive=True, group="proposal", exit_on_error=False)
     def load_proposal(self, proposal_id: int) -> None:
         from tools.review import get_proposal
 
         proposal = get_proposal(self.runtime, proposal_id)
-        self.call_from_thread(self.query_one(EvolutionPanel).show_detail, proposal)
+        self.call_from_thread(self.main.query_one(EvolutionPanel).show_detail, proposal)
 
     def ask_evolve(self, tool_id: str) -> None:
         from tui.screens.dialogs import PromptScreen
@@ -453,7 +458,7 @@ class TooldeckApp(App[int]):
         self.push_screen(ToolDetailScreen(tool_id))
 
     def prefill_command(self, text: str) -> None:
-        box = self.query_one("#command-input", Input)
+        box = self.main.query_one("#command-input", Input)
         box.value = text
         self.action_command_line()
 
