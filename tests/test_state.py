@@ -127,3 +127,11 @@ def test_runtime_prune_applies_retention_to_every_growing_table(workspace: Path,
     removed = runtime.prune()
     assert removed["calls"] == 1 and removed["failures"] == 1 and removed["score_history"] == 1
     assert removed["events"] >= 500  # the newest 1,000 events stay whatever their age
+
+
+def test_unknown_settings_are_reported_not_ignored(workspace: Path, make_runtime) -> None:
+    (workspace / "tooldeck.toml").write_text("[retention]\nevents_dayz = 3\n[modle]\nname = 'x'\n")
+    runtime = make_runtime()
+    runtime.wait_ready(30)
+    warnings = [e.payload["warning"] for e in runtime.events.tail(0, kinds=["runtime.warning"])]
+    assert any("[retention] events_dayz" in w for w in warnings) and any("unknown section [modle]" in w for w in warnings)

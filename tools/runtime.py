@@ -148,6 +148,8 @@ class Runtime:
             self.catalog.attach(self._store, self._events)
             self._heartbeat()
             self._events.emit("runtime.started", serve=self.serve, workspace=str(self.workspace))
+            for warning in self._settings.warnings:
+                self._events.emit("runtime.warning", warning=warning)
         except BaseException as exc:  # surfaced by every accessor, never swallowed
             self._start_error = exc
             self.catalog.discovered.set()

@@ -78,6 +78,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 class Settings:
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
+    #: unknown sections and keys (typos), reported as `runtime.warning` events rather than ignored silently
+    warnings: tuple[str, ...] = ()
 
     def section(self, name: str) -> dict[str, Any]:
         merged = dict(DEFAULTS.get(name, {}))
@@ -96,7 +98,12 @@ def load_settings(workspace: Path) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: invalid TOML: {exc}") from exc
+    warnings: list[str] = []
     for name, value in data.items():
         if not isinstance(value, dict):
             raise UsageError(f"{path}: [{name}] must be a table")
-    return Settings(data, path)
+        if name not in DEFAULTS:
+            warnings.append(f"{path}: unknown section [{name}] (known: {', '.join(DEFAULTS)})")
+        elif name != "keymap":
+            warnings.extend(f"{path}: unknown setting [{name}] {key}" for key in value if key not in DEFAULTS[name])
+    return Settings(data, path, tuple(warnings))
