@@ -175,3 +175,25 @@ def test_demo_traffic_survives_sigterm_and_flushes(demo_ws: Path) -> None:
     status = json.loads(out.stdout)
     row = status[0] if isinstance(status, list) else status.get("buffers", [status])[0]
     assert row["pending"] == 0, row
+
+
+async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
+    from tools.resilient import call_tool_resilient
+    from tui.screens.dialogs import TextScreen
+
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            result = call_tool_resilient(app.runtime, "translate to french", {"text": "Hello", "target": "fr"}, tags=["translation"])
+            assert result["ok"]
+            table = app.query_one("#resilient-table")
+            await wait_for(pilot, lambda: table.row_count == 1, what="the resilient run listed")
+            assert "translator_dictionary ✓" in str(table.get_cell("0", "hops"))
+            table.focus()
+            table.move_cursor(row=0, column=0)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the hops")
+            assert "translate to french" in app.screen.title_text
+    finally:
+        app.shutdown()

@@ -7,10 +7,10 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import RichLog
 
 from state.events import Event
 from tui.snapshot import Snapshot
+from tui.widgets.feed import Feed
 from tui.widgets.panel import Panel
 
 _SKIP_KEYS = {"source", "path", "workspace"}
@@ -26,11 +26,33 @@ def describe(event: Event) -> str:
     return " ".join(bits)
 
 
+#: high-rate kinds whose consecutive events for the same buffer become one line
+COALESCE = {"buffer.flush"}
+
+
+def coalesce(events: list[Event]) -> list[tuple[Event, int, int]]:
+    """(last event, how many, items) per run of same-kind events of one buffer: a calm log under load."""
+    out: list[tuple[Event, int, int]] = []
+    for event in events:
+        count = int(event.payload.get("count", 0) or 0)
+        if out and event.kind in COALESCE:
+            last, repeats, items = out[-1]
+            if last.kind == event.kind and last.payload.get("buffer_id") == event.payload.get("buffer_id"):
+                out[-1] = (event, repeats + 1, items + count)
+                continue
+        out.append((event, 1, count))
+    return out
+
+
 class ActivityPanel(Panel):
     title = "Activity"
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.border_subtitle = "newest first"
+
     def compose(self) -> ComposeResult:
-        yield RichLog(id="activity-log", max_lines=2000, wrap=False, markup=False, highlight=False, auto_scroll=True)
+        yield Feed(id="activity-log", max_lines=2000)
 
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return snapshot.events[-1].id if snapshot.events else "no new events"
@@ -38,10 +60,13 @@ class ActivityPanel(Panel):
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         if not snapshot.events:
             return False
-        log = self.query_one(RichLog)
-        for event in snapshot.events:
-            log.write(self.format(event, colors))
-        self.border_subtitle = f"last event #{snapshot.events[-1].id}"
+        lines = []
+        for event, repeats, items in coalesce(snapshot.events):
+            line = self.format(event, colors)
+            if repeats > 1:
+                line.append(f"  ×{repeats} ({items} items)", style=colors["accent"])
+            lines.append(line)
+        self.query_one(Feed).add(lines)
         return True
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Tree
+from textual.widgets import DataTable
 
 from tui.snapshot import Snapshot
 from tui.style import score_text, sparkline, status_text
@@ -19,6 +19,7 @@ SCORE_COLUMNS = [("tool", "tool"), ("version", "version"), ("score", "score"), (
                  ("circuit", "circuit"), ("tags", "tags")]
 FAILURE_COLUMNS = [("time", "time"), ("tool", "tool"), ("scenario", "scenario"), ("class", "class"), ("severity", "severity"),
                    ("error", "error")]
+RESILIENT_COLUMNS = [("time", "time"), ("ok", "ok"), ("scenario", "scenario"), ("hops", "hops")]
 
 
 class FailuresPanel(Panel):
@@ -27,14 +28,12 @@ class FailuresPanel(Panel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._resilient_ids: list[int] = []
+        self._runs: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         yield LiveTable(SCORE_COLUMNS, id="scores-table")
-        yield LiveTable(FAILURE_COLUMNS, id="failures-table")
-        tree: Tree[dict[str, Any]] = Tree("resilient calls", id="resilient-tree")
-        tree.show_root = False
-        yield tree
+        yield LiveTable(FAILURE_COLUMNS, id="failures-table", slots=True)
+        yield LiveTable(RESILIENT_COLUMNS, id="resilient-table", slots=True)
 
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return repr(snapshot.scores), tuple(f.get("id") for f in snapshot.failures), tuple(r.get("id") for r in snapshot.resilient)
@@ -43,7 +42,8 @@ class FailuresPanel(Panel):
         scores = self.query_one("#scores-table", LiveTable)
         failures = self.query_one("#failures-table", LiveTable)
         changed = scores.apply([(f"{s['tool_id']}@{s['version']}", self._score_cells(s, colors)) for s in snapshot.scores])
-        changed |= failures.apply([(str(f["id"]), self._failure_cells(f, colors)) for f in snapshot.failures])
+        snapshot_failures = sorted(snapshot.failures, key=lambda f: -int(f["id"]))
+        changed |= failures.apply([(str(f["id"]), self._failure_cells(f, colors)) for f in snapshot_failures])
         changed |= self._apply_resilient(snapshot.resilient, colors)
         open_circuits = sum(1 for s in snapshot.scores if s.get("circuit") == "open")
         self.border_subtitle = f"{len(snapshot.failures)} recent failures · {open_circuits} open circuits"
@@ -65,29 +65,46 @@ class FailuresPanel(Panel):
                 str(f.get("error_class", "")), severity, str(f.get("error", f.get("error_message", "")))[:120])
 
     def _apply_resilient(self, runs: list[dict[str, Any]], colors: dict[str, str]) -> bool:
-        ids = [int(r["id"]) for r in runs]
-        if ids == self._resilient_ids:
-            return False
-        tree = self.query_one("#resilient-tree", Tree)
-        known = set(self._resilient_ids)
-        for run in runs:
-            if int(run["id"]) in known:
-                continue
-            ok = bool(run.get("ok", run.get("success")))
-            hops = run.get("hops") or run.get("trace") or []
-            label = Text(time.strftime("%H:%M:%S ", time.localtime(run.get("ts", 0))), style="dim")
-            label.append("✓ " if ok else "✗ ", style=colors["ok"] if ok else colors["error"])
-            label.append(str(run.get("scenario", ""))[:60])
-            winner = next((h for h in hops if h.get("outcome") == "ok"), None)
-            answered = f" → {winner.get('tool_id')} {winner.get('version', '')}" if winner else ""
-            label.append(f"  {len(hops)} hops{answered}", style="dim")
-            node = tree.root.add(label, data=run, expand=False)
-            for hop in hops:
-                node.add_leaf(self._hop_label(hop, colors), data=hop)
-        self._resilient_ids = ids
-        while len(tree.root.children) > 50:
-            tree.root.children[0].remove()
-        return True
+        """Newest first, one row a run; enter expands a run into its hops."""
+        ordered = sorted(runs, key=lambda r: -int(r["id"]))
+        self._runs = {str(r["id"]): r for r in ordered}
+        rows = []
+        for run in ordered:
+            hops = run.get("hops") or []
+            ok = bool(run.get("ok"))
+            path = Text()
+            for i, hop in enumerate(hops):
+                if i:
+                    path.append(" → ", style="dim")
+                good = hop.get("outcome") == "ok"
+                path.append(f"{hop.get('tool_id', '?')} {'✓' if good else '✗'}", style=colors["ok"] if good else colors["error"])
+            rows.append((str(run["id"]), (time.strftime("%H:%M:%S", time.localtime(run.get("ts", 0))),
+                                          Text("✓" if ok else "✗", style=colors["ok"] if ok else colors["error"]),
+                                          str(run.get("scenario", ""))[:50], path)))
+        return self.query_one("#resilient-table", LiveTable).apply(rows)
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        if event.data_table.id != "resilient-table":
+            return
+        run = self._runs.get(self.query_one("#resilient-table", LiveTable).selected_item() or "")
+        if run is None:
+            return
+        from tui.screens.dialogs import TextScreen
+
+        colors = self._colors()
+        body = Text()
+        for hop in run.get("hops") or []:
+            body.append_text(self._hop_label(hop, colors))
+            body.append("\n")
+        for skipped in run.get("skipped") or []:
+            body.append(f"skipped {skipped.get('tool_id', '?')} {skipped.get('version', '')}: {skipped.get('reason', '')}\n", style="dim")
+        title = f"resilient call: {run.get('scenario', '')} ({'succeeded' if run.get('ok') else 'failed'}, {run.get('ms', '?')} ms)"
+        self.app.push_screen(TextScreen(title, body))
+
+    def _colors(self) -> dict[str, str]:
+        from tui.style import theme_colors
+
+        return theme_colors(self.app)
 
     @staticmethod
     def _hop_label(hop: dict[str, Any], colors: dict[str, str]) -> Text:

@@ -17,8 +17,13 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 class LiveTable(DataTable):
     """Rows are (key, cells); `apply(rows)` diffs them against what is shown."""
 
-    def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(self, columns: Sequence[tuple[str, str]], *, slots: bool = False, **kwargs: Any) -> None:
+        """`slots=True` is for a newest-first feed of at most N rows: rows are keyed by position
+        and their cells shift down, so once the feed is full the table never changes size (a
+        size change makes Textual lay out the whole screen)."""
         super().__init__(cursor_type="cell", zebra_stripes=False, **kwargs)
+        self.slots = slots
+        self.items: list[str] = []  # with slots: the item key shown in each slot
         self._columns_spec = list(columns)
         self._shown: dict[str, tuple[Any, ...]] = {}
         self._all: list[tuple[str, tuple[Any, ...]]] = []
@@ -52,8 +57,24 @@ class LiveTable(DataTable):
 
     def apply(self, rows: list[tuple[str, tuple[Any, ...]]]) -> bool:
         """Show `rows`; returns True when anything on screen changed."""
+        if self.slots:
+            self.items = [key for key, cells in rows if self._matches(cells)]
+            self._all = rows
+            rows = [(str(i), cells) for i, (_, cells) in enumerate((k, c) for k, c in rows if self._matches(c))]
+            return self._apply(rows, filtered=True)
         self._all = rows
-        wanted = [(k, cells) for k, cells in rows if self._matches(cells)]
+        return self._apply(rows)
+
+    def selected_item(self) -> str | None:
+        """The item under the cursor (its own key, also in slot mode)."""
+        key = self.selected_key()
+        if key is None or not self.slots:
+            return key
+        index = int(key)
+        return self.items[index] if index < len(self.items) else None
+
+    def _apply(self, rows: list[tuple[str, tuple[Any, ...]]], filtered: bool = False) -> bool:
+        wanted = rows if filtered else [(k, cells) for k, cells in rows if self._matches(cells)]
         wanted_keys = {k for k, _ in wanted}
         changed = False
         selected = self.selected_key()
@@ -97,8 +118,8 @@ class LiveTable(DataTable):
 
     def sort_by_cursor_column(self) -> str | None:
         """`s`: sort by the column under the cursor; again on the same column reverses."""
-        if not self.columns or self.row_count == 0:
-            return None
+        if not self.columns or self.row_count == 0 or self.slots:
+            return None  # a feed stays newest first
         column = self.column_keys[min(self.cursor_column, len(self.column_keys) - 1)]
         if column == self.sort_column:
             self.sort_reverse = not self.sort_reverse
