@@ -197,3 +197,17 @@ async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
             assert "translate to french" in app.screen.title_text
     finally:
         app.shutdown()
+
+
+async def test_scores_stay_ranked_worst_first(demo_ws: Path) -> None:
+    from tools.failures import mark_tool_failure
+
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            scores = app.query_one("#scores-table")
+            await wait_for(pilot, lambda: "usage_sink@1.0.0" in table_keys(scores), what="scores")
+            mark_tool_failure(app.runtime, "usage_sink", "store the batch", "disk full", "critical")
+            await wait_for(pilot, lambda: table_keys(scores)[0] == "usage_sink@1.0.0", what="the demoted tool ranked first")
+    finally:
+        app.shutdown()

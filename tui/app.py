@@ -164,6 +164,8 @@ class TooldeckApp(App[int]):
         """Note which panels have new data; `_tick` repaints them one at a time."""
         snapshot = message.snapshot
         self.latest = snapshot
+        if not self._accepting():
+            return
         self._backlog.extend(snapshot.events)
         del self._backlog[:-2000]
         now = time.monotonic()
@@ -185,7 +187,7 @@ class TooldeckApp(App[int]):
         in one frame made frames of 70+ ms under demo traffic. One panel per 0.1 s tick keeps
         every frame short while each busy panel still refreshes at least twice a second.
         """
-        if self.paused or not self._stale or self.latest is None:
+        if self.paused or not self._stale or self.latest is None or not self._accepting():
             return
         panel_id = min(self._stale, key=self._stale.__getitem__)
         del self._stale[panel_id]
@@ -263,6 +265,10 @@ class TooldeckApp(App[int]):
         self.stop_traffic()
         if self.runtime is not None and self._owns_runtime:
             self.runtime.close()
+
+    def _accepting(self) -> bool:
+        """False while the app is starting up or tearing down (no dashboard screen to paint)."""
+        return bool(self.screen_stack) and self.is_running and not self._stop.is_set()
 
     @property
     def main(self) -> Any:

@@ -38,6 +38,11 @@ class FailuresPanel(Panel):
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return repr(snapshot.scores), tuple(f.get("id") for f in snapshot.failures), tuple(r.get("id") for r in snapshot.resilient)
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        scores = self.query_one("#scores-table", LiveTable)
+        scores.sort_column = "score"  # ranked: the worst tools first (s re-sorts by another column)
+
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         scores = self.query_one("#scores-table", LiveTable)
         failures = self.query_one("#failures-table", LiveTable)

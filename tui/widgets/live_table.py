@@ -86,20 +86,19 @@ class LiveTable(DataTable):
             del self._shown[key]
             changed = True
         columns = self.column_keys
-        added = False
         for key, cells in wanted:
             old = self._shown.get(key)
             if old is None:
                 self.add_row(*cells, key=key)
-                added = changed = True
+                changed = True
             elif old != cells:
                 for col, (before, after) in zip(columns, zip(old, cells, strict=False), strict=False):
                     if before != after:
                         self.update_cell(key, col, after, update_width=False)
                 changed = True
             self._shown[key] = cells
-        if added and self.sort_column:
-            self._sort()
+        if changed and self.sort_column and not self.slots:
+            self._sort()  # a ranked table stays ranked as its values change
         if changed and selected is not None and selected in self._shown:
             self._keep_cursor(selected)
         return changed
