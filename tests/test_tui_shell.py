@@ -41,8 +41,9 @@ async def test_tools_appear_with_status_and_header_summary(app: TooldeckApp) -> 
             await wait_for(pilot, lambda: app.sub_title.startswith("Ready:"), what="Ready in the header")
             assert "1 error" in app.sub_title
             assert seen, "the poller posts SnapshotReady messages"
-            row = table.get_row("broken")
-            assert "error" in str(row[1]) and "wrong" in str(row[-1])
+            # the header updates with each snapshot; the table repaints on the next tick
+            await wait_for(pilot, lambda: "error" in str(table.get_row("broken")[1]), what="the broken tool marked error")
+            assert "wrong" in str(table.get_row("broken")[-1])
             assert app.first_paint_at is not None
     finally:
         app.shutdown()
