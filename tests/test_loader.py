@@ -142,5 +142,7 @@ def test_reload_of_a_code_file_finds_the_tool_that_runs_it(workspace: Path, make
     runtime = make_runtime()
     runtime.wait_ready(30)
     changes = runtime.catalog.reload_path(tools / "zzz_last.py")
-    assert [c.tool_id for c in changes] == ["zzz_last"]
+    assert [(c.tool_id, c.status) for c in changes] == [("zzz_last", "ready")]
+    (tools / "zzz_last.py").unlink()  # a deleted code file does not remove the tool; its calls fail instead
+    assert [(c.tool_id, c.status) for c in runtime.catalog.reload_path(tools / "zzz_last.py")] == [("zzz_last", "ready")]
     assert runtime.catalog.reload_path(tools / "unrelated_notes.py") == []

@@ -299,17 +299,19 @@ class Catalog:
     # -- hot reload ----------------------------------------------------------------
 
     def reload_path(self, path: Path) -> list[StatusChange]:
-        """Re-read the one manifest at `path` (added, modified or deleted).
+        """Re-read the manifest at `path`, or of the tool a changed code file belongs to
+        (added, modified or deleted).
 
         A broken edit keeps the last good manifest serving and records the error.
         Returns the entries that changed (the caller recycles their workers).
         """
         path = path.resolve()
-        entry = self._entry_for_path(path)
+        entry = self.entry_for_path(path)
         if entry is None:
             entry = self._new_entry_for(path)
             if entry is None:
                 return []
+        path = entry.path  # a code file reloads its tool's manifest; only a deleted manifest removes the tool
         if not path.exists():
             return self._remove(entry)
         manifest: Manifest | None = None
@@ -325,9 +327,10 @@ class Catalog:
         self.flush()
         return [change]
 
-    def _entry_for_path(self, path: Path) -> ToolEntry | None:
-        """The entry a changed file belongs to: its manifest, or the tool in that folder whose
-        manifest runs that code file (a flat folder holds many tools; the first is not enough)."""
+    def entry_for_path(self, path: Path) -> ToolEntry | None:
+        """The entry a changed file belongs to: its manifest; the only tool in that folder; or
+        the tool whose manifest runs that code file (a flat folder holds many tools), else the
+        tool named like the file."""
         entries = self.all_entries()
         for entry in entries:
             if entry.path == path:
@@ -335,6 +338,8 @@ class Catalog:
         if path.suffix in MANIFEST_SUFFIXES:
             return None
         same_dir = [e for e in entries if e.tool_dir == path.parent]
+        if len(same_dir) == 1:
+            return same_dir[0]
         for entry in same_dir:
             if entry.manifest is not None and _runs(entry.manifest, path.name):
                 return entry

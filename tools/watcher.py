@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tools.catalog import MANIFEST_SUFFIXES, ToolEntry
+from tools.catalog import MANIFEST_SUFFIXES
 from tools.errors import ToolError
 
 log = logging.getLogger("tooldeck.watcher")
@@ -103,18 +103,8 @@ class Watcher:
             return None
         if path.suffix in MANIFEST_SUFFIXES:
             return path
-        neighbours = [e for e in self.runtime.catalog.all_entries() if e.tool_dir == path.parent]
-        if not neighbours:
-            return None
-        if len(neighbours) == 1:
-            return neighbours[0].path
-        for entry in neighbours:
-            if _runs(entry, path.name):
-                return entry.path
-        for entry in neighbours:
-            if entry.tool_id == path.stem:
-                return entry.path
-        return None
+        entry = self.runtime.catalog.entry_for_path(path)
+        return entry.path if entry is not None else None
 
     def handle(self, paths: Iterable[Path]) -> list[dict[str, Any]]:
         """Reload each tool touched by `paths` once; returns what happened per manifest."""
@@ -170,17 +160,6 @@ class Watcher:
     def _serving(self, tool_id: str, version: str) -> str | None:
         entry = self.runtime.catalog.find(tool_id, version or None)
         return entry.served_version if entry is not None and entry.manifest is not None else None
-
-
-def _runs(entry: ToolEntry, file_name: str) -> bool:
-    manifest = entry.manifest
-    if manifest is None:
-        return False
-    if manifest.entry and manifest.entry.split(":", 1)[0] == file_name:
-        return True
-    if manifest.executable is not None:
-        return any(part.endswith("/" + file_name) or part == file_name for part in manifest.executable.argv())
-    return False
 
 
 def install(runtime: Any) -> None:
