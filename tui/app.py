@@ -2,8 +2,9 @@
 
 The first frame paints before the runtime exists; the runtime (and its
 background loader) starts right after, in a thread worker. A poller thread
-gathers snapshots every 250 ms; the UI applies them inside `batch_update()`,
-touching only the cells that changed.
+gathers snapshots every 200 ms; a 0.1 s tick repaints one panel with new data at
+a time, touching only the cells that changed. What the first frame does not need
+(dialogs, the command grammar, the palette, subprocess) is imported on first use.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,11 +25,7 @@ from textual.containers import Grid
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from tui.commands import CommandError, completions, parse
 from tui.messages import ActionDone, Progress, RuntimeStarted, SnapshotReady
-from tui.palette import TooldeckCommands
-from tui.screens.dialogs import TextScreen
-from tui.screens.help import HelpScreen
 from tui.snapshot import Collector, Snapshot
 from tui.style import theme_colors
 from tui.widgets.activity import ActivityPanel
@@ -50,6 +46,8 @@ class CommandSuggester:
         self.app = app
 
     def __call__(self, value: str) -> str | None:
+        from tui.commands import completions
+
         snap = self.app.latest
         tools = [t.tool_id for t in snap.tools] if snap else []
         buffers = [str(b.get("buffer_id")) for b in snap.buffers] if snap else []
@@ -60,7 +58,7 @@ class CommandSuggester:
 class TooldeckApp(App[int]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "tooldeck"
-    COMMANDS = App.COMMANDS | {TooldeckCommands}
+    COMMANDS = App.COMMANDS | {lambda: _palette()}
     ALLOW_IN_MAXIMIZED_VIEW = ""
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
@@ -89,7 +87,7 @@ class TooldeckApp(App[int]):
         self._backlog: list[Any] = []  # events of snapshots not yet applied (paused, or between ticks)
         self._fingerprints: dict[str, Any] = {}
         self._stop = threading.Event()
-        self._traffic_proc: subprocess.Popen[bytes] | None = None
+        self._traffic_proc: Any = None  # subprocess.Popen of the demo traffic generator
         self._owns_runtime = runtime is None
         self.first_paint_at: float | None = None
         self.live = live
@@ -230,6 +228,8 @@ class TooldeckApp(App[int]):
     # -- traffic (tooldeck demo) ---------------------------------------------------
 
     def start_traffic(self) -> None:
+        import subprocess
+
         self._traffic_proc = subprocess.Popen(
             [sys.executable, "-m", "tools.demo_traffic", "--workspace", str(self.runtime.workspace)],
             stdout=subprocess.DEVNULL, stderr=open(self.runtime.home / "logs" / "traffic.log", "ab"),  # noqa: SIM115
@@ -237,6 +237,9 @@ class TooldeckApp(App[int]):
         )
 
     def stop_traffic(self) -> None:
+        """SIGTERM the generator's process group (it flushes what it wrote), SIGKILL after 5 s."""
+        import subprocess
+
         proc, self._traffic_proc = self._traffic_proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -294,6 +297,8 @@ class TooldeckApp(App[int]):
             binding = active.binding
             if binding.description:
                 shown.append((self.get_key_display(binding), binding.description))
+        from tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen(shown))
 
     def action_filter(self) -> None:
@@ -384,6 +389,8 @@ class TooldeckApp(App[int]):
         self.run_command_line(line)
 
     def run_command_line(self, line: str) -> None:
+        from tui.commands import CommandError, parse
+
         try:
             command = parse(line)
         except CommandError as exc:
@@ -429,6 +436,8 @@ class TooldeckApp(App[int]):
             return
         result = message.result
         if isinstance(result, dict) and "screen" in result:
+            from tui.screens.dialogs import TextScreen
+
             self.push_screen(TextScreen(result.get("title", message.what), result["screen"]))
         self.set_status(f"{message.what}: {result.get('status', 'done') if isinstance(result, dict) else 'done'}")
 
@@ -490,6 +499,12 @@ class TooldeckApp(App[int]):
         box = self.main.query_one("#command-input", Input)
         box.value = text
         self.action_command_line()
+
+
+def _palette() -> Any:
+    from tui.palette import TooldeckCommands
+
+    return TooldeckCommands
 
 
 class _Suggester:
