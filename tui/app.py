@@ -18,14 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
-from tui.messages import ActionDone, Progress, RuntimeStarted, SnapshotReady
+from tui.app_actions import OperatorActions
+from tui.messages import RuntimeStarted, SnapshotReady
 from tui.snapshot import Collector, Snapshot
 from tui.style import theme_colors
 from tui.widgets.activity import ActivityPanel
@@ -39,23 +40,7 @@ POLL_SECONDS = 0.2  # how often the poller tails the event log and re-reads stat
 TICK_SECONDS = 0.1  # each tick repaints the one panel that has waited longest for new data
 
 
-class CommandSuggester:
-    """Completes tool and buffer ids on the command line from the latest snapshot."""
-
-    def __init__(self, app: TooldeckApp) -> None:
-        self.app = app
-
-    def __call__(self, value: str) -> str | None:
-        from tui.commands import completions
-
-        snap = self.app.latest
-        tools = [t.tool_id for t in snap.tools] if snap else []
-        buffers = [str(b.get("buffer_id")) for b in snap.buffers] if snap else []
-        options = completions(value, tools, buffers)
-        return options[0] if options else None
-
-
-class TooldeckApp(App[int]):
+class TooldeckApp(OperatorActions, App[int]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "tooldeck"
     COMMANDS = App.COMMANDS | {lambda: _palette()}
@@ -278,248 +263,10 @@ class TooldeckApp(App[int]):
         """The dashboard screen, even while a dialog is on top (queries on `self` see the top screen)."""
         return self.screen_stack[0]
 
-    # -- actions -------------------------------------------------------------------
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        line = self.main.query_one("#status-line", Static)
-        line.update(text.splitlines()[0] if text else "")
-        line.set_class(error, "error")
-
-    def focused_panel(self) -> Panel | None:
-        node = self.focused
-        while node is not None and not isinstance(node, Panel):
-            node = node.parent
-        return node
-
-    def action_help(self) -> None:
-        shown = []
-        for active in self.screen.active_bindings.values():
-            binding = active.binding
-            if binding.description:
-                shown.append((self.get_key_display(binding), binding.description))
-        from tui.screens.help import HelpScreen
-
-        self.push_screen(HelpScreen(shown))
-
-    def action_filter(self) -> None:
-        box = self.main.query_one("#filter-input", Input)
-        box.remove_class("hidden")
-        box.focus()
-
-    @on(Input.Changed, "#filter-input")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        panel = self._filter_target()
-        if panel is not None:
-            panel.set_filter(event.value)
-
-    def _filter_target(self) -> Panel | None:
-        return getattr(self, "_filter_panel", None)
-
-    def on_descendant_focus(self, event: Any) -> None:
-        panel = self.focused_panel()
-        if panel is not None:
-            self._filter_panel = panel
-
-    @on(Input.Submitted, "#filter-input")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        self._refocus_panel()
-
-    def _refocus_panel(self) -> None:
-        panel = self._filter_target()
-        if panel is not None:
-            for widget in panel.query("*"):
-                if widget.can_focus:
-                    widget.focus()
-                    return
-        self.main.query_one("#tools-table").focus()
-
-    def action_escape(self) -> None:
-        box = self.main.query_one("#filter-input", Input)
-        if box.has_focus or box.value:
-            box.value = ""
-            box.add_class("hidden")
-            self._refocus_panel()
-            return
-        command = self.main.query_one("#command-input", Input)
-        if command.has_focus:
-            command.add_class("hidden")
-            self._refocus_panel()
-            return
-        if self.screen.maximized is not None:
-            self.screen.minimize()
-
-    def action_sort(self) -> None:
-        panel = self.focused_panel()
-        if panel is not None:
-            column = panel.sort()
-            if column:
-                self.set_status(f"sorted by {column}")
-
-    def action_toggle_pause(self) -> None:
-        self.paused = not self.paused
-        self.set_status("live updates paused (space resumes)" if self.paused else "live updates resumed")
-        if not self.paused:
-            self._tick()
-        if self.latest is not None:
-            self.sub_title = ("PAUSED · " if self.paused else "") + self.latest.summary
-
-    def action_toggle_maximize(self) -> None:
-        if self.screen.maximized is not None:
-            self.screen.minimize()
-            return
-        panel = self.focused_panel()
-        if panel is not None:
-            self.screen.maximize(panel, container=False)
-
-    def action_command_line(self) -> None:
-        box = self.main.query_one("#command-input", Input)
-        box.suggester = _Suggester(self)
-        box.remove_class("hidden")
-        box.value = box.value or "/"
-        box.focus()
-        box.cursor_position = len(box.value)
-
-    @on(Input.Submitted, "#command-input")
-    def _command_submitted(self, event: Input.Submitted) -> None:
-        box = event.input
-        line = event.value
-        box.value = ""
-        box.add_class("hidden")
-        self._refocus_panel()
-        self.run_command_line(line)
-
-    def run_command_line(self, line: str) -> None:
-        from tui.commands import CommandError, parse
-
-        try:
-            command = parse(line)
-        except CommandError as exc:
-            self.set_status(f"{line.strip()}: {exc}", error=True)
-            return
-        self.run_command(command)
-
-    def run_command(self, command: Any) -> None:
-        from tui.actions import run_command
-
-        if command.action == "buffer.clear":
-            self.confirm_then(f"Clear buffer {command.target}? Pending items are deleted.",
-                              lambda: self.run_blocking(f"clear {command.target}", run_command, command))
-            return
-        self.set_status(f"running {command.action} {command.target}…")
-        self.run_blocking(f"{command.action} {command.target}", run_command, command)
-
-    def confirm_then(self, question: str, then: Any) -> None:
-        from tui.screens.dialogs import ConfirmScreen
-
-        def done(yes: bool | None) -> None:
-            if yes:
-                then()
-            else:
-                self.set_status("cancelled")
-
-        self.push_screen(ConfirmScreen(question), done)
-
-    @work(thread=True, group="actions", exit_on_error=False)
-    def run_blocking(self, what: str, fn: Any, *args: Any) -> None:
-        """Run a blocking action off the event loop; the result comes back as ActionDone."""
-        try:
-            result = fn(self.runtime, *args)
-        except Exception as exc:  # every failure becomes one line on screen
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            self.post_message(ActionDone(what, error=str(message)))
-            return
-        self.post_message(ActionDone(what, result=result))
-
-    def on_action_done(self, message: ActionDone) -> None:
-        if message.error:
-            self.set_status(f"{message.what}: {message.error}", error=True)
-            return
-        result = message.result
-        if isinstance(result, dict) and "screen" in result:
-            from tui.screens.dialogs import TextScreen
-
-            self.push_screen(TextScreen(result.get("title", message.what), result["screen"]))
-        self.set_status(f"{message.what}: {result.get('status', 'done') if isinstance(result, dict) else 'done'}")
-
-
-    # -- panel helpers ---------------------------------------------------------------
-
-    def selected_tool(self) -> str | None:
-        return self.main.query_one(ToolsPanel).selected_tool()
-
-    @work(thread=True, exclusive=True, group="proposal", exit_on_error=False)
-    def load_proposal(self, proposal_id: int) -> None:
-        from tools.review import get_proposal
-
-        proposal = get_proposal(self.runtime, proposal_id)
-        self.call_from_thread(self.main.query_one(EvolutionPanel).show_detail, proposal)
-
-    def ask_evolve(self, tool_id: str) -> None:
-        from tui.screens.dialogs import PromptScreen
-
-        def done(values: dict[str, str] | None) -> None:
-            if not values or not (values["hint"].strip() or values["error"].strip()):
-                self.set_status("evolution cancelled (give a hint or an error)")
-                return
-            self.evolve(tool_id, values["hint"], values["error"])
-
-        self.push_screen(PromptScreen(f"Evolve {tool_id}", [("hint", "what should change (mutation hint)", ""),
-                                                            ("error", "the error to fix (optional)", "")],
-                                      note="The model's candidate is validated in the sandbox, then waits for your review."), done)
-
-    @work(thread=True, group="evolve", exit_on_error=False)
-    def evolve(self, tool_id: str, hint: str, error: str) -> None:
-        from tools.evolution import evolve_tool
-
-        def progress(update: dict[str, Any]) -> None:
-            self.post_message(Progress(f"evolve {tool_id}", str(update.get("message") or update.get("stage") or "")))
-
-        try:
-            proposal = evolve_tool(self.runtime, tool_id, error, hint, progress=progress)
-        except Exception as exc:  # one line on screen: no model configured, unknown tool, ...
-            self.post_message(ActionDone(f"evolve {tool_id}", error=getattr(exc, "message", None) or str(exc)))
-            return
-        self.post_message(ActionDone(f"evolve {tool_id}", result={"status": f"proposal #{proposal.get('id')} {proposal.get('status')}"}))
-
-    def on_progress(self, message: Progress) -> None:
-        self.set_status(f"{message.what}: {message.detail}")
-
-    def on_data_table_cell_selected(self, event: Any) -> None:
-        if event.data_table.id == "tools-table":
-            tool = self.selected_tool()
-            if tool:
-                self.open_tool(tool)
-
-    def open_tool(self, tool_id: str) -> None:
-        from tui.screens.tool_detail import ToolDetailScreen
-
-        self.push_screen(ToolDetailScreen(tool_id))
-
-    def prefill_command(self, text: str) -> None:
-        box = self.main.query_one("#command-input", Input)
-        box.value = text
-        self.action_command_line()
-
-
 def _palette() -> Any:
     from tui.palette import TooldeckCommands
 
     return TooldeckCommands
-
-
-class _Suggester:
-    """Adapter to Textual's Suggester interface (async get_suggestion)."""
-
-    def __new__(cls, app: TooldeckApp) -> Any:
-        from textual.suggester import Suggester
-
-        complete = CommandSuggester(app)
-
-        class Completer(Suggester):
-            async def get_suggestion(self, value: str) -> str | None:
-                return complete(value)
-
-        return Completer(use_cache=False, case_sensitive=True)
 
 
 def run_dashboard(*, workspace: str | None, demo: bool = False, traffic: bool = False) -> int:
@@ -529,7 +276,3 @@ def run_dashboard(*, workspace: str | None, demo: bool = False, traffic: bool = 
     finally:
         app.shutdown()
     return int(app.return_code or 0)
-
-
-def workspace_path(workspace: str | None) -> Path:
-    return Path(workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()).resolve()
