@@ -33,7 +33,6 @@ class CommandSuggester:
         return options[0] if options else None
 
 
-
 class OperatorActions:
     """Mixed into TooldeckApp; every method runs on the event loop unless marked a worker."""
 
