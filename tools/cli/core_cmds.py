@@ -201,6 +201,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return cmd_dashboard(args, traffic=not args.no_traffic)
     finally:
         cleanup()
+        kept = workspace.exists()
+        sys.stderr.write(f"tooldeck demo: workspace {workspace} " + ("kept\n" if kept else
+                         "removed (--keep or --workspace DIR keeps it)\n"))
 
 
 def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
