@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tests.tui_helpers import table_keys, wait_for
 from tools.demo_workspace import prepare_demo_workspace
 from tools.errors import ToolError
@@ -89,5 +90,33 @@ async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_w
             app.screen.query_one("#field-reason").value = "prefer the first version"
             await pilot.press("enter")
             await wait_for(pilot, lambda: status_of(proposals, "2") == "rejected", timeout=20, what="rejected")
+    finally:
+        app.shutdown()
+
+
+async def test_cancel_a_running_evolution_from_the_panel(workspace: Path, anthropic_server) -> None:
+    """`c` on a proposal still generating (the model is slow to answer) cancels it after a confirmation."""
+    from tests.evolution_helpers import greet_answer, greet_tool, settings
+
+    settings(workspace)
+    greet_tool(workspace)
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer(), delay=8.0)
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            tools = app.query_one("#tools-table")
+            await wait_for(pilot, lambda: "greet" in table_keys(tools), what="tools")
+            app.evolve("greet", "Allow spaces", "")
+            proposals = app.query_one("#proposals-table")
+            await wait_for(pilot, lambda: "1" in table_keys(proposals) and status_of(proposals, "1") == "generating",
+                           what="a running evolution")
+            panel = app.query_one(EvolutionPanel)
+            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("status") == "generating",
+                           what="its detail")
+            proposals.focus()
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the cancel confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: status_of(proposals, "1") == "cancelled", timeout=20, what="cancelled")
     finally:
         app.shutdown()

@@ -211,3 +211,42 @@ async def test_scores_stay_ranked_worst_first(demo_ws: Path) -> None:
             await wait_for(pilot, lambda: table_keys(scores)[0] == "usage_sink@1.0.0", what="the demoted tool ranked first")
     finally:
         app.shutdown()
+
+
+async def test_tool_detail_operator_controls(demo_ws: Path) -> None:
+    """In the tool detail: r resets the score (asks first), t removes a tag, o / c force the circuit."""
+    from tools.failures import mark_tool_failure
+    from tui.screens.dialogs import ChoiceScreen
+
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            mark_tool_failure(app.runtime, "csv_parser", "parse JSON data", "JSONDecodeError", "high")
+            tracker = app.runtime.extensions["failures"]
+
+            def health() -> dict:
+                return tracker.scores_snapshot()[("csv_parser", "1.0.0")]
+
+            assert health()["score"] < 1.0 and "not-for-json" in health()["tags"]
+            app.open_tool("csv_parser")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen) and app.screen.info.get("tool_id"),
+                           what="the tool detail")
+            await pilot.press("o")
+            await wait_for(pilot, lambda: health()["circuit"] == "open", what="circuit forced open")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: health()["circuit"] == "closed", what="circuit forced closed")
+            await wait_for(pilot, lambda: "not-for-json" in app.screen.info.get("health", {}).get("tags", []), what="tags shown")
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the tag choice")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "not-for-json" not in health()["tags"], what="tag removed")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), what="back in the detail")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the reset confirmation")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: health()["score"] == 1.0, what="score reset")
+            events = [e.kind for e in app.runtime.events.recent(100)]
+            assert {"control.circuit", "control.remove_tag", "control.reset_score"} <= set(events), events
+    finally:
+        app.shutdown()
