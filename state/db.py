@@ -57,7 +57,7 @@ class Store:
         self.busy_timeout_ms = busy_timeout_ms
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         self._closed = False
         self.migrate()
@@ -95,14 +95,23 @@ class Store:
             con = self._open()
             self._local.con = con
             with self._all_lock:
-                self._all.append(con)
+                self._all.append((threading.current_thread(), con))
         return con
 
     def close(self) -> None:
+        """Close the connections of this thread and of threads that have ended.
+
+        A connection still owned by a live thread (a worker finishing its last statement while
+        the runtime shuts down) is left to that thread: closing a sqlite3 connection under a
+        statement running in another thread can crash the interpreter. It is closed when its
+        thread ends and its thread-local is freed; no new connection opens once closed.
+        """
         self._closed = True
+        me = threading.current_thread()
         with self._all_lock:
-            cons, self._all = self._all, []
-        for con in cons:
+            mine = [(t, c) for t, c in self._all if t is me or not t.is_alive()]
+            self._all = []
+        for _, con in mine:
             with contextlib.suppress(sqlite3.Error):
                 con.close()
         self._local = threading.local()

@@ -38,6 +38,7 @@ class OperatorActions:
 
     app: Any
     runtime: Any
+    _stop: Any  # threading.Event set when the app quits
     latest: Any
     paused: bool
 
@@ -240,7 +241,8 @@ class OperatorActions:
             self.post_message(Progress(f"evolve {tool_id}", str(update.get("message") or update.get("stage") or "")))
 
         try:
-            proposal = evolve_tool(self.runtime, tool_id, error, hint, progress=progress)
+            # quitting the dashboard cancels a running evolution (recorded as cancelled, not left running)
+            proposal = evolve_tool(self.runtime, tool_id, error, hint, progress=progress, cancel=self._stop)
         except Exception as exc:  # one line on screen: no model configured, unknown tool, ...
             self.post_message(ActionDone(f"evolve {tool_id}", error=getattr(exc, "message", None) or str(exc)))
             return
