@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui_helpers import table_keys, wait_for
+from tests.tui_helpers import runtime_ready, table_keys, wait_for
 from tools.demo_workspace import prepare_demo_workspace
 from tui.app import TooldeckApp
 from tui.screens.dead_letter import DeadLetterScreen
@@ -50,7 +50,7 @@ async def test_buffer_panel_follows_another_process_and_flushes_and_clears(demo_
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            await runtime_ready(pilot, app)
             out = cli(demo_ws, "buffer", "write", "ext", '{"n": 1}', '{"n": 2}', '{"n": 3}', "--strategy", "manual",
                       "--max-size", "10", "--pass-through", "usage_sink")
             assert out.returncode == 0, out.stderr
@@ -78,7 +78,7 @@ async def test_dead_letter_screen_lists_and_replays(demo_ws: Path) -> None:
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            await runtime_ready(pilot, app)
             assert cli(demo_ws, "buffer", "write", "doomed", '{"n": 1}', "--strategy", "manual", "--pass-through",
                        "slow_tool").returncode == 0
             table = app.query_one("#buffers-table")
@@ -184,7 +184,7 @@ async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            await runtime_ready(pilot, app)
             result = call_tool_resilient(app.runtime, "translate to french", {"text": "Hello", "target": "fr"}, tags=["translation"])
             assert result["ok"]
             table = app.query_one("#resilient-table")
@@ -221,7 +221,7 @@ async def test_tool_detail_operator_controls(demo_ws: Path) -> None:
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            await runtime_ready(pilot, app)
             mark_tool_failure(app.runtime, "csv_parser", "parse JSON data", "JSONDecodeError", "high")
             tracker = app.runtime.extensions["failures"]
 

@@ -19,3 +19,8 @@ async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 20
 
 def table_keys(table: Any) -> list[str]:
     return [row.key.value for row in table.ordered_rows]
+
+
+async def runtime_ready(pilot: Any, app: Any, timeout: float = 30.0) -> None:
+    """Wait until the dashboard's runtime exists and its catalog has loaded."""
+    await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), timeout, "runtime")

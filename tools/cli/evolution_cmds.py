@@ -92,7 +92,7 @@ def _with_runtime(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
-    from tools.evolution import evolve_tool, summarize
+    from tools.evolution import evolve_tool
 
     def run(runtime: Any) -> int:
         show = _progress_printer(args.json_out)
@@ -101,26 +101,28 @@ def cmd_evolve(args: argparse.Namespace) -> int:
         else:
             with err_console().status(f"evolving {args.tool}: waiting for the model..."):
                 proposal = evolve_tool(runtime, args.tool, args.error, args.hint, args.dynamic_schema, progress=show)
-        if args.json_out:
-            emit_json(summarize(proposal))
-        else:
-            _print_proposal(proposal, diff=False)
-        return 0 if proposal["status"] in ("awaiting_review", "approved") else 1
+        return _report(args, proposal)
 
     return _with_runtime(args, run)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, proposal: dict[str, Any]) -> int:
+    """Print a new proposal (JSON or readable); exit 0 when it awaits review or was auto-approved."""
     from tools.evolution import summarize
+
+    if args.json_out:
+        emit_json(summarize(proposal))
+    else:
+        _print_proposal(proposal, diff=False)
+    return 0 if proposal["status"] in ("awaiting_review", "approved") else 1
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
     from tools.evolution_generate import generate_tool_from_spec
 
     def run(runtime: Any) -> int:
         proposal = generate_tool_from_spec(runtime, args.file, args.tool_name, progress=_progress_printer(args.json_out))
-        if args.json_out:
-            emit_json(summarize(proposal))
-        else:
-            _print_proposal(proposal, diff=False)
-        return 0 if proposal["status"] in ("awaiting_review", "approved") else 1
+        return _report(args, proposal)
 
     return _with_runtime(args, run)
 
