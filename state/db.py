@@ -220,11 +220,6 @@ class Store:
         with contextlib.suppress(sqlite3.OperationalError):
             self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    # -- small key/value helpers ---------------------------------------------------
-
-    def now(self) -> float:
-        return time.time()
-
 
 def _split_sql(script: str) -> list[str]:
     """Split a schema file into statements (no triggers with inner `;` are used)."""

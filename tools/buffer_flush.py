@@ -339,19 +339,13 @@ class Flusher:
             if claim is None:
                 continue
             last_error = self.deliver(claim)
-            if last_error is None:
-                batches, items = batches + 1, items + claim.count
-            else:
-                failed += 1
+            batches, items, failed = _tally(last_error, claim.count, batches, items, failed)
         while last_error is None:
             claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
             if claim is None:
                 break
             last_error = self.deliver(claim)
-            if last_error is None:
-                batches, items = batches + 1, items + claim.count
-            else:
-                failed += 1
+            batches, items, failed = _tally(last_error, claim.count, batches, items, failed)
         rows = tables.rows(buffer_id)
         out: dict[str, Any] = {
             "success": failed == 0, "buffer_id": buffer_id, "flushed": items > 0, "batches": batches, "count": items,
@@ -365,3 +359,8 @@ class Flusher:
         engine = self.engine
         claim = engine.tables.reclaim(batch_id, engine.new_owner(), engine.lease_seconds, engine.max_attempts, force=True)
         return claim is not None and self.deliver(claim) is None
+
+
+def _tally(error: str | None, count: int, batches: int, items: int, failed: int) -> tuple[int, int, int]:
+    """Count one delivery of a flush: a delivered batch and its items, or a failed batch."""
+    return (batches + 1, items + count, failed) if error is None else (batches, items, failed + 1)

@@ -24,7 +24,7 @@ from tools.discovery import (
     discover_evolved,
     discover_root,
 )
-from tools.errors import ManifestError, ToolError, ToolNotReadyError, UnknownToolError
+from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 from tools.manifest import Manifest, read_manifest_data, validate_manifest
 
@@ -387,12 +387,6 @@ class Catalog:
         self._queue_event(PendingEvent("tool.removed", entry.tool_id, entry.served_version or None, {"path": str(entry.path)}))
         self.flush()
         return [change]
-
-
-def check_loaded(entry: ToolEntry) -> Manifest:
-    if entry.manifest is None:
-        raise ToolError(f"tool {entry.tool_id!r} is not loaded: {entry.error}", tool_id=entry.tool_id)
-    return entry.manifest
 
 
 def _runs(manifest: Manifest, file_name: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -212,7 +211,3 @@ def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool
 
     workspace = resolve_workspace(args.workspace)  # a bad path is one line on stderr, before the screen opens
     return run_dashboard(workspace=str(workspace), demo=demo, traffic=traffic)
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -11,6 +11,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 
 
+def _heading(title: str, note: str) -> ComposeResult:
+    """A dialog's question, and its note when it has one."""
+    yield Label(title, classes="dialog-question")
+    if note:
+        yield Static(note, classes="dialog-note")
+
+
 class ConfirmScreen(ModalScreen[bool]):
     """Yes / no before anything destructive (clear, reject, rollback)."""
 
@@ -47,9 +54,7 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-question")
-            if self.note:
-                yield Static(self.note, classes="dialog-note")
+            yield from _heading(self.title_text, self.note)
             for name, label, default in self.fields:
                 yield Label(label)
                 yield Input(value=default, id=f"field-{name}")
@@ -86,9 +91,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-question")
-            if self.note:
-                yield Static(self.note, classes="dialog-note")
+            yield from _heading(self.title_text, self.note)
             yield OptionList(*[label for _, label in self.options], id="choices")
 
     def on_mount(self) -> None:

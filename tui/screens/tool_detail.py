@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -146,7 +145,3 @@ class ToolDetailScreen(ModalScreen[None]):
 
         self._control(f"circuit forced {state}",
                       lambda rt: force_circuit(rt, self.tool_id, state, self.info.get("version"), actor=ACTOR))
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)
