@@ -1,7 +1,7 @@
 """Records of the buffer tables: a buffer's settings, what a write did, a claimed batch.
 
 Plain frozen dataclasses shared by `state.buffers` (which reads and writes them)
-and the engine in `tools.buffer`.
+and the engine in `tools.buffers.engine`.
 """
 
 from __future__ import annotations

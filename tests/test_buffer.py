@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
-from tools.buffer import BufferEngine, BufferFullError, UnknownBufferError, engine_for
+from tools.buffers.engine import BufferEngine, BufferFullError, UnknownBufferError, engine_for
 from tools.errors import InvalidIdError, ToolError, ToolInputError
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from tests.buffer_helpers import prepare_workspace, sink_items
-from tools.buffer import engine_for
+from tools.buffers.engine import engine_for
 
 MAX_SIZE = 3
 MAX_ATTEMPTS = 3

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
-from tools.buffer import engine_for
+from tools.buffers.engine import engine_for
 from tools.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ WRITER = textwrap.dedent("""
     import os, sys
     sys.path.insert(0, {repo!r})
     from tools.runtime import Runtime
-    from tools.buffer import engine_for
+    from tools.buffers.engine import engine_for
     ws, buffer_id, tag, count, mode = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     max_size = int(sys.argv[6])
     runtime = Runtime(ws)
@@ -130,7 +130,7 @@ def test_kill_flusher_mid_flush_redelivers_the_same_batch(ws: Path, tmp_path: Pa
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         from tools.runtime import Runtime
-        from tools.buffer import engine_for
+        from tools.buffers.engine import engine_for
         runtime = Runtime({str(ws)!r})
         engine = engine_for(runtime)
         engine.write_many("midflush", list(range(20)), max_size=20, flush_interval_seconds=60, pass_through_tool="sink")

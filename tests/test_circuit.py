@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import python_tool
-from tools import controls
-from tools.circuit import Circuit, CircuitConfig
 from tools.errors import ToolError, ToolUnavailableError, UsageError
+from tools.recovery import controls
+from tools.recovery.circuit import Circuit, CircuitConfig
 
 COOLDOWN = 0.4
 SETTINGS = f"""

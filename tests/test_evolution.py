@@ -12,8 +12,8 @@ import yaml
 from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, record_history, settings
 from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.errors import ToolError, ToolUnavailableError
-from tools.evolution import evolve_tool
-from tools.review import approve, cancel, get_proposal, list_proposals
+from tools.evolution.evolve import evolve_tool
+from tools.evolution.review import approve, cancel, get_proposal, list_proposals
 
 
 def test_propose_validate_approve_then_the_new_version_answers(workspace, make_runtime, anthropic_server: MessagesServer):

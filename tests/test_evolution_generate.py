@@ -8,8 +8,8 @@ import yaml
 from tests.evolution_helpers import greet_tool, settings
 from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.errors import UsageError
-from tools.evolution_generate import generate_tool_from_spec
-from tools.review import approve
+from tools.evolution.generate import generate_tool_from_spec
+from tools.evolution.review import approve
 
 CODE = "def run(data):\n    return {'count': len(data['text'].split())}\n"
 MANIFEST = {"name": "word_count", "type": "python", "description": "count words", "entry": "word_count.py:run",

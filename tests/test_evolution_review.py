@@ -10,8 +10,8 @@ import pytest
 from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, record_history, settings
 from tests.messages_server import FAKE_KEY, MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.errors import InvalidIdError, ToolError, ToolUnavailableError, UsageError
-from tools.evolution import evolve_tool, tool_entry
-from tools.review import approve, get_proposal, list_proposals, reject, rollback
+from tools.evolution.evolve import evolve_tool, tool_entry
+from tools.evolution.review import approve, get_proposal, list_proposals, reject, rollback
 
 
 def proposed(rt, server: MessagesServer) -> dict:

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from tests.helpers import exec_tool, python_tool
 from tools.errors import InvalidIdError, ToolError, UnknownToolError, UsageError
-from tools.failure_rules import (
+from tools.recovery.ledger import mark_tool_failure
+from tools.recovery.rules import (
     SEVERITY_DELTA,
     demote,
     demotion,
@@ -19,7 +20,6 @@ from tools.failure_rules import (
     recover,
     scenario_formats,
 )
-from tools.failures import mark_tool_failure
 
 
 def rows(rt, sql, params=()):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import python_tool
-from tools import controls
 from tools.errors import InvalidIdError, ToolUnavailableError, UnknownToolError, UsageError
-from tools.failure_rules import ACCELERATION, SEVERITY_DELTA
-from tools.failures import mark_tool_failure
+from tools.recovery import controls
+from tools.recovery.ledger import mark_tool_failure
+from tools.recovery.rules import ACCELERATION, SEVERITY_DELTA
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_two_processes_marking_at_once_lose_nothing(ws, make_runtime):
     script = textwrap.dedent(f"""
         import sys
         from tools.runtime import Runtime
-        from tools.failures import mark_tool_failure
+        from tools.recovery.ledger import mark_tool_failure
         with Runtime({str(ws)!r}) as rt:
             rt.wait_ready(30)
             print("go", flush=True)

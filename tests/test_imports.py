@@ -32,7 +32,7 @@ def test_call_tool_in_a_fresh_interpreter_stays_headless(tmp_path: Path) -> None
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
     ws = tmp_path / "ws"
-    from tools.demo_workspace import prepare_demo_workspace
+    from tools.cli.demo_workspace import prepare_demo_workspace
 
     prepare_demo_workspace(str(ws))
     out = _fresh(code, {"TOOLDECK_WORKSPACE": str(ws)}).splitlines()

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import write_tool
 from tests.messages_server import FAKE_KEY, MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.errors import ToolError, ToolInputError, ToolTimeoutError, ToolUnavailableError, UsageError
-from tools.llm import HOW_TO_CONFIGURE, ModelError, Request, get_provider
+from tools.invoke.llm import HOW_TO_CONFIGURE, ModelError, Request, get_provider
 
 
 def settings(ws: Path, model: str = "", evolution: str = "") -> None:
@@ -109,7 +109,7 @@ def test_timeout_becomes_a_timeout_error(workspace, make_runtime, anthropic_serv
 
 
 def test_tool_use_answer_is_returned_structured(workspace, make_runtime, anthropic_server: MessagesServer):
-    from tools.llm import WRITE_TOOL
+    from tools.invoke.llm import WRITE_TOOL
 
     settings(workspace)
     rt = make_runtime()

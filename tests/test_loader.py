@@ -88,7 +88,7 @@ def test_warm_start_uses_the_manifest_cache(workspace: Path) -> None:
 
 
 def test_workspace_tool_overrides_builtin_and_says_so(workspace: Path, make_runtime) -> None:
-    from tools.discovery import BUILTIN_DIR
+    from tools.catalog.discovery import BUILTIN_DIR
 
     builtin = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
     if not builtin:
@@ -124,7 +124,7 @@ def test_wait_for_a_tool_that_never_loads_times_out(workspace: Path, make_runtim
     assert entry is None
     # a tool stuck in `loading` (claimed by another thread) makes a waiter time out cleanly
     python_tool(workspace / "tools", "late", "def run(d):\n    return d\n")
-    from tools.catalog import ToolEntry
+    from tools.catalog.loader import ToolEntry
 
     stuck = ToolEntry("late", workspace / "tools" / "late.yaml", "workspace", claimed=True, status="loading")
     with runtime.catalog._lock:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.catalog.manifest import load_manifest, normalise_schema
 from tools.errors import ManifestError
-from tools.manifest import load_manifest, normalise_schema
 
 GOOD = "name: good\ntype: python\nentry: good.py:run\ndescription: fine\n"
 

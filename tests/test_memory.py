@@ -13,8 +13,8 @@ import pytest
 from state.memory import failure_point_id, tool_point_id
 from tests.helpers import python_tool
 from tools.errors import StateError
-from tools.failures import mark_tool_failure
-from tools.selection import memory_for, select_candidates
+from tools.recovery.ledger import mark_tool_failure
+from tools.recovery.selection import memory_for, select_candidates
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_failures_from_another_process_reach_the_memory_by_themselves(make_runti
     assert counts(service)[1] == 0
     script = textwrap.dedent(f"""
         from tools.runtime import Runtime
-        from tools.failures import mark_tool_failure
+        from tools.recovery.ledger import mark_tool_failure
         with Runtime({str(workspace)!r}) as rt:
             mark_tool_failure(rt, "xml_reader", "read an XML feed with namespaces", "KeyError: ns", "high")
     """)
@@ -105,7 +105,7 @@ def test_no_network_at_any_point(workspace):
             return real_getaddrinfo(host, *a, **k)
         socket.getaddrinfo = guarded_getaddrinfo
         from tools.runtime import Runtime
-        from tools.resilient import call_tool_resilient
+        from tools.recovery.resilient import call_tool_resilient
         with Runtime({str(workspace)!r}, demo=True) as rt:
             out = call_tool_resilient(rt, "translate to french", {{"text": "Hello", "target": "fr"}}, tags=["translation"])
         print(out["result"]["translation"], len(attempts))

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import exec_tool, python_tool
-from tools import controls
-from tools.discovery import DEMO_DIR
+from tools.catalog.discovery import DEMO_DIR
 from tools.errors import ToolError, ToolInputError, UsageError
-from tools.resilient import ResilientCallError, call_tool_resilient
-from tools.selection import select_candidates
+from tools.recovery import controls
+from tools.recovery.resilient import ResilientCallError, call_tool_resilient
+from tools.recovery.selection import select_candidates
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = {"text": "Hello", "target": "fr"}
@@ -161,7 +161,7 @@ def test_failure_in_one_process_changes_selection_in_another(workspace, make_run
     before = select_candidates(rt, "parse JSON data", tags=["parsing"])
     assert [c.tool_id for c in before.candidates] == ["json_parser", "csv_parser"]
     assert all(c.penalty == 1.0 for c in before.candidates)
-    script = ("from tools.runtime import Runtime\nfrom tools.failures import mark_tool_failure\n"
+    script = ("from tools.runtime import Runtime\nfrom tools.recovery.ledger import mark_tool_failure\n"
               f"with Runtime({str(workspace)!r}) as rt:\n"
               "    mark_tool_failure(rt, 'json_parser', 'parse JSON data', 'RecursionError', 'high')\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60, cwd=REPO)

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from tests.messages_server import FAKE_KEY
-from tools.evolution_stages import Cascade, Inputs
-from tools.manifest import Manifest
-from tools.sandbox import probe, run_cases
+from tools.catalog.manifest import Manifest
+from tools.evolution.sandbox import probe, run_cases
+from tools.evolution.stages import Cascade, Inputs
 
 
 def candidate(tmp_path: Path, code: str, tests: list[dict[str, Any]], *, kind: str = "python") -> Path:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tools.errors import ToolInputError
-from tools.spec import (
+from tools.spec.extract import (
     MAX_FILE_BYTES,
     extract_spec,
     extract_spec_from_file,
@@ -25,8 +25,8 @@ from tools.spec import (
     section_text,
     tool_entry,
 )
-from tools.spec_parse import parse_document
-from tools.spec_text import clean_inline, collapse
+from tools.spec.parse import parse_document
+from tools.spec.text import clean_inline, collapse
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "spec_corpus"
@@ -505,11 +505,11 @@ def test_executable_runs_against_the_workspace(spec_workspace: Path) -> None:
 
 
 def test_manifest_is_valid() -> None:
-    from tools.manifest import read_manifest_data, validate_manifest
+    from tools.catalog.manifest import read_manifest_data, validate_manifest
 
     path = REPO / "tools" / "executable" / "extract_spec_from_file.yaml"
     manifest = validate_manifest(read_manifest_data(path), path, expected_id="extract_spec_from_file")
-    assert manifest.type == "builtin" and manifest.entry == "tools.spec:tool_entry"
+    assert manifest.type == "builtin" and manifest.entry == "tools.spec.extract:tool_entry"
     assert manifest.input_schema is not None and manifest.input_schema["required"] == ["file_path"]
 
 

@@ -53,8 +53,8 @@ def test_spec_llm_without_a_model_falls_back_with_a_note(tmp_path: Path) -> None
 
 
 def test_spec_llm_uses_the_model_under_the_budget(tmp_path: Path, make_runtime, anthropic_server) -> None:
-    from tools.spec import extract_spec
-    from tools.spec_llm import abstractive_summary
+    from tools.spec.extract import extract_spec
+    from tools.spec.llm_summary import abstractive_summary
 
     (tmp_path / "tooldeck.toml").write_text("[model]\nmax_retries = 0\ntimeout_seconds = 5\n")
     runtime = make_runtime(tmp_path)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tests.tui_helpers import table_keys, wait_for
-from tools.demo_workspace import prepare_demo_workspace
+from tools.cli.demo_workspace import prepare_demo_workspace
 from tools.errors import ToolError
 from tui.app import TooldeckApp
 from tui.screens.dialogs import ChoiceScreen, ConfirmScreen, PromptScreen

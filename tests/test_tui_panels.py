@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.tui_helpers import runtime_ready, table_keys, wait_for
-from tools.demo_workspace import prepare_demo_workspace
+from tools.cli.demo_workspace import prepare_demo_workspace
 from tui.app import TooldeckApp
 from tui.screens.dead_letter import DeadLetterScreen
 from tui.screens.dialogs import ConfirmScreen, PromptScreen
@@ -166,7 +166,7 @@ async def test_quitting_leaves_no_child_process(demo_ws: Path) -> None:
 
 
 def test_demo_traffic_survives_sigterm_and_flushes(demo_ws: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tools.demo_traffic", "--workspace", str(demo_ws), "--rate", "500",
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(demo_ws), "--rate", "500",
                              "--seconds", "4"], stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
@@ -178,7 +178,7 @@ def test_demo_traffic_survives_sigterm_and_flushes(demo_ws: Path) -> None:
 
 
 async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
-    from tools.resilient import call_tool_resilient
+    from tools.recovery.resilient import call_tool_resilient
     from tui.screens.dialogs import TextScreen
 
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
@@ -200,7 +200,7 @@ async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
 
 
 async def test_scores_stay_ranked_worst_first(demo_ws: Path) -> None:
-    from tools.failures import mark_tool_failure
+    from tools.recovery.ledger import mark_tool_failure
 
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
@@ -215,7 +215,7 @@ async def test_scores_stay_ranked_worst_first(demo_ws: Path) -> None:
 
 async def test_tool_detail_operator_controls(demo_ws: Path) -> None:
     """In the tool detail: r resets the score (asks first), t removes a tag, o / c force the circuit."""
-    from tools.failures import mark_tool_failure
+    from tools.recovery.ledger import mark_tool_failure
     from tui.screens.dialogs import ChoiceScreen
 
     app = TooldeckApp(demo_ws, poll_seconds=0.1)

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.helpers import python_tool
+from tools.catalog.watcher import ignored
 from tools.errors import ToolUnavailableError, UnknownToolError
-from tools.watcher import ignored
 
 CODE = "def run(data):\n    return {{'tool': '{name}', 'v': {v}}}\n"
 

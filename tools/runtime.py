@@ -24,8 +24,8 @@ from state.calls import CallRecord, CallRecorder, prune_calls
 from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
-from tools.catalog import Catalog, StatusChange, ToolEntry
-from tools.discovery import roots_for
+from tools.catalog.discovery import roots_for
+from tools.catalog.loader import Catalog, StatusChange, ToolEntry
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_tool_id
 from tools.settings import Settings, load_settings
@@ -33,10 +33,10 @@ from tools.settings import Settings, load_settings
 #: `module:function` called with the runtime once the store is open, before tools load.
 #: Each capability keeps its engine in `runtime.extensions[name]`.
 EXTENSIONS: list[str] = [
-    "tools.evolution:install",
-    "tools.watcher:install",
-    "tools.buffer:install",
-    "tools.failures:install",
+    "tools.evolution.evolve:install",
+    "tools.catalog.watcher:install",
+    "tools.buffers.engine:install",
+    "tools.recovery.ledger:install",
 ]
 
 HEARTBEAT_SECONDS = 2.0
@@ -339,7 +339,7 @@ class Runtime:
         limit = timeout or manifest.call_timeout(float(self.settings.get("calls", "default_timeout_seconds", 30)))
         error: ToolError | None = None
         result: Any = None
-        from tools.validation import check_input, check_output
+        from tools.invoke.validation import check_input, check_output
 
         started = time.perf_counter()
         try:
@@ -390,7 +390,7 @@ class Runtime:
         raise ToolError(f"{entry.tool_id}: unknown tool type {kind!r}", tool_id=entry.tool_id)
 
     def run_tests(self, tool_id: str, *, version: str | None = None) -> list[dict[str, Any]]:
-        from tools.testing import run_manifest_tests
+        from tools.catalog.testing import run_manifest_tests
 
         entry = self.resolve(tool_id, version)
         return run_manifest_tests(lambda data: self.call_entry(entry, data, observe=False), entry)

@@ -216,7 +216,7 @@ class TooldeckApp(OperatorActions, App[int]):
         import subprocess
 
         self._traffic_proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.demo_traffic", "--workspace", str(self.runtime.workspace)],
+            [sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(self.runtime.workspace)],
             stdout=subprocess.DEVNULL, stderr=open(self.runtime.home / "logs" / "traffic.log", "ab"),  # noqa: SIM115
             start_new_session=True,
         )

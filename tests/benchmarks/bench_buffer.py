@@ -26,7 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tools.buffer import engine_for  # noqa: E402
+from tools.buffers.engine import engine_for  # noqa: E402
 from tools.runtime import Runtime  # noqa: E402
 
 ITEM = {"tool_id": "translator", "increment": 1}
@@ -77,7 +77,7 @@ ENGINE_PROC = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {repo!r})
     from tools.runtime import Runtime
-    from tools.buffer import engine_for
+    from tools.buffers.engine import engine_for
     ws, n, start_at, buffer_id = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     runtime = Runtime(ws)
     engine = engine_for(runtime)

@@ -153,7 +153,7 @@ def bench_first_paint(sizes: list[int], repeat: int) -> None:
 
 
 def bench_lag(seconds: float) -> None:
-    from tools.demo_workspace import prepare_demo_workspace
+    from tools.cli.demo_workspace import prepare_demo_workspace
 
     for mode in ("traffic", "idle"):
         ws, cleanup = prepare_demo_workspace(None)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tools.catalog.watcher import Watcher  # noqa: E402
 from tools.runtime import Runtime  # noqa: E402
-from tools.watcher import Watcher  # noqa: E402
 
 CODE = "def run(data):\n    return {{'v': {v}}}\n"
 MANIFEST = "name: hot\ntype: python\nversion: 1.0.0\ndescription: hot reload bench\nentry: hot.py:run\n"

@@ -24,9 +24,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.evolution_stages import Cascade, Inputs  # noqa: E402
-from tools.manifest import Manifest, load_manifest  # noqa: E402
-from tools.sandbox import probe, run_cases  # noqa: E402
+from tools.catalog.manifest import Manifest, load_manifest  # noqa: E402
+from tools.evolution.sandbox import probe, run_cases  # noqa: E402
+from tools.evolution.stages import Cascade, Inputs  # noqa: E402
 
 PY_CODE = '''
 def run(data):

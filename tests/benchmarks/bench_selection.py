@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.failures import mark_tool_failure  # noqa: E402
-from tools.resilient import run_hops  # noqa: E402
+from tools.recovery.ledger import mark_tool_failure  # noqa: E402
+from tools.recovery.resilient import run_hops  # noqa: E402
+from tools.recovery.selection import Candidate, Selection, memory_for, select_candidates  # noqa: E402
 from tools.runtime import Runtime  # noqa: E402
-from tools.selection import Candidate, Selection, memory_for, select_candidates  # noqa: E402
 
 VERBS = ["parse", "convert", "translate", "summarize", "validate", "compress", "encrypt", "resize", "fetch", "send",
          "schedule", "classify", "extract", "render", "index", "search", "format", "merge", "split", "deduplicate"]
@@ -217,7 +217,7 @@ rt.wait_ready(120)
 catalog = time.perf_counter() - t
 out = {"import_runtime": t_import, "ctor": ctor, "catalog": catalog}
 if sys.argv[2] == "preload":
-    from tools.selection import memory_for
+    from tools.recovery.selection import memory_for
     service = memory_for(rt, 120)
     out["ready"] = time.perf_counter() - t
     tm = service.timings

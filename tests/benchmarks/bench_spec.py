@@ -28,9 +28,9 @@ if str(ROOT) not in sys.path:
 
 from markdown_it import MarkdownIt  # noqa: E402
 
-from tools.spec import extract_spec  # noqa: E402
-from tools.spec_parse import parse_document  # noqa: E402
-from tools.spec_text import clean_inline, collapse  # noqa: E402
+from tools.spec.extract import extract_spec  # noqa: E402
+from tools.spec.parse import parse_document  # noqa: E402
+from tools.spec.text import clean_inline, collapse  # noqa: E402
 
 SPECS = ROOT.parent / "shared" / "specs"
 BUDGET = 10_000

@@ -21,8 +21,8 @@ from typing import Any
 
 from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, WriteResult
 from state.redact import redact, secret_values
-from tools.buffer_flush import Flusher
-from tools.buffer_status import BufferStatus, compute_status
+from tools.buffers.flush import Flusher
+from tools.buffers.status import BufferStatus, compute_status
 from tools.errors import ToolError, ToolInputError
 from tools.ids import check_name, check_tool_id
 

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from state.buffers import BufferConfig, Claim
-from tools.buffer_status import other_flushers
+from tools.buffers.status import other_flushers
 from tools.errors import ToolError
 
 if TYPE_CHECKING:
-    from tools.buffer import BufferEngine
+    from tools.buffers.engine import BufferEngine
 
 log = logging.getLogger("tooldeck.buffers")
 RATES_EVERY = 1.0

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.catalog_entry import Problem, ToolEntry
+from tools.catalog.entry import Problem, ToolEntry
 from tools.ids import TOOL_ID_RE, VERSION_RE
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tools/
 BUILTIN_DIR = PACKAGE_DIR / "executable"
 DEMO_DIR = PACKAGE_DIR / "demo"
 MANIFEST_SUFFIXES = (".yaml", ".yml")

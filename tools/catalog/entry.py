@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.manifest import Manifest
+from tools.catalog.manifest import Manifest
 
 PENDING, LOADING, READY, ERROR = "pending", "loading", "ready", "error"
 

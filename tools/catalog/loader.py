@@ -17,16 +17,16 @@ from typing import Any
 
 from state.db import Store, dumps
 from state.events import EventLog, PendingEvent
-from tools.catalog_entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
-from tools.discovery import (
+from tools.catalog.discovery import (
     MANIFEST_SUFFIXES,
     Root,
     discover_evolved,
     discover_root,
 )
+from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
+from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
 from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
-from tools.manifest import Manifest, read_manifest_data, validate_manifest
 
 Listener = Callable[[list[StatusChange]], None]
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tools.catalog import ToolEntry
+from tools.catalog.loader import ToolEntry
+from tools.catalog.manifest import ToolTest
 from tools.errors import ToolError
-from tools.manifest import ToolTest
 
 
 def contains(actual: Any, expected: Any) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tools.catalog import MANIFEST_SUFFIXES
+from tools.catalog.loader import MANIFEST_SUFFIXES
 from tools.errors import ToolError
 
 log = logging.getLogger("tooldeck.watcher")

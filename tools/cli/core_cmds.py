@@ -192,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tools.demo_workspace import prepare_demo_workspace
+    from tools.cli.demo_workspace import prepare_demo_workspace
 
     workspace, cleanup = prepare_demo_workspace(args.workspace, keep=args.keep)
     args.workspace = str(workspace)

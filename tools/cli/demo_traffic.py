@@ -7,7 +7,7 @@
 - `flaky_tool` called a few times a second, so its circuit opens, half-opens and closes;
 - one evolution of `csv_parser` served by the `replay` provider, left waiting for review.
 
-Run: python -m tools.demo_traffic --workspace W [--rate 1000] [--seconds N]
+Run: python -m tools.cli.demo_traffic --workspace W [--rate 1000] [--seconds N]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def buffer_writes(runtime: Runtime, stop: threading.Event, rate: float) -> None:
 
 
 def resilient_calls(runtime: Runtime, stop: threading.Event) -> None:
-    from tools.resilient import call_tool_resilient
+    from tools.recovery.resilient import call_tool_resilient
 
     jobs = [
         ("parse tabular records from this data", {"text": '[{"name": "ada", "age": 36}]'}),
@@ -75,8 +75,8 @@ def flaky_calls(runtime: Runtime, stop: threading.Event) -> None:
 
 
 def one_evolution(runtime: Runtime) -> None:
-    from tools.evolution import evolve_tool
-    from tools.review import list_proposals
+    from tools.evolution.evolve import evolve_tool
+    from tools.evolution.review import list_proposals
 
     waiting = [p for p in list_proposals(runtime, tool_id="csv_parser") if p["status"] in ("awaiting_review", "generating", "validating")]
     if waiting:
@@ -88,7 +88,7 @@ def one_evolution(runtime: Runtime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.demo_traffic")
+    parser = argparse.ArgumentParser(prog="python -m tools.cli.demo_traffic")
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--rate", type=float, default=1000.0, help="buffer writes per second")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until SIGTERM)")

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import ToolInputError, UsageError
-from tools.evolution import Progress, _evolve
+from tools.evolution.evolve import Progress, _evolve
 from tools.ids import check_tool_id
 
-#: longer specifications are sent as their extractive summary (tools.spec), which keeps every section
+#: longer specifications are sent as their extractive summary (tools.spec.extract), which keeps every section
 FULL_TEXT_LIMIT = 24_000
 
 
 def _spec_text(runtime: Any, spec_path: str | Path) -> str:
-    from tools.spec import _resolve_in_workspace, extract_spec_from_file, read_spec_file
+    from tools.spec.extract import _resolve_in_workspace, extract_spec_from_file, read_spec_file
 
     path = _resolve_in_workspace(runtime.workspace, str(spec_path))
     text, _warnings = read_spec_file(path, display=str(spec_path))
@@ -34,7 +34,7 @@ def _spec_text(runtime: Any, spec_path: str | Path) -> str:
 def generate_tool_from_spec(runtime: Any, spec_path: str | Path, tool_name: str, *, progress: Progress | None = None,
                             cancel: threading.Event | None = None) -> dict[str, Any]:
     """Propose a brand-new tool `tool_name` from the spec at `spec_path` (inside the workspace)."""
-    from tools.llm import get_provider
+    from tools.invoke.llm import get_provider
 
     check_tool_id(tool_name, "tool name")
     runtime.catalog.discovered.wait(30)

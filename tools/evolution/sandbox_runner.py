@@ -1,6 +1,6 @@
 """Runs unapproved candidate code inside the sandbox: stdlib only, copied into the sandbox.
 
-The runtime never imports this module for a candidate; `tools.sandbox` copies
+The runtime never imports this module for a candidate; `tools.evolution.sandbox` copies
 it into a throwaway folder and starts it as an unprivileged child process.
 Imported as `sitecustomize` companion it also confines every Python process in
 the sandbox (an audit hook refusing writes outside the sandbox folder and any

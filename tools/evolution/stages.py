@@ -8,7 +8,7 @@
 5. regression: recorded successful calls of the parent still succeed with
    outputs of the same shape (with `dynamic_schema`: valid under the new schema).
 
-Stages 3-5 each run all their inputs in one sandbox process (tools.sandbox).
+Stages 3-5 each run all their inputs in one sandbox process (tools.evolution.sandbox).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.catalog import ToolEntry
+from tools.catalog.loader import ToolEntry
+from tools.catalog.manifest import Manifest, load_manifest
+from tools.catalog.testing import check_case
 from tools.errors import ToolError
-from tools.manifest import Manifest, load_manifest
-from tools.review import code_file
-from tools.testing import check_case
+from tools.evolution.review import code_file
 
 MAX_CODE_BYTES = 512 * 1024
 
@@ -148,8 +148,8 @@ class Cascade:
 
     def _run(self, inputs: list[Any]) -> tuple[list[tuple[Any, ToolError | None]], str | None]:
         """Each input through input validation, the sandbox, and output validation."""
-        from tools.sandbox import run_cases
-        from tools.validation import check_input, check_output
+        from tools.evolution.sandbox import run_cases
+        from tools.invoke.validation import check_input, check_output
 
         assert self.entry is not None and self.manifest is not None
         prepared: list[tuple[Any, ToolError | None]] = []

@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from tools.catalog import ToolEntry
+from tools.catalog.loader import ToolEntry
 from tools.errors import ManifestError
 
 BuiltinFn = Callable[[Any, Any], Any]

@@ -21,7 +21,7 @@ from state.redact import redact
 from tools.errors import ToolError, ToolTimeoutError, ToolUnavailableError, UsageError
 from tools.ids import check_tool_id
 
-PACKAGED_REPLAY_DIR = Path(__file__).resolve().parent / "demo" / "replay"
+PACKAGED_REPLAY_DIR = Path(__file__).resolve().parents[1] / "demo" / "replay"
 REPLAY_MODEL = "replay"
 
 HOW_TO_CONFIGURE = (

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from tools.catalog import ToolEntry
+from tools.catalog.loader import ToolEntry
 from tools.errors import ToolError, ToolInputError, ToolOutputError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -42,7 +42,7 @@ def _wants_json(entry: ToolEntry) -> bool:
 
 def run_llm_tool(runtime: Any, entry: ToolEntry, data: Any, timeout: float) -> Any:
     """One model request per call; without a configured model, say how to configure one."""
-    from tools.llm import HOW_TO_CONFIGURE, Request, get_provider
+    from tools.invoke.llm import HOW_TO_CONFIGURE, Request, get_provider
 
     manifest = entry.manifest
     assert manifest is not None

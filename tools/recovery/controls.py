@@ -13,11 +13,11 @@ import re
 import time
 from typing import Any
 
-from tools.circuit import CLOSED, OPEN, bump_seq, close_circuit, ensure_health, open_circuit
 from tools.errors import UsageError
-from tools.failure_rules import check_tag
-from tools.failures import tracker_for
 from tools.ids import check_tool_id, check_version
+from tools.recovery.circuit import CLOSED, OPEN, bump_seq, close_circuit, ensure_health, open_circuit
+from tools.recovery.ledger import tracker_for
+from tools.recovery.rules import check_tag
 
 ACTOR_RE = re.compile(r"^[\w.@+\- ]{1,64}$")
 ALL_VERSIONS = "*"

@@ -20,7 +20,9 @@ from typing import Any
 
 from state.db import StoreError, dumps
 from state.redact import redact
-from tools.circuit import (
+from tools.errors import StateError, ToolError, ToolUnavailableError, UsageError
+from tools.ids import check_tool_id
+from tools.recovery.circuit import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -32,9 +34,7 @@ from tools.circuit import (
     open_circuit,
     probe_succeeded,
 )
-from tools.errors import StateError, ToolError, ToolUnavailableError, UsageError
-from tools.failure_rules import ACCELERATION_WINDOW_SECONDS, auto_severity, check_severity, demote, demotion, negative_tags, recover
-from tools.ids import check_tool_id
+from tools.recovery.rules import ACCELERATION_WINDOW_SECONDS, auto_severity, check_severity, demote, demotion, negative_tags, recover
 
 log = logging.getLogger("tooldeck.failures")
 ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -494,6 +494,6 @@ def install(runtime: Any) -> None:
     runtime.hooks.append(tracker)
     runtime.add_service("failures", tracker)
     tracker.start()
-    from tools.selection import install_memory
+    from tools.recovery.selection import install_memory
 
     install_memory(runtime, tracker)

@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from tools.errors import ToolError, UsageError
-from tools.failures import tracker_for
+from tools.recovery.ledger import tracker_for
+from tools.recovery.selection import Selection, select_candidates
 from tools.runtime import parse_input
-from tools.selection import Selection, select_candidates
 
 MAX_ATTEMPTS_LIMIT = 50
 MAX_SCENARIO = 2000

@@ -18,10 +18,10 @@ from typing import Any
 
 from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
-from tools.circuit import HALF_OPEN, OPEN
 from tools.errors import StateError, ToolNotReadyError, UsageError
-from tools.failure_rules import blocking_tags, scenario_formats
-from tools.failures import extension
+from tools.recovery.circuit import HALF_OPEN, OPEN
+from tools.recovery.ledger import extension
+from tools.recovery.rules import blocking_tags, scenario_formats
 
 #: How much one remembered failure on a similar scenario predicts another, by severity.
 PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}

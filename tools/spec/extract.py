@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import ToolInputError
-from tools.spec_parse import Document, Section, normalize_text, parse_document, section_dict
-from tools.spec_summary import summarize as _summarize
+from tools.spec.parse import Document, Section, normalize_text, parse_document, section_dict
+from tools.spec.summary import summarize as _summarize
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",

@@ -16,7 +16,7 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from tools.spec_text import (
+from tools.spec.text import (
     clean_inline,
     collapse,
     normalize_text,

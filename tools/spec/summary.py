@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tools.spec_parse import Document, Section
+from tools.spec.parse import Document, Section
 
 #: below this many characters left, no further part is worth trying
 _MIN_USEFUL = 12

@@ -1,0 +1,1 @@
+"""Spec extraction: a large document becomes sections and a budgeted summary."""
