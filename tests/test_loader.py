@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -99,6 +100,16 @@ def test_workspace_tool_overrides_builtin_and_says_so(workspace: Path, make_runt
     entry = runtime.get_tool(name)
     assert entry.source == "workspace" and entry.overrides is not None
     assert runtime.call(name, {}) == {"mine": True}
+
+
+def test_a_builtin_override_naming_an_entry_from_before_the_regroup_still_runs(workspace: Path, make_runtime) -> None:
+    write_tool(workspace / "tools", "spec_old", "name: spec_old\ntype: builtin\nversion: 1.0.0\n"
+               "description: the spec builtin under its old entry point\nentry: tools.spec:tool_entry\n")
+    doc = workspace / "doc.md"
+    doc.write_text("# Title\n\n## Requirements\n\nThe system MUST work.\n")
+    runtime = make_runtime()
+    out = runtime.call("spec_old", {"file_path": "doc.md"})
+    assert "Requirements" in json.dumps(out)
 
 
 def test_summary_progresses(workspace: Path, make_runtime) -> None:

@@ -46,13 +46,13 @@ def call_tool(tool_id: str, input_data: Any = None, **options: Any) -> str:
 
 def call_tool_resilient(scenario: str, input_data: Any, tags: list[str] | None = None, max_attempts: int = 5,
                         mark_failures: bool = True) -> Any:
-    from tools.recovery.resilient import call_tool_resilient as run
+    from tools.recovery import call_tool_resilient as run
 
     return run(default_runtime(), scenario, input_data, tags=tags, max_attempts=max_attempts, mark_failures=mark_failures)
 
 
 def mark_tool_failure(tool_id: str, scenario: str, error_message: str, severity: str = "medium",
                       error_class: str | None = None) -> dict[str, Any]:
-    from tools.recovery.ledger import mark_tool_failure as mark
+    from tools.recovery import mark_tool_failure as mark
 
     return mark(default_runtime(), tool_id, scenario, error_message, severity, error_class=error_class)

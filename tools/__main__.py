@@ -1,5 +1,5 @@
-"""`python -m tools` is the same as `tooldeck`."""
+"""`python -m tools` is the same as `tooldeck` (the application entry point, so it may open the dashboard)."""
 
-from tools.cli import run
+from tui.launch import run
 
 run()

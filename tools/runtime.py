@@ -24,8 +24,7 @@ from state.calls import CallRecord, CallRecorder, prune_calls
 from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
-from tools.catalog.discovery import roots_for
-from tools.catalog.loader import Catalog, StatusChange, ToolEntry
+from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_tool_id
 from tools.settings import Settings, load_settings
@@ -37,6 +36,7 @@ EXTENSIONS: list[str] = [
     "tools.catalog.watcher:install",
     "tools.buffers.engine:install",
     "tools.recovery.ledger:install",
+    "tools.recovery.selection:install",
 ]
 
 HEARTBEAT_SECONDS = 2.0
@@ -178,6 +178,13 @@ class Runtime:
                 raise StateError(str(exc)) from exc
             raise StateError(f"runtime failed to start: {type(exc).__name__}: {exc}") from exc
 
+    def extension(self, name: str, timeout: float = 30.0) -> Any:
+        """An installed extension (None if it failed to install); extensions are installed
+        before discovery starts, so this waits for that."""
+        self._require_store(timeout)
+        self.catalog.discovered.wait(timeout)
+        return self.extensions.get(name)
+
     @property
     def store(self) -> Store:
         self._require_store()
@@ -205,7 +212,7 @@ class Runtime:
     @property
     def workers(self) -> Any:
         if self._workers is None:
-            from tools.invoke.worker import WorkerPool
+            from tools.invoke import WorkerPool
 
             self._workers = WorkerPool(self.workspace)
         return self._workers
@@ -339,7 +346,7 @@ class Runtime:
         limit = timeout or manifest.call_timeout(float(self.settings.get("calls", "default_timeout_seconds", 30)))
         error: ToolError | None = None
         result: Any = None
-        from tools.invoke.validation import check_input, check_output
+        from tools.invoke import check_input, check_output
 
         started = time.perf_counter()
         try:
@@ -374,23 +381,23 @@ class Runtime:
     def _invoke(self, entry: ToolEntry, data: Any, timeout: float) -> Any:
         kind = entry.manifest.type if entry.manifest else None
         if kind == "builtin":
-            from tools.invoke.builtin import resolve_builtin
+            from tools.invoke import resolve_builtin
 
             return resolve_builtin(entry)(self, data)
         if kind == "python":
             return self.workers.call(entry, data, timeout)
         if kind == "executable":
-            from tools.invoke.executable import run_executable
+            from tools.invoke import run_executable
 
             return run_executable(entry, data, workspace=self.workspace, timeout=timeout)
         if kind == "llm":
-            from tools.invoke.llm_tool import run_llm_tool
+            from tools.invoke import run_llm_tool
 
             return run_llm_tool(self, entry, data, timeout)
         raise ToolError(f"{entry.tool_id}: unknown tool type {kind!r}", tool_id=entry.tool_id)
 
     def run_tests(self, tool_id: str, *, version: str | None = None) -> list[dict[str, Any]]:
-        from tools.catalog.testing import run_manifest_tests
+        from tools.catalog import run_manifest_tests
 
         entry = self.resolve(tool_id, version)
         return run_manifest_tests(lambda data: self.call_entry(entry, data, observe=False), entry)

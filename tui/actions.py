@@ -32,12 +32,12 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
         return {"status": f"{len(results) - len(failed)} passed, {len(failed)} failed", "title": f"tests of {command.target}",
                 "screen": _json_view(results)}
     if action in ("tool.disable", "tool.enable"):
-        from tools.recovery.controls import set_disabled
+        from tools.recovery import set_disabled
 
         set_disabled(runtime, command.target, action == "tool.disable", actor="dashboard")
         return {"status": f"{command.target} {action.split('.')[1]}d"}
     if action == "tool.evolve":
-        from tools.evolution.evolve import evolve_tool
+        from tools.evolution import evolve_tool
 
         proposal = evolve_tool(runtime, command.target, command.args.get("error", ""), command.args["hint"])
         return {"status": f"proposal #{proposal.get('id')} {proposal.get('status')}"}
@@ -50,7 +50,7 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
     if action == "spec":
         return spec(runtime, command.target, command.args.get("max_length", 10_000))
     if action == "resilient":
-        from tools.recovery.resilient import call_tool_resilient
+        from tools.recovery import call_tool_resilient
 
         result = call_tool_resilient(runtime, command.target, command.args.get("input", {}))
         return {"status": "resilient call succeeded", "title": f"resilient: {command.target}", "screen": _json_view(result)}
@@ -69,7 +69,7 @@ def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
     from rich.markdown import Markdown
     from rich.text import Text
 
-    from tools.spec.extract import extract_spec_from_file
+    from tools.spec import extract_spec_from_file
 
     path = Path(path_text)
     target = path if path.is_absolute() else inside(runtime.workspace, path)

@@ -215,7 +215,7 @@ class OperatorActions:
 
     @work(thread=True, exclusive=True, group="proposal", exit_on_error=False)
     def load_proposal(self, proposal_id: int) -> None:
-        from tools.evolution.review import get_proposal
+        from tools.evolution import get_proposal
 
         proposal = get_proposal(self.runtime, proposal_id)
         self.call_from_thread(self.main.query_one(EvolutionPanel).show_detail, proposal)
@@ -235,7 +235,7 @@ class OperatorActions:
 
     @work(thread=True, group="evolve", exit_on_error=False)
     def evolve(self, tool_id: str, hint: str, error: str) -> None:
-        from tools.evolution.evolve import evolve_tool
+        from tools.evolution import evolve_tool
 
         def progress(update: dict[str, Any]) -> None:
             self.post_message(Progress(f"evolve {tool_id}", str(update.get("message") or update.get("stage") or "")))

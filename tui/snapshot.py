@@ -132,7 +132,7 @@ class Collector:
                                                                               tracker.recent_resilient(15)))
 
     def _proposals(self, snap: Snapshot) -> None:
-        from tools.evolution.review import list_proposals
+        from tools.evolution import list_proposals
 
         snap.proposals = self._every("proposals", 1.0, lambda: list_proposals(self.runtime, limit=50))
 

@@ -1,1 +1,10 @@
-"""Buffers: the durable write engine, the flusher that hands batches to a sink, live status."""
+"""Buffers: durable, batched writes handed to a pass-through tool.
+
+`engine` takes writes (one short transaction each) and is the `buffer` builtin; `flush`
+delivers batches under a lease with retries and dead-letter; `status` reads fill levels,
+rates and flushers for the CLI and the dashboard.
+"""
+
+from tools.buffers.engine import UnknownBufferError, engine_for
+
+__all__ = ["UnknownBufferError", "engine_for"]

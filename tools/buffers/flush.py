@@ -14,16 +14,30 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from state.buffers import BufferConfig, Claim
+from state.buffers import BufferConfig, BufferTables, Claim
 from tools.buffers.status import other_flushers
 from tools.errors import ToolError
 
-if TYPE_CHECKING:
-    from tools.buffers.engine import BufferEngine
-
 log = logging.getLogger("tooldeck.buffers")
+
+
+class BufferHost(Protocol):
+    """What the flusher needs from the buffer engine that owns it (the engine is handed in,
+    never imported, so the engine may import the flusher)."""
+
+    runtime: Any
+    tables: BufferTables
+    lease_seconds: float
+    max_attempts: int
+    poll_seconds: float
+
+    def mine(self) -> set[str]: ...
+    def new_owner(self) -> str: ...
+    def backoff(self, attempts: int) -> float: ...
+    def note_space(self) -> None: ...
+    def take_counts(self) -> tuple[list[tuple[str, int, int, int]], dict[str, int]]: ...
 RATES_EVERY = 1.0
 PRUNE_EVERY = 60.0
 KEEP_RATES_SECONDS = 300
@@ -36,7 +50,7 @@ class LeaseKeeper:
     pass-through tool is, so a live delivery is never re-claimed and sent twice.
     """
 
-    def __init__(self, engine: BufferEngine) -> None:
+    def __init__(self, engine: BufferHost) -> None:
         self.engine = engine
         self._held: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -73,7 +87,7 @@ class LeaseKeeper:
 class Flusher:
     """Delivers batches: from its own thread on a timer, or synchronously for flush/replay/immediate."""
 
-    def __init__(self, engine: BufferEngine, *, all_buffers: bool) -> None:
+    def __init__(self, engine: BufferHost, *, all_buffers: bool) -> None:
         self.engine = engine
         self.all_buffers = all_buffers
         self._thread: threading.Thread | None = None

@@ -1,1 +1,14 @@
-"""The catalog: manifests on disk, their model, discovery, the background loader and hot reload."""
+"""The catalog: what tools exist and what each one is.
+
+Manifests on disk and their model, discovery of the catalog roots and evolved versions,
+the background loader with per-tool status, the manifest's own tests, and hot reload
+(`watcher`, installed by the runtime by name). Other rooms import from here.
+"""
+
+from tools.catalog.discovery import DEMO_DIR, roots_for
+from tools.catalog.loader import Catalog, StatusChange, ToolEntry
+from tools.catalog.manifest import Manifest, load_manifest, read_manifest_data
+from tools.catalog.testing import check_case, run_manifest_tests
+
+__all__ = ["DEMO_DIR", "Catalog", "Manifest", "StatusChange", "ToolEntry", "check_case", "load_manifest",
+           "read_manifest_data", "roots_for", "run_manifest_tests"]

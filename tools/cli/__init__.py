@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from state.db import StoreError
 from state.redact import redact
@@ -45,9 +45,15 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+#: Opens the dashboard: `(workspace=..., demo=..., traffic=...) -> exit code`. The dashboard is a
+#: face over this runtime, so it hands itself in (tui.launch) instead of being imported from here.
+DashboardOpener = Callable[..., int]
+
+
+def main(argv: Sequence[str] | None = None, *, dashboard: DashboardOpener | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.open_dashboard = dashboard
     # `tooldeck --json tools` and `tooldeck tools --json` mean the same
     args.json_out = bool(getattr(args, "json_out", False) or args.global_json)
     if args.command is None:
@@ -68,5 +74,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def run() -> None:
-    sys.exit(main())
+def run(dashboard: DashboardOpener | None = None) -> None:
+    sys.exit(main(dashboard=dashboard))

@@ -65,7 +65,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _engine(runtime: Any) -> Any:
-    from tools.buffers.engine import engine_for
+    from tools.buffers import engine_for
 
     return engine_for(runtime)
 
@@ -151,7 +151,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     if args.buffer_id is not None and not found:
-        from tools.buffers.engine import UnknownBufferError
+        from tools.buffers import UnknownBufferError
 
         raise UnknownBufferError(f"unknown buffer {args.buffer_id!r}: nothing has written to or configured it")
     for s in found:
@@ -189,7 +189,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
         engine = _engine(runtime)
         found = engine.status(args.buffer_id)
         if not found:
-            from tools.buffers.engine import UnknownBufferError
+            from tools.buffers import UnknownBufferError
 
             raise UnknownBufferError(f"unknown buffer {args.buffer_id!r}: nothing has written to or configured it")
         held = found[0].pending + found[0].dead_letter_items

@@ -207,7 +207,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
     from tools.runtime import resolve_workspace
-    from tui.app import run_dashboard
 
+    if args.open_dashboard is None:
+        raise UsageError("the dashboard is not part of the headless runtime: run `tooldeck` or `python -m tui`")
     workspace = resolve_workspace(args.workspace)  # a bad path is one line on stderr, before the screen opens
-    return run_dashboard(workspace=str(workspace), demo=demo, traffic=traffic)
+    return int(args.open_dashboard(workspace=str(workspace), demo=demo, traffic=traffic))

@@ -48,7 +48,7 @@ def buffer_writes(runtime: Runtime, stop: threading.Event, rate: float) -> None:
 
 
 def resilient_calls(runtime: Runtime, stop: threading.Event) -> None:
-    from tools.recovery.resilient import call_tool_resilient
+    from tools.recovery import call_tool_resilient
 
     jobs = [
         ("parse tabular records from this data", {"text": '[{"name": "ada", "age": 36}]'}),
@@ -75,8 +75,7 @@ def flaky_calls(runtime: Runtime, stop: threading.Event) -> None:
 
 
 def one_evolution(runtime: Runtime) -> None:
-    from tools.evolution.evolve import evolve_tool
-    from tools.evolution.review import list_proposals
+    from tools.evolution import evolve_tool, list_proposals
 
     waiting = [p for p in list_proposals(runtime, tool_id="csv_parser") if p["status"] in ("awaiting_review", "generating", "validating")]
     if waiting:

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tools.catalog.discovery import DEMO_DIR
+from tools.catalog import DEMO_DIR
 
 DEMO_SETTINGS = """\
 # tooldeck demo workspace settings

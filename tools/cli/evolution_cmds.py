@@ -92,7 +92,7 @@ def _with_runtime(args: argparse.Namespace, fn: Any) -> Any:
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
-    from tools.evolution.evolve import evolve_tool
+    from tools.evolution import evolve_tool
 
     def run(runtime: Any) -> int:
         show = _progress_printer(args.json_out)
@@ -108,7 +108,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, proposal: dict[str, Any]) -> int:
     """Print a new proposal (JSON or readable); exit 0 when it awaits review or was auto-approved."""
-    from tools.evolution.evolve import summarize
+    from tools.evolution import summarize
 
     if args.json_out:
         emit_json(summarize(proposal))
@@ -118,7 +118,7 @@ def _report(args: argparse.Namespace, proposal: dict[str, Any]) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tools.evolution.generate import generate_tool_from_spec
+    from tools.evolution import generate_tool_from_spec
 
     def run(runtime: Any) -> int:
         proposal = generate_tool_from_spec(runtime, args.file, args.tool_name, progress=_progress_printer(args.json_out))
@@ -128,7 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
-    from tools.evolution.review import list_proposals
+    from tools.evolution import list_proposals
 
     def run(runtime: Any) -> int:
         rows = list_proposals(runtime, args.status, tool_id=args.tool)
@@ -182,7 +182,7 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
 
 
 def cmd_review_show(args: argparse.Namespace) -> int:
-    from tools.evolution.review import get_proposal
+    from tools.evolution import get_proposal
 
     def run(runtime: Any) -> int:
         p = get_proposal(runtime, args.id)
@@ -196,7 +196,7 @@ def cmd_review_show(args: argparse.Namespace) -> int:
 
 
 def cmd_review_approve(args: argparse.Namespace) -> int:
-    from tools.evolution.review import approve
+    from tools.evolution import approve
 
     def run(runtime: Any) -> int:
         p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
@@ -210,7 +210,7 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_review_reject(args: argparse.Namespace) -> int:
-    from tools.evolution.review import reject
+    from tools.evolution import reject
 
     def run(runtime: Any) -> int:
         p = reject(runtime, args.id, args.reason, _reviewer(args.reviewer))
@@ -224,7 +224,7 @@ def cmd_review_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_review_cancel(args: argparse.Namespace) -> int:
-    from tools.evolution.review import cancel
+    from tools.evolution import cancel
 
     def run(runtime: Any) -> int:
         p = cancel(runtime, args.id)
@@ -238,7 +238,7 @@ def cmd_review_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from tools.evolution.review import rollback
+    from tools.evolution import rollback
 
     def run(runtime: Any) -> int:
         result = rollback(runtime, args.tool, args.version, args.scope, actor=_reviewer(None))

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fail(args: argparse.Namespace) -> int:
-    from tools.recovery.ledger import mark_tool_failure
+    from tools.recovery import mark_tool_failure
 
     runtime = runtime_for(args)
     try:
@@ -82,7 +82,7 @@ def cmd_fail(args: argparse.Namespace) -> int:
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
-    from tools.recovery.ledger import tracker_for
+    from tools.recovery import tracker_for
 
     runtime = runtime_for(args)
     try:
@@ -123,7 +123,7 @@ def _trace_table(title: str, hops: list[dict[str, Any]], skipped: list[dict[str,
 
 
 def cmd_resilient(args: argparse.Namespace) -> int:
-    from tools.recovery.resilient import ResilientCallError, call_tool_resilient
+    from tools.recovery import ResilientCallError, call_tool_resilient
 
     data = read_json_arg(args.input)
     runtime = runtime_for(args)
@@ -150,7 +150,7 @@ def cmd_resilient(args: argparse.Namespace) -> int:
 
 
 def cmd_scores(args: argparse.Namespace) -> int:
-    from tools.recovery.ledger import tracker_for
+    from tools.recovery import tracker_for
 
     runtime = runtime_for(args)
     try:

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    from tools.spec.extract import extract_spec, read_spec_file, section_text
+    from tools.spec import extract_spec, read_spec_file, section_text
 
     if args.max_length < 1:
         raise UsageError("--max-length must be a positive number of characters")
@@ -39,7 +39,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
     result["warnings"] = warnings + [w for w in result.get("warnings", []) if w not in warnings]
     if args.llm:
         from tools.cli.output import runtime_for
-        from tools.spec.llm_summary import abstractive_summary
+        from tools.spec import abstractive_summary
 
         runtime = runtime_for(args)
         try:

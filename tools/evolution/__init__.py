@@ -1,1 +1,12 @@
-"""Evolution: a model rewrites a tool; the candidate is validated in a sandbox, reviewed by a person, promoted."""
+"""Evolution: a model rewrites a failing tool, and nothing it wrote runs unreviewed.
+
+The prompt and its context, the validation stages run in the sandbox, proposals with
+review and promotion (approve, reject, rollback), and generating a new tool from a spec.
+"""
+
+from tools.evolution.evolve import evolve_tool, summarize
+from tools.evolution.generate import generate_tool_from_spec
+from tools.evolution.review import approve, cancel, get_proposal, list_proposals, reject, rollback
+
+__all__ = ["approve", "cancel", "evolve_tool", "generate_tool_from_spec", "get_proposal", "list_proposals", "reject",
+           "rollback", "summarize"]

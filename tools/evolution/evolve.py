@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from state.redact import redact
-from tools.catalog.manifest import Manifest, read_manifest_data
+from tools.catalog import Manifest, read_manifest_data
 from tools.errors import ToolError, ToolInputError, ToolUnavailableError, UsageError
 from tools.evolution.context import recent_failures, regressions, scenarios
 from tools.evolution.prompt import build_prompt, feedback_message
@@ -240,7 +240,7 @@ def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hi
     check_tool_id(tool_id)
     if not (error_message or "").strip() and not (mutation_hint or "").strip():
         raise UsageError(f"evolve {tool_id}: give a mutation hint or the error to fix")
-    from tools.invoke.llm import get_provider
+    from tools.invoke import get_provider
 
     provider = get_provider(runtime)  # no model configured: say how, before anything is written
     parent = _parent(runtime, tool_id)
@@ -296,7 +296,7 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
 def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
             parent_raw: dict[str, Any] | None, parent_code: str, error_message: str, mutation_hint: str,
             dynamic_schema: bool, spec_text: str | None) -> dict[str, Any]:
-    from tools.invoke.llm import WRITE_TOOL, Request
+    from tools.invoke import WRITE_TOOL, Request
 
     tool_id, version, pid = run.tool_id, run.version, run.pid
     failures = recent_failures(runtime, tool_id, parent.version) if parent else []

@@ -21,9 +21,9 @@ FULL_TEXT_LIMIT = 24_000
 
 
 def _spec_text(runtime: Any, spec_path: str | Path) -> str:
-    from tools.spec.extract import _resolve_in_workspace, extract_spec_from_file, read_spec_file
+    from tools.spec import extract_spec_from_file, read_spec_file, resolve_in_workspace
 
-    path = _resolve_in_workspace(runtime.workspace, str(spec_path))
+    path = resolve_in_workspace(runtime.workspace, str(spec_path))
     text, _warnings = read_spec_file(path, display=str(spec_path))
     if len(text) <= FULL_TEXT_LIMIT:
         return text
@@ -34,7 +34,7 @@ def _spec_text(runtime: Any, spec_path: str | Path) -> str:
 def generate_tool_from_spec(runtime: Any, spec_path: str | Path, tool_name: str, *, progress: Progress | None = None,
                             cancel: threading.Event | None = None) -> dict[str, Any]:
     """Propose a brand-new tool `tool_name` from the spec at `spec_path` (inside the workspace)."""
-    from tools.invoke.llm import get_provider
+    from tools.invoke import get_provider
 
     check_tool_id(tool_name, "tool name")
     runtime.catalog.discovered.wait(30)

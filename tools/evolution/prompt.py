@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tools.catalog.manifest import Manifest
+from tools.catalog import Manifest
 
 SYSTEM = """\
 You write tools for tooldeck, a runtime that LLM-written workflows call with JSON input.

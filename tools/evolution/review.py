@@ -121,7 +121,7 @@ def _read(path: Path | None) -> str:
 def _code_of(manifest_path: Path | None) -> tuple[Path | None, str]:
     if manifest_path is None or not manifest_path.is_file():
         return None, ""
-    from tools.catalog.manifest import load_manifest
+    from tools.catalog import load_manifest
 
     try:
         manifest = load_manifest(manifest_path)

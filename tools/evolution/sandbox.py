@@ -1,4 +1,4 @@
-"""The sandbox for code no person has approved (DESIGN.md, "Sandbox").
+"""The sandbox for code no person has approved (README.md, "Tool evolution", the sandbox part).
 
 One child process per validation stage runs every case of that stage (start-up
 dominates, so one process keeps a 5-test validation well under a second). The

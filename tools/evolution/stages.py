@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.catalog.loader import ToolEntry
-from tools.catalog.manifest import Manifest, load_manifest
-from tools.catalog.testing import check_case
+from tools.catalog import Manifest, ToolEntry, check_case, load_manifest
 from tools.errors import ToolError
 from tools.evolution.review import code_file
 
@@ -149,7 +147,7 @@ class Cascade:
     def _run(self, inputs: list[Any]) -> tuple[list[tuple[Any, ToolError | None]], str | None]:
         """Each input through input validation, the sandbox, and output validation."""
         from tools.evolution.sandbox import run_cases
-        from tools.invoke.validation import check_input, check_output
+        from tools.invoke import check_input, check_output
 
         assert self.entry is not None and self.manifest is not None
         prepared: list[tuple[Any, ToolError | None]] = []

@@ -10,10 +10,20 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from tools.catalog.loader import ToolEntry
+from tools.catalog import ToolEntry
 from tools.errors import ManifestError
 
 BuiltinFn = Callable[[Any, Any], Any]
+
+#: Entry points from before tools/ was regrouped by capability, so a manifest written then
+#: (a workspace's override of a builtin) keeps working.
+MOVED_ENTRIES = {
+    "tools.buffer": "tools.buffers.engine",
+    "tools.evolution": "tools.evolution.evolve",
+    "tools.spec": "tools.spec.extract",
+    "tools.failures": "tools.recovery.ledger",
+    "tools.resilient": "tools.recovery.resilient",
+}
 
 
 def resolve_builtin(entry: ToolEntry) -> BuiltinFn:
@@ -22,6 +32,7 @@ def resolve_builtin(entry: ToolEntry) -> BuiltinFn:
         return fn
     assert entry.manifest is not None and entry.manifest.entry is not None
     module_name, _, func_name = entry.manifest.entry.partition(":")
+    module_name = MOVED_ENTRIES.get(module_name, module_name)
     if not (module_name == "tools" or module_name.startswith("tools.")):
         raise ManifestError(
             f"{entry.path}: field 'entry': builtin tools must live in the tools package, not {module_name!r}",

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.catalog.loader import ToolEntry
+from tools.catalog import ToolEntry
 from tools.errors import ToolCrashError, ToolExitError, ToolInputError, ToolTimeoutError
 from tools.ids import inside
 from tools.secrets import clean_env, redact

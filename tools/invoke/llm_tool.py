@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from tools.catalog.loader import ToolEntry
+from tools.catalog import ToolEntry
 from tools.errors import ToolError, ToolInputError, ToolOutputError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import fastjsonschema
 
-from tools.catalog.loader import ToolEntry
+from tools.catalog import ToolEntry
 from tools.errors import ManifestError, ToolInputError, ToolOutputError
 
 

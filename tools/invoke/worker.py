@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.catalog.loader import ToolEntry
+from tools.catalog import ToolEntry
 from tools.errors import ToolCrashError, ToolInputError, ToolOutputError, ToolTimeoutError
 from tools.invoke.executable import kill_group, stderr_tail
 from tools.secrets import clean_env

@@ -445,15 +445,8 @@ class FailureTracker:
 
 # -- the public API -----------------------------------------------------------------
 
-def extension(runtime: Any, name: str, timeout: float = 30.0) -> Any:
-    """An installed extension; extensions are installed before discovery starts, so wait for that."""
-    runtime._require_store(timeout)
-    runtime.catalog.discovered.wait(timeout)
-    return runtime.extensions.get(name)
-
-
 def tracker_for(runtime: Any) -> FailureTracker:
-    tracker = extension(runtime, "failures")
+    tracker = runtime.extension("failures")
     if tracker is None:
         raise StateError("failure tracking is not installed in this runtime (see the runtime.error events)")
     return tracker
@@ -494,6 +487,3 @@ def install(runtime: Any) -> None:
     runtime.hooks.append(tracker)
     runtime.add_service("failures", tracker)
     tracker.start()
-    from tools.recovery.selection import install_memory
-
-    install_memory(runtime, tracker)

@@ -20,7 +20,6 @@ from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.recovery.circuit import HALF_OPEN, OPEN
-from tools.recovery.ledger import extension
 from tools.recovery.rules import blocking_tags, scenario_formats
 
 #: How much one remembered failure on a similar scenario predicts another, by severity.
@@ -109,8 +108,12 @@ def tool_doc(entry: Any) -> ToolDoc | None:
     return ToolDoc(entry.tool_id, entry.served_version, " ".join(p for p in parts if p), entry.source, tuple(m.tags), is_sink(m))
 
 
-def install_memory(runtime: Any, tracker: Any) -> MemoryService:
-    """Create the memory service; build it now for serving runtimes (or when `[memory] preload = "always"`)."""
+def install(runtime: Any) -> MemoryService | None:
+    """Create the memory service over the failure tracker (installed just before); build it now for
+    serving runtimes (or when `[memory] preload = "always"`)."""
+    tracker = runtime.extensions.get("failures")
+    if tracker is None:
+        return None  # failure tracking did not install: its runtime.error event says why
     settings = runtime.settings.section("memory")
     url = os.environ.get("QDRANT_URL") or None
     memory = SemanticMemory(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None,
@@ -141,7 +144,7 @@ def install_memory(runtime: Any, tracker: Any) -> MemoryService:
 
 def memory_for(runtime: Any, timeout: float) -> MemoryService:
     """The runtime's memory, built and current (waits up to `timeout` for the background build)."""
-    service = extension(runtime, "memory", timeout)
+    service = runtime.extension("memory", timeout)
     if service is None:
         raise StateError("semantic memory is not installed in this runtime (see the runtime.error events)")
     try:
@@ -190,7 +193,7 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
     started = time.perf_counter()
     cfg = settings or SelectionSettings.from_runtime(runtime)
     service = memory_for(runtime, cfg.ready_timeout)
-    tracker = extension(runtime, "failures")
+    tracker = runtime.extension("failures")
     timings: dict[str, float] = {}
     if sync:  # one query tells whether anything changed in any process since the last look
         row = runtime.store.query_one("SELECT (SELECT seq FROM failure_seq WHERE id=1), (SELECT COALESCE(MAX(id), 0) FROM failures)")

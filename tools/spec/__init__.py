@@ -1,1 +1,11 @@
-"""Spec extraction: a large document becomes sections and a budgeted summary."""
+"""Spec extraction: a large document becomes sections and a summary within a character budget.
+
+`parse` splits it into sections, `summary` writes the extractive summary, `llm_summary` an
+abstractive one through the configured model, `extract` is the builtin tool.
+"""
+
+from tools.spec.extract import extract_spec, extract_spec_from_file, read_spec_file, resolve_in_workspace, section_text
+from tools.spec.llm_summary import abstractive_summary
+
+__all__ = ["abstractive_summary", "extract_spec", "extract_spec_from_file", "read_spec_file", "resolve_in_workspace",
+           "section_text"]

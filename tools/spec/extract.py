@@ -184,7 +184,7 @@ def section_text(text: str, section_id: str) -> str:
     return _section_body(doc, find_section(doc, section_id))
 
 
-def _resolve_in_workspace(workspace: Path, file_path: object) -> Path:
+def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
     """`file_path` relative to the workspace; anything resolving outside it is refused."""
     if not isinstance(file_path, str) or not file_path.strip():
         raise ToolInputError("file_path is required and must be a non-empty string",
@@ -206,7 +206,7 @@ def tool_entry(runtime: Any, data: dict[str, Any]) -> dict[str, Any]:
     """The builtin tool: `{"file_path", "summarize", "max_length", "section"}` -> result dict."""
     if not isinstance(data, dict):
         raise ToolInputError("input must be a JSON object", tool_id=TOOL_ID)
-    path = _resolve_in_workspace(runtime.workspace, data.get("file_path"))
+    path = resolve_in_workspace(runtime.workspace, data.get("file_path"))
     summarize = data.get("summarize", True)
     if not isinstance(summarize, bool):
         raise ToolInputError(f"summarize must be true or false, got {summarize!r}",

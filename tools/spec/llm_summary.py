@@ -38,7 +38,7 @@ def _fit(text: str, max_length: int) -> tuple[str, bool]:
 
 def abstractive_summary(runtime: Any, text: str, result: dict[str, Any], max_length: int) -> dict[str, Any]:
     """Replace `result["summary"]` by the model's summary when a model answers; always say which it is."""
-    from tools.invoke.llm import Request, get_provider, record_usage
+    from tools.invoke import Request, get_provider, record_usage
 
     result = dict(result)
     try:

@@ -111,14 +111,14 @@ class ToolDetailScreen(ModalScreen[None]):
         self.set_timer(0.4, self.load)
 
     def action_toggle_disabled(self) -> None:
-        from tools.recovery.controls import set_disabled
+        from tools.recovery import set_disabled
 
         disabled = bool(self.info.get("health", {}).get("disabled"))
         self._control("enabled" if disabled else "disabled",
                       lambda rt: set_disabled(rt, self.tool_id, not disabled, self.info.get("version"), actor=ACTOR))
 
     def action_reset_score(self) -> None:
-        from tools.recovery.controls import reset_score
+        from tools.recovery import reset_score
 
         self.app.confirm_then(f"Reset the score of {self.tool_id} {self.info.get('version', '')}?",
                               lambda: self._control("score reset", lambda rt: reset_score(rt, self.tool_id, self.info.get("version"),
@@ -134,14 +134,14 @@ class ToolDetailScreen(ModalScreen[None]):
 
         def chosen(tag: str | None) -> None:
             if tag:
-                from tools.recovery.controls import remove_tag
+                from tools.recovery import remove_tag
 
                 self._control(f"tag {tag} removed", lambda rt: remove_tag(rt, self.tool_id, tag, self.info.get("version"), actor=ACTOR))
 
         self.app.push_screen(ChoiceScreen(f"Remove which tag from {self.tool_id}?", [(t, t) for t in tags]), chosen)
 
     def action_circuit(self, state: str) -> None:
-        from tools.recovery.controls import force_circuit
+        from tools.recovery import force_circuit
 
         self._control(f"circuit forced {state}",
                       lambda rt: force_circuit(rt, self.tool_id, state, self.info.get("version"), actor=ACTOR))

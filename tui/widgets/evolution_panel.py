@@ -189,7 +189,7 @@ class EvolutionPanel(Panel):
             if scope is None:
                 self.app.set_status("approval cancelled")
                 return
-            from tools.evolution.review import approve
+            from tools.evolution import approve
 
             self.app.run_blocking(f"approve #{proposal['id']}",
                                   lambda rt: approve(rt, proposal["id"], scope, _reviewer(), sha))
@@ -208,7 +208,7 @@ class EvolutionPanel(Panel):
             if not values or not values["reason"].strip():
                 self.app.set_status("rejection cancelled (a reason is required)")
                 return
-            from tools.evolution.review import reject
+            from tools.evolution import reject
 
             self.app.run_blocking(f"reject #{proposal['id']}", lambda rt: reject(rt, proposal["id"], values["reason"], _reviewer()))
 
@@ -222,7 +222,7 @@ class EvolutionPanel(Panel):
         if not to_version:
             self.app.set_status("this proposal has no parent version to roll back to", error=True)
             return
-        from tools.evolution.review import rollback
+        from tools.evolution import rollback
 
         self.app.confirm_then(f"Roll back {tool} to {to_version} for {scope}?",
                               lambda: self.app.run_blocking(f"rollback {tool}",
@@ -232,7 +232,7 @@ class EvolutionPanel(Panel):
         proposal = self._need(("generating", "validating"))
         if proposal is None:
             return
-        from tools.evolution.review import cancel
+        from tools.evolution import cancel
 
         self.app.confirm_then(f"Cancel the running evolution #{proposal['id']}?",
                               lambda: self.app.run_blocking(f"cancel #{proposal['id']}", lambda rt: cancel(rt, proposal["id"])))

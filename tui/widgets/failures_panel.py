@@ -152,7 +152,7 @@ class FailuresPanel(Panel):
             if not values:
                 self.app.set_status("mark failure cancelled")
                 return
-            from tools.recovery.ledger import mark_tool_failure
+            from tools.recovery import mark_tool_failure
 
             self.app.run_blocking(f"mark {values['tool']}", lambda rt: mark_tool_failure(
                 rt, values["tool"], values["scenario"], values["error"], values["severity"] or "medium"))
