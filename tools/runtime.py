@@ -24,6 +24,7 @@ from state.calls import CallRecord, CallRecorder, prune_calls
 from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
+from state.redact import adopt_environ
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_tool_id
@@ -103,6 +104,7 @@ class Runtime:
         extra_roots: list[Path] | None = None,
         label: str | None = None,
     ) -> None:
+        adopt_environ()  # the tools it runs cannot read the secrets in /proc/<this pid>/environ
         self.workspace = resolve_workspace(workspace)
         self.home = tooldeck_home(self.workspace)
         self.session = session or os.environ.get("TOOLDECK_SESSION") or new_session_id()

@@ -17,6 +17,7 @@ from typing import Any
 
 from state.db import Store, dumps
 from state.events import EventLog, PendingEvent
+from state.redact import holds_secret
 from tools.catalog.discovery import (
     MANIFEST_SUFFIXES,
     Root,
@@ -148,7 +149,8 @@ class Catalog:
             else:
                 data = read_manifest_data(entry.path)
                 self.parsed += 1
-                fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
+                if not holds_secret(data):  # a manifest holding a secret is re-read, never cached in the database
+                    fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
         except ManifestError as exc:
             error = exc.message

@@ -210,6 +210,7 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
     untouched = ("name", "version", "entry", "lineage")
     if patched is not None and any(wanted.get(k) != data.get(k) for k in set(wanted) | set(data) if k not in untouched):
         patched = None  # a nested field had to change: re-serialise
+    lineage = redact(lineage)  # written beside the code, read by every reviewer: never a secret
     lineage_text = yaml.safe_dump({"lineage": lineage}, sort_keys=False, allow_unicode=True)
     if patched is not None:
         return patched.rstrip("\n") + "\n" + lineage_text
@@ -264,6 +265,7 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
             spec_text: str | None = None, base_version: str = "1.0.0") -> dict[str, Any]:
     cfg = _settings(runtime)
     parent_version = parent.version if parent else None
+    error_message, mutation_hint = redact(error_message), redact(mutation_hint)  # stored, sent, written: never a secret
     now = time.time()
     with runtime.store.tx() as con:
         version = next_version(runtime, con, tool_id, parent_version) if parent_version else base_version

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from state.redact import redact
 from tools.errors import ToolError, ToolUnavailableError, UsageError
 from tools.ids import check_name, check_tool_id, check_version
 
@@ -237,10 +238,11 @@ def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = N
         hint = "; use rollback to stop serving it" if proposal["status"] == "approved" else ""
         raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be rejected{hint}",
                                    tool_id=proposal["tool_id"])
+    reason = redact(str(reason))
     now = time.time()
     with runtime.store.tx() as con:
         con.execute("UPDATE proposals SET status='rejected', reviewer=?, review_reason=?, reviewed_at=?, updated=? WHERE id=?",
-                    (reviewer, str(reason)[:2000], now, now, pid))
+                    (reviewer, reason[:2000], now, now, pid))
     _changed(runtime)
     runtime.events.emit("promotion.rejected", proposal["tool_id"], proposal["version"], proposal_id=pid, reason=str(reason)[:500],
                         reviewer=reviewer)
