@@ -293,6 +293,12 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
         exc.args = (exc.message,)
         exc.details = {**exc.details, "proposal_id": pid}
         raise
+    except Exception as exc:  # never leave a proposal generating or validating behind
+        reason = redact(f"internal error: {type(exc).__name__}: {exc}")[:2000]
+        if _update(runtime, pid, status="failed_validation", failure=reason):
+            runtime.events.emit("evolution.failed_validation", tool_id, version, proposal_id=pid, stage="internal", error=reason)
+        log.exception("evolution: proposal %s of %s failed", pid, tool_id)
+        raise ToolError(f"evolve {tool_id} (proposal {pid}): {reason}", tool_id=tool_id, details={"proposal_id": pid}) from exc
 
 
 def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
@@ -311,7 +317,8 @@ def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, pare
     folder = inside(runtime.home / "evolved", Path(tool_id) / version)
     inputs = Inputs(tool_id, version, name, parent, dynamic_schema, scenarios(failures, error_message),
                     regressions(runtime, tool_id, parent.version, int(cfg["regression_cases"])) if parent else [],
-                    float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]))
+                    float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]), int(cfg["sandbox_disk_mb"]),
+                    str(cfg["sandbox_launcher"]))
     tokens_in = tokens_out = 0
     max_rounds = max(1, int(cfg["max_rounds"]))
     stages: list[dict[str, Any]] = []
