@@ -319,13 +319,23 @@ class Runtime:
         check_tool_id(tool_id)
         self._require_store(timeout)
         if version is None:
-            promoted, _scope = self.resolved_version(tool_id)
-            if promoted is not None:
-                try:
-                    return self.catalog.get(tool_id, promoted, timeout=timeout)
-                except ToolError as exc:  # a promotion whose files are gone: serve the base, say so
-                    self._log_error(f"promotion of {tool_id} {promoted}", exc)
+            promos = self.promotions()
+            for scope in (self.session, "global"):
+                promoted, seen = promos.get((tool_id, scope)), set()
+                while promoted is not None and promoted not in seen:
+                    seen.add(promoted)
+                    try:
+                        return self.catalog.get(tool_id, promoted, timeout=timeout)
+                    except ToolError as exc:  # files gone or tampered: the version that served before it serves
+                        self._log_error(f"promotion of {tool_id} {promoted}", exc)
+                    promoted = self._served_before(tool_id, scope, promoted)
         return self.catalog.get(tool_id, version, timeout=timeout)
+
+    def _served_before(self, tool_id: str, scope: str, version: str) -> str | None:
+        """The version a scope served before `version` was promoted there (None: the next scope, then the base)."""
+        row = self.store.query_one("SELECT previous_version FROM promotion_history WHERE tool_id=? AND scope=? AND version=?"
+                                   " ORDER BY id DESC LIMIT 1", (tool_id, scope, version))
+        return row[0] if row else None
 
     # -- calls ---------------------------------------------------------------------
 

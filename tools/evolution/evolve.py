@@ -39,10 +39,16 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def install(runtime: Any) -> None:
-    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path."""
+    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path, and the
+    pins that keep approved ones from serving once their files changed."""
+    from tools.evolution.pins import Pins
+
     guard = UnapprovedGuard()
     runtime.extensions["evolution_guard"] = guard
     runtime.hooks.append(guard)
+    pins = Pins(runtime)
+    runtime.extensions["evolution_pins"] = pins
+    runtime.catalog.verifier = pins
 
 
 def code_name(tool_id: str, version: str) -> str:
