@@ -39,8 +39,8 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def install(runtime: Any) -> None:
-    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path, and the
-    pins that keep approved ones from serving once their files changed."""
+    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path, the pins
+    that keep approved ones from serving once their files changed, and reaping interrupted evolutions."""
     from tools.evolution.pins import Pins
 
     guard = UnapprovedGuard()
@@ -49,6 +49,9 @@ def install(runtime: Any) -> None:
     pins = Pins(runtime)
     runtime.extensions["evolution_pins"] = pins
     runtime.catalog.verifier = pins
+    from tools.evolution.orphans import reap
+
+    reap(runtime)  # evolutions whose runtime died (an interrupted `tooldeck evolve`) end as failed
 
 
 def code_name(tool_id: str, version: str) -> str:
@@ -430,6 +433,7 @@ def summarize(proposal: dict[str, Any]) -> dict[str, Any]:
         "approved": f"approved for {proposal.get('scope')} and serving there",
         "failed_validation": f"validation failed; see tooldeck review show {pid}",
         "cancelled": "cancelled",
+        "failed": f"{proposal.get('failure') or 'failed'}; evolve again",
     }.get(proposal["status"], proposal["status"])
     return {
         "success": proposal["status"] in ("awaiting_review", "approved"), "proposal_id": pid, "tool_id": proposal["tool_id"],

@@ -24,7 +24,7 @@ from tools.errors import ToolError, ToolUnavailableError, UsageError
 from tools.ids import check_name, check_tool_id, check_version
 
 STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", "approved", "rejected",
-            "rolled_back", "cancelled")
+            "rolled_back", "cancelled", "failed")  # failed: interrupted, its runtime gone (tools.evolution.orphans)
 RUNNING = ("generating", "validating")
 APPROVABLE = ("awaiting_review", "approved", "rolled_back")
 
