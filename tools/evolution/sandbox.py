@@ -68,10 +68,10 @@ def _prepare(candidate_dir: Path, host: Path, launcher: Launcher) -> dict[str, s
     (runner_dir / "sitecustomize.py").write_text(
         "import os\nimport sandbox_runner\nsandbox_runner.install_guard(os.environ['TOOLDECK_SANDBOX_ROOT'])\n")
     if launcher.isolated:  # the runner copies the candidate from its read-only bind onto the quota'd tmpfs
-        shutil.copytree(candidate_dir, host / "_src", ignore=ignore, dirs_exist_ok=True)
+        shutil.copytree(candidate_dir, host / "_src", ignore=ignore, dirs_exist_ok=True, symlinks=True)
         return {"copy_from": f"{inside}/_src", "tool_dir": f"{inside}/tool", "work": f"{inside}/work",
                 "tmp": f"{inside}/tmp", "root": str(inside), "runner": f"{inside}/_runner"}
-    shutil.copytree(candidate_dir, host / "tool", ignore=ignore)
+    shutil.copytree(candidate_dir, host / "tool", ignore=ignore, symlinks=True)
     (host / "work").mkdir()
     (host / "tmp").mkdir()
     return {"tool_dir": str(host / "tool"), "work": str(host / "work"), "tmp": str(host / "tmp"), "root": str(host),
