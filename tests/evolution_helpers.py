@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.helpers import python_tool
@@ -70,3 +75,36 @@ def record_history(rt: Any) -> None:
     else:  # pragma: no cover - the base version must fail this input
         raise AssertionError("greet 1.0.0 accepted a space")
     rt.calls.flush()
+
+
+@pytest.fixture(name="host_folder")
+def host_folder_fixture() -> Iterator[Path]:
+    """A folder outside /tmp, world-traversable like a normal project folder (/srv, /opt or /var/lib).
+
+    The sandbox once hid /tmp and /var/tmp only, so escapes reproduce with workspaces and
+    world-writable folders that live elsewhere.
+    """
+    base = next((p for p in ("/srv", "/opt", "/var/lib") if os.access(p, os.W_OK)), None)
+    if base is None:  # pragma: no cover - CI runs as root
+        pytest.skip("no writable folder outside /tmp")
+    folder = Path(tempfile.mkdtemp(prefix="tooldeck-test-", dir=base))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["rm", "-rf", "--one-file-system", str(folder)], check=False)
+
+
+@pytest.fixture(name="launcher_name", params=["bwrap", "unshare"])
+def launcher_name_fixture(request: pytest.FixtureRequest) -> str:
+    """Each namespace launcher in turn; on a root machine (CI) neither may be missing."""
+    from tools.errors import ToolUnavailableError
+    from tools.evolution.launchers import select
+
+    try:
+        select(request.param)
+    except ToolUnavailableError as exc:
+        if os.geteuid() == 0:  # CI runs as root and installs bubblewrap (.ci/run): both launchers run there
+            raise
+        pytest.skip(exc.message)
+    return str(request.param)

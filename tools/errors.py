@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from state.redact import redact
+
 
 class ToolError(Exception):
     """Root of every error tooldeck raises on purpose."""
@@ -27,12 +29,13 @@ class ToolError(Exception):
         error_class: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        message = redact(message)  # an error is shown, logged and stored: never with a secret in it
         super().__init__(message)
         self.message = message
         self.tool_id = tool_id
         self.version = version
         self.exit_code = exit_code
-        self.stderr_tail = stderr_tail
+        self.stderr_tail = redact(stderr_tail)
         if error_class is not None:
             self.error_class = error_class
         self.details = details or {}

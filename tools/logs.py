@@ -11,12 +11,22 @@ from state.redact import redact
 
 _configured: set[Path] = set()
 _lock = threading.Lock()
+_formatter = logging.Formatter()
 
 
 class RedactingFilter(logging.Filter):
+    """Masks the message, and the traceback and stack a record carries, before any handler formats them."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = None
+        if record.exc_info:
+            record.exc_text = _formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

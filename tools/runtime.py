@@ -24,6 +24,7 @@ from state.calls import CallRecord, CallRecorder, prune_calls
 from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
+from state.redact import adopt_environ
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_tool_id
@@ -103,6 +104,7 @@ class Runtime:
         extra_roots: list[Path] | None = None,
         label: str | None = None,
     ) -> None:
+        adopt_environ()  # the tools it runs cannot read the secrets in /proc/<this pid>/environ
         self.workspace = resolve_workspace(workspace)
         self.home = tooldeck_home(self.workspace)
         self.session = session or os.environ.get("TOOLDECK_SESSION") or new_session_id()
@@ -317,13 +319,23 @@ class Runtime:
         check_tool_id(tool_id)
         self._require_store(timeout)
         if version is None:
-            promoted, _scope = self.resolved_version(tool_id)
-            if promoted is not None:
-                try:
-                    return self.catalog.get(tool_id, promoted, timeout=timeout)
-                except ToolError as exc:  # a promotion whose files are gone: serve the base, say so
-                    self._log_error(f"promotion of {tool_id} {promoted}", exc)
+            promos = self.promotions()
+            for scope in (self.session, "global"):
+                promoted, seen = promos.get((tool_id, scope)), set()
+                while promoted is not None and promoted not in seen:
+                    seen.add(promoted)
+                    try:
+                        return self.catalog.get(tool_id, promoted, timeout=timeout)
+                    except ToolError as exc:  # files gone or tampered: the version that served before it serves
+                        self._log_error(f"promotion of {tool_id} {promoted}", exc)
+                    promoted = self._served_before(tool_id, scope, promoted)
         return self.catalog.get(tool_id, version, timeout=timeout)
+
+    def _served_before(self, tool_id: str, scope: str, version: str) -> str | None:
+        """The version a scope served before `version` was promoted there (None: the next scope, then the base)."""
+        row = self.store.query_one("SELECT previous_version FROM promotion_history WHERE tool_id=? AND scope=? AND version=?"
+                                   " ORDER BY id DESC LIMIT 1", (tool_id, scope, version))
+        return row[0] if row else None
 
     # -- calls ---------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_rounds": 2,
         "sandbox_timeout_seconds": 10,
         "sandbox_memory_mb": 512,
+        "sandbox_disk_mb": 64,  # the throwaway folder's tmpfs
+        "sandbox_launcher": "auto",  # auto | bwrap | unshare | none
         "regression_cases": 20,
     },
     "buffers": {

@@ -145,13 +145,15 @@ class Collector:
             base = rt.catalog.find(tool_id)
             if base is None:
                 continue
-            entry, scope = base, ""
+            entry, scope, refused = base, "", ""
             if base.manifest is not None:
                 version, where = rt.resolved_version(tool_id)
                 if version is not None:
                     promoted = rt.catalog.find(tool_id, version)
                     if promoted is not None and promoted.manifest is not None:
                         entry, scope = promoted, where
+                    elif promoted is not None and promoted.error:  # e.g. tampered after approval: say why it is not served
+                        refused = f"{version} not served: {promoted.error}"
             version = entry.served_version
             stats = self._stats.get((tool_id, version))
             extra = live.get((tool_id, version), {})
@@ -162,7 +164,7 @@ class Collector:
                 type=manifest.type if manifest else "", source=entry.source, score=score,
                 circuit=str(extra.get("circuit", "closed" if manifest else "")),
                 calls=stats.calls if stats else 0, failures=stats.failures if stats else 0,
-                p50_ms=stats.p50_ms if stats else None, error=entry.error or "",
+                p50_ms=stats.p50_ms if stats else None, error=entry.error or refused,
                 disabled=bool(extra.get("disabled", False)), tags=tuple(extra.get("tags", ())),
             ))
         for problem in rt.catalog.problems():

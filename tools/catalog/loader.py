@@ -17,6 +17,7 @@ from typing import Any
 
 from state.db import Store, dumps
 from state.events import EventLog, PendingEvent
+from state.redact import holds_secret
 from tools.catalog.discovery import (
     MANIFEST_SUFFIXES,
     Root,
@@ -55,6 +56,8 @@ class Catalog:
         self._last_flush = 0.0
         self.cache_hits = 0
         self.parsed = 0
+        #: checks an evolved version's files before it loads or serves (evolution's pins); why not, or None
+        self.verifier: Callable[[ToolEntry], str | None] | None = None
 
     # -- listeners -----------------------------------------------------------------
 
@@ -148,7 +151,8 @@ class Catalog:
             else:
                 data = read_manifest_data(entry.path)
                 self.parsed += 1
-                fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
+                if not holds_secret(data):  # a manifest holding a secret is re-read, never cached in the database
+                    fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
         except ManifestError as exc:
             error = exc.message
@@ -158,7 +162,12 @@ class Catalog:
         return fresh_row
 
     def _finish(self, entry: ToolEntry, manifest: Manifest | None, error: str | None) -> None:
+        tampered = self._tampered(entry) if manifest is not None else None
+        if tampered:
+            manifest, error = None, tampered
         with self._lock:
+            if tampered:
+                entry.manifest = None  # its files changed after approval: not even the last good manifest serves
             if manifest is not None:
                 entry.manifest = manifest
                 entry.cache = {}
@@ -176,7 +185,11 @@ class Catalog:
             payload["error"] = error
         if entry.overrides is not None:
             payload["overrides"] = str(entry.overrides)
-        self._queue_event(PendingEvent("tool.error" if error else "tool.ready", entry.tool_id, entry.served_version or None, payload))
+        kind = "tool.tampered" if tampered else "tool.error" if error else "tool.ready"
+        self._queue_event(PendingEvent(kind, entry.tool_id, entry.served_version or None, payload))
+
+    def _tampered(self, entry: ToolEntry) -> str | None:
+        return self.verifier(entry) if self.verifier is not None and entry.source == "evolved" else None
 
     def _read_cache(self) -> dict[str, tuple[int, int, str]] | None:
         if self._store is None:
@@ -274,6 +287,10 @@ class Catalog:
                 self.flush()
             elif not entry.done.wait(max(0.0, deadline - time.monotonic())):
                 raise ToolNotReadyError(f"tool {tool_id!r} did not load within {timeout:.1f} s", tool_id=tool_id)
+        if entry.manifest is not None and (tampered := self._tampered(entry)):  # changed on disk since it loaded
+            self._finish(entry, entry.manifest, None)
+            self.flush()
+            raise ToolNotReadyError(f"tool {tool_id!r} {entry.version}: {tampered}", tool_id=tool_id, error_class="tampered")
         if entry.manifest is None:
             raise ToolNotReadyError(f"tool {tool_id!r} failed to load: {entry.error}", tool_id=tool_id, error_class="bad_manifest")
         return entry

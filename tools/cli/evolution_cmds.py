@@ -170,6 +170,8 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(f"sandbox: {held}")
     if p.get("failure"):
         out.print(f"[red]{p['failure']}[/]")
+    if p.get("tampered"):
+        out.print(f"[bold red]TAMPERED[/]: {p['tampered']} (not served)", highlight=False)
     if diff and p.get("diff"):
         from rich.syntax import Syntax
 

@@ -39,10 +39,19 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def install(runtime: Any) -> None:
-    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path."""
+    """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path, the pins
+    that keep approved ones from serving once their files changed, and reaping interrupted evolutions."""
+    from tools.evolution.pins import Pins
+
     guard = UnapprovedGuard()
     runtime.extensions["evolution_guard"] = guard
     runtime.hooks.append(guard)
+    pins = Pins(runtime)
+    runtime.extensions["evolution_pins"] = pins
+    runtime.catalog.verifier = pins
+    from tools.evolution.orphans import reap
+
+    reap(runtime)  # evolutions whose runtime died (an interrupted `tooldeck evolve`) end as failed
 
 
 def code_name(tool_id: str, version: str) -> str:
@@ -210,6 +219,7 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
     untouched = ("name", "version", "entry", "lineage")
     if patched is not None and any(wanted.get(k) != data.get(k) for k in set(wanted) | set(data) if k not in untouched):
         patched = None  # a nested field had to change: re-serialise
+    lineage = redact(lineage)  # written beside the code, read by every reviewer: never a secret
     lineage_text = yaml.safe_dump({"lineage": lineage}, sort_keys=False, allow_unicode=True)
     if patched is not None:
         return patched.rstrip("\n") + "\n" + lineage_text
@@ -264,6 +274,7 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
             spec_text: str | None = None, base_version: str = "1.0.0") -> dict[str, Any]:
     cfg = _settings(runtime)
     parent_version = parent.version if parent else None
+    error_message, mutation_hint = redact(error_message), redact(mutation_hint)  # stored, sent, written: never a secret
     now = time.time()
     with runtime.store.tx() as con:
         version = next_version(runtime, con, tool_id, parent_version) if parent_version else base_version
@@ -291,6 +302,12 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
         exc.args = (exc.message,)
         exc.details = {**exc.details, "proposal_id": pid}
         raise
+    except Exception as exc:  # never leave a proposal generating or validating behind
+        reason = redact(f"internal error: {type(exc).__name__}: {exc}")[:2000]
+        if _update(runtime, pid, status="failed_validation", failure=reason):
+            runtime.events.emit("evolution.failed_validation", tool_id, version, proposal_id=pid, stage="internal", error=reason)
+        log.exception("evolution: proposal %s of %s failed", pid, tool_id)
+        raise ToolError(f"evolve {tool_id} (proposal {pid}): {reason}", tool_id=tool_id, details={"proposal_id": pid}) from exc
 
 
 def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
@@ -309,7 +326,8 @@ def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, pare
     folder = inside(runtime.home / "evolved", Path(tool_id) / version)
     inputs = Inputs(tool_id, version, name, parent, dynamic_schema, scenarios(failures, error_message),
                     regressions(runtime, tool_id, parent.version, int(cfg["regression_cases"])) if parent else [],
-                    float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]))
+                    float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]), int(cfg["sandbox_disk_mb"]),
+                    str(cfg["sandbox_launcher"]))
     tokens_in = tokens_out = 0
     max_rounds = max(1, int(cfg["max_rounds"]))
     stages: list[dict[str, Any]] = []
@@ -415,6 +433,7 @@ def summarize(proposal: dict[str, Any]) -> dict[str, Any]:
         "approved": f"approved for {proposal.get('scope')} and serving there",
         "failed_validation": f"validation failed; see tooldeck review show {pid}",
         "cancelled": "cancelled",
+        "failed": f"{proposal.get('failure') or 'failed'}; evolve again",
     }.get(proposal["status"], proposal["status"])
     return {
         "success": proposal["status"] in ("awaiting_review", "approved"), "proposal_id": pid, "tool_id": proposal["tool_id"],

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from state.redact import redact
 from tools.catalog import Manifest
 
 SYSTEM = """\
@@ -71,18 +72,33 @@ def build_prompt(*, tool_id: str, version: str, code_name: str, parent: Manifest
     return system, "\n".join(parts)
 
 
+FEEDBACK_LIMIT = 4000  # the whole message back to the model
+CASE_LIMIT = 300  # each failing case: enough to say why, too little to carry a candidate's loot
+
+
+def _cut(text: Any, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def feedback_message(stages: list[dict[str, Any]]) -> str:
-    """What failed, for the next round: the failing stage and its failing cases."""
+    """What failed, for the next round: the failing stage and its failing cases, truncated and redacted.
+
+    What a candidate printed or returned comes back in here, so it is cut short and passes
+    through the same redaction as everything else before the model sees it.
+    """
     failed = next((s for s in stages if not s["passed"]), None)
     if failed is None:
         return "All validation stages passed."
-    lines = [f"Validation failed at stage '{failed['name']}': {failed['detail']}"]
-    for case in failed.get("cases") or []:
-        if not case.get("passed"):
-            label = case.get("name") or case.get("input")
-            lines.append(f"- {label}: {case.get('detail')}")
+    lines = [f"Validation failed at stage '{failed['name']}': {_cut(failed['detail'], 2 * CASE_LIMIT)}"]
+    failing = [case for case in failed.get("cases") or [] if not case.get("passed")]
+    for case in failing[:10]:
+        label = case.get("name") or case.get("input")
+        lines.append(f"- {_cut(label, 120)}: {_cut(case.get('detail'), CASE_LIMIT)}")
+    if len(failing) > 10:
+        lines.append(f"- ... and {len(failing) - 10} more failing cases")
     passed = [s["name"] for s in stages if s["passed"]]
     if passed:
         lines.append(f"Stages that passed: {', '.join(passed)}.")
     lines.append("Call write_tool_version again with the complete corrected code and manifest.")
-    return "\n".join(lines)[:8000]
+    return _cut(redact("\n".join(lines)), FEEDBACK_LIMIT)

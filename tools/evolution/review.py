@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from state.redact import redact
 from tools.errors import ToolError, ToolUnavailableError, UsageError
 from tools.ids import check_name, check_tool_id, check_version
 
 STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", "approved", "rejected",
-            "rolled_back", "cancelled")
+            "rolled_back", "cancelled", "failed")  # failed: interrupted, its runtime gone (tools.evolution.orphans)
 RUNNING = ("generating", "validating")
 APPROVABLE = ("awaiting_review", "approved", "rolled_back")
 
@@ -87,7 +88,18 @@ def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> d
             out["diff"], out["current_diff_sha256"] = diff_for(out)
         except ToolError as exc:
             out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
+        out["tampered"] = tampered(runtime, out)
     return out
+
+
+def tampered(runtime: Any, proposal: dict[str, Any]) -> str | None:
+    """Why a pinned (approved) version's files are no longer the ones approved, or None."""
+    from tools.evolution.pins import mismatch, pinned
+
+    if not proposal.get("path") or proposal.get("approved_at") is None:
+        return None
+    pins = pinned(runtime.store, proposal["tool_id"], proposal["version"])
+    return mismatch(Path(proposal["path"]).parent, pins) if pins else None
 
 
 # -- the diff --------------------------------------------------------------------------------
@@ -175,9 +187,10 @@ def _history(con: Any, tool_id: str, scope: str, action: str, version: str | Non
 
 def _changed(runtime: Any) -> None:
     runtime.invalidate_promotions()
-    guard = runtime.extensions.get("evolution_guard")
-    if guard is not None:
-        guard.invalidate()
+    for name in ("evolution_guard", "evolution_pins"):
+        extension = runtime.extensions.get(name)
+        if extension is not None:
+            extension.invalidate()
 
 
 def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str | None = None,
@@ -189,6 +202,8 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
     if proposal["status"] not in APPROVABLE:
         raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be approved",
                                    tool_id=proposal["tool_id"])
+    if proposal.get("tampered"):
+        raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=proposal["tool_id"])
     if not diff_sha256:
         raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {proposal['current_diff_sha256']})")
     current = proposal["current_diff_sha256"]
@@ -201,8 +216,12 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
             f"proposal {pid}: the candidate or its parent changed on disk after validation (diff was "
             f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=proposal["tool_id"])
     tool_id, version = proposal["tool_id"], proposal["version"]
+    folder = _reviewed_folder(proposal)
     now = time.time()
+    from tools.evolution.pins import pin
+
     with runtime.store.tx() as con:
+        pin(con, tool_id, version, folder, pid)  # what was reviewed is what may serve: sha256 of every file
         row = con.execute("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope)).fetchone()
         previous = row[0] if row else None
         con.execute(
@@ -221,6 +240,25 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
     return get_proposal(runtime, pid, with_diff=False)
 
 
+def _reviewed_folder(proposal: dict[str, Any]) -> Path:
+    """The candidate's folder, refused when it holds a file the reviewer's diff did not show."""
+    pid = proposal["id"]
+    if not proposal.get("path"):
+        raise ToolUnavailableError(f"proposal {pid} has no candidate files", tool_id=proposal["tool_id"])
+    from tools.evolution.pins import folder_files
+
+    manifest_path = Path(proposal["path"])
+    folder = manifest_path.parent
+    code_path, _code = _code_of(manifest_path)
+    shown = {manifest_path.name} | ({code_path.relative_to(folder).as_posix()} if code_path is not None else set())
+    extra = sorted(set(folder_files(folder)) - shown)
+    if extra:
+        raise ToolUnavailableError(
+            f"proposal {pid}: {folder} holds files the diff does not show ({', '.join(extra)}); remove them or evolve again",
+            tool_id=proposal["tool_id"])
+    return folder
+
+
 def _ensure_loaded(runtime: Any, proposal: dict[str, Any]) -> None:
     """The catalog knows the promoted version even if no watcher saw its files land."""
     if runtime.catalog.find(proposal["tool_id"], proposal["version"]) is None and proposal.get("path"):
@@ -237,10 +275,11 @@ def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = N
         hint = "; use rollback to stop serving it" if proposal["status"] == "approved" else ""
         raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be rejected{hint}",
                                    tool_id=proposal["tool_id"])
+    reason = redact(str(reason))
     now = time.time()
     with runtime.store.tx() as con:
         con.execute("UPDATE proposals SET status='rejected', reviewer=?, review_reason=?, reviewed_at=?, updated=? WHERE id=?",
-                    (reviewer, str(reason)[:2000], now, now, pid))
+                    (reviewer, reason[:2000], now, now, pid))
     _changed(runtime)
     runtime.events.emit("promotion.rejected", proposal["tool_id"], proposal["version"], proposal_id=pid, reason=str(reason)[:500],
                         reviewer=reviewer)

@@ -3,8 +3,9 @@
 The runtime never imports this module for a candidate; `tools.evolution.sandbox` copies
 it into a throwaway folder and starts it as an unprivileged child process.
 Imported as `sitecustomize` companion it also confines every Python process in
-the sandbox (an audit hook refusing writes outside the sandbox folder and any
-network socket), a second wall behind the OS protections.
+the sandbox (an audit hook refusing writes outside the sandbox folder, any network
+socket and any Unix socket: a socketpair between its own processes still works),
+a second wall behind the OS protections.
 
 Usage: python sandbox_runner.py SPEC.json. Writes JSON lines on a private copy
 of fd 1: {"ready": true} once the candidate imported, then one line per case.
@@ -60,9 +61,8 @@ def install_guard(root: str) -> None:
                         raise PermissionError(f"sandbox: {event} on {path!r} outside the sandbox folder is not allowed")
             elif event in _NET_EVENTS:
                 sock = args[0] if args else None
-                family = getattr(sock, "family", None)
-                if event != "socket.getaddrinfo" and family == getattr(__import__("socket"), "AF_UNIX", -1):
-                    return
+                if getattr(sock, "family", None) == getattr(__import__("socket"), "AF_UNIX", -1):
+                    raise PermissionError("sandbox: Unix sockets are not allowed")
                 raise PermissionError("sandbox: network access is not allowed")
         finally:
             _local.busy = False
@@ -134,9 +134,23 @@ def _run_python(func: Any, tool_id: str, data: Any, timeout: float) -> dict[str,
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+def _copy_into(src: str, dst: str) -> None:
+    """Copy a folder's entries into an existing folder (whose own mode and owner stay as they are)."""
+    import shutil
+
+    for name in os.listdir(src):
+        source, target = os.path.join(src, name), os.path.join(dst, name)
+        if os.path.isdir(source) and not os.path.islink(source):
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy(source, target, follow_symlinks=False)
+
+
 def main() -> int:
     with open(sys.argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)
+    if spec.get("copy_from"):  # the candidate as written is a read-only bind; it runs from a copy on its tmpfs
+        _copy_into(spec["copy_from"], spec["tool_dir"])
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -152,6 +166,7 @@ def main() -> int:
             if module_spec is None or module_spec.loader is None:
                 raise ImportError(f"cannot load {spec['file']}")
             module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_spec.name] = module  # its functions pickle (multiprocessing) by this name
             module_spec.loader.exec_module(module)
             func = getattr(module, spec["func"])
         except BaseException as exc:  # the candidate failed to import: report it and stop

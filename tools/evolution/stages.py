@@ -44,6 +44,8 @@ class Inputs:
     regressions: list[dict[str, Any]]  # {"input", "output" (or None when cut)}
     timeout: float
     memory_mb: int
+    disk_mb: int = 64
+    launcher: str = "auto"  # [evolution] sandbox_launcher
 
 
 def _stage(name: str, passed: bool, detail: str, started: float, **extra: Any) -> dict[str, Any]:
@@ -103,6 +105,10 @@ class Cascade:
                 result = fn(started)
             except ToolError as exc:
                 result = _stage(name, False, exc.message, started)
+            except Cancelled:
+                raise
+            except Exception as exc:  # any fault of the machinery ends the candidate's validation, with the reason
+                result = _stage(name, False, f"{type(exc).__name__}: {exc}"[:1000], started, internal_error=True)
             self.stages.append(result)
             if not result["passed"]:
                 return False
@@ -146,6 +152,7 @@ class Cascade:
 
     def _run(self, inputs: list[Any]) -> tuple[list[tuple[Any, ToolError | None]], str | None]:
         """Each input through input validation, the sandbox, and output validation."""
+        from tools.evolution.launchers import select
         from tools.evolution.sandbox import run_cases
         from tools.invoke import check_input, check_output
 
@@ -157,8 +164,8 @@ class Cascade:
             except ToolError as exc:
                 prepared.append((None, exc))
         to_run = [d for d, err in prepared if err is None]
-        run = run_cases(self.path.parent, self.manifest, to_run, timeout=self.inputs.timeout, memory_mb=self.inputs.memory_mb) \
-            if to_run else None
+        run = run_cases(self.path.parent, self.manifest, to_run, timeout=self.inputs.timeout, memory_mb=self.inputs.memory_mb,
+                        disk_mb=self.inputs.disk_mb, launcher=select(self.inputs.launcher)) if to_run else None
         if run is not None:
             self.protections = run.protections
         results = iter(run.results if run else [])

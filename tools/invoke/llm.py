@@ -143,9 +143,10 @@ class AnthropicProvider:
         model = request.model or self.model
         client = anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=self.max_retries,
                                      timeout=request.timeout)
-        kwargs: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens, "messages": request.messages}
+        # the boundary to the model: whatever a prompt carries, no secret leaves the process
+        kwargs: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens, "messages": redact(request.messages)}
         if request.system:
-            kwargs["system"] = request.system
+            kwargs["system"] = redact(request.system)
         if request.tool is not None:
             kwargs["tools"] = [request.tool]
             kwargs["tool_choice"] = {"type": "tool", "name": request.tool["name"]}

@@ -19,7 +19,7 @@ from tui.widgets.panel import Panel
 COLUMNS = [("#", "id"), ("tool", "tool"), ("version", "version"), ("from", "parent"), ("status", "status"),
            ("tokens", "tokens"), ("model", "model"), ("hint", "hint")]
 STATUS_STYLE = {"awaiting_review": "warn", "approved": "ok", "failed_validation": "error", "rejected": "error",
-                "rolled_back": "muted", "cancelled": "muted", "generating": "accent", "validating": "accent"}
+                "rolled_back": "muted", "cancelled": "muted", "generating": "accent", "validating": "accent", "failed": "error"}
 
 
 def _reviewer() -> str:

@@ -1,0 +1,124 @@
+"""Approved code is pinned by sha256: edited on disk afterwards, it is not served, and says so."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, settings
+from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
+from tools.cli import main
+from tools.errors import ToolUnavailableError
+from tools.evolution.evolve import evolve_tool
+from tools.evolution.review import approve, get_proposal
+
+GREET_V3 = GREET_V2.replace('return {"greeting": "hello " + name}', 'return {"greeting": "hello " + name, "version": "1.2.0"}')
+PWNED = "\n\ndef run(data):\n    return {'greeting': 'pwned'}\n"
+ADA = {"name": "ada"}
+
+
+def proposed(rt: Any, server: MessagesServer, code: str, hint: str) -> dict[str, Any]:
+    server.reply_tool_use("write_tool_version", greet_answer(code, tests=[
+        {"name": "one word", "input": ADA, "expect_contains": {"greeting": "hello ada"}},
+        {"name": "two words", "input": {"name": "ada lovelace"}, "expect_contains": {"greeting": "hello ada lovelace"}}]))
+    proposal = evolve_tool(rt, "greet", "", hint)
+    assert proposal["status"] == "awaiting_review", proposal.get("failure")
+    return proposal
+
+
+@pytest.fixture
+def two_approved(workspace: Path, make_runtime: Any, anthropic_server: MessagesServer) -> tuple[Any, dict[str, Any]]:
+    """greet 1.1.0 approved globally, then 1.2.0 approved over it; neither called yet."""
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    first = proposed(rt, anthropic_server, GREET_V2, "Allow spaces in names")
+    approve(rt, first["id"], "global", "tester", first["diff_sha256"])
+    second = proposed(rt, anthropic_server, GREET_V3, "Say which version answered")
+    assert second["version"] == "1.2.0" and second["parent_version"] == "1.1.0"
+    approve(rt, second["id"], "global", "tester", second["diff_sha256"])
+    return rt, second
+
+
+def code_of(rt: Any, version: str) -> Path:
+    return rt.home / "evolved" / "greet" / version / f"greet_v{version.replace('.', '_')}.py"
+
+
+def tampered_events(rt: Any) -> list[Any]:
+    return [e for e in rt.events.recent(500) if e.kind == "tool.tampered"]
+
+
+def test_a_tampered_promoted_version_is_refused_and_the_previous_good_one_serves(two_approved, make_runtime, capsys):
+    rt, second = two_approved
+    code = code_of(rt, "1.2.0")
+    good = code.read_bytes()
+    with code.open("a") as fh:
+        fh.write(PWNED)
+    for _ in range(3):
+        assert rt.call("greet", ADA) == {"greeting": "hello ada"}  # 1.1.0 answers; 1.2.0 would add "version"
+    events = tampered_events(rt)
+    assert len(events) == 1 and events[0].version == "1.2.0" and "greet_v1_2_0.py changed after approval" in events[0].payload["error"]
+    entry = rt.catalog.find("greet", "1.2.0")
+    assert entry.status == "error" and entry.error.startswith("tampered: ") and entry.manifest is None
+    from tui.snapshot import Collector
+
+    frame = Collector(rt).collect()  # what the dashboard paints: the tools row and the activity line
+    assert "1.2.0 not served: tampered: " in next(r for r in frame.tools if r.tool_id == "greet").error
+    assert any(e.kind == "tool.tampered" and e.version == "1.2.0" for e in frame.events)
+
+    shown = get_proposal(rt, second["id"])
+    assert shown["tampered"].startswith("tampered: ") and "sha256" in shown["tampered"]
+    capsys.readouterr()
+    assert main(["-w", str(rt.workspace), "review", "show", str(second["id"])]) == 0
+    assert "TAMPERED: tampered: " in capsys.readouterr().out
+    with pytest.raises(ToolUnavailableError, match="tampered"):
+        approve(rt, second["id"], "other-session", "tester", shown["current_diff_sha256"])
+
+    again = make_runtime()  # a restart finds it at load, before any call
+    assert again.wait_ready(30)
+    assert again.catalog.find("greet", "1.2.0").status == "error"
+    assert again.call("greet", ADA) == {"greeting": "hello ada"}
+    assert any(e.kind == "tool.tampered" and e.pid == os.getpid() for e in again.events.recent(500))
+
+    code.write_bytes(good)  # restored: it serves again once reloaded (the watcher does this in `tooldeck serve`)
+    rt.catalog.reload_path(code)
+    assert rt.call("greet", ADA) == {"greeting": "hello ada", "version": "1.2.0"}
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_caught(two_approved):
+    rt, _second = two_approved
+    assert rt.call("greet", ADA) == {"greeting": "hello ada", "version": "1.2.0"}  # verified once: now stat-cached
+    code = code_of(rt, "1.2.0")
+    text = code.read_text()
+    st = code.stat()
+    evil = text.replace('"hello "', '"pwned "')
+    assert len(evil) == len(text)
+    code.write_text(evil)
+    os.utime(code, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert code.stat().st_size == st.st_size and code.stat().st_mtime_ns == st.st_mtime_ns
+    assert rt.call("greet", ADA) == {"greeting": "hello ada"}
+
+
+def test_a_file_added_after_approval_is_tampering(two_approved):
+    rt, _second = two_approved
+    (code_of(rt, "1.2.0").parent / "sitecustomize.py").write_text("import os\n")
+    assert rt.call("greet", ADA) == {"greeting": "hello ada"}
+    assert "sitecustomize.py was added" in tampered_events(rt)[0].payload["error"]
+
+
+def test_approval_refuses_files_the_reviewed_diff_does_not_show(workspace, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    proposal = proposed(rt, anthropic_server, GREET_V2, "Allow spaces in names")
+    (code_of(rt, "1.1.0").parent / "helper.py").write_text("print('not reviewed')\n")
+    with pytest.raises(ToolUnavailableError, match=r"holds files the diff does not show \(helper.py\)"):
+        approve(rt, proposal["id"], "global", "tester", proposal["diff_sha256"])
+    (code_of(rt, "1.1.0").parent / "helper.py").unlink()
+    approved = approve(rt, proposal["id"], "global", "tester", proposal["diff_sha256"])
+    assert approved["status"] == "approved"
+    pins = rt.store.query("SELECT name FROM approved_files WHERE tool_id='greet' AND version='1.1.0' ORDER BY name")
+    assert [r[0] for r in pins] == ["greet.yaml", "greet_v1_1_0.py"]

@@ -1,0 +1,145 @@
+"""Approved code pinned by sha256: a file changed after approval is not served.
+
+`pin` records, in the approval's transaction, the sha256 and size of every file of the
+approved version's folder (which holds only what the reviewer's diff showed). `Pins` is
+the catalog's verifier: before an evolved version loads or serves, its files must be
+exactly those pinned. The check is stat-cached (size, mtime, ctime, inode of each file and
+of the folder), so serving a verified version costs a few stat calls; any change, even
+one that restores the mtime, changes a ctime and is hashed again. A mismatch makes the
+version `error` ("tampered: ..."), emits `tool.tampered`, and resolution serves the
+version that served before it (tools.runtime.Runtime.resolve).
+
+Versions approved before pins existed have none and are served as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SKIP_DIRS = frozenset({"__pycache__"})  # bytecode a worker writes beside the code it imports
+_RECHECK_UNPINNED_SECONDS = 1.0
+
+
+def folder_files(folder: Path) -> dict[str, Path]:
+    """Every file under an evolved version's folder, by its path inside it (bytecode caches aside)."""
+    out: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in filenames:
+            path = Path(dirpath) / name
+            out[path.relative_to(folder).as_posix()] = path
+    return out
+
+
+def digest(path: Path) -> tuple[str, int]:
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def pinned(store_or_con: Any, tool_id: str, version: str) -> dict[str, tuple[str, int]]:
+    rows = store_or_con.execute(
+        "SELECT name, sha256, size FROM approved_files WHERE tool_id=? AND version=?", (tool_id, version)).fetchall()
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+def pin(con: Any, tool_id: str, version: str, folder: Path, proposal_id: int | None) -> int:
+    """Pin the folder's files in the approval's transaction; a version pinned once keeps its first pins."""
+    if pinned(con, tool_id, version):
+        return 0
+    now = time.time()
+    rows = [(tool_id, version, name, *digest(path), proposal_id, now) for name, path in folder_files(folder).items()]
+    con.executemany("INSERT INTO approved_files(tool_id, version, name, sha256, size, proposal_id, approved_at)"
+                    " VALUES (?,?,?,?,?,?,?)", rows)
+    return len(rows)
+
+
+def mismatch(folder: Path, pins: dict[str, tuple[str, int]]) -> str | None:
+    """Why the folder's files are not the approved ones, or None."""
+    present = folder_files(folder) if folder.is_dir() else {}
+    for name in sorted(present):
+        if name not in pins:
+            return f"tampered: {name} was added to {folder} after approval"
+    for name, (sha, size) in sorted(pins.items()):
+        path = present.get(name)
+        if path is None:
+            return f"tampered: {folder / name} is missing since approval"
+        try:
+            actual, actual_size = digest(path)
+        except OSError as exc:
+            return f"tampered: {path}: cannot read: {exc.strerror or exc}"
+        if actual != sha:
+            return (f"tampered: {path} changed after approval (sha256 {actual[:12]}..., {actual_size} bytes; "
+                    f"approved {sha[:12]}..., {size} bytes)")
+    return None
+
+
+def _signature(folder: Path, names: list[str]) -> tuple[Any, ...] | None:
+    try:
+        out = []
+        for path in (folder, *(folder / n for n in names)):
+            st = os.stat(path)
+            out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        return tuple(out)
+    except OSError:
+        return None
+
+
+class Pins:
+    """The catalog's verifier for evolved versions (installed as `runtime.catalog.verifier`)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self._lock = threading.Lock()
+        self._pins: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
+        self._unpinned: dict[tuple[str, str], float] = {}
+        self._verified: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._unpinned.clear()
+
+    def _pins_for(self, key: tuple[str, str]) -> dict[str, tuple[str, int]]:
+        with self._lock:
+            if key in self._pins:
+                return self._pins[key]
+            checked = self._unpinned.get(key)
+            if checked is not None and time.monotonic() - checked < _RECHECK_UNPINNED_SECONDS:
+                return {}
+        found = pinned(self.runtime.store, *key)
+        with self._lock:
+            if found:
+                self._pins[key] = found  # pins never change once written
+            else:
+                self._unpinned[key] = time.monotonic()
+        return found
+
+    def __call__(self, entry: Any) -> str | None:
+        """None when `entry` may serve; else why not ("tampered: ...")."""
+        if entry.source != "evolved":
+            return None
+        key = (entry.tool_id, entry.version or entry.served_version)
+        pins = self._pins_for(key)
+        if not pins:
+            return None  # not approved (the guard refuses it), or approved before pins existed
+        folder = entry.tool_dir
+        signature = _signature(folder, sorted(pins))
+        with self._lock:
+            if signature is not None and self._verified.get(key) == signature:
+                return None
+        reason = mismatch(folder, pins)
+        with self._lock:
+            if reason is None and signature is not None:
+                self._verified[key] = signature
+            else:
+                self._verified.pop(key, None)
+        return reason
