@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -40,10 +41,29 @@ def test_tools_json_lists_status(ws: Path) -> None:
     assert data["summary"].startswith("Ready:")
 
 
-def test_tools_table(ws: Path) -> None:
+def test_tools_listing_succeeds_with_broken_tools_and_check_fails_on_them(ws: Path) -> None:
     out = tooldeck("tools", "--wait", ws=ws)
     assert "echo" in out.stdout and "broken" in out.stdout
-    assert out.returncode == 1  # --wait reports a catalog with errors as a failure
+    assert out.returncode == 0  # the listing itself worked, broken tools and all
+    assert tooldeck("tools", "--json", ws=ws).returncode == 0
+    check = tooldeck("tools", "--check", ws=ws)
+    assert check.returncode == 1 and "1 tool in error" in check.stderr
+    (ws / "tools" / "broken.yaml").unlink()
+    assert tooldeck("tools", "--check", ws=ws).returncode == 0
+
+
+def test_piped_tables_never_split_an_id(ws: Path) -> None:
+    """Without a terminal, one row per line, tab-separated: grep counts whole ids."""
+    long_id = "a_tool_with_a_long_identifier_that_would_wrap_at_eighty_col"
+    python_tool(ws / "tools", long_id, "def run(d):\n    return d\n")
+    out = tooldeck("tools", "--wait", ws=ws)
+    lines = out.stdout.splitlines()
+    assert lines[0].split("\t")[:3] == ["tool", "status", "version"]
+    assert sum(long_id in line for line in lines) == 1
+    assert sum("extract_spec_from_file" in line for line in lines) == 1
+    row = next(line.split("\t") for line in lines if line.startswith(long_id + "\t"))
+    assert row[1] == "ready" and row[3] == "global"  # which version serves, and for whom
+    assert all(len(line.split("\t")) == 8 for line in lines)
 
 
 def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:
@@ -56,7 +76,7 @@ def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:
     bad_input = tooldeck("call", "echo", '{"nope": 1}', ws=ws)
     assert bad_input.returncode == 1 and "bad input" in bad_input.stderr
     unknown = tooldeck("call", "ech", "{}", ws=ws)
-    assert unknown.returncode == 1 and "did you mean echo" in unknown.stderr
+    assert unknown.returncode == 2 and "did you mean echo" in unknown.stderr
     escape = tooldeck("call", "../../etc/passwd", "{}", ws=ws)
     assert escape.returncode == 2 and "invalid tool id" in escape.stderr
     usage = tooldeck("call", ws=ws)
@@ -114,3 +134,101 @@ def test_missing_workspace_is_a_usage_error(tmp_path: Path) -> None:
     out = tooldeck("tools", ws=tmp_path / "no" / "such")
     assert out.returncode == 2 and "does not exist" in out.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_global_options_anywhere(ws: Path, tmp_path: Path) -> None:
+    after = subprocess.run([sys.executable, "-m", "tools", "tools", "--workspace", str(ws), "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    assert "echo" in {r["id"] for r in json.loads(after.stdout)["tools"]}
+    short = subprocess.run([sys.executable, "-m", "tools", "--json", "call", "echo", '{"text": "x"}', "-w", str(ws)],
+                           capture_output=True, text=True, timeout=60)
+    assert short.returncode == 0 and json.loads(short.stdout) == {"echo": {"text": "x"}}
+    nested = subprocess.run([sys.executable, "-m", "tools", "buffer", "status", "--workspace", str(ws), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert nested.returncode == 0 and json.loads(nested.stdout) == []
+
+
+def test_one_exit_code_rule(ws: Path) -> None:
+    """0 success, 1 a tool or operation failed, 2 bad usage / unknown id / missing file."""
+    cases = {
+        ("buffer", "status", "nope"): 2,            # unknown buffer
+        ("review", "show", "999"): 2,               # unknown proposal
+        ("spec", "missing.md"): 2,                  # missing file
+        ("generate", "missing.md", "--tool", "x"): 2,
+        ("buffer", "write", "b", "1", "--max-size", "-5"): 2,
+        ("failures", "../x"): 2,
+        ("fail", "../x", "--scenario", "s", "--error", "e"): 2,
+        ("failures", "nope"): 2,
+        ("call", "echo", "{}", "--timeout", "-1"): 2,
+        ("call", "echo", "{}", "--timeout", "0"): 2,
+        ("call", "echo", "{}", "--timeout", "nan"): 2,
+        ("call", "echo", '{"nope": 1}'): 1,         # the tool refused its input
+        ("call", "nope", "{}"): 2,
+        ("evolve", "nope", "x"): 2,
+        ("failures",): 0,
+    }
+    for argv, code in cases.items():
+        out = tooldeck(*argv, ws=ws)
+        assert out.returncode == code, (argv, out.returncode, out.stderr)
+        if code:
+            assert out.stderr.count("\n") == 1 or "usage:" in out.stderr, (argv, out.stderr)
+    evolve = tooldeck("evolve", "nope", "x", ws=ws)
+    assert "unknown tool" in evolve.stderr and "model" not in evolve.stderr  # the tool first, then the model
+    # a refused timeout is the caller's mistake: nothing was recorded against the tool
+    scores = json.loads(tooldeck("scores", "--json", ws=ws).stdout)
+    assert all(r["failures"] <= 1 for r in scores if r["tool_id"] == "echo")  # only the bad-input call above
+
+
+def test_json_errors_are_one_object_on_stdout(ws: Path) -> None:
+    for argv in (("call", "echo", "{bad"), ("test", "nope"), ("evolve", "nope", "x"), ("spec", "missing.md"),
+                 ("rollback", "echo", "9.9.9"), ("call", "echo", "{}", "--timeout", "-1"), ("review", "show", "42")):
+        out = tooldeck(*argv, "--json", ws=ws)
+        assert out.returncode in (1, 2), argv
+        data = json.loads(out.stdout)
+        assert data["ok"] is False and data["error"] and data["error_class"], (argv, data)
+        assert out.stderr.startswith("tooldeck"), (argv, out.stderr)
+
+
+def test_help_says_everything(ws: Path) -> None:
+    from tools.cli import _subparsers, build_parser
+
+    parser = build_parser()
+    for p in [parser, *_subparsers(parser)]:
+        for action in p._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"{p.prog}: {action.option_strings or action.dest} has no help"
+    top = tooldeck("--help", ws=ws).stdout
+    assert "opens the dashboard" in top and "exit codes" in top and "examples" in top
+    version = subprocess.run([sys.executable, "-m", "tools", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("tooldeck ")
+    assert "seconds" in tooldeck("call", "--help", ws=ws).stdout
+
+
+def test_demo_workspace_only_inside_an_existing_parent(tmp_path: Path) -> None:
+    from tools.cli.demo_workspace import demo_folder
+    from tools.errors import UsageError
+
+    with pytest.raises(UsageError, match="parent folder .* does not exist"):
+        demo_folder(str(tmp_path / "no" / "such"))
+    assert not (tmp_path / "no").exists()
+    busy = tmp_path / "project"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not empty and not a tooldeck workspace"):
+        demo_folder(str(busy))
+    fresh, created = demo_folder(str(tmp_path / "demo"))
+    assert created and fresh.is_dir()
+    (busy / "tooldeck.toml").write_text("")
+    assert demo_folder(str(busy)) == (busy.resolve(), False)
+    out = subprocess.run([sys.executable, "-m", "tools", "demo", "--workspace", str(tmp_path / "x" / "y")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "does not exist" in out.stderr and not (tmp_path / "x").exists()
+
+
+def test_approve_needs_an_explicit_scope(ws: Path) -> None:
+    out = tooldeck("review", "approve", "1", "--diff", "abc", ws=ws)
+    assert out.returncode == 2 and "--scope" in out.stderr
+    out = tooldeck("review", "approve", "1", "--diff", "abc", "--scope", "s-nobody", ws=ws)
+    assert out.returncode == 2 and "live sessions" in out.stderr, out.stderr

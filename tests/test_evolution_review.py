@@ -191,9 +191,9 @@ def test_cli_evolve_review_approve_and_rollback(workspace, make_runtime, anthrop
     assert main(["-w", ws, "review", "show", str(summary["proposal_id"])]) == 0
     shown = capsys.readouterr().out
     assert "PASS tests" in shown and "diff sha256: " + summary["diff_sha256"] in shown and "+++ b/greet_v1_1_0.py" in shown
-    assert main(["-w", ws, "review", "approve", "1", "--diff", "f" * 64]) == 1
+    assert main(["-w", ws, "review", "approve", "1", "--diff", "f" * 64, "--scope", "global"]) == 1
     assert "stale diff hash" in capsys.readouterr().err
-    assert main(["-w", ws, "review", "approve", "1", "--diff", summary["diff_sha256"], "--reviewer", "ops"]) == 0
+    assert main(["-w", ws, "review", "approve", "1", "--diff", summary["diff_sha256"], "--reviewer", "ops", "--scope", "global"]) == 0
     assert "now serves scope global" in capsys.readouterr().out
     assert main(["-w", ws, "--json", "review", "list"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["status"] == "approved"

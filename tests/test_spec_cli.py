@@ -33,11 +33,11 @@ def test_spec_json_and_section(tmp_path: Path) -> None:
 def test_spec_bad_input_is_one_line(tmp_path: Path) -> None:
     for args in (["spec", str(tmp_path / "missing.md")], ["spec", str(tmp_path)]):
         out = run(*args)
-        assert out.returncode == 1 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     doc = tmp_path / "spec.md"
     doc.write_text(DOC)
     bad = run("spec", str(doc), "--section", "nope-nope")
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert run("spec", str(doc), "--max-length", "0").returncode == 2
 
 

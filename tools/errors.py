@@ -97,6 +97,13 @@ class ToolInputError(ToolError):
     error_class = "bad_input"
 
 
+class NotFoundError(ToolInputError):
+    """An id or a file that names nothing there: an unknown buffer, a missing file.
+
+    Still the caller's bad input when it reaches a tool; the CLI reports it as bad usage (exit 2).
+    """
+
+
 class ToolOutputError(ToolError):
     """The tool's output violates its `output_schema`."""
 

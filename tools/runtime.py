@@ -342,6 +342,8 @@ class Runtime:
     def call(self, tool_id: str, input_data: Any = None, *, version: str | None = None, timeout: float | None = None,
              disable_tracking: bool = False, wait_timeout: float = 30.0) -> Any:
         """Call a tool with a dict or JSON string; returns its output (parsed JSON or text)."""
+        if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
+            raise UsageError(f"{tool_id}: timeout must be a positive number of seconds, not {timeout!r}")
         data = parse_input(tool_id, input_data)
         entry = self.resolve(tool_id, version, timeout=wait_timeout)
         return self.call_entry(entry, data, timeout=timeout, disable_tracking=disable_tracking)

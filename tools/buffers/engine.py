@@ -23,7 +23,7 @@ from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, WriteResult
 from state.redact import redact, secret_values
 from tools.buffers.flush import Flusher
 from tools.buffers.status import BufferStatus, compute_status
-from tools.errors import ToolError, ToolInputError
+from tools.errors import NotFoundError, ToolError, ToolInputError
 from tools.ids import check_name, check_tool_id
 
 STRATEGIES = ("batched", "immediate", "manual")
@@ -43,7 +43,7 @@ class BufferFullError(ToolError):
     error_class = "buffer_full"
 
 
-class UnknownBufferError(ToolInputError):
+class UnknownBufferError(NotFoundError):
     """An operation on a buffer nothing has written to or configured."""
 
 

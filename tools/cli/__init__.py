@@ -1,8 +1,9 @@
 """`tooldeck`: the command-line face of the runtime (the dashboard is the other).
 
-Each capability adds its subcommands from its own module (COMMAND_MODULES).
-Exit codes: 0 success, 1 a tool or operation failed, 2 bad usage. Errors are
-one line on stderr with secrets masked.
+Each capability adds its subcommands from its own module (COMMAND_MODULES). The global
+options (`--workspace/-w`, `--json`) are accepted before or after the subcommand. One exit
+code rule for every command (EXIT_CODES); errors are one line on stderr with secrets masked,
+and with `--json` also one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from state.db import StoreError
 from state.redact import redact
-from tools.errors import ToolError, UsageError
+from tools.errors import NotFoundError, ToolError, UnknownToolError, UsageError
 
 COMMAND_MODULES = [
     "tools.cli.core_cmds",
@@ -24,19 +25,96 @@ COMMAND_MODULES = [
     "tools.cli.spec_cmds",
 ]
 
+EXIT_CODES = """\
+exit codes (every command):
+  0  success (a listing that shows broken tools still succeeded; `tools --check` fails on them)
+  1  a tool or an operation failed (the tool's error, a failed flush, failed validation)
+  2  bad usage: a bad option or JSON argument, an unknown id, a missing file"""
+
+EXAMPLES = """\
+examples:
+  tooldeck                                   open the dashboard on the current workspace
+  tooldeck demo                              the dashboard over a throwaway demo workspace
+  tooldeck tools -w ~/project                list tools, their status, version and score
+  tooldeck call csv_parser '{"text": "a,b"}'  call a tool (JSON argument, or - for stdin)
+  tooldeck buffer status --json              buffers as JSON
+  tooldeck review list                       evolution proposals awaiting a person"""
+
+#: Opens the dashboard: `(workspace=..., demo=..., traffic=...) -> exit code`. The dashboard is a
+#: face over this runtime, so it hands itself in (tui.launch) instead of being imported from here.
+DashboardOpener = Callable[..., int]
+
 
 class Parser(argparse.ArgumentParser):
+    #: set by main() before parsing, so a usage error can still answer in JSON
+    json_requested = False
+
     def error(self, message: str) -> None:  # type: ignore[override]
+        if Parser.json_requested:
+            _emit_error_json(message, "bad_usage")
         self.exit(2, f"tooldeck: error: {message} (see {self.prog} --help)\n")
 
 
+def _json_requested(argv: Sequence[str]) -> bool:
+    return "--json" in argv[: list(argv).index("--")] if "--" in argv else "--json" in argv
+
+
+def _emit_error_json(message: str, error_class: str, extra: dict | None = None) -> None:
+    from tools.cli.output import emit_json
+
+    emit_json({"ok": False, "error": message, "error_class": error_class, **(extra or {})})
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tooldeck")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser below `parser`, once each (aliases share their parser)."""
+    seen: set[int] = set()
+    stack = [parser]
+    while stack:
+        current = stack.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    if id(child) not in seen:
+                        seen.add(id(child))
+                        stack.append(child)
+                        yield child
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """`--workspace` and `--json` on every parser; below the top they only override when given."""
+    default_ws: object = None if top else argparse.SUPPRESS
+    default_json: object = False if top else argparse.SUPPRESS
+    parser.add_argument("--workspace", "-w", metavar="DIR", default=default_ws,
+                        help="workspace directory (default: $TOOLDECK_WORKSPACE, else the current directory)")
+    parser.add_argument("--json", action="store_true", dest="json_out", default=default_json,
+                        help="machine-readable output: one JSON value on stdout, errors as {\"ok\": false, ...}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="tooldeck", description="Operator dashboard and runtime for LLM tool ecosystems.")
-    parser.add_argument("--workspace", "-w", help="workspace directory (default: $TOOLDECK_WORKSPACE or the current directory)")
-    parser.add_argument("--json", action="store_true", dest="global_json", help="machine-readable output")
+    parser = Parser(
+        prog="tooldeck",
+        description="Operator dashboard and runtime for LLM tool ecosystems. "
+                    "Without a command, `tooldeck` opens the dashboard on the workspace.",
+        epilog=f"{EXAMPLES}\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tooldeck {package_version()}",
+                        help="print tooldeck's version and exit (commands such as `call` have their own --version: a tool's version)")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for child in _subparsers(parser):
+        _add_global_options(child, top=False)
     return parser
 
 
@@ -45,28 +123,31 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-#: Opens the dashboard: `(workspace=..., demo=..., traffic=...) -> exit code`. The dashboard is a
-#: face over this runtime, so it hands itself in (tui.launch) instead of being imported from here.
-DashboardOpener = Callable[..., int]
+def exit_code_for(exc: BaseException) -> int:
+    """2 when the caller asked for something malformed or for something that is not there; else 1."""
+    return 2 if isinstance(exc, (UsageError, NotFoundError, UnknownToolError)) else 1
 
 
 def main(argv: Sequence[str] | None = None, *, dashboard: DashboardOpener | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    Parser.json_requested = _json_requested(argv)
     args = parser.parse_args(argv)
     args.open_dashboard = dashboard
-    # `tooldeck --json tools` and `tooldeck tools --json` mean the same
-    args.json_out = bool(getattr(args, "json_out", False) or args.global_json)
     if args.command is None:
         from tools.cli.core_cmds import cmd_dashboard
 
         args.func = cmd_dashboard
     try:
         return int(args.func(args) or 0)
-    except UsageError as exc:
-        return fail(exc.message, 2)
     except ToolError as exc:
-        return fail(exc.message, 1)
+        if args.json_out:
+            _emit_error_json(redact(exc.message), exc.error_class, {k: v for k, v in exc.to_dict().items()
+                                                                     if k not in ("error", "error_class")})
+        return fail(exc.message, exit_code_for(exc))
     except StoreError as exc:
+        if args.json_out:
+            _emit_error_json(redact(str(exc)), "state")
         return fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from tools.cli.output import console, emit_json, runtime_for
+from tools.cli.output import console, emit_json, plural, positive_number, print_table, runtime_for
 from tools.errors import UsageError
 
 
@@ -17,45 +17,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     bsub = p.add_subparsers(dest="buffer_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(func=lambda args: _usage(p))
 
+    bid = "the buffer id (letters, digits, _ . -)"
     w = bsub.add_parser("write", help="write items (each a JSON argument; - reads JSON lines from stdin)")
-    w.add_argument("buffer_id")
-    w.add_argument("items", nargs="+", metavar="JSON")
-    w.add_argument("--max-size", type=int, dest="max_size")
-    w.add_argument("--interval", type=float, dest="flush_interval_seconds", help="flush_interval_seconds")
-    w.add_argument("--strategy", dest="flush_strategy", choices=("batched", "immediate", "manual"))
-    w.add_argument("--pass-through", dest="pass_through_tool", help="tool that receives each batch")
-    w.add_argument("--max-pending", type=int, dest="max_pending")
-    w.add_argument("--when-full", dest="when_full", choices=("block", "drop_newest", "drop_oldest"))
-    w.add_argument("--json", action="store_true", dest="json_out")
+    w.add_argument("buffer_id", help=bid)
+    w.add_argument("items", nargs="+", metavar="JSON", help="one JSON value per item, or - for JSON lines on stdin")
+    w.add_argument("--max-size", type=positive_number("items", integer=True), dest="max_size",
+                   help="items per batch: a batched buffer flushes when this many are pending (default 100)")
+    w.add_argument("--interval", type=positive_number("seconds"), dest="flush_interval_seconds",
+                   help="seconds the oldest item may wait before a batched flush (default 5)")
+    w.add_argument("--strategy", dest="flush_strategy", choices=("batched", "immediate", "manual"),
+                   help="when batches go out (default batched)")
+    w.add_argument("--pass-through", dest="pass_through_tool", help="the tool id that receives each batch")
+    w.add_argument("--max-pending", type=positive_number("items", integer=True), dest="max_pending",
+                   help="capacity: items held at most before --when-full applies (default: unbounded)")
+    w.add_argument("--when-full", dest="when_full", choices=("block", "drop_newest", "drop_oldest"),
+                   help="what a write does when --max-pending items are held (default block)")
     w.set_defaults(func=cmd_write)
 
     f = bsub.add_parser("flush", help="deliver every pending item of a buffer now")
-    f.add_argument("buffer_id")
-    f.add_argument("--json", action="store_true", dest="json_out")
+    f.add_argument("buffer_id", help=bid)
     f.set_defaults(func=cmd_flush)
 
     s = bsub.add_parser("status", help="pending, fill, rates, last and next flush, retries, dead-letter, drops")
-    s.add_argument("buffer_id", nargs="?")
-    s.add_argument("--json", action="store_true", dest="json_out")
+    s.add_argument("buffer_id", nargs="?", help=bid + " (default: every buffer)")
     s.set_defaults(func=cmd_status)
 
     c = bsub.add_parser("clear", help="discard every item of a buffer (asks first)")
-    c.add_argument("buffer_id")
+    c.add_argument("buffer_id", help=bid)
     c.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    c.add_argument("--json", action="store_true", dest="json_out")
     c.set_defaults(func=cmd_clear)
 
     d = bsub.add_parser("dead-letter", help="list or replay batches parked after their last retry")
     dsub = d.add_subparsers(dest="dead_command", metavar="list|replay", parser_class=type(p))
     d.set_defaults(func=lambda args: _usage(d))
     dl = dsub.add_parser("list", help="dead-letter batches of a buffer")
-    dl.add_argument("buffer_id")
-    dl.add_argument("--json", action="store_true", dest="json_out")
+    dl.add_argument("buffer_id", help=bid)
     dl.set_defaults(func=cmd_dead_list)
     dr = dsub.add_parser("replay", help="deliver dead-letter batches again now (same batch ids)")
-    dr.add_argument("buffer_id")
-    dr.add_argument("--batch", dest="batch_id", help="only this batch id")
-    dr.add_argument("--json", action="store_true", dest="json_out")
+    dr.add_argument("buffer_id", help=bid)
+    dr.add_argument("--batch", dest="batch_id", help="only this batch id (default: every dead-letter batch)")
     dr.set_defaults(func=cmd_dead_replay)
 
 
@@ -105,7 +105,7 @@ def cmd_write(args: argparse.Namespace) -> int:
     else:
         written = result.get("written", 1 if result.get("success") else 0)
         dropped = f", {result['dropped']} dropped ({result['when_full']})" if result.get("dropped") else ""
-        console().print(f"{args.buffer_id}: {written} written, {result['buffered']} pending{dropped}")
+        console().print(f"{args.buffer_id}: {written:,} written, {result['buffered']:,} pending{dropped}")
     return 0 if written_ok(result) else 1
 
 
@@ -124,10 +124,11 @@ def cmd_flush(args: argparse.Namespace) -> int:
     elif result.get("pass_through_tool", "") is None:
         for item in result["items"]:
             sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
-        sys.stderr.write(f"{args.buffer_id}: drained {result['count']} items (no pass_through_tool), "
+        sys.stderr.write(f"{args.buffer_id}: drained {plural(result['count'], 'item')} (no pass_through_tool), "
                          f"{result['remaining']} left\n")
     else:
-        line = f"{args.buffer_id}: flushed {result['count']} items in {result['batches']} batches, {result['buffered']} pending"
+        line = (f"{args.buffer_id}: flushed {plural(result['count'], 'item')} in {plural(result['batches'], 'batch', 'batches')}, "
+                f"{result['buffered']:,} pending")
         if result.get("error"):
             line += f"; a batch failed and will be retried: {result['error']}"
         console().print(line)
@@ -160,26 +161,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json_out:
         emit_json([s.to_dict() for s in found] if args.buffer_id is None else found[0].to_dict())
         return 0
-    from rich.table import Table
-
     now = time.time()
-    table = Table(title=f"{len(found)} buffers", title_justify="left")
-    for col in ("buffer", "strategy", "pending", "fill", "writes/s", "flushed/s", "last flush", "next flush",
-                "retries", "dead", "drops", "pass-through", "flusher"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for s in found:
         last = "-" if s.last_flush_at is None else f"{_ago(s.last_flush_at, now)} {s.last_flush_count} {s.last_flush_result}"
         fill = f"{s.fill_ratio:.0%}" + (f" ({s.pending_ratio:.0%} of max)" if s.pending_ratio is not None else "")
-        table.add_row(
-            s.buffer_id, s.flush_strategy, f"{s.pending}/{s.max_size}", fill, f"{s.writes_per_s:.1f}",
-            f"{s.flushed_per_s:.1f}", last, _ago(s.next_flush_at, now), str(s.retries_total),
-            f"{s.dead_letter_batches} ({s.dead_letter_items})", str(s.dropped_total), s.pass_through_tool or "-",
-            "yes" if s.flushing else ("[red]none[/]" if s.pending else "-"),
-        )
-    out = console()
-    if not out.is_terminal:
-        out.width = 200  # piped or captured: keep one line per buffer
-    out.print(table)
+        rows.append((s.buffer_id, s.flush_strategy, f"{s.pending}/{s.max_size}", fill, f"{s.writes_per_s:.1f}",
+                     f"{s.flushed_per_s:.1f}", last, _ago(s.next_flush_at, now), s.retries_total,
+                     f"{s.dead_letter_batches} ({s.dead_letter_items})", s.dropped_total, s.pass_through_tool or "-",
+                     "yes" if s.flushing else ("none" if s.pending else "-")))
+    print_table(plural(len(found), "buffer"), ("buffer", "strategy", "pending", "fill", "writes/s", "flushed/s", "last flush",
+                                               "next flush", "retries", "dead", "drops", "pass-through", "flusher"), rows,
+                keys=("buffer", "pending", "fill", "pass-through"),
+                styles=lambda col, v: "red" if col == "flusher" and v == "none" else "")
     return 0
 
 
@@ -195,9 +189,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
         held = found[0].pending + found[0].dead_letter_items
         if not args.yes:
             if not sys.stdin.isatty():
-                raise UsageError(f"refusing to clear buffer {args.buffer_id!r} ({held} items) without --yes: "
+                raise UsageError(f"refusing to clear buffer {args.buffer_id!r} ({plural(held, 'item')}) without --yes: "
                                  "no terminal to confirm on")
-            answer = input(f"Discard {held} items of buffer {args.buffer_id!r}? This cannot be undone [y/N] ")
+            answer = input(f"Discard {plural(held, 'item')} of buffer {args.buffer_id!r}? This cannot be undone [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 sys.stderr.write("tooldeck: not cleared\n")
                 return 1
@@ -207,7 +201,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if args.json_out:
         emit_json({"success": True, "buffer_id": args.buffer_id, "cleared": removed})
     else:
-        console().print(f"{args.buffer_id}: cleared {removed} items")
+        console().print(f"{args.buffer_id}: cleared {plural(removed, 'item')}")
     return 0
 
 
@@ -223,15 +217,11 @@ def cmd_dead_list(args: argparse.Namespace) -> int:
     if not batches:
         console().print(f"{args.buffer_id}: no dead-letter batches")
         return 0
-    from rich.table import Table
-
-    table = Table(title=f"{args.buffer_id}: {len(batches)} dead-letter batches", title_justify="left")
-    for col in ("batch", "items", "attempts", "parked", "last error"):
-        table.add_column(col, overflow="fold")
     now = time.time()
-    for b in batches:
-        table.add_row(b["batch_id"], str(b["count"]), str(b["attempts"]), _ago(b["dead_at"], now), b["last_error"] or "")
-    console().print(table)
+    print_table(f"{args.buffer_id}: {plural(len(batches), 'dead-letter batch', 'dead-letter batches')}",
+                ("batch", "items", "attempts", "parked", "last error"),
+                [(b["batch_id"], b["count"], b["attempts"], _ago(b["dead_at"], now), b["last_error"] or "") for b in batches],
+                keys=("batch",))
     return 0
 
 
@@ -244,6 +234,7 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
     if args.json_out:
         emit_json(result)
     else:
-        console().print(f"{args.buffer_id}: replayed {len(result['replayed'])} batches, {len(result['delivered'])} delivered"
+        console().print(f"{args.buffer_id}: replayed {plural(len(result['replayed']), 'batch', 'batches')}, "
+                        f"{len(result['delivered'])} delivered"
                         + (f", {len(result['failed'])} failed again (back on the retry path)" if result["failed"] else ""))
     return 0 if result["success"] else 1

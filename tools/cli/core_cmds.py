@@ -8,28 +8,28 @@ import sys
 import threading
 from typing import Any
 
-from tools.cli.output import console, emit_json, read_json_arg, runtime_for
+from tools.cli.output import console, emit_json, plural, positive_number, print_table, read_json_arg, runtime_for
 from tools.errors import ToolError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tools", help="list tools with load status, version, type and score")
-    p.add_argument("--wait", action="store_true", help="wait until every tool has loaded")
-    p.add_argument("--json", action="store_true", dest="json_out")
+    p = sub.add_parser("tools", help="list tools with load status, version, type, score and which version serves")
+    p.add_argument("--wait", action="store_true", help="wait until every tool has loaded (default: show what loaded within 2 s)")
+    p.add_argument("--check", action="store_true",
+                   help="wait for every tool, then exit 1 if any is in error (a health check for scripts)")
     p.set_defaults(func=cmd_tools)
 
     p = sub.add_parser("call", help="call a tool with JSON input (argument, or - for stdin)")
-    p.add_argument("tool")
-    p.add_argument("input", nargs="?", help="JSON input, or - to read stdin")
-    p.add_argument("--version", help="call this version instead of the resolved one")
-    p.add_argument("--timeout", type=float)
-    p.add_argument("--json", action="store_true", dest="json_out")
+    p.add_argument("tool", help="the tool id")
+    p.add_argument("input", nargs="?", help="JSON input, or - to read it from stdin (default: {})")
+    p.add_argument("--version", help="call this version instead of the one calls resolve to")
+    p.add_argument("--timeout", type=positive_number("seconds"),
+                   help="seconds before the tool is killed (default: the manifest's, else [calls] default_timeout_seconds)")
     p.set_defaults(func=cmd_call)
 
     p = sub.add_parser("test", help="run a tool manifest's own tests")
-    p.add_argument("tool")
-    p.add_argument("--version")
-    p.add_argument("--json", action="store_true", dest="json_out")
+    p.add_argument("tool", help="the tool id")
+    p.add_argument("--version", help="test this version (default: the one calls resolve to)")
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("serve", help="run the headless runtime (load, watch, flush) until SIGINT/SIGTERM")
@@ -68,33 +68,48 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
             key = (row["id"], row["version"])
             if key in live:
                 row.update(live[key])
+    _mark_served(runtime, rows)
     return rows
+
+
+def _mark_served(runtime: Any, rows: list[dict[str, Any]]) -> None:
+    """`serves`: the scopes whose calls this row's version answers ("global", or session ids)."""
+    promotions = runtime.promotions(max_age=0)
+    base = {r["id"]: r["version"] for r in rows if r["source"] not in ("evolved", "problem")}
+    for row in rows:
+        tool, version = row["id"], row["version"]
+        serves = []
+        if row["source"] != "problem" and promotions.get((tool, "global"), base.get(tool)) == version:
+            serves.append("global")
+        serves.extend(sorted(scope for (t, scope), v in promotions.items() if t == tool and scope != "global" and v == version))
+        row["serves"] = serves
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
     runtime = runtime_for(args)
     try:
-        _wait_loaded(runtime, True if args.json_out else args.wait)
-        if not args.wait and not args.json_out:
+        wait = args.wait or args.check or args.json_out
+        _wait_loaded(runtime, wait)
+        if not wait:
             runtime.catalog.finished.wait(2)
         rows = tool_rows(runtime)
         summary = runtime.summary()
+        broken = [r for r in rows if r["status"] == "error"]
         if args.json_out:
             emit_json({"summary": summary, "tools": rows})
         else:
-            from rich.table import Table
-
-            table = Table(title=summary, title_justify="left")
-            for col in ("tool", "status", "version", "type", "source", "score", "detail"):
-                table.add_column(col, overflow="fold")
             styles = {"ready": "green", "error": "red", "loading": "yellow", "pending": "dim"}
+            table = []
             for r in rows:
                 detail = r["error"] or (f"overrides {r['overrides']}" if r["overrides"] else "")
                 score = "" if r["score"] is None else f"{r['score']:.2f}"
-                table.add_row(r["id"], f"[{styles.get(r['status'], '')}]{r['status']}[/]", r["version"], r["type"] or "",
-                              r["source"], score, detail)
-            console().print(table)
-        return 1 if any(r["status"] == "error" for r in rows) and args.wait else 0
+                serves = ", ".join("session " + s if s != "global" else s for s in r["serves"])
+                table.append((r["id"], r["status"], r["version"], serves, r["type"] or "", r["source"], score, detail))
+            print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail"), table,
+                        keys=("tool", "version", "serves"), styles=lambda col, v: styles.get(v, "") if col == "status" else "")
+            if broken and args.check:
+                sys.stderr.write(f"tooldeck: {plural(len(broken), 'tool')} in error\n")
+        return 1 if broken and args.check else 0
     finally:
         runtime.close()
 
@@ -105,12 +120,13 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         try:
             result = runtime.call(args.tool, data, version=args.version, timeout=args.timeout)
-        except UsageError:
-            raise
         except ToolError as exc:
+            from tools.cli import exit_code_for
+
+            if exit_code_for(exc) != 1:
+                raise  # the caller's mistake (unknown id, bad option): reported by main
             if args.json_out:
                 emit_json({"ok": False, **exc.to_dict()})
-                return 1
             tail = f"\n{exc.stderr_tail}" if exc.stderr_tail else ""
             sys.stderr.write(f"tooldeck: {exc.message}{tail}\n")
             return 1
@@ -196,6 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     workspace, cleanup = prepare_demo_workspace(args.workspace, keep=args.keep)
     args.workspace = str(workspace)
+    sys.stderr.write(f"tooldeck demo: workspace {workspace}\n")
     try:
         return cmd_dashboard(args, traffic=not args.no_traffic)
     finally:

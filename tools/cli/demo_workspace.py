@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tools.catalog import DEMO_DIR
+from tools.errors import UsageError
 
 DEMO_SETTINGS = """\
 # tooldeck demo workspace settings
@@ -49,11 +50,33 @@ Batch ids MUST be unique; a repeated batch id SHALL be acknowledged and ignored.
 """
 
 
+def is_workspace(path: Path) -> bool:
+    """A folder tooldeck has already set up: its settings file or its data folder is there."""
+    return (path / "tooldeck.toml").is_file() or (path / ".tooldeck").is_dir()
+
+
+def demo_folder(workspace: str) -> tuple[Path, bool]:
+    """The folder for `demo --workspace`, and whether it is new: created only inside an existing
+    parent (a typo must not build a tree from the root), reused only when empty or already a
+    tooldeck workspace (never a folder of other files)."""
+    path = Path(workspace).expanduser().resolve()
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"demo workspace {path} is not a directory")
+        if any(path.iterdir()) and not is_workspace(path):
+            raise UsageError(f"demo workspace {path} is not empty and not a tooldeck workspace (no tooldeck.toml or .tooldeck/): "
+                             "pick an empty or new folder")
+        return path, False
+    if not path.parent.is_dir():
+        raise UsageError(f"demo workspace {path}: its parent folder {path.parent} does not exist")
+    path.mkdir()
+    return path, True
+
+
 def prepare_demo_workspace(workspace: str | None, *, keep: bool = False) -> tuple[Path, Callable[[], None]]:
     """Create (or reuse) a demo workspace; the cleanup removes a throwaway one."""
     throwaway = workspace is None
-    path = Path(tempfile.mkdtemp(prefix="tooldeck-demo-")) if throwaway else Path(workspace).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="tooldeck-demo-")) if throwaway else demo_folder(workspace)[0]
     settings = path / "tooldeck.toml"
     if not settings.exists():
         settings.write_text(DEMO_SETTINGS)

@@ -6,16 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from tools.cli.output import console, emit_json, err_console, runtime_for
+from tools.cli.output import console, emit_json, err_console, plural, print_table, runtime_for
+from tools.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evolve", help="ask the model for a new version of a tool, validate it in the sandbox, queue it for review")
-    p.add_argument("tool")
+    p.add_argument("tool", help="the tool id to evolve (python and executable tools)")
     p.add_argument("hint", help="what to change, e.g. \"Support JSON and CSV\"")
     p.add_argument("--error", default="", help="the error message to fix")
     p.add_argument("--dynamic-schema", action="store_true", help="allow the new version to change its output schema")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_evolve)
 
     review = sub.add_parser("review", help="list, show, approve, reject or cancel evolution proposals")
@@ -23,42 +23,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub.required = True
     p = rsub.add_parser("list", help="proposals, newest first")
     p.add_argument("--status", help="only this status (awaiting_review, approved, ...)")
-    p.add_argument("--tool")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.add_argument("--tool", help="only proposals for this tool id")
     p.set_defaults(func=cmd_review_list)
     p = rsub.add_parser("show", help="a proposal's diff, every stage's result, and the diff's sha256")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.add_argument("id", help="the proposal id (from review list)")
     p.set_defaults(func=cmd_review_show)
     p = rsub.add_parser("approve", help="promote a proposal (needs the sha256 of the diff you reviewed)")
-    p.add_argument("id")
+    p.add_argument("id", help="the proposal id (from review list)")
     p.add_argument("--diff", required=True, dest="diff_sha256", help="sha256 of the reviewed diff (from review show)")
-    p.add_argument("--scope", default="global", help="global (default, persistent) or a session id")
+    p.add_argument("--scope", required=True,
+                   help="who gets the new version: a live session id (see the error without it), or global (everyone)")
     p.add_argument("--reviewer", default=None, help="who approves (default: $USER)")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_review_approve)
     p = rsub.add_parser("reject", help="refuse a proposal")
-    p.add_argument("id")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--reviewer", default=None)
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.add_argument("id", help="the proposal id (from review list)")
+    p.add_argument("--reason", required=True, help="why, for the record and the next evolution")
+    p.add_argument("--reviewer", default=None, help="who rejects (default: $USER)")
     p.set_defaults(func=cmd_review_reject)
     p = rsub.add_parser("cancel", help="stop a running evolution")
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.add_argument("id", help="the proposal id (from review list)")
     p.set_defaults(func=cmd_review_cancel)
 
     p = sub.add_parser("rollback", help="serve an earlier version of a tool again (the base, or one that was approved)")
-    p.add_argument("tool")
-    p.add_argument("version")
-    p.add_argument("--scope", default="global")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
+    p.add_argument("tool", help="the tool id")
+    p.add_argument("version", help="the version to serve again (the base version, or one approved before)")
+    p.add_argument("--scope", default="global", help="global (default: everyone) or a session id")
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("generate", help="ask the model for a new tool from a spec document; validated and queued for review")
     p.add_argument("file", help="the spec document (inside the workspace)")
     p.add_argument("--tool", required=True, dest="tool_name", help="the new tool's id")
-    p.add_argument("--json", action="store_true", dest="json_out", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_generate)
 
 
@@ -136,16 +130,13 @@ def cmd_review_list(args: argparse.Namespace) -> int:
             emit_json([{k: r.get(k) for k in ("id", "tool_id", "version", "parent_version", "status", "provider", "model",
                                               "mutation_hint", "diff_sha256", "created", "scope")} for r in rows])
             return 0
-        from rich.table import Table
-
-        table = Table(title=f"{len(rows)} proposals", title_justify="left")
-        for col in ("id", "tool", "version", "from", "status", "model", "hint"):
-            table.add_column(col, overflow="fold")
+        table = []
         for r in rows:
             model = f"{r['model']} (replay)" if r.get("replay") and r.get("model") != "replay" else (r.get("model") or "")
-            table.add_row(str(r["id"]), r["tool_id"], r["version"], r.get("parent_version") or "-", r["status"], model,
-                          (r.get("mutation_hint") or "")[:60])
-        console().print(table)
+            table.append((r["id"], r["tool_id"], r["version"], r.get("parent_version") or "-", r["status"], model,
+                          r.get("mutation_hint") or ""))
+        print_table(plural(len(rows), "proposal"), ("id", "tool", "version", "from", "status", "model", "hint"), table,
+                    keys=("id", "tool", "version", "from", "status"))
         return 0
 
     return _with_runtime(args, run)
@@ -180,7 +171,8 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
     if sha:
         out.print(f"diff sha256: {sha}")
     if p["status"] == "awaiting_review":
-        out.print(f"approve: tooldeck review approve {p['id']} --diff {sha}   reject: tooldeck review reject {p['id']} --reason ...")
+        out.print(f"approve: tooldeck review approve {p['id']} --diff {sha} --scope global|SESSION")
+        out.print(f"reject:  tooldeck review reject {p['id']} --reason ...")
 
 
 def cmd_review_show(args: argparse.Namespace) -> int:
@@ -201,6 +193,7 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
     from tools.evolution import approve
 
     def run(runtime: Any) -> int:
+        _check_scope(runtime, args.scope)
         p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
         if args.json_out:
             emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer")})
@@ -209,6 +202,17 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
         return 0
 
     return _with_runtime(args, run)
+
+
+def _check_scope(runtime: Any, scope: str) -> None:
+    """`global`, or a session that is live now (a typo must not promote for nobody)."""
+    if scope == "global":
+        return
+    live = [r for r in runtime.live_runtimes() if r["session"] != runtime.session]
+    if any(r["session"] == scope for r in live):
+        return
+    sessions = ", ".join(sorted({f"{r['session']} ({r.get('label') or 'runtime'}, pid {r['pid']})" for r in live})) or "none"
+    raise UsageError(f"scope {scope!r} is not global or a live session; live sessions: {sessions}")
 
 
 def cmd_review_reject(args: argparse.Namespace) -> int:

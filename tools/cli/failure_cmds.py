@@ -6,39 +6,37 @@ import argparse
 import json
 from typing import Any
 
-from tools.cli.output import console, emit_json, read_json_arg, runtime_for
+from tools.cli.output import console, emit_json, plural, positive_number, print_table, read_json_arg, runtime_for
 from tools.errors import UsageError
+from tools.ids import check_tool_id
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fail", help="record a failure of a tool (demotes its score, may tag it and open its circuit)")
-    p.add_argument("tool")
+    p.add_argument("tool", help="the tool id that failed")
     p.add_argument("--scenario", required=True, help="what the caller was trying to do")
     p.add_argument("--error", required=True, help="the error the caller saw")
     p.add_argument("--severity", default="medium", help="low | medium | high | critical (default medium)")
     p.add_argument("--class", dest="error_class", help="failure class (default: reported)")
     p.add_argument("--version", help="version that failed (default: the one calls resolve to)")
-    p.add_argument("--json", action="store_true", dest="json_out")
     p.set_defaults(func=cmd_fail)
 
     p = sub.add_parser("failures", help="recent failures, newest first")
-    p.add_argument("tool", nargs="?")
-    p.add_argument("--version")
-    p.add_argument("--limit", type=int, default=30)
-    p.add_argument("--json", action="store_true", dest="json_out")
+    p.add_argument("tool", nargs="?", help="only this tool id (default: every tool)")
+    p.add_argument("--version", help="only this version of the tool")
+    p.add_argument("--limit", type=positive_number("failures", integer=True), default=30, help="how many (default 30)")
     p.set_defaults(func=cmd_failures)
 
     p = sub.add_parser("resilient", help="call the best tools for a scenario until one succeeds; prints the trace")
-    p.add_argument("scenario")
-    p.add_argument("input", nargs="?", help="JSON input given to each candidate, or - for stdin")
+    p.add_argument("scenario", help="what to do, in words: candidates are chosen by similarity to it")
+    p.add_argument("input", nargs="?", help="JSON input given to each candidate, or - for stdin (default: {})")
     p.add_argument("--tags", help="comma-separated: only tools with one of these tags")
-    p.add_argument("--max-attempts", type=int, default=5)
+    p.add_argument("--max-attempts", type=positive_number("attempts", integer=True), default=5,
+                   help="tools to try at most (default 5)")
     p.add_argument("--no-mark", action="store_true", help="do not attach the scenario to failures (no tags, no failure memory)")
-    p.add_argument("--json", action="store_true", dest="json_out")
     p.set_defaults(func=cmd_resilient)
 
     p = sub.add_parser("scores", help="score, negative tags, circuit and failures per tool version")
-    p.add_argument("--json", action="store_true", dest="json_out")
     p.set_defaults(func=cmd_scores)
 
     p = sub.add_parser("control", help="operator controls: reset-score, remove-tag, circuit, disable, enable")
@@ -49,16 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                             ("disable", "refuse calls of a tool (all versions unless --version)"),
                             ("enable", "allow calls again")):
         c = csub.add_parser(name, help=help_text)
-        c.add_argument("tool")
+        c.add_argument("tool", help="the tool id")
         if name == "remove-tag":
             c.add_argument("tag", help="e.g. not-for-json")
         if name == "circuit":
-            c.add_argument("state", choices=["open", "closed"])
-        c.add_argument("--version")
+            c.add_argument("state", choices=["open", "closed"], help="open: refuse calls until closed; closed: reset it")
+        c.add_argument("--version", help="only this version (default: the one calls resolve to"
+                       + ("; disable/enable: every version)" if name in ("disable", "enable") else ")"))
         c.add_argument("--actor", help="who is doing this (default: the OS user)")
         if name in ("circuit", "disable", "enable"):
-            c.add_argument("--reason")
-        c.add_argument("--json", action="store_true", dest="json_out")
+            c.add_argument("--reason", help="why, for the record (shown in the dashboard and the event log)")
         c.set_defaults(func=cmd_control)
 
 
@@ -84,9 +82,13 @@ def cmd_fail(args: argparse.Namespace) -> int:
 def cmd_failures(args: argparse.Namespace) -> int:
     from tools.recovery import tracker_for
 
+    if args.tool is not None:
+        check_tool_id(args.tool)
     runtime = runtime_for(args)
     try:
         rows = tracker_for(runtime).recent_failures(args.tool, args.version, args.limit)
+        if args.tool is not None and not rows and runtime.catalog.find(args.tool) is None:
+            runtime.catalog.get(args.tool, timeout=30)  # an id that names nothing: say so, with the closest ids
     finally:
         runtime.close()
     if args.json_out:
@@ -94,15 +96,11 @@ def cmd_failures(args: argparse.Namespace) -> int:
         return 0
     from datetime import datetime
 
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} recent failures", title_justify="left")
-    for col in ("#", "when", "tool", "version", "severity", "class", "origin", "delta", "scenario", "error"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(str(r["id"]), datetime.fromtimestamp(r["ts"]).strftime("%H:%M:%S"), r["tool_id"], r["version"],
-                      r["severity"], r["error_class"], r["origin"], f"{r['delta']:.2f}", r["scenario"][:40], r["error"][-60:])
-    console().print(table)
+    print_table(plural(len(rows), "recent failure"),
+                ("#", "when", "tool", "version", "severity", "class", "origin", "delta", "scenario", "error"),
+                [(r["id"], datetime.fromtimestamp(r["ts"]).strftime("%H:%M:%S"), r["tool_id"], r["version"], r["severity"],
+                  r["error_class"], r["origin"], f"{r['delta']:.2f}", r["scenario"], r["error"]) for r in rows],
+                keys=("#", "tool", "version", "severity", "class"))
     return 0
 
 
@@ -164,16 +162,11 @@ def cmd_scores(args: argparse.Namespace) -> int:
     if args.json_out:
         emit_json(rows)
         return 0
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} tool versions", title_justify="left")
-    for col in ("tool", "version", "score", "failures", "circuit", "disabled", "negative tags"):
-        table.add_column(col, overflow="fold")
     styles = {"closed": "green", "open": "red", "half_open": "yellow"}
-    for r in rows:
-        table.add_row(r["tool_id"], r["version"], f"{r['score']:.2f}", str(r["failures"]),
-                      f"[{styles[r['circuit']]}]{r['circuit']}[/]", "yes" if r["disabled"] else "", ", ".join(r["tags"]))
-    console().print(table)
+    print_table(plural(len(rows), "tool version"), ("tool", "version", "score", "failures", "circuit", "disabled", "negative tags"),
+                [(r["tool_id"], r["version"], f"{r['score']:.2f}", r["failures"], r["circuit"], "yes" if r["disabled"] else "",
+                  ", ".join(r["tags"])) for r in rows],
+                keys=("tool", "version", "circuit"), styles=lambda col, v: styles.get(v, "") if col == "circuit" else "")
     return 0
 
 

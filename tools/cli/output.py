@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from state.redact import redact
@@ -15,9 +16,11 @@ def emit_json(value: Any) -> None:
 
 
 def console() -> Any:
+    """stdout for people; piped, it never wraps a line (ids and hashes stay whole for grep)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    terminal = sys.stdout.isatty()
+    return Console(highlight=False, soft_wrap=not terminal)
 
 
 def err_console() -> Any:
@@ -46,3 +49,65 @@ def read_json_arg(text: str | None, what: str = "input") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 buffer`, `2 buffers`, `0 entries` (pass `many` for irregular plurals)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def positive_number(unit: str, *, integer: bool = False) -> Any:
+    """An argparse type: a number > 0 (else a usage error naming the unit), e.g. seconds or items."""
+
+    def parse(text: str) -> float | int:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if integer else ''}number of {unit}") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number of {unit}")
+        return value
+
+    parse.__name__ = unit  # argparse names the type in its messages
+    return parse
+
+
+def _plain(value: Any) -> str:
+    """One cell of tab-separated output: never a tab or a newline inside."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                keys: Sequence[str] = (), styles: Callable[[str, str], str] | None = None) -> None:
+    """A table: rich on a terminal; tab-separated lines (a header, then one row per line) when piped.
+
+    `keys` name the columns holding ids and hashes: on a terminal they are never wrapped, and
+    piped output never wraps anything, so `tooldeck tools | grep ID` finds whole ids.
+    `styles(column, value)` gives a rich style for a cell (terminal only).
+    """
+    rows = [list(r) for r in rows]
+    out = console()
+    if not out.is_terminal:
+        sys.stdout.write("\t".join(columns) + "\n")
+        for row in rows:
+            sys.stdout.write("\t".join(_plain(v) for v in row) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        if col in keys:
+            widest = max([len(col)] + [len(_plain(r[i])) for r in rows])
+            table.add_column(col, no_wrap=True, min_width=widest)
+        else:
+            table.add_column(col, overflow="fold")
+    for row in rows:
+        cells = []
+        for col, value in zip(columns, row, strict=False):
+            text = "" if value is None else str(value)
+            cells.append(Text(text, style=styles(col, text) if styles else ""))
+        table.add_row(*cells)
+    out.print(table)

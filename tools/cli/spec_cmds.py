@@ -6,25 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools.cli.output import console, emit_json
-from tools.errors import UsageError
+from tools.cli.output import console, emit_json, plural, positive_number, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spec", help="split a specification into sections and a summary within a budget")
     p.add_argument("file", help="a Markdown, reStructuredText or plain-text document")
-    p.add_argument("--max-length", type=int, default=10_000, help="summary budget in characters (default 10,000)")
+    p.add_argument("--max-length", type=positive_number("characters", integer=True), default=10_000,
+                   help="summary budget in characters (default 10,000)")
     p.add_argument("--section", help="print this section whole (an id from the section list)")
     p.add_argument("--llm", action="store_true", help="ask the configured model for an abstractive summary under the same budget")
-    p.add_argument("--json", action="store_true", dest="json_out")
     p.set_defaults(func=cmd_spec)
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
     from tools.spec import extract_spec, read_spec_file, section_text
 
-    if args.max_length < 1:
-        raise UsageError("--max-length must be a positive number of characters")
     text, warnings = read_spec_file(Path(args.file), display=args.file)
     for warning in warnings:
         sys.stderr.write(f"tooldeck: warning: {warning}\n")
@@ -56,24 +53,21 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def _render(name: str, result: dict) -> None:
-    from rich.markdown import Markdown
-    from rich.panel import Panel
-    from rich.table import Table
-
     out = console()
     stats = result["stats"]
-    table = Table(title=f"{name}: {len(result['sections'])} sections", title_justify="left")
-    for col in ("id", "kind", "lines", "chars", "MUST"):
-        table.add_column(col, overflow="fold")
-    for section in result["sections"].values():
-        depth = max(0, len(section.get("path", [])) - 1)
-        table.add_row("  " * depth + section["id"], section["kind"], f"{section['line_start']}-{section['line_end']}",
-                      str(section["chars"]), str(section.get("must_count", 0) or ""))
-    out.print(table)
+    print_table(f"{name}: {plural(len(result['sections']), 'section')}", ("id", "kind", "lines", "chars", "MUST"),
+                [("  " * max(0, len(sec.get("path", [])) - 1) + sec["id"] if out.is_terminal else sec["id"], sec["kind"],
+                  f"{sec['line_start']}-{sec['line_end']}", sec["chars"], sec.get("must_count", 0) or "")
+                 for sec in result["sections"].values()], keys=("id", "kind", "lines"))
     kind = result.get("summary_kind", "extractive")
-    out.print(Panel(Markdown(result["summary"]), title_align="left",
-                    title=f"{kind} summary: {len(result['summary']):,} of {stats.get('max_length', '?')} characters"))
+    title = f"{kind} summary: {len(result['summary']):,} of {stats.get('max_length', '?'):,} characters"
+    if out.is_terminal:
+        from rich.markdown import Markdown
+        from rich.panel import Panel
+
+        out.print(Panel(Markdown(result["summary"]), title_align="left", title=title))
+    else:
+        sys.stdout.write(f"\n# {title}\n\n{result['summary']}\n")
     shown = ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str)) and k != "max_length")
-    out.print(f"[dim]{shown}[/]")
-    out.print(f"[dim]{stats.get('top_level_represented', '?')}/{stats.get('top_level', '?')} top-level sections represented;"
-              f" `tooldeck spec {name} --section ID` prints one whole[/]")
+    sys.stderr.write(f"{shown}\n{stats.get('top_level_represented', '?')}/{stats.get('top_level', '?')} top-level sections "
+                     f"represented; `tooldeck spec {name} --section ID` prints one whole\n")

@@ -252,8 +252,7 @@ def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hi
         raise UsageError(f"evolve {tool_id}: give a mutation hint or the error to fix")
     from tools.invoke import get_provider
 
-    provider = get_provider(runtime)  # no model configured: say how, before anything is written
-    parent = _parent(runtime, tool_id)
+    parent = _parent(runtime, tool_id)  # an unknown tool is the first thing to say
     manifest = parent.manifest
     if manifest.type not in ("python", "executable"):
         raise ToolUnavailableError(f"evolve {tool_id}: {manifest.type} tools cannot be evolved (python and executable only)",
@@ -262,6 +261,7 @@ def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hi
     if parent_code_path is None or not parent_code_path.is_file():
         raise ToolUnavailableError(f"evolve {tool_id}: cannot find the code file its manifest runs", tool_id=tool_id)
     parent_raw = read_manifest_data(parent.path)
+    provider = get_provider(runtime)  # no model configured: say how, before anything is written
     return _evolve(runtime, provider, tool_id=tool_id, parent=manifest, parent_path=parent.path, parent_raw=parent_raw,
                    parent_code=parent_code_path.read_text(encoding="utf-8", errors="replace"),
                    error_message=error_message or "", mutation_hint=mutation_hint or "", dynamic_schema=bool(dynamic_schema),

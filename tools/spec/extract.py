@@ -13,7 +13,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ToolInputError
+from tools.errors import NotFoundError, ToolInputError
 from tools.spec.parse import Document, Section, normalize_text, parse_document, section_dict
 from tools.spec.summary import summarize as _summarize
 
@@ -45,9 +45,9 @@ def read_spec_file(path: Path, *, display: str | None = None) -> tuple[str, list
     path = Path(path)
     try:
         if path.is_dir():
-            raise ToolInputError(f"{name}: is a directory, not a file", tool_id=TOOL_ID)
+            raise NotFoundError(f"{name}: is a directory, not a file", tool_id=TOOL_ID)
         if not path.exists():
-            raise ToolInputError(f"{name}: no such file", tool_id=TOOL_ID)
+            raise NotFoundError(f"{name}: no such file", tool_id=TOOL_ID)
         if not path.is_file():
             raise ToolInputError(f"{name}: not a regular file", tool_id=TOOL_ID)
         size = path.stat().st_size
@@ -170,7 +170,7 @@ def find_section(doc: Document, section_id: str) -> Section:
     close = difflib.get_close_matches(wanted, ids, n=5, cutoff=0.5)
     close += [i for i in ids if i.endswith(tail[-1]) and i not in close][: 5 - len(close)]
     hint = f"; closest: {', '.join(close)}" if close else f"; {len(ids)} sections exist"
-    raise ToolInputError(f"unknown section {section_id!r}{hint}", tool_id=TOOL_ID)
+    raise NotFoundError(f"unknown section {section_id!r}{hint}", tool_id=TOOL_ID)
 
 
 def _section_body(doc: Document, section: Section) -> str:
