@@ -194,7 +194,7 @@ def test_cli(ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert cli_main([*w, "buffer", "flush", "cli"]) == 0
     assert "flushed 2 items" in capsys.readouterr().out
     assert sink_items(ws, "cli") == [{"a": 1}, 2]
-    assert cli_main([*w, "buffer", "status", "nope"]) == 1
+    assert cli_main([*w, "buffer", "status", "nope"]) == 2  # an unknown id is bad usage
     # pending items whose writer died: status warns that nothing flushes them
     out = tmp_path / "hard.out"
     proc = start_writer(ws, "orphaned", "h", 3, "exit-hard", out)

@@ -161,10 +161,15 @@ class Runtime:
         self._store_ready.set()
         for spec in EXTENSIONS:
             module_name, _, func = spec.partition(":")
-            try:
-                getattr(importlib.import_module(module_name), func)(self)
-            except Exception as exc:  # an extension that fails must not stop tools loading
-                self.events.emit("runtime.error", where=spec, error=f"{type(exc).__name__}: {exc}")
+            # installed under the close lock: a runtime closed meanwhile gets no service that
+            # starts after close() stopped the others (and would outlive the store)
+            with self._close_lock:
+                if self._closed:
+                    return
+                try:
+                    getattr(importlib.import_module(module_name), func)(self)
+                except Exception as exc:  # an extension that fails must not stop tools loading
+                    self.events.emit("runtime.error", where=spec, error=f"{type(exc).__name__}: {exc}")
         self.catalog.discover()
         self.catalog.load_all()
         threading.Thread(target=self._housekeeping, name="tooldeck-housekeeping", daemon=True).start()

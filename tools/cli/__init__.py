@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 from state.db import StoreError
 from state.redact import redact
-from tools.errors import NotFoundError, ToolError, UnknownToolError, UsageError
+from tools.cli.output import exit_code_for
+from tools.errors import ToolError
 
 COMMAND_MODULES = [
     "tools.cli.core_cmds",
@@ -121,11 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
 def fail(message: str, code: int = 1) -> int:
     sys.stderr.write(f"tooldeck: {redact(message).splitlines()[0] if message else 'failed'}\n")
     return code
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """2 when the caller asked for something malformed or for something that is not there; else 1."""
-    return 2 if isinstance(exc, (UsageError, NotFoundError, UnknownToolError)) else 1
 
 
 def main(argv: Sequence[str] | None = None, *, dashboard: DashboardOpener | None = None) -> int:

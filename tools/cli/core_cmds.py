@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from tools.cli.output import console, emit_json, plural, positive_number, print_table, read_json_arg, runtime_for
+from tools.cli.output import console, emit_json, exit_code_for, plural, positive_number, print_table, read_json_arg, runtime_for
 from tools.errors import ToolError, UsageError
 
 
@@ -121,8 +121,6 @@ def cmd_call(args: argparse.Namespace) -> int:
         try:
             result = runtime.call(args.tool, data, version=args.version, timeout=args.timeout)
         except ToolError as exc:
-            from tools.cli import exit_code_for
-
             if exit_code_for(exc) != 1:
                 raise  # the caller's mistake (unknown id, bad option): reported by main
             if args.json_out:

@@ -11,6 +11,13 @@ from typing import Any
 from state.redact import redact
 
 
+def exit_code_for(exc: BaseException) -> int:
+    """2 when the caller asked for something malformed or for something that is not there; else 1."""
+    from tools.errors import NotFoundError, UnknownToolError, UsageError
+
+    return 2 if isinstance(exc, (UsageError, NotFoundError, UnknownToolError)) else 1
+
+
 def emit_json(value: Any) -> None:
     sys.stdout.write(redact(json.dumps(value, indent=2, default=str, ensure_ascii=False)) + "\n")
 
