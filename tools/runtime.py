@@ -120,6 +120,8 @@ class Runtime:
         self._calls: CallRecorder | None = None
         self._settings: Settings | None = None
         self._workers: Any = None
+        self._children: Any = None
+        self._children_lock = threading.Lock()
         self._start_error: BaseException | None = None
         self._store_ready = threading.Event()
         self._closing = threading.Event()
@@ -210,12 +212,35 @@ class Runtime:
         return self._calls
 
     @property
+    def children(self) -> Any:
+        """Every child process this runtime started and that still runs (tools.invoke.Children):
+        killed, process group and all, when the runtime closes."""
+        with self._children_lock:
+            if self._children is None:
+                from tools.invoke import Children
+
+                self._children = Children()
+            return self._children
+
+    @property
     def workers(self) -> Any:
         if self._workers is None:
             from tools.invoke import WorkerPool
 
-            self._workers = WorkerPool(self.workspace)
+            self._workers = WorkerPool(self.workspace, children=self.children)
         return self._workers
+
+    def max_output_bytes(self, entry: ToolEntry) -> int:
+        """The output cap of one call: the manifest's `executable.max_output_bytes`, else
+        `[calls] max_output_bytes` in tooldeck.toml."""
+        spec = entry.manifest.executable if entry.manifest is not None else None
+        if spec is not None and spec.max_output_bytes is not None:
+            return spec.max_output_bytes
+        value = self.settings.get("calls", "max_output_bytes")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            where = self.settings.path or "tooldeck.toml"
+            raise UsageError(f"{where}: [calls] max_output_bytes must be a positive integer (bytes), got {value!r}")
+        return value
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Wait for the whole catalog (most callers want `get_tool` instead)."""
@@ -385,11 +410,12 @@ class Runtime:
 
             return resolve_builtin(entry)(self, data)
         if kind == "python":
-            return self.workers.call(entry, data, timeout)
+            return self.workers.call(entry, data, timeout, self.max_output_bytes(entry))
         if kind == "executable":
             from tools.invoke import run_executable
 
-            return run_executable(entry, data, workspace=self.workspace, timeout=timeout)
+            return run_executable(entry, data, workspace=self.workspace, timeout=timeout, children=self.children,
+                                  max_output=self.max_output_bytes(entry))
         if kind == "llm":
             from tools.invoke import run_llm_tool
 
@@ -421,6 +447,13 @@ class Runtime:
                 self._log_error(f"stopping {name}", exc)
         if self._workers is not None:
             self._workers.close()
+        if self._children is not None:
+            killed = self._children.close()  # calls still in flight (a hung sink, a slow tool): their groups die
+            if killed and self._events is not None and self._start_error is None:
+                try:
+                    self._events.emit("runtime.children_killed", count=killed)
+                except StoreError as exc:
+                    self._log_error("close", exc)
         self._loader.join(timeout=timeout)
         if self._store is not None and self._start_error is None:
             try:

@@ -22,6 +22,8 @@ except ImportError:  # pragma: no cover - wheels ship libyaml on every platform 
 
 ToolType = Literal["executable", "python", "builtin", "llm"]
 MAX_MANIFEST_BYTES = 1 << 20
+#: the most a manifest may raise its own output cap to
+MAX_OUTPUT_BYTES_CEILING = 1 << 30
 
 _FLAT_TYPES = {
     "str": "string", "string": "string", "text": "string",
@@ -37,16 +39,18 @@ _FLAT_TYPES = {
 class ExecutableSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    command: str | list[str]
+    command: str | list[str] | None = None  # required for type executable; a python tool may set only limits
     args: list[str] = Field(default_factory=list)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     memory_limit_mb: int | None = Field(default=None, gt=0)
+    #: per call and stream; unset: `[calls] max_output_bytes` of tooldeck.toml (16 MiB by default)
+    max_output_bytes: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_BYTES_CEILING)
     working_dir: str | None = None
     environment: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("command")
     @classmethod
-    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
+    def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
         if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
             raise ValueError("must not be empty")
         return value
@@ -59,7 +63,7 @@ class ExecutableSpec(BaseModel):
         return value
 
     def argv(self) -> list[str]:
-        head = [self.command] if isinstance(self.command, str) else list(self.command)
+        head = [self.command] if isinstance(self.command, str) else list(self.command or [])
         return head + list(self.args)
 
 
@@ -174,7 +178,7 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Manifest:
-        if self.type == "executable" and self.executable is None:
+        if self.type == "executable" and (self.executable is None or self.executable.command is None):
             raise ValueError("executable.command: required for type executable")
         if self.type == "python":
             if not self.entry or ":" not in self.entry or not self.entry.split(":", 1)[0].endswith(".py"):
