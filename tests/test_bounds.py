@@ -124,3 +124,100 @@ def test_yes_at_the_default_cap_keeps_the_runtime_small(workspace: Path) -> None
     outcome, grown_mb = done.stdout.split()
     assert outcome == "output_too_large"
     assert int(grown_mb) < 100, f"peak RSS grew by {grown_mb} MB"
+
+
+# -- manifests: bounded before anything walks or serialises them ----------------------------------
+
+def alias_bomb(name: str, levels: int = 9, width: int = 9) -> str:
+    """A ~1 KB manifest whose `examples` expand to width**levels strings ("billion laughs")."""
+    lines = [f"name: {name}", "type: python", f"entry: {name}.py:run", 'l0: &l0 "lol"']
+    for level in range(1, levels + 1):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    lines.append(f"examples: [*l{levels}]")
+    return "\n".join(lines) + "\n"
+
+
+BOMB_SCRIPT = """
+import sys, tracemalloc
+from pathlib import Path
+from tools.catalog import Catalog
+from tools.catalog.discovery import Root
+
+catalog = Catalog([Root(Path(sys.argv[1]), "workspace")], None)
+tracemalloc.start()
+catalog.discover()
+catalog.load_all()
+peak = tracemalloc.get_traced_memory()[1]
+entry = catalog.find("bomb")
+print(peak // (1 << 20))
+print(entry.status)
+print(entry.error)
+"""
+
+
+def test_an_alias_bomb_is_refused_naming_the_file_with_little_memory(workspace: Path) -> None:
+    """9 levels x 9 aliases: the loader's cache serialised it (640 MB at 30 s and growing)."""
+    import subprocess
+    import sys
+
+    bomb = workspace / "tools" / "bomb.yaml"
+    bomb.write_text(alias_bomb("bomb"))
+    assert bomb.stat().st_size < 1024
+    root = Path(__file__).resolve().parents[1]
+    argv = ["prlimit", f"--as={3 << 30}", "--", sys.executable, "-c", BOMB_SCRIPT, str(workspace / "tools")]
+    done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_mb, status, error = done.stdout.splitlines()
+    assert status == "error"
+    assert error == f"{bomb}: manifest expands to more than 100000 YAML nodes (nested aliases?); refused"
+    assert int(peak_mb) < 50
+
+
+def test_node_counting_follows_aliases_and_cycles() -> None:
+    from tools.catalog import count_nodes, parse_manifest_text
+    from tools.errors import ManifestError
+
+    shared = ["x"] * 10
+    assert count_nodes({"a": shared, "b": shared}) == 1 + 2 + 2 * 11
+    loop: list = []
+    loop.append(loop)
+    assert count_nodes(loop, limit=1000) == 1001
+    with pytest.raises(ManifestError, match="more than 100000 YAML nodes"):
+        parse_manifest_text("a: &a [*a]\n", "cyclic.yaml")
+    with pytest.raises(ManifestError, match="more than 100000 YAML nodes"):
+        parse_manifest_text(alias_bomb("bomb", levels=6), "six.yaml")  # 9**6 = 531,441
+    assert parse_manifest_text(alias_bomb("ok", levels=4), "four.yaml")["name"] == "ok"  # ~15,000 nodes
+
+
+def test_a_huge_manifest_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A 600 MB file (here sparse) cost 636 MB: it was read whole before the size check."""
+    import tracemalloc
+
+    from tools.catalog import read_manifest_data
+    from tools.errors import ManifestError
+
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as fh:
+        fh.truncate(600 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ManifestError) as info:
+            read_manifest_data(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == f"{big}: manifest is {600 << 20} bytes; the limit is {1 << 20}"
+    assert peak < 2 << 20
+
+
+def test_a_fifo_named_like_a_manifest_is_refused_at_once(tmp_path: Path) -> None:
+    """Hot reload reads any new `*.yaml`: opening a FIFO would block the watcher thread for good."""
+    import os
+
+    from tools.catalog import read_manifest_data
+    from tools.errors import ManifestError
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ManifestError, match="pipe.yaml: not a regular file"):
+        read_manifest_data(fifo)
