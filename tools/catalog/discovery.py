@@ -53,7 +53,7 @@ def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
         stem = path.name.rsplit(".", 1)[0]
         if stem.startswith(".") or stem.endswith("~"):
             continue
-        if not TOOL_ID_RE.match(stem):
+        if not TOOL_ID_RE.fullmatch(stem):
             problems.append(Problem(path, f"{path}: file name {stem!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)"))
             continue
         if stem in entries:
@@ -70,11 +70,11 @@ def discover_evolved(evolved_dir: Path) -> tuple[list[ToolEntry], list[Problem]]
     if not evolved_dir.is_dir():
         return entries, problems
     for tool_dir in sorted(p for p in evolved_dir.iterdir() if p.is_dir()):
-        if not TOOL_ID_RE.match(tool_dir.name):
+        if not TOOL_ID_RE.fullmatch(tool_dir.name):
             problems.append(Problem(tool_dir, f"{tool_dir}: not a valid tool id"))
             continue
         for vdir in sorted(p for p in tool_dir.iterdir() if p.is_dir()):
-            if not VERSION_RE.match(vdir.name):
+            if not VERSION_RE.fullmatch(vdir.name):
                 continue
             path = vdir / f"{tool_dir.name}.yaml"
             if path.is_file():

@@ -349,11 +349,11 @@ class Catalog:
         if path.suffix not in MANIFEST_SUFFIXES or not path.exists():
             return None
         stem = path.stem
-        if not TOOL_ID_RE.match(stem):
+        if not TOOL_ID_RE.fullmatch(stem):
             return None
         if self.evolved_dir is not None and self.evolved_dir.resolve() in path.parents:
             version = path.parent.name
-            if not VERSION_RE.match(version) or path.parent.parent.name != stem:
+            if not VERSION_RE.fullmatch(version) or path.parent.parent.name != stem:
                 return None
             entry = ToolEntry(stem, path, "evolved", version=version)
             with self._lock:

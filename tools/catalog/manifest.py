@@ -147,7 +147,7 @@ class Manifest(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_id(cls, value: str) -> str:
-        if not TOOL_ID_RE.match(value):
+        if not TOOL_ID_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)")
         return value
 
@@ -157,7 +157,7 @@ class Manifest(BaseModel):
         text = str(value)
         if text.count(".") == 1:
             text += ".0"
-        if not VERSION_RE.match(text):
+        if not VERSION_RE.fullmatch(text):
             raise ValueError(f"{value!r} is not a semantic version like 1.0.0")
         return text
 
