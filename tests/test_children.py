@@ -232,3 +232,12 @@ def test_kill_group_after_exit_is_harmless() -> None:
     proc = spawn(["true"])
     proc.wait(timeout=30)
     kill_group(proc)
+
+
+def test_a_call_after_close_starts_no_child(workspace: Path, make_runtime) -> None:
+    exec_tool(workspace / "tools", "quick", "print('hi')\n")
+    runtime = make_runtime()
+    runtime.get_tool("quick")
+    runtime.close()
+    with pytest.raises(ToolUnavailableError, match="runtime is closing"):
+        runtime.call_entry(runtime.catalog.find("quick"), {}, observe=False)

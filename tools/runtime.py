@@ -220,6 +220,8 @@ class Runtime:
                 from tools.invoke import Children
 
                 self._children = Children()
+                if self._closed:  # a call racing with (or after) close starts nothing
+                    self._children.close()
             return self._children
 
     @property
