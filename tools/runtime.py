@@ -232,18 +232,6 @@ class Runtime:
             self._workers = WorkerPool(self.workspace, children=self.children)
         return self._workers
 
-    def max_output_bytes(self, entry: ToolEntry) -> int:
-        """The output cap of one call: the manifest's `executable.max_output_bytes`, else
-        `[calls] max_output_bytes` in tooldeck.toml."""
-        spec = entry.manifest.executable if entry.manifest is not None else None
-        if spec is not None and spec.max_output_bytes is not None:
-            return spec.max_output_bytes
-        value = self.settings.get("calls", "max_output_bytes")
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            where = self.settings.path or "tooldeck.toml"
-            raise UsageError(f"{where}: [calls] max_output_bytes must be a positive integer (bytes), got {value!r}")
-        return value
-
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Wait for the whole catalog (most callers want `get_tool` instead)."""
         done = self.catalog.finished.wait(timeout)
@@ -412,12 +400,14 @@ class Runtime:
 
             return resolve_builtin(entry)(self, data)
         if kind == "python":
-            return self.workers.call(entry, data, timeout, self.max_output_bytes(entry))
+            from tools.invoke import output_cap
+
+            return self.workers.call(entry, data, timeout, output_cap(entry, self.settings))
         if kind == "executable":
-            from tools.invoke import run_executable
+            from tools.invoke import output_cap, run_executable
 
             return run_executable(entry, data, workspace=self.workspace, timeout=timeout, children=self.children,
-                                  max_output=self.max_output_bytes(entry))
+                                  max_output=output_cap(entry, self.settings))
         if kind == "llm":
             from tools.invoke import run_llm_tool
 

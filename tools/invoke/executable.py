@@ -23,11 +23,13 @@ from tools.errors import (
     ToolOutputTooLargeError,
     ToolTimeoutError,
     ToolUnavailableError,
+    UsageError,
 )
 from tools.ids import inside
 from tools.invoke.capture import OutputTooLarge, communicate
 from tools.invoke.spawn import Children, Limits, kill_group, spawn
 from tools.secrets import clean_env, redact
+from tools.settings import Settings
 
 STDERR_TAIL = 2000
 DEFAULT_MAX_OUTPUT = 16 << 20
@@ -73,6 +75,19 @@ def working_dir(entry: ToolEntry, workspace: Path) -> Path:
     if not wd:
         return entry.tool_dir
     return inside(workspace, Path(wd.replace("{workspace}", str(workspace))))
+
+
+def output_cap(entry: ToolEntry, settings: Settings) -> int:
+    """The output cap of one call: the manifest's `executable.max_output_bytes`, else
+    `[calls] max_output_bytes` in tooldeck.toml."""
+    spec = entry.manifest.executable if entry.manifest is not None else None
+    if spec is not None and spec.max_output_bytes is not None:
+        return spec.max_output_bytes
+    value = settings.get("calls", "max_output_bytes", DEFAULT_MAX_OUTPUT)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{settings.path or 'tooldeck.toml'}: [calls] max_output_bytes must be a positive integer"
+                         f" (bytes), got {value!r}")
+    return value
 
 
 def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: float, children: Children | None = None,
