@@ -122,6 +122,7 @@ class Runtime:
         self._workers: Any = None
         self._children: Any = None
         self._children_lock = threading.Lock()
+        self._children_closed = False
         self._start_error: BaseException | None = None
         self._store_ready = threading.Event()
         self._closing = threading.Event()
@@ -220,7 +221,7 @@ class Runtime:
                 from tools.invoke import Children
 
                 self._children = Children()
-                if self._closed:  # a call racing with (or after) close starts nothing
+                if self._children_closed:  # a call racing with (or after) close starts nothing
                     self._children.close()
             return self._children
 
@@ -439,8 +440,11 @@ class Runtime:
                 self._log_error(f"stopping {name}", exc)
         if self._workers is not None:
             self._workers.close()
-        if self._children is not None:
-            killed = self._children.close()  # calls still in flight (a hung sink, a slow tool): their groups die
+        with self._children_lock:  # after the services' last deliveries, before the store closes
+            self._children_closed = True
+            children = self._children
+        if children is not None:
+            killed = children.close()  # calls still in flight (a hung sink, a slow tool): their groups die
             if killed and self._events is not None and self._start_error is None:
                 try:
                     self._events.emit("runtime.children_killed", count=killed)
