@@ -182,6 +182,7 @@ class Worker:
 
     def _died(self) -> Any:
         code = self.proc.wait(timeout=5)
+        kill_group(self.proc)  # what the worker spawned dies with it (and lets go of its stderr)
         self._drain.join(timeout=1)  # the last lines of stderr
         if self.children is not None and self.children.closed:
             raise ToolUnavailableError(f"{self.tool_id}: worker killed: the runtime is closing", tool_id=self.tool_id,
