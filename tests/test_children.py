@@ -101,14 +101,15 @@ def test_kill_9_of_a_runtime_kills_every_child_it_started(workspace: Path) -> No
         pids_dir = workspace / "pids"
         names = ["py_pid", "hang_exec", "hang_sink"]
         wait_for(lambda: all((pids_dir / n).exists() for n in names), 60, "the worker, the executable and the sink")
+        # each hanging tool writes its grandchild's pid before its own
         worker_pid_again = int(proc.stdout.readline() or 0)  # type: ignore[union-attr]
-        pids = read_pids(pids_dir, names)
+        pids = read_pids(pids_dir, [*names, "hang_exec.grandchild", "hang_sink.grandchild"])
         assert worker_pid_again == pids["py_pid"], "the worker died with the thread that first called it"
         assert all(alive(pid) for pid in pids.values())
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         wait_for(lambda: not any(alive(pid) for pid in pids.values()), 30,
-                 f"the runtime's children {pids} to die after its kill -9")
+                 f"the runtime's children and what they spawned {pids} to die after its kill -9")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -241,3 +242,47 @@ def test_a_call_after_close_starts_no_child(workspace: Path, make_runtime) -> No
     runtime.close()
     with pytest.raises(ToolUnavailableError, match="runtime is closing"):
         runtime.call_entry(runtime.catalog.find("quick"), {}, observe=False)
+
+
+REAPER_SCRIPT = """
+import os, signal, subprocess, sys
+from tools.invoke import Children, spawn
+from tools.invoke.spawn import _reaper
+
+children = Children()
+SHELL = "sleep 600 & echo $! ; wait"
+
+def grandchild():
+    proc = spawn(["sh", "-c", SHELL], children=children, stdout=subprocess.PIPE)
+    return int(proc.stdout.readline())
+
+first = grandchild()
+reaper = _reaper.pid()
+os.kill(reaper, signal.SIGKILL)  # someone killed it: the next child starts a new one that knows every group
+os.waitpid(reaper, 0)
+second = grandchild()
+assert _reaper.pid() not in (None, reaper)
+print(first, second, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_what_a_child_spawned_dies_after_a_kill_9_even_if_the_reaper_was_replaced() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", REAPER_SCRIPT], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    grandchildren: list[int] = []
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, proc.stderr.read()  # type: ignore[union-attr]
+        grandchildren = [int(pid) for pid in line.split()]
+        assert all(alive(pid) for pid in grandchildren)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_for(lambda: not any(alive(pid) for pid in grandchildren), 30, f"grandchildren {grandchildren} to die")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pid in grandchildren:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -15,6 +15,10 @@ A child gets three things, each for a reason:
 Where util-linux is missing, a small Python launcher (`-I -S`, ~20 ms more per start) sets the
 same limits and signal and checks that its parent is still the runtime before it execs.
 
+The signal reaches the child only, not what it spawned (a shell script's commands). So a small
+reaper process per runtime process is told every child's group and kills the groups still there
+when the runtime's end of its pipe closes, which kill -9 does too.
+
 An owner (a runtime) keeps its children in a `Children` set and closes it on the way out: every
 group still running is killed. Code that must start a child through someone else's API (an MCP
 client library) uses `child_argv` for the same wrapping, from a thread that lives as long as the
@@ -158,8 +162,10 @@ class Children:
             return True
 
     def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        """Forget a child that finished (its owner killed its group already)."""
         with self._lock:
             self._procs.discard(proc)
+        _reaper.untrack(proc.pid)
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -172,6 +178,7 @@ class Children:
             procs, self._procs = list(self._procs), set()
         for proc in procs:
             kill_group(proc)
+            _reaper.untrack(proc.pid)
         return len(procs)
 
 
@@ -181,6 +188,117 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+#: The group reaper: one small process per runtime process, told the process group of every
+#: child. When the runtime dies, even by kill -9, its end of the pipe closes; the reaper then kills
+#: every group still known, so what a tool spawned (a shell script's commands, a grandchild) dies
+#: too, which the parent-death signal alone cannot do. Empty groups are forgotten every half
+#: second, so a recycled pid is not mistaken for one of ours.
+_REAPER_CODE = r"""
+import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+groups, rest, pruned = set(), b"", time.monotonic()
+fd = sys.stdin.fileno()
+while True:
+    ready, _, _ = select.select([fd], [], [], 0.5)
+    data = os.read(fd, 65536) if ready else None
+    if data == b"":
+        break
+    if data:
+        *lines, rest = (rest + data).split(b"\n")
+        for line in lines:
+            if line[:1] == b"+":
+                groups.add(int(line[1:]))
+            elif line[:1] == b"-":
+                groups.discard(int(line[1:]))
+    if time.monotonic() - pruned >= 0.5:
+        for group in list(groups):
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                groups.discard(group)
+            except PermissionError:
+                pass
+        pruned = time.monotonic()
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Reaper:
+    """The runtime process's side of the group reaper (see _REAPER_CODE)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._groups: set[int] = set()
+        self._failed = False
+
+    def track(self, group: int) -> None:
+        with self._lock:
+            self._groups.add(group)
+            if len(self._groups) > 256:
+                self._groups = {g for g in self._groups if _group_alive(g)}
+            self._send(f"+{group}\n".encode())
+
+    def untrack(self, group: int) -> None:
+        with self._lock:
+            if group in self._groups:
+                self._groups.discard(group)
+                self._send(f"-{group}\n".encode())
+
+    def pid(self) -> int | None:
+        with self._lock:
+            return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def _send(self, line: bytes) -> None:
+        for _attempt in range(2):
+            if self._proc is None or self._proc.poll() is not None:
+                if not self._start():
+                    return
+                line = b"".join(f"+{g}\n".encode() for g in self._groups)  # a new reaper learns them all
+            assert self._proc is not None and self._proc.stdin is not None
+            try:
+                os.write(self._proc.stdin.fileno(), line)
+                return
+            except OSError:
+                self._proc = None
+
+    def _start(self) -> bool:
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER_CODE], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True, close_fds=True)
+        except OSError as exc:
+            if not self._failed:  # said once; the parent-death signal still covers the children themselves
+                import logging
+
+                logging.getLogger("tooldeck").error("cannot start the process-group reaper: %s", exc)
+            self._failed = True
+            return False
+        return True
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's pipe, or the reaper would wait for us too."""
+        if self._proc is not None and self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Spawner:
@@ -234,11 +352,14 @@ class _Result:
 
 
 _spawner = _Spawner()
+_reaper = _Reaper()
 
 
 def _after_fork_in_child() -> None:
-    global _spawner
+    global _spawner, _reaper
     _spawner = _Spawner()  # the thread did not survive the fork
+    _reaper.forget_after_fork()
+    _reaper = _Reaper()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -293,8 +414,10 @@ def spawn(argv: Sequence[str], *, children: Children | None = None, limits: Limi
     wrapped = (using or launcher()).wrap([program, *map(str, argv[1:])], limits=limits, user=user)
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(wrapped, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+        proc = subprocess.Popen(wrapped, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
                                 bufsize=bufsize, start_new_session=True, close_fds=True)
+        _reaper.track(proc.pid)
+        return proc
 
     proc = _spawner.run(start)
     if children is not None and not children._add(proc):
