@@ -110,6 +110,12 @@ class ToolOutputError(ToolError):
     error_class = "bad_output"
 
 
+class ToolOutputTooLargeError(ToolOutputError):
+    """The tool wrote more than its `max_output_bytes` to stdout or stderr and was killed."""
+
+    error_class = "output_too_large"
+
+
 class ToolTimeoutError(ToolError):
     """The tool ran past its timeout and was killed (with its whole process group)."""
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from tools.errors import InvalidIdError
 
-TOOL_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+TOOL_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 #: buffer ids and similar names: a little more lenient (dashes, capitals), still no path parts
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
+VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)\Z")
 
 
 def _show(value: object) -> str:
@@ -21,7 +21,7 @@ def _show(value: object) -> str:
 
 
 def check_tool_id(value: object, what: str = "tool id") -> str:
-    if not isinstance(value, str) or not TOOL_ID_RE.match(value):
+    if not isinstance(value, str) or not TOOL_ID_RE.fullmatch(value):
         raise InvalidIdError(
             f"invalid {what} {_show(value)}: must match ^[a-z][a-z0-9_]{{0,63}}$ (lowercase letters, digits, underscore)"
         )
@@ -29,7 +29,7 @@ def check_tool_id(value: object, what: str = "tool id") -> str:
 
 
 def check_name(value: object, what: str = "name") -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or ".." in value:
         raise InvalidIdError(
             f"invalid {what} {_show(value)}: use 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
@@ -37,7 +37,7 @@ def check_name(value: object, what: str = "name") -> str:
 
 
 def check_version(value: object) -> str:
-    if not isinstance(value, str) or not VERSION_RE.match(value):
+    if not isinstance(value, str) or not VERSION_RE.fullmatch(value):
         raise InvalidIdError(f"invalid version {_show(value)}: expected MAJOR.MINOR.PATCH, e.g. 1.2.0")
     return value
 

@@ -122,6 +122,9 @@ class Runtime:
         self._calls: CallRecorder | None = None
         self._settings: Settings | None = None
         self._workers: Any = None
+        self._children: Any = None
+        self._children_lock = threading.Lock()
+        self._children_closed = False
         self._start_error: BaseException | None = None
         self._store_ready = threading.Event()
         self._closing = threading.Event()
@@ -217,11 +220,24 @@ class Runtime:
         return self._calls
 
     @property
+    def children(self) -> Any:
+        """Every child process this runtime started and that still runs (tools.invoke.Children):
+        killed, process group and all, when the runtime closes."""
+        with self._children_lock:
+            if self._children is None:
+                from tools.invoke import Children
+
+                self._children = Children()
+                if self._children_closed:  # a call racing with (or after) close starts nothing
+                    self._children.close()
+            return self._children
+
+    @property
     def workers(self) -> Any:
         if self._workers is None:
             from tools.invoke import WorkerPool
 
-            self._workers = WorkerPool(self.workspace)
+            self._workers = WorkerPool(self.workspace, children=self.children)
         return self._workers
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
@@ -404,11 +420,14 @@ class Runtime:
 
             return resolve_builtin(entry)(self, data)
         if kind == "python":
-            return self.workers.call(entry, data, timeout)
-        if kind == "executable":
-            from tools.invoke import run_executable
+            from tools.invoke import output_cap
 
-            return run_executable(entry, data, workspace=self.workspace, timeout=timeout)
+            return self.workers.call(entry, data, timeout, output_cap(entry, self.settings))
+        if kind == "executable":
+            from tools.invoke import output_cap, run_executable
+
+            return run_executable(entry, data, workspace=self.workspace, timeout=timeout, children=self.children,
+                                  max_output=output_cap(entry, self.settings))
         if kind == "llm":
             from tools.invoke import run_llm_tool
 
@@ -440,6 +459,16 @@ class Runtime:
                 self._log_error(f"stopping {name}", exc)
         if self._workers is not None:
             self._workers.close()
+        with self._children_lock:  # after the services' last deliveries, before the store closes
+            self._children_closed = True
+            children = self._children
+        if children is not None:
+            killed = children.close()  # calls still in flight (a hung sink, a slow tool): their groups die
+            if killed and self._events is not None and self._start_error is None:
+                try:
+                    self._events.emit("runtime.children_killed", count=killed)
+                except StoreError as exc:
+                    self._log_error("close", exc)
         self._loader.join(timeout=timeout)
         if self._store is not None and self._start_error is None:
             try:

@@ -71,6 +71,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "calls": {
         "default_timeout_seconds": 30,
+        "max_output_bytes": 16 << 20,  # per call and stream (stdout, stderr, a worker's reply); a tool past it is killed
     },
     "keymap": {},
 }

@@ -7,8 +7,8 @@ the background loader with per-tool status, the manifest's own tests, and hot re
 
 from tools.catalog.discovery import DEMO_DIR, roots_for
 from tools.catalog.loader import Catalog, StatusChange, ToolEntry
-from tools.catalog.manifest import Manifest, load_manifest, read_manifest_data
+from tools.catalog.manifest import Manifest, count_nodes, load_manifest, parse_manifest_text, read_manifest_data
 from tools.catalog.testing import check_case, run_manifest_tests
 
-__all__ = ["DEMO_DIR", "Catalog", "Manifest", "StatusChange", "ToolEntry", "check_case", "load_manifest",
-           "read_manifest_data", "roots_for", "run_manifest_tests"]
+__all__ = ["DEMO_DIR", "Catalog", "Manifest", "StatusChange", "ToolEntry", "check_case", "count_nodes", "load_manifest",
+           "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests"]

@@ -32,28 +32,53 @@ def is_own_package(path: Path) -> bool:
         return False
 
 
+def escapes(path: Path, folder: Path) -> str | None:
+    """The one-line refusal of a path under `folder` that resolves outside it (it, or a folder on
+    the way, is a symlink pointing out of the catalog folder being scanned); None if it stays inside."""
+    base = folder.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        return f"{path}: cannot resolve: {exc}"
+    if target == base or base in target.parents:
+        return None
+    what = "folder" if target.is_dir() else "manifest"
+    return f"{path}: symlinked {what} resolves to {target}, outside the catalog folder {base}; refused"
+
+
 def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
-    """`root/<id>.yaml` and `root/<folder>/<id>.yaml`; the id is the file stem."""
+    """`root/<id>.yaml` and `root/<folder>/<id>.yaml`; the id is the file stem. A manifest or a
+    folder that is a symlink pointing outside `root` is refused (a Problem), not followed."""
     entries: dict[str, ToolEntry] = {}
     problems: list[Problem] = []
     if not root.path.is_dir():
         return [], []
     candidates: list[Path] = []
+
+    def outside(item: os.DirEntry[str]) -> bool:
+        problem = escapes(Path(item.path), root.path) if item.is_symlink() else None
+        if problem is not None:
+            problems.append(Problem(Path(item.path), problem))
+        return problem is not None
+
     with os.scandir(root.path) as it:
         for item in sorted(it, key=lambda d: d.name):
             if item.is_file() and item.name.endswith(MANIFEST_SUFFIXES):
-                candidates.append(Path(item.path))
+                if not outside(item):
+                    candidates.append(Path(item.path))
             elif item.is_dir() and not item.name.startswith((".", "_")):
+                if outside(item):
+                    continue
                 with os.scandir(item.path) as sub:
                     candidates.extend(
                         Path(s.path) for s in sorted(sub, key=lambda d: d.name)
-                        if s.is_file() and s.name.endswith(MANIFEST_SUFFIXES)
+                        if s.is_file() and s.name.endswith(MANIFEST_SUFFIXES) and not outside(s)
                     )
     for path in candidates:
         stem = path.name.rsplit(".", 1)[0]
         if stem.startswith(".") or stem.endswith("~"):
             continue
-        if not TOOL_ID_RE.match(stem):
+        if not TOOL_ID_RE.fullmatch(stem):
             problems.append(Problem(path, f"{path}: file name {stem!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)"))
             continue
         if stem in entries:
@@ -64,20 +89,25 @@ def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
 
 
 def discover_evolved(evolved_dir: Path) -> tuple[list[ToolEntry], list[Problem]]:
-    """`evolved/<id>/<version>/<id>.yaml`: versions that exist beside their base tool."""
+    """`evolved/<id>/<version>/<id>.yaml`: versions that exist beside their base tool (none of
+    them, nor a folder on the way, may be a symlink pointing outside the evolved folder)."""
     entries: list[ToolEntry] = []
     problems: list[Problem] = []
     if not evolved_dir.is_dir():
         return entries, problems
     for tool_dir in sorted(p for p in evolved_dir.iterdir() if p.is_dir()):
-        if not TOOL_ID_RE.match(tool_dir.name):
+        if not TOOL_ID_RE.fullmatch(tool_dir.name):
             problems.append(Problem(tool_dir, f"{tool_dir}: not a valid tool id"))
             continue
         for vdir in sorted(p for p in tool_dir.iterdir() if p.is_dir()):
-            if not VERSION_RE.match(vdir.name):
+            if not VERSION_RE.fullmatch(vdir.name):
                 continue
             path = vdir / f"{tool_dir.name}.yaml"
             if path.is_file():
+                problem = escapes(path, evolved_dir)
+                if problem is not None:
+                    problems.append(Problem(path, problem))
+                    continue
                 entries.append(ToolEntry(tool_dir.name, path, "evolved", version=vdir.name))
     return entries, problems
 

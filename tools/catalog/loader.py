@@ -23,6 +23,7 @@ from tools.catalog.discovery import (
     Root,
     discover_evolved,
     discover_root,
+    escapes,
 )
 from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
 from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
@@ -322,6 +323,9 @@ class Catalog:
         A broken edit keeps the last good manifest serving and records the error.
         Returns the entries that changed (the caller recycles their workers).
         """
+        problem = self._escapes(path)
+        if problem is not None:
+            return self._refuse(path, problem)
         path = path.resolve()
         entry = self.entry_for_path(path)
         if entry is None:
@@ -343,6 +347,29 @@ class Catalog:
         change = StatusChange(entry.tool_id, entry.served_version, READY if manifest else ERROR, error, entry.source)
         self.flush()
         return [change]
+
+    def _escapes(self, path: Path) -> str | None:
+        """The refusal of a changed path under a catalog folder (or the evolved folder) that a
+        symlink takes outside it; the path is as the watcher saw it, not resolved."""
+        folders = [root.path for root in self.roots] + ([self.evolved_dir] if self.evolved_dir is not None else [])
+        for folder in folders:
+            for base in {folder, folder.resolve()}:
+                if base in path.parents:
+                    return escapes(path, base)
+        return None
+
+    def _refuse(self, path: Path, problem: str) -> list[StatusChange]:
+        """A manifest that became a symlink pointing outside keeps its last good version serving and
+        shows the error; a new one is not loaded (ManifestError, reported by the watcher)."""
+        here = path.parent.resolve() / path.name
+        entry = next((e for e in self.all_entries() if e.path.parent.resolve() / e.path.name == here), None)
+        if entry is None:
+            raise ManifestError(problem)
+        with self._lock:
+            entry.claimed = True
+        self._finish(entry, None, problem)
+        self.flush()
+        return [StatusChange(entry.tool_id, entry.served_version, ERROR, problem, entry.source)]
 
     def entry_for_path(self, path: Path) -> ToolEntry | None:
         """The entry a changed file belongs to: its manifest; the only tool in that folder; or
@@ -366,11 +393,11 @@ class Catalog:
         if path.suffix not in MANIFEST_SUFFIXES or not path.exists():
             return None
         stem = path.stem
-        if not TOOL_ID_RE.match(stem):
+        if not TOOL_ID_RE.fullmatch(stem):
             return None
         if self.evolved_dir is not None and self.evolved_dir.resolve() in path.parents:
             version = path.parent.name
-            if not VERSION_RE.match(version) or path.parent.parent.name != stem:
+            if not VERSION_RE.fullmatch(version) or path.parent.parent.name != stem:
                 return None
             entry = ToolEntry(stem, path, "evolved", version=version)
             with self._lock:

@@ -6,6 +6,8 @@ wrong; the loader marks that tool `error` and carries on with the rest.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +24,10 @@ except ImportError:  # pragma: no cover - wheels ship libyaml on every platform 
 
 ToolType = Literal["executable", "python", "builtin", "llm"]
 MAX_MANIFEST_BYTES = 1 << 20
+#: YAML nodes a manifest may expand to, aliases followed each time (a hand-written one has hundreds)
+MAX_MANIFEST_NODES = 100_000
+#: the most a manifest may raise its own output cap to
+MAX_OUTPUT_BYTES_CEILING = 1 << 30
 
 _FLAT_TYPES = {
     "str": "string", "string": "string", "text": "string",
@@ -37,16 +43,18 @@ _FLAT_TYPES = {
 class ExecutableSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    command: str | list[str]
+    command: str | list[str] | None = None  # required for type executable; a python tool may set only limits
     args: list[str] = Field(default_factory=list)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     memory_limit_mb: int | None = Field(default=None, gt=0)
+    #: per call and stream; unset: `[calls] max_output_bytes` of tooldeck.toml (16 MiB by default)
+    max_output_bytes: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_BYTES_CEILING)
     working_dir: str | None = None
     environment: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("command")
     @classmethod
-    def _command_not_empty(cls, value: str | list[str]) -> str | list[str]:
+    def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
         if (isinstance(value, str) and not value.strip()) or (isinstance(value, list) and not value):
             raise ValueError("must not be empty")
         return value
@@ -59,7 +67,7 @@ class ExecutableSpec(BaseModel):
         return value
 
     def argv(self) -> list[str]:
-        head = [self.command] if isinstance(self.command, str) else list(self.command)
+        head = [self.command] if isinstance(self.command, str) else list(self.command or [])
         return head + list(self.args)
 
 
@@ -139,7 +147,7 @@ class Manifest(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_id(cls, value: str) -> str:
-        if not TOOL_ID_RE.match(value):
+        if not TOOL_ID_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)")
         return value
 
@@ -149,7 +157,7 @@ class Manifest(BaseModel):
         text = str(value)
         if text.count(".") == 1:
             text += ".0"
-        if not VERSION_RE.match(text):
+        if not VERSION_RE.fullmatch(text):
             raise ValueError(f"{value!r} is not a semantic version like 1.0.0")
         return text
 
@@ -174,7 +182,7 @@ class Manifest(BaseModel):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Manifest:
-        if self.type == "executable" and self.executable is None:
+        if self.type == "executable" and (self.executable is None or self.executable.command is None):
             raise ValueError("executable.command: required for type executable")
         if self.type == "python":
             if not self.entry or ":" not in self.entry or not self.entry.split(":", 1)[0].endswith(".py"):
@@ -216,32 +224,86 @@ def _one_line(exc: ValidationError) -> str:
     return f"field '{loc}': {msg}{shown}{more}"
 
 
-def read_manifest_data(path: Path) -> dict[str, Any]:
-    """Read and YAML-parse one manifest file; every problem is a ManifestError naming the file."""
+def count_nodes(data: Any, limit: int = MAX_MANIFEST_NODES) -> int:
+    """Nodes in parsed YAML, each counted every time it is reached, stopping once past `limit`.
+
+    PyYAML shares an aliased object instead of copying it, so a 1 KB file of nested aliases
+    ("billion laughs") parses into a few objects that expand into billions when anything walks
+    or serialises them (the manifest cache, JSON-encoding the examples). Counting the expansion,
+    without building it, refuses such a file in constant memory; a cycle counts past any limit.
+    """
+    count = 0
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            return count
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            stack.extend(node)
+    return count
+
+
+def _read_capped(path: Path) -> bytes:
+    """At most MAX_MANIFEST_BYTES of a regular file: a 600 MB file is refused, not read first; a FIFO
+    or a device is refused without blocking on it."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{path}: manifest is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ManifestError(f"{path}: not a regular file")
+        if st.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path}: manifest is {st.st_size} bytes; the limit is {MAX_MANIFEST_BYTES}")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_MANIFEST_BYTES:  # it grew after the fstat
+        raise ManifestError(f"{path}: manifest is over {MAX_MANIFEST_BYTES} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    return raw
+
+
+def parse_manifest_text(text: str, where: str | Path) -> dict[str, Any]:
+    """YAML-parse a manifest's text and bound what it expands to; every problem is a one-line
+    ManifestError naming `where` (a file, or what the text came from)."""
+    if not text.strip():
+        raise ManifestError(f"{where}: empty manifest")
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - CSafeLoader is the safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestError(f"{where}{line}: invalid YAML: {problem}") from exc
+    except RecursionError as exc:  # the pure-Python loader on deep nesting (libyaml stops at depth 1000)
+        raise ManifestError(f"{where}: invalid YAML: nested too deeply") from exc
+    if count_nodes(data) > MAX_MANIFEST_NODES:
+        raise ManifestError(
+            f"{where}: manifest expands to more than {MAX_MANIFEST_NODES} YAML nodes (nested aliases?); refused"
+        )
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: a manifest must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def read_manifest_data(path: Path) -> dict[str, Any]:
+    """Read and YAML-parse one manifest file; every problem is a ManifestError naming the file."""
+    raw = _read_capped(path)
     if b"\0" in raw:
         raise ManifestError(f"{path}: binary file, not a YAML manifest")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not UTF-8 (byte {exc.start})") from exc
-    if not text.strip():
-        raise ManifestError(f"{path}: empty manifest")
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - CSafeLoader is the safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ManifestError(f"{path}{where}: invalid YAML: {problem}") from exc
-    if not isinstance(data, dict):
-        raise ManifestError(f"{path}: a manifest must be a mapping, got {type(data).__name__}")
-    return data
+    return parse_manifest_text(text, path)
 
 
 def validate_manifest(data: dict[str, Any], path: Path, *, expected_id: str | None = None,

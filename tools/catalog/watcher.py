@@ -97,12 +97,15 @@ class Watcher:
     # -- mapping a changed path to the tool it belongs to --------------------------------------
 
     def manifest_for(self, path: Path) -> Path | None:
-        """The manifest to reload for a changed path (itself, or the manifest whose code it is)."""
-        path = path.resolve() if path.exists() else path.parent.resolve() / path.name
+        """The manifest to reload for a changed path (itself, or the manifest whose code it is).
+
+        A manifest's path stays as reported (under a watched folder), not resolved, so that the
+        catalog can refuse one that a symlink takes outside its folder."""
         if ignored(path):
             return None
         if path.suffix in MANIFEST_SUFFIXES:
             return path
+        path = path.resolve() if path.exists() else path.parent.resolve() / path.name
         entry = self.runtime.catalog.entry_for_path(path)
         return entry.path if entry is not None else None
 
@@ -117,7 +120,7 @@ class Watcher:
                 # OS watch on it existed raise no event of their own, so look inside
                 for manifest in sorted(p for pattern in ("*.y*ml", "*/*.y*ml") for p in path.glob(pattern)):
                     if manifest.suffix in MANIFEST_SUFFIXES and not ignored(manifest):
-                        touched.setdefault(manifest.resolve(), []).append(manifest.name)
+                        touched.setdefault(manifest, []).append(manifest.name)
                 continue
             manifest = self.manifest_for(path)
             if manifest is not None:

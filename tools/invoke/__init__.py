@@ -1,14 +1,21 @@
 """How each kind of tool runs: executables as child processes, python tools in warm workers,
 builtins in the caller's process, llm tools (and the model providers evolution uses), plus
 the input and output schema checks every call passes through.
+
+Every child process anything in tooldeck starts goes through `spawn` (its own process group,
+a parent-death signal, limits without `preexec_fn`), kept in the owner's `Children` so it can
+be killed on close; output is read with a cap (`communicate`, `LineReader`).
 """
 
 from tools.invoke.builtin import resolve_builtin
-from tools.invoke.executable import run_executable
+from tools.invoke.capture import LineReader, OutputTooLarge, communicate
+from tools.invoke.executable import DEFAULT_MAX_OUTPUT, output_cap, run_executable
 from tools.invoke.llm import WRITE_TOOL, Request, get_provider, record_usage
 from tools.invoke.llm_tool import run_llm_tool
+from tools.invoke.spawn import Children, Launcher, Limits, child_argv, kill_group, launcher, spawn
 from tools.invoke.validation import check_input, check_output
 from tools.invoke.worker import WorkerPool
 
-__all__ = ["WRITE_TOOL", "Request", "WorkerPool", "check_input", "check_output", "get_provider", "record_usage",
-           "resolve_builtin", "run_executable", "run_llm_tool"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "WRITE_TOOL", "Children", "Launcher", "Limits", "LineReader", "OutputTooLarge",
+           "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate", "get_provider",
+           "kill_group", "launcher", "output_cap", "record_usage", "resolve_builtin", "run_executable", "run_llm_tool", "spawn"]

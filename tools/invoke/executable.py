@@ -1,14 +1,13 @@
 """`executable` tools: a child process per call, argv from the manifest, no shell.
 
-The child gets its own process group so a timeout kills it and everything it
-spawned; its environment has every secret removed.
+The child is started by `spawn` (its own process group, dead with the runtime), so a timeout,
+an output past `max_output_bytes` or the runtime closing kills it and everything it spawned;
+its environment has every secret removed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import resource
 import signal
 import subprocess
 import sys
@@ -16,11 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from tools.catalog import ToolEntry
-from tools.errors import ToolCrashError, ToolExitError, ToolInputError, ToolTimeoutError
+from tools.errors import (
+    ToolCrashError,
+    ToolError,
+    ToolExitError,
+    ToolInputError,
+    ToolOutputTooLargeError,
+    ToolTimeoutError,
+    ToolUnavailableError,
+    UsageError,
+)
 from tools.ids import inside
+from tools.invoke.capture import OutputTooLarge, communicate
+from tools.invoke.spawn import Children, Limits, kill_group, spawn
 from tools.secrets import clean_env, redact
+from tools.settings import Settings
 
 STDERR_TAIL = 2000
+DEFAULT_MAX_OUTPUT = 16 << 20
 
 
 def stderr_tail(raw: bytes | str, limit: int = STDERR_TAIL) -> str:
@@ -65,25 +77,21 @@ def working_dir(entry: ToolEntry, workspace: Path) -> Path:
     return inside(workspace, Path(wd.replace("{workspace}", str(workspace))))
 
 
-def _limits(memory_mb: int | None) -> Any:
-    if memory_mb is None:
-        return None
-
-    def apply() -> None:  # runs in the child between fork and exec
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return apply
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def output_cap(entry: ToolEntry, settings: Settings) -> int:
+    """The output cap of one call: the manifest's `executable.max_output_bytes`, else
+    `[calls] max_output_bytes` in tooldeck.toml."""
+    spec = entry.manifest.executable if entry.manifest is not None else None
+    if spec is not None and spec.max_output_bytes is not None:
+        return spec.max_output_bytes
+    value = settings.get("calls", "max_output_bytes", DEFAULT_MAX_OUTPUT)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{settings.path or 'tooldeck.toml'}: [calls] max_output_bytes must be a positive integer"
+                         f" (bytes), got {value!r}")
+    return value
 
 
-def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: float) -> Any:
+def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: float, children: Children | None = None,
+                   max_output: int = DEFAULT_MAX_OUTPUT) -> Any:
     manifest = entry.manifest
     assert manifest is not None and manifest.executable is not None
     try:
@@ -94,38 +102,46 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
     env["TOOLDECK_WORKSPACE"] = str(workspace)
     env["TOOLDECK_TOOL_DIR"] = str(entry.tool_dir)
     argv = build_argv(entry, workspace)
+    memory = manifest.executable.memory_limit_mb
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=working_dir(entry, workspace),
-            env=env,
-            start_new_session=True,
-            preexec_fn=_limits(manifest.executable.memory_limit_mb),
-        )
+        proc = spawn(argv, children=children, limits=Limits(memory_mb=memory) if memory else None,
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     cwd=working_dir(entry, workspace), env=env)
     except OSError as exc:
         raise ToolCrashError(
             f"{entry.tool_id}: cannot start {argv[0]!r}: {exc.strerror or exc}",
             tool_id=entry.tool_id, version=entry.served_version,
         ) from exc
+    except ToolError as exc:
+        exc.tool_id, exc.version = entry.tool_id, entry.served_version
+        raise
     try:
-        out, err = proc.communicate(payload, timeout=timeout)
-    except subprocess.TimeoutExpired:
+        out, err, finished = communicate(proc, payload, timeout=timeout, limit=max_output)
+    except OutputTooLarge as exc:
         kill_group(proc)
-        out, err = proc.communicate()
+        raise ToolOutputTooLargeError(
+            f"{entry.tool_id}: {exc.stream} passed max_output_bytes ({max_output} bytes); the tool was killed",
+            tool_id=entry.tool_id, version=entry.served_version, stderr_tail=stderr_tail(exc.stderr),
+        ) from None
+    finally:
+        kill_group(proc)  # nothing the tool spawned outlives the call
+        if proc.poll() is None:
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        if children is not None:
+            children.discard(proc)
+    if not finished:
         raise ToolTimeoutError(
             f"{entry.tool_id}: timed out after {timeout:g} s (process group killed)",
             tool_id=entry.tool_id, version=entry.served_version, stderr_tail=stderr_tail(err),
-        ) from None
-    finally:
-        if proc.poll() is None:
-            kill_group(proc)
-            proc.wait()
-    kill_group(proc)  # nothing the tool spawned outlives the call
+        )
     if proc.returncode != 0:
         tail = stderr_tail(err)
+        if children is not None and children.closed and proc.returncode == -signal.SIGKILL:
+            raise ToolUnavailableError(f"{entry.tool_id}: killed: the runtime is closing", tool_id=entry.tool_id,
+                                       version=entry.served_version, exit_code=proc.returncode, stderr_tail=tail)
         reason = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with code {proc.returncode}"
         raise ToolExitError(
             f"{entry.tool_id}: {reason}" + (f": {tail.splitlines()[-1]}" if tail else ""),

@@ -4,10 +4,8 @@ recycled when the tool reloads. A crash inside a tool fails that call, not the r
 
 from __future__ import annotations
 
-import collections
 import json
 import os
-import select
 import subprocess
 import sys
 import threading
@@ -16,39 +14,67 @@ from pathlib import Path
 from typing import Any
 
 from tools.catalog import ToolEntry
-from tools.errors import ToolCrashError, ToolInputError, ToolOutputError, ToolTimeoutError
-from tools.invoke.executable import kill_group, stderr_tail
+from tools.errors import (
+    ToolCrashError,
+    ToolInputError,
+    ToolOutputError,
+    ToolOutputTooLargeError,
+    ToolTimeoutError,
+    ToolUnavailableError,
+)
+from tools.invoke.capture import CHUNK, LineReader, OutputTooLarge, widen_pipe
+from tools.invoke.executable import DEFAULT_MAX_OUTPUT, stderr_tail
+from tools.invoke.spawn import Children, kill_group, spawn
 from tools.secrets import clean_env
 
 WORKER_MAIN = Path(__file__).with_name("worker_main.py")
 START_TIMEOUT = 15.0
+STDERR_KEEP = 16 << 10
 
 
 class Worker:
     """One child process serving one (tool, version); one request in flight at a time."""
 
-    def __init__(self, entry: ToolEntry, workspace: Path) -> None:
+    def __init__(self, entry: ToolEntry, workspace: Path, *, children: Children | None = None,
+                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
         assert entry.manifest is not None and entry.manifest.entry is not None
         self.entry = entry
         self.tool_id = entry.tool_id
         self.version = entry.served_version
+        self.children = children
         file_name, func = entry.manifest.entry.split(":", 1)
         env = clean_env(entry.manifest.executable.environment if entry.manifest.executable else None)
         env["TOOLDECK_WORKSPACE"] = str(workspace)
         env["TOOLDECK_TOOL_DIR"] = str(entry.tool_dir)
         env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER_MAIN), str(entry.tool_dir), file_name, func],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=entry.tool_dir, env=env, start_new_session=True, bufsize=0,
-        )
+        try:
+            self.proc = spawn(
+                [sys.executable, str(WORKER_MAIN), str(entry.tool_dir), file_name, func], children=children,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=entry.tool_dir, env=env, bufsize=0,
+            )
+        except OSError as exc:
+            raise ToolCrashError(f"{self.tool_id}: cannot start its worker: {exc.strerror or exc}",
+                                 tool_id=self.tool_id, version=self.version) from exc
         self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
-        self._buf = b""
+        widen_pipe(self._fd)
+        self._reader = LineReader(self._fd)
         self._next_id = 1
         self.lock = threading.Lock()
-        self._stderr: collections.deque[bytes] = collections.deque(maxlen=64)
-        threading.Thread(target=self._drain_stderr, name=f"worker-stderr-{self.tool_id}", daemon=True).start()
-        hello = self._read(time.monotonic() + START_TIMEOUT)
+        #: stderr: a bounded tail for error messages, and a per-call byte count against the cap
+        self._err_lock = threading.Lock()
+        self._err_tail = bytearray()
+        self._err_bytes = 0
+        self._err_limit: int | None = None  # set while a call is in flight
+        self.overflow: str | None = None  # which stream passed the cap (the worker was killed for it)
+        self._drain = threading.Thread(target=self._drain_stderr, name=f"worker-stderr-{self.tool_id}", daemon=True)
+        self._drain.start()
+        try:
+            hello = self._read(time.monotonic() + START_TIMEOUT, max_output)
+        except (TimeoutError, OutputTooLarge, json.JSONDecodeError) as exc:
+            self.kill()
+            raise ToolCrashError(f"{self.tool_id}: worker did not start ({type(exc).__name__})", tool_id=self.tool_id,
+                                 version=self.version, stderr_tail=self.stderr_tail()) from None
         if hello is None or not hello.get("ok"):
             self.kill()
             detail = hello.get("error") if hello else "worker exited during start"
@@ -58,48 +84,71 @@ class Worker:
             )
 
     def _drain_stderr(self) -> None:
-        stream = self.proc.stderr
-        assert stream is not None
-        for line in iter(stream.readline, b""):
-            self._stderr.append(line)
+        """Keep the last STDERR_KEEP bytes; kill the worker when a call's stderr passes the cap."""
+        assert self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, CHUNK)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._err_lock:
+                self._err_tail += chunk
+                del self._err_tail[:-STDERR_KEEP]
+                self._err_bytes += len(chunk)
+                over = self._err_limit is not None and self._err_bytes > self._err_limit
+                if over and self.overflow is None:
+                    self.overflow = "stderr"
+            if over:
+                kill_group(self.proc)
 
     def stderr_tail(self) -> str:
-        return stderr_tail(b"".join(self._stderr))
+        with self._err_lock:
+            return stderr_tail(bytes(self._err_tail))
 
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _read(self, deadline: float) -> dict[str, Any] | None:
-        """One reply line, or None if the worker died; raises TimeoutError at the deadline."""
-        while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([self._fd], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(self._fd, 1 << 16)
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
+    def _read(self, deadline: float, limit: int) -> dict[str, Any] | None:
+        """One reply, or None if the worker died; raises TimeoutError at the deadline and
+        OutputTooLarge past `limit` bytes."""
+        line = self._reader.read_line(deadline, limit)
+        return None if line is None else json.loads(line)
 
-    def call(self, data: Any, timeout: float) -> Any:
-        """Send one request and wait for its reply; the caller holds `self.lock`."""
+    def call(self, data: Any, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> Any:
+        """Send one request and wait for its reply; the caller holds `self.lock`.
+
+        The reply line and the stderr written during the call are each capped at `max_output`
+        bytes; past it the worker is killed (it restarts on the next call)."""
         rid = self._next_id
         self._next_id += 1
         try:
             line = json.dumps({"id": rid, "input": data}).encode() + b"\n"
         except (TypeError, ValueError) as exc:
             raise ToolInputError(f"{self.tool_id}: input is not JSON-serialisable: {exc}", tool_id=self.tool_id) from exc
+        with self._err_lock:
+            self._err_bytes = 0
+            self._err_limit = max_output
+        try:
+            return self._exchange(line, timeout, max_output)
+        finally:
+            with self._err_lock:
+                self._err_limit = None
+
+    def _exchange(self, line: bytes, timeout: float, max_output: int) -> Any:
         try:
             self.proc.stdin.write(line)  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
             return self._died()
         try:
-            reply = self._read(time.monotonic() + timeout)
+            reply = self._read(time.monotonic() + timeout, max_output)
+        except OutputTooLarge as exc:
+            self.overflow = exc.stream
+            self.kill()
+            raise self._too_large(max_output) from None
         except TimeoutError:
             self.kill()
             raise ToolTimeoutError(
@@ -110,6 +159,9 @@ class Worker:
             self.kill()
             raise ToolOutputError(f"{self.tool_id}: worker protocol broken: {exc}", tool_id=self.tool_id, version=self.version) from exc
         if reply is None:
+            if self.overflow is not None:
+                self.kill()
+                raise self._too_large(max_output)
             return self._died()
         if reply.get("ok"):
             return reply.get("result")
@@ -120,20 +172,34 @@ class Worker:
             details={"exception": reply.get("type")},
         )
 
+    def _too_large(self, max_output: int) -> ToolOutputTooLargeError:
+        stream = "reply (stdout)" if self.overflow == "reply" else self.overflow
+        return ToolOutputTooLargeError(
+            f"{self.tool_id}: {stream} passed max_output_bytes ({max_output} bytes); the worker was killed"
+            " and restarts on the next call",
+            tool_id=self.tool_id, version=self.version, stderr_tail=self.stderr_tail(),
+        )
+
     def _died(self) -> Any:
         code = self.proc.wait(timeout=5)
-        time.sleep(0.01)  # let the stderr drain thread catch the last lines
+        kill_group(self.proc)  # what the worker spawned dies with it (and lets go of its stderr)
+        self._drain.join(timeout=1)  # the last lines of stderr
+        if self.children is not None and self.children.closed:
+            raise ToolUnavailableError(f"{self.tool_id}: worker killed: the runtime is closing", tool_id=self.tool_id,
+                                       version=self.version, exit_code=code)
         raise ToolCrashError(
             f"{self.tool_id}: worker process died (exit code {code}) during the call; it restarts on the next call",
             tool_id=self.tool_id, version=self.version, exit_code=code, stderr_tail=self.stderr_tail(),
         )
 
     def kill(self) -> None:
-        kill_group(self.proc)  # type: ignore[arg-type]
+        kill_group(self.proc)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if self.children is not None:
+            self.children.discard(self.proc)
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 if stream is not None:
@@ -155,8 +221,9 @@ class Worker:
 class WorkerPool:
     """At most one warm worker per (tool, version) path; thread-safe."""
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, *, children: Children | None = None) -> None:
         self.workspace = workspace
+        self.children = children
         self._workers: dict[tuple[str, str, str], Worker] = {}
         self._lock = threading.Lock()
         self._starting: dict[tuple[str, str, str], threading.Lock] = {}
@@ -166,7 +233,7 @@ class WorkerPool:
     def _key(entry: ToolEntry) -> tuple[str, str, str]:
         return (entry.tool_id, entry.served_version, str(entry.path))
 
-    def _get(self, entry: ToolEntry) -> Worker:
+    def _get(self, entry: ToolEntry, max_output: int) -> Worker:
         key = self._key(entry)
         with self._lock:
             worker = self._workers.get(key)
@@ -182,18 +249,18 @@ class WorkerPool:
                     raise ToolCrashError(f"{entry.tool_id}: runtime is shutting down", tool_id=entry.tool_id)
             if worker is not None:
                 worker.kill()
-            worker = Worker(entry, self.workspace)
+            worker = Worker(entry, self.workspace, children=self.children, max_output=max_output)
             with self._lock:
                 self._workers[key] = worker
             return worker
 
-    def call(self, entry: ToolEntry, data: Any, timeout: float) -> Any:
+    def call(self, entry: ToolEntry, data: Any, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> Any:
         """Run one call on the tool's warm worker; a worker recycled meanwhile is replaced, not used."""
         for _ in range(3):
-            worker = self._get(entry)
+            worker = self._get(entry, max_output)
             with worker.lock:
                 if worker.alive and self._current(worker):
-                    return worker.call(data, timeout)
+                    return worker.call(data, timeout, max_output)
         raise ToolCrashError(f"{entry.tool_id}: its worker kept being replaced (reloading?); try again",
                              tool_id=entry.tool_id, version=entry.served_version)
 

@@ -19,7 +19,7 @@ from tools.recovery.circuit import CLOSED, OPEN, bump_seq, close_circuit, ensure
 from tools.recovery.ledger import tracker_for
 from tools.recovery.rules import check_tag
 
-ACTOR_RE = re.compile(r"^[\w.@+\- ]{1,64}$")
+ACTOR_RE = re.compile(r"^[\w.@+\- ]{1,64}\Z")
 ALL_VERSIONS = "*"
 
 
@@ -32,7 +32,7 @@ def default_actor() -> str:
 
 def check_actor(actor: str | None) -> str:
     actor = actor if actor is not None else default_actor()
-    if not isinstance(actor, str) or not ACTOR_RE.match(actor):
+    if not isinstance(actor, str) or not ACTOR_RE.fullmatch(actor):
         raise UsageError(f"invalid actor {actor!r}: 1-64 letters, digits, spaces or . @ + - _")
     return actor
 

@@ -37,7 +37,7 @@ from tools.recovery.circuit import (
 from tools.recovery.rules import ACCELERATION_WINDOW_SECONDS, auto_severity, check_severity, demote, demotion, negative_tags, recover
 
 log = logging.getLogger("tooldeck.failures")
-ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
 MAX_SCENARIO = 2000
 MAX_ERROR = 2000
 
@@ -462,7 +462,7 @@ def mark_tool_failure(runtime: Any, tool_id: str, scenario: str, error_message: 
     if not isinstance(error_message, str):
         raise UsageError(f"mark_tool_failure: error_message must be a string, got {type(error_message).__name__}")
     error_class = error_class or "reported"
-    if not isinstance(error_class, str) or not ERROR_CLASS_RE.match(error_class):
+    if not isinstance(error_class, str) or not ERROR_CLASS_RE.fullmatch(error_class):
         raise UsageError(f"mark_tool_failure: invalid error_class {error_class!r}: lowercase letters, digits and _ (<= 40)")
     entry = runtime.resolve(tool_id, version)
     return tracker_for(runtime).record_failure(entry, scenario=scenario, error=error_message, severity=severity,

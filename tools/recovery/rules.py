@@ -122,7 +122,7 @@ FORMAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("large-input", r"\b(very |extremely )?(large|huge|big|giant|massive|oversized)\s+(input|file|document|payload|dataset|data)s?\b"),
     )
 )
-TAG_RE = re.compile(r"^not-for-[a-z0-9][a-z0-9-]{0,40}$")
+TAG_RE = re.compile(r"^not-for-[a-z0-9][a-z0-9-]{0,40}\Z")
 
 
 def scenario_formats(scenario: str) -> list[str]:
@@ -144,7 +144,7 @@ def negative_tags(scenario: str, tool_id: str, tool_tags: list[str] | tuple[str,
 
 
 def check_tag(value: object) -> str:
-    if not isinstance(value, str) or not TAG_RE.match(value):
+    if not isinstance(value, str) or not TAG_RE.fullmatch(value):
         raise UsageError(f"invalid negative tag {value!r}: expected not-for-<format>, e.g. not-for-json")
     return value
 
