@@ -97,6 +97,31 @@ def test_a_candidate_that_never_passes_is_failed_validation(workspace, make_runt
         approve(rt, proposal["id"], "global", "t", proposal["diff_sha256"])
 
 
+def test_a_model_written_alias_bomb_manifest_is_refused_without_expanding_it(workspace, make_runtime,
+                                                                           anthropic_server: MessagesServer):
+    """The evolution path reads the model's manifest with the same node bound as the loader."""
+    import tracemalloc
+
+    settings(workspace, evolution="max_rounds = 1")
+    greet_tool(workspace)
+    rt = make_runtime()
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)},"
+        f" *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+    answer = greet_answer()
+    answer["manifest_yaml"] = "name: greet\ntype: python\nentry: greet_v1_1_0.py:run\n" + bomb
+    anthropic_server.reply_tool_use("write_tool_version", answer)
+    tracemalloc.start()
+    try:
+        proposal = evolve_tool(rt, "greet", "", "Allow spaces")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert proposal["status"] == "failed_validation"
+    assert "YAML nodes" in proposal["stages"][0]["detail"], proposal["stages"][0]
+    assert peak < 50 * 2**20, f"peak {peak / 2**20:.0f} MB"
+
+
 def test_model_error_status_fails_the_proposal_with_a_clear_error(workspace, make_runtime, anthropic_server: MessagesServer):
     settings(workspace)
     greet_tool(workspace)

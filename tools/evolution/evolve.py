@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from state.redact import redact
-from tools.catalog import Manifest, read_manifest_data
-from tools.errors import ToolError, ToolInputError, ToolUnavailableError, UsageError
+from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
+from tools.errors import ManifestError, ToolError, ToolInputError, ToolUnavailableError, UsageError
 from tools.evolution.context import recent_failures, regressions, scenarios
 from tools.evolution.prompt import build_prompt, feedback_message
 from tools.evolution.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for, get_proposal
@@ -180,9 +180,9 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
     nested field must change, the manifest is re-serialised.
     """
     text = str(answer.get("manifest_yaml") or "")
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if text.strip() else None  # noqa: S506
-    except yaml.YAMLError:
+    try:  # bounded like any manifest: a model's alias bomb is refused here, not expanded
+        data = parse_manifest_text(text, "the model's manifest") if text.strip() else None
+    except ManifestError:
         return text  # shown as is; the manifest stage says why it is invalid
     if data is None and parent_raw is not None:
         data = {k: v for k, v in parent_raw.items() if k != "lineage"}

@@ -284,10 +284,40 @@ _PR_SET_PDEATHSIG = 1
 
 
 def limits(cpu_seconds: int, memory_mb: int) -> Any:
-    """rlimits for the launcher and everything under it, and death with the thread that started it."""
+    """The sandbox's rlimits as `tools.invoke.Limits`: set by `tools.invoke.spawn` (prlimit, never a
+    `preexec_fn` in the threaded runtime), which also gives the launcher the parent-death signal
+    and a place in the runtime's process-group reaper."""
+    from tools.invoke import Limits
+
+    return Limits(memory_mb=memory_mb, cpu_seconds=cpu_seconds, file_bytes=MAX_FILE_BYTES, processes=MAX_PROCESSES,
+                  no_core=True)
+
+
+def _run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> tuple[int | None, bytes]:
+    """Run the probe under the sandbox's limits: through tools.invoke.spawn in the runtime; on its
+    own (this module copied out and run by a one-thread script, as the tests do) with a preexec."""
+    try:
+        from tools.invoke import OutputTooLarge, communicate, kill_group, spawn
+    except ImportError:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=cwd, env=env, preexec_fn=_preexec_limits(20, 1024))
+        return done.returncode, done.stdout
+    proc = spawn(argv, limits=limits(20, 1024), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 cwd=cwd, env=env)
+    try:
+        out, _err, finished = communicate(proc, b"", timeout=timeout, limit=1 << 20)
+    except OutputTooLarge:
+        out, finished = b"", False
+    if not finished:
+        kill_group(proc)
+    proc.wait()
+    return (proc.returncode if finished else None), out
+
+
+def _preexec_limits(cpu_seconds: int, memory_mb: int) -> Any:
+    """rlimits and death with the parent, between fork and exec (only for a single-threaded caller)."""
     libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
-    def apply() -> None:  # in the child, between fork and exec
+    def apply() -> None:
         memory = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -319,11 +349,11 @@ def _try(launcher: Launcher) -> dict[str, Any] | None:
             (host / "work").mkdir()
         open_up(host, launcher)
         command = [launcher.python, "-I", str(root / "_runner" / "probe.py"), str(marker), str(root)]
-        proc = subprocess.run(launcher.argv(host, command), capture_output=True, timeout=20, cwd=host,
-                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, preexec_fn=limits(20, 1024))
-        if proc.returncode != 0:
+        returncode, out = _run_limited(launcher.argv(host, command), cwd=host, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                                       timeout=20)
+        if returncode != 0:
             return None
-        return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        return json.loads(out.decode().strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
     finally:

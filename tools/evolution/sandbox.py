@@ -33,9 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.errors import ToolError
 from tools.evolution.launchers import DISK_MB, Launcher, limits, open_up, prepare_host, probe, remove_tree
+from tools.invoke import OutputTooLarge, communicate, kill_group, spawn
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
+#: what one sandbox run may print (its JSON-lines report and stderr) before it is killed
+MAX_REPORT_BYTES = 16 * 1024 * 1024
 __all__ = ["CaseResult", "Launcher", "SandboxRun", "probe", "run_cases"]
 
 
@@ -106,13 +110,6 @@ def sweep_orphans() -> list[str]:
     return removed
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def sandbox_env(paths: dict[str, str]) -> dict[str, str]:
     """The whole environment inside: built from nothing, so no secret can be in it."""
     return {
@@ -153,21 +150,23 @@ def run_cases(candidate_dir: Path, manifest: Any, inputs: list[Any], *, timeout:
         command = [launcher.python, f"{paths['runner']}/sandbox_runner.py", f"{paths['runner']}/spec.json"]
         cpu = int(timeout) + 1
         try:
-            proc = subprocess.Popen(launcher.argv(host, command, disk_mb=disk_mb), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=host, env=sandbox_env(paths),
-                                    start_new_session=True, preexec_fn=limits(cpu, memory_mb))
-        except OSError as exc:
-            return SandboxRun([], protections, _ms(started), fatal=f"cannot start the sandbox: {exc.strerror or exc}")
+            proc = spawn(launcher.argv(host, command, disk_mb=disk_mb), limits=limits(cpu, memory_mb),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=host,
+                         env=sandbox_env(paths))
+        except (OSError, ToolError) as exc:
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return SandboxRun([], protections, _ms(started), fatal=f"cannot start the sandbox: {message}")
         killed = None
         try:
-            out, err = proc.communicate(timeout=timeout + 2.0)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            out, err = proc.communicate()
-            killed = f"the sandbox killed it after {timeout:g} s (wall-clock timeout)"
+            out, err, finished = communicate(proc, b"", timeout=timeout + 2.0, limit=MAX_REPORT_BYTES)
+            if not finished:
+                killed = f"the sandbox killed it after {timeout:g} s (wall-clock timeout)"
+        except OutputTooLarge as exc:
+            out, err = b"", exc.stderr
+            killed = f"the sandbox killed it: its {exc.stream} passed {exc.limit // (1 << 20)} MB"
         finally:
             if proc.poll() is None:
-                _kill(proc)
+                kill_group(proc)
                 proc.wait()
         run = _collect(out, err, len(inputs), proc.returncode, killed, protections, started)
     finally:
