@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.catalog import ToolEntry
-from tools.errors import ToolCrashError, ToolExitError, ToolInputError, ToolTimeoutError
+from tools.errors import ToolCancelledError, ToolCrashError, ToolExitError, ToolInputError, ToolTimeoutError
 from tools.ids import inside
+from tools.invoke.cancel import check_cancelled, current_scope, killable
 from tools.secrets import clean_env, redact
 
 STDERR_TAIL = 2000
@@ -94,6 +95,8 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
     env["TOOLDECK_WORKSPACE"] = str(workspace)
     env["TOOLDECK_TOOL_DIR"] = str(entry.tool_dir)
     argv = build_argv(entry, workspace)
+    scope = current_scope()
+    check_cancelled(scope, entry.tool_id, entry.served_version)
     try:
         proc = subprocess.Popen(
             argv,
@@ -111,7 +114,8 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
             tool_id=entry.tool_id, version=entry.served_version,
         ) from exc
     try:
-        out, err = proc.communicate(payload, timeout=timeout)
+        with killable(scope, lambda: kill_group(proc)):
+            out, err = proc.communicate(payload, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         out, err = proc.communicate()
@@ -124,6 +128,9 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
             kill_group(proc)
             proc.wait()
     kill_group(proc)  # nothing the tool spawned outlives the call
+    if scope is not None and scope.cancelled:
+        raise ToolCancelledError(f"{entry.tool_id}: cancelled by the caller (process group killed)",
+                                 tool_id=entry.tool_id, version=entry.served_version)
     if proc.returncode != 0:
         tail = stderr_tail(err)
         reason = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with code {proc.returncode}"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.catalog import ToolEntry
-from tools.errors import ToolCrashError, ToolInputError, ToolOutputError, ToolTimeoutError
+from tools.errors import ToolCancelledError, ToolCrashError, ToolInputError, ToolOutputError, ToolTimeoutError
+from tools.invoke.cancel import check_cancelled, current_scope, killable
 from tools.invoke.executable import kill_group, stderr_tail
 from tools.secrets import clean_env
 
@@ -88,6 +89,8 @@ class Worker:
 
     def call(self, data: Any, timeout: float) -> Any:
         """Send one request and wait for its reply; the caller holds `self.lock`."""
+        scope = current_scope()
+        check_cancelled(scope, self.tool_id, self.version)
         rid = self._next_id
         self._next_id += 1
         try:
@@ -99,7 +102,8 @@ class Worker:
         except (BrokenPipeError, OSError):
             return self._died()
         try:
-            reply = self._read(time.monotonic() + timeout)
+            with killable(scope, lambda: kill_group(self.proc)):  # type: ignore[arg-type]
+                reply = self._read(time.monotonic() + timeout)
         except TimeoutError:
             self.kill()
             raise ToolTimeoutError(
@@ -110,6 +114,10 @@ class Worker:
             self.kill()
             raise ToolOutputError(f"{self.tool_id}: worker protocol broken: {exc}", tool_id=self.tool_id, version=self.version) from exc
         if reply is None:
+            if scope is not None and scope.cancelled:
+                self.kill()
+                raise ToolCancelledError(f"{self.tool_id}: cancelled by the caller (worker killed, restarts on next call)",
+                                         tool_id=self.tool_id, version=self.version)
             return self._died()
         if reply.get("ok"):
             return reply.get("result")
