@@ -70,6 +70,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "calls": {
         "default_timeout_seconds": 30,
     },
+    "mcp": {
+        # [mcp.serve]: what `tooldeck mcp serve` offers MCP clients (tools/mcp/config.py reads and checks it)
+        "serve": {},
+    },
     "keymap": {},
 }
 

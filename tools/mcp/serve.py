@@ -1,0 +1,83 @@
+"""`tooldeck mcp serve`: check everything that can be refused, then run a serving runtime behind MCP.
+
+Refusals come first and are one line each (a bad `--http`, a missing token off loopback, an
+unreadable token file, a bad `[mcp.serve]`), before any port is bound or the protocol's pipes
+are taken. The runtime is a serving one (background load, buffers flushed, catalog watched);
+when the transport ends (stdin closed, or a signal) the client sessions are ended and the
+runtime closes, delivering what the buffers hold within its close budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from tools.errors import UsageError
+from tools.ids import check_name
+
+log = logging.getLogger("tooldeck.mcp")
+CLOSE_SECONDS = 10.0
+
+
+def serve(*, workspace: str | None, http: str | None = None, token_file: str | None = None, session: str | None = None,
+          demo: bool = False) -> int:
+    from tools.mcp.http import TOKEN_ENV, check_bind, parse_bind, read_token
+
+    bind = parse_bind(http) if http else None
+    if bind is None and token_file:
+        raise UsageError("--token-file applies to --http only (stdio needs no token)")
+    token = read_token(token_file) if bind is not None else None
+    if bind is not None:
+        check_bind(bind, token)
+    if token is not None:
+        os.environ[TOKEN_ENV] = token  # redaction masks it everywhere; tools' environments drop it (tools.secrets)
+    pinned = session or os.environ.get("TOOLDECK_SESSION") or None
+    if pinned is not None:
+        check_name(pinned, "session")
+    proto: tuple[int, int] | None = None
+    if bind is None:
+        from tools.mcp.stdio import claim_stdio
+
+        proto = claim_stdio()
+    from tools.runtime import Runtime
+
+    label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
+    runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label)
+    tool_server: Any = None
+    try:
+        runtime._require_store()
+        tool_server = _tool_server(runtime, "http" if bind is not None else "stdio", pinned)
+        sys.stderr.write(f"tooldeck mcp serve: workspace {runtime.workspace}, session {runtime.own_session}"
+                         f"{'' if pinned else ' (each client gets its own)'}\n")
+        sys.stderr.flush()
+        import anyio
+
+        if bind is None:
+            from tools.mcp.stdio import serve_stdio
+
+            assert proto is not None
+            anyio.run(serve_stdio, tool_server, *proto)
+        else:
+            from tools.mcp.http import serve_http
+
+            anyio.run(serve_http, tool_server, bind, token)
+    finally:
+        if tool_server is not None:
+            tool_server.close("server stopped")
+        runtime.close(timeout=CLOSE_SECONDS)
+        sys.stderr.write("tooldeck mcp serve: stopped\n")
+        sys.stderr.flush()
+    return 0
+
+
+def _tool_server(runtime: Any, transport: str, pinned: str | None) -> Any:
+    from tools.mcp.config import load_serve_config
+    from tools.mcp.server import ToolServer
+
+    config, warnings = load_serve_config(runtime.settings)
+    for warning in warnings:
+        runtime.events.emit("runtime.warning", warning=warning)
+        log.warning("%s", warning)
+    return ToolServer(runtime, config, transport=transport, pinned=pinned)
