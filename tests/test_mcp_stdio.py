@@ -202,3 +202,21 @@ async def test_a_2026_client_and_a_pinned_session(workspace: Path) -> None:
         assert rows and rows[0]["label"] == "mcp: agent-x (stdio)"
     calls = db_rows(workspace, "SELECT DISTINCT session FROM calls WHERE tool_id IN ('echo', 'broken')")
     assert calls == [{"session": "pinned-1"}]
+
+
+async def test_hidden_tools_stay_out_of_reach_through_resilient_calls_and_buffers(workspace: Path) -> None:
+    make_workspace(workspace, settings='[mcp.serve]\nexpose = ["*", "!evolve_tool", "!converter_local", "!sink"]\n')
+    async with sdk_stdio(workspace) as (session, _inbox):
+        names = {t.name for t in (await session.list_tools()).tools}
+        assert "converter_local" not in names and "sink" not in names and "converter_remote" in names
+        result = await session.call_tool("resilient_tool_call", {
+            "scenario": "convert a temperature from fahrenheit to celsius", "input_data": {"fahrenheit": 212},
+            "tags": ["temperature"], "max_attempts": 3})
+        assert result.is_error
+        hops = {h["tool_id"]: h for h in result.structured_content["hops"]}
+        assert hops["converter_remote"]["outcome"] == "exit_code"
+        assert hops["converter_local"]["outcome"] == "unavailable"
+        assert "not served over MCP" in hops["converter_local"]["error"]
+        write = await session.call_tool("buffer", {"operation": "write", "buffer_id": "b", "data": 1, "pass_through_tool": "sink"})
+        assert write.is_error and "pass_through_tool 'sink' is not served over MCP" in write.content[0].text
+    assert db_rows(workspace, "SELECT * FROM calls WHERE tool_id IN ('converter_local', 'sink')") == []

@@ -1,45 +1,52 @@
-"""Progress of a long MCP call: a tick every second, and one message per hop of a resilient call.
+"""What an MCP call does inside the runtime: its nested calls are checked against `expose` and reported as hops.
 
-The call runs in a worker thread; nested calls it makes (each hop of `resilient_tool_call`, a
-buffer's pass-through delivery) pass through the runtime's call hooks in that same thread.
-`HopHook` is installed once on the serving runtime and reports those nested calls to the
-`HopChannel` of the MCP call in progress (a context variable of the thread), which hands them to
-the event loop that sends `notifications/progress`.
+The call runs in a worker thread, and the calls it makes in turn (each hop of
+`resilient_tool_call`, a buffer's pass-through delivery on `flush`) pass through the runtime's
+call hooks in that same thread. `McpCallHook` is installed once on the serving runtime; while an
+`McpCall` is active in the thread it refuses nested calls to tools `[mcp.serve] expose` hides
+(so hiding `evolve_tool` cannot be undone by asking `resilient_tool_call` for it), and reports
+each nested call that ran as one progress message, handed to the event loop that sends
+`notifications/progress`.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from tools.errors import ToolUnavailableError
+
 log = logging.getLogger("tooldeck.mcp")
-_channel: contextvars.ContextVar[HopChannel | None] = contextvars.ContextVar("tooldeck_mcp_hops", default=None)
+_current: contextvars.ContextVar[McpCall | None] = contextvars.ContextVar("tooldeck_mcp_call", default=None)
 
 
-class HopChannel:
-    """Carries hop messages of one MCP call from its worker thread to the event loop."""
+class McpCall:
+    """One tools/call in progress in this thread."""
 
-    def __init__(self, send: Any, outer_tool: str) -> None:
-        self.send = send  # an anyio MemoryObjectSendStream[str]
+    def __init__(self, outer_tool: str, exposed: Callable[[str], bool], send: Any = None) -> None:
         self.outer_tool = outer_tool
+        self.exposed = exposed
+        self.send = send  # an anyio MemoryObjectSendStream[str] when the client asked for progress
         self.hops = 0
 
     @contextmanager
-    def active(self) -> Iterator[None]:
-        token = _channel.set(self)
+    def active(self) -> Iterator[McpCall]:
+        token = _current.set(self)
         try:
-            yield
+            yield self
         finally:
-            _channel.reset(token)
+            _current.reset(token)
 
     def hop(self, entry: Any, outcome: str, duration_ms: float, error: Any) -> None:
+        self.hops += 1
+        if self.send is None:
+            return
         import anyio
         import anyio.from_thread
 
-        self.hops += 1
         message = f"hop {self.hops}: {entry.tool_id} {entry.served_version} {outcome} in {duration_ms:.0f} ms"
         if error is not None:
             message += f": {str(error.message).splitlines()[0][:160]}"
@@ -50,15 +57,19 @@ class HopChannel:
             log.debug("progress for %s not sent: %s", self.outer_tool, type(exc).__name__)
 
 
-class HopHook:
-    """A runtime call hook: a nested call made inside an MCP call is one hop of its progress."""
+class McpCallHook:
+    """A runtime call hook; outside an MCP call it does nothing."""
 
-    guard = False
+    guard = True  # a refusal, so it also applies to calls that are not observed
 
     def before_call(self, runtime: Any, entry: Any) -> None:
-        return None
+        call = _current.get()
+        if call is not None and entry.tool_id != call.outer_tool and not call.exposed(entry.tool_id):
+            raise ToolUnavailableError(f"{entry.tool_id}: not served over MCP ([mcp.serve] expose), so "
+                                       f"{call.outer_tool} cannot call it for an MCP client",
+                                       tool_id=entry.tool_id, version=entry.served_version)
 
     def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
-        channel = _channel.get()
-        if channel is not None and entry.tool_id != channel.outer_tool:
-            channel.hop(entry, outcome, duration_ms, error)
+        call = _current.get()
+        if call is not None and entry.tool_id != call.outer_tool:
+            call.hop(entry, outcome, duration_ms, error)

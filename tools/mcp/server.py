@@ -33,8 +33,8 @@ from tools.invoke import CallScope
 from tools.mcp import schema
 from tools.mcp.changes import POLL_SECONDS, ChangeWatcher, Debounce
 from tools.mcp.config import ServeConfig
-from tools.mcp.listing import ServedTool, describe, page, resolve_ready, served_tools, signature
-from tools.mcp.progress import HopChannel, HopHook
+from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, page, resolve_ready, served_tools, signature
+from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.sessions import ClientSession, SessionRegistry
 from tools.runtime import HEARTBEAT_SECONDS
 
@@ -88,7 +88,7 @@ class ToolServer:
             on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_subscriptions_listen=self.listen,
         )
         self.server.middleware.append(self._observe)
-        runtime.hooks.append(HopHook())
+        runtime.hooks.append(McpCallHook())
 
     def init_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
@@ -164,18 +164,22 @@ class ToolServer:
         return describe(entry, self.config)
 
     def _invoke(self, name: str, arguments: dict[str, Any] | None, session: str, scope: CallScope,
-                channel: HopChannel | None) -> tuple[ServedTool, Any]:
+                call: McpCall) -> tuple[ServedTool, Any]:
         """In a worker thread: check, then call through the runtime as the client's session."""
         served = self._lookup(name, session)
-        refused = served.refused_operation(arguments)
+        refused = served.refused_operation(arguments) or self._refused_target(served, arguments)
         if refused is not None:
             raise UsageError(refused, tool_id=name)
         data = schema.tool_input(arguments, served.input_wrapped)
-        with scope.active():
-            if channel is None:
-                return served, self.runtime.call(name, data, session=session)
-            with channel.active():
-                return served, self.runtime.call(name, data, session=session)
+        with scope.active(), call.active():
+            return served, self.runtime.call(name, data, session=session)
+
+    def _refused_target(self, served: ServedTool, arguments: dict[str, Any] | None) -> str | None:
+        """A buffer's pass-through tool runs later, in the flusher: a hidden one is refused when it is named."""
+        target = (arguments or {}).get("pass_through_tool") if served.tool_id == BUFFER_TOOL else None
+        if isinstance(target, str) and target and not self.config.exposed(target):
+            return f"{served.tool_id}: pass_through_tool {target[:80]!r} is not served over MCP ([mcp.serve] expose)"
+        return None
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         client = await self.client_for(ctx)
@@ -184,25 +188,22 @@ class ToolServer:
         error: ToolError | None = None
         if token is None:
             try:
-                served, result = await self._run(params, client, scope, None)
-            except _NotServedError as exc:
-                raise MCPError(types.INVALID_PARAMS, exc.message) from None
+                served, result = await self._run(params, client, scope, McpCall(params.name, self.config.exposed))
             except ToolError as exc:
                 error = exc
         else:
             send, receive = anyio.create_memory_object_stream[str](32)
-            channel = HopChannel(send, params.name)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._progress, ctx, params.name, receive)
                 try:
-                    served, result = await self._run(params, client, scope, channel)
+                    served, result = await self._run(params, client, scope, McpCall(params.name, self.config.exposed, send))
                 except ToolError as exc:
                     error = exc
                 finally:
                     tg.cancel_scope.cancel()
                     send.close()
-            if isinstance(error, _NotServedError):
-                raise MCPError(types.INVALID_PARAMS, error.message) from None
+        if isinstance(error, _NotServedError):
+            raise MCPError(types.INVALID_PARAMS, error.message) from None
         client.called(params.name, error is None)
         if error is not None:
             return _error_result(error)
@@ -211,10 +212,10 @@ class ToolServer:
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=content)
 
     async def _run(self, params: types.CallToolRequestParams, client: ClientSession, scope: CallScope,
-                   channel: HopChannel | None) -> tuple[ServedTool, Any]:
-        call = functools.partial(self._invoke, params.name, params.arguments, client.session, scope, channel)
+                   call: McpCall) -> tuple[ServedTool, Any]:
+        work = functools.partial(self._invoke, params.name, params.arguments, client.session, scope, call)
         try:
-            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
             # notifications/cancelled (or the client went away): kill the call's processes now; the
             # worker thread then ends the call as `cancelled`, recorded but not held against the tool
