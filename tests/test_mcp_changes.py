@@ -10,6 +10,7 @@ import anyio
 import yaml
 
 from tests.evolution_helpers import greet_answer, greet_tool, settings
+from tests.helpers import python_tool
 from tests.mcp_helpers import REPO, db_rows, make_workspace, sdk_stdio, serve_argv, server_env
 from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.mcp.changes import Debounce
@@ -35,7 +36,7 @@ async def tools_of(session) -> dict:
     return {t.name: t for t in (await session.list_tools()).tools}
 
 
-async def test_a_hot_reload_is_announced_and_listed(workspace: Path) -> None:
+async def test_a_hot_reload_an_added_and_a_removed_tool_are_announced_and_listed(workspace: Path) -> None:
     make_workspace(workspace)
     async with sdk_stdio(workspace) as (session, inbox):
         assert (await tools_of(session))["echo"].description == "Echo a text back with its length"
@@ -43,6 +44,15 @@ async def test_a_hot_reload_is_announced_and_listed(workspace: Path) -> None:
         edit_description(workspace / "tools" / "echo.yaml", "Echo, now reloaded")
         await until(lambda: inbox.count(LIST_CHANGED) > 0, what="list_changed after the edit")
         assert (await tools_of(session))["echo"].description == "Echo, now reloaded"
+        before = inbox.count(LIST_CHANGED)
+        python_tool(workspace / "tools", "added_later", "def run(data):\n    return {'added': True}\n")
+        await until(lambda: inbox.count(LIST_CHANGED) > before, what="list_changed after a tool was added")
+        assert "added_later" in await tools_of(session)
+        assert (await session.call_tool("added_later", {})).structured_content == {"added": True}
+        before = inbox.count(LIST_CHANGED)
+        (workspace / "tools" / "added_later.yaml").unlink()
+        await until(lambda: inbox.count(LIST_CHANGED) > before, what="list_changed after a tool was removed")
+        assert "added_later" not in await tools_of(session)
 
 
 async def test_an_opening_circuit_takes_the_tool_off_the_list(workspace: Path) -> None:

@@ -47,7 +47,6 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label)
     tool_server: Any = None
     try:
-        runtime._require_store()
         tool_server = _tool_server(runtime, "http" if bind is not None else "stdio", pinned)
         sys.stderr.write(f"tooldeck mcp serve: workspace {runtime.workspace}, session {runtime.own_session}"
                          f"{'' if pinned else ' (each client gets its own)'}\n")
@@ -73,6 +72,7 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
 
 
 def _tool_server(runtime: Any, transport: str, pinned: str | None) -> Any:
+    """The server over a started runtime (reading its settings raises what stopped it from starting)."""
     from tools.mcp.config import load_serve_config
     from tools.mcp.server import ToolServer
 
