@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 
 from state.db import StoreError
 from state.redact import redact
-from tools.errors import ToolError, UnknownToolError, UsageError
+from tools.errors import StateError, ToolError, UnknownToolError, UsageError
 from tools.ids import TOOL_ID_RE
 from tools.invoke import CallScope
 from tools.mcp import schema
@@ -183,22 +183,15 @@ class ToolServer:
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         client = await self.client_for(ctx)
-        token = (ctx.meta or {}).get("progress_token")
         scope = CallScope()
-        error: ToolError | None = None
-        if token is None:
-            try:
-                served, result = await self._run(params, client, scope, McpCall(params.name, self.config.exposed))
-            except ToolError as exc:
-                error = exc
+        if (ctx.meta or {}).get("progress_token") is None:
+            served, result, error = await self._run(params, client, scope, McpCall(params.name, self.config.exposed))
         else:
             send, receive = anyio.create_memory_object_stream[str](32)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._progress, ctx, params.name, receive)
                 try:
-                    served, result = await self._run(params, client, scope, McpCall(params.name, self.config.exposed, send))
-                except ToolError as exc:
-                    error = exc
+                    served, result, error = await self._run(params, client, scope, McpCall(params.name, self.config.exposed, send))
                 finally:
                     tg.cancel_scope.cancel()
                     send.close()
@@ -207,21 +200,28 @@ class ToolServer:
         client.called(params.name, error is None)
         if error is not None:
             return _error_result(error)
+        assert served is not None
         text = schema.result_text(result)
         content = schema.structured(result, wrapped=served.output_wrapped, has_schema=served.output_schema is not None)
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=content)
 
     async def _run(self, params: types.CallToolRequestParams, client: ClientSession, scope: CallScope,
-                   call: McpCall) -> tuple[ServedTool, Any]:
+                   call: McpCall) -> tuple[ServedTool | None, Any, ToolError | None]:
+        """(served tool, result, None) or (None, None, the error) of one call in a worker thread."""
         work = functools.partial(self._invoke, params.name, params.arguments, client.session, scope, call)
         try:
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            served, result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
             # notifications/cancelled (or the client went away): kill the call's processes now; the
             # worker thread then ends the call as `cancelled`, recorded but not held against the tool
             killed = scope.cancel()
             log.info("mcp call %s of %s cancelled (%d process group(s) killed)", params.name, client.session, killed)
             raise
+        except ToolError as exc:
+            return None, None, exc
+        except StoreError as exc:  # the workspace's database, not the tool: still an answer, not a protocol error
+            return None, None, StateError(str(exc), tool_id=params.name)
+        return served, result, None
 
     async def _progress(self, ctx: ServerRequestContext[Any, Any], tool: str, receive: Any) -> None:
         """A notification every PROGRESS_SECONDS while the call runs, and one per hop as it happens."""
