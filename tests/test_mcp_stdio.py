@@ -220,3 +220,18 @@ async def test_hidden_tools_stay_out_of_reach_through_resilient_calls_and_buffer
         write = await session.call_tool("buffer", {"operation": "write", "buffer_id": "b", "data": 1, "pass_through_tool": "sink"})
         assert write.is_error and "pass_through_tool 'sink' is not served over MCP" in write.content[0].text
     assert db_rows(workspace, "SELECT * FROM calls WHERE tool_id IN ('converter_local', 'sink')") == []
+
+
+def test_a_session_that_ends_at_once_still_exits_0(workspace: Path) -> None:
+    """The memory build imports qdrant_client and grpc in a daemon thread; exiting in the middle of that
+    import aborted the process (SIGABRT) now and then. The server now lets the build finish first."""
+    make_workspace(workspace)
+    for _ in range(3):
+        client = RawStdio(workspace)
+        try:
+            client.initialize("2025-06-18")
+            assert client.close() == 0, client.stderr_path.read_text()[-3000:]
+        finally:
+            client.kill()
+    log = (workspace / ".tooldeck" / "logs" / "tooldeck.log").read_text()
+    assert "waiting for the semantic memory build to finish before exiting" in log
