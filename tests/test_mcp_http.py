@@ -166,3 +166,28 @@ async def test_http_call_cancellation_kills_the_process(workspace: Path, http_se
         with anyio.fail_after(30):
             while alive(pid):
                 await anyio.sleep(0.05)
+
+
+def test_a_port_in_use_is_refused_before_the_runtime_starts(workspace: Path) -> None:
+    import socket
+
+    make_workspace(workspace)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        result = subprocess.run(serve_argv(workspace, "--http", f"127.0.0.1:{port}"), capture_output=True, text=True,
+                                cwd=REPO, env=server_env(), timeout=120)
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"tooldeck: --http 127.0.0.1:{port}: cannot listen: ")
+    assert not (workspace / ".tooldeck").exists()  # refused before a runtime (or its database) existed
+
+
+def test_the_serving_runtime_is_listed_with_the_port_it_got(http_server, workspace: Path) -> None:
+    server = http_server()
+    port = server.url.split(":")[2].split("/")[0]
+    rows = wait_for(lambda: db_rows(workspace, "SELECT label FROM runtimes WHERE label LIKE 'mcp serve%'"), timeout=60)
+    assert rows == [{"label": f"mcp serve http://127.0.0.1:{port}/mcp"}]

@@ -235,3 +235,18 @@ def test_a_session_that_ends_at_once_still_exits_0(workspace: Path) -> None:
             client.kill()
     log = (workspace / ".tooldeck" / "logs" / "tooldeck.log").read_text()
     assert "waiting for the semantic memory build to finish before exiting" in log
+
+
+def test_sigterm_as_soon_as_the_server_says_hello_still_closes_it_cleanly(workspace: Path) -> None:
+    import signal
+
+    make_workspace(workspace)
+    client = RawStdio(workspace)
+    try:
+        wait_for(lambda: "tooldeck mcp serve: workspace" in client.stderr_path.read_text(), timeout=60)
+        client.proc.send_signal(signal.SIGTERM)
+        assert client.proc.wait(60) == 0, client.stderr_path.read_text()[-3000:]
+    finally:
+        client.kill()
+    assert client.stderr_path.read_text().rstrip().endswith("tooldeck mcp serve: stopped")
+    assert db_rows(workspace, "SELECT * FROM runtimes") == []

@@ -17,7 +17,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -192,14 +191,13 @@ def listen_socket(bind: Bind) -> socket.socket:
     return sock
 
 
-async def serve_http(tool_server: Any, bind: Bind, token: str | None) -> None:
-    """Serve Streamable HTTP until SIGTERM/SIGINT/SIGHUP."""
+async def serve_http(tool_server: Any, bind: Bind, token: str | None, sock: socket.socket, stop: Any) -> None:
+    """Serve Streamable HTTP on `sock` (bound to `bind`) until SIGTERM/SIGINT/SIGHUP."""
     import anyio
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
-    sock = listen_socket(bind)
-    port = sock.getsockname()[1]
+    port = bind.port
     config = tool_server.config
     guard_args = dict(token=token, bind=bind, port=port, allowed_hosts=config.allowed_hosts,
                       allowed_origins=config.allowed_origins)
@@ -218,10 +216,8 @@ async def serve_http(tool_server: Any, bind: Bind, token: str | None) -> None:
                                     timeout_graceful_shutdown=3, ws="none"))
 
     async def stop_on_signal() -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for _signum in signals:
-                server.should_exit = True
-                return
+        await stop.wait()
+        server.should_exit = True
 
     sys.stderr.write(f"tooldeck mcp serve: listening on {bind.url(port)}"
                      f"{' (bearer token required)' if token else ''}\n")

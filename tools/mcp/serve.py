@@ -16,6 +16,7 @@ from typing import Any
 
 from tools.errors import UsageError
 from tools.ids import check_name
+from tools.mcp.signals import Stop
 
 log = logging.getLogger("tooldeck.mcp")
 CLOSE_SECONDS = 10.0
@@ -24,8 +25,10 @@ MEMORY_BUILD_SECONDS = 30.0
 
 def serve(*, workspace: str | None, http: str | None = None, token_file: str | None = None, session: str | None = None,
           demo: bool = False) -> int:
-    from tools.mcp.http import TOKEN_ENV, check_bind, parse_bind, read_token
+    from tools.mcp.http import TOKEN_ENV, Bind, check_bind, listen_socket, parse_bind, read_token
 
+    stop = Stop()
+    stop.install()  # from here on a signal stops the server through its clean exit
     bind = parse_bind(http) if http else None
     if bind is None and token_file:
         raise UsageError("--token-file applies to --http only (stdio needs no token)")
@@ -38,10 +41,14 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     if pinned is not None:
         check_name(pinned, "session")
     proto: tuple[int, int] | None = None
+    sock = None
     if bind is None:
         from tools.mcp.stdio import claim_stdio
 
         proto = claim_stdio()
+    else:  # bound before the runtime starts: a port in use is a one-line refusal, and port 0 gets its real number
+        sock = listen_socket(bind)
+        bind = Bind(bind.host, sock.getsockname()[1])
     from tools.runtime import Runtime
 
     label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
@@ -58,12 +65,13 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
             from tools.mcp.stdio import serve_stdio
 
             assert proto is not None
-            anyio.run(serve_stdio, tool_server, *proto)
+            anyio.run(serve_stdio, tool_server, *proto, stop)
         else:
             from tools.mcp.http import serve_http
 
-            anyio.run(serve_http, tool_server, bind, token)
+            anyio.run(serve_http, tool_server, bind, token, sock, stop)
     finally:
+        stop.install()  # the event loop left the default handlers behind: a signal must not cut the close short
         if tool_server is not None:
             tool_server.close("server stopped")
         _let_memory_build_finish(runtime)

@@ -5,20 +5,21 @@ runs: the server reads and writes private duplicates, fd 0 reads /dev/null and f
 stderr. A stray print, a library's warning or a child process that inherits the descriptors
 can then never corrupt the protocol stream or steal a request. The SDK's `stdio_server` frames
 and parses the messages; it is handed line streams over those duplicates that wait for the
-pipe in the event loop (not in a thread blocked in `read`), so a signal stops the server at
-once and EOF ends it: in-flight calls are cancelled (their processes killed) and the caller
-then closes the runtime, which delivers what the buffers hold.
+pipe in the event loop (not in a thread blocked in `read`), so a signal can end the input at
+once, exactly as EOF does: in-flight calls are cancelled (their processes killed), the server
+loop ends, and the caller closes the runtime, which delivers what the buffers hold.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import Any
 
 import anyio
 from mcp.server.stdio import stdio_server
+
+from tools.mcp.signals import Stop
 
 MAX_LINE = 64 * 1024 * 1024
 
@@ -41,18 +42,32 @@ class FdLines:
         self.fd = fd
         self.buffer = b""
         self.pollable = True
+        self.ended = False
+        self._waiting: anyio.CancelScope | None = None
         os.set_blocking(fd, False)
 
     def __aiter__(self) -> FdLines:
         return self
 
+    def end(self) -> None:
+        """Read no more, as if the client had closed stdin (a signal stops the server the way EOF does)."""
+        self.ended = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
     async def _chunk(self) -> bytes | None:
         """What the pipe has (b"" at EOF), or None after a wake-up with nothing to read."""
+        if self.ended:
+            return b""
         if self.pollable:
-            try:
-                await anyio.wait_readable(self.fd)
-            except (OSError, ValueError):  # a regular file cannot be polled: read it directly, it never blocks
-                self.pollable = False
+            with anyio.CancelScope() as self._waiting:
+                try:
+                    await anyio.wait_readable(self.fd)
+                except (OSError, ValueError):  # a regular file cannot be polled: read it directly, it never blocks
+                    self.pollable = False
+            self._waiting = None
+            if self.ended:
+                return b""
         try:
             return os.read(self.fd, 1 << 16)
         except BlockingIOError:
@@ -100,18 +115,17 @@ class FdWriter:
         return None
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for _signum in signals:
-            scope.cancel()
-            return
+async def _end_input_on(stop: Stop, lines: FdLines) -> None:
+    await stop.wait()
+    lines.end()
 
 
-async def serve_stdio(tool_server: Any, proto_in: int, proto_out: int) -> None:
-    """Serve one client until it closes stdin, or until SIGTERM/SIGINT/SIGHUP."""
-    streams = stdio_server(stdin=FdLines(proto_in), stdout=FdWriter(proto_out))  # type: ignore[arg-type]
+async def serve_stdio(tool_server: Any, proto_in: int, proto_out: int, stop: Stop) -> None:
+    """Serve one client until it closes stdin, or until SIGTERM/SIGINT/SIGHUP (which end the input the same way)."""
+    lines = FdLines(proto_in)
+    streams = stdio_server(stdin=lines, stdout=FdWriter(proto_out))  # type: ignore[arg-type]
     async with streams as (read, write), anyio.create_task_group() as tg:
         tg.start_soon(tool_server.background)
-        tg.start_soon(_stop_on_signal, tg.cancel_scope)
+        tg.start_soon(_end_input_on, stop, lines)
         await tool_server.server.run(read, write, tool_server.init_options())
         tg.cancel_scope.cancel()
