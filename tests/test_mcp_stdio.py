@@ -79,7 +79,10 @@ async def test_the_sdk_client_lists_and_calls_over_stdio(workspace: Path) -> Non
                      {"tool_id": "broken", "session": client_session, "outcome": "exit_code"},
                      {"tool_id": "echo", "session": client_session, "outcome": "bad_input"}]
     kinds = db_rows(workspace, "SELECT kind, session, payload FROM events WHERE kind LIKE 'mcp.%' ORDER BY id")
-    assert [k["kind"] for k in kinds] == ["mcp.connected", "mcp.calls", "mcp.disconnected"]
+    assert kinds[0]["kind"] == "mcp.connected" and kinds[-1]["kind"] == "mcp.disconnected"
+    summaries = [json.loads(k["payload"]) for k in kinds[1:-1]]
+    assert summaries and all(k["kind"] == "mcp.calls" for k in kinds[1:-1])  # summaries, never one event per call
+    assert sum(s["calls"] for s in summaries) == 5 and summaries[-1]["failed"] == 3  # echo, shout, broken, bad echo, clear
     assert all(k["session"] == client_session for k in kinds)
     assert json.loads(kinds[0]["payload"])["client"] == "Test IDE"
     assert db_rows(workspace, "SELECT session FROM events WHERE kind='tool.failure' AND tool_id='broken'") == [{"session": client_session}]
