@@ -64,6 +64,10 @@ def test_serve_settings_defaults_patterns_and_one_line_errors(tmp_path: Path) ->
     assert "clear" not in config.buffer_operations and "replay" not in config.buffer_operations
     assert {"write", "status", "flush"} <= set(config.buffer_operations)
     assert config.hidden_buffer_operations == ("clear", "replay")
+    # the default list in tools.settings is every buffer operation but the destructive ones (a new one must be placed)
+    from tools.buffers import OPERATIONS
+
+    assert set(config.buffer_operations) == set(OPERATIONS) - {"clear", "replay"}
     assert ServeConfig(expose=("csv_*", "!csv_legacy")).exposed("csv_parser")
     assert not ServeConfig(expose=("csv_*", "!csv_legacy")).exposed("csv_legacy")
     assert not ServeConfig(expose=("csv_*",)).exposed("json_parser")

@@ -58,34 +58,34 @@ class ServeConfig:
 
 
 def _strings(where: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
         raise UsageError(f"{where} must be a list of non-empty strings, got {value!r}"[:200])
     return tuple(v.strip() for v in value)
 
 
 def load_serve_config(settings: Any) -> tuple[ServeConfig, list[str]]:
-    """The checked `[mcp.serve]` section and warnings for keys it does not know (typos)."""
-    mcp = settings.section("mcp")
-    raw = mcp.get("serve") or {}
+    """The checked `[mcp.serve]` section (over its defaults in tools.settings) and warnings for keys it does not know."""
+    from tools.settings import DEFAULTS
+
+    given = (settings.data.get("mcp") or {}).get("serve") or {}
     where = f"{settings.path or 'tooldeck.toml'}: [mcp.serve]"
-    if not isinstance(raw, dict):
+    if not isinstance(given, dict):
         raise UsageError(f"{where} must be a table")
-    warnings = [f"{where}: unknown setting {key!r} (known: {', '.join(KEYS)})" for key in raw if key not in KEYS]
+    warnings = [f"{where}: unknown setting {key!r} (known: {', '.join(KEYS)})" for key in given if key not in KEYS]
+    raw = {**DEFAULTS["mcp"]["serve"], **given}
     known_ops = buffer_operations()
-    ops = tuple(op for op in known_ops if op not in DESTRUCTIVE_BUFFER_OPERATIONS)
-    if "buffer_operations" in raw:
-        ops = _strings(f"{where} buffer_operations", raw["buffer_operations"])
-        unknown = [op for op in ops if op not in known_ops]
-        if unknown:
-            raise UsageError(f"{where} buffer_operations: unknown operation {unknown[0]!r} (known: {', '.join(known_ops)})")
-    page_size = raw.get("page_size", 100)
+    ops = _strings(f"{where} buffer_operations", raw["buffer_operations"])
+    unknown = [op for op in ops if op not in known_ops]
+    if unknown:
+        raise UsageError(f"{where} buffer_operations: unknown operation {unknown[0]!r} (known: {', '.join(known_ops)})")
+    page_size = raw["page_size"]
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise UsageError(f"{where} page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}")
     config = ServeConfig(
-        expose=_strings(f"{where} expose", raw["expose"]) if "expose" in raw else DEFAULT_EXPOSE,
+        expose=_strings(f"{where} expose", raw["expose"]),
         buffer_operations=ops,
         page_size=page_size,
-        allowed_origins=_strings(f"{where} allowed_origins", raw.get("allowed_origins", [])),
-        allowed_hosts=_strings(f"{where} allowed_hosts", raw.get("allowed_hosts", [])),
+        allowed_origins=_strings(f"{where} allowed_origins", raw["allowed_origins"]),
+        allowed_hosts=_strings(f"{where} allowed_hosts", raw["allowed_hosts"]),
     )
     return config, warnings

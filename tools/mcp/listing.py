@@ -17,7 +17,7 @@ from typing import Any
 from tools.catalog import ToolEntry
 from tools.errors import UsageError
 from tools.mcp import schema
-from tools.mcp.config import ServeConfig
+from tools.mcp.config import DESTRUCTIVE_BUFFER_OPERATIONS, ServeConfig
 
 BUFFER_TOOL = "buffer"
 
@@ -65,7 +65,7 @@ def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
     if entry.tool_id == BUFFER_TOOL and manifest.type == "builtin" and config.hidden_buffer_operations:
         operations = config.buffer_operations
         in_schema = schema.restrict_operations(in_schema, operations)
-        destructive = manifest.destructive and any(op in config.buffer_operations for op in ("clear", "replay"))
+        destructive = manifest.destructive and any(op in config.buffer_operations for op in DESTRUCTIVE_BUFFER_OPERATIONS)
     served = ServedTool(entry.tool_id, entry.served_version, manifest.description or entry.tool_id, in_schema, in_wrapped,
                         out_schema, out_wrapped, schema.annotations(manifest, destructive=destructive), operations,
                         entry.loaded_at)
