@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.buffer_helpers import sink_items, wait_for
-from tests.mcp_helpers import RawStdio, alive, db_rows, make_workspace, sdk_stdio
+from tests.mcp_helpers import RawStdio, alive, db_rows, make_workspace, sdk_stdio, server_env
 
 
 async def list_all(session) -> list:
@@ -227,18 +227,37 @@ async def test_hidden_tools_stay_out_of_reach_through_resilient_calls_and_buffer
 
 
 def test_a_session_that_ends_at_once_still_exits_0(workspace: Path) -> None:
-    """The memory build imports qdrant_client and grpc in a daemon thread; finalising the interpreter in the
-    middle of that import aborted the process (SIGABRT) now and then. The server, closed, now exits at once."""
+    """A serving runtime builds its semantic memory in a daemon thread (importing qdrant_client and grpc); a
+    client that left within a second or two had the interpreter finalise in the middle of that, and the
+    server died of SIGABRT now and then (~1 in 30). Once closed, the server now exits at once instead.
+
+    A Qdrant "server" that accepts connections and never answers keeps the build in progress for its
+    10 s request timeout, so every session below ends while it runs.
+    """
+    import socket
+    import threading
+
     make_workspace(workspace)
-    for _ in range(3):
-        client = RawStdio(workspace)
-        try:
-            client.initialize("2025-06-18")
-            assert client.close() == 0, client.stderr_path.read_text()[-3000:]
-        finally:
-            client.kill()
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(hole.accept()[0]) for _ in range(16)], daemon=True).start()
+    env = server_env(QDRANT_URL=f"http://127.0.0.1:{hole.getsockname()[1]}")
+    try:
+        for _ in range(3):
+            client = RawStdio(workspace, env=env)
+            try:
+                client.initialize("2025-06-18")
+                assert client.close() == 0, client.stderr_path.read_text()[-3000:]
+            finally:
+                client.kill()
+    finally:
+        hole.close()
+        for conn in held:
+            conn.close()
     log = (workspace / ".tooldeck" / "logs" / "tooldeck.log").read_text()
-    assert "exiting while the semantic memory build is still in progress" in log
+    assert log.count("exiting while the semantic memory build is still in progress") == 3
 
 
 def test_sigterm_as_soon_as_the_server_says_hello_still_closes_it_cleanly(workspace: Path) -> None:
