@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +40,15 @@ class PendingEvent:
 
 
 class EventLog:
-    def __init__(self, store: Store, session: str | None = None) -> None:
+    def __init__(self, store: Store, session: str | Callable[[], str | None] | None = None) -> None:
         self.store = store
-        self.session = session
+        #: a name, or a function giving the session of the work in progress (a runtime serving many clients)
+        self._session = session
         self.pid = os.getpid()
+
+    @property
+    def session(self) -> str | None:
+        return self._session() if callable(self._session) else self._session
 
     def _row(self, ev: PendingEvent) -> tuple[Any, ...]:
         payload = redact(dumps(ev.payload or {}))

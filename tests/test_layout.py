@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROOMS = ("catalog", "invoke", "buffers", "recovery", "evolution", "spec", "cli")
+ROOMS = ("catalog", "invoke", "buffers", "recovery", "evolution", "spec", "cli", "mcp")
 DATA_FOLDERS = ("demo", "executable")  # tool catalogs shipped as data, not code rooms
 
 

@@ -140,6 +140,12 @@ class ToolUnavailableError(ToolError):
     error_class = "unavailable"
 
 
+class ToolCancelledError(ToolError):
+    """The caller cancelled the call (an MCP client's `notifications/cancelled`); its processes were killed."""
+
+    error_class = "cancelled"
+
+
 class StateError(ToolError):
     """The state database cannot be used (newer schema, locked, corrupt)."""
 

@@ -8,6 +8,7 @@ thread, so none of their imports sit on the path to `Runtime(...)`.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import importlib
 import json
 import os
@@ -27,7 +28,7 @@ from state.paths import tooldeck_home
 from state.redact import adopt_environ
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
-from tools.ids import check_tool_id
+from tools.ids import check_name, check_tool_id
 from tools.settings import Settings, load_settings
 
 #: `module:function` called with the runtime once the store is open, before tools load.
@@ -107,7 +108,9 @@ class Runtime:
         adopt_environ()  # the tools it runs cannot read the secrets in /proc/<this pid>/environ
         self.workspace = resolve_workspace(workspace)
         self.home = tooldeck_home(self.workspace)
-        self.session = session or os.environ.get("TOOLDECK_SESSION") or new_session_id()
+        self.own_session = session or os.environ.get("TOOLDECK_SESSION") or new_session_id()
+        #: the session of the call running in this context (an MCP client's), see `call(session=...)`
+        self._call_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("tooldeck_call_session", default=None)
         self.serve = serve
         self.demo = demo
         self.label = label
@@ -136,6 +139,11 @@ class Runtime:
         self._loader.start()
         _live_runtimes.add(self)
 
+    @property
+    def session(self) -> str:
+        """The session calls are made for: the one given to the call in progress, else the runtime's own."""
+        return self._call_session.get() or self.own_session
+
     # -- background start ----------------------------------------------------------
 
     def _load(self) -> None:
@@ -147,7 +155,7 @@ class Runtime:
 
             setup_logging(self.home / "logs")
             self._store = Store(self.home / "tooldeck.db")
-            self._events = EventLog(self._store, self.session)
+            self._events = EventLog(self._store, lambda: self.session)
             self._calls = CallRecorder(self._store)
             self._calls.start()
             self.catalog.attach(self._store, self._events)
@@ -263,7 +271,7 @@ class Runtime:
             con.execute(
                 "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?)"
                 " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat",
-                (self.session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label),
+                (self.own_session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label),
             )
 
     def _housekeeping(self) -> None:
@@ -361,8 +369,19 @@ class Runtime:
     # -- calls ---------------------------------------------------------------------
 
     def call(self, tool_id: str, input_data: Any = None, *, version: str | None = None, timeout: float | None = None,
-             disable_tracking: bool = False, wait_timeout: float = 30.0) -> Any:
-        """Call a tool with a dict or JSON string; returns its output (parsed JSON or text)."""
+             disable_tracking: bool = False, wait_timeout: float = 30.0, session: str | None = None) -> Any:
+        """Call a tool with a dict or JSON string; returns its output (parsed JSON or text).
+
+        `session` makes the call (its resolution, call record, events and nested calls) one of that
+        session's instead of the runtime's own: a serving runtime calls for many clients.
+        """
+        if session is not None:
+            token = self._call_session.set(check_name(session, "session"))
+            try:
+                return self.call(tool_id, input_data, version=version, timeout=timeout, disable_tracking=disable_tracking,
+                                 wait_timeout=wait_timeout)
+            finally:
+                self._call_session.reset(token)
         if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
             raise UsageError(f"{tool_id}: timeout must be a positive number of seconds, not {timeout!r}")
         data = parse_input(tool_id, input_data)
@@ -407,8 +426,9 @@ class Runtime:
                     data if tracked else None, result if tracked else None,
                     error.message if error else None, time.time(),
                 ))
-            for hook in self.hooks:
-                hook.after_call(self, entry, outcome, duration_ms, error, data)
+            if outcome != "cancelled":  # a call its caller cancelled has no outcome: neither the tool's failure nor a success
+                for hook in self.hooks:
+                    hook.after_call(self, entry, outcome, duration_ms, error, data)
         if error is not None:
             raise error
         return result
@@ -476,7 +496,7 @@ class Runtime:
                     self._calls.close()
                 self.catalog.flush()
                 with self._store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND pid=?", (self.session, self.pid))
+                    con.execute("DELETE FROM runtimes WHERE session=? AND pid=?", (self.own_session, self.pid))
                 self._store.close()
             except StoreError as exc:
                 self._log_error("close", exc)

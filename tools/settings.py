@@ -73,6 +73,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "default_timeout_seconds": 30,
         "max_output_bytes": 16 << 20,  # per call and stream (stdout, stderr, a worker's reply); a tool past it is killed
     },
+    "mcp": {
+        # [mcp.serve]: what `tooldeck mcp serve` offers MCP clients (tools/mcp/config.py checks it)
+        "serve": {
+            "expose": ["*", "!evolve_tool"],  # tool id patterns; "!" removes; the last match wins
+            "buffer_operations": ["write", "write_many", "flush", "status", "configure", "dead_letters"],  # not clear, replay
+            "page_size": 100,
+            "allowed_origins": [],
+            "allowed_hosts": [],
+        },
+    },
     "keymap": {},
 }
 

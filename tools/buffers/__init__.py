@@ -5,6 +5,6 @@ delivers batches under a lease with retries and dead-letter; `status` reads fill
 rates and flushers for the CLI and the dashboard.
 """
 
-from tools.buffers.engine import UnknownBufferError, engine_for
+from tools.buffers.engine import OPERATIONS, UnknownBufferError, engine_for
 
-__all__ = ["UnknownBufferError", "engine_for"]
+__all__ = ["OPERATIONS", "UnknownBufferError", "engine_for"]

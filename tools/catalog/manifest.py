@@ -143,6 +143,9 @@ class Manifest(BaseModel):
     quality_tier: str | int | None = None
     lineage: dict[str, Any] | None = None
     timeout_seconds: float | None = Field(default=None, alias="timeout", gt=0, le=3600)
+    read_only: bool | None = None  # hints for MCP clients (readOnlyHint, destructiveHint, idempotentHint)
+    destructive: bool | None = None
+    idempotent: bool | None = None
 
     @field_validator("name")
     @classmethod

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "tools.cli.evolution_cmds",
     "tools.cli.failure_cmds",
     "tools.cli.spec_cmds",
+    "tools.cli.mcp_cmds",
 ]
 
 EXIT_CODES = """\

@@ -4,10 +4,12 @@ the input and output schema checks every call passes through.
 
 Every child process anything in tooldeck starts goes through `spawn` (its own process group,
 a parent-death signal, limits without `preexec_fn`), kept in the owner's `Children` so it can
-be killed on close; output is read with a cap (`communicate`, `LineReader`).
+be killed on close; output is read with a cap (`communicate`, `LineReader`); a call's
+processes can be cancelled from another thread (`CallScope`).
 """
 
 from tools.invoke.builtin import resolve_builtin
+from tools.invoke.cancel import CallScope
 from tools.invoke.capture import LineReader, OutputTooLarge, communicate
 from tools.invoke.executable import DEFAULT_MAX_OUTPUT, output_cap, run_executable
 from tools.invoke.llm import WRITE_TOOL, Request, get_provider, record_usage
@@ -16,6 +18,7 @@ from tools.invoke.spawn import Children, Launcher, Limits, child_argv, kill_grou
 from tools.invoke.validation import check_input, check_output
 from tools.invoke.worker import WorkerPool
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "WRITE_TOOL", "Children", "Launcher", "Limits", "LineReader", "OutputTooLarge",
-           "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate", "get_provider",
-           "kill_group", "launcher", "output_cap", "record_usage", "resolve_builtin", "run_executable", "run_llm_tool", "spawn"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "WRITE_TOOL", "CallScope", "Children", "Launcher", "Limits", "LineReader",
+           "OutputTooLarge", "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate",
+           "get_provider", "kill_group", "launcher", "output_cap", "record_usage", "resolve_builtin", "run_executable",
+           "run_llm_tool", "spawn"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from tools.catalog import ToolEntry
 from tools.errors import (
+    ToolCancelledError,
     ToolCrashError,
     ToolError,
     ToolExitError,
@@ -26,6 +27,7 @@ from tools.errors import (
     UsageError,
 )
 from tools.ids import inside
+from tools.invoke.cancel import check_cancelled, current_scope, killable
 from tools.invoke.capture import OutputTooLarge, communicate
 from tools.invoke.spawn import Children, Limits, kill_group, spawn
 from tools.secrets import clean_env, redact
@@ -103,6 +105,8 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
     env["TOOLDECK_TOOL_DIR"] = str(entry.tool_dir)
     argv = build_argv(entry, workspace)
     memory = manifest.executable.memory_limit_mb
+    scope = current_scope()
+    check_cancelled(scope, entry.tool_id, entry.served_version)
     try:
         proc = spawn(argv, children=children, limits=Limits(memory_mb=memory) if memory else None,
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -116,7 +120,8 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
         exc.tool_id, exc.version = entry.tool_id, entry.served_version
         raise
     try:
-        out, err, finished = communicate(proc, payload, timeout=timeout, limit=max_output)
+        with killable(scope, lambda: kill_group(proc)):
+            out, err, finished = communicate(proc, payload, timeout=timeout, limit=max_output)
     except OutputTooLarge as exc:
         kill_group(proc)
         raise ToolOutputTooLargeError(
@@ -132,6 +137,9 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
                 stream.close()
         if children is not None:
             children.discard(proc)
+    if scope is not None and scope.cancelled:
+        raise ToolCancelledError(f"{entry.tool_id}: cancelled by the caller (process group killed)",
+                                 tool_id=entry.tool_id, version=entry.served_version)
     if not finished:
         raise ToolTimeoutError(
             f"{entry.tool_id}: timed out after {timeout:g} s (process group killed)",

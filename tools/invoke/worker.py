@@ -15,6 +15,7 @@ from typing import Any
 
 from tools.catalog import ToolEntry
 from tools.errors import (
+    ToolCancelledError,
     ToolCrashError,
     ToolInputError,
     ToolOutputError,
@@ -22,6 +23,7 @@ from tools.errors import (
     ToolTimeoutError,
     ToolUnavailableError,
 )
+from tools.invoke.cancel import CallScope, check_cancelled, current_scope, killable
 from tools.invoke.capture import CHUNK, LineReader, OutputTooLarge, widen_pipe
 from tools.invoke.executable import DEFAULT_MAX_OUTPUT, stderr_tail
 from tools.invoke.spawn import Children, kill_group, spawn
@@ -123,6 +125,8 @@ class Worker:
 
         The reply line and the stderr written during the call are each capped at `max_output`
         bytes; past it the worker is killed (it restarts on the next call)."""
+        scope = current_scope()
+        check_cancelled(scope, self.tool_id, self.version)
         rid = self._next_id
         self._next_id += 1
         try:
@@ -133,18 +137,19 @@ class Worker:
             self._err_bytes = 0
             self._err_limit = max_output
         try:
-            return self._exchange(line, timeout, max_output)
+            return self._exchange(line, timeout, max_output, scope)
         finally:
             with self._err_lock:
                 self._err_limit = None
 
-    def _exchange(self, line: bytes, timeout: float, max_output: int) -> Any:
+    def _exchange(self, line: bytes, timeout: float, max_output: int, scope: CallScope | None) -> Any:
         try:
             self.proc.stdin.write(line)  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
             return self._died()
         try:
-            reply = self._read(time.monotonic() + timeout, max_output)
+            with killable(scope, lambda: kill_group(self.proc)):  # type: ignore[arg-type]
+                reply = self._read(time.monotonic() + timeout, max_output)
         except OutputTooLarge as exc:
             self.overflow = exc.stream
             self.kill()
@@ -159,6 +164,10 @@ class Worker:
             self.kill()
             raise ToolOutputError(f"{self.tool_id}: worker protocol broken: {exc}", tool_id=self.tool_id, version=self.version) from exc
         if reply is None:
+            if scope is not None and scope.cancelled:
+                self.kill()
+                raise ToolCancelledError(f"{self.tool_id}: cancelled by the caller (worker killed, restarts on next call)",
+                                         tool_id=self.tool_id, version=self.version)
             if self.overflow is not None:
                 self.kill()
                 raise self._too_large(max_output)

@@ -1,0 +1,81 @@
+"""When the served tool list changes, from any process: a hot reload, a promotion or rollback,
+a circuit opening or closing, an operator disabling a tool.
+
+The event log is the shared record of all of these, so the watcher tails it (by rowid, only the
+kinds that can change the list) and recomputes the list's signature when one arrives; it also
+recomputes every RECHECK_SECONDS, which catches what has no event of its own (an open circuit
+turning half-open when its cooldown ends). The caller sends `notifications/tools/list_changed`
+when `poll()` says so, at most once per DEBOUNCE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+KINDS = (
+    "tool.ready", "tool.error", "tool.removed", "tool.reloaded", "tool.reload_failed", "tool.problem", "load.finished",
+    "promotion.approved", "promotion.rolled_back",
+    "circuit.opened", "circuit.closed", "control.circuit", "control.disable", "control.enable",
+)
+POLL_SECONDS = 0.2
+RECHECK_SECONDS = 1.0
+DEBOUNCE_SECONDS = 1.0
+
+
+class ChangeWatcher:
+    """Blocking (run `poll` in a thread); one per serving process."""
+
+    def __init__(self, runtime: Any, signature: Callable[[], Hashable]) -> None:
+        self.runtime = runtime
+        self.signature = signature
+        self.after = 0
+        self.last: Hashable = None
+        self.checked = 0.0
+
+    def prime(self) -> None:
+        self.after = self.runtime.events.last_id()
+        self.last = self.signature()
+        self.checked = time.monotonic()
+
+    def poll(self) -> bool:
+        """Whether the list changed since the last poll."""
+        events = self.runtime.events.tail(self.after, kinds=KINDS, limit=1000)
+        now = time.monotonic()
+        if not events and now - self.checked < RECHECK_SECONDS:
+            return False
+        if events:
+            self.after = events[-1].id
+            # another process may have written these: read promotions and circuits afresh
+            self.runtime.invalidate_promotions()
+            tracker = self.runtime.extensions.get("failures")
+            if tracker is not None:
+                tracker.sync(force=True)
+        self.checked = now
+        current = self.signature()
+        changed = current != self.last
+        self.last = current
+        return changed
+
+
+class Debounce:
+    """At most one send per `interval`; a change inside the interval is sent when it ends."""
+
+    def __init__(self, interval: float = DEBOUNCE_SECONDS) -> None:
+        self.interval = interval
+        self.pending = False
+        self.sent_at = float("-inf")
+        self.sent = 0
+
+    def changed(self) -> None:
+        self.pending = True
+
+    def due(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if self.pending and now - self.sent_at >= self.interval:
+            self.pending = False
+            self.sent_at = now
+            self.sent += 1
+            return True
+        return False

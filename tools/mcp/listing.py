@@ -1,0 +1,147 @@
+"""Which tools an MCP client sees, at which version, and how: the served catalog.
+
+A tool is served when `[mcp.serve] expose` selects it, it has loaded, an operator has not
+disabled it and its circuit is not open. Its version is the one a call from that client
+resolves to (session promotion, then global, then base), so a version awaiting review is
+never listed: only promotions name evolved versions, and only approved ones are promoted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tools.catalog import ToolEntry
+from tools.errors import UsageError
+from tools.mcp import schema
+from tools.mcp.config import DESTRUCTIVE_BUFFER_OPERATIONS, ServeConfig
+
+BUFFER_TOOL = "buffer"
+
+
+@dataclass(frozen=True)
+class ServedTool:
+    """One tool as MCP clients see it."""
+
+    tool_id: str
+    version: str
+    description: str
+    input_schema: dict[str, Any]
+    input_wrapped: bool
+    output_schema: dict[str, Any] | None
+    output_wrapped: bool
+    annotations: dict[str, bool]
+    #: the `operation` values served (buffer without its destructive ones); None: no restriction
+    operations: tuple[str, ...] | None = None
+    #: when the catalog (re)loaded this manifest: a hot reload is a change of the list
+    loaded_at: float | None = None
+
+    def refused_operation(self, arguments: dict[str, Any] | None) -> str | None:
+        """Why these arguments name an operation that is not served, or None."""
+        if self.operations is None:
+            return None
+        op = (arguments or {}).get("operation")
+        if op in self.operations or not isinstance(op, str):
+            return None  # a missing or malformed operation is the tool's own input check to report
+        return (f"{self.tool_id}: operation {op!r} is not served over MCP (served: {', '.join(self.operations)}; "
+                "[mcp.serve] buffer_operations adds it)")
+
+
+def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
+    """The served form of a loaded entry, cached with its manifest (a reload clears `entry.cache`)."""
+    key = ("mcp.tool", config)
+    cached = entry.cache.get(key)  # type: ignore[call-overload]
+    if cached is not None:
+        return cached
+    manifest = entry.manifest
+    assert manifest is not None
+    in_schema, in_wrapped = schema.input_schema(manifest)
+    out_schema, out_wrapped = schema.output_schema(manifest)
+    operations: tuple[str, ...] | None = None
+    destructive: bool | None = None
+    if entry.tool_id == BUFFER_TOOL and manifest.type == "builtin" and config.hidden_buffer_operations:
+        operations = config.buffer_operations
+        in_schema = schema.restrict_operations(in_schema, operations)
+        destructive = manifest.destructive and any(op in config.buffer_operations for op in DESTRUCTIVE_BUFFER_OPERATIONS)
+    served = ServedTool(entry.tool_id, entry.served_version, manifest.description or entry.tool_id, in_schema, in_wrapped,
+                        out_schema, out_wrapped, schema.annotations(manifest, destructive=destructive), operations,
+                        entry.loaded_at)
+    entry.cache[key] = served  # type: ignore[index]
+    return served
+
+
+def resolve_ready(runtime: Any, tool_id: str, session: str, promotions: dict[tuple[str, str], str]) -> ToolEntry | None:
+    """The loaded entry a call from `session` runs now, without waiting; None while it loads or when it failed."""
+    catalog = runtime.catalog
+    version = promotions.get((tool_id, session)) or promotions.get((tool_id, "global"))
+    if version is not None:
+        entry = catalog.find(tool_id, version)
+        if entry is not None and entry.manifest is not None and entry.done.is_set():
+            return entry
+        # a promotion whose files are gone: calls serve the base (Runtime.resolve), so list the base
+    entry = catalog.find(tool_id)
+    if entry is None or entry.manifest is None or not entry.done.is_set():
+        return None
+    return entry
+
+
+def blocked(runtime: Any, tool_id: str, version: str) -> str | None:
+    """Why calls to this version are refused now (disabled, circuit open), or None."""
+    tracker = runtime.extensions.get("failures")
+    if tracker is None:
+        return None
+    control = tracker.disabled(tool_id, version)
+    if control is not None:
+        return "disabled"
+    health = tracker.view(tool_id, version)
+    if health is not None and tracker.circuit_state(health) == "open":
+        return "circuit open"
+    return None
+
+
+def served_tools(runtime: Any, config: ServeConfig, session: str) -> list[ServedTool]:
+    """Every tool a client of `session` may call now, sorted by id."""
+    promotions = runtime.promotions()
+    out = []
+    for tool_id in runtime.catalog.ids():
+        if not config.exposed(tool_id):
+            continue
+        entry = resolve_ready(runtime, tool_id, session, promotions)
+        if entry is None or blocked(runtime, tool_id, entry.served_version):
+            continue
+        out.append(describe(entry, config))
+    return out
+
+
+def signature(runtime: Any, config: ServeConfig, session: str) -> tuple[Any, ...]:
+    """Changes whenever what some client would list changes, a hot reload included."""
+    tools = tuple((t.tool_id, t.version, t.loaded_at) for t in served_tools(runtime, config, session))
+    return tools, tuple(sorted(runtime.promotions().items()))
+
+
+# -- paging ---------------------------------------------------------------------------
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"invalid tools/list cursor {cursor[:40]!r}: pass back a nextCursor this server returned") from exc
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise UsageError(f"invalid tools/list cursor {cursor[:40]!r}: pass back a nextCursor this server returned")
+    return offset
+
+
+def page(tools: list[ServedTool], cursor: str | None, size: int) -> tuple[list[ServedTool], str | None]:
+    """One page of the sorted list, and the cursor of the next (None on the last page)."""
+    start = decode_cursor(cursor)
+    chunk = tools[start:start + size]
+    return chunk, (encode_cursor(start + size) if start + size < len(tools) else None)

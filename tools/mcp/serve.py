@@ -1,0 +1,112 @@
+"""`tooldeck mcp serve`: check everything that can be refused, then run a serving runtime behind MCP.
+
+Refusals come first and are one line each (a bad `--http`, a missing token off loopback, an
+unreadable token file, a bad `[mcp.serve]`), before any port is bound or the protocol's pipes
+are taken. The runtime is a serving one (background load, buffers flushed, catalog watched);
+when the transport ends (stdin closed, or a signal) the client sessions are ended and the
+runtime closes, delivering what the buffers hold within its close budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from tools.errors import UsageError
+from tools.ids import check_name
+from tools.mcp.signals import Stop
+
+log = logging.getLogger("tooldeck.mcp")
+CLOSE_SECONDS = 10.0
+
+
+def serve(*, workspace: str | None, http: str | None = None, token_file: str | None = None, session: str | None = None,
+          demo: bool = False) -> int:
+    from tools.mcp.http import TOKEN_ENV, Bind, check_bind, listen_socket, parse_bind, read_token
+
+    stop = Stop()
+    stop.install()  # from here on a signal stops the server through its clean exit
+    bind = parse_bind(http) if http else None
+    if bind is None and token_file:
+        raise UsageError("--token-file applies to --http only (stdio needs no token)")
+    token = read_token(token_file) if bind is not None else None
+    if bind is not None:
+        check_bind(bind, token)
+    if token is not None:
+        os.environ[TOKEN_ENV] = token  # redaction masks it everywhere; tools' environments drop it (tools.secrets)
+    pinned = session or os.environ.get("TOOLDECK_SESSION") or None
+    if pinned is not None:
+        check_name(pinned, "session")
+    proto: tuple[int, int] | None = None
+    sock = None
+    if bind is None:
+        from tools.mcp.stdio import claim_stdio
+
+        proto = claim_stdio()
+    else:  # bound before the runtime starts: a port in use is a one-line refusal, and port 0 gets its real number
+        sock = listen_socket(bind)
+        bind = Bind(bind.host, sock.getsockname()[1])
+    from tools.runtime import Runtime
+
+    label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
+    runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label)
+    tool_server: Any = None
+    try:
+        tool_server = _tool_server(runtime, "http" if bind is not None else "stdio", pinned)
+        sys.stderr.write(f"tooldeck mcp serve: workspace {runtime.workspace}, session {runtime.own_session}"
+                         f"{'' if pinned else ' (each client gets its own)'}\n")
+        sys.stderr.flush()
+        import anyio
+
+        if bind is None:
+            from tools.mcp.stdio import serve_stdio
+
+            assert proto is not None
+            anyio.run(serve_stdio, tool_server, *proto, stop)
+        else:
+            from tools.mcp.http import serve_http
+
+            anyio.run(serve_http, tool_server, bind, token, sock, stop)
+    finally:
+        stop.install()  # the event loop left the default handlers behind: a signal must not cut the close short
+        if tool_server is not None:
+            tool_server.close("server stopped")
+        runtime.close(timeout=CLOSE_SECONDS)
+        sys.stderr.write("tooldeck mcp serve: stopped\n")
+        sys.stderr.flush()
+    _exit_now_if_memory_is_building(runtime)
+    return 0
+
+
+def _tool_server(runtime: Any, transport: str, pinned: str | None) -> Any:
+    """The server over a started runtime (reading its settings raises what stopped it from starting)."""
+    from tools.mcp.config import load_serve_config
+    from tools.mcp.server import ToolServer
+
+    config, warnings = load_serve_config(runtime.settings)
+    for warning in warnings:
+        runtime.events.emit("runtime.warning", warning=warning)
+        log.warning("%s", warning)
+    return ToolServer(runtime, config, transport=transport, pinned=pinned)
+
+
+def _exit_now_if_memory_is_building(runtime: Any) -> None:
+    """Exit at once, everything closed, when a semantic-memory build is still importing its libraries.
+
+    A serving runtime builds its memory in a daemon thread that imports qdrant_client (and grpc).
+    A client that disconnects within a second or two of starting the server would otherwise have
+    the interpreter finalise while grpc is half-imported, and the process now and then died of
+    SIGABRT instead of exiting 0 (~1 in 30 quick sessions). The runtime is closed by now (buffers
+    delivered, database closed), so nothing is left for finalisation to do but that crash; an MCP
+    client also gives a server only ~2 s after closing its stdin before it signals it.
+    """
+    memory = runtime.extensions.get("memory")
+    if memory is None or memory.started_at is None or memory.ready.is_set():
+        return
+    log.info("mcp serve: exiting while the semantic memory build is still in progress")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,290 @@
+"""tooldeck's catalog as an MCP server: the SDK's low-level Server, wired to a serving runtime.
+
+`tools/list` shows what listing.served_tools decides; `tools/call` runs through Runtime.call in a
+worker thread (recorded, scored, circuit-tracked like any call) with the client's session. A
+tool that fails answers with `is_error` and its one-line error, never a protocol error; a name
+that is not a served tool is a protocol error (INVALID_PARAMS), as the protocol asks. The
+transports (stdio.py, http.py) run `serve` and `background` in one task group.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+
+from state.db import StoreError
+from state.redact import redact
+from tools.errors import StateError, ToolError, UnknownToolError, UsageError
+from tools.ids import TOOL_ID_RE
+from tools.invoke import CallScope
+from tools.mcp import schema
+from tools.mcp.changes import POLL_SECONDS, ChangeWatcher, Debounce
+from tools.mcp.config import ServeConfig
+from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, page, resolve_ready, served_tools, signature
+from tools.mcp.progress import McpCall, McpCallHook
+from tools.mcp.sessions import ClientSession, SessionRegistry
+from tools.runtime import HEARTBEAT_SECONDS
+
+log = logging.getLogger("tooldeck.mcp")
+SESSION_KEY = "tooldeck.session"
+PROGRESS_SECONDS = 1.0
+LIST_WAIT_SECONDS = 10.0
+VERSION_META = "tooldeck/version"
+INSTRUCTIONS = (
+    "tooldeck's tool catalog. Every call is recorded and scored; a tool whose circuit is open or that an operator "
+    "disabled is left out of the list. resilient_tool_call tries the best tools for a scenario in turn and returns "
+    "the hop trace; buffer batches writes durably."
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tooldeck")
+    except PackageNotFoundError:
+        return "0"
+
+
+def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
+    """The client's Connection (peer info, per-client state, teardown stack).
+
+    SDK 2.3 hands low-level handlers a per-request ServerSession that holds it; the planned
+    `Context.connection` (mcp.server.context) is not built by the runner yet.
+    """
+    return ctx.session._connection  # noqa: SLF001 - see the docstring
+
+
+class _NotServedError(UnknownToolError):
+    """A name MCP clients cannot call: no such tool, or `[mcp.serve] expose` leaves it out."""
+
+
+class ToolServer:
+    """One per serving process; any number of clients, over one transport."""
+
+    def __init__(self, runtime: Any, config: ServeConfig, *, transport: str, pinned: str | None) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.registry = SessionRegistry(runtime, transport=transport, pinned=pinned)
+        self.bus = InMemorySubscriptionBus()
+        self.listen = ListenHandler(self.bus)
+        self.connections: set[Connection] = set()
+        self.debounce = Debounce()
+        self.server: Server[Any] = Server(
+            "tooldeck", version=_version(), instructions=INSTRUCTIONS,
+            on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_subscriptions_listen=self.listen,
+        )
+        self.server.middleware.append(self._observe)
+        runtime.hooks.append(McpCallHook())
+
+    def init_options(self) -> InitializationOptions:
+        return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
+
+    # -- clients ---------------------------------------------------------------------
+
+    async def _observe(self, ctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
+        """Middleware: a client that completed `initialize` becomes a session."""
+        result = await call_next(ctx)
+        if ctx.method == "initialize":
+            params = ctx.params or {}
+            info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+            protocol = result.get("protocolVersion") if isinstance(result, dict) else None
+            session = await anyio.to_thread.run_sync(self.registry.open, info.get("name"), info.get("version"),
+                                                     str(protocol or params.get("protocolVersion") or "?"))
+            connection = connection_of(ctx)
+            connection.state[SESSION_KEY] = session
+            self.connections.add(connection)
+            connection.exit_stack.push_async_callback(self._disconnected, connection, session)
+        return result
+
+    async def _disconnected(self, connection: Connection, session: ClientSession) -> None:
+        self.connections.discard(connection)
+        await anyio.to_thread.run_sync(self.registry.close, session, "disconnected")
+
+    async def client_for(self, ctx: ServerRequestContext[Any, Any]) -> ClientSession:
+        session = connection_of(ctx).state.get(SESSION_KEY)
+        if session is not None:
+            return session
+        # a 2026-07-28 request: no connection outlives it; the client's name keys its session
+        params = ctx.session.client_params
+        info = params.client_info if params is not None else None
+        name, version = (info.name, info.version) if info is not None else (None, None)
+        return await anyio.to_thread.run_sync(self.registry.for_client, name, version, ctx.protocol_version)
+
+    # -- tools/list ------------------------------------------------------------------
+
+    def _listing(self, session: str) -> list[ServedTool]:
+        self.runtime.catalog.finished.wait(LIST_WAIT_SECONDS)  # a client listing at start sees the whole catalog
+        return served_tools(self.runtime, self.config, session)
+
+    async def _list_tools(self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams) -> types.ListToolsResult:
+        client = await self.client_for(ctx)
+        tools = await anyio.to_thread.run_sync(self._listing, client.session)
+        try:
+            chunk, next_cursor = page(tools, params.cursor, self.config.page_size)
+        except UsageError as exc:
+            raise MCPError(types.INVALID_PARAMS, exc.message) from None
+        return types.ListToolsResult(tools=[self._tool(t) for t in chunk], next_cursor=next_cursor)
+
+    @staticmethod
+    def _tool(t: ServedTool) -> types.Tool:
+        return types.Tool(
+            name=t.tool_id, title=f"{t.tool_id} {t.version}", description=t.description, input_schema=t.input_schema,
+            output_schema=t.output_schema, annotations=types.ToolAnnotations(**t.annotations) if t.annotations else None,
+            _meta={VERSION_META: t.version},
+        )
+
+    # -- tools/call ------------------------------------------------------------------
+
+    def _lookup(self, name: str, session: str) -> ServedTool:
+        if not TOOL_ID_RE.match(name) or not self.config.exposed(name):
+            what = "is not a tool id" if not TOOL_ID_RE.match(name) else "is not served over MCP ([mcp.serve] expose)"
+            raise _NotServedError(f"tool {name[:80]!r} {what}", tool_id=None)
+        runtime = self.runtime
+        entry = resolve_ready(runtime, name, session, runtime.promotions())
+        if entry is None:
+            try:
+                base = runtime.get_tool(name, timeout=30.0)  # waits while it loads; a broken manifest raises
+            except UnknownToolError as exc:
+                raise _NotServedError(exc.message) from None
+            entry = resolve_ready(runtime, name, session, runtime.promotions()) or base
+        return describe(entry, self.config)
+
+    def _invoke(self, name: str, arguments: dict[str, Any] | None, session: str, scope: CallScope,
+                call: McpCall) -> tuple[ServedTool, Any]:
+        """In a worker thread: check, then call through the runtime as the client's session."""
+        served = self._lookup(name, session)
+        refused = served.refused_operation(arguments) or self._refused_target(served, arguments)
+        if refused is not None:
+            raise UsageError(refused, tool_id=name)
+        data = schema.tool_input(arguments, served.input_wrapped)
+        with scope.active(), call.active():
+            return served, self.runtime.call(name, data, session=session)
+
+    def _refused_target(self, served: ServedTool, arguments: dict[str, Any] | None) -> str | None:
+        """A buffer's pass-through tool runs later, in the flusher: a hidden one is refused when it is named."""
+        target = (arguments or {}).get("pass_through_tool") if served.tool_id == BUFFER_TOOL else None
+        if isinstance(target, str) and target and not self.config.exposed(target):
+            return f"{served.tool_id}: pass_through_tool {target[:80]!r} is not served over MCP ([mcp.serve] expose)"
+        return None
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        client = await self.client_for(ctx)
+        scope = CallScope()
+        if (ctx.meta or {}).get("progress_token") is None:
+            served, result, error = await self._run(params, client, scope, McpCall(params.name, self.config.exposed))
+        else:
+            send, receive = anyio.create_memory_object_stream[str](32)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._progress, ctx, params.name, receive)
+                try:
+                    served, result, error = await self._run(params, client, scope, McpCall(params.name, self.config.exposed, send))
+                finally:
+                    tg.cancel_scope.cancel()
+                    send.close()
+        if isinstance(error, _NotServedError):
+            raise MCPError(types.INVALID_PARAMS, error.message) from None
+        client.called(params.name, error is None)
+        if error is not None:
+            return _error_result(error)
+        assert served is not None
+        text = schema.result_text(result)
+        content = schema.structured(result, wrapped=served.output_wrapped, has_schema=served.output_schema is not None)
+        return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=content)
+
+    async def _run(self, params: types.CallToolRequestParams, client: ClientSession, scope: CallScope,
+                   call: McpCall) -> tuple[ServedTool | None, Any, ToolError | None]:
+        """(served tool, result, None) or (None, None, the error) of one call in a worker thread."""
+        work = functools.partial(self._invoke, params.name, params.arguments, client.session, scope, call)
+        try:
+            served, result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            # notifications/cancelled (or the client went away): kill the call's processes now; the
+            # worker thread then ends the call as `cancelled`, recorded but not held against the tool
+            killed = scope.cancel()
+            log.info("mcp call %s of %s cancelled (%d process group(s) killed)", params.name, client.session, killed)
+            raise
+        except ToolError as exc:
+            return None, None, exc
+        except StoreError as exc:  # the workspace's database, not the tool: still an answer, not a protocol error
+            return None, None, StateError(str(exc), tool_id=params.name)
+        return served, result, None
+
+    async def _progress(self, ctx: ServerRequestContext[Any, Any], tool: str, receive: Any) -> None:
+        """A notification every PROGRESS_SECONDS while the call runs, and one per hop as it happens."""
+        started = time.monotonic()
+        sent = 0
+        async with receive:
+            while True:
+                message: str | None = None
+                with anyio.move_on_after(PROGRESS_SECONDS):
+                    try:
+                        message = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                sent += 1
+                elapsed = time.monotonic() - started
+                await ctx.session.report_progress(sent, None, message or f"{tool}: running for {elapsed:.0f} s")
+
+    # -- background: list changes, heartbeats ----------------------------------------
+
+    async def background(self) -> None:
+        """Run beside the transport for the life of the server."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_changes)
+            tg.start_soon(self._heartbeat)
+
+    async def _watch_changes(self) -> None:
+        runtime = self.runtime
+        watcher = ChangeWatcher(runtime, lambda: signature(runtime, self.config, runtime.own_session))
+        # the first tools/list waits for the catalog too, so its loading is no change to announce
+        await anyio.to_thread.run_sync(lambda: (runtime.catalog.finished.wait(LIST_WAIT_SECONDS), watcher.prime()))
+        while True:
+            await anyio.sleep(POLL_SECONDS)
+            try:
+                if await anyio.to_thread.run_sync(watcher.poll):
+                    self.debounce.changed()
+            except (ToolError, StoreError) as exc:  # the store is busy or closing: the next poll retries
+                log.error("mcp: watching for tool list changes: %s", exc)
+            if self.debounce.due():
+                await self.broadcast_list_changed()
+
+    async def broadcast_list_changed(self) -> None:
+        for connection in list(self.connections):
+            if connection.initialized.is_set():
+                await connection.send_tool_list_changed()
+        await self.bus.publish(ToolsListChanged())
+        log.info("mcp: tools/list changed; told %d connection(s)", len(self.connections))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await anyio.to_thread.run_sync(self.registry.tick)
+            except (ToolError, StoreError) as exc:
+                log.error("mcp: session heartbeat: %s", exc)
+
+    def close(self, reason: str) -> None:
+        """End every client session (their runtimes rows and events); blocking."""
+        self.listen.close()
+        self.registry.close_all(reason)
+
+
+def _error_result(error: ToolError) -> types.CallToolResult:
+    """A tool's failure as the client sees it: the one-line error, and its details as an object."""
+    message = redact(error.message).splitlines()[0] if error.message else error.error_class
+    details = json.loads(redact(json.dumps(error.to_dict(), default=str)))
+    return types.CallToolResult(content=[types.TextContent(text=message)], structured_content=details, is_error=True)
