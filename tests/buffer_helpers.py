@@ -12,7 +12,8 @@ from typing import Any
 from tests.helpers import python_tool
 
 #: A pass-through tool that logs every attempt's batch id, fails while <workspace>/fail exists, sleeps
-#: <workspace>/slow seconds when that file exists, and stores each batch id once in <workspace>/sink.db.
+#: <workspace>/slow seconds when that file exists, stores each batch id once in <workspace>/sink.db, then
+#: sleeps <workspace>/linger seconds (so a test sees the batch stored before its delivery has completed).
 SINK_CODE = '''
 import json, os, sqlite3, time
 from pathlib import Path
@@ -38,6 +39,9 @@ def store(data):
                      json.dumps(extra), time.time()))
     finally:
         con.close()
+    linger = ws / "linger"
+    if linger.exists():
+        time.sleep(float(linger.read_text() or 1))
     return {"stored": len(data["buffered_items"])}
 '''
 
