@@ -41,10 +41,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "window": 20,
         "min_calls": 5,
         "failure_rate": 0.5,
-        "consecutive_failures": 5,
+        "consecutive_failures": 10,
         "cooldown_seconds": 30,
         "half_open_probes": 2,
         "probe_timeout_seconds": 60,
+        "significance": 0.05,  # the failure share must be this unlikely at failure_rate to open; 1: plain share
     },
     "failures": {
         "sync_interval_seconds": 0.5,  # how often batched successes are written and other processes' changes read
