@@ -8,7 +8,12 @@ Why this shape:
   after `claimed_seq`, so claiming, retrying and deleting a batch touch only
   that range and the same batch id comes back on every retry;
 - completion, retry and dead-letter update the counters and append their event
-  in the same transaction, so the live figures never disagree with the items.
+  in the same transaction, so the live figures never disagree with the items;
+- a delivery the pass-through tool refused without running (its circuit is open, an
+  operator disabled it) is no attempt: the batch goes to 'waiting' with its attempt given
+  back, until the tool admits calls again;
+- the background flusher claims `exclusive`ly: no batch of a buffer is claimed while
+  another one of it is in flight (any process), so batches go out one at a time, in order.
 """
 
 from __future__ import annotations
@@ -192,8 +197,20 @@ class BufferTables:
 
     # -- claiming and delivery bookkeeping ------------------------------------------
 
-    def claim_new(self, buffer_id: str, owner: str, lease_seconds: float, limit: int | None = None) -> Claim | None:
-        """Claim the oldest unclaimed items (up to max_size, or `limit`) as a new batch."""
+    @staticmethod
+    def _in_flight(con: sqlite3.Connection, bkey: int, now: float, other_than: str = "") -> bool:
+        """Whether another batch of the buffer is being delivered right now (a live lease, any process)."""
+        return con.execute(
+            "SELECT 1 FROM buffer_batches WHERE bkey=? AND state='claimed' AND lease_until>? AND batch_id!=? LIMIT 1",
+            (bkey, now, other_than),
+        ).fetchone() is not None
+
+    def claim_new(self, buffer_id: str, owner: str, lease_seconds: float, limit: int | None = None, *,
+                  exclusive: bool = False) -> Claim | None:
+        """Claim the oldest unclaimed items (up to max_size, or `limit`) as a new batch.
+
+        `exclusive`: not while another batch of the buffer is in flight (None then).
+        """
         now = time.time()
         with self._tx() as con:
             row = con.execute(
@@ -202,6 +219,8 @@ class BufferTables:
             if row is None or row["seq"] <= row["claimed_seq"]:
                 return None
             bkey = row["bkey"]
+            if exclusive and self._in_flight(con, bkey, now):
+                return None
             items = con.execute(
                 "SELECT seq, data FROM buffer_items WHERE bkey=? AND seq>? ORDER BY seq LIMIT ?",
                 (bkey, row["claimed_seq"], limit or row["max_size"]),
@@ -226,10 +245,11 @@ class BufferTables:
         return Claim(batch_id, buffer_id, bkey, first, last, count, 1, owner, [r[1] for r in items])
 
     def reclaim(self, batch_id: str, owner: str, lease_seconds: float, max_attempts: int, *,
-                force: bool = False) -> Claim | None:
-        """Take over a batch that is due for retry (or any retry batch when `force`), or whose lease expired.
+                force: bool = False, exclusive: bool = False) -> Claim | None:
+        """Take over a batch that is due for retry or waiting (any such batch when `force`), or whose lease expired.
 
-        A batch whose flusher died `max_attempts` times is parked as dead-letter instead.
+        A batch whose flusher died `max_attempts` times is parked as dead-letter instead. `exclusive`: not while
+        another batch of the buffer is in flight.
         """
         now = time.time()
         with self._tx() as con:
@@ -237,8 +257,10 @@ class BufferTables:
             if b is None:
                 return None
             expired = b["state"] == "claimed" and (b["lease_until"] or 0) <= now
-            retry_due = b["state"] == "retry" and (force or (b["next_attempt_at"] or 0) <= now)
+            retry_due = b["state"] in ("retry", "waiting") and (force or (b["next_attempt_at"] or 0) <= now)
             if not (expired or retry_due):
+                return None
+            if exclusive and self._in_flight(con, b["bkey"], now, batch_id):
                 return None
             if expired and b["attempts"] >= max_attempts:
                 self._park(con, b, f"flusher stopped mid-flush {b['attempts']} times (lease expired)", now)
@@ -305,6 +327,33 @@ class BufferTables:
                 "retry_in_seconds": round(delay, 3), "error": error,
             })
         return "retry"
+
+    def hold(self, claim: Claim, reason: str, until: float) -> bool:
+        """The pass-through tool refused the batch without running (circuit open, disabled): no attempt.
+
+        The batch waits in state 'waiting' until `until`, its attempt given back; False if it is no longer ours.
+        """
+        now = time.time()
+        reason = redact(reason)[:2000]
+        with self._tx() as con:
+            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?", (claim.batch_id,)).fetchone()
+            if b is None or b["owner"] != claim.owner or b["state"] != "claimed":
+                return False
+            con.execute(
+                "UPDATE buffer_batches SET state='waiting', attempts=MAX(0, attempts-1), owner=NULL, lease_until=NULL,"
+                " next_attempt_at=?, last_error=? WHERE batch_id=?",
+                (until, reason, claim.batch_id),
+            )
+            con.execute(
+                "UPDATE buffers SET last_flush_at=?, last_flush_count=?, last_flush_result='waiting', last_flush_error=?"
+                " WHERE bkey=?",
+                (now, b["count"], reason, b["bkey"]),
+            )
+            self._event(con, "buffer.waiting", now, {
+                "buffer_id": b["buffer_id"], "batch_id": b["batch_id"], "count": b["count"],
+                "attempts": max(0, b["attempts"] - 1), "until": round(until, 3), "reason": reason,
+            })
+        return True
 
     def _park(self, con: sqlite3.Connection, b: sqlite3.Row, error: str, now: float) -> None:
         con.execute(
@@ -406,9 +455,9 @@ class BufferTables:
         return self.store.query("SELECT * FROM buffers WHERE buffer_id=?", (buffer_id,))
 
     def open_batches(self, buffer_id: str | None = None) -> list[sqlite3.Row]:
-        """Batches in flight or waiting for a retry (not dead-letter)."""
-        sql = ("SELECT batch_id, buffer_id, state, count, attempts, lease_until, next_attempt_at FROM buffer_batches"
-               " WHERE state IN ('claimed', 'retry')")
+        """Batches in flight, waiting for a retry or for their pass-through tool (not dead-letter), oldest first."""
+        sql = ("SELECT batch_id, buffer_id, state, count, attempts, lease_until, next_attempt_at, last_error"
+               " FROM buffer_batches WHERE state IN ('claimed', 'retry', 'waiting')")
         if buffer_id is None:
             return self.store.query(sql + " ORDER BY first_seq")
         return self.store.query(sql + " AND buffer_id=? ORDER BY first_seq", (buffer_id,))

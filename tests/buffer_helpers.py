@@ -52,19 +52,21 @@ backoff_base_seconds = {backoff_base}
 backoff_max_seconds = {backoff_max}
 lease_seconds = {lease}
 poll_seconds = 0.05
-
+{buffers}
 [circuit]
-consecutive_failures = 100000
-min_calls = 100000
+{circuit}
 """
+#: the circuit never opens (the tests that want it to say how)
+NO_CIRCUIT = "consecutive_failures = 100000\nmin_calls = 100000\n"
 
 
 def prepare_workspace(ws: Path, *, max_attempts: int = 3, backoff_base: float = 0.05, backoff_max: float = 0.2,
-                      lease: float = 1.0) -> Path:
+                      lease: float = 1.0, circuit: str = NO_CIRCUIT, buffers: str = "") -> Path:
     """A workspace with the `sink` tool and settings that make retries and leases quick."""
     python_tool(ws / "tools", "sink", SINK_CODE, func="store", timeout=20)
     (ws / "tooldeck.toml").write_text(FAST_SETTINGS.format(max_attempts=max_attempts, backoff_base=backoff_base,
-                                                           backoff_max=backoff_max, lease=lease))
+                                                           backoff_max=backoff_max, lease=lease, circuit=circuit,
+                                                           buffers=buffers))
     return ws
 
 

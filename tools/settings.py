@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backoff_max_seconds": 30,
         "lease_seconds": 30,
         "poll_seconds": 0.1,
+        "max_parallel_deliveries": 4,  # buffers delivering at once per runtime (one batch in flight per buffer)
     },
     "circuit": {
         "window": 20,

@@ -245,5 +245,6 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
         emit_json(result)
     else:
         console().print(f"{args.buffer_id}: replayed {len(result['replayed'])} batches, {len(result['delivered'])} delivered"
+                        + (f", {len(result['queued'])} queued (waiting for the pass-through tool)" if result["queued"] else "")
                         + (f", {len(result['failed'])} failed again (back on the retry path)" if result["failed"] else ""))
     return 0 if result["success"] else 1

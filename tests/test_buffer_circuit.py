@@ -1,0 +1,99 @@
+"""Buffers and circuit breakers: a refusal by an open circuit is not a delivery attempt.
+
+The batch waits ("waiting for circuit" in status) with its attempts untouched and goes out once
+the half-open probe admits it; replaying a dead batch while the circuit is open queues it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
+from tools.buffers.engine import BufferEngine, engine_for
+from tools.recovery import controls
+
+#: two failures in a row open the circuit; 1.5 s later one successful probe closes it
+QUICK_CIRCUIT = """consecutive_failures = 2
+min_calls = 100000
+cooldown_seconds = 1.5
+half_open_probes = 1
+probe_timeout_seconds = 5
+"""
+
+
+def status(engine: BufferEngine, buffer_id: str):
+    found = engine.status(buffer_id)
+    assert found, buffer_id
+    return found[0]
+
+
+def test_a_circuit_open_refusal_is_not_an_attempt_and_the_batch_waits_for_the_probe(workspace: Path,
+                                                                                      make_runtime) -> None:
+    ws = prepare_workspace(workspace, max_attempts=3, circuit=QUICK_CIRCUIT)
+    engine = engine_for(make_runtime(ws))
+    (ws / "fail").write_text("")
+    engine.write_many("cb", list(range(5)), max_size=5, flush_interval_seconds=60, pass_through_tool="sink")
+    # two real failures open the circuit; the third try is refused without running the sink
+    s = wait_for(lambda: (st := status(engine, "cb")).last_flush_result in ("waiting", "dead_letter") and st, timeout=20)
+    assert s.dead_letter_batches == 0, f"dead-lettered by a refusal: {s.last_flush_error}"
+    assert len(attempts(ws)) == 2
+    assert (s.refused_batches, s.pending, s.last_flush_result) == (1, 5, "waiting")
+    assert "waiting for circuit" in (s.warning or "") and "circuit open" in (s.refused_reason or "")
+    engine.write_many("cb", list(range(5, 10)))  # a second full batch while the circuit is open
+    (ws / "fail").unlink()
+    wait_for(lambda: sink_items(ws, "cb") == list(range(10)), timeout=20)  # after the half-open probe
+    wait_for(lambda: status(engine, "cb").pending == 0)
+    s = status(engine, "cb")
+    assert (s.dead_letter_batches, s.refused_batches, s.retry_batches, s.last_flush_result) == (0, 0, 0, "ok")
+    first = sink_batches(ws, "cb")[0]["batch_id"]
+    flushed = {e.payload["batch_id"]: e.payload["attempt"] for e in engine.runtime.events.tail(0, kinds=["buffer.flush"])}
+    assert flushed[first] == 3  # two failures and the probe: the refusals did not count
+    assert engine.runtime.events.tail(0, kinds=["buffer.dead_letter"]) == []
+    waiting = engine.runtime.events.tail(0, kinds=["buffer.waiting"])
+    assert waiting and all("circuit open" in e.payload["reason"] for e in waiting)
+
+
+def test_replay_while_the_circuit_is_open_is_queued_then_delivered(workspace: Path, make_runtime) -> None:
+    ws = prepare_workspace(workspace, max_attempts=2)
+    runtime = make_runtime(ws)
+    engine = engine_for(runtime)
+    (ws / "fail").write_text("")
+    engine.write_many("rq", [1, 2], flush_strategy="manual", pass_through_tool="sink")
+    for _ in range(2):
+        engine.flush("rq")
+    dead = engine.dead_letters("rq")
+    assert len(dead) == 1
+    (ws / "fail").unlink()
+    controls.force_circuit(runtime, "sink", "open", actor="ops", reason="maintenance")
+    out = engine.replay("rq")
+    assert out["failed"] == [], "a replay refused by the open circuit counted as a failed delivery"
+    assert (out["success"], out["delivered"], out["queued"]) == (True, [], [dead[0]["batch_id"]])
+    s = status(engine, "rq")
+    assert (s.dead_letter_batches, s.refused_batches, s.pending) == (0, 1, 2)
+    assert "held open by an operator (maintenance)" in (s.refused_reason or "")
+    assert "waiting for circuit" in (s.warning or "")
+    assert sink_items(ws, "rq") == [] and len(attempts(ws)) == 2  # the sink was not run
+    flushed = engine.flush("rq")  # an explicit flush while it is held open: refused, nothing spent
+    assert (flushed["success"], flushed["waiting_batches"], flushed["failed_batches"]) == (False, 1, 0)
+    assert "waiting for circuit" in flushed["error"]
+    controls.force_circuit(runtime, "sink", "closed", actor="ops")
+    wait_for(lambda: sink_items(ws, "rq") == [1, 2], timeout=20)  # the replaying runtime flushes it
+    assert sink_batches(ws, "rq")[0]["batch_id"] == dead[0]["batch_id"]
+    wait_for(lambda: status(engine, "rq").pending == 0)
+    assert engine.dead_letters("rq") == []
+
+
+def test_a_disabled_sink_holds_batches_without_spending_attempts(workspace: Path, make_runtime) -> None:
+    ws = prepare_workspace(workspace, max_attempts=1)
+    runtime = make_runtime(ws)
+    engine = engine_for(runtime)
+    runtime.get_tool("sink")
+    controls.set_disabled(runtime, "sink", True, actor="ops", reason="migrating")
+    engine.write_many("off", [1, 2, 3], max_size=3, pass_through_tool="sink")
+    s = wait_for(lambda: (st := status(engine, "off")).last_flush_result in ("waiting", "dead_letter") and st, timeout=20)
+    assert s.dead_letter_batches == 0, f"dead-lettered by a refusal: {s.last_flush_error}"
+    assert s.refused_batches == 1 and "disabled by ops: migrating" in (s.refused_reason or "")
+    controls.set_disabled(runtime, "sink", False, actor="ops")
+    wait_for(lambda: sink_items(ws, "off") == [1, 2, 3], timeout=20)
+    assert status(engine, "off").dead_letter_batches == 0
+
