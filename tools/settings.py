@@ -71,6 +71,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "calls": {
         "default_timeout_seconds": 30,
+        "max_queued_records": 10_000,  # call records held while the store refuses writes; then the oldest are dropped
     },
     "keymap": {},
 }
