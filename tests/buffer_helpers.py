@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,3 +108,136 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+# -- a flaky sink under real processes (the process-level test and bench_buffer.py share it) ------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Fails `rate` of its calls (at random) while now < `until` (always when `until` is null), both read from
+#: <workspace>/flaky.json on every call; stores each batch once in <workspace>/sink.db.
+FLAKY_SINK_CODE = '''
+import json, os, random, sqlite3, time
+from pathlib import Path
+
+_rng = random.Random()
+
+def store(data):
+    ws = Path(os.environ["TOOLDECK_WORKSPACE"])
+    plan = json.loads((ws / "flaky.json").read_text())
+    if (plan["until"] is None or time.time() < plan["until"]) and _rng.random() < plan["rate"]:
+        raise RuntimeError("flaky sink: this call failed")
+    meta = data["buffer_metadata"]
+    con = sqlite3.connect(ws / "sink.db", timeout=30, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, buffer_id TEXT, count INTEGER,"
+                    " items TEXT, extra TEXT, stored_at REAL)")
+        con.execute("INSERT OR IGNORE INTO batches VALUES (?,?,?,?,?,?)",
+                    (meta["batch_id"], meta["buffer_id"], meta["count"], json.dumps(data["buffered_items"]), "{}",
+                     time.time()))
+    finally:
+        con.close()
+    return {"stored": len(data["buffered_items"])}
+'''
+
+#: argv: workspace, buffer_id, tag, items, seconds to spread the writes over, max_size, repo. Writes through
+#: call_tool("buffer", json) as the original callers did, one acknowledged item id per line on stdout,
+#: then "done <time of the last write>".
+FLAKY_WRITER = """
+import json, os, sys, time
+ws, buffer_id, tag, n, spread, max_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+sys.path.insert(0, sys.argv[7])
+os.environ["TOOLDECK_WORKSPACE"] = ws
+from tools import call_tool
+call_tool("buffer", json.dumps({"operation": "configure", "buffer_id": buffer_id, "max_size": max_size,
+                                "pass_through_tool": "flaky_sink"}))
+out = sys.stdout
+t0 = time.time()
+for i in range(n):
+    if spread:
+        due = t0 + spread * i / n
+        if due > time.time():
+            time.sleep(due - time.time())
+    item = f"{tag}-{i}"
+    call_tool("buffer", json.dumps({"operation": "write", "buffer_id": buffer_id, "data": item}))
+    out.write(item + "\\n")
+out.write(f"done {time.time()}\\n")
+out.flush()
+"""
+
+
+class FlakyRun:
+    """`tooldeck serve` plus writer processes feeding one buffer whose pass-through sink fails `rate` of its calls
+    (for `fail_for` seconds from the start, or throughout); default settings otherwise."""
+
+    def __init__(self, ws: Path, *, writers: int = 3, items: int = 2000, max_size: int = 20, rate: float = 0.3,
+                 fail_for: float | None = None, spread: float = 0.0, buffer_id: str = "flaky") -> None:
+        self.ws = ws
+        self.buffer_id = buffer_id
+        self.items = items
+        (ws / "tools").mkdir(parents=True, exist_ok=True)
+        python_tool(ws / "tools", "flaky_sink", FLAKY_SINK_CODE, func="store")
+        self.recover_at = None if fail_for is None else time.time() + fail_for
+        (ws / "flaky.json").write_text(json.dumps({"rate": rate, "until": self.recover_at}))
+        self.serve = subprocess.Popen([sys.executable, "-m", "tools", "--workspace", str(ws), "serve"], cwd=REPO,
+                                      stdout=subprocess.DEVNULL, stderr=(ws / "serve.err").open("w"))
+        self.outs = [ws / f"writer{k}.out" for k in range(writers)]
+        self.writers = [
+            subprocess.Popen([sys.executable, "-c", FLAKY_WRITER, str(ws), buffer_id, f"w{k}", str(items), str(spread),
+                              str(max_size), str(REPO)], cwd=ws.parent, stdout=out.open("w"), stderr=subprocess.PIPE)
+            for k, out in enumerate(self.outs)
+        ]
+        self.acked: set[str] | None = None
+        self.last_write: float | None = None
+
+    def writers_done(self) -> bool:
+        """True once every writer exited; then `acked` and `last_write` are set (a writer that failed raises)."""
+        if self.acked is not None:
+            return True
+        if any(w.poll() is None for w in self.writers):
+            return False
+        acked: set[str] = set()
+        last = 0.0
+        for proc, out in zip(self.writers, self.outs, strict=True):
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            lines = out.read_text().splitlines()
+            if proc.returncode != 0 or not lines or not lines[-1].startswith("done "):
+                raise AssertionError(f"writer {out.name} failed ({proc.returncode}): {err[-2000:]}")
+            acked.update(lines[:-1])
+            last = max(last, float(lines[-1].split()[1]))
+        self.acked, self.last_write = acked, last
+        return True
+
+    def delivered(self) -> set[str]:
+        return set(sink_items(self.ws, self.buffer_id))
+
+    def buffer_figures(self) -> tuple[set[str], int, int]:
+        """(items still held by the buffer, pending or dead-letter; dead-letter batches; batches delivered)."""
+        con = sqlite3.connect(self.ws / ".tooldeck" / "tooldeck.db", timeout=30)
+        try:
+            held = {json.loads(r[0]) for r in con.execute(
+                "SELECT i.data FROM buffer_items i JOIN buffers b ON b.bkey = i.bkey WHERE b.buffer_id=?", (self.buffer_id,))}
+            dead = con.execute("SELECT COUNT(*) FROM buffer_batches WHERE buffer_id=? AND state='dead'",
+                               (self.buffer_id,)).fetchone()[0]
+            done = con.execute("SELECT batches_total FROM buffers WHERE buffer_id=?", (self.buffer_id,)).fetchone()
+        finally:
+            con.close()
+        return held, int(dead), int(done[0]) if done else 0
+
+    def lost(self) -> set[str]:
+        """Acknowledged items neither delivered nor still held (pending or dead-letter) by the buffer."""
+        assert self.acked is not None
+        held, _, _ = self.buffer_figures()  # read the buffer first: an item leaves it only after the sink has it
+        return self.acked - self.delivered() - held
+
+    def stop(self) -> None:
+        for proc in [*self.writers, self.serve]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.writers, self.serve]:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
