@@ -225,6 +225,15 @@ class FlakyRun:
             con.close()
         return held, int(dead), int(done[0]) if done else 0
 
+    def pending(self) -> int:
+        """Items the buffer still has to deliver (dead-letter excluded)."""
+        con = sqlite3.connect(self.ws / ".tooldeck" / "tooldeck.db", timeout=30)
+        try:
+            row = con.execute("SELECT pending FROM buffers WHERE buffer_id=?", (self.buffer_id,)).fetchone()
+        finally:
+            con.close()
+        return int(row[0]) if row else 0
+
     def lost(self) -> set[str]:
         """Acknowledged items neither delivered nor still held (pending or dead-letter) by the buffer."""
         assert self.acked is not None
