@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.buffer_helpers import attempts, prepare_workspace, sink_batches, sink_items, wait_for
+from tests.helpers import write_tool
 from tools.buffers.engine import BufferEngine, engine_for
 from tools.recovery import controls
 
@@ -97,3 +98,15 @@ def test_a_disabled_sink_holds_batches_without_spending_attempts(workspace: Path
     wait_for(lambda: sink_items(ws, "off") == [1, 2, 3], timeout=20)
     assert status(engine, "off").dead_letter_batches == 0
 
+
+
+def test_a_sink_that_cannot_run_fails_its_attempts(workspace: Path, make_runtime) -> None:
+    """Only the runtime's own refusals (circuit, disabled) wait: an llm sink with no model configured is a failure."""
+    ws = prepare_workspace(workspace, max_attempts=2)
+    write_tool(ws / "tools", "llm_sink", {"name": "llm_sink", "type": "llm", "description": "summarise a batch",
+                                          "prompt": "Summarise {buffered_items}"})
+    (ws / "tooldeck.toml").write_text((ws / "tooldeck.toml").read_text() + '\n[model]\nprovider = "none"\n')
+    engine = engine_for(make_runtime(ws))
+    engine.write_many("nomodel", [1], max_size=1, pass_through_tool="llm_sink")
+    s = wait_for(lambda: (st := status(engine, "nomodel")).dead_letter_batches == 1 and st, timeout=20)
+    assert s.refused_batches == 0 and s.last_flush_result == "dead_letter"

@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from state.buffers import BufferTables, Claim
-from tools.errors import ToolError, ToolUnavailableError
+from tools.errors import CallRefusedError, ToolError
 
 log = logging.getLogger("tooldeck.buffers")
 
 #: how soon to look again at a tool whose refusal did not say when it admits calls (half-open with every
 #: probe slot taken: the probes usually report within milliseconds)
 HALF_OPEN_RECHECK_SECONDS = 0.5
-#: ... and at a tool an operator holds open or disabled
+#: ... and at a tool an operator holds open or disabled (at most this long while an open circuit cools down)
 HELD_RECHECK_SECONDS = 5.0
 
 
@@ -125,18 +125,19 @@ class ToolWaits:
         return until
 
 
-def refusal(exc: ToolUnavailableError, now: float) -> tuple[str, float]:
+def refusal(exc: CallRefusedError, now: float) -> tuple[str, float]:
     """(reason shown in status, when to try again) for a call the runtime refused to run."""
     circuit = exc.details.get("circuit")
     retry_at = exc.details.get("retry_at")
-    if circuit is not None:
-        reason = f"waiting for circuit: {exc.message}"
-        if isinstance(retry_at, (int, float)) and retry_at > now:
-            return reason, float(retry_at)
-        if circuit == "half_open":
-            return reason, now + HALF_OPEN_RECHECK_SECONDS
-        return reason, now + HELD_RECHECK_SECONDS  # held open by an operator, or just past its cooldown
-    return f"waiting: {exc.message}", now + HELD_RECHECK_SECONDS
+    if circuit is None:  # disabled by an operator
+        return f"waiting: {exc.message}", now + HELD_RECHECK_SECONDS
+    reason = f"waiting for circuit: {exc.message}"
+    if circuit == "half_open":
+        return reason, now + HALF_OPEN_RECHECK_SECONDS
+    if isinstance(retry_at, (int, float)) and retry_at > now:
+        # look again at most HELD_RECHECK_SECONDS later: an operator may close the circuit before its cooldown ends
+        return reason, min(float(retry_at), now + HELD_RECHECK_SECONDS)
+    return reason, now + HELD_RECHECK_SECONDS  # held open by an operator, or just past its cooldown
 
 
 class Deliverer:
@@ -157,7 +158,7 @@ class Deliverer:
         tool = config.pass_through_tool if config is not None else None
         started = time.perf_counter()
         error: str | None = None
-        refused: ToolUnavailableError | None = None
+        refused: CallRefusedError | None = None
         if config is None or tool is None:
             error = f"buffer {claim.buffer_id!r} has no pass_through_tool"
         else:
@@ -172,7 +173,7 @@ class Deliverer:
             self.leases.hold(claim)
             try:
                 result = engine.runtime.call(tool, payload, timeout=timeout)
-            except ToolUnavailableError as exc:
+            except CallRefusedError as exc:
                 refused = exc
             except ToolError as exc:
                 error = f"{tool}: {exc.message}"

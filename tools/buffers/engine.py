@@ -257,7 +257,7 @@ class BufferEngine:
             if changes:
                 self.config(buffer_id, changes, fresh=True)
         if res.flush_strategy == "immediate" and res.written and res.last_seq is not None:
-            return self.flusher.deliver_through(buffer_id, res.last_seq)
+            return self.flusher.deliver_through(buffer_id, res.last_seq, config.pass_through_tool)
         if res.flush_strategy != "manual" and res.unclaimed >= res.max_size and config.pass_through_tool is not None:
             self.flusher.wake()
         return False

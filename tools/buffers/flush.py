@@ -294,9 +294,15 @@ class Flusher:
     def deliver(self, claim: Claim, *, timeout: float | None = None) -> Outcome:
         return self.deliverer.deliver(claim, timeout=timeout)
 
-    def deliver_through(self, buffer_id: str, seq: int) -> bool:
-        """`immediate`: deliver batches in the caller until the one holding item `seq` went out."""
+    def deliver_through(self, buffer_id: str, seq: int, tool: str | None = None) -> bool:
+        """`immediate`: deliver batches in the caller until the one holding item `seq` went out.
+
+        Not while `tool` (the pass-through) refused a delivery lately: the item waits for the flusher then.
+        """
         engine = self.engine
+        if self.deliverer.waits.until(tool, time.time()) is not None:
+            self.wake()
+            return False
         while True:
             claim = engine.tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
             if claim is None:
