@@ -8,9 +8,7 @@ Why this shape:
   event in the same transaction, so the live figures never disagree with the items;
 - a delivery the pass-through tool refused without running (its circuit is open, an
   operator disabled it) is no attempt: `hold` puts the batch in 'waiting' with its attempt
-  given back, until the tool admits calls again;
-- the background flusher claims `exclusive`ly: no batch of a buffer is claimed while
-  another one of it is in flight (any process), so batches go out one at a time, in order.
+  given back, until the tool admits calls again.
 
 `BatchLedger` is the base of `state.buffers.BufferTables`, which adds configuration, writes and reading.
 """
@@ -68,20 +66,8 @@ class BatchLedger:
 
     # -- claiming and delivery bookkeeping ------------------------------------------
 
-    @staticmethod
-    def _in_flight(con: sqlite3.Connection, bkey: int, now: float, other_than: str = "") -> bool:
-        """Whether another batch of the buffer is being delivered right now (a live lease, any process)."""
-        return con.execute(
-            "SELECT 1 FROM buffer_batches WHERE bkey=? AND state='claimed' AND lease_until>? AND batch_id!=? LIMIT 1",
-            (bkey, now, other_than),
-        ).fetchone() is not None
-
-    def claim_new(self, buffer_id: str, owner: str, lease_seconds: float, limit: int | None = None, *,
-                  exclusive: bool = False) -> Claim | None:
-        """Claim the oldest unclaimed items (up to max_size, or `limit`) as a new batch.
-
-        `exclusive`: not while another batch of the buffer is in flight (None then).
-        """
+    def claim_new(self, buffer_id: str, owner: str, lease_seconds: float, limit: int | None = None) -> Claim | None:
+        """Claim the oldest unclaimed items (up to max_size, or `limit`) as a new batch."""
         now = time.time()
         with self._tx() as con:
             row = con.execute(
@@ -90,8 +76,6 @@ class BatchLedger:
             if row is None or row["seq"] <= row["claimed_seq"]:
                 return None
             bkey = row["bkey"]
-            if exclusive and self._in_flight(con, bkey, now):
-                return None
             items = con.execute(
                 "SELECT seq, data FROM buffer_items WHERE bkey=? AND seq>? ORDER BY seq LIMIT ?",
                 (bkey, row["claimed_seq"], limit or row["max_size"]),
@@ -116,11 +100,10 @@ class BatchLedger:
         return Claim(batch_id, buffer_id, bkey, first, last, count, 1, owner, [r[1] for r in items])
 
     def reclaim(self, batch_id: str, owner: str, lease_seconds: float, max_attempts: int, *,
-                force: bool = False, exclusive: bool = False) -> Claim | None:
+                force: bool = False) -> Claim | None:
         """Take over a batch that is due for retry or waiting (any such batch when `force`), or whose lease expired.
 
-        A batch whose flusher died `max_attempts` times is parked as dead-letter instead. `exclusive`: not while
-        another batch of the buffer is in flight.
+        A batch whose flusher died `max_attempts` times is parked as dead-letter instead.
         """
         now = time.time()
         with self._tx() as con:
@@ -130,8 +113,6 @@ class BatchLedger:
             expired = b["state"] == "claimed" and (b["lease_until"] or 0) <= now
             retry_due = b["state"] in ("retry", "waiting") and (force or (b["next_attempt_at"] or 0) <= now)
             if not (expired or retry_due):
-                return None
-            if exclusive and self._in_flight(con, b["bkey"], now, batch_id):
                 return None
             if expired and b["attempts"] >= max_attempts:
                 self._park(con, b, f"flusher stopped mid-flush {b['attempts']} times (lease expired)", now)

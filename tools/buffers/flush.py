@@ -7,10 +7,13 @@ under a lease, so any number of flushers can share a buffer.
 Deliveries of different buffers never wait on each other: the scheduler only
 reads the store and starts at most one delivery per buffer, up to `[buffers]
 max_parallel_deliveries` at once (a sink hanging until its timeout holds one
-thread, not the flusher). Each delivery claims `exclusive`ly, so one batch of
-a buffer is in flight at a time across all processes, oldest due batch first.
-A pass-through tool that refused a delivery (open circuit, disabled) is left
-alone until it may admit calls again (see `deliver`).
+thread, not the flusher). A runtime has one batch of a buffer in flight at a
+time, the oldest due first (retries and waiting batches, then a new batch),
+so its deliveries of a buffer keep their order. Runtimes sharing a buffer
+claim different batches and may overlap (a flusher killed mid-delivery then
+stalls only its own batch, until its lease expires). A pass-through tool that
+refused a delivery (open circuit, disabled) is left alone until it may admit
+calls again (see `deliver`).
 
 On close the scheduler stops, in-flight deliveries finish, then each buffer
 (in parallel) delivers what is due and, for a buffer no other live runtime
@@ -56,6 +59,7 @@ class Flusher:
         self._stopping = threading.Event()
         self._deadline = 0.0
         self._pressed: set[str] = set()
+        self._starved = False  # a due buffer found every delivery thread busy in the last pass
         self._counts_at = 0.0
         self._pruned_at = 0.0
         self._held_drops: dict[str, int] = {}
@@ -165,9 +169,12 @@ class Flusher:
             elif soonest is not None:
                 delay = min(delay, soonest - now)
         due.sort(key=lambda job: job[0])
+        started = 0
         for _, buffer_id, run in due:
             if not self.pool.submit(buffer_id, run):
                 break  # every delivery thread is busy: the next one to finish wakes the scheduler
+            started += 1
+        self._starved = started < len(due)
         return max(0.001, delay)
 
     def _due_job(self, row: Any, batches: Any, now: float,
@@ -175,10 +182,7 @@ class Flusher:
         """The delivery a buffer is due for now (oldest open batch first, then a new batch), else when one falls due."""
         buffer_id = row["buffer_id"]
         soonest: float | None = None
-        for b in batches:
-            if b["state"] == "claimed" and (b["lease_until"] or 0) > now:
-                return None, b["lease_until"]  # one batch in flight per buffer: wait for it (or its lease to expire)
-        for b in batches:
+        for b in batches:  # a claimed batch is due when its lease expires (its flusher died)
             due_at = b["next_attempt_at"] if b["state"] in DEFERRED else b["lease_until"]
             if due_at is None:
                 continue
@@ -199,16 +203,23 @@ class Flusher:
 
     def _redeliver(self, batch_id: str) -> None:
         engine = self.engine
-        claim = engine.tables.reclaim(batch_id, engine.new_owner(), engine.lease_seconds, engine.max_attempts,
-                                      exclusive=True)
+        claim = engine.tables.reclaim(batch_id, engine.new_owner(), engine.lease_seconds, engine.max_attempts)
         if claim is not None:
             self.deliverer.deliver(claim)
 
     def _deliver_new(self, buffer_id: str) -> None:
+        """Deliver a new batch, and the next ones while full batches keep coming and no other buffer waits for
+        a thread (a steady stream then costs no hand-off to the scheduler per batch)."""
         engine = self.engine
-        claim = engine.tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds, exclusive=True)
-        if claim is not None:
-            self.deliverer.deliver(claim)
+        while True:
+            claim = engine.tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
+            if claim is None or not self.deliverer.deliver(claim).ok:
+                return
+            if self._starved or self._stopping.is_set():
+                return
+            rows = engine.tables.rows(buffer_id)
+            if not rows or rows[0]["flush_strategy"] == "manual" or rows[0]["pending"] - rows[0]["inflight"] < rows[0]["max_size"]:
+                return
 
     # -- closing ------------------------------------------------------------------------
 
