@@ -128,7 +128,9 @@ def cmd_flush(args: argparse.Namespace) -> int:
                          f"{result['remaining']} left\n")
     else:
         line = f"{args.buffer_id}: flushed {result['count']} items in {result['batches']} batches, {result['buffered']} pending"
-        if result.get("error"):
+        if result.get("waiting_batches"):
+            line += f"; the pass-through tool refused the call, the batch waits for it (no attempt spent): {result['error']}"
+        elif result.get("error"):
             line += f"; a batch failed and will be retried: {result['error']}"
         console().print(line)
     return 0 if result.get("success") else 1
