@@ -128,11 +128,12 @@ def cmd_flush(args: argparse.Namespace) -> int:
                          f"{result['remaining']} left\n")
     else:
         line = f"{args.buffer_id}: flushed {result['count']} items in {result['batches']} batches, {result['buffered']} pending"
-        if result.get("waiting_batches"):
-            line += f"; the pass-through tool refused the call, the batch waits for it (no attempt spent): {result['error']}"
-        elif result.get("error"):
+        if result.get("error"):
             line += f"; a batch failed and will be retried: {result['error']}"
         console().print(line)
+        if result.get("waiting_batches"):
+            console().print(f"{args.buffer_id}: the pass-through tool refused the call (circuit open or disabled): "
+                            "the batch waits for it, no attempt spent")
     return 0 if result.get("success") else 1
 
 
@@ -247,6 +248,8 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
         emit_json(result)
     else:
         console().print(f"{args.buffer_id}: replayed {len(result['replayed'])} batches, {len(result['delivered'])} delivered"
-                        + (f", {len(result['queued'])} queued (waiting for the pass-through tool)" if result["queued"] else "")
                         + (f", {len(result['failed'])} failed again (back on the retry path)" if result["failed"] else ""))
+        if result.get("queued"):
+            console().print(f"{args.buffer_id}: {len(result['queued'])} queued: the pass-through tool refused them (circuit "
+                            "open or disabled); they wait for it with a fresh attempt count")
     return 0 if result["success"] else 1
