@@ -232,29 +232,31 @@ class BatchLedger:
                 [(until, batch_id, owner) for batch_id, owner in held],
             )
 
-    def revive(self, buffer_id: str, batch_id: str | None) -> list[str]:
-        """Dead-letter batches back to 'retry', due now and with a fresh attempt count."""
+    def revive(self, buffer_id: str, batch_id: str, owner: str, lease_seconds: float) -> Claim | None:
+        """A dead-letter batch back in flight, claimed by `owner` with a fresh attempt count, in one transaction
+        (so no flusher takes it between the revival and the replaying delivery); None if it is not dead-letter."""
         now = time.time()
         with self._tx() as con:
-            sql = "SELECT * FROM buffer_batches WHERE buffer_id=? AND state='dead'"
-            params: list[Any] = [buffer_id]
-            if batch_id is not None:
-                sql += " AND batch_id=?"
-                params.append(batch_id)
-            rows = con.execute(sql + " ORDER BY first_seq", params).fetchall()
-            for b in rows:
-                con.execute(
-                    "UPDATE buffer_batches SET state='retry', attempts=0, next_attempt_at=?, dead_at=NULL WHERE batch_id=?",
-                    (now, b["batch_id"]),
-                )
-                con.execute(
-                    "UPDATE buffers SET pending=pending+?, inflight=inflight+?, dead_items=dead_items-? WHERE bkey=?",
-                    (b["count"], b["count"], b["count"], b["bkey"]),
-                )
-            if rows:
-                self._event(con, "buffer.replay", now, {"buffer_id": buffer_id, "batches": [b["batch_id"] for b in rows],
-                                                        "count": sum(b["count"] for b in rows)})
-        return [b["batch_id"] for b in rows]
+            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=? AND buffer_id=? AND state='dead'",
+                            (batch_id, buffer_id)).fetchone()
+            if b is None:
+                return None
+            con.execute(
+                "UPDATE buffer_batches SET state='claimed', attempts=1, owner=?, lease_until=?, claimed_at=?,"
+                " next_attempt_at=NULL, dead_at=NULL WHERE batch_id=?",
+                (owner, now + lease_seconds, now, batch_id),
+            )
+            con.execute(
+                "UPDATE buffers SET pending=pending+?, inflight=inflight+?, dead_items=dead_items-? WHERE bkey=?",
+                (b["count"], b["count"], b["count"], b["bkey"]),
+            )
+            self._event(con, "buffer.replay", now, {"buffer_id": b["buffer_id"], "batches": [batch_id], "count": b["count"]})
+            items = con.execute(
+                "SELECT data FROM buffer_items WHERE bkey=? AND seq BETWEEN ? AND ? ORDER BY seq",
+                (b["bkey"], b["first_seq"], b["last_seq"]),
+            ).fetchall()
+        return Claim(batch_id, b["buffer_id"], b["bkey"], b["first_seq"], b["last_seq"], b["count"], 1, owner,
+                     [r[0] for r in items])
 
     # -- reading --------------------------------------------------------------------
 

@@ -110,3 +110,17 @@ def test_a_sink_that_cannot_run_fails_its_attempts(workspace: Path, make_runtime
     engine.write_many("nomodel", [1], max_size=1, pass_through_tool="llm_sink")
     s = wait_for(lambda: (st := status(engine, "nomodel")).dead_letter_batches == 1 and st, timeout=20)
     assert s.refused_batches == 0 and s.last_flush_result == "dead_letter"
+
+
+def test_replay_delivers_in_the_caller_even_while_its_own_flusher_runs(workspace: Path, make_runtime) -> None:
+    """The revival and the replaying claim are one transaction: the runtime's flusher cannot take a batch between them."""
+    ws = prepare_workspace(workspace, max_attempts=1)
+    engine = engine_for(make_runtime(ws))
+    engine.poll_seconds = 0.001  # the flusher looks at due batches all the time
+    (ws / "fail").write_text("")
+    engine.write_many("race", list(range(40)), max_size=2, flush_interval_seconds=0.01, pass_through_tool="sink")
+    wait_for(lambda: status(engine, "race").dead_letter_batches == 20, timeout=30)
+    (ws / "fail").unlink()
+    out = engine.replay("race")
+    assert (len(out["delivered"]), out["queued"], out["failed"]) == (20, [], [])
+    assert sorted(sink_items(ws, "race")) == list(range(40))

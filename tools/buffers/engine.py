@@ -397,20 +397,23 @@ class BufferEngine:
         self._require(buffer_id)
         if batch_id is not None and not isinstance(batch_id, str):
             raise ToolInputError(f"buffer {buffer_id!r}: batch_id must be a string", tool_id="buffer")
-        revived = self.tables.revive(buffer_id, batch_id)
-        if batch_id is not None and not revived:
-            raise ToolInputError(f"buffer {buffer_id!r}: no dead-letter batch {batch_id!r}", tool_id="buffer")
-        self._adopt(buffer_id)
+        dead = [batch_id] if batch_id is not None else [b["batch_id"] for b in self.tables.dead_batches(buffer_id)]
+        replayed: list[str] = []
         delivered: list[str] = []
         queued: list[str] = []
         failed: list[str] = []
-        for b in revived:
-            outcome = self.flusher.retry_now(b)
-            if outcome is None or outcome.state == "waiting":  # held by another flusher, or waiting for the tool
-                queued.append(b)
-            else:
-                (delivered if outcome.ok else failed).append(b)
-        return {"success": not failed, "buffer_id": buffer_id, "replayed": revived, "delivered": delivered,
+        for b in dead:
+            claim = self.tables.revive(buffer_id, b, self.new_owner(), self.lease_seconds)
+            if claim is None:
+                continue
+            replayed.append(b)
+            outcome = self.flusher.deliver(claim)
+            (delivered if outcome.ok else queued if outcome.state == "waiting" else failed).append(b)
+        if batch_id is not None and not replayed:
+            raise ToolInputError(f"buffer {buffer_id!r}: no dead-letter batch {batch_id!r}", tool_id="buffer")
+        if queued or failed:
+            self._adopt(buffer_id)  # this runtime flushes what is left while it lives
+        return {"success": not failed, "buffer_id": buffer_id, "replayed": replayed, "delivered": delivered,
                 "queued": queued, "failed": failed}
 
     def status(self, buffer_id: str | None = None) -> list[BufferStatus]:

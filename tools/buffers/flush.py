@@ -356,12 +356,6 @@ class Flusher:
             out["error"] = tally.error
         return out
 
-    def retry_now(self, batch_id: str) -> Outcome | None:
-        """Deliver one retry / waiting batch now; None when another flusher holds it."""
-        engine = self.engine
-        claim = engine.tables.reclaim(batch_id, engine.new_owner(), engine.lease_seconds, engine.max_attempts, force=True)
-        return None if claim is None else self.deliver(claim)
-
 
 class _Tally:
     """Counts the deliveries of one explicit flush."""
