@@ -13,12 +13,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.buffer_helpers import FlakyRun
 
 COOLDOWN = 30.0  # the default [circuit] cooldown_seconds
 WRITERS, ITEMS, MAX_SIZE = 3, 2000, 20
 
 
+@pytest.mark.slow  # ~70 s, in the default run (main registers the marker)
 def test_a_flaky_sink_delivers_nearly_everything_and_loses_nothing(tmp_path: Path) -> None:
     runs = {
         "a": FlakyRun(tmp_path / "a" / "ws", writers=WRITERS, items=ITEMS, max_size=MAX_SIZE),
