@@ -70,8 +70,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "failures_days": 30,
     },
     "calls": {
-        "default_timeout_seconds": 30,
         "max_queued_records": 10_000,  # call records held while the store refuses writes; then the oldest are dropped
+        "default_timeout_seconds": 30,
     },
     "keymap": {},
 }
