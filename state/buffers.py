@@ -4,28 +4,23 @@ Why this shape:
 - a write is one `BEGIN IMMEDIATE` that bumps the buffer row (counters and the
   next sequence number, returned with RETURNING) and inserts the item, so there
   is never a per-write `COUNT(*)` or event;
-- items are clustered by (bkey, seq) and a batch is the contiguous seq range
-  after `claimed_seq`, so claiming, retrying and deleting a batch touch only
-  that range and the same batch id comes back on every retry;
-- completion, retry and dead-letter update the counters and append their event
-  in the same transaction, so the live figures never disagree with the items.
+- the batches (claim, retry, refusal, dead-letter) are in `state.buffer_batches`,
+  the base class of `BufferTables`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
+from state.buffer_batches import BatchLedger
 from state.buffer_records import CONFIG_FIELDS, DEFAULT_CONFIG, BufferConfig, Claim, WriteResult, config_from_row
-from state.db import Store, dumps
+from state.db import dumps
 from state.redact import redact
 
 __all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "Claim", "WriteResult"]
@@ -38,30 +33,8 @@ _APPEND_SQL = (
 )
 
 
-class BufferTables:
+class BufferTables(BatchLedger):
     """The buffer tables of one store, used by one runtime (its session and pid sign the events)."""
-
-    def __init__(self, store: Store, session: str | None) -> None:
-        self.store = store
-        self.session = session
-        self.pid = os.getpid()
-        self.host = socket.gethostname()
-        #: Writers and the flusher of one process queue here rather than in SQLite's busy handler,
-        #: which sleeps 1 ms and more on every collision (a p99 write latency of ~1 ms otherwise).
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self.store.tx() as con:
-            yield con
-
-    # -- events (appended inside the caller's transaction) --------------------------
-
-    def _event(self, con: sqlite3.Connection, kind: str, now: float, payload: dict[str, Any]) -> None:
-        con.execute(
-            "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,NULL,NULL,?)",
-            (now, self.pid, self.session, kind, redact(dumps(payload))),
-        )
 
     # -- configuration --------------------------------------------------------------
 
@@ -190,137 +163,7 @@ class BufferTables:
         return WriteResult(written, dropped, out[1], out[1] - out[2], out[3], out[4], out[5],
                            out[0] if written else None, full)
 
-    # -- claiming and delivery bookkeeping ------------------------------------------
-
-    def claim_new(self, buffer_id: str, owner: str, lease_seconds: float, limit: int | None = None) -> Claim | None:
-        """Claim the oldest unclaimed items (up to max_size, or `limit`) as a new batch."""
-        now = time.time()
-        with self._tx() as con:
-            row = con.execute(
-                "SELECT bkey, epoch, seq, claimed_seq, max_size FROM buffers WHERE buffer_id=?", (buffer_id,)
-            ).fetchone()
-            if row is None or row["seq"] <= row["claimed_seq"]:
-                return None
-            bkey = row["bkey"]
-            items = con.execute(
-                "SELECT seq, data FROM buffer_items WHERE bkey=? AND seq>? ORDER BY seq LIMIT ?",
-                (bkey, row["claimed_seq"], limit or row["max_size"]),
-            ).fetchall()
-            if not items:  # every unclaimed item was dropped: nothing to claim
-                con.execute("UPDATE buffers SET claimed_seq=seq, oldest_ts=NULL WHERE bkey=?", (bkey,))
-                return None
-            first, last, count = items[0][0], items[-1][0], len(items)
-            nxt = con.execute(
-                "SELECT ts FROM buffer_items WHERE bkey=? AND seq>? ORDER BY seq LIMIT 1", (bkey, last)
-            ).fetchone()
-            batch_id = f"{buffer_id}-{row['epoch']}-{first}"
-            con.execute(
-                "INSERT INTO buffer_batches(batch_id, bkey, buffer_id, first_seq, last_seq, count, state, attempts, owner,"
-                " lease_until, created, claimed_at) VALUES (?,?,?,?,?,?,'claimed',1,?,?,?,?)",
-                (batch_id, bkey, buffer_id, first, last, count, owner, now + lease_seconds, now, now),
-            )
-            con.execute(
-                "UPDATE buffers SET claimed_seq=?, inflight=inflight+?, oldest_ts=? WHERE bkey=?",
-                (last, count, nxt[0] if nxt else None, bkey),
-            )
-        return Claim(batch_id, buffer_id, bkey, first, last, count, 1, owner, [r[1] for r in items])
-
-    def reclaim(self, batch_id: str, owner: str, lease_seconds: float, max_attempts: int, *,
-                force: bool = False) -> Claim | None:
-        """Take over a batch that is due for retry (or any retry batch when `force`), or whose lease expired.
-
-        A batch whose flusher died `max_attempts` times is parked as dead-letter instead.
-        """
-        now = time.time()
-        with self._tx() as con:
-            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?", (batch_id,)).fetchone()
-            if b is None:
-                return None
-            expired = b["state"] == "claimed" and (b["lease_until"] or 0) <= now
-            retry_due = b["state"] == "retry" and (force or (b["next_attempt_at"] or 0) <= now)
-            if not (expired or retry_due):
-                return None
-            if expired and b["attempts"] >= max_attempts:
-                self._park(con, b, f"flusher stopped mid-flush {b['attempts']} times (lease expired)", now)
-                return None
-            con.execute(
-                "UPDATE buffer_batches SET state='claimed', attempts=attempts+1, owner=?, lease_until=?, claimed_at=?"
-                " WHERE batch_id=?",
-                (owner, now + lease_seconds, now, batch_id),
-            )
-            items = con.execute(
-                "SELECT data FROM buffer_items WHERE bkey=? AND seq BETWEEN ? AND ? ORDER BY seq",
-                (b["bkey"], b["first_seq"], b["last_seq"]),
-            ).fetchall()
-        return Claim(batch_id, b["buffer_id"], b["bkey"], b["first_seq"], b["last_seq"], b["count"],
-                     b["attempts"] + 1, owner, [r[0] for r in items])
-
-    def complete(self, claim: Claim, pass_through: str | None, duration_ms: float) -> bool:
-        """Delete a delivered batch and its items; False if it was already completed or cleared."""
-        now = time.time()
-        with self._tx() as con:
-            gone = con.execute("DELETE FROM buffer_batches WHERE batch_id=? RETURNING count", (claim.batch_id,)).fetchone()
-            if gone is None:
-                return False
-            deleted = con.execute(
-                "DELETE FROM buffer_items WHERE bkey=? AND seq BETWEEN ? AND ?", (claim.bkey, claim.first_seq, claim.last_seq)
-            ).rowcount
-            con.execute(
-                "UPDATE buffers SET pending=pending-?, inflight=inflight-?, flushed_total=flushed_total+?,"
-                " batches_total=batches_total+1, last_flush_at=?, last_flush_count=?, last_flush_result='ok',"
-                " last_flush_error=NULL WHERE bkey=?",
-                (deleted, gone[0], deleted, now, deleted, claim.bkey),
-            )
-            self._add_rate(con, claim.buffer_id, int(now), flushed=deleted)
-            self._event(con, "buffer.flush", now, {
-                "buffer_id": claim.buffer_id, "batch_id": claim.batch_id, "count": deleted, "attempt": claim.attempts,
-                "pass_through_tool": pass_through, "duration_ms": round(duration_ms, 2),
-            })
-        return True
-
-    def fail(self, claim: Claim, error: str, max_attempts: int, backoff: Callable[[int], float]) -> str:
-        """Record a failed delivery: 'retry' (with backoff), 'dead' (parked) or 'lost' (no longer ours)."""
-        now = time.time()
-        error = redact(error)[:2000]
-        with self._tx() as con:
-            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?", (claim.batch_id,)).fetchone()
-            if b is None or b["owner"] != claim.owner or b["state"] != "claimed":
-                return "lost"
-            if b["attempts"] >= max_attempts:
-                self._park(con, b, error, now)
-                return "dead"
-            delay = backoff(b["attempts"])
-            con.execute(
-                "UPDATE buffer_batches SET state='retry', owner=NULL, lease_until=NULL, next_attempt_at=?, last_error=?"
-                " WHERE batch_id=?",
-                (now + delay, error, claim.batch_id),
-            )
-            con.execute(
-                "UPDATE buffers SET retries_total=retries_total+1, last_flush_at=?, last_flush_count=?,"
-                " last_flush_result='failed', last_flush_error=? WHERE bkey=?",
-                (now, b["count"], error, b["bkey"]),
-            )
-            self._event(con, "buffer.retry", now, {
-                "buffer_id": b["buffer_id"], "batch_id": b["batch_id"], "count": b["count"], "attempt": b["attempts"],
-                "retry_in_seconds": round(delay, 3), "error": error,
-            })
-        return "retry"
-
-    def _park(self, con: sqlite3.Connection, b: sqlite3.Row, error: str, now: float) -> None:
-        con.execute(
-            "UPDATE buffer_batches SET state='dead', owner=NULL, lease_until=NULL, next_attempt_at=NULL, dead_at=?,"
-            " last_error=? WHERE batch_id=?",
-            (now, error, b["batch_id"]),
-        )
-        con.execute(
-            "UPDATE buffers SET pending=pending-?, inflight=inflight-?, dead_items=dead_items+?, dead_total=dead_total+1,"
-            " last_flush_at=?, last_flush_count=?, last_flush_result='dead_letter', last_flush_error=? WHERE bkey=?",
-            (b["count"], b["count"], b["count"], now, b["count"], error, b["bkey"]),
-        )
-        self._event(con, "buffer.dead_letter", now, {
-            "buffer_id": b["buffer_id"], "batch_id": b["batch_id"], "count": b["count"], "attempts": b["attempts"],
-            "error": error,
-        })
+    # -- draining and clearing ------------------------------------------------------
 
     def drain(self, buffer_id: str, limit: int) -> tuple[list[Any], int]:
         """Hand unclaimed items back to the caller and delete them (a buffer with no pass-through tool)."""
@@ -365,39 +208,6 @@ class BufferTables:
             self._event(con, "buffer.clear", now, {"buffer_id": buffer_id, "removed": removed})
         return removed
 
-    def renew(self, held: list[tuple[str, str]], lease_seconds: float) -> None:
-        """Extend the leases of batches still being delivered, so a slow pass-through is not re-claimed."""
-        until = time.time() + lease_seconds
-        with self._tx() as con:
-            con.executemany(
-                "UPDATE buffer_batches SET lease_until=? WHERE batch_id=? AND owner=? AND state='claimed'",
-                [(until, batch_id, owner) for batch_id, owner in held],
-            )
-
-    def revive(self, buffer_id: str, batch_id: str | None) -> list[str]:
-        """Dead-letter batches back to 'retry', due now and with a fresh attempt count."""
-        now = time.time()
-        with self._tx() as con:
-            sql = "SELECT * FROM buffer_batches WHERE buffer_id=? AND state='dead'"
-            params: list[Any] = [buffer_id]
-            if batch_id is not None:
-                sql += " AND batch_id=?"
-                params.append(batch_id)
-            rows = con.execute(sql + " ORDER BY first_seq", params).fetchall()
-            for b in rows:
-                con.execute(
-                    "UPDATE buffer_batches SET state='retry', attempts=0, next_attempt_at=?, dead_at=NULL WHERE batch_id=?",
-                    (now, b["batch_id"]),
-                )
-                con.execute(
-                    "UPDATE buffers SET pending=pending+?, inflight=inflight+?, dead_items=dead_items-? WHERE bkey=?",
-                    (b["count"], b["count"], b["count"], b["bkey"]),
-                )
-            if rows:
-                self._event(con, "buffer.replay", now, {"buffer_id": buffer_id, "batches": [b["batch_id"] for b in rows],
-                                                        "count": sum(b["count"] for b in rows)})
-        return [b["batch_id"] for b in rows]
-
     # -- reading --------------------------------------------------------------------
 
     def rows(self, buffer_id: str | None = None) -> list[sqlite3.Row]:
@@ -405,36 +215,10 @@ class BufferTables:
             return self.store.query("SELECT * FROM buffers ORDER BY buffer_id")
         return self.store.query("SELECT * FROM buffers WHERE buffer_id=?", (buffer_id,))
 
-    def open_batches(self, buffer_id: str | None = None) -> list[sqlite3.Row]:
-        """Batches in flight or waiting for a retry (not dead-letter)."""
-        sql = ("SELECT batch_id, buffer_id, state, count, attempts, lease_until, next_attempt_at FROM buffer_batches"
-               " WHERE state IN ('claimed', 'retry')")
-        if buffer_id is None:
-            return self.store.query(sql + " ORDER BY first_seq")
-        return self.store.query(sql + " AND buffer_id=? ORDER BY first_seq", (buffer_id,))
-
-    def dead_batches(self, buffer_id: str) -> list[dict[str, Any]]:
-        rows = self.store.query(
-            "SELECT batch_id, count, attempts, created, dead_at, last_error, first_seq, last_seq FROM buffer_batches"
-            " WHERE buffer_id=? AND state='dead' ORDER BY first_seq",
-            (buffer_id,),
-        )
-        return [dict(r) for r in rows]
-
     def rates(self, since_sec: int) -> list[sqlite3.Row]:
         return self.store.query("SELECT buffer_id, sec, writes, flushed, dropped FROM buffer_rates WHERE sec>=?", (since_sec,))
 
     # -- rates and flusher registry -------------------------------------------------
-
-    @staticmethod
-    def _add_rate(con: sqlite3.Connection, buffer_id: str, sec: int, *, writes: int = 0, flushed: int = 0,
-                  dropped: int = 0) -> None:
-        con.execute(
-            "INSERT INTO buffer_rates(buffer_id, sec, writes, flushed, dropped) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(buffer_id, sec) DO UPDATE SET writes=writes+excluded.writes, flushed=flushed+excluded.flushed,"
-            " dropped=dropped+excluded.dropped",
-            (buffer_id, sec, writes, flushed, dropped),
-        )
 
     def add_rates(self, counts: Iterable[tuple[str, int, int, int]], *, prune_before: int | None = None) -> None:
         """Fold per-second (buffer_id, sec, writes, dropped) counts gathered in memory into the table."""

@@ -1,11 +1,16 @@
 """Call records, written in batches so a warm tool can run thousands of calls a second.
 
 Evolution replays recorded successful calls as regression cases, so inputs and
-outputs are kept (up to a size cap, flagged when cut).
+outputs are kept (up to a size cap, flagged when cut). A store that refuses
+writes for a while costs the oldest records past a bound, counted, never the
+recording thread.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 import statistics
 import threading
 import time
@@ -13,9 +18,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from state.db import Store, dumps
+from state.db import Store, StoreError, dumps
 from state.redact import redact
 
+log = logging.getLogger("tooldeck.calls")
 SIZE_CAP = 16 * 1024
 
 
@@ -43,13 +49,31 @@ def _capped(value: Any) -> tuple[str | None, int]:
 
 
 class CallRecorder:
-    """Queue call records in memory and commit them in batches from one thread."""
+    """Queue call records in memory and commit them in batches from one thread.
 
-    def __init__(self, store: Store, *, interval: float = 0.1, batch: int = 2000) -> None:
+    The thread outlives a store that refuses writes (locked by another process past its busy
+    timeout, a full disk): the records stay queued in order and the write is retried with a
+    backoff capped at `RETRY_MAX_SECONDS`. The queue holds at most `max_queued` records; past
+    that the oldest are dropped and counted, and the count is committed as one `calls.dropped`
+    event with the next write that succeeds.
+    """
+
+    RETRY_MAX_SECONDS = 5.0
+
+    def __init__(self, store: Store, *, interval: float = 0.1, batch: int = 2000, max_queued: int = 10_000,
+                 session: str | None = None) -> None:
         self.store = store
         self.interval = interval
         self.batch = batch
+        self.max_queued = max(1, max_queued)
+        self.session = session
+        self.pid = os.getpid()
+        self.dropped_total = 0
+        self.failures = 0  # writes that failed in a row
+        self.last_error: str | None = None
         self._queue: deque[CallRecord] = deque()
+        self._queue_lock = threading.Lock()  # moving records in and out; never held across a write
+        self._unreported = 0  # dropped records not yet in a `calls.dropped` event
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
@@ -60,59 +84,138 @@ class CallRecorder:
             self._thread = threading.Thread(target=self._run, name="tooldeck-calls", daemon=True)
             self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
     def record(self, rec: CallRecord) -> None:
         self._queue.append(rec)
-        if len(self._queue) >= self.batch:
+        n = len(self._queue)
+        if n > self.max_queued:
+            self._trim()
+        elif n >= self.batch:
             self._wake.set()
 
+    def _trim(self) -> None:
+        """Drop the oldest records past `max_queued`, counting them."""
+        with self._queue_lock:
+            dropped = 0
+            while len(self._queue) > self.max_queued:
+                self._queue.popleft()
+                dropped += 1
+            self._unreported += dropped
+            self.dropped_total += dropped
+
     def _run(self) -> None:
+        delay = self.interval
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(delay)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except StoreError as exc:  # kept queued; retried with a capped backoff
+                delay = min(self.RETRY_MAX_SECONDS, max(self.interval, delay * 2))
+                if self.failures == 1:
+                    log.error("call records not written (%d queued), retrying: %s", len(self._queue), exc)
+            except Exception as exc:  # a bug must not stop recording either; the traceback goes to the log
+                log.exception("call recorder: %s", exc)
+                delay = self.RETRY_MAX_SECONDS
+            else:
+                delay = self.interval
 
     def flush(self) -> int:
-        """Commit everything queued so far; returns how many rows were written."""
+        """Commit everything queued so far, `batch` records per transaction; returns how many rows were written.
+
+        On a failed write its records go back to the front of the queue and StoreError is raised.
+        """
+        total = 0
+        while True:
+            written = self._flush_batch()
+            total += written
+            if written < self.batch:
+                return total
+
+    def _flush_batch(self) -> int:
         with self._flush_lock:
-            rows = []
-            while self._queue:
-                rec = self._queue.popleft()
-                inp, inp_cut = _capped(rec.input)
-                out, out_cut = _capped(rec.output)
-                rows.append(
-                    (
-                        rec.ts or time.time(), rec.tool_id, rec.version, rec.session, rec.duration_ms,
-                        rec.outcome, inp, out, inp_cut, out_cut, redact(rec.error) if rec.error else None,
-                    )
+            with self._queue_lock:
+                taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+                dropped = self._unreported
+            if not taken and not dropped:
+                return 0
+            try:
+                self._write(taken, dropped)
+            except (StoreError, sqlite3.Error) as exc:
+                with self._queue_lock:
+                    self._queue.extendleft(reversed(taken))
+                self._trim()
+                self.failures += 1
+                self.last_error = str(exc)
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"{self.store.path}: writing call records: {exc}") from exc
+            except Exception:  # a record that cannot be written at all (a bug): counted as dropped, not retried forever
+                with self._queue_lock:
+                    self._unreported += len(taken)
+                    self.dropped_total += len(taken)
+                raise
+            with self._queue_lock:
+                self._unreported -= dropped
+            if self.failures:
+                log.warning("call records written again after %d failed writes (%d dropped meanwhile)",
+                            self.failures, self.dropped_total)
+            self.failures = 0
+            self.last_error = None
+            return len(taken)
+
+    def _write(self, taken: list[CallRecord], dropped: int) -> None:
+        rows = []
+        for rec in taken:
+            inp, inp_cut = _capped(rec.input)
+            out, out_cut = _capped(rec.output)
+            rows.append((rec.ts or time.time(), rec.tool_id, rec.version, rec.session, rec.duration_ms,
+                         rec.outcome, inp, out, inp_cut, out_cut, redact(rec.error) if rec.error else None))
+        counts: dict[tuple[str, str], list[Any]] = {}
+        for row in rows:
+            c = counts.setdefault((row[1], row[2]), [0, 0, 0.0])
+            c[0] += 1
+            c[1] += row[5] != "ok"
+            c[2] = max(c[2], row[0])
+        with self.store.tx() as con:
+            con.executemany(
+                "INSERT INTO calls(ts, tool_id, version, session, duration_ms, outcome, input, output,"
+                " input_truncated, output_truncated, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            con.executemany(
+                "INSERT INTO call_counters(tool_id, version, calls, failures, last_ts) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(tool_id, version) DO UPDATE SET calls = calls + excluded.calls,"
+                " failures = failures + excluded.failures, last_ts = excluded.last_ts",
+                [(k[0], k[1], c[0], c[1], c[2]) for k, c in counts.items()],
+            )
+            if dropped:
+                payload = {"dropped": dropped, "dropped_total": self.dropped_total, "max_queued_records": self.max_queued,
+                           "error": self.last_error}
+                con.execute(
+                    "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,NULL,NULL,?)",
+                    (time.time(), self.pid, self.session, "calls.dropped", redact(dumps(payload))),
                 )
-            if rows:
-                counts: dict[tuple[str, str], list[Any]] = {}
-                for row in rows:
-                    c = counts.setdefault((row[1], row[2]), [0, 0, 0.0])
-                    c[0] += 1
-                    c[1] += row[5] != "ok"
-                    c[2] = max(c[2], row[0])
-                with self.store.tx() as con:
-                    con.executemany(
-                        "INSERT INTO calls(ts, tool_id, version, session, duration_ms, outcome, input, output,"
-                        " input_truncated, output_truncated, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        rows,
-                    )
-                    con.executemany(
-                        "INSERT INTO call_counters(tool_id, version, calls, failures, last_ts) VALUES (?,?,?,?,?)"
-                        " ON CONFLICT(tool_id, version) DO UPDATE SET calls = calls + excluded.calls,"
-                        " failures = failures + excluded.failures, last_ts = excluded.last_ts",
-                        [(k[0], k[1], c[0], c[1], c[2]) for k, c in counts.items()],
-                    )
-            return len(rows)
 
     def close(self) -> None:
+        """Stop the thread and write what is queued; records a broken store cannot take are logged, not raised."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        self.flush()
+        try:
+            self.flush()
+        except StoreError as exc:
+            log.error("closing: %d call records not written (%d dropped before): %s", len(self._queue),
+                      self.dropped_total, exc)
 
 
 @dataclass(frozen=True, slots=True)

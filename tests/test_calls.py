@@ -1,13 +1,20 @@
-"""Calling tools of every kind, through real processes, and what failures look like."""
+"""Calling tools of every kind, through real processes, and what failures look like; the call recorder under a failing store."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from state.calls import CallRecord, CallRecorder
+from state.db import Store
+from tests.buffer_helpers import wait_for
 from tests.helpers import exec_tool, python_tool
 from tools.errors import (
     ToolCrashError,
@@ -16,6 +23,7 @@ from tools.errors import (
     ToolOutputError,
     ToolTimeoutError,
 )
+from tools.runtime import Runtime
 
 SECRET = "sk-ant-test-secret-0123456789abcdef"
 
@@ -243,3 +251,119 @@ def test_guard_hooks_run_before_unobserved_calls(workspace: Path, make_runtime) 
     runtime.hooks.extend([Observer(), Guard()])
     results = runtime.run_tests("guarded")
     assert seen == ["guard"] and not results[0]["passed"] and "refused by guard" in results[0]["detail"]
+
+
+# -- the call recorder under a failing store -------------------------------------------------------------
+
+#: holds the write lock of the database at argv[1] for argv[2] seconds, from another process
+LOCK_HOLDER = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+con.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.execute("COMMIT")
+"""
+
+
+def hold_lock(path: Path, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def recorded(store: Store) -> list[int]:
+    return [json.loads(r[0])["i"] for r in store.query("SELECT input FROM calls ORDER BY id")]
+
+
+def dropped_events(store: Store) -> list[dict]:
+    return [json.loads(r[0]) for r in store.query("SELECT payload FROM events WHERE kind='calls.dropped' ORDER BY id")]
+
+
+def a_call(i: int) -> CallRecord:
+    return CallRecord("echo", "1.0.0", "s-test", 1.0, "ok", {"i": i}, {"ok": True}, ts=time.time())
+
+
+def test_the_call_recorder_outlives_a_database_locked_by_another_process(tmp_path: Path) -> None:
+    """Held past the busy timeout (as a 35 s lock is past the default 30 s): records wait, in order, and go in."""
+    store = Store(tmp_path / "calls.db", busy_timeout_ms=300)
+    recorder = CallRecorder(store, interval=0.05)
+    recorder.start()
+    try:
+        holder = hold_lock(store.path, 2.0)  # ~6 busy timeouts
+        for i in range(300):
+            recorder.record(a_call(i))
+        assert holder.wait(timeout=60) == 0
+        wait_for(lambda: recorded(store) == list(range(300)), timeout=30)
+        assert recorder.alive and recorder.dropped_total == 0 and dropped_events(store) == []
+        recorder.record(a_call(300))  # and it keeps recording
+        wait_for(lambda: len(recorded(store)) == 301, timeout=30)
+    finally:
+        recorder.close()
+        store.close()
+
+
+def test_past_max_queued_records_the_oldest_are_dropped_and_counted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "calls.db", busy_timeout_ms=300)
+    recorder = CallRecorder(store, interval=0.05, max_queued=100, session="s-test")
+    recorder.start()
+    try:
+        holder = hold_lock(store.path, 1.5)
+        for i in range(250):
+            recorder.record(a_call(i))
+            assert recorder.queued <= 100
+        assert holder.wait(timeout=60) == 0
+        wait_for(lambda: dropped_events(store), timeout=30)
+        assert recorded(store) == list(range(150, 250))  # the newest 100
+        events = dropped_events(store)
+        assert [e["dropped"] for e in events] == [150] and events[0]["max_queued_records"] == 100
+        assert "locked" in events[0]["error"]
+        kinds = [r[0] for r in store.query("SELECT kind FROM events")]
+        assert kinds == ["calls.dropped"]  # one counted event, not one per record
+    finally:
+        recorder.close()
+        store.close()
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to `path` until the file system is full."""
+    with open(path, "wb", buffering=0) as f:
+        for size in (1 << 20, 1 << 12, 1 << 9):
+            chunk = b"\0" * size
+            try:
+                while f.write(chunk) == size:
+                    pass
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
+def test_a_full_disk_costs_the_oldest_call_records_not_the_recorder(workspace: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        monkeypatch.setenv("TOOLDECK_HOME", str(small / "home"))
+        (workspace / "tooldeck.toml").write_text("[calls]\nmax_queued_records = 200\n")
+        python_tool(workspace / "tools", "echo", "def run(d):\n    return {'i': d['i']}\n")
+        runtime = Runtime(workspace)
+        try:
+            pad = "x" * 4000
+            runtime.call("echo", {"i": -1, "pad": pad})
+            wait_for(lambda: recorded(runtime.store) == [-1], timeout=30)
+            _fill(small / "filler")
+            for i in range(500):
+                runtime.call("echo", {"i": i, "pad": pad})
+            wait_for(lambda: runtime.calls.failures >= 2, timeout=30)  # it tried, failed, and tried again
+            assert runtime.calls.alive and runtime.calls.queued <= 200
+            (small / "filler").unlink()
+            wait_for(lambda: len(recorded(runtime.store)) == 201, timeout=30)
+            assert recorded(runtime.store) == [-1, *range(300, 500)]
+            events = dropped_events(runtime.store)
+            assert sum(e["dropped"] for e in events) == 300 and "full" in events[0]["error"]
+        finally:
+            runtime.close()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -65,7 +65,7 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
 
 
 def test_circuit_unit_window_and_rates():
-    cfg = CircuitConfig(window=4, min_calls=4, failure_rate=0.5, consecutive_failures=3)
+    cfg = CircuitConfig(window=4, min_calls=4, failure_rate=0.5, consecutive_failures=3, significance=1.0)
     c = Circuit(cfg.window)
     assert c.failed(cfg) is None and c.failed(cfg) is None
     assert c.failed(cfg) == "3 consecutive failures"
@@ -78,8 +78,47 @@ def test_circuit_unit_window_and_rates():
     assert c.fails == 2 and len(c.outcomes) == 4
 
 
+def trips(cfg: CircuitConfig, outcomes: list[bool]) -> int:
+    """How often a circuit opens over a run of outcomes (True = failed), starting afresh after each opening."""
+    c, opened = Circuit(cfg.window), 0
+    for failed in outcomes:
+        if not failed:
+            c.ok()
+        elif c.failed(cfg) is not None:
+            opened += 1
+            c = Circuit(cfg.window)
+    return opened
+
+
+def test_a_tool_failing_under_its_failure_rate_keeps_its_circuit_closed():
+    """30% failures against a failure_rate of 0.5: the default breaker must not open on small-sample noise."""
+    import random
+
+    rng = random.Random(11)
+    outcomes = [rng.random() < 0.3 for _ in range(10_000)]
+    cfg = CircuitConfig.from_settings({})  # the defaults
+    assert trips(cfg, outcomes) <= 2  # a plain share rule over 5..20 calls opened it ~100 times
+    assert trips(CircuitConfig.from_settings({"significance": 1, "consecutive_failures": 5}), outcomes) > 50
+    # a tool that is down still opens at once: 5 of 5 is significant (p = 0.031), 4 of 4 is not (p = 0.0625)
+    c = Circuit(cfg.window)
+    assert [c.failed(cfg) for _ in range(5)] == [None, None, None, None, "5 failures in the last 5 calls"]
+    # a window full of successes, then a tool failing every call: 15 of 20 is significant (p = 0.021), 14 not (0.058)
+    no_runs = CircuitConfig(consecutive_failures=100)
+    c = Circuit(no_runs.window)
+    for _ in range(20):
+        c.ok()
+    reasons = [c.failed(no_runs) for _ in range(15)]
+    assert reasons == [None] * 14 + ["15 failures in the last 20 calls"]
+    assert trips(cfg, [False] * 20 + [True] * 10) == 1  # and ten in a row open it sooner
+    # significance 1 is the plain share rule
+    plain = CircuitConfig(window=20, min_calls=5, consecutive_failures=100, significance=1.0)
+    c = Circuit(plain.window)
+    assert [c.failed(plain) if f else c.ok() for f in (True, True, False, False, True)][-1] == "3 failures in the last 5 calls"
+
+
 @pytest.mark.parametrize("section, text", [
     ({"window": 0}, "must be >= 1"), ({"failure_rate": 1.5}, "failure_rate"), ({"cooldown_seconds": "soon"}, "[circuit]"),
+    ({"significance": 0}, "significance"),
 ])
 def test_circuit_settings_are_validated(section, text):
     with pytest.raises(UsageError) as info:
@@ -109,6 +148,7 @@ def test_opens_rejects_half_opens_and_closes(ws, make_runtime):
 
 
 def test_failure_rate_over_the_window_opens(ws, make_runtime):
+    (ws / "tooldeck.toml").write_text(SETTINGS + "significance = 1\n")  # the plain share: 2 of 4 is enough
     rt = make_runtime(ws)
     call(rt, False)
     fail_n(rt, 1)

@@ -146,6 +146,14 @@ class ToolCancelledError(ToolError):
     error_class = "cancelled"
 
 
+class CallRefusedError(ToolUnavailableError):
+    """The runtime refused the call before running anything: the tool's circuit is open, or an operator disabled it.
+
+    `details` says which (`circuit`: open | half_open, or `disabled`) and, when known, `retry_at` (epoch seconds
+    when a call may be admitted), so a caller can wait instead of counting a failure.
+    """
+
+
 class StateError(ToolError):
     """The state database cannot be used (newer schema, locked, corrupt)."""
 

@@ -156,7 +156,8 @@ class Runtime:
             setup_logging(self.home / "logs")
             self._store = Store(self.home / "tooldeck.db")
             self._events = EventLog(self._store, lambda: self.session)
-            self._calls = CallRecorder(self._store)
+            self._calls = CallRecorder(self._store, session=self.own_session,
+                                       max_queued=int(self._settings.get("calls", "max_queued_records", 10_000)))
             self._calls.start()
             self.catalog.attach(self._store, self._events)
             self._heartbeat()

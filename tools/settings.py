@@ -38,15 +38,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backoff_max_seconds": 30,
         "lease_seconds": 30,
         "poll_seconds": 0.1,
+        "max_parallel_deliveries": 4,  # buffers delivering at once per runtime (one batch in flight per buffer)
     },
     "circuit": {
         "window": 20,
         "min_calls": 5,
         "failure_rate": 0.5,
-        "consecutive_failures": 5,
+        "consecutive_failures": 10,
         "cooldown_seconds": 30,
         "half_open_probes": 2,
         "probe_timeout_seconds": 60,
+        "significance": 0.05,  # the failure share must be this unlikely at failure_rate to open; 1: plain share
     },
     "failures": {
         "sync_interval_seconds": 0.5,  # how often batched successes are written and other processes' changes read
@@ -70,6 +72,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "failures_days": 30,
     },
     "calls": {
+        "max_queued_records": 10_000,  # call records held while the store refuses writes; then the oldest are dropped
         "default_timeout_seconds": 30,
         "max_output_bytes": 16 << 20,  # per call and stream (stdout, stderr, a worker's reply); a tool past it is killed
     },

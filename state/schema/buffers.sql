@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS buffer_items (
     PRIMARY KEY (bkey, seq)
 ) WITHOUT ROWID;
 
--- state: claimed (a flusher holds the lease) | retry (waiting for next_attempt_at) | dead
+-- state: claimed (a flusher holds the lease) | retry (waiting for next_attempt_at after a failed attempt)
+--        | waiting (the pass-through tool refused it without running: circuit open, disabled; no attempt
+--          spent; tried again at next_attempt_at) | dead
 CREATE TABLE IF NOT EXISTS buffer_batches (
     batch_id TEXT PRIMARY KEY,
     bkey INTEGER NOT NULL,

@@ -1,9 +1,10 @@
-"""Buffer benchmarks: acknowledged writes/s, p99 latency, the original design, and a sustained 1,000 writes/s run.
+"""Buffer benchmarks: acknowledged writes/s, p99 latency, the original design, a sustained 1,000 writes/s run,
+a flaky pass-through sink under real processes, and one buffer's sink hanging while another delivers.
 
-Run: python tests/benchmarks/bench_buffer.py [--quick]
+Run: python tests/benchmarks/bench_buffer.py [--quick] [--only writes|flaky|hung]
 Every figure is printed with its ratio to a baseline measured in the same run
-(bare SQLite one-row-per-commit loops, and the original design: re-pickling the
-whole buffer to one file on every write).
+(bare SQLite one-row-per-commit loops, the original design: re-pickling the
+whole buffer to one file on every write, a healthy sink, a buffer delivering alone).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.buffer_helpers import SINK_CODE, FlakyRun, sink_batches  # noqa: E402
+from tests.helpers import python_tool  # noqa: E402
 from tools.buffers.engine import engine_for  # noqa: E402
 from tools.runtime import Runtime  # noqa: E402
 
@@ -228,90 +231,216 @@ def sustained(ws: Path, seconds: float, server: Any) -> None:
     line("  items lost", f"{lost}", verdict(lost == 0))
 
 
+# -- a flaky sink, real processes, default settings ----------------------------------------------------------
+
+FLAKY_WRITERS, FLAKY_ITEMS, FLAKY_MAX_SIZE = 3, 2000, 20
+COOLDOWN = 30.0  # the default [circuit] cooldown_seconds
+
+
+def watch_flaky(run: FlakyRun, budget: float) -> dict[str, Any]:
+    """Poll until nothing is left to deliver (dead-letter aside) or `budget` s past the reference moment (the last
+    write, or the sink's recovery); returns when 99% and 100% were reached, relative to that moment."""
+    while not run.writers_done():
+        time.sleep(0.2)
+    assert run.acked is not None and run.last_write is not None
+    since = run.last_write if run.recover_at is None else run.recover_at
+    t99 = t100 = None
+    while True:
+        delivered = len(run.delivered() & run.acked)
+        now = time.time()
+        if t99 is None and delivered >= 0.99 * len(run.acked):
+            t99 = now - since
+        if delivered == len(run.acked):
+            t100 = now - since
+            break
+        if now > since + budget or (t99 is not None and run.pending() == 0):
+            break
+        time.sleep(0.2)
+    _, dead, batches = run.buffer_figures()
+    return {"t99": t99, "t100": t100, "acked": len(run.acked), "delivered": delivered, "dead": dead,
+            "batches": batches + dead, "lost": len(run.lost())}
+
+
+def flaky(tmp: Path, quick: bool) -> None:
+    fail_for = 20.0 if quick else 60.0
+    print(f"flaky sink, tooldeck serve + {FLAKY_WRITERS} call_tool writer processes x {FLAKY_ITEMS:,} items, "
+          f"max_size {FLAKY_MAX_SIZE}, default settings", flush=True)
+    results = {}
+    for name, rate, failing in (("healthy", 0.0, None), ("a", 0.3, None), ("b", 0.3, fail_for)):
+        run = FlakyRun(tmp / f"flaky-{name}" / "ws", writers=FLAKY_WRITERS, items=FLAKY_ITEMS, max_size=FLAKY_MAX_SIZE,
+                       rate=rate, fail_for=failing, spread=(failing - 5.0) if failing else 0.0)
+        try:
+            results[name] = watch_flaky(run, 150.0 if failing is None else COOLDOWN + 10.0)
+        finally:
+            run.stop()
+    base = results["healthy"]
+    line("  healthy sink (baseline): all delivered after the last write", _secs(base["t100"]),
+         f"{base['delivered']:,} of {base['acked']:,} items")
+    a = results["a"]
+    share = a["delivered"] / a["acked"]
+    ratio = f"{a['t99'] / base['t100']:.1f}x baseline" if a["t99"] is not None and base["t100"] else "-"
+    line("  (a) sink failing 30% of calls throughout: 99% delivered after the last write", _secs(a["t99"]),
+         f"{ratio}; target <= 150 s: {verdict(a['t99'] is not None and a['t99'] <= 150)}")
+    line("      delivered / dead-letter batches / lost", f"{share:.1%} / {a['dead']} of {a['batches']} / {a['lost']}",
+         f"dead-letter {a['dead'] / max(1, a['batches']):.1%} (target <= 1%): {verdict(a['dead'] <= 0.01 * a['batches'])}; "
+         f"lost: {verdict(a['lost'] == 0)}")
+    b = results["b"]
+    line(f"  (b) sink failing 30% for {fail_for:.0f} s, then healthy: 99% delivered after its recovery", _secs(b["t99"]),
+         f"target <= cooldown + 10 s = {COOLDOWN + 10:.0f} s: {verdict(b['t99'] is not None and b['t99'] <= COOLDOWN + 10)}"
+         f"{' (negative: before it)' if b['t99'] is not None and b['t99'] < 0 else ''}")
+    line("      delivered / dead-letter batches / lost", f"{b['delivered'] / b['acked']:.1%} / {b['dead']} of {b['batches']}"
+         f" / {b['lost']}", f"lost: {verdict(b['lost'] == 0)}")
+
+
+def _secs(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.1f} s"
+
+
+# -- one buffer's sink hangs while another delivers ------------------------------------------------------
+
+HANG_CODE = "import time\n\ndef store(data):\n    time.sleep(3600)\n"
+
+
+def hung(tmp: Path, quick: bool) -> None:
+    seconds, rate, interval = (8.0 if quick else 20.0), 50.0, 0.5
+    print(f"one hung sink: buffer B (flush_interval_seconds {interval:g}) written {rate:.0f}/s for {seconds:.0f} s, "
+          "delivered by a serving runtime", flush=True)
+    p99s = {}
+    for name in ("alone", "A hung"):
+        ws = tmp / f"hung-{name.replace(' ', '-')}" / "ws"
+        python_tool(ws / "tools", "sink", SINK_CODE, func="store", timeout=20)
+        python_tool(ws / "tools", "hang_sink", HANG_CODE, func="store")  # the default 30 s call timeout
+        runtime = Runtime(ws, serve=True)
+        try:
+            engine = engine_for(runtime)
+            runtime.wait_ready(60)
+            engine.configure("b", max_size=100_000, flush_interval_seconds=interval, pass_through_tool="sink")
+            if name == "A hung":
+                engine.configure("a", max_size=10, pass_through_tool="hang_sink")
+            t0 = time.time()
+            i = 0
+            while time.time() - t0 < seconds:
+                due = t0 + i / rate
+                if due > time.time():
+                    time.sleep(due - time.time())
+                engine.write("b", {"n": i, "ts": time.time()})
+                if name == "A hung":
+                    engine.write("a", {"n": i})
+                i += 1
+            deadline = time.time() + 60
+            while time.time() < deadline and len([x for b in sink_batches(ws, "b") for x in b["items"]]) < i:
+                time.sleep(0.1)
+            latencies = [b["stored_at"] - item["ts"] for b in sink_batches(ws, "b") for item in b["items"]]
+            missing = i - len(latencies)
+            p99s[name] = percentile(latencies, 0.99) if latencies else float("inf")
+            note = f"{len(latencies):,} of {i:,} delivered"
+            if name == "A hung":
+                inflight = engine.status("a")[0]
+                note += f"; A: {inflight.pending} pending, {inflight.flushed_total} delivered"
+            line(f"  B write-to-delivered p50 / p99, {name}",
+                 f"{statistics.median(latencies) * 1000:.0f} / {p99s[name] * 1000:.0f} ms" if latencies else "-",
+                 note + (f"; {missing} missing" if missing else ""))
+        finally:
+            runtime.close(timeout=5.0)
+    limit = interval + 1.0
+    line("  B p99 while A's sink hangs (limit interval + 1 s)", f"{p99s['A hung']:.2f} s",
+         f"{p99s['A hung'] / p99s['alone']:.2f}x alone; {verdict(p99s['A hung'] < limit)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller runs and a 10 s sustained scenario")
+    parser.add_argument("--quick", action="store_true", help="smaller runs, a 10 s sustained scenario, a 20 s flaky phase")
+    parser.add_argument("--only", choices=("writes", "flaky", "hung"), help="run one group of scenarios")
     args = parser.parse_args()
     n = 10_000 if args.quick else 30_000
     tmp = Path(tempfile.mkdtemp(prefix="bench-buffer-"))
+    print(f"buffer benchmarks ({'quick' if args.quick else 'full'}), Python {sys.version.split()[0]}, "
+          f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs", flush=True)
     try:
-        ws = tmp / "ws"
-        (ws / "tools").mkdir(parents=True)
-        for name in ("usage_sink.yaml", "usage_sink.py"):  # the demo sink, as a workspace tool
-            shutil.copy(REPO / "tools" / "demo" / name, ws / "tools" / name)
-        print(f"buffer benchmarks ({'quick' if args.quick else 'full'}), Python {sys.version.split()[0]}, "
-              f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs", flush=True)
-        bare = max(bare_sqlite(tmp / "bare.db", n) for _ in range(2))
-        line("bare SQLite, one row per commit (WAL, NORMAL)", f"{bare:,.0f} rows/s", "baseline")
-
-        runtime = Runtime(ws)
-        engine = engine_for(runtime)
-        runtime.wait_ready(60)
-        engine.configure("bench_manual", flush_strategy="manual")
-        engine.write("bench_manual", ITEM)
-        rate = max(engine_writes(engine, "bench_manual", n) for _ in range(2))
-        line("engine.write, one writer, nothing flushing", f"{rate:,.0f} writes/s",
-             f"{rate / bare:.2f}x bare; target >= 20,000: {verdict(rate >= 20_000)}")
-
-        engine.configure("bench_flushing", max_size=100, pass_through_tool="usage_sink")
-        engine.write("bench_flushing", ITEM)
-        latencies: list[float] = []
-        rate_f = engine_writes(engine, "bench_flushing", n, latencies)
-        line("engine.write, one writer, flushing to usage_sink meanwhile", f"{rate_f:,.0f} writes/s",
-             f"{rate_f / bare:.2f}x bare; target >= 20,000: {verdict(rate_f >= 20_000)}")
-        line("  write latency p50 / p99 / p99.9",
-             f"{percentile(latencies, 0.5) * 1e6:.0f} / {percentile(latencies, 0.99) * 1e6:.0f} / "
-             f"{percentile(latencies, 0.999) * 1e6:.0f} us")
-
-        os.environ["TOOLDECK_WORKSPACE"] = str(ws)
-        import tools
-
-        request = json.dumps({"operation": "write", "buffer_id": "bench_tool", "data": ITEM, "max_size": 100,
-                              "pass_through_tool": "usage_sink"})
-        tools.call_tool("buffer", request)
-        m = n // 3
-        started = time.perf_counter()
-        for _ in range(m):
-            tools.call_tool("buffer", request)
-        rate_t = m / (time.perf_counter() - started)
-        line('call_tool("buffer", json) in-process (original callers)', f"{rate_t:,.0f} writes/s",
-             f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine")
-        tools.default_runtime().close()
-
-        items = [dict(ITEM, n=i) for i in range(100)]
-        engine.write_many("bench_manual", items)
-        calls = max(20, n // 100)
-        started = time.perf_counter()
-        for _ in range(calls):
-            engine.write_many("bench_manual", items)
-        rate_m = calls * 100 / (time.perf_counter() - started)
-        line("engine.write_many, 100 items per call", f"{rate_m:,.0f} items/s",
-             f"{rate_m / bare:.2f}x bare; target >= 150,000: {verdict(rate_m >= 150_000)}")
-        engine.clear("bench_manual")
-        engine.clear("bench_flushing")
-
-        bare2 = together(BARE_PROC, [[str(tmp / "bare.db"), str(n)], [str(tmp / "bare.db"), str(n)]])
-        line("bare SQLite, two processes together", f"{bare2:,.0f} rows/s", "baseline")
-        both = together(ENGINE_PROC, [[str(ws), str(n), "bench_two"], [str(ws), str(n), "bench_two"]])
-        line("engine.write, two writer processes together, one buffer", f"{both:,.0f} writes/s",
-             f"{both / bare2:.2f}x bare; target >= 25,000: {verdict(both >= 25_000)}")
-
-        for pending, writes in ((1_000, 300), (10_000, 60)):
-            orig = original_design(tmp, pending, writes)
-            line(f"original design (re-pickle the buffer per write), {pending:,} pending", f"{orig:,.0f} writes/s",
-                 f"engine is {rate / orig:,.0f}x faster")
-
-        engine.configure("bench_two", flush_strategy="manual")
-        engine.clear("bench_two")
-        server = Runtime(ws, serve=True)
-        server_engine = engine_for(server)
-        server.wait_ready(60)
-        runtime.close()
-        sustained(ws, 10.0 if args.quick else 30.0, server_engine)
-        server.close()
+        if args.only in (None, "writes"):
+            writes(tmp, n, args.quick)
+        if args.only in (None, "hung"):
+            hung(tmp, args.quick)
+        if args.only in (None, "flaky"):
+            flaky(tmp, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+
+def writes(tmp: Path, n: int, quick: bool) -> None:
+    """Acknowledged writes/s against bare SQLite and the original design, then the sustained run."""
+    ws = tmp / "ws"
+    (ws / "tools").mkdir(parents=True)
+    for name in ("usage_sink.yaml", "usage_sink.py"):  # the demo sink, as a workspace tool
+        shutil.copy(REPO / "tools" / "demo" / name, ws / "tools" / name)
+    bare = max(bare_sqlite(tmp / "bare.db", n) for _ in range(2))
+    line("bare SQLite, one row per commit (WAL, NORMAL)", f"{bare:,.0f} rows/s", "baseline")
+
+    runtime = Runtime(ws)
+    engine = engine_for(runtime)
+    runtime.wait_ready(60)
+    engine.configure("bench_manual", flush_strategy="manual")
+    engine.write("bench_manual", ITEM)
+    rate = max(engine_writes(engine, "bench_manual", n) for _ in range(2))
+    line("engine.write, one writer, nothing flushing", f"{rate:,.0f} writes/s",
+         f"{rate / bare:.2f}x bare; target >= 20,000: {verdict(rate >= 20_000)}")
+
+    engine.configure("bench_flushing", max_size=100, pass_through_tool="usage_sink")
+    engine.write("bench_flushing", ITEM)
+    latencies: list[float] = []
+    rate_f = engine_writes(engine, "bench_flushing", n, latencies)
+    line("engine.write, one writer, flushing to usage_sink meanwhile", f"{rate_f:,.0f} writes/s",
+         f"{rate_f / bare:.2f}x bare; target >= 20,000: {verdict(rate_f >= 20_000)}")
+    line("  write latency p50 / p99 / p99.9",
+         f"{percentile(latencies, 0.5) * 1e6:.0f} / {percentile(latencies, 0.99) * 1e6:.0f} / "
+         f"{percentile(latencies, 0.999) * 1e6:.0f} us")
+
+    os.environ["TOOLDECK_WORKSPACE"] = str(ws)
+    import tools
+
+    request = json.dumps({"operation": "write", "buffer_id": "bench_tool", "data": ITEM, "max_size": 100,
+                          "pass_through_tool": "usage_sink"})
+    tools.call_tool("buffer", request)
+    m = n // 3
+    started = time.perf_counter()
+    for _ in range(m):
+        tools.call_tool("buffer", request)
+    rate_t = m / (time.perf_counter() - started)
+    line('call_tool("buffer", json) in-process (original callers)', f"{rate_t:,.0f} writes/s",
+         f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine")
+    tools.default_runtime().close()
+
+    items = [dict(ITEM, n=i) for i in range(100)]
+    engine.write_many("bench_manual", items)
+    calls = max(20, n // 100)
+    started = time.perf_counter()
+    for _ in range(calls):
+        engine.write_many("bench_manual", items)
+    rate_m = calls * 100 / (time.perf_counter() - started)
+    line("engine.write_many, 100 items per call", f"{rate_m:,.0f} items/s",
+         f"{rate_m / bare:.2f}x bare; target >= 150,000: {verdict(rate_m >= 150_000)}")
+    engine.clear("bench_manual")
+    engine.clear("bench_flushing")
+
+    bare2 = together(BARE_PROC, [[str(tmp / "bare.db"), str(n)], [str(tmp / "bare.db"), str(n)]])
+    line("bare SQLite, two processes together", f"{bare2:,.0f} rows/s", "baseline")
+    both = together(ENGINE_PROC, [[str(ws), str(n), "bench_two"], [str(ws), str(n), "bench_two"]])
+    line("engine.write, two writer processes together, one buffer", f"{both:,.0f} writes/s",
+         f"{both / bare2:.2f}x bare; target >= 25,000: {verdict(both >= 25_000)}")
+
+    for pending, count in ((1_000, 300), (10_000, 60)):
+        orig = original_design(tmp, pending, count)
+        line(f"original design (re-pickle the buffer per write), {pending:,} pending", f"{orig:,.0f} writes/s",
+             f"engine is {rate / orig:,.0f}x faster")
+
+    engine.configure("bench_two", flush_strategy="manual")
+    engine.clear("bench_two")
+    server = Runtime(ws, serve=True)
+    server_engine = engine_for(server)
+    server.wait_ready(60)
+    runtime.close()
+    sustained(ws, 10.0 if quick else 30.0, server_engine)
+    server.close()
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,9 @@ short transaction; batches go out from a background flusher (by size and by a
 real timer), are claimed under a lease so several processes can flush one
 buffer, and are deleted only after the pass-through tool succeeded. A failed
 batch keeps its items and its batch id, retries with capped exponential
-backoff, and is parked as dead-letter after `[buffers] max_attempts`.
+backoff, and is parked as dead-letter after `[buffers] max_attempts`. A delivery the
+pass-through tool refused without running (open circuit, disabled) spends no attempt: the
+batch waits for the tool. Up to `[buffers] max_parallel_deliveries` buffers deliver at once.
 
 The engine lives in `runtime.extensions["buffers"]` (see `install`); the
 `buffer` builtin tool and `tooldeck buffer` are thin faces of it.
@@ -72,6 +74,7 @@ class BufferEngine:
         self.backoff_max = float(section["backoff_max_seconds"])
         self.lease_seconds = float(section["lease_seconds"])
         self.poll_seconds = float(section.get("poll_seconds", 0.1))
+        self.max_parallel = max(1, int(section.get("max_parallel_deliveries", 4)))
         self._configs: dict[str, BufferConfig] = {}
         self._mine: set[str] = set()
         self._lock = threading.Lock()
@@ -254,7 +257,7 @@ class BufferEngine:
             if changes:
                 self.config(buffer_id, changes, fresh=True)
         if res.flush_strategy == "immediate" and res.written and res.last_seq is not None:
-            return self.flusher.deliver_through(buffer_id, res.last_seq)
+            return self.flusher.deliver_through(buffer_id, res.last_seq, config.pass_through_tool)
         if res.flush_strategy != "manual" and res.unclaimed >= res.max_size and config.pass_through_tool is not None:
             self.flusher.wake()
         return False
@@ -386,19 +389,32 @@ class BufferEngine:
         return self.tables.dead_batches(buffer_id)
 
     def replay(self, buffer_id: str, batch_id: str | None = None) -> dict[str, Any]:
-        """Send dead-letter batches again now (same batch ids); a failure puts them back on the retry path."""
-        config = self._require(buffer_id)
+        """Send dead-letter batches again now (same batch ids); a failure puts them back on the retry path.
+
+        A batch the pass-through tool refuses (circuit open, disabled) is queued, not failed: it waits for the
+        tool with a fresh attempt count, and this runtime flushes the buffer while it lives.
+        """
+        self._require(buffer_id)
         if batch_id is not None and not isinstance(batch_id, str):
             raise ToolInputError(f"buffer {buffer_id!r}: batch_id must be a string", tool_id="buffer")
-        revived = self.tables.revive(buffer_id, batch_id)
-        if batch_id is not None and not revived:
+        dead = [batch_id] if batch_id is not None else [b["batch_id"] for b in self.tables.dead_batches(buffer_id)]
+        replayed: list[str] = []
+        delivered: list[str] = []
+        queued: list[str] = []
+        failed: list[str] = []
+        for b in dead:
+            claim = self.tables.revive(buffer_id, b, self.new_owner(), self.lease_seconds)
+            if claim is None:
+                continue
+            replayed.append(b)
+            outcome = self.flusher.deliver(claim)
+            (delivered if outcome.ok else queued if outcome.state == "waiting" else failed).append(b)
+        if batch_id is not None and not replayed:
             raise ToolInputError(f"buffer {buffer_id!r}: no dead-letter batch {batch_id!r}", tool_id="buffer")
-        with self._lock:
-            self._mine.add(buffer_id)
-        results = [self.flusher.retry_now(b, config) for b in revived]
-        delivered = [b for b, ok in zip(revived, results, strict=True) if ok]
-        return {"success": len(delivered) == len(revived), "buffer_id": buffer_id, "replayed": revived,
-                "delivered": delivered, "failed": [b for b in revived if b not in delivered]}
+        if queued or failed:
+            self._adopt(buffer_id)  # this runtime flushes what is left while it lives
+        return {"success": not failed, "buffer_id": buffer_id, "replayed": replayed, "delivered": delivered,
+                "queued": queued, "failed": failed}
 
     def status(self, buffer_id: str | None = None) -> list[BufferStatus]:
         """Live figures for every buffer (or one), from the shared store: cheap enough for a 4 Hz dashboard."""

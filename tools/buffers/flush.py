@@ -1,11 +1,24 @@
-"""The flusher: one background thread per runtime that delivers due batches to their pass-through tool.
+"""The flusher: one scheduler thread per runtime that hands due batches to a few delivery threads.
 
 A non-serving runtime flushes only the buffers it wrote to (started lazily by
 the first write); a serving runtime flushes every buffer. Batches are claimed
-under a lease, so any number of flushers can share a buffer. On close the
-thread finishes its in-flight delivery, then delivers what is due, and, for a
-buffer no other live runtime flushes, the partial batch too, so a script that
-writes and exits sees its items delivered.
+under a lease, so any number of flushers can share a buffer.
+
+Deliveries of different buffers never wait on each other: the scheduler only
+reads the store and starts at most one delivery per buffer, up to `[buffers]
+max_parallel_deliveries` at once (a sink hanging until its timeout holds one
+thread, not the flusher). A runtime has one batch of a buffer in flight at a
+time, the oldest due first (retries and waiting batches, then a new batch),
+so its deliveries of a buffer keep their order. Runtimes sharing a buffer
+claim different batches and may overlap (a flusher killed mid-delivery then
+stalls only its own batch, until its lease expires). A pass-through tool that
+refused a delivery (open circuit, disabled) is left alone until it may admit
+calls again (see `deliver`).
+
+On close the scheduler stops, in-flight deliveries finish, then each buffer
+(in parallel) delivers what is due and, for a buffer no other live runtime
+flushes, the partial batch too, so a script that writes and exits sees its
+items delivered; all within the close budget.
 """
 
 from __future__ import annotations
@@ -13,94 +26,44 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
-from state.buffers import BufferConfig, BufferTables, Claim
+from state.buffers import Claim
+from tools.buffers.deliver import BufferHost, Deliverer, Outcome
+from tools.buffers.pool import DeliveryPool
 from tools.buffers.status import other_flushers
-from tools.errors import ToolError
 
 log = logging.getLogger("tooldeck.buffers")
 
-
-class BufferHost(Protocol):
-    """What the flusher needs from the buffer engine that owns it (the engine is handed in,
-    never imported, so the engine may import the flusher)."""
-
-    runtime: Any
-    tables: BufferTables
-    lease_seconds: float
-    max_attempts: int
-    poll_seconds: float
-
-    def mine(self) -> set[str]: ...
-    def new_owner(self) -> str: ...
-    def backoff(self, attempts: int) -> float: ...
-    def note_space(self) -> None: ...
-    def take_counts(self) -> tuple[list[tuple[str, int, int, int]], dict[str, int]]: ...
 RATES_EVERY = 1.0
 PRUNE_EVERY = 60.0
 KEEP_RATES_SECONDS = 300
-
-
-class LeaseKeeper:
-    """Renews the leases of batches this process is delivering, every lease/3 seconds.
-
-    A lease then only expires when its flusher died (or hung past the lease), however slow the
-    pass-through tool is, so a live delivery is never re-claimed and sent twice.
-    """
-
-    def __init__(self, engine: BufferHost) -> None:
-        self.engine = engine
-        self._held: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def hold(self, claim: Claim) -> None:
-        with self._lock:
-            self._held[claim.batch_id] = claim.owner
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="tooldeck-buffer-leases", daemon=True)
-                self._thread.start()
-
-    def release(self, claim: Claim) -> None:
-        with self._lock:
-            self._held.pop(claim.batch_id, None)
-
-    def _run(self) -> None:
-        lease = self.engine.lease_seconds
-        while not self._stop.wait(lease / 3):
-            with self._lock:
-                held = list(self._held.items())
-            if not held:
-                continue
-            try:
-                self.engine.tables.renew(held, lease)
-            except Exception as exc:  # a missed renewal at worst lets another flusher deliver the batch again
-                log.error("buffers: renewing %d leases: %s: %s", len(held), type(exc).__name__, exc)
-
-    def stop(self) -> None:
-        self._stop.set()
+#: batch states whose next try is at next_attempt_at (the others in the open set are claimed: due at lease expiry)
+DEFERRED = ("retry", "waiting")
 
 
 class Flusher:
-    """Delivers batches: from its own thread on a timer, or synchronously for flush/replay/immediate."""
+    """Delivers batches: from its delivery threads on a timer, or synchronously for flush/replay/immediate."""
 
     def __init__(self, engine: BufferHost, *, all_buffers: bool) -> None:
         self.engine = engine
         self.all_buffers = all_buffers
+        self.deliverer = Deliverer(engine)
+        self.leases = self.deliverer.leases
+        self.pool = DeliveryPool(engine.max_parallel, on_done=self.wake, on_error=self._report)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._deadline = 0.0
         self._pressed: set[str] = set()
+        self._starved = False  # a due buffer found every delivery thread busy in the last pass
         self._counts_at = 0.0
         self._pruned_at = 0.0
         self._held_drops: dict[str, int] = {}
         self._drop_event_at: dict[str, float] = {}
-        self.leases = LeaseKeeper(engine)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -126,7 +89,7 @@ class Flusher:
         self._wake.set()
 
     def stop(self, timeout: float) -> None:
-        """Finish the in-flight delivery, then deliver what is due (see module doc), all within `timeout`."""
+        """Finish the in-flight deliveries, then deliver what is due (see module doc), all within `timeout`."""
         self._deadline = time.monotonic() + timeout
         with self._start_lock:
             self._stopping.set()
@@ -135,12 +98,14 @@ class Flusher:
         if thread is not None:
             thread.join(max(0.0, self._deadline - time.monotonic()))
             self.leases.stop()
+            self.pool.stop()
             if thread.is_alive():
-                log.error("buffer flusher still delivering after %.1f s; its batch will be re-claimed when its lease expires",
-                          timeout)
+                log.error("buffer flusher still delivering after %.1f s (busy: %s); those batches will be re-claimed "
+                          "when their leases expire", timeout, ", ".join(sorted(self.pool.busy())) or "-")
                 return
         else:
             self.leases.stop()
+            self.pool.stop()
             self._persist_counts(force=True)
 
     def _report(self, where: str, exc: BaseException) -> None:
@@ -169,69 +134,112 @@ class Flusher:
         except Exception as exc:  # stats only; the items are safe
             self._report("saving rates", exc)
 
-    # -- the timer ----------------------------------------------------------------------
+    # -- the scheduler ------------------------------------------------------------------
 
     def _scope(self) -> set[str] | None:
         return None if self.all_buffers else self.engine.mine()
 
     def _pass(self) -> float:
-        """One round over due retries, expired leases and full or old buffers; returns seconds to sleep."""
+        """Start a delivery for every buffer with a due batch and no delivery in flight; returns seconds to sleep.
+
+        A finished delivery wakes the scheduler, so a buffer with a backlog gets its next batch at once.
+        """
         engine, tables = self.engine, self.engine.tables
         self._persist_counts()
         scope = self._scope()
         pressed, self._pressed = self._pressed, set()
-        delay = engine.poll_seconds
-        worked = False
         now = time.time()
-        for b in tables.open_batches():
-            if scope is not None and b["buffer_id"] not in scope:
+        delay = engine.poll_seconds
+        busy = self.pool.busy()
+        by_buffer: dict[str, list[Any]] = {}
+        for b in tables.open_batches():  # oldest first
+            by_buffer.setdefault(b["buffer_id"], []).append(b)
+        due: list[tuple[float, str, Callable[[], None]]] = []
+        for row in tables.rows():
+            buffer_id = row["buffer_id"]
+            if buffer_id in busy or (scope is not None and buffer_id not in scope):
                 continue
-            due_at = b["next_attempt_at"] if b["state"] == "retry" else b["lease_until"]
+            wait_until = self.deliverer.waits.until(row["pass_through_tool"], now)
+            if wait_until is not None:  # its pass-through tool refused a delivery: leave it alone until then
+                delay = min(delay, wait_until - now)
+                continue
+            job, soonest = self._due_job(row, by_buffer.get(buffer_id, ()), now, buffer_id in pressed)
+            if job is not None:
+                due.append(job)
+            elif soonest is not None:
+                delay = min(delay, soonest - now)
+        due.sort(key=lambda job: job[0])
+        started = 0
+        for _, buffer_id, run in due:
+            if not self.pool.submit(buffer_id, run):
+                break  # every delivery thread is busy: the next one to finish wakes the scheduler
+            started += 1
+        self._starved = started < len(due)
+        return max(0.001, delay)
+
+    def _due_job(self, row: Any, batches: Any, now: float,
+                 pressed: bool) -> tuple[tuple[float, str, Callable[[], None]] | None, float | None]:
+        """The delivery a buffer is due for now (oldest open batch first, then a new batch), else when one falls due."""
+        buffer_id = row["buffer_id"]
+        soonest: float | None = None
+        for b in batches:  # a claimed batch is due when its lease expires (its flusher died)
+            due_at = b["next_attempt_at"] if b["state"] in DEFERRED else b["lease_until"]
             if due_at is None:
                 continue
             if due_at <= now:
-                claim = tables.reclaim(b["batch_id"], engine.new_owner(), engine.lease_seconds, engine.max_attempts)
-                if claim is not None:
-                    self.deliver(claim)
-                    worked = True
-            else:
-                delay = min(delay, due_at - now)
-        for row in tables.rows():
-            buffer_id = row["buffer_id"]
-            if scope is not None and buffer_id not in scope:
-                continue
-            if row["pass_through_tool"] is None or row["flush_strategy"] == "manual":
-                continue
-            unclaimed = row["pending"] - row["inflight"]
-            if unclaimed <= 0:
-                continue
-            now = time.time()
-            if row["flush_strategy"] == "immediate" or unclaimed >= row["max_size"] or buffer_id in pressed:
-                due_at = now
-            else:
-                due_at = (row["oldest_ts"] or now) + row["flush_interval_seconds"]
-            if due_at <= now:
-                claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
-                if claim is not None:
-                    self.deliver(claim)
-                    worked = True
-            else:
-                delay = min(delay, due_at - now)
-        return 0.0 if worked else max(0.001, delay)
+                return (due_at, buffer_id, partial(self._redeliver, b["batch_id"])), None
+            soonest = due_at if soonest is None else min(soonest, due_at)
+        if row["pass_through_tool"] is None or row["flush_strategy"] == "manual":
+            return None, soonest
+        if row["pending"] - row["inflight"] <= 0:
+            return None, soonest
+        if row["flush_strategy"] == "immediate" or row["pending"] - row["inflight"] >= row["max_size"] or pressed:
+            due_at = now
+        else:
+            due_at = (row["oldest_ts"] or now) + row["flush_interval_seconds"]
+        if due_at <= now:
+            return (due_at, buffer_id, partial(self._deliver_new, buffer_id)), None
+        return None, due_at if soonest is None else min(soonest, due_at)
+
+    def _redeliver(self, batch_id: str) -> None:
+        engine = self.engine
+        claim = engine.tables.reclaim(batch_id, engine.new_owner(), engine.lease_seconds, engine.max_attempts)
+        if claim is not None:
+            self.deliverer.deliver(claim)
+
+    def _deliver_new(self, buffer_id: str) -> None:
+        """Deliver a new batch, and the next ones while full batches keep coming and no other buffer waits for
+        a thread (a steady stream then costs no hand-off to the scheduler per batch)."""
+        engine = self.engine
+        while True:
+            claim = engine.tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
+            if claim is None or not self.deliverer.deliver(claim).ok:
+                return
+            if self._starved or self._stopping.is_set():
+                return
+            rows = engine.tables.rows(buffer_id)
+            if not rows or rows[0]["flush_strategy"] == "manual" or rows[0]["pending"] - rows[0]["inflight"] < rows[0]["max_size"]:
+                return
+
+    # -- closing ------------------------------------------------------------------------
 
     def _final(self) -> None:
         engine, tables = self.engine, self.engine.tables
         mine = engine.mine()
-        if not mine:
-            return
-        # unregister first: two runtimes closing together then both deliver (claims are exclusive) rather than
-        # each leaving the partial batch to the other
-        tables.unregister_flushers()
-        covered = other_flushers(engine.runtime, tables, mine)
-        for buffer_id in sorted(mine):
-            if self._time_left() <= 0:
-                return
-            self._drain_on_close(buffer_id, buffer_id in covered)
+        if mine:
+            # unregister first: two runtimes closing together then both deliver (claims are exclusive) rather than
+            # each leaving the partial batch to the other
+            tables.unregister_flushers()
+            covered = other_flushers(engine.runtime, tables, mine)
+            waiting = sorted(mine)
+            while waiting and self._time_left() > 0:
+                for buffer_id in list(waiting):  # a buffer still delivering drains when that delivery is done
+                    if self.pool.submit(buffer_id, partial(self._drain_on_close, buffer_id, buffer_id in covered)):
+                        waiting.remove(buffer_id)
+                if waiting:
+                    self.pool.wait(self._deadline, until=lambda busy: len(busy) < self.pool.size
+                                   and any(b not in busy for b in waiting))
+        self.pool.wait(self._deadline)
 
     def _drain_on_close(self, buffer_id: str, covered: bool) -> None:
         """Deliver what is due, retries falling due within the close budget, and (if nobody else will) the rest."""
@@ -241,26 +249,27 @@ class Flusher:
             worked = False
             soonest: float | None = None
             for b in tables.open_batches(buffer_id):
-                due_at = b["next_attempt_at"] if b["state"] == "retry" else b["lease_until"]
+                due_at = b["next_attempt_at"] if b["state"] in DEFERRED else b["lease_until"]
                 if due_at is None:
                     continue
                 if due_at <= now:
                     claim = tables.reclaim(b["batch_id"], engine.new_owner(), engine.lease_seconds, engine.max_attempts)
                     if claim is not None:
-                        self.deliver(claim, timeout=self._time_left())
+                        self.deliverer.deliver(claim, timeout=self._time_left())
                         worked = True
-                elif b["state"] == "retry" and not covered:
+                elif b["state"] in DEFERRED and not covered:
                     soonest = due_at if soonest is None else min(soonest, due_at)
             rows = tables.rows(buffer_id)
             row = rows[0] if rows else None
-            if row is not None and row["pass_through_tool"] is not None and row["flush_strategy"] != "manual":
+            if (row is not None and row["pass_through_tool"] is not None and row["flush_strategy"] != "manual"
+                    and self.deliverer.waits.until(row["pass_through_tool"], now) is None):
                 unclaimed = row["pending"] - row["inflight"]
                 due = unclaimed > 0 and (not covered or unclaimed >= row["max_size"]
                                          or (row["oldest_ts"] or 0) + row["flush_interval_seconds"] <= time.time())
                 if due:
                     claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
                     if claim is not None:
-                        self.deliver(claim, timeout=self._time_left())
+                        self.deliverer.deliver(claim, timeout=self._time_left())
                         worked = True
             if worked:
                 continue
@@ -291,90 +300,79 @@ class Flusher:
                 self._drop_event_at[buffer_id] = now
                 del self._held_drops[buffer_id]
 
-    # -- delivery ------------------------------------------------------------------------
+    # -- deliveries in the caller's thread --------------------------------------------------
 
-    def deliver(self, claim: Claim, *, timeout: float | None = None) -> str | None:
-        """Hand one claimed batch to the pass-through tool; None on success, else the error (batch kept)."""
-        engine = self.engine
-        config = engine.tables.load(claim.buffer_id)
-        tool = config.pass_through_tool if config is not None else None
-        started = time.perf_counter()
-        error: str | None = None
-        if config is None or tool is None:
-            error = f"buffer {claim.buffer_id!r} has no pass_through_tool"
-        else:
-            payload = dict(config.pass_through_input)
-            payload["buffered_items"] = claim.items()
-            payload["buffer_metadata"] = {
-                "buffer_id": claim.buffer_id, "batch_id": claim.batch_id, "count": claim.count,
-                "flushed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            }
-            if timeout is not None:
-                timeout = max(0.1, timeout)
-            self.leases.hold(claim)
-            try:
-                result = engine.runtime.call(tool, payload, timeout=timeout)
-            except ToolError as exc:
-                error = f"{tool}: {exc.message}"
-            except Exception as exc:  # any failure keeps the batch; the retry/dead-letter event records it
-                error = f"{tool}: {type(exc).__name__}: {exc}"
-            else:
-                if isinstance(result, dict) and result.get("success") is False:
-                    error = f"{tool}: answered success=false: {result.get('error') or result.get('message') or ''}".rstrip()
-            finally:
-                self.leases.release(claim)
-        if error is None:
-            engine.tables.complete(claim, tool, (time.perf_counter() - started) * 1000)
-            engine.note_space()
-            return None
-        engine.tables.fail(claim, error, engine.max_attempts, engine.backoff)
-        return error
+    def deliver(self, claim: Claim, *, timeout: float | None = None) -> Outcome:
+        return self.deliverer.deliver(claim, timeout=timeout)
 
-    def deliver_through(self, buffer_id: str, seq: int) -> bool:
-        """`immediate`: deliver batches in the caller until the one holding item `seq` went out."""
+    def deliver_through(self, buffer_id: str, seq: int, tool: str | None = None) -> bool:
+        """`immediate`: deliver batches in the caller until the one holding item `seq` went out.
+
+        Not while `tool` (the pass-through) refused a delivery lately: the item waits for the flusher then.
+        """
         engine = self.engine
+        if self.deliverer.waits.until(tool, time.time()) is not None:
+            self.wake()
+            return False
         while True:
             claim = engine.tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
             if claim is None:
                 return False  # another flusher holds it
-            error = self.deliver(claim)
+            outcome = self.deliver(claim)
             if claim.last_seq >= seq:
-                return error is None and claim.first_seq <= seq
+                return outcome.ok and claim.first_seq <= seq
 
     def flush_now(self, buffer_id: str) -> dict[str, Any]:
-        """Deliver a buffer's retry batches (ignoring backoff) and every unclaimed item, stopping at a failure."""
+        """Deliver a buffer's retry and waiting batches (ignoring backoff) and every unclaimed item.
+
+        Stops at a failure of a new batch, and at the first refusal (the tool admits nothing now: the
+        refused batch waits for it, its attempt untouched).
+        """
         engine, tables = self.engine, self.engine.tables
-        batches = items = failed = 0
-        last_error: str | None = None
+        tally = _Tally()
         for b in tables.open_batches(buffer_id):
             if b["state"] == "claimed" and (b["lease_until"] or 0) > time.time():
                 continue  # another flusher is delivering it right now
             claim = tables.reclaim(b["batch_id"], engine.new_owner(), engine.lease_seconds, engine.max_attempts, force=True)
             if claim is None:
                 continue
-            last_error = self.deliver(claim)
-            batches, items, failed = _tally(last_error, claim.count, batches, items, failed)
-        while last_error is None:
+            tally.add(self.deliver(claim), claim.count)
+            if tally.waiting:
+                break
+        while tally.last is None or tally.last.ok:
+            if tally.waiting:
+                break
             claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
             if claim is None:
                 break
-            last_error = self.deliver(claim)
-            batches, items, failed = _tally(last_error, claim.count, batches, items, failed)
+            tally.add(self.deliver(claim), claim.count)
         rows = tables.rows(buffer_id)
         out: dict[str, Any] = {
-            "success": failed == 0, "buffer_id": buffer_id, "flushed": items > 0, "batches": batches, "count": items,
-            "failed_batches": failed, "buffered": rows[0]["pending"] if rows else 0,
+            "success": tally.failed == 0 and tally.waiting == 0, "buffer_id": buffer_id, "flushed": tally.items > 0,
+            "batches": tally.batches, "count": tally.items, "failed_batches": tally.failed,
+            "waiting_batches": tally.waiting, "buffered": rows[0]["pending"] if rows else 0,
         }
-        if last_error is not None:
-            out["error"] = last_error
+        if tally.error is not None:
+            out["error"] = tally.error
         return out
 
-    def retry_now(self, batch_id: str, config: BufferConfig) -> bool:
-        engine = self.engine
-        claim = engine.tables.reclaim(batch_id, engine.new_owner(), engine.lease_seconds, engine.max_attempts, force=True)
-        return claim is not None and self.deliver(claim) is None
 
+class _Tally:
+    """Counts the deliveries of one explicit flush."""
 
-def _tally(error: str | None, count: int, batches: int, items: int, failed: int) -> tuple[int, int, int]:
-    """Count one delivery of a flush: a delivered batch and its items, or a failed batch."""
-    return (batches + 1, items + count, failed) if error is None else (batches, items, failed + 1)
+    def __init__(self) -> None:
+        self.batches = self.items = self.failed = self.waiting = 0
+        self.last: Outcome | None = None
+        self.error: str | None = None
+
+    def add(self, outcome: Outcome, count: int) -> None:
+        self.last = outcome
+        if outcome.ok:
+            self.batches += 1
+            self.items += count
+            return
+        self.error = outcome.error
+        if outcome.state == "waiting":
+            self.waiting += 1
+        else:
+            self.failed += 1

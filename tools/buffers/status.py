@@ -40,10 +40,13 @@ class BufferStatus:
     flushed_history: tuple[int, ...]
     last_flush_at: float | None
     last_flush_count: int | None
-    last_flush_result: str | None  # ok | failed | dead_letter
+    last_flush_result: str | None  # ok | failed | dead_letter | waiting (the pass-through tool refused the batch)
     last_flush_error: str | None
     next_flush_at: float | None
     retry_batches: int
+    #: batches the pass-through tool refused without running (circuit open, disabled): they wait for it, no attempt spent
+    refused_batches: int
+    refused_reason: str | None  # why, e.g. "waiting for circuit: sink 1.0.0: circuit open (...); next probe in 12 s"
     retries_total: int
     dead_letter_batches: int
     dead_letter_items: int
@@ -118,17 +121,22 @@ def _next_flush(row: Any, waiting: int, retry_due: float | None, now: float) -> 
     return due
 
 
-def _warning(row: Any, waiting: int, pending: int, flushing: bool) -> str | None:
+def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tuple[int, float | None, str | None],
+             now: float) -> str | None:
     if pending <= 0:
         return None
     buffer_id = row["buffer_id"]
     if row["pass_through_tool"] is None:
         return f"{pending} pending items and no pass_through_tool: they wait for `tooldeck buffer flush {buffer_id}`"
-    if row["flush_strategy"] == "manual":
-        return f"manual strategy: {waiting} items wait for `tooldeck buffer flush {buffer_id}`" if waiting else None
-    if not flushing:
+    if not flushing and (row["flush_strategy"] != "manual" or refused[0]):
         return (f"{pending} pending items and no live runtime is flushing them: run `tooldeck serve`, "
                 f"or `tooldeck buffer flush {buffer_id}`")
+    n, due, reason = refused
+    if n:
+        when = f"; next try in {max(0.0, due - now):.0f} s" if due is not None else ""
+        return f"{n} {'batch' if n == 1 else 'batches'} {reason or 'waiting for the pass-through tool'}{when}"
+    if row["flush_strategy"] == "manual":
+        return f"manual strategy: {waiting} items wait for `tooldeck buffer flush {buffer_id}`" if waiting else None
     return None
 
 
@@ -146,10 +154,10 @@ def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = N
         if 0 <= i < WINDOW_SECONDS:  # the current second is still filling: leave it out
             writes.setdefault(r["buffer_id"], [0] * WINDOW_SECONDS)[i] += r["writes"]
             flushed.setdefault(r["buffer_id"], [0] * WINDOW_SECONDS)[i] += r["flushed"]
-    batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, MIN(next_attempt_at) AS due FROM buffer_batches"
-                 + (" WHERE buffer_id=?" if buffer_id else "") + " GROUP BY buffer_id, state")
-    batches: dict[tuple[str, str], tuple[int, float | None]] = {
-        (r["buffer_id"], r["state"]): (r["n"], r["due"])
+    batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, MIN(next_attempt_at) AS due, MAX(last_error) AS error"
+                 " FROM buffer_batches" + (" WHERE buffer_id=?" if buffer_id else "") + " GROUP BY buffer_id, state")
+    batches: dict[tuple[str, str], tuple[int, float | None, str | None]] = {
+        (r["buffer_id"], r["state"]): (r["n"], r["due"], r["error"])
         for r in tables.store.query(batch_sql, (buffer_id,) if buffer_id else ())
     }
     serving, by_buffer = flushers_by_buffer(runtime, tables)
@@ -159,8 +167,11 @@ def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = N
         bid = row["buffer_id"]
         pending, inflight = int(row["pending"]), int(row["inflight"])
         waiting = pending - inflight
-        retry_n, retry_due = batches.get((bid, "retry"), (0, None))
-        dead_n, _ = batches.get((bid, "dead"), (0, None))
+        retry_n, retry_due, _ = batches.get((bid, "retry"), (0, None, None))
+        refused = batches.get((bid, "waiting"), (0, None, None))
+        dead_n = batches.get((bid, "dead"), (0, None, None))[0]
+        if refused[1] is not None:
+            retry_due = refused[1] if retry_due is None else min(retry_due, refused[1])
         w = writes.get(bid, zero)
         f = flushed.get(bid, zero)
         by = tuple(serving + by_buffer.get(bid, []))
@@ -176,9 +187,10 @@ def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = N
             last_flush_at=row["last_flush_at"], last_flush_count=row["last_flush_count"],
             last_flush_result=row["last_flush_result"], last_flush_error=row["last_flush_error"],
             next_flush_at=_next_flush(row, waiting, retry_due, now), retry_batches=retry_n,
-            retries_total=row["retries_total"], dead_letter_batches=dead_n, dead_letter_items=row["dead_items"],
+            refused_batches=refused[0], refused_reason=refused[2], retries_total=row["retries_total"],
+            dead_letter_batches=dead_n, dead_letter_items=row["dead_items"],
             dropped_total=row["dropped_total"], writes_total=row["writes_total"], flushed_total=row["flushed_total"],
             batches_total=row["batches_total"], flushing=flushing, flushed_by=by,
-            warning=_warning(row, waiting, pending, flushing),
+            warning=_warning(row, waiting, pending, flushing, refused, now),
         ))
     return out

@@ -132,6 +132,9 @@ def cmd_flush(args: argparse.Namespace) -> int:
         if result.get("error"):
             line += f"; a batch failed and will be retried: {result['error']}"
         console().print(line)
+        if result.get("waiting_batches"):
+            console().print(f"{args.buffer_id}: the pass-through tool refused the call (circuit open or disabled): "
+                            "the batch waits for it, no attempt spent")
     return 0 if result.get("success") else 1
 
 
@@ -237,4 +240,7 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
         console().print(f"{args.buffer_id}: replayed {plural(len(result['replayed']), 'batch', 'batches')}, "
                         f"{len(result['delivered'])} delivered"
                         + (f", {len(result['failed'])} failed again (back on the retry path)" if result["failed"] else ""))
+        if result.get("queued"):
+            console().print(f"{args.buffer_id}: {len(result['queued'])} queued: the pass-through tool refused them (circuit "
+                            "open or disabled); they wait for it with a fresh attempt count")
     return 0 if result["success"] else 1

@@ -20,6 +20,8 @@ provider = "replay"
 window = 10
 min_calls = 4
 failure_rate = 0.5
+consecutive_failures = 5
+significance = 1   # the plain share rule, so the demo's 50%-failing flaky_tool trips its circuit often
 cooldown_seconds = 15
 
 [retention]

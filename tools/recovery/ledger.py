@@ -20,7 +20,7 @@ from typing import Any
 
 from state.db import StoreError, dumps
 from state.redact import redact
-from tools.errors import StateError, ToolError, ToolUnavailableError, UsageError
+from tools.errors import CallRefusedError, StateError, ToolError, UsageError
 from tools.ids import check_tool_id
 from tools.recovery.circuit import (
     CLOSED,
@@ -170,8 +170,8 @@ class FailureTracker:
         control = self._controls.get((tool_id, version)) or self._controls.get((tool_id, "*"))
         if control is not None:
             reason = f": {control['reason']}" if control.get("reason") else ""
-            raise ToolUnavailableError(f"{tool_id} {version} is disabled by {control.get('actor') or 'an operator'}{reason}",
-                                       tool_id=tool_id, version=version)
+            raise CallRefusedError(f"{tool_id} {version} is disabled by {control.get('actor') or 'an operator'}{reason}",
+                                       tool_id=tool_id, version=version, details={"disabled": True})
         health = self._health.get((tool_id, version))
         if health is None or health.circuit.state == CLOSED:
             return
@@ -180,28 +180,28 @@ class FailureTracker:
         state = circuit.effective_state(now, self.cfg)
         if state == OPEN:
             if circuit.forced:
-                raise ToolUnavailableError(f"{tool_id} {version}: circuit held open by an operator ({circuit.reason})",
-                                           tool_id=tool_id, version=version)
+                raise CallRefusedError(f"{tool_id} {version}: circuit held open by an operator ({circuit.reason})",
+                                           tool_id=tool_id, version=version, details={"circuit": OPEN})
             left = (circuit.opened_at or now) + self.cfg.cooldown_seconds - now
-            raise ToolUnavailableError(f"{tool_id} {version}: circuit open ({circuit.reason}); next probe in {left:.0f} s",
-                                       tool_id=tool_id, version=version)
+            raise CallRefusedError(f"{tool_id} {version}: circuit open ({circuit.reason}); next probe in {left:.0f} s",
+                                       tool_id=tool_id, version=version, details={"circuit": OPEN, "retry_at": now + left})
         if circuit.state == HALF_OPEN and circuit.probes >= self.cfg.half_open_probes and (circuit.probe_deadline or 0) > now:
-            raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open, {circuit.probes} probe calls in flight",
-                                       tool_id=tool_id, version=version)
+            raise CallRefusedError(f"{tool_id} {version}: circuit half-open, {circuit.probes} probe calls in flight",
+                                       tool_id=tool_id, version=version, details={"circuit": HALF_OPEN})
         try:
             with self.store.tx() as con:
                 rev = bump_seq(con)
                 admitted = claim_probe(con, tool_id, version, self.cfg, now, rev)
                 row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
         except StoreError as exc:
-            raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open and no probe slot could be claimed ({exc})",
-                                       tool_id=tool_id, version=version) from exc
+            raise CallRefusedError(f"{tool_id} {version}: circuit half-open and no probe slot could be claimed ({exc})",
+                                       tool_id=tool_id, version=version, details={"circuit": HALF_OPEN}) from exc
         with self._lock:
             if row is not None:
                 circuit.apply_row(row)
         if not admitted:
-            raise ToolUnavailableError(f"{tool_id} {version}: circuit half-open, no probe slot free",
-                                       tool_id=tool_id, version=version)
+            raise CallRefusedError(f"{tool_id} {version}: circuit half-open, no probe slot free",
+                                       tool_id=tool_id, version=version, details={"circuit": HALF_OPEN})
         probes = getattr(self._local, "probes", None)
         if probes is None:
             probes = self._local.probes = set()
