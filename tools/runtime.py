@@ -102,6 +102,7 @@ class Runtime:
         demo: bool = False,
         extra_roots: list[Path] | None = None,
         label: str | None = None,
+        kind: str = "library",
     ) -> None:
         self.workspace = resolve_workspace(workspace)
         self.home = tooldeck_home(self.workspace)
@@ -109,6 +110,7 @@ class Runtime:
         self.serve = serve
         self.demo = demo
         self.label = label
+        self.kind = kind  # dashboard | serve | cli | mcp | library: what the dashboard's sessions view shows
         self.pid = os.getpid()
         self.tracking_disabled = os.environ.get("TOOLDECK_DISABLE_USAGE_TRACKING", "") not in ("", "0", "false")
         self.catalog = Catalog(roots_for(self.workspace, demo=demo, extra=extra_roots or []), self.home / "evolved")
@@ -238,9 +240,9 @@ class Runtime:
         now = time.time()
         with self._store.tx() as con:
             con.execute(
-                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?)"
+                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat",
-                (self.session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label),
+                (self.session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label, self.kind),
             )
 
     def _housekeeping(self) -> None:

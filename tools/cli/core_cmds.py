@@ -174,7 +174,7 @@ def _wait_for_signal() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    runtime = runtime_for(args, serve=True, demo=args.demo, label="serve")
+    runtime = runtime_for(args, serve=True, demo=args.demo, label="serve", kind="serve")
     sys.stdout.write(f"tooldeck serve: workspace {runtime.workspace}, session {runtime.session}\n")
     sys.stdout.flush()
     _print_progress(runtime)
