@@ -66,7 +66,9 @@ class TooldeckApp(OperatorActions, App[int]):
     def __init__(self, workspace: str | os.PathLike[str] | None = None, *, demo: bool = False, traffic: bool = False,
                  runtime: Any = None, poll_seconds: float = POLL_SECONDS, live: bool = True) -> None:
         """`live=False` renders only the snapshots it is given (layout snapshots, the paint benchmark)."""
-        super().__init__()
+        from tui.terminal import driver_class
+
+        super().__init__(driver_class=driver_class(self._terminal_gone))
         self.workspace = workspace
         self.demo = demo
         self.traffic = traffic
@@ -84,6 +86,7 @@ class TooldeckApp(OperatorActions, App[int]):
         self.live = live
         self.snapshots_applied = 0
         self.signalled: int | None = None
+        self._event_loop: Any = None
         self.compact = False
 
     # -- layout --------------------------------------------------------------------
@@ -116,7 +119,7 @@ class TooldeckApp(OperatorActions, App[int]):
         import asyncio
 
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._event_loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGHUP):
                 loop.add_signal_handler(signum, self._signalled, signum)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals here
@@ -126,6 +129,12 @@ class TooldeckApp(OperatorActions, App[int]):
         self.signalled = signum
         self._stop.set()
         self.exit(128 + signum)
+
+    def _terminal_gone(self) -> None:
+        """From the writer thread: the terminal closed (EIO). Quit as if SIGHUP had arrived."""
+        loop = self._event_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._signalled, signal.SIGHUP)
 
     def _after_first_paint(self) -> None:
         self.first_paint_at = time.perf_counter()
@@ -139,7 +148,7 @@ class TooldeckApp(OperatorActions, App[int]):
         if self.runtime is None:
             from tools.runtime import Runtime
 
-            self.runtime = Runtime(self.workspace, serve=True, demo=self.demo, label="dashboard")
+            self.runtime = Runtime(self.workspace, serve=True, demo=self.demo, label="dashboard", kind="dashboard")
         self.post_message(RuntimeStarted(self.runtime))
 
     def on_runtime_started(self, message: RuntimeStarted) -> None:

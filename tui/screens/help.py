@@ -45,6 +45,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_row("everywhere", "ctrl+p", "command palette")
         table.add_row("command line", ":", '/tool evolve csv_parser "Support JSON input too"')
         table.add_row("", "", '/tool call json_parser {"text": "[1,2]"}   /buffer flush usage_tracking   /spec specs/x.md')
+        self.table = table
         with Vertical(classes="dialog wide", id="help"):
             yield Label("tooldeck keys", classes="dialog-question")
             with VerticalScroll():
