@@ -30,7 +30,7 @@ def _started_everything(proc: PtyProcess, timeout: float = 90.0) -> list[int]:
     raise AssertionError(f"traffic and workers not started: {[cmdline(k) for k in children(proc.pid)]}")
 
 
-@pytest.mark.parametrize("how", ["sigterm", "terminal closed"])
+@pytest.mark.parametrize("how", ["q", "sigterm", "terminal closed"])
 def test_sigterm_and_hangup_stop_everything_the_dashboard_started(tmp_path: Path, how: str) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -41,7 +41,9 @@ def test_sigterm_and_hangup_stop_everything_the_dashboard_started(tmp_path: Path
         kids = _started_everything(proc)
         workspace = next(tmp.glob("tooldeck-demo-*"))
         painted = len(proc.output)
-        if how == "sigterm":
+        if how == "q":
+            proc.write(b"q")
+        elif how == "sigterm":
             os.kill(proc.pid, signal.SIGTERM)
         else:
             proc.hang_up()
@@ -51,9 +53,13 @@ def test_sigterm_and_hangup_stop_everything_the_dashboard_started(tmp_path: Path
             time.sleep(0.1)
         assert not [cmdline(k) for k in kids if alive(k)], "processes the dashboard started are still running"
         assert not workspace.exists(), "the throwaway demo workspace was left behind"
-        if how == "sigterm":
+        if how != "terminal closed":
             after = bytes(proc.output[painted:])
-            assert b"\x1b[?1049l" in after, "the terminal's main screen was not restored"
+            restored = after.find(b"\x1b[?1049l")
+            assert restored >= 0, "the terminal's main screen was not restored"
+            # the screen comes back at once; the shutdown finishes behind one line
+            assert after.find(b"tooldeck: stopping") > restored, after[-600:]
+        if how == "sigterm":
             assert "stopped by SIGTERM" in proc.text()
     finally:
         proc.kill()
