@@ -25,8 +25,8 @@ from state.db import Store, StoreError
 from state.events import EventLog
 from state.paths import tooldeck_home
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
-from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
-from tools.ids import check_tool_id
+from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError
+from tools.ids import check_tool_id, resolve_workspace
 from tools.settings import Settings, load_settings
 
 #: `module:function` called with the runtime once the store is open, before tools load.
@@ -62,16 +62,6 @@ class Service(Protocol):
 
 def new_session_id() -> str:
     return "s-" + _secrets.token_hex(4)
-
-
-def resolve_workspace(workspace: str | os.PathLike[str] | None) -> Path:
-    """The workspace folder; it must exist (a typo must not create a directory tree)."""
-    raw = workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()
-    path = Path(raw).expanduser().resolve()
-    if not path.is_dir():
-        what = "is not a directory" if path.exists() else "does not exist"
-        raise UsageError(f"workspace {path} {what}")
-    return path
 
 
 def parse_input(tool_id: str, input_data: Any) -> Any:

@@ -7,6 +7,7 @@ returns plain data; the widgets diff it against what they show.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,7 @@ class Collector:
         self._stats_at = 0.0
         self._slow: dict[str, Any] = {}
         self._slow_at = 0.0
+        self._runs: deque[dict[str, Any]] = deque(maxlen=self.RESILIENT_KEPT)
 
     def start_from_recent(self, backlog: int = 200) -> None:
         """Show the last `backlog` events on open, then tail from there."""
@@ -166,7 +168,17 @@ class Collector:
         })
         snap.scores = [{"tool_id": k[0], "version": k[1], **v, "trend": trends.get(k, [])} for k, v in ranked]
         snap.failures, snap.resilient = self._every("failures", 1.0, lambda: (tracker.recent_failures(limit=100),
-                                                                              tracker.recent_resilient(self.RESILIENT_KEPT)))
+                                                                              self._resilient_runs(tracker)))
+
+    def _resilient_runs(self, tracker: Any) -> list[dict[str, Any]]:
+        """The last RESILIENT_KEPT runs, newest last: read once, then only the runs logged since."""
+        if not self._runs:
+            self._runs.extend(tracker.recent_resilient(self.RESILIENT_KEPT))
+        else:
+            after = int(self._runs[-1]["id"])
+            self._runs.extend({"id": e.id, "ts": e.ts, "session": e.session, **e.payload}
+                              for e in self.runtime.events.tail(after, limit=self.RESILIENT_KEPT, kinds=["resilient.run"]))
+        return list(self._runs)
 
     def _proposals(self, snap: Snapshot) -> None:
         from tools.evolution import list_proposals

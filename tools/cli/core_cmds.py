@@ -214,7 +214,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
-    from tools.runtime import resolve_workspace
+    from tools.ids import resolve_workspace  # not tools.runtime: the catalog's imports would delay the first frame
 
     if args.open_dashboard is None:
         raise UsageError("the dashboard is not part of the headless runtime: run `tooldeck` or `python -m tui`")

@@ -37,7 +37,7 @@ BUFFERS: dict[str, tuple[dict[str, Any], float, tuple[int, float] | None]] = {
     "audit_log": ({"flush_strategy": "immediate", "max_size": 10, "flush_interval_seconds": 1,
                    "pass_through_tool": "usage_sink"}, 0.003, None),
     "metrics_rollup": ({"flush_strategy": "batched", "max_size": 20, "flush_interval_seconds": 1, "max_pending": 5000,
-                        "when_full": "drop_oldest", "pass_through_tool": "slow_sink"}, 0.0, (2000, 20.0)),
+                        "when_full": "drop_oldest", "pass_through_tool": "slow_sink"}, 0.0, (1200, 30.0)),
     "orders_outbox": ({"flush_strategy": "batched", "max_size": 10, "flush_interval_seconds": 3,
                        "pass_through_tool": "flaky_sink"}, 0.002, None),
     "exports": ({"flush_strategy": "manual", "max_size": 100, "max_pending": 2000, "when_full": "drop_oldest",

@@ -28,7 +28,7 @@ def _db():
 
 
 def store(data):
-    time.sleep(float(os.environ.get("SLOW_SINK_DELAY_MS", "40")) / 1000)
+    time.sleep(float(os.environ.get("SLOW_SINK_DELAY_MS", "120")) / 1000)
     meta = data.get("buffer_metadata") or {}
     items = data["buffered_items"]
     batch_id = meta.get("batch_id") or f"unbatched-{time.time_ns()}"

@@ -20,6 +20,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -41,6 +42,13 @@ class Feed(ScrollView, can_focus=True):
         Binding("home,g", "first", "Newest", show=False, id="feed.first"),
         Binding("end,G", "last", "Oldest", show=False, id="feed.last"),
     ]
+
+    #: growing the virtual height (in CHUNK steps) must not lay out the screen: only the scrollbar changes
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._refresh_scrollbars()
+        self._scroll_update(size)
 
     @dataclass
     class Selected(Message):

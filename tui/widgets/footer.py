@@ -26,7 +26,8 @@ class FittedFooter(Footer):
             seen.add(binding.action)
             key = self.app.get_key_display(binding)
             items.append((binding, enabled, tooltip, key, cell_len(key) + cell_len(binding.description) + 3))
-        room = self.app.size.width - 1
+        self._fitted_width = self.app.size.width
+        room = self._fitted_width - 1
         chosen: set[int] = set()
         for i, item in enumerate(items):  # the way out and the key list first
             if item[0].action in ALWAYS and item[4] <= room:
@@ -41,6 +42,11 @@ class FittedFooter(Footer):
                 yield FooterKey(binding.key, key, binding.description, binding.action, disabled=not enabled,
                                 tooltip=tooltip).data_bind(compact=Footer.compact)
 
+    _fitted_width = 0
+
     def on_resize(self) -> None:
-        if self._bindings_ready:
+        """Fit the keys again when the terminal's width changes (not on the footer's own re-layouts)."""
+        width = self.app.size.width
+        if self._bindings_ready and width != self._fitted_width:
+            self._fitted_width = width
             self.call_after_refresh(self.recompose)

@@ -16,6 +16,8 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist, RowKey
 
@@ -64,6 +66,11 @@ class LiveTable(DataTable):
         Binding("k", "cursor_up", "Up", show=False, id="table.up"),
     ]
 
+    #: Textual lays out the whole screen on every virtual-size change (~65 ms on a busy dashboard), and a live
+    #: table's virtual size changes with every row that comes or goes. A table whose height is set by its
+    #: container needs no layout for that, only its scrollbars; an auto-height one does (see the watcher).
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
     def __init__(self, columns: Sequence[Col | tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(cursor_type="cell", zebra_stripes=False, cell_padding=0, **kwargs)
         self.specs = [c if isinstance(c, Col) else Col(*c) for c in columns]
@@ -79,6 +86,14 @@ class LiveTable(DataTable):
 
     def on_mount(self) -> None:
         self._relayout(force=True)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        height = self.styles.height
+        if height is None or height.is_auto:
+            self.refresh(layout=True)
+            return
+        self._refresh_scrollbars()  # lays out this table only when a scrollbar appears or goes
+        self._scroll_update(size)
 
     # -- what is shown ---------------------------------------------------------------
 
@@ -248,6 +263,8 @@ class LiveTable(DataTable):
             share = max(cell_len(self.specs[i].label), spare // (len(flex) - n)) - GAP
             widths[i] = max(1, min(need[i], share))
             spare -= widths[i] + GAP
+        if visible and spare > 0 and room < 10_000:
+            widths[visible[-1]] += spare  # the table keeps the panel's width, so a column resizing causes no layout
         return visible, [widths[i] + GAP for i in visible]
 
     def _relayout(self, wanted: list[tuple[str, tuple[Any, ...]]] | None = None, force: bool = False) -> bool:
