@@ -25,9 +25,9 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
     action = command.action
     if action == "tool.call":
         entry = runtime.resolve(command.target)  # the version that answers: session, then global promotion, then base
-        version, scope = entry.served_version, runtime.resolved_version(command.target)[1]
+        promoted, scope = runtime.resolved_version(command.target)
         result = runtime.call_entry(entry, command.args.get("input", {}))
-        answered = f"{command.target} {version}" + (f" (promoted: {scope})" if scope else "")
+        answered = f"{command.target} {entry.served_version}" + (f" (promoted for {scope})" if promoted else "")
         return {"status": f"{answered} answered", "title": f"{answered} answered", "screen": _json_view(result),
                 "copy": json.dumps(result, indent=2, ensure_ascii=False, default=str)}
     if action == "tool.test":

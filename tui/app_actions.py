@@ -96,6 +96,8 @@ class OperatorActions:
         return getattr(self, "_filter_panel", None) or getattr(self, "_last_panel", None)
 
     def on_descendant_focus(self, event: Any) -> None:
+        if not self.screen_stack:  # tearing down
+            return
         panel = self.focused_panel()
         if panel is not None:
             self._last_panel = panel
