@@ -143,3 +143,34 @@ def test_activity_describes_values_as_json_on_one_line() -> None:
     assert 'hops=[{"hop":1,"tool_id":"a"}]' in text
     line = ActivityPanel.format(event, {"error": "red", "accent": "cyan", "ok": "green", "warn": "yellow"})
     assert "\n" not in line.plain and "boom⏎Traceback" in line.plain
+
+
+def test_interleaved_flushes_of_several_buffers_coalesce_per_buffer() -> None:
+    from state.events import Event
+    from tui.widgets.activity import coalesce
+
+    events = []
+    for i in range(6):
+        buffer_id = "a" if i % 2 == 0 else "b"
+        events.append(Event(i, 0.0, 1, "s", "buffer.flush", None, None, {"buffer_id": buffer_id, "count": 10}))
+    events.append(Event(9, 0.0, 1, "s", "tool.failure", "x", "1.0.0", {"error": "boom"}))
+    lines = [(e.payload.get("buffer_id"), n, items) for e, n, items in coalesce(events)]
+    assert lines == [("a", 3, 30), ("b", 3, 30), (None, 1, 0)]
+
+
+async def test_a_long_activity_line_ends_in_an_ellipsis() -> None:
+    from rich.text import Text
+    from textual.app import App
+
+    from tests.tui_helpers import screen_text
+
+    class One(App[None]):
+        def compose(self):
+            yield Feed()
+
+    app = One()
+    async with app.run_test(size=(40, 5)) as pilot:
+        app.query_one(Feed).add([(Text("x" * 60 + " [4242]"), 1)])
+        await pilot.pause()
+        first = screen_text(app).splitlines()[0]
+        assert first.rstrip().endswith("…") and "[4242]" not in first, first

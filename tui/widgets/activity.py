@@ -51,15 +51,22 @@ class Line:
 
 
 def coalesce(events: list[Event]) -> list[tuple[Event, int, int]]:
-    """(last event, how many, items) per run of same-kind events of one buffer: a calm log under load."""
+    """(last event, how many, items) per buffer for the high-rate kinds of one batch of events, even when
+    several buffers' flushes interleave: a calm log under load (the line sits where the last one was)."""
     out: list[tuple[Event, int, int]] = []
     for event in events:
         count = int(event.payload.get("count", 0) or 0)
-        if out and event.kind in COALESCE:
-            last, repeats, items = out[-1]
-            if last.kind == event.kind and last.payload.get("buffer_id") == event.payload.get("buffer_id"):
-                out[-1] = (event, repeats + 1, items + count)
-                continue
+        if event.kind in COALESCE:
+            key = (event.kind, event.payload.get("buffer_id"))
+            for i in range(len(out) - 1, -1, -1):
+                last, repeats, items = out[i]
+                if (last.kind, last.payload.get("buffer_id")) == key:
+                    del out[i]
+                    out.append((event, repeats + 1, items + count))
+                    break
+            else:
+                out.append((event, 1, count))
+            continue
         out.append((event, 1, count))
     return out
 

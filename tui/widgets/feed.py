@@ -150,7 +150,7 @@ class Feed(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         index = self.scroll_offset.y + y
-        width = self.size.width
+        width = self.scrollable_content_region.width or self.size.width  # less the scrollbar
         if index >= len(self.view):
             return Strip.blank(width, self.rich_style)
         line = self.view[index][0]
@@ -158,10 +158,10 @@ class Feed(ScrollView, can_focus=True):
         key = (id(line), width, on_cursor and self.has_focus)
         strip = self._strips.get(key) if not on_cursor else None
         if strip is None:
-            text = line
+            text = line.copy()
             if self.filter_text:
-                text = line.copy()
                 text.highlight_words([self.filter_text], "reverse", case_sensitive=False)
+            text.truncate(width, overflow="ellipsis")  # one line; a cut shows as …
             segments = list(text.render(self.app.console))
             strip = Strip(segments).crop(0, width).extend_cell_length(width)
             style: Style = self.rich_style
