@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from state.calls import CallStats, tool_stats
-from state.events import Event
+if TYPE_CHECKING:  # state (sqlite3 and the rest) is imported once the runtime polls, not on the way to the first frame
+    from state.calls import CallStats
+    from state.events import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,8 @@ class Collector:
             snap.errors.append(str(exc))
             return snap
         if now - self._stats_at > self.stats_every:
+            from state.calls import tool_stats
+
             self._stats = tool_stats(rt.store)
             self._stats_at = now
         snap.tools = self._tool_rows()

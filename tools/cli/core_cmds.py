@@ -192,7 +192,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def require_terminal() -> None:
-    """The dashboard is full-screen: without a terminal on stdin and stdout it would only spill escape codes."""
+    """The dashboard is full-screen: without a terminal on stdin and stdout it would only spill escape codes.
+    (The dashboard checks this itself; `demo` asks first, before it makes a throwaway workspace.)"""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("the dashboard needs a terminal (stdin and stdout are not both a tty); "
                          "use `tooldeck serve` or a subcommand such as `tooldeck tools` in scripts")
@@ -218,6 +219,5 @@ def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool
 
     if args.open_dashboard is None:
         raise UsageError("the dashboard is not part of the headless runtime: run `tooldeck` or `python -m tui`")
-    require_terminal()
     workspace = resolve_workspace(args.workspace)  # a bad path is one line on stderr, before the screen opens
     return int(args.open_dashboard(workspace=str(workspace), demo=demo, traffic=traffic))

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 
-from state.events import Event
 from tui.details import Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
 from tui.widgets.feed import Feed
 from tui.widgets.live_table import one_line
 from tui.widgets.panel import Panel
+
+if TYPE_CHECKING:
+    from state.events import Event
 
 _SKIP_KEYS = {"source", "path", "workspace"}
 
