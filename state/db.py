@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_DIR = Path(__file__).parent / "schema"
 #: version -> SQL files applied to reach it (forward only). Version 1 is the
 #: base schema; each capability owns one file.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("core.sql", "buffers.sql", "failures.sql", "evolution.sql"),
     2: ("v2.sql",),
+    3: ("dashboard.sql",),
 }
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before giving up with a clear error
 #: SQLite's own busy handler sleeps with a growing backoff (up to 100 ms a nap), so a waiter

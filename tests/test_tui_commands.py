@@ -52,3 +52,28 @@ def test_completions() -> None:
     assert completions("/tool ev", [], []) == ["/tool evolve"]
     assert completions("/tool call js", ["json_parser", "csv_parser"], []) == ["/tool call json_parser"]
     assert completions("/buffer flush u", [], ["usage_tracking"]) == ["/buffer flush usage_tracking"]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], (True, None)),
+    (["-w", "ws"], (True, "ws")),
+    (["--workspace", "ws"], (True, "ws")),
+    (["--workspace=ws"], (True, "ws")),
+    (["demo"], (False, None)),
+    (["--json"], (False, None)),
+    (["-w"], (False, None)),
+    (["-w", "ws", "tools"], (False, None)),
+    (["--help"], (False, None)),
+])
+def test_only_a_bare_dashboard_skips_the_cli_parser(argv: list[str], expected: tuple[bool, str | None]) -> None:
+    from tui.launch import dashboard_only
+
+    assert dashboard_only(argv) == expected
+
+
+def test_a_missing_workspace_is_one_line_and_exit_2(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tui", "-w", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr == f"tooldeck: workspace {tmp_path / 'nope'} does not exist\n" and out.stdout == ""

@@ -38,7 +38,7 @@ async def evolve_from_ui(app: TooldeckApp, pilot, hint: str) -> None:
     app.screen.query_one("#field-hint").value = hint
     app.screen.query_one("#field-error").value = "JSONDecodeError"
     app.screen.query_one("#field-hint").focus()
-    await pilot.press("enter", "enter")
+    await pilot.press("enter")  # enter in the first field submits (OK (enter) means what it says)
 
 
 async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_ws: Path) -> None:
@@ -63,7 +63,12 @@ async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_w
             assert diff.mode == "side-by-side"
             await pilot.press("a")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the scope choice")
-            await pilot.press("enter")  # the first option: global
+            choices = app.screen.query_one("#choices")
+            assert choices.highlighted is None, "no scope is pre-selected"
+            await pilot.press("enter")  # a bare enter approves nothing
+            await pilot.pause(0.3)
+            assert isinstance(app.screen, ChoiceScreen) and status_of(proposals, "1") == "awaiting_review"
+            await pilot.press("end", "enter")  # global is the last option
             await wait_for(pilot, lambda: status_of(proposals, "1") == "approved", timeout=30, what="approved")
             app.runtime.invalidate_promotions()
             result = app.runtime.call("csv_parser", JSON_INPUT)

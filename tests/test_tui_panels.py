@@ -32,7 +32,8 @@ def cli(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def cell(table, row: str, column: str) -> str:
-    return str(table.get_cell(row, column))
+    """A cell's full value (also of a column left out for width)."""
+    return str(table.value(row, column))
 
 
 def sink_items(ws: Path) -> int:
@@ -55,20 +56,22 @@ async def test_buffer_panel_follows_another_process_and_flushes_and_clears(demo_
                       "--max-size", "10", "--pass-through", "usage_sink")
             assert out.returncode == 0, out.stderr
             table = app.query_one("#buffers-table")
-            await wait_for(pilot, lambda: "ext" in table_keys(table) and cell(table, "ext", "pending") == "3/10",
+            await wait_for(pilot, lambda: "ext" in table_keys(table) and cell(table, "ext", "pending") == "3",
                            what="the other process's writes on the fill bar")
-            assert "30%" in cell(table, "ext", "fill")
+            assert "30%" in cell(table, "ext", "fill") and cell(table, "ext", "batch") == "10"
             table.focus()
             table.move_cursor(row=table.get_row_index("ext"))
             await pilot.press("f")
-            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0/10", what="flushed")
+            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0", what="flushed")
             assert sink_items(demo_ws) == 3
             assert cli(demo_ws, "buffer", "write", "ext", '{"n": 4}').returncode == 0
-            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "1/10", what="one more item")
+            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "1", what="one more item")
             await pilot.press("x")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the clear confirmation")
+            assert "deletes 1 pending item and 0 dead-letter items" in app.screen.question, app.screen.question
             await pilot.press("y")
-            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0/10", what="cleared")
+            await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0", what="cleared")
+            await wait_for(pilot, lambda: "cleared 1 item" in str(app.query_one("#status-line").render()), what="the result")
             assert sink_items(demo_ws) == 3  # cleared items were not delivered
     finally:
         app.shutdown()
@@ -89,11 +92,27 @@ async def test_dead_letter_screen_lists_and_replays(demo_ws: Path) -> None:
             await wait_for(pilot, lambda: cell(table, "doomed", "dead") == "1", timeout=30, what="a dead-letter batch")
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, DeadLetterScreen), what="the dead-letter screen")
-            dead = app.screen.query_one("#dead-table")
+            screen = app.screen
+            dead = screen.query_one("#dead-table")
             await wait_for(pilot, lambda: dead.row_count == 1, what="the parked batch listed")
-            await pilot.press("r")
-            await wait_for(pilot, lambda: any(e.kind.startswith("buffer.replay") or e.kind == "buffer.flush"
-                                              for e in app.runtime.events.recent(50)), what="a replay")
+            title = str(screen.query_one("#dead-title").render())
+            assert "1 batches, 1 items" in title, title
+            batch = dead.selected_key()
+            assert '{"n": 1}' in str(dead.value(batch, "preview")).replace(" ", "").replace(":", ": ")
+            parked = screen.batches[batch]["dead_at"]
+            loads = screen.loads
+            await pilot.press("r")  # slow_tool times out again: the batch is parked again and must show again
+            status = app.query_one("#status-line")
+            await wait_for(pilot, lambda: "1 batch replayed: 0 delivered, 1 failed again" in str(status.render()), timeout=60,
+                           what="the replay's result")
+            await wait_for(pilot, lambda: screen.loads > loads and dead.row_count == 1, timeout=30, what="the list refreshed")
+            await wait_for(pilot, lambda: batch in screen.batches and screen.batches[batch]["dead_at"] > parked, timeout=30,
+                           what="the re-parked batch listed again")
+            await pilot.press("R")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the replay-all confirmation")
+            assert "Replay all 1 dead-letter batches (1 items) of doomed?" in app.screen.question
+            await pilot.press("n")
+            await wait_for(pilot, lambda: app.screen is screen, what="back in the dead-letter screen")
             await pilot.press("escape")
     finally:
         app.shutdown()
@@ -113,7 +132,7 @@ async def test_failures_panel_mark_by_hand_and_tool_controls(demo_ws: Path) -> N
             app.screen.query_one("#field-error").value = "JSONDecodeError"
             app.screen.query_one("#field-severity").value = "high"
             app.screen.query_one("#field-tool").focus()
-            await pilot.press("enter", "enter", "enter", "enter")
+            await pilot.press("enter")  # enter in any field submits the dialog
             failures = app.query_one("#failures-table")
             await wait_for(pilot, lambda: failures.row_count >= 1, what="the failure listed")
             await wait_for(pilot, lambda: "not-for-json" in cell(scores, "csv_parser@1.0.0", "tags"), what="the negative tag")
@@ -124,13 +143,19 @@ async def test_failures_panel_mark_by_hand_and_tool_controls(demo_ws: Path) -> N
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), what="the tool detail")
             await wait_for(pilot, lambda: app.screen.info.get("tool_id") == "csv_parser", what="tool detail loaded")
+            detail = app.screen
             await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the disable confirmation")
+            question = app.screen.question
+            assert question.startswith("Disable csv_parser 1.0.0?") and "in the last minute will be refused" in question
+            await pilot.press("y")
             await wait_for(pilot, lambda: app.runtime.extensions["failures"].scores_snapshot()[("csv_parser", "1.0.0")]["disabled"],
                            what="disabled")
+            assert app.screen is detail
             with pytest.raises(Exception, match="disabled"):
                 app.runtime.call("csv_parser", {"text": "a\n1\n"})
             await wait_for(pilot, lambda: app.screen.info.get("health", {}).get("disabled"), what="detail refreshed")
-            await pilot.press("d")
+            await pilot.press("d")  # enabling needs no confirmation
             await wait_for(pilot, lambda: not app.runtime.extensions["failures"].scores_snapshot()[("csv_parser", "1.0.0")]["disabled"],
                            what="enabled again")
             await pilot.press("escape")
@@ -179,7 +204,7 @@ def test_demo_traffic_survives_sigterm_and_flushes(demo_ws: Path) -> None:
 
 async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
     from tools.recovery.resilient import call_tool_resilient
-    from tui.screens.dialogs import TextScreen
+    from tui.screens.details import DetailScreen
 
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
@@ -189,12 +214,15 @@ async def test_resilient_runs_expand_into_their_hops(demo_ws: Path) -> None:
             assert result["ok"]
             table = app.query_one("#resilient-table")
             await wait_for(pilot, lambda: table.row_count == 1, what="the resilient run listed")
-            assert "translator_dictionary ✓" in str(table.get_cell("0", "hops"))
+            key = table_keys(table)[0]
+            assert "translator_dictionary ✓" in str(table.value(key, "hops"))
             table.focus()
             table.move_cursor(row=0, column=0)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the hops")
-            assert "translate to french" in app.screen.title_text
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the hops")
+            assert "translate to french" in app.screen.details.title
+            hops = [value for name, value in app.screen.details.fields if name.startswith("hop ")]
+            assert any("translator_dictionary" in str(h) and "ok" in str(h) for h in hops), hops
     finally:
         app.shutdown()
 
@@ -233,6 +261,8 @@ async def test_tool_detail_operator_controls(demo_ws: Path) -> None:
             await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen) and app.screen.info.get("tool_id"),
                            what="the tool detail")
             await pilot.press("o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the hold-open confirmation")
+            await pilot.press("y")
             await wait_for(pilot, lambda: health()["circuit"] == "open", what="circuit forced open")
             await pilot.press("c")
             await wait_for(pilot, lambda: health()["circuit"] == "closed", what="circuit forced closed")

@@ -43,7 +43,7 @@ async def test_tools_appear_with_status_and_header_summary(app: TooldeckApp) -> 
             assert seen, "the poller posts SnapshotReady messages"
             # the header updates with each snapshot; the table repaints on the next tick
             await wait_for(pilot, lambda: "error" in str(table.get_row("broken")[1]), what="the broken tool marked error")
-            assert "wrong" in str(table.get_row("broken")[-1])
+            assert "wrong" in str(table.value("broken", "detail"))
             assert app.first_paint_at is not None
     finally:
         app.shutdown()

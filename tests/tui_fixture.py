@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from state.events import Event
-from tui.snapshot import Snapshot, ToolRow
+from tui.snapshot import Snapshot, ToolRow, summary_line
 
 T0 = 1_700_000_000.0  # a fixed instant; tests set TZ=UTC
 
@@ -57,6 +57,8 @@ def frame() -> Snapshot:
         ToolRow("json_parser", "ready", "1.1.0", "global", "python", "demo", 1.0, "closed", 88, 0, 0.3, ""),
         ToolRow("translator_remote", "ready", "1.0.0", "", "executable", "demo", 0.9, "half_open", 10, 10, 2950.0, ""),
         ToolRow("usage_sink", "ready", "1.0.0", "", "python", "demo", 1.0, "closed", 4000, 0, 1.1, ""),
+        ToolRow("audit_sink", "ready", "1.2.0", "s-7f3a9c", "python", "workspace", 0.55, "closed", 12345, 17, 12.0, "",
+                disabled=True),
         ToolRow("broken_tool", "error", "", "", "", "workspace", None, "", 0, 0, None,
                 "tools/broken_tool.yaml: field 'type': Input should be 'executable', 'python', 'builtin' or 'llm'"),
     ]
@@ -72,6 +74,18 @@ def frame() -> Snapshot:
         "writes_history": [], "last_flush_at": T0, "last_flush_count": 20, "last_flush_result": "dead_letter",
         "next_flush_at": None, "retries_total": 5, "dead_letter_batches": 1, "dropped_total": 3,
         "warning": "100 pending and no live runtime is flushing this buffer", "last_flush_error": "sink timed out",
+    }, {
+        "buffer_id": "metrics", "flush_strategy": "batched", "max_size": 50, "max_pending": None, "flush_interval_seconds": 1,
+        "pending": 62297, "waiting": 62247, "in_flight": 50, "fill_ratio": 1245.94, "pending_ratio": None, "writes_per_s": 4000.0,
+        "flushed_per_s": 900.0, "writes_history": [4000] * 12, "flushed_history": [900] * 12, "last_flush_at": T0,
+        "last_flush_count": 50, "last_flush_result": "ok", "next_flush_at": None, "retries_total": 0, "dead_letter_batches": 0,
+        "dropped_total": 0, "warning": None, "last_flush_error": None,
+    }, {
+        "buffer_id": "orders", "flush_strategy": "batched", "max_size": 20, "max_pending": 5000, "flush_interval_seconds": 5,
+        "pending": 5715, "waiting": 5715, "in_flight": 0, "fill_ratio": 285.75, "pending_ratio": 1.143, "writes_per_s": 60.0,
+        "flushed_per_s": 0.0, "writes_history": [60] * 12, "flushed_history": [0] * 12, "last_flush_at": T0,
+        "last_flush_count": 20, "last_flush_result": "failed", "next_flush_at": None, "retries_total": 9, "dead_letter_batches": 2,
+        "dropped_total": 0, "warning": None, "last_flush_error": "orders_sink: exited with code 1",
     }]
     scores = [
         {"tool_id": "flaky_tool", "version": "1.0.0", "score": 0.42, "tags": [], "circuit": "open", "disabled": False, "failures": 61,
@@ -96,5 +110,8 @@ def frame() -> Snapshot:
         Event(3, T0, 1001, "s-2", "evolution.proposed", "csv_parser", "1.1.0", {"proposal_id": 1}),
         Event(4, T0, 1001, "s-2", "tool.error", "broken_tool", None, {"error": "field 'type'"}),
     ]
-    return Snapshot(T0, "Ready: 5 tools, 1 error", False, tools=tools, buffers=buffers, scores=scores, failures=failures,
-                    resilient=resilient, proposals=[proposal()], sessions=[], events=events)
+    rolled_back = {**proposal(), "id": 2, "tool_id": "json_parser", "status": "rolled_back", "mutation_hint": "Faster parsing"}
+    failed = {**proposal(), "id": 3, "tool_id": "flaky_tool", "status": "failed_validation", "mutation_hint": "Never fail",
+              "diff": "", "failure": "tests: 0/2 passed"}
+    return Snapshot(T0, summary_line(tools, True), False, tools=tools, buffers=buffers, scores=scores, failures=failures,
+                    resilient=resilient, proposals=[failed, rolled_back, proposal()], sessions=[], events=events)

@@ -24,3 +24,16 @@ def table_keys(table: Any) -> list[str]:
 async def runtime_ready(pilot: Any, app: Any, timeout: float = 30.0) -> None:
     """Wait until the dashboard's runtime exists and its catalog has loaded."""
     await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), timeout, "runtime")
+
+
+def screen_text(app: Any) -> str:
+    """What the terminal shows, as plain text (for asserting that a value is on screen whole)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from tools.errors import InvalidIdError
+from tools.errors import InvalidIdError, UsageError
 
 TOOL_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 #: buffer ids and similar names: a little more lenient (dashes, capitals), still no path parts
@@ -58,3 +59,16 @@ def inside(base: Path, candidate: Path) -> Path:
 
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+
+
+def resolve_workspace(workspace: str | os.PathLike[str] | None) -> Path:
+    """The workspace folder; it must exist (a typo must not create a directory tree).
+
+    Here, not in tools.runtime, so the dashboard checks its path without importing the runtime
+    (the catalog, pydantic, yaml) on the way to its first frame."""
+    raw = workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()
+    path = Path(raw).expanduser().resolve()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise UsageError(f"workspace {path} {what}")
+    return path

@@ -28,7 +28,7 @@ from state.paths import tooldeck_home
 from state.redact import adopt_environ
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
-from tools.ids import check_name, check_tool_id
+from tools.ids import check_name, check_tool_id, resolve_workspace
 from tools.settings import Settings, load_settings
 
 #: `module:function` called with the runtime once the store is open, before tools load.
@@ -66,16 +66,6 @@ def new_session_id() -> str:
     return "s-" + _secrets.token_hex(4)
 
 
-def resolve_workspace(workspace: str | os.PathLike[str] | None) -> Path:
-    """The workspace folder; it must exist (a typo must not create a directory tree)."""
-    raw = workspace or os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd()
-    path = Path(raw).expanduser().resolve()
-    if not path.is_dir():
-        what = "is not a directory" if path.exists() else "does not exist"
-        raise UsageError(f"workspace {path} {what}")
-    return path
-
-
 def parse_input(tool_id: str, input_data: Any) -> Any:
     """Accept a dict or a JSON string, as the original callers passed it."""
     if isinstance(input_data, (bytes, bytearray)):
@@ -104,6 +94,7 @@ class Runtime:
         demo: bool = False,
         extra_roots: list[Path] | None = None,
         label: str | None = None,
+        kind: str = "library",
     ) -> None:
         adopt_environ()  # the tools it runs cannot read the secrets in /proc/<this pid>/environ
         self.workspace = resolve_workspace(workspace)
@@ -114,6 +105,7 @@ class Runtime:
         self.serve = serve
         self.demo = demo
         self.label = label
+        self.kind = kind  # dashboard | serve | cli | mcp serve | library; MCP clients: mcp client
         self.pid = os.getpid()
         self.tracking_disabled = os.environ.get("TOOLDECK_DISABLE_USAGE_TRACKING", "") not in ("", "0", "false")
         self.catalog = Catalog(roots_for(self.workspace, demo=demo, extra=extra_roots or []), self.home / "evolved")
@@ -270,9 +262,9 @@ class Runtime:
         now = time.time()
         with self._store.tx() as con:
             con.execute(
-                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?)"
+                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat",
-                (self.own_session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label),
+                (self.own_session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label, self.kind),
             )
 
     def _housekeeping(self) -> None:

@@ -24,8 +24,12 @@ def _json_view(value: Any) -> Syntax:
 def run_command(runtime: Any, command: Command) -> dict[str, Any]:
     action = command.action
     if action == "tool.call":
-        result = runtime.call(command.target, command.args.get("input", {}))
-        return {"status": "ok", "title": f"{command.target} answered", "screen": _json_view(result)}
+        entry = runtime.resolve(command.target)  # the version that answers: session, then global promotion, then base
+        promoted, scope = runtime.resolved_version(command.target)
+        result = runtime.call_entry(entry, command.args.get("input", {}))
+        answered = f"{command.target} {entry.served_version}" + (f" (promoted for {scope})" if promoted else "")
+        return {"status": f"{answered} answered", "title": f"{answered} answered", "screen": _json_view(result),
+                "copy": json.dumps(result, indent=2, ensure_ascii=False, default=str)}
     if action == "tool.test":
         results = runtime.run_tests(command.target)
         failed = [r for r in results if not r["passed"]]
@@ -45,8 +49,8 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
         result = buffers(runtime).flush(command.target)
         return {"status": _short(result)}
     if action == "buffer.clear":
-        result = buffers(runtime).clear(command.target)
-        return {"status": _short(result)}
+        removed = buffers(runtime).clear(command.target)
+        return {"status": f"cleared {removed} item{'s' if removed != 1 else ''}"}
     if action == "spec":
         return spec(runtime, command.target, command.args.get("max_length", 10_000))
     if action == "resilient":
@@ -55,6 +59,37 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
         result = call_tool_resilient(runtime, command.target, command.args.get("input", {}))
         return {"status": "resilient call succeeded", "title": f"resilient: {command.target}", "screen": _json_view(result)}
     raise UsageError(f"unknown action {action}")
+
+
+def question_for(runtime: Any, command: Command) -> str:
+    """The confirmation of a destructive or broad action, with what it affects counted (read off the event loop)."""
+    if command.action == "buffer.clear":
+        status = next(iter(buffers(runtime).status(command.target)), None)
+        if status is None:
+            raise UsageError(f"unknown buffer {command.target!r}")
+        return (f"Clear buffer {command.target}? This deletes {status.pending} pending item{'s' if status.pending != 1 else ''}"
+                f" and {status.dead_letter_items} dead-letter item{'s' if status.dead_letter_items != 1 else ''}; none is delivered.")
+    if command.action == "tool.disable":
+        return disable_question(runtime, command.target, None)
+    raise UsageError(f"{command.action} needs no confirmation")
+
+
+def disable_question(runtime: Any, tool_id: str, version: str | None) -> str:
+    """Disabling a live tool refuses its callers and stops the buffers it is the sink of: say how many."""
+    import time
+
+    from state.history import call_outcomes
+
+    runtime.get_tool(tool_id)  # an unknown tool is a clear error before any question
+    calls = sum(n for _, n, _ in call_outcomes(runtime.store, tool_id, version, time.time() - 60, 60.0))
+    engine = runtime.extensions.get("buffers")
+    sinks = [b.buffer_id for b in engine.status() if b.pass_through_tool == tool_id] if engine is not None else []
+    what = f"Disable {tool_id} {version}?" if version else f"Disable {tool_id} (every version)?"
+    bits = [f"{calls} call{'s' if calls != 1 else ''} in the last minute will be refused"]
+    if sinks:
+        bits.append(f"it is the pass-through tool of {len(sinks)} buffer{'s' if len(sinks) != 1 else ''} ({', '.join(sinks)}),"
+                    " whose flushes will fail and retry")
+    return f"{what} {'; '.join(bits)}."
 
 
 def buffers(runtime: Any) -> Any:

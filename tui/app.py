@@ -22,7 +22,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tui.app_actions import OperatorActions
@@ -33,11 +33,15 @@ from tui.widgets.activity import ActivityPanel
 from tui.widgets.buffers_panel import BuffersPanel
 from tui.widgets.evolution_panel import EvolutionPanel
 from tui.widgets.failures_panel import FailuresPanel
+from tui.widgets.footer import FittedFooter
 from tui.widgets.panel import Panel
 from tui.widgets.tools_panel import ToolsPanel
 
 POLL_SECONDS = 0.2  # how often the poller tails the event log and re-reads state
 TICK_SECONDS = 0.1  # each tick repaints the one panel that has waited longest for new data
+#: below this size the panels show one at a time, as tabs (1-5 switch), so each keeps its rows
+COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
+PANEL_IDS = ("tools-panel", "buffers-panel", "failures-panel", "evolution-panel", "activity-panel")
 
 
 class TooldeckApp(OperatorActions, App[int]):
@@ -54,13 +58,17 @@ class TooldeckApp(OperatorActions, App[int]):
         Binding("s", "sort", "Sort", id="sort"),
         Binding("space", "toggle_pause", "Pause", id="pause"),
         Binding("z", "toggle_maximize", "Maximise", id="maximize"),
+        Binding("w", "sessions", "Sessions", id="sessions"),
         Binding("escape", "escape", "Back", show=False, id="escape"),
+        *[Binding(str(n), f"jump({n})", f"Panel {n}", show=False, id=f"jump_{n}") for n in range(1, 6)],
     ]
 
     def __init__(self, workspace: str | os.PathLike[str] | None = None, *, demo: bool = False, traffic: bool = False,
                  runtime: Any = None, poll_seconds: float = POLL_SECONDS, live: bool = True) -> None:
         """`live=False` renders only the snapshots it is given (layout snapshots, the paint benchmark)."""
-        super().__init__()
+        from tui.terminal import driver_class
+
+        super().__init__(driver_class=driver_class(self._terminal_gone))
         self.workspace = workspace
         self.demo = demo
         self.traffic = traffic
@@ -77,11 +85,15 @@ class TooldeckApp(OperatorActions, App[int]):
         self.first_paint_at: float | None = None
         self.live = live
         self.snapshots_applied = 0
+        self.signalled: int | None = None
+        self._event_loop: Any = None
+        self.compact = False
 
     # -- layout --------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▣")
+        yield Static("", id="tabs", classes="hidden")
         yield Input(placeholder="filter the focused panel (esc clears)", id="filter-input", classes="hidden")
         with Grid(id="panels"):
             yield ToolsPanel(id="tools-panel")
@@ -92,13 +104,37 @@ class TooldeckApp(OperatorActions, App[int]):
         yield Static("", id="status-line")
         yield Input(placeholder=':  /tool call TOOL {json}   /tool evolve TOOL "hint"   /buffer flush ID   /spec PATH',
                     id="command-input", classes="hidden", suggester=None)
-        yield Footer()
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "starting…"
         self.set_interval(TICK_SECONDS, self._tick)
         self.main.query_one("#tools-table").focus()
         self.call_after_refresh(self._after_first_paint)
+        self._install_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP (the terminal closed, `tmux kill-session`) quit like `q`: the screen is restored and
+        everything the dashboard started is stopped by `shutdown` after `run` returns."""
+        import asyncio
+
+        try:
+            loop = self._event_loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, self._signalled, signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals here
+            pass
+
+    def _signalled(self, signum: int) -> None:
+        self.signalled = signum
+        self._stop.set()
+        self.exit(128 + signum)
+
+    def _terminal_gone(self) -> None:
+        """From the writer thread: the terminal closed (EIO). Quit as if SIGHUP had arrived."""
+        loop = self._event_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._signalled, signal.SIGHUP)
 
     def _after_first_paint(self) -> None:
         self.first_paint_at = time.perf_counter()
@@ -112,7 +148,7 @@ class TooldeckApp(OperatorActions, App[int]):
         if self.runtime is None:
             from tools.runtime import Runtime
 
-            self.runtime = Runtime(self.workspace, serve=True, demo=self.demo, label="dashboard")
+            self.runtime = Runtime(self.workspace, serve=True, demo=self.demo, label="dashboard", kind="dashboard")
         self.post_message(RuntimeStarted(self.runtime))
 
     def on_runtime_started(self, message: RuntimeStarted) -> None:
@@ -239,9 +275,40 @@ class TooldeckApp(OperatorActions, App[int]):
             proc.wait()
 
     def on_resize(self, event: Any) -> None:
-        """A small terminal gives the activity strip fewer rows so the panels stay usable."""
-        rows = 5 if event.size.height < 32 else 9 if event.size.height < 56 else 13
-        self.main.query_one("#panels").styles.grid_rows = f"1fr 1fr {rows}"
+        """A small terminal shows one panel at a time (tabs); a large one gives the activity strip more rows."""
+        compact = event.size.width < COMPACT_WIDTH or event.size.height < COMPACT_HEIGHT
+        main = self.main
+        grid = main.query_one("#panels")
+        if compact != self.compact:
+            self.compact = compact
+            main.set_class(compact, "-compact")
+            main.query_one("#tabs").set_class(not compact, "hidden")
+            self._show_tab(self.focused_panel() or main.query_one("#tools-panel", Panel))
+        if compact:
+            grid.styles.grid_rows = "1fr"
+        else:
+            rows = 5 if event.size.height < 36 else 9 if event.size.height < 56 else 13
+            grid.styles.grid_rows = f"1fr 1fr {rows}"
+
+    def _show_tab(self, panel: Panel) -> None:
+        """In compact mode, show `panel` alone and mark its tab."""
+        main = self.main
+        for other in main.query(Panel):
+            other.set_class(other is panel, "-current")
+        tabs = []
+        for i, pid in enumerate(PANEL_IDS, 1):
+            name = main.query_one(f"#{pid}", Panel).title
+            tabs.append(f"[reverse] {i} {name} [/]" if pid == panel.id else f" {i} {name} ")
+        main.query_one("#tabs", Static).update("".join(tabs))
+
+    def action_jump(self, number: int) -> None:
+        """1-5: focus that panel's main table (z then maximises it); in compact mode, show it."""
+        panel = self.main.query_one(f"#{PANEL_IDS[number - 1]}", Panel)
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        if self.compact:
+            self._show_tab(panel)
+        panel.focus_main()
 
     def on_unmount(self) -> None:
         # thread workers must end before asyncio's executor shutdown, or quitting would hang
@@ -270,9 +337,22 @@ def _palette() -> Any:
 
 
 def run_dashboard(*, workspace: str | None, demo: bool = False, traffic: bool = False) -> int:
+    """Run the dashboard; after the screen is restored, stop what it started behind one "stopping" line."""
     app = TooldeckApp(workspace, demo=demo, traffic=traffic)
     try:
         app.run()
     finally:
+        if app.runtime is not None or app._traffic_proc is not None:
+            _say("tooldeck: stopping (finishing in-flight flushes)…")
         app.shutdown()
+    if app.signalled is not None:
+        _say(f"tooldeck: stopped by {signal.Signals(app.signalled).name}")
     return int(app.return_code or 0)
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:  # the terminal is gone (SIGHUP): nothing to tell, the shutdown still runs
+        pass

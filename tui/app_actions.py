@@ -56,34 +56,53 @@ class OperatorActions:
         return node
 
     def action_help(self) -> None:
-        shown = []
-        for active in self.screen.active_bindings.values():
-            binding = active.binding
-            if binding.description:
-                shown.append((self.get_key_display(binding), binding.description))
         from tui.screens.help import HelpScreen
 
+        shown = []
+        for binding in self._bindings.key_to_bindings.values():  # the app's own keys, as remapped by the keymap
+            for b in binding:
+                if b.description and b.show:
+                    shown.append((self.get_key_display(b), b.description))
         self.push_screen(HelpScreen(shown))
 
+    def action_sessions(self) -> None:
+        from tui.screens.sessions import SessionsScreen
+
+        self.push_screen(SessionsScreen())
+
+    def open_details(self, details: Any) -> None:
+        from tui.screens.details import DetailScreen
+
+        self.push_screen(DetailScreen(details))
+
     def action_filter(self) -> None:
+        """`/` filters the focused panel; the box shows that panel's filter (each panel keeps its own)."""
+        panel = self.focused_panel() or self._filter_target()
+        self._filter_panel = panel
         box = self.main.query_one("#filter-input", Input)
+        box.placeholder = f"filter {panel.title if panel else 'the focused panel'} (enter keeps it, esc clears)"
+        box.value = getattr(panel, "filter_text", "")
         box.remove_class("hidden")
         box.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "filter-input":
             return
-        panel = self._filter_target()
-        if panel is not None:
+        panel = getattr(self, "_filter_panel", None)
+        if panel is not None and getattr(panel, "filter_text", "") != event.value:
             panel.set_filter(event.value)
 
     def _filter_target(self) -> Panel | None:
-        return getattr(self, "_filter_panel", None)
+        return getattr(self, "_filter_panel", None) or getattr(self, "_last_panel", None)
 
     def on_descendant_focus(self, event: Any) -> None:
+        if not self.screen_stack:  # tearing down
+            return
         panel = self.focused_panel()
         if panel is not None:
-            self._filter_panel = panel
+            self._last_panel = panel
+            if self.compact:
+                self._show_tab(panel)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter-input":
@@ -92,7 +111,7 @@ class OperatorActions:
             self._command_submitted(event)
 
     def _refocus_panel(self) -> None:
-        panel = self._filter_target()
+        panel = getattr(self, "_filter_panel", None) or getattr(self, "_last_panel", None)
         if panel is not None:
             for widget in panel.query("*"):
                 if widget.can_focus:
@@ -102,7 +121,7 @@ class OperatorActions:
 
     def action_escape(self) -> None:
         box = self.main.query_one("#filter-input", Input)
-        if box.has_focus or box.value:
+        if box.has_focus:
             box.value = ""
             box.add_class("hidden")
             self._refocus_panel()
@@ -111,6 +130,13 @@ class OperatorActions:
         if command.has_focus:
             command.add_class("hidden")
             self._refocus_panel()
+            return
+        panel = self.focused_panel()
+        if panel is not None and panel.filter_text:
+            if getattr(self, "_filter_panel", None) is panel:
+                box.value = ""
+            panel.set_filter("")
+            box.add_class("hidden")
             return
         if self.screen.maximized is not None:
             self.screen.minimize()
@@ -165,16 +191,26 @@ class OperatorActions:
         self.run_command(command)
 
     def run_command(self, command: Any) -> None:
+        """Run a command line or panel action; anything destructive or broad asks first, with its count."""
+        from tui.actions import question_for, run_command
+
+        what = f"{command.action} {command.target}"
+        if command.action in ("buffer.clear", "tool.disable"):
+            self.set_status(f"{what}: counting what it affects…")
+            self.run_blocking(what, lambda rt: {"status": "asking", "question": question_for(rt, command)},
+                              then=lambda message: self._confirm_command(command, message))
+            return
+        self.set_status(f"running {what}…")
+        self.run_blocking(what, run_command, command)
+
+    def _confirm_command(self, command: Any, message: ActionDone) -> None:
         from tui.actions import run_command
 
-        if command.action == "buffer.clear":
-            self.confirm_then(f"Clear buffer {command.target}? Pending items are deleted.",
-                              lambda: self.run_blocking(f"clear {command.target}", run_command, command))
+        if message.error or not isinstance(message.result, dict):
             return
-        self.set_status(f"running {command.action} {command.target}…")
-        self.run_blocking(f"{command.action} {command.target}", run_command, command)
+        self.confirm_then(message.result["question"], lambda: self.run_blocking(f"{command.action} {command.target}", run_command, command))
 
-    def confirm_then(self, question: str, then: Any) -> None:
+    def confirm_then(self, question: str, then: Any, *, danger: bool = True) -> None:
         from tui.screens.dialogs import ConfirmScreen
 
         def done(yes: bool | None) -> None:
@@ -183,29 +219,33 @@ class OperatorActions:
             else:
                 self.set_status("cancelled")
 
-        self.push_screen(ConfirmScreen(question), done)
+        self.push_screen(ConfirmScreen(question, danger=danger), done)
 
     @work(thread=True, group="actions", exit_on_error=False)
-    def run_blocking(self, what: str, fn: Any, *args: Any) -> None:
-        """Run a blocking action off the event loop; the result comes back as ActionDone."""
+    def run_blocking(self, what: str, fn: Any, *args: Any, then: Any = None) -> None:
+        """Run a blocking action off the event loop; the result comes back as ActionDone (then `then(message)`)."""
         try:
             result = fn(self.runtime, *args)
         except Exception as exc:  # every failure becomes one line on screen
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            self.post_message(ActionDone(what, error=str(message)))
+            self.post_message(ActionDone(what, error=str(message), then=then))
             return
-        self.post_message(ActionDone(what, result=result))
+        self.post_message(ActionDone(what, result=result, then=then))
 
     def on_action_done(self, message: ActionDone) -> None:
+        result = message.result
         if message.error:
             self.set_status(f"{message.what}: {message.error}", error=True)
-            return
-        result = message.result
-        if isinstance(result, dict) and "screen" in result:
-            from tui.screens.dialogs import TextScreen
+        else:
+            if isinstance(result, dict) and "screen" in result:
+                from tui.screens.dialogs import TextScreen
 
-            self.push_screen(TextScreen(result.get("title", message.what), result["screen"]))
-        self.set_status(f"{message.what}: {result.get('status', 'done') if isinstance(result, dict) else 'done'}")
+                self.push_screen(TextScreen(result.get("title", message.what), result["screen"], copy_text=result.get("copy", "")))
+            status = result.get("status", "done") if isinstance(result, dict) else "done"
+            if status != "asking":
+                self.set_status(f"{message.what}: {status}")
+        if message.then is not None:
+            message.then(message)
 
 
     # -- panel helpers ---------------------------------------------------------------
@@ -251,16 +291,10 @@ class OperatorActions:
     def on_progress(self, message: Progress) -> None:
         self.set_status(f"{message.what}: {message.detail}")
 
-    def on_data_table_cell_selected(self, event: Any) -> None:
-        if event.data_table.id == "tools-table":
-            tool = self.selected_tool()
-            if tool:
-                self.open_tool(tool)
-
-    def open_tool(self, tool_id: str) -> None:
+    def open_tool(self, tool_id: str, version: str | None = None) -> None:
         from tui.screens.tool_detail import ToolDetailScreen
 
-        self.push_screen(ToolDetailScreen(tool_id))
+        self.push_screen(ToolDetailScreen(tool_id, version))
 
     def prefill_command(self, text: str) -> None:
         box = self.main.query_one("#command-input", Input)

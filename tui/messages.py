@@ -32,6 +32,7 @@ class ActionDone(Message):
     what: str
     result: Any = None
     error: str | None = None
+    then: Any = None  # called with this message once the status line shows it (a screen refreshing its list)
 
 
 @dataclass

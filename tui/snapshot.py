@@ -7,11 +7,13 @@ returns plain data; the widgets diff it against what they show.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from state.calls import CallStats, tool_stats
-from state.events import Event
+if TYPE_CHECKING:  # state (sqlite3 and the rest) is imported once the runtime polls, not on the way to the first frame
+    from state.calls import CallStats
+    from state.events import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,24 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)
 
 
+def tool_counts(rows: list[ToolRow]) -> dict[str, int]:
+    """The one definition of the tool counts, for the header and the Tools panel: a tool is a row
+    (a tool id, or a manifest file that could not be read); evolved versions are not extra tools."""
+    counts = {"ready": 0, "error": 0, "loading": 0, "total": len(rows)}
+    for row in rows:
+        key = row.status if row.status in ("ready", "error") else "loading"
+        counts[key] += 1
+    return counts
+
+
+def summary_line(rows: list[ToolRow], finished: bool) -> str:
+    counts = tool_counts(rows)
+    if not finished:
+        return f"Loading {counts['ready'] + counts['error']}/{counts['total']} tools"
+    errors = f", {counts['error']} error{'s' if counts['error'] != 1 else ''}" if counts["error"] else ""
+    return f"Ready: {counts['ready']} of {counts['total']} tools{errors}" if counts["error"] else f"Ready: {counts['total']} tools"
+
+
 class Collector:
     """Builds snapshots; slow parts (call statistics) refresh at a lower rate."""
 
@@ -57,8 +77,13 @@ class Collector:
         "proposals": ("evolution.", "promotion."),
     }
 
+    RESILIENT_KEPT = 200  # resilient runs listed: enough that a fallback stays findable for minutes
+
     def __init__(self, runtime: Any, *, stats_every: float = 2.0, event_batch: int = 500) -> None:
+        from tui.history import Sampler
+
         self.runtime = runtime
+        self.sampler = Sampler(runtime)
         self.stats_every = stats_every
         self.event_batch = event_batch
         self.last_event_id = 0
@@ -66,6 +91,7 @@ class Collector:
         self._stats_at = 0.0
         self._slow: dict[str, Any] = {}
         self._slow_at = 0.0
+        self._runs: deque[dict[str, Any]] = deque(maxlen=self.RESILIENT_KEPT)
 
     def start_from_recent(self, backlog: int = 200) -> None:
         """Show the last `backlog` events on open, then tail from there."""
@@ -82,9 +108,13 @@ class Collector:
             snap.errors.append(str(exc))
             return snap
         if now - self._stats_at > self.stats_every:
+            from state.calls import tool_stats
+
             self._stats = tool_stats(rt.store)
             self._stats_at = now
         snap.tools = self._tool_rows()
+        if rt.catalog.discovered.is_set():
+            snap.summary = summary_line(snap.tools, not snap.loading)
         snap.events = rt.events.tail(self.last_event_id, limit=self.event_batch)
         if snap.events:
             self.last_event_id = snap.events[-1].id
@@ -111,12 +141,24 @@ class Collector:
         return value
 
     def _sessions(self, snap: Snapshot) -> None:
-        snap.sessions = self._every("sessions", 2.0, self.runtime.live_runtimes)
+        snap.sessions = self._every("sessions", 2.0, self._live_sessions)
+
+    def _live_sessions(self) -> list[dict[str, Any]]:
+        """Live runtimes with their calls and failed calls in the last minute (per session)."""
+        from state.history import session_activity
+
+        activity = session_activity(self.runtime.store, time.time() - 60)
+        rows = []
+        for r in self.runtime.live_runtimes():
+            calls, failed = activity.get(r["session"], (0, 0))
+            rows.append({**r, "calls_1m": calls, "failures_1m": failed})
+        return rows
 
     def _buffers(self, snap: Snapshot) -> None:
         engine = self.runtime.extensions.get("buffers")
         if engine is not None:
             snap.buffers = [b.to_dict() for b in engine.status()]
+            self.sampler(snap.buffers)
 
     def _failures(self, snap: Snapshot) -> None:
         tracker = self.runtime.extensions.get("failures")
@@ -128,8 +170,18 @@ class Collector:
             for key, _ in ranked
         })
         snap.scores = [{"tool_id": k[0], "version": k[1], **v, "trend": trends.get(k, [])} for k, v in ranked]
-        snap.failures, snap.resilient = self._every("failures", 1.0, lambda: (tracker.recent_failures(limit=30),
-                                                                              tracker.recent_resilient(15)))
+        snap.failures, snap.resilient = self._every("failures", 1.0, lambda: (tracker.recent_failures(limit=100),
+                                                                              self._resilient_runs(tracker)))
+
+    def _resilient_runs(self, tracker: Any) -> list[dict[str, Any]]:
+        """The last RESILIENT_KEPT runs, newest last: read once, then only the runs logged since."""
+        if not self._runs:
+            self._runs.extend(tracker.recent_resilient(self.RESILIENT_KEPT))
+        else:
+            after = int(self._runs[-1]["id"])
+            self._runs.extend({"id": e.id, "ts": e.ts, "session": e.session, **e.payload}
+                              for e in self.runtime.events.tail(after, limit=self.RESILIENT_KEPT, kinds=["resilient.run"]))
+        return list(self._runs)
 
     def _proposals(self, snap: Snapshot) -> None:
         from tools.evolution import list_proposals

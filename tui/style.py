@@ -10,13 +10,16 @@ BARS = "▁▂▃▄▅▆▇█"
 
 
 def theme_colors(app: Any) -> dict[str, str]:
+    """Colours for text, from the theme's `text-*` variables: readable on its background (light themes
+    darken them, so orange values stay legible on white)."""
     theme = app.current_theme
+    variables = app.theme_variables
     return {
-        "ok": theme.success or "green",
-        "error": theme.error or "red",
-        "warn": theme.warning or "yellow",
-        "accent": theme.accent or theme.primary,
-        "primary": theme.primary,
+        "ok": variables.get("text-success") or theme.success or "green",
+        "error": variables.get("text-error") or theme.error or "red",
+        "warn": variables.get("text-warning") or theme.warning or "yellow",
+        "accent": variables.get("text-accent") or theme.accent or theme.primary,
+        "primary": variables.get("text-primary") or theme.primary,
         "muted": "dim",
     }
 

@@ -188,7 +188,7 @@ def _wait_for_signal() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    runtime = runtime_for(args, serve=True, demo=args.demo, label="serve")
+    runtime = runtime_for(args, serve=True, demo=args.demo, label="serve", kind="serve")
     sys.stdout.write(f"tooldeck serve: workspace {runtime.workspace}, session {runtime.session}\n")
     sys.stdout.flush()
     _print_progress(runtime)
@@ -205,9 +205,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_terminal() -> None:
+    """The dashboard is full-screen: without a terminal on stdin and stdout it would only spill escape codes.
+    (The dashboard checks this itself; `demo` asks first, before it makes a throwaway workspace.)"""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the dashboard needs a terminal (stdin and stdout are not both a tty); "
+                         "use `tooldeck serve` or a subcommand such as `tooldeck tools` in scripts")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tools.cli.demo_workspace import prepare_demo_workspace
 
+    require_terminal()
     workspace, cleanup = prepare_demo_workspace(args.workspace, keep=args.keep)
     args.workspace = str(workspace)
     sys.stderr.write(f"tooldeck demo: workspace {workspace}\n")
@@ -221,7 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, *, demo: bool = False, traffic: bool = False) -> int:
-    from tools.runtime import resolve_workspace
+    from tools.ids import resolve_workspace  # not tools.runtime: the catalog's imports would delay the first frame
 
     if args.open_dashboard is None:
         raise UsageError("the dashboard is not part of the headless runtime: run `tooldeck` or `python -m tui`")

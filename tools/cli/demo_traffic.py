@@ -1,6 +1,10 @@
 """Traffic for `tooldeck demo`: a separate process that keeps every panel of the dashboard alive.
 
-- about 1,000 buffer writes/s into `usage_tracking` (max_size 50), flushed to `usage_sink`;
+- five buffers that differ in strategy, rate and size, so their fill levels differ (BUFFERS):
+  `usage_tracking` ~1,000 writes/s in batches of 50; `audit_log` a trickle, each write flushed at
+  once; `metrics_rollup` bursts that outrun its slow sink, so it backs up and drains;
+  `orders_outbox` small batches on a 3 s timer to a sink that refuses a fifth of them (retries,
+  and now and then a dead letter); `exports` manual, filling until an operator flushes it;
 - resilient calls where `csv_parser` meets JSON and the call falls back to `json_parser`,
   and "translate to french" where `translator_remote` (offline here) falls back to
   `translator_dictionary`;
@@ -26,19 +30,44 @@ from tools.runtime import Runtime
 log = logging.getLogger("tooldeck.traffic")
 
 
+#: buffer id -> (settings, writes per second as a fraction of --rate, burst: (items, every seconds) or None)
+BUFFERS: dict[str, tuple[dict[str, Any], float, tuple[int, float] | None]] = {
+    "usage_tracking": ({"flush_strategy": "batched", "max_size": 50, "flush_interval_seconds": 2,
+                        "pass_through_tool": "usage_sink"}, 1.0, None),
+    "audit_log": ({"flush_strategy": "immediate", "max_size": 10, "flush_interval_seconds": 1,
+                   "pass_through_tool": "usage_sink"}, 0.003, None),
+    "metrics_rollup": ({"flush_strategy": "batched", "max_size": 20, "flush_interval_seconds": 1, "max_pending": 5000,
+                        "when_full": "drop_oldest", "pass_through_tool": "slow_sink"}, 0.0, (1200, 30.0)),
+    "orders_outbox": ({"flush_strategy": "batched", "max_size": 10, "flush_interval_seconds": 3,
+                       "pass_through_tool": "flaky_sink"}, 0.002, None),
+    "exports": ({"flush_strategy": "manual", "max_size": 100, "max_pending": 2000, "when_full": "drop_oldest",
+                 "pass_through_tool": "usage_sink"}, 0.002, None),
+}
+
+
 def buffer_writes(runtime: Runtime, stop: threading.Event, rate: float) -> None:
+    """Every buffer at its own pace from one thread: a steady share of `rate`, or a burst every so often."""
     engine = runtime.extensions["buffers"]
-    engine.configure("usage_tracking", max_size=50, flush_interval_seconds=2, pass_through_tool="usage_sink",
-                     flush_strategy="batched")
+    for buffer_id, (settings, _, _) in BUFFERS.items():
+        engine.configure(buffer_id, **settings)
     tools = ["translator_dictionary", "json_parser", "csv_parser", "flaky_tool"]
     n = 0
     tick = 0.01
-    per_tick = max(1, int(rate * tick))
+    owed = dict.fromkeys(BUFFERS, 0.0)
+    next_burst = {b: time.monotonic() + 5 for b, (_, _, burst) in BUFFERS.items() if burst}
     next_at = time.monotonic()
     while not stop.is_set():
-        for _ in range(per_tick):
-            engine.write("usage_tracking", {"tool_id": tools[n % len(tools)], "increment": 1, "n": n})
-            n += 1
+        for buffer_id, (_, share, burst) in BUFFERS.items():
+            owed[buffer_id] += rate * share * tick
+            count = int(owed[buffer_id])
+            owed[buffer_id] -= count
+            if burst and time.monotonic() >= next_burst[buffer_id]:
+                next_burst[buffer_id] = time.monotonic() + burst[1]
+                engine.write_many(buffer_id, [{"metric": "latency_ms", "value": i % 97, "n": n + i} for i in range(burst[0])])
+                n += burst[0]
+            for _ in range(count):
+                engine.write(buffer_id, {"tool_id": tools[n % len(tools)], "increment": 1, "n": n})
+                n += 1
         next_at += tick
         delay = next_at - time.monotonic()
         if delay > 0:

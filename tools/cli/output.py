@@ -39,6 +39,7 @@ def err_console() -> Any:
 def runtime_for(args: argparse.Namespace, **kwargs: Any) -> Any:
     from tools.runtime import Runtime
 
+    kwargs.setdefault("kind", "cli")
     return Runtime(args.workspace, **kwargs)
 
 

@@ -51,7 +51,7 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     from tools.runtime import Runtime
 
     label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
-    runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label)
+    runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label, kind="mcp serve")
     tool_server: Any = None
     try:
         tool_server = _tool_server(runtime, "http" if bind is not None else "stdio", pinned)

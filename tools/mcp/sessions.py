@@ -153,9 +153,9 @@ class SessionRegistry:
         now = time.time()
         with self.runtime.store.tx() as con:
             con.execute(
-                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?)"
+                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat, label=excluded.label",
-                (session.session, self.runtime.pid, self.host, session.started, now, 1, session.label),
+                (session.session, self.runtime.pid, self.host, session.started, now, 1, session.label, "mcp client"),
             )
 
     def _summarise(self, session: ClientSession, *, force: bool = False) -> None:

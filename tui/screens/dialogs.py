@@ -1,4 +1,4 @@
-"""Small modal screens: confirm, ask for text, choose one option, show a result."""
+"""Small modal screens: confirm, ask for text, choose one option, show a result. Each shows its own keys in its footer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets import Button, Footer, Input, Label, OptionList, Static
 
 
 def _heading(title: str, note: str) -> ComposeResult:
@@ -19,10 +19,10 @@ def _heading(title: str, note: str) -> ComposeResult:
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Yes / no before anything destructive (clear, reject, rollback)."""
+    """Yes / no before anything destructive or broad (clear, replay all, disable, reject, rollback)."""
 
-    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel", id="dialog.cancel"),
-                Binding("y", "dismiss(True)", "Yes", id="dialog.yes"), Binding("n", "dismiss(False)", "No", id="dialog.no")]
+    BINDINGS = [Binding("y", "dismiss(True)", "Yes", id="dialog.yes"), Binding("n", "dismiss(False)", "No", id="dialog.no"),
+                Binding("escape", "dismiss(False)", "Cancel", id="dialog.cancel")]
 
     def __init__(self, question: str, *, danger: bool = True) -> None:
         super().__init__()
@@ -35,15 +35,18 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="error" if self.danger else "primary", id="yes")
                 yield Button("No (n)", id="no")
+        yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
 
 
 class PromptScreen(ModalScreen[dict[str, str] | None]):
-    """Ask for one or more text fields; returns {name: value} or None when cancelled."""
+    """Ask for one or more text fields; enter in any field submits, tab moves between them; None when cancelled."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="dialog.cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="dialog.cancel"),
+                Binding("enter", "submit", "OK", id="dialog.ok", show=True, priority=False),
+                Binding("tab", "app.focus_next", "Next field", id="dialog.next")]
 
     def __init__(self, title: str, fields: list[tuple[str, str, str]], *, note: str = "") -> None:
         """`fields` are (name, label, default)."""
@@ -61,59 +64,86 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok")
                 yield Button("Cancel (esc)", id="cancel")
+        yield Footer()
 
     def _values(self) -> dict[str, str]:
         return {name: self.query_one(f"#field-{name}", Input).value for name, _, _ in self.fields}
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        inputs = list(self.query(Input))
-        index = inputs.index(event.input)
-        if index + 1 < len(inputs):
-            inputs[index + 1].focus()
-        else:
-            self.dismiss(self._values())
+        event.stop()
+        self.dismiss(self._values())
+
+    def action_submit(self) -> None:
+        self.dismiss(self._values())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(self._values() if event.button.id == "ok" else None)
 
 
+class _Options(OptionList):
+    def action_select(self) -> None:
+        if self.highlighted is None:
+            self.notify("nothing chosen yet: pick an option with ↑/↓ first, or esc to cancel", severity="warning")
+            return
+        super().action_select()
+
+
 class ChoiceScreen(ModalScreen[str | None]):
-    """Pick one option (e.g. the scope of an approval)."""
+    """Pick one option (the scope of an approval). Nothing is chosen until the operator moves to an option."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="dialog.cancel")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="dialog.cancel"),
+                Binding("enter", "choose", "Choose", id="dialog.choose")]
 
-    def __init__(self, title: str, options: list[tuple[str, str]], *, note: str = "") -> None:
-        """`options` are (value, label)."""
+    def __init__(self, title: str, options: list[tuple[str, str]], *, note: str = "", preselect: bool = True) -> None:
+        """`options` are (value, label); `preselect=False` starts with no option highlighted (a bare enter does nothing)."""
         super().__init__()
         self.title_text = title
         self.options = options
         self.note = note
+        self.preselect = preselect
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield from _heading(self.title_text, self.note)
-            yield OptionList(*[label for _, label in self.options], id="choices")
+            yield _Options(*[label for _, label in self.options], id="choices")
+        yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(OptionList).focus()
+        choices = self.query_one(OptionList)
+        choices.highlighted = 0 if self.preselect and self.options else None
+        choices.focus()
+
+    def action_choose(self) -> None:
+        index = self.query_one(OptionList).highlighted
+        if index is None:
+            self.notify("choose an option first (↑/↓), or esc to cancel", severity="warning")
+            return
+        self.dismiss(self.options[index][0])
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
         self.dismiss(self.options[event.option_index][0])
 
 
 class TextScreen(ModalScreen[None]):
-    """A scrollable view of a result (a call's output, a spec summary, a section)."""
+    """A scrollable view of a result (a call's output, a spec summary, a section); `y` copies it."""
 
-    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close", id="dialog.close")]
+    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close", id="dialog.close"), Binding("y", "copy", "Copy", id="dialog.copy")]
 
-    def __init__(self, title: str, body: Any) -> None:
+    def __init__(self, title: str, body: Any, *, copy_text: str = "") -> None:
         super().__init__()
         self.title_text = title
         self.body = body
+        self.copy_text = copy_text
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Label(self.title_text, classes="dialog-question")
             with VerticalScroll():
                 yield Static(self.body, classes="text-body")
-            yield Label("esc closes", classes="dialog-note")
+        yield Footer()
+
+    def action_copy(self) -> None:
+        text = self.copy_text or str(getattr(self.body, "code", None) or getattr(self.body, "plain", None) or self.body)
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied {len(text):,} characters")

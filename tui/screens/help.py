@@ -1,21 +1,28 @@
-"""`?`: every key, generated from the live bindings so a remapped key shows as remapped."""
+"""`?`: the keys of the panels and screens first, then the global keys (as remapped by the keymap)."""
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Static
+from textual.widgets import Footer, Label, Static
 
 PANEL_KEYS = [
-    ("Tools", "enter", "open the tool: manifest, recent calls and failures, operator controls"),
-    ("Buffers", "f / x / d", "flush now / clear (asks first) / dead-letter batches and replay"),
-    ("Failures", "m / enter", "mark a failure by hand / expand a resilient call into its hops"),
-    ("Evolution", "a / r / b / c", "approve (asks the scope) / reject (asks why) / roll back / cancel"),
+    ("Any row", "enter", "open it: every field, the full error and traceback, the payload as JSON, charts (y copies)"),
+    ("Tools", "enter", "the tool: manifest, recent calls and failures, failure rate and circuit charts, controls"),
+    ("Buffers", "f / x / d", "flush now / clear (asks, with the count) / dead-letter batches"),
+    ("Failures", "m / F", "mark a failure by hand / only failed or fallback resilient runs"),
+    ("Evolution", "a / r / b / c", "approve (choose a scope) / reject (asks why) / roll back / cancel a running one"),
     ("Evolution", "e / v", "evolve the selected tool with a hint / unified or side-by-side diff"),
-    ("Any table", "s", "sort by the column under the cursor (again: reverse)"),
+    ("Tool screen", "d / r / t", "disable (asks, with what it stops) or enable / reset the score / remove a tag"),
+    ("Tool screen", "o / c / y", "hold the circuit open (asks) / close it / copy"),
+    ("Dead letter", "r / R / enter", "replay the batch / replay all (asks, with the count) / every item of the batch"),
+    ("Panels", "1-5", "jump to Tools, Buffers, Failures, Evolution, Activity (z then maximises)"),
+    ("Tables", "s", "sort by the column under the cursor (again: reverse)"),
+    ("Tables", "home g / end G / j k", "first row / last row / down, up"),
 ]
 
 
@@ -28,17 +35,20 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=True, header_style="bold", expand=True)
-        table.add_column("where")
-        table.add_column("key")
+        table.add_column("where", no_wrap=True)
+        table.add_column("key", no_wrap=True)
         table.add_column("what")
-        for key, description in self.bindings_shown:
-            table.add_row("everywhere", key, description)
         for where, key, description in PANEL_KEYS:
             table.add_row(where, key, description)
+        for key, description in self.bindings_shown:
+            table.add_row("everywhere", key, description)
+        table.add_row("everywhere", "ctrl+p", "command palette")
         table.add_row("command line", ":", '/tool evolve csv_parser "Support JSON input too"')
         table.add_row("", "", '/tool call json_parser {"text": "[1,2]"}   /buffer flush usage_tracking   /spec specs/x.md')
+        self.table = table
         with Vertical(classes="dialog wide", id="help"):
             yield Label("tooldeck keys", classes="dialog-question")
             with VerticalScroll():
                 yield Static(table)
-            yield Label("keys can be remapped in tooldeck.toml [keymap], e.g. quit = \"ctrl+q\"; esc closes", classes="dialog-note")
+            yield Label(Text('keys can be remapped in tooldeck.toml [keymap], e.g. quit = "ctrl+q"'), classes="dialog-note")
+        yield Footer()

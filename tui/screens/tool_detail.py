@@ -1,4 +1,4 @@
-"""Enter on a tool: its manifest, recent calls and failures, and the operator controls."""
+"""Enter on a tool: its manifest, recent calls and failures, charts over the last hour, and the operator controls."""
 
 from __future__ import annotations
 
@@ -14,16 +14,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Static
+from textual.widgets import Footer, Label, Static
+
+from tui.details import as_json
 
 ACTOR = "dashboard"
 
 
-def gather(runtime: Any, tool_id: str) -> dict[str, Any]:
+def gather(runtime: Any, tool_id: str, version: str | None = None) -> dict[str, Any]:
     """Everything the detail screen shows, read off the event loop."""
     from state.calls import recent_calls
+    from tui.history import tool_charts
 
-    entry = runtime.resolve(tool_id)
+    entry = runtime.resolve(tool_id, version)
     failures = runtime.extensions.get("failures")
     version = entry.served_version
     return {
@@ -34,12 +37,14 @@ def gather(runtime: Any, tool_id: str) -> dict[str, Any]:
         "failures": failures.recent_failures(tool_id, version, limit=15) if failures else [],
         "health": (failures.scores_snapshot().get((tool_id, version)) if failures else None) or {},
         "versions": sorted(runtime.catalog.versions(tool_id)),
+        "charts": tool_charts(runtime, tool_id, version),
     }
 
 
 class ToolDetailScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q", "dismiss(None)", "Close", id="tool.close"),
+        Binding("y", "copy", "Copy", id="tool.copy"),
         Binding("d", "toggle_disabled", "Disable/enable", id="tool.disable"),
         Binding("r", "reset_score", "Reset score", id="tool.reset_score"),
         Binding("t", "remove_tag", "Remove tag", id="tool.remove_tag"),
@@ -47,10 +52,12 @@ class ToolDetailScreen(ModalScreen[None]):
         Binding("c", "circuit('closed')", "Force closed", id="tool.circuit_closed"),
     ]
 
-    def __init__(self, tool_id: str) -> None:
+    def __init__(self, tool_id: str, version: str | None = None) -> None:
         super().__init__()
         self.tool_id = tool_id
+        self.version = version
         self.info: dict[str, Any] = {}
+        self._charted = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -60,8 +67,8 @@ class ToolDetailScreen(ModalScreen[None]):
                     yield Static("loading…", id="manifest-body")
                 with VerticalScroll(id="tool-activity"):
                     yield Static("", id="activity-body")
-            yield Label("d disable/enable · r reset score · t remove a tag · o / c force the circuit open / closed · esc closes",
-                        classes="dialog-note")
+                    yield Vertical(id="tool-charts")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.load()
@@ -69,7 +76,7 @@ class ToolDetailScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="tool-detail", exit_on_error=False)
     def load(self) -> None:
         try:
-            info = gather(self.app.runtime, self.tool_id)
+            info = gather(self.app.runtime, self.tool_id, self.version)
         except Exception as exc:  # an unknown or broken tool: say why in the dialog
             self.app.call_from_thread(self.query_one("#manifest-body", Static).update, Text(str(exc), style="bold red"))
             return
@@ -101,21 +108,44 @@ class ToolDetailScreen(ModalScreen[None]):
                              f"{f.get('scenario', '')[:40]} · {f.get('error', '')[:60]}")
         versions = Text(f"evolved versions: {', '.join(info['versions']) or 'none'}", style="dim")
         self.query_one("#activity-body", Static).update(Group(calls, Text(""), failures, Text(""), versions))
+        if info.get("charts") and not self._charted:
+            from tui.widgets.chart import chart_widget
+
+            self._charted = True
+            self.query_one("#tool-charts", Vertical).mount_all([chart_widget(chart) for chart in info["charts"]])
+
+    def action_copy(self) -> None:
+        data = {k: v for k, v in self.info.items() if k != "charts"}
+        text = as_json(data)
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied {len(text):,} characters", title=self.tool_id)
 
     def _control(self, what: str, fn: Any) -> None:
         def run(runtime: Any) -> Any:
             result = fn(runtime)
             return {"status": what, **(result if isinstance(result, dict) else {})}
 
-        self.app.run_blocking(f"{self.tool_id}: {what}", run)
-        self.set_timer(0.4, self.load)
+        self.app.run_blocking(f"{self.tool_id}: {what}", run, then=lambda _message: self.load())
 
     def action_toggle_disabled(self) -> None:
+        """Enabling is immediate; disabling a live tool asks first, saying how many callers and buffers it stops."""
         from tools.recovery import set_disabled
 
+        version = self.info.get("version")
         disabled = bool(self.info.get("health", {}).get("disabled"))
-        self._control("enabled" if disabled else "disabled",
-                      lambda rt: set_disabled(rt, self.tool_id, not disabled, self.info.get("version"), actor=ACTOR))
+        if disabled:
+            self._control("enabled", lambda rt: set_disabled(rt, self.tool_id, False, version, actor=ACTOR))
+            return
+        from tui.actions import disable_question
+
+        def ask(message: Any) -> None:
+            if message.error:
+                return
+            self.app.confirm_then(message.result["question"], lambda: self._control(
+                "disabled", lambda rt: set_disabled(rt, self.tool_id, True, version, actor=ACTOR)))
+
+        self.app.run_blocking(f"{self.tool_id}: disable", lambda rt: {"status": "asking", "question": disable_question(
+            rt, self.tool_id, version)}, then=ask)
 
     def action_reset_score(self) -> None:
         from tools.recovery import reset_score
@@ -143,5 +173,13 @@ class ToolDetailScreen(ModalScreen[None]):
     def action_circuit(self, state: str) -> None:
         from tools.recovery import force_circuit
 
-        self._control(f"circuit forced {state}",
-                      lambda rt: force_circuit(rt, self.tool_id, state, self.info.get("version"), actor=ACTOR))
+        version = self.info.get("version")
+
+        def force() -> None:
+            self._control(f"circuit forced {state}", lambda rt: force_circuit(rt, self.tool_id, state, version, actor=ACTOR))
+
+        if state == "open":  # every caller is refused until someone closes it
+            self.app.confirm_then(f"Hold the circuit of {self.tool_id} {self.info.get('version', '')} open? Every call is refused "
+                                  "until you close it (c).", force)
+        else:
+            force()

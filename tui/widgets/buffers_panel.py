@@ -1,4 +1,9 @@
-"""Buffers: fill levels, rates with a sparkline, the next flush, and what went wrong."""
+"""Buffers: how full each one is against its real capacity, its rates, the next flush, what went wrong.
+
+Fill means pending against `max_pending` when the buffer has one (its real capacity). Without
+it (the default) the bar is the progress to the next size-triggered flush, capped at 100%, and
+the backlog beside it counts the full batches waiting behind that one (`+5 batches`).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from tui.details import Chart, Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
 from tui.style import bar, sparkline
-from tui.widgets.live_table import LiveTable
+from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-COLUMNS = [("buffer", "buffer"), ("fill", "fill"), ("pending", "pending"), ("of max", "of_max"), ("in/s", "in"),
-           ("out/s", "out"), ("trend", "trend"), ("strategy", "strategy"), ("next", "next"), ("last flush", "last"),
-           ("retries", "retries"), ("dead", "dead"), ("drops", "drops"), ("note", "note")]
+COLUMNS = [
+    Col("buffer", "buffer"), Col("fill · backlog", "fill"), Col("pending", "pending"),
+    Col("next", "next", drop=1), Col("last flush", "last", drop=1), Col("note", "note", flex=True, drop=1, min_width=10),
+    Col("batch", "batch", drop=2), Col("writes/s", "writes", drop=2), Col("flushes/s", "flushes", drop=2),
+    Col("dead", "dead", drop=2), Col("strategy", "strategy", drop=3), Col("cap", "cap", drop=4),
+    Col("retries", "retries", drop=4), Col("drops", "drops", drop=4),
+]
+BAR = 6
 
 
 def _when(ts: float | None, now: float) -> str:
@@ -28,8 +39,48 @@ def _when(ts: float | None, now: float) -> str:
     return f"{delta:.1f} s" if delta < 60 else f"{delta / 60:.0f} min"
 
 
+def percent(ratio: float) -> str:
+    """4 characters; under 10% with a decimal, so 37 of 10,000 reads 0.4%, not 0%."""
+    value = ratio * 100
+    return f"{value:3.1f}%" if value < 9.95 else f"{value:3.0f}%"
+
+
+def fill(b: dict[str, Any], colors: dict[str, str]) -> Text:
+    """The bar: pending / max_pending when set; else progress to the next size-triggered flush, plus the backlog."""
+    pending, size = int(b["pending"]), max(1, int(b["max_size"]))
+    if b.get("max_pending"):
+        ratio = pending / int(b["max_pending"])
+        text = bar(ratio, BAR, colors)
+        text.append(f" {percent(ratio):>4}")
+        return text
+    waiting = int(b.get("waiting", pending))
+    ratio = min(1.0, waiting / size)
+    text = bar(ratio, BAR, {**colors, "warn": colors["ok"], "error": colors["ok"]})
+    backlog = max(0, pending - size) // size
+    if backlog:  # the next flush is due (a full bar); behind it, this many more full batches
+        text.append(f" +{backlog} batch{'es' if backlog != 1 else ''}", style=colors["warn"])
+    else:
+        text.append(f" {percent(ratio):>4}")
+    return text
+
+
+def ago(ts: float, now: float) -> str:
+    """How long ago, up to an hour; then the time of day."""
+    seconds = max(0.0, now - ts)
+    if seconds < 3600:
+        return f"{seconds:.0f}s ago" if seconds < 60 else f"{seconds // 60:.0f}m ago"
+    return time.strftime("at %H:%M", time.localtime(ts))
+
+
+def rate(history: list[float], per_s: float, style: str) -> Text:
+    text = Text(sparkline(history[-8:], 8).rjust(8), style=style)
+    text.append(f" {per_s:.0f}")
+    return text
+
+
 class BuffersPanel(Panel):
     title = "Buffers"
+    number = 2
     BINDINGS = [
         Binding("f", "flush", "Flush", id="buffers.flush"),
         Binding("x", "clear", "Clear", id="buffers.clear"),
@@ -49,62 +100,102 @@ class BuffersPanel(Panel):
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         now = time.time()
+        self._status = {b["buffer_id"]: b for b in snapshot.buffers}
         rows = [(b["buffer_id"], self._cells(b, colors, now)) for b in snapshot.buffers]
         changed = self.table.apply(rows)
-        unflushed = sum(1 for b in snapshot.buffers if b.get("warning"))
-        self.border_subtitle = f"{len(snapshot.buffers)} buffers" + (f" · {unflushed} not flushing" if unflushed else "")
+        self.update_counts()
         return changed
+
+    def update_counts(self) -> None:
+        status = getattr(self, "_status", {})
+        unflushed = sum(1 for b in status.values() if b.get("warning"))
+        self.border_subtitle = self.table.count_label("buffers") + (f" · {unflushed} not flushing" if unflushed else "")
 
     @staticmethod
     def _cells(b: dict[str, Any], colors: dict[str, str], now: float) -> tuple:
-        fill = bar(b["fill_ratio"], 8, colors)
-        fill.append(f" {b['fill_ratio'] * 100:3.0f}%")
-        of_max = "" if b.get("pending_ratio") is None else f"{b['pending_ratio'] * 100:.0f}% of {b['max_pending']}"
         last = ""
         if b.get("last_flush_at"):
             result = b.get("last_flush_result") or ""
-            last = Text(f"{result} {b.get('last_flush_count') or 0} @{time.strftime('%H:%M:%S', time.localtime(b['last_flush_at']))}",
+            mark = "✓" if result == "ok" else "✗"
+            last = Text(f"{mark} {b.get('last_flush_count') or 0} {ago(b['last_flush_at'], now)}",
                         style=colors["ok"] if result == "ok" else colors["error"])
         note = Text(b.get("warning") or (b.get("last_flush_error") or ""), style=colors["warn"] if b.get("warning") else colors["error"])
-        strategy = b["flush_strategy"] + (f" {b['max_size']}/{b['flush_interval_seconds']:g}s" if b["flush_strategy"] == "batched" else "")
-        trend = Text(sparkline([float(v) for v in b.get("writes_history", ())], 12), style=colors["accent"])
+        strategy = b["flush_strategy"] + (f" {b['flush_interval_seconds']:g}s" if b["flush_strategy"] == "batched" else "")
         dead = Text(str(b.get("dead_letter_batches", 0)), style=colors["error"] if b.get("dead_letter_batches") else "")
-        return (b["buffer_id"], fill, f"{b['pending']}/{b['max_size']}", of_max, f"{b['writes_per_s']:.0f}", f"{b['flushed_per_s']:.0f}",
-                trend, strategy, _when(b.get("next_flush_at"), now), last, str(b.get("retries_total", 0)), dead,
-                str(b.get("dropped_total", 0)), note)
+        return (b["buffer_id"], fill(b, colors), str(b["pending"]), _when(b.get("next_flush_at"), now), last, note,
+                str(b["max_size"]), rate(b.get("writes_history") or [], b["writes_per_s"], colors["accent"]),
+                rate(b.get("flushed_history") or [], b["flushed_per_s"], colors["ok"]), dead, strategy,
+                str(b.get("max_pending") or "—"), str(b.get("retries_total", 0)), str(b.get("dropped_total", 0)))
+
+    def details(self, table: LiveTable, key: str) -> Details | None:
+        b = getattr(self, "_status", {}).get(key)
+        return buffer_details(b) if b is not None else None
 
     def selected_buffer(self) -> str | None:
         return self.table.selected_key()
 
-    def set_filter(self, text: str) -> None:
-        self.table.set_filter(text)
-
-    def sort(self) -> str | None:
-        return self.table.sort_by_cursor_column()
+    def _need_buffer(self) -> str | None:
+        buffer_id = self.selected_buffer()
+        if buffer_id is None:
+            self.app.set_status("no buffer selected", error=True)
+        return buffer_id
 
     def action_flush(self) -> None:
-        buffer_id = self.selected_buffer()
-        if buffer_id is None:
-            self.app.set_status("no buffer selected")
-            return
-        from tui.commands import Command
+        buffer_id = self._need_buffer()
+        if buffer_id is not None:
+            from tui.commands import Command
 
-        self.app.run_command(Command("buffer.flush", buffer_id))
+            self.app.run_command(Command("buffer.flush", buffer_id))
 
     def action_clear(self) -> None:
-        buffer_id = self.selected_buffer()
-        if buffer_id is None:
-            self.app.set_status("no buffer selected")
-            return
-        from tui.commands import Command
+        buffer_id = self._need_buffer()
+        if buffer_id is not None:
+            from tui.commands import Command
 
-        self.app.run_command(Command("buffer.clear", buffer_id))
+            self.app.run_command(Command("buffer.clear", buffer_id))
 
     def action_dead_letter(self) -> None:
-        buffer_id = self.selected_buffer()
-        if buffer_id is None:
-            self.app.set_status("no buffer selected")
-            return
-        from tui.screens.dead_letter import DeadLetterScreen
+        buffer_id = self._need_buffer()
+        if buffer_id is not None:
+            from tui.screens.dead_letter import DeadLetterScreen
 
-        self.app.push_screen(DeadLetterScreen(buffer_id))
+            self.app.push_screen(DeadLetterScreen(buffer_id))
+
+
+def buffer_details(b: dict[str, Any]) -> Details:
+    bid = b["buffer_id"]
+    fields: list[tuple[str, Any]] = [
+        ("pending", f"{b['pending']} ({b.get('waiting', '?')} waiting, {b.get('in_flight', 0)} in flight)"),
+        ("capacity (max_pending)", f"{b['max_pending']} ({b['when_full']} when full)" if b.get("max_pending") else "not set"),
+        ("batch size (max_size)", b["max_size"]), ("strategy", b["flush_strategy"]),
+        ("flush interval", f"{b['flush_interval_seconds']:g} s"), ("pass-through tool", b.get("pass_through_tool") or "none"),
+        ("writes / flushed per s (60 s)", f"{b['writes_per_s']:.1f} / {b['flushed_per_s']:.1f}"),
+        ("next flush", when(b.get("next_flush_at")) or "none due"),
+        ("last flush", f"{b.get('last_flush_result') or '—'} {b.get('last_flush_count') or 0} items, {when(b.get('last_flush_at'))}"),
+        ("retry batches", b.get("retry_batches", 0)), ("retries in total", b.get("retries_total", 0)),
+        ("dead-letter", f"{b.get('dead_letter_batches', 0)} batches, {b.get('dead_letter_items', 0)} items"),
+        ("dropped in total", b.get("dropped_total", 0)),
+        ("totals", f"{b.get('writes_total', 0)} written, {b.get('flushed_total', 0)} flushed in {b.get('batches_total', 0)} batches"),
+        ("flushed by", ", ".join(b.get("flushed_by") or []) or "no live runtime"),
+    ]
+    blocks = []
+    if b.get("warning"):
+        blocks.append(("warning", b["warning"], "text"))
+    if b.get("last_flush_error"):
+        blocks.extend(error_blocks(b["last_flush_error"]))
+    blocks.append(("status", as_json(b), "json"))
+    now = time.time()
+    seconds = [now - len(b.get("writes_history") or []) + i for i in range(len(b.get("writes_history") or []))]
+    charts = [Chart(f"{bid}: writes and flushes per second", seconds,
+                    [("writes/s", [float(v) for v in b.get("writes_history") or []]),
+                     ("flushed/s", [float(v) for v in b.get("flushed_history") or []])], ylabel="items/s")]
+
+    def load(runtime: Any) -> Details:
+        from tui.history import pending_history
+
+        xs, pending = pending_history(runtime, bid)
+        chart = Chart(f"{bid}: pending items over the last {int((now - xs[0]) / 60) + 1 if xs else 0} min", xs,
+                      [("pending", pending)], ylabel="items")
+        return Details(f"buffer {bid}", fields, blocks, [chart, *charts], data=b)
+
+    return Details(f"buffer {bid}", fields, blocks, charts, data=b, load=load)

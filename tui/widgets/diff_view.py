@@ -87,15 +87,28 @@ class DiffView(ScrollView, can_focus=True):
         self._cache: dict[tuple[str, int, int], Strip] = {}
         self._lexer = "text"
         self._highlighter: Any = None  # rich.syntax.Syntax, imported on first use (pygments is slow to import)
+        self.placeholder = "no diff"
 
-    def show(self, diff: str) -> None:
-        if diff == self.diff:
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
+
+    def _restyle(self) -> None:
+        """A new theme: highlight again with its colours (light or dark) and re-tint the changed lines."""
+        self._highlighter = None
+        self._cache.clear()
+        self.refresh()
+
+    def show(self, diff: str, *, placeholder: str = "no diff") -> None:
+        """Show `diff` from its first line (another proposal's diff never opens where the last was scrolled)."""
+        if diff == self.diff and placeholder == self.placeholder:
             return
         self.diff = diff
-        self._unified = diff.splitlines()
+        self.placeholder = placeholder
+        self._unified = diff.splitlines() if diff else placeholder.splitlines()
         self._rows = side_by_side_rows(diff)
         self._lexer = _lexer(diff)
         self._highlighter = None
+        self.scroll_to(0, 0, animate=False)
         self._relayout()
 
     def toggle(self) -> str:
@@ -133,7 +146,8 @@ class DiffView(ScrollView, can_focus=True):
         theme = self.app.current_theme if self.is_attached else None
         styles = diff_styles(theme)
         if not self.diff:
-            return Text("no diff", style="dim") if index == 0 else Text("")
+            lines = self.placeholder.splitlines() or [""]
+            return Text(lines[index], style="dim" if self.placeholder == "no diff" else "bold") if index < len(lines) else Text("")
         if self.mode == "unified":
             line = self._unified[index]
             kind = _unified_kind(line)

@@ -10,14 +10,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from tui.details import Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
 from tui.style import status_text
 from tui.widgets.diff_view import DiffView
-from tui.widgets.live_table import LiveTable
+from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-COLUMNS = [("#", "id"), ("tool", "tool"), ("version", "version"), ("from", "parent"), ("status", "status"),
-           ("tokens", "tokens"), ("model", "model"), ("hint", "hint")]
+COLUMNS = [Col("#", "id"), Col("tool", "tool"), Col("version", "version"), Col("status", "status"), Col("from", "parent", drop=1),
+           Col("hint", "hint", flex=True, drop=2, min_width=10), Col("model", "model", drop=3), Col("tokens", "tokens", drop=4)]
 STATUS_STYLE = {"awaiting_review": "warn", "approved": "ok", "failed_validation": "error", "rejected": "error",
                 "rolled_back": "muted", "cancelled": "muted", "generating": "accent", "validating": "accent", "failed": "error"}
 
@@ -33,6 +34,7 @@ def _reviewer() -> str:
 
 class EvolutionPanel(Panel):
     title = "Evolution"
+    number = 4
     BINDINGS = [
         Binding("a", "approve", "Approve", id="evolution.approve"),
         Binding("r", "reject", "Reject", id="evolution.reject"),
@@ -61,9 +63,9 @@ class EvolutionPanel(Panel):
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         rows = [(str(p["id"]), self._cells(p, colors)) for p in snapshot.proposals]
+        self._proposals = {str(p["id"]): p for p in snapshot.proposals}
         changed = self.table.apply(rows)
-        waiting = sum(1 for p in snapshot.proposals if p.get("status") == "awaiting_review")
-        self.border_subtitle = f"{len(snapshot.proposals)} proposals · {waiting} awaiting review"
+        self.update_counts()
         selected = self.selected_id()
         if selected is None and snapshot.proposals:
             selected = int(snapshot.proposals[0]["id"])
@@ -77,6 +79,26 @@ class EvolutionPanel(Panel):
                 self.show_detail(None)
         return changed
 
+    def update_counts(self) -> None:
+        proposals = getattr(self, "_proposals", {})
+        waiting = sum(1 for p in proposals.values() if p.get("status") == "awaiting_review")
+        self.border_subtitle = f"{self.table.count_label('proposals')} · {waiting} awaiting review"
+
+    def details(self, table: LiveTable, key: str) -> Details | None:
+        summary = getattr(self, "_proposals", {}).get(key)
+        if summary is None:
+            return None
+        detail = self.detail if self.detail is not None and str(self.detail.get("id")) == key else None
+        return proposal_details(detail or summary, self._colors())
+
+    def _colors(self) -> dict[str, str]:
+        try:
+            from tui.style import theme_colors
+
+            return theme_colors(self.app)
+        except Exception:  # noqa: BLE001 - a theme without colours still renders
+            return {"ok": "green", "error": "red", "warn": "yellow", "accent": "cyan", "muted": "dim"}
+
     @staticmethod
     def _cells(p: dict[str, Any], colors: dict[str, str]) -> tuple:
         status = str(p.get("status", ""))
@@ -84,8 +106,8 @@ class EvolutionPanel(Panel):
         tokens = p.get("tokens") or {}
         total = int(tokens.get("input", 0) or 0) + int(tokens.get("output", 0) or 0)
         model = "replay" if p.get("replay") else str(p.get("model") or p.get("provider") or "")
-        return (str(p["id"]), p.get("tool_id", ""), p.get("version") or "", p.get("parent_version") or "—",
-                Text(status, style=style), f"{total:,}", model, str(p.get("mutation_hint") or p.get("hint") or "")[:60])
+        return (str(p["id"]), p.get("tool_id", ""), p.get("version") or "", Text(status, style=style), p.get("parent_version") or "—",
+                str(p.get("mutation_hint") or p.get("hint") or ""), model, f"{total:,}")
 
     def selected_id(self) -> int | None:
         key = self.table.selected_key()
@@ -106,16 +128,14 @@ class EvolutionPanel(Panel):
             diff.show("")
             return
         body.update(self._detail_renderable(proposal))
-        diff.show(str(proposal.get("diff") or ""))
+        text = str(proposal.get("diff") or "")
+        if proposal.get("status") in ("failed_validation", "cancelled") and not has_candidate(text):
+            diff.show("", placeholder=candidate_error(proposal) or "no candidate was written")
+        else:
+            diff.show(text)
 
     def _detail_renderable(self, p: dict[str, Any]) -> Group:
-        colors = {"ok": "green", "error": "red", "warn": "yellow", "accent": "cyan", "muted": "dim"}
-        try:
-            from tui.style import theme_colors
-
-            colors = theme_colors(self.app)
-        except Exception:  # noqa: BLE001 - a theme without colours still renders
-            pass
+        colors = self._colors()
         head = Text()
         head.append(f"#{p['id']} {p.get('tool_id')} {p.get('parent_version') or '∅'} → {p.get('version')}  ", style="bold")
         head.append_text(status_text(str(p.get("status", "")), colors))
@@ -131,13 +151,15 @@ class EvolutionPanel(Panel):
         failed_detail = None
         for stage in p.get("stages") or []:
             ok = stage.get("passed")
-            stage_line.append("✓ " if ok else "✗ ", style=colors["ok"] if ok else colors["error"])
+            mark, style = stage_mark(stage, colors)
+            stage_line.append(f"{mark} ", style=style)
             stage_line.append(f"{stage.get('name', '')} ")
-            stage_line.append(f"{stage.get('ms', '')} ms  ", style="dim")
-            if ok is False and failed_detail is None:
-                failed_detail = f"{stage.get('name')}: {stage.get('detail', '')}"
-            elif stage.get("skipped"):
+            if stage.get("skipped"):
                 stage_line.append(f"(skipped: {str(stage.get('detail', ''))[:60]})  ", style="dim")
+            else:
+                stage_line.append(f"{stage.get('ms', '')} ms  ", style="dim")
+            if ok is False and not stage.get("skipped") and failed_detail is None:
+                failed_detail = f"{stage.get('name')}: {stage.get('detail', '')}"
         if p.get("stages"):
             lines.append(stage_line)
         if failed_detail:
@@ -171,19 +193,14 @@ class EvolutionPanel(Panel):
         self.app.set_status(f"diff: {mode}")
 
     def action_approve(self) -> None:
+        """Choose the scope: nothing is pre-selected (the dashboard's own session runs no workflow); the live sessions,
+        the one whose calls of this tool failed last first, then global."""
         proposal = self._need(("awaiting_review",))
         if proposal is None:
             return
         sha = proposal.get("current_diff_sha256") or ""
-        sessions = [(s["session"], f"session {s['session']} ({s.get('label') or 'runtime'}, pid {s['pid']})")
-                    for s in (self.app.latest.sessions if self.app.latest else [])]
-        seen: set[str] = set()
-        options = [("global", "global: every session, survives restarts")]
-        for value, label in sessions:
-            if value not in seen:
-                seen.add(value)
-                options.append((value, label))
-        from tui.screens.dialogs import ChoiceScreen
+        tool = str(proposal.get("tool_id"))
+        sessions = self.app.latest.sessions if self.app.latest else []
 
         def chosen(scope: str | None) -> None:
             if scope is None:
@@ -191,12 +208,20 @@ class EvolutionPanel(Panel):
                 return
             from tools.evolution import approve
 
-            self.app.run_blocking(f"approve #{proposal['id']}",
+            self.app.run_blocking(f"approve #{proposal['id']} for {scope}",
                                   lambda rt: approve(rt, proposal["id"], scope, _reviewer(), sha))
 
-        self.app.push_screen(ChoiceScreen(
-            f"Approve #{proposal['id']}: {proposal.get('tool_id')} {proposal.get('version')} for which scope?", options,
-            note=f"approving the diff on screen, sha256 {sha[:16]}…"), chosen)
+        def ask(message: Any) -> None:
+            if message.error:
+                return
+            from tui.screens.dialogs import ChoiceScreen
+
+            self.app.push_screen(ChoiceScreen(
+                f"Approve #{proposal['id']}: {tool} {proposal.get('version')} for which scope?", message.result["options"],
+                note=f"approving the diff on screen (sha256 {sha[:16]}…); pick a scope with ↑/↓, then enter", preselect=False), chosen)
+
+        self.app.run_blocking(f"approve #{proposal['id']}", lambda rt: {"status": "asking",
+                                                                          "options": scope_options(rt, tool, sessions)}, then=ask)
 
     def action_reject(self) -> None:
         proposal = self._need(("awaiting_review", "failed_validation"))
@@ -244,3 +269,69 @@ class EvolutionPanel(Panel):
             self.app.set_status("select a tool in the Tools panel first", error=True)
             return
         self.app.ask_evolve(tool)
+
+
+def stage_mark(stage: dict[str, Any], colors: dict[str, str]) -> tuple[str, str]:
+    """✓ passed, ✗ failed, – skipped (a stage that did not run is not a pass)."""
+    if stage.get("skipped"):
+        return "–", colors.get("warn", "yellow")
+    return ("✓", colors["ok"]) if stage.get("passed") else ("✗", colors["error"])
+
+
+def has_candidate(diff: str) -> bool:
+    """True when the diff adds anything: a candidate that failed before it was written diffs as a deletion."""
+    return any(line.startswith("+") and not line.startswith("+++") for line in diff.splitlines())
+
+
+def candidate_error(p: dict[str, Any]) -> str:
+    failed = next((s for s in p.get("stages") or [] if s.get("passed") is False and not s.get("skipped")), None)
+    parts = [str(p.get("failure") or "")]
+    if failed:
+        parts.append(f"{failed.get('name')}: {failed.get('detail', '')}")
+    return "\n".join(x for x in parts if x)
+
+
+def proposal_details(p: dict[str, Any], colors: dict[str, str]) -> Details:
+    tokens = p.get("tokens") or {}
+    fields: list[tuple[str, Any]] = [
+        ("tool", f"{p.get('tool_id')} {p.get('parent_version') or '∅'} → {p.get('version')}"), ("status", p.get("status")),
+        ("hint", p.get("mutation_hint") or "—"), ("model", "replay (recorded responses)" if p.get("replay") else p.get("model") or "—"),
+        ("tokens in / out", f"{tokens.get('input', 0)} / {tokens.get('output', 0)}"), ("updated", when(p.get("updated"))),
+        ("scope", p.get("scope") or "—"), ("diff sha256", p.get("current_diff_sha256") or p.get("diff_sha256") or "—"),
+    ]
+    for stage in p.get("stages") or []:
+        mark, style = stage_mark(stage, colors)
+        line = Text(f"{mark} ", style=style)
+        line.append(f"{stage.get('ms', '')} ms · {stage.get('detail', '')}")
+        fields.append((f"stage {stage.get('name', '')}", line))
+    blocks = []
+    if p.get("error_message"):
+        blocks.append(("error it fixes", str(p["error_message"]), "text"))
+    if p.get("failure"):
+        blocks.extend(error_blocks(str(p["failure"])))
+    record = {k: v for k, v in p.items() if k != "diff"}
+    blocks.append(("proposal", as_json(record), "json"))
+    if p.get("diff"):
+        blocks.append(("diff", str(p["diff"]), "diff"))
+    return Details(f"proposal #{p.get('id')} {p.get('tool_id')} {p.get('version')}", fields, blocks, data=p)
+
+
+def scope_options(runtime: Any, tool_id: str, sessions: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The live sessions that run workflows (not dashboards), those whose calls of `tool_id` failed most recently first; then global."""
+    from state.history import sessions_failing
+
+    failing = sessions_failing(runtime.store, tool_id)
+    rank = {s: i for i, s in enumerate(failing)}
+    seen: dict[str, dict[str, Any]] = {}
+    for s in sessions:
+        if (s.get("kind") or "") != "dashboard" and s["session"] not in seen:
+            seen[s["session"]] = s
+    ordered = sorted(seen.values(), key=lambda s: (rank.get(s["session"], len(rank)), -float(s.get("started") or 0)))
+    options = []
+    for s in ordered:
+        why = " · its calls of this tool failed" if s["session"] in rank else ""
+        kind = s.get("kind") or "library"
+        label = f"session {s['session']} ({s.get('label') or kind}, {kind}, pid {s['pid']}){why}"
+        options.append((s["session"], label))
+    options.append(("global", "global: every session, survives restarts"))
+    return options

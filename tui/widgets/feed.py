@@ -1,20 +1,26 @@
-"""A newest-first feed that repaints without a screen layout.
+"""A newest-first feed with a cursor and a filter that repaints without a screen layout.
 
 RichLog grows its virtual height with every line, and every virtual-size change makes
 Textual lay out (and repaint) the whole screen: ~120 ms a time on a busy dashboard. This
 feed keeps its lines newest first and grows its virtual height in steps of CHUNK rows, so
 adding lines repaints only this widget; the blank rows it keeps in reserve sit below the
-oldest line, out of the way.
+oldest line, out of the way. Each line carries the item it shows; Enter posts it. While the
+feed has focus the cursor stays on its item as newer lines arrive above it.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import Reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -22,41 +28,146 @@ CHUNK = 200
 
 
 class Feed(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {"feed--cursor"}
+    DEFAULT_CSS = """
+    Feed > .feed--cursor { background: $block-cursor-blurred-background; }
+    Feed:focus > .feed--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
+    """
+    BINDINGS = [
+        Binding("enter", "select", "Open", id="feed.open"),
+        Binding("up,k", "move(-1)", "Up", show=False, id="feed.up"),
+        Binding("down,j", "move(1)", "Down", show=False, id="feed.down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="feed.page_up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="feed.page_down"),
+        Binding("home,g", "first", "Newest", show=False, id="feed.first"),
+        Binding("end,G", "last", "Oldest", show=False, id="feed.last"),
+    ]
+
+    #: growing the virtual height (in CHUNK steps) must not lay out the screen: only the scrollbar changes
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._refresh_scrollbars()
+        self._scroll_update(size)
+
+    @dataclass
+    class Selected(Message):
+        feed: Feed
+        item: Any
+
     def __init__(self, *, max_lines: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.lines: deque[Text] = deque(maxlen=max_lines)
-        self._strips: dict[tuple[int, int], Strip] = {}
+        self.entries: deque[tuple[Text, Any]] = deque(maxlen=max_lines)  # newest first
+        self.view: list[tuple[Text, Any]] = []  # the entries that pass the filter, newest first
+        self.filter_text = ""
+        self.cursor = 0
+        self._strips: dict[tuple[int, int, bool], Strip] = {}
 
-    def add(self, lines: Iterable[Text]) -> None:
-        """Add lines oldest first; they show newest first. The view stays put when scrolled down."""
+    @property
+    def lines(self) -> list[Text]:
+        return [text for text, _ in self.view]
+
+    def _matches(self, text: Text) -> bool:
+        return not self.filter_text or self.filter_text.lower() in text.plain.lower()
+
+    def add(self, lines: Iterable[tuple[Text, Any]]) -> None:
+        """Add (line, item) pairs oldest first; they show newest first. The view stays put when scrolled down."""
         new = list(lines)
         if not new:
             return
-        for line in new:
-            self.lines.appendleft(line)
-        live = {id(line) for line in self.lines}
+        for entry in new:
+            self.entries.appendleft(entry)
+        shown = [entry for entry in reversed(new) if self._matches(entry[0])]
+        self.view[:0] = shown
+        del self.view[len(self.entries):]
+        if shown and (self.has_focus or self.cursor > 0):
+            self.cursor = min(self.cursor + len(shown), len(self.view) - 1)
+        self._reframe(scroll_by=len(shown))
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text
+        item = self.selected()
+        self.view = [entry for entry in self.entries if self._matches(entry[0])]
+        self.cursor = next((i for i, (_, it) in enumerate(self.view) if it is item), 0)
+        self._strips.clear()
+        self._reframe()
+        self.scroll_to(y=0, animate=False)
+
+    def selected(self) -> Any:
+        return self.view[self.cursor][1] if 0 <= self.cursor < len(self.view) else None
+
+    def _reframe(self, scroll_by: int = 0) -> None:
+        live = {id(text) for text, _ in self.view}
         self._strips = {k: v for k, v in self._strips.items() if k[0] in live}
-        height = -(-len(self.lines) // CHUNK) * CHUNK
+        height = max(CHUNK, -(-len(self.view) // CHUNK) * CHUNK)
         if self.virtual_size.height != height or self.virtual_size.width != self.size.width:
             self.virtual_size = Size(self.size.width, height)
-        if self.scroll_offset.y > 0:
-            self.scroll_to(y=self.scroll_offset.y + len(new), animate=False)
+        if scroll_by and self.scroll_offset.y > 0:
+            self.scroll_to(y=self.scroll_offset.y + scroll_by, animate=False)
         self.refresh()
 
     def on_resize(self) -> None:
         self._strips.clear()
         self.virtual_size = Size(self.size.width, self.virtual_size.height)
 
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -- keys ----------------------------------------------------------------------
+
+    def _set_cursor(self, index: int) -> None:
+        if not self.view:
+            return
+        self.cursor = max(0, min(len(self.view) - 1, index))
+        top, height = self.scroll_offset.y, self.size.height
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False)
+        self.refresh()
+
+    def action_move(self, step: int) -> None:
+        self._set_cursor(self.cursor + step)
+
+    def action_page(self, direction: int) -> None:
+        self._set_cursor(self.cursor + direction * max(1, self.size.height - 1))
+
+    def action_first(self) -> None:
+        self._set_cursor(0)
+
+    def action_last(self) -> None:
+        self._set_cursor(len(self.view) - 1)
+
+    def action_select(self) -> None:
+        item = self.selected()
+        if item is not None:
+            self.post_message(self.Selected(self, item))
+
+    # -- rendering -------------------------------------------------------------------
+
     def render_line(self, y: int) -> Strip:
         index = self.scroll_offset.y + y
-        width = self.size.width
-        if index >= len(self.lines):
+        width = self.scrollable_content_region.width or self.size.width  # less the scrollbar
+        if index >= len(self.view):
             return Strip.blank(width, self.rich_style)
-        line = self.lines[index]
-        key = (id(line), width)
-        strip = self._strips.get(key)
+        line = self.view[index][0]
+        on_cursor = index == self.cursor
+        key = (id(line), width, on_cursor and self.has_focus)
+        strip = self._strips.get(key) if not on_cursor else None
         if strip is None:
-            segments = list(line.render(self.app.console))
-            strip = Strip(segments).crop(0, width).extend_cell_length(width).apply_style(self.rich_style)
-            self._strips[key] = strip
+            text = line.copy()
+            if self.filter_text:
+                text.highlight_words([self.filter_text], "reverse", case_sensitive=False)
+            text.truncate(width, overflow="ellipsis")  # one line; a cut shows as …
+            segments = list(text.render(self.app.console))
+            strip = Strip(segments).crop(0, width).extend_cell_length(width)
+            style: Style = self.rich_style
+            if on_cursor:
+                style = style + self.get_component_rich_style("feed--cursor")
+            strip = strip.apply_style(style)
+            if not on_cursor:
+                self._strips[key] = strip
         return strip

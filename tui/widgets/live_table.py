@@ -1,44 +1,121 @@
 """A DataTable that applies a fresh list of rows by stable key, touching only changed cells.
 
-Keeps the cursor on the same row key and the scroll position across refreshes,
-and supports a text filter and sorting by a column.
+Keeps the cursor on the same row key and the scroll position across refreshes, filters
+(with the matches highlighted) and sorts. Column widths follow the content as it changes:
+numbers, ids and statuses are never cut; a column that does not fit is left out whole (its
+value is in the row's details); free text (`Col(flex=True)`) takes the remaining width and
+ends in an ellipsis.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist, RowKey
+
+GAP = 1  # blank cells after every column (the table's own cell padding is 0)
+NEWLINE = "⏎"
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    """A column: `flex` for free text (ellipsis), `drop` > 0 to leave it out first when space is short."""
+
+    label: str
+    key: str
+    flex: bool = False
+    drop: int = 0
+    min_width: int = 8
+
+
+def one_line(value: Any, *, flex: bool = False) -> Text:
+    """A cell as one line of Text: never parsed as markup, newlines shown as ⏎, free text ends in an ellipsis."""
+    if isinstance(value, Text):
+        text = value
+        if "\n" in text.plain:
+            text = Text(NEWLINE, style="dim").join(text.split("\n", allow_blank=True))
+    else:
+        text = Text(str(value).replace("\r\n", "\n").replace("\n", NEWLINE))
+    if flex:
+        text = text.copy()
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+    return text
+
+
+def _plain(value: Any) -> str:
+    return value.plain if isinstance(value, Text) else str(value)
 
 
 class LiveTable(DataTable):
-    """Rows are (key, cells); `apply(rows)` diffs them against what is shown."""
+    """Rows are (key, cells); `apply(rows)` diffs them against what is shown, in the order given."""
 
-    def __init__(self, columns: Sequence[tuple[str, str]], *, slots: bool = False, **kwargs: Any) -> None:
-        """`slots=True` is for a newest-first feed of at most N rows: rows are keyed by position
-        and their cells shift down, so once the feed is full the table never changes size (a
-        size change makes Textual lay out the whole screen)."""
-        super().__init__(cursor_type="cell", zebra_stripes=False, **kwargs)
-        self.slots = slots
-        self.items: list[str] = []  # with slots: the item key shown in each slot
-        self._columns_spec = list(columns)
-        self._shown: dict[str, tuple[Any, ...]] = {}
-        self._all: list[tuple[str, tuple[Any, ...]]] = []
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Open", id="table.open"),
+        Binding("home,g", "first_row", "First row", show=False, id="table.first"),
+        Binding("end,G", "last_row", "Last row", show=False, id="table.last"),
+        Binding("j", "cursor_down", "Down", show=False, id="table.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="table.up"),
+    ]
+
+    #: Textual lays out the whole screen on every virtual-size change (~65 ms on a busy dashboard), and a live
+    #: table's virtual size changes with every row that comes or goes. A table whose height is set by its
+    #: container needs no layout for that, only its scrollbars; an auto-height one does (see the watcher).
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def __init__(self, columns: Sequence[Col | tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(cursor_type="cell", zebra_stripes=False, cell_padding=0, **kwargs)
+        self.specs = [c if isinstance(c, Col) else Col(*c) for c in columns]
+        self._all: list[tuple[str, tuple[Any, ...]]] = []  # every row given, in order (full values)
+        self._widths: dict[str, tuple[int, ...]] = {}  # row key -> measured cell widths
+        self._shown: dict[str, tuple[Any, ...]] = {}  # row key -> full cells on screen
+        self._order: list[str] = []  # keys on screen, in order
+        self.shown_columns: list[int] = []  # indices into specs of the columns on screen
         self.filter_text = ""
         self.sort_column: str | None = None
         self.sort_reverse = False
         self.sort_keys: dict[str, Callable[[Any], Any]] = {}
 
     def on_mount(self) -> None:
-        for label, key in self._columns_spec:
-            self.add_column(label, key=key)
+        self._relayout(force=True)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        height = self.styles.height
+        if height is None or height.is_auto:
+            self.refresh(layout=True)
+            return
+        self._refresh_scrollbars()  # lays out this table only when a scrollbar appears or goes
+        self._scroll_update(size)
+
+    # -- what is shown ---------------------------------------------------------------
 
     @property
     def column_keys(self) -> list[str]:
-        return [key for _, key in self._columns_spec]
+        return [c.key for c in self.specs]
+
+    @property
+    def visible_keys(self) -> list[str]:
+        return [self.specs[i].key for i in self.shown_columns]
+
+    @property
+    def total(self) -> int:
+        return len(self._all)
+
+    @property
+    def shown(self) -> int:
+        return len(self._order)
+
+    def count_label(self, noun: str) -> str:
+        """`12 tools`, or `3 of 12 tools` while a filter hides some."""
+        return f"{self.shown} of {self.total} {noun}" if self.filter_text else f"{self.total} {noun}"
 
     def selected_key(self) -> str | None:
         if self.row_count == 0:
@@ -49,32 +126,51 @@ class LiveTable(DataTable):
             return None
         return row_key.value
 
+    selected_item = selected_key
+
+    def value(self, key: str, column: str) -> Any:
+        """The full value of a cell, shown or not (a column left out for width still has it)."""
+        return dict(self._all)[key][self.column_keys.index(column)]
+
+    def row_values(self, key: str) -> dict[str, str]:
+        """Every column of a row as plain text (what the details screen lists)."""
+        cells = dict(self._all).get(key)
+        if cells is None:
+            return {}
+        return {c.label: _plain(v) for c, v in zip(self.specs, cells, strict=False)}
+
     def _matches(self, cells: tuple[Any, ...]) -> bool:
         if not self.filter_text:
             return True
         needle = self.filter_text.lower()
-        return any(needle in (c.plain if isinstance(c, Text) else str(c)).lower() for c in cells)
+        return any(needle in _plain(c).lower() for c in cells)
+
+    # -- applying rows ---------------------------------------------------------------
 
     def apply(self, rows: list[tuple[str, tuple[Any, ...]]]) -> bool:
-        """Show `rows`; returns True when anything on screen changed."""
-        if self.slots:
-            self.items = [key for key, cells in rows if self._matches(cells)]
-            self._all = rows
-            rows = [(str(i), cells) for i, (_, cells) in enumerate((k, c) for k, c in rows if self._matches(c))]
-            return self._apply(rows, filtered=True)
+        """Show `rows` (full values, in order); returns True when anything on screen changed."""
+        previous = dict(self._all)
         self._all = rows
-        return self._apply(rows)
+        for key, cells in rows:
+            if previous.get(key) != cells or key not in self._widths:
+                self._widths[key] = tuple(cell_len(_plain(c).replace("\n", NEWLINE)) for c in cells)
+        if len(self._widths) > len(rows):
+            keep = {k for k, _ in rows}
+            self._widths = {k: w for k, w in self._widths.items() if k in keep}
+        return self._apply()
 
-    def selected_item(self) -> str | None:
-        """The item under the cursor (its own key, also in slot mode)."""
-        key = self.selected_key()
-        if key is None or not self.slots:
-            return key
-        index = int(key)
-        return self.items[index] if index < len(self.items) else None
+    def _wanted(self) -> list[tuple[str, tuple[Any, ...]]]:
+        wanted = [(k, c) for k, c in self._all if self._matches(c)]
+        if self.sort_column is not None and self.sort_column in self.column_keys:
+            index = self.column_keys.index(self.sort_column)
+            custom = self.sort_keys.get(self.sort_column)
+            wanted.sort(key=lambda kc: custom(kc[1][index]) if custom else _sort_key(kc[1][index]), reverse=self.sort_reverse)
+        return wanted
 
-    def _apply(self, rows: list[tuple[str, tuple[Any, ...]]], filtered: bool = False) -> bool:
-        wanted = rows if filtered else [(k, cells) for k, cells in rows if self._matches(cells)]
+    def _apply(self) -> bool:
+        wanted = self._wanted()
+        if self._relayout(wanted):
+            return True  # rebuilt with every wanted row
         wanted_keys = {k for k, _ in wanted}
         changed = False
         selected = self.selected_key()
@@ -85,23 +181,44 @@ class LiveTable(DataTable):
                 pass
             del self._shown[key]
             changed = True
-        columns = self.column_keys
+        keys = self.visible_keys
         for key, cells in wanted:
             old = self._shown.get(key)
             if old is None:
-                self.add_row(*cells, key=key)
+                self.add_row(*self._display(cells), key=key)
                 changed = True
             elif old != cells:
-                for col, (before, after) in zip(columns, zip(old, cells, strict=False), strict=False):
+                for col, before, after in zip(keys, self._display(old), self._display(cells), strict=False):
                     if before != after:
                         self.update_cell(key, col, after, update_width=False)
                 changed = True
             self._shown[key] = cells
-        if changed and self.sort_column and not self.slots:
-            self._sort()  # a ranked table stays ranked as its values change
+        order = [k for k, _ in wanted]
+        if order != self._order:
+            self._reorder(order)
+            changed = True
         if changed and selected is not None and selected in self._shown:
             self._keep_cursor(selected)
         return changed
+
+    def _display(self, cells: tuple[Any, ...]) -> list[Text]:
+        out = []
+        for i in self.shown_columns:
+            text = one_line(cells[i], flex=self.specs[i].flex)
+            if self.filter_text:
+                text = text.copy()
+                text.highlight_words([self.filter_text], "reverse", case_sensitive=False)
+            out.append(text)
+        return out
+
+    def _reorder(self, order: list[str]) -> None:
+        """Put the rows in `order` (DataTable.sort does the same with its own key function)."""
+        from textual._two_way_dict import TwoWayDict
+
+        self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(order)})
+        self._order = order
+        self._update_count += 1
+        self.refresh()
 
     def _keep_cursor(self, key: str) -> None:
         try:
@@ -111,37 +228,115 @@ class LiveTable(DataTable):
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False, scroll=False)
 
+    # -- column layout -----------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def _room(self) -> int:
+        width = self.size.width
+        return (width - 1) if width > 0 else 10_000  # one column kept for the vertical scrollbar
+
+    def _layout(self, wanted: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[int], list[int]]:
+        """(visible column indices, their widths): whole columns by priority, flex columns share the rest."""
+        need = [cell_len(c.label) for c in self.specs]
+        for key, _ in wanted:
+            for i, w in enumerate(self._widths.get(key, ())):
+                if w > need[i]:
+                    need[i] = w
+        room = self._room()
+        chosen: set[int] = set()
+        used = 0
+        for i in sorted(range(len(self.specs)), key=lambda i: (self.specs[i].drop, i)):
+            spec = self.specs[i]
+            cost = (min(need[i], max(spec.min_width, cell_len(spec.label))) if spec.flex else need[i]) + GAP
+            if spec.drop == 0 or used + cost <= room:
+                chosen.add(i)
+                used += cost
+            elif spec.drop > 0:
+                continue
+        visible = sorted(chosen)
+        widths = {i: need[i] for i in visible}
+        flex = [i for i in visible if self.specs[i].flex]
+        spare = room - sum(widths[i] + GAP for i in visible if not self.specs[i].flex)
+        for n, i in enumerate(flex):
+            share = max(cell_len(self.specs[i].label), spare // (len(flex) - n)) - GAP
+            widths[i] = max(1, min(need[i], share))
+            spare -= widths[i] + GAP
+        if visible and spare > 0 and room < 10_000:
+            widths[visible[-1]] += spare  # the table keeps the panel's width, so a column resizing causes no layout
+        return visible, [widths[i] + GAP for i in visible]
+
+    def _relayout(self, wanted: list[tuple[str, tuple[Any, ...]]] | None = None, force: bool = False) -> bool:
+        """Fit the columns to the content and the width; rebuilds the table when the set of columns changes."""
+        if not self.is_mounted:
+            return False
+        wanted = self._wanted() if wanted is None else wanted
+        visible, widths = self._layout(wanted)
+        if force or visible != self.shown_columns:
+            self._rebuild(visible, widths, wanted)
+            return True
+        changed = False
+        for column, width in zip(self.ordered_columns, widths, strict=False):
+            if column.width != width:
+                column.width = column.content_width = width
+                changed = True
+        if changed:
+            self._require_update_dimensions = True
+            self._clear_caches()
+            self._update_count += 1
+            self.refresh()
+        return False
+
+    def _rebuild(self, visible: list[int], widths: list[int], wanted: list[tuple[str, tuple[Any, ...]]]) -> None:
+        selected = self.selected_key()
+        keys = self.visible_keys
+        cursor_column = keys[self.cursor_column] if self.cursor_column < len(keys) else None
+        scroll_y = self.scroll_y
+        self.clear(columns=True)
+        self.shown_columns = visible
+        for i, width in zip(visible, widths, strict=True):
+            self.add_column(Text(self.specs[i].label, no_wrap=True, overflow="ellipsis"), key=self.specs[i].key, width=width)
+        self._shown = {}
+        for key, cells in wanted:
+            self.add_row(*self._display(cells), key=key)
+            self._shown[key] = cells
+        self._order = [k for k, _ in wanted]
+        if selected is not None and selected in self._shown:
+            column = self.visible_keys.index(cursor_column) if cursor_column in self.visible_keys else 0
+            self.move_cursor(row=self.get_row_index(selected), column=column, animate=False, scroll=False)
+        self.scroll_to(y=scroll_y, animate=False)
+
+    # -- filter, sort, keys ------------------------------------------------------------
+
     def set_filter(self, text: str) -> None:
         self.filter_text = text
-        self.apply(self._all)
+        self._relayout(force=True)
 
     def sort_by_cursor_column(self) -> str | None:
         """`s`: sort by the column under the cursor; again on the same column reverses."""
-        if not self.columns or self.row_count == 0 or self.slots:
-            return None  # a feed stays newest first
-        column = self.column_keys[min(self.cursor_column, len(self.column_keys) - 1)]
+        if not self.shown_columns or self.row_count == 0:
+            return None
+        column = self.visible_keys[min(self.cursor_column, len(self.shown_columns) - 1)]
         if column == self.sort_column:
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_column, self.sort_reverse = column, False
-        self._sort()
+        self._apply()
         return column
 
-    def _sort(self) -> None:
-        if self.sort_column is None or self.row_count == 0:
-            return
-        selected = self.selected_key()
-        custom = self.sort_keys.get(self.sort_column)
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
 
-        def keyfn(value: Any) -> Any:
-            if custom is not None:
-                return custom(value)
-            plain = value.plain if isinstance(value, Text) else value
-            try:
-                return (0, float(str(plain).split()[0].rstrip("%msx")), "")
-            except (ValueError, IndexError):
-                return (1, 0.0, str(plain).lower())
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
-        self.sort(self.sort_column, key=keyfn, reverse=self.sort_reverse)
-        if selected is not None:
-            self._keep_cursor(selected)
+
+def _sort_key(value: Any) -> Any:
+    plain = _plain(value)
+    try:
+        return (0, float(plain.split()[0].rstrip("%msx")), "")
+    except (ValueError, IndexError):
+        return (1, 0.0, plain.lower())

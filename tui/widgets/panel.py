@@ -5,18 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from textual.containers import Vertical
+from textual.widgets import DataTable
 
+from tui.details import Details
 from tui.snapshot import Snapshot
+from tui.widgets.live_table import LiveTable
 
 
 class Panel(Vertical, can_focus=False):
-    """Subclasses render their part of a Snapshot and say whether anything changed."""
+    """Subclasses render their part of a Snapshot and say whether anything changed.
+
+    Enter on a row of any of a panel's tables opens `details(table, key)` (every row opens).
+    """
 
     ALLOW_MAXIMIZE = True
     title = ""
+    number = 0  # its key: 1-5 jump to the panel
+    filter_text = ""
 
     def on_mount(self) -> None:
-        self.border_title = self.title
+        self.border_title = f"{self.number} {self.title}" if self.number else self.title
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         raise NotImplementedError
@@ -26,10 +34,41 @@ class Panel(Vertical, can_focus=False):
         return None
 
     def set_filter(self, text: str) -> None:
-        """Panels with a table filter its rows; the default is to ignore filters."""
+        """Filter every table of the panel (the matches highlighted) and update the counts."""
+        self.filter_text = text
+        for table in self.query(LiveTable):
+            table.set_filter(text)
+        self.update_counts()
+
+    def update_counts(self) -> None:
+        """Refresh the border subtitle's counts (`3 of 12` while a filter hides rows)."""
 
     def sort(self) -> str | None:
+        focused = self.app.focused
+        if isinstance(focused, LiveTable) and focused in self.query(LiveTable):
+            return focused.sort_by_cursor_column()
         return None
+
+    def details(self, table: LiveTable, key: str) -> Details | None:
+        """What Enter on row `key` of `table` opens; None when the row is gone."""
+        return None
+
+    def focus_main(self) -> None:
+        """Focus the panel's main table (the number keys jump here)."""
+        for widget in self.query("*"):
+            if widget.can_focus:
+                widget.focus()
+                return
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        table = event.data_table
+        if not isinstance(table, LiveTable):
+            return
+        event.stop()
+        key = event.cell_key.row_key.value
+        details = self.details(table, key) if key is not None else None
+        if details is not None:
+            self.app.open_details(details)
 
     @property
     def runtime(self) -> Any:

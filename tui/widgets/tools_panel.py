@@ -7,17 +7,20 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 
-from tui.snapshot import Snapshot, ToolRow
+from tui.details import Details, error_blocks
+from tui.snapshot import Snapshot, ToolRow, tool_counts
 from tui.style import ms, score_text, status_text
-from tui.widgets.live_table import LiveTable
+from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-COLUMNS = [("tool", "tool"), ("status", "status"), ("version", "version"), ("type", "type"), ("score", "score"),
-           ("circuit", "circuit"), ("calls", "calls"), ("fail", "fail"), ("p50", "p50"), ("detail", "detail")]
+COLUMNS = [Col("tool", "tool"), Col("status", "status"), Col("version", "version"), Col("fail", "fail", drop=1),
+           Col("calls", "calls", drop=1), Col("circuit", "circuit", drop=1), Col("score", "score", drop=2),
+           Col("p50", "p50", drop=4), Col("detail", "detail", flex=True, drop=3, min_width=12), Col("type", "type", drop=5)]
 
 
 class ToolsPanel(Panel):
     title = "Tools"
+    number = 1
 
     def compose(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="tools-table")
@@ -30,12 +33,18 @@ class ToolsPanel(Panel):
         return tuple(snapshot.tools)
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+        self._rows = {row.tool_id: row for row in snapshot.tools}
         changed = self.table.apply([(row.tool_id, self._cells(row, colors)) for row in snapshot.tools])
-        counts = {"ready": 0, "error": 0}
-        for row in snapshot.tools:
-            counts[row.status] = counts.get(row.status, 0) + 1
-        self.border_subtitle = f"{counts['ready']} ready · {counts['error']} error · {len(snapshot.tools)} total"
+        self._counts = tool_counts(snapshot.tools)
+        self.update_counts()
         return changed
+
+    def update_counts(self) -> None:
+        counts = getattr(self, "_counts", None)
+        if counts is None:
+            return
+        loading = f" · {counts['loading']} loading" if counts["loading"] else ""
+        self.border_subtitle = f"{counts['ready']} ready · {counts['error']} error{loading} · {self.table.count_label('tools')}"
 
     @staticmethod
     def _cells(row: ToolRow, colors: dict[str, str]) -> tuple:
@@ -45,15 +54,19 @@ class ToolsPanel(Panel):
         status = "disabled" if row.disabled and row.status == "ready" else row.status
         detail = row.error or row.source
         circuit = status_text(row.circuit.replace("_", "-"), colors) if row.circuit else Text("")
-        return (row.tool_id, status_text(status, colors), version, row.type, score_text(row.score, colors), circuit,
-                str(row.calls), Text(str(row.failures), style=colors["error"] if row.failures else ""), ms(row.p50_ms),
-                Text(detail[:200], style=colors["error"] if row.error else "dim"))
+        return (row.tool_id, status_text(status, colors), version, Text(str(row.failures), style=colors["error"] if row.failures else ""),
+                str(row.calls), circuit, score_text(row.score, colors), ms(row.p50_ms),
+                Text(detail, style=colors["error"] if row.error else "dim"), row.type)
 
-    def set_filter(self, text: str) -> None:
-        self.table.set_filter(text)
-
-    def sort(self) -> str | None:
-        return self.table.sort_by_cursor_column()
+    def details(self, table: LiveTable, key: str) -> Details | None:
+        row = getattr(self, "_rows", {}).get(key)
+        if row is None:
+            return None
+        if row.type:  # it has a manifest: the tool screen (manifest, calls, failures, controls, charts)
+            self.app.open_tool(key)
+            return None
+        fields = [("tool", row.tool_id), ("status", row.status), ("version", row.version or "—"), ("source", row.source)]
+        return Details(f"{row.tool_id}: {row.status}", fields, error_blocks(row.error) or [("error", "no error recorded", "text")])
 
     def selected_tool(self) -> str | None:
         key = self.table.selected_key()

@@ -1,0 +1,74 @@
+"""The sessions view lists the live runtimes of the workspace (kind, label, host, pid, heartbeat, calls and
+failures in the last minute), and the approve dialog offers them, the one that failed with the tool first."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.helpers import python_tool
+from tests.tui_helpers import runtime_ready, table_keys, wait_for
+from tui.app import TooldeckApp
+from tui.screens.sessions import SessionsScreen
+
+WORKER = textwrap.dedent("""
+    import sys, time
+    from tools.runtime import Runtime
+    rt = Runtime(sys.argv[1], session=sys.argv[2], label=sys.argv[3], kind=sys.argv[4])
+    rt.get_tool("echo", timeout=60)
+    for i in range({calls}):
+        try:
+            rt.call("echo", {{"fail": i < int(sys.argv[5])}})
+        except Exception:
+            pass
+    rt.calls.flush()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    rt.close()
+""")
+
+
+def start(ws: Path, session: str, label: str, kind: str, failures: int, calls: int = 4) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", WORKER.format(calls=calls), str(ws), session, label, kind, str(failures)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+async def test_sessions_view_and_the_scope_choice(workspace: Path) -> None:
+    from tui.widgets.evolution_panel import scope_options
+
+    python_tool(workspace / "tools", "echo", "def run(d):\n    if d.get('fail'):\n        raise ValueError('asked to fail')\n"
+                                              "    return d\n")
+    workers = [start(workspace, "s-batch", "nightly batch", "cli", failures=0),
+               start(workspace, "s-flaky", "etl workflow", "library", failures=3)]
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            await wait_for(pilot, lambda: app.latest is not None and len(app.latest.sessions) >= 3, timeout=30, what="three sessions")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions view")
+            table = app.screen.query_one("#sessions-table")
+            key = f"s-flaky/{workers[1].pid}"
+            await wait_for(pilot, lambda: key in table_keys(table), what="the worker's row")
+            row = {c: str(table.value(key, c)) for c in ("kind", "label", "host", "pid", "calls", "failed", "heartbeat")}
+            assert row == {**row, "kind": "library", "label": "etl workflow", "host": socket.gethostname(),
+                           "pid": str(workers[1].pid), "calls": "4", "failed": "3"}, row
+            assert row["heartbeat"].endswith("s ago")
+            own = f"{app.runtime.session}/{app.runtime.pid}"
+            assert str(table.value(own, "kind")) == "dashboard" and "this dashboard" in str(table.value(own, "label"))
+            assert str(table.value(f"s-batch/{workers[0].pid}", "kind")) == "cli"
+            await pilot.press("escape")
+
+            options = scope_options(app.runtime, "echo", app.latest.sessions)
+            values = [value for value, _ in options]
+            assert values == ["s-flaky", "s-batch", "global"], options  # the failing one first, no dashboard, global last
+            assert "failed" in options[0][1] and app.runtime.session not in values
+    finally:
+        app.shutdown()
+        for proc in workers:
+            proc.communicate(input="", timeout=30)

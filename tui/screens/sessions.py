@@ -1,0 +1,80 @@
+"""`w`: the live runtimes using this workspace (dashboards, serve, CLI, MCP clients, workflows)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Label
+
+from tui.details import Details, as_json, when
+from tui.widgets.live_table import Col, LiveTable
+
+COLUMNS = [Col("session", "session"), Col("kind", "kind"), Col("label", "label"), Col("host", "host"), Col("pid", "pid"),
+           Col("heartbeat", "heartbeat"), Col("calls 1m", "calls"), Col("failed 1m", "failed"), Col("since", "started", drop=1)]
+
+
+def kind_of(row: dict[str, Any]) -> str:
+    """The runtime's kind; rows from before the kind was recorded: serve if serving, else a library client."""
+    return str(row.get("kind") or ("serve" if row.get("serve") else "library"))
+
+
+def session_rows(sessions: list[dict[str, Any]], now: float, own: tuple[str, int] | None) -> list[tuple[str, tuple]]:
+    rows = []
+    for r in sessions:
+        key = f"{r['session']}/{r['pid']}"
+        mine = own == (r["session"], int(r["pid"]))
+        label = Text(str(r.get("label") or ""))
+        if mine:
+            label.append(" (this dashboard)", style="dim")
+        failed = int(r.get("failures_1m") or 0)
+        rows.append((key, (r["session"], kind_of(r), label, r["host"], str(r["pid"]), f"{max(0.0, now - float(r['heartbeat'])):.0f} s ago",
+                           str(r.get("calls_1m") or 0), Text(str(failed), style="red" if failed else ""),
+                           time.strftime("%H:%M:%S", time.localtime(float(r["started"]))))))
+    return rows
+
+
+class SessionsScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,w", "dismiss(None)", "Close", id="sessions.close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label("Live sessions", classes="dialog-question", id="sessions-title")
+            yield LiveTable(COLUMNS, id="sessions-table")
+            yield Label("a session is a runtime with a heartbeat in the last 30 s; calls and failures are of its session id",
+                        classes="dialog-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(LiveTable).focus()
+        self.refresh_rows()
+        self.set_interval(1.0, self.refresh_rows)
+
+    def refresh_rows(self) -> None:
+        snap = self.app.latest
+        sessions = snap.sessions if snap is not None else []
+        runtime = self.app.runtime
+        own = (runtime.session, runtime.pid) if runtime is not None else None
+        self._sessions = {f"{r['session']}/{r['pid']}": r for r in sessions}
+        self.query_one(LiveTable).apply(session_rows(sessions, time.time(), own))
+        kinds: dict[str, int] = {}
+        for r in sessions:
+            kinds[kind_of(r)] = kinds.get(kind_of(r), 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        self.query_one("#sessions-title", Label).update(f"Live sessions: {len(sessions)}" + (f" ({summary})" if summary else ""))
+
+    def on_data_table_cell_selected(self, event: Any) -> None:
+        event.stop()
+        row = getattr(self, "_sessions", {}).get(str(event.cell_key.row_key.value))
+        if row is not None:
+            fields = [("session", row["session"]), ("kind", kind_of(row)), ("label", row.get("label") or "—"), ("host", row["host"]),
+                      ("pid", row["pid"]), ("started", when(row["started"])), ("heartbeat", when(row["heartbeat"])),
+                      ("serving (flushes every buffer, watches the catalog)", "yes" if row.get("serve") else "no"),
+                      ("calls / failed in the last minute", f"{row.get('calls_1m', 0)} / {row.get('failures_1m', 0)}")]
+            self.app.open_details(Details(f"session {row['session']} (pid {row['pid']})", fields, [("runtime", as_json(row), "json")],
+                                          data=row))
