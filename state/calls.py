@@ -72,6 +72,8 @@ class CallRecorder:
         self.failures = 0  # writes that failed in a row
         self.last_error: str | None = None
         self._queue: deque[CallRecord] = deque()
+        #: (tool_id, version) -> [calls, last_ts] of successful calls counted without a record of their own
+        self._counts: dict[tuple[str, str], list[Any]] = {}
         self._queue_lock = threading.Lock()  # moving records in and out; never held across a write
         self._unreported = 0  # dropped records not yet in a `calls.dropped` event
         self._wake = threading.Event()
@@ -99,6 +101,17 @@ class CallRecorder:
             self._trim()
         elif n >= self.batch:
             self._wake.set()
+
+    def count(self, tool_id: str, version: str, ts: float) -> None:
+        """A successful call that needs no row of its own (a buffer write): only the running
+        counters move, written with the next batch."""
+        with self._queue_lock:
+            c = self._counts.get((tool_id, version))
+            if c is None:
+                self._counts[(tool_id, version)] = [1, ts]
+            else:
+                c[0] += 1
+                c[1] = ts
 
     def _trim(self) -> None:
         """Drop the oldest records past `max_queued`, counting them."""
@@ -144,13 +157,18 @@ class CallRecorder:
             with self._queue_lock:
                 taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
                 dropped = self._unreported
-            if not taken and not dropped:
+                counted, self._counts = self._counts, {}
+            if not taken and not dropped and not counted:
                 return 0
             try:
-                self._write(taken, dropped)
+                self._write(taken, dropped, counted)
             except (StoreError, sqlite3.Error) as exc:
                 with self._queue_lock:
                     self._queue.extendleft(reversed(taken))
+                    for key, (n, ts) in counted.items():  # counted again with the next write
+                        c = self._counts.setdefault(key, [0, ts])
+                        c[0] += n
+                        c[1] = max(c[1], ts)
                 self._trim()
                 self.failures += 1
                 self.last_error = str(exc)
@@ -171,14 +189,14 @@ class CallRecorder:
             self.last_error = None
             return len(taken)
 
-    def _write(self, taken: list[CallRecord], dropped: int) -> None:
+    def _write(self, taken: list[CallRecord], dropped: int, counted: dict[tuple[str, str], list[Any]]) -> None:
         rows = []
         for rec in taken:
             inp, inp_cut = _capped(rec.input)
             out, out_cut = _capped(rec.output)
             rows.append((rec.ts or time.time(), rec.tool_id, rec.version, rec.session, rec.duration_ms,
                          rec.outcome, inp, out, inp_cut, out_cut, redact(rec.error) if rec.error else None))
-        counts: dict[tuple[str, str], list[Any]] = {}
+        counts: dict[tuple[str, str], list[Any]] = {key: [n, 0, ts] for key, (n, ts) in counted.items()}
         for row in rows:
             c = counts.setdefault((row[1], row[2]), [0, 0, 0.0])
             c[0] += 1

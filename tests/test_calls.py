@@ -18,6 +18,7 @@ from tests.buffer_helpers import wait_for
 from tests.helpers import exec_tool, python_tool
 from tools.errors import (
     ToolCrashError,
+    ToolError,
     ToolExitError,
     ToolInputError,
     ToolOutputError,
@@ -198,6 +199,26 @@ def test_calls_are_recorded_unless_tracking_is_off(workspace: Path, make_runtime
     assert [(r["tool_id"], r["outcome"]) for r in rows] == [("counted", "ok"), ("private", "crash")]
     assert rows[0]["input"] == '{"n":1}'
     assert rows[1]["input"] is None  # failures are always recorded; the input only when tracking is on
+    counters = {(r[0], r[1], r[2]) for r in runtime.store.query("SELECT tool_id, calls, failures FROM call_counters")}
+    assert counters == {("counted", 2, 0), ("private", 2, 1)}  # untracked successes are still counted
+
+
+def test_a_buffer_write_moves_the_counters_and_writes_no_call_row(workspace: Path, make_runtime) -> None:
+    """The original callers' hot path: 1,000 writes/s must not be 1,000 call rows/s."""
+    import json
+
+    runtime = make_runtime()
+    request = json.dumps({"operation": "write", "buffer_id": "seedpath", "data": {"n": 1}, "flush_strategy": "manual"})
+    for _ in range(50):
+        runtime.call("buffer", request)
+    runtime.calls.flush()
+    assert runtime.store.query_one("SELECT COUNT(*) FROM calls WHERE tool_id='buffer'")[0] == 0
+    assert runtime.store.query_one("SELECT calls, failures FROM call_counters WHERE tool_id='buffer'")[:] == (50, 0)
+    with pytest.raises(ToolError):
+        runtime.call("buffer", {"operation": "write", "buffer_id": "../x", "data": 1})
+    runtime.calls.flush()
+    failed = runtime.store.query("SELECT outcome, input FROM calls WHERE tool_id='buffer'")
+    assert [(r[0], r[1]) for r in failed] == [("bad_id", None)]  # a failure is still a record
 
 
 def test_tracking_env_switch(workspace: Path, make_runtime, monkeypatch: pytest.MonkeyPatch) -> None:

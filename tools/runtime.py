@@ -62,6 +62,19 @@ class Service(Protocol):
     def stop(self, timeout: float) -> None: ...
 
 
+_checks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+
+
+def _schema_checks() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """invoke's input and output checks, imported on the first call (not with this module)."""
+    global _checks
+    if _checks is None:
+        from tools.invoke import check_input, check_output
+
+        _checks = (check_input, check_output)
+    return _checks
+
+
 def new_session_id() -> str:
     return "s-" + _secrets.token_hex(4)
 
@@ -112,6 +125,7 @@ class Runtime:
         self.hooks: list[CallHook] = []
         self.services: dict[str, Service] = {}
         self.extensions: dict[str, Any] = {}
+        self._default_timeout_s: float | None = None
         self._store: Store | None = None
         self._events: EventLog | None = None
         self._calls: CallRecorder | None = None
@@ -179,6 +193,8 @@ class Runtime:
         threading.Thread(target=self._housekeeping, name="tooldeck-housekeeping", daemon=True).start()
 
     def _require_store(self, timeout: float = 30.0) -> None:
+        if self._store is not None and self._start_error is None and self._store_ready.is_set():
+            return  # the hot path: every call passes here (no lock taken)
         if not self._store_ready.wait(timeout):
             raise StateError(f"state store at {self.home} did not open within {timeout:.0f} s")
         if self._start_error is not None:
@@ -390,11 +406,10 @@ class Runtime:
             # observation hooks (scores, circuits) skip unobserved calls; guards (security) never do
             if observe or getattr(hook, "guard", False):
                 hook.before_call(self, entry)
-        limit = timeout or manifest.call_timeout(float(self.settings.get("calls", "default_timeout_seconds", 30)))
+        limit = timeout or manifest.call_timeout(self._default_timeout())
         error: ToolError | None = None
         result: Any = None
-        from tools.invoke import check_input, check_output
-
+        check_input, check_output = _schema_checks()
         started = time.perf_counter()
         try:
             data = check_input(entry, data)
@@ -419,12 +434,21 @@ class Runtime:
                     data if tracked else None, result if tracked else None,
                     error.message if error else None, time.time(),
                 ))
+            elif outcome == "ok":  # an untracked success (a buffer write): the running counters only, no row
+                self.calls.count(entry.tool_id, entry.served_version, time.time())
             if outcome != "cancelled":  # a call its caller cancelled has no outcome: neither the tool's failure nor a success
                 for hook in self.hooks:
                     hook.after_call(self, entry, outcome, duration_ms, error, data)
         if error is not None:
             raise error
         return result
+
+    def _default_timeout(self) -> float:
+        """`[calls] default_timeout_seconds`, read once (settings do not change while a runtime lives)."""
+        value = self._default_timeout_s
+        if value is None:
+            value = self._default_timeout_s = float(self.settings.get("calls", "default_timeout_seconds", 30))
+        return value
 
     def _invoke(self, entry: ToolEntry, data: Any, timeout: float) -> Any:
         kind = entry.manifest.type if entry.manifest else None

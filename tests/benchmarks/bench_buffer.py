@@ -407,7 +407,7 @@ def writes(tmp: Path, n: int, quick: bool) -> None:
         tools.call_tool("buffer", request)
     rate_t = m / (time.perf_counter() - started)
     line('call_tool("buffer", json) in-process (original callers)', f"{rate_t:,.0f} writes/s",
-         f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine")
+         f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine; target >= 0.55x bare: {verdict(rate_t >= 0.55 * bare)}")
     tools.default_runtime().close()
 
     items = [dict(ITEM, n=i) for i in range(100)]

@@ -267,7 +267,7 @@ class Catalog:
     def get(self, tool_id: str, version: str | None = None, *, wait: bool = True, timeout: float = 10.0) -> ToolEntry:
         """The entry for one tool, loading it now if the loader has not reached it yet."""
         deadline = time.monotonic() + timeout
-        if not self.discovered.wait(timeout if wait else 0):
+        if not self.discovered.is_set() and not self.discovered.wait(timeout if wait else 0):
             raise ToolNotReadyError(f"tool {tool_id!r}: catalog discovery did not finish within {timeout:.1f} s", tool_id=tool_id)
         entry = self.find(tool_id, version)
         if entry is None:
