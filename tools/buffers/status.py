@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from state.buffers import BufferTables
+from tools.invoke import pid_alive
 
 WINDOW_SECONDS = 60
 
@@ -64,16 +65,6 @@ class BufferStatus:
         out["flushed_history"] = list(self.flushed_history)
         out["flushed_by"] = list(self.flushed_by)
         return out
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def live_runtimes(runtime: Any) -> list[dict[str, Any]]:

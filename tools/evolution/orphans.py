@@ -10,25 +10,15 @@ owner's sandbox died with it (launchers: --die-with-parent, the parent-death sig
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from typing import Any
 
 from tools.evolution.review import RUNNING
+from tools.invoke import pid_alive
 
 #: a live runtime beats every 2 s; this much silence (or a missing row) means it is gone
 STALE_AFTER_SECONDS = 120.0
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def why_gone(owner: Any, pid: int | None, host: str, now: float) -> str | None:
@@ -38,7 +28,7 @@ def why_gone(owner: Any, pid: int | None, host: str, now: float) -> str | None:
     silent = now - float(owner["heartbeat"])
     if silent > STALE_AFTER_SECONDS:
         return f"its runtime (pid {pid} on {owner['host']}) last beat {silent:.0f} s ago"
-    if owner["host"] == host and not _pid_exists(pid):
+    if owner["host"] == host and not pid_alive(pid):
         return f"its runtime (pid {pid} on this host) is no longer running"
     return None
 
