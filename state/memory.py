@@ -282,8 +282,11 @@ class MemoryService:
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:  # a build still importing qdrant cannot be interrupted: do not wait it out
-            self._thread.join(min(timeout, 1.0))
+        if self._thread is not None:
+            # A build still importing qdrant (grpc) cannot be interrupted; leaving it to interpreter
+            # exit aborted the process now and then (SIGABRT in grpc's half-done import), so wait
+            # for it within the close budget. The dashboard's screen is restored before this runs.
+            self._thread.join(timeout)
         if self._thread is None or not self._thread.is_alive():
             self.memory.close()
 
