@@ -68,6 +68,28 @@ def test_sigterm_and_hangup_stop_everything_the_dashboard_started(tmp_path: Path
                 os.kill(k, signal.SIGKILL)
 
 
+def test_kill_9_of_the_dashboard_takes_the_traffic_generator_and_workers_with_it(tmp_path: Path) -> None:
+    """No chance to clean up: every child dies by the parent-death signal or the reaper."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = PtyProcess(tooldeck_argv("demo"), env={"TMPDIR": str(tmp)}, cols=120, rows=40)
+    kids: list[int] = []
+    try:
+        proc.wait_for_text(["Tools", "Buffers", "Failures", "Evolution"], timeout=90)
+        kids = _started_everything(proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [cmdline(k) for k in kids if alive(k)], "children outlived a kill -9 of the dashboard"
+    finally:
+        proc.kill()
+        for k in kids:
+            if alive(k):
+                os.kill(k, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("args", ["", "demo"])
 @pytest.mark.parametrize("redirect", ["</dev/null", "| cat"])
 def test_without_a_terminal_one_line_and_exit_2(tmp_path: Path, args: str, redirect: str) -> None:

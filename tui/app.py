@@ -249,13 +249,17 @@ class TooldeckApp(OperatorActions, App[int]):
     # -- traffic (tooldeck demo) ---------------------------------------------------
 
     def start_traffic(self) -> None:
+        """The demo's traffic generator: started like every child (its own process group, dies with
+        this process even on kill -9); `stop_traffic` lets it flush first on a normal quit."""
         import subprocess
 
-        self._traffic_proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(self.runtime.workspace)],
-            stdout=subprocess.DEVNULL, stderr=open(self.runtime.home / "logs" / "traffic.log", "ab"),  # noqa: SIM115
-            start_new_session=True,
-        )
+        from tools.invoke import spawn
+
+        with open(self.runtime.home / "logs" / "traffic.log", "ab") as log:
+            self._traffic_proc = spawn(
+                [sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(self.runtime.workspace)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )
 
     def stop_traffic(self) -> None:
         """SIGTERM the generator's process group (it flushes what it wrote), SIGKILL after 5 s."""
