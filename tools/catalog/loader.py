@@ -31,6 +31,8 @@ from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 
 Listener = Callable[[list[StatusChange]], None]
+#: the source of a tool imported from an MCP server is `mcp:<server>`
+IMPORTED = "mcp:"
 
 
 class Catalog:
@@ -59,6 +61,13 @@ class Catalog:
         self.parsed = 0
         #: checks an evolved version's files before it loads or serves (evolution's pins); why not, or None
         self.verifier: Callable[[ToolEntry], str | None] | None = None
+        #: tools imported from MCP servers (tools.mcp publishes them), by server, servers in tooldeck.toml order
+        self._imported: dict[str, list[ToolEntry]] = {}
+        self._import_order: list[str] = []
+        self._import_problems: list[Problem] = []
+        #: asked for an id no tool has: `(tool_id, timeout) -> whether to look again` (an MCP server whose name
+        #: prefixes the id may list it once connected)
+        self.resolver: Callable[[str, float], bool] | None = None
 
     # -- listeners -----------------------------------------------------------------
 
@@ -96,7 +105,7 @@ class Catalog:
             self._base = base
             self._versions = versions
             self._problems = problems
-            self.total = len(base) + sum(len(v) for v in versions.values())
+            problems = problems + self._merge_imported()
         self.discovered.set()
         for problem in problems:
             self._queue_event(PendingEvent("tool.problem", None, None, {"path": str(problem.path), "error": problem.message}))
@@ -204,6 +213,78 @@ class Catalog:
         with self._store.tx() as con:
             con.executemany("INSERT OR REPLACE INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?)", rows)
 
+    # -- tools imported from MCP servers -------------------------------------------
+
+    def set_import_order(self, groups: list[str]) -> None:
+        """The MCP servers in tooldeck.toml order: on an id collision among them, the first wins."""
+        with self._lock:
+            self._import_order = list(groups)
+
+    def set_imported(self, group: str, tools: list[tuple[str, Path, Manifest]]) -> list[StatusChange]:
+        """Replace the tools imported from one MCP server with `(tool id, path, manifest)` of its current list.
+
+        An entry whose manifest did not change is left as it is (its compiled validators, its status); a new
+        or changed one is published ready, a dropped one removed. Local and built-in tools keep their ids,
+        and among servers the first in tooldeck.toml does: the loser is a problem, shown like a broken manifest.
+        """
+        source = IMPORTED + group
+        with self._lock:
+            old = {e.tool_id: e for e in self._imported.get(group, [])}
+            entries: list[ToolEntry] = []
+            fresh: list[tuple[ToolEntry, Manifest]] = []
+            for tool_id, path, manifest in tools:
+                entry = old.pop(tool_id, None)
+                if entry is None or entry.path != path:
+                    entry = ToolEntry(tool_id, path, source, claimed=True)
+                if entry.manifest != manifest:
+                    fresh.append((entry, manifest))
+                entries.append(entry)
+            served_before = {e.tool_id for e in old.values() if self._base.get(e.tool_id) is e}
+            self._imported[group] = entries
+            known = {(p.path, p.message) for p in self._import_problems}
+            problems = [p for p in self._merge_imported() if (p.path, p.message) not in known]
+            changes = []
+            for entry in old.values():
+                if entry.tool_id in served_before:
+                    change = StatusChange(entry.tool_id, entry.served_version, "removed", None, source)
+                    self._pending_changes.append(change)
+                    changes.append(change)
+        for entry in old.values():
+            if entry.tool_id in served_before:
+                self._queue_event(PendingEvent("tool.removed", entry.tool_id, entry.served_version or None, {"path": str(entry.path)}))
+        for problem in problems:
+            self._queue_event(PendingEvent("tool.problem", None, None, {"path": str(problem.path), "error": problem.message}))
+        for entry, manifest in fresh:
+            self._finish(entry, manifest, None)
+            changes.append(StatusChange(entry.tool_id, entry.served_version, READY, None, source))
+        self.flush()
+        return changes
+
+    def imported(self, group: str) -> list[ToolEntry]:
+        """The tools a server listed (those that lost their id to another tool included)."""
+        with self._lock:
+            return list(self._imported.get(group, []))
+
+    def _merge_imported(self) -> list[Problem]:
+        """Rebuild the imported tools' place among the local ones (lock held); returns the collisions."""
+        for tool_id in [k for k, e in self._base.items() if e.source.startswith(IMPORTED)]:
+            del self._base[tool_id]
+        problems: list[Problem] = []
+        groups = self._import_order + [g for g in self._imported if g not in self._import_order]
+        for group in groups:
+            for entry in self._imported.get(group, []):
+                holder = self._base.get(entry.tool_id)
+                if holder is None:
+                    self._base[entry.tool_id] = entry
+                    continue
+                what = f"the {holder.source} tool at {holder.path}" if not holder.source.startswith(IMPORTED) else \
+                    f"the tool of MCP server {holder.source[len(IMPORTED):]!r}, earlier in tooldeck.toml"
+                problems.append(Problem(entry.path, f"{entry.path}: tool id {entry.tool_id!r} is taken by {what}; "
+                                                    f"not imported"))
+        self._import_problems = problems
+        self.total = len(self._base) + sum(len(v) for v in self._versions.values())
+        return problems
+
     # -- batched publication -------------------------------------------------------
 
     def _queue_event(self, event: PendingEvent) -> None:
@@ -251,7 +332,7 @@ class Catalog:
 
     def problems(self) -> list[Problem]:
         with self._lock:
-            return list(self._problems)
+            return list(self._problems) + list(self._import_problems)
 
     def find(self, tool_id: str, version: str | None = None) -> ToolEntry | None:
         with self._lock:
@@ -270,6 +351,9 @@ class Catalog:
         if not self.discovered.wait(timeout if wait else 0):
             raise ToolNotReadyError(f"tool {tool_id!r}: catalog discovery did not finish within {timeout:.1f} s", tool_id=tool_id)
         entry = self.find(tool_id, version)
+        if entry is None and version is None and self.resolver is not None \
+                and self.resolver(tool_id, max(0.0, deadline - time.monotonic())):
+            entry = self.find(tool_id)
         if entry is None:
             if version is not None and self.find(tool_id) is not None:
                 known = sorted(self.versions(tool_id))
@@ -301,7 +385,7 @@ class Catalog:
         with self._lock:
             for entry in list(self._base.values()) + [e for vs in self._versions.values() for e in vs.values()]:
                 out[entry.status] += 1
-            out["problems"] = len(self._problems)
+            out["problems"] = len(self._problems) + len(self._import_problems)
         return out
 
     def summary(self, final: bool = False) -> str:
@@ -412,10 +496,12 @@ class Catalog:
                     previous = self._base.get(stem)
                     if previous is not None and previous.source == root.source:
                         return None  # a duplicate in the same catalog: the first file wins
-                    if previous is not None:
+                    if previous is not None and not previous.source.startswith(IMPORTED):
                         entry.overrides = previous.path
                     self._base[stem] = entry
                     self.total += previous is None
+                    if previous is not None and previous.source.startswith(IMPORTED):
+                        self._merge_imported()  # the imported tool it displaced is a collision now
                 return entry
         return None
 
@@ -426,6 +512,8 @@ class Catalog:
             elif self._base.get(entry.tool_id) is entry:
                 del self._base[entry.tool_id]
             self.total -= 1
+            if self._imported:
+                self._merge_imported()  # an imported tool of that id takes its place
             change = StatusChange(entry.tool_id, entry.served_version, "removed", None, entry.source)
             self._pending_changes.append(change)
         self._queue_event(PendingEvent("tool.removed", entry.tool_id, entry.served_version or None, {"path": str(entry.path)}))
