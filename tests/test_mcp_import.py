@@ -197,3 +197,23 @@ def test_an_unknown_id_names_the_server_in_error(workspace: Path, make_runtime) 
     assert "/nonexistent/mcp-server" in err.value.message
     with pytest.raises(UnknownToolError):
         rt.call("nothing_like_it", {})
+
+
+def test_reconnection_backs_off_doubling_and_capped() -> None:
+    from tools.mcp.client import BACKOFF_MAX, backoff
+
+    assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert backoff(7) == BACKOFF_MAX == backoff(1000) == 30.0
+
+
+def test_failures_of_an_imported_tool_open_its_circuit(workspace: Path, make_runtime, tmp_path: Path) -> None:
+    write_settings(workspace, stdio_section("srv", tmp_path / "state"),
+                   extra="[circuit]\nconsecutive_failures = 3\nmin_calls = 3\ncooldown_seconds = 600\n")
+    rt = make_runtime()
+    for _ in range(3):
+        with pytest.raises(ToolError, match="boom"):
+            rt.call("srv_fail", {})
+    with pytest.raises(ToolError) as refused:
+        rt.call("srv_fail", {})
+    assert refused.value.error_class == "unavailable" and "circuit open" in refused.value.message
+    assert rt.call("srv_echo", {"text": "other tools still served"})["length"] == 24

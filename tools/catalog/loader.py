@@ -277,8 +277,13 @@ class Catalog:
                 if holder is None:
                     self._base[entry.tool_id] = entry
                     continue
-                what = f"the {holder.source} tool at {holder.path}" if not holder.source.startswith(IMPORTED) else \
-                    f"the tool of MCP server {holder.source[len(IMPORTED):]!r}, earlier in tooldeck.toml"
+                if not holder.source.startswith(IMPORTED):
+                    what = f"the {holder.source} tool at {holder.path}"
+                elif holder.source == entry.source:
+                    ref = holder.manifest.mcp if holder.manifest is not None else None
+                    what = f"another tool of the same server ({ref.tool if ref is not None else '?'!r})"
+                else:
+                    what = f"the tool of MCP server {holder.source[len(IMPORTED):]!r}, earlier in tooldeck.toml"
                 problems.append(Problem(entry.path, f"{entry.path}: tool id {entry.tool_id!r} is taken by {what}; "
                                                     f"not imported"))
         self._import_problems = problems

@@ -36,6 +36,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 STOP_SECONDS = 2.0  # a stdio server's grace after its stdin closes, before its group is killed
 MAX_PAGES = 1000
+MAX_LINE = 64 * 1024 * 1024  # one protocol message from a stdio server
 STDERR_TAIL = 20
 #: what a stdio server inherits from the runtime's environment; everything else is its `env`
 MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -45,6 +46,11 @@ IDLE, CONNECTING, READY, ERROR = "idle", "connecting", "ready", "error"
 
 class Disconnected(Exception):
     """The connection ended (the server exited, or closed it); the message is the reason."""
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before reconnecting after `attempts` failed attempts in a row: doubling from BACKOFF_BASE, capped."""
+    return min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(max(attempts, 1) - 1, 16))
 
 
 def minimal_env(extra: dict[str, str]) -> dict[str, str]:
@@ -79,28 +85,39 @@ class StdioProcess:
         return f"the server {what}" + (f": {tail}" if tail else "")
 
     @contextlib.asynccontextmanager
-    async def streams(self) -> AsyncIterator[tuple[Any, Any]]:
+    async def streams(self, on_end: Callable[[], None]) -> AsyncIterator[tuple[Any, Any]]:
+        """The session's (read, write) over the pipes; `on_end` is called once stdout ends (the server is gone)."""
         import anyio
         import mcp_types as types
         from mcp.shared.message import SessionMessage
 
-        from tools.mcp.stdio import FdLines, FdWriter
+        from tools.mcp.stdio import FdWriter
 
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-        out_fd, in_fd, err_fd = self.proc.stdout.fileno(), self.proc.stdin.fileno(), self.proc.stderr.fileno()
+        stdout = await _line_reader(self.proc.stdout)
+        stderr = await _line_reader(self.proc.stderr)
+        in_fd = self.proc.stdin.fileno()
 
         async def reader() -> None:
-            async with read_send:
-                async for line in FdLines(out_fd):
-                    try:
-                        message: SessionMessage | Exception = SessionMessage(
-                            types.jsonrpc_message_adapter.validate_json(line, by_name=False))
-                    except ValueError as exc:
-                        log.warning("mcp %s: not a JSON-RPC message on stdout: %s", self.link.name, redact(line[:200]))
-                        message = exc
-                    await read_send.send(message)
+            try:
+                async with read_send:
+                    while line := await stdout.readline():
+                        if not line.strip():
+                            continue
+                        try:
+                            message: SessionMessage | Exception = SessionMessage(
+                                types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+                        except ValueError as exc:
+                            log.warning("mcp %s: not a JSON-RPC message on stdout: %s", self.link.name,
+                                        redact(line[:200].decode("utf-8", "replace")))
+                            message = exc
+                        await read_send.send(message)
+            except (ValueError, OSError) as exc:  # a line past MAX_LINE, or the pipe failing: the connection ends
+                self.stderr.append(f"stdout: {exc}"[:300])
+            finally:
+                on_end()
 
         async def writer() -> None:
             out = FdWriter(in_fd)
@@ -112,10 +129,12 @@ class StdioProcess:
                 read_send.close()
 
         async def errors() -> None:
-            async for line in FdLines(err_fd):
-                text = redact(line.rstrip())
-                self.stderr.append(text[:300])
-                log.info("mcp %s stderr: %s", self.link.name, text[:2000])
+            with contextlib.suppress(ValueError, OSError):
+                while line := await stderr.readline():
+                    text = redact(line.decode("utf-8", "replace").rstrip())
+                    if text:
+                        self.stderr.append(text[:300])
+                        log.info("mcp %s stderr: %s", self.link.name, text[:2000])
 
         try:
             async with anyio.create_task_group() as tg:
@@ -213,7 +232,7 @@ class ServerLink:
             self.pid = None
             self.attempts += 1
             self._set(ERROR, redact(f"{self.config.where}: {reason}").splitlines()[0][:500])
-            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self.attempts - 1))
+            delay = backoff(self.attempts)
             log.warning("mcp %s: %s; reconnecting in %.1f s", self.name, self.error, delay)
             await anyio.sleep(delay)
 
@@ -241,36 +260,44 @@ class ServerLink:
         from mcp.shared.message import SessionMessage
 
         secrets = resolve(self.config)  # ${VAR} read now, at every (re)connection
+        wake_send, wake_recv = anyio.create_memory_object_stream[str](16)
+
+        def ended() -> None:
+            with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                wake_send.send_nowait("closed")
+
         async with contextlib.AsyncExitStack() as stack:
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tg.cancel_scope.cancel)
             process: StdioProcess | None = None
             if self.config.transport == "stdio":
                 process = await anyio.to_thread.run_sync(StdioProcess, self, secrets.env)
                 self.pid = process.pid
-                read, write = await stack.enter_async_context(process.streams())
+                read, write = await stack.enter_async_context(process.streams(ended))
             else:
-                read, write = await stack.enter_async_context(_http_streams(self.config.url or "", secrets.headers, self.timeout))
-            wake_send, wake_recv = anyio.create_memory_object_stream[str](16)
-            relay_send, relay_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+                transport = await stack.enter_async_context(
+                    _http_streams(self.config.url or "", secrets.headers, self.timeout))
+                relay_send, read = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+                write = transport[1]
 
-            async def relay() -> None:
-                """The transport's messages to the session; its end is this connection's end."""
-                async with relay_send:
-                    async for message in read:
-                        await relay_send.send(message)
-                with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    wake_send.send_nowait("closed")
+                async def relay() -> None:
+                    """The transport's messages to the session; its end is this connection's end."""
+                    try:
+                        async with relay_send:
+                            async for message in transport[0]:
+                                await relay_send.send(message)
+                    finally:
+                        ended()
+
+                tg.start_soon(relay)
 
             async def on_message(message: Any) -> None:
                 if isinstance(message, types.ToolListChangedNotification):
                     with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                         wake_send.send_nowait("changed")
 
-            tg = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(tg.cancel_scope.cancel)
-            tg.start_soon(relay)
             info = types.Implementation(name="tooldeck", version="1")
-            session = await stack.enter_async_context(
-                ClientSession(relay_recv, write, client_info=info, message_handler=on_message))
+            session = await stack.enter_async_context(ClientSession(read, write, client_info=info, message_handler=on_message))
             with anyio.fail_after(self.timeout):
                 result = await session.initialize()
             self.protocol = result.protocol_version
@@ -359,6 +386,16 @@ class ServerLink:
         detail = f": {self.error}" if self.error and self.status == ERROR else ""
         return ToolUnavailableError(f"{tool_id}: MCP server {self.name!r} {why}{detail}", tool_id=tool_id, version=version,
                                     details={"server": self.name, "server_status": self.status})
+
+
+async def _line_reader(pipe: Any) -> Any:
+    """An asyncio StreamReader over a pipe, its reader registered with the loop once (not per read)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    return reader
 
 
 @contextlib.asynccontextmanager

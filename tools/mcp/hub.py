@@ -177,7 +177,7 @@ class McpHub:
                 link.settled.wait(timeout)
             if link.status != "ready":
                 raise link.unavailable(tool_id, version)
-        loop = self._ensure_loop()
+        loop = self._loop or self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(link.call(tool_id, version, ref.tool, arguments, timeout), loop)
         self._calls.add(future)
         try:
