@@ -84,3 +84,22 @@ async def test_the_sessions_view_lists_the_mcp_servers(workspace: Path, tmp_path
             assert dict(app.screen.details.fields)["status"] == "error"
     finally:
         app.shutdown()
+
+
+async def test_tooldeck_mcp_serve_serves_imported_tools_too(workspace: Path, tmp_path: Path) -> None:
+    """A gateway: an MCP client of `tooldeck mcp serve` calls a tool tooldeck imported from another MCP server."""
+    from tests.buffer_helpers import wait_for
+    from tests.mcp_helpers import db_rows, sdk_stdio
+
+    write_settings(workspace, stdio_section("srv", tmp_path / "state"))
+    async with sdk_stdio(workspace, name="gateway-client") as (session, _inbox):
+        result = await session.call_tool("srv_echo", {"text": "through tooldeck"})
+        assert not result.is_error and result.structured_content == {"echo": "through tooldeck", "length": 16}
+        failed = await session.call_tool("srv_fail", {})
+        assert failed.is_error and failed.content[0].text == "srv_fail: boom: the backend is down"
+        listed = {t.name for t in (await session.list_tools()).tools}
+        assert {"srv_echo", "srv_fail"} <= listed
+    wait_for(lambda: db_rows(workspace, "SELECT * FROM events WHERE kind='mcp.disconnected'"), timeout=60)
+    calls = db_rows(workspace, "SELECT tool_id, outcome, session FROM calls WHERE tool_id LIKE 'srv_%' ORDER BY id")
+    assert [(c["tool_id"], c["outcome"]) for c in calls] == [("srv_echo", "ok"), ("srv_fail", "tool_error")]
+    assert all(c["session"].startswith("gateway-client-") for c in calls)
