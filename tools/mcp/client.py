@@ -94,7 +94,7 @@ class StdioProcess:
         from tools.mcp.stdio import FdWriter
 
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
-        read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)  # no rendezvous per message
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
         stdout = await _line_reader(self.proc.stdout)
         stderr = await _line_reader(self.proc.stderr)

@@ -21,6 +21,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -39,6 +40,60 @@ log = logging.getLogger("tooldeck.mcp")
 CALL_MARGIN = 5.0  # past the server's own timeout (the SDK's), the bridge gives up on a lost answer
 STOP_SECONDS = 5.0
 CACHE_DIR = "mcp"
+
+
+class Bridged:
+    """One coroutine run on the hub's loop for a caller thread.
+
+    Started with one wake-up of the loop, its outcome handed back through a SimpleQueue (a cheaper
+    wait than a concurrent Future's condition: this is on every call's path); cancellable from any
+    thread (an MCP client cancelling the call that called this tool).
+    """
+
+    __slots__ = ("_cancelled", "_outcome", "_task", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Any) -> None:
+        self.loop = loop
+        self._task: asyncio.Task[Any] | None = None
+        self._outcome: queue.SimpleQueue[asyncio.Task[Any] | None] = queue.SimpleQueue()
+        self._cancelled = False
+        try:
+            loop.call_soon_threadsafe(self._start, coro)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            self._outcome.put(None)
+
+    def _start(self, coro: Any) -> None:
+        if self._cancelled:
+            coro.close()
+            self._outcome.put(None)
+            return
+        self._task = self.loop.create_task(coro)
+        self._task.add_done_callback(self._outcome.put)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            self.loop.call_soon_threadsafe(self._cancel_task)
+        except RuntimeError:
+            self.abandon()
+
+    def _cancel_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def abandon(self) -> None:
+        self._outcome.put(None)
+
+    def result(self, timeout: float) -> Any:
+        """The coroutine's value or exception; CancelledError when it was cancelled, TimeoutError past `timeout`."""
+        try:
+            task = self._outcome.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+        if task is None or task.cancelled():
+            raise concurrent.futures.CancelledError
+        return task.result()
 
 
 class McpHub:
@@ -60,7 +115,7 @@ class McpHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._calls: set[concurrent.futures.Future[Any]] = set()
+        self._calls: set[Bridged] = set()
         self._stopped = False
 
     # -- the event loop ------------------------------------------------------------
@@ -152,6 +207,8 @@ class McpHub:
             log.error("mcp: servers did not stop within %.0f s: %s", max(timeout, STOP_SECONDS), exc or "timeout")
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
+        for call in list(self._calls):
+            call.abandon()  # the loop is gone: a caller still waiting gets `unavailable` now
         if not thread.is_alive():
             loop.close()
 
@@ -177,22 +234,21 @@ class McpHub:
                 link.settled.wait(timeout)
             if link.status != "ready":
                 raise link.unavailable(tool_id, version)
-        loop = self._loop or self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(link.call(tool_id, version, ref.tool, arguments, timeout), loop)
-        self._calls.add(future)
+        call = Bridged(self._loop or self._ensure_loop(), link.call(tool_id, version, ref.tool, arguments, timeout))
+        self._calls.add(call)
         try:
-            with killable(scope, future.cancel):
-                result = future.result(timeout + CALL_MARGIN)
+            with killable(scope, call.cancel):
+                result = call.result(timeout + CALL_MARGIN)
         except concurrent.futures.CancelledError:
             if scope is not None and scope.cancelled:
                 raise ToolCancelledError(f"{tool_id}: cancelled by the caller", tool_id=tool_id, version=version) from None
             raise ToolUnavailableError(f"{tool_id}: the runtime is closing", tool_id=tool_id, version=version) from None
-        except concurrent.futures.TimeoutError:
-            future.cancel()
+        except TimeoutError:
+            call.cancel()
             raise ToolTimeoutError(f"{tool_id}: no answer from MCP server {ref.server!r} within {timeout + CALL_MARGIN:g} s",
                                    tool_id=tool_id, version=version) from None
         finally:
-            self._calls.discard(future)
+            self._calls.discard(call)
         return output_of(tool_id, version, result, ref.result_wrapped)
 
     # -- the catalog and the cache -------------------------------------------------
