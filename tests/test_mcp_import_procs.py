@@ -5,6 +5,7 @@ secrets kept out of the database, logs and cache, and a Streamable HTTP server w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -66,8 +67,11 @@ def test_server_killed_mid_call_fails_the_call_reconnects_and_serves_again(works
     assert [(r[0], r[1]) for r in rows] == [("srv_slow", "crash"), ("srv_echo", "unavailable"), ("srv_echo", "ok")]
     failures = rt.store.query("SELECT tool_id, error_class FROM failures WHERE tool_id LIKE 'srv_%' ORDER BY id")
     assert [(r[0], r[1]) for r in failures] == [("srv_slow", "crash"), ("srv_echo", "unavailable")]
-    kinds = [r[0] for r in rt.store.query("SELECT kind FROM events WHERE kind LIKE 'mcp.server_%' ORDER BY id")]
-    assert kinds == ["mcp.server_ready", "mcp.server_error", "mcp.server_ready"]
+    events = wait_for(lambda: [tuple(r) for r in rt.store.query(  # written off the event loop, a moment after
+        "SELECT kind, payload FROM events WHERE kind LIKE 'mcp.server_%' ORDER BY id")] if len(rt.store.query(
+        "SELECT id FROM events WHERE kind LIKE 'mcp.server_%'")) >= 3 else None, 30)
+    assert [e[0] for e in events] == ["mcp.server_ready", "mcp.server_error", "mcp.server_ready"]
+    assert "the server was killed by signal 9" in json.loads(events[1][1])["error"]
     assert not alive(first_pid)
 
 
@@ -175,3 +179,11 @@ def test_a_streamable_http_server_with_a_secret_header(workspace: Path, make_run
         rt.close()
     assert holding(workspace / ".tooldeck", TOKEN) == []
     assert not os.environ.get("TOOLDECK_MCP_TOKEN")
+
+
+def test_a_server_that_exits_at_start_is_in_error_with_its_exit_code_and_last_words(workspace: Path, make_runtime) -> None:
+    script = "import sys; sys.stderr.write('usage: server --root DIR\\\\nerror: --root is required\\\\n'); sys.exit(2)"
+    write_settings(workspace, f'[mcp.servers.bad]\ncommand = "{sys.executable}"\nargs = ["-c", "{script}"]\ntimeout_seconds = 10\n')
+    rt = make_runtime(serve=True)
+    bad = wait_status(rt, "bad", "error")
+    assert "the server exited with code 2: usage: server --root DIR | error: --root is required" in bad.error, bad.error

@@ -42,6 +42,7 @@ STDERR_TAIL = 20
 MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 IDLE, CONNECTING, READY, ERROR = "idle", "connecting", "ready", "error"
+CONNECTION_CLOSED = -32000  # the JSON-RPC code the SDK gives a request whose connection ended
 
 
 class Disconnected(Exception):
@@ -72,6 +73,7 @@ class StdioProcess:
                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                    cwd=link.cwd, env=minimal_env(env))
         self.stderr: deque[str] = deque(maxlen=STDERR_TAIL)
+        self.transports: list[Any] = []
 
     @property
     def pid(self) -> int:
@@ -96,9 +98,10 @@ class StdioProcess:
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)  # no rendezvous per message
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-        stdout = await _line_reader(self.proc.stdout)
-        stderr = await _line_reader(self.proc.stderr)
+        stdout = await self._line_reader(self.proc.stdout)
+        stderr = await self._line_reader(self.proc.stderr)
         in_fd = self.proc.stdin.fileno()
+        drained = anyio.Event()
 
         async def reader() -> None:
             try:
@@ -129,12 +132,15 @@ class StdioProcess:
                 read_send.close()
 
         async def errors() -> None:
-            with contextlib.suppress(ValueError, OSError):
-                while line := await stderr.readline():
-                    text = redact(line.decode("utf-8", "replace").rstrip())
-                    if text:
-                        self.stderr.append(text[:300])
-                        log.info("mcp %s stderr: %s", self.link.name, text[:2000])
+            try:
+                with contextlib.suppress(ValueError, OSError):
+                    while line := await stderr.readline():
+                        text = redact(line.decode("utf-8", "replace").rstrip())
+                        if text:
+                            self.stderr.append(text[:300])
+                            log.info("mcp %s stderr: %s", self.link.name, text[:2000])
+            finally:
+                drained.set()
 
         try:
             async with anyio.create_task_group() as tg:
@@ -144,10 +150,25 @@ class StdioProcess:
                 try:
                     yield read_recv, write_send
                 finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.stop()  # once it is gone its pipes end: stderr's last lines are read, not lost
+                        with anyio.move_on_after(0.5):
+                            await drained.wait()
                     tg.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
+            for transport in self.transports:
+                transport.close()
+            self.link.children.discard(self.proc)
+
+    async def _line_reader(self, pipe: Any) -> Any:
+        """An asyncio StreamReader over a pipe, its reader registered with the loop once (not per read)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_LINE, loop=loop)
+        transport, _protocol = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+        self.transports.append(transport)
+        return reader
 
     async def stop(self) -> None:
         """Close its stdin, give it STOP_SECONDS to exit, then kill its process group."""
@@ -164,10 +185,6 @@ class StdioProcess:
         deadline = time.monotonic() + STOP_SECONDS
         while proc.poll() is None and time.monotonic() < deadline:
             await anyio.sleep(0.01)
-        for stream in (proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                stream.close()  # type: ignore[union-attr]
-        self.link.children.discard(proc)
 
 
 class ServerLink:
@@ -194,6 +211,7 @@ class ServerLink:
         self.listed_at: float | None = None  # when its last tools/list reply arrived (time.time())
         self.published_at: float | None = None  # when those tools were in the catalog
         self.started = False  # run() was scheduled in this process
+        self._process: StdioProcess | None = None
         #: set while the link is ready or in error (a caller waiting for the first connection wakes on either)
         self.settled = threading.Event()
         if self.status == ERROR:
@@ -223,6 +241,7 @@ class ServerLink:
             return
         while True:
             self._set(CONNECTING)
+            self._process = None
             try:
                 await self._connection()
                 reason = "the server closed the connection"
@@ -240,6 +259,9 @@ class ServerLink:
         """One line for why a connection failed or ended (the first error inside a task group's group)."""
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
+        closed = isinstance(exc, Disconnected) or (isinstance(exc, mcp_error) and exc.code == CONNECTION_CLOSED)  # type: ignore[attr-defined]
+        if closed and self._process is not None:  # stopped by now: its exit status and its last words
+            return self._process.exit_reason()
         if isinstance(exc, Disconnected):
             return str(exc)
         if isinstance(exc, ToolError):
@@ -271,7 +293,7 @@ class ServerLink:
             stack.callback(tg.cancel_scope.cancel)
             process: StdioProcess | None = None
             if self.config.transport == "stdio":
-                process = await anyio.to_thread.run_sync(StdioProcess, self, secrets.env)
+                process = self._process = await anyio.to_thread.run_sync(StdioProcess, self, secrets.env)
                 self.pid = process.pid
                 read, write = await stack.enter_async_context(process.streams(ended))
             else:
@@ -312,7 +334,7 @@ class ServerLink:
             async with wake_recv:
                 async for what in wake_recv:
                     if what == "closed":
-                        raise Disconnected(process.exit_reason() if process is not None else "the server closed the connection")
+                        raise Disconnected("the server closed the connection")
                     await self._list(session)
 
     async def _list(self, session: Any) -> None:
@@ -386,16 +408,6 @@ class ServerLink:
         detail = f": {self.error}" if self.error and self.status == ERROR else ""
         return ToolUnavailableError(f"{tool_id}: MCP server {self.name!r} {why}{detail}", tool_id=tool_id, version=version,
                                     details={"server": self.name, "server_status": self.status})
-
-
-async def _line_reader(pipe: Any) -> Any:
-    """An asyncio StreamReader over a pipe, its reader registered with the loop once (not per read)."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    return reader
 
 
 @contextlib.asynccontextmanager
