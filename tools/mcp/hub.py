@@ -236,6 +236,8 @@ class McpHub:
                 raise link.unavailable(tool_id, version)
         call = Bridged(self._loop or self._ensure_loop(), link.call(tool_id, version, ref.tool, arguments, timeout))
         self._calls.add(call)
+        if self._stopped:  # stop() may have let go of the calls it knew before this one was added
+            call.cancel()
         try:
             with killable(scope, call.cancel):
                 result = call.result(timeout + CALL_MARGIN)
