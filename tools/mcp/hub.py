@@ -238,6 +238,7 @@ class McpHub:
         self._calls.add(call)
         if self._stopped:  # stop() may have let go of the calls it knew before this one was added
             call.cancel()
+            call.abandon()
         try:
             with killable(scope, call.cancel):
                 result = call.result(timeout + CALL_MARGIN)
