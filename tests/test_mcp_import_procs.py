@@ -133,6 +133,7 @@ def test_env_vars_are_read_at_start_and_an_unset_one_is_an_error_naming_it(works
     assert "UNRELATED_SETTING" not in report["keys"] and "PATH" in report["keys"]
     broken = wait_status(rt, "broken", "error")
     assert "[mcp.servers.broken] env.API_TOKEN: ${IMPORT_MISSING_TOKEN} is not set in the environment" in broken.error
+    assert broken.error.count("[mcp.servers.broken]") == 1  # named once
     assert not (tmp_path / "broken").exists()  # never started
     with pytest.raises(ToolError, match=r"IMPORT_MISSING_TOKEN\} is not set"):
         rt.call("broken_echo", {"text": "x"})
@@ -187,3 +188,4 @@ def test_a_server_that_exits_at_start_is_in_error_with_its_exit_code_and_last_wo
     rt = make_runtime(serve=True)
     bad = wait_status(rt, "bad", "error")
     assert "the server exited with code 2: usage: server --root DIR | error: --root is required" in bad.error, bad.error
+    assert bad.error.count("[mcp.servers.bad]") == 1

@@ -250,7 +250,8 @@ class ServerLink:
             self.session = None
             self.pid = None
             self.attempts += 1
-            self._set(ERROR, redact(f"{self.config.where}: {reason}").splitlines()[0][:500])
+            where = self.config.where
+            self._set(ERROR, redact(reason if reason.startswith(where) else f"{where}: {reason}").splitlines()[0][:500])
             delay = backoff(self.attempts)
             log.warning("mcp %s: %s; reconnecting in %.1f s", self.name, self.error, delay)
             await anyio.sleep(delay)
