@@ -36,6 +36,7 @@ from tools.settings import Settings, load_settings
 EXTENSIONS: list[str] = [
     "tools.evolution.evolve:install",
     "tools.catalog.watcher:install",
+    "tools.mcp.hub:install",  # before buffers: services stop in reverse, so a buffer's last flush can reach an MCP sink
     "tools.buffers.engine:install",
     "tools.recovery.ledger:install",
     "tools.recovery.selection:install",
@@ -469,6 +470,10 @@ class Runtime:
             from tools.invoke import run_llm_tool
 
             return run_llm_tool(self, entry, data, timeout)
+        if kind == "mcp":
+            from tools.invoke import run_mcp_tool
+
+            return run_mcp_tool(self, entry, data, timeout)
         raise ToolError(f"{entry.tool_id}: unknown tool type {kind!r}", tool_id=entry.tool_id)
 
     def run_tests(self, tool_id: str, *, version: str | None = None) -> list[dict[str, Any]]:

@@ -90,6 +90,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: tables of named entries a person adds (checked by the room that reads them), not keys with defaults
+NAMED_TABLES = {("mcp", "servers")}  # [mcp.servers.NAME]: tools.mcp.servers
+
+
 @dataclass(frozen=True)
 class Settings:
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -121,5 +125,6 @@ def load_settings(workspace: Path) -> Settings:
         if name not in DEFAULTS:
             warnings.append(f"{path}: unknown section [{name}] (known: {', '.join(DEFAULTS)})")
         elif name != "keymap":
-            warnings.extend(f"{path}: unknown setting [{name}] {key}" for key in value if key not in DEFAULTS[name])
+            warnings.extend(f"{path}: unknown setting [{name}] {key}" for key in value
+                            if key not in DEFAULTS[name] and (name, key) not in NAMED_TABLES)
     return Settings(data, path, tuple(warnings))

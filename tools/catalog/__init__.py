@@ -1,8 +1,9 @@
 """The catalog: what tools exist and what each one is.
 
 Manifests on disk and their model, discovery of the catalog roots and evolved versions,
-the background loader with per-tool status, the manifest's own tests, and hot reload
-(`watcher`, installed by the runtime by name). Other rooms import from here.
+the background loader with per-tool status, the tools MCP servers publish into it
+(`imported`: their place beside the local ones, collisions), the manifest's own tests, and
+hot reload (`watcher`, installed by the runtime by name). Other rooms import from here.
 """
 
 from tools.catalog.discovery import DEMO_DIR, roots_for

@@ -26,6 +26,7 @@ from tools.catalog.discovery import (
     escapes,
 )
 from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
+from tools.catalog.imported import IMPORTED, ImportedTools
 from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
 from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
@@ -33,7 +34,7 @@ from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 Listener = Callable[[list[StatusChange]], None]
 
 
-class Catalog:
+class Catalog(ImportedTools):
     """Every tool the runtime can call, and the loader that fills it in the background."""
 
     def __init__(self, roots: list[Root], evolved_dir: Path | None) -> None:
@@ -59,6 +60,13 @@ class Catalog:
         self.parsed = 0
         #: checks an evolved version's files before it loads or serves (evolution's pins); why not, or None
         self.verifier: Callable[[ToolEntry], str | None] | None = None
+        #: tools imported from MCP servers (tools.mcp publishes them), by server, servers in tooldeck.toml order
+        self._imported: dict[str, list[ToolEntry]] = {}
+        self._import_order: list[str] = []
+        self._import_problems: list[Problem] = []
+        #: asked for an id no tool has: `(tool_id, timeout) -> whether to look again` (an MCP server whose name
+        #: prefixes the id may list it once connected)
+        self.resolver: Callable[[str, float], bool] | None = None
 
     # -- listeners -----------------------------------------------------------------
 
@@ -96,7 +104,7 @@ class Catalog:
             self._base = base
             self._versions = versions
             self._problems = problems
-            self.total = len(base) + sum(len(v) for v in versions.values())
+            problems = problems + self._merge_imported()
         self.discovered.set()
         for problem in problems:
             self._queue_event(PendingEvent("tool.problem", None, None, {"path": str(problem.path), "error": problem.message}))
@@ -251,7 +259,7 @@ class Catalog:
 
     def problems(self) -> list[Problem]:
         with self._lock:
-            return list(self._problems)
+            return list(self._problems) + list(self._import_problems)
 
     def find(self, tool_id: str, version: str | None = None) -> ToolEntry | None:
         with self._lock:
@@ -270,6 +278,9 @@ class Catalog:
         if not self.discovered.is_set() and not self.discovered.wait(timeout if wait else 0):
             raise ToolNotReadyError(f"tool {tool_id!r}: catalog discovery did not finish within {timeout:.1f} s", tool_id=tool_id)
         entry = self.find(tool_id, version)
+        if entry is None and version is None and self.resolver is not None \
+                and self.resolver(tool_id, max(0.0, deadline - time.monotonic())):
+            entry = self.find(tool_id)
         if entry is None:
             if version is not None and self.find(tool_id) is not None:
                 known = sorted(self.versions(tool_id))
@@ -301,7 +312,7 @@ class Catalog:
         with self._lock:
             for entry in list(self._base.values()) + [e for vs in self._versions.values() for e in vs.values()]:
                 out[entry.status] += 1
-            out["problems"] = len(self._problems)
+            out["problems"] = len(self._problems) + len(self._import_problems)
         return out
 
     def summary(self, final: bool = False) -> str:
@@ -412,10 +423,12 @@ class Catalog:
                     previous = self._base.get(stem)
                     if previous is not None and previous.source == root.source:
                         return None  # a duplicate in the same catalog: the first file wins
-                    if previous is not None:
+                    if previous is not None and not previous.source.startswith(IMPORTED):
                         entry.overrides = previous.path
                     self._base[stem] = entry
                     self.total += previous is None
+                    if previous is not None and previous.source.startswith(IMPORTED):
+                        self._merge_imported()  # the imported tool it displaced is a collision now
                 return entry
         return None
 
@@ -426,6 +439,8 @@ class Catalog:
             elif self._base.get(entry.tool_id) is entry:
                 del self._base[entry.tool_id]
             self.total -= 1
+            if self._imported:
+                self._merge_imported()  # an imported tool of that id takes its place
             change = StatusChange(entry.tool_id, entry.served_version, "removed", None, entry.source)
             self._pending_changes.append(change)
         self._queue_event(PendingEvent("tool.removed", entry.tool_id, entry.served_version or None, {"path": str(entry.path)}))

@@ -22,7 +22,7 @@ try:  # libyaml is ~8x faster than the pure-Python loader
 except ImportError:  # pragma: no cover - wheels ship libyaml on every platform we run on
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-ToolType = Literal["executable", "python", "builtin", "llm"]
+ToolType = Literal["executable", "python", "builtin", "llm", "mcp"]
 MAX_MANIFEST_BYTES = 1 << 20
 #: YAML nodes a manifest may expand to, aliases followed each time (a hand-written one has hundreds)
 MAX_MANIFEST_NODES = 100_000
@@ -69,6 +69,17 @@ class ExecutableSpec(BaseModel):
     def argv(self) -> list[str]:
         head = [self.command] if isinstance(self.command, str) else list(self.command or [])
         return head + list(self.args)
+
+
+class McpRef(BaseModel):
+    """Where an `mcp` tool lives: a server named in tooldeck.toml `[mcp.servers.NAME]`, and the tool's name there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: str = Field(min_length=1)
+    tool: str = Field(min_length=1)
+    #: the server wraps non-object output as `{"result": ...}` (as tooldeck's own server does): unwrap it
+    result_wrapped: bool = False
 
 
 class ToolTest(BaseModel):
@@ -143,6 +154,7 @@ class Manifest(BaseModel):
     quality_tier: str | int | None = None
     lineage: dict[str, Any] | None = None
     timeout_seconds: float | None = Field(default=None, alias="timeout", gt=0, le=3600)
+    mcp: McpRef | None = None  # type mcp: the imported tool's server and name there
     read_only: bool | None = None  # hints for MCP clients (readOnlyHint, destructiveHint, idempotentHint)
     destructive: bool | None = None
     idempotent: bool | None = None
@@ -196,6 +208,8 @@ class Manifest(BaseModel):
             raise ValueError("entry: type builtin needs entry 'module:function'")
         if self.type == "llm" and not self.prompt:
             raise ValueError("prompt: required for type llm")
+        if self.type == "mcp" and self.mcp is None:
+            raise ValueError("mcp: type mcp needs mcp: {server, tool} (a server of [mcp.servers] in tooldeck.toml)")
         return self
 
     @property
@@ -219,7 +233,7 @@ def _one_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     loc = _loc(first)
-    if msg.split(":", 1)[0] in {"executable.command", "entry", "prompt"}:
+    if msg.split(":", 1)[0] in {"executable.command", "entry", "prompt", "mcp"}:
         loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     got = first.get("input")

@@ -47,6 +47,9 @@ def _wait_loaded(runtime: Any, wait: bool) -> None:
     runtime._require_store()
     if wait:
         runtime.wait_ready(120)
+        hub = runtime.extensions.get("mcp")
+        if hub is not None:
+            hub.wait_listed(120)  # MCP servers whose tools no cache knows yet: connect and list them
 
 
 def tool_rows(runtime: Any) -> list[dict[str, Any]]:

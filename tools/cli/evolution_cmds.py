@@ -50,9 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", default="global", help="global (default: everyone) or a session id")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("generate", help="ask the model for a new tool from a spec document; validated and queued for review")
-    p.add_argument("file", help="the spec document (inside the workspace)")
-    p.add_argument("--tool", required=True, dest="tool_name", help="the new tool's id")
+    p = sub.add_parser("generate", help="ask the model for a new tool from a spec document, or for a local replacement of an "
+                                         "MCP tool; validated and queued for review")
+    p.add_argument("file", nargs="?", help="the spec document (inside the workspace)")
+    p.add_argument("--tool", dest="tool_name", help="the new tool's id (with a spec document)")
+    p.add_argument("--from-tool", metavar="ID", dest="from_tool",
+                   help="an MCP tool's id: write a local tool of the same id from its description, schemas and recorded "
+                        "calls (the next version; it serves once approved)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -112,10 +116,18 @@ def _report(args: argparse.Namespace, proposal: dict[str, Any]) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tools.evolution import generate_tool_from_spec
+    from tools.evolution import generate_replacement, generate_tool_from_spec
+
+    if args.from_tool is not None and (args.file or args.tool_name):
+        raise UsageError("generate: give either --from-tool ID, or a spec FILE with --tool NAME, not both")
+    if args.from_tool is None and not (args.file and args.tool_name):
+        raise UsageError("generate: give a spec FILE and --tool NAME, or --from-tool ID (an MCP tool to replace)")
 
     def run(runtime: Any) -> int:
-        proposal = generate_tool_from_spec(runtime, args.file, args.tool_name, progress=_progress_printer(args.json_out))
+        if args.from_tool is not None:
+            proposal = generate_replacement(runtime, args.from_tool, progress=_progress_printer(args.json_out))
+        else:
+            proposal = generate_tool_from_spec(runtime, args.file, args.tool_name, progress=_progress_printer(args.json_out))
         return _report(args, proposal)
 
     return _with_runtime(args, run)

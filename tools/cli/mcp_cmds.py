@@ -1,12 +1,15 @@
-"""`tooldeck mcp`: the catalog as an MCP server for MCP clients (desktop assistants, IDEs, agents)."""
+"""`tooldeck mcp`: the catalog as an MCP server for MCP clients (desktop assistants, IDEs, agents), and the MCP
+servers whose tools the catalog imports (`tooldeck mcp list`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from tools.cli.output import emit_json, positive_number, print_table, runtime_for
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("mcp", help="serve the catalog to MCP clients (tooldeck mcp serve)")
+    p = sub.add_parser("mcp", help="serve the catalog to MCP clients (tooldeck mcp serve); list imported MCP servers")
     p.set_defaults(func=lambda args: _usage(p))
     commands = p.add_subparsers(dest="mcp_command", metavar="MCP_COMMAND", parser_class=type(p))
 
@@ -19,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--demo", action="store_true", help="include the demo catalog")
     s.set_defaults(func=cmd_mcp_serve)
 
+    s = commands.add_parser("list", help="the MCP servers of tooldeck.toml [mcp.servers]: transport, status, tools, last error")
+    s.add_argument("--no-connect", action="store_true", help="do not connect: show what the tool-list cache knows")
+    s.add_argument("--timeout", type=positive_number("seconds"), default=None,
+                   help="how long to wait for the servers to connect (default: each server's timeout_seconds, else 30)")
+    s.set_defaults(func=cmd_mcp_list)
+
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_usage()
@@ -29,3 +38,34 @@ def cmd_mcp_serve(args: argparse.Namespace) -> int:
     from tools.mcp import serve
 
     return serve(workspace=args.workspace, http=args.http, token_file=args.token_file, session=args.session, demo=args.demo)
+
+
+def cmd_mcp_list(args: argparse.Namespace) -> int:
+    """Connect to every server (in parallel, each bounded by its timeout) and show how each one did."""
+    runtime = runtime_for(args)
+    try:
+        hub = runtime.extension("mcp")
+        if hub is None:
+            if args.json_out:
+                emit_json([])
+            else:
+                print("no MCP servers in tooldeck.toml (add [mcp.servers.NAME] with command = ... or url = ...)")
+            return 0
+        if not args.no_connect:
+            names = list(hub.links)
+            timeout = args.timeout or max(link.timeout for link in hub.links.values()) + 5
+            hub.wait(names, timeout)
+        rows = hub.statuses()
+        if args.json_out:
+            emit_json(rows)
+        else:
+            styles = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
+            table = [(r["server"], r["transport"], r["status"], "" if r["tools"] is None else str(r["tools"]),
+                      r["target"], r["error"] or "") for r in rows]
+            print_table(f"{len(rows)} MCP server{'s' if len(rows) != 1 else ''}",
+                        ("server", "transport", "status", "tools", "command / url", "last error"), table,
+                        keys=("server", "status", "tools"),
+                        styles=lambda col, v: styles.get(v, "") if col == "status" else "")
+        return 0
+    finally:
+        runtime.close()

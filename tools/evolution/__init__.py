@@ -1,12 +1,13 @@
 """Evolution: a model rewrites a failing tool, and nothing it wrote runs unreviewed.
 
 The prompt and its context, the validation stages run in the sandbox, proposals with
-review and promotion (approve, reject, rollback), and generating a new tool from a spec.
+review and promotion (approve, reject, rollback), and generating a new tool from a spec or as the
+local replacement of an MCP tool.
 """
 
 from tools.evolution.evolve import evolve_tool, summarize
-from tools.evolution.generate import generate_tool_from_spec
+from tools.evolution.generate import generate_replacement, generate_tool_from_spec
 from tools.evolution.review import approve, cancel, get_proposal, list_proposals, reject, rollback
 
-__all__ = ["approve", "cancel", "evolve_tool", "generate_tool_from_spec", "get_proposal", "list_proposals", "reject",
-           "rollback", "summarize"]
+__all__ = ["approve", "cancel", "evolve_tool", "generate_replacement", "generate_tool_from_spec", "get_proposal",
+           "list_proposals", "reject", "rollback", "summarize"]

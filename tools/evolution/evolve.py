@@ -193,7 +193,7 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
     wanted["name"] = tool_id
     wanted["version"] = version
     name = code_name(tool_id, version)
-    kind = wanted.get("type", parent.type if parent else "python")
+    kind = wanted.get("type", parent.type if parent and parent.type != "mcp" else "python")  # an MCP tool's replacement: python
     if kind == "python":
         entry = str(wanted.get("entry") or (parent.entry if parent else "") or "")
         func = entry.split(":", 1)[1] if ":" in entry else "run"
@@ -254,6 +254,10 @@ def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hi
 
     parent = _parent(runtime, tool_id)  # an unknown tool is the first thing to say
     manifest = parent.manifest
+    if manifest.type == "mcp":
+        server = manifest.mcp.server if manifest.mcp is not None else "?"
+        raise ToolUnavailableError(f"evolve {tool_id}: an MCP tool's code lives in its server ({server!r}), not here; ask for a "
+                                   f"local replacement instead: tooldeck generate --from-tool {tool_id}", tool_id=tool_id)
     if manifest.type not in ("python", "executable"):
         raise ToolUnavailableError(f"evolve {tool_id}: {manifest.type} tools cannot be evolved (python and executable only)",
                                    tool_id=tool_id)

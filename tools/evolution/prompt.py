@@ -20,7 +20,7 @@ Answer only by calling write_tool_version with the complete code file, the compl
 and a short explanation for the human reviewer who must approve your change before it runs.
 
 Rules for the new version:
-- Keep the tool's id and type. The code file is saved as {code_name}; the runtime fixes the
+- {type_rule} The code file is saved as {code_name}; the runtime fixes the
   manifest's version, entry/args and lineage, so do not worry about those fields.
 - type python: the manifest's `entry: {code_name}:<function>`; the function takes the input dict
   and returns JSON-serialisable data. type executable: the program reads one JSON object on stdin
@@ -46,9 +46,21 @@ def build_prompt(*, tool_id: str, version: str, code_name: str, parent: Manifest
     schema_rule = ("You may change output_schema: callers were told the output shape may change (dynamic_schema)."
                    if dynamic_schema or parent is None else
                    "Keep output_schema exactly as it is: callers depend on the output shape (outputs may add keys).")
-    system = SYSTEM.format(code_name=code_name, schema_rule=schema_rule)
+    replacing = parent is not None and parent.type == "mcp"
+    type_rule = ("Keep the tool's id; write it as type python (it replaces a tool of an MCP server)." if replacing
+                 else "Keep the tool's id and type.")
+    system = SYSTEM.format(code_name=code_name, schema_rule=schema_rule, type_rule=type_rule)
     parts: list[str] = []
-    if parent is not None:
+    if replacing:
+        assert parent is not None and parent.mcp is not None
+        parts.append(f"# Replace the MCP tool `{tool_id}` with a local tool, version {version}\n")
+        parts.append(f"`{tool_id}` is the tool {parent.mcp.tool!r} of the MCP server {parent.mcp.server!r}; its code is not "
+                     "available. Write a local python tool that does what its description, schemas and recorded calls "
+                     f"show, so calls to `{tool_id}` can run here once a person approves it.\n")
+        manifest_text = yaml.safe_dump(parent_raw or {}, sort_keys=False, allow_unicode=True)
+        parts.append(_block("The tool as the catalog knows it (keep name, input_schema and output_schema)", manifest_text, "yaml"))
+        parts.append(_block("Recorded calls of the MCP tool (JSON lines, newest first)", spec_text or "(none recorded yet)", "json"))
+    elif parent is not None:
         parts.append(f"# Evolve tool `{tool_id}` from version {parent.version} to {version}\n")
         manifest_text = yaml.safe_dump({k: v for k, v in (parent_raw or {}).items() if k != "lineage"}, sort_keys=False,
                                        allow_unicode=True)

@@ -121,7 +121,7 @@ class Cascade:
         manifest = load_manifest(self.path, expected_id=i.tool_id, expected_version=i.version)
         if manifest.type not in ("python", "executable"):
             return _stage("manifest", False, f"type {manifest.type!r}: evolved tools must be python or executable", started)
-        if i.parent is not None and manifest.type != i.parent.type:
+        if i.parent is not None and manifest.type != i.parent.type and i.parent.type != "mcp":  # an MCP tool is replaced
             return _stage("manifest", False, f"type changed from {i.parent.type} to {manifest.type}; keep the type", started)
         code = code_file(manifest, self.path.parent)
         if code is None or code.name != i.code_name:

@@ -1,5 +1,6 @@
 """How each kind of tool runs: executables as child processes, python tools in warm workers,
-builtins in the caller's process, llm tools (and the model providers evolution uses), plus
+builtins in the caller's process, llm tools (and the model providers evolution uses), mcp tools
+(handed to the runtime's MCP hub, `runtime.extensions["mcp"]`, which tools.mcp installs), plus
 the input and output schema checks every call passes through.
 
 Every child process anything in tooldeck starts goes through `spawn` (its own process group,
@@ -9,16 +10,17 @@ processes can be cancelled from another thread (`CallScope`).
 """
 
 from tools.invoke.builtin import resolve_builtin
-from tools.invoke.cancel import CallScope
+from tools.invoke.cancel import CallScope, current_scope, killable
 from tools.invoke.capture import LineReader, OutputTooLarge, communicate
 from tools.invoke.executable import DEFAULT_MAX_OUTPUT, output_cap, run_executable
 from tools.invoke.llm import WRITE_TOOL, Request, get_provider, record_usage
 from tools.invoke.llm_tool import run_llm_tool
+from tools.invoke.mcp_tool import run_mcp_tool
 from tools.invoke.spawn import Children, Launcher, Limits, child_argv, kill_group, launcher, pid_alive, spawn
 from tools.invoke.validation import check_input, check_output
 from tools.invoke.worker import WorkerPool
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "WRITE_TOOL", "CallScope", "Children", "Launcher", "Limits", "LineReader",
            "OutputTooLarge", "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate",
-           "get_provider", "kill_group", "launcher", "output_cap", "pid_alive", "record_usage", "resolve_builtin", "run_executable",
-           "run_llm_tool", "spawn"]
+           "current_scope", "get_provider", "kill_group", "killable", "launcher", "output_cap", "pid_alive", "record_usage",
+           "resolve_builtin", "run_executable", "run_llm_tool", "run_mcp_tool", "spawn"]

@@ -24,6 +24,9 @@ def _validator(entry: ToolEntry, which: str) -> Any:
             try:
                 entry.cache[key] = fastjsonschema.compile(schema, use_default=(which == "input_schema"))
             except fastjsonschema.JsonSchemaDefinitionException as exc:
+                if entry.manifest is not None and entry.manifest.type == "mcp":
+                    entry.cache[key] = None  # a schema its server wrote and we cannot compile: the server checks its own
+                    return None
                 raise ManifestError(f"{entry.path}: field '{which}': invalid JSON Schema: {exc}", tool_id=entry.tool_id) from exc
     return entry.cache[key]
 

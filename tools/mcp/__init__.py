@@ -1,4 +1,4 @@
-"""MCP: tooldeck's catalog served to any MCP client (and, beside it later, MCP servers' tools imported).
+"""MCP: tooldeck's catalog served to any MCP client, and MCP servers' tools imported into the catalog.
 
 Serving: `serve` (serve.py) is `tooldeck mcp serve`, over stdio (stdio.py) or Streamable HTTP
 (http.py: bind rules, bearer token, Host/Origin checks). server.py is the SDK's low-level
@@ -7,11 +7,19 @@ versions, circuits); schema.py turns a manifest into MCP's schemas, annotations 
 sessions.py makes each client a tooldeck session with its own `runtimes` row; changes.py
 notices when the list changes; progress.py keeps an MCP call's nested calls inside `expose` and
 reports them as hops; signals.py stops a server cleanly at any moment; config.py reads
-`[mcp.serve]`. The import side (MCP servers' tools in the catalog) belongs beside these, e.g.
-client.py, using schema.py's rules in reverse.
+`[mcp.serve]`.
 
-Only server.py, stdio.py and http.py import the `mcp` SDK, and nothing imports them until a
-server starts, so importing this package (or `tools`) stays light.
+Importing: servers.py reads `[mcp.servers.NAME]` (and `${VAR}`, registered as secrets);
+imported.py turns a server's tool into a manifest of type `mcp` and its results into output
+(schema.py's rules in reverse); client.py keeps one server's connection (stdio children started
+by tools.invoke.spawn, or Streamable HTTP), reconnecting with a capped backoff; hub.py is the
+runtime's extension (`runtime.extensions["mcp"]`, installed by name from tools.runtime): the
+links on one event loop thread, the catalog's imported entries, the tool-list cache, and the
+calls the invoke room hands it.
+
+Only server.py, stdio.py, http.py and client.py import the `mcp` SDK (client.py inside its
+coroutines), and nothing imports them until a server starts or one connects, so importing this
+package (or `tools`) stays light.
 """
 
 from tools.mcp.config import ServeConfig, load_serve_config

@@ -1,4 +1,5 @@
-"""`w`: the live runtimes using this workspace (dashboards, serve, CLI, MCP clients, workflows)."""
+"""`w`: the live runtimes using this workspace (dashboards, serve, CLI, MCP clients, workflows), and the MCP servers
+whose tools this dashboard's catalog imports."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ from tui.widgets.live_table import Col, LiveTable
 
 COLUMNS = [Col("session", "session"), Col("kind", "kind"), Col("label", "label"), Col("host", "host"), Col("pid", "pid"),
            Col("heartbeat", "heartbeat"), Col("calls 1m", "calls"), Col("failed 1m", "failed"), Col("since", "started", drop=1)]
+SERVER_COLUMNS = [Col("MCP server", "server"), Col("transport", "transport"), Col("status", "status"), Col("tools", "tools"),
+                  Col("pid", "pid", drop=1), Col("last error", "error", flex=True)]
+STATUS_STYLE = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
+
+
+def server_rows(statuses: list[dict[str, Any]]) -> list[tuple[str, tuple]]:
+    """The imported MCP servers (`runtime.extensions["mcp"].statuses()`), in tooldeck.toml order."""
+    return [(s["server"], (s["server"], s["transport"], Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
+                           "" if s["tools"] is None else str(s["tools"]), "" if s["pid"] is None else str(s["pid"]),
+                           s["error"] or "")) for s in statuses]
 
 
 def kind_of(row: dict[str, Any]) -> str:
@@ -48,6 +59,7 @@ class SessionsScreen(ModalScreen[None]):
             yield LiveTable(COLUMNS, id="sessions-table")
             yield Label("a session is a runtime with a heartbeat in the last 30 s; calls and failures are of its session id",
                         classes="dialog-note")
+            yield LiveTable(SERVER_COLUMNS, id="mcp-servers-table")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -67,9 +79,21 @@ class SessionsScreen(ModalScreen[None]):
             kinds[kind_of(r)] = kinds.get(kind_of(r), 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         self.query_one("#sessions-title", Label).update(f"Live sessions: {len(sessions)}" + (f" ({summary})" if summary else ""))
+        hub = runtime.extensions.get("mcp") if runtime is not None else None
+        statuses = hub.statuses() if hub is not None else []
+        self._servers = {s["server"]: s for s in statuses}
+        servers = self.query_one("#mcp-servers-table", LiveTable)
+        servers.display = bool(statuses)
+        servers.apply(server_rows(statuses))
 
     def on_data_table_cell_selected(self, event: Any) -> None:
         event.stop()
+        server = getattr(self, "_servers", {}).get(str(event.cell_key.row_key.value))
+        if event.data_table.id == "mcp-servers-table" and server is not None:
+            fields = [(k.replace("_", " "), "—" if v is None else v) for k, v in server.items()]
+            self.app.open_details(Details(f"MCP server {server['server']}", fields, [("status", as_json(server), "json")],
+                                          data=server))
+            return
         row = getattr(self, "_sessions", {}).get(str(event.cell_key.row_key.value))
         if row is not None:
             fields = [("session", row["session"]), ("kind", kind_of(row)), ("label", row.get("label") or "—"), ("host", row["host"]),

@@ -1,0 +1,105 @@
+"""The command line and the dashboard over imported MCP servers: `tooldeck mcp list`, `tooldeck tools --wait` (which
+connects servers no cache knows yet), `tooldeck call`, `evolve` refusing an MCP tool, `generate --from-tool` usage,
+and the MCP servers' table in the dashboard's sessions view."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.mcp_import_helpers import starts, stdio_section, write_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tooldeck(*args: str, ws: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def test_mcp_list_tools_wait_call_and_evolve_from_the_command_line(workspace: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    write_settings(workspace, stdio_section("srv", state),
+                   '[mcp.servers.down]\ncommand = "/nonexistent/server"\ntimeout_seconds = 5\n')
+    listed = tooldeck("tools", "--wait", "--json", ws=workspace)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["id"]: r for r in json.loads(listed.stdout)["tools"]}
+    assert rows["srv_echo"]["source"] == "mcp:srv" and rows["srv_echo"]["type"] == "mcp" and rows["srv_echo"]["status"] == "ready"
+    assert starts(state) == 1  # --wait connected the server no cache knew
+
+    servers = tooldeck("mcp", "list", "--json", ws=workspace)
+    assert servers.returncode == 0, servers.stderr
+    by_name = {s["server"]: s for s in json.loads(servers.stdout)}
+    assert by_name["srv"]["status"] == "ready" and by_name["srv"]["tools"] == 9 and by_name["srv"]["transport"] == "stdio"
+    assert by_name["down"]["status"] == "error" and "cannot start '/nonexistent/server'" in by_name["down"]["error"]
+    text = tooldeck("mcp", "list", "--no-connect", ws=workspace)
+    lines = text.stdout.splitlines()
+    assert lines[0].split("\t") == ["server", "transport", "status", "tools", "command / url", "last error"]
+    assert lines[1].split("\t")[:4] == ["srv", "stdio", "not connected", "9"]  # from the cache, without connecting
+
+    called = tooldeck("call", "srv_echo", '{"text": "cli"}', ws=workspace)
+    assert called.returncode == 0 and json.loads(called.stdout) == {"echo": "cli", "length": 3}, called.stderr
+    failed = tooldeck("call", "srv_fail", ws=workspace)
+    assert failed.returncode == 1 and "srv_fail: boom: the backend is down" in failed.stderr
+
+    evolve = tooldeck("evolve", "srv_echo", "make it better", ws=workspace)
+    assert evolve.returncode == 1
+    assert "an MCP tool's code lives in its server ('srv')" in evolve.stderr
+    assert "tooldeck generate --from-tool srv_echo" in evolve.stderr
+    usage = tooldeck("generate", "--from-tool", "srv_echo", "spec.md", ws=workspace)
+    assert usage.returncode == 2 and "not both" in usage.stderr
+    local = tooldeck("generate", "--from-tool", "buffer", ws=workspace)
+    assert local.returncode == 2 and "not one imported from an MCP server" in local.stderr
+
+
+async def test_the_sessions_view_lists_the_mcp_servers(workspace: Path, tmp_path: Path) -> None:
+    from tests.tui_helpers import runtime_ready, table_keys, wait_for
+    from tui.app import TooldeckApp
+    from tui.screens.sessions import SessionsScreen
+
+    write_settings(workspace, stdio_section("srv", tmp_path / "state"),
+                   '[mcp.servers.down]\ncommand = "/nonexistent/server"\ntimeout_seconds = 5\n')
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            hub = app.runtime.extension("mcp")
+            await wait_for(pilot, lambda: hub.links["srv"].status == "ready" and hub.links["down"].status == "error",
+                           timeout=60, what="both servers settled")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions view")
+            table = app.screen.query_one("#mcp-servers-table")
+            await wait_for(pilot, lambda: table_keys(table) == ["srv", "down"], what="the servers' rows")
+            assert str(table.value("srv", "status")) == "ready" and table.value("srv", "tools") == "9"
+            assert str(table.value("down", "status")) == "error" and "cannot start" in table.value("down", "error")
+            table.focus()
+            table.move_cursor(row=1)
+            await pilot.press("enter")
+            from tui.screens.details import DetailScreen
+
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the server's details")
+            assert app.screen.details.title == "MCP server down"
+            assert dict(app.screen.details.fields)["status"] == "error"
+    finally:
+        app.shutdown()
+
+
+async def test_tooldeck_mcp_serve_serves_imported_tools_too(workspace: Path, tmp_path: Path) -> None:
+    """A gateway: an MCP client of `tooldeck mcp serve` calls a tool tooldeck imported from another MCP server."""
+    from tests.buffer_helpers import wait_for
+    from tests.mcp_helpers import db_rows, sdk_stdio
+
+    write_settings(workspace, stdio_section("srv", tmp_path / "state"))
+    async with sdk_stdio(workspace, name="gateway-client") as (session, _inbox):
+        result = await session.call_tool("srv_echo", {"text": "through tooldeck"})
+        assert not result.is_error and result.structured_content == {"echo": "through tooldeck", "length": 16}
+        failed = await session.call_tool("srv_fail", {})
+        assert failed.is_error and failed.content[0].text == "srv_fail: boom: the backend is down"
+        listed = {t.name for t in (await session.list_tools()).tools}
+        assert {"srv_echo", "srv_fail"} <= listed
+    wait_for(lambda: db_rows(workspace, "SELECT * FROM events WHERE kind='mcp.disconnected'"), timeout=60)
+    calls = db_rows(workspace, "SELECT tool_id, outcome, session FROM calls WHERE tool_id LIKE 'srv_%' ORDER BY id")
+    assert [(c["tool_id"], c["outcome"]) for c in calls] == [("srv_echo", "ok"), ("srv_fail", "tool_error")]
+    assert all(c["session"].startswith("gateway-client-") for c in calls)
