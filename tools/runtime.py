@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from state.calls import CallRecord, CallRecorder, prune_calls
-from state.db import Store, StoreError
+from state.db import Store, StoreError, database_url, open_store
 from state.events import EventLog
 from state.paths import tooldeck_home
 from state.redact import adopt_environ
@@ -107,6 +107,10 @@ class Runtime:
         self.label = label
         self.kind = kind  # dashboard | serve | cli | mcp serve | library; MCP clients: mcp client
         self.pid = os.getpid()
+        self.host = socket.gethostname()
+        #: this runtime on every machine: host, pid and a start token (a pid alone repeats across
+        #: containers and restarts); runtimes are keyed by (session, node), buffer leases name it
+        self.node = f"{self.host}:{self.pid}:{_secrets.token_hex(3)}"
         self.tracking_disabled = os.environ.get("TOOLDECK_DISABLE_USAGE_TRACKING", "") not in ("", "0", "false")
         self.catalog = Catalog(roots_for(self.workspace, demo=demo, extra=extra_roots or []), self.home / "evolved")
         self.hooks: list[CallHook] = []
@@ -146,7 +150,9 @@ class Runtime:
             from tools.logs import setup_logging
 
             setup_logging(self.home / "logs")
-            self._store = Store(self.home / "tooldeck.db")
+            url = database_url(self._settings.get("state", "database_url", None))
+            pool = int(self._settings.get("state", "pool_size") or (2 if self.kind == "cli" else 8))
+            self._store = open_store(self.home, url=url, pool_size=pool)
             self._events = EventLog(self._store, lambda: self.session)
             self._calls = CallRecorder(self._store, session=self.own_session,
                                        max_queued=int(self._settings.get("calls", "max_queued_records", 10_000)))
@@ -259,12 +265,12 @@ class Runtime:
 
     def _heartbeat(self) -> None:
         assert self._store is not None
-        now = time.time()
+        now = self._store.now()
         with self._store.tx() as con:
             con.execute(
-                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat",
-                (self.own_session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label, self.kind),
+                "INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(session, node) DO UPDATE SET heartbeat=excluded.heartbeat",
+                (self.own_session, self.node, self.pid, self.host, now, now, int(self.serve), self.label, self.kind),
             )
 
     def _housekeeping(self) -> None:
@@ -292,7 +298,7 @@ class Runtime:
         }
         cutoff = time.time() - float(retention.get("failures_days", 30)) * 86400
         with self.store.tx() as con:
-            con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (time.time() - 86400,))
+            con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (self.store.now() - 86400,))
             # the ledger and the score trend; current scores, tags and circuits live in their own rows
             removed["failures"] = con.execute("DELETE FROM failures WHERE ts < ?", (cutoff,)).rowcount
             removed["score_history"] = con.execute("DELETE FROM score_history WHERE ts < ?", (cutoff,)).rowcount
@@ -304,7 +310,7 @@ class Runtime:
         logging.getLogger("tooldeck").error("%s: %s", where, exc)
 
     def live_runtimes(self) -> list[dict[str, Any]]:
-        cutoff = time.time() - LIVE_AFTER_SECONDS
+        cutoff = self.store.now() - LIVE_AFTER_SECONDS
         rows = self.store.query("SELECT * FROM runtimes WHERE heartbeat >= ? ORDER BY started", (cutoff,))
         return [dict(r) for r in rows]
 
@@ -349,9 +355,22 @@ class Runtime:
                     try:
                         return self.catalog.get(tool_id, promoted, timeout=timeout)
                     except ToolError as exc:  # files gone or tampered: the version that served before it serves
+                        if self._materialise(tool_id, promoted):  # approved on another node: its files come from the store
+                            return self.catalog.get(tool_id, promoted, timeout=timeout)
                         self._log_error(f"promotion of {tool_id} {promoted}", exc)
                     promoted = self._served_before(tool_id, scope, promoted)
         return self.catalog.get(tool_id, version, timeout=timeout)
+
+    def _materialise(self, tool_id: str, version: str) -> bool:
+        """Write a version approved elsewhere (another node) into this node's evolved folder, verified."""
+        pins = self.extensions.get("evolution_pins")
+        if pins is None or self.catalog.find(tool_id, version) is not None:
+            return False
+        try:
+            return bool(pins.materialise(tool_id, version))
+        except (ToolError, StoreError, OSError) as exc:
+            self._log_error(f"materialising {tool_id} {version}", exc)
+            return False
 
     def _served_before(self, tool_id: str, scope: str, version: str) -> str | None:
         """The version a scope served before `version` was promoted there (None: the next scope, then the base)."""
@@ -402,6 +421,8 @@ class Runtime:
             check_output(entry, result)
         except ToolError as exc:
             error = exc
+        except StoreError as exc:  # the shared state refused (a database down, locked): not the tool's fault
+            error = StateError(f"{entry.tool_id}: {exc}", tool_id=entry.tool_id, version=entry.served_version)
         except Exception as exc:  # a bug inside a builtin tool is that tool's crash, recorded like any other
             error = ToolCrashError(f"{entry.tool_id}: {type(exc).__name__}: {exc}", tool_id=entry.tool_id,
                                    version=entry.served_version)
@@ -489,7 +510,7 @@ class Runtime:
                     self._calls.close()
                 self.catalog.flush()
                 with self._store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND pid=?", (self.own_session, self.pid))
+                    con.execute("DELETE FROM runtimes WHERE session=? AND node=?", (self.own_session, self.node))
                 self._store.close()
             except StoreError as exc:
                 self._log_error("close", exc)

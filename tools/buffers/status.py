@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,20 +82,22 @@ def live_runtimes(runtime: Any) -> list[dict[str, Any]]:
 
 
 def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool = False) -> tuple[list[str], dict[str, list[str]]]:
-    """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels."""
-    me = (runtime.session, os.getpid())
+    """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels
+    ("session/host/pid" for a runtime on another machine)."""
+    me = (runtime.session, runtime.node)
+    host = socket.gethostname()
     alive = {}
     serving = []
     for r in live_runtimes(runtime):
-        key = (r["session"], int(r["pid"]))
+        key = (r["session"], r["node"])
         if exclude_self and key == me:
             continue
-        alive[key] = f"{r['session']}/{r['pid']}"
+        alive[key] = f"{r['session']}/{r['pid']}" if r["host"] == host else f"{r['session']}/{r['host']}/{r['pid']}"
         if r["serve"]:
             serving.append("serve:" + alive[key])
     by_buffer: dict[str, list[str]] = {}
     for f in tables.flushers():
-        label = alive.get((f["session"], int(f["pid"])))
+        label = alive.get((f["session"], f["node"]))
         if label is not None:
             by_buffer.setdefault(f["buffer_id"], []).append(label)
     return serving, by_buffer
@@ -141,7 +142,7 @@ def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tupl
 
 
 def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = None) -> list[BufferStatus]:
-    now = time.time()
+    now = tables.store.now()
     rows = tables.rows(buffer_id)
     if not rows:
         return []

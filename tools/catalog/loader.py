@@ -202,7 +202,8 @@ class Catalog:
         if self._store is None or not rows:
             return
         with self._store.tx() as con:
-            con.executemany("INSERT OR REPLACE INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?)", rows)
+            con.executemany("INSERT INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?) ON CONFLICT (path)"
+                            " DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, data=excluded.data", rows)
 
     # -- batched publication -------------------------------------------------------
 
@@ -238,8 +239,10 @@ class Catalog:
         rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes]
         with self._store.tx() as con:
             con.executemany(
-                "INSERT OR REPLACE INTO tool_status(tool_id, version, status, type, source, path, error, overrides, updated, pid)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO tool_status(tool_id, version, status, type, source, path, error, overrides, updated, pid)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (tool_id, version) DO UPDATE SET status=excluded.status,"
+                " type=excluded.type, source=excluded.source, path=excluded.path, error=excluded.error,"
+                " overrides=excluded.overrides, updated=excluded.updated, pid=excluded.pid",
                 rows,
             )
 
