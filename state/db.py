@@ -44,7 +44,11 @@ def database_url(configured: str | None = None) -> str | None:
 def open_store(home: Path, *, url: str | None = None, pool_size: int | None = None) -> Store:
     """The workspace's store: `<home>/tooldeck.db`, or the PostgreSQL database at `url`."""
     if url:
-        from state.postgres import PgStore
+        try:
+            from state.postgres import PgStore
+        except ImportError as exc:
+            raise StoreError(f"{URL_ENV} is set but PostgreSQL support is not installed ({exc.name} missing): "
+                             "pip install 'tooldeck[postgres]'") from exc
 
         return PgStore(url, pool_size=pool_size)
     return SqliteStore(Path(home) / "tooldeck.db")

@@ -31,7 +31,8 @@ def run(data):
 def start_evolve(workspace: Path, server: MessagesServer) -> subprocess.Popen[bytes]:
     """`tooldeck evolve greet ...` in its own process, against the loopback Messages server."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": server.url,
-           "PYTHONPATH": str(ROOT), "HOME": str(workspace)}
+           "PYTHONPATH": str(ROOT), "HOME": str(workspace),
+           **{k: v for k, v in os.environ.items() if k == "TOOLDECK_DATABASE_URL"}}  # the backend under test
     return subprocess.Popen([sys.executable, "-c", "from tools.cli import main; raise SystemExit(main())", "-w", str(workspace),
                              "evolve", "greet", "Allow spaces in names"], env=env, cwd=workspace,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
