@@ -28,8 +28,16 @@ __all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "C
 #: the hot path: counters and the next sequence number, refused (no row) when max_pending is reached
 _APPEND_SQL = (
     "UPDATE buffers SET seq=seq+1, pending=pending+1, writes_total=writes_total+1,"
-    " oldest_ts=COALESCE(oldest_ts, ?) WHERE bkey=? AND (max_pending IS NULL OR pending < max_pending)"
+    " oldest_ts=COALESCE(oldest_ts, ?1) WHERE bkey=?2 AND (max_pending IS NULL OR pending < max_pending)"
     " RETURNING seq, pending, inflight, max_size, flush_strategy, config_version"
+)
+#: rows per multi-row INSERT of write_many (4 values each; SQLite allows 32,766 parameters)
+_ROWS_PER_INSERT = 500
+#: the same and the item's insert as one statement (dialect.writable_cte): outside a transaction it
+#: commits by itself, one round trip per acknowledged write; no row when the buffer is full
+_APPEND_ONE_SQL = (
+    f"WITH b AS ({_APPEND_SQL}), i AS (INSERT INTO buffer_items(bkey, seq, ts, data) SELECT ?2, b.seq, ?1, ?3 FROM b)"
+    " SELECT seq, pending, inflight, max_size, flush_strategy, config_version FROM b"
 )
 
 
@@ -72,6 +80,12 @@ class BufferTables(BatchLedger):
     def append(self, bkey: int, text: str, now: float) -> WriteResult:
         """One acknowledged item: one UPDATE ... RETURNING and one INSERT in one transaction, acknowledged
         only once committed (a store that cannot commit raises, so nothing is acknowledged and then lost)."""
+        if self.store.dialect.writable_cte:
+            row = self.store.execute(_APPEND_ONE_SQL, (now, bkey, text)).fetchone()
+            if row is not None:
+                return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
+            with self._tx() as con:  # full: when_full decides, under the buffer's row lock
+                return self._append_full(con, bkey, [text], now)
         with self._tx() as con:
             row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
             if row is None:
@@ -121,10 +135,17 @@ class BufferTables(BatchLedger):
         written = len(texts)
         if not (written or dropped or removed):  # block mode and full: change nothing, let the caller wait
             return WriteResult(0, 0, pending, pending - inflight, row[6], row[7], row[8], None, True)
-        if written:
-            con.executemany(
-                "INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)",
-                [(bkey, seq + i + 1, now, t) for i, t in enumerate(texts)],
+        if written and self.store.dialect.arrays:  # one short statement whatever the count (psycopg caches its plan)
+            con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) SELECT ?1, ?2 + u.n, ?3, u.d"
+                        " FROM unnest(?4::text[]) WITH ORDINALITY AS u(d, n)", (bkey, seq, now, texts))
+            written_rows = 0
+        else:
+            written_rows = written
+        for start in range(0, written_rows, _ROWS_PER_INSERT):  # one statement per chunk: one round trip, not one per item
+            chunk = texts[start:start + _ROWS_PER_INSERT]
+            con.execute(
+                "INSERT INTO buffer_items(bkey, seq, ts, data) VALUES " + ",".join(["(?,?,?,?)"] * len(chunk)),
+                [v for i, t in enumerate(chunk, start) for v in (bkey, seq + i + 1, now, t)],
             )
         oldest_sql = "COALESCE(oldest_ts, ?)"
         oldest_arg: Any = now

@@ -51,6 +51,11 @@ class Dialect:
     lock: str
     #: the same, but a row another transaction holds is skipped rather than waited for
     lock_skip: str
+    #: INSERT/UPDATE inside WITH (PostgreSQL): a write and its bookkeeping in one statement, which
+    #: outside a transaction commits by itself in one round trip
+    writable_cte: bool = False
+    #: array parameters and unnest (PostgreSQL): many rows in one short statement of few parameters
+    arrays: bool = False
 
 
 class Store(ABC):

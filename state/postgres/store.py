@@ -56,12 +56,20 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema" / "postgres"
 MIGRATIONS: dict[int, tuple[str, ...]] = {4: ("base.sql",)}
 #: pg_advisory_lock key under which nodes starting together migrate once ("tooldeck" in ASCII)
 MIGRATION_LOCK = 0x746F6F6C6465636B
-POSTGRES = Dialect("postgresql", lock=" FOR UPDATE", lock_skip=" FOR UPDATE SKIP LOCKED")
+POSTGRES = Dialect("postgresql", lock=" FOR UPDATE", lock_skip=" FOR UPDATE SKIP LOCKED", writable_cte=True, arrays=True)
 DEFAULT_POOL_SIZE = 8
 #: how long a borrower waits for a connection (or for a stopped server) before a clear error
 CONNECT_TIMEOUT_SECONDS = 5.0
 LOCK_TIMEOUT = "30s"  # like SQLite's busy timeout: a lock held longer is a clear StoreBusyError
 CLOCK_REFRESH_SECONDS = 30.0
+#: a pooled connection idle longer than this is checked (one empty query) before it is handed out:
+#: after a server restart every idle one is dead, and a write must not fail for that
+CHECK_IDLE_SECONDS = 1.0
+
+
+def _check_if_idle(raw: psycopg.Connection) -> None:
+    if time.monotonic() - getattr(raw, "_tooldeck_returned", 0.0) > CHECK_IDLE_SECONDS:
+        psycopg_pool.ConnectionPool.check_connection(raw)
 
 
 class _Numeric(Loader):
@@ -192,7 +200,7 @@ class PgStore(Store):
             if self._pool is None or self._pool_pid != os.getpid():
                 self._pool = psycopg_pool.ConnectionPool(
                     self.url, min_size=1, max_size=self.pool_size, open=True, configure=self._configure,
-                    check=psycopg_pool.ConnectionPool.check_connection, timeout=CONNECT_TIMEOUT_SECONDS,
+                    check=_check_if_idle, timeout=CONNECT_TIMEOUT_SECONDS,
                     kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_SECONDS)},
                     name="tooldeck")
                 self._pool_pid = os.getpid()
@@ -228,6 +236,7 @@ class PgStore(Store):
         pool = self._pool
         if pool is None or self._pool_pid != os.getpid():
             return
+        raw._tooldeck_returned = time.monotonic()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
             pool.putconn(raw)
 
