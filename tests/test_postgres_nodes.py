@@ -405,3 +405,41 @@ def test_the_database_stopped_and_restarted_under_load_loses_nothing_acknowledge
         import shutil
 
         shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def test_a_manifest_differing_from_another_live_nodes_is_an_error_until_they_agree(workspace: Path, make_runtime,
+                                                                                   backend) -> None:
+    """Catalogs stay per node; each node records its manifests' hashes. Another live node (a host with a fresh
+    heartbeat) that loaded other files for the same (id, version) makes the tool an error here."""
+    from tools.errors import ToolError
+
+    python_tool(workspace / "tools", "echo", "def run(d):\n    return d\n")
+    rt = make_runtime()
+    entry = rt.get_tool("echo", timeout=30)
+    version, mine = entry.served_version, entry.manifest_sha
+    assert rt.call("echo", {"a": 1}) == {"a": 1}
+    wait_for(lambda: state_rows(workspace, "SELECT sha256 FROM catalog_manifests WHERE tool_id='echo'"), timeout=30)
+    now = rt.store.now() + 60  # fresh however slow this machine is
+    with rt.store.tx() as con:
+        con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve) VALUES (?,?,?,?,?,?,?)",
+                    ("s-b", "node-b:7:beef", 7, "node-b", now, now, 1))
+        con.execute("INSERT INTO catalog_manifests(tool_id, version, host, sha256, path, updated) VALUES (?,?,?,?,?,?)",
+                    ("echo", version, "node-b", "ab" * 32, "/srv/node-b/tools/echo.yaml", now))
+
+    def refused() -> str | None:
+        try:
+            rt.call("echo", {"a": 2})
+        except ToolError as exc:
+            return exc.message
+        return None
+
+    message = wait_for(refused, timeout=30)
+    assert "manifest differs from node node-b's (sha256 abababababab... there" in message and entry_status(rt) == "error"
+    with rt.store.tx() as con:  # node b's files fixed: the same manifest there
+        con.execute("UPDATE catalog_manifests SET sha256=? WHERE host='node-b'", (mine,))
+    wait_for(lambda: refused() is None, timeout=30)
+    assert rt.call("echo", {"a": 3}) == {"a": 3} and entry_status(rt) == "ready"
+
+
+def entry_status(rt: Any) -> str:
+    return rt.catalog.find("echo").status

@@ -28,6 +28,8 @@ class ToolEntry:
     done: threading.Event = field(default_factory=threading.Event)
     claimed: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
+    manifest_sha: str | None = None  # of the manifest as loaded (tools.catalog.nodes)
+    conflict: bool = False  # in error because another live node loaded other files for it
 
     @property
     def tool_dir(self) -> Path:

@@ -8,14 +8,16 @@ and delivered after the lock is released.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from state.db import Store, dumps
+from state.db import Store, StoreError, dumps
 from state.events import EventLog, PendingEvent
 from state.redact import holds_secret
 from tools.catalog.discovery import (
@@ -27,6 +29,7 @@ from tools.catalog.discovery import (
 )
 from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
 from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
+from tools.catalog.nodes import NodeManifests, manifest_sha
 from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 
@@ -59,6 +62,8 @@ class Catalog:
         self.parsed = 0
         #: checks an evolved version's files before it loads or serves (evolution's pins); why not, or None
         self.verifier: Callable[[ToolEntry], str | None] | None = None
+        #: this node's manifest hashes against the other live nodes' (several nodes sharing a database)
+        self.nodes: NodeManifests | None = None
 
     # -- listeners -----------------------------------------------------------------
 
@@ -108,6 +113,7 @@ class Catalog:
     def attach(self, store: Store, events: EventLog) -> None:
         self._store = store
         self._events = events
+        self.nodes = NodeManifests(store, socket.gethostname())
 
     def load_all(self) -> None:
         """Parse every discovered manifest not yet claimed by a waiting caller."""
@@ -148,12 +154,15 @@ class Catalog:
             hit = cache.get(key) if cache else None
             if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
                 data = json.loads(hit[2])
+                text = hit[2]
                 self.cache_hits += 1
             else:
                 data = read_manifest_data(entry.path)
                 self.parsed += 1
+                text = dumps(data)
                 if not holds_secret(data):  # a manifest holding a secret is re-read, never cached in the database
-                    fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
+                    fresh_row = (key, st.st_size, st.st_mtime_ns, text)
+            entry.manifest_sha = manifest_sha(text)
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
         except ManifestError as exc:
             error = exc.message
@@ -166,6 +175,7 @@ class Catalog:
         tampered = self._tampered(entry) if manifest is not None else None
         if tampered:
             manifest, error = None, tampered
+        conflict = self._conflict(entry, manifest, note=True) if manifest is not None else None
         with self._lock:
             if tampered:
                 entry.manifest = None  # its files changed after approval: not even the last good manifest serves
@@ -174,11 +184,15 @@ class Catalog:
                 entry.cache = {}
                 entry.status = READY
                 entry.error = None
+                entry.conflict = False
             else:
                 entry.status = ERROR if entry.manifest is None else READY  # keep the last good version
                 entry.error = error
             entry.loaded_at = time.time()
-            change = StatusChange(entry.tool_id, entry.served_version, ERROR if manifest is None else READY, error, entry.source)
+            if conflict:  # it loaded, but another node loaded other files for it: shown, and refused by get()
+                entry.status, entry.error, entry.conflict, error = ERROR, conflict, True, conflict
+            change = StatusChange(entry.tool_id, entry.served_version, ERROR if manifest is None or conflict else READY, error,
+                                  entry.source)
             self._pending_changes.append(change)
         entry.done.set()
         payload: dict[str, Any] = {"source": entry.source, "path": str(entry.path)}
@@ -191,6 +205,32 @@ class Catalog:
 
     def _tampered(self, entry: ToolEntry) -> str | None:
         return self.verifier(entry) if self.verifier is not None and entry.source == "evolved" else None
+
+    def _conflict(self, entry: ToolEntry, manifest: Manifest | None, *, note: bool = False) -> str | None:
+        if self.nodes is None or manifest is None or entry.source == "evolved":
+            return None
+        if note and entry.manifest_sha is not None:
+            self.nodes.note(entry.tool_id, manifest.version, entry.manifest_sha, str(entry.path))
+        try:
+            return self.nodes.conflict(entry.tool_id, manifest.version, entry.manifest_sha)
+        except StoreError:  # the other nodes cannot be asked now: this node's files serve
+            return None
+
+    def _recheck_conflict(self, entry: ToolEntry) -> None:
+        """At serve time: refuse while another node's files differ; back to ready once they agree."""
+        reason = self._conflict(entry, entry.manifest)
+        if reason is None and not entry.conflict:
+            return
+        with self._lock:
+            entry.conflict = reason is not None
+            entry.status, entry.error = (ERROR, reason) if reason else (READY, None)
+            self._pending_changes.append(StatusChange(entry.tool_id, entry.served_version, entry.status, reason, entry.source))
+        self._queue_event(PendingEvent("tool.error" if reason else "tool.ready", entry.tool_id, entry.served_version,
+                                       {"source": entry.source, "path": str(entry.path), **({"error": reason} if reason else {})}))
+        self.flush()
+        if reason:
+            raise ToolNotReadyError(f"tool {entry.tool_id!r} {entry.served_version}: {reason}", tool_id=entry.tool_id,
+                                    error_class="catalog_mismatch")
 
     def _read_cache(self) -> dict[str, tuple[int, int, str]] | None:
         if self._store is None:
@@ -227,6 +267,11 @@ class Catalog:
             if self._events is not None and events:
                 self._events.emit_many(events)
                 self._write_status(changes)
+            if self.nodes is not None:
+                try:
+                    self.nodes.flush()
+                except StoreError as exc:  # hashes are compared again at the next flush; logged
+                    logging.getLogger("tooldeck.catalog").error("recording manifest hashes: %s", exc)
         if changes or force:
             for listener in listeners:
                 listener(changes)
@@ -297,6 +342,8 @@ class Catalog:
             raise ToolNotReadyError(f"tool {tool_id!r} {entry.version}: {tampered}", tool_id=tool_id, error_class="tampered")
         if entry.manifest is None:
             raise ToolNotReadyError(f"tool {tool_id!r} failed to load: {entry.error}", tool_id=tool_id, error_class="bad_manifest")
+        if self.nodes is not None and entry.source != "evolved":
+            self._recheck_conflict(entry)
         return entry
 
     def counts(self) -> dict[str, int]:
