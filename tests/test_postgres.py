@@ -115,8 +115,8 @@ def test_the_event_tail_skips_no_event_that_commits_late(pg: str) -> None:
     reader_store.close()
 
 
-def test_an_event_written_elsewhere_wakes_a_waiting_reader(pg: str) -> None:
-    a, b = open_store(Path("."), url=pg), open_store(Path("."), url=pg)
+def test_an_event_written_elsewhere_wakes_a_waiting_reader(backend, tmp_path: Path) -> None:
+    a, b = open_store(tmp_path, url=backend.url), open_store(tmp_path, url=backend.url)
     reader = EventLog(a)
     start = reader.last_id()
     reader.wait(0.2)  # the listener is up
