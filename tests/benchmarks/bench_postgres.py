@@ -1,7 +1,7 @@
 """PostgreSQL benchmarks: acknowledged buffer writes (one and three writer processes), write_many,
 event latency from one node to another's tail, and `tooldeck state migrate` of a large workspace.
 
-Run: python tests/benchmarks/bench_postgres.py [--quick]
+Run: python tests/benchmarks/bench_postgres.py [--quick] [--only writes|events|migrate]
 A PostgreSQL 16 server of its own (pgserver) with default settings (fsync on, synchronous_commit
 on, as tooldeck runs). Every write figure is printed with its ratio to a baseline measured in the
 same run on the same server: a bare psycopg loop inserting one row per transaction into a table of
@@ -194,6 +194,7 @@ def bench_migrate(url: str, root: Path, events: int, items: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("writes", "events", "migrate"), help="one part of the benchmark")
     args = parser.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -212,9 +213,12 @@ def main() -> None:
         for name in ("writes", "events", "migrate"):
             admin.execute(f"CREATE DATABASE {name}")
         n = 500 if args.quick else 2000
-        bench_writes(server.get_uri("writes"), root, n)
-        bench_events(server.get_uri("events"), root, 100 if args.quick else 300)
-        bench_migrate(server.get_uri("migrate"), root, 20_000 if args.quick else 100_000, 2_000 if args.quick else 10_000)
+        if args.only in (None, "writes"):
+            bench_writes(server.get_uri("writes"), root, n)
+        if args.only in (None, "events"):
+            bench_events(server.get_uri("events"), root, 100 if args.quick else 300)
+        if args.only in (None, "migrate"):
+            bench_migrate(server.get_uri("migrate"), root, 20_000 if args.quick else 100_000, 2_000 if args.quick else 10_000)
         admin.close()
     finally:
         server.cleanup()
