@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,37 +28,43 @@ from state.redact import redact
 
 
 class BatchLedger:
-    """The batch lifecycle over one store, for one runtime (its session and pid sign the events)."""
+    """The batch lifecycle over one store, for one runtime (its session and pid sign the events).
 
-    def __init__(self, store: Store, session: str | None) -> None:
+    Times (leases, retry times) are the store's clock (`store.now()`: the database's on PostgreSQL),
+    so flushers on several machines agree on when a lease has expired.
+    """
+
+    def __init__(self, store: Store, session: str | None, node: str | None = None) -> None:
         self.store = store
         self.session = session
         self.pid = os.getpid()
         self.host = socket.gethostname()
+        #: this runtime across machines: host, pid and start token (a lease owner names it)
+        self.node = node or f"{self.host}:{self.pid}"
         #: Writers and the flusher of one process queue here rather than in SQLite's busy handler,
         #: which sleeps 1 ms and more on every collision (a p99 write latency of ~1 ms otherwise).
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Any]:
         with self._lock, self.store.tx() as con:
             yield con
 
     # -- events and rates (appended inside the caller's transaction) ----------------
 
-    def _event(self, con: sqlite3.Connection, kind: str, now: float, payload: dict[str, Any]) -> None:
+    def _event(self, con: Any, kind: str, now: float, payload: dict[str, Any]) -> None:
         con.execute(
             "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,NULL,NULL,?)",
             (now, self.pid, self.session, kind, redact(dumps(payload))),
         )
 
     @staticmethod
-    def _add_rate(con: sqlite3.Connection, buffer_id: str, sec: int, *, writes: int = 0, flushed: int = 0,
+    def _add_rate(con: Any, buffer_id: str, sec: int, *, writes: int = 0, flushed: int = 0,
                   dropped: int = 0) -> None:
         con.execute(
             "INSERT INTO buffer_rates(buffer_id, sec, writes, flushed, dropped) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(buffer_id, sec) DO UPDATE SET writes=writes+excluded.writes, flushed=flushed+excluded.flushed,"
-            " dropped=dropped+excluded.dropped",
+            " ON CONFLICT(buffer_id, sec) DO UPDATE SET writes=buffer_rates.writes+excluded.writes,"
+            " flushed=buffer_rates.flushed+excluded.flushed, dropped=buffer_rates.dropped+excluded.dropped",
             (buffer_id, sec, writes, flushed, dropped),
         )
 
@@ -68,10 +72,11 @@ class BatchLedger:
 
     def claim_new(self, buffer_id: str, owner: str, lease_seconds: float, limit: int | None = None) -> Claim | None:
         """Claim the oldest unclaimed items (up to max_size, or `limit`) as a new batch."""
-        now = time.time()
+        now = self.store.now()
         with self._tx() as con:
             row = con.execute(
-                "SELECT bkey, epoch, seq, claimed_seq, max_size FROM buffers WHERE buffer_id=?", (buffer_id,)
+                "SELECT bkey, epoch, seq, claimed_seq, max_size FROM buffers WHERE buffer_id=?" + self.store.dialect.lock,
+                (buffer_id,)
             ).fetchone()
             if row is None or row["seq"] <= row["claimed_seq"]:
                 return None
@@ -103,11 +108,13 @@ class BatchLedger:
                 force: bool = False) -> Claim | None:
         """Take over a batch that is due for retry or waiting (any such batch when `force`), or whose lease expired.
 
-        A batch whose flusher died `max_attempts` times is parked as dead-letter instead.
+        A batch whose flusher died `max_attempts` times is parked as dead-letter instead. A batch another
+        flusher is taking over at this moment is left to it (on PostgreSQL: FOR UPDATE SKIP LOCKED).
         """
-        now = time.time()
+        now = self.store.now()
         with self._tx() as con:
-            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?", (batch_id,)).fetchone()
+            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?" + self.store.dialect.lock_skip,
+                            (batch_id,)).fetchone()
             if b is None:
                 return None
             expired = b["state"] == "claimed" and (b["lease_until"] or 0) <= now
@@ -131,7 +138,7 @@ class BatchLedger:
 
     def complete(self, claim: Claim, pass_through: str | None, duration_ms: float) -> bool:
         """Delete a delivered batch and its items; False if it was already completed or cleared."""
-        now = time.time()
+        now = self.store.now()
         with self._tx() as con:
             gone = con.execute("DELETE FROM buffer_batches WHERE batch_id=? RETURNING count", (claim.batch_id,)).fetchone()
             if gone is None:
@@ -154,10 +161,11 @@ class BatchLedger:
 
     def fail(self, claim: Claim, error: str, max_attempts: int, backoff: Callable[[int], float]) -> str:
         """Record a failed delivery: 'retry' (with backoff), 'dead' (parked) or 'lost' (no longer ours)."""
-        now = time.time()
+        now = self.store.now()
         error = redact(error)[:2000]
         with self._tx() as con:
-            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?", (claim.batch_id,)).fetchone()
+            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?" + self.store.dialect.lock,
+                            (claim.batch_id,)).fetchone()
             if b is None or b["owner"] != claim.owner or b["state"] != "claimed":
                 return "lost"
             if b["attempts"] >= max_attempts:
@@ -185,15 +193,16 @@ class BatchLedger:
 
         The batch waits in state 'waiting' until `until`, its attempt given back; False if it is no longer ours.
         """
-        now = time.time()
+        now = self.store.now()
         reason = redact(reason)[:2000]
         with self._tx() as con:
-            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?", (claim.batch_id,)).fetchone()
+            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=?" + self.store.dialect.lock,
+                            (claim.batch_id,)).fetchone()
             if b is None or b["owner"] != claim.owner or b["state"] != "claimed":
                 return False
             con.execute(
-                "UPDATE buffer_batches SET state='waiting', attempts=MAX(0, attempts-1), owner=NULL, lease_until=NULL,"
-                " next_attempt_at=?, last_error=? WHERE batch_id=?",
+                "UPDATE buffer_batches SET state='waiting', attempts=CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
+                " owner=NULL, lease_until=NULL, next_attempt_at=?, last_error=? WHERE batch_id=?",
                 (until, reason, claim.batch_id),
             )
             con.execute(
@@ -207,7 +216,7 @@ class BatchLedger:
             })
         return True
 
-    def _park(self, con: sqlite3.Connection, b: sqlite3.Row, error: str, now: float) -> None:
+    def _park(self, con: Any, b: Any, error: str, now: float) -> None:
         con.execute(
             "UPDATE buffer_batches SET state='dead', owner=NULL, lease_until=NULL, next_attempt_at=NULL, dead_at=?,"
             " last_error=? WHERE batch_id=?",
@@ -225,7 +234,7 @@ class BatchLedger:
 
     def renew(self, held: list[tuple[str, str]], lease_seconds: float) -> None:
         """Extend the leases of batches still being delivered, so a slow pass-through is not re-claimed."""
-        until = time.time() + lease_seconds
+        until = self.store.now() + lease_seconds
         with self._tx() as con:
             con.executemany(
                 "UPDATE buffer_batches SET lease_until=? WHERE batch_id=? AND owner=? AND state='claimed'",
@@ -235,10 +244,10 @@ class BatchLedger:
     def revive(self, buffer_id: str, batch_id: str, owner: str, lease_seconds: float) -> Claim | None:
         """A dead-letter batch back in flight, claimed by `owner` with a fresh attempt count, in one transaction
         (so no flusher takes it between the revival and the replaying delivery); None if it is not dead-letter."""
-        now = time.time()
+        now = self.store.now()
         with self._tx() as con:
-            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=? AND buffer_id=? AND state='dead'",
-                            (batch_id, buffer_id)).fetchone()
+            b = con.execute("SELECT * FROM buffer_batches WHERE batch_id=? AND buffer_id=? AND state='dead'"
+                            + self.store.dialect.lock, (batch_id, buffer_id)).fetchone()
             if b is None:
                 return None
             con.execute(
@@ -260,7 +269,7 @@ class BatchLedger:
 
     # -- reading --------------------------------------------------------------------
 
-    def open_batches(self, buffer_id: str | None = None) -> list[sqlite3.Row]:
+    def open_batches(self, buffer_id: str | None = None) -> list[Any]:
         """Batches in flight, waiting for a retry or for their pass-through tool (not dead-letter), oldest first."""
         sql = ("SELECT batch_id, buffer_id, state, count, attempts, lease_until, next_attempt_at, last_error"
                " FROM buffer_batches WHERE state IN ('claimed', 'retry', 'waiting')")

@@ -7,7 +7,6 @@ and the engine in `tools.buffers.engine`.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +81,7 @@ class Claim:
         return json.loads("[" + ",".join(self.items_json) + "]")
 
 
-def config_from_row(row: sqlite3.Row) -> BufferConfig:
+def config_from_row(row: Any) -> BufferConfig:
     try:
         extra = json.loads(row["pass_through_input"] or "{}")
     except json.JSONDecodeError:

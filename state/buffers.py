@@ -1,19 +1,19 @@
 """SQL for durable buffers: every statement the buffer engine runs, one short transaction each.
 
 Why this shape:
-- a write is one `BEGIN IMMEDIATE` that bumps the buffer row (counters and the
-  next sequence number, returned with RETURNING) and inserts the item, so there
-  is never a per-write `COUNT(*)` or event;
+- a write is one short transaction that bumps the buffer row (counters and the
+  next sequence number, returned with RETURNING, which also locks the row on
+  PostgreSQL) and inserts the item, so there is never a per-write `COUNT(*)` or event;
+- a transaction that reads the buffer row and then writes by what it read locks
+  that row (`dialect.lock`: SQLite's BEGIN IMMEDIATE already serialises writers);
 - the batches (claim, retry, refusal, dead-letter) are in `state.buffer_batches`,
   the base class of `BufferTables`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -28,8 +28,16 @@ __all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "C
 #: the hot path: counters and the next sequence number, refused (no row) when max_pending is reached
 _APPEND_SQL = (
     "UPDATE buffers SET seq=seq+1, pending=pending+1, writes_total=writes_total+1,"
-    " oldest_ts=COALESCE(oldest_ts, ?) WHERE bkey=? AND (max_pending IS NULL OR pending < max_pending)"
+    " oldest_ts=COALESCE(oldest_ts, ?1) WHERE bkey=?2 AND (max_pending IS NULL OR pending < max_pending)"
     " RETURNING seq, pending, inflight, max_size, flush_strategy, config_version"
+)
+#: rows per multi-row INSERT of write_many (4 values each; SQLite allows 32,766 parameters)
+_ROWS_PER_INSERT = 500
+#: the same and the item's insert as one statement (dialect.writable_cte): outside a transaction it
+#: commits by itself, one round trip per acknowledged write; no row when the buffer is full
+_APPEND_ONE_SQL = (
+    f"WITH b AS ({_APPEND_SQL}), i AS (INSERT INTO buffer_items(bkey, seq, ts, data) SELECT ?2, b.seq, ?1, ?3 FROM b)"
+    " SELECT seq, pending, inflight, max_size, flush_strategy, config_version FROM b"
 )
 
 
@@ -55,7 +63,7 @@ class BufferTables(BatchLedger):
         values = {k: (redact(dumps(v)) if k == "pass_through_input" else v) for k, v in changes.items() if k in CONFIG_FIELDS}
         with self._tx() as con:
             con.execute(
-                "INSERT OR IGNORE INTO buffers(buffer_id, epoch, created, updated) VALUES (?,?,?,?)",
+                "INSERT INTO buffers(buffer_id, epoch, created, updated) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                 (buffer_id, secrets.token_hex(4), now, now),
             )
             if values:
@@ -70,44 +78,30 @@ class BufferTables(BatchLedger):
     # -- writes ---------------------------------------------------------------------
 
     def append(self, bkey: int, text: str, now: float) -> WriteResult:
-        """One acknowledged item: BEGIN IMMEDIATE, one UPDATE ... RETURNING, one INSERT, COMMIT.
-
-        This is the hot path (20k+ writes/s), so it drives the connection itself rather than through
-        `Store.tx()`: same semantics, a few microseconds less while the write lock is held.
-        """
-        con = self.store.conn()
-        with self._lock:
-            return self._append(con, bkey, text, now)
-
-    def _append(self, con: sqlite3.Connection, bkey: int, text: str, now: float) -> WriteResult:
-        self.store.begin(con)
-        try:
-            row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
+        """One acknowledged item: one UPDATE ... RETURNING and one INSERT in one transaction, acknowledged
+        only once committed (a store that cannot commit raises, so nothing is acknowledged and then lost)."""
+        if self.store.dialect.writable_cte:
+            row = self.store.execute(_APPEND_ONE_SQL, (now, bkey, text)).fetchone()
             if row is not None:
-                con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)", (bkey, row[0], now, text))
-                result = WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
-            else:
-                result = self._append_full(con, bkey, [text], now)
-            con.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise self.store.wrap(exc) from exc
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise
-        return result
+                return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
+            with self._tx() as con:  # full: when_full decides, under the buffer's row lock
+                return self._append_full(con, bkey, [text], now)
+        with self._tx() as con:
+            row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
+            if row is None:
+                return self._append_full(con, bkey, [text], now)
+            con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)", (bkey, row[0], now, text))
+            return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
 
     def append_many(self, bkey: int, texts: list[str], now: float) -> WriteResult:
         """Up to len(texts) items in one transaction; `when_full` decides what happens past max_pending."""
         with self._tx() as con:
             return self._append_full(con, bkey, texts, now)
 
-    def _append_full(self, con: sqlite3.Connection, bkey: int, texts: list[str], now: float) -> WriteResult:
+    def _append_full(self, con: Any, bkey: int, texts: list[str], now: float) -> WriteResult:
         row = con.execute(
             "SELECT seq, claimed_seq, pending, inflight, max_pending, when_full, max_size, flush_strategy, config_version"
-            " FROM buffers WHERE bkey=?",
+            " FROM buffers WHERE bkey=?" + self.store.dialect.lock,
             (bkey,),
         ).fetchone()
         if row is None:
@@ -141,10 +135,17 @@ class BufferTables(BatchLedger):
         written = len(texts)
         if not (written or dropped or removed):  # block mode and full: change nothing, let the caller wait
             return WriteResult(0, 0, pending, pending - inflight, row[6], row[7], row[8], None, True)
-        if written:
-            con.executemany(
-                "INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)",
-                [(bkey, seq + i + 1, now, t) for i, t in enumerate(texts)],
+        if written and self.store.dialect.arrays:  # one short statement whatever the count (psycopg caches its plan)
+            con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) SELECT ?1, ?2 + u.n, ?3, u.d"
+                        " FROM unnest(?4::text[]) WITH ORDINALITY AS u(d, n)", (bkey, seq, now, texts))
+            written_rows = 0
+        else:
+            written_rows = written
+        for start in range(0, written_rows, _ROWS_PER_INSERT):  # one statement per chunk: one round trip, not one per item
+            chunk = texts[start:start + _ROWS_PER_INSERT]
+            con.execute(
+                "INSERT INTO buffer_items(bkey, seq, ts, data) VALUES " + ",".join(["(?,?,?,?)"] * len(chunk)),
+                [v for i, t in enumerate(chunk, start) for v in (bkey, seq + i + 1, now, t)],
             )
         oldest_sql = "COALESCE(oldest_ts, ?)"
         oldest_arg: Any = now
@@ -169,7 +170,8 @@ class BufferTables(BatchLedger):
         """Hand unclaimed items back to the caller and delete them (a buffer with no pass-through tool)."""
         now = time.time()
         with self._tx() as con:
-            row = con.execute("SELECT bkey, claimed_seq FROM buffers WHERE buffer_id=?", (buffer_id,)).fetchone()
+            row = con.execute("SELECT bkey, claimed_seq FROM buffers WHERE buffer_id=?" + self.store.dialect.lock,
+                              (buffer_id,)).fetchone()
             if row is None:
                 return [], 0
             bkey = row["bkey"]
@@ -196,7 +198,8 @@ class BufferTables(BatchLedger):
         """Discard every item (pending, in flight, dead-letter); None if there is no such buffer."""
         now = time.time()
         with self._tx() as con:
-            row = con.execute("SELECT bkey, pending, dead_items FROM buffers WHERE buffer_id=?", (buffer_id,)).fetchone()
+            row = con.execute("SELECT bkey, pending, dead_items FROM buffers WHERE buffer_id=?" + self.store.dialect.lock,
+                              (buffer_id,)).fetchone()
             if row is None:
                 return None
             removed = con.execute("DELETE FROM buffer_items WHERE bkey=?", (row["bkey"],)).rowcount
@@ -210,12 +213,12 @@ class BufferTables(BatchLedger):
 
     # -- reading --------------------------------------------------------------------
 
-    def rows(self, buffer_id: str | None = None) -> list[sqlite3.Row]:
+    def rows(self, buffer_id: str | None = None) -> list[Any]:
         if buffer_id is None:
             return self.store.query("SELECT * FROM buffers ORDER BY buffer_id")
         return self.store.query("SELECT * FROM buffers WHERE buffer_id=?", (buffer_id,))
 
-    def rates(self, since_sec: int) -> list[sqlite3.Row]:
+    def rates(self, since_sec: int) -> list[Any]:
         return self.store.query("SELECT buffer_id, sec, writes, flushed, dropped FROM buffer_rates WHERE sec>=?", (since_sec,))
 
     # -- rates and flusher registry -------------------------------------------------
@@ -238,13 +241,14 @@ class BufferTables(BatchLedger):
     def register_flusher(self, buffer_id: str) -> None:
         with self._tx() as con:
             con.execute(
-                "INSERT OR REPLACE INTO buffer_flushers(buffer_id, session, pid, host, since) VALUES (?,?,?,?,?)",
-                (buffer_id, self.session, self.pid, self.host, time.time()),
+                "INSERT INTO buffer_flushers(buffer_id, session, node, pid, host, since) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (buffer_id, session, node) DO UPDATE SET since=excluded.since",
+                (buffer_id, self.session, self.node, self.pid, self.host, time.time()),
             )
 
     def unregister_flushers(self) -> None:
         with self._tx() as con:
-            con.execute("DELETE FROM buffer_flushers WHERE session=? AND pid=?", (self.session, self.pid))
+            con.execute("DELETE FROM buffer_flushers WHERE session=? AND node=?", (self.session, self.node))
 
-    def flushers(self) -> list[sqlite3.Row]:
-        return self.store.query("SELECT buffer_id, session, pid, host FROM buffer_flushers")
+    def flushers(self) -> list[Any]:
+        return self.store.query("SELECT buffer_id, session, node, pid, host FROM buffer_flushers")

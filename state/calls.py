@@ -174,7 +174,7 @@ class CallRecorder:
                 self.last_error = str(exc)
                 if isinstance(exc, StoreError):
                     raise
-                raise StoreError(f"{self.store.path}: writing call records: {exc}") from exc
+                raise StoreError(f"{self.store.where}: writing call records: {exc}") from exc
             except Exception:  # a record that cannot be written at all (a bug): counted as dropped, not retried forever
                 with self._queue_lock:
                     self._unreported += len(taken)
@@ -210,8 +210,8 @@ class CallRecorder:
             )
             con.executemany(
                 "INSERT INTO call_counters(tool_id, version, calls, failures, last_ts) VALUES (?,?,?,?,?)"
-                " ON CONFLICT(tool_id, version) DO UPDATE SET calls = calls + excluded.calls,"
-                " failures = failures + excluded.failures, last_ts = excluded.last_ts",
+                " ON CONFLICT(tool_id, version) DO UPDATE SET calls = call_counters.calls + excluded.calls,"
+                " failures = call_counters.failures + excluded.failures, last_ts = excluded.last_ts",
                 [(k[0], k[1], c[0], c[1], c[2]) for k, c in counts.items()],
             )
             if dropped:
@@ -251,7 +251,7 @@ def tool_stats(store: Store, window_s: float = 600.0, sample: int = 200) -> dict
     durations: dict[tuple[str, str], list[float]] = {}
     for r in store.query(
         "SELECT tool_id, version, duration_ms FROM (SELECT tool_id, version, duration_ms,"
-        " ROW_NUMBER() OVER (PARTITION BY tool_id, version ORDER BY id DESC) AS rn FROM calls WHERE ts > ?) WHERE rn <= ?",
+        " ROW_NUMBER() OVER (PARTITION BY tool_id, version ORDER BY id DESC) AS rn FROM calls WHERE ts > ?) AS recent WHERE rn <= ?",
         (time.time() - window_s, sample),
     ):
         durations.setdefault((r[0], r[1]), []).append(r[2])

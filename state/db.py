@@ -1,233 +1,54 @@
-"""The SQLite store: one file per workspace, WAL mode, shared by every process.
+"""Opening the store: SQLite by default, PostgreSQL when a database URL is configured.
 
-Each thread gets its own connection (sqlite3 connections are not shareable
-across threads); transactions are short and explicit.
+`TOOLDECK_DATABASE_URL=postgresql://...` (or `[state] database_url` in tooldeck.toml, the
+environment winning) puts the shared state on PostgreSQL; psycopg is imported only then, so
+neither `import tools` nor a SQLite workspace pays for it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import random
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator
+import os
 from pathlib import Path
-from typing import Any
 
-SCHEMA_VERSION = 3
-SCHEMA_DIR = Path(__file__).parent / "schema"
-#: version -> SQL files applied to reach it (forward only). Version 1 is the
-#: base schema; each capability owns one file.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("core.sql", "buffers.sql", "failures.sql", "evolution.sql"),
-    2: ("v2.sql",),
-    3: ("dashboard.sql",),
-}
-BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before giving up with a clear error
-#: SQLite's own busy handler sleeps with a growing backoff (up to 100 ms a nap), so a waiter
-#: keeps missing a lock that a busy writer in another process frees for microseconds at a
-#: time. Connections get this short handler; `begin` and `_retry` poll in Python instead.
-SQLITE_BUSY_MS = 5
+from state.sqlite import SqliteStore
+from state.store import (
+    SCHEMA_VERSION,
+    Dialect,
+    SchemaTooNewError,
+    Store,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
+    dumps,
+)
+from state.url import check_configured_url, expand_url
 
+__all__ = ["SCHEMA_VERSION", "Dialect", "SchemaTooNewError", "SqliteStore", "Store", "StoreBusyError", "StoreError",
+           "StoreUnavailableError", "database_url", "dumps", "open_store"]
 
-class StoreError(Exception):
-    """Base for state-store problems (kept free of `tools` so `state` stands alone)."""
-
-    error_class = "state"
+URL_ENV = "TOOLDECK_DATABASE_URL"
 
 
-class SchemaTooNewError(StoreError):
-    """The database was written by a newer tooldeck; refusing beats corrupting it."""
+def database_url(configured: str | None = None) -> str | None:
+    """The database URL in force: `TOOLDECK_DATABASE_URL`, else `[state] database_url` (no password
+    in it: PGPASSWORD, ~/.pgpass or a `${VAR}` reference supply one); None means SQLite."""
+    url = os.environ.get(URL_ENV, "").strip()
+    if url:
+        return url
+    if configured:
+        check_configured_url(configured)
+        return expand_url(configured)
+    return None
 
 
-class StoreBusyError(StoreError):
-    """Another process holds the database lock for longer than `busy_timeout`."""
-
-
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-class Store:
-    """A workspace's SQLite database, with per-thread connections."""
-
-    def __init__(self, path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        self.path = Path(path)
-        self.busy_timeout_ms = busy_timeout_ms
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._all_lock = threading.Lock()
-        self._closed = False
-        self.migrate()
-
-    # -- connections ---------------------------------------------------------------
-
-    def _open(self) -> sqlite3.Connection:
-        con = sqlite3.connect(
-            self.path,
-            timeout=SQLITE_BUSY_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+def open_store(home: Path, *, url: str | None = None, pool_size: int | None = None) -> Store:
+    """The workspace's store: `<home>/tooldeck.db`, or the PostgreSQL database at `url`."""
+    if url:
         try:
-            con.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-            mode = self._retry(lambda: con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode})")
-            con.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.OperationalError as exc:
-            con.close()
-            raise self._wrap(exc) from exc
-        except sqlite3.DatabaseError as exc:
-            con.close()
-            raise StoreError(f"{self.path}: not a tooldeck database ({exc})") from exc
-        con.row_factory = sqlite3.Row
-        return con
+            from state.postgres import PgStore
+        except ImportError as exc:
+            raise StoreError(f"{URL_ENV} is set but PostgreSQL support is not installed ({exc.name} missing): "
+                             "pip install 'tooldeck[postgres]'") from exc
 
-    def conn(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        con = getattr(self._local, "con", None)
-        if con is None:
-            if self._closed:
-                raise StoreError(f"{self.path}: store is closed")
-            con = self._open()
-            self._local.con = con
-            with self._all_lock:
-                self._all.append((threading.current_thread(), con))
-        return con
-
-    def close(self) -> None:
-        """Close the connections of this thread and of threads that have ended.
-
-        A connection still owned by a live thread (a worker finishing its last statement while
-        the runtime shuts down) is left to that thread: closing a sqlite3 connection under a
-        statement running in another thread can crash the interpreter. It is closed when its
-        thread ends and its thread-local is freed; no new connection opens once closed.
-        """
-        self._closed = True
-        me = threading.current_thread()
-        with self._all_lock:
-            mine = [(t, c) for t, c in self._all if t is me or not t.is_alive()]
-            self._all = []
-        for _, con in mine:
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
-        self._local = threading.local()
-
-    def _retry(self, fn: Any) -> Any:
-        """Run `fn` (one statement), polling every ~1 ms while the database is locked, up to the timeout."""
-        deadline = time.monotonic() + self.busy_timeout_ms / 1000
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if not _is_locked(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(random.uniform(0.0002, 0.002))
-
-    def begin(self, con: sqlite3.Connection, *, immediate: bool = True) -> None:
-        """BEGIN (IMMEDIATE: take the write lock now), waiting fairly for a lock another process holds."""
-        try:
-            self._retry(lambda: con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN"))
-        except sqlite3.OperationalError as exc:
-            raise self._wrap(exc) from exc
-
-    def wrap(self, exc: sqlite3.OperationalError) -> StoreError:
-        """The store's own error for a failed statement (a clear one when the lock was never had)."""
-        return self._wrap(exc)
-
-    def _wrap(self, exc: sqlite3.OperationalError) -> StoreError:
-        if _is_locked(exc):
-            return StoreBusyError(
-                f"{self.path}: database is locked by another process "
-                f"(waited {self.busy_timeout_ms / 1000:.1f} s); is something holding a long transaction?"
-            )
-        return StoreError(f"{self.path}: {exc}")
-
-    # -- transactions --------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def tx(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        """A short transaction; `immediate` takes the write lock up front."""
-        con = self.conn()
-        self.begin(con, immediate=immediate)
-        try:
-            yield con
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise
-        else:
-            try:
-                con.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    con.execute("ROLLBACK")
-                raise self._wrap(exc) from exc
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        con = self.conn()
-        try:
-            return self._retry(lambda: con.execute(sql, params))
-        except sqlite3.OperationalError as exc:
-            if _is_locked(exc):
-                raise self._wrap(exc) from exc
-            raise
-
-    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        return self.execute(sql, params).fetchall()
-
-    def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
-        return self.execute(sql, params).fetchone()
-
-    # -- schema --------------------------------------------------------------------
-
-    def schema_version(self) -> int:
-        con = self.conn()
-        return int(self._retry(lambda: con.execute("PRAGMA user_version").fetchone()[0]))
-
-    def migrate(self) -> None:
-        """Bring the schema forward; refuse a schema newer than this code."""
-        con = self.conn()
-        current = self.schema_version()
-        if current > SCHEMA_VERSION:
-            raise SchemaTooNewError(
-                f"{self.path}: schema version {current} is newer than this tooldeck "
-                f"understands ({SCHEMA_VERSION}); upgrade tooldeck or use another TOOLDECK_HOME"
-            )
-        if current == SCHEMA_VERSION:
-            return
-        self.begin(con)
-        try:
-            current = self.schema_version()  # another process may have migrated meanwhile
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for name in MIGRATIONS[version]:
-                    path = SCHEMA_DIR / name
-                    if path.exists():
-                        for statement in _split_sql(path.read_text()):
-                            con.execute(statement)
-                con.execute(f"PRAGMA user_version={version}")
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise
-
-    def checkpoint(self) -> None:
-        """A passive WAL checkpoint, so the WAL file does not grow without bound."""
-        with contextlib.suppress(sqlite3.OperationalError):
-            self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a schema file into statements (no triggers with inner `;` are used)."""
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+        return PgStore(url, pool_size=pool_size)
+    return SqliteStore(Path(home) / "tooldeck.db")

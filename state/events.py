@@ -1,4 +1,8 @@
-"""The append-only event log every process writes and the dashboard tails by rowid.
+"""The append-only event log every process (on every node) writes and the dashboard tails.
+
+Tailing is the backend's: by id on SQLite, in commit order on PostgreSQL (a serial id there is
+not in commit order; see state/postgres/events.py). Either way a reader's cursor is the id of
+the last event it saw.
 
 High-rate activity (buffer writes, individual calls) never gets one event per
 item: it goes to counters or its own table. Events are for things a person
@@ -57,11 +61,11 @@ class EventLog:
     def emit(self, kind: str, tool_id: str | None = None, version: str | None = None, **payload: Any) -> int:
         """Append one event in its own short transaction; returns its id."""
         with self.store.tx() as con:
-            cur = con.execute(
-                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?)",
+            row = con.execute(
+                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?) RETURNING id",
                 self._row(PendingEvent(kind, tool_id, version, payload)),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            return int(row[0])
 
     def emit_many(self, events: Iterable[PendingEvent]) -> None:
         """Append a batch in one transaction (loader status, flush bursts)."""
@@ -75,20 +79,17 @@ class EventLog:
             )
 
     def tail(self, after_id: int = 0, *, limit: int = 500, kinds: Iterable[str] | None = None) -> list[Event]:
-        """Events with id > after_id, oldest first; safe from any process."""
-        sql = "SELECT * FROM events WHERE id > ?"
-        params: list[Any] = [after_id]
-        if kinds:
-            kinds = list(kinds)
-            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
-            params.extend(kinds)
-        sql += " ORDER BY id LIMIT ?"
-        params.append(limit)
-        return [_to_event(r) for r in self.store.query(sql, params)]
+        """Events after the event `after_id` (the last one the reader saw; 0: from the start), in the
+        order they became visible, skipping none that committed late; safe from any process."""
+        return [_to_event(r) for r in self.store.tail_events(after_id, list(kinds) if kinds else None, limit)]
 
     def last_id(self) -> int:
-        row = self.store.query_one("SELECT MAX(id) FROM events")
-        return int(row[0] or 0) if row else 0
+        """The cursor of a reader that has seen everything so far."""
+        return self.store.last_event_id()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until another event may have been written (on any node) or `timeout` passes."""
+        return self.store.wait_events(timeout)
 
     def recent(self, limit: int = 200, kinds: Iterable[str] | None = None) -> list[Event]:
         sql = "SELECT * FROM events"

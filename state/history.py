@@ -19,7 +19,8 @@ def record_buffer_samples(store: Store, pending: dict[str, tuple[int, int]], now
         return
     ts = (now or time.time()) // SAMPLE_SECONDS * SAMPLE_SECONDS
     with store.tx() as con:
-        con.executemany("INSERT OR REPLACE INTO buffer_samples(buffer_id, ts, pending, dead_items) VALUES (?,?,?,?)",
+        con.executemany("INSERT INTO buffer_samples(buffer_id, ts, pending, dead_items) VALUES (?,?,?,?)"
+                        " ON CONFLICT (buffer_id, ts) DO UPDATE SET pending=excluded.pending, dead_items=excluded.dead_items",
                         [(bid, ts, p, d) for bid, (p, d) in pending.items()])
 
 
@@ -38,15 +39,16 @@ def prune_buffer_samples(store: Store, older_than_s: float) -> int:
 def call_outcomes(store: Store, tool_id: str, version: str | None, since: float, bucket_s: float) -> list[tuple[float, int, int]]:
     """(bucket start, calls, failed calls) per `bucket_s` seconds since `since`, oldest first (empty buckets left out)."""
     rows = store.query(
-        "SELECT CAST(ts / ?1 AS INTEGER) AS b, COUNT(*), SUM(outcome != 'ok') FROM calls"
-        " WHERE tool_id=?2 AND (?3 IS NULL OR version=?3) AND ts>=?4 GROUP BY b ORDER BY b",
+        "SELECT FLOOR(ts / ?1) AS b, COUNT(*), SUM(CASE WHEN outcome != 'ok' THEN 1 ELSE 0 END) FROM calls"
+        " WHERE tool_id=?2 AND (version=?3 OR ?3 IS NULL) AND ts>=?4 GROUP BY b ORDER BY b",
         (bucket_s, tool_id, version, since))
     return [(float(r[0]) * bucket_s, int(r[1]), int(r[2] or 0)) for r in rows]
 
 
 def session_activity(store: Store, since: float) -> dict[str, tuple[int, int]]:
     """session -> (calls, failed calls) since `since`."""
-    rows = store.query("SELECT session, COUNT(*), SUM(outcome != 'ok') FROM calls WHERE ts>=? GROUP BY session", (since,))
+    rows = store.query("SELECT session, COUNT(*), SUM(CASE WHEN outcome != 'ok' THEN 1 ELSE 0 END) FROM calls WHERE ts>=?"
+                       " GROUP BY session", (since,))
     return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows if r[0] is not None}
 
 
@@ -59,7 +61,7 @@ def sessions_failing(store: Store, tool_id: str, limit: int = 20) -> list[str]:
 
 def circuit_changes(store: Store, tool_id: str, version: str | None, since: float) -> list[tuple[float, str, str]]:
     """(ts, kind, payload JSON) of the circuit events of a tool since `since`, oldest first."""
-    rows = store.query("SELECT ts, kind, payload FROM events WHERE tool_id=?1 AND (?2 IS NULL OR version=?2) AND ts>=?3"
+    rows = store.query("SELECT ts, kind, payload FROM events WHERE tool_id=?1 AND (version=?2 OR ?2 IS NULL) AND ts>=?3"
                        " AND kind IN ('circuit.opened', 'circuit.closed', 'control.circuit') ORDER BY id", (tool_id, version, since))
     return [(float(r[0]), str(r[1]), str(r[2])) for r in rows]
 

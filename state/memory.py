@@ -378,6 +378,9 @@ class MemoryService:
 
     # -- failure memory ------------------------------------------------------------
 
+    #: Tailed by id: every failure row is inserted after its transaction bumped `failure_seq`
+    #: (tools.recovery.circuit.bump_seq), whose row lock is held until commit, so failure ids are
+    #: handed out in commit order on PostgreSQL too and `id > cursor` skips none.
     _AGGREGATE = (
         "SELECT tool_id, version, scenario, COUNT(*) AS n, MAX(ts) AS last_ts,"
         " MAX(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END) AS sev"

@@ -82,10 +82,16 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     return _cache[1]
 
 
+#: the password of a URL with credentials (`postgresql://app:<password>@db/x`), wherever it appears
+_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]+):[^@\s/]+@")
+
+
 def _redact_text(text: str, values: list[str]) -> str:
     for value in values:
         if value in text:
             text = text.replace(value, MASK)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
     return _KEY_SHAPES.sub(MASK, text)
 
 

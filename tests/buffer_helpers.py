@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import python_tool
+from tests.helpers import python_tool, state_rows
 
 #: A pass-through tool that logs every attempt's batch id, fails while <workspace>/fail exists, sleeps
 #: <workspace>/slow seconds when that file exists, stores each batch id once in <workspace>/sink.db, then
@@ -214,25 +214,17 @@ class FlakyRun:
 
     def buffer_figures(self) -> tuple[set[str], int, int]:
         """(items still held by the buffer, pending or dead-letter; dead-letter batches; batches delivered)."""
-        con = sqlite3.connect(self.ws / ".tooldeck" / "tooldeck.db", timeout=30)
-        try:
-            held = {json.loads(r[0]) for r in con.execute(
-                "SELECT i.data FROM buffer_items i JOIN buffers b ON b.bkey = i.bkey WHERE b.buffer_id=?", (self.buffer_id,))}
-            dead = con.execute("SELECT COUNT(*) FROM buffer_batches WHERE buffer_id=? AND state='dead'",
-                               (self.buffer_id,)).fetchone()[0]
-            done = con.execute("SELECT batches_total FROM buffers WHERE buffer_id=?", (self.buffer_id,)).fetchone()
-        finally:
-            con.close()
-        return held, int(dead), int(done[0]) if done else 0
+        held = {json.loads(r["data"]) for r in state_rows(
+            self.ws, "SELECT i.data FROM buffer_items i JOIN buffers b ON b.bkey = i.bkey WHERE b.buffer_id=?", (self.buffer_id,))}
+        dead = state_rows(self.ws, "SELECT COUNT(*) AS n FROM buffer_batches WHERE buffer_id=? AND state='dead'",
+                          (self.buffer_id,))[0]["n"]
+        done = state_rows(self.ws, "SELECT batches_total FROM buffers WHERE buffer_id=?", (self.buffer_id,))
+        return held, int(dead), int(done[0]["batches_total"]) if done else 0
 
     def pending(self) -> int:
         """Items the buffer still has to deliver (dead-letter excluded)."""
-        con = sqlite3.connect(self.ws / ".tooldeck" / "tooldeck.db", timeout=30)
-        try:
-            row = con.execute("SELECT pending FROM buffers WHERE buffer_id=?", (self.buffer_id,)).fetchone()
-        finally:
-            con.close()
-        return int(row[0]) if row else 0
+        rows = state_rows(self.ws, "SELECT pending FROM buffers WHERE buffer_id=?", (self.buffer_id,))
+        return int(rows[0]["pending"]) if rows else 0
 
     def lost(self) -> set[str]:
         """Acknowledged items neither delivered nor still held (pending or dead-letter) by the buffer."""

@@ -33,3 +33,31 @@ def exec_tool(folder: Path, name: str, script: str, **extra: Any) -> Path:
     executable.update(extra.pop("executable", {}))
     manifest = {"name": name, "type": "executable", "description": f"test tool {name}", "executable": executable, **extra}
     return write_tool(folder, name, manifest, script)
+
+
+def state_rows(ws: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of the workspace's shared state, read as a separate process would: its SQLite file, or the
+    PostgreSQL database TOOLDECK_DATABASE_URL names (portable SQL, `?` placeholders)."""
+    from state.db import database_url, open_store
+
+    store = open_store(ws / ".tooldeck", url=database_url(), pool_size=1)
+    try:
+        return [dict(r) for r in store.query(sql, params)]
+    finally:
+        store.close()
+
+
+def state_bytes(home: Path) -> bytes:
+    """Everything the shared state holds, as bytes to search for a secret: the SQLite file and its WAL,
+    or every row of every table of the PostgreSQL database TOOLDECK_DATABASE_URL names."""
+    from state.db import database_url, open_store
+
+    url = database_url()
+    if url is None:
+        return b"".join(p.read_bytes() for p in sorted(home.glob("tooldeck.db*")))
+    store = open_store(home, url=url, pool_size=1)
+    try:
+        tables = [r[0] for r in store.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        return "\n".join(repr(tuple(r)) for t in tables for r in store.query(f"SELECT * FROM {t}")).encode()
+    finally:
+        store.close()

@@ -99,14 +99,9 @@ def alive(pid: int) -> bool:
 
 
 def db_rows(ws: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    import sqlite3
+    from tests.helpers import state_rows
 
-    con = sqlite3.connect(ws / ".tooldeck" / "tooldeck.db", timeout=30)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, params).fetchall()]
-    finally:
-        con.close()
+    return state_rows(ws, sql, params)
 
 
 # -- the SDK's own client ----------------------------------------------------------------

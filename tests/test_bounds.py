@@ -13,7 +13,7 @@ from tools.errors import ToolOutputTooLargeError
 
 def _outcomes(runtime, tool_id: str) -> list[str]:
     runtime.calls.flush()
-    rows = runtime.store.query("SELECT outcome FROM calls WHERE tool_id=? ORDER BY rowid", (tool_id,))
+    rows = runtime.store.query("SELECT outcome FROM calls WHERE tool_id=? ORDER BY id", (tool_id,))
     return [r[0] for r in rows]
 
 

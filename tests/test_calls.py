@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from state.calls import CallRecord, CallRecorder
-from state.db import Store
+from state.db import SqliteStore as Store  # these tests hold SQLite's file lock from another process
 from tests.buffer_helpers import wait_for
-from tests.helpers import exec_tool, python_tool
+from tests.helpers import exec_tool, python_tool, state_bytes
 from tools.errors import (
     ToolCrashError,
     ToolError,
@@ -96,8 +96,8 @@ def test_secrets_never_reach_a_tool_and_are_redacted_from_stderr(workspace: Path
     assert SECRET not in info.value.stderr_tail and SECRET not in info.value.message
     assert "***" in info.value.stderr_tail
     runtime.calls.flush()
-    db = (runtime.home / "tooldeck.db").read_bytes() + (runtime.home / "tooldeck.db-wal").read_bytes()
-    assert SECRET.encode() not in db
+    db = state_bytes(runtime.home)
+    assert b"leaky" in db and SECRET.encode() not in db
 
 
 def test_warm_worker_survives_a_raise_and_a_hard_exit(workspace: Path, make_runtime) -> None:

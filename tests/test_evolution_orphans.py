@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from state.db import StoreError
 from tests.evolution_helpers import greet_answer, greet_tool, settings
+from tests.helpers import state_rows
 from tests.messages_server import FAKE_KEY, MessagesServer, messages_server_fixture  # noqa: F401
 from tools.evolution.review import get_proposal
 
@@ -30,7 +31,8 @@ def run(data):
 def start_evolve(workspace: Path, server: MessagesServer) -> subprocess.Popen[bytes]:
     """`tooldeck evolve greet ...` in its own process, against the loopback Messages server."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": server.url,
-           "PYTHONPATH": str(ROOT), "HOME": str(workspace)}
+           "PYTHONPATH": str(ROOT), "HOME": str(workspace),
+           **{k: v for k, v in os.environ.items() if k == "TOOLDECK_DATABASE_URL"}}  # the backend under test
     return subprocess.Popen([sys.executable, "-c", "from tools.cli import main; raise SystemExit(main())", "-w", str(workspace),
                              "evolve", "greet", "Allow spaces in names"], env=env, cwd=workspace,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -43,17 +45,15 @@ def started(rt: Any) -> Any:
 
 
 def wait_for_status(workspace: Path, status: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    db = workspace / ".tooldeck" / "tooldeck.db"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        if db.exists():
+        if (workspace / ".tooldeck").exists():
             try:
-                with sqlite3.connect(db, timeout=5) as con:
-                    row = con.execute("SELECT status FROM proposals WHERE id=1").fetchone()
-                if row and row[0] == status:
+                rows = state_rows(workspace, "SELECT status FROM proposals WHERE id=1")
+                if rows and rows[0]["status"] == status:
                     return
-            except sqlite3.Error:
+            except StoreError:
                 pass
         time.sleep(0.05)
     raise AssertionError(f"proposal 1 never reached {status}")
@@ -124,10 +124,12 @@ def _remote(rt: Any, heartbeat_age: float) -> None:
     """What another node writes to the shared database: its runtime row and the proposal it is evolving."""
     now = time.time()
     with rt.store.tx() as con:
-        con.execute("INSERT OR REPLACE INTO runtimes(session, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?)",
-                    ("s-remote", 4242, f"not-{socket.gethostname()}", now - 600, now - heartbeat_age, 0, None))
-        con.execute("INSERT INTO proposals(tool_id, version, status, session, pid, created, updated) VALUES (?,?,?,?,?,?,?)",
-                    ("greet", f"1.{int(heartbeat_age)}.0", "generating", "s-remote", 4242, now, now))
+        host = f"not-{socket.gethostname()}"
+        con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label) VALUES (?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT (session, node) DO UPDATE SET heartbeat=excluded.heartbeat",
+                    ("s-remote", f"{host}:4242:abc", 4242, host, now - 600, now - heartbeat_age, 0, None))
+        con.execute("INSERT INTO proposals(tool_id, version, status, session, pid, node, created, updated) VALUES (?,?,?,?,?,?,?,?)",
+                    ("greet", f"1.{int(heartbeat_age)}.0", "generating", "s-remote", 4242, f"{host}:4242:abc", now, now))
 
 
 def test_another_hosts_evolution_is_judged_by_its_runtimes_heartbeat(workspace, make_runtime):

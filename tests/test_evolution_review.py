@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, record_history, settings
+from tests.helpers import state_bytes
 from tests.messages_server import FAKE_KEY, MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.errors import InvalidIdError, ToolError, ToolUnavailableError, UsageError
 from tools.evolution.evolve import evolve_tool, tool_entry
@@ -141,7 +142,7 @@ def test_path_like_ids_and_scopes_are_refused(workspace, make_runtime, anthropic
     assert sorted(p.name for p in (rt.home / "evolved").iterdir()) == ["greet"]
 
 
-def test_no_secret_in_the_database_logs_or_events(workspace, make_runtime, anthropic_server):
+def test_no_secret_in_the_database_logs_or_events(workspace, make_runtime, anthropic_server, backend):
     settings(workspace)
     greet_tool(workspace)
     rt = make_runtime()
@@ -159,9 +160,11 @@ def test_no_secret_in_the_database_logs_or_events(workspace, make_runtime, anthr
     assert all(FAKE_KEY not in json.dumps(e.payload) for e in rt.events.recent(1000))
     rt.close()
     files = [p for p in rt.home.rglob("*") if p.is_file()]
-    assert any(p.name == "tooldeck.db" for p in files) and any(p.parent.name == "logs" for p in files)
+    assert (backend.postgres or any(p.name == "tooldeck.db" for p in files)) and any(p.parent.name == "logs" for p in files)
     for path in files:
         assert FAKE_KEY.encode() not in path.read_bytes(), path
+    state = state_bytes(rt.home)
+    assert b"greet" in state and FAKE_KEY.encode() not in state
 
 
 def test_auto_approve_policy_promotes_only_fully_validated_candidates(workspace, make_runtime, anthropic_server):

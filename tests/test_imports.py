@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("textual", "anthropic", "qdrant_client", "mcp")
+HEAVY = ("textual", "anthropic", "qdrant_client", "mcp", "psycopg", "psycopg_pool")
 
 
 def _fresh(code: str, env: dict[str, str] | None = None) -> str:

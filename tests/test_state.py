@@ -10,27 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from state.db import SCHEMA_VERSION, SchemaTooNewError, Store, StoreBusyError
+from state.db import SCHEMA_VERSION, SchemaTooNewError, SqliteStore, StoreBusyError, open_store
 from state.events import EventLog
 from tools.errors import StateError
 
+Store = SqliteStore  # the tests of SQLite's own behaviour (locks, WAL, a file that is not a database)
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "tooldeck.db"
-    Store(path).close()
-    con = sqlite3.connect(path)
-    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    con.close()
+
+def set_schema_version(backend, home: Path, version: int) -> None:
+    """Write a schema version as a newer tooldeck would have (SQLite: user_version; PostgreSQL: tooldeck_schema)."""
+    open_store(home, url=backend.url).close()
+    if backend.postgres:
+        import psycopg
+
+        with psycopg.connect(backend.url, autocommit=True) as con:
+            con.execute("UPDATE tooldeck_schema SET version=%s WHERE id=1", (version,))
+    else:
+        con = sqlite3.connect(home / "tooldeck.db")
+        con.execute(f"PRAGMA user_version={version}")
+        con.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path, backend) -> None:
+    set_schema_version(backend, tmp_path, SCHEMA_VERSION + 1)
     with pytest.raises(SchemaTooNewError, match="newer than this tooldeck understands"):
-        Store(path)
+        open_store(tmp_path, url=backend.url)
 
 
-def test_runtime_reports_a_newer_schema_as_one_line(workspace: Path, make_runtime) -> None:
+def test_runtime_reports_a_newer_schema_as_one_line(workspace: Path, make_runtime, backend) -> None:
     home = workspace / ".tooldeck"
     home.mkdir()
-    con = sqlite3.connect(home / "tooldeck.db")
-    con.execute("PRAGMA user_version=99")
-    con.close()
+    set_schema_version(backend, home, 99)
     runtime = make_runtime()
     with pytest.raises(StateError, match="schema version 99 is newer"):
         runtime.call("anything", {})
@@ -71,10 +81,9 @@ def test_database_held_by_another_process_gives_a_clear_error(tmp_path: Path) ->
     assert [e.kind for e in EventLog(store).tail(0)] == ["after.unlock"]
 
 
-def test_events_tail_by_rowid_across_connections(tmp_path: Path) -> None:
-    path = tmp_path / "tooldeck.db"
-    writer = EventLog(Store(path), session="w")
-    reader = EventLog(Store(path))
+def test_events_tail_across_connections(tmp_path: Path, backend) -> None:
+    writer = EventLog(open_store(tmp_path, url=backend.url), session="w")
+    reader = EventLog(open_store(tmp_path, url=backend.url))
     first = writer.emit("a.one", "tool_x", "1.0.0", n=1)
     writer.emit("a.two")
     got = reader.tail(0)
@@ -84,8 +93,8 @@ def test_events_tail_by_rowid_across_connections(tmp_path: Path) -> None:
     assert reader.tail(first, kinds=["a.one"]) == []
 
 
-def test_retention_prunes_old_events_but_keeps_the_newest(tmp_path: Path) -> None:
-    log = EventLog(Store(tmp_path / "tooldeck.db"))
+def test_retention_prunes_old_events_but_keeps_the_newest(store) -> None:
+    log = EventLog(store)
     old = time.time() - 10 * 86400
     with log.store.tx() as con:
         con.executemany("INSERT INTO events(ts, pid, kind) VALUES (?, 1, 'old')", [(old,)] * 50)
@@ -98,9 +107,9 @@ def test_retention_prunes_old_events_but_keeps_the_newest(tmp_path: Path) -> Non
     assert log.prune(86400, keep_min=100) == 0  # never below the floor
 
 
-def test_secrets_are_masked_in_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_masked_in_events(store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-abcdefghijklmnop")
-    log = EventLog(Store(tmp_path / "tooldeck.db"))
+    log = EventLog(store)
     log.emit("oops", detail="the key is sk-ant-abcdefghijklmnop")
     assert log.tail(0)[0].payload == {"detail": "the key is ***"}
 
@@ -135,3 +144,20 @@ def test_unknown_settings_are_reported_not_ignored(workspace: Path, make_runtime
     runtime.wait_ready(30)
     warnings = [e.payload["warning"] for e in runtime.events.tail(0, kinds=["runtime.warning"])]
     assert any("[retention] events_dayz" in w for w in warnings) and any("unknown section [modle]" in w for w in warnings)
+
+
+def test_runtimes_on_two_machines_with_one_session_and_pid_do_not_collide(workspace: Path, make_runtime) -> None:
+    """Containers repeat pids (every container's first process is pid 1) and may share a session id: a
+    runtime is keyed by its node (host, pid, start token), so another machine's row stays its own."""
+    import os
+
+    runtime = make_runtime(session="s-shared")
+    runtime.wait_ready(30)
+    now = runtime.store.now()
+    with runtime.store.tx() as con:
+        con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve) VALUES (?,?,?,?,?,?,?)",
+                    ("s-shared", f"container-b:{os.getpid()}:aa11", os.getpid(), "container-b", now, now, 1))
+    runtime._heartbeat()
+    rows = {(r["host"], r["node"]) for r in runtime.live_runtimes() if r["session"] == "s-shared"}
+    assert rows == {("container-b", f"container-b:{os.getpid()}:aa11"), (runtime.host, runtime.node)}
+    assert runtime.node.startswith(f"{runtime.host}:{os.getpid()}:") and len(runtime.node.split(":")) == 3

@@ -72,3 +72,41 @@ async def test_sessions_view_and_the_scope_choice(workspace: Path) -> None:
         app.shutdown()
         for proc in workers:
             proc.communicate(input="", timeout=30)
+
+
+async def test_every_node_by_host_and_the_backend(workspace: Path, backend) -> None:
+    """Runtimes of another machine sharing the state are listed under their host (their pid may repeat a
+    local one), and the dashboard says which backend the state is on."""
+    import os
+
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            store = app.runtime.store
+            now = store.now() + 60  # a heartbeat that stays fresh however slow this machine is
+            with store.tx() as con:
+                for session, host in (("s-remote", "node-b"), ("s-other", "node-c")):
+                    con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind)"
+                                " VALUES (?,?,?,?,?,?,?,?,?)", (session, f"{host}:{os.getpid()}:f00d", os.getpid(), host, now,
+                                                               now, 1, f"serve on {host}", "serve"))
+            await wait_for(pilot, lambda: app.latest is not None and len(app.latest.sessions) >= 3, timeout=30,
+                           what="three nodes")
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions view")
+            table = app.screen.query_one("#sessions-table")
+            remote = f"s-remote/node-b/{os.getpid()}"
+            await wait_for(pilot, lambda: remote in table_keys(table), what="node b's row")
+            keys = table_keys(table)
+            assert keys[0] == f"{app.runtime.own_session}/{os.getpid()}"  # this host first, then by host
+            assert keys.index(remote) < keys.index(f"s-other/node-c/{os.getpid()}")
+            assert str(table.value(remote, "host")) == "node-b" and str(table.value(remote, "label")) == "serve on node-b"
+            title = str(app.screen.query_one("#sessions-title").content)
+            assert "on 3 hosts" in title and f"state: {backend.name}" in title, title
+            if backend.postgres:
+                assert "postgresql, 3 hosts" in app.sub_title
+                assert "@" in title and "password" not in title
+            else:
+                assert "postgresql" not in app.sub_title and "tooldeck.db" in title
+    finally:
+        app.shutdown()

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from state.calls import CallRecord, CallRecorder, prune_calls
-from state.db import Store, StoreError
+from state.calls import CallRecord, CallRecorder
+from state.db import Store, StoreError, database_url, open_store
 from state.events import EventLog
 from state.paths import tooldeck_home
 from state.redact import adopt_environ
+from tools import presence
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
 from tools.ids import check_name, check_tool_id, resolve_workspace
@@ -41,9 +42,6 @@ EXTENSIONS: list[str] = [
     "tools.recovery.ledger:install",
     "tools.recovery.selection:install",
 ]
-
-HEARTBEAT_SECONDS = 2.0
-LIVE_AFTER_SECONDS = 10.0
 
 
 class CallHook(Protocol):
@@ -121,6 +119,10 @@ class Runtime:
         self.label = label
         self.kind = kind  # dashboard | serve | cli | mcp serve | library; MCP clients: mcp client
         self.pid = os.getpid()
+        self.host = socket.gethostname()
+        #: this runtime on every machine: host, pid and a start token (a pid alone repeats across
+        #: containers and restarts); runtimes are keyed by (session, node), buffer leases name it
+        self.node = f"{self.host}:{self.pid}:{_secrets.token_hex(3)}"
         self.tracking_disabled = os.environ.get("TOOLDECK_DISABLE_USAGE_TRACKING", "") not in ("", "0", "false")
         self.catalog = Catalog(roots_for(self.workspace, demo=demo, extra=extra_roots or []), self.home / "evolved")
         self.hooks: list[CallHook] = []
@@ -161,7 +163,9 @@ class Runtime:
             from tools.logs import setup_logging
 
             setup_logging(self.home / "logs")
-            self._store = Store(self.home / "tooldeck.db")
+            url = database_url(self._settings.get("state", "database_url", None))
+            pool = int(self._settings.get("state", "pool_size") or (2 if self.kind == "cli" else 8))
+            self._store = open_store(self.home, url=url, pool_size=pool)
             self._events = EventLog(self._store, lambda: self.session)
             self._calls = CallRecorder(self._store, session=self.own_session,
                                        max_queued=int(self._settings.get("calls", "max_queued_records", 10_000)))
@@ -191,7 +195,8 @@ class Runtime:
                     self.events.emit("runtime.error", where=spec, error=f"{type(exc).__name__}: {exc}")
         self.catalog.discover()
         self.catalog.load_all()
-        threading.Thread(target=self._housekeeping, name="tooldeck-housekeeping", daemon=True).start()
+        threading.Thread(target=presence.housekeeping, args=(self, self._closing), name="tooldeck-housekeeping",
+                         daemon=True).start()
 
     def _require_store(self, timeout: float = 30.0) -> None:
         if self._store is not None and self._start_error is None and self._store_ready.is_set():
@@ -272,58 +277,22 @@ class Runtime:
     def subscribe(self, listener: Callable[[list[StatusChange]], None]) -> Callable[[], None]:
         return self.catalog.subscribe(listener)
 
-    # -- housekeeping --------------------------------------------------------------
+    # -- presence (tools.presence) ---------------------------------------------------
 
     def _heartbeat(self) -> None:
         assert self._store is not None
-        now = time.time()
-        with self._store.tx() as con:
-            con.execute(
-                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat",
-                (self.own_session, self.pid, socket.gethostname(), now, now, int(self.serve), self.label, self.kind),
-            )
-
-    def _housekeeping(self) -> None:
-        last_checkpoint = last_prune = time.monotonic()
-        while not self._closing.wait(HEARTBEAT_SECONDS):
-            try:
-                self._heartbeat()
-                now = time.monotonic()
-                if now - last_checkpoint > 60:
-                    self.store.checkpoint()
-                    last_checkpoint = now
-                if self.serve and now - last_prune > 600:
-                    self.prune()
-                    last_prune = now
-            except ToolError as exc:
-                self._log_error("housekeeping", exc)
-            except StoreError as exc:
-                self._log_error("housekeeping", exc)
+        presence.heartbeat(self, self._store)
 
     def prune(self) -> dict[str, int]:
-        retention = self.settings.section("retention")
-        removed = {
-            "events": self.events.prune(float(retention["events_days"]) * 86400),
-            "calls": prune_calls(self.store, float(retention["calls_days"]) * 86400),
-        }
-        cutoff = time.time() - float(retention.get("failures_days", 30)) * 86400
-        with self.store.tx() as con:
-            con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (time.time() - 86400,))
-            # the ledger and the score trend; current scores, tags and circuits live in their own rows
-            removed["failures"] = con.execute("DELETE FROM failures WHERE ts < ?", (cutoff,)).rowcount
-            removed["score_history"] = con.execute("DELETE FROM score_history WHERE ts < ?", (cutoff,)).rowcount
-        return removed
-
-    def _log_error(self, where: str, exc: BaseException) -> None:
-        import logging
-
-        logging.getLogger("tooldeck").error("%s: %s", where, exc)
+        """Rows older than `[retention]` allows; counts removed per table."""
+        return presence.prune(self)
 
     def live_runtimes(self) -> list[dict[str, Any]]:
-        cutoff = time.time() - LIVE_AFTER_SECONDS
-        rows = self.store.query("SELECT * FROM runtimes WHERE heartbeat >= ? ORDER BY started", (cutoff,))
-        return [dict(r) for r in rows]
+        """Every runtime, on any node, with a fresh heartbeat."""
+        return presence.live_runtimes(self.store)
+
+    def _log_error(self, where: str, exc: BaseException) -> None:
+        presence.log.error("%s: %s", where, exc)
 
     # -- resolution ----------------------------------------------------------------
 
@@ -366,9 +335,22 @@ class Runtime:
                     try:
                         return self.catalog.get(tool_id, promoted, timeout=timeout)
                     except ToolError as exc:  # files gone or tampered: the version that served before it serves
+                        if self._materialise(tool_id, promoted):  # approved on another node: its files come from the store
+                            return self.catalog.get(tool_id, promoted, timeout=timeout)
                         self._log_error(f"promotion of {tool_id} {promoted}", exc)
                     promoted = self._served_before(tool_id, scope, promoted)
         return self.catalog.get(tool_id, version, timeout=timeout)
+
+    def _materialise(self, tool_id: str, version: str) -> bool:
+        """Write a version approved elsewhere (another node) into this node's evolved folder, verified."""
+        pins = self.extensions.get("evolution_pins")
+        if pins is None or self.catalog.find(tool_id, version) is not None:
+            return False
+        try:
+            return bool(pins.materialise(tool_id, version))
+        except (ToolError, StoreError, OSError) as exc:
+            self._log_error(f"materialising {tool_id} {version}", exc)
+            return False
 
     def _served_before(self, tool_id: str, scope: str, version: str) -> str | None:
         """The version a scope served before `version` was promoted there (None: the next scope, then the base)."""
@@ -418,6 +400,8 @@ class Runtime:
             check_output(entry, result)
         except ToolError as exc:
             error = exc
+        except StoreError as exc:  # the shared state refused (a database down, locked): not the tool's fault
+            error = StateError(f"{entry.tool_id}: {exc}", tool_id=entry.tool_id, version=entry.served_version)
         except Exception as exc:  # a bug inside a builtin tool is that tool's crash, recorded like any other
             error = ToolCrashError(f"{entry.tool_id}: {type(exc).__name__}: {exc}", tool_id=entry.tool_id,
                                    version=entry.served_version)
@@ -518,7 +502,7 @@ class Runtime:
                     self._calls.close()
                 self.catalog.flush()
                 with self._store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND pid=?", (self.own_session, self.pid))
+                    con.execute("DELETE FROM runtimes WHERE session=? AND node=?", (self.own_session, self.node))
                 self._store.close()
             except StoreError as exc:
                 self._log_error("close", exc)

@@ -223,6 +223,9 @@ class TooldeckApp(OperatorActions, App[int]):
 
     def _show_title(self, snapshot: Snapshot) -> None:
         title = snapshot.summary
+        if snapshot.backend.get("backend") == "postgresql":  # shared by several nodes: say so (SQLite is the default)
+            hosts = {r.get("host") for r in snapshot.sessions}
+            title += f" · postgresql, {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
         if snapshot.errors:
             title += f" · {snapshot.errors[0]}"
         title = ("PAUSED · " if self.paused else "") + title

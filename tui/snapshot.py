@@ -48,6 +48,8 @@ class Snapshot:
     sessions: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: where the shared state lives: {"backend": "sqlite" | "postgresql", "where": path or URL without a password}
+    backend: dict[str, Any] = field(default_factory=dict)
 
 
 def tool_counts(rows: list[ToolRow]) -> dict[str, int]:
@@ -107,6 +109,7 @@ class Collector:
         except Exception as exc:  # the header shows why the runtime is not usable
             snap.errors.append(str(exc))
             return snap
+        snap.backend = rt.store.describe()
         if now - self._stats_at > self.stats_every:
             from state.calls import tool_stats
 

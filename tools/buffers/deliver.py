@@ -185,7 +185,7 @@ class Deliverer:
             finally:
                 self.leases.release(claim)
         if refused is not None and tool is not None:
-            reason, until = refusal(refused, time.time())
+            reason, until = refusal(refused, engine.tables.store.now())
             self.waits.note(tool, until)
             engine.tables.hold(claim, reason, until)
             return Outcome("waiting", reason)

@@ -67,7 +67,7 @@ class BufferEngine:
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
-        self.tables = BufferTables(runtime.store, runtime.session)
+        self.tables = BufferTables(runtime.store, runtime.session, runtime.node)
         section = runtime.settings.section("buffers")
         self.max_attempts = max(1, int(section["max_attempts"]))
         self.backoff_base = float(section["backoff_base_seconds"])
@@ -231,7 +231,7 @@ class BufferEngine:
             return set(self._mine)
 
     def _count(self, buffer_id: str, res: WriteResult) -> None:
-        key = (buffer_id, int(time.time()))
+        key = (buffer_id, int(self.tables.store.now()))
         with self._lock:
             slot = self._rates.get(key)
             if slot is None:
@@ -294,7 +294,7 @@ class BufferEngine:
             self._adopt(buffer_id)
         deadline = 0.0
         while True:
-            res = self.tables.append(config.bkey, text, time.time())
+            res = self.tables.append(config.bkey, text, self.tables.store.now())
             if not res.full:
                 break
             if not deadline:
@@ -327,7 +327,7 @@ class BufferEngine:
         deadline = 0.0
         res: WriteResult | None = None
         while texts or res is None:
-            res = self.tables.append_many(config.bkey, texts, time.time())
+            res = self.tables.append_many(config.bkey, texts, self.tables.store.now())
             self._count(buffer_id, res)
             written += res.written
             dropped += res.dropped
@@ -354,7 +354,7 @@ class BufferEngine:
     # -- flushing and maintenance ------------------------------------------------------
 
     def new_owner(self) -> str:
-        return f"{self.runtime.session}:{self.tables.pid}:{next(self._owner_ids)}"
+        return f"{self.runtime.session}:{self.tables.node}:{next(self._owner_ids)}"
 
     def backoff(self, attempts: int) -> float:
         """Capped exponential backoff with equal jitter: d = min(max, base * 2**(attempts-1)); wait d/2 + U(0, d/2)."""

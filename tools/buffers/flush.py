@@ -148,7 +148,7 @@ class Flusher:
         self._persist_counts()
         scope = self._scope()
         pressed, self._pressed = self._pressed, set()
-        now = time.time()
+        now = engine.tables.store.now()
         delay = engine.poll_seconds
         busy = self.pool.busy()
         by_buffer: dict[str, list[Any]] = {}
@@ -245,7 +245,7 @@ class Flusher:
         """Deliver what is due, retries falling due within the close budget, and (if nobody else will) the rest."""
         engine, tables = self.engine, self.engine.tables
         while self._time_left() > 0:
-            now = time.time()
+            now = engine.tables.store.now()
             worked = False
             soonest: float | None = None
             for b in tables.open_batches(buffer_id):
@@ -265,7 +265,7 @@ class Flusher:
                     and self.deliverer.waits.until(row["pass_through_tool"], now) is None):
                 unclaimed = row["pending"] - row["inflight"]
                 due = unclaimed > 0 and (not covered or unclaimed >= row["max_size"]
-                                         or (row["oldest_ts"] or 0) + row["flush_interval_seconds"] <= time.time())
+                                         or (row["oldest_ts"] or 0) + row["flush_interval_seconds"] <= engine.tables.store.now())
                 if due:
                     claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
                     if claim is not None:
@@ -273,9 +273,9 @@ class Flusher:
                         worked = True
             if worked:
                 continue
-            if soonest is None or soonest - time.time() >= self._time_left():
+            if soonest is None or soonest - engine.tables.store.now() >= self._time_left():
                 return
-            time.sleep(max(0.0, soonest - time.time()))
+            time.sleep(max(0.0, soonest - engine.tables.store.now()))
 
     def _time_left(self) -> float:
         return self._deadline - time.monotonic()
@@ -288,7 +288,7 @@ class Flusher:
         rates, drops = self.engine.take_counts()
         prune = None
         if now - self._pruned_at > PRUNE_EVERY:
-            prune = int(time.time()) - KEEP_RATES_SECONDS
+            prune = int(self.engine.tables.store.now()) - KEEP_RATES_SECONDS
             self._pruned_at = now
         self.engine.tables.add_rates(rates, prune_before=prune)
         for buffer_id, n in drops.items():
@@ -311,7 +311,7 @@ class Flusher:
         Not while `tool` (the pass-through) refused a delivery lately: the item waits for the flusher then.
         """
         engine = self.engine
-        if self.deliverer.waits.until(tool, time.time()) is not None:
+        if self.deliverer.waits.until(tool, engine.tables.store.now()) is not None:
             self.wake()
             return False
         while True:
@@ -331,7 +331,7 @@ class Flusher:
         engine, tables = self.engine, self.engine.tables
         tally = _Tally()
         for b in tables.open_batches(buffer_id):
-            if b["state"] == "claimed" and (b["lease_until"] or 0) > time.time():
+            if b["state"] == "claimed" and (b["lease_until"] or 0) > engine.tables.store.now():
                 continue  # another flusher is delivering it right now
             claim = tables.reclaim(b["batch_id"], engine.new_owner(), engine.lease_seconds, engine.max_attempts, force=True)
             if claim is None:

@@ -7,9 +7,7 @@ buffers costs a handful of indexed queries: fine at 4 Hz.
 
 from __future__ import annotations
 
-import os
 import socket
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,20 +72,22 @@ def live_runtimes(runtime: Any) -> list[dict[str, Any]]:
 
 
 def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool = False) -> tuple[list[str], dict[str, list[str]]]:
-    """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels."""
-    me = (runtime.session, os.getpid())
+    """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels
+    ("session/host/pid" for a runtime on another machine)."""
+    me = (runtime.session, runtime.node)
+    host = socket.gethostname()
     alive = {}
     serving = []
     for r in live_runtimes(runtime):
-        key = (r["session"], int(r["pid"]))
+        key = (r["session"], r["node"])
         if exclude_self and key == me:
             continue
-        alive[key] = f"{r['session']}/{r['pid']}"
+        alive[key] = f"{r['session']}/{r['pid']}" if r["host"] == host else f"{r['session']}/{r['host']}/{r['pid']}"
         if r["serve"]:
             serving.append("serve:" + alive[key])
     by_buffer: dict[str, list[str]] = {}
     for f in tables.flushers():
-        label = alive.get((f["session"], int(f["pid"])))
+        label = alive.get((f["session"], f["node"]))
         if label is not None:
             by_buffer.setdefault(f["buffer_id"], []).append(label)
     return serving, by_buffer
@@ -132,8 +132,12 @@ def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tupl
 
 
 def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = None) -> list[BufferStatus]:
-    now = time.time()
-    rows = tables.rows(buffer_id)
+    now = tables.store.now()
+    batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, MIN(next_attempt_at) AS due, MAX(last_error) AS error"
+                 " FROM buffer_batches" + (" WHERE buffer_id=?" if buffer_id else "") + " GROUP BY buffer_id, state")
+    with tables.store.snapshot():  # the buffers' counters and their batches as of one moment
+        rows = tables.rows(buffer_id)
+        batch_rows = tables.store.query(batch_sql, (buffer_id,) if buffer_id else ()) if rows else []
     if not rows:
         return []
     this_sec = int(now)
@@ -145,11 +149,8 @@ def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = N
         if 0 <= i < WINDOW_SECONDS:  # the current second is still filling: leave it out
             writes.setdefault(r["buffer_id"], [0] * WINDOW_SECONDS)[i] += r["writes"]
             flushed.setdefault(r["buffer_id"], [0] * WINDOW_SECONDS)[i] += r["flushed"]
-    batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, MIN(next_attempt_at) AS due, MAX(last_error) AS error"
-                 " FROM buffer_batches" + (" WHERE buffer_id=?" if buffer_id else "") + " GROUP BY buffer_id, state")
     batches: dict[tuple[str, str], tuple[int, float | None, str | None]] = {
-        (r["buffer_id"], r["state"]): (r["n"], r["due"], r["error"])
-        for r in tables.store.query(batch_sql, (buffer_id,) if buffer_id else ())
+        (r["buffer_id"], r["state"]): (r["n"], r["due"], r["error"]) for r in batch_rows
     }
     serving, by_buffer = flushers_by_buffer(runtime, tables)
     out = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ class ToolEntry:
     done: threading.Event = field(default_factory=threading.Event)
     claimed: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
+    manifest_sha: str | None = None  # of the manifest as loaded (tools.catalog.nodes)
+    conflict: bool = False  # in error because another live node loaded other files for it
 
     @property
     def tool_dir(self) -> Path:
@@ -59,3 +63,19 @@ class Problem:
 
     path: Path
     message: str
+
+
+def write_status(store: Any, changes: list[StatusChange]) -> None:
+    """Each changed version's load status in `tool_status`, where other processes and the dashboard read it."""
+    if not changes:
+        return
+    now, pid = time.time(), os.getpid()
+    rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes]
+    with store.tx() as con:
+        con.executemany(
+            "INSERT INTO tool_status(tool_id, version, status, type, source, path, error, overrides, updated, pid)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (tool_id, version) DO UPDATE SET status=excluded.status,"
+            " type=excluded.type, source=excluded.source, path=excluded.path, error=excluded.error,"
+            " overrides=excluded.overrides, updated=excluded.updated, pid=excluded.pid",
+            rows,
+        )

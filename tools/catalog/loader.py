@@ -8,14 +8,15 @@ and delivered after the lock is released.
 from __future__ import annotations
 
 import json
-import os
+import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from state.db import Store, dumps
+from state.db import Store, StoreError, dumps
 from state.events import EventLog, PendingEvent
 from state.redact import holds_secret
 from tools.catalog.discovery import (
@@ -25,9 +26,10 @@ from tools.catalog.discovery import (
     discover_root,
     escapes,
 )
-from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry
+from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry, write_status
 from tools.catalog.imported import IMPORTED, ImportedTools
 from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
+from tools.catalog.nodes import NodeManifests, manifest_sha
 from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 
@@ -67,6 +69,8 @@ class Catalog(ImportedTools):
         #: asked for an id no tool has: `(tool_id, timeout) -> whether to look again` (an MCP server whose name
         #: prefixes the id may list it once connected)
         self.resolver: Callable[[str, float], bool] | None = None
+        #: this node's manifest hashes against the other live nodes' (several nodes sharing a database)
+        self.nodes: NodeManifests | None = None
 
     # -- listeners -----------------------------------------------------------------
 
@@ -116,6 +120,7 @@ class Catalog(ImportedTools):
     def attach(self, store: Store, events: EventLog) -> None:
         self._store = store
         self._events = events
+        self.nodes = NodeManifests(store, socket.gethostname())
 
     def load_all(self) -> None:
         """Parse every discovered manifest not yet claimed by a waiting caller."""
@@ -156,12 +161,15 @@ class Catalog(ImportedTools):
             hit = cache.get(key) if cache else None
             if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
                 data = json.loads(hit[2])
+                text = hit[2]
                 self.cache_hits += 1
             else:
                 data = read_manifest_data(entry.path)
                 self.parsed += 1
+                text = dumps(data)
                 if not holds_secret(data):  # a manifest holding a secret is re-read, never cached in the database
-                    fresh_row = (key, st.st_size, st.st_mtime_ns, dumps(data))
+                    fresh_row = (key, st.st_size, st.st_mtime_ns, text)
+            entry.manifest_sha = manifest_sha(text)
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
         except ManifestError as exc:
             error = exc.message
@@ -174,6 +182,7 @@ class Catalog(ImportedTools):
         tampered = self._tampered(entry) if manifest is not None else None
         if tampered:
             manifest, error = None, tampered
+        conflict = self._conflict(entry, manifest, note=True) if manifest is not None else None
         with self._lock:
             if tampered:
                 entry.manifest = None  # its files changed after approval: not even the last good manifest serves
@@ -182,11 +191,15 @@ class Catalog(ImportedTools):
                 entry.cache = {}
                 entry.status = READY
                 entry.error = None
+                entry.conflict = False
             else:
                 entry.status = ERROR if entry.manifest is None else READY  # keep the last good version
                 entry.error = error
             entry.loaded_at = time.time()
-            change = StatusChange(entry.tool_id, entry.served_version, ERROR if manifest is None else READY, error, entry.source)
+            if conflict:  # it loaded, but another node loaded other files for it: shown, and refused by get()
+                entry.status, entry.error, entry.conflict, error = ERROR, conflict, True, conflict
+            change = StatusChange(entry.tool_id, entry.served_version, ERROR if manifest is None or conflict else READY, error,
+                                  entry.source)
             self._pending_changes.append(change)
         entry.done.set()
         payload: dict[str, Any] = {"source": entry.source, "path": str(entry.path)}
@@ -200,6 +213,27 @@ class Catalog(ImportedTools):
     def _tampered(self, entry: ToolEntry) -> str | None:
         return self.verifier(entry) if self.verifier is not None and entry.source == "evolved" else None
 
+    def _conflict(self, entry: ToolEntry, manifest: Manifest | None, *, note: bool = False) -> str | None:
+        if self.nodes is None or manifest is None or entry.source == "evolved":
+            return None
+        return self.nodes.check(entry.tool_id, manifest.version, entry.manifest_sha, str(entry.path), note=note)
+
+    def _recheck_conflict(self, entry: ToolEntry) -> None:
+        """At serve time: refuse while another node's files differ; back to ready once they agree."""
+        reason = self._conflict(entry, entry.manifest)
+        if reason is None and not entry.conflict:
+            return
+        with self._lock:
+            entry.conflict = reason is not None
+            entry.status, entry.error = (ERROR, reason) if reason else (READY, None)
+            self._pending_changes.append(StatusChange(entry.tool_id, entry.served_version, entry.status, reason, entry.source))
+        self._queue_event(PendingEvent("tool.error" if reason else "tool.ready", entry.tool_id, entry.served_version,
+                                       {"source": entry.source, "path": str(entry.path), **({"error": reason} if reason else {})}))
+        self.flush()
+        if reason:
+            raise ToolNotReadyError(f"tool {entry.tool_id!r} {entry.served_version}: {reason}", tool_id=entry.tool_id,
+                                    error_class="catalog_mismatch")
+
     def _read_cache(self) -> dict[str, tuple[int, int, str]] | None:
         if self._store is None:
             return None
@@ -210,7 +244,8 @@ class Catalog(ImportedTools):
         if self._store is None or not rows:
             return
         with self._store.tx() as con:
-            con.executemany("INSERT OR REPLACE INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?)", rows)
+            con.executemany("INSERT INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?) ON CONFLICT (path)"
+                            " DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, data=excluded.data", rows)
 
     # -- batched publication -------------------------------------------------------
 
@@ -233,23 +268,16 @@ class Catalog(ImportedTools):
             self._last_flush = time.perf_counter()
             if self._events is not None and events:
                 self._events.emit_many(events)
-                self._write_status(changes)
+                if self._store is not None:
+                    write_status(self._store, changes)
+            if self.nodes is not None:
+                try:
+                    self.nodes.flush()
+                except StoreError as exc:  # hashes are compared again at the next flush; logged
+                    logging.getLogger("tooldeck.catalog").error("recording manifest hashes: %s", exc)
         if changes or force:
             for listener in listeners:
                 listener(changes)
-
-    def _write_status(self, changes: list[StatusChange]) -> None:
-        if self._store is None or not changes:
-            return
-        now = time.time()
-        pid = os.getpid()
-        rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes]
-        with self._store.tx() as con:
-            con.executemany(
-                "INSERT OR REPLACE INTO tool_status(tool_id, version, status, type, source, path, error, overrides, updated, pid)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
 
     # -- lookups -------------------------------------------------------------------
 
@@ -305,6 +333,8 @@ class Catalog(ImportedTools):
             raise ToolNotReadyError(f"tool {tool_id!r} {entry.version}: {tampered}", tool_id=tool_id, error_class="tampered")
         if entry.manifest is None:
             raise ToolNotReadyError(f"tool {tool_id!r} failed to load: {entry.error}", tool_id=tool_id, error_class="bad_manifest")
+        if self.nodes is not None and entry.source != "evolved":
+            self._recheck_conflict(entry)
         return entry
 
     def counts(self) -> dict[str, int]:

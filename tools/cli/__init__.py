@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "tools.cli.failure_cmds",
     "tools.cli.spec_cmds",
     "tools.cli.mcp_cmds",
+    "tools.cli.state_cmds",
 ]
 
 EXIT_CODES = """\
@@ -54,7 +55,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if Parser.json_requested:
             _emit_error_json(message, "bad_usage")
-        self.exit(2, f"tooldeck: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"tooldeck: error: {redact(message)} (see {self.prog} --help)\n")
 
 
 def _json_requested(argv: Sequence[str]) -> bool:

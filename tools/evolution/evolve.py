@@ -49,6 +49,11 @@ def install(runtime: Any) -> None:
     pins = Pins(runtime)
     runtime.extensions["evolution_pins"] = pins
     runtime.catalog.verifier = pins
+    from tools.evolution.pins import materialise
+
+    for tool_id, version in {(r[0], r[1]) for r in runtime.store.query("SELECT tool_id, version FROM promotions")}:
+        # approved on another node sharing the database: its files are here before discovery finds them
+        materialise(runtime.store, runtime.home / "evolved", tool_id, version)
     from tools.evolution.orphans import reap
 
     reap(runtime)  # evolutions whose runtime died (an interrupted `tooldeck evolve`) end as failed
@@ -282,12 +287,14 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
     now = time.time()
     with runtime.store.tx() as con:
         version = next_version(runtime, con, tool_id, parent_version) if parent_version else base_version
-        cur = con.execute(
+        row = con.execute(
             "INSERT INTO proposals(tool_id, version, parent_version, parent_path, status, error_message, mutation_hint,"
-            " dynamic_schema, provider, model, session, pid, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " dynamic_schema, provider, model, session, pid, node, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " RETURNING id",
             (tool_id, version, parent_version, str(parent_path) if parent_path else None, "generating", error_message,
-             mutation_hint, int(dynamic_schema), provider.name, provider.model, runtime.session, os.getpid(), now, now))
-        pid = int(cur.lastrowid or 0)
+             mutation_hint, int(dynamic_schema), provider.name, provider.model, runtime.session, os.getpid(),
+             runtime.node, now, now)).fetchone()
+        pid = int(row[0])
     runtime.events.emit("evolution.started", tool_id, version, proposal_id=pid, parent_version=parent_version,
                         provider=provider.name, model=provider.model, hint=mutation_hint, error=error_message)
     run = _Run(runtime, pid, tool_id, version, progress, cancel)

@@ -14,6 +14,7 @@ scope, calls there run the local tool; a rollback to 1.0.0 serves the MCP tool a
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,9 @@ def generate_tool_from_spec(runtime: Any, spec_path: str | Path, tool_name: str,
     if not spec.strip():
         raise UsageError(f"generate: {spec_path} is empty")
     provider = get_provider(runtime)
-    row = runtime.store.query_one("SELECT MAX(CAST(substr(version, 3) AS INTEGER)) FROM proposals WHERE tool_id=? AND version LIKE '1.%'",
-                                  (tool_name,))
-    base_version = "1.0.0" if row is None or row[0] is None else f"1.{int(row[0]) + 1}.0"
+    minors = [int(m.group(1)) for r in runtime.store.query("SELECT version FROM proposals WHERE tool_id=?", (tool_name,))
+              if (m := re.match(r"1\.(\d+)", str(r[0])))]
+    base_version = f"1.{max(minors) + 1}.0" if minors else "1.0.0"
     return _evolve(runtime, provider, tool_id=tool_name, parent=None, parent_path=None, parent_raw=None, parent_code="",
                    error_message="", mutation_hint=f"new tool from the specification {spec_path}", dynamic_schema=True,
                    progress=progress, cancel=cancel, spec_text=spec, base_version=base_version)

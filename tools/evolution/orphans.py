@@ -1,7 +1,8 @@
 """Evolutions whose owner is gone: reaped when a runtime starts.
 
-A proposal in `generating` or `validating` belongs to the runtime (session, pid) that
-started it, whose row in `runtimes` says on which host it runs and when it last beat.
+A proposal in `generating` or `validating` belongs to the runtime (session, node) that
+started it (node: host, pid and start token, unique across machines), whose row in
+`runtimes` says on which host it runs and when it last beat.
 The owner is alive when that row exists, its heartbeat is recent, and (on this host) its
 pid still exists; otherwise the evolution was interrupted (`tooldeck evolve` killed, the
 machine rebooted) and the proposal is marked `failed` with "interrupted: ...". A killed
@@ -36,11 +37,14 @@ def why_gone(owner: Any, pid: int | None, host: str, now: float) -> str | None:
 def reap(runtime: Any) -> list[int]:
     """Mark every running proposal whose owner is gone as failed; the ids reaped."""
     store = runtime.store
-    rows = store.query(f"SELECT id, tool_id, version, status, session, pid FROM proposals WHERE status IN "
+    rows = store.query(f"SELECT id, tool_id, version, status, session, pid, node FROM proposals WHERE status IN "
                        f"({','.join('?' * len(RUNNING))})", RUNNING)
-    host, now, reaped = socket.gethostname(), time.time(), []
+    host, now, reaped = socket.gethostname(), store.now(), []
     for row in rows:
-        owner = store.query_one("SELECT host, heartbeat FROM runtimes WHERE session=? AND pid=?", (row["session"], row["pid"]))
+        if row["node"]:
+            owner = store.query_one("SELECT host, heartbeat FROM runtimes WHERE session=? AND node=?", (row["session"], row["node"]))
+        else:  # a proposal from before version 4 of the schema
+            owner = store.query_one("SELECT host, heartbeat FROM runtimes WHERE session=? AND pid=?", (row["session"], row["pid"]))
         gone = why_gone(owner, row["pid"], host, now)
         if gone is None:
             continue

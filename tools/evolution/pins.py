@@ -10,16 +10,27 @@ version `error` ("tampered: ..."), emits `tool.tampered`, and resolution serves 
 version that served before it (tools.runtime.Runtime.resolve).
 
 Versions approved before pins existed have none and are served as before.
+
+Every node serves approved code: `pin` also stores each file's bytes in `approved_blobs`,
+content-addressed by the same sha256, and `materialise` writes an approved version a node does
+not have into its own `.tooldeck/evolved/<id>/<version>/` (each file checked against its pinned
+hash, written to a temporary folder and renamed into place), so an approval on one node serves
+on every node sharing the database. A folder that already exists is never overwritten: files
+that differ from the pins are "tampered" as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+log = logging.getLogger("tooldeck.evolution")
 
 SKIP_DIRS = frozenset({"__pycache__"})  # bytecode a worker writes beside the code it imports
 _RECHECK_UNPINNED_SECONDS = 1.0
@@ -57,10 +68,55 @@ def pin(con: Any, tool_id: str, version: str, folder: Path, proposal_id: int | N
     if pinned(con, tool_id, version):
         return 0
     now = time.time()
-    rows = [(tool_id, version, name, *digest(path), proposal_id, now) for name, path in folder_files(folder).items()]
+    rows, blobs = [], []
+    for name, path in folder_files(folder).items():
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        rows.append((tool_id, version, name, sha, len(data), proposal_id, now))
+        blobs.append((sha, len(data), data))
     con.executemany("INSERT INTO approved_files(tool_id, version, name, sha256, size, proposal_id, approved_at)"
                     " VALUES (?,?,?,?,?,?,?)", rows)
+    con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING", blobs)
     return len(rows)
+
+
+def _safe_name(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return bool(parts) and not PurePosixPath(name).is_absolute() and all(p not in ("", ".", "..") for p in parts)
+
+
+def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path | None:
+    """Write an approved version's files from the store into `evolved/<id>/<version>/`; the folder,
+    or None when there is nothing to write (not approved, approved before blobs were kept, a file
+    whose bytes do not match its pin, or a folder that is already there)."""
+    from tools.ids import check_tool_id, check_version
+
+    check_tool_id(tool_id)
+    check_version(version)
+    folder = evolved / tool_id / version
+    if folder.exists():
+        return None
+    rows = store.query("SELECT f.name, f.sha256, b.data FROM approved_files f LEFT JOIN approved_blobs b ON b.sha256 = f.sha256"
+                       " WHERE f.tool_id=? AND f.version=? ORDER BY f.name", (tool_id, version))
+    if not rows or any(r[2] is None for r in rows):
+        return None
+    tmp = evolved / tool_id / f".{version}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        for name, sha, data in rows:
+            data = bytes(data)
+            if not _safe_name(name) or hashlib.sha256(data).hexdigest() != sha:
+                log.error("approved file %s of %s %s does not match its pin; not materialised", name, tool_id, version)
+                return None
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another thread or process on this node was faster
+            return folder if folder.is_dir() else None
+        return folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def mismatch(folder: Path, pins: dict[str, tuple[str, int]]) -> str | None:
@@ -107,6 +163,17 @@ class Pins:
     def invalidate(self) -> None:
         with self._lock:
             self._unpinned.clear()
+
+    def materialise(self, tool_id: str, version: str) -> bool:
+        """An approved version this node lacks, written from the store and loaded; True when it loaded."""
+        evolved = self.runtime.home / "evolved"
+        folder = materialise(self.runtime.store, evolved, tool_id, version)
+        if folder is None:
+            return False
+        manifest = folder / f"{tool_id}.yaml"
+        self.runtime.catalog.reload_path(manifest if manifest.exists() else folder)
+        self.runtime.events.emit("evolution.materialised", tool_id, version, folder=str(folder))
+        return True
 
     def _pins_for(self, key: tuple[str, str]) -> dict[str, tuple[str, int]]:
         with self._lock:

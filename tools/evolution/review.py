@@ -185,6 +185,12 @@ def _history(con: Any, tool_id: str, scope: str, action: str, version: str | Non
     )
 
 
+#: a scope's promotion replaced (one row per tool and scope)
+PROMOTION_UPSERT = (" ON CONFLICT (tool_id, scope) DO UPDATE SET version=excluded.version, original_version=excluded.original_version,"
+                    " proposal_id=excluded.proposal_id, reason=excluded.reason, reviewer=excluded.reviewer,"
+                    " promoted_at=excluded.promoted_at")
+
+
 def _changed(runtime: Any) -> None:
     runtime.invalidate_promotions()
     for name in ("evolution_guard", "evolution_pins"):
@@ -225,8 +231,8 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
         row = con.execute("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope)).fetchone()
         previous = row[0] if row else None
         con.execute(
-            "INSERT OR REPLACE INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
-            " promoted_at) VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
+            " promoted_at) VALUES (?,?,?,?,?,?,?,?)" + PROMOTION_UPSERT,
             (tool_id, scope, version, proposal["parent_version"], pid, proposal.get("mutation_hint"), reviewer, now),
         )
         con.execute(
@@ -311,8 +317,8 @@ def rollback(runtime: Any, tool_id: str, to_version: str, scope: str = "global",
             con.execute("DELETE FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope))
         else:
             con.execute(
-                "INSERT OR REPLACE INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
-                " promoted_at) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
+                " promoted_at) VALUES (?,?,?,?,?,?,?,?)" + PROMOTION_UPSERT,
                 (tool_id, scope, to_version, base_version, target_proposal[0], f"rollback from {current}", actor, now))
             con.execute("UPDATE proposals SET status='approved', updated=? WHERE id=?", (now, target_proposal[0]))
         if current is not None:

@@ -36,7 +36,7 @@ from tools.mcp.config import ServeConfig
 from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, page, resolve_ready, served_tools, signature
 from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.sessions import ClientSession, SessionRegistry
-from tools.runtime import HEARTBEAT_SECONDS
+from tools.presence import HEARTBEAT_SECONDS
 
 log = logging.getLogger("tooldeck.mcp")
 SESSION_KEY = "tooldeck.session"

@@ -123,7 +123,7 @@ class SessionRegistry:
             self._summarise(session, force=True)
             if session.session != self.runtime.own_session:  # the runtime's own row goes when the runtime closes
                 with self.runtime.store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND pid=?", (session.session, self.runtime.pid))
+                    con.execute("DELETE FROM runtimes WHERE session=? AND node=?", (session.session, self.runtime.node))
             self._events(session).emit("mcp.disconnected", client=session.client, reason=reason, calls=session.calls,
                                        failed=session.failed, seconds=round(time.time() - session.started, 1))
         except (StoreError, ToolError) as exc:
@@ -143,19 +143,21 @@ class SessionRegistry:
             self.close(session, f"no request for {MODERN_IDLE_SECONDS:.0f} s")
         live = self.live()
         if live:
+            beat = self.runtime.store.now()  # heartbeats are on the clock every node shares
             with self.runtime.store.tx() as con:
-                con.executemany("UPDATE runtimes SET heartbeat=? WHERE session=? AND pid=?",
-                                [(now, s.session, self.runtime.pid) for s in live])
+                con.executemany("UPDATE runtimes SET heartbeat=? WHERE session=? AND node=?",
+                                [(beat, s.session, self.runtime.node) for s in live])
         for session in live:
             self._summarise(session)
 
     def _write_row(self, session: ClientSession) -> None:
-        now = time.time()
+        now = self.runtime.store.now()
         with self.runtime.store.tx() as con:
             con.execute(
-                "INSERT INTO runtimes(session, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(session, pid) DO UPDATE SET heartbeat=excluded.heartbeat, label=excluded.label",
-                (session.session, self.runtime.pid, self.host, session.started, now, 1, session.label, "mcp client"),
+                "INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(session, node) DO UPDATE SET heartbeat=excluded.heartbeat, label=excluded.label",
+                (session.session, self.runtime.node, self.runtime.pid, self.host, session.started, now, 1, session.label,
+                 "mcp client"),
             )
 
     def _summarise(self, session: ClientSession, *, force: bool = False) -> None:

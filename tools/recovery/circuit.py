@@ -27,7 +27,6 @@ still opens after 5 calls (5 of 5: p = 0.031); 1 turns the test off (the plain s
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
@@ -166,22 +165,22 @@ class Circuit:
         self.probe_deadline = row["probe_deadline"]
 
 
-# -- shared state in SQLite ----------------------------------------------------------
+# -- shared state in the store (SQLite or PostgreSQL) ----------------------------------------------------------
 
-def bump_seq(con: sqlite3.Connection) -> int:
+def bump_seq(con: Any) -> int:
     """Advance the change counter (inside the caller's transaction); rows it changes carry the new value as rev."""
     con.execute("UPDATE failure_seq SET seq = seq + 1 WHERE id = 1")
     return int(con.execute("SELECT seq FROM failure_seq WHERE id = 1").fetchone()[0])
 
 
-def ensure_health(con: sqlite3.Connection, tool_id: str, version: str, base: float, now: float) -> None:
+def ensure_health(con: Any, tool_id: str, version: str, base: float, now: float) -> None:
     con.execute(
-        "INSERT OR IGNORE INTO tool_health(tool_id, version, base, score, updated) VALUES (?,?,?,?,?)",
+        "INSERT INTO tool_health(tool_id, version, base, score, updated) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
         (tool_id, version, base, base, now),
     )
 
 
-def open_circuit(con: sqlite3.Connection, tool_id: str, version: str, reason: str, now: float, rev: int,
+def open_circuit(con: Any, tool_id: str, version: str, reason: str, now: float, rev: int,
                  *, forced: bool = False) -> None:
     con.execute(
         "UPDATE tool_health SET circuit='open', opened_at=?, forced=?, circuit_reason=?, probes=0, probe_ok=0,"
@@ -190,7 +189,7 @@ def open_circuit(con: sqlite3.Connection, tool_id: str, version: str, reason: st
     )
 
 
-def close_circuit(con: sqlite3.Connection, tool_id: str, version: str, reason: str, now: float, rev: int) -> None:
+def close_circuit(con: Any, tool_id: str, version: str, reason: str, now: float, rev: int) -> None:
     con.execute(
         "UPDATE tool_health SET circuit='closed', opened_at=NULL, forced=0, circuit_reason=?, probes=0, probe_ok=0,"
         " probe_deadline=NULL, rev=?, updated=? WHERE tool_id=? AND version=?",
@@ -198,7 +197,7 @@ def close_circuit(con: sqlite3.Connection, tool_id: str, version: str, reason: s
     )
 
 
-def claim_probe(con: sqlite3.Connection, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> bool:
+def claim_probe(con: Any, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> bool:
     """Take one of the half-open probe slots, across every process; False when none is free."""
     cur = con.execute(
         "UPDATE tool_health SET"
@@ -213,7 +212,7 @@ def claim_probe(con: sqlite3.Connection, tool_id: str, version: str, cfg: Circui
     return cur.rowcount == 1
 
 
-def probe_succeeded(con: sqlite3.Connection, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> str | None:
+def probe_succeeded(con: Any, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> str | None:
     """Count a successful probe; returns the new state when this one closed the circuit."""
     cur = con.execute(
         "UPDATE tool_health SET probe_ok = probe_ok + 1,"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import time
 from typing import Any
 
 from tools.errors import UsageError
@@ -57,7 +56,7 @@ def reset_score(runtime: Any, tool_id: str, version: str | None = None, *, actor
     """Put the score back to the manifest's quality_score (tags and circuit are left alone)."""
     actor = check_actor(actor)
     tool_id, version, base = _target(runtime, tool_id, version)
-    now = time.time()
+    now = runtime.store.now()
     with runtime.store.tx() as con:
         rev = bump_seq(con)
         ensure_health(con, tool_id, version, base, now)
@@ -73,7 +72,7 @@ def remove_tag(runtime: Any, tool_id: str, tag: str, version: str | None = None,
     actor = check_actor(actor)
     check_tag(tag)
     tool_id, version, base = _target(runtime, tool_id, version)
-    now = time.time()
+    now = runtime.store.now()
     with runtime.store.tx() as con:
         row = con.execute("SELECT tags FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
         tags = json.loads(row["tags"]) if row is not None else []
@@ -93,7 +92,7 @@ def force_circuit(runtime: Any, tool_id: str, state: str, version: str | None = 
     if state not in (OPEN, CLOSED):
         raise UsageError(f"circuit state must be open or closed, not {state!r}")
     tool_id, version, base = _target(runtime, tool_id, version)
-    now = time.time()
+    now = runtime.store.now()
     why = reason or f"forced {state} by {actor}"
     with runtime.store.tx() as con:
         rev = bump_seq(con)
@@ -117,11 +116,13 @@ def set_disabled(runtime: Any, tool_id: str, disabled: bool, version: str | None
         _target(runtime, tool_id, version)
     if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
         raise UsageError("reason must be a string of at most 200 characters")
-    now = time.time()
+    now = runtime.store.now()
     with runtime.store.tx() as con:
         bump_seq(con)
         if disabled:
-            con.execute("INSERT OR REPLACE INTO tool_controls(tool_id, version, disabled, reason, actor, updated) VALUES (?,?,?,?,?,?)",
+            con.execute("INSERT INTO tool_controls(tool_id, version, disabled, reason, actor, updated) VALUES (?,?,?,?,?,?)"
+                        " ON CONFLICT (tool_id, version) DO UPDATE SET disabled=excluded.disabled, reason=excluded.reason,"
+                        " actor=excluded.actor, updated=excluded.updated",
                         (tool_id, version, 1, reason, actor, now))
         elif version == ALL_VERSIONS:
             con.execute("UPDATE tool_controls SET disabled=0, reason=?, actor=?, updated=? WHERE tool_id=?", (reason, actor, now, tool_id))

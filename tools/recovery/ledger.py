@@ -176,7 +176,7 @@ class FailureTracker:
         if health is None or health.circuit.state == CLOSED:
             return
         circuit = health.circuit
-        now = time.time()
+        now = self.store.now()
         state = circuit.effective_state(now, self.cfg)
         if state == OPEN:
             if circuit.forced:
@@ -208,7 +208,7 @@ class FailureTracker:
         probes.add((tool_id, version))
 
     def _probe_ok(self, tool_id: str, version: str) -> None:
-        now = time.time()
+        now = self.store.now()
         with self.store.tx() as con:
             rev = bump_seq(con)
             closed = probe_succeeded(con, tool_id, version, self.cfg, now, rev)
@@ -236,7 +236,7 @@ class FailureTracker:
                     open_reason = "critical failure"
         scenario = redact(scenario.strip())[:MAX_SCENARIO]
         error = redact(error.strip())[-MAX_ERROR:]
-        now = time.time()
+        now = self.store.now()
         with self.store.tx() as con:
             rev = bump_seq(con)
             ensure_health(con, tool_id, version, health.base, now)
@@ -251,13 +251,13 @@ class FailureTracker:
             old_tags = set(json.loads(row["tags"] or "[]"))
             added = [t for t in negative_tags(scenario, tool_id, health.tool_tags) if t not in old_tags] if rule.may_tag else []
             tags = sorted(old_tags | set(added))
-            cur = con.execute(
+            inserted = con.execute(
                 "INSERT INTO failures(ts, tool_id, version, scenario, error, severity, error_class, origin, delta, score_after,"
-                " tags_added, session, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tags_added, session, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (now, tool_id, version, scenario, error, rule.severity, error_class, origin, rule.delta, score,
                  json.dumps(added), self.runtime.session, self.runtime.pid),
-            )
-            failure_id = int(cur.lastrowid or 0)
+            ).fetchone()
+            failure_id = int(inserted[0])
             con.execute(
                 "UPDATE tool_health SET score=?, failures=failures+1, last_failure=?, tags=?, rev=?, updated=?"
                 " WHERE tool_id=? AND version=?",
@@ -366,7 +366,7 @@ class FailureTracker:
             raise
 
     def _write_successes(self, batch: list[tuple[tuple[str, str], int, float]]) -> None:
-        now = time.time()
+        now = self.store.now()
         with self.store.tx() as con:
             rev: int | None = None
             for (tool_id, version), count, base in batch:
@@ -396,19 +396,19 @@ class FailureTracker:
         return self._health.get((tool_id, version))
 
     def circuit_state(self, health: Health) -> str:
-        return health.circuit.effective_state(time.time(), self.cfg) if health.circuit.state != CLOSED else CLOSED
+        return health.circuit.effective_state(self.store.now(), self.cfg) if health.circuit.state != CLOSED else CLOSED
 
     def health(self, tool_id: str, version: str) -> dict[str, Any] | None:
         """One (tool, version) as selection sees it, or None when nothing is known beyond the manifest."""
         h = self._health.get((tool_id, version))
         if h is None:
             return None
-        return {"score": h.score, "tags": h.tags, "failures": h.failures, "circuit": h.circuit.effective_state(time.time(), self.cfg),
+        return {"score": h.score, "tags": h.tags, "failures": h.failures, "circuit": h.circuit.effective_state(self.store.now(), self.cfg),
                 "forced": h.circuit.forced, "circuit_reason": h.circuit.reason, "opened_at": h.circuit.opened_at}
 
     def scores_snapshot(self) -> dict[tuple[str, str], dict[str, Any]]:
         """(tool_id, version) -> score, tags, circuit, disabled, failures, for every loaded version and every tracked one."""
-        now = time.time()
+        now = self.store.now()
         out: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in self.runtime.catalog.all_entries():
             if entry.manifest is not None:
@@ -427,13 +427,13 @@ class FailureTracker:
 
     def recent_failures(self, tool_id: str | None = None, version: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first; evolution builds its prompt from these, the dashboard lists them."""
-        rows = self.store.query("SELECT * FROM failures WHERE (?1 IS NULL OR tool_id=?1) AND (?2 IS NULL OR version=?2)"
+        rows = self.store.query("SELECT * FROM failures WHERE (tool_id=?1 OR ?1 IS NULL) AND (version=?2 OR ?2 IS NULL)"
                                 " ORDER BY id DESC LIMIT ?3", (tool_id, version, int(limit)))
         return [{**dict(r), "tags_added": json.loads(r["tags_added"] or "[]")} for r in rows]
 
     def score_history(self, tool_id: str, version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Oldest first, for a trend line."""
-        rows = self.store.query("SELECT * FROM score_history WHERE tool_id=?1 AND (?2 IS NULL OR version=?2)"
+        rows = self.store.query("SELECT * FROM score_history WHERE tool_id=?1 AND (version=?2 OR ?2 IS NULL)"
                                 " ORDER BY id DESC LIMIT ?3", (tool_id, version, int(limit)))
         return [dict(r) for r in reversed(rows)]
 

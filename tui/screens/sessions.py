@@ -1,8 +1,10 @@
-"""`w`: the live runtimes using this workspace (dashboards, serve, CLI, MCP clients, workflows), and the MCP servers
-whose tools this dashboard's catalog imports."""
+"""`w`: the live runtimes using this workspace (dashboards, serve, CLI, MCP clients, workflows), on every
+node sharing its state: grouped by host (this host first), with the backend the state lives on; and the MCP
+servers whose tools this dashboard's catalog imports."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -35,11 +37,23 @@ def kind_of(row: dict[str, Any]) -> str:
     return str(row.get("kind") or ("serve" if row.get("serve") else "library"))
 
 
-def session_rows(sessions: list[dict[str, Any]], now: float, own: tuple[str, int] | None) -> list[tuple[str, tuple]]:
+def row_key(r: dict[str, Any], host: str) -> str:
+    """`session/pid` on this host, `session/host/pid` on another (pids repeat across machines)."""
+    return f"{r['session']}/{r['pid']}" if r.get("host") == host else f"{r['session']}/{r.get('host')}/{r['pid']}"
+
+
+def by_host(sessions: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
+    """This host's runtimes first, then each other host's, each oldest first."""
+    return sorted(sessions, key=lambda r: (r.get("host") != host, str(r.get("host")), float(r.get("started") or 0)))
+
+
+def session_rows(sessions: list[dict[str, Any]], now: float, own: tuple[str, str] | None,
+                 host: str | None = None) -> list[tuple[str, tuple]]:
+    host = host or socket.gethostname()
     rows = []
-    for r in sessions:
-        key = f"{r['session']}/{r['pid']}"
-        mine = own == (r["session"], int(r["pid"]))
+    for r in by_host(sessions, host):
+        key = row_key(r, host)
+        mine = own == (r["session"], r.get("node"))
         label = Text(str(r.get("label") or ""))
         if mine:
             label.append(" (this dashboard)", style="dim")
@@ -71,14 +85,23 @@ class SessionsScreen(ModalScreen[None]):
         snap = self.app.latest
         sessions = snap.sessions if snap is not None else []
         runtime = self.app.runtime
-        own = (runtime.session, runtime.pid) if runtime is not None else None
-        self._sessions = {f"{r['session']}/{r['pid']}": r for r in sessions}
-        self.query_one(LiveTable).apply(session_rows(sessions, time.time(), own))
+        own = (runtime.own_session, runtime.node) if runtime is not None else None
+        host = socket.gethostname()
+        self._sessions = {row_key(r, host): r for r in sessions}
+        self.query_one(LiveTable).apply(session_rows(sessions, time.time(), own, host))
         kinds: dict[str, int] = {}
+        hosts: dict[str, int] = {}
         for r in sessions:
             kinds[kind_of(r)] = kinds.get(kind_of(r), 0) + 1
+            hosts[str(r.get("host"))] = hosts.get(str(r.get("host")), 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        self.query_one("#sessions-title", Label).update(f"Live sessions: {len(sessions)}" + (f" ({summary})" if summary else ""))
+        title = f"Live sessions: {len(sessions)}" + (f" ({summary})" if summary else "")
+        if len(hosts) > 1:
+            title += f" on {len(hosts)} hosts (" + ", ".join(f"{h}: {n}" for h, n in sorted(hosts.items())) + ")"
+        backend = snap.backend if snap is not None else {}
+        if backend:
+            title += f" · state: {backend.get('backend')} {backend.get('where')}"
+        self.query_one("#sessions-title", Label).update(title)
         hub = runtime.extensions.get("mcp") if runtime is not None else None
         statuses = hub.statuses() if hub is not None else []
         self._servers = {s["server"]: s for s in statuses}
@@ -97,7 +120,8 @@ class SessionsScreen(ModalScreen[None]):
         row = getattr(self, "_sessions", {}).get(str(event.cell_key.row_key.value))
         if row is not None:
             fields = [("session", row["session"]), ("kind", kind_of(row)), ("label", row.get("label") or "—"), ("host", row["host"]),
-                      ("pid", row["pid"]), ("started", when(row["started"])), ("heartbeat", when(row["heartbeat"])),
+                      ("pid", row["pid"]), ("node", row.get("node") or "—"), ("started", when(row["started"])),
+                      ("heartbeat", when(row["heartbeat"])),
                       ("serving (flushes every buffer, watches the catalog)", "yes" if row.get("serve") else "no"),
                       ("calls / failed in the last minute", f"{row.get('calls_1m', 0)} / {row.get('failures_1m', 0)}")]
             self.app.open_details(Details(f"session {row['session']} (pid {row['pid']})", fields, [("runtime", as_json(row), "json")],

@@ -1,0 +1,89 @@
+"""Catalogs stay per node; the same (id, version) must be the same manifest on every live node.
+
+Each node loads its own catalog folder. When several nodes share one database, each records the
+sha256 of the manifest it loaded for every (id, version) of its catalog (`catalog_manifests`,
+one row per host). A tool whose manifest differs from the one another live node (a host with a
+fresh runtime heartbeat) loaded is an error here, and there: calls are refused until the files
+agree, since one id meaning two tools would mix their scores, circuits and promotions. On one
+machine (SQLite, or PostgreSQL with one host) there is nothing to compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any
+
+from state import StoreError
+
+LIVE_AFTER_SECONDS = 10.0
+REFRESH_SECONDS = 2.0
+
+
+def manifest_sha(text: str) -> str:
+    """The hash of a manifest as loaded (its parsed data as JSON, so formatting alone does not differ)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class NodeManifests:
+    """This host's manifest hashes in the shared store, and the other live hosts' for comparison."""
+
+    def __init__(self, store: Any, host: str) -> None:
+        self.store = store
+        self.host = host
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], tuple[str, str]] = {}
+        self._others: dict[tuple[str, str], dict[str, str]] = {}
+        self._at = -1e9
+
+    def note(self, tool_id: str, version: str, sha: str, path: str) -> None:
+        with self._lock:
+            self._pending[(tool_id, version)] = (sha, path)
+            self._at = -1e9  # compare against fresh rows when this tool is next checked
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        now = self.store.now()
+        with self.store.tx() as con:
+            con.executemany(
+                "INSERT INTO catalog_manifests(tool_id, version, host, sha256, path, updated) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (tool_id, version, host) DO UPDATE SET sha256=excluded.sha256, path=excluded.path,"
+                " updated=excluded.updated",
+                [(t, v, self.host, sha, path, now) for (t, v), (sha, path) in pending.items()])
+
+    def _other_hosts(self) -> dict[tuple[str, str], dict[str, str]]:
+        if time.monotonic() - self._at < REFRESH_SECONDS:
+            return self._others
+        rows = self.store.query(
+            "SELECT m.tool_id, m.version, m.host, m.sha256 FROM catalog_manifests m WHERE m.host <> ?"
+            " AND m.host IN (SELECT host FROM runtimes WHERE heartbeat >= ?)",
+            (self.host, self.store.now() - LIVE_AFTER_SECONDS))
+        others: dict[tuple[str, str], dict[str, str]] = {}
+        for r in rows:
+            others.setdefault((r[0], r[1]), {})[r[2]] = r[3]
+        self._others, self._at = others, time.monotonic()
+        return others
+
+    def conflict(self, tool_id: str, version: str, sha: str | None) -> str | None:
+        """Why this manifest may not serve (another live node loaded other files for it), or None."""
+        if sha is None:
+            return None
+        for host, theirs in sorted(self._other_hosts().get((tool_id, version), {}).items()):
+            if theirs != sha:
+                return (f"manifest differs from node {host}'s (sha256 {theirs[:12]}... there, {sha[:12]}... here): "
+                        "every node needs the same catalog files")
+        return None
+
+    def check(self, tool_id: str, version: str, sha: str | None, path: str, *, note: bool = False) -> str | None:
+        """`conflict`, after recording this node's hash when `note`; None while the store cannot answer
+        (this node's files serve, and are compared again at the next check)."""
+        if note and sha is not None:
+            self.note(tool_id, version, sha, path)
+        try:
+            return self.conflict(tool_id, version, sha)
+        except StoreError:
+            return None

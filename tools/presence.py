@@ -1,0 +1,74 @@
+"""A runtime's presence in the shared store: its heartbeat row, the live runtimes, housekeeping.
+
+Every runtime keeps one `runtimes` row keyed by (session, node), its heartbeat on the store's
+clock (the database server's on PostgreSQL, so nodes whose clocks drift agree on who is live).
+A runtime is live while its heartbeat is younger than LIVE_AFTER_SECONDS. The housekeeping
+thread heartbeats, checkpoints the store, and (serving runtimes) prunes old rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from state.calls import prune_calls
+from state.db import Store, StoreError
+from tools.errors import ToolError
+
+HEARTBEAT_SECONDS = 2.0
+LIVE_AFTER_SECONDS = 10.0
+CHECKPOINT_SECONDS = 60.0
+PRUNE_SECONDS = 600.0
+
+log = logging.getLogger("tooldeck")
+
+
+def heartbeat(runtime: Any, store: Store) -> None:
+    now = store.now()
+    with store.tx() as con:
+        con.execute(
+            "INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(session, node) DO UPDATE SET heartbeat=excluded.heartbeat",
+            (runtime.own_session, runtime.node, runtime.pid, runtime.host, now, now, int(runtime.serve), runtime.label,
+             runtime.kind),
+        )
+
+
+def housekeeping(runtime: Any, closing: Any) -> None:
+    """The housekeeping thread's loop, until `closing` (a threading.Event) is set."""
+    last_checkpoint = last_prune = time.monotonic()
+    while not closing.wait(HEARTBEAT_SECONDS):
+        try:
+            heartbeat(runtime, runtime.store)
+            now = time.monotonic()
+            if now - last_checkpoint > CHECKPOINT_SECONDS:
+                runtime.store.checkpoint()
+                last_checkpoint = now
+            if runtime.serve and now - last_prune > PRUNE_SECONDS:
+                prune(runtime)
+                last_prune = now
+        except (ToolError, StoreError) as exc:
+            log.error("housekeeping: %s", exc)
+
+
+def prune(runtime: Any) -> dict[str, int]:
+    """Rows older than `[retention]` allows, and runtimes gone for a day; counts removed per table."""
+    retention = runtime.settings.section("retention")
+    store = runtime.store
+    removed = {
+        "events": runtime.events.prune(float(retention["events_days"]) * 86400),
+        "calls": prune_calls(store, float(retention["calls_days"]) * 86400),
+    }
+    cutoff = time.time() - float(retention.get("failures_days", 30)) * 86400
+    with store.tx() as con:
+        con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (store.now() - 86400,))
+        # the ledger and the score trend; current scores, tags and circuits live in their own rows
+        removed["failures"] = con.execute("DELETE FROM failures WHERE ts < ?", (cutoff,)).rowcount
+        removed["score_history"] = con.execute("DELETE FROM score_history WHERE ts < ?", (cutoff,)).rowcount
+    return removed
+
+
+def live_runtimes(store: Store) -> list[dict[str, Any]]:
+    cutoff = store.now() - LIVE_AFTER_SECONDS
+    return [dict(r) for r in store.query("SELECT * FROM runtimes WHERE heartbeat >= ? ORDER BY started", (cutoff,))]
