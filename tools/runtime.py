@@ -164,7 +164,7 @@ class Runtime:
 
             setup_logging(self.home / "logs")
             url = database_url(self._settings.get("state", "database_url", None))
-            pool = int(self._settings.get("state", "pool_size") or (2 if self.kind == "cli" else 8))
+            pool = int(self._settings.get("state", "pool_size") or (1 if self.kind == "cli" else 8))
             self._store = open_store(self.home, url=url, pool_size=pool)
             self._events = EventLog(self._store, lambda: self.session)
             self._calls = CallRecorder(self._store, session=self.own_session,

@@ -89,7 +89,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "keymap": {},
     # [state]: where the shared state lives: "" is SQLite in .tooldeck/; a postgresql:// URL (without a password:
     # PGPASSWORD, ~/.pgpass or a ${VAR} reference) puts it on PostgreSQL; TOOLDECK_DATABASE_URL wins.
-    # pool_size: connections per process to PostgreSQL (0: 8, and 2 for a CLI command)
+    # pool_size: connections per process to PostgreSQL (0: 8, and 1 for a CLI command)
     "state": {
         "database_url": "",
         "pool_size": 0,

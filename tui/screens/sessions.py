@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label
 
+from tools.presence import LIVE_AFTER_SECONDS
 from tui.details import Details, as_json, when
 from tui.widgets.live_table import Col, LiveTable
 
@@ -71,7 +72,8 @@ class SessionsScreen(ModalScreen[None]):
         with Vertical(classes="dialog wide"):
             yield Label("Live sessions", classes="dialog-question", id="sessions-title")
             yield LiveTable(COLUMNS, id="sessions-table")
-            yield Label("a session is a runtime with a heartbeat in the last 30 s; calls and failures are of its session id",
+            yield Label(f"a session is a runtime with a heartbeat in the last {LIVE_AFTER_SECONDS:.0f} s; calls and failures "
+                        "are of its session id",
                         classes="dialog-note")
             yield LiveTable(SERVER_COLUMNS, id="mcp-servers-table")
         yield Footer()
