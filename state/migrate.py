@@ -35,6 +35,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("tool_controls", "tool_id, version"),
     ("promotions", "tool_id, scope"), ("promotion_history", "id"), ("proposals", "id"), ("llm_usage", "id"),
     ("approved_files", "tool_id, version, name"), ("approved_blobs", "sha256"),
+    ("proposal_files", "proposal_id, name"),
 )
 #: tables whose ids come from a sequence on PostgreSQL: moved past the copied ids
 SERIALS = {"events": "id", "calls": "id", "failures": "id", "score_history": "id", "proposals": "id",

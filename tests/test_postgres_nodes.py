@@ -330,6 +330,41 @@ def test_an_approval_on_node_a_serves_on_node_b_within_5_s_and_so_does_a_rollbac
     pg_cluster.drop(name)
 
 
+def test_a_proposal_made_on_node_a_is_reviewed_and_approved_on_node_b(
+        pg_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anthropic_server) -> None:
+    """B never reads A's folder: it reviews its own copy of the candidate, written from the database."""
+    name = pg_cluster.create()
+    monkeypatch.setenv("TOOLDECK_DATABASE_URL", pg_cluster.url(name))
+    from tools.evolution.evolve import evolve_tool
+    from tools.evolution.review import approve, get_proposal
+    from tools.runtime import Runtime
+
+    a, b = tmp_path / "node-a", tmp_path / "node-b"
+    for ws in (a, b):
+        (ws / "tools").mkdir(parents=True)
+        settings(ws)
+        greet_tool(ws)
+    ra, rb = Runtime(a), Runtime(b)
+    try:
+        anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+        made = evolve_tool(ra, "greet", "name must be letters only", "Allow spaces in names")
+        assert made["status"] == "awaiting_review", made.get("failure")
+        seen = get_proposal(rb, made["id"])
+        mine = b / ".tooldeck" / "evolved" / "greet" / "1.1.0"
+        assert Path(seen["path"]).parent == mine and seen["origin_path"] == made["path"]
+        assert (mine / "greet_v1_1_0.py").read_bytes() == (Path(made["path"]).parent / "greet_v1_1_0.py").read_bytes()
+        assert seen["parent_path"].startswith(str(b / "tools"))
+        assert seen["diff"] == made["diff"] and seen["current_diff_sha256"] == made["diff_sha256"]
+        approve(rb, made["id"], "global", "reviewer on b", seen["current_diff_sha256"])
+        assert rb.call("greet", {"name": "ada lovelace"}) == {"greeting": "hello ada lovelace"}
+        wait_for(lambda: ra.resolved_version("greet")[0] == "1.1.0", timeout=10)  # a's own candidate, approved on b
+        assert ra.call("greet", {"name": "ada lovelace"}) == {"greeting": "hello ada lovelace"}
+    finally:
+        ra.close()
+        rb.close()
+    pg_cluster.drop(name)
+
+
 def test_an_event_written_on_node_b_appears_in_node_a_s_tail(pg_cluster, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     name = pg_cluster.create()

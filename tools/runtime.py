@@ -28,7 +28,7 @@ from state.paths import tooldeck_home
 from state.redact import adopt_environ
 from tools import presence
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
-from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UsageError
+from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UnknownToolError, UsageError
 from tools.ids import check_name, check_tool_id, resolve_workspace
 from tools.settings import Settings, load_settings
 
@@ -333,10 +333,13 @@ class Runtime:
                 while promoted is not None and promoted not in seen:
                     seen.add(promoted)
                     try:
-                        return self.catalog.get(tool_id, promoted, timeout=timeout)
-                    except ToolError as exc:  # files gone or tampered: the version that served before it serves
-                        if self._materialise(tool_id, promoted):  # approved on another node: its files come from the store
+                        try:
                             return self.catalog.get(tool_id, promoted, timeout=timeout)
+                        except UnknownToolError:  # approved on another node: its files come from the store
+                            if not self._materialise(tool_id, promoted):
+                                raise
+                            return self.catalog.get(tool_id, promoted, timeout=timeout)
+                    except ToolError as exc:  # files gone or tampered: the version that served before it serves
                         self._log_error(f"promotion of {tool_id} {promoted}", exc)
                     promoted = self._served_before(tool_id, scope, promoted)
         return self.catalog.get(tool_id, version, timeout=timeout)

@@ -403,6 +403,10 @@ def _finish(runtime: Any, run: _Run, stages: list[dict[str, Any]], protections: 
     diff_text, sha = diff_for(proposal) if proposal.get("path") else ("", None)
     failed = next((s for s in stages if not s["passed"]), None)
     status = "awaiting_review" if passed else "failed_validation"
+    if proposal.get("path"):  # any node sharing the database can then show this diff and approve it
+        from tools.evolution.pins import keep_candidate
+
+        keep_candidate(runtime.store, pid, Path(proposal["path"]).parent)
     if not _update(runtime, pid, status=status, stages=stages, protections=protections, diff_sha256=sha,
                    failure=None if passed else f"{failed['name']}: {failed['detail']}" if failed else "no candidate"):
         raise Cancelled

@@ -89,6 +89,34 @@ def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path |
     """Write an approved version's files from the store into `evolved/<id>/<version>/`; the folder,
     or None when there is nothing to write (not approved, approved before blobs were kept, a file
     whose bytes do not match its pin, or a folder that is already there)."""
+    return _write_version(store, evolved, tool_id, version, "approved_files f", "f.tool_id=? AND f.version=?",
+                          (tool_id, version))
+
+
+def keep_candidate(store: Any, proposal_id: int, folder: Path) -> int:
+    """Store a proposal's candidate files (bytes in approved_blobs, names in proposal_files), so a node
+    without its folder can show the diff and approve it. Serving still needs the approval's pins."""
+    rows, blobs = [], []
+    for name, path in folder_files(folder).items():
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        rows.append((proposal_id, name, sha, len(data)))
+        blobs.append((sha, len(data), data))
+    with store.tx() as con:
+        con.execute("DELETE FROM proposal_files WHERE proposal_id=?", (proposal_id,))
+        con.executemany("INSERT INTO proposal_files(proposal_id, name, sha256, size) VALUES (?,?,?,?)", rows)
+        con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING", blobs)
+    return len(rows)
+
+
+def materialise_candidate(store: Any, evolved: Path, tool_id: str, version: str, proposal_id: int) -> Path | None:
+    """A proposal's candidate, made on another node, written into this node's `evolved/<id>/<version>/`
+    (each file checked against its sha256); the folder, or None (nothing kept, a mismatch, already there)."""
+    return _write_version(store, evolved, tool_id, version, "proposal_files f", "f.proposal_id=?", (proposal_id,))
+
+
+def _write_version(store: Any, evolved: Path, tool_id: str, version: str, table: str, where: str,
+                   params: tuple[Any, ...]) -> Path | None:
     from tools.ids import check_tool_id, check_version
 
     check_tool_id(tool_id)
@@ -96,8 +124,8 @@ def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path |
     folder = evolved / tool_id / version
     if folder.exists():
         return None
-    rows = store.query("SELECT f.name, f.sha256, b.data FROM approved_files f LEFT JOIN approved_blobs b ON b.sha256 = f.sha256"
-                       " WHERE f.tool_id=? AND f.version=? ORDER BY f.name", (tool_id, version))
+    rows = store.query(f"SELECT f.name, f.sha256, b.data FROM {table} LEFT JOIN approved_blobs b ON b.sha256 = f.sha256"
+                       f" WHERE {where} ORDER BY f.name", params)
     if not rows or any(r[2] is None for r in rows):
         return None
     tmp = evolved / tool_id / f".{version}.tmp-{os.getpid()}-{threading.get_ident()}"
@@ -105,7 +133,7 @@ def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path |
         for name, sha, data in rows:
             data = bytes(data)
             if not _safe_name(name) or hashlib.sha256(data).hexdigest() != sha:
-                log.error("approved file %s of %s %s does not match its pin; not materialised", name, tool_id, version)
+                log.error("file %s of %s %s does not match its sha256 in the store; not written", name, tool_id, version)
                 return None
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,11 +196,17 @@ class Pins:
         """An approved version this node lacks, written from the store and loaded; True when it loaded."""
         evolved = self.runtime.home / "evolved"
         folder = materialise(self.runtime.store, evolved, tool_id, version)
+        written = folder is not None
         if folder is None:
-            return False
+            # already here though not loaded: this node's own candidate, approved on another node
+            # (loading checks its files against the approval's pins like any evolved version)
+            folder = evolved / tool_id / version
+            if not pinned(self.runtime.store, tool_id, version) or not folder.is_dir():
+                return False
         manifest = folder / f"{tool_id}.yaml"
         self.runtime.catalog.reload_path(manifest if manifest.exists() else folder)
-        self.runtime.events.emit("evolution.materialised", tool_id, version, folder=str(folder))
+        if written:
+            self.runtime.events.emit("evolution.materialised", tool_id, version, folder=str(folder))
         return True
 
     def _pins_for(self, key: tuple[str, str]) -> dict[str, tuple[str, int]]:

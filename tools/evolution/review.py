@@ -83,6 +83,7 @@ def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> d
     if row is None:
         raise UsageError(f"no proposal {pid} (see tooldeck review list)")
     out = _row_to_dict(row)
+    _localise(runtime, out)
     if with_diff:
         try:
             out["diff"], out["current_diff_sha256"] = diff_for(out)
@@ -90,6 +91,30 @@ def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> d
             out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
         out["tampered"] = tampered(runtime, out)
     return out
+
+
+def _localise(runtime: Any, proposal: dict[str, Any]) -> None:
+    """A proposal made by another node (another workspace, another machine): its candidate as this
+    node has it, in its own `.tooldeck/evolved/` (written from the store, each file checked against
+    its sha256), and its parent as this node's catalog loads it. What is reviewed and pinned here is
+    then this node's copy of the same bytes; a parent whose files differ here changes the diff's
+    sha256, and the approval is refused."""
+    path = proposal.get("path")
+    evolved = runtime.home / "evolved"
+    if not path or Path(path).is_relative_to(evolved):
+        return
+    folder = evolved / proposal["tool_id"] / proposal["version"]
+    if not folder.is_dir():
+        from tools.evolution.pins import materialise_candidate
+
+        materialise_candidate(runtime.store, evolved, proposal["tool_id"], proposal["version"], proposal["id"])
+    local = folder / Path(path).name
+    if not local.is_file():
+        return  # nothing kept in the store (a proposal older than schema 5): the path as recorded
+    proposal["origin_path"], proposal["path"] = path, str(local)
+    parent = runtime.catalog.find(proposal["tool_id"], proposal.get("parent_version"))
+    if parent is not None:
+        proposal["parent_path"] = str(parent.path)
 
 
 def tampered(runtime: Any, proposal: dict[str, Any]) -> str | None:
