@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,35 @@ def test_rejection_burns_the_version_and_needs_a_reason(workspace, make_runtime,
     assert (rt.home / "evolved" / "greet" / "1.2.0" / "greet_v1_2_0.py").is_file()
     assert [p["version"] for p in list_proposals(rt)] == ["1.2.0", "1.1.0"]
     assert [p["id"] for p in list_proposals(rt, "rejected")] == [p["id"]]
+
+
+def test_an_approval_racing_a_rejection_that_commits_first_is_refused(workspace, make_runtime, anthropic_server):
+    """The approval read `awaiting_review`, but another reviewer's rejection (another node) commits
+    before the approval's transaction: the approval is refused, nothing is promoted or pinned."""
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    other = make_runtime()
+    holding, done = threading.Event(), threading.Event()
+
+    def reject_slowly() -> None:
+        with other.store.tx() as con:
+            con.execute("UPDATE proposals SET status='rejected', review_reason='not this way' WHERE id=?", (p["id"],))
+            holding.set()
+            time.sleep(1.0)  # the approval starts meanwhile and must wait for this decision
+        done.set()
+
+    thread = threading.Thread(target=reject_slowly)
+    thread.start()
+    assert holding.wait(10)
+    with pytest.raises(ToolUnavailableError, match="is rejected \\(decided meanwhile\\)"):
+        approve(rt, p["id"], "global", "late reviewer", p["diff_sha256"])
+    thread.join(10)
+    assert done.is_set()
+    assert rt.store.query("SELECT * FROM promotions WHERE tool_id='greet'") == []
+    assert rt.store.query("SELECT * FROM approved_files WHERE tool_id='greet'") == []
+    assert rt.call("greet", {"name": "bob"}) == {"greeting": "hello bob"}
 
 
 def test_evolving_a_promoted_tool_starts_from_the_global_version(workspace, make_runtime, anthropic_server):

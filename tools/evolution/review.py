@@ -252,6 +252,7 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
     from tools.evolution.pins import pin
 
     with runtime.store.tx() as con:
+        _still(con, runtime, proposal, APPROVABLE, "approved")
         pin(con, tool_id, version, folder, pid)  # what was reviewed is what may serve: sha256 of every file
         row = con.execute("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope)).fetchone()
         previous = row[0] if row else None
@@ -269,6 +270,16 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
     runtime.events.emit("promotion.approved", tool_id, version, proposal_id=pid, scope=scope, reviewer=reviewer,
                         previous_version=previous, diff_sha256=current)
     return get_proposal(runtime, pid, with_diff=False)
+
+
+def _still(con: Any, runtime: Any, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
+    """Inside the decision's transaction, with the proposal's row locked: is it still in a state that
+    may be `verb`? (Another reviewer, on this node or another, may have decided meanwhile.)"""
+    row = con.execute("SELECT status FROM proposals WHERE id=?" + runtime.store.dialect.lock, (proposal["id"],)).fetchone()
+    status = row[0] if row else "gone"
+    if status not in allowed:
+        raise ToolUnavailableError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",
+                                   tool_id=proposal["tool_id"])
 
 
 def _reviewed_folder(proposal: dict[str, Any]) -> Path:
@@ -309,6 +320,7 @@ def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = N
     reason = redact(str(reason))
     now = time.time()
     with runtime.store.tx() as con:
+        _still(con, runtime, proposal, ("awaiting_review", "failed_validation"), "rejected")
         con.execute("UPDATE proposals SET status='rejected', reviewer=?, review_reason=?, reviewed_at=?, updated=? WHERE id=?",
                     (reviewer, reason[:2000], now, now, pid))
     _changed(runtime)
