@@ -54,11 +54,13 @@ class MigrateReport:
     target: str
     counts: dict[str, int] = field(default_factory=dict)
     blobs_from_files: int = 0
+    candidates_from_files: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, "source": self.source, "target": self.target, "counts": self.counts,
-                "blobs_from_files": self.blobs_from_files, "seconds": round(self.seconds, 3)}
+                "blobs_from_files": self.blobs_from_files, "candidates_from_files": self.candidates_from_files,
+                "seconds": round(self.seconds, 3)}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,6 +108,7 @@ def migrate_sqlite_to_postgres(home: Path, url: str, *, progress: Callable[[str,
                         report.counts[table] = _copy(source, raw, table, order, progress)
                     report.blobs_from_files = _blobs_from_files(source, raw, Path(home) / "evolved")
                     report.counts["approved_blobs"] += report.blobs_from_files
+                    report.candidates_from_files = _candidates_from_files(source, raw, Path(home) / "evolved")
                     for table, column in SERIALS.items():
                         raw.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
                                     f" GREATEST((SELECT COALESCE(MAX({column}), 0) FROM {table}), 1))")
@@ -189,3 +192,27 @@ def _blobs_from_files(source: Any, raw: Any, evolved: Path) -> int:
                           (r["sha256"], len(data), data))
         added += cur.rowcount
     return added
+
+
+def _candidates_from_files(source: Any, raw: Any, evolved: Path) -> int:
+    """Proposals awaiting review whose candidate files the SQLite file did not keep (proposed before
+    schema 5): read from evolved/, so any node can review them. Returns how many proposals."""
+    rows = source.query("SELECT p.id, p.path FROM proposals p WHERE p.status IN ('awaiting_review', 'failed_validation')"
+                        " AND p.path IS NOT NULL AND NOT EXISTS (SELECT 1 FROM proposal_files f WHERE f.proposal_id = p.id)")
+    done = 0
+    for r in rows:
+        folder = Path(r["path"]).parent
+        if not folder.is_dir() or not folder.resolve().is_relative_to(evolved.resolve()):
+            continue  # gone, or not this workspace's: the proposal stays reviewable where its files are
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                data = path.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                raw.execute("INSERT INTO approved_blobs(sha256, size, data) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                            (sha, len(data), data))
+                raw.execute("INSERT INTO proposal_files(proposal_id, name, sha256, size) VALUES (%s, %s, %s, %s)",
+                            (r["id"], path.relative_to(folder).as_posix(), sha, len(data)))
+        done += 1
+    return done

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.buffer_helpers import prepare_workspace, sink_items
-from tests.evolution_helpers import greet_answer, greet_tool, settings
+from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, settings
 from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.runtime import Runtime
 
@@ -62,8 +62,12 @@ def sqlite_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anthropic_
         proposal = evolve_tool(rt, "greet", "name must be letters only", "Allow spaces in names")
         approve(rt, proposal["id"], "global", "tester", proposal["diff_sha256"])
         assert rt.call("greet", SPACED) == {"greeting": "hello ada lovelace"}
+        anthropic_server.reply_tool_use("write_tool_version", greet_answer(code=GREET_V2 + "\n# 1.2.0\n"))
+        pending = evolve_tool(rt, "greet", "", "Keep it, with a comment")  # awaiting review when the state moves
+        assert pending["status"] == "awaiting_review" and pending["version"] == "1.2.0", pending.get("failure")
     con = sqlite3.connect(ws / ".tooldeck" / "tooldeck.db")
     con.execute("DELETE FROM approved_blobs")  # as if approved before the database kept file contents
+    con.execute("DELETE FROM proposal_files")  # and proposed before it kept candidates
     con.commit()
     con.close()
     return ws
@@ -83,6 +87,7 @@ def test_migrate_moves_the_state_and_a_second_node_serves_from_it(sqlite_workspa
     report = json.loads(out.stdout)
     assert {t: report["counts"][t] for t in tables} == before
     assert report["blobs_from_files"] == 2  # the manifest and the code of greet 1.1.0, read from evolved/ and checked
+    assert report["candidates_from_files"] == 1  # greet 1.2.0, awaiting review
     print(f"migrated in {report['seconds']:.2f} s")
 
     again = tooldeck(ws, "state", "migrate", env={"TOOLDECK_DATABASE_URL": url})
@@ -100,6 +105,14 @@ def test_migrate_moves_the_state_and_a_second_node_serves_from_it(sqlite_workspa
         flushed = rt.call("buffer", {"operation": "flush", "buffer_id": "moved"})
         assert flushed["count"] == 25
         rt.events.emit("after.migrate")  # new ids continue past the copied ones
+        from tools.evolution.review import approve, get_proposal, list_proposals
+
+        rt.wait_ready(60)
+        [waiting] = list_proposals(rt, "awaiting_review")
+        seen = get_proposal(rt, waiting["id"])  # reviewed on node b, from its own copy of the candidate
+        assert Path(seen["path"]).is_relative_to(b) and seen["current_diff_sha256"] == seen["diff_sha256"]
+        approve(rt, waiting["id"], "global", "reviewer on b", seen["current_diff_sha256"])
+        assert rt.resolved_version("greet")[0] == "1.2.0"
     assert sorted(sink_items(b, "moved")) == list(range(25))
     pg_cluster.drop(name)
 

@@ -74,5 +74,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 [(t, str(n)) for t, n in report.counts.items()], keys=["table"])
     if report.blobs_from_files:
         console().print(f"{report.blobs_from_files} approved files read from evolved/ (approved before the database kept them)")
+    if report.candidates_from_files:
+        console().print(f"{report.candidates_from_files} proposals awaiting review: candidate files read from evolved/ "
+                        "(so any node can review them)")
     console().print("point every node at it: TOOLDECK_DATABASE_URL=... (the same catalog folder on each node)")
     return 0
