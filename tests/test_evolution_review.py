@@ -124,6 +124,33 @@ def test_an_approval_racing_a_rejection_that_commits_first_is_refused(workspace,
     assert rt.call("greet", {"name": "bob"}) == {"greeting": "hello bob"}
 
 
+def test_an_evolution_racing_another_nodes_for_the_same_version_takes_the_next(workspace, make_runtime, anthropic_server):
+    """Another node's evolution of greet holds version 1.1.0 in a transaction not yet committed: this
+    one waits for it and takes 1.2.0 instead of failing on the taken version."""
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    other = make_runtime()
+    holding = threading.Event()
+
+    def start_elsewhere() -> None:
+        now = time.time()
+        with other.store.tx() as con:
+            con.execute("INSERT INTO proposals(tool_id, version, parent_version, status, created, updated, node)"
+                        " VALUES ('greet', '1.1.0', '1.0.0', 'generating', ?, ?, 'elsewhere:1:abc')", (now, now))
+            holding.set()
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=start_elsewhere)
+    thread.start()
+    assert holding.wait(10)
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    mine = evolve_tool(rt, "greet", "name must be letters only", "Allow spaces in names")
+    thread.join(10)
+    assert mine["version"] == "1.2.0" and mine["status"] == "awaiting_review", mine.get("failure")
+    assert sorted(p["version"] for p in list_proposals(rt)) == ["1.1.0", "1.2.0"]
+
+
 def test_evolving_a_promoted_tool_starts_from_the_global_version(workspace, make_runtime, anthropic_server):
     settings(workspace)
     greet_tool(workspace)

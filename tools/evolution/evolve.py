@@ -286,14 +286,23 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
     error_message, mutation_hint = redact(error_message), redact(mutation_hint)  # stored, sent, written: never a secret
     now = time.time()
     with runtime.store.tx() as con:
-        version = next_version(runtime, con, tool_id, parent_version) if parent_version else base_version
-        row = con.execute(
-            "INSERT INTO proposals(tool_id, version, parent_version, parent_path, status, error_message, mutation_hint,"
-            " dynamic_schema, provider, model, session, pid, node, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-            " RETURNING id",
-            (tool_id, version, parent_version, str(parent_path) if parent_path else None, "generating", error_message,
-             mutation_hint, int(dynamic_schema), provider.name, provider.model, runtime.session, os.getpid(),
-             runtime.node, now, now)).fetchone()
+        for _ in range(10):
+            version = next_version(runtime, con, tool_id, parent_version) if parent_version else base_version
+            # another node's evolution of this tool may take the same version and commit first: on
+            # PostgreSQL this insert then waits for it, does nothing, and the next minor is tried
+            # (SQLite's write lock serialises the two transactions instead)
+            row = con.execute(
+                "INSERT INTO proposals(tool_id, version, parent_version, parent_path, status, error_message, mutation_hint,"
+                " dynamic_schema, provider, model, session, pid, node, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (tool_id, version) DO NOTHING RETURNING id",
+                (tool_id, version, parent_version, str(parent_path) if parent_path else None, "generating", error_message,
+                 mutation_hint, int(dynamic_schema), provider.name, provider.model, runtime.session, os.getpid(),
+                 runtime.node, now, now)).fetchone()
+            if row is not None or not parent_version:
+                break
+        if row is None:
+            raise ToolUnavailableError(f"evolve {tool_id}: version {version} is taken by another proposal; try again",
+                                       tool_id=tool_id)
         pid = int(row[0])
     runtime.events.emit("evolution.started", tool_id, version, proposal_id=pid, parent_version=parent_version,
                         provider=provider.name, model=provider.model, hint=mutation_hint, error=error_message)
