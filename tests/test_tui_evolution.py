@@ -20,7 +20,8 @@ JSON_INPUT = {"text": '[{"name": "ada", "age": 36}]'}
 
 
 @pytest.fixture
-def demo_ws(tmp_path: Path) -> Path:
+def demo_ws(tmp_path: Path, backend) -> Path:
+    """The demo workspace, on each backend."""
     ws, _ = prepare_demo_workspace(str(tmp_path / "demo"))
     return ws
 

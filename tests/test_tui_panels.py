@@ -20,7 +20,8 @@ from tui.screens.tool_detail import ToolDetailScreen
 
 
 @pytest.fixture
-def demo_ws(tmp_path: Path) -> Path:
+def demo_ws(tmp_path: Path, backend) -> Path:
+    """The demo workspace, on each backend (the dashboard never asks which one it is on)."""
     ws, _ = prepare_demo_workspace(str(tmp_path / "demo"))
     settings = ws / "tooldeck.toml"
     settings.write_text(settings.read_text() + "\n[buffers]\nmax_attempts = 1\nbackoff_base_seconds = 0.05\n")
