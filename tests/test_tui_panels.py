@@ -281,3 +281,32 @@ async def test_tool_detail_operator_controls(demo_ws: Path) -> None:
             assert {"control.circuit", "control.remove_tag", "control.reset_score"} <= set(events), events
     finally:
         app.shutdown()
+
+
+async def test_the_dashboard_rides_out_a_database_outage(tmp_path: Path, pg_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its database refuses connections and drops the open ones: the dashboard keeps the last data, says
+    the state is unreachable, and follows the live state again once the database is back."""
+    name = pg_cluster.create()
+    monkeypatch.setenv("TOOLDECK_DATABASE_URL", pg_cluster.url(name))
+    ws, _ = prepare_demo_workspace(str(tmp_path / "demo"))
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            table = app.query_one("#buffers-table")
+            assert cli(ws, "buffer", "write", "before", '{"n": 1}', "--strategy", "manual").returncode == 0
+            await wait_for(pilot, lambda: "before" in table_keys(table), what="a buffer written before the outage")
+            pg_cluster.admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            pg_cluster.admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            status = app.query_one("#status-line")
+            await wait_for(pilot, lambda: "state store unreachable" in str(status.render()), timeout=30, what="the outage")
+            assert app.sub_title.startswith("STATE UNREACHABLE")
+            assert "before" in table_keys(table)  # the last data stays on screen
+            pg_cluster.admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            await wait_for(pilot, lambda: "reachable again" in str(status.render()), timeout=30, what="the recovery")
+            assert not app.sub_title.startswith("STATE UNREACHABLE")
+            assert cli(ws, "buffer", "write", "after", '{"n": 2}', "--strategy", "manual").returncode == 0
+            await wait_for(pilot, lambda: "after" in table_keys(table), what="a buffer written after the outage")
+    finally:
+        app.shutdown()
+    pg_cluster.drop(name)

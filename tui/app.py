@@ -75,6 +75,7 @@ class TooldeckApp(OperatorActions, App[int]):
         self.runtime: Any = runtime
         self.poll_seconds = poll_seconds
         self.latest: Snapshot | None = None
+        self._store_error: str | None = None  # why the poller cannot read the state store now, if it cannot
         self.paused = False
         self._stale: dict[str, float] = {}  # panel id -> when its data changed (not yet repainted)
         self._backlog: list[Any] = []  # events of snapshots not yet applied (paused, or between ticks)
@@ -174,9 +175,22 @@ class TooldeckApp(OperatorActions, App[int]):
             collector.start_from_recent()
         except Exception as exc:  # noqa: BLE001 - reported in the header by collect()
             self.call_from_thread(self.set_status, f"event log: {exc}", True)
+        down_since: float | None = None
         while not self._stop.is_set():
             started = time.monotonic()
-            self.post_message(SnapshotReady(collector.collect()))
+            try:
+                snapshot = collector.collect()
+            except Exception as exc:  # noqa: BLE001 - the state store is unreachable (a database restarting):
+                # keep the last frame on screen, say so, and look again (the store reconnects by itself)
+                if down_since is None:
+                    down_since = started
+                self.call_from_thread(self.store_down, f"{type(exc).__name__}: {exc}", started - down_since)
+                self._stop.wait(min(2.0, max(self.poll_seconds, (started - down_since) / 4)))
+                continue
+            if down_since is not None:
+                self.call_from_thread(self.store_down, None, started - down_since)
+                down_since = None
+            self.post_message(SnapshotReady(snapshot))
             self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
@@ -221,8 +235,21 @@ class TooldeckApp(OperatorActions, App[int]):
         self._fingerprints[panel_id] = (self.current_theme.name, key)
         self.snapshots_applied += 1
 
+    def store_down(self, error: str | None, seconds: float) -> None:
+        """The poller could not read the state store for `seconds` (None: it can again)."""
+        self._store_error = error
+        if error is None:
+            self.set_status(f"state store reachable again after {seconds:.0f} s")
+        else:
+            self.set_status(f"state store unreachable for {seconds:.0f} s; the panels show the last data read: {error}",
+                            True)
+        if self.latest is not None:
+            self._show_title(self.latest)
+
     def _show_title(self, snapshot: Snapshot) -> None:
         title = snapshot.summary
+        if self._store_error:
+            title = "STATE UNREACHABLE · " + title
         if snapshot.backend.get("backend") == "postgresql":  # shared by several nodes: say so (SQLite is the default)
             hosts = {r.get("host") for r in snapshot.sessions}
             title += f" · postgresql, {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
