@@ -241,8 +241,8 @@ class TooldeckApp(OperatorActions, App[int]):
         if error is None:
             self.set_status(f"state store reachable again after {seconds:.0f} s")
         else:
-            self.set_status(f"state store unreachable for {seconds:.0f} s; the panels show the last data read: {error}",
-                            True)
+            since = time.strftime("%H:%M:%S", time.localtime(time.time() - seconds))
+            self.set_status(f"state store unreachable since {since}; the panels show the last data read: {error}", True)
         if self.latest is not None:
             self._show_title(self.latest)
 
