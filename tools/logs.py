@@ -44,4 +44,10 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
         logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = False
+        # the PostgreSQL pool's own reconnect warnings: into the same file, not onto a terminal
+        # (Python's last-resort handler would print them over the dashboard or the CLI's output)
+        driver = logging.getLogger("psycopg")
+        driver.addHandler(handler)
+        driver.setLevel(max(level, logging.WARNING))
+        driver.propagate = False
         _configured.add(log_dir)

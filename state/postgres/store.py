@@ -23,6 +23,7 @@ retry times and circuit cooldowns agree across nodes whose clocks do not.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -49,6 +50,10 @@ from state.store import (
     split_sql,
 )
 from state.url import register_url_secrets, safe_url
+
+# without logging set up (a library user, `state migrate`), the pool's reconnect warnings must not
+# reach stderr through Python's last-resort handler; a configured root logger still receives them
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema" / "postgres"
 #: version -> SQL files applied to reach it. PostgreSQL support starts at version 4, whose
