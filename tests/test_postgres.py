@@ -3,6 +3,7 @@ commit-ordered event tail, the database clock, URLs as secrets, an unreachable s
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -183,3 +184,18 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match=r"postgresql://postgres@.*: database unreachable"):
         open_store(tmp_path, url=url)
     assert time.monotonic() - started < 30
+
+
+def test_a_cli_write_with_the_database_down_is_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    """No driver warnings on the terminal: they go to the workspace's log; stderr says what failed."""
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "TOOLDECK_DATABASE_URL"}
+    env["TOOLDECK_DATABASE_URL"] = f"postgresql://postgres@/nothing?host={tmp_path}"  # no server listens there
+    out = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), "buffer", "write", "b", '{"n": 1}'],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 1 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "database unreachable" in lines[0] and "nothing was written" in lines[0]
+    assert "psycopg.pool" in (ws / ".tooldeck" / "logs" / "tooldeck.log").read_text()
