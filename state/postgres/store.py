@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import psycopg_pool
@@ -396,13 +396,16 @@ class PgStore(Store):
 
 
 def _describe_url(url: str) -> str:
-    """`postgresql://user@host:port/db` (a socket directory for host), never the password."""
+    """`postgresql://user@host:port/db`, or `postgresql://user@/db?host=/socket/dir` for a Unix socket
+    (as libpq writes it), never the password nor other parameters."""
     parts = urlsplit(safe_url(url))
     host = parts.hostname or ""
+    socket_dir = ""
     if not host:
         for item in (parts.query or "").split("&"):
             if item.startswith("host="):
-                host = item[5:]
+                socket_dir = unquote(item[5:])
     user = f"{parts.username}@" if parts.username else ""
     port = f":{parts.port}" if parts.port else ""
-    return f"postgresql://{user}{host}{port}{parts.path or ''}"
+    where = f"postgresql://{user}{host}{port}{parts.path or ''}"
+    return f"{where}?host={socket_dir}" if socket_dir else where
