@@ -3,6 +3,7 @@ commit-ordered event tail, the database clock, URLs as secrets, an unreachable s
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -178,10 +179,26 @@ def test_the_url_is_a_secret_everywhere(pg: str, monkeypatch: pytest.MonkeyPatch
         store.close()
 
 
+def test_where_a_store_is_names_database_host_and_user_but_is_not_the_secret_url(pg: str, tmp_path: Path) -> None:
+    """The URL is redacted wherever it appears: a description equal to it would print as `***`."""
+    store = open_store(Path("."), url=pg)
+    try:
+        name = pg.split("?")[0].rsplit("/", 1)[1]
+        assert store.where.startswith(f"database {name} on /") and store.where.endswith(" as postgres")
+        assert redact(store.where) == store.where and redact(f"{store.where}: unreachable") == f"{store.where}: unreachable"
+    finally:
+        store.close()
+    (tmp_path / "tools").mkdir()
+    out = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(tmp_path), "--json", "state"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["where"].startswith(f"database {name} on ")
+
+
 def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     url = f"postgresql://postgres@/nothing?host={tmp_path}"  # no server listens on this socket directory
     started = time.monotonic()
-    with pytest.raises(StoreUnavailableError, match=r"postgresql://postgres@.*: database unreachable"):
+    with pytest.raises(StoreUnavailableError, match=r"database nothing on .* as postgres: database unreachable"):
         open_store(tmp_path, url=url)
     assert time.monotonic() - started < 30
 

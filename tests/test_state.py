@@ -161,3 +161,30 @@ def test_runtimes_on_two_machines_with_one_session_and_pid_do_not_collide(worksp
     rows = {(r["host"], r["node"]) for r in runtime.live_runtimes() if r["session"] == "s-shared"}
     assert rows == {("container-b", f"container-b:{os.getpid()}:aa11"), (runtime.host, runtime.node)}
     assert runtime.node.startswith(f"{runtime.host}:{os.getpid()}:") and len(runtime.node.split(":")) == 3
+
+
+def test_state_nodes_lists_every_live_runtime_but_not_itself(workspace: Path, make_runtime) -> None:
+    """`tooldeck state nodes` reads the store alone (it is not a runtime), on either backend."""
+    import json
+
+    runtime = make_runtime(label="worker 7", kind="serve", serve=True)
+    runtime.wait_ready(30)
+    now = runtime.store.now()
+    with runtime.store.tx() as con:  # a runtime on another machine, and one whose heartbeat stopped
+        con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)", ("s-far", "host-b:1:ab12", 1, "host-b", now, now, 0, "etl", "library"))
+        con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)", ("s-gone", "host-c:1:cd34", 1, "host-c", now - 600, now - 600, 0, None, None))
+    out = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(workspace), "--json", "state", "nodes"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    nodes = {n["node"]: n for n in json.loads(out.stdout)["nodes"]}
+    assert set(nodes) == {runtime.node, "host-b:1:ab12"}
+    mine = nodes[runtime.node]
+    assert (mine["host"], mine["pid"], mine["kind"], mine["label"], mine["serve"]) == (runtime.host, runtime.pid, "serve",
+                                                                                      "worker 7", True)
+    assert nodes["host-b:1:ab12"]["kind"] == "library" and nodes["host-b:1:ab12"]["heartbeat_age_s"] < 10
+    piped = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(workspace), "state", "nodes"],
+                           capture_output=True, text=True, timeout=120)
+    assert piped.stdout.splitlines()[0] == "host\tpid\tkind\tlabel\tsession\tserving\theartbeat"
+    assert any(line.startswith("host-b\t1\tlibrary\tetl\ts-far\tno\t") for line in piped.stdout.splitlines())

@@ -396,16 +396,16 @@ class PgStore(Store):
 
 
 def _describe_url(url: str) -> str:
-    """`postgresql://user@host:port/db`, or `postgresql://user@/db?host=/socket/dir` for a Unix socket
-    (as libpq writes it), never the password nor other parameters."""
+    """Where the store is, for people: `database tooldeck on db.internal:5432 as app` (a socket
+    directory for the host). Never the URL itself, which is a secret and redacted wherever it
+    appears (so a description equal to it would show as `***`), and never a password."""
     parts = urlsplit(safe_url(url))
     host = parts.hostname or ""
-    socket_dir = ""
     if not host:
         for item in (parts.query or "").split("&"):
             if item.startswith("host="):
-                socket_dir = unquote(item[5:])
-    user = f"{parts.username}@" if parts.username else ""
+                host = unquote(item[5:])
+    database = unquote((parts.path or "/").lstrip("/")) or (parts.username or "postgres")
     port = f":{parts.port}" if parts.port else ""
-    where = f"postgresql://{user}{host}{port}{parts.path or ''}"
-    return f"{where}?host={socket_dir}" if socket_dir else where
+    user = f" as {unquote(parts.username)}" if parts.username else ""
+    return f"database {database} on {host or 'localhost'}{port}{user}"

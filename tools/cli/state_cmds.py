@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_info)
     i = ssub.add_parser("info", help="which backend this workspace uses, and where (never a password)")
     i.set_defaults(func=cmd_info)
+    n = ssub.add_parser("nodes", help="every live runtime sharing this state, on every host: host, pid, kind, "
+                                      "session, heartbeat age")
+    n.set_defaults(func=cmd_nodes)
     m = ssub.add_parser("migrate", help="copy this workspace's SQLite state into the PostgreSQL database named by "
                                         "TOOLDECK_DATABASE_URL (refuses a non-empty target and live runtimes)")
     m.set_defaults(func=cmd_migrate)
@@ -44,6 +47,35 @@ def cmd_info(args: argparse.Namespace) -> int:
         emit_json(info)
     else:
         console().print(f"{info['backend']}: {info['where']} (schema {info['schema_version']})")
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """Read from the store alone: this command is not a runtime and does not list itself."""
+    from state.db import open_store
+    from state.paths import tooldeck_home
+    from tools.ids import resolve_workspace
+    from tools.presence import live_runtimes
+
+    home = tooldeck_home(resolve_workspace(args.workspace))
+    store = open_store(home, url=_settings_url(args), pool_size=1)
+    try:
+        now = store.now()
+        rows = [{"host": r["host"], "pid": r["pid"], "kind": r.get("kind") or "runtime", "label": r.get("label"),
+                 "session": r["session"], "node": r["node"], "serve": bool(r.get("serve")),
+                 "heartbeat_age_s": round(max(0.0, now - float(r["heartbeat"])), 1), "started": r["started"]}
+                for r in sorted(live_runtimes(store), key=lambda r: (r["host"], r["started"]))]
+        where = store.describe()
+    finally:
+        store.close()
+    if args.json_out:
+        emit_json({"backend": where["backend"], "where": where["where"], "nodes": rows})
+        return 0
+    hosts = len({r["host"] for r in rows})
+    print_table(f"{len(rows)} live runtimes on {hosts} host{'s' if hosts != 1 else ''} ({where['backend']})",
+                ["host", "pid", "kind", "label", "session", "serving", "heartbeat"],
+                [(r["host"], str(r["pid"]), r["kind"], r["label"] or "", r["session"], "yes" if r["serve"] else "no",
+                  f"{r['heartbeat_age_s']:.0f} s ago") for r in rows], keys=["session"])
     return 0
 
 
