@@ -105,7 +105,7 @@ async def test_every_node_by_host_and_the_backend(workspace: Path, backend) -> N
             assert "on 3 hosts" in title and f"state: {backend.name}" in title, title
             if backend.postgres:
                 assert "postgresql, 3 hosts" in app.sub_title
-                assert "@" in title and "password" not in title
+                assert " on /" in title and " as postgres" in title and "password" not in title and "***" not in title
             else:
                 assert "postgresql" not in app.sub_title and "tooldeck.db" in title
     finally:
