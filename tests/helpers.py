@@ -61,3 +61,11 @@ def state_bytes(home: Path) -> bytes:
         return "\n".join(repr(tuple(r)) for t in tables for r in store.query(f"SELECT * FROM {t}")).encode()
     finally:
         store.close()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs: a zombie (killed, not yet reaped by its parent) counts as dead."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False

@@ -86,18 +86,6 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (killed, not yet reaped by its parent) is dead for our purposes
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def db_rows(ws: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     from tests.helpers import state_rows
 

@@ -55,17 +55,6 @@ def starts(state: Path) -> int:
     return len(path.read_text().split()) if path.exists() else 0
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def kill9(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)

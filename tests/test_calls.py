@@ -15,7 +15,7 @@ import pytest
 from state.calls import CallRecord, CallRecorder
 from state.db import SqliteStore as Store  # these tests hold SQLite's file lock from another process
 from tests.buffer_helpers import wait_for
-from tests.helpers import exec_tool, python_tool, state_bytes
+from tests.helpers import alive, exec_tool, python_tool, state_bytes
 from tools.errors import (
     ToolCrashError,
     ToolError,
@@ -27,14 +27,6 @@ from tools.errors import (
 from tools.runtime import Runtime
 
 SECRET = "sk-ant-test-secret-0123456789abcdef"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_executable_json_and_text_output(workspace: Path, make_runtime) -> None:
@@ -72,9 +64,9 @@ def test_timeout_kills_the_whole_process_group(workspace: Path, make_runtime, tm
     assert time.monotonic() - started < 10
     grandchild = int(pidfile.read_text())
     deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild), "the grandchild outlived the timeout"
+    assert not alive(grandchild), "the grandchild outlived the timeout"
 
 
 def test_secrets_never_reach_a_tool_and_are_redacted_from_stderr(workspace: Path, make_runtime,
@@ -129,7 +121,7 @@ def test_warm_worker_survives_a_raise_and_a_hard_exit(workspace: Path, make_runt
         runtime.call("fragile", {"mode": "exit"})
     assert info.value.exit_code == 7
     new_pid = runtime.call("fragile", {})["pid"]
-    assert new_pid != pid and not _alive(pid)
+    assert new_pid != pid and not alive(pid)
 
 
 def test_worker_timeout_kills_and_restarts(workspace: Path, make_runtime) -> None:
@@ -240,12 +232,12 @@ def test_workers_are_gone_after_close(workspace: Path, make_runtime) -> None:
     python_tool(workspace / "tools", "pidder", "import os\ndef run(d):\n    return os.getpid()\n")
     runtime = make_runtime()
     pid = runtime.call("pidder", {})
-    assert _alive(pid)
+    assert alive(pid)
     runtime.close()
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not _alive(pid)
+    assert not alive(pid)
     assert os.getpid() != pid
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import exec_tool, python_tool
+from tests.helpers import alive, exec_tool, python_tool
 from tools.errors import ToolExitError, ToolUnavailableError
 from tools.invoke import Children, kill_group, launcher, spawn
 from tools.invoke.spawn import python_launcher
@@ -34,14 +34,6 @@ child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 (out / "{name}").write_text(str(os.getpid()))
 time.sleep(600)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_for(condition, timeout: float, what: str) -> None:

@@ -149,7 +149,7 @@ async def test_http_call_cancellation_kills_the_process(workspace: Path, http_se
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    from tests.mcp_helpers import alive
+    from tests.helpers import alive
 
     server = http_server()
     pid_file = workspace / "sleepy.pid"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.buffer_helpers import wait_for
+from tests.helpers import alive
 from tests.mcp_import_helpers import (
     TOKEN,
-    alive,
     holding,
     http_section,
     http_server,

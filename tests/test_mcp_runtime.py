@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.buffer_helpers import wait_for
-from tests.helpers import exec_tool, python_tool
-from tests.mcp_helpers import SLEEPY, alive, db_rows
+from tests.helpers import alive, exec_tool, python_tool
+from tests.mcp_helpers import SLEEPY, db_rows
 from tools.errors import ToolCancelledError, ToolError
 from tools.invoke import CallScope
 

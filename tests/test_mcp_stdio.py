@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from tests.buffer_helpers import sink_items, wait_for
-from tests.mcp_helpers import RawStdio, alive, db_rows, make_workspace, sdk_stdio, server_env
+from tests.helpers import alive
+from tests.mcp_helpers import RawStdio, db_rows, make_workspace, sdk_stdio, server_env
 
 
 async def list_all(session) -> list:

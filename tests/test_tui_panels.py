@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import alive
 from tests.tui_helpers import runtime_ready, table_keys, wait_for
 from tools.cli.demo_workspace import prepare_demo_workspace
 from tui.app import TooldeckApp
@@ -164,14 +165,6 @@ async def test_failures_panel_mark_by_hand_and_tool_controls(demo_ws: Path) -> N
         app.shutdown()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 async def test_quitting_leaves_no_child_process(demo_ws: Path) -> None:
     app = TooldeckApp(demo_ws, poll_seconds=0.1, traffic=True)
     try:
@@ -186,9 +179,9 @@ async def test_quitting_leaves_no_child_process(demo_ws: Path) -> None:
     finally:
         app.shutdown()
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in [traffic, *workers]) and time.monotonic() < deadline:
+    while any(alive(p) for p in [traffic, *workers]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(traffic) and not any(_alive(p) for p in workers)
+    assert not alive(traffic) and not any(alive(p) for p in workers)
 
 
 def test_demo_traffic_survives_sigterm_and_flushes(demo_ws: Path) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui_pty import PtyProcess, alive, children, cmdline, tooldeck_argv
+from tests.helpers import alive
+from tests.tui_pty import PtyProcess, children, cmdline, tooldeck_argv
 
 
 def _started_everything(proc: PtyProcess, timeout: float = 90.0) -> list[int]:
