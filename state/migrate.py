@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from state.runtimes import live_runtimes, pid_alive
 from state.store import StoreError
 
 #: (table, primary-key order) in the order they are copied
@@ -40,7 +41,6 @@ TABLES: tuple[tuple[str, str], ...] = (
 #: tables whose ids come from a sequence on PostgreSQL: moved past the copied ids
 SERIALS = {"events": "id", "calls": "id", "failures": "id", "score_history": "id", "proposals": "id",
            "promotion_history": "id", "llm_usage": "id", "buffers": "bkey"}
-LIVE_AFTER_SECONDS = 10.0
 CHUNK = 5000
 
 
@@ -63,22 +63,10 @@ class MigrateReport:
                 "seconds": round(self.seconds, 3)}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def live_users(source: Any) -> list[dict[str, Any]]:
     """Runtimes with a fresh heartbeat in the SQLite file (on this host: whose process still runs)."""
     host = socket.gethostname()
-    rows = source.query("SELECT session, pid, host, heartbeat, kind, label FROM runtimes WHERE heartbeat >= ?",
-                        (time.time() - LIVE_AFTER_SECONDS,))
-    return [dict(r) for r in rows if r["host"] != host or _pid_alive(int(r["pid"]))]
+    return [r for r in live_runtimes(source) if r["host"] != host or pid_alive(int(r["pid"]))]
 
 
 def migrate_sqlite_to_postgres(home: Path, url: str, *, progress: Callable[[str, int], None] | None = None) -> MigrateReport:

@@ -1,9 +1,9 @@
-"""A runtime's presence in the shared store: its heartbeat row, the live runtimes, housekeeping.
+"""A runtime's presence in the shared store: its heartbeat row and housekeeping.
 
 Every runtime keeps one `runtimes` row keyed by (session, node), its heartbeat on the store's
-clock (the database server's on PostgreSQL, so nodes whose clocks drift agree on who is live).
-A runtime is live while its heartbeat is younger than LIVE_AFTER_SECONDS. The housekeeping
-thread heartbeats, checkpoints the store, and (serving runtimes) prunes old rows.
+clock (the database server's on PostgreSQL, so nodes whose clocks drift agree on who is live;
+who is live is `state.runtimes`). The housekeeping thread heartbeats, checkpoints the store,
+and (serving runtimes) prunes old rows.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from state.db import Store, StoreError
 from tools.errors import ToolError
 
 HEARTBEAT_SECONDS = 2.0
-LIVE_AFTER_SECONDS = 10.0
 CHECKPOINT_SECONDS = 60.0
 PRUNE_SECONDS = 600.0
 
@@ -69,6 +68,3 @@ def prune(runtime: Any) -> dict[str, int]:
     return removed
 
 
-def live_runtimes(store: Store) -> list[dict[str, Any]]:
-    cutoff = store.now() - LIVE_AFTER_SECONDS
-    return [dict(r) for r in store.query("SELECT * FROM runtimes WHERE heartbeat >= ? ORDER BY started", (cutoff,))]

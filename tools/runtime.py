@@ -26,6 +26,7 @@ from state.db import Store, StoreError, database_url, open_store
 from state.events import EventLog
 from state.paths import tooldeck_home
 from state.redact import adopt_environ
+from state.runtimes import live_runtimes
 from tools import presence
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UnknownToolError, UsageError
@@ -289,7 +290,7 @@ class Runtime:
 
     def live_runtimes(self) -> list[dict[str, Any]]:
         """Every runtime, on any node, with a fresh heartbeat."""
-        return presence.live_runtimes(self.store)
+        return live_runtimes(self.store)
 
     def _log_error(self, where: str, exc: BaseException) -> None:
         presence.log.error("%s: %s", where, exc)

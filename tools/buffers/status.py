@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from state.buffers import BufferTables
-from tools.invoke import pid_alive
+from state.runtimes import pid_alive
 
 WINDOW_SECONDS = 60
 

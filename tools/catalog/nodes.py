@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from state import StoreError
+from state.runtimes import LIVE_AFTER_SECONDS
 
-LIVE_AFTER_SECONDS = 10.0
 REFRESH_SECONDS = 2.0
 
 

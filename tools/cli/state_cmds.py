@@ -54,8 +54,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     """Read from the store alone: this command is not a runtime and does not list itself."""
     from state.db import open_store
     from state.paths import tooldeck_home
+    from state.runtimes import live_runtimes
     from tools.ids import resolve_workspace
-    from tools.presence import live_runtimes
 
     home = tooldeck_home(resolve_workspace(args.workspace))
     store = open_store(home, url=_settings_url(args), pool_size=1)

@@ -15,8 +15,8 @@ import socket
 import time
 from typing import Any
 
+from state.runtimes import pid_alive
 from tools.evolution.review import RUNNING
-from tools.invoke import pid_alive
 
 #: a live runtime beats every 2 s; this much silence (or a missing row) means it is gone
 STALE_AFTER_SECONDS = 120.0

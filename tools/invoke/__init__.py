@@ -16,11 +16,11 @@ from tools.invoke.executable import DEFAULT_MAX_OUTPUT, output_cap, run_executab
 from tools.invoke.llm import WRITE_TOOL, Request, get_provider, record_usage
 from tools.invoke.llm_tool import run_llm_tool
 from tools.invoke.mcp_tool import run_mcp_tool
-from tools.invoke.spawn import Children, Launcher, Limits, child_argv, kill_group, launcher, pid_alive, spawn
+from tools.invoke.spawn import Children, Launcher, Limits, child_argv, kill_group, launcher, spawn
 from tools.invoke.validation import check_input, check_output
 from tools.invoke.worker import WorkerPool
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "WRITE_TOOL", "CallScope", "Children", "Launcher", "Limits", "LineReader",
            "OutputTooLarge", "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate",
-           "current_scope", "get_provider", "kill_group", "killable", "launcher", "output_cap", "pid_alive", "record_usage",
+           "current_scope", "get_provider", "kill_group", "killable", "launcher", "output_cap", "record_usage",
            "resolve_builtin", "run_executable", "run_llm_tool", "run_mcp_tool", "spawn"]

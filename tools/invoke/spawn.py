@@ -291,17 +291,6 @@ class _Reaper:
                 pass
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host (one we may not signal counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _group_alive(group: int) -> bool:
     try:
         os.killpg(group, 0)

@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label
 
-from tools.presence import LIVE_AFTER_SECONDS
+from state.runtimes import LIVE_AFTER_SECONDS
 from tui.details import Details, as_json, when
 from tui.widgets.live_table import Col, LiveTable
 
