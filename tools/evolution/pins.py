@@ -68,16 +68,22 @@ def pin(con: Any, tool_id: str, version: str, folder: Path, proposal_id: int | N
     if pinned(con, tool_id, version):
         return 0
     now = time.time()
-    rows, blobs = [], []
+    files = _store_blobs(con, folder)
+    con.executemany("INSERT INTO approved_files(tool_id, version, name, sha256, size, proposal_id, approved_at)"
+                    " VALUES (?,?,?,?,?,?,?)", [(tool_id, version, name, sha, size, proposal_id, now) for name, sha, size in files])
+    return len(files)
+
+
+def _store_blobs(con: Any, folder: Path) -> list[tuple[str, str, int]]:
+    """Every file of the folder into approved_blobs (content-addressed); (name, sha256, size) of each."""
+    files, blobs = [], []
     for name, path in folder_files(folder).items():
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        rows.append((tool_id, version, name, sha, len(data), proposal_id, now))
+        files.append((name, sha, len(data)))
         blobs.append((sha, len(data), data))
-    con.executemany("INSERT INTO approved_files(tool_id, version, name, sha256, size, proposal_id, approved_at)"
-                    " VALUES (?,?,?,?,?,?,?)", rows)
     con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING", blobs)
-    return len(rows)
+    return files
 
 
 def _safe_name(name: str) -> bool:
@@ -96,17 +102,12 @@ def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path |
 def keep_candidate(store: Any, proposal_id: int, folder: Path) -> int:
     """Store a proposal's candidate files (bytes in approved_blobs, names in proposal_files), so a node
     without its folder can show the diff and approve it. Serving still needs the approval's pins."""
-    rows, blobs = [], []
-    for name, path in folder_files(folder).items():
-        data = path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        rows.append((proposal_id, name, sha, len(data)))
-        blobs.append((sha, len(data), data))
     with store.tx() as con:
+        files = _store_blobs(con, folder)
         con.execute("DELETE FROM proposal_files WHERE proposal_id=?", (proposal_id,))
-        con.executemany("INSERT INTO proposal_files(proposal_id, name, sha256, size) VALUES (?,?,?,?)", rows)
-        con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING", blobs)
-    return len(rows)
+        con.executemany("INSERT INTO proposal_files(proposal_id, name, sha256, size) VALUES (?,?,?,?)",
+                        [(proposal_id, name, sha, size) for name, sha, size in files])
+    return len(files)
 
 
 def materialise_candidate(store: Any, evolved: Path, tool_id: str, version: str, proposal_id: int) -> Path | None:
