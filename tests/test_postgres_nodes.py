@@ -286,6 +286,16 @@ with Runtime(sys.argv[1], label="node b") as rt:
 """
 
 
+def greet_nodes(tmp_path: Path) -> tuple[Path, Path]:
+    """Two nodes' workspace folders with the same catalog (greet 1.0.0) and model settings."""
+    nodes = tmp_path / "node-a", tmp_path / "node-b"
+    for ws in nodes:
+        (ws / "tools").mkdir(parents=True)
+        settings(ws)
+        greet_tool(ws)
+    return nodes
+
+
 def test_an_approval_on_node_a_serves_on_node_b_within_5_s_and_so_does_a_rollback(
         pg_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anthropic_server) -> None:
     name = pg_cluster.create()
@@ -294,11 +304,7 @@ def test_an_approval_on_node_a_serves_on_node_b_within_5_s_and_so_does_a_rollbac
     from tools.evolution.review import approve, rollback
     from tools.runtime import Runtime
 
-    a, b = tmp_path / "node-a", tmp_path / "node-b"
-    for ws in (a, b):
-        (ws / "tools").mkdir(parents=True)
-        settings(ws)
-        greet_tool(ws)
+    a, b = greet_nodes(tmp_path)
     out = tmp_path / "b.out"
     node_b = subprocess.Popen([sys.executable, "-c", SERVE_GREET, str(b), "120"], cwd=tmp_path, stdout=out.open("w"),
                               stderr=(tmp_path / "b.err").open("w"))
@@ -339,11 +345,7 @@ def test_a_proposal_made_on_node_a_is_reviewed_and_approved_on_node_b(
     from tools.evolution.review import approve, get_proposal
     from tools.runtime import Runtime
 
-    a, b = tmp_path / "node-a", tmp_path / "node-b"
-    for ws in (a, b):
-        (ws / "tools").mkdir(parents=True)
-        settings(ws)
-        greet_tool(ws)
+    a, b = greet_nodes(tmp_path)
     ra, rb = Runtime(a), Runtime(b)
     try:
         anthropic_server.reply_tool_use("write_tool_version", greet_answer())
