@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.db import Store, StoreError, dumps
+from state.events import EventLog
 from state.redact import redact
 
 log = logging.getLogger("tooldeck.calls")
@@ -68,6 +69,7 @@ class CallRecorder:
         self.max_queued = max(1, max_queued)
         self.session = session
         self.pid = os.getpid()
+        self.events = EventLog(store, session)
         self.dropped_total = 0
         self.failures = 0  # writes that failed in a row
         self.last_error: str | None = None
@@ -217,10 +219,7 @@ class CallRecorder:
             if dropped:
                 payload = {"dropped": dropped, "dropped_total": self.dropped_total, "max_queued_records": self.max_queued,
                            "error": self.last_error}
-                con.execute(
-                    "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,NULL,NULL,?)",
-                    (time.time(), self.pid, self.session, "calls.dropped", redact(dumps(payload))),
-                )
+                self.events.emit_in(con, "calls.dropped", **payload)
 
     def close(self) -> None:
         """Stop the thread and write what is queued; records a broken store cannot take are logged, not raised."""

@@ -68,6 +68,13 @@ class Store(ABC):
 
     # -- connections and transactions ------------------------------------------------
 
+    def for_update(self, select_sql: str) -> str:
+        """`select_sql` with the row lock a transaction needs on rows it reads and then updates
+        (nothing on SQLite, whose BEGIN IMMEDIATE holds the one write lock; FOR UPDATE on
+        PostgreSQL), so callers never splice the dialect themselves."""
+        return select_sql + self.dialect.lock
+
+
     @abstractmethod
     def conn(self) -> Any:
         """The connection this thread works on (inside `tx()`, the transaction's)."""

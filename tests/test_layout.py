@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,21 @@ def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def _sources(*tops: str) -> dict[str, str]:
+    return {str(path.relative_to(REPO)): path.read_text() for top in tops for path in (REPO / top).rglob("*.py")}
+
+
+def test_one_module_writes_events() -> None:
+    """Events are written by state/events.py alone, on the store's clock, so events of every node
+    order on one clock and each caller keeps its own transaction through `emit_in`."""
+    writers = sorted(name for name, text in _sources("tools", "state", "tui").items()
+                     if re.search(r"INSERT\s+INTO\s+events\b", text, re.IGNORECASE))
+    assert writers == ["state/events.py"]
+
+
+def test_no_caller_knows_the_backend() -> None:
+    """SQL fragments that differ between SQLite and PostgreSQL (`dialect`) are used inside state/ only."""
+    leaks = sorted(name for name, text in _sources("tools", "tui").items() if re.search(r"\bdialect\b", text))
+    assert leaks == []

@@ -154,6 +154,33 @@ def test_now_is_the_database_clock_whatever_this_machines_clock_says(pg: str) ->
         skewed.close()
 
 
+def test_events_from_a_node_with_a_skewed_clock_are_stamped_on_the_database_clock(pg: str) -> None:
+    """Every event writer (its own transaction or the caller's) stamps the store's clock, so events of
+    several nodes order on one clock whatever each machine's clock says."""
+    from state.buffers import BufferTables
+    from state.calls import CallRecord, CallRecorder
+    from state.events import EventLog
+    from state.postgres import PgStore
+
+    skewed = PgStore(pg, local_clock=lambda: time.time() + 3600)  # a node whose clock is an hour ahead
+    try:
+        log = EventLog(skewed, "s-skew")
+        log.emit("test.own_tx")
+        with skewed.tx() as con:
+            log.emit_in(con, "test.in_tx", note=1)
+        BufferTables(skewed, "s-skew").drop_event("b", 1, "drop_newest")
+        recorder = CallRecorder(skewed, session="s-skew", max_queued=1)
+        for _ in range(2):  # past max_queued: one record dropped, reported as `calls.dropped` with the next write
+            recorder.record(CallRecord("t", "1.0.0", "s-skew", 1.0, "ok", {}, {}, ts=time.time()))
+        recorder.flush()
+        db_now = float(skewed.query_one("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")[0])
+        rows = skewed.query("SELECT kind, ts FROM events ORDER BY id")
+        assert {r[0] for r in rows} >= {"test.own_tx", "test.in_tx", "buffer.drop", "calls.dropped"}
+        assert all(abs(float(r[1]) - db_now) < 60 for r in rows), rows
+    finally:
+        skewed.close()
+
+
 def test_a_configured_url_may_not_hold_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(StoreError, match=r"holds a password; give it by PGPASSWORD, ~/.pgpass or a \$\{VAR\} reference"):
         database_url("postgresql://app:hunter22@db.example/tooldeck")

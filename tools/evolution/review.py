@@ -275,7 +275,7 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
 def _still(con: Any, runtime: Any, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
     """Inside the decision's transaction, with the proposal's row locked: is it still in a state that
     may be `verb`? (Another reviewer, on this node or another, may have decided meanwhile.)"""
-    row = con.execute("SELECT status FROM proposals WHERE id=?" + runtime.store.dialect.lock, (proposal["id"],)).fetchone()
+    row = con.execute(runtime.store.for_update("SELECT status FROM proposals WHERE id=?"), (proposal["id"],)).fetchone()
     status = row[0] if row else "gone"
     if status not in allowed:
         raise ToolUnavailableError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from state.db import StoreError, dumps
+from state.db import StoreError
+from state.events import PendingEvent
 from state.redact import redact
 from tools.errors import CallRefusedError, StateError, ToolError, UsageError
 from tools.ids import check_tool_id
@@ -279,10 +280,9 @@ class FailureTracker:
                                         "score": round(score, 4), "tags_added": added})]
             if opened is not None:
                 events.append(("circuit.opened", {"reason": opened}))
-            con.executemany(  # in the same transaction: the ledger row and its events land together
-                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?)",
-                [(now, self.runtime.pid, self.runtime.session, kind, tool_id, version, redact(dumps(payload)))
-                 for kind, payload in events])
+            # in the same transaction: the ledger row and its events land together
+            self.runtime.events.emit_many_in(con, [PendingEvent(kind, tool_id, version, payload) for kind, payload in events],
+                                             now=now)
         self._apply_rows([fresh])
         record = {
             "failure_id": failure_id, "tool_id": tool_id, "version": version, "severity": rule.severity,
