@@ -26,7 +26,7 @@ from state.db import Store, StoreError, database_url, open_store
 from state.events import EventLog
 from state.paths import tooldeck_home
 from state.redact import adopt_environ
-from state.runtimes import live_runtimes
+from state.runtimes import leave, live_runtimes
 from tools import presence
 from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UnknownToolError, UsageError
@@ -505,8 +505,7 @@ class Runtime:
                 if self._calls is not None:
                     self._calls.close()
                 self.catalog.flush()
-                with self._store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND node=?", (self.own_session, self.node))
+                leave(self._store, self.own_session, self.node)
                 self._store.close()
             except StoreError as exc:
                 self._log_error("close", exc)

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from state.buffers import BufferTables
-from state.runtimes import pid_alive
 
 WINDOW_SECONDS = 60
 
@@ -65,12 +64,6 @@ class BufferStatus:
         return out
 
 
-def live_runtimes(runtime: Any) -> list[dict[str, Any]]:
-    """Runtimes with a fresh heartbeat whose process still exists (checked when on this host)."""
-    host = socket.gethostname()
-    return [r for r in runtime.live_runtimes() if r["host"] != host or pid_alive(int(r["pid"]))]
-
-
 def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool = False) -> tuple[list[str], dict[str, list[str]]]:
     """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels
     ("session/host/pid" for a runtime on another machine)."""
@@ -78,7 +71,7 @@ def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool
     host = socket.gethostname()
     alive = {}
     serving = []
-    for r in live_runtimes(runtime):
+    for r in runtime.live_runtimes():
         key = (r["session"], r["node"])
         if exclude_self and key == me:
             continue
