@@ -24,6 +24,7 @@ from typing import Any
 from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, WriteResult
 from state.redact import redact, secret_values
 from tools.buffers.flush import Flusher
+from tools.buffers.policy import full_batch_waiting
 from tools.buffers.status import BufferStatus, compute_status
 from tools.errors import NotFoundError, ToolError, ToolInputError
 from tools.ids import check_name, check_tool_id
@@ -258,7 +259,8 @@ class BufferEngine:
                 self.config(buffer_id, changes, fresh=True)
         if res.flush_strategy == "immediate" and res.written and res.last_seq is not None:
             return self.flusher.deliver_through(buffer_id, res.last_seq, config.pass_through_tool)
-        if res.flush_strategy != "manual" and res.unclaimed >= res.max_size and config.pass_through_tool is not None:
+        if full_batch_waiting(pass_through_tool=config.pass_through_tool, flush_strategy=res.flush_strategy,
+                              unclaimed=res.unclaimed, max_size=res.max_size):
             self.flusher.wake()
         return False
 
