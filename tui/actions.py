@@ -24,10 +24,10 @@ def _json_view(value: Any) -> Syntax:
 def run_command(runtime: Any, command: Command) -> dict[str, Any]:
     action = command.action
     if action == "tool.call":
-        entry = runtime.resolve(command.target)  # the version that answers: session, then global promotion, then base
-        promoted, scope = runtime.resolved_version(command.target)
+        served = runtime.resolution(command.target)  # the version that answers: session, then global promotion, then base
+        entry = served.entry
         result = runtime.call_entry(entry, command.args.get("input", {}))
-        answered = f"{command.target} {entry.served_version}" + (f" (promoted for {scope})" if promoted else "")
+        answered = f"{command.target} {entry.served_version}" + (f" (promoted for {served.scope})" if served.promoted else "")
         return {"status": f"{answered} answered", "title": f"{answered} answered", "screen": _json_view(result),
                 "copy": json.dumps(result, indent=2, ensure_ascii=False, default=str)}
     if action == "tool.test":

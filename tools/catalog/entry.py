@@ -79,3 +79,26 @@ def write_status(store: Any, changes: list[StatusChange]) -> None:
             " overrides=excluded.overrides, updated=excluded.updated, pid=excluded.pid",
             rows,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Which version serves a call to a tool (the runtime's resolver decides; every reader asks it).
+
+    `scope` is where the choice came from: a session id or "global" (a promotion there), "base"
+    (no usable promotion) or "explicit" (the caller named the version). `fell_back_from` lists the
+    promoted versions that cannot serve (files gone or tampered, failed to load), newest first, each
+    with why, so what a call runs and what the dashboard, the CLI and selection show agree."""
+
+    entry: ToolEntry | None
+    scope: str
+    fell_back_from: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def version(self) -> str | None:
+        return self.entry.served_version if self.entry is not None else None
+
+    @property
+    def promoted(self) -> bool:
+        return self.scope not in ("base", "explicit")
+

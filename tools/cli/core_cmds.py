@@ -76,16 +76,25 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
 
 
 def _mark_served(runtime: Any, rows: list[dict[str, Any]]) -> None:
-    """`serves`: the scopes whose calls this row's version answers ("global", or session ids)."""
-    promotions = runtime.promotions(max_age=0)
+    """`serves`: the scopes whose calls this row's version answers ("global", or session ids), as the
+    runtime's resolver decides (a promoted version that cannot serve does not, the one it falls back to does)."""
+    runtime.invalidate_promotions()
+    sessions: dict[str, set[str]] = {}
+    for tool, scope in runtime.promotions():
+        if scope != "global":
+            sessions.setdefault(tool, set()).add(scope)
     base = {r["id"]: r["version"] for r in rows if r["source"] not in ("evolved", "problem")}
+    served: dict[tuple[str, str], list[str]] = {}
+    for tool in base:
+        found = runtime.resolution(tool, session="global", wait=False)
+        version = found.version if found.version is not None else base[tool]  # the base, even while it loads
+        served.setdefault((tool, version), []).append("global")
+        for scope in sorted(sessions.get(tool, ())):
+            mine = runtime.resolution(tool, session=scope, wait=False)
+            if mine.scope == scope and mine.version is not None:
+                served.setdefault((tool, mine.version), []).append(scope)
     for row in rows:
-        tool, version = row["id"], row["version"]
-        serves = []
-        if row["source"] != "problem" and promotions.get((tool, "global"), base.get(tool)) == version:
-            serves.append("global")
-        serves.extend(sorted(scope for (t, scope), v in promotions.items() if t == tool and scope != "global" and v == version))
-        row["serves"] = serves
+        row["serves"] = [] if row["source"] == "problem" else served.get((row["id"], row["version"]), [])
 
 
 def cmd_tools(args: argparse.Namespace) -> int:

@@ -235,14 +235,12 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
 
 
 def _parent(runtime: Any, tool_id: str) -> Any:
-    promos = runtime.promotions(0)
-    version = promos.get((tool_id, "global"))
-    if version is not None:
-        try:
-            return runtime.get_tool(tool_id, version=version)
-        except ToolError as exc:
-            log.warning("evolution: global promotion %s %s unusable, evolving the base: %s", tool_id, version, exc)
-    return runtime.get_tool(tool_id)
+    """What a new version evolves from: the version that globally serves calls now (the resolver's answer)."""
+    runtime.invalidate_promotions()  # an approval a moment ago on another node counts
+    res = runtime.resolution(tool_id, session="global")
+    for version, why in res.fell_back_from:
+        log.warning("evolution: global promotion %s %s unusable, evolving %s: %s", tool_id, version, res.version, why)
+    return res.entry
 
 
 def _settings(runtime: Any) -> dict[str, Any]:

@@ -161,13 +161,6 @@ def memory_for(runtime: Any, timeout: float) -> MemoryService:
 
 # -- selection -------------------------------------------------------------------------
 
-def _served_entry(runtime: Any, tool_id: str, promotions: dict[tuple[str, str], str]) -> Any:
-    """The entry a call to `tool_id` would run (session promotion, global promotion, base), or None."""
-    version = promotions.get((tool_id, runtime.session)) or promotions.get((tool_id, "global"))
-    entry = runtime.catalog.find(tool_id, version)
-    return entry if entry is not None and entry.manifest is not None else None
-
-
 def failure_penalties(hits: list[Any], keys: set[tuple[str, str]], threshold: float) -> dict[tuple[str, str], tuple[float, str]]:
     """(tool, version) -> (factor, note) from remembered failures on similar scenarios.
 
@@ -218,13 +211,19 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
         if nearest:
             best, best_tool = nearest[0].similarity, nearest[0].payload.get("tool_id")
     formats = scenario_formats(scenario)
-    promotions = runtime.promotions()
     skipped: list[Skipped] = []
+    noted: set[tuple[str, str]] = set()
     viable: list[tuple[Any, dict[str, Any], Any, Any]] = []
     for hit in hits:
         p = hit.payload
         tool_id, version = p.get("tool_id"), p.get("version")
-        entry = _served_entry(runtime, tool_id, promotions)
+        served = runtime.resolution(tool_id, wait=False)
+        entry = served.entry
+        for passed, why in served.fell_back_from:  # a promoted version that cannot serve: said once, never dropped unseen
+            if (tool_id, passed) not in noted:
+                noted.add((tool_id, passed))
+                skipped.append(Skipped(tool_id, passed, round(hit.similarity, 4),
+                                       f"promoted but cannot serve ({why}); {served.version or 'nothing'} serves"))
         if entry is None or entry.served_version != version:
             continue  # another version of this tool answers calls; its own point will speak for it
         reason = None
