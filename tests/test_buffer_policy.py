@@ -58,3 +58,36 @@ def test_a_full_batch_waiting_wakes_the_flusher_only_when_it_would_deliver() -> 
     assert not full_batch_waiting(pass_through_tool="sink", flush_strategy="manual", unclaimed=50, max_size=10)
     assert not full_batch_waiting(pass_through_tool=None, flush_strategy="batch", unclaimed=50, max_size=10)
     assert flushes_by_itself("sink", "immediate") and not flushes_by_itself(None, "immediate")
+
+
+def test_every_buffer_setting_has_exactly_one_validator() -> None:
+    from state.buffers import CONFIG_FIELDS
+    from tools.buffers.settings import VALIDATORS
+
+    assert set(VALIDATORS) == set(CONFIG_FIELDS)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"flush_strategy": "sometimes"}, "flush_strategy must be one of batched, immediate, manual, got 'sometimes'"),
+    ({"max_size": 0}, "max_size must be an integer from 1 to 100000, got 0"),
+    ({"max_size": True}, "max_size must be an integer from 1 to 100000, got True"),
+    ({"flush_interval_seconds": "5"}, "flush_interval_seconds must be a number from 0.001 to 86400, got '5'"),
+    ({"pass_through_tool": "buffer"}, "pass_through_tool cannot be the buffer tool itself"),
+    ({"pass_through_tool": "../etc"}, "pass_through_tool"),
+    ({"pass_through_input": [1]}, "pass_through_input must be an object, got list"),
+    ({"when_full": "explode"}, "when_full must be one of block, drop_newest, drop_oldest"),
+])
+def test_a_bad_setting_names_the_buffer_and_the_field(raw: dict[str, Any], message: str) -> None:
+    from tools.buffers.settings import clean
+    from tools.errors import ToolInputError
+
+    with pytest.raises(ToolInputError, match="^buffer 'b': .*") as caught:
+        clean("b", raw)
+    assert message in caught.value.message
+
+
+def test_settings_are_normalised_and_unset_explicitly() -> None:
+    from tools.buffers.settings import clean
+
+    assert clean("b", {"max_pending": 0, "pass_through_tool": "", "flush_interval_seconds": 2, "other": 1,
+                       "max_size": None}) == {"max_pending": None, "pass_through_tool": None, "flush_interval_seconds": 2.0}
