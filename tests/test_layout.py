@@ -169,3 +169,12 @@ def test_no_caller_knows_the_backend() -> None:
     """SQL fragments that differ between SQLite and PostgreSQL (`dialect`) are used inside state/ only."""
     leaks = sorted(name for name, text in _sources("tools", "tui").items() if re.search(r"\bdialect\b", text))
     assert leaks == []
+
+
+def test_recovery_speaks_domain_verbs_its_sql_lives_in_state() -> None:
+    """The failure ledger, health, circuits and controls are `state/failures.py`'s tables: tools/recovery
+    and the presence pruning call it and write no SQL of their own."""
+    offenders = sorted(name for name, text in _sources("tools/recovery").items()
+                       if re.search(r"\.(execute|executemany|query|query_one)\(", text))
+    offenders += [n for n, t in _sources("tools").items() if n == "tools/presence.py" and re.search(r"\.execute\(", t)]
+    assert offenders == []

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from state import runtimes
+from state import failures, runtimes
 from state.calls import prune_calls
 from state.db import Store, StoreError
 from tools.errors import ToolError
@@ -57,9 +57,7 @@ def prune(runtime: Any) -> dict[str, int]:
     cutoff = time.time() - float(retention.get("failures_days", 30)) * 86400
     with store.tx() as con:
         removed["runtimes"] = runtimes.prune(con, store.now())
-        # the ledger and the score trend; current scores, tags and circuits live in their own rows
-        removed["failures"] = con.execute("DELETE FROM failures WHERE ts < ?", (cutoff,)).rowcount
-        removed["score_history"] = con.execute("DELETE FROM score_history WHERE ts < ?", (cutoff,)).rowcount
+        removed.update(failures.prune(con, cutoff))  # the ledger and the score trend; current health rows stay
     return removed
 
 

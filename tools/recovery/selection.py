@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from state import failures as failure_tables
 from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.errors import StateError, ToolNotReadyError, UsageError
@@ -192,9 +193,9 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
     tracker = runtime.extension("failures")
     timings: dict[str, float] = {}
     if sync:  # one query tells whether anything changed in any process since the last look
-        row = runtime.store.query_one("SELECT (SELECT seq FROM failure_seq WHERE id=1), (SELECT COALESCE(MAX(id), 0) FROM failures)")
-        tracker.sync(force=True, seq=int(row[0]))
-        service.catch_up(int(row[1]))
+        seq, last_failure = failure_tables.seq_and_last_failure(runtime.store)
+        tracker.sync(force=True, seq=seq)
+        service.catch_up(last_failure)
         timings["sync"] = (time.perf_counter() - started) * 1000
     t = time.perf_counter()
     memory: SemanticMemory = service.memory
