@@ -278,3 +278,16 @@ def recent_calls(store: Store, tool_id: str, *, version: str | None = None, limi
 def prune_calls(store: Store, older_than_s: float) -> int:
     with store.tx() as con:
         return con.execute("DELETE FROM calls WHERE ts < ?", (time.time() - older_than_s,)).rowcount
+
+
+def failed_calls(store: Store, tool_id: str, version: str, limit: int) -> list[Any]:
+    """The newest failed calls of a version (input, error, outcome, input_truncated): evolution's failing inputs."""
+    return store.query("SELECT input, error, outcome, input_truncated FROM calls WHERE tool_id=? AND version=? AND outcome!='ok'"
+                       " ORDER BY id DESC LIMIT ?", (tool_id, version, limit))
+
+
+def successful_calls(store: Store, tool_id: str, version: str, limit: int) -> list[Any]:
+    """The newest successful calls of a version whose whole input was kept (input, output, output_truncated):
+    the regression cases a candidate must still answer."""
+    return store.query("SELECT input, output, output_truncated FROM calls WHERE tool_id=? AND version=? AND outcome='ok'"
+                       " AND input IS NOT NULL AND input_truncated=0 ORDER BY id DESC LIMIT ?", (tool_id, version, limit))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from state import promotions as promotion_rows
 from state.calls import CallRecord, CallRecorder
 from state.db import Store, StoreError, database_url, open_store
 from state.events import EventLog
@@ -301,8 +302,7 @@ class Runtime:
         """(tool_id, scope) -> version, refreshed from the shared store at most every `max_age` s."""
         now = time.monotonic()
         if now - self._promotions_at > max_age:
-            rows = self.store.query("SELECT tool_id, scope, version FROM promotions")
-            self._promotions = {(r[0], r[1]): r[2] for r in rows}
+            self._promotions = promotion_rows.all_promotions(self.store)
             self._promotions_at = now
         return self._promotions
 
@@ -334,8 +334,9 @@ class Runtime:
         gone or tampered, approved elsewhere and not verifiable here) gives way to the version that
         scope served before it, then to the next scope, then to the base; each one passed over is in
         `fell_back_from`. `wait`: load (and materialise) what is needed, raising when nothing serves
-        (calls); without it, answer from what is loaded now (selection, listings, the dashboard), with
-        `entry` None when nothing is.
+        (calls); without it, answer from what the catalog knows now (selection, listings, the
+        dashboard): an entry may still be loading (`entry.done` unset), and `entry` is None when
+        nothing serves.
         """
         check_tool_id(tool_id)
         if wait:
@@ -352,20 +353,23 @@ class Runtime:
                 entry, why = self._promoted_entry(tool_id, promoted, wait, timeout)
                 if entry is not None:
                     return Resolution(entry, scope, tuple(passed))
+                if not why:  # not seen here yet (approved on another node): a call materialises and loads it
+                    return Resolution(None, scope, tuple(passed), pending_version=promoted)
                 passed.append((promoted, why))
                 promoted = self._served_before(tool_id, scope, promoted)
         base = self.catalog.get(tool_id, timeout=timeout) if wait else _usable(self.catalog.find(tool_id))
         return Resolution(base, "base", tuple(passed))
 
     def _promoted_entry(self, tool_id: str, version: str, wait: bool, timeout: float) -> tuple[ToolEntry | None, str]:
-        """A promoted version's entry if it can serve, else (None, why not)."""
+        """A promoted version's entry if it can serve, else (None, why not); without waiting, (None, "")
+        when the catalog has not seen the version yet."""
         if not wait:
             entry = self.catalog.find(tool_id, version)
             if entry is None:
-                return None, "its files are not on this node yet"
-            if not entry.done.is_set():
-                return None, f"still {entry.status}"
-            return (entry, "") if entry.manifest is not None else (None, entry.error or entry.status)
+                return None, ""
+            if entry.done.is_set() and entry.manifest is None:
+                return None, entry.error or entry.status
+            return entry, ""  # loaded, or not yet: a call loads it
         try:
             try:
                 return self.catalog.get(tool_id, version, timeout=timeout), ""
@@ -390,9 +394,7 @@ class Runtime:
 
     def _served_before(self, tool_id: str, scope: str, version: str) -> str | None:
         """The version a scope served before `version` was promoted there (None: the next scope, then the base)."""
-        row = self.store.query_one("SELECT previous_version FROM promotion_history WHERE tool_id=? AND scope=? AND version=?"
-                                   " ORDER BY id DESC LIMIT 1", (tool_id, scope, version))
-        return row[0] if row else None
+        return promotion_rows.served_before(self.store, tool_id, scope, version)
 
     # -- calls ---------------------------------------------------------------------
 
@@ -560,6 +562,6 @@ def _close_all() -> None:
 
 
 def _usable(entry: ToolEntry | None) -> ToolEntry | None:
-    """An entry that is loaded and serves now (not loading, not in error), else None."""
-    return entry if entry is not None and entry.manifest is not None and entry.done.is_set() else None
+    """An entry that serves (loaded, or still to load: a call loads it), else None (unknown, or failed to load)."""
+    return None if entry is None or (entry.done.is_set() and entry.manifest is None) else entry
 

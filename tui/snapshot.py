@@ -205,6 +205,8 @@ class Collector:
                 served = rt.resolution(tool_id, wait=False)  # what a call runs now, and what it fell back from
                 if served.promoted and served.entry is not None:
                     entry, scope = served.entry, served.scope
+                elif served.promoted:  # approved on another node, loaded here by the first call
+                    scope, refused = served.scope, f"{served.version} loads on its first call here"
                 if served.fell_back_from:  # e.g. tampered after approval: say why it is not served
                     version, why = served.fell_back_from[0]
                     refused = f"{version} not served: {why}"

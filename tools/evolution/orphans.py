@@ -9,9 +9,9 @@ owner's sandbox died with it (launchers: --die-with-parent, the parent-death sig
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from state import proposals
 from state.runtimes import why_gone
 from tools.evolution.review import RUNNING
 
@@ -19,8 +19,7 @@ from tools.evolution.review import RUNNING
 def reap(runtime: Any) -> list[int]:
     """Mark every running proposal whose owner is gone as failed; the ids reaped."""
     store = runtime.store
-    rows = store.query(f"SELECT id, tool_id, version, status, session, pid, node FROM proposals WHERE status IN "
-                       f"({','.join('?' * len(RUNNING))})", RUNNING)
+    rows = proposals.running(store, RUNNING)
     reaped = []
     for row in rows:
         gone = why_gone(store, row["session"], row["node"], row["pid"])
@@ -28,8 +27,7 @@ def reap(runtime: Any) -> list[int]:
             continue
         reason = f"interrupted while {row['status']}: {gone}"
         with store.tx() as con:
-            done = con.execute(f"UPDATE proposals SET status='failed', failure=?, updated=? WHERE id=? AND status IN "
-                               f"({','.join('?' * len(RUNNING))})", (reason, time.time(), row["id"], *RUNNING)).rowcount
+            done = proposals.mark_interrupted(con, row["id"], RUNNING, reason, store.now())
         if done:
             reaped.append(int(row["id"]))
             runtime.events.emit("evolution.interrupted", row["tool_id"], row["version"], proposal_id=row["id"], error=reason)
