@@ -103,9 +103,10 @@ class EventLog:
         """The cursor of a reader that has seen everything so far."""
         return self.store.last_event_id()
 
-    def wait(self, timeout: float) -> bool:
-        """Block until another event may have been written (on any node) or `timeout` passes."""
-        return self.store.wait_events(timeout)
+    def wait(self, timeout: float, after_id: int | None = None) -> bool:
+        """Block until another event may have been written (on any node) or `timeout` passes; with
+        the reader's cursor as `after_id`, at once when one already was."""
+        return self.store.wait_events(timeout, after_id)
 
     def recent(self, limit: int = 200, kinds: Iterable[str] | None = None) -> list[Event]:
         sql = "SELECT * FROM events"

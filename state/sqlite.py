@@ -184,10 +184,12 @@ class SqliteStore(Store):
         row = self.query_one("SELECT MAX(id) FROM events")
         return int(row[0] or 0) if row else 0
 
-    def wait_events(self, timeout: float) -> bool:
+    def wait_events(self, timeout: float, after_id: int | None = None) -> bool:
         """Poll the newest id (SQLite tells no other process about a commit)."""
         deadline = time.monotonic() + timeout
-        start = self.last_event_id()
+        start = self.last_event_id() if after_id is None else after_id
+        if self.last_event_id() != start:
+            return True
         while time.monotonic() < deadline:
             time.sleep(min(EVENT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
             if self.last_event_id() != start:

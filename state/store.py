@@ -150,8 +150,10 @@ class Store(ABC):
         """The id of the last event a tail would return now."""
 
     @abstractmethod
-    def wait_events(self, timeout: float) -> bool:
-        """Block until an event may have been written (by any node) or `timeout` passes."""
+    def wait_events(self, timeout: float, after_id: int | None = None) -> bool:
+        """Block until an event may have been written (by any node) or `timeout` passes. A reader
+        passes its cursor as `after_id`: an event that became visible after it (even before this
+        call) returns at once, so none written between a tail and this wait is slept through."""
 
     @abstractmethod
     def schema_version(self) -> int: ...

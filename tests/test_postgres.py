@@ -67,6 +67,7 @@ def test_nodes_starting_together_migrate_once(pg_cluster, tmp_path: Path) -> Non
         pg_cluster.drop(name)
 
 
+@pytest.mark.slow
 def test_the_event_tail_skips_no_event_that_commits_late(pg: str) -> None:
     """Writers whose commits interleave, and one transaction holding its event for 10 s: a reader
     tailing all along gets every event exactly once, the late one included, although a reader of
@@ -124,17 +125,20 @@ def test_an_event_written_elsewhere_wakes_a_waiting_reader(backend, tmp_path: Pa
     reader.wait(0.2)  # the listener is up
     got: list[float] = []
 
+    waiting = threading.Event()
+
     def follow() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if reader.tail(start):
                 got.append(time.monotonic())
                 return
-            reader.wait(5.0)
+            waiting.set()
+            reader.wait(5.0, after_id=start)
 
     thread = threading.Thread(target=follow)
     thread.start()
-    time.sleep(0.3)
+    assert waiting.wait(30)  # the reader found nothing and waits: an event sent before its wait starts still wakes it
     sent = time.monotonic()
     EventLog(b).emit("from.b")
     thread.join(30)

@@ -342,7 +342,9 @@ class PgStore(Store):
     def last_event_id(self) -> int:
         return self.events.last_id()
 
-    def wait_events(self, timeout: float) -> bool:
+    def wait_events(self, timeout: float, after_id: int | None = None) -> bool:
+        if after_id is not None and self.last_event_id() != after_id:
+            return True
         return self.events.wait(timeout)
 
     # -- schema --------------------------------------------------------------------
