@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.mcp_import_helpers import starts, stdio_section, write_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def tooldeck(*args: str, ws: Path, timeout: float = 120) -> subprocess.Completed
                           timeout=timeout, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_mcp_list_tools_wait_call_and_evolve_from_the_command_line(workspace: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     write_settings(workspace, stdio_section("srv", state),
