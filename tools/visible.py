@@ -75,6 +75,18 @@ def has_hidden(text: str) -> bool:
     return _HIDDEN.search(text) is not None
 
 
+def marked_lines(text: str) -> list[tuple[str, bool]]:
+    """`text` split into lines at `\\n` only, each as (visible form, held a hidden character): a diff for review.
+
+    `str.splitlines` would also break at \\r, \\x0b, \\x0c, \\x1c-\\x1e, \\x85 and U+2028/U+2029, so those
+    characters would vanish into line breaks instead of being shown and marked on their line.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "" and len(lines) > 1:
+        lines.pop()
+    return [(visible(line), has_hidden(line)) for line in lines]
+
+
 def _json_escape(match: re.Match[str]) -> str:
     return "".join(f"\\u{unit:04x}" for unit in _utf16(match.group()))
 
