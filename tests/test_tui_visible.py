@@ -117,3 +117,30 @@ async def test_details_screens_activity_tools_and_failures_show_hidden_character
         app.set_status(f"evolve greet: {HIDDEN} [red]x[/red]", error=True)
         await pilot.pause()
         assert_visible(screen_text(app), "evolve greet: \\x1b[2J", "[red]x[/red]")
+
+
+async def test_tool_detail_screen_shows_a_description_and_a_failure_visibly(workspace) -> None:
+    from tests.helpers import python_tool
+    from tests.tui_helpers import runtime_ready
+    from tools.errors import ToolError
+    from tui.app import TooldeckApp
+    from tui.screens.tool_detail import ToolDetailScreen
+
+    python_tool(workspace / "tools", "sly", f"def run(data):\n    raise ValueError({HIDDEN!r})\n")
+    manifest = workspace / "tools" / "sly.yaml"  # YAML admits bidi and zero-width characters raw in its source
+    manifest.write_text(manifest.read_text().replace("description: test tool sly",
+                                                     "description: 'sly \u202e\u2066\u200b\ufeff [red]x[/red]'"))
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(200, 60)) as pilot:
+            await runtime_ready(pilot, app)
+            with pytest.raises(ToolError):
+                app.runtime.call("sly", {})
+            app.runtime.calls.flush()
+            app.open_tool("sly")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen) and app.screen.info, what="the tool screen")
+            await pilot.pause()
+            text = screen_text(app)
+            assert_visible(text, "sly <U+202E><U+2066><U+200B><U+FEFF> [red]x[/red]", "\\x1b[2J\\x1b[H\\x07")
+    finally:
+        app.shutdown()
