@@ -87,3 +87,21 @@ def test_a_tools_failure_message_is_shown_visibly(workspace, capsys):
     assert main(["-w", str(workspace), "--json", "failures"]) == 0
     text = capsys.readouterr().out
     assert not (set(text) & RAW) and "\u202e" in json.loads(text)[0]["error"]  # the stored text is the real one
+
+
+def test_the_log_file_spells_out_a_tools_control_characters(tmp_path):
+    import logging
+
+    from tools.logs import setup_logging
+
+    setup_logging(tmp_path / "logs")
+    log = logging.getLogger("tooldeck.test_visible")
+    try:
+        raise ValueError(f"tool said {HIDDEN}")
+    except ValueError:
+        log.exception("flush failed: %s", HIDDEN)
+    for handler in logging.getLogger("tooldeck").handlers:
+        handler.flush()
+    text = (tmp_path / "logs" / "tooldeck.log").read_text()
+    assert_visible(text)
+    assert "flush failed: \\x1b[2J" in text and "ValueError: tool said \\x1b[2J" in text
