@@ -100,6 +100,9 @@ async def test_details_screens_activity_tools_and_failures_show_hidden_character
         text = screen_text(app)
         assert_visible(text, "allow spaces \\x1b[2J", "[bold]not markup[/bold]", "1/2 passed: \\x1b[2J", "ValueError: \\x1b[2J")
         assert screen.details.data["explanation"] == hostile()["explanation"]  # `y` copies the real text
+        screen.query_one("#details-body").scroll_end(animate=False)
+        await pilot.pause()
+        assert "! +__import__(\"os\").system(\"id\")  # \\x1b[2K" in screen_text(app)  # the diff block, marked
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, DetailScreen), what="back")
 
