@@ -49,7 +49,7 @@ class OperatorActions:
         from tui.style import shown
 
         line = self.main.query_one("#status-line", Static)
-        line.update(shown(text.splitlines()[0] if text else "", multiline=False))
+        line.update(shown(text.split("\n")[0] if text else "", multiline=False))
         line.set_class(error, "error")
 
     def focused_panel(self) -> Panel | None:

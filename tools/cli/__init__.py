@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 def fail(message: str, code: int = 1) -> int:
     from tools.visible import visible
 
-    sys.stderr.write(f"tooldeck: {visible(redact(message).splitlines()[0]) if message else 'failed'}\n")
+    first = redact(message).split("\n")[0] if message else "failed"  # at newlines only: other breaks are shown
+    sys.stderr.write(f"tooldeck: {visible(first)}\n")
     return code
 
 

@@ -80,7 +80,7 @@ class DetailScreen(ModalScreen[None]):
         self.app.call_from_thread(self.show, fuller)
 
     def notify_error(self, text: str) -> None:
-        self.notify(visible(text.splitlines()[0], multiline=False), title="details", severity="error", markup=False)
+        self.notify(visible(text.split("\n")[0], multiline=False), title="details", severity="error", markup=False)
 
     def show(self, details: Details) -> None:
         self.details = details
