@@ -105,6 +105,7 @@ def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
     from rich.text import Text
 
     from tools.spec import extract_spec_from_file
+    from tools.visible import visible
 
     path = Path(path_text)
     target = path if path.is_absolute() else inside(runtime.workspace, path)
@@ -112,7 +113,7 @@ def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
     stats = result["stats"]
     header = Text(f"{len(result['sections'])} sections · summary {len(result['summary']):,}/{max_length:,} characters", style="bold")
     return {"status": f"{len(result['sections'])} sections", "title": f"spec {path_text}",
-            "screen": Group(header, Markdown(result["summary"]), Text(json.dumps(stats, default=str), style="dim"))}
+            "screen": Group(header, Markdown(visible(result["summary"])), Text(json.dumps(stats, default=str), style="dim"))}
 
 
 def _short(result: Any) -> str:
