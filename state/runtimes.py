@@ -24,3 +24,11 @@ def live_runtimes(store: Any) -> list[dict[str, Any]]:
     """Every runtime, on any node, with a fresh heartbeat, oldest first."""
     cutoff = store.now() - LIVE_AFTER_SECONDS
     return [dict(r) for r in store.query("SELECT * FROM runtimes WHERE heartbeat >= ? ORDER BY started", (cutoff,))]
+
+
+def live_nodes(store: Any) -> set[tuple[str, str]]:
+    """(session, node) of every live runtime: a fresh heartbeat, and on this host a process that still exists."""
+    import socket
+
+    host = socket.gethostname()
+    return {(r["session"], r["node"]) for r in live_runtimes(store) if r["host"] != host or pid_alive(int(r["pid"]))}

@@ -191,6 +191,13 @@ class McpHub:
         with self._lock:
             self._stopped = True
             loop, thread = self._loop, self._thread
+        if self.runtime.serve:
+            from state.mcp_servers import forget
+
+            try:
+                forget(self.runtime.store, self.runtime.own_session, self.runtime.node)
+            except (StoreError, ToolError) as exc:
+                log.error("mcp: could not remove this runtime's server statuses: %s", exc)
         for call in list(self._calls):
             call.cancel()
         if loop is None or thread is None:
@@ -272,6 +279,8 @@ class McpHub:
         """A server's tools/list, in the catalog and in the cache (a worker thread of the loop)."""
         self.runtime.catalog.set_imported(link.name, self._manifests(link.config, tools))
         self._write_cache(link.config, tools)
+        if link.status == "ready":  # a list_changed: the same status, another tool count
+            self._record(link)
 
     def load_caches(self) -> None:
         for name, link in self.links.items():
@@ -313,9 +322,28 @@ class McpHub:
 
     # -- status --------------------------------------------------------------------
 
+    def _own(self, link: Any) -> dict[str, Any]:
+        """This process's view of one server, as `statuses()` and the `mcp_servers` table have it."""
+        return {"server": link.name, "transport": link.config.transport, "target": link.config.target,
+                "status": "not connected" if link.status == "idle" else link.status, "tools": link.tool_count,
+                "error": link.error, "pid": link.pid, "server_info": link.server_info, "protocol": link.protocol}
+
+    def _record(self, link: Any) -> None:
+        """A serving runtime's view of a server, in the store for other processes (`mcp list`, dashboards)."""
+        if not self.runtime.serve or self._stopped:
+            return
+        from state.mcp_servers import record
+
+        try:
+            record(self.runtime.store, self.runtime.own_session, self.runtime.node, link.name, self._own(link))
+        except (StoreError, ToolError) as exc:
+            log.error("mcp %s: could not record its status: %s", link.name, exc)
+
     def _status_changed(self, link: Any) -> None:
-        """In the loop thread: ready and error are events (written by a worker thread, never blocking the loop)."""
+        """In the loop thread: every status goes to the store (serving runtimes), ready and error are events too;
+        both written by a worker thread, never blocking the loop."""
         if link.status not in ("ready", "error"):
+            self._off_loop(lambda: self._record(link))
             return
         payload: dict[str, Any] = {"server": link.name, "transport": link.config.transport, "status": link.status}
         if link.status == "ready":
@@ -325,25 +353,51 @@ class McpHub:
         kind = "mcp.server_ready" if link.status == "ready" else "mcp.server_error"
 
         def emit() -> None:
+            self._record(link)
             try:
                 self.runtime.events.emit(kind, **payload)
             except (StoreError, ToolError) as exc:
                 log.error("mcp %s: could not record its status: %s", link.name, exc)
 
-        try:
-            asyncio.get_running_loop().run_in_executor(None, emit)
-        except RuntimeError:  # not in the loop (a server that never started): write it here
-            emit()
+        self._off_loop(emit)
 
-    def statuses(self) -> list[dict[str, Any]]:
-        """Each server as `tooldeck mcp list` and the dashboard show it."""
+    @staticmethod
+    def _off_loop(fn: Any) -> None:
+        try:
+            asyncio.get_running_loop().run_in_executor(None, fn)
+        except RuntimeError:  # not in the loop (a server that never started): write it here
+            fn()
+
+    def held_elsewhere(self) -> dict[str, dict[str, Any]]:
+        """Per server, the row of the live runtime (not this one) holding it: ready first, then the newest."""
+        from state.mcp_servers import held
+
+        rank = {"ready": 0, "connecting": 1, "error": 2}
+        best: dict[str, dict[str, Any]] = {}
+        for row in held(self.runtime.store):
+            if (row["session"], row["node"]) == (self.runtime.own_session, self.runtime.node) or row["server"] not in self.links:
+                continue
+            current = best.get(row["server"])
+            if current is None or rank.get(row["status"], 3) < rank.get(current["status"], 3):
+                best[row["server"]] = row  # rows come newest first: a tie keeps the newer
+        return best
+
+    def statuses(self, *, others: bool = True) -> list[dict[str, Any]]:
+        """Each server as `tooldeck mcp list` and the dashboard show it: this process's connection when it has one,
+        else (`others`) what the live runtime holding it recorded, else `not connected`."""
+        elsewhere = self.held_elsewhere() if others else {}
         out = []
         for name, link in self.links.items():
-            out.append({"server": name, "transport": link.config.transport, "target": link.config.target,
-                        "status": "not connected" if link.status == "idle" else link.status,
-                        "tools": link.tool_count, "cached": name in self.cached, "error": link.error, "pid": link.pid,
-                        "server_info": link.server_info, "protocol": link.protocol,
-                        "timeout_seconds": link.timeout})
+            row = {**self._own(link), "cached": name in self.cached, "timeout_seconds": link.timeout,
+                   "node": self.runtime.node, "held_by": "this process"}
+            remote = elsewhere.get(name)
+            if link.status == "idle" and remote is not None:
+                row.update({k: remote[k] for k in ("status", "tools", "error", "pid", "server_info", "protocol")},
+                           node=remote["node"], held_by=f"session {remote['session']} on {remote['node']}",
+                           updated=remote["updated"])
+            elif link.status == "idle":
+                row.update(node=None, held_by=None)
+            out.append(row)
         return out
 
 
