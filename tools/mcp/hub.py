@@ -33,8 +33,8 @@ from state.db import StoreError
 from state.redact import redact
 from tools.errors import ToolCancelledError, ToolError, ToolTimeoutError, ToolUnavailableError
 from tools.invoke import current_scope, killable
-from tools.mcp.imported import VERSION, check_arguments, manifest_for, output_of, tool_path
-from tools.mcp.servers import ServerConfig, load_server_configs
+from tools.mcp.imported import VERSION, check_arguments, ids_for, manifest_for, output_of, tool_path
+from tools.mcp.servers import ServerConfig, import_id, load_server_configs, long_import_id
 
 log = logging.getLogger("tooldeck.mcp")
 CALL_MARGIN = 5.0  # past the server's own timeout (the SDK's), the bridge gives up on a lost answer
@@ -117,6 +117,8 @@ class McpHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[Bridged] = set()
         self._stopped = False
+        self._told: set[str] = set()  # ids whose keeping of the long form was said in this process
+        self._moved: set[str] = set()  # long ids whose records were moved to the short one (or had none)
 
     # -- the event loop ------------------------------------------------------------
 
@@ -263,21 +265,83 @@ class McpHub:
 
     # -- the catalog and the cache -------------------------------------------------
 
-    def _manifests(self, config: ServerConfig, tools: list[dict[str, Any]]) -> list[tuple[str, Path, Any]]:
-        out = []
+    def _manifests(self, config: ServerConfig, tools: list[dict[str, Any]]) -> tuple[list[tuple[str, Path, Any]], dict[str, str]]:
+        """The catalog's manifests of a tool list, and the aliases (long id -> id) of tools whose id is the short form."""
+        names = [str(t.get("name")) for t in tools]
+        ids, kept = ids_for(config, names, self._holder(config), self._pinned(config, names))
+        out, aliases = [], {}
         for tool in tools:
+            name = str(tool.get("name"))
             try:
-                manifest = manifest_for(config, tool)
+                manifest = manifest_for(config, tool, ids[name])
             except (ValidationError, KeyError, TypeError) as exc:
-                log.warning("mcp %s: tool %r not imported: %s", config.name, str(tool.get("name"))[:80],
-                            str(exc).splitlines()[0])
+                log.warning("mcp %s: tool %r not imported: %s", config.name, name[:80], str(exc).splitlines()[0])
                 continue
             out.append((manifest.name, tool_path(config, self.settings_path, manifest.name), manifest))
-        return out
+            long = long_import_id(config.prefix, name)
+            if long != manifest.name:
+                aliases[long] = manifest.name
+        self._say_kept(config, ids, kept)
+        self._move_records(aliases)
+        return out, aliases
+
+    def _holder(self, config: ServerConfig) -> Any:
+        """Who else has an id in the catalog (a local or built-in tool, another server's), for `ids_for`."""
+        own = "mcp:" + config.name
+
+        def holder(tool_id: str) -> str | None:
+            entry = self.runtime.catalog.find(tool_id)
+            if entry is None or entry.source == own:
+                return None
+            return f"the {entry.source} tool at {entry.path}"
+
+        return holder
+
+    def _pinned(self, config: ServerConfig, names: list[str]) -> set[str]:
+        from state.tool_ids import pinned_ids
+
+        longs = [long_import_id(config.prefix, n) for n in names if import_id(config.prefix, n) != long_import_id(config.prefix, n)]
+        try:
+            return pinned_ids(self.runtime.store, longs)
+        except (StoreError, ToolError) as exc:  # unknown: keep every long form rather than orphan an approval
+            log.error("mcp %s: cannot read which ids approvals are keyed on: %s", config.name, exc)
+            return set(longs)
+
+    def _say_kept(self, config: ServerConfig, ids: dict[str, str], kept: dict[str, str]) -> None:
+        """A tool that keeps its long id: a warning and an event, once per process."""
+        for name, why in kept.items():
+            if ids[name] in self._told:
+                continue
+            self._told.add(ids[name])
+            log.warning("mcp %s: tool %r keeps the id %r: %s", config.name, name[:80], ids[name], why)
+            try:
+                self.runtime.events.emit("mcp.tool_id_kept", tool_id=ids[name], server=config.name, tool=name[:200],
+                                         reason=why)
+            except (StoreError, ToolError) as exc:
+                log.error("mcp %s: %s", config.name, exc)
+
+    def _move_records(self, aliases: dict[str, str]) -> None:
+        """Calls, failures, scores, circuits and controls recorded under a long id move to its short id (once)."""
+        from state.tool_ids import rename_records, with_records
+
+        todo = [old for old in aliases if old not in self._moved]
+        if not todo:
+            return
+        try:
+            for old in with_records(self.runtime.store, todo):
+                moved = rename_records(self.runtime.store, old, aliases[old])
+                log.info("mcp: the records of %s are now %s's: %s", old, aliases[old], moved)
+                self.runtime.events.emit("mcp.tool_renamed", tool_id=aliases[old], old_id=old,
+                                         moved={k: v for k, v in moved.items() if v})
+        except (StoreError, ToolError) as exc:
+            log.error("mcp: cannot move records to the shorter ids: %s", exc)
+            return
+        self._moved.update(todo)
 
     def _publish(self, link: Any, tools: list[dict[str, Any]]) -> None:
         """A server's tools/list, in the catalog and in the cache (a worker thread of the loop)."""
-        self.runtime.catalog.set_imported(link.name, self._manifests(link.config, tools))
+        manifests, aliases = self._manifests(link.config, tools)
+        self.runtime.catalog.set_imported(link.name, manifests, aliases)
         self._write_cache(link.config, tools)
         if link.status == "ready":  # a list_changed: the same status, another tool count
             self._record(link)
@@ -290,7 +354,8 @@ class McpHub:
             if tools is not None:
                 self.cached.add(name)
                 link.tool_count = len(tools)
-                self.runtime.catalog.set_imported(name, self._manifests(link.config, tools))
+                manifests, aliases = self._manifests(link.config, tools)
+                self.runtime.catalog.set_imported(name, manifests, aliases)
 
     def _cache_path(self, config: ServerConfig) -> Path:
         return self.cache_dir / f"{config.prefix}.tools.json"

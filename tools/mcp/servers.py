@@ -87,9 +87,24 @@ def normalise(name: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", name.lower())
 
 
+def long_import_id(prefix: str, tool: str) -> str:
+    """`<server>_<tool>` normalised to the id rule; past 64 characters, cut and given a short hash of the whole.
+
+    The form every imported id had before the server's name stopped being repeated (see `import_id`): still an
+    alias of the id, and the id itself where the short form collides or approvals are keyed on this one."""
+    return _fit(normalise(f"{prefix}_{tool}"), prefix, tool)
+
+
 def import_id(prefix: str, tool: str) -> str:
-    """`<server>_<tool>` normalised to the id rule; past 64 characters, cut and given a short hash of the whole."""
-    raw = normalise(f"{prefix}_{tool}")
+    """The tool's id: `<server>_<tool>` under the id rule, except that a tool whose name already starts with the
+    server's (`git_status` of server `git`) is not given it twice (`git_status`, not `git_git_status`)."""
+    name = normalise(tool)
+    if name.startswith(prefix + "_") and len(name) > len(prefix) + 1:
+        return _fit(name, prefix, tool)
+    return long_import_id(prefix, tool)
+
+
+def _fit(raw: str, prefix: str, tool: str) -> str:
     if not raw[:1].isalpha():
         raw = "t" + raw
     if len(raw) <= 64:
