@@ -45,7 +45,8 @@ def test_mcp_list_in_another_process_shows_what_the_serving_runtime_holds(worksp
         rows = mcp_list(workspace, "--no-connect")
         assert rows["srv"]["status"] == "ready" and rows["srv"]["tools"] == 9 and rows["srv"]["node"] == node
         assert rows["srv"]["held_by"] == f"session {session} on {node}" and rows["srv"]["pid"] is not None
-        assert rows["down"]["status"] == "error" and "cannot start '/nonexistent/server'" in rows["down"]["error"]
+        assert rows["down"]["status"] in ("error", "connecting")  # retrying: its last error stays while it connects
+        assert "cannot start '/nonexistent/server'" in rows["down"]["error"]
         assert rows["down"]["node"] == node
 
         rows = mcp_list(workspace)  # connecting: a server another runtime holds is not started again to be listed
@@ -80,6 +81,41 @@ def test_a_closing_serving_runtime_removes_its_rows(workspace: Path, tmp_path: P
         assert reader.store.query("SELECT server FROM mcp_servers") == []
         assert {s["server"]: s["status"] for s in hub.statuses()}["srv"] == "not connected"
     finally:
+        if serving.poll() is None:
+            serving.kill()
+            serving.wait(30)
+
+
+async def test_the_sessions_view_shows_every_live_holder(workspace: Path, tmp_path: Path, backend) -> None:
+    """The dashboard's own connections, and the serving runtime's in another process, read from the store."""
+    from tests.tui_helpers import runtime_ready, table_keys, wait_for
+    from tui.app import TooldeckApp
+    from tui.screens.sessions import SessionsScreen
+
+    write_settings(workspace, stdio_section("srv", tmp_path / "state"), DOWN)
+    serving = subprocess.Popen([sys.executable, "-c", SERVING, str(workspace)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, cwd=REPO)
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        assert serving.stdout is not None and serving.stdin is not None
+        session, node = serving.stdout.readline().split()
+        async with app.run_test(size=(200, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions view")
+            table = app.screen.query_one("#mcp-servers-table")
+            await wait_for(pilot, lambda: {f"srv@{node}", f"down@{node}", "srv", "down"} <= set(table_keys(table)),
+                           timeout=60, what="both holders' rows")
+            assert str(table.value(f"srv@{node}", "status")) == "ready" and table.value(f"srv@{node}", "tools") == "9"
+            assert table.value(f"srv@{node}", "held_by") == f"session {session} on {node}"
+            # retrying, it is `error` or `connecting`; its last error stays either way
+            assert str(table.value(f"down@{node}", "status")) in ("error", "connecting")
+            assert "cannot start '/nonexistent/server'" in table.value(f"down@{node}", "error")
+            serving.stdin.close()  # it closes: its rows go, and so do they from the view
+            assert serving.wait(60) == 0
+            await wait_for(pilot, lambda: f"srv@{node}" not in table_keys(table), timeout=30, what="its rows gone")
+    finally:
+        app.shutdown()
         if serving.poll() is None:
             serving.kill()
             serving.wait(30)

@@ -281,7 +281,8 @@ class ServerLink:
         return self.config.timeout_seconds or DEFAULT_TIMEOUT
 
     def _set(self, status: str, error: str | None = None) -> None:
-        self.status, self.error = status, error
+        """A new status; reconnecting keeps the last error (what `mcp list` shows while it retries), ready clears it."""
+        self.status, self.error = status, (self.error if status == CONNECTING and error is None else error)
         if status in (READY, ERROR):
             self.settled.set()
         else:

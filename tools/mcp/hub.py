@@ -447,6 +447,18 @@ class McpHub:
                 best[row["server"]] = row  # rows come newest first: a tie keeps the newer
         return best
 
+    def every_holder(self) -> list[dict[str, Any]]:
+        """Each server as this process sees it, then as every other live runtime holding it recorded it (the
+        dashboard's sessions view: one row per server and holder)."""
+        from state.mcp_servers import held
+
+        own = self.statuses(others=False)
+        mine = (self.runtime.own_session, self.runtime.node)
+        for row in held(self.runtime.store):
+            if (row["session"], row["node"]) != mine and row["server"] in self.links:
+                own.append({**row, "held_by": f"session {row['session']} on {row['node']}"})
+        return own
+
     def statuses(self, *, others: bool = True) -> list[dict[str, Any]]:
         """Each server as `tooldeck mcp list` and the dashboard show it: this process's connection when it has one,
         else (`others`) what the live runtime holding it recorded, else `not connected`."""

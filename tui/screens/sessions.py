@@ -27,10 +27,15 @@ SERVER_COLUMNS = [Col("MCP server", "server"), Col("transport", "transport"), Co
 STATUS_STYLE = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
 
 
-def server_rows(statuses: list[dict[str, Any]]) -> list[tuple[str, tuple]]:
-    """The imported MCP servers (`runtime.extensions["mcp"].statuses()`: this dashboard's connections, else what the
-    live runtime holding one recorded), in tooldeck.toml order."""
-    return [(s["server"], (s["server"], s["transport"], Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
+def server_key(s: dict[str, Any], node: str | None) -> str:
+    """`server` for this dashboard's own connection, `server@node` for another live runtime's."""
+    return s["server"] if s.get("node") in (None, node) else f"{s['server']}@{s['node']}"
+
+
+def server_rows(statuses: list[dict[str, Any]], node: str | None = None) -> list[tuple[str, tuple]]:
+    """The imported MCP servers (`runtime.extensions["mcp"].every_holder()`): this dashboard's connections in
+    tooldeck.toml order, then what every other live runtime holding one recorded in the store."""
+    return [(server_key(s, node), (s["server"], s["transport"], Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
                            "" if s["tools"] is None else str(s["tools"]), "" if s["pid"] is None else str(s["pid"]),
                            s.get("held_by") or "", s["error"] or "")) for s in statuses]
 
@@ -115,14 +120,14 @@ class SessionsScreen(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="mcp-servers", exit_on_error=False)
     def load_servers(self, hub: Any) -> None:
         """The servers' statuses read the store (other runtimes' connections): off the UI thread."""
-        statuses = hub.statuses()
-        self.app.call_from_thread(self._show_servers, statuses)
+        statuses = hub.every_holder()
+        self.app.call_from_thread(self._show_servers, statuses, hub.runtime.node)
 
-    def _show_servers(self, statuses: list[dict[str, Any]]) -> None:
-        self._servers = {s["server"]: s for s in statuses}
+    def _show_servers(self, statuses: list[dict[str, Any]], node: str) -> None:
+        self._servers = {server_key(s, node): s for s in statuses}
         servers = self.query_one("#mcp-servers-table", LiveTable)
         servers.display = bool(statuses)
-        servers.apply(server_rows(statuses))
+        servers.apply(server_rows(statuses, node))
 
     def on_data_table_cell_selected(self, event: Any) -> None:
         event.stop()
