@@ -170,11 +170,19 @@ def test_a_stderr_flood_costs_neither_memory_nor_the_log(workspace: Path, make_r
     assert flood and all(len(t) <= 300 for t in link(rt, "f")._process.stderr)
 
 
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
 def test_a_server_that_exits_at_start(workspace: Path, make_runtime, tmp_path: Path, local_tool: None) -> None:
     write_settings(workspace, faulty("f", tmp_path / "f", "--exit-at-start"), stdio_section("srv", tmp_path / "srv"))
     rt = make_runtime(serve=True)
     failed = wait_status(rt, "f", "error")
     assert "exited with code 3: faulty server: missing configuration, giving up" in failed.error
+    wait_for(lambda: failed.attempts >= 2 and failed.status == "error", 30)
+    fds = open_fds()
+    wait_for(lambda: failed.attempts >= 4 and failed.status == "error", 30)  # two more starts, each with three pipes
+    assert open_fds() <= fds + 2, "a failed start left descriptors open"
     with pytest.raises(ToolError) as err:
         rt.call("f_ok", {})  # its tools were never listed: the id names the server in error
     assert err.value.error_class == "unavailable" and "exited with code 3" in err.value.message

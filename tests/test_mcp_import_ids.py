@@ -86,3 +86,13 @@ def test_an_id_approvals_are_keyed_on_keeps_its_long_form(workspace: Path, make_
                     ("srv_srv_status", "session-x", "1.1.0", time.time()))
     assert rt.call("srv_srv_status", {}) == {"tool": "srv_status", "arguments": {}}
     assert rt.catalog.find("srv_srv_status").tool_id == "srv_srv_status" and rt.catalog.find("srv_status") is None
+
+
+def test_a_short_id_a_local_tool_holds_keeps_the_long_form(workspace: Path, make_runtime, tmp_path: Path) -> None:
+    python_tool(workspace / "tools", "srv_status", "def run(d):\n    return {'local': True}\n")
+    write_settings(workspace, stdio_section("srv", tmp_path / "state", "--alias", "srv_status"))
+    rt = make_runtime(serve=True)
+    wait_status(rt, "srv", "ready")
+    assert rt.call("srv_status", {}) == {"local": True}
+    assert rt.call("srv_srv_status", {}) == {"tool": "srv_status", "arguments": {}}
+    assert not [p for p in rt.catalog.problems() if "srv_status" in p.message]  # no collision left to show

@@ -340,6 +340,7 @@ class McpHub:
 
     def _publish(self, link: Any, tools: list[dict[str, Any]]) -> None:
         """A server's tools/list, in the catalog and in the cache (a worker thread of the loop)."""
+        self.runtime.catalog.discovered.wait(link.timeout)  # the local tools' ids are known before a short id is chosen
         manifests, aliases = self._manifests(link.config, tools)
         self.runtime.catalog.set_imported(link.name, manifests, aliases)
         self._write_cache(link.config, tools)
