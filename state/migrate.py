@@ -5,7 +5,7 @@ flight ones are re-claimed by a flusher once their lease has passed), rates and 
 failures, scores, tags and circuits, score history, operator controls, promotions and their
 history, proposals, model token use, and approved code (pins and file contents; contents of
 versions approved before the database kept them are read from `evolved/` and checked against
-their pins). What does not: the registry of live runtimes and flushers, tool load status and
+their pins). What does not: the registry of live runtimes and flushers (and their MCP servers' status), tool load status and
 the manifest cache (each node rebuilds its own).
 
 Refused: a target holding any tooldeck rows, and a source some live runtime still uses. The

@@ -98,3 +98,8 @@ def why_gone(store: Any, session: str, node: str | None, pid: int | None) -> str
 def live_hosts(store: Any) -> set[str]:
     """The hosts with at least one live runtime."""
     return {r["host"] for r in live_runtimes(store)}
+
+
+def live_nodes(store: Any) -> set[tuple[str, str]]:
+    """(session, node) of every live runtime."""
+    return {(r["session"], r["node"]) for r in live_runtimes(store)}
