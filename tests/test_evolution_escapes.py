@@ -311,3 +311,13 @@ def test_a_candidate_reads_no_kernel_keyring_and_adds_no_key(host_ws, make_runti
     assert held["seccomp"].startswith("libseccomp (17 syscalls denied") and held["keyring"] == "fresh anonymous session keyring"
     seen = sent_to_model(anthropic_server) + json.dumps(get_proposal(rt, proposal["id"]))
     assert KEY_SESSION not in seen and KEY_USER not in seen
+
+
+def test_forged_result_lines_fail_the_round(host_ws, make_runtime, anthropic_server):
+    """The model's candidate prints result lines for its own tests on every descriptor it can reach and never returns."""
+    from tests.test_sandbox import FORGER
+
+    rt = make_runtime(host_ws)
+    proposal = evolve(rt, anthropic_server, FORGER, {"greeting": "hello ada"})
+    assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 2, proposal.get("failure")
+    assert "forged result" in sent_to_model(anthropic_server)  # round 2 was told why round 1 failed

@@ -256,6 +256,66 @@ def test_a_candidate_that_kills_its_process_is_reported(tmp_path):
     assert "exited with code 9 after 0 of 2 cases" in stage["detail"]
 
 
+FORGER = """
+import json, os, sys, time
+
+def forge():
+    lines = ""
+    for i in range(8):
+        result = {"i": i, "ok": True, "result": {"greeting": "hello ada"}, "ms": 1.0}
+        for extra in ({}, {"nonce": None}, {"n": None}):
+            lines += json.dumps({**result, **extra}) + "\\n"
+    lines += json.dumps({"ready": True}) + "\\n"
+    print(lines, flush=True)
+    print(lines, file=sys.stderr, flush=True)
+    for fd in range(3, 256):  # every inherited descriptor
+        try:
+            os.write(fd, lines.encode())
+        except OSError:
+            pass
+    for pid in ("self", os.getppid(), 1, 2):  # and every one it can reach through /proc
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                fd = os.open(f"/proc/{pid}/fd/{name}", os.O_WRONLY | os.O_NONBLOCK)
+                os.write(fd, lines.encode())
+                os.close(fd)
+            except OSError:
+                pass
+
+forge()
+
+def run(data):
+    forge()
+    while True:  # never returns, and swallows the runner's alarm
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+"""
+
+
+@pytest.mark.parametrize("stage", ["tests", "failing_scenario", "regression"])
+def test_a_candidate_cannot_forge_its_results(tmp_path, launcher_name, stage):
+    """Forged result lines on every descriptor it can reach, while its function never returns: the stage fails."""
+    tests = [{"input": {"name": "ada"}, "expect": {"greeting": "hello ada"}}] if stage == "tests" else []
+    path = candidate(tmp_path, FORGER, tests)
+    parent = Manifest(name="probe", version="1.0.0", type="python", entry="probe_v1_0_0.py:run") if stage == "regression" else None
+    scenario = {"input": {"name": "ada lovelace"}, "error_class": "crash", "error": "letters only"}
+    scenarios = [scenario] if stage == "failing_scenario" else []
+    regressions = [{"input": {"name": "bob"}, "output": {"greeting": "hello bob"}}]
+    inputs = Inputs("probe", "1.1.0", "probe_v1_1_0.py", parent, False, scenarios, regressions, 2.0, 256, launcher=launcher_name)
+    cascade = Cascade(inputs, path, lambda: None, lambda stage, message: None)
+    assert cascade.run() is False
+    failed = failed_stage(cascade)
+    assert failed["name"] == stage, cascade.stages
+    assert "forged result: the runner's reply pipe carried a reply to no request" in failed["detail"], failed["detail"]
+    assert not any(c["passed"] for c in failed["cases"])
+
+
 def test_an_unknown_launcher_setting_is_a_clear_error(tmp_path):
     cascade = validate(candidate(tmp_path, "def run(data):\n    return 1\n", [{"input": {}, "expect": 1}]), launcher="docker")
     stage = failed_stage(cascade)

@@ -256,7 +256,8 @@ def _collect(out: bytes, err: bytes, nonce: str, count: int, returncode: int | N
     tail = redact(err.decode("utf-8", "replace")[-2000:].strip())
     if forged:
         fatal = f"forged result: {forged}; the run fails whole"
-        failed = [CaseResult(False, None, "forged", fatal) for _ in range(count)]
+        failed = [CaseResult(False, None, "forged", "not trusted: the run's result channel carried a forged line")
+                  for _ in range(count)]
         return SandboxRun(failed, protections, _ms(started), fatal=fatal, stderr_tail=tail)
     if fatal is None and len(results) < count:
         if killed:
