@@ -296,7 +296,7 @@ KEYRING_THIEF = '''
             found.append(read(serial))
         added = sum(libc.syscall(248, b"user", b"planted", b"x", 1, ring) > 0 for ring in (-3, -4))  # add_key
         errno = ctypes.get_errno()
-        return {"greeting": "hello " + data["name"], "found": " ".join(found), "added": added,
+        return {"greeting": "hello " + data["name"], "leaked": len(found), "found": " ".join(found), "added": added,
                 "errno": __import__("errno").errorcode.get(errno, errno)}
 '''
 
@@ -304,7 +304,7 @@ KEYRING_THIEF = '''
 def test_a_candidate_reads_no_kernel_keyring_and_adds_no_key(host_ws, make_runtime, anthropic_server, planted_keys,
                                                             launcher_name):
     rt = make_runtime(host_ws)
-    proposal = evolve(rt, anthropic_server, KEYRING_THIEF, {"found": "", "added": 0, "errno": "EPERM"})
+    proposal = evolve(rt, anthropic_server, KEYRING_THIEF, {"leaked": 0, "added": 0, "errno": "EPERM"})
     assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 1, proposal.get("failure")
     held = proposal["protections"]
     assert held["launcher"] == launcher_name
@@ -321,3 +321,74 @@ def test_forged_result_lines_fail_the_round(host_ws, make_runtime, anthropic_ser
     proposal = evolve(rt, anthropic_server, FORGER, {"greeting": "hello ada"})
     assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 2, proposal.get("failure")
     assert "forged result" in sent_to_model(anthropic_server)  # round 2 was told why round 1 failed
+
+
+# -- the run bounded as a whole: memory and pids cgroup, inode limit, nothing of the host in /proc ----------
+
+def test_six_children_of_400_mb_meet_the_runs_memory_limit(host_ws, make_runtime, anthropic_server, launcher_name):
+    """rlimits bound each process (512 MB each, 64 processes); the cgroup bounds the run: 512 MB in all."""
+    settings(host_ws, evolution=f'sandbox_launcher = "{launcher_name}"\nsandbox_memory_mb = 512\nsandbox_timeout_seconds = 8')
+    code = '''
+        import os, time
+        def run(data):
+            children = []
+            for _ in range(6):
+                pid = os.fork()
+                if pid == 0:
+                    block = b"\\x01" * (400 << 20)  # touched, so resident
+                    time.sleep(1.5)
+                    os._exit(0 if len(block) else 1)
+                children.append(pid)
+            held = sum(400 for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0)
+            return {"greeting": "hello " + data["name"], "held_mb": held}
+    '''
+    rt = make_runtime(host_ws)
+    proposal = evolve(rt, anthropic_server, code, {"held_mb": 2400})
+    assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 2, proposal.get("failure")
+    assert "memory limit (512 MB for the whole run) stopped it: the kernel killed" in sent_to_model(anthropic_server)
+    assert proposal["protections"]["cgroup"].startswith(("cgroup v1: memory 512 MB", "cgroup v2: memory 512 MB"))
+
+
+def test_the_throwaway_folders_have_an_inode_limit(host_ws, make_runtime, anthropic_server):
+    code = '''
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        def fill(folder):  # through libc: the audit hook would refuse /dev/shm before the kernel does
+            for i in range(40000):
+                fd = libc.open(os.path.join(folder, f"f{i}").encode(), os.O_CREAT | os.O_WRONLY, 0o600)
+                if fd < 0:
+                    return os.strerror(ctypes.get_errno())
+                os.close(fd)
+            return "no limit"
+        def run(data):
+            os.mkdir("many")
+            return {"greeting": "hello " + data["name"], "sandbox": fill("many"), "shm": fill("/dev/shm")}
+    '''
+    rt = make_runtime(host_ws)
+    proposal = evolve(rt, anthropic_server, code, {"sandbox": "No space left on device", "shm": "No space left on device"})
+    assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 1, proposal.get("failure")
+    assert proposal["protections"]["inode_limit"] == 16384
+
+
+def test_proc_shows_nothing_of_the_host(host_ws, make_runtime, anthropic_server):
+    """No host temp path in any command line it can read (bwrap's pid 1 carried them); its own cgroup is its root."""
+    code = '''
+        import os
+        def run(data):
+            leaks = []
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode("latin-1")
+                    except OSError:
+                        continue
+                    if "tooldeck-sbx-" in cmdline or "/tmp/" in cmdline:
+                        leaks.append(cmdline.replace("\\0", " ")[:300])
+            groups = sorted({line.split(":", 2)[2] for line in open("/proc/self/cgroup").read().splitlines()})
+            return {"greeting": "hello " + data["name"], "leaks": len(leaks), "first": leaks[:1],
+                    "cgroups": groups, "own_cgroup_is_root": groups == ["/"]}
+    '''
+    rt = make_runtime(host_ws)
+    proposal = evolve(rt, anthropic_server, code, {"leaks": 0, "own_cgroup_is_root": True})
+    assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 1, proposal.get("failure")
+    assert proposal["protections"]["pid1_shows_no_host_path"] is True

@@ -130,17 +130,17 @@ try:
     s.connect(("1.1.1.1", 53)); out["net"] = True
 except OSError:
     out["net"] = False
-out["host_visible"] = os.path.exists(sys.argv[1])
+out["host_visible"] = os.path.exists(os.environ["PROBE_MARKER"])
 try:
     open("/.tooldeck-probe", "w").close(); out["root_writable"] = True
 except OSError:
     out["root_writable"] = False
 try:
-    st = os.statvfs(sys.argv[2]); out["quota_mb"] = st.f_blocks * st.f_frsize // (1024 * 1024); out["inodes"] = st.f_files
+    st = os.statvfs(sys.argv[1]); out["quota_mb"] = st.f_blocks * st.f_frsize // (1024 * 1024); out["inodes"] = st.f_files
 except OSError:
     out["quota_mb"] = out["inodes"] = None
 try:
-    out["pid1_clean"] = sys.argv[3].encode() not in open("/proc/1/cmdline", "rb").read()
+    out["pid1_clean"] = os.environ["PROBE_HOST"].encode() not in open("/proc/1/cmdline", "rb").read()
 except OSError:
     out["pid1_clean"] = True
 print(json.dumps(out))
@@ -406,9 +406,9 @@ def _try(launcher: Launcher) -> dict[str, Any] | None:
         if not launcher.isolated:
             (host / "work").mkdir()
         open_up(host, launcher)
-        command = [launcher.python, "-I", str(root / "_runner" / "probe.py"), str(marker), str(root), str(host)]
-        returncode, out = _run_limited(launcher.argv(host, command), cwd=host, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                                       timeout=20)
+        command = [launcher.python, "-I", str(root / "_runner" / "probe.py"), str(root)]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PROBE_MARKER": str(marker), "PROBE_HOST": str(host)}
+        returncode, out = _run_limited(launcher.argv(host, command), cwd=host, env=env, timeout=20)
         if returncode != 0:
             return None
         return json.loads(out.decode().strip().splitlines()[-1])
