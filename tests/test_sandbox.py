@@ -77,8 +77,13 @@ def test_a_good_candidate_passes_and_the_protections_that_held_are_recorded(tmp_
     held = cascade.protections
     assert held["launcher"] == launcher_name and held["disk_quota_mb"] == 64 and held["shm_mb"] == 16
     for key in ("unprivileged_user", "no_network", "host_files_hidden", "read_only_root", "ipc_namespace", "pid_namespace",
-                "unix_sockets_refused", "private_tmp", "rlimits", "clean_env", "audit_hook"):
+                "unix_sockets_refused", "private_tmp", "rlimits", "clean_env", "audit_hook", "pid1_shows_no_host_path"):
         assert held[key] is True, key
+    walls = {"seccomp": "libseccomp (17 syscalls denied, clone into a namespace refused)",
+             "keyring": "fresh anonymous session keyring", "cgroup": held["cgroup"], "inode_limit": 16384}
+    assert {key: held[key] for key in walls} == walls
+    assert held["cgroup"] in ("cgroup v1: memory 256 MB (swap 0), pids 64", "cgroup v2: memory 256 MB (swap 0), pids 64")
+    assert cascade.stages[2]["name"] == "tests" and cascade.stages[2]["sandbox"] == walls  # each sandboxed stage says so
 
 
 def test_auto_picks_bubblewrap_when_it_works(launcher_name):
