@@ -458,6 +458,88 @@ def test_a_runtime_that_is_not_root_gets_bubblewrap_with_a_user_namespace(host_f
     assert out["rc"] == 0 and out["ran"] == [str(NOBODY), "nobody", "False"]
 
 
+NON_ROOT_RUN = r"""
+import json, os, shutil, subprocess, sys, tempfile
+from pathlib import Path
+work = Path(sys.argv[1])
+sys.path.insert(0, str(work))
+import cgroups, launchers, seccomp
+chosen = launchers.probe()
+host = Path(tempfile.mkdtemp(prefix="tooldeck-sbx-nonroot-"))
+launchers.prepare_host(host)
+shutil.copy(work / "sandbox_runner.py", host / "_runner" / "sandbox_runner.py")
+(host / "_runner" / "sitecustomize.py").write_text(
+    "import os\nimport sandbox_runner\nsandbox_runner.install_guard(os.environ['TOOLDECK_SANDBOX_ROOT'])\n")
+(host / "_src" / "c.py").write_text(sys.argv[2])
+flt = seccomp.compiled()
+(host / "_runner" / "seccomp.bpf").write_bytes(flt.program)
+spec = {"tool_id": "probe", "tool_dir": "/sandbox/tool", "work": "/sandbox/work", "copy_from": "/sandbox/_src", "cases": [{}],
+        "case_timeout": 10, "mode": "python", "file": "c.py", "func": "run",
+        "seccomp": "/sandbox/_runner/seccomp.bpf" if flt.program else None, "seccomp_label": flt.label}
+(host / "_runner" / "spec.json").write_text(json.dumps(spec))
+group = cgroups.create(256, 64)
+launchers.open_up(host, chosen)
+env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/sandbox/work", "TMPDIR": "/sandbox/tmp", "PYTHONPATH": "/sandbox/_runner",
+       "PYTHONDONTWRITEBYTECODE": "1", "TOOLDECK_SANDBOX_ROOT": "/sandbox"}
+command = [chosen.python, "/sandbox/_runner/sandbox_runner.py", "/sandbox/_runner/spec.json"]
+done = subprocess.run(chosen.argv(host, command, cgroup_procs=group.procs_files()), input=b"the-nonce\n", capture_output=True,
+                      cwd=host, env=env, timeout=60)
+group.remove()
+launchers.remove_tree(host)
+lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.strip()]
+print(json.dumps({"euid": os.geteuid(), "launcher": chosen.name, "protections": chosen.protections, "cgroup": group.label,
+                  "lines": lines, "stderr": done.stderr.decode()[-2000:]}))
+"""
+
+WALL_PROBE = """
+import ctypes, errno, os
+def run(data):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    out = {"uid": os.getuid()}
+    for name, call in (("keyctl", lambda: libc.syscall(250, 0, -3, 0)), ("add_key", lambda: libc.syscall(248, b"user", b"k", b"v", 1, -3)),
+                       ("unshare", lambda: libc.unshare(0x10000000)), ("ptrace", lambda: libc.ptrace(0, 0, 0, 0))):
+        out[name] = errno.errorcode.get(ctypes.get_errno(), "?") if call() < 0 else "allowed"
+    return out
+"""
+
+
+def test_a_runtime_that_is_not_root_keeps_the_kernel_walls(host_folder):
+    """As uid 65534, with the system Python (the venv's interpreter is under /root): bubblewrap in a user namespace,
+    the fresh keyring and the seccomp filter hold; no cgroup (a non-root runtime cannot make one here) and no inode
+    limit, and the result says so instead of failing."""
+    if os.geteuid() != 0:
+        pytest.skip("drops to uid 65534 to play the unprivileged runtime; needs root to start")
+    import pyseccomp
+
+    work = host_folder / "nonroot-run"
+    work.mkdir()
+    work.chmod(0o755)
+    evolution = ROOT / "tools" / "evolution"
+    for source in (evolution / "launchers.py", evolution / "cgroups.py", evolution / "seccomp.py", evolution / "sandbox_runner.py",
+                   Path(pyseccomp.__file__)):
+        (work / source.name).write_bytes(source.read_bytes())
+        (work / source.name).chmod(0o644)
+    (work / "driver.py").write_text(NON_ROOT_RUN)
+    (work / "driver.py").chmod(0o644)
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    done = subprocess.run([*drop, "/usr/bin/python3", str(work / "driver.py"), str(work), textwrap.dedent(WALL_PROBE)],
+                          capture_output=True, text=True, timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["euid"] == NOBODY and out["launcher"] == "bwrap", out
+    assert out["protections"]["inode_limit"].startswith("none: bubblewrap's --tmpfs takes no nr_inodes")
+    assert out["cgroup"].startswith("none: cannot make a v1 cgroup: Permission denied"), out["cgroup"]
+    lines = out["lines"]
+    assert all(line["n"] == "the-nonce" for line in lines), lines
+    walls = next(line["walls"] for line in lines if "walls" in line)
+    assert walls == {"keyring": "fresh anonymous session keyring",
+                     "seccomp": "libseccomp (17 syscalls denied, clone into a namespace refused)"}, out["stderr"]
+    result = next(line for line in lines if line.get("i") == 0)
+    assert result["ok"] and result["result"] == {"uid": NOBODY, "keyctl": "EPERM", "add_key": "EPERM", "unshare": "EPERM",
+                                                 "ptrace": "EPERM"}, (result, out["stderr"])
+
+
 USERNS_NO_MORE = r"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
