@@ -15,13 +15,19 @@ Both namespace launchers give the candidate the same view of the machine:
   sockets or world-writable folders. The root itself is read-only.
 
 plus new network (only a downed loopback), IPC (SysV shared memory and queues die with
-it), UTS and PID namespaces, uid 65534 with no capabilities and no_new_privs, and death
+it), UTS, PID and cgroup namespaces, uid 65534 with no capabilities and no_new_privs, and death
 with the runtime (bwrap's --die-with-parent; the fallback's parent-death signal and
 `--kill-child`). A runtime that runs as root starts bubblewrap privileged and drops to
 the real uid 65534 inside; one that does not gets a user namespace (where the kernel
 refuses user namespaces, bubblewrap cannot start and the fallback needs root, so the
 launcher is `none`: rlimits, a clean environment and the audit hook only, and every
 result says so).
+
+The throwaway tmpfs and /dev/shm have an inode limit where the launcher can mount them itself
+(the unshare fallback; bubblewrap as root, behind a private mount namespace, since bwrap's
+--tmpfs takes only --size). bubblewrap reads its options from a file (`--args`), so its pid 1's
+command line inside shows no host path. The run's cgroup (tools.evolution.cgroups) is entered
+by the launcher's first process, before anything of the run starts.
 
 `probe()` finds once per process the strongest launcher that works here and records what
 its probe run observed (uid, network, host files, IPC namespace, read-only root, quota).
