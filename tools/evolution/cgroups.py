@@ -169,7 +169,7 @@ def _remove(path: Path) -> str | None:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        time.sleep(0.02)
+        time.sleep(0.002)
 
 
 def _pids(path: Path) -> list[int]:
