@@ -304,8 +304,15 @@ KEYRING_THIEF = '''
 def test_a_candidate_reads_no_kernel_keyring_and_adds_no_key(host_ws, make_runtime, anthropic_server, planted_keys,
                                                             launcher_name):
     rt = make_runtime(host_ws)
-    proposal = evolve(rt, anthropic_server, KEYRING_THIEF, {"leaked": 0, "added": 0, "errno": "EPERM"})
-    assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 1, proposal.get("failure")
+    # round 1 fails on purpose ("echoed"), so what the candidate found goes back to the model in round 2's feedback
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer(textwrap.dedent(KEYRING_THIEF), tests=[
+        {"name": "keyrings closed", "input": {"name": "ada"}, "expect_contains": {"leaked": 0, "added": 0, "errno": "EPERM"}},
+        {"name": "echoed", "input": {"name": "ada"}, "expect_contains": {"no such key": True}}]))
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    proposal = evolve_tool(rt, "greet", "", "Allow spaces in names")
+    assert proposal["status"] == "awaiting_review" and proposal["rounds"] == 2, proposal.get("failure")
+    feedback = json.dumps(anthropic_server.requests[1].body)
+    assert "first failure: echoed" in feedback and '\\"leaked\\": 0' in feedback, feedback[-3000:]
     held = proposal["protections"]
     assert held["launcher"] == launcher_name
     assert held["seccomp"].startswith("libseccomp (17 syscalls denied") and held["keyring"] == "fresh anonymous session keyring"
