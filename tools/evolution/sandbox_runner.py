@@ -121,8 +121,11 @@ def load_filter(path: str | None, label: str) -> str:
     """Load the compiled seccomp program at `path` for this process and all it starts."""
     if not path:
         return label  # "none: why", from the runtime
-    with open(path, "rb") as fh:
-        program = fh.read()
+    try:
+        with open(path, "rb") as fh:
+            program = fh.read()
+    except OSError as exc:
+        return f"none: cannot read the filter: {exc}"
     if not program or len(program) % 8:
         return f"none: {path}: not a BPF program ({len(program)} bytes)"
     libc = _libc()
@@ -292,14 +295,14 @@ class _Child:
     def ask(self, message: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """Send `message` with a fresh nonce; its reply, or None when the child died or ran out of time."""
         nonce = os.urandom(16).hex()
-        line = self._line(0)  # anything already waiting answers nothing
+        line = self.line(0)  # anything already waiting answers nothing
         if line is not None:
             raise Forged(f"a line before any request: {line[:200]!r}")
         try:
             os.write(self.requests, (json.dumps({**message, "nonce": nonce}) + "\n").encode())
         except (BrokenPipeError, OSError):
             return None
-        line = self._line(timeout)
+        line = self.line(timeout)
         if line is None:
             return None
         try:
@@ -310,7 +313,8 @@ class _Child:
             raise Forged(f"a reply to no request: {line[:200]!r}")
         return reply
 
-    def _line(self, timeout: float) -> str | None:
+    def line(self, timeout: float) -> str | None:
+        """The next whole line from the child within `timeout` s, or None (nothing yet, or it closed)."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
@@ -405,7 +409,7 @@ def _serve_python(spec: dict[str, Any], send: Any) -> int:
         child.stop()
         send({"forged": f"the runner's reply pipe carried {exc}"})
         return 5
-    leftover = child._line(0)
+    leftover = child.line(0)
     child.stop()
     if leftover is not None or child.buffer:
         send({"forged": f"the runner's reply pipe carried a line after the last case: {(leftover or '')[:200]!r}"})
