@@ -116,13 +116,14 @@ exec "$@"
 #: file, so its /proc/1/cmdline inside shows no host path (only the command, which has none)
 _BWRAP_SCRIPT = r"""
 set -eu
-host=$1
-if [ "$2" != - ]; then
-  mount -t tmpfs -o "size=$2,nr_inodes=$3,mode=755,nosuid,nodev" tooldeck-sandbox "$host/disk"
-  mount -t tmpfs -o "size=$4,nr_inodes=$5,mode=1777,nosuid,nodev" tooldeck-shm "$host/shm"
+while [ "$1" != -- ]; do echo $$ > "$1"; shift; done  # the run's cgroups (unshare --mount does not fork)
+host=$2
+if [ "$3" != - ]; then
+  mount -t tmpfs -o "size=$3,nr_inodes=$4,mode=755,nosuid,nodev" tooldeck-sandbox "$host/disk"
+  mount -t tmpfs -o "size=$5,nr_inodes=$6,mode=1777,nosuid,nodev" tooldeck-shm "$host/shm"
 fi
-bwrap=$6
-shift 6
+bwrap=$7
+shift 7
 exec "$bwrap" --args 3 -- "$@" 3< "$host/bwrap.args"
 """
 
@@ -239,8 +240,8 @@ class Launcher:
              cgroup_procs: list[str] | tuple[str, ...] = ()) -> list[str]:
         """The command line that starts `command` in the sandbox; `cgroup_procs`: the run's cgroups to enter first."""
         if self.name == "bwrap":
-            argv = self._bwrap(host, command, disk_mb, shm_mb)
-        elif self.name == "unshare":
+            return self._bwrap(host, command, disk_mb, shm_mb, cgroup_procs)
+        if self.name == "unshare":
             argv = ["unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--cgroup", "--fork", "--kill-child",
                     "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "sh", str(host),
                     str(disk_mb * 1024 * 1024), str(shm_mb * 1024 * 1024), ":".join(self.binds),
@@ -251,7 +252,8 @@ class Launcher:
             argv = ["sh", "-c", _PLACE_SCRIPT, "sh", *cgroup_procs, "--", *argv]
         return argv
 
-    def _bwrap(self, host: Path, command: list[str], disk_mb: int, shm_mb: int) -> list[str]:
+    def _bwrap(self, host: Path, command: list[str], disk_mb: int, shm_mb: int, cgroup_procs: list[str] | tuple[str, ...]
+               ) -> list[str]:
         """bwrap with its arguments in a file (`--args`); as root, behind a mount namespace with inode-limited tmpfs."""
         own_mounts = self.inode_limit == DISK_INODES
         args = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -295,7 +297,7 @@ class Launcher:
                 args += ["--cap-add", cap]
         (host / "bwrap.args").write_bytes(b"".join(arg.encode() + b"\0" for arg in args))
         bwrap = shutil.which("bwrap") or "bwrap"
-        script = ["sh", "-c", _BWRAP_SCRIPT, "sh", str(host)]
+        script = ["sh", "-c", _BWRAP_SCRIPT, "sh", *cgroup_procs, "--", str(host)]
         sizes = [str(disk_mb * 1024 * 1024), str(DISK_INODES), str(shm_mb * 1024 * 1024), str(SHM_INODES)]
         if own_mounts:
             return ["unshare", "--mount", "--propagation", "private", "--", *script, *sizes, bwrap, *self._drop(), *command]
