@@ -26,11 +26,9 @@ the runtime's stderr: output, never results.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import os
-import platform
 import select
 import signal
 import subprocess
@@ -96,24 +94,31 @@ _PR_SET_NO_NEW_PRIVS = 38
 _SECCOMP_MODE_FILTER = 2
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
-
-
 def _libc() -> Any:
+    import ctypes  # here, not at the top: every Python process in the sandbox imports this module (sitecustomize)
+
     return ctypes.CDLL(None, use_errno=True)
+
+
+def _errno() -> str:
+    import ctypes
+
+    return os.strerror(ctypes.get_errno())
 
 
 def join_fresh_keyring() -> str:
     """Leave the runtime's session keyring for a new anonymous one (keyctl JOIN_SESSION_KEYRING, NULL name)."""
-    number = _SYS_KEYCTL.get(platform.machine())
+    import ctypes
+
+    machine = os.uname().machine
+    number = _SYS_KEYCTL.get(machine)
     if number is None:
-        return f"none: no keyctl syscall number known for {platform.machine()}"
+        return f"none: no keyctl syscall number known for {machine}"
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
     serial = libc.syscall(ctypes.c_long(number), ctypes.c_long(_KEYCTL_JOIN_SESSION_KEYRING), ctypes.c_void_p(None))
     if serial < 0:
-        return f"none: keyctl(JOIN_SESSION_KEYRING) failed: {os.strerror(ctypes.get_errno())}"
+        return f"none: keyctl(JOIN_SESSION_KEYRING) failed: {_errno()}"
     return "fresh anonymous session keyring"
 
 
@@ -128,12 +133,17 @@ def load_filter(path: str | None, label: str) -> str:
         return f"none: cannot read the filter: {exc}"
     if not program or len(program) % 8:
         return f"none: {path}: not a BPF program ({len(program)} bytes)"
+    import ctypes
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        return f"none: prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}"
-    fprog = _SockFprog(len(program) // 8, program)
+        return f"none: prctl(PR_SET_NO_NEW_PRIVS) failed: {_errno()}"
+    fprog = SockFprog(len(program) // 8, program)
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        return f"none: prctl(PR_SET_SECCOMP) failed: {os.strerror(ctypes.get_errno())}"
+        return f"none: prctl(PR_SET_SECCOMP) failed: {_errno()}"
     return label
 
 
