@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ROOMS = ("catalog", "invoke", "buffers", "recovery", "evolution", "spec", "cli", "mcp")
-DATA_FOLDERS = ("demo", "executable")  # tool catalogs shipped as data, not code rooms
+DATA_FOLDERS = ("demo", "builtins")  # tool catalogs shipped as data, not code rooms
 
 
 def module_files() -> dict[str, Path]:
@@ -119,7 +119,7 @@ def test_rooms_import_each_other_only_through_their_front_door() -> None:
 
 #: Modules named by path on purpose: entry points run as scripts, not imported for names.
 ALLOWED_BACK_DOORS = {
-    "tools.invoke.shim",            # the builtin tools' thin executables
+    "tools.cli.shim",               # the builtin tools' thin executables
 }
 
 

@@ -15,7 +15,7 @@ from tools.catalog.entry import Problem, ToolEntry
 from tools.ids import TOOL_ID_RE, VERSION_RE
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # tools/
-BUILTIN_DIR = PACKAGE_DIR / "executable"
+BUILTIN_DIR = PACKAGE_DIR / "builtins"
 DEMO_DIR = PACKAGE_DIR / "demo"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 

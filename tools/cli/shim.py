@@ -1,6 +1,6 @@
 """The thin executable each builtin tool ships for non-Python callers.
 
-`tools/executable/<id>.py` reads one JSON object on stdin, calls the builtin through a
+`tools/builtins/<id>.py` reads one JSON object on stdin, calls the builtin through a
 runtime over `TOOLDECK_WORKSPACE` (or the current directory) exactly as
 `call_tool(<id>, ...)` would, and prints JSON on stdout. Exit codes: 0 success, 1 the
 tool failed (its `{"error": ...}` on stdout), 2 bad usage.
