@@ -163,7 +163,7 @@ def test_kill_flusher_mid_flush_redelivers_the_same_batch(ws: Path, tmp_path: Pa
 
 
 def test_executable_for_non_python_callers(ws: Path) -> None:
-    exe = REPO / "tools" / "executable" / "buffer.py"
+    exe = REPO / "tools" / "builtins" / "buffer.py"
     env = {**os.environ, "TOOLDECK_WORKSPACE": str(ws)}
 
     def run(payload: object) -> tuple[int, dict]:

@@ -300,7 +300,7 @@ def test_the_thin_executable_runs_the_same_builtin(workspace):
 
     settings(workspace)
     greet_tool(workspace)
-    script = Path(__file__).resolve().parents[1] / "tools" / "executable" / "evolve_tool.py"
+    script = Path(__file__).resolve().parents[1] / "tools" / "builtins" / "evolve_tool.py"
     done = subprocess.run([sys.executable, str(script)], input=json.dumps({"tool_id": "greet", "mutation_hint": "x"}),
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "TOOLDECK_WORKSPACE": str(workspace)},
                           timeout=60)

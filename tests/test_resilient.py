@@ -193,7 +193,7 @@ def test_resilient_tool_call_builtin_takes_the_original_json(workspace, make_run
 def test_thin_executables_for_non_python_callers(workspace):
     translators(workspace / "tools")
     env = {"PATH": "/usr/bin:/bin", "TOOLDECK_WORKSPACE": str(workspace)}
-    exe = REPO / "tools" / "executable"
+    exe = REPO / "tools" / "builtins"
     run = subprocess.run([sys.executable, str(exe / "resilient_tool_call.py")], input=json.dumps(
         {"scenario": "translate to french", "input_data": HELLO, "tags": ["translation"]}), capture_output=True, text=True,
         timeout=90, env=env)

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "spec_corpus"
 SPECS = Path(__file__).resolve().parents[2] / "shared/specs"
 OPENAPI = SPECS / "openapi-3.1.0.md"
-EXECUTABLE = REPO / "tools" / "executable" / "extract_spec_from_file.py"
+EXECUTABLE = REPO / "tools" / "builtins" / "extract_spec_from_file.py"
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
@@ -507,7 +507,7 @@ def test_executable_runs_against_the_workspace(spec_workspace: Path) -> None:
 def test_manifest_is_valid() -> None:
     from tools.catalog.manifest import read_manifest_data, validate_manifest
 
-    path = REPO / "tools" / "executable" / "extract_spec_from_file.yaml"
+    path = REPO / "tools" / "builtins" / "extract_spec_from_file.yaml"
     manifest = validate_manifest(read_manifest_data(path), path, expected_id="extract_spec_from_file")
     assert manifest.type == "builtin" and manifest.entry == "tools.spec.extract:tool_entry"
     assert manifest.input_schema is not None and manifest.input_schema["required"] == ["file_path"]
