@@ -184,3 +184,21 @@ def test_recovery_and_evolution_speak_domain_verbs_their_sql_lives_in_state() ->
     offenders = sorted(name for name, text in sources.items()
                        if re.search(r"\.(execute|executemany|query|query_one)\(", text) and name not in SQL_OUTSIDE_STATE)
     assert offenders == []
+
+
+def test_the_runtime_is_what_its_rooms_are_typed_against() -> None:
+    """Rooms take a `tools.host.RuntimeHost`; `Runtime` must satisfy it (mypy checks the assignment;
+    here every member the protocol names exists on a runtime), and no room reaches into a private one."""
+    import inspect
+
+    from tools.host import RuntimeHost
+    from tools.runtime import Runtime
+
+    members = {name for name in dir(RuntimeHost) if not name.startswith("_")} | set(RuntimeHost.__annotations__)
+    runtime_members = set(dir(Runtime)) | set(inspect.signature(Runtime.__init__).parameters)
+    instance_attributes = re.findall(r"self\.([a-z]\w*)(?:: [^=]+)? = ", inspect.getsource(Runtime.__init__))
+    missing = sorted(members - runtime_members - set(instance_attributes))
+    assert missing == []
+    private = sorted(name for name, text in {**_sources("tools"), **_sources("tui")}.items()
+                     if name != "tools/runtime.py" and re.search(r"\bruntime\._[a-z]", text))
+    assert private == []

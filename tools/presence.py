@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import failures, runtimes
 from state.calls import prune_calls
 from state.db import Store, StoreError
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 HEARTBEAT_SECONDS = 2.0
 CHECKPOINT_SECONDS = 60.0
@@ -24,12 +27,12 @@ PRUNE_SECONDS = 600.0
 log = logging.getLogger("tooldeck")
 
 
-def heartbeat(runtime: Any, store: Store) -> None:
+def heartbeat(runtime: RuntimeHost, store: Store) -> None:
     runtimes.heartbeat(store, runtimes.Presence(runtime.own_session, runtime.node, runtime.pid, runtime.host,
                                                 bool(runtime.serve), runtime.label, runtime.kind))
 
 
-def housekeeping(runtime: Any, closing: Any) -> None:
+def housekeeping(runtime: RuntimeHost, closing: Any) -> None:
     """The housekeeping thread's loop, until `closing` (a threading.Event) is set."""
     last_checkpoint = last_prune = time.monotonic()
     while not closing.wait(HEARTBEAT_SECONDS):
@@ -46,7 +49,7 @@ def housekeeping(runtime: Any, closing: Any) -> None:
             log.error("housekeeping: %s", exc)
 
 
-def prune(runtime: Any) -> dict[str, int]:
+def prune(runtime: RuntimeHost) -> dict[str, int]:
     """Rows older than `[retention]` allows, and runtimes gone for a day; counts removed per table."""
     retention = runtime.settings.section("retention")
     store = runtime.store

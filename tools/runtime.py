@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from state import promotions as promotion_rows
 from state.calls import CallRecord, CallRecorder
@@ -212,6 +212,18 @@ class Runtime:
             if isinstance(exc, StoreError):
                 raise StateError(str(exc)) from exc
             raise StateError(f"runtime failed to start: {type(exc).__name__}: {exc}") from exc
+
+    def require_store(self, timeout: float = 30.0) -> Store:
+        """The store once it is open, waiting up to `timeout` s. Raises StateError when it failed to
+        open (the reason), or did not open in time."""
+        self._require_store(timeout)
+        assert self._store is not None
+        return self._store
+
+    def recycle_workers(self, tool_id: str) -> int:
+        """Restart the warm workers of a tool whose files changed; how many were stopped (0 while
+        no worker pool exists yet)."""
+        return int(self._workers.recycle(tool_id)) if self._workers is not None else 0
 
     def extension(self, name: str, timeout: float = 30.0) -> Any:
         """An installed extension (None if it failed to install); extensions are installed
@@ -565,3 +577,11 @@ def _usable(entry: ToolEntry | None) -> ToolEntry | None:
     """An entry that serves (loaded, or still to load: a call loads it), else None (unknown, or failed to load)."""
     return None if entry is None or (entry.done.is_set() and entry.manifest is None) else entry
 
+
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
+
+    def _is_a_host(runtime: Runtime) -> RuntimeHost:
+        """mypy checks here that Runtime is the RuntimeHost its rooms are typed against."""
+        return runtime

@@ -9,6 +9,7 @@ a time, touching only the cells that changed. What the first frame does not need
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -170,7 +171,8 @@ class TooldeckApp(OperatorActions, App[int]):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
         collector = Collector(self.runtime)
-        self.runtime._store_ready.wait(30)
+        with contextlib.suppress(Exception):  # a store that failed to open shows in the header (collect())
+            self.runtime.require_store(30)
         try:
             collector.start_from_recent()
         except Exception as exc:  # noqa: BLE001 - reported in the header by collect()

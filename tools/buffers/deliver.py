@@ -14,10 +14,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from state.buffers import BufferTables, Claim
 from tools.errors import CallRefusedError, ToolError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.buffers")
 
@@ -32,7 +35,7 @@ class BufferHost(Protocol):
     """What the flusher needs from the buffer engine that owns it (the engine is handed in,
     never imported, so the engine may import the flusher)."""
 
-    runtime: Any
+    runtime: RuntimeHost
     tables: BufferTables
     lease_seconds: float
     max_attempts: int

@@ -19,7 +19,7 @@ import itertools
 import json
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, WriteResult
 from state.redact import redact, secret_values
@@ -29,6 +29,9 @@ from tools.buffers.policy import full_batch_waiting
 from tools.buffers.status import BufferStatus, compute_status
 from tools.errors import NotFoundError, ToolError, ToolInputError
 from tools.ids import check_name
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 MAX_ITEM_BYTES = 1 << 20
 OPERATIONS = ("write", "write_many", "flush", "status", "clear", "configure", "dead_letters", "replay")
@@ -56,7 +59,7 @@ def check_buffer_id(value: object) -> str:
 class BufferEngine:
     """Named durable buffers over the runtime's store; one per runtime."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: RuntimeHost) -> None:
         self.runtime = runtime
         self.tables = BufferTables(runtime.store, runtime.session, runtime.node)
         section = runtime.settings.section("buffers")
@@ -386,7 +389,7 @@ class BufferEngine:
 _install_lock = threading.Lock()
 
 
-def install(runtime: Any) -> BufferEngine:
+def install(runtime: RuntimeHost) -> BufferEngine:
     """Extension hook: one engine per runtime; a serving runtime starts flushing every buffer at once."""
     with _install_lock:
         engine = runtime.extensions.get("buffers")
@@ -399,12 +402,12 @@ def install(runtime: Any) -> BufferEngine:
     return engine
 
 
-def engine_for(runtime: Any) -> BufferEngine:
+def engine_for(runtime: RuntimeHost) -> BufferEngine:
     engine = runtime.extensions.get("buffers")
     return engine if engine is not None else install(runtime)
 
 
-def tool_entry(runtime: Any, data: dict[str, Any]) -> dict[str, Any]:
+def tool_entry(runtime: RuntimeHost, data: dict[str, Any]) -> dict[str, Any]:
     """The `buffer` builtin: the original system's JSON in, JSON out."""
     if not isinstance(data, dict):
         raise ToolInputError("buffer: input must be a JSON object", tool_id="buffer")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import socket
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state.buffers import BufferTables
 from tools.buffers.policy import new_batch_due_at
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 WINDOW_SECONDS = 60
 
@@ -65,7 +68,7 @@ class BufferStatus:
         return out
 
 
-def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool = False) -> tuple[list[str], dict[str, list[str]]]:
+def flushers_by_buffer(runtime: RuntimeHost, tables: BufferTables, *, exclude_self: bool = False) -> tuple[list[str], dict[str, list[str]]]:
     """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels
     ("session/host/pid" for a runtime on another machine)."""
     me = (runtime.session, runtime.node)
@@ -87,7 +90,7 @@ def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool
     return serving, by_buffer
 
 
-def other_flushers(runtime: Any, tables: BufferTables, buffer_ids: set[str]) -> set[str]:
+def other_flushers(runtime: RuntimeHost, tables: BufferTables, buffer_ids: set[str]) -> set[str]:
     """Which of `buffer_ids` another live runtime will flush (all of them when one is serving)."""
     serving, by_buffer = flushers_by_buffer(runtime, tables, exclude_self=True)
     if serving:
@@ -120,7 +123,7 @@ def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tupl
     return None
 
 
-def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = None) -> list[BufferStatus]:
+def compute_status(runtime: RuntimeHost, tables: BufferTables, buffer_id: str | None = None) -> list[BufferStatus]:
     now = tables.store.now()
     batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, MIN(next_attempt_at) AS due, MAX(last_error) AS error"
                  " FROM buffer_batches" + (" WHERE buffer_id=?" if buffer_id else "") + " GROUP BY buffer_id, state")

@@ -17,10 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.catalog.discovery import MANIFEST_SUFFIXES
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.watcher")
 IGNORED_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules"}
@@ -46,7 +49,7 @@ def _watch_filter(change: Any, path: str) -> bool:
 class Watcher:
     """One thread over watchfiles.watch; `handle` is also callable directly (tests, benchmarks)."""
 
-    def __init__(self, runtime: Any, *, debounce: int = 50, step: int = 10) -> None:
+    def __init__(self, runtime: RuntimeHost, *, debounce: int = 50, step: int = 10) -> None:
         self.runtime = runtime
         self.debounce = debounce
         self.step = step
@@ -143,7 +146,7 @@ class Watcher:
             return {"path": str(manifest), "ok": False, "error": str(exc)}
         out: dict[str, Any] = {"path": str(manifest), "ok": True, "changes": []}
         for change in changes:
-            recycled = runtime.workers.recycle(change.tool_id) if runtime._workers is not None else 0
+            recycled = runtime.recycle_workers(change.tool_id)
             ms = round((time.perf_counter() - started) * 1000, 2)
             payload = {"path": str(manifest), "files": files, "source": change.source, "ms": ms,
                        "workers_recycled": recycled}
@@ -165,7 +168,7 @@ class Watcher:
         return entry.served_version if entry is not None and entry.manifest is not None else None
 
 
-def install(runtime: Any) -> None:
+def install(runtime: RuntimeHost) -> None:
     """EXTENSIONS hook: serving runtimes watch their catalog."""
     if not runtime.serve:
         return

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _wait_loaded(runtime: Any, wait: bool) -> None:
     runtime.catalog.discovered.wait(30)
-    runtime._require_store()
+    runtime.require_store()
     if wait:
         runtime.wait_ready(120)
         hub = runtime.extensions.get("mcp")
@@ -213,7 +213,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _print_progress(runtime)
     try:
         runtime.catalog.finished.wait(60)
-        runtime._require_store()
+        runtime.require_store()
         sys.stdout.write(runtime.summary() + "\n")
         sys.stdout.flush()
         _wait_for_signal()

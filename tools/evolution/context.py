@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state.calls import failed_calls, successful_calls
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.evolution")
 #: failures that say nothing about the tool's own behaviour, so are not replayed as scenarios
@@ -38,7 +41,7 @@ def _loads(text: Any) -> Any:
         return text
 
 
-def recent_failures(runtime: Any, tool_id: str, version: str, limit: int = 10) -> list[dict[str, Any]]:
+def recent_failures(runtime: RuntimeHost, tool_id: str, version: str, limit: int = 10) -> list[dict[str, Any]]:
     """Failures of this version: the failure tracker's records (if installed) and failed `calls` rows."""
     out: list[dict[str, Any]] = []
     tracker = runtime.extensions.get("failures")
@@ -79,7 +82,7 @@ def scenarios(failures: list[dict[str, Any]], error_message: str) -> list[dict[s
     return out[:5]
 
 
-def regressions(runtime: Any, tool_id: str, version: str, limit: int) -> list[dict[str, Any]]:
+def regressions(runtime: RuntimeHost, tool_id: str, version: str, limit: int) -> list[dict[str, Any]]:
     rows = successful_calls(runtime.store, tool_id, version, limit * 5)
     seen: set[str] = set()
     out = []

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,11 +35,14 @@ from tools.evolution.review import RUNNING, UnapprovedGuard, approve, code_file,
 from tools.evolution.stages import Cancelled, Cascade, Inputs
 from tools.ids import check_tool_id, inside, parse_version
 
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
+
 log = logging.getLogger("tooldeck.evolution")
 Progress = Callable[[dict[str, Any]], None]
 
 
-def install(runtime: Any) -> None:
+def install(runtime: RuntimeHost) -> None:
     """EXTENSIONS hook: the guard that keeps unapproved evolved versions off the call path, the pins
     that keep approved ones from serving once their files changed, and reaping interrupted evolutions."""
     from tools.evolution.pins import Pins
@@ -68,7 +71,7 @@ def code_name(tool_id: str, version: str) -> str:
 # -- proposals ------------------------------------------------------------------------------
 
 
-def next_version(runtime: Any, con: Any, tool_id: str, parent_version: str) -> str:
+def next_version(runtime: RuntimeHost, con: Any, tool_id: str, parent_version: str) -> str:
     """The next unused minor of the parent's major: proposals, folders and loaded versions all count."""
     major = parse_version(parent_version)[0]
     used = proposals.versions_of(con, tool_id)
@@ -91,7 +94,7 @@ def next_version(runtime: Any, con: Any, tool_id: str, parent_version: str) -> s
     return f"{major}.{max(minors, default=0) + 1}.0"
 
 
-def _update(runtime: Any, pid: int, *, only_running: bool = True, **fields: Any) -> bool:
+def _update(runtime: RuntimeHost, pid: int, *, only_running: bool = True, **fields: Any) -> bool:
     """Update a proposal row; while it runs, an operator's cancel wins over every later write."""
     fields["updated"] = time.time()
     for key in ("stages", "protections"):
@@ -107,7 +110,7 @@ def _update(runtime: Any, pid: int, *, only_running: bool = True, **fields: Any)
 class _Run:
     """One evolution in flight: progress, cancellation and the proposal row."""
 
-    def __init__(self, runtime: Any, pid: int, tool_id: str, version: str, progress: Progress | None,
+    def __init__(self, runtime: RuntimeHost, pid: int, tool_id: str, version: str, progress: Progress | None,
                  cancel: threading.Event | None) -> None:
         self.runtime = runtime
         self.pid = pid
@@ -230,7 +233,7 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
 # -- the evolution ----------------------------------------------------------------------------------
 
 
-def _parent(runtime: Any, tool_id: str) -> Any:
+def _parent(runtime: RuntimeHost, tool_id: str) -> Any:
     """What a new version evolves from: the version that globally serves calls now (the resolver's answer)."""
     runtime.invalidate_promotions()  # an approval a moment ago on another node counts
     res = runtime.resolution(tool_id, session="global")
@@ -239,11 +242,11 @@ def _parent(runtime: Any, tool_id: str) -> Any:
     return res.entry
 
 
-def _settings(runtime: Any) -> dict[str, Any]:
+def _settings(runtime: RuntimeHost) -> dict[str, Any]:
     return {**runtime.settings.section("model"), **runtime.settings.section("evolution")}
 
 
-def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hint: str = "", dynamic_schema: bool = False,
+def evolve_tool(runtime: RuntimeHost, tool_id: str, error_message: str = "", mutation_hint: str = "", dynamic_schema: bool = False,
                 *, progress: Progress | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Propose, write and validate a new version of `tool_id`; returns the proposal (see review.get_proposal)."""
     check_tool_id(tool_id)
@@ -271,7 +274,7 @@ def evolve_tool(runtime: Any, tool_id: str, error_message: str = "", mutation_hi
                    progress=progress, cancel=cancel)
 
 
-def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | None, parent_path: Path | None,
+def _evolve(runtime: RuntimeHost, provider: Any, *, tool_id: str, parent: Manifest | None, parent_path: Path | None,
             parent_raw: dict[str, Any] | None, parent_code: str, error_message: str, mutation_hint: str,
             dynamic_schema: bool, progress: Progress | None, cancel: threading.Event | None,
             spec_text: str | None = None, base_version: str = "1.0.0") -> dict[str, Any]:
@@ -321,7 +324,7 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
         raise ToolError(f"evolve {tool_id} (proposal {pid}): {reason}", tool_id=tool_id, details={"proposal_id": pid}) from exc
 
 
-def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
+def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
             parent_raw: dict[str, Any] | None, parent_code: str, error_message: str, mutation_hint: str,
             dynamic_schema: bool, spec_text: str | None) -> dict[str, Any]:
     from tools.invoke import WRITE_TOOL, Request
@@ -397,7 +400,7 @@ def _rounds(runtime: Any, run: _Run, provider: Any, cfg: dict[str, Any], *, pare
     return _finish(runtime, run, stages, protections, passed=False)
 
 
-def _finish(runtime: Any, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
+def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
     pid = run.pid
     proposal = get_proposal(runtime, pid, with_diff=False)
     diff_text, sha = diff_for(proposal) if proposal.get("path") else ("", None)
@@ -430,7 +433,7 @@ def _finish(runtime: Any, run: _Run, stages: list[dict[str, Any]], protections: 
 # -- the builtin tool ----------------------------------------------------------------------------
 
 
-def tool_entry(runtime: Any, data: Any) -> dict[str, Any]:
+def tool_entry(runtime: RuntimeHost, data: Any) -> dict[str, Any]:
     """`call_tool("evolve_tool", {...})`: the original callers' JSON in, the proposal's summary out."""
     if not isinstance(data, dict):
         raise ToolInputError("evolve_tool: input must be an object with tool_id, error_message, mutation_hint", tool_id="evolve_tool")

@@ -17,7 +17,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import proposals
 from state.redact import redact
@@ -26,6 +26,9 @@ from tools.evolution.context import regressions
 from tools.evolution.evolve import Progress, _evolve
 from tools.ids import check_tool_id
 
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
+
 #: longer specifications are sent as their extractive summary (tools.spec.extract), which keeps every section
 FULL_TEXT_LIMIT = 24_000
 #: recorded calls of an MCP tool shown to the model when it writes a replacement
@@ -33,7 +36,7 @@ RECORDED_CALLS = 10
 CALL_TEXT_LIMIT = 1500
 
 
-def _spec_text(runtime: Any, spec_path: str | Path) -> str:
+def _spec_text(runtime: RuntimeHost, spec_path: str | Path) -> str:
     from tools.spec import extract_spec_from_file, read_spec_file, resolve_in_workspace
 
     path = resolve_in_workspace(runtime.workspace, str(spec_path))
@@ -44,7 +47,7 @@ def _spec_text(runtime: Any, spec_path: str | Path) -> str:
     return f"(summary of {spec_path}, {len(text)} characters in full)\n\n{summary}"
 
 
-def generate_tool_from_spec(runtime: Any, spec_path: str | Path, tool_name: str, *, progress: Progress | None = None,
+def generate_tool_from_spec(runtime: RuntimeHost, spec_path: str | Path, tool_name: str, *, progress: Progress | None = None,
                             cancel: threading.Event | None = None) -> dict[str, Any]:
     """Propose a brand-new tool `tool_name` from the spec at `spec_path` (inside the workspace)."""
     from tools.invoke import get_provider
@@ -67,7 +70,7 @@ def generate_tool_from_spec(runtime: Any, spec_path: str | Path, tool_name: str,
                    progress=progress, cancel=cancel, spec_text=spec, base_version=base_version)
 
 
-def _recorded_calls(runtime: Any, tool_id: str, version: str) -> str:
+def _recorded_calls(runtime: RuntimeHost, tool_id: str, version: str) -> str:
     """The MCP tool's recorded successful calls as JSON lines (input and output), redacted; its failures are in the
     prompt's own section, as for any evolution."""
     lines = [json.dumps({"input": call["input"], "output": call["output"]}, ensure_ascii=False, default=str)[:CALL_TEXT_LIMIT]
@@ -75,7 +78,7 @@ def _recorded_calls(runtime: Any, tool_id: str, version: str) -> str:
     return redact("\n".join(lines))
 
 
-def generate_replacement(runtime: Any, tool_id: str, *, progress: Progress | None = None,
+def generate_replacement(runtime: RuntimeHost, tool_id: str, *, progress: Progress | None = None,
                          cancel: threading.Event | None = None) -> dict[str, Any]:
     """Propose a local tool replacing the MCP tool `tool_id` (same id, next version), queued for review."""
     from tools.invoke import get_provider
@@ -83,6 +86,8 @@ def generate_replacement(runtime: Any, tool_id: str, *, progress: Progress | Non
     check_tool_id(tool_id)
     entry = runtime.get_tool(tool_id, timeout=30.0)  # an id not known yet connects the server whose name it starts with
     manifest = entry.manifest
+    if manifest is None:
+        raise UsageError(f"generate --from-tool {tool_id}: the tool is not loaded ({entry.error or entry.status})")
     if manifest.type != "mcp" or manifest.mcp is None:
         raise UsageError(f"generate --from-tool {tool_id}: it is a {manifest.type} tool, not one imported from an MCP server; "
                          f"use `tooldeck evolve {tool_id}` to change it")

@@ -9,14 +9,17 @@ owner's sandbox died with it (launchers: --die-with-parent, the parent-death sig
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from state import proposals
 from state.runtimes import why_gone
 from tools.evolution.review import RUNNING
 
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
-def reap(runtime: Any) -> list[int]:
+
+def reap(runtime: RuntimeHost) -> list[int]:
     """Mark every running proposal whose owner is gone as failed; the ids reaped."""
     store = runtime.store
     rows = proposals.running(store, RUNNING)

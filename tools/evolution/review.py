@@ -17,12 +17,15 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import promotions, proposals
 from state.redact import redact
 from tools.errors import ToolError, ToolUnavailableError, UsageError
 from tools.ids import check_name, check_tool_id, check_version
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", "approved", "rejected",
             "rolled_back", "cancelled", "failed")  # failed: interrupted, its runtime gone (tools.evolution.orphans)
@@ -46,7 +49,7 @@ def _row_to_dict(row: Any) -> dict[str, Any]:
     return out
 
 
-def list_proposals(runtime: Any, status: str | None = None, *, tool_id: str | None = None,
+def list_proposals(runtime: RuntimeHost, status: str | None = None, *, tool_id: str | None = None,
                    limit: int = 200) -> list[dict[str, Any]]:
     """Newest first; the dashboard's review panel and `tooldeck review list`."""
     if status is not None and status not in STATUSES:
@@ -66,7 +69,7 @@ def _proposal_id(value: Any) -> int:
     return pid
 
 
-def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> dict[str, Any]:
+def get_proposal(runtime: RuntimeHost, proposal_id: Any, *, with_diff: bool = True) -> dict[str, Any]:
     """One proposal with its stages, protections, tokens, model, and (by default) the diff and its sha256."""
     pid = _proposal_id(proposal_id)
     row = proposals.get_row(runtime.store, pid)
@@ -83,7 +86,7 @@ def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> d
     return out
 
 
-def _localise(runtime: Any, proposal: dict[str, Any]) -> None:
+def _localise(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
     """A proposal made by another node (another workspace, another machine): its candidate as this
     node has it, in its own `.tooldeck/evolved/` (written from the store, each file checked against
     its sha256), and its parent as this node's catalog loads it. What is reviewed and pinned here is
@@ -107,7 +110,7 @@ def _localise(runtime: Any, proposal: dict[str, Any]) -> None:
         proposal["parent_path"] = str(parent.path)
 
 
-def tampered(runtime: Any, proposal: dict[str, Any]) -> str | None:
+def tampered(runtime: RuntimeHost, proposal: dict[str, Any]) -> str | None:
     """Why a pinned (approved) version's files are no longer the ones approved, or None."""
     from tools.evolution.pins import mismatch, pinned
 
@@ -191,7 +194,7 @@ def _scope(value: Any) -> str:
     return check_name(value, "scope (a session id, or global)")
 
 
-def _changed(runtime: Any) -> None:
+def _changed(runtime: RuntimeHost) -> None:
     runtime.invalidate_promotions()
     for name in ("evolution_guard", "evolution_pins"):
         extension = runtime.extensions.get(name)
@@ -199,7 +202,7 @@ def _changed(runtime: Any) -> None:
             extension.invalidate()
 
 
-def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str | None = None,
+def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", reviewer: str | None = None,
             diff_sha256: str | None = None) -> dict[str, Any]:
     """Promote a validated proposal for `scope` (a session id, or 'global'), if the diff is the one reviewed."""
     scope = _scope(scope)
@@ -241,7 +244,7 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
     return get_proposal(runtime, pid, with_diff=False)
 
 
-def _still(con: Any, runtime: Any, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
+def _still(con: Any, runtime: RuntimeHost, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
     """Inside the decision's transaction, with the proposal's row locked: is it still in a state that
     may be `verb`? (Another reviewer, on this node or another, may have decided meanwhile.)"""
     status = proposals.locked_status(runtime.store, con, proposal["id"])
@@ -269,13 +272,13 @@ def _reviewed_folder(proposal: dict[str, Any]) -> Path:
     return folder
 
 
-def _ensure_loaded(runtime: Any, proposal: dict[str, Any]) -> None:
+def _ensure_loaded(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
     """The catalog knows the promoted version even if no watcher saw its files land."""
     if runtime.catalog.find(proposal["tool_id"], proposal["version"]) is None and proposal.get("path"):
         runtime.catalog.reload_path(Path(proposal["path"]))
 
 
-def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = None) -> dict[str, Any]:
+def reject(runtime: RuntimeHost, proposal_id: Any, reason: str, reviewer: str | None = None) -> dict[str, Any]:
     """Refuse a proposal; its version number stays used, so the next evolution takes the next minor."""
     if not reason or not str(reason).strip():
         raise UsageError("reject needs a reason (--reason)")
@@ -296,7 +299,7 @@ def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = N
     return get_proposal(runtime, pid, with_diff=False)
 
 
-def rollback(runtime: Any, tool_id: str, to_version: str, scope: str = "global", actor: str | None = None) -> dict[str, Any]:
+def rollback(runtime: RuntimeHost, tool_id: str, to_version: str, scope: str = "global", actor: str | None = None) -> dict[str, Any]:
     """Serve `to_version` (the base version, or any version once approved) for `scope` again."""
     check_tool_id(tool_id)
     check_version(to_version)
@@ -329,7 +332,7 @@ def rollback(runtime: Any, tool_id: str, to_version: str, scope: str = "global",
     return {"tool_id": tool_id, "scope": scope, "version": to_version, "previous_version": current}
 
 
-def cancel(runtime: Any, proposal_id: Any) -> dict[str, Any]:
+def cancel(runtime: RuntimeHost, proposal_id: Any) -> dict[str, Any]:
     """Stop a running evolution (in this or another process); its version number stays used."""
     proposal = get_proposal(runtime, proposal_id, with_diff=False)
     pid = proposal["id"]
@@ -365,7 +368,7 @@ class UnapprovedGuard:
     def invalidate(self) -> None:
         self._at = 0.0
 
-    def _refresh(self, runtime: Any) -> frozenset[tuple[str, str]]:
+    def _refresh(self, runtime: RuntimeHost) -> frozenset[tuple[str, str]]:
         with self._lock:
             allowed = proposals.ever_approved(runtime.store)
             allowed.update((tool_id, version) for (tool_id, _scope), version in runtime.promotions(0).items())
@@ -373,7 +376,7 @@ class UnapprovedGuard:
             self._at = time.monotonic()
             return self._allowed
 
-    def before_call(self, runtime: Any, entry: Any) -> None:
+    def before_call(self, runtime: RuntimeHost, entry: Any) -> None:
         if entry.source != "evolved":
             return
         key = (entry.tool_id, entry.served_version)
@@ -386,5 +389,5 @@ class UnapprovedGuard:
             f"{entry.tool_id} {entry.served_version} is an evolved version nobody approved ({state}); it runs only after "
             "`tooldeck review approve`", tool_id=entry.tool_id, version=entry.served_version)
 
-    def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
+    def after_call(self, runtime: RuntimeHost, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
         return None

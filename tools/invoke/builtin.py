@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.catalog import ToolEntry
 from tools.errors import ManifestError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 BuiltinFn = Callable[[Any, Any], Any]
 
@@ -47,6 +50,6 @@ def resolve_builtin(entry: ToolEntry) -> BuiltinFn:
     return fn
 
 
-def echo(runtime: Any, data: Any) -> Any:
+def echo(runtime: RuntimeHost, data: Any) -> Any:
     """A builtin that returns its input: a health check, and the baseline for call overhead."""
     return data

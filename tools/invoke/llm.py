@@ -15,11 +15,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from state.redact import redact
 from tools.errors import ToolError, ToolTimeoutError, ToolUnavailableError, UsageError
 from tools.ids import check_tool_id
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 PACKAGED_REPLAY_DIR = Path(__file__).resolve().parents[1] / "demo" / "replay"
 REPLAY_MODEL = "replay"
@@ -250,7 +253,7 @@ def provider_name(settings: Any) -> str:
     return choice
 
 
-def get_provider(runtime: Any) -> Provider:
+def get_provider(runtime: RuntimeHost) -> Provider:
     """The configured provider, or a ToolUnavailableError saying how to configure one."""
     cfg = runtime.settings.section("model")
     name = provider_name(runtime.settings)

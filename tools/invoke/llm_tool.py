@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.catalog import ToolEntry
 from tools.errors import ToolError, ToolInputError, ToolOutputError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -40,7 +43,7 @@ def _wants_json(entry: ToolEntry) -> bool:
     return schema is not None and bool(schema) and schema.get("type") != "string"
 
 
-def run_llm_tool(runtime: Any, entry: ToolEntry, data: Any, timeout: float) -> Any:
+def run_llm_tool(runtime: RuntimeHost, entry: ToolEntry, data: Any, timeout: float) -> Any:
     """One model request per call; without a configured model, say how to configure one."""
     from tools.invoke.llm import HOW_TO_CONFIGURE, Request, get_provider
 

@@ -8,13 +8,16 @@ timeout, tool_error for an `is_error` result, crash when the connection ends mid
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.catalog import ToolEntry
 from tools.errors import ToolUnavailableError
 
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
-def run_mcp_tool(runtime: Any, entry: ToolEntry, data: Any, timeout: float) -> Any:
+
+def run_mcp_tool(runtime: RuntimeHost, entry: ToolEntry, data: Any, timeout: float) -> Any:
     hub = runtime.extensions.get("mcp")
     if hub is None:
         ref = entry.manifest.mcp if entry.manifest is not None else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import failures as tables
 from tools.errors import UsageError
@@ -18,6 +18,9 @@ from tools.ids import check_tool_id, check_version
 from tools.recovery.circuit import CLOSED, OPEN
 from tools.recovery.ledger import tracker_for
 from tools.recovery.rules import check_tag
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 ACTOR_RE = re.compile(r"^[\w.@+\- ]{1,64}\Z")
 ALL_VERSIONS = tables.ALL_VERSIONS
@@ -37,7 +40,7 @@ def check_actor(actor: str | None) -> str:
     return actor
 
 
-def _target(runtime: Any, tool_id: str, version: str | None) -> tuple[str, str, float]:
+def _target(runtime: RuntimeHost, tool_id: str, version: str | None) -> tuple[str, str, float]:
     """(tool_id, version, manifest quality_score): an explicit version, or the one calls resolve to."""
     check_tool_id(tool_id)
     if version is not None:
@@ -47,13 +50,13 @@ def _target(runtime: Any, tool_id: str, version: str | None) -> tuple[str, str, 
     return tool_id, entry.served_version, base
 
 
-def _done(runtime: Any, action: str, tool_id: str, version: str, actor: str, **payload: Any) -> dict[str, Any]:
+def _done(runtime: RuntimeHost, action: str, tool_id: str, version: str, actor: str, **payload: Any) -> dict[str, Any]:
     runtime.events.emit(f"control.{action}", tool_id, version, actor=actor, **payload)
     tracker_for(runtime).sync(force=True)
     return {"ok": True, "action": action, "tool_id": tool_id, "version": version, "actor": actor, **payload}
 
 
-def reset_score(runtime: Any, tool_id: str, version: str | None = None, *, actor: str | None = None) -> dict[str, Any]:
+def reset_score(runtime: RuntimeHost, tool_id: str, version: str | None = None, *, actor: str | None = None) -> dict[str, Any]:
     """Put the score back to the manifest's quality_score (tags and circuit are left alone)."""
     actor = check_actor(actor)
     tool_id, version, base = _target(runtime, tool_id, version)
@@ -67,7 +70,7 @@ def reset_score(runtime: Any, tool_id: str, version: str | None = None, *, actor
     return _done(runtime, "reset_score", tool_id, version, actor, score_before=round(before, 4), score=base)
 
 
-def remove_tag(runtime: Any, tool_id: str, tag: str, version: str | None = None, *, actor: str | None = None) -> dict[str, Any]:
+def remove_tag(runtime: RuntimeHost, tool_id: str, tag: str, version: str | None = None, *, actor: str | None = None) -> dict[str, Any]:
     actor = check_actor(actor)
     check_tag(tag)
     tool_id, version, base = _target(runtime, tool_id, version)
@@ -83,7 +86,7 @@ def remove_tag(runtime: Any, tool_id: str, tag: str, version: str | None = None,
     return _done(runtime, "remove_tag", tool_id, version, actor, tag=tag, tags=tags)
 
 
-def force_circuit(runtime: Any, tool_id: str, state: str, version: str | None = None, *, actor: str | None = None,
+def force_circuit(runtime: RuntimeHost, tool_id: str, state: str, version: str | None = None, *, actor: str | None = None,
                   reason: str | None = None) -> dict[str, Any]:
     """`open`: held open until an operator closes it (no half-open probes). `closed`: reset to closed, window cleared."""
     actor = check_actor(actor)
@@ -102,7 +105,7 @@ def force_circuit(runtime: Any, tool_id: str, state: str, version: str | None = 
     return _done(runtime, "circuit", tool_id, version, actor, state=state, reason=why)
 
 
-def set_disabled(runtime: Any, tool_id: str, disabled: bool, version: str | None = None, *, actor: str | None = None,
+def set_disabled(runtime: RuntimeHost, tool_id: str, disabled: bool, version: str | None = None, *, actor: str | None = None,
                  reason: str | None = None) -> dict[str, Any]:
     """Disable (or enable) one version, or with no version every version of the tool."""
     actor = check_actor(actor)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import failures as tables
 from state.db import StoreError
@@ -27,6 +27,9 @@ from tools.errors import CallRefusedError, StateError, ToolError, UsageError
 from tools.ids import check_tool_id
 from tools.recovery.circuit import CLOSED, HALF_OPEN, OPEN, Circuit, CircuitConfig
 from tools.recovery.rules import ACCELERATION_WINDOW_SECONDS, auto_severity, check_severity, demote, demotion, negative_tags, recover
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.failures")
 ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
@@ -54,7 +57,7 @@ class Health:
 class FailureTracker:
     """The `failures` extension: a CallHook, the score/tag/circuit cache, and the ledger writer."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: RuntimeHost) -> None:
         self.runtime = runtime
         self.store = runtime.store
         self.events = runtime.events
@@ -104,11 +107,11 @@ class FailureTracker:
 
     # -- the hook (every call) -----------------------------------------------------
 
-    def before_call(self, runtime: Any, entry: Any) -> None:
+    def before_call(self, runtime: RuntimeHost, entry: Any) -> None:
         if entry.tool_id in self._gated:
             self._gate(entry)
 
-    def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: ToolError | None,
+    def after_call(self, runtime: RuntimeHost, entry: Any, outcome: str, duration_ms: float, error: ToolError | None,
                    data: Any) -> None:
         key = (entry.tool_id, entry.served_version)
         probes: set[tuple[str, str]] | None = getattr(self._local, "probes", None)
@@ -420,14 +423,14 @@ class FailureTracker:
 
 # -- the public API -----------------------------------------------------------------
 
-def tracker_for(runtime: Any) -> FailureTracker:
+def tracker_for(runtime: RuntimeHost) -> FailureTracker:
     tracker = runtime.extension("failures")
     if tracker is None:
         raise StateError("failure tracking is not installed in this runtime (see the runtime.error events)")
     return tracker
 
 
-def mark_tool_failure(runtime: Any, tool_id: str, scenario: str, error_message: str, severity: str = "medium",
+def mark_tool_failure(runtime: RuntimeHost, tool_id: str, scenario: str, error_message: str, severity: str = "medium",
                       error_class: str | None = None, *, version: str | None = None) -> dict[str, Any]:
     """Record a failure a caller saw: demote the tool version, tag it, feed its circuit and the failure memory."""
     check_tool_id(tool_id)
@@ -444,7 +447,7 @@ def mark_tool_failure(runtime: Any, tool_id: str, scenario: str, error_message: 
                                                error_class=error_class, origin="manual")
 
 
-def tool_mark_failure(runtime: Any, data: Any) -> dict[str, Any]:
+def tool_mark_failure(runtime: RuntimeHost, data: Any) -> dict[str, Any]:
     """The `mark_tool_failure` builtin tool, taking the original callers' JSON."""
     if not isinstance(data, dict):
         raise UsageError("mark_tool_failure: input must be a JSON object")
@@ -456,7 +459,7 @@ def tool_mark_failure(runtime: Any, data: Any) -> dict[str, Any]:
     return {"success": True, **record}
 
 
-def install(runtime: Any) -> None:
+def install(runtime: RuntimeHost) -> None:
     tracker = FailureTracker(runtime)
     runtime.extensions["failures"] = tracker
     runtime.hooks.append(tracker)

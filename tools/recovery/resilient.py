@@ -11,12 +11,15 @@ failure memory exactly once.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.errors import ToolError, UsageError
 from tools.recovery.ledger import tracker_for
 from tools.recovery.selection import Selection, select_candidates
 from tools.runtime import parse_input
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 MAX_ATTEMPTS_LIMIT = 50
 MAX_SCENARIO = 2000
@@ -64,7 +67,7 @@ def _tail(exc: ToolError) -> str:
     return text[-ERROR_TAIL:]
 
 
-def run_hops(runtime: Any, selection: Selection, data: Any, *, mark_failures: bool) -> tuple[Any, list[dict[str, Any]], Any]:
+def run_hops(runtime: RuntimeHost, selection: Selection, data: Any, *, mark_failures: bool) -> tuple[Any, list[dict[str, Any]], Any]:
     """Try each selected candidate in order; returns (result, hops, winning candidate or None)."""
     tracker = tracker_for(runtime)
     hops: list[dict[str, Any]] = []
@@ -89,7 +92,7 @@ def run_hops(runtime: Any, selection: Selection, data: Any, *, mark_failures: bo
     return None, hops, None
 
 
-def call_tool_resilient(runtime: Any, scenario: str, input_data: Any, *, tags: Any = None, max_attempts: int = 5,
+def call_tool_resilient(runtime: RuntimeHost, scenario: str, input_data: Any, *, tags: Any = None, max_attempts: int = 5,
                         mark_failures: bool = True) -> dict[str, Any]:
     """The first success among the best candidates for `scenario`, with the trace; raises ResilientCallError otherwise."""
     scenario = check_scenario(scenario)
@@ -121,7 +124,7 @@ def call_tool_resilient(runtime: Any, scenario: str, input_data: Any, *, tags: A
                              scenario=scenario, error_class="all_failed")
 
 
-def tool_entry(runtime: Any, data: Any) -> dict[str, Any]:
+def tool_entry(runtime: RuntimeHost, data: Any) -> dict[str, Any]:
     """The `resilient_tool_call` builtin tool, taking the original callers' JSON."""
     if not isinstance(data, dict):
         raise UsageError("resilient_tool_call: input must be a JSON object")

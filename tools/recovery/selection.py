@@ -14,7 +14,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import failures as failure_tables
 from state.db import StoreError
@@ -22,6 +22,9 @@ from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.recovery.circuit import HALF_OPEN, OPEN
 from tools.recovery.rules import blocking_tags, scenario_formats
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 #: How much one remembered failure on a similar scenario predicts another, by severity.
 PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}
@@ -75,7 +78,7 @@ class SelectionSettings:
     ready_timeout: float = 30.0
 
     @classmethod
-    def from_runtime(cls, runtime: Any) -> SelectionSettings:
+    def from_runtime(cls, runtime: RuntimeHost) -> SelectionSettings:
         s = runtime.settings.section("resilient")
         try:
             out = cls(float(s.get("min_similarity", 0.35)), float(s.get("penalty_min_similarity", 0.5)),
@@ -112,7 +115,7 @@ def tool_doc(entry: Any) -> ToolDoc | None:
     return ToolDoc(entry.tool_id, entry.served_version, " ".join(p for p in parts if p), entry.source, tuple(m.tags), is_sink(m))
 
 
-def install(runtime: Any) -> MemoryService | None:
+def install(runtime: RuntimeHost) -> MemoryService | None:
     """Create the memory service over the failure tracker (installed just before); build it now for
     serving runtimes (or when `[memory] preload = "always"`)."""
     tracker = runtime.extensions.get("failures")
@@ -146,7 +149,7 @@ def install(runtime: Any) -> MemoryService | None:
     return service
 
 
-def memory_for(runtime: Any, timeout: float) -> MemoryService:
+def memory_for(runtime: RuntimeHost, timeout: float) -> MemoryService:
     """The runtime's memory, built and current (waits up to `timeout` for the background build)."""
     service = runtime.extension("memory", timeout)
     if service is None:
@@ -184,7 +187,7 @@ def failure_penalties(hits: list[Any], keys: set[tuple[str, str]], threshold: fl
     return out
 
 
-def _served_entry(runtime: Any, hit: Any, skipped: list[Skipped], noted: set[tuple[str, str]]) -> Any:
+def _served_entry(runtime: RuntimeHost, hit: Any, skipped: list[Skipped], noted: set[tuple[str, str]]) -> Any:
     """The loaded entry of this hit's version if that version is the one calls run now (the runtime's
     resolver decides), else None: another version answers and its own point speaks for it. A promoted
     version that cannot serve is named in `skipped` once, never dropped unseen."""
@@ -246,7 +249,7 @@ def _ranked(viable: list[tuple[Any, dict[str, Any], Any, Any]], penalties: dict[
     return candidates
 
 
-def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
+def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
                       settings: SelectionSettings | None = None, sync: bool = True) -> Selection:
     """Rank the tools that could serve `scenario`; nothing below the minimum similarity is offered."""
     started = time.perf_counter()

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.errors import NotFoundError, ToolInputError
 from tools.spec.parse import Document, Section, parse_document, section_dict
 from tools.spec.summary import summarize as _summarize
 from tools.spec.text import normalize_text
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -203,7 +206,7 @@ def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
     return resolved
 
 
-def tool_entry(runtime: Any, data: dict[str, Any]) -> dict[str, Any]:
+def tool_entry(runtime: RuntimeHost, data: dict[str, Any]) -> dict[str, Any]:
     """The builtin tool: `{"file_path", "summarize", "max_length", "section"}` -> result dict."""
     if not isinstance(data, dict):
         raise ToolInputError("input must be a JSON object", tool_id=TOOL_ID)

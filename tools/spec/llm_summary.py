@@ -9,9 +9,12 @@ configured, or when the model fails, the extractive summary stands and a note sa
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 PROMPT_DOCUMENT_CHARS = 60_000
 SYSTEM = ("You summarise technical specifications for an overseer model with a fixed context budget. "
@@ -36,7 +39,7 @@ def _fit(text: str, max_length: int) -> tuple[str, bool]:
     return (head[:cut].rstrip() if cut > max_length // 2 else head.rstrip()), True
 
 
-def abstractive_summary(runtime: Any, text: str, result: dict[str, Any], max_length: int) -> dict[str, Any]:
+def abstractive_summary(runtime: RuntimeHost, text: str, result: dict[str, Any], max_length: int) -> dict[str, Any]:
     """Replace `result["summary"]` by the model's summary when a model answers; always say which it is."""
     from tools.invoke import Request, get_provider, record_usage
 
