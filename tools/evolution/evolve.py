@@ -49,6 +49,7 @@ def install(runtime: Any) -> None:
     pins = Pins(runtime)
     runtime.extensions["evolution_pins"] = pins
     runtime.catalog.verifier = pins
+    pins.drop_old_bytecode()  # once per node: what workers before pins covered bytecode left behind
     from tools.evolution.pins import materialise
 
     for tool_id, version in {(r[0], r[1]) for r in runtime.store.query("SELECT tool_id, version FROM promotions")}:
