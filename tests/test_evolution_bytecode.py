@@ -28,8 +28,8 @@ from tests.test_evolution_tamper import ADA, code_of, tampered_events, two_appro
 from tools.evolution.pins import pin
 from tools.evolution.review import PROMOTION_UPSERT
 
-#: in `.tooldeck/evolved/`: this node's pinned folders were cleared of old bytecode (README, "Pins")
-NO_BYTECODE_MARKER = ".no-bytecode"
+#: in `.tooldeck/`: this node's pinned folders were cleared of old bytecode
+NO_BYTECODE_MARKER = ".evolved-no-bytecode"
 PWNED = "def run(data):\n    return {'greeting': 'PWNED by a planted .pyc'}\n"
 PWNED_WORDS = "def greeting(name):\n    return 'PWNED by a planted .pyc'\n"
 
@@ -208,14 +208,14 @@ def test_the_worker_compiles_only_bytes_that_match_the_pins(tmp_path):
 def test_bytecode_old_workers_wrote_is_removed_once_at_upgrade(two_approved, make_runtime, tmp_path):
     rt, _second = two_approved
     evolved = rt.home / "evolved"
-    assert (evolved / NO_BYTECODE_MARKER).is_file()
+    assert (rt.home / NO_BYTECODE_MARKER).is_file()
     rt.close()
-    (evolved / NO_BYTECODE_MARKER).unlink()  # this node as it was before the change
+    (rt.home / NO_BYTECODE_MARKER).unlink()  # this node as it was before the change
     genuine = [old_worker_import(code_of(rt, v)) for v in ("1.1.0", "1.2.0")]
 
     again = make_runtime()
     assert again.wait_ready(30)
-    assert pycaches(evolved) == [] and (evolved / NO_BYTECODE_MARKER).is_file()
+    assert pycaches(evolved) == [] and (rt.home / NO_BYTECODE_MARKER).is_file()
     assert again.catalog.find("greet", "1.2.0").status == "ready"
     assert again.call("greet", ADA) == {"greeting": "hello ada", "version": "1.2.0"}
     removed = [e for e in again.events.recent(500) if e.kind == "evolution.bytecode_removed"]
@@ -233,7 +233,7 @@ def test_the_upgrade_leaves_planted_bytecode_for_the_pins_to_report(two_approved
     rt, _second = two_approved
     evolved = rt.home / "evolved"
     rt.close()
-    (evolved / NO_BYTECODE_MARKER).unlink(missing_ok=True)
+    (rt.home / NO_BYTECODE_MARKER).unlink(missing_ok=True)
     old_worker_import(code_of(rt, "1.1.0"))
     planted = plant(code_of(rt, "1.2.0"), PWNED, tmp_path / "evil")
 
@@ -247,9 +247,8 @@ def test_the_upgrade_leaves_planted_bytecode_for_the_pins_to_report(two_approved
 def test_the_upgrade_keeps_a_timestamp_pyc_of_other_code(two_approved, make_runtime, tmp_path):
     """A forged timestamp .pyc (what the old loader would also have run) is not the pinned code: kept, reported."""
     rt, _second = two_approved
-    evolved = rt.home / "evolved"
     rt.close()
-    (evolved / NO_BYTECODE_MARKER).unlink(missing_ok=True)
+    (rt.home / NO_BYTECODE_MARKER).unlink(missing_ok=True)
     code = code_of(rt, "1.2.0")
     genuine = code.read_bytes()
     st = code.stat()

@@ -43,8 +43,8 @@ from typing import Any
 log = logging.getLogger("tooldeck.evolution")
 
 _RECHECK_UNPINNED_SECONDS = 1.0
-#: in `evolved/`: this node's pinned folders were cleared of the bytecode older workers wrote
-NO_BYTECODE_MARKER = ".no-bytecode"
+#: beside `evolved/` (in .tooldeck/): this node's pinned folders were cleared of the bytecode older workers wrote
+NO_BYTECODE_MARKER = ".evolved-no-bytecode"
 
 
 def folder_files(folder: Path) -> dict[str, Path]:
@@ -280,7 +280,7 @@ def drop_old_bytecode(store: Any, evolved: Path) -> list[tuple[str, str, list[st
     """Remove, once per node, the `__pycache__` that workers before this change wrote into pinned
     folders; (tool id, version, files removed) for each folder cleaned.
 
-    The rule: until `evolved/.no-bytecode` exists, a `__pycache__` inside a pinned version's folder
+    The rule: until `.tooldeck/.evolved-no-bytecode` exists, a `__pycache__` inside a pinned version's folder
     is removed when every file in it is bytecode the old worker would have written for a pinned
     `.py` beside it: named `<stem>.<this interpreter's cache tag>[.opt-N].pyc`, timestamp-based
     (what Python's loader writes; `py_compile`'s hash-based kind is not), recording the pinned
@@ -292,7 +292,7 @@ def drop_old_bytecode(store: Any, evolved: Path) -> list[tuple[str, str, list[st
     from tools.errors import ToolError
     from tools.ids import check_tool_id, check_version
 
-    marker = evolved / NO_BYTECODE_MARKER
+    marker = evolved.parent / NO_BYTECODE_MARKER
     if marker.exists():
         return []
     cleaned = []
@@ -307,8 +307,8 @@ def drop_old_bytecode(store: Any, evolved: Path) -> list[tuple[str, str, list[st
             removed = _drop_in(folder, pinned(store, tool_id, version))
             if removed:
                 cleaned.append((tool_id, version, removed))
-    evolved.mkdir(parents=True, exist_ok=True)
-    marker.write_text("Pinned folders under here hold no bytecode: a __pycache__ in one is tampering.\n")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("Pinned folders under evolved/ hold no bytecode: a __pycache__ in one is tampering.\n")
     return cleaned
 
 
