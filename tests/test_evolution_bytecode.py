@@ -70,14 +70,18 @@ def pycaches(folder: Path) -> list[str]:
 # -- evolved versions: a planted .pyc is tampering -------------------------------------------
 
 
-def test_a_planted_pyc_beside_an_approved_version_does_not_run(two_approved, tmp_path):
+def test_a_planted_pyc_beside_an_approved_version_does_not_run(two_approved, make_runtime, tmp_path):
     rt, _second = two_approved
     cache = plant(code_of(rt, "1.2.0"), PWNED, tmp_path / "evil")
+    listing = make_runtime()  # what `tooldeck tools` shows: found at load, before any call
+    assert listing.wait_ready(30)
+    assert listing.catalog.find("greet", "1.2.0").status == "error"
+    assert "__pycache__" in listing.catalog.find("greet", "1.2.0").error
     for _ in range(2):
         assert rt.call("greet", ADA) == {"greeting": "hello ada"}  # 1.1.0 serves; 1.2.0 would add "version"
-    events = tampered_events(rt)
-    assert len(events) == 1 and events[0].version == "1.2.0"
-    assert f"__pycache__/{cache.name} was added" in events[0].payload["error"]
+    events = tampered_events(rt)  # one from the listing's load, one from the call
+    assert len(events) == 2 and {e.version for e in events} == {"1.2.0"}
+    assert all(f"__pycache__/{cache.name} was added" in e.payload["error"] for e in events)
     entry = rt.catalog.find("greet", "1.2.0")
     assert entry.status == "error" and entry.error.startswith("tampered: ")
     assert pycaches(rt.home / "evolved") == ["greet/1.2.0/__pycache__"]  # the planted one only
