@@ -183,11 +183,11 @@ def test_a_tool_module_not_in_its_folder_is_not_imported_from_there(workspace, m
         rt.call("greet", ADA)
 
 
-def worker_hello(tool_dir: Path, pins: dict[str, str]) -> dict[str, Any]:
+def worker_hello(tool_dir: Path, pins: dict[str, str] | None) -> dict[str, Any]:
     """Start worker_main the way the runtime does and read its first line (ready, or why not)."""
     from tools.invoke.worker import WORKER_MAIN
 
-    proc = subprocess.run([sys.executable, "-B", str(WORKER_MAIN), str(tool_dir), "greet.py", "run", json.dumps(pins)],
+    proc = subprocess.run([sys.executable, "-B", str(WORKER_MAIN), str(tool_dir), "greet.py", "run", json.dumps(pins) if pins else ""],
                           input=b"", capture_output=True, timeout=30)
     return json.loads(proc.stdout.splitlines()[0])
 
@@ -204,6 +204,18 @@ def test_the_worker_compiles_only_bytes_that_match_the_pins(tmp_path):
     assert not swapped["ok"] and "tampered: " in swapped["error"] and "greet.py changed after approval" in swapped["error"]
     unpinned = worker_hello(folder, {"greet.py": sha["greet.py"]})
     assert not unpinned["ok"] and "greet_words.py is not one of the approved files" in unpinned["error"]
+
+
+def test_a_plain_folder_beside_a_tool_does_not_hide_a_package_of_the_same_name(tmp_path):
+    """As with Python's path finder: a folder without __init__.py is a namespace package only
+    when no module or regular package of that name exists elsewhere."""
+    folder = tmp_path / "tool"
+    (folder / "email").mkdir(parents=True)  # e.g. a tool's own data folder
+    (folder / "notes").mkdir()
+    (folder / "notes" / "words.py").write_text(WORDS)
+    (folder / "greet.py").write_text("import email.utils\nfrom notes.words import greeting\n\n"
+                                     "def run(data):\n    return greeting(data['name'])\n")
+    assert worker_hello(folder, None)["ok"] is True
 
 
 # -- the upgrade: bytecode old workers wrote is removed once ---------------------------------

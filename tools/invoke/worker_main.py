@@ -49,7 +49,7 @@ class SourceOnly:
                   ) -> importlib.machinery.ModuleSpec | None:
         leaf = fullname.rpartition(".")[2]
         for base in [self.folder] if path is None else [p for p in path if self._inside(p)]:
-            spec = self._spec_in(base, fullname, leaf)
+            spec = self._spec_in(base, fullname, leaf, top=path is None)
             if spec is not None:
                 return spec
         return None
@@ -58,7 +58,7 @@ class SourceOnly:
         real = os.path.realpath(path)
         return real == self.real or real.startswith(self.real + os.sep)
 
-    def _spec_in(self, base: str, fullname: str, leaf: str) -> importlib.machinery.ModuleSpec | None:
+    def _spec_in(self, base: str, fullname: str, leaf: str, *, top: bool) -> importlib.machinery.ModuleSpec | None:
         package = os.path.join(base, leaf)
         init = os.path.join(package, "__init__.py")
         if os.path.isfile(init):
@@ -66,7 +66,10 @@ class SourceOnly:
         module = package + ".py"
         if os.path.isfile(module):
             return self._spec(fullname, module)
-        if os.path.isdir(package):  # a namespace package: its modules come from here too
+        if os.path.isdir(package):  # a namespace package, as the path finder has it: a module or a
+            found = importlib.machinery.PathFinder.find_spec(fullname) if top else None  # regular package
+            if found is not None and found.loader is not None:  # elsewhere on the path wins
+                return None
             spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
             spec.submodule_search_locations = [package]
             return spec
