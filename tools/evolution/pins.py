@@ -266,8 +266,17 @@ class Pins:
         return reason
 
     def drop_old_bytecode(self) -> None:
-        """The one-time upgrade step (tools.evolution.evolve.install runs it at start); see the function."""
-        for tool_id, version, names in drop_old_bytecode(self.runtime.store, self.runtime.home / "evolved"):
+        """The one-time upgrade step (tools.evolution.evolve.install runs it at start); see the function.
+        A failure (a read-only home) is recorded and retried at the next start: what it would have
+        removed stays, and the pins report it."""
+        try:
+            cleaned = drop_old_bytecode(self.runtime.store, self.runtime.home / "evolved")
+        except OSError as exc:
+            log.error("removing old bytecode from pinned folders: %s", exc)
+            self.runtime.events.emit("runtime.error", where="pins.drop_old_bytecode",
+                                     error=f"{type(exc).__name__}: {exc}")
+            return
+        for tool_id, version, names in cleaned:
             self.runtime.events.emit("evolution.bytecode_removed", tool_id, version, files=names)
 
 
@@ -320,11 +329,14 @@ def _drop_in(folder: Path, pins: dict[str, tuple[str, int]]) -> list[str]:
             continue
         cache = Path(dirpath) / "__pycache__"
         files = sorted(cache.iterdir())
-        if files and all(_old_bytecode(folder, pyc, pins) for pyc in files):
+        if not files:
+            cache.rmdir()
+            dirnames.remove("__pycache__")
+        elif all(_old_bytecode(folder, pyc, pins) for pyc in files):
             shutil.rmtree(cache)
             removed += [pyc.relative_to(folder).as_posix() for pyc in files]
             dirnames.remove("__pycache__")
-        elif files:
+        else:
             log.warning("%s holds files that are not the bytecode of its approved code; left for the pins to report",
                         cache)
     return removed
