@@ -170,7 +170,7 @@ def test_running_tools_leaves_no_bytecode_beside_them(workspace, make_runtime):
     assert pycaches(tools) == []
 
 
-def test_a_tool_module_not_in_its_folder_is_not_imported_from_there(workspace, make_runtime):
+def test_a_sourceless_pyc_beside_a_tool_is_not_a_module(workspace, make_runtime):
     """Only `.py` source in the tool's folder loads: a sourceless `x.pyc` there is not a module."""
     tools = workspace / "tools"
     python_tool(tools, "greet", "def run(data):\n    import greet_words\n    return {'greeting': greet_words.greeting('x')}\n")
