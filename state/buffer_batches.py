@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from state.buffer_records import Claim
-from state.db import Store, dumps
+from state.db import Store
+from state.events import EventLog
 from state.redact import redact
 
 
@@ -38,6 +39,7 @@ class BatchLedger:
         self.store = store
         self.session = session
         self.pid = os.getpid()
+        self.events = EventLog(store, session)
         self.host = socket.gethostname()
         #: this runtime across machines: host, pid and start token (a lease owner names it)
         self.node = node or f"{self.host}:{self.pid}"
@@ -53,10 +55,7 @@ class BatchLedger:
     # -- events and rates (appended inside the caller's transaction) ----------------
 
     def _event(self, con: Any, kind: str, now: float, payload: dict[str, Any]) -> None:
-        con.execute(
-            "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,NULL,NULL,?)",
-            (now, self.pid, self.session, kind, redact(dumps(payload))),
-        )
+        self.events.emit_in(con, kind, now=now, **payload)
 
     @staticmethod
     def _add_rate(con: Any, buffer_id: str, sec: int, *, writes: int = 0, flushed: int = 0,

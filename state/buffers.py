@@ -236,7 +236,7 @@ class BufferTables(BatchLedger):
 
     def drop_event(self, buffer_id: str, dropped: int, when_full: str) -> None:
         with self._tx() as con:
-            self._event(con, "buffer.drop", time.time(), {"buffer_id": buffer_id, "dropped": dropped, "when_full": when_full})
+            self._event(con, "buffer.drop", self.store.now(), {"buffer_id": buffer_id, "dropped": dropped, "when_full": when_full})
 
     def register_flusher(self, buffer_id: str) -> None:
         with self._tx() as con:

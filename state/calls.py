@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.db import Store, StoreError, dumps
+from state.events import EventLog
 from state.redact import redact
 
 log = logging.getLogger("tooldeck.calls")
@@ -68,6 +69,7 @@ class CallRecorder:
         self.max_queued = max(1, max_queued)
         self.session = session
         self.pid = os.getpid()
+        self.events = EventLog(store, session)
         self.dropped_total = 0
         self.failures = 0  # writes that failed in a row
         self.last_error: str | None = None
@@ -217,10 +219,7 @@ class CallRecorder:
             if dropped:
                 payload = {"dropped": dropped, "dropped_total": self.dropped_total, "max_queued_records": self.max_queued,
                            "error": self.last_error}
-                con.execute(
-                    "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,NULL,NULL,?)",
-                    (time.time(), self.pid, self.session, "calls.dropped", redact(dumps(payload))),
-                )
+                self.events.emit_in(con, "calls.dropped", **payload)
 
     def close(self) -> None:
         """Stop the thread and write what is queued; records a broken store cannot take are logged, not raised."""
@@ -279,3 +278,16 @@ def recent_calls(store: Store, tool_id: str, *, version: str | None = None, limi
 def prune_calls(store: Store, older_than_s: float) -> int:
     with store.tx() as con:
         return con.execute("DELETE FROM calls WHERE ts < ?", (time.time() - older_than_s,)).rowcount
+
+
+def failed_calls(store: Store, tool_id: str, version: str, limit: int) -> list[Any]:
+    """The newest failed calls of a version (input, error, outcome, input_truncated): evolution's failing inputs."""
+    return store.query("SELECT input, error, outcome, input_truncated FROM calls WHERE tool_id=? AND version=? AND outcome!='ok'"
+                       " ORDER BY id DESC LIMIT ?", (tool_id, version, limit))
+
+
+def successful_calls(store: Store, tool_id: str, version: str, limit: int) -> list[Any]:
+    """The newest successful calls of a version whose whole input was kept (input, output, output_truncated):
+    the regression cases a candidate must still answer."""
+    return store.query("SELECT input, output, output_truncated FROM calls WHERE tool_id=? AND version=? AND outcome='ok'"
+                       " AND input IS NOT NULL AND input_truncated=0 ORDER BY id DESC LIMIT ?", (tool_id, version, limit))

@@ -5,7 +5,7 @@ flight ones are re-claimed by a flusher once their lease has passed), rates and 
 failures, scores, tags and circuits, score history, operator controls, promotions and their
 history, proposals, model token use, and approved code (pins and file contents; contents of
 versions approved before the database kept them are read from `evolved/` and checked against
-their pins). What does not: the registry of live runtimes and flushers, tool load status and
+their pins). What does not: the registry of live runtimes and flushers (and their MCP servers' status), tool load status and
 the manifest cache (each node rebuilds its own).
 
 Refused: a target holding any tooldeck rows, and a source some live runtime still uses. The
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from state.runtimes import live_runtimes, pid_alive
+from state.runtimes import live_runtimes
 from state.store import StoreError
 
 #: (table, primary-key order) in the order they are copied
@@ -65,8 +64,7 @@ class MigrateReport:
 
 def live_users(source: Any) -> list[dict[str, Any]]:
     """Runtimes with a fresh heartbeat in the SQLite file (on this host: whose process still runs)."""
-    host = socket.gethostname()
-    return [r for r in live_runtimes(source) if r["host"] != host or pid_alive(int(r["pid"]))]
+    return live_runtimes(source)
 
 
 def migrate_sqlite_to_postgres(home: Path, url: str, *, progress: Callable[[str, int], None] | None = None) -> MigrateReport:

@@ -27,6 +27,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: ("dashboard.sql",),
     4: ("v4.sql",),
     5: ("v5.sql",),
+    6: ("v6.sql",),
 }
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before giving up with a clear error
 #: SQLite's own busy handler sleeps with a growing backoff (up to 100 ms a nap), so a waiter
@@ -184,10 +185,12 @@ class SqliteStore(Store):
         row = self.query_one("SELECT MAX(id) FROM events")
         return int(row[0] or 0) if row else 0
 
-    def wait_events(self, timeout: float) -> bool:
+    def wait_events(self, timeout: float, after_id: int | None = None) -> bool:
         """Poll the newest id (SQLite tells no other process about a commit)."""
         deadline = time.monotonic() + timeout
-        start = self.last_event_id()
+        start = self.last_event_id() if after_id is None else after_id
+        if self.last_event_id() != start:
+            return True
         while time.monotonic() < deadline:
             time.sleep(min(EVENT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
             if self.last_event_id() != start:

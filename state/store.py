@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: the schema version this code writes, the same number on both backends
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StoreError(Exception):
@@ -67,6 +67,13 @@ class Store(ABC):
     where: str
 
     # -- connections and transactions ------------------------------------------------
+
+    def for_update(self, select_sql: str) -> str:
+        """`select_sql` with the row lock a transaction needs on rows it reads and then updates
+        (nothing on SQLite, whose BEGIN IMMEDIATE holds the one write lock; FOR UPDATE on
+        PostgreSQL), so callers never splice the dialect themselves."""
+        return select_sql + self.dialect.lock
+
 
     @abstractmethod
     def conn(self) -> Any:
@@ -143,8 +150,10 @@ class Store(ABC):
         """The id of the last event a tail would return now."""
 
     @abstractmethod
-    def wait_events(self, timeout: float) -> bool:
-        """Block until an event may have been written (by any node) or `timeout` passes."""
+    def wait_events(self, timeout: float, after_id: int | None = None) -> bool:
+        """Block until an event may have been written (by any node) or `timeout` passes. A reader
+        passes its cursor as `after_id`: an event that became visible after it (even before this
+        call) returns at once, so none written between a tail and this wait is slept through."""
 
     @abstractmethod
     def schema_version(self) -> int: ...

@@ -1,12 +1,13 @@
 """Fixtures: a workspace in tmp_path, runtimes that are always closed, no stray env, and the store's
 two backends.
 
-Every test that uses the store (through `make_runtime`, `store` or `backend`) runs twice: on
-SQLite and on PostgreSQL. The PostgreSQL server is a real one the test session starts itself
-(`pgserver`, which bundles PostgreSQL 16), once per session; each test gets a database of its
-own, copied from a template that is migrated once, and dropped afterwards.
-`TOOLDECK_TEST_BACKENDS=sqlite` (or `postgresql`) runs one backend only, for a quick local loop;
-CI runs both.
+Two runs: `pytest` alone is the fast loop (SQLite, tests not marked `slow`); `pytest --all` (the
+README's test command, and CI's) runs everything, every test that uses the store (through
+`make_runtime`, `store` or `backend`) twice: on SQLite and on PostgreSQL. The PostgreSQL server is
+a real one the test session starts itself (`pgserver`, which bundles PostgreSQL 16), once per
+session and only when a test needs it; each test gets a database of its own, copied from a
+template that is migrated once, and dropped afterwards. `TOOLDECK_TEST_BACKENDS=sqlite,postgresql`
+(or one of them) picks the backends either way.
 """
 
 from __future__ import annotations
@@ -26,7 +27,32 @@ import pytest
 
 from tools.runtime import Runtime
 
-BACKENDS = [b for b in os.environ.get("TOOLDECK_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+ALL_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--all", action="store_true", default=False,
+                     help="run everything CI runs: slow tests too, on SQLite and PostgreSQL")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--all"):
+        config.option.markexpr = ""  # addopts deselects `slow` for the fast loop; --all keeps every test
+
+
+def backends(config: pytest.Config) -> list[str]:
+    """The store backends this run covers: TOOLDECK_TEST_BACKENDS, else both with --all, else SQLite."""
+    named = os.environ.get("TOOLDECK_TEST_BACKENDS")
+    if named is None:
+        return list(ALL_BACKENDS) if config.getoption("--all") else ["sqlite"]
+    return [b for b in named.split(",") if b]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", backends(metafunc.config), indirect=True)
+
+
 TEMPLATE = "tooldeck_template"
 _databases = itertools.count(1)
 
@@ -82,6 +108,17 @@ class PgCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of PostgreSQL itself (they take `pg_cluster` directly) are skipped when the run leaves
+    PostgreSQL out, so a SQLite-only loop never starts a server."""
+    if "postgresql" in backends(config):
+        return
+    skip = pytest.mark.skip(reason="this run leaves out PostgreSQL (pytest --all, or TOOLDECK_TEST_BACKENDS, runs it)")
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     cluster = PgCluster()
@@ -102,7 +139,7 @@ class Backend:
         return self.url is not None
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     """SQLite, or a fresh PostgreSQL database named by TOOLDECK_DATABASE_URL (so subprocesses use it too)."""
     if request.param == "sqlite":

@@ -17,23 +17,29 @@ from tests.buffer_helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "tests" / "mcp_import_server.py"
+FAULTY = REPO / "tests" / "mcp_faulty_server.py"
 TOKEN = "tok-imported-" + "9c1e77ab42d0"  # long enough to be masked wherever it appears
 
 
 def stdio_section(name: str, state: Path, *extra: str, env: dict[str, str] | None = None,
-                  timeout: float | None = 20) -> str:
-    """`[mcp.servers.NAME]` running the test server over stdio with its files in `state`."""
-    args = [str(SERVER), "--state", str(state), *extra]
+                  timeout: float | None = 20, script: Path = SERVER, more: str = "") -> str:
+    """`[mcp.servers.NAME]` running the test server (or `script`) over stdio with its files in `state`."""
+    args = [str(script), "--state", str(state), *extra]
     lines = [f"[mcp.servers.{name}]", f"command = {json.dumps(sys.executable)}", f"args = {json.dumps(args)}"]
     if env:
         lines.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }")
     if timeout is not None:
         lines.append(f"timeout_seconds = {timeout}")
+    if more:
+        lines.append(more)
     return "\n".join(lines) + "\n"
 
 
-def http_section(name: str, url: str, *, headers: dict[str, str] | None = None, timeout: float | None = 20) -> str:
+def http_section(name: str, url: str, *, headers: dict[str, str] | None = None, timeout: float | None = 20,
+                 more: str = "") -> str:
     lines = [f"[mcp.servers.{name}]", f"url = {json.dumps(url)}"]
+    if more:
+        lines.append(more)
     if headers:
         lines.append("headers = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in headers.items()) + " }")
     if timeout is not None:
@@ -77,11 +83,12 @@ def batches(state: Path) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def http_server(state: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """The test server over Streamable HTTP on 127.0.0.1 (a real process); yields its /mcp URL."""
+def http_server(state: Path, *extra: str, env: dict[str, str] | None = None, script: Path = SERVER) -> Iterator[str]:
+    """The test server (or `script`) over Streamable HTTP on 127.0.0.1 (a real process); yields its /mcp URL."""
+    state.mkdir(parents=True, exist_ok=True)
     (state / "port").unlink(missing_ok=True)
     log = open(state.parent / f"{state.name}-http.log", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--state", str(state), "--http", *extra], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, str(script), "--state", str(state), "--http", *extra], stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log, env={**os.environ, **(env or {})})
     try:
         def port() -> str | None:

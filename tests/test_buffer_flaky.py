@@ -21,7 +21,7 @@ COOLDOWN = 30.0  # the default [circuit] cooldown_seconds
 WRITERS, ITEMS, MAX_SIZE = 3, 2000, 20
 
 
-@pytest.mark.slow  # ~70 s, in the default run (main registers the marker)
+@pytest.mark.slow  # ~70 s: `pytest --all` and CI
 def test_a_flaky_sink_delivers_nearly_everything_and_loses_nothing(tmp_path: Path) -> None:
     runs = {
         "a": FlakyRun(tmp_path / "a" / "ws", writers=WRITERS, items=ITEMS, max_size=MAX_SIZE),

@@ -92,6 +92,7 @@ def test_concurrent_writer_processes_lose_nothing(ws: Path, tmp_path: Path, writ
     assert max(b["count"] for b in batches) == 10
 
 
+@pytest.mark.slow
 def test_kill_writers_at_random_moments(ws: Path, tmp_path: Path, make_runtime) -> None:
     rng = random.Random(3)
     acked: list[str] = []

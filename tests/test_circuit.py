@@ -206,11 +206,12 @@ def test_circuit_state_is_shared_across_processes(ws, make_runtime):
         call(rt, False)
 
 
-def test_operator_holds_open_then_closes(ws, make_runtime):
+def test_operator_holds_open_then_closes(ws, make_runtime, monkeypatch):
     rt = make_runtime(ws)
     out = controls.force_circuit(rt, "toggle", "open", actor="alice", reason="maintenance")
     assert out["state"] == "open"
-    time.sleep(COOLDOWN + 0.1)
+    clock = rt.store.now
+    monkeypatch.setattr(rt.store, "now", lambda: clock() + COOLDOWN + 1)  # the store's clock, past the cooldown
     assert state(rt) == "open"  # held: no half-open after the cooldown
     with pytest.raises(ToolUnavailableError) as info:
         call(rt, False)

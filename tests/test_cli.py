@@ -63,7 +63,7 @@ def test_piped_tables_never_split_an_id(ws: Path) -> None:
     assert sum("extract_spec_from_file" in line for line in lines) == 1
     row = next(line.split("\t") for line in lines if line.startswith(long_id + "\t"))
     assert row[1] == "ready" and row[3] == "global"  # which version serves, and for whom
-    assert all(len(line.split("\t")) == 8 for line in lines)
+    assert all(len(line.split("\t")) == 9 for line in lines)
 
 
 def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,19 @@ def test_rejection_burns_the_version_and_needs_a_reason(workspace, make_runtime,
     assert [p["id"] for p in list_proposals(rt, "rejected")] == [p["id"]]
 
 
-def test_an_approval_racing_a_rejection_that_commits_first_is_refused(workspace, make_runtime, anthropic_server):
+def entering_tx(store: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set when `store` next opens a transaction (the real one, only watched)."""
+    entering, real = threading.Event(), store.tx
+
+    def tx(*args: Any, **kwargs: Any) -> Any:
+        entering.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "tx", tx)
+    return entering
+
+
+def test_an_approval_racing_a_rejection_that_commits_first_is_refused(workspace, make_runtime, anthropic_server, monkeypatch):
     """The approval read `awaiting_review`, but another reviewer's rejection (another node) commits
     before the approval's transaction: the approval is refused, nothing is promoted or pinned."""
     settings(workspace)
@@ -104,12 +117,13 @@ def test_an_approval_racing_a_rejection_that_commits_first_is_refused(workspace,
     p = proposed(rt, anthropic_server)
     other = make_runtime()
     holding, done = threading.Event(), threading.Event()
+    entering = entering_tx(rt.store, monkeypatch)
 
     def reject_slowly() -> None:
         with other.store.tx() as con:
             con.execute("UPDATE proposals SET status='rejected', review_reason='not this way' WHERE id=?", (p["id"],))
             holding.set()
-            time.sleep(1.0)  # the approval starts meanwhile and must wait for this decision
+            entering.wait(30)  # the approval has read `awaiting_review` and opens its transaction: commit now
         done.set()
 
     thread = threading.Thread(target=reject_slowly)
@@ -124,7 +138,8 @@ def test_an_approval_racing_a_rejection_that_commits_first_is_refused(workspace,
     assert rt.call("greet", {"name": "bob"}) == {"greeting": "hello bob"}
 
 
-def test_an_evolution_racing_another_nodes_for_the_same_version_takes_the_next(workspace, make_runtime, anthropic_server):
+def test_an_evolution_racing_another_nodes_for_the_same_version_takes_the_next(workspace, make_runtime, anthropic_server,
+                                                                               monkeypatch):
     """Another node's evolution of greet holds version 1.1.0 in a transaction not yet committed: this
     one waits for it and takes 1.2.0 instead of failing on the taken version."""
     settings(workspace)
@@ -132,6 +147,7 @@ def test_an_evolution_racing_another_nodes_for_the_same_version_takes_the_next(w
     rt = make_runtime()
     other = make_runtime()
     holding = threading.Event()
+    entering = entering_tx(rt.store, monkeypatch)
 
     def start_elsewhere() -> None:
         now = time.time()
@@ -139,7 +155,7 @@ def test_an_evolution_racing_another_nodes_for_the_same_version_takes_the_next(w
             con.execute("INSERT INTO proposals(tool_id, version, parent_version, status, created, updated, node)"
                         " VALUES ('greet', '1.1.0', '1.0.0', 'generating', ?, ?, 'elsewhere:1:abc')", (now, now))
             holding.set()
-            time.sleep(1.0)
+            entering.wait(30)  # this evolution opens its transaction (it waits for ours): commit now
 
     thread = threading.Thread(target=start_elsewhere)
     thread.start()

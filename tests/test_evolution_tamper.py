@@ -131,3 +131,32 @@ def test_approval_refuses_files_the_reviewed_diff_does_not_show(workspace, make_
     assert approved["status"] == "approved"
     pins = rt.store.query("SELECT name FROM approved_files WHERE tool_id='greet' AND version='1.1.0' ORDER BY name")
     assert [r[0] for r in pins] == ["greet.yaml", "greet_v1_1_0.py"]
+
+
+def test_one_resolver_calls_selection_the_cli_and_the_dashboard_agree_on_a_broken_promotion(two_approved) -> None:
+    """1.2.0 is promoted globally but its file was tampered with: calls fall back to 1.1.0, and so do
+    the ranking of candidates (1.2.0 named in `skipped` with why), `tooldeck tools` and the dashboard."""
+    from tools.cli.core_cmds import tool_rows
+    from tools.recovery.selection import select_candidates
+    from tui.snapshot import Collector
+
+    rt, _ = two_approved
+    with code_of(rt, "1.2.0").open("a") as fh:
+        fh.write(PWNED)
+    assert rt.call("greet", ADA) == {"greeting": "hello ada"}  # 1.1.0 answers
+    served = rt.resolution("greet", wait=False)
+    assert (served.version, served.scope) == ("1.1.0", "global")
+    assert [v for v, _why in served.fell_back_from] == ["1.2.0"]
+    assert rt.resolved_version("greet") == ("1.1.0", "global")
+
+    rows = {r["version"]: r for r in tool_rows(rt) if r["id"] == "greet"}
+    assert rows["1.1.0"]["serves"] == ["global"] and rows["1.2.0"]["serves"] == [] and rows["1.0.0"]["serves"] == []
+
+    frame = Collector(rt).collect()
+    row = next(r for r in frame.tools if r.tool_id == "greet")
+    assert row.version == "1.1.0" and "1.2.0 not served: tampered: " in row.error
+
+    sel = select_candidates(rt, "greet a person by name")
+    assert [(c.tool_id, c.version) for c in sel.candidates if c.tool_id == "greet"] == [("greet", "1.1.0")]
+    skipped = [s for s in sel.skipped if s.tool_id == "greet"]
+    assert [s.version for s in skipped] == ["1.2.0"] and "promoted but cannot serve" in skipped[0].reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,36 @@ def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def _sources(*tops: str) -> dict[str, str]:
+    return {str(path.relative_to(REPO)): path.read_text() for top in tops for path in (REPO / top).rglob("*.py")}
+
+
+def test_one_module_writes_events() -> None:
+    """Events are written by state/events.py alone, on the store's clock, so events of every node
+    order on one clock and each caller keeps its own transaction through `emit_in`."""
+    writers = sorted(name for name, text in _sources("tools", "state", "tui").items()
+                     if re.search(r"INSERT\s+INTO\s+events\b", text, re.IGNORECASE))
+    assert writers == ["state/events.py"]
+
+
+def test_no_caller_knows_the_backend() -> None:
+    """SQL fragments that differ between SQLite and PostgreSQL (`dialect`) are used inside state/ only."""
+    leaks = sorted(name for name, text in _sources("tools", "tui").items() if re.search(r"\bdialect\b", text))
+    assert leaks == []
+
+
+#: modules of tools/ that still hold SQL of their own (each a table of its own room's, to move next)
+SQL_OUTSIDE_STATE = {"tools/evolution/pins.py"}
+
+
+def test_recovery_and_evolution_speak_domain_verbs_their_sql_lives_in_state() -> None:
+    """Failure tracking's tables are state/failures.py, proposals and promotions state/proposals.py and
+    state/promotions.py, runtimes state/runtimes.py: tools/recovery, tools/evolution, the runtime and
+    its presence call them and write no SQL of their own."""
+    sources = {**_sources("tools/recovery"), **_sources("tools/evolution")}
+    sources.update({n: t for n, t in _sources("tools").items() if n in ("tools/presence.py", "tools/runtime.py")})
+    offenders = sorted(name for name, text in sources.items()
+                       if re.search(r"\.(execute|executemany|query|query_one)\(", text) and name not in SQL_OUTSIDE_STATE)
+    assert offenders == []

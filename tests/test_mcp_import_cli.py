@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.mcp_import_helpers import starts, stdio_section, write_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def tooldeck(*args: str, ws: Path, timeout: float = 120) -> subprocess.Completed
                           timeout=timeout, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_mcp_list_tools_wait_call_and_evolve_from_the_command_line(workspace: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     write_settings(workspace, stdio_section("srv", state),
@@ -36,7 +39,7 @@ def test_mcp_list_tools_wait_call_and_evolve_from_the_command_line(workspace: Pa
     assert by_name["down"]["status"] == "error" and "cannot start '/nonexistent/server'" in by_name["down"]["error"]
     text = tooldeck("mcp", "list", "--no-connect", ws=workspace)
     lines = text.stdout.splitlines()
-    assert lines[0].split("\t") == ["server", "transport", "status", "tools", "command / url", "last error"]
+    assert lines[0].split("\t") == ["server", "transport", "status", "tools", "command / url", "held by", "last error"]
     assert lines[1].split("\t")[:4] == ["srv", "stdio", "not connected", "9"]  # from the cache, without connecting
 
     called = tooldeck("call", "srv_echo", '{"text": "cli"}', ws=workspace)

@@ -227,6 +227,7 @@ async def test_hidden_tools_stay_out_of_reach_through_resilient_calls_and_buffer
     assert db_rows(workspace, "SELECT * FROM calls WHERE tool_id IN ('converter_local', 'sink')") == []
 
 
+@pytest.mark.slow
 def test_a_session_that_ends_at_once_still_exits_0(workspace: Path) -> None:
     """A serving runtime builds its semantic memory in a daemon thread (importing qdrant_client and grpc); a
     client that left within a second or two had the interpreter finalise in the middle of that, and the

@@ -67,6 +67,7 @@ def test_nodes_starting_together_migrate_once(pg_cluster, tmp_path: Path) -> Non
         pg_cluster.drop(name)
 
 
+@pytest.mark.slow
 def test_the_event_tail_skips_no_event_that_commits_late(pg: str) -> None:
     """Writers whose commits interleave, and one transaction holding its event for 10 s: a reader
     tailing all along gets every event exactly once, the late one included, although a reader of
@@ -124,17 +125,20 @@ def test_an_event_written_elsewhere_wakes_a_waiting_reader(backend, tmp_path: Pa
     reader.wait(0.2)  # the listener is up
     got: list[float] = []
 
+    waiting = threading.Event()
+
     def follow() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if reader.tail(start):
                 got.append(time.monotonic())
                 return
-            reader.wait(5.0)
+            waiting.set()
+            reader.wait(5.0, after_id=start)
 
     thread = threading.Thread(target=follow)
     thread.start()
-    time.sleep(0.3)
+    assert waiting.wait(30)  # the reader found nothing and waits: an event sent before its wait starts still wakes it
     sent = time.monotonic()
     EventLog(b).emit("from.b")
     thread.join(30)
@@ -150,6 +154,33 @@ def test_now_is_the_database_clock_whatever_this_machines_clock_says(pg: str) ->
     try:
         db_now = float(skewed.query_one("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")[0])
         assert abs(skewed.now() - db_now) < 1.0
+    finally:
+        skewed.close()
+
+
+def test_events_from_a_node_with_a_skewed_clock_are_stamped_on_the_database_clock(pg: str) -> None:
+    """Every event writer (its own transaction or the caller's) stamps the store's clock, so events of
+    several nodes order on one clock whatever each machine's clock says."""
+    from state.buffers import BufferTables
+    from state.calls import CallRecord, CallRecorder
+    from state.events import EventLog
+    from state.postgres import PgStore
+
+    skewed = PgStore(pg, local_clock=lambda: time.time() + 3600)  # a node whose clock is an hour ahead
+    try:
+        log = EventLog(skewed, "s-skew")
+        log.emit("test.own_tx")
+        with skewed.tx() as con:
+            log.emit_in(con, "test.in_tx", note=1)
+        BufferTables(skewed, "s-skew").drop_event("b", 1, "drop_newest")
+        recorder = CallRecorder(skewed, session="s-skew", max_queued=1)
+        for _ in range(2):  # past max_queued: one record dropped, reported as `calls.dropped` with the next write
+            recorder.record(CallRecord("t", "1.0.0", "s-skew", 1.0, "ok", {}, {}, ts=time.time()))
+        recorder.flush()
+        db_now = float(skewed.query_one("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")[0])
+        rows = skewed.query("SELECT kind, ts FROM events ORDER BY id")
+        assert {r[0] for r in rows} >= {"test.own_tx", "test.in_tx", "buffer.drop", "calls.dropped"}
+        assert all(abs(float(r[1]) - db_now) < 60 for r in rows), rows
     finally:
         skewed.close()
 

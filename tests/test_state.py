@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -188,3 +189,27 @@ def test_state_nodes_lists_every_live_runtime_but_not_itself(workspace: Path, ma
                            capture_output=True, text=True, timeout=120)
     assert piped.stdout.splitlines()[0] == "host\tpid\tkind\tlabel\tsession\tserving\theartbeat"
     assert any(line.startswith("host-b\t1\tlibrary\tetl\ts-far\tno\t") for line in piped.stdout.splitlines())
+
+
+def test_who_is_live_has_one_answer_a_row_of_a_dead_process_on_this_host_is_not_live(store) -> None:
+    """`state.runtimes.live_runtimes` is the one rule: a fresh heartbeat and, on this host, a process.
+    Every reader (the runtime, buffer status, the migration check, the dashboard, the CLI) calls it."""
+    import socket
+
+    from state import runtimes
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid names no process now
+    here = socket.gethostname()
+    runtimes.heartbeat(store, runtimes.Presence("s-dead", f"{here}:{gone.pid}:aa", gone.pid, here, True, None, "serve"))
+    runtimes.heartbeat(store, runtimes.Presence("s-far", f"far:{gone.pid}:bb", gone.pid, "far", True, None, "serve"))
+    runtimes.heartbeat(store, runtimes.Presence("s-me", f"{here}:{os.getpid()}:cc", os.getpid(), here, False, None, None))
+    assert {r["session"] for r in runtimes.live_runtimes(store)} == {"s-far", "s-me"}
+    assert runtimes.live_hosts(store) == {"far", here}
+    assert runtimes.why_gone(store, "s-dead", f"{here}:{gone.pid}:aa", gone.pid) == (
+        f"its runtime (pid {gone.pid} on this host) is no longer running")
+    assert runtimes.why_gone(store, "s-me", f"{here}:{os.getpid()}:cc", os.getpid()) is None
+    runtimes.leave(store, "s-me", f"{here}:{os.getpid()}:cc")
+    assert {r["session"] for r in runtimes.live_runtimes(store)} == {"s-far"}
+    with store.tx() as con:
+        assert runtimes.prune(con, store.now() + 2 * runtimes.FORGET_AFTER_SECONDS) == 2

@@ -19,6 +19,7 @@ def demo_ws(tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.mark.slow
 def test_demo_traffic_fills_buffers_of_every_kind(demo_ws: Path) -> None:
     """Different strategies, rates and sizes; a burst that backs up and drains; a sink that refuses now and then."""
     proc = subprocess.run([sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(demo_ws), "--rate", "300",

@@ -143,6 +143,7 @@ async def test_keymap_from_settings_remaps_a_binding(ws: Path) -> None:
         app.shutdown()
 
 
+@pytest.mark.slow
 async def test_every_builtin_theme_renders() -> None:
     from tests.tui_fixture import frame
 

@@ -1,4 +1,8 @@
-"""Logs under `.tooldeck/logs/`, rotated, with secrets masked before they are written."""
+"""Logs under `.tooldeck/logs/`, rotated, with secrets masked before they are written.
+
+A log is read with `tail` and `less` in a terminal, and its messages carry tools' and models' text:
+control, bidi and invisible characters are written spelled out (tools/visible.py), never raw.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import threading
 from pathlib import Path
 
 from state.redact import redact
+from tools.visible import visible
 
 _configured: set[Path] = set()
 _lock = threading.Lock()
@@ -15,18 +20,19 @@ _formatter = logging.Formatter()
 
 
 class RedactingFilter(logging.Filter):
-    """Masks the message, and the traceback and stack a record carries, before any handler formats them."""
+    """Masks the message, and the traceback and stack a record carries, before any handler formats them;
+    and spells out their control characters (a log is read in a terminal)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = visible(redact(record.getMessage()))
         record.args = None
         if record.exc_info:
             record.exc_text = _formatter.formatException(record.exc_info)
             record.exc_info = None
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = visible(redact(record.exc_text))
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = visible(redact(record.stack_info))
         return True
 
 

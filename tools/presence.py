@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from state import failures, runtimes
 from state.calls import prune_calls
 from state.db import Store, StoreError
 from tools.errors import ToolError
@@ -24,14 +25,8 @@ log = logging.getLogger("tooldeck")
 
 
 def heartbeat(runtime: Any, store: Store) -> None:
-    now = store.now()
-    with store.tx() as con:
-        con.execute(
-            "INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(session, node) DO UPDATE SET heartbeat=excluded.heartbeat",
-            (runtime.own_session, runtime.node, runtime.pid, runtime.host, now, now, int(runtime.serve), runtime.label,
-             runtime.kind),
-        )
+    runtimes.heartbeat(store, runtimes.Presence(runtime.own_session, runtime.node, runtime.pid, runtime.host,
+                                                bool(runtime.serve), runtime.label, runtime.kind))
 
 
 def housekeeping(runtime: Any, closing: Any) -> None:
@@ -61,10 +56,8 @@ def prune(runtime: Any) -> dict[str, int]:
     }
     cutoff = time.time() - float(retention.get("failures_days", 30)) * 86400
     with store.tx() as con:
-        con.execute("DELETE FROM runtimes WHERE heartbeat < ?", (store.now() - 86400,))
-        # the ledger and the score trend; current scores, tags and circuits live in their own rows
-        removed["failures"] = con.execute("DELETE FROM failures WHERE ts < ?", (cutoff,)).rowcount
-        removed["score_history"] = con.execute("DELETE FROM score_history WHERE ts < ?", (cutoff,)).rowcount
+        removed["runtimes"] = runtimes.prune(con, store.now())
+        removed.update(failures.prune(con, cutoff))  # the ledger and the score trend; current health rows stay
     return removed
 
 

@@ -21,14 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from state import promotions as promotion_rows
 from state.calls import CallRecord, CallRecorder
 from state.db import Store, StoreError, database_url, open_store
 from state.events import EventLog
 from state.paths import tooldeck_home
 from state.redact import adopt_environ
-from state.runtimes import live_runtimes
+from state.runtimes import leave, live_runtimes
 from tools import presence
-from tools.catalog import Catalog, StatusChange, ToolEntry, roots_for
+from tools.catalog import Catalog, Resolution, StatusChange, ToolEntry, roots_for
 from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UnknownToolError, UsageError
 from tools.ids import check_name, check_tool_id, resolve_workspace
 from tools.settings import Settings, load_settings
@@ -301,8 +302,7 @@ class Runtime:
         """(tool_id, scope) -> version, refreshed from the shared store at most every `max_age` s."""
         now = time.monotonic()
         if now - self._promotions_at > max_age:
-            rows = self.store.query("SELECT tool_id, scope, version FROM promotions")
-            self._promotions = {(r[0], r[1]): r[2] for r in rows}
+            self._promotions = promotion_rows.all_promotions(self.store)
             self._promotions_at = now
         return self._promotions
 
@@ -310,13 +310,10 @@ class Runtime:
         self._promotions_at = 0.0
 
     def resolved_version(self, tool_id: str) -> tuple[str | None, str]:
-        """(version, scope) a call would use: session promotion, then global, then base (None)."""
-        promos = self.promotions()
-        for scope in (self.session, "global"):
-            version = promos.get((tool_id, scope))
-            if version is not None:
-                return version, scope
-        return None, "base"
+        """(version, scope) a call would use now: a usable session promotion, then global, then the base
+        (None); the resolver's answer without waiting for a load."""
+        res = self.resolution(tool_id, wait=False)
+        return (res.version, res.scope) if res.promoted else (None, "base")
 
     def get_tool(self, tool_id: str, *, version: str | None = None, wait: bool = True, timeout: float = 10.0) -> ToolEntry:
         check_tool_id(tool_id)
@@ -325,25 +322,64 @@ class Runtime:
 
     def resolve(self, tool_id: str, version: str | None = None, *, timeout: float = 10.0) -> ToolEntry:
         """The entry a call to `tool_id` runs: an explicit version, or the promoted one, or the base."""
+        entry = self.resolution(tool_id, version, timeout=timeout).entry
+        assert entry is not None  # waiting, the base is found or UnknownToolError was raised
+        return entry
+
+    def resolution(self, tool_id: str, version: str | None = None, *, session: str | None = None, wait: bool = True,
+                   timeout: float = 10.0) -> Resolution:
+        """Which version serves a call to `tool_id` from `session` (default: this runtime's): the one resolver.
+
+        A promotion of the session, then a global one; a promoted version that cannot serve (its files
+        gone or tampered, approved elsewhere and not verifiable here) gives way to the version that
+        scope served before it, then to the next scope, then to the base; each one passed over is in
+        `fell_back_from`. `wait`: load (and materialise) what is needed, raising when nothing serves
+        (calls); without it, answer from what the catalog knows now (selection, listings, the
+        dashboard): an entry may still be loading (`entry.done` unset), and `entry` is None when
+        nothing serves.
+        """
         check_tool_id(tool_id)
-        self._require_store(timeout)
-        if version is None:
-            promos = self.promotions()
-            for scope in (self.session, "global"):
-                promoted, seen = promos.get((tool_id, scope)), set()
-                while promoted is not None and promoted not in seen:
-                    seen.add(promoted)
-                    try:
-                        try:
-                            return self.catalog.get(tool_id, promoted, timeout=timeout)
-                        except UnknownToolError:  # approved on another node: its files come from the store
-                            if not self._materialise(tool_id, promoted):
-                                raise
-                            return self.catalog.get(tool_id, promoted, timeout=timeout)
-                    except ToolError as exc:  # files gone or tampered: the version that served before it serves
-                        self._log_error(f"promotion of {tool_id} {promoted}", exc)
-                    promoted = self._served_before(tool_id, scope, promoted)
-        return self.catalog.get(tool_id, version, timeout=timeout)
+        if wait:
+            self._require_store(timeout)
+        if version is not None:
+            entry = self.catalog.get(tool_id, version, timeout=timeout) if wait else _usable(self.catalog.find(tool_id, version))
+            return Resolution(entry, "explicit")
+        promos = self.promotions()
+        passed: list[tuple[str, str]] = []
+        for scope in dict.fromkeys((session or self.session, "global")):
+            promoted, seen = promos.get((tool_id, scope)), set()
+            while promoted is not None and promoted not in seen:
+                seen.add(promoted)
+                entry, why = self._promoted_entry(tool_id, promoted, wait, timeout)
+                if entry is not None:
+                    return Resolution(entry, scope, tuple(passed))
+                if not why:  # not seen here yet (approved on another node): a call materialises and loads it
+                    return Resolution(None, scope, tuple(passed), pending_version=promoted)
+                passed.append((promoted, why))
+                promoted = self._served_before(tool_id, scope, promoted)
+        base = self.catalog.get(tool_id, timeout=timeout) if wait else _usable(self.catalog.find(tool_id))
+        return Resolution(base, "base", tuple(passed))
+
+    def _promoted_entry(self, tool_id: str, version: str, wait: bool, timeout: float) -> tuple[ToolEntry | None, str]:
+        """A promoted version's entry if it can serve, else (None, why not); without waiting, (None, "")
+        when the catalog has not seen the version yet."""
+        if not wait:
+            entry = self.catalog.find(tool_id, version)
+            if entry is None:
+                return None, ""
+            if entry.done.is_set() and entry.manifest is None:
+                return None, entry.error or entry.status
+            return entry, ""  # loaded, or not yet: a call loads it
+        try:
+            try:
+                return self.catalog.get(tool_id, version, timeout=timeout), ""
+            except UnknownToolError:  # approved on another node: its files come from the store
+                if not self._materialise(tool_id, version):
+                    raise
+                return self.catalog.get(tool_id, version, timeout=timeout), ""
+        except ToolError as exc:  # files gone or tampered: the version that served before it serves
+            self._log_error(f"promotion of {tool_id} {version}", exc)
+            return None, str(exc)
 
     def _materialise(self, tool_id: str, version: str) -> bool:
         """Write a version approved elsewhere (another node) into this node's evolved folder, verified."""
@@ -358,9 +394,7 @@ class Runtime:
 
     def _served_before(self, tool_id: str, scope: str, version: str) -> str | None:
         """The version a scope served before `version` was promoted there (None: the next scope, then the base)."""
-        row = self.store.query_one("SELECT previous_version FROM promotion_history WHERE tool_id=? AND scope=? AND version=?"
-                                   " ORDER BY id DESC LIMIT 1", (tool_id, scope, version))
-        return row[0] if row else None
+        return promotion_rows.served_before(self.store, tool_id, scope, version)
 
     # -- calls ---------------------------------------------------------------------
 
@@ -505,8 +539,7 @@ class Runtime:
                 if self._calls is not None:
                     self._calls.close()
                 self.catalog.flush()
-                with self._store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND node=?", (self.own_session, self.node))
+                leave(self._store, self.own_session, self.node)
                 self._store.close()
             except StoreError as exc:
                 self._log_error("close", exc)
@@ -526,3 +559,9 @@ _live_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
 def _close_all() -> None:
     for runtime in list(_live_runtimes):
         runtime.close(timeout=5.0)
+
+
+def _usable(entry: ToolEntry | None) -> ToolEntry | None:
+    """An entry that serves (loaded, or still to load: a call loads it), else None (unknown, or failed to load)."""
+    return None if entry is None or (entry.done.is_set() and entry.manifest is None) else entry
+

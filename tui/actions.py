@@ -24,10 +24,10 @@ def _json_view(value: Any) -> Syntax:
 def run_command(runtime: Any, command: Command) -> dict[str, Any]:
     action = command.action
     if action == "tool.call":
-        entry = runtime.resolve(command.target)  # the version that answers: session, then global promotion, then base
-        promoted, scope = runtime.resolved_version(command.target)
+        served = runtime.resolution(command.target)  # the version that answers: session, then global promotion, then base
+        entry = served.entry
         result = runtime.call_entry(entry, command.args.get("input", {}))
-        answered = f"{command.target} {entry.served_version}" + (f" (promoted for {scope})" if promoted else "")
+        answered = f"{command.target} {entry.served_version}" + (f" (promoted for {served.scope})" if served.promoted else "")
         return {"status": f"{answered} answered", "title": f"{answered} answered", "screen": _json_view(result),
                 "copy": json.dumps(result, indent=2, ensure_ascii=False, default=str)}
     if action == "tool.test":
@@ -105,6 +105,7 @@ def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
     from rich.text import Text
 
     from tools.spec import extract_spec_from_file
+    from tools.visible import visible
 
     path = Path(path_text)
     target = path if path.is_absolute() else inside(runtime.workspace, path)
@@ -112,7 +113,7 @@ def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
     stats = result["stats"]
     header = Text(f"{len(result['sections'])} sections · summary {len(result['summary']):,}/{max_length:,} characters", style="bold")
     return {"status": f"{len(result['sections'])} sections", "title": f"spec {path_text}",
-            "screen": Group(header, Markdown(result["summary"]), Text(json.dumps(stats, default=str), style="dim"))}
+            "screen": Group(header, Markdown(visible(result["summary"])), Text(json.dumps(stats, default=str), style="dim"))}
 
 
 def _short(result: Any) -> str:

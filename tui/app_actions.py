@@ -45,8 +45,11 @@ class OperatorActions:
     # -- actions -------------------------------------------------------------------
 
     def set_status(self, text: str, error: bool = False) -> None:
+        """One line under the panels. It often carries a tool's or a model's error: shown visibly, never as markup."""
+        from tui.style import shown
+
         line = self.main.query_one("#status-line", Static)
-        line.update(text.splitlines()[0] if text else "")
+        line.update(shown(text.split("\n")[0] if text else "", multiline=False))
         line.set_class(error, "error")
 
     def focused_panel(self) -> Panel | None:

@@ -49,7 +49,9 @@ def run() -> None:
         try:
             sys.exit(open_dashboard(workspace=str(resolve_workspace(workspace))))
         except UsageError as exc:
-            sys.stderr.write(f"tooldeck: {exc.message}\n")
+            from tools.visible import visible
+
+            sys.stderr.write(f"tooldeck: {visible(exc.message)}\n")
             sys.exit(2)
         except KeyboardInterrupt:
             sys.exit(130)

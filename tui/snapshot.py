@@ -202,13 +202,14 @@ class Collector:
                 continue
             entry, scope, refused = base, "", ""
             if base.manifest is not None:
-                version, where = rt.resolved_version(tool_id)
-                if version is not None:
-                    promoted = rt.catalog.find(tool_id, version)
-                    if promoted is not None and promoted.manifest is not None:
-                        entry, scope = promoted, where
-                    elif promoted is not None and promoted.error:  # e.g. tampered after approval: say why it is not served
-                        refused = f"{version} not served: {promoted.error}"
+                served = rt.resolution(tool_id, wait=False)  # what a call runs now, and what it fell back from
+                if served.promoted and served.entry is not None:
+                    entry, scope = served.entry, served.scope
+                elif served.promoted:  # approved on another node, loaded here by the first call
+                    scope, refused = served.scope, f"{served.version} loads on its first call here"
+                if served.fell_back_from:  # e.g. tampered after approval: say why it is not served
+                    version, why = served.fell_back_from[0]
+                    refused = f"{version} not served: {why}"
             version = entry.served_version
             stats = self._stats.get((tool_id, version))
             extra = live.get((tool_id, version), {})

@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.text import Text
 
+from tools.visible import has_hidden, visible
+
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -22,6 +24,20 @@ def theme_colors(app: Any) -> dict[str, str]:
         "primary": variables.get("text-primary") or theme.primary,
         "muted": "dim",
     }
+
+
+def shown(value: Any, style: str = "", *, multiline: bool = True) -> Text:
+    """Text a model, a tool or an MCP server wrote, for the screen: a `Text` (never markup) with its control,
+    bidi and invisible characters spelled out by tools/visible.py."""
+    return Text(visible(value, multiline=multiline), style=style)
+
+
+def shown_text(text: Text) -> Text:
+    """A `Text` a panel built around foreign text, made visible; rebuilt (keeping its base style) only when it
+    holds a hidden character, so ordinary cells keep their spans."""
+    if not has_hidden(text.plain):
+        return text
+    return Text(visible(text.plain), style=text.style, justify=text.justify, no_wrap=text.no_wrap, overflow=text.overflow)
 
 
 def status_text(status: str, colors: dict[str, str]) -> Text:

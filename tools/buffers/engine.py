@@ -23,13 +23,13 @@ from typing import Any
 
 from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, WriteResult
 from state.redact import redact, secret_values
+from tools.buffers import settings as buffer_settings
 from tools.buffers.flush import Flusher
+from tools.buffers.policy import full_batch_waiting
 from tools.buffers.status import BufferStatus, compute_status
 from tools.errors import NotFoundError, ToolError, ToolInputError
-from tools.ids import check_name, check_tool_id
+from tools.ids import check_name
 
-STRATEGIES = ("batched", "immediate", "manual")
-WHEN_FULL = ("block", "drop_newest", "drop_oldest")
 MAX_ITEM_BYTES = 1 << 20
 OPERATIONS = ("write", "write_many", "flush", "status", "clear", "configure", "dead_letters", "replay")
 #: operations that apply explicit settings given alongside them
@@ -51,15 +51,6 @@ class UnknownBufferError(NotFoundError):
 
 def check_buffer_id(value: object) -> str:
     return check_name(value, "buffer_id")
-
-
-def _number(buffer_id: str, name: str, value: Any, *, integer: bool, low: float, high: float) -> Any:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not (low <= value <= high):
-        what = "an integer" if integer else "a number"
-        raise ToolInputError(f"buffer {buffer_id!r}: {name} must be {what} from {low:g} to {high:g}, got {value!r}",
-                             tool_id="buffer")
-    return value if integer else float(value)
 
 
 class BufferEngine:
@@ -90,49 +81,9 @@ class BufferEngine:
 
     def clean_settings(self, buffer_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         """Type- and range-check explicit settings (None means 'not given'); unknown keys are ignored."""
-        out: dict[str, Any] = {}
-        if not raw:
-            return out
-        for name in CONFIG_FIELDS:
-            value = raw.get(name)
-            if value is None:
-                continue
-            if name == "flush_strategy":
-                if value not in STRATEGIES:
-                    raise ToolInputError(f"buffer {buffer_id!r}: flush_strategy must be one of {', '.join(STRATEGIES)}, "
-                                         f"got {value!r}", tool_id="buffer")
-            elif name == "when_full":
-                if value not in WHEN_FULL:
-                    raise ToolInputError(f"buffer {buffer_id!r}: when_full must be one of {', '.join(WHEN_FULL)}, "
-                                         f"got {value!r}", tool_id="buffer")
-            elif name == "max_size":
-                value = _number(buffer_id, name, value, integer=True, low=1, high=100_000)
-            elif name == "flush_interval_seconds":
-                value = _number(buffer_id, name, value, integer=False, low=0.001, high=86_400)
-            elif name == "block_timeout_seconds":
-                value = _number(buffer_id, name, value, integer=False, low=0, high=3600)
-            elif name == "max_pending":
-                value = _number(buffer_id, name, value, integer=True, low=0, high=1_000_000_000) or None
-                if value is None:
-                    out[name] = None  # 0 means unbounded: an explicit setting, so keep it
-                    continue
-            elif name == "pass_through_tool":
-                if value == "":
-                    out[name] = None  # "" unsets the pass-through tool
-                    continue
-                try:
-                    check_tool_id(value, "pass_through_tool")
-                except ToolError as exc:
-                    raise ToolInputError(f"buffer {buffer_id!r}: {exc.message}", tool_id="buffer") from exc
-                if value == "buffer":
-                    raise ToolInputError(f"buffer {buffer_id!r}: pass_through_tool cannot be the buffer tool itself",
-                                         tool_id="buffer")
-            elif name == "pass_through_input":
-                if not isinstance(value, dict):
-                    raise ToolInputError(f"buffer {buffer_id!r}: pass_through_input must be an object, "
-                                         f"got {type(value).__name__}", tool_id="buffer")
-                self._serialise(buffer_id, value, "pass_through_input")
-            out[name] = value
+        out = buffer_settings.clean(buffer_id, raw) if raw else {}
+        if out.get("pass_through_input") is not None:
+            self._serialise(buffer_id, out["pass_through_input"], "pass_through_input")
         return out
 
     def _check_tool_exists(self, buffer_id: str, tool_id: str) -> None:
@@ -258,7 +209,8 @@ class BufferEngine:
                 self.config(buffer_id, changes, fresh=True)
         if res.flush_strategy == "immediate" and res.written and res.last_seq is not None:
             return self.flusher.deliver_through(buffer_id, res.last_seq, config.pass_through_tool)
-        if res.flush_strategy != "manual" and res.unclaimed >= res.max_size and config.pass_through_tool is not None:
+        if full_batch_waiting(pass_through_tool=config.pass_through_tool, flush_strategy=res.flush_strategy,
+                              unclaimed=res.unclaimed, max_size=res.max_size):
             self.flusher.wake()
         return False
 
@@ -292,23 +244,14 @@ class BufferEngine:
             assert config is not None
         if buffer_id not in self._mine:
             self._adopt(buffer_id)
-        deadline = 0.0
-        while True:
-            res = self.tables.append(config.bkey, text, self.tables.store.now())
-            if not res.full:
-                break
-            if not deadline:
-                deadline = time.monotonic() + config.block_timeout_seconds
-            self._wait_for_space(buffer_id, deadline, config.block_timeout_seconds)
-        self._count(buffer_id, res)
-        flushed = self._after_write(buffer_id, config, changes, res)
+        res, written, dropped, flushed = self._append(buffer_id, config, changes, [text])
         pending = self._pending(buffer_id) if flushed else res.pending
         out: dict[str, Any] = {
-            "success": res.written == 1, "buffer_id": buffer_id, "buffered": pending, "flushed": flushed,
+            "success": written == 1, "buffer_id": buffer_id, "buffered": pending, "flushed": flushed,
             "flush_due": res.flush_strategy == "batched" and res.unclaimed >= res.max_size,
         }
-        if res.dropped:
-            out["dropped"] = res.dropped
+        if dropped:
+            out["dropped"] = dropped
             out["when_full"] = config.when_full
         return out
 
@@ -322,27 +265,7 @@ class BufferEngine:
         config = self.config(buffer_id, changes)
         assert config is not None
         self._adopt(buffer_id)
-        written = dropped = 0
-        flushed = False
-        deadline = 0.0
-        res: WriteResult | None = None
-        while texts or res is None:
-            res = self.tables.append_many(config.bkey, texts, self.tables.store.now())
-            self._count(buffer_id, res)
-            written += res.written
-            dropped += res.dropped
-            texts = texts[res.written:] if res.full else []
-            flushed = self._after_write(buffer_id, config, changes, res) or flushed
-            if texts:
-                if not deadline:
-                    deadline = time.monotonic() + config.block_timeout_seconds
-                try:
-                    self._wait_for_space(buffer_id, deadline, config.block_timeout_seconds)
-                except BufferFullError as exc:
-                    exc.message = (f"buffer {buffer_id!r} stayed full for {config.block_timeout_seconds:g} s "
-                                   f"(when_full: block): {written} of {len(items)} items were written")
-                    exc.details = {"written": written}
-                    raise
+        res, written, dropped, flushed = self._append(buffer_id, config, changes, texts, many=True)
         pending = self._pending(buffer_id) if flushed else res.pending
         out: dict[str, Any] = {"success": True, "buffer_id": buffer_id, "written": written, "buffered": pending,
                                "flushed": flushed}
@@ -350,6 +273,37 @@ class BufferEngine:
             out["dropped"] = dropped
             out["when_full"] = config.when_full
         return out
+
+    def _append(self, buffer_id: str, config: BufferConfig, changes: dict[str, Any], texts: list[str], *,
+                many: bool = False) -> tuple[WriteResult, int, int, bool]:
+        """The one append path of `write` and `write_many`: commit `texts`, waiting for room (when_full:
+        block) up to `block_timeout_seconds`; returns (last result, written, dropped, delivered inline)."""
+        total = len(texts)
+        written = dropped = 0
+        flushed = False
+        deadline = 0.0
+        res: WriteResult | None = None
+        while texts or res is None:
+            now = self.tables.store.now()
+            res = self.tables.append_many(config.bkey, texts, now) if many else self.tables.append(config.bkey, texts[0], now)
+            texts = texts[res.written:] if res.full else []
+            if res.written or res.dropped or not res.full:
+                self._count(buffer_id, res)
+                written += res.written
+                dropped += res.dropped
+                flushed = self._after_write(buffer_id, config, changes, res) or flushed
+            if texts:
+                if not deadline:
+                    deadline = time.monotonic() + config.block_timeout_seconds
+                try:
+                    self._wait_for_space(buffer_id, deadline, config.block_timeout_seconds)
+                except BufferFullError as exc:
+                    if many:
+                        exc.message = (f"buffer {buffer_id!r} stayed full for {config.block_timeout_seconds:g} s "
+                                       f"(when_full: block): {written} of {total} items were written")
+                        exc.details = {"written": written}
+                    raise
+        return res, written, dropped, flushed
 
     # -- flushing and maintenance ------------------------------------------------------
 

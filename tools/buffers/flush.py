@@ -32,6 +32,7 @@ from typing import Any
 
 from state.buffers import Claim
 from tools.buffers.deliver import BufferHost, Deliverer, Outcome
+from tools.buffers.policy import DEFERRED, batch_due_at, full_batch_waiting, new_batch_due_at
 from tools.buffers.pool import DeliveryPool
 from tools.buffers.status import other_flushers
 
@@ -41,7 +42,6 @@ RATES_EVERY = 1.0
 PRUNE_EVERY = 60.0
 KEEP_RATES_SECONDS = 300
 #: batch states whose next try is at next_attempt_at (the others in the open set are claimed: due at lease expiry)
-DEFERRED = ("retry", "waiting")
 
 
 class Flusher:
@@ -182,21 +182,16 @@ class Flusher:
         """The delivery a buffer is due for now (oldest open batch first, then a new batch), else when one falls due."""
         buffer_id = row["buffer_id"]
         soonest: float | None = None
-        for b in batches:  # a claimed batch is due when its lease expires (its flusher died)
-            due_at = b["next_attempt_at"] if b["state"] in DEFERRED else b["lease_until"]
+        for b in batches:  # an open batch first, oldest first
+            due_at = batch_due_at(b)
             if due_at is None:
                 continue
             if due_at <= now:
                 return (due_at, buffer_id, partial(self._redeliver, b["batch_id"])), None
             soonest = due_at if soonest is None else min(soonest, due_at)
-        if row["pass_through_tool"] is None or row["flush_strategy"] == "manual":
+        due_at = new_batch_due_at(row, now, pressed=pressed)
+        if due_at is None:
             return None, soonest
-        if row["pending"] - row["inflight"] <= 0:
-            return None, soonest
-        if row["flush_strategy"] == "immediate" or row["pending"] - row["inflight"] >= row["max_size"] or pressed:
-            due_at = now
-        else:
-            due_at = (row["oldest_ts"] or now) + row["flush_interval_seconds"]
         if due_at <= now:
             return (due_at, buffer_id, partial(self._deliver_new, buffer_id)), None
         return None, due_at if soonest is None else min(soonest, due_at)
@@ -218,7 +213,9 @@ class Flusher:
             if self._starved or self._stopping.is_set():
                 return
             rows = engine.tables.rows(buffer_id)
-            if not rows or rows[0]["flush_strategy"] == "manual" or rows[0]["pending"] - rows[0]["inflight"] < rows[0]["max_size"]:
+            if not rows or not full_batch_waiting(pass_through_tool=rows[0]["pass_through_tool"],
+                                                  flush_strategy=rows[0]["flush_strategy"],
+                                                  unclaimed=rows[0]["pending"] - rows[0]["inflight"], max_size=rows[0]["max_size"]):
                 return
 
     # -- closing ------------------------------------------------------------------------
@@ -249,7 +246,7 @@ class Flusher:
             worked = False
             soonest: float | None = None
             for b in tables.open_batches(buffer_id):
-                due_at = b["next_attempt_at"] if b["state"] in DEFERRED else b["lease_until"]
+                due_at = batch_due_at(b)
                 if due_at is None:
                     continue
                 if due_at <= now:
@@ -261,16 +258,14 @@ class Flusher:
                     soonest = due_at if soonest is None else min(soonest, due_at)
             rows = tables.rows(buffer_id)
             row = rows[0] if rows else None
-            if (row is not None and row["pass_through_tool"] is not None and row["flush_strategy"] != "manual"
+            # nobody else will flush this buffer: what waits is due now; otherwise only what is due anyway
+            due_at = new_batch_due_at(row, now, pressed=not covered) if row is not None else None
+            if (due_at is not None and due_at <= now
                     and self.deliverer.waits.until(row["pass_through_tool"], now) is None):
-                unclaimed = row["pending"] - row["inflight"]
-                due = unclaimed > 0 and (not covered or unclaimed >= row["max_size"]
-                                         or (row["oldest_ts"] or 0) + row["flush_interval_seconds"] <= engine.tables.store.now())
-                if due:
-                    claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
-                    if claim is not None:
-                        self.deliverer.deliver(claim, timeout=self._time_left())
-                        worked = True
+                claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
+                if claim is not None:
+                    self.deliverer.deliver(claim, timeout=self._time_left())
+                    worked = True
             if worked:
                 continue
             if soonest is None or soonest - engine.tables.store.now() >= self._time_left():

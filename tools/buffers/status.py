@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from state.buffers import BufferTables
-from state.runtimes import pid_alive
+from tools.buffers.policy import new_batch_due_at
 
 WINDOW_SECONDS = 60
 
@@ -65,12 +65,6 @@ class BufferStatus:
         return out
 
 
-def live_runtimes(runtime: Any) -> list[dict[str, Any]]:
-    """Runtimes with a fresh heartbeat whose process still exists (checked when on this host)."""
-    host = socket.gethostname()
-    return [r for r in runtime.live_runtimes() if r["host"] != host or pid_alive(int(r["pid"]))]
-
-
 def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool = False) -> tuple[list[str], dict[str, list[str]]]:
     """(serving runtimes, buffer_id -> live runtimes that wrote to it), as "session/pid" labels
     ("session/host/pid" for a runtime on another machine)."""
@@ -78,7 +72,7 @@ def flushers_by_buffer(runtime: Any, tables: BufferTables, *, exclude_self: bool
     host = socket.gethostname()
     alive = {}
     serving = []
-    for r in live_runtimes(runtime):
+    for r in runtime.live_runtimes():
         key = (r["session"], r["node"])
         if exclude_self and key == me:
             continue
@@ -101,15 +95,10 @@ def other_flushers(runtime: Any, tables: BufferTables, buffer_ids: set[str]) -> 
     return {b for b in buffer_ids if by_buffer.get(b)}
 
 
-def _next_flush(row: Any, waiting: int, retry_due: float | None, now: float) -> float | None:
-    due: float | None = retry_due
-    if waiting > 0 and row["pass_through_tool"] is not None and row["flush_strategy"] != "manual":
-        if row["flush_strategy"] == "immediate" or waiting >= row["max_size"]:
-            at = now
-        else:
-            at = (row["oldest_ts"] or now) + row["flush_interval_seconds"]
-        due = at if due is None else min(due, at)
-    return due
+def _next_flush(row: Any, retry_due: float | None, now: float) -> float | None:
+    """When the flusher will next act on this buffer: a deferred batch's next try or a new batch."""
+    new = new_batch_due_at(row, now)
+    return min((t for t in (retry_due, new) if t is not None), default=None)
 
 
 def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tuple[int, float | None, str | None],
@@ -178,7 +167,7 @@ def compute_status(runtime: Any, tables: BufferTables, buffer_id: str | None = N
             writes_history=tuple(w), flushed_history=tuple(f),
             last_flush_at=row["last_flush_at"], last_flush_count=row["last_flush_count"],
             last_flush_result=row["last_flush_result"], last_flush_error=row["last_flush_error"],
-            next_flush_at=_next_flush(row, waiting, retry_due, now), retry_batches=retry_n,
+            next_flush_at=_next_flush(row, retry_due, now), retry_batches=retry_n,
             refused_batches=refused[0], refused_reason=refused[2], retries_total=row["retries_total"],
             dead_letter_batches=dead_n, dead_letter_items=row["dead_items"],
             dropped_total=row["dropped_total"], writes_total=row["writes_total"], flushed_total=row["flushed_total"],

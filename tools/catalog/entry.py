@@ -82,3 +82,31 @@ def write_status(store: Any, changes: list[StatusChange]) -> None:
             " overrides=excluded.overrides, updated=excluded.updated, pid=excluded.pid",
             rows,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Which version serves a call to a tool (the runtime's resolver decides; every reader asks it).
+
+    `scope` is where the choice came from: a session id or "global" (a promotion there), "base"
+    (no usable promotion) or "explicit" (the caller named the version). `fell_back_from` lists the
+    promoted versions that cannot serve (files gone or tampered, failed to load), newest first, each
+    with why, so what a call runs and what the dashboard, the CLI and selection show agree.
+    Answered without waiting, `entry` may still be loading, or None with `pending_version` set when
+    the catalog has not seen that version's files yet."""
+
+    entry: ToolEntry | None
+    scope: str
+    fell_back_from: tuple[tuple[str, str], ...] = ()
+    #: the version that serves when `entry` is None because this node has not loaded it yet (a
+    #: promotion approved elsewhere: the first call materialises and loads it)
+    pending_version: str | None = None
+
+    @property
+    def version(self) -> str | None:
+        return self.entry.served_version if self.entry is not None else self.pending_version
+
+    @property
+    def promoted(self) -> bool:
+        return self.scope not in ("base", "explicit")
+

@@ -29,6 +29,8 @@ class ImportedTools:
     _imported: dict[str, list[ToolEntry]]
     _import_order: list[str]
     _import_problems: list[Problem]
+    _aliases: dict[str, str]  # an imported tool's old id -> its id
+    _alias_group: dict[str, str]  # an old id -> the server whose list gave it
     total: int
 
     if TYPE_CHECKING:  # Catalog's own
@@ -41,8 +43,10 @@ class ImportedTools:
         with self._lock:
             self._import_order = list(groups)
 
-    def set_imported(self, group: str, tools: list[tuple[str, Path, Manifest]]) -> list[StatusChange]:
-        """Replace the tools imported from one MCP server with `(tool id, path, manifest)` of its current list.
+    def set_imported(self, group: str, tools: list[tuple[str, Path, Manifest]],
+                     aliases: dict[str, str] | None = None) -> list[StatusChange]:
+        """Replace the tools imported from one MCP server with `(tool id, path, manifest)` of its current list, and
+        its aliases (an old id -> the id, see `alias`).
 
         An entry whose manifest did not change is left as it is (its compiled validators, its status); a new
         or changed one is published ready, a dropped one removed. Local and built-in tools keep their ids,
@@ -62,6 +66,11 @@ class ImportedTools:
                 entries.append(entry)
             served_before = {e.tool_id for e in old.values() if self._base.get(e.tool_id) is e}
             self._imported[group] = entries
+            self._aliases = {k: v for k, v in self._aliases.items() if self._alias_group.get(k) != group}
+            self._alias_group = {k: g for k, g in self._alias_group.items() if k in self._aliases}
+            for former, current in (aliases or {}).items():
+                self._aliases[former] = current
+                self._alias_group[former] = group
             known = {(p.path, p.message) for p in self._import_problems}
             problems = [p for p in self._merge_imported() if (p.path, p.message) not in known]
             changes = []
@@ -80,6 +89,12 @@ class ImportedTools:
             changes.append(StatusChange(entry.tool_id, entry.served_version, READY, None, source))
         self.flush()
         return changes
+
+    def alias(self, tool_id: str) -> str | None:
+        """The id an old id of an imported tool now resolves to (`git_git_status` -> `git_status`), if any; an id a
+        tool holds itself is never an alias. Lock held by the caller (Catalog.find)."""
+        new = self._aliases.get(tool_id)
+        return new if new is not None and tool_id not in self._base else None
 
     def imported(self, group: str) -> list[ToolEntry]:
         """The tools a server listed (those that lost their id to another tool included)."""

@@ -66,6 +66,8 @@ class Catalog(ImportedTools):
         self._imported: dict[str, list[ToolEntry]] = {}
         self._import_order: list[str] = []
         self._import_problems: list[Problem] = []
+        self._aliases: dict[str, str] = {}
+        self._alias_group: dict[str, str] = {}
         #: asked for an id no tool has: `(tool_id, timeout) -> whether to look again` (an MCP server whose name
         #: prefixes the id may list it once connected)
         self.resolver: Callable[[str, float], bool] | None = None
@@ -292,6 +294,8 @@ class Catalog(ImportedTools):
     def find(self, tool_id: str, version: str | None = None) -> ToolEntry | None:
         with self._lock:
             base = self._base.get(tool_id)
+            if base is None and (new := self.alias(tool_id)) is not None:  # an imported tool's old id
+                tool_id, base = new, self._base.get(new)
             if version is None or (base is not None and base.manifest is not None and base.manifest.version == version):
                 return base
             return self._versions.get(tool_id, {}).get(version)

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from state import StoreError
-from state.runtimes import LIVE_AFTER_SECONDS
+from state.runtimes import live_hosts
 
 REFRESH_SECONDS = 2.0
 
@@ -58,12 +58,13 @@ class NodeManifests:
     def _other_hosts(self) -> dict[tuple[str, str], dict[str, str]]:
         if time.monotonic() - self._at < REFRESH_SECONDS:
             return self._others
-        rows = self.store.query(
-            "SELECT m.tool_id, m.version, m.host, m.sha256 FROM catalog_manifests m WHERE m.host <> ?"
-            " AND m.host IN (SELECT host FROM runtimes WHERE heartbeat >= ?)",
-            (self.host, self.store.now() - LIVE_AFTER_SECONDS))
+        live = live_hosts(self.store) - {self.host}
+        rows = self.store.query("SELECT m.tool_id, m.version, m.host, m.sha256 FROM catalog_manifests m WHERE m.host <> ?",
+                                (self.host,)) if live else []
         others: dict[tuple[str, str], dict[str, str]] = {}
         for r in rows:
+            if r[2] not in live:
+                continue
             others.setdefault((r[0], r[1]), {})[r[2]] = r[3]
         self._others, self._at = others, time.monotonic()
         return others

@@ -55,7 +55,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if Parser.json_requested:
             _emit_error_json(message, "bad_usage")
-        self.exit(2, f"tooldeck: error: {redact(message)} (see {self.prog} --help)\n")
+        from tools.visible import visible
+
+        self.exit(2, f"tooldeck: error: {visible(redact(message))} (see {self.prog} --help)\n")
 
 
 def _json_requested(argv: Sequence[str]) -> bool:
@@ -122,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str, code: int = 1) -> int:
-    sys.stderr.write(f"tooldeck: {redact(message).splitlines()[0] if message else 'failed'}\n")
+    from tools.visible import visible
+
+    first = redact(message).split("\n")[0] if message else "failed"  # at newlines only: other breaks are shown
+    sys.stderr.write(f"tooldeck: {visible(first)}\n")
     return code
 
 

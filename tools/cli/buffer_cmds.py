@@ -8,8 +8,9 @@ import sys
 import time
 from typing import Any
 
-from tools.cli.output import console, emit_json, plural, positive_number, print_table, runtime_for
+from tools.cli.output import console, emit_json, plural, positive_number, print_table, runtime_for, shown
 from tools.errors import UsageError
+from tools.visible import dumps_visible
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +106,7 @@ def cmd_write(args: argparse.Namespace) -> int:
     else:
         written = result.get("written", 1 if result.get("success") else 0)
         dropped = f", {result['dropped']} dropped ({result['when_full']})" if result.get("dropped") else ""
-        console().print(f"{args.buffer_id}: {written:,} written, {result['buffered']:,} pending{dropped}")
+        console().print(shown(f"{args.buffer_id}: {written:,} written, {result['buffered']:,} pending{dropped}"))
     return 0 if written_ok(result) else 1
 
 
@@ -123,7 +124,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
         emit_json(result)
     elif result.get("pass_through_tool", "") is None:
         for item in result["items"]:
-            sys.stdout.write(json.dumps(item, ensure_ascii=False) + "\n")
+            sys.stdout.write(dumps_visible(item) + "\n")
         sys.stderr.write(f"{args.buffer_id}: drained {plural(result['count'], 'item')} (no pass_through_tool), "
                          f"{result['remaining']} left\n")
     else:
@@ -131,7 +132,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
                 f"{result['buffered']:,} pending")
         if result.get("error"):
             line += f"; a batch failed and will be retried: {result['error']}"
-        console().print(line)
+        console().print(shown(line))  # the error is the pass-through tool's text
         if result.get("waiting_batches"):
             console().print(f"{args.buffer_id}: the pass-through tool refused the call (circuit open or disabled): "
                             "the batch waits for it, no attempt spent")

@@ -8,8 +8,9 @@ import sys
 import threading
 from typing import Any
 
-from tools.cli.output import console, emit_json, exit_code_for, plural, positive_number, print_table, read_json_arg, runtime_for
+from tools.cli.output import console, emit_json, exit_code_for, plural, positive_number, print_table, read_json_arg, runtime_for, shown
 from tools.errors import ToolError, UsageError
+from tools.visible import visible
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,10 +61,12 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
             "id": entry.tool_id, "version": entry.served_version, "status": entry.status, "type": m.type if m else None,
             "source": entry.source, "score": m.quality_score if m else None, "error": entry.error,
             "path": str(entry.path), "overrides": str(entry.overrides) if entry.overrides else None,
+            "description": m.description if m else None,
         })
     for problem in runtime.catalog.problems():
         rows.append({"id": problem.path.stem, "version": "", "status": "error", "type": None, "source": "problem",
-                     "score": None, "error": problem.message, "path": str(problem.path), "overrides": None})
+                     "score": None, "error": problem.message, "path": str(problem.path), "overrides": None,
+                     "description": None})
     failures = runtime.extensions.get("failures")
     if failures is not None:
         live = failures.scores_snapshot()
@@ -76,16 +79,25 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
 
 
 def _mark_served(runtime: Any, rows: list[dict[str, Any]]) -> None:
-    """`serves`: the scopes whose calls this row's version answers ("global", or session ids)."""
-    promotions = runtime.promotions(max_age=0)
+    """`serves`: the scopes whose calls this row's version answers ("global", or session ids), as the
+    runtime's resolver decides (a promoted version that cannot serve does not, the one it falls back to does)."""
+    runtime.invalidate_promotions()
+    sessions: dict[str, set[str]] = {}
+    for tool, scope in runtime.promotions():
+        if scope != "global":
+            sessions.setdefault(tool, set()).add(scope)
     base = {r["id"]: r["version"] for r in rows if r["source"] not in ("evolved", "problem")}
+    served: dict[tuple[str, str], list[str]] = {}
+    for tool in base:
+        found = runtime.resolution(tool, session="global", wait=False)
+        version = found.version if found.version is not None else base[tool]  # the base, even while it loads
+        served.setdefault((tool, version), []).append("global")
+        for scope in sorted(sessions.get(tool, ())):
+            mine = runtime.resolution(tool, session=scope, wait=False)
+            if mine.scope == scope and mine.version is not None:
+                served.setdefault((tool, mine.version), []).append(scope)
     for row in rows:
-        tool, version = row["id"], row["version"]
-        serves = []
-        if row["source"] != "problem" and promotions.get((tool, "global"), base.get(tool)) == version:
-            serves.append("global")
-        serves.extend(sorted(scope for (t, scope), v in promotions.items() if t == tool and scope != "global" and v == version))
-        row["serves"] = serves
+        row["serves"] = [] if row["source"] == "problem" else served.get((row["id"], row["version"]), [])
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
@@ -107,8 +119,9 @@ def cmd_tools(args: argparse.Namespace) -> int:
                 detail = r["error"] or (f"overrides {r['overrides']}" if r["overrides"] else "")
                 score = "" if r["score"] is None else f"{r['score']:.2f}"
                 serves = ", ".join("session " + s if s != "global" else s for s in r["serves"])
-                table.append((r["id"], r["status"], r["version"], serves, r["type"] or "", r["source"], score, detail))
-            print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail"), table,
+                table.append((r["id"], r["status"], r["version"], serves, r["type"] or "", r["source"], score, detail,
+                              r["description"] or ""))
+            print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail", "description"), table,
                         keys=("tool", "version", "serves"), styles=lambda col, v: styles.get(v, "") if col == "status" else "")
             if broken and args.check:
                 sys.stderr.write(f"tooldeck: {plural(len(broken), 'tool')} in error\n")
@@ -129,12 +142,13 @@ def cmd_call(args: argparse.Namespace) -> int:
             if args.json_out:
                 emit_json({"ok": False, **exc.to_dict()})
             tail = f"\n{exc.stderr_tail}" if exc.stderr_tail else ""
-            sys.stderr.write(f"tooldeck: {exc.message}{tail}\n")
+            sys.stderr.write(visible(f"tooldeck: {exc.message}{tail}") + "\n")
             return 1
         if args.json_out or not isinstance(result, str):
             emit_json(result)
         else:
-            sys.stdout.write(result if result.endswith("\n") else result + "\n")
+            text = visible(result)  # a tool's text, shown: --json gives the exact characters
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     finally:
         runtime.close()
@@ -148,10 +162,12 @@ def cmd_test(args: argparse.Namespace) -> int:
         if args.json_out:
             emit_json({"tool": args.tool, "passed": len(results) - len(failed), "failed": len(failed), "results": results})
         else:
+            from rich.text import Text
+
             out = console()
             for r in results:
-                mark = "[green]PASS[/]" if r["passed"] else "[red]FAIL[/]"
-                out.print(f"{mark} {r['name']} ({r['ms']} ms) {'' if r['passed'] else r['detail']}")
+                mark = ("PASS", "green") if r["passed"] else ("FAIL", "red")
+                out.print(Text.assemble(mark, f" {visible(r['name'])} ({r['ms']} ms) ", shown("" if r["passed"] else r["detail"])))
             if not results:
                 out.print(f"{args.tool}: the manifest has no tests")
             out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
@@ -172,7 +188,7 @@ def _print_progress(runtime: Any, stream: Any = sys.stdout) -> None:
                     continue
                 seen.add((c.tool_id, c.version, c.status))
                 detail = f"  {c.error}" if c.error else ""
-                stream.write(f"  {c.status:<7} {c.tool_id} {c.version} [{c.source}]{detail}\n")
+                stream.write(visible(f"  {c.status:<7} {c.tool_id} {c.version} [{c.source}]{detail}", multiline=False) + "\n")
             stream.flush()
 
     runtime.subscribe(show)

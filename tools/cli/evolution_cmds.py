@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from tools.cli.output import console, emit_json, err_console, plural, print_table, runtime_for
+from tools.cli.output import console, emit_json, err_console, plural, print_table, runtime_for, shown
 from tools.errors import UsageError
+from tools.visible import marked_lines, visible
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,11 +73,14 @@ def _reviewer(value: str | None) -> str:
 
 
 def _progress_printer(json_out: bool) -> Any:
+    from rich.text import Text
+
     err = err_console()
 
     def show(event: dict[str, Any]) -> None:
         if not json_out:
-            err.print(f"[dim]proposal {event['proposal_id']}[/] {event['stage']}: {event['message']}")
+            err.print(Text.assemble((f"proposal {event['proposal_id']}", "dim"), f" {visible(event['stage'])}: ",
+                                    shown(event["message"])))
 
     return show
 
@@ -155,36 +159,70 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
+    """A proposal for a person. Everything the model, the candidate or the sandbox wrote (hint, error, stage
+    details, explanation, failure, diff) goes through `shown`/`visible` (tools/visible.py): made visible, never markup."""
+    from rich.text import Text
+
     out = console()
-    replay = " [yellow](replay: a recorded answer, not a live model)[/]" if p.get("replay") else ""
-    out.print(f"[bold]proposal {p['id']}[/]: {p['tool_id']} {p.get('parent_version') or '(new)'} -> {p['version']}  "
-              f"[bold]{p['status']}[/]")
-    out.print(f"model: {p.get('provider')} / {p.get('model')}{replay}; tokens in {p['tokens']['input']}, out {p['tokens']['output']}"
-              f"; rounds {p.get('rounds')}")
+    head = Text.assemble((f"proposal {p['id']}", "bold"), f": {p['tool_id']} {p.get('parent_version') or '(new)'} -> {p['version']}  ",
+                         (str(p["status"]), "bold"))
+    out.print(head)
+    model = Text(f"model: {visible(p.get('provider'))} / {visible(p.get('model'))}")
+    if p.get("replay"):
+        model.append(" (replay: a recorded answer, not a live model)", style="yellow")
+    model.append(f"; tokens in {p['tokens']['input']}, out {p['tokens']['output']}; rounds {p.get('rounds')}")
+    out.print(model)
     if p.get("mutation_hint"):
-        out.print(f"hint: {p['mutation_hint']}")
+        out.print(Text("hint: ").append_text(shown(p["mutation_hint"])))
     if p.get("error_message"):
-        out.print(f"error: {p['error_message']}")
+        out.print(Text("error: ").append_text(shown(p["error_message"])))
+    if p.get("explanation"):
+        out.print(Text("explanation: ").append_text(shown(p["explanation"])))
     for stage in p.get("stages") or []:
-        mark = "[dim]SKIP[/]" if stage.get("skipped") else ("[green]PASS[/]" if stage["passed"] else "[red]FAIL[/]")
-        out.print(f"  {mark} {stage['name']:<17} {stage['ms']:>8.1f} ms  {stage['detail']}", markup=True, highlight=False)
+        mark = ("SKIP", "dim") if stage.get("skipped") else (("PASS", "green") if stage["passed"] else ("FAIL", "red"))
+        out.print(Text.assemble("  ", mark, f" {visible(stage['name']):<17} {stage['ms']:>8.1f} ms  ", shown(stage["detail"])))
     if p.get("protections"):
         held = ", ".join(f"{k}={v}" for k, v in p["protections"].items())
-        out.print(f"sandbox: {held}")
+        out.print(shown(f"sandbox: {held}"))
     if p.get("failure"):
-        out.print(f"[red]{p['failure']}[/]")
+        out.print(Text(visible(p["failure"]), style="red"))
     if p.get("tampered"):
-        out.print(f"[bold red]TAMPERED[/]: {p['tampered']} (not served)", highlight=False)
+        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
     if diff and p.get("diff"):
-        from rich.syntax import Syntax
-
-        out.print(Syntax(p["diff"], "diff", theme="ansi_dark", word_wrap=True))
+        out.print(diff_text(p["diff"]))
     sha = p.get("current_diff_sha256") or p.get("diff_sha256")
     if sha:
         out.print(f"diff sha256: {sha}")
     if p["status"] == "awaiting_review":
         out.print(f"approve: tooldeck review approve {p['id']} --diff {sha} --scope global|SESSION")
         out.print(f"reject:  tooldeck review reject {p['id']} --reason ...")
+
+
+DIFF_STYLES = {"meta": "bold", "hunk": "cyan", "del": "red", "add": "green", "ctx": ""}
+MARK = "!"
+
+
+def diff_text(diff: str) -> Any:
+    """A unified diff for the terminal, one line per line of the diff, its characters made visible. When a line
+    held a control, bidi or invisible character, every line gets a two-column gutter and that line is marked `!`
+    (the hash still binds the real bytes; this is only how they are shown)."""
+    from rich.text import Text
+
+    lines = marked_lines(diff)
+    gutter = any(marked for _, marked in lines)
+    out = Text(no_wrap=False)
+    for i, (line, marked) in enumerate(lines):
+        if i:
+            out.append("\n")
+        if gutter:
+            out.append(f"{MARK} " if marked else "  ", style="bold black on yellow" if marked else "")
+        kind = ("meta" if line.startswith(("---", "+++")) else "hunk" if line.startswith("@@")
+                else "del" if line.startswith("-") else "add" if line.startswith("+") else "ctx")
+        out.append(line, style=DIFF_STYLES[kind])
+    if gutter:
+        out.append(f"\n{MARK} marks a line holding control, bidi or invisible characters, shown as \\x1b or <U+202E>",
+                   style="bold yellow")
+    return out
 
 
 def cmd_review_show(args: argparse.Namespace) -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from tools.cli.output import console, emit_json, plural, positive_number, print_table, read_json_arg, runtime_for
+from tools.cli.output import console, emit_json, plural, positive_number, print_table, read_json_arg, runtime_for, shown
 from tools.errors import UsageError
 from tools.ids import check_tool_id
+from tools.visible import dumps_visible, visible
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,9 +73,9 @@ def cmd_fail(args: argparse.Namespace) -> int:
         emit_json(record)
     else:
         tags = f"; tagged {', '.join(record['tags_added'])}" if record["tags_added"] else ""
-        console().print(f"failure #{record['failure_id']} recorded for {record['tool_id']} {record['version']}: "
-                        f"{record['severity']}, score -{record['delta']:.2f} -> {record['score']:.2f}{tags}; circuit {record['circuit']}",
-                        soft_wrap=True)
+        console().print(shown(f"failure #{record['failure_id']} recorded for {record['tool_id']} {record['version']}: "
+                              f"{record['severity']}, score -{record['delta']:.2f} -> {record['score']:.2f}{tags}; "
+                              f"circuit {record['circuit']}"), soft_wrap=True)
     return 0
 
 
@@ -105,18 +105,23 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def _trace_table(title: str, hops: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> Any:
+    """Each hop of a resilient call; errors are the tools' own text, so every cell is a `Text` made visible."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     for col in ("#", "tool", "version", "similarity", "score", "penalty", "outcome", "ms", "why / error"):
         table.add_column(col, overflow="fold")
     for h in hops:
         style = "green" if h["outcome"] == "ok" else "red"
-        detail = h["why"] if h["outcome"] == "ok" else f"{h['why']}\n[red]{h['error']}[/]"
-        table.add_row(str(h["hop"]), h["tool_id"], h["version"], f"{h['similarity']:.2f}", f"{h['score']:.2f}",
-                      f"{h['penalty']:.2f}", f"[{style}]{h['outcome']}[/]", f"{h['ms']:.1f}", detail)
+        detail = shown(h["why"])
+        if h["outcome"] != "ok":
+            detail.append("\n").append_text(Text(visible(h["error"]), style="red"))
+        table.add_row(str(h["hop"]), shown(h["tool_id"]), shown(h["version"]), f"{h['similarity']:.2f}", f"{h['score']:.2f}",
+                      f"{h['penalty']:.2f}", Text(visible(h["outcome"]), style=style), f"{h['ms']:.1f}", detail)
     for s in skipped:
-        table.add_row("-", s["tool_id"], s["version"], f"{s['similarity']:.2f}", "", "", "[yellow]skipped[/]", "", s["reason"])
+        table.add_row("-", shown(s["tool_id"]), shown(s["version"]), f"{s['similarity']:.2f}", "", "", Text("skipped", style="yellow"),
+                      "", shown(s["reason"]))
     return table
 
 
@@ -143,7 +148,7 @@ def cmd_resilient(args: argparse.Namespace) -> int:
     out_console = console()
     out_console.print(_trace_table(f"resilient: {out['tool_id']} {out['version']} succeeded after {out['attempts']} "
                                    f"attempt(s) in {out['ms']:.0f} ms", out["hops"], out["skipped"]))
-    out_console.print_json(json.dumps(out["result"], default=str))
+    out_console.print(shown(dumps_visible(out["result"], indent=2, default=str)))
     return 0
 
 
@@ -192,5 +197,5 @@ def cmd_control(args: argparse.Namespace) -> int:
         emit_json(out)
     else:
         version = "all versions" if out["version"] == "*" else out["version"]
-        console().print(f"{args.action}: {out['tool_id']} {version} by {out['actor']}", soft_wrap=True)
+        console().print(shown(f"{args.action}: {out['tool_id']} {version} by {out['actor']}"), soft_wrap=True)
     return 0

@@ -22,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--demo", action="store_true", help="include the demo catalog")
     s.set_defaults(func=cmd_mcp_serve)
 
-    s = commands.add_parser("list", help="the MCP servers of tooldeck.toml [mcp.servers]: transport, status, tools, last error")
-    s.add_argument("--no-connect", action="store_true", help="do not connect: show what the tool-list cache knows")
+    s = commands.add_parser("list", help="the MCP servers of tooldeck.toml [mcp.servers]: transport, status, tools, "
+                            "who holds the connection, last error")
+    s.add_argument("--no-connect", action="store_true", help="do not connect: show what live serving runtimes recorded "
+                   "and what the tool-list cache knows")
     s.add_argument("--timeout", type=positive_number("seconds"), default=None,
                    help="how long to wait for the servers to connect (default: each server's timeout_seconds, else 30)")
     s.set_defaults(func=cmd_mcp_list)
@@ -41,7 +43,8 @@ def cmd_mcp_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp_list(args: argparse.Namespace) -> int:
-    """Connect to every server (in parallel, each bounded by its timeout) and show how each one did."""
+    """Each server as the live serving runtime holding it recorded it (schema 6, `mcp_servers`); the others
+    connected here (in parallel, each bounded by its timeout), unless --no-connect."""
     runtime = runtime_for(args)
     try:
         hub = runtime.extension("mcp")
@@ -52,18 +55,20 @@ def cmd_mcp_list(args: argparse.Namespace) -> int:
                 print("no MCP servers in tooldeck.toml (add [mcp.servers.NAME] with command = ... or url = ...)")
             return 0
         if not args.no_connect:
-            names = list(hub.links)
-            timeout = args.timeout or max(link.timeout for link in hub.links.values()) + 5
-            hub.wait(names, timeout)
+            held = hub.held_elsewhere()  # a server another runtime holds is not started a second time to be listed
+            names = [name for name in hub.links if name not in held]
+            if names:
+                timeout = args.timeout or max(hub.links[n].timeout for n in names) + 5
+                hub.wait(names, timeout)
         rows = hub.statuses()
         if args.json_out:
             emit_json(rows)
         else:
             styles = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
             table = [(r["server"], r["transport"], r["status"], "" if r["tools"] is None else str(r["tools"]),
-                      r["target"], r["error"] or "") for r in rows]
+                      r["target"], r["held_by"] or "", r["error"] or "") for r in rows]
             print_table(f"{len(rows)} MCP server{'s' if len(rows) != 1 else ''}",
-                        ("server", "transport", "status", "tools", "command / url", "last error"), table,
+                        ("server", "transport", "status", "tools", "command / url", "held by", "last error"), table,
                         keys=("server", "status", "tools"),
                         styles=lambda col, v: styles.get(v, "") if col == "status" else "")
         return 0

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from state.redact import redact
+from tools.visible import dumps_visible, visible
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -19,7 +20,17 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def emit_json(value: Any) -> None:
-    sys.stdout.write(redact(json.dumps(value, indent=2, default=str, ensure_ascii=False)) + "\n")
+    """One JSON value on stdout. Letters stay readable (no `ensure_ascii`), but control, bidi and invisible
+    characters are `\\uXXXX` escapes (tools/visible.py): still the same JSON, harmless on a terminal."""
+    sys.stdout.write(redact(dumps_visible(value, indent=2, default=str)) + "\n")
+
+
+def shown(text: Any) -> Any:
+    """Foreign text (a model's, a tool's, an MCP server's) as a rich `Text` with its control characters made
+    visible: never parsed as markup (`[bold]` stays literal), never sent to the terminal as an escape."""
+    from rich.text import Text
+
+    return Text(visible(text))
 
 
 def console() -> Any:
@@ -81,9 +92,9 @@ def positive_number(unit: str, *, integer: bool = False) -> Any:
 
 
 def _plain(value: Any) -> str:
-    """One cell of tab-separated output: never a tab or a newline inside."""
+    """One cell of tab-separated output: never a tab or a newline inside, no control character raw."""
     text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return visible(text.replace("\\", "\\\\").replace("\t", "\\t"), multiline=False)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
@@ -92,12 +103,13 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
     `keys` name the columns holding ids and hashes: on a terminal they are never wrapped, and
     piped output never wraps anything, so `tooldeck tools | grep ID` finds whole ids.
-    `styles(column, value)` gives a rich style for a cell (terminal only).
+    `styles(column, value)` gives a rich style for a cell (terminal only). Cells are data: shown with
+    their control characters made visible (tools/visible.py) and never read as rich markup.
     """
     rows = [list(r) for r in rows]
     out = console()
     if not out.is_terminal:
-        sys.stdout.write("\t".join(columns) + "\n")
+        sys.stdout.write("\t".join(_plain(c) for c in columns) + "\n")
         for row in rows:
             sys.stdout.write("\t".join(_plain(v) for v in row) + "\n")
         sys.stdout.flush()
@@ -105,7 +117,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(visible(title, multiline=False)), title_justify="left")
     for i, col in enumerate(columns):
         if col in keys:
             widest = max([len(col)] + [len(_plain(r[i])) for r in rows])
@@ -116,6 +128,6 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
         cells = []
         for col, value in zip(columns, row, strict=False):
             text = "" if value is None else str(value)
-            cells.append(Text(text, style=styles(col, text) if styles else ""))
+            cells.append(Text(visible(text, multiline=False), style=styles(col, text) if styles else ""))
         table.add_row(*cells)
     out.print(table)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tools.cli.output import console, emit_json, plural, positive_number, print_table
+from tools.visible import visible
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +25,13 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
     text, warnings = read_spec_file(Path(args.file), display=args.file)
     for warning in warnings:
-        sys.stderr.write(f"tooldeck: warning: {warning}\n")
+        sys.stderr.write(f"tooldeck: warning: {visible(warning)}\n")
     if args.section:
         body = section_text(text, args.section)
         if args.json_out:
             emit_json({"file": args.file, "section_id": args.section, "text": body})
         else:
+            body = visible(body)  # the document's text, shown: --json gives the exact characters
             sys.stdout.write(body if body.endswith("\n") else body + "\n")
         return 0
     result = extract_spec(text, max_length=args.max_length, source=args.file)
@@ -44,7 +46,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
         finally:
             runtime.close()
         if not args.json_out:
-            sys.stderr.write(f"tooldeck: {result['note']}\n")
+            sys.stderr.write(f"tooldeck: {visible(result['note'])}\n")
     if args.json_out:
         emit_json(result)
         return 0
@@ -65,9 +67,9 @@ def _render(name: str, result: dict) -> None:
         from rich.markdown import Markdown
         from rich.panel import Panel
 
-        out.print(Panel(Markdown(result["summary"]), title_align="left", title=title))
+        out.print(Panel(Markdown(visible(result["summary"])), title_align="left", title=title))
     else:
-        sys.stdout.write(f"\n# {title}\n\n{result['summary']}\n")
+        sys.stdout.write(f"\n# {title}\n\n{visible(result['summary'])}\n")
     shown = ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str)) and k != "max_length")
     sys.stderr.write(f"{shown}\n{stats.get('top_level_represented', '?')}/{stats.get('top_level', '?')} top-level sections "
                      f"represented; `tooldeck spec {name} --section ID` prints one whole\n")

@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+from state.calls import failed_calls, successful_calls
 from tools.errors import ToolError
 
 log = logging.getLogger("tooldeck.evolution")
@@ -56,9 +57,7 @@ def recent_failures(runtime: Any, tool_id: str, version: str, limit: int = 10) -
                 "error": row.get("error_message") or row.get("error"), "error_class": row.get("error_class"),
                 "severity": row.get("severity"), "input": _loads(row.get("input_data", row.get("input"))),
             })
-    for row in runtime.store.query(
-        "SELECT input, error, outcome, input_truncated FROM calls WHERE tool_id=? AND version=? AND outcome!='ok'"
-        " ORDER BY id DESC LIMIT ?", (tool_id, version, limit)):
+    for row in failed_calls(runtime.store, tool_id, version, limit):
         out.append({"source": "calls", "error": row["error"], "error_class": row["outcome"],
                     "input": None if row["input_truncated"] else _loads(row["input"])})
     return out
@@ -81,9 +80,7 @@ def scenarios(failures: list[dict[str, Any]], error_message: str) -> list[dict[s
 
 
 def regressions(runtime: Any, tool_id: str, version: str, limit: int) -> list[dict[str, Any]]:
-    rows = runtime.store.query(
-        "SELECT input, output, output_truncated FROM calls WHERE tool_id=? AND version=? AND outcome='ok'"
-        " AND input IS NOT NULL AND input_truncated=0 ORDER BY id DESC LIMIT ?", (tool_id, version, limit * 5))
+    rows = successful_calls(runtime.store, tool_id, version, limit * 5)
     seen: set[str] = set()
     out = []
     for row in rows:

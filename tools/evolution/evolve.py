@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from state import promotions, proposals
 from state.redact import redact
 from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
 from tools.errors import ManifestError, ToolError, ToolInputError, ToolUnavailableError, UsageError
@@ -52,7 +53,7 @@ def install(runtime: Any) -> None:
     pins.drop_old_bytecode()  # once per node: what workers before pins covered bytecode left behind
     from tools.evolution.pins import materialise
 
-    for tool_id, version in {(r[0], r[1]) for r in runtime.store.query("SELECT tool_id, version FROM promotions")}:
+    for tool_id, version in {(t, v) for (t, _scope), v in promotions.all_promotions(runtime.store).items()}:
         # approved on another node sharing the database: its files are here before discovery finds them
         materialise(runtime.store, runtime.home / "evolved", tool_id, version)
     from tools.evolution.orphans import reap
@@ -71,7 +72,7 @@ def code_name(tool_id: str, version: str) -> str:
 def next_version(runtime: Any, con: Any, tool_id: str, parent_version: str) -> str:
     """The next unused minor of the parent's major: proposals, folders and loaded versions all count."""
     major = parse_version(parent_version)[0]
-    used = {r[0] for r in con.execute("SELECT version FROM proposals WHERE tool_id=?", (tool_id,))}
+    used = proposals.versions_of(con, tool_id)
     folder = runtime.home / "evolved" / tool_id
     if folder.is_dir():
         used.update(p.name for p in folder.iterdir() if p.is_dir())
@@ -100,13 +101,8 @@ def _update(runtime: Any, pid: int, *, only_running: bool = True, **fields: Any)
     for key in ("stages", "failure", "explanation"):  # model- and tool-written text: no secret reaches the store
         if isinstance(fields.get(key), str):
             fields[key] = redact(fields[key])
-    cols = ", ".join(f"{k}=?" for k in fields)
-    sql = f"UPDATE proposals SET {cols} WHERE id=?"
-    if only_running:
-        sql += f" AND status IN ({','.join('?' * len(RUNNING))})"
     with runtime.store.tx() as con:
-        cur = con.execute(sql, (*fields.values(), pid, *(RUNNING if only_running else ())))
-        return cur.rowcount > 0
+        return proposals.update(con, pid, fields, only_in=RUNNING if only_running else ())
 
 
 class _Run:
@@ -135,8 +131,8 @@ class _Run:
         if now - self._checked < 0.2:
             return False
         self._checked = now
-        row = self.runtime.store.query_one("SELECT cancel_requested, status FROM proposals WHERE id=?", (self.pid,))
-        return row is None or bool(row[0]) or row[1] == "cancelled"
+        state = proposals.cancel_state(self.runtime.store, self.pid)
+        return state is None or state[0] or state[1] == "cancelled"
 
     def check_cancel(self) -> None:
         self._checked = 0.0
@@ -236,14 +232,12 @@ def _candidate_manifest(answer: dict[str, Any], parent_raw: dict[str, Any] | Non
 
 
 def _parent(runtime: Any, tool_id: str) -> Any:
-    promos = runtime.promotions(0)
-    version = promos.get((tool_id, "global"))
-    if version is not None:
-        try:
-            return runtime.get_tool(tool_id, version=version)
-        except ToolError as exc:
-            log.warning("evolution: global promotion %s %s unusable, evolving the base: %s", tool_id, version, exc)
-    return runtime.get_tool(tool_id)
+    """What a new version evolves from: the version that globally serves calls now (the resolver's answer)."""
+    runtime.invalidate_promotions()  # an approval a moment ago on another node counts
+    res = runtime.resolution(tool_id, session="global")
+    for version, why in res.fell_back_from:
+        log.warning("evolution: global promotion %s %s unusable, evolving %s: %s", tool_id, version, res.version, why)
+    return res.entry
 
 
 def _settings(runtime: Any) -> dict[str, Any]:
@@ -292,19 +286,16 @@ def _evolve(runtime: Any, provider: Any, *, tool_id: str, parent: Manifest | Non
             # another node's evolution of this tool may take the same version and commit first: on
             # PostgreSQL this insert then waits for it, does nothing, and the next minor is tried
             # (SQLite's write lock serialises the two transactions instead)
-            row = con.execute(
-                "INSERT INTO proposals(tool_id, version, parent_version, parent_path, status, error_message, mutation_hint,"
-                " dynamic_schema, provider, model, session, pid, node, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (tool_id, version) DO NOTHING RETURNING id",
-                (tool_id, version, parent_version, str(parent_path) if parent_path else None, "generating", error_message,
-                 mutation_hint, int(dynamic_schema), provider.name, provider.model, runtime.session, os.getpid(),
-                 runtime.node, now, now)).fetchone()
-            if row is not None or not parent_version:
+            pid = proposals.create(
+                con, tool_id=tool_id, version=version, parent_version=parent_version,
+                parent_path=str(parent_path) if parent_path else None, status="generating", error_message=error_message,
+                mutation_hint=mutation_hint, dynamic_schema=int(dynamic_schema), provider=provider.name, model=provider.model,
+                session=runtime.session, pid=os.getpid(), node=runtime.node, created=now, updated=now)
+            if pid is not None or not parent_version:
                 break
-        if row is None:
+        if pid is None:
             raise ToolUnavailableError(f"evolve {tool_id}: version {version} is taken by another proposal; try again",
                                        tool_id=tool_id)
-        pid = int(row[0])
     runtime.events.emit("evolution.started", tool_id, version, proposal_id=pid, parent_version=parent_version,
                         provider=provider.name, model=provider.model, hint=mutation_hint, error=error_message)
     run = _Run(runtime, pid, tool_id, version, progress, cancel)

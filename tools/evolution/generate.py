@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from state import proposals
 from state.redact import redact
 from tools.errors import ToolInputError, UsageError
 from tools.evolution.context import regressions
@@ -59,8 +60,7 @@ def generate_tool_from_spec(runtime: Any, spec_path: str | Path, tool_name: str,
     if not spec.strip():
         raise UsageError(f"generate: {spec_path} is empty")
     provider = get_provider(runtime)
-    minors = [int(m.group(1)) for r in runtime.store.query("SELECT version FROM proposals WHERE tool_id=?", (tool_name,))
-              if (m := re.match(r"1\.(\d+)", str(r[0])))]
+    minors = [int(m.group(1)) for v in proposals.versions_of(runtime.store, tool_name) if (m := re.match(r"1\.(\d+)", v))]
     base_version = f"1.{max(minors) + 1}.0" if minors else "1.0.0"
     return _evolve(runtime, provider, tool_id=tool_name, parent=None, parent_path=None, parent_raw=None, parent_code="",
                    error_message="", mutation_hint=f"new tool from the specification {spec_path}", dynamic_schema=True,

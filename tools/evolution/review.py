@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from state import promotions, proposals
 from state.redact import redact
 from tools.errors import ToolError, ToolUnavailableError, UsageError
 from tools.ids import check_name, check_tool_id, check_version
@@ -48,22 +49,11 @@ def _row_to_dict(row: Any) -> dict[str, Any]:
 def list_proposals(runtime: Any, status: str | None = None, *, tool_id: str | None = None,
                    limit: int = 200) -> list[dict[str, Any]]:
     """Newest first; the dashboard's review panel and `tooldeck review list`."""
-    sql = "SELECT * FROM proposals"
-    where: list[str] = []
-    params: list[Any] = []
-    if status is not None:
-        if status not in STATUSES:
-            raise UsageError(f"unknown proposal status {status!r}: use one of {', '.join(STATUSES)}")
-        where.append("status=?")
-        params.append(status)
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown proposal status {status!r}: use one of {', '.join(STATUSES)}")
     if tool_id is not None:
-        where.append("tool_id=?")
-        params.append(check_tool_id(tool_id))
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(limit)
-    return [_row_to_dict(r) for r in runtime.store.query(sql, params)]
+        check_tool_id(tool_id)
+    return [_row_to_dict(r) for r in proposals.list_rows(runtime.store, status=status, tool_id=tool_id, limit=limit)]
 
 
 def _proposal_id(value: Any) -> int:
@@ -79,7 +69,7 @@ def _proposal_id(value: Any) -> int:
 def get_proposal(runtime: Any, proposal_id: Any, *, with_diff: bool = True) -> dict[str, Any]:
     """One proposal with its stages, protections, tokens, model, and (by default) the diff and its sha256."""
     pid = _proposal_id(proposal_id)
-    row = runtime.store.query_one("SELECT * FROM proposals WHERE id=?", (pid,))
+    row = proposals.get_row(runtime.store, pid)
     if row is None:
         raise UsageError(f"no proposal {pid} (see tooldeck review list)")
     out = _row_to_dict(row)
@@ -201,21 +191,6 @@ def _scope(value: Any) -> str:
     return check_name(value, "scope (a session id, or global)")
 
 
-def _history(con: Any, tool_id: str, scope: str, action: str, version: str | None, previous: str | None,
-             proposal_id: int | None, actor: str | None, reason: str | None) -> None:
-    con.execute(
-        "INSERT INTO promotion_history(ts, tool_id, scope, action, version, previous_version, proposal_id, actor, reason)"
-        " VALUES (?,?,?,?,?,?,?,?,?)",
-        (time.time(), tool_id, scope, action, version, previous, proposal_id, actor, reason),
-    )
-
-
-#: a scope's promotion replaced (one row per tool and scope)
-PROMOTION_UPSERT = (" ON CONFLICT (tool_id, scope) DO UPDATE SET version=excluded.version, original_version=excluded.original_version,"
-                    " proposal_id=excluded.proposal_id, reason=excluded.reason, reviewer=excluded.reviewer,"
-                    " promoted_at=excluded.promoted_at")
-
-
 def _changed(runtime: Any) -> None:
     runtime.invalidate_promotions()
     for name in ("evolution_guard", "evolution_pins"):
@@ -248,23 +223,17 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
             f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=proposal["tool_id"])
     tool_id, version = proposal["tool_id"], proposal["version"]
     folder = _reviewed_folder(proposal)
-    now = time.time()
+    now = runtime.store.now()
     from tools.evolution.pins import pin
 
     with runtime.store.tx() as con:
         _still(con, runtime, proposal, APPROVABLE, "approved")
         pin(con, tool_id, version, folder, pid)  # what was reviewed is what may serve: sha256 of every file
-        row = con.execute("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope)).fetchone()
-        previous = row[0] if row else None
-        con.execute(
-            "INSERT INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
-            " promoted_at) VALUES (?,?,?,?,?,?,?,?)" + PROMOTION_UPSERT,
-            (tool_id, scope, version, proposal["parent_version"], pid, proposal.get("mutation_hint"), reviewer, now),
-        )
-        con.execute(
-            "UPDATE proposals SET status='approved', reviewer=?, reviewed_at=?, approved_at=COALESCE(approved_at, ?),"
-            " scope=?, updated=? WHERE id=?", (reviewer, now, now, scope, now, pid))
-        _history(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"))
+        previous = promotions.promoted(con, tool_id, scope)
+        promotions.promote(con, tool_id, scope, version, original_version=proposal["parent_version"], proposal_id=pid,
+                           reason=proposal.get("mutation_hint"), reviewer=reviewer, now=now)
+        proposals.mark_approved(con, pid, reviewer, scope, now)
+        promotions.note(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"), now)
     _ensure_loaded(runtime, proposal)
     _changed(runtime)
     runtime.events.emit("promotion.approved", tool_id, version, proposal_id=pid, scope=scope, reviewer=reviewer,
@@ -275,8 +244,7 @@ def approve(runtime: Any, proposal_id: Any, scope: str = "global", reviewer: str
 def _still(con: Any, runtime: Any, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
     """Inside the decision's transaction, with the proposal's row locked: is it still in a state that
     may be `verb`? (Another reviewer, on this node or another, may have decided meanwhile.)"""
-    row = con.execute("SELECT status FROM proposals WHERE id=?" + runtime.store.dialect.lock, (proposal["id"],)).fetchone()
-    status = row[0] if row else "gone"
+    status = proposals.locked_status(runtime.store, con, proposal["id"])
     if status not in allowed:
         raise ToolUnavailableError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",
                                    tool_id=proposal["tool_id"])
@@ -318,11 +286,10 @@ def reject(runtime: Any, proposal_id: Any, reason: str, reviewer: str | None = N
         raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be rejected{hint}",
                                    tool_id=proposal["tool_id"])
     reason = redact(str(reason))
-    now = time.time()
+    now = runtime.store.now()
     with runtime.store.tx() as con:
         _still(con, runtime, proposal, ("awaiting_review", "failed_validation"), "rejected")
-        con.execute("UPDATE proposals SET status='rejected', reviewer=?, review_reason=?, reviewed_at=?, updated=? WHERE id=?",
-                    (reviewer, reason[:2000], now, now, pid))
+        proposals.mark_rejected(con, pid, reviewer, reason[:2000], now)
     _changed(runtime)
     runtime.events.emit("promotion.rejected", proposal["tool_id"], proposal["version"], proposal_id=pid, reason=str(reason)[:500],
                         reviewer=reviewer)
@@ -336,35 +303,27 @@ def rollback(runtime: Any, tool_id: str, to_version: str, scope: str = "global",
     scope = _scope(scope)
     base = runtime.get_tool(tool_id)
     base_version = base.served_version
-    row = runtime.store.query_one("SELECT version FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope))
-    current = row[0] if row else None
+    current = promotions.all_promotions(runtime.store).get((tool_id, scope))
     target_proposal = None
     if to_version != base_version:
-        target_proposal = runtime.store.query_one(
-            "SELECT id FROM proposals WHERE tool_id=? AND version=? AND approved_at IS NOT NULL", (tool_id, to_version))
+        target_proposal = proposals.approved_id(runtime.store, tool_id, to_version)
         if target_proposal is None:
             raise ToolUnavailableError(
                 f"rollback {tool_id}: {to_version} is neither the base version ({base_version}) nor a version that was approved",
                 tool_id=tool_id)
     if (current or base_version) == to_version:
         raise UsageError(f"rollback {tool_id}: scope {scope} already serves {to_version}")
-    now = time.time()
+    now = runtime.store.now()
     with runtime.store.tx() as con:
-        if to_version == base_version:
-            con.execute("DELETE FROM promotions WHERE tool_id=? AND scope=?", (tool_id, scope))
+        if target_proposal is None:
+            promotions.unpromote(con, tool_id, scope)
         else:
-            con.execute(
-                "INSERT INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
-                " promoted_at) VALUES (?,?,?,?,?,?,?,?)" + PROMOTION_UPSERT,
-                (tool_id, scope, to_version, base_version, target_proposal[0], f"rollback from {current}", actor, now))
-            con.execute("UPDATE proposals SET status='approved', updated=? WHERE id=?", (now, target_proposal[0]))
-        if current is not None:
-            still = con.execute("SELECT COUNT(*) FROM promotions WHERE tool_id=? AND version=?", (tool_id, current)).fetchone()[0]
-            if not still:
-                con.execute("UPDATE proposals SET status='rolled_back', updated=? WHERE tool_id=? AND version=? AND status='approved'",
-                            (now, tool_id, current))
-        _history(con, tool_id, scope, "rolled_back", to_version, current, target_proposal[0] if target_proposal else None,
-                 actor, None)
+            promotions.promote(con, tool_id, scope, to_version, original_version=base_version, proposal_id=target_proposal,
+                               reason=f"rollback from {current}", reviewer=actor, now=now)
+            proposals.mark_serving_again(con, target_proposal, now)
+        if current is not None and not promotions.scopes_served(con, tool_id, current):
+            proposals.mark_rolled_back(con, tool_id, current, now)
+        promotions.note(con, tool_id, scope, "rolled_back", to_version, current, target_proposal, actor, None, now)
     _changed(runtime)
     runtime.events.emit("promotion.rolled_back", tool_id, to_version, scope=scope, previous_version=current, actor=actor)
     return {"tool_id": tool_id, "scope": scope, "version": to_version, "previous_version": current}
@@ -375,10 +334,7 @@ def cancel(runtime: Any, proposal_id: Any) -> dict[str, Any]:
     proposal = get_proposal(runtime, proposal_id, with_diff=False)
     pid = proposal["id"]
     with runtime.store.tx() as con:
-        cur = con.execute(
-            "UPDATE proposals SET status='cancelled', cancel_requested=1, failure=COALESCE(failure, 'cancelled by the operator'),"
-            " updated=? WHERE id=? AND status IN ('generating','validating')", (time.time(), pid))
-        done = cur.rowcount
+        done = proposals.request_cancel(con, pid, RUNNING, runtime.store.now())
     if not done:
         raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a running evolution (generating, validating) "
                                    "can be cancelled", tool_id=proposal["tool_id"])
@@ -411,8 +367,7 @@ class UnapprovedGuard:
 
     def _refresh(self, runtime: Any) -> frozenset[tuple[str, str]]:
         with self._lock:
-            rows = runtime.store.query("SELECT tool_id, version FROM proposals WHERE approved_at IS NOT NULL")
-            allowed = {(r[0], r[1]) for r in rows}
+            allowed = proposals.ever_approved(runtime.store)
             allowed.update((tool_id, version) for (tool_id, _scope), version in runtime.promotions(0).items())
             self._allowed = frozenset(allowed)
             self._at = time.monotonic()
@@ -425,7 +380,7 @@ class UnapprovedGuard:
         allowed = self._allowed if time.monotonic() - self._at < self.max_age else self._refresh(runtime)
         if key in allowed or key in self._refresh(runtime):
             return
-        row = runtime.store.query_one("SELECT id, status FROM proposals WHERE tool_id=? AND version=? ORDER BY id DESC LIMIT 1", key)
+        row = proposals.latest(runtime.store, *key)
         state = f"proposal {row[0]} is {row[1]}" if row else "it has no proposal"
         raise ToolUnavailableError(
             f"{entry.tool_id} {entry.served_version} is an evolved version nobody approved ({state}); it runs only after "

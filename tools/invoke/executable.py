@@ -85,6 +85,11 @@ def output_cap(entry: ToolEntry, settings: Settings) -> int:
     spec = entry.manifest.executable if entry.manifest is not None else None
     if spec is not None and spec.max_output_bytes is not None:
         return spec.max_output_bytes
+    return default_output_cap(settings)
+
+
+def default_output_cap(settings: Settings) -> int:
+    """`[calls] max_output_bytes` of tooldeck.toml, checked: the cap of every tool that sets none of its own."""
     value = settings.get("calls", "max_output_bytes", DEFAULT_MAX_OUTPUT)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UsageError(f"{settings.path or 'tooldeck.toml'}: [calls] max_output_bytes must be a positive integer"

@@ -26,8 +26,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from state.redact import redact
-from tools.errors import ToolCrashError, ToolError, ToolInputError, ToolTimeoutError, ToolUnavailableError
+from tools.errors import (
+    ToolCrashError,
+    ToolError,
+    ToolInputError,
+    ToolOutputTooLargeError,
+    ToolTimeoutError,
+    ToolUnavailableError,
+)
 from tools.invoke import kill_group, spawn
+from tools.mcp.bounded import CHUNK, LineReader, Oversize, bounded_transport, is_too_large, too_large_error
 from tools.mcp.servers import ServerConfig, resolve
 
 log = logging.getLogger("tooldeck.mcp")
@@ -36,8 +44,9 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 STOP_SECONDS = 2.0  # a stdio server's grace after its stdin closes, before its group is killed
 MAX_PAGES = 1000
-MAX_LINE = 64 * 1024 * 1024  # one protocol message from a stdio server
 STDERR_TAIL = 20
+STDERR_LINE = 64 * 1024  # a longer stderr line is cut to its head
+STDERR_LOG_PER_SECOND = 50  # past this, a flood's lines are counted, not logged one by one
 #: what a stdio server inherits from the runtime's environment; everything else is its `env`
 MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
@@ -60,6 +69,36 @@ def minimal_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k in MINIMAL_ENV if (v := os.environ.get(k)) is not None and not is_secret_name(k)}
     env.update(extra)
     return env
+
+
+class StderrLog:
+    """A stdio server's stderr in the log, line by line, at most STDERR_LOG_PER_SECOND a second: a flood is counted."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.second = 0
+        self.count = 0
+        self.dropped = 0
+
+    def line(self, text: str) -> None:
+        now = int(time.monotonic())
+        if now != self.second:
+            self.close()
+            self.second, self.count = now, 0
+        self.count += 1
+        if self.count <= STDERR_LOG_PER_SECOND:
+            log.info("mcp %s stderr: %s", self.name, text)
+            return
+        if not self.dropped:
+            log.warning("mcp %s: stderr flood, more than %d lines a second: counting them, not logging them", self.name,
+                        STDERR_LOG_PER_SECOND)
+        self.dropped += 1
+
+    def close(self) -> None:
+        if self.dropped:
+            log.warning("mcp %s: %d more stderr lines not logged (more than %d a second)", self.name, self.dropped,
+                        STDERR_LOG_PER_SECOND)
+            self.dropped = 0
 
 
 class StdioProcess:
@@ -98,15 +137,18 @@ class StdioProcess:
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](16)  # no rendezvous per message
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-        stdout = await self._line_reader(self.proc.stdout)
-        stderr = await self._line_reader(self.proc.stderr)
+        stdout = LineReader(await self._pipe_reader(self.proc.stdout), self.link.config.max_output_bytes)
+        stderr = LineReader(await self._pipe_reader(self.proc.stderr), STDERR_LINE)
         in_fd = self.proc.stdin.fileno()
         drained = anyio.Event()
 
         async def reader() -> None:
             try:
                 async with read_send:
-                    while line := await stdout.readline():
+                    while (line := await stdout.next()) is not None:
+                        if isinstance(line, Oversize):
+                            await read_send.send(self._too_large(line))
+                            continue
                         if not line.strip():
                             continue
                         try:
@@ -117,7 +159,7 @@ class StdioProcess:
                                         redact(line[:200].decode("utf-8", "replace")))
                             message = exc
                         await read_send.send(message)
-            except (ValueError, OSError) as exc:  # a line past MAX_LINE, or the pipe failing: the connection ends
+            except (Disconnected, OSError) as exc:  # an answer past the cap without its id, or the pipe failing
                 self.stderr.append(f"stdout: {exc}"[:300])
             finally:
                 on_end()
@@ -132,14 +174,17 @@ class StdioProcess:
                 read_send.close()
 
         async def errors() -> None:
+            logged = StderrLog(self.link.name)
             try:
-                with contextlib.suppress(ValueError, OSError):
-                    while line := await stderr.readline():
-                        text = redact(line.decode("utf-8", "replace").rstrip())
+                with contextlib.suppress(OSError):
+                    while (line := await stderr.next()) is not None:
+                        raw = line.head if isinstance(line, Oversize) else line
+                        text = redact(raw[:2000].decode("utf-8", "replace").rstrip())
                         if text:
                             self.stderr.append(text[:300])
-                            log.info("mcp %s stderr: %s", self.link.name, text[:2000])
+                            logged.line(text)
             finally:
+                logged.close()
                 drained.set()
 
         try:
@@ -160,12 +205,26 @@ class StdioProcess:
                 transport.close()
             self.link.children.discard(self.proc)
 
-    async def _line_reader(self, pipe: Any) -> Any:
+    def _too_large(self, skipped: Oversize) -> Any:
+        """The error that answers a request in place of its result past the cap (the connection stays)."""
+        import mcp_types as types
+        from mcp.shared.message import SessionMessage
+
+        request_id = skipped.request_id()
+        limit = self.link.config.max_output_bytes
+        if request_id is None:
+            raise Disconnected(f"a message of {skipped.size} bytes passed max_output_bytes ({limit} bytes) "
+                               "and its request id could not be read")
+        log.warning("mcp %s: an answer of %d bytes passed max_output_bytes (%d bytes); dropped", self.link.name,
+                    skipped.size, limit)
+        return SessionMessage(types.jsonrpc_message_adapter.validate_python(too_large_error(request_id, skipped.size, limit)))
+
+    async def _pipe_reader(self, pipe: Any) -> Any:
         """An asyncio StreamReader over a pipe, its reader registered with the loop once (not per read)."""
         import asyncio
 
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_LINE, loop=loop)
+        reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
         transport, _protocol = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
         self.transports.append(transport)
         return reader
@@ -222,7 +281,8 @@ class ServerLink:
         return self.config.timeout_seconds or DEFAULT_TIMEOUT
 
     def _set(self, status: str, error: str | None = None) -> None:
-        self.status, self.error = status, error
+        """A new status; reconnecting keeps the last error (what `mcp list` shows while it retries), ready clears it."""
+        self.status, self.error = status, (self.error if status == CONNECTING and error is None else error)
         if status in (READY, ERROR):
             self.settled.set()
         else:
@@ -299,7 +359,7 @@ class ServerLink:
                 read, write = await stack.enter_async_context(process.streams(ended))
             else:
                 transport = await stack.enter_async_context(
-                    _http_streams(self.config.url or "", secrets.headers, self.timeout))
+                    _http_streams(self.config.url or "", secrets.headers, self.timeout, self.config.max_output_bytes))
                 relay_send, read = anyio.create_memory_object_stream[SessionMessage | Exception](0)
                 write = transport[1]
 
@@ -381,6 +441,9 @@ class ServerLink:
             if exc.code == types.REQUEST_TIMEOUT:  # the SDK sent notifications/cancelled
                 raise ToolTimeoutError(f"{tool_id}: no result within {timeout:g} s; the call was cancelled on the server",
                                        tool_id=tool_id, version=version) from None
+            if is_too_large(exc.data):
+                raise ToolOutputTooLargeError(f"{tool_id}: {exc.message}; the answer was dropped, the connection kept",
+                                              tool_id=tool_id, version=version) from None
             if exc.code == types.CONNECTION_CLOSED:
                 raise ToolCrashError(f"{tool_id}: MCP server {self.name!r} closed the connection during the call",
                                      tool_id=tool_id, version=version) from None
@@ -412,11 +475,13 @@ class ServerLink:
 
 
 @contextlib.asynccontextmanager
-async def _http_streams(url: str, headers: dict[str, str], timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+async def _http_streams(url: str, headers: dict[str, str], timeout: float, cap: int) -> AsyncIterator[tuple[Any, Any]]:
+    """The SDK's Streamable HTTP client over an httpx client whose bodies and events stop at `cap` (tools.mcp.bounded)."""
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
     limits = httpx2.Timeout(timeout, read=max(timeout, 300.0))
-    async with httpx2.AsyncClient(headers=headers, timeout=limits) as client, \
-            streamable_http_client(url, http_client=client) as (read, write):
+    transport = bounded_transport(httpx2.AsyncHTTPTransport(), cap)
+    async with httpx2.AsyncClient(headers=headers, timeout=limits, transport=transport) as client, \
+            streamable_http_client(url, http_client=client, max_sse_event_size=None) as (read, write):
         yield read, write

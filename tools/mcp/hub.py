@@ -33,8 +33,8 @@ from state.db import StoreError
 from state.redact import redact
 from tools.errors import ToolCancelledError, ToolError, ToolTimeoutError, ToolUnavailableError
 from tools.invoke import current_scope, killable
-from tools.mcp.imported import VERSION, check_arguments, manifest_for, output_of, tool_path
-from tools.mcp.servers import ServerConfig, load_server_configs
+from tools.mcp.imported import VERSION, check_arguments, ids_for, manifest_for, output_of, tool_path
+from tools.mcp.servers import ServerConfig, import_id, load_server_configs, long_import_id
 
 log = logging.getLogger("tooldeck.mcp")
 CALL_MARGIN = 5.0  # past the server's own timeout (the SDK's), the bridge gives up on a lost answer
@@ -117,6 +117,8 @@ class McpHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._calls: set[Bridged] = set()
         self._stopped = False
+        self._told: set[str] = set()  # ids whose keeping of the long form was said in this process
+        self._moved: set[str] = set()  # long ids whose records were moved to the short one (or had none)
 
     # -- the event loop ------------------------------------------------------------
 
@@ -191,6 +193,13 @@ class McpHub:
         with self._lock:
             self._stopped = True
             loop, thread = self._loop, self._thread
+        if self.runtime.serve:
+            from state.mcp_servers import forget
+
+            try:
+                forget(self.runtime.store, self.runtime.own_session, self.runtime.node)
+            except (StoreError, ToolError) as exc:
+                log.error("mcp: could not remove this runtime's server statuses: %s", exc)
         for call in list(self._calls):
             call.cancel()
         if loop is None or thread is None:
@@ -256,22 +265,87 @@ class McpHub:
 
     # -- the catalog and the cache -------------------------------------------------
 
-    def _manifests(self, config: ServerConfig, tools: list[dict[str, Any]]) -> list[tuple[str, Path, Any]]:
-        out = []
+    def _manifests(self, config: ServerConfig, tools: list[dict[str, Any]]) -> tuple[list[tuple[str, Path, Any]], dict[str, str]]:
+        """The catalog's manifests of a tool list, and the aliases (long id -> id) of tools whose id is the short form."""
+        names = [str(t.get("name")) for t in tools]
+        ids, kept = ids_for(config, names, self._holder(config), self._pinned(config, names))
+        out, aliases = [], {}
         for tool in tools:
+            name = str(tool.get("name"))
             try:
-                manifest = manifest_for(config, tool)
+                manifest = manifest_for(config, tool, ids[name])
             except (ValidationError, KeyError, TypeError) as exc:
-                log.warning("mcp %s: tool %r not imported: %s", config.name, str(tool.get("name"))[:80],
-                            str(exc).splitlines()[0])
+                log.warning("mcp %s: tool %r not imported: %s", config.name, name[:80], str(exc).splitlines()[0])
                 continue
             out.append((manifest.name, tool_path(config, self.settings_path, manifest.name), manifest))
-        return out
+            long = long_import_id(config.prefix, name)
+            if long != manifest.name:
+                aliases[long] = manifest.name
+        self._say_kept(config, ids, kept)
+        self._move_records(aliases)
+        return out, aliases
+
+    def _holder(self, config: ServerConfig) -> Any:
+        """Who else has an id in the catalog (a local or built-in tool, another server's), for `ids_for`."""
+        own = "mcp:" + config.name
+
+        def holder(tool_id: str) -> str | None:
+            entry = self.runtime.catalog.find(tool_id)
+            if entry is None or entry.source == own:
+                return None
+            return f"the {entry.source} tool at {entry.path}"
+
+        return holder
+
+    def _pinned(self, config: ServerConfig, names: list[str]) -> set[str]:
+        from state.tool_ids import pinned_ids
+
+        longs = [long_import_id(config.prefix, n) for n in names if import_id(config.prefix, n) != long_import_id(config.prefix, n)]
+        try:
+            return pinned_ids(self.runtime.store, longs)
+        except (StoreError, ToolError) as exc:  # unknown: keep every long form rather than orphan an approval
+            log.error("mcp %s: cannot read which ids approvals are keyed on: %s", config.name, exc)
+            return set(longs)
+
+    def _say_kept(self, config: ServerConfig, ids: dict[str, str], kept: dict[str, str]) -> None:
+        """A tool that keeps its long id: a warning and an event, once per process."""
+        for name, why in kept.items():
+            if ids[name] in self._told:
+                continue
+            self._told.add(ids[name])
+            log.warning("mcp %s: tool %r keeps the id %r: %s", config.name, name[:80], ids[name], why)
+            try:
+                self.runtime.events.emit("mcp.tool_id_kept", tool_id=ids[name], server=config.name, tool=name[:200],
+                                         reason=why)
+            except (StoreError, ToolError) as exc:
+                log.error("mcp %s: %s", config.name, exc)
+
+    def _move_records(self, aliases: dict[str, str]) -> None:
+        """Calls, failures, scores, circuits and controls recorded under a long id move to its short id (once)."""
+        from state.tool_ids import rename_records, with_records
+
+        todo = [old for old in aliases if old not in self._moved]
+        if not todo:
+            return
+        try:
+            for old in with_records(self.runtime.store, todo):
+                moved = rename_records(self.runtime.store, old, aliases[old])
+                log.info("mcp: the records of %s are now %s's: %s", old, aliases[old], moved)
+                self.runtime.events.emit("mcp.tool_renamed", tool_id=aliases[old], old_id=old,
+                                         moved={k: v for k, v in moved.items() if v})
+        except (StoreError, ToolError) as exc:
+            log.error("mcp: cannot move records to the shorter ids: %s", exc)
+            return
+        self._moved.update(todo)
 
     def _publish(self, link: Any, tools: list[dict[str, Any]]) -> None:
         """A server's tools/list, in the catalog and in the cache (a worker thread of the loop)."""
-        self.runtime.catalog.set_imported(link.name, self._manifests(link.config, tools))
+        self.runtime.catalog.discovered.wait(link.timeout)  # the local tools' ids are known before a short id is chosen
+        manifests, aliases = self._manifests(link.config, tools)
+        self.runtime.catalog.set_imported(link.name, manifests, aliases)
         self._write_cache(link.config, tools)
+        if link.status == "ready":  # a list_changed: the same status, another tool count
+            self._record(link)
 
     def load_caches(self) -> None:
         for name, link in self.links.items():
@@ -281,7 +355,8 @@ class McpHub:
             if tools is not None:
                 self.cached.add(name)
                 link.tool_count = len(tools)
-                self.runtime.catalog.set_imported(name, self._manifests(link.config, tools))
+                manifests, aliases = self._manifests(link.config, tools)
+                self.runtime.catalog.set_imported(name, manifests, aliases)
 
     def _cache_path(self, config: ServerConfig) -> Path:
         return self.cache_dir / f"{config.prefix}.tools.json"
@@ -313,9 +388,28 @@ class McpHub:
 
     # -- status --------------------------------------------------------------------
 
+    def _own(self, link: Any) -> dict[str, Any]:
+        """This process's view of one server, as `statuses()` and the `mcp_servers` table have it."""
+        return {"server": link.name, "transport": link.config.transport, "target": link.config.target,
+                "status": "not connected" if link.status == "idle" else link.status, "tools": link.tool_count,
+                "error": link.error, "pid": link.pid, "server_info": link.server_info, "protocol": link.protocol}
+
+    def _record(self, link: Any) -> None:
+        """A serving runtime's view of a server, in the store for other processes (`mcp list`, dashboards)."""
+        if not self.runtime.serve or self._stopped:
+            return
+        from state.mcp_servers import record
+
+        try:
+            record(self.runtime.store, self.runtime.own_session, self.runtime.node, link.name, self._own(link))
+        except (StoreError, ToolError) as exc:
+            log.error("mcp %s: could not record its status: %s", link.name, exc)
+
     def _status_changed(self, link: Any) -> None:
-        """In the loop thread: ready and error are events (written by a worker thread, never blocking the loop)."""
+        """In the loop thread: every status goes to the store (serving runtimes), ready and error are events too;
+        both written by a worker thread, never blocking the loop."""
         if link.status not in ("ready", "error"):
+            self._off_loop(lambda: self._record(link))
             return
         payload: dict[str, Any] = {"server": link.name, "transport": link.config.transport, "status": link.status}
         if link.status == "ready":
@@ -325,25 +419,63 @@ class McpHub:
         kind = "mcp.server_ready" if link.status == "ready" else "mcp.server_error"
 
         def emit() -> None:
+            self._record(link)
             try:
                 self.runtime.events.emit(kind, **payload)
             except (StoreError, ToolError) as exc:
                 log.error("mcp %s: could not record its status: %s", link.name, exc)
 
-        try:
-            asyncio.get_running_loop().run_in_executor(None, emit)
-        except RuntimeError:  # not in the loop (a server that never started): write it here
-            emit()
+        self._off_loop(emit)
 
-    def statuses(self) -> list[dict[str, Any]]:
-        """Each server as `tooldeck mcp list` and the dashboard show it."""
+    @staticmethod
+    def _off_loop(fn: Any) -> None:
+        try:
+            asyncio.get_running_loop().run_in_executor(None, fn)
+        except RuntimeError:  # not in the loop (a server that never started): write it here
+            fn()
+
+    def held_elsewhere(self) -> dict[str, dict[str, Any]]:
+        """Per server, the row of the live runtime (not this one) holding it: ready first, then the newest."""
+        from state.mcp_servers import held
+
+        rank = {"ready": 0, "connecting": 1, "error": 2}
+        best: dict[str, dict[str, Any]] = {}
+        for row in held(self.runtime.store):
+            if (row["session"], row["node"]) == (self.runtime.own_session, self.runtime.node) or row["server"] not in self.links:
+                continue
+            current = best.get(row["server"])
+            if current is None or rank.get(row["status"], 3) < rank.get(current["status"], 3):
+                best[row["server"]] = row  # rows come newest first: a tie keeps the newer
+        return best
+
+    def every_holder(self) -> list[dict[str, Any]]:
+        """Each server as this process sees it, then as every other live runtime holding it recorded it (the
+        dashboard's sessions view: one row per server and holder)."""
+        from state.mcp_servers import held
+
+        own = self.statuses(others=False)
+        mine = (self.runtime.own_session, self.runtime.node)
+        for row in held(self.runtime.store):
+            if (row["session"], row["node"]) != mine and row["server"] in self.links:
+                own.append({**row, "held_by": f"session {row['session']} on {row['node']}"})
+        return own
+
+    def statuses(self, *, others: bool = True) -> list[dict[str, Any]]:
+        """Each server as `tooldeck mcp list` and the dashboard show it: this process's connection when it has one,
+        else (`others`) what the live runtime holding it recorded, else `not connected`."""
+        elsewhere = self.held_elsewhere() if others else {}
         out = []
         for name, link in self.links.items():
-            out.append({"server": name, "transport": link.config.transport, "target": link.config.target,
-                        "status": "not connected" if link.status == "idle" else link.status,
-                        "tools": link.tool_count, "cached": name in self.cached, "error": link.error, "pid": link.pid,
-                        "server_info": link.server_info, "protocol": link.protocol,
-                        "timeout_seconds": link.timeout})
+            row = {**self._own(link), "cached": name in self.cached, "timeout_seconds": link.timeout,
+                   "node": self.runtime.node, "held_by": "this process"}
+            remote = elsewhere.get(name)
+            if link.status == "idle" and remote is not None:
+                row.update({k: remote[k] for k in ("status", "tools", "error", "pid", "server_info", "protocol")},
+                           node=remote["node"], held_by=f"session {remote['session']} on {remote['node']}",
+                           updated=remote["updated"])
+            elif link.status == "idle":
+                row.update(node=None, held_by=None)
+            out.append(row)
         return out
 
 

@@ -12,13 +12,14 @@ tool's stdout is. `is_error` is the tool's failure, with its text as the one-lin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tools.catalog import Manifest
 from tools.errors import ToolError, ToolInputError
 from tools.mcp.schema import RESULT_KEY
-from tools.mcp.servers import ServerConfig, import_id
+from tools.mcp.servers import ServerConfig, import_id, long_import_id
 
 VERSION = "1.0.0"
 MAX_DESCRIPTION = 4000
@@ -43,8 +44,9 @@ def tool_path(config: ServerConfig, settings_path: Path | None, tool_id: str) ->
     return base.with_name(f"{base.name}#mcp.servers.{config.name}") / tool_id
 
 
-def manifest_for(config: ServerConfig, tool: dict[str, Any]) -> Manifest:
-    """The catalog's manifest of one tool definition (camelCase keys, as on the wire)."""
+def manifest_for(config: ServerConfig, tool: dict[str, Any], tool_id: str | None = None) -> Manifest:
+    """The catalog's manifest of one tool definition (camelCase keys, as on the wire), under `tool_id` (the hub's
+    choice between the short and the long form, see `ids_for`), else `import_id`."""
     name = str(tool["name"])
     annotations = tool.get("annotations") or {}
     output = tool.get("outputSchema")
@@ -52,7 +54,7 @@ def manifest_for(config: ServerConfig, tool: dict[str, Any]) -> Manifest:
     if wrapped:
         output = output["properties"][RESULT_KEY]
     data: dict[str, Any] = {
-        "name": import_id(config.prefix, name),
+        "name": tool_id or import_id(config.prefix, name),
         "type": "mcp",
         "version": VERSION,
         "description": str(tool.get("description") or tool.get("title") or name)[:MAX_DESCRIPTION],
@@ -67,6 +69,36 @@ def manifest_for(config: ServerConfig, tool: dict[str, Any]) -> Manifest:
         if isinstance(annotations.get(hint), bool):
             data[key] = annotations[hint]
     return Manifest.model_validate(data)
+
+
+def ids_for(config: ServerConfig, names: list[str], taken: Callable[[str], str | None],
+            pinned: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each tool name's id, and the reasons a tool kept its long form (`<server>_<tool>`).
+
+    The short form (`import_id`) is used unless it is another id of this server's list, another tool's id in the
+    catalog (`taken` says whose), or approvals are keyed on the long form (`pinned`): then the long form stays,
+    so nothing that worked by it stops working, and the reason is said.
+    """
+    long = {n: long_import_id(config.prefix, n) for n in names}
+    short = {n: import_id(config.prefix, n) for n in names}
+    counts: dict[str, int] = {}
+    for n in names:
+        for form in {short[n], long[n]}:
+            counts[form] = counts.get(form, 0) + 1
+    ids: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    for n in names:
+        if short[n] == long[n]:
+            ids[n] = long[n]
+            continue
+        holder = taken(short[n])
+        why = (f"approved or proposed versions are keyed on {long[n]!r}" if long[n] in pinned
+               else f"{short[n]!r} is also an id of another tool of this server" if counts[short[n]] > 1
+               else f"{short[n]!r} is taken by {holder}" if holder else None)
+        ids[n] = long[n] if why else short[n]
+        if why:
+            kept[n] = why
+    return ids, kept
 
 
 def output_of(tool_id: str, version: str, result: dict[str, Any], wrapped: bool) -> Any:

@@ -6,6 +6,7 @@ command = "python"
 args = ["-m", "my_mcp_server", "--root", "data"]
 env = { API_TOKEN = "${FILES_TOKEN}" }
 timeout_seconds = 30
+max_output_bytes = 1048576    # one answer's bytes on the wire; default: [calls] max_output_bytes
 
 [mcp.servers.search]          # a Streamable HTTP server
 url = "http://127.0.0.1:9000/mcp"
@@ -27,10 +28,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tools.catalog import MAX_OUTPUT_BYTES_CEILING
 from tools.errors import UsageError
 from tools.ids import TOOL_ID_RE
 
-KEYS = ("command", "args", "env", "url", "headers", "timeout_seconds")
+KEYS = ("command", "args", "env", "url", "headers", "timeout_seconds", "max_output_bytes")
 MAX_TIMEOUT = 3600.0
 MAX_SERVER_NAME = 32
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -53,6 +55,8 @@ class ServerConfig:
     url: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     timeout_seconds: float | None = None
+    #: the cap on one message from the server (a call's result as sent); `[calls] max_output_bytes` unless set here
+    max_output_bytes: int = 16 << 20
     #: why this server cannot be used (a malformed section); it is listed in error with this reason
     problem: str | None = None
 
@@ -83,9 +87,24 @@ def normalise(name: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", name.lower())
 
 
+def long_import_id(prefix: str, tool: str) -> str:
+    """`<server>_<tool>` normalised to the id rule; past 64 characters, cut and given a short hash of the whole.
+
+    The form every imported id had before the server's name stopped being repeated (see `import_id`): still an
+    alias of the id, and the id itself where the short form collides or approvals are keyed on this one."""
+    return _fit(normalise(f"{prefix}_{tool}"), prefix, tool)
+
+
 def import_id(prefix: str, tool: str) -> str:
-    """`<server>_<tool>` normalised to the id rule; past 64 characters, cut and given a short hash of the whole."""
-    raw = normalise(f"{prefix}_{tool}")
+    """The tool's id: `<server>_<tool>` under the id rule, except that a tool whose name already starts with the
+    server's (`git_status` of server `git`) is not given it twice (`git_status`, not `git_git_status`)."""
+    name = normalise(tool)
+    if name.startswith(prefix + "_") and len(name) > len(prefix) + 1:
+        return _fit(name, prefix, tool)
+    return long_import_id(prefix, tool)
+
+
+def _fit(raw: str, prefix: str, tool: str) -> str:
     if not raw[:1].isalpha():
         raw = "t" + raw
     if len(raw) <= 64:
@@ -106,7 +125,7 @@ def _table(where: str, value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(value.items())
 
 
-def _check(name: str, raw: Any, where: str) -> ServerConfig:
+def _check(name: str, raw: Any, where: str, default_cap: int) -> ServerConfig:
     if not isinstance(raw, dict):
         raise UsageError(f"{where} must be a table")
     unknown = [k for k in raw if k not in KEYS]
@@ -119,7 +138,11 @@ def _check(name: str, raw: Any, where: str) -> ServerConfig:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not 0 < timeout <= MAX_TIMEOUT):
         raise UsageError(f"{where} timeout_seconds must be a number of seconds in (0, {MAX_TIMEOUT:.0f}], got {timeout!r}")
-    common: dict[str, Any] = {"name": name, "prefix": normalise(name), "where": where,
+    cap = raw.get("max_output_bytes", default_cap)
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= MAX_OUTPUT_BYTES_CEILING:
+        raise UsageError(f"{where} max_output_bytes must be a positive integer (bytes) up to {MAX_OUTPUT_BYTES_CEILING}, "
+                         f"got {cap!r}")
+    common: dict[str, Any] = {"name": name, "prefix": normalise(name), "where": where, "max_output_bytes": cap,
                               "timeout_seconds": float(timeout) if timeout is not None else None}
     if command is not None:
         if "url" in raw or "headers" in raw:
@@ -141,6 +164,9 @@ def load_server_configs(settings: Any) -> list[ServerConfig]:
     path = settings.path or "tooldeck.toml"
     if not isinstance(servers, dict):
         raise UsageError(f"{path}: [mcp.servers] must be a table of servers, e.g. [mcp.servers.files]")
+    from tools.invoke import default_output_cap
+
+    default_cap = default_output_cap(settings)
     out: list[ServerConfig] = []
     prefixes: dict[str, str] = {}
     for name, raw in servers.items():
@@ -149,7 +175,7 @@ def load_server_configs(settings: Any) -> list[ServerConfig]:
             if not _SERVER_NAME.fullmatch(name):
                 raise UsageError(f"{where}: a server name is a letter, then up to {MAX_SERVER_NAME - 1} letters, digits, "
                                  "'_' or '-'")
-            config = _check(name, raw, where)
+            config = _check(name, raw, where, default_cap)
             if config.prefix in prefixes:
                 raise UsageError(f"{where}: its tool ids would start like those of [mcp.servers.{prefixes[config.prefix]}]")
             prefixes[config.prefix] = name

@@ -1,17 +1,17 @@
-"""A circuit breaker per (tool, version), shared across processes through SQLite.
+"""A circuit breaker per (tool, version), shared by every process on every node through the state store.
 
 Written here rather than taken from pybreaker, which holds a lock for the whole
 guarded call and so serialises concurrent calls of a tool. Here a call only reads
 in-memory state on its way in; the sliding window of outcomes is per process, and
 every transition (closed -> open, open -> half-open probe claims, half-open ->
-closed/open, operator overrides) is one short SQLite transaction that other
-processes pick up on their next sync.
+closed/open, operator overrides) is one short transaction on the state store
+(`state.failures`) that other processes pick up on their next sync.
 
 closed --(failure rate >= failure_rate over the last `window` calls, with at least
 `min_calls`, and significantly so; or `consecutive_failures` in a row; or one critical
 failure)--> open
 open --(cooldown_seconds elapsed)--> half-open: at most `half_open_probes` probe calls
-are admitted (claimed in SQLite, so across all processes); a probe that does not
+are admitted (claimed in the store, so across all processes and nodes); a probe that does not
 report within `probe_timeout_seconds` frees its slot.
 half-open --(`half_open_probes` probes succeed)--> closed; --(a probe fails)--> open again.
 
@@ -163,68 +163,3 @@ class Circuit:
         self.probes = row["probes"]
         self.probe_ok = row["probe_ok"]
         self.probe_deadline = row["probe_deadline"]
-
-
-# -- shared state in the store (SQLite or PostgreSQL) ----------------------------------------------------------
-
-def bump_seq(con: Any) -> int:
-    """Advance the change counter (inside the caller's transaction); rows it changes carry the new value as rev."""
-    con.execute("UPDATE failure_seq SET seq = seq + 1 WHERE id = 1")
-    return int(con.execute("SELECT seq FROM failure_seq WHERE id = 1").fetchone()[0])
-
-
-def ensure_health(con: Any, tool_id: str, version: str, base: float, now: float) -> None:
-    con.execute(
-        "INSERT INTO tool_health(tool_id, version, base, score, updated) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
-        (tool_id, version, base, base, now),
-    )
-
-
-def open_circuit(con: Any, tool_id: str, version: str, reason: str, now: float, rev: int,
-                 *, forced: bool = False) -> None:
-    con.execute(
-        "UPDATE tool_health SET circuit='open', opened_at=?, forced=?, circuit_reason=?, probes=0, probe_ok=0,"
-        " probe_deadline=NULL, rev=?, updated=? WHERE tool_id=? AND version=?",
-        (now, int(forced), reason, rev, now, tool_id, version),
-    )
-
-
-def close_circuit(con: Any, tool_id: str, version: str, reason: str, now: float, rev: int) -> None:
-    con.execute(
-        "UPDATE tool_health SET circuit='closed', opened_at=NULL, forced=0, circuit_reason=?, probes=0, probe_ok=0,"
-        " probe_deadline=NULL, rev=?, updated=? WHERE tool_id=? AND version=?",
-        (reason, rev, now, tool_id, version),
-    )
-
-
-def claim_probe(con: Any, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> bool:
-    """Take one of the half-open probe slots, across every process; False when none is free."""
-    cur = con.execute(
-        "UPDATE tool_health SET"
-        " probes = CASE WHEN circuit='open' OR probe_deadline < ? THEN 1 ELSE probes + 1 END,"
-        " probe_ok = CASE WHEN circuit='open' OR probe_deadline < ? THEN 0 ELSE probe_ok END,"
-        " circuit='half_open', probe_deadline=?, rev=?, updated=?"
-        " WHERE tool_id=? AND version=? AND forced=0 AND circuit IN ('open','half_open') AND opened_at + ? <= ?"
-        " AND (circuit='open' OR probes < ? OR probe_deadline < ?)",
-        (now, now, now + cfg.probe_timeout_seconds, rev, now, tool_id, version, cfg.cooldown_seconds, now,
-         cfg.half_open_probes, now),
-    )
-    return cur.rowcount == 1
-
-
-def probe_succeeded(con: Any, tool_id: str, version: str, cfg: CircuitConfig, now: float, rev: int) -> str | None:
-    """Count a successful probe; returns the new state when this one closed the circuit."""
-    cur = con.execute(
-        "UPDATE tool_health SET probe_ok = probe_ok + 1,"
-        " circuit = CASE WHEN probe_ok + 1 >= ? THEN 'closed' ELSE circuit END,"
-        " opened_at = CASE WHEN probe_ok + 1 >= ? THEN NULL ELSE opened_at END,"
-        " circuit_reason = CASE WHEN probe_ok + 1 >= ? THEN 'probe calls succeeded' ELSE circuit_reason END,"
-        " rev=?, updated=? WHERE tool_id=? AND version=? AND circuit='half_open'",
-        (cfg.half_open_probes, cfg.half_open_probes, cfg.half_open_probes, rev, now, tool_id, version),
-    )
-    if cur.rowcount != 1:
-        return None
-    row = con.execute("SELECT circuit FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
-    return CLOSED if row is not None and row[0] == CLOSED else None
-
-

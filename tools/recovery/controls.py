@@ -12,14 +12,15 @@ import json
 import re
 from typing import Any
 
+from state import failures as tables
 from tools.errors import UsageError
 from tools.ids import check_tool_id, check_version
-from tools.recovery.circuit import CLOSED, OPEN, bump_seq, close_circuit, ensure_health, open_circuit
+from tools.recovery.circuit import CLOSED, OPEN
 from tools.recovery.ledger import tracker_for
 from tools.recovery.rules import check_tag
 
 ACTOR_RE = re.compile(r"^[\w.@+\- ]{1,64}\Z")
-ALL_VERSIONS = "*"
+ALL_VERSIONS = tables.ALL_VERSIONS
 
 
 def default_actor() -> str:
@@ -58,13 +59,11 @@ def reset_score(runtime: Any, tool_id: str, version: str | None = None, *, actor
     tool_id, version, base = _target(runtime, tool_id, version)
     now = runtime.store.now()
     with runtime.store.tx() as con:
-        rev = bump_seq(con)
-        ensure_health(con, tool_id, version, base, now)
-        before = float(con.execute("SELECT score FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()[0])
-        con.execute("UPDATE tool_health SET score=?, base=?, rev=?, updated=? WHERE tool_id=? AND version=?",
-                    (base, base, rev, now, tool_id, version))
-        con.execute("INSERT INTO score_history(ts, tool_id, version, score, delta, reason) VALUES (?,?,?,?,?,?)",
-                    (now, tool_id, version, base, base - before, "reset"))
+        rev = tables.bump_seq(con)
+        tables.ensure_health(con, tool_id, version, base, now)
+        before = float(tables.health_row(con, tool_id, version)["score"])
+        tables.set_score(con, tool_id, version, base, rev, now, base=base)
+        tables.note_score(con, tool_id, version, base, base - before, "reset", now)
     return _done(runtime, "reset_score", tool_id, version, actor, score_before=round(before, 4), score=base)
 
 
@@ -74,14 +73,13 @@ def remove_tag(runtime: Any, tool_id: str, tag: str, version: str | None = None,
     tool_id, version, base = _target(runtime, tool_id, version)
     now = runtime.store.now()
     with runtime.store.tx() as con:
-        row = con.execute("SELECT tags FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+        row = tables.health_row(con, tool_id, version)
         tags = json.loads(row["tags"]) if row is not None else []
         if tag not in tags:
             raise UsageError(f"{tool_id} {version} has no tag {tag!r} (tags: {', '.join(tags) or 'none'})")
-        rev = bump_seq(con)
+        rev = tables.bump_seq(con)
         tags.remove(tag)
-        con.execute("UPDATE tool_health SET tags=?, rev=?, updated=? WHERE tool_id=? AND version=?",
-                    (json.dumps(tags), rev, now, tool_id, version))
+        tables.set_tags(con, tool_id, version, tags, rev, now)
     return _done(runtime, "remove_tag", tool_id, version, actor, tag=tag, tags=tags)
 
 
@@ -95,12 +93,12 @@ def force_circuit(runtime: Any, tool_id: str, state: str, version: str | None = 
     now = runtime.store.now()
     why = reason or f"forced {state} by {actor}"
     with runtime.store.tx() as con:
-        rev = bump_seq(con)
-        ensure_health(con, tool_id, version, base, now)
+        rev = tables.bump_seq(con)
+        tables.ensure_health(con, tool_id, version, base, now)
         if state == OPEN:
-            open_circuit(con, tool_id, version, why, now, rev, forced=True)
+            tables.open_circuit(con, tool_id, version, why, now, rev, forced=True)
         else:
-            close_circuit(con, tool_id, version, why, now, rev)
+            tables.close_circuit(con, tool_id, version, why, now, rev)
     return _done(runtime, "circuit", tool_id, version, actor, state=state, reason=why)
 
 
@@ -118,15 +116,9 @@ def set_disabled(runtime: Any, tool_id: str, disabled: bool, version: str | None
         raise UsageError("reason must be a string of at most 200 characters")
     now = runtime.store.now()
     with runtime.store.tx() as con:
-        bump_seq(con)
+        tables.bump_seq(con)
         if disabled:
-            con.execute("INSERT INTO tool_controls(tool_id, version, disabled, reason, actor, updated) VALUES (?,?,?,?,?,?)"
-                        " ON CONFLICT (tool_id, version) DO UPDATE SET disabled=excluded.disabled, reason=excluded.reason,"
-                        " actor=excluded.actor, updated=excluded.updated",
-                        (tool_id, version, 1, reason, actor, now))
-        elif version == ALL_VERSIONS:
-            con.execute("UPDATE tool_controls SET disabled=0, reason=?, actor=?, updated=? WHERE tool_id=?", (reason, actor, now, tool_id))
-        else:  # enabling a version also lifts a whole-tool disable, or the version would stay refused
-            con.execute("UPDATE tool_controls SET disabled=0, reason=?, actor=?, updated=? WHERE tool_id=? AND version IN (?, ?)",
-                        (reason, actor, now, tool_id, version, ALL_VERSIONS))
+            tables.disable(con, tool_id, version, reason, actor, now)
+        else:
+            tables.enable(con, tool_id, version, reason, actor, now)
     return _done(runtime, "disable" if disabled else "enable", tool_id, version, actor, reason=reason)

@@ -4,7 +4,8 @@ Every failure the runtime sees is one row in `failures` (written at once: failur
 are rare) and one `tool.failure` event. Successes are counted in memory and
 written in batches by a sync thread, which also reloads what other processes
 changed (rows whose `rev` passed the last seen `failure_seq`), so the hook on the
-path of every call reads dictionaries and never waits for SQLite.
+path of every call reads dictionaries and never waits for the store. The tables and
+their SQL are `state.failures`; this module is the domain logic over them.
 """
 
 from __future__ import annotations
@@ -18,22 +19,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from state.db import StoreError, dumps
+from state import failures as tables
+from state.db import StoreError
+from state.events import PendingEvent
 from state.redact import redact
 from tools.errors import CallRefusedError, StateError, ToolError, UsageError
 from tools.ids import check_tool_id
-from tools.recovery.circuit import (
-    CLOSED,
-    HALF_OPEN,
-    OPEN,
-    Circuit,
-    CircuitConfig,
-    bump_seq,
-    claim_probe,
-    ensure_health,
-    open_circuit,
-    probe_succeeded,
-)
+from tools.recovery.circuit import CLOSED, HALF_OPEN, OPEN, Circuit, CircuitConfig
 from tools.recovery.rules import ACCELERATION_WINDOW_SECONDS, auto_severity, check_severity, demote, demotion, negative_tags, recover
 
 log = logging.getLogger("tooldeck.failures")
@@ -190,9 +182,11 @@ class FailureTracker:
                                        tool_id=tool_id, version=version, details={"circuit": HALF_OPEN})
         try:
             with self.store.tx() as con:
-                rev = bump_seq(con)
-                admitted = claim_probe(con, tool_id, version, self.cfg, now, rev)
-                row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+                rev = tables.bump_seq(con)
+                admitted = tables.claim_probe(con, tool_id, version, cooldown=self.cfg.cooldown_seconds,
+                                              probes=self.cfg.half_open_probes, probe_timeout=self.cfg.probe_timeout_seconds,
+                                              now=now, rev=rev)
+                row = tables.health_row(con, tool_id, version)
         except StoreError as exc:
             raise CallRefusedError(f"{tool_id} {version}: circuit half-open and no probe slot could be claimed ({exc})",
                                        tool_id=tool_id, version=version, details={"circuit": HALF_OPEN}) from exc
@@ -210,9 +204,9 @@ class FailureTracker:
     def _probe_ok(self, tool_id: str, version: str) -> None:
         now = self.store.now()
         with self.store.tx() as con:
-            rev = bump_seq(con)
-            closed = probe_succeeded(con, tool_id, version, self.cfg, now, rev)
-            row = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+            rev = tables.bump_seq(con)
+            closed = tables.probe_succeeded(con, tool_id, version, probes=self.cfg.half_open_probes, now=now, rev=rev)
+            row = tables.health_row(con, tool_id, version)
         self._apply_rows([row] if row is not None else [])
         if closed:
             self.events.emit("circuit.closed", tool_id, version, reason="probe calls succeeded")
@@ -238,51 +232,30 @@ class FailureTracker:
         error = redact(error.strip())[-MAX_ERROR:]
         now = self.store.now()
         with self.store.tx() as con:
-            rev = bump_seq(con)
-            ensure_health(con, tool_id, version, health.base, now)
-            recent = con.execute(
-                "SELECT COUNT(*) FROM failures WHERE tool_id=? AND version=? AND ts>? AND delta>0",
-                (tool_id, version, now - self.acceleration_window),
-            ).fetchone()[0]
-            rule = demotion(severity, error_class, health.source, int(recent) + 1)
-            row = con.execute("SELECT score, tags, circuit FROM tool_health WHERE tool_id=? AND version=?",
-                              (tool_id, version)).fetchone()
+            rev = tables.bump_seq(con)
+            tables.ensure_health(con, tool_id, version, health.base, now)
+            recent = tables.demoting_failures_since(con, tool_id, version, now - self.acceleration_window)
+            rule = demotion(severity, error_class, health.source, recent + 1)
+            row = tables.health_row(con, tool_id, version)
             score = demote(float(row["score"]), rule.delta)
             old_tags = set(json.loads(row["tags"] or "[]"))
             added = [t for t in negative_tags(scenario, tool_id, health.tool_tags) if t not in old_tags] if rule.may_tag else []
             tags = sorted(old_tags | set(added))
-            inserted = con.execute(
-                "INSERT INTO failures(ts, tool_id, version, scenario, error, severity, error_class, origin, delta, score_after,"
-                " tags_added, session, pid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                (now, tool_id, version, scenario, error, rule.severity, error_class, origin, rule.delta, score,
-                 json.dumps(added), self.runtime.session, self.runtime.pid),
-            ).fetchone()
-            failure_id = int(inserted[0])
-            con.execute(
-                "UPDATE tool_health SET score=?, failures=failures+1, last_failure=?, tags=?, rev=?, updated=?"
-                " WHERE tool_id=? AND version=?",
-                (score, now, json.dumps(tags), rev, now, tool_id, version),
-            )
-            if rule.delta > 0:
-                con.execute("INSERT INTO score_history(ts, tool_id, version, score, delta, reason) VALUES (?,?,?,?,?,?)",
-                            (now, tool_id, version, score, -rule.delta, "failure"))
-            opened = None
-            if rule.counts_for_circuit and probe and row["circuit"] != CLOSED:
-                opened = f"probe call failed ({error_class})"
-            elif open_reason is not None and row["circuit"] == CLOSED:
-                opened = open_reason
+            failure_id = tables.add_failure(con, tables.FailureRow(
+                tool_id, version, scenario, error, rule.severity, error_class, origin, rule.delta, score, added,
+                self.runtime.session, self.runtime.pid), rev, now, tags)
+            opened = self._circuit_opens(row["circuit"], rule.counts_for_circuit, probe, open_reason, error_class)
             if opened is not None:
-                open_circuit(con, tool_id, version, opened, now, rev)
-            fresh = con.execute("SELECT * FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+                tables.open_circuit(con, tool_id, version, opened, now, rev)
+            fresh = tables.health_row(con, tool_id, version)
             events = [("tool.failure", {"failure_id": failure_id, "severity": rule.severity, "error_class": error_class,
                                         "origin": origin, "scenario": scenario[:200], "error": error[-300:], "delta": rule.delta,
                                         "score": round(score, 4), "tags_added": added})]
             if opened is not None:
                 events.append(("circuit.opened", {"reason": opened}))
-            con.executemany(  # in the same transaction: the ledger row and its events land together
-                "INSERT INTO events(ts, pid, session, kind, tool_id, version, payload) VALUES (?,?,?,?,?,?,?)",
-                [(now, self.runtime.pid, self.runtime.session, kind, tool_id, version, redact(dumps(payload)))
-                 for kind, payload in events])
+            # in the same transaction: the ledger row and its events land together
+            self.runtime.events.emit_many_in(con, [PendingEvent(kind, tool_id, version, payload) for kind, payload in events],
+                                             now=now)
         self._apply_rows([fresh])
         record = {
             "failure_id": failure_id, "tool_id": tool_id, "version": version, "severity": rule.severity,
@@ -292,6 +265,16 @@ class FailureTracker:
         for listener in list(self._listeners):
             listener()
         return record
+
+    @staticmethod
+    def _circuit_opens(shared_state: str, counts: bool, probe: bool, open_reason: str | None, error_class: str) -> str | None:
+        """Why this failure opens the circuit (as the store has it now), or None: a failed probe reopens
+        a circuit that is not closed; the local window's verdict opens a closed one."""
+        if counts and probe and shared_state != CLOSED:
+            return f"probe call failed ({error_class})"
+        if open_reason is not None and shared_state == CLOSED:
+            return open_reason
+        return None
 
     # -- sync with other processes -------------------------------------------------
 
@@ -310,11 +293,11 @@ class FailureTracker:
                 self._flush_successes()
                 seq = None  # our own flush may have moved it
             if seq is None:
-                seq = int(self.store.query_one("SELECT seq FROM failure_seq WHERE id=1")[0])
+                seq = tables.current_seq(self.store)
             if seq == self._seq:
                 return
-            rows = self.store.query("SELECT * FROM tool_health WHERE rev > ?", (self._seq,))
-            controls = self.store.query("SELECT tool_id, version, reason, actor, updated FROM tool_controls WHERE disabled=1")
+            rows = tables.changed_since(self.store, self._seq)
+            controls = tables.disabled_controls(self.store)
             with self._lock:
                 self._controls = {(r["tool_id"], r["version"]): dict(r) for r in controls}
             self._apply_rows(rows)
@@ -370,18 +353,14 @@ class FailureTracker:
         with self.store.tx() as con:
             rev: int | None = None
             for (tool_id, version), count, base in batch:
-                ensure_health(con, tool_id, version, base, now)
-                row = con.execute("SELECT score, base FROM tool_health WHERE tool_id=? AND version=?", (tool_id, version)).fetchone()
+                tables.ensure_health(con, tool_id, version, base, now)
+                row = tables.health_row(con, tool_id, version)
                 score = recover(float(row["score"]), float(row["base"]), count)
                 if score != float(row["score"]):
-                    rev = rev if rev is not None else bump_seq(con)
-                    con.execute("UPDATE tool_health SET successes=successes+?, score=?, rev=?, updated=? WHERE tool_id=? AND version=?",
-                                (count, score, rev, now, tool_id, version))
-                    con.execute("INSERT INTO score_history(ts, tool_id, version, score, delta, reason) VALUES (?,?,?,?,?,?)",
-                                (now, tool_id, version, score, score - float(row["score"]), "recovery"))
-                else:
-                    con.execute("UPDATE tool_health SET successes=successes+? WHERE tool_id=? AND version=?",
-                                (count, tool_id, version))
+                    rev = rev if rev is not None else tables.bump_seq(con)
+                    tables.set_score(con, tool_id, version, score, rev, now)
+                    tables.note_score(con, tool_id, version, score, score - float(row["score"]), "recovery", now)
+                tables.add_successes(con, tool_id, version, count)
 
     # -- read side (CLI, dashboard, selection, evolution) --------------------------
 
@@ -427,15 +406,11 @@ class FailureTracker:
 
     def recent_failures(self, tool_id: str | None = None, version: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first; evolution builds its prompt from these, the dashboard lists them."""
-        rows = self.store.query("SELECT * FROM failures WHERE (tool_id=?1 OR ?1 IS NULL) AND (version=?2 OR ?2 IS NULL)"
-                                " ORDER BY id DESC LIMIT ?3", (tool_id, version, int(limit)))
-        return [{**dict(r), "tags_added": json.loads(r["tags_added"] or "[]")} for r in rows]
+        return tables.recent_failures(self.store, tool_id, version, limit)
 
     def score_history(self, tool_id: str, version: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Oldest first, for a trend line."""
-        rows = self.store.query("SELECT * FROM score_history WHERE tool_id=?1 AND (version=?2 OR ?2 IS NULL)"
-                                " ORDER BY id DESC LIMIT ?3", (tool_id, version, int(limit)))
-        return [dict(r) for r in reversed(rows)]
+        return tables.score_history(self.store, tool_id, version, limit)
 
     def recent_resilient(self, limit: int = 20) -> list[dict[str, Any]]:
         """Resilient runs, newest last: each one `resilient.run` event with its hops."""

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from state import failures as failure_tables
 from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.errors import StateError, ToolNotReadyError, UsageError
@@ -161,13 +162,6 @@ def memory_for(runtime: Any, timeout: float) -> MemoryService:
 
 # -- selection -------------------------------------------------------------------------
 
-def _served_entry(runtime: Any, tool_id: str, promotions: dict[tuple[str, str], str]) -> Any:
-    """The entry a call to `tool_id` would run (session promotion, global promotion, base), or None."""
-    version = promotions.get((tool_id, runtime.session)) or promotions.get((tool_id, "global"))
-    entry = runtime.catalog.find(tool_id, version)
-    return entry if entry is not None and entry.manifest is not None else None
-
-
 def failure_penalties(hits: list[Any], keys: set[tuple[str, str]], threshold: float) -> dict[tuple[str, str], tuple[float, str]]:
     """(tool, version) -> (factor, note) from remembered failures on similar scenarios.
 
@@ -190,74 +184,48 @@ def failure_penalties(hits: list[Any], keys: set[tuple[str, str]], threshold: fl
     return out
 
 
-def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
-                      settings: SelectionSettings | None = None, sync: bool = True) -> Selection:
-    """Rank the tools that could serve `scenario`; nothing below the minimum similarity is offered."""
-    started = time.perf_counter()
-    cfg = settings or SelectionSettings.from_runtime(runtime)
-    service = memory_for(runtime, cfg.ready_timeout)
-    tracker = runtime.extension("failures")
-    timings: dict[str, float] = {}
-    if sync:  # one query tells whether anything changed in any process since the last look
-        row = runtime.store.query_one("SELECT (SELECT seq FROM failure_seq WHERE id=1), (SELECT COALESCE(MAX(id), 0) FROM failures)")
-        tracker.sync(force=True, seq=int(row[0]))
-        service.catch_up(int(row[1]))
-        timings["sync"] = (time.perf_counter() - started) * 1000
-    t = time.perf_counter()
-    memory: SemanticMemory = service.memory
-    vector = memory.embed_one(scenario)
-    timings["embed"] = (time.perf_counter() - t) * 1000
-    t = time.perf_counter()
-    wanted = {x.lower() for x in tags or []}
-    hits = memory.search_tools(vector, cfg.tagged_pool if wanted else cfg.pool, cfg.min_similarity)
-    timings["search"] = (time.perf_counter() - t) * 1000
-    best = hits[0].similarity if hits else None
-    best_tool = hits[0].payload.get("tool_id") if hits else None
-    if not hits:
-        nearest = memory.search_tools(vector, 1)
-        if nearest:
-            best, best_tool = nearest[0].similarity, nearest[0].payload.get("tool_id")
-    formats = scenario_formats(scenario)
-    promotions = runtime.promotions()
-    skipped: list[Skipped] = []
-    viable: list[tuple[Any, dict[str, Any], Any, Any]] = []
-    for hit in hits:
-        p = hit.payload
-        tool_id, version = p.get("tool_id"), p.get("version")
-        entry = _served_entry(runtime, tool_id, promotions)
-        if entry is None or entry.served_version != version:
-            continue  # another version of this tool answers calls; its own point will speak for it
-        reason = None
-        tool_tags = {x.lower() for x in p.get("tags", ())} if wanted else set()
-        if (p.get("source") == "builtin" or p.get("sink")) and not wanted & tool_tags:
-            reason = f"{'runtime builtin' if p.get('source') == 'builtin' else 'pass-through sink'}: only tried when a tag asks for it"
-        elif wanted and not wanted & tool_tags:
-            reason = f"none of the requested tags ({', '.join(sorted(wanted))})"
-        else:
-            control = tracker.disabled(tool_id, version)
-            health = tracker.view(tool_id, version)
-            if control is not None:
-                reason = f"disabled by {control.get('actor') or 'an operator'}"
-            elif health is not None:
-                state = tracker.circuit_state(health)
-                if state == OPEN:
-                    reason = f"circuit open ({health.circuit.reason})"
-                elif health.tags and (blocked := blocking_tags(formats, health.tags)):
-                    reason = f"negative tag {', '.join(blocked)}"
-                else:
-                    viable.append((hit, p, (health.score, health.failures, state == HALF_OPEN), entry))
-                    continue
-            else:
-                viable.append((hit, p, None, entry))
-                continue
-        skipped.append(Skipped(tool_id, version, round(hit.similarity, 4), reason))
-    t = time.perf_counter()
-    penalties: dict[tuple[str, str], tuple[float, str]] = {}
-    keys = {(p["tool_id"], p["version"]) for _h, p, _x, _e in viable}
-    if keys & service.failed_keys:  # nothing to predict from otherwise
-        failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
-        penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
-    timings["failures"] = (time.perf_counter() - t) * 1000
+def _served_entry(runtime: Any, hit: Any, skipped: list[Skipped], noted: set[tuple[str, str]]) -> Any:
+    """The loaded entry of this hit's version if that version is the one calls run now (the runtime's
+    resolver decides), else None: another version answers and its own point speaks for it. A promoted
+    version that cannot serve is named in `skipped` once, never dropped unseen."""
+    tool_id, version = hit.payload.get("tool_id"), hit.payload.get("version")
+    served = runtime.resolution(tool_id, wait=False)
+    for passed, why in served.fell_back_from:
+        if (tool_id, passed) not in noted:
+            noted.add((tool_id, passed))
+            skipped.append(Skipped(tool_id, passed, round(hit.similarity, 4),
+                                   f"promoted but cannot serve ({why}); {served.version or 'nothing'} serves"))
+    entry = served.entry
+    if entry is None or entry.manifest is None or entry.served_version != version:
+        return None
+    return entry
+
+
+def _why_not_tried(p: dict[str, Any], wanted: set[str], tracker: Any, formats: list[str]) -> tuple[str | None, Any]:
+    """(why this candidate is left out, or None; its live (score, failures, half-open) when tracked)."""
+    tool_id, version = p["tool_id"], p["version"]
+    tool_tags = {x.lower() for x in p.get("tags", ())} if wanted else set()
+    if (p.get("source") == "builtin" or p.get("sink")) and not wanted & tool_tags:
+        return f"{'runtime builtin' if p.get('source') == 'builtin' else 'pass-through sink'}: only tried when a tag asks for it", None
+    if wanted and not wanted & tool_tags:
+        return f"none of the requested tags ({', '.join(sorted(wanted))})", None
+    control = tracker.disabled(tool_id, version)
+    if control is not None:
+        return f"disabled by {control.get('actor') or 'an operator'}", None
+    health = tracker.view(tool_id, version)
+    if health is None:
+        return None, None
+    state = tracker.circuit_state(health)
+    if state == OPEN:
+        return f"circuit open ({health.circuit.reason})", None
+    if health.tags and (blocked := blocking_tags(formats, health.tags)):
+        return f"negative tag {', '.join(blocked)}", None
+    return None, (health.score, health.failures, state == HALF_OPEN)
+
+
+def _ranked(viable: list[tuple[Any, dict[str, Any], Any, Any]], penalties: dict[tuple[str, str], tuple[float, str]],
+            limit: int) -> list[Candidate]:
+    """rank = similarity x score x penalty (ties: the manifest's priority, then id); the best `limit`."""
     scored = []
     for hit, p, health, entry in viable:
         key = (p["tool_id"], p["version"])
@@ -275,5 +243,57 @@ def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = N
             why += "; half-open circuit: probe call"
         candidates.append(Candidate(key[0], key[1], round(similarity, 4), round(score, 4), round(factor, 4), round(-neg_rank, 4),
                                     why, probe))
+    return candidates
+
+
+def select_candidates(runtime: Any, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
+                      settings: SelectionSettings | None = None, sync: bool = True) -> Selection:
+    """Rank the tools that could serve `scenario`; nothing below the minimum similarity is offered."""
+    started = time.perf_counter()
+    cfg = settings or SelectionSettings.from_runtime(runtime)
+    service = memory_for(runtime, cfg.ready_timeout)
+    tracker = runtime.extension("failures")
+    timings: dict[str, float] = {}
+    if sync:  # one query tells whether anything changed in any process since the last look
+        seq, last_failure = failure_tables.seq_and_last_failure(runtime.store)
+        tracker.sync(force=True, seq=seq)
+        service.catch_up(last_failure)
+        timings["sync"] = (time.perf_counter() - started) * 1000
+    t = time.perf_counter()
+    memory: SemanticMemory = service.memory
+    vector = memory.embed_one(scenario)
+    timings["embed"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    wanted = {x.lower() for x in tags or []}
+    hits = memory.search_tools(vector, cfg.tagged_pool if wanted else cfg.pool, cfg.min_similarity)
+    timings["search"] = (time.perf_counter() - t) * 1000
+    best = hits[0].similarity if hits else None
+    best_tool = hits[0].payload.get("tool_id") if hits else None
+    if not hits:
+        nearest = memory.search_tools(vector, 1)
+        if nearest:
+            best, best_tool = nearest[0].similarity, nearest[0].payload.get("tool_id")
+    formats = scenario_formats(scenario)
+    skipped: list[Skipped] = []
+    noted: set[tuple[str, str]] = set()
+    viable: list[tuple[Any, dict[str, Any], Any, Any]] = []
+    for hit in hits:
+        p = hit.payload
+        entry = _served_entry(runtime, hit, skipped, noted)
+        if entry is None:
+            continue
+        reason, health = _why_not_tried(p, wanted, tracker, formats)
+        if reason is None:
+            viable.append((hit, p, health, entry))
+        else:
+            skipped.append(Skipped(p["tool_id"], p["version"], round(hit.similarity, 4), reason))
+    t = time.perf_counter()
+    penalties: dict[tuple[str, str], tuple[float, str]] = {}
+    keys = {(p["tool_id"], p["version"]) for _h, p, _x, _e in viable}
+    if keys & service.failed_keys:  # nothing to predict from otherwise
+        failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
+        penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
+    timings["failures"] = (time.perf_counter() - t) * 1000
+    candidates = _ranked(viable, penalties, limit)
     timings["total"] = (time.perf_counter() - started) * 1000
     return Selection(scenario, candidates, skipped, cfg.min_similarity, best, formats, timings, best_tool)

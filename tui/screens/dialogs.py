@@ -10,12 +10,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, OptionList, Static
 
+from tui.style import shown, shown_text
+
 
 def _heading(title: str, note: str) -> ComposeResult:
     """A dialog's question, and its note when it has one."""
-    yield Label(title, classes="dialog-question")
+    yield Label(shown(title), classes="dialog-question")
     if note:
-        yield Static(note, classes="dialog-note")
+        yield Static(shown(note), classes="dialog-note")
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -31,7 +33,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-question")
+            yield Label(shown(self.question), classes="dialog-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="error" if self.danger else "primary", id="yes")
                 yield Button("No (n)", id="no")
@@ -105,7 +107,7 @@ class ChoiceScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield from _heading(self.title_text, self.note)
-            yield _Options(*[label for _, label in self.options], id="choices")
+            yield _Options(*[shown(label, multiline=False) for _, label in self.options], id="choices")  # session labels are foreign
         yield Footer()
 
     def on_mount(self) -> None:
@@ -138,10 +140,30 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(self.title_text, classes="dialog-question")
+            yield Label(shown(self.title_text), classes="dialog-question")
             with VerticalScroll():
-                yield Static(self.body, classes="text-body")
+                yield Static(self._body(), classes="text-body")
         yield Footer()
+
+    def _body(self) -> Any:
+        """A result is a tool's or a model's text: a string or `Text` is made visible (tools/visible.py); a `Syntax`
+        (JSON) gets its hidden characters as `\\uXXXX`; richer renderables are built visible by their callers."""
+        from rich.syntax import Syntax
+        from rich.text import Text
+
+        from tools.visible import json_visible
+
+        if isinstance(self.body, str):
+            return shown(self.body)
+        if isinstance(self.body, Text):
+            return shown_text(self.body)
+        if isinstance(self.body, Syntax):
+            import copy
+
+            body = copy.copy(self.body)  # `y` copies the real text
+            body.code = json_visible(body.code)
+            return body
+        return self.body
 
     def action_copy(self) -> None:
         text = self.copy_text or str(getattr(self.body, "code", None) or getattr(self.body, "plain", None) or self.body)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -22,15 +23,21 @@ from tui.widgets.live_table import Col, LiveTable
 COLUMNS = [Col("session", "session"), Col("kind", "kind"), Col("label", "label"), Col("host", "host"), Col("pid", "pid"),
            Col("heartbeat", "heartbeat"), Col("calls 1m", "calls"), Col("failed 1m", "failed"), Col("since", "started", drop=1)]
 SERVER_COLUMNS = [Col("MCP server", "server"), Col("transport", "transport"), Col("status", "status"), Col("tools", "tools"),
-                  Col("pid", "pid", drop=1), Col("last error", "error", flex=True)]
+                  Col("pid", "pid", drop=1), Col("held by", "held_by", drop=2), Col("last error", "error", flex=True)]
 STATUS_STYLE = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
 
 
-def server_rows(statuses: list[dict[str, Any]]) -> list[tuple[str, tuple]]:
-    """The imported MCP servers (`runtime.extensions["mcp"].statuses()`), in tooldeck.toml order."""
-    return [(s["server"], (s["server"], s["transport"], Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
+def server_key(s: dict[str, Any], node: str | None) -> str:
+    """`server` for this dashboard's own connection, `server@node` for another live runtime's."""
+    return s["server"] if s.get("node") in (None, node) else f"{s['server']}@{s['node']}"
+
+
+def server_rows(statuses: list[dict[str, Any]], node: str | None = None) -> list[tuple[str, tuple]]:
+    """The imported MCP servers (`runtime.extensions["mcp"].every_holder()`): this dashboard's connections in
+    tooldeck.toml order, then what every other live runtime holding one recorded in the store."""
+    return [(server_key(s, node), (s["server"], s["transport"], Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
                            "" if s["tools"] is None else str(s["tools"]), "" if s["pid"] is None else str(s["pid"]),
-                           s["error"] or "")) for s in statuses]
+                           s.get("held_by") or "", s["error"] or "")) for s in statuses]
 
 
 def kind_of(row: dict[str, Any]) -> str:
@@ -105,11 +112,22 @@ class SessionsScreen(ModalScreen[None]):
             title += f" · state: {backend.get('backend')} {backend.get('where')}"
         self.query_one("#sessions-title", Label).update(title)
         hub = runtime.extensions.get("mcp") if runtime is not None else None
-        statuses = hub.statuses() if hub is not None else []
-        self._servers = {s["server"]: s for s in statuses}
+        if hub is not None:
+            self.load_servers(hub)
+        else:
+            self.query_one("#mcp-servers-table", LiveTable).display = False
+
+    @work(thread=True, exclusive=True, group="mcp-servers", exit_on_error=False)
+    def load_servers(self, hub: Any) -> None:
+        """The servers' statuses read the store (other runtimes' connections): off the UI thread."""
+        statuses = hub.every_holder()
+        self.app.call_from_thread(self._show_servers, statuses, hub.runtime.node)
+
+    def _show_servers(self, statuses: list[dict[str, Any]], node: str) -> None:
+        self._servers = {server_key(s, node): s for s in statuses}
         servers = self.query_one("#mcp-servers-table", LiveTable)
         servers.display = bool(statuses)
-        servers.apply(server_rows(statuses))
+        servers.apply(server_rows(statuses, node))
 
     def on_data_table_cell_selected(self, event: Any) -> None:
         event.stop()

@@ -16,7 +16,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
+from tools.visible import visible
 from tui.details import as_json
+from tui.style import shown
 
 ACTOR = "dashboard"
 
@@ -78,7 +80,7 @@ class ToolDetailScreen(ModalScreen[None]):
         try:
             info = gather(self.app.runtime, self.tool_id, self.version)
         except Exception as exc:  # an unknown or broken tool: say why in the dialog
-            self.app.call_from_thread(self.query_one("#manifest-body", Static).update, Text(str(exc), style="bold red"))
+            self.app.call_from_thread(self.query_one("#manifest-body", Static).update, shown(str(exc), "bold red"))
             return
         self.app.call_from_thread(self._show, info)
 
@@ -94,19 +96,21 @@ class ToolDetailScreen(ModalScreen[None]):
                 title += f" · tags {', '.join(health['tags'])}"
         if info["overrides"]:
             title += f" · overrides {info['overrides']}"
-        self.query_one("#tool-title", Label).update(title)
-        self.query_one("#manifest-body", Static).update(Group(Text(info["path"], style="dim"),
-                                                             Syntax(info["manifest"], "yaml", word_wrap=True)))
+        self.query_one("#tool-title", Label).update(shown(title, multiline=False))
+        # the manifest (a description an MCP server or a model wrote), calls and failures are foreign text: made visible
+        self.query_one("#manifest-body", Static).update(Group(shown(info["path"], "dim"),
+                                                             Syntax(visible(info["manifest"]), "yaml", word_wrap=True)))
         calls = Table("time", "outcome", "ms", "input", box=None, title="recent calls", title_justify="left", expand=True)
         for c in info["calls"]:
-            calls.add_row(time.strftime("%H:%M:%S", time.localtime(c["ts"])), c["outcome"], f"{c['duration_ms']:.0f}",
-                          (c.get("input") or "")[:50])
+            calls.add_row(time.strftime("%H:%M:%S", time.localtime(c["ts"])), shown(c["outcome"]), f"{c['duration_ms']:.0f}",
+                          shown((c.get("input") or "")[:50], multiline=False))
         failures = Table("time", "class", "severity", "scenario / error", box=None, title="recent failures", title_justify="left",
                          expand=True)
         for f in info["failures"]:
-            failures.add_row(time.strftime("%H:%M:%S", time.localtime(f["ts"])), f.get("error_class", ""), f.get("severity", ""),
-                             f"{f.get('scenario', '')[:40]} · {f.get('error', '')[:60]}")
-        versions = Text(f"evolved versions: {', '.join(info['versions']) or 'none'}", style="dim")
+            failures.add_row(time.strftime("%H:%M:%S", time.localtime(f["ts"])), shown(f.get("error_class", "")),
+                             shown(f.get("severity", "")),
+                             shown(f"{f.get('scenario', '')[:40]} · {f.get('error', '')[:60]}", multiline=False))
+        versions = shown(f"evolved versions: {', '.join(info['versions']) or 'none'}", "dim")
         self.query_one("#activity-body", Static).update(Group(calls, Text(""), failures, Text(""), versions))
         if info.get("charts") and not self._charted:
             from tui.widgets.chart import chart_widget

@@ -3,6 +3,11 @@
 textual-diff-view is AGPL and slow to first paint. Here the diff text (from
 difflib) is split into lines once; only the lines on screen are highlighted
 and rendered, so a 2,000-line diff paints in well under the 300 ms budget.
+
+The diff is the model's text: each line is shown through tools/visible.py (an
+escape sequence or a bidi control is spelled out, never sent to the terminal),
+and when any line held such a character every line gets a one-column gutter in
+which those lines are marked `!`. The approval hash binds the real bytes.
 """
 
 from __future__ import annotations
@@ -15,36 +20,43 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tools.visible import marked_lines
+
+MARK = "!"
+MARK_STYLE = "bold black on yellow"
+
 
 def side_by_side_rows(diff: str) -> list[tuple[str, str, str, str]]:
-    """Pair a unified diff's lines as (left, right, left_kind, right_kind); kinds: ctx, del, add, hunk, meta, blank."""
+    """Pair a unified diff's lines as (left, right, left_kind, right_kind); kinds: ctx, del, add, hunk, meta, blank.
+    Each side is shown visibly; a kind ends in `!` (`add!`) when that line held a hidden character."""
     rows: list[tuple[str, str, str, str]] = []
-    removed: list[str] = []
-    added: list[str] = []
+    removed: list[tuple[str, str]] = []
+    added: list[tuple[str, str]] = []
 
     def flush() -> None:
         for i in range(max(len(removed), len(added))):
-            left = removed[i] if i < len(removed) else ""
-            right = added[i] if i < len(added) else ""
-            rows.append((left, right, "del" if i < len(removed) else "blank", "add" if i < len(added) else "blank"))
+            left, lk = removed[i] if i < len(removed) else ("", "blank")
+            right, rk = added[i] if i < len(added) else ("", "blank")
+            rows.append((left, right, lk, rk))
         removed.clear()
         added.clear()
 
-    for line in diff.splitlines():
+    for line, marked in marked_lines(diff) if diff else []:
+        mark = MARK if marked else ""
         if line.startswith(("---", "+++")):
             flush()
-            rows.append((line, "", "meta", "blank"))
+            rows.append((line, "", "meta" + mark, "blank"))
         elif line.startswith("@@"):
             flush()
-            rows.append((line, line, "hunk", "hunk"))
+            rows.append((line, line, "hunk" + mark, "hunk" + mark))
         elif line.startswith("-"):
-            removed.append(line[1:])
+            removed.append((line[1:], "del" + mark))
         elif line.startswith("+"):
-            added.append(line[1:])
+            added.append((line[1:], "add" + mark))
         else:
             flush()
             text = line[1:] if line.startswith(" ") else line
-            rows.append((text, text, "ctx", "ctx"))
+            rows.append((text, text, "ctx" + mark, "ctx" + mark))
     flush()
     return rows
 
@@ -83,7 +95,9 @@ class DiffView(ScrollView, can_focus=True):
         super().__init__(**kwargs)
         self.diff = ""
         self._rows: list[tuple[str, str, str, str]] = []  # (left, right, left kind, right kind)
-        self._unified: list[str] = []
+        self._unified: list[str] = []  # the diff's lines, made visible
+        self._marked: list[bool] = []  # which of them held a control, bidi or invisible character
+        self.marks_shown = False  # any line marked: every line gets a one-column gutter
         self._cache: dict[tuple[str, int, int], Strip] = {}
         self._lexer = "text"
         self._highlighter: Any = None  # rich.syntax.Syntax, imported on first use (pygments is slow to import)
@@ -104,7 +118,10 @@ class DiffView(ScrollView, can_focus=True):
             return
         self.diff = diff
         self.placeholder = placeholder
-        self._unified = diff.splitlines() if diff else placeholder.splitlines()
+        lines = marked_lines(diff if diff else placeholder)
+        self._unified = [line for line, _ in lines]
+        self._marked = [marked for _, marked in lines]
+        self.marks_shown = any(self._marked)
         self._rows = side_by_side_rows(diff)
         self._lexer = _lexer(diff)
         self._highlighter = None
@@ -125,7 +142,7 @@ class DiffView(ScrollView, can_focus=True):
     def _relayout(self) -> None:
         self._cache.clear()
         if self.mode == "unified":
-            width = max((len(line) for line in self._unified), default=0)
+            width = max((len(line) for line in self._unified), default=0) + (1 if self.marks_shown else 0)
             self.virtual_size = Size(width + 1, max(1, len(self._unified)))
         else:
             self.virtual_size = Size(self.size.width, max(1, len(self._rows)))
@@ -146,7 +163,7 @@ class DiffView(ScrollView, can_focus=True):
         theme = self.app.current_theme if self.is_attached else None
         styles = diff_styles(theme)
         if not self.diff:
-            lines = self.placeholder.splitlines() or [""]
+            lines = self._unified or [""]
             return Text(lines[index], style="dim" if self.placeholder == "no diff" else "bold") if index < len(lines) else Text("")
         if self.mode == "unified":
             line = self._unified[index]
@@ -157,11 +174,13 @@ class DiffView(ScrollView, can_focus=True):
                 text = Text(line[:1] or " ")
                 text.append_text(self._highlight(line[1:]))
             text.stylize(styles[kind])
-            return text
+            return self._with_gutter(text, self._marked[index])
         left, right, lk, rk = self._rows[index]
-        half = max(10, (width - 3) // 2)
+        half = max(10, (width - 3) // 2) - (1 if self.marks_shown else 0)
         out = Text(no_wrap=True)
         for code, kind, last in ((left, lk, False), (right, rk, True)):
+            marked = kind.endswith(MARK)
+            kind = kind.rstrip(MARK)
             if kind == "blank":
                 cell = Text("")
             elif kind in ("meta", "hunk"):
@@ -170,9 +189,17 @@ class DiffView(ScrollView, can_focus=True):
                 cell = self._highlight(code)
             cell.truncate(half, pad=True)
             cell.stylize(styles[kind])
-            out.append_text(cell)
+            out.append_text(self._with_gutter(cell, marked))
             if not last:
                 out.append(" │ ", style="dim")
+        return out
+
+    def _with_gutter(self, text: Text, marked: bool) -> Text:
+        """`!` before a line that held a hidden character; a blank column before the others (only when any is marked)."""
+        if not self.marks_shown:
+            return text
+        out = Text(MARK, style=MARK_STYLE) if marked else Text(" ")
+        out.append_text(text)
         return out
 
     def render_line(self, y: int) -> Strip:

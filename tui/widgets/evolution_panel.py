@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from tools.visible import visible
 from tui.details import Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
-from tui.style import status_text
+from tui.style import shown, status_text
 from tui.widgets.diff_view import DiffView
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
@@ -143,19 +144,20 @@ class EvolutionPanel(Panel):
         tokens = p.get("tokens") or {}
         head.append(f"   model {model} · tokens {tokens.get('input', 0)}/{tokens.get('output', 0)}", style="dim")
         lines = [head]
+        # hint, error, stage details, failure and review reason are model-, tool- or sandbox-written: made visible
         if p.get("mutation_hint"):
-            lines.append(Text(f"hint: {p['mutation_hint']}"))
+            lines.append(shown(f"hint: {p['mutation_hint']}"))
         if p.get("error_message"):
-            lines.append(Text(f"error: {p['error_message']}", style=colors["error"]))
+            lines.append(shown(f"error: {p['error_message']}", colors["error"]))
         stage_line = Text("stages: ", style="bold")
         failed_detail = None
         for stage in p.get("stages") or []:
             ok = stage.get("passed")
             mark, style = stage_mark(stage, colors)
             stage_line.append(f"{mark} ", style=style)
-            stage_line.append(f"{stage.get('name', '')} ")
+            stage_line.append(f"{visible(stage.get('name', ''))} ")
             if stage.get("skipped"):
-                stage_line.append(f"(skipped: {str(stage.get('detail', ''))[:60]})  ", style="dim")
+                stage_line.append(f"(skipped: {visible(str(stage.get('detail', ''))[:60], multiline=False)})  ", style="dim")
             else:
                 stage_line.append(f"{stage.get('ms', '')} ms  ", style="dim")
             if ok is False and not stage.get("skipped") and failed_detail is None:
@@ -163,7 +165,7 @@ class EvolutionPanel(Panel):
         if p.get("stages"):
             lines.append(stage_line)
         if failed_detail:
-            lines.append(Text(failed_detail[:400], style=colors["error"]))
+            lines.append(shown(failed_detail[:400], colors["error"]))
         protections = p.get("protections") or {}
         if protections:
             held = " · ".join(f"{k} {'✓' if v is True else ('✗' if v is False else v)}" for k, v in protections.items())
@@ -172,9 +174,9 @@ class EvolutionPanel(Panel):
         if sha:
             lines.append(Text(f"diff sha256 {sha}", style="dim"))
         if p.get("failure"):
-            lines.append(Text(f"stopped: {p['failure']}", style=colors["error"]))
+            lines.append(shown(f"stopped: {p['failure']}", colors["error"]))
         if p.get("review_reason") or p.get("reason"):
-            lines.append(Text(f"review: {p.get('review_reason') or p.get('reason')}", style="dim"))
+            lines.append(shown(f"review: {p.get('review_reason') or p.get('reason')}", "dim"))
         return Group(*lines)
 
     # -- keys ----------------------------------------------------------------------
@@ -305,6 +307,8 @@ def proposal_details(p: dict[str, Any], colors: dict[str, str]) -> Details:
         line.append(f"{stage.get('ms', '')} ms · {stage.get('detail', '')}")
         fields.append((f"stage {stage.get('name', '')}", line))
     blocks = []
+    if p.get("explanation"):
+        blocks.append(("the model's explanation", str(p["explanation"]), "text"))
     if p.get("error_message"):
         blocks.append(("error it fixes", str(p["error_message"]), "text"))
     if p.get("failure"):

@@ -21,6 +21,9 @@ from textual.reactive import Reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist, RowKey
 
+from tools.visible import visible
+from tui.style import shown_text
+
 GAP = 1  # blank cells after every column (the table's own cell padding is 0)
 NEWLINE = "⏎"
 
@@ -37,13 +40,14 @@ class Col:
 
 
 def one_line(value: Any, *, flex: bool = False) -> Text:
-    """A cell as one line of Text: never parsed as markup, newlines shown as ⏎, free text ends in an ellipsis."""
+    """A cell as one line of Text: never parsed as markup, control characters made visible (tools/visible.py),
+    newlines shown as ⏎, free text ends in an ellipsis."""
     if isinstance(value, Text):
-        text = value
+        text = shown_text(value)
         if "\n" in text.plain:
             text = Text(NEWLINE, style="dim").join(text.split("\n", allow_blank=True))
     else:
-        text = Text(str(value).replace("\r\n", "\n").replace("\n", NEWLINE))
+        text = Text(visible(str(value).replace("\r\n", "\n")).replace("\n", NEWLINE))
     if flex:
         text = text.copy()
         text.no_wrap = True
