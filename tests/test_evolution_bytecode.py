@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
+from state import promotions
 from tests.evolution_helpers import MANIFEST_EXTRA, greet_tool, settings
 from tests.helpers import exec_tool, python_tool
 from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tests.test_evolution_tamper import ADA, code_of, tampered_events, two_approved_fixture  # noqa: F401
 from tools.evolution.pins import pin
-from tools.evolution.review import PROMOTION_UPSERT
 
 #: in `.tooldeck/`: this node's pinned folders were cleared of old bytecode
 NO_BYTECODE_MARKER = ".evolved-no-bytecode"
@@ -112,9 +112,8 @@ def approve_folder(rt: Any, version: str, files: dict[str, str]) -> Path:
         (folder / name).write_text(text)
     with rt.store.tx() as con:
         pin(con, "greet", version, folder, None)
-        con.execute("INSERT INTO promotions(tool_id, scope, version, original_version, proposal_id, reason, reviewer,"
-                    " promoted_at) VALUES (?,?,?,?,?,?,?,?)" + PROMOTION_UPSERT,
-                    ("greet", "global", version, "1.0.0", None, "a helper module", "tester", 0.0))
+        promotions.promote(con, "greet", "global", version, original_version="1.0.0", proposal_id=None,
+                           reason="a helper module", reviewer="tester", now=0.0)
     rt.catalog.reload_path(folder / "greet.yaml")
     rt.invalidate_promotions()
     rt.extensions["evolution_pins"].invalidate()
