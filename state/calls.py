@@ -217,9 +217,8 @@ class CallRecorder:
                 [(k[0], k[1], c[0], c[1], c[2]) for k, c in counts.items()],
             )
             if dropped:
-                payload = {"dropped": dropped, "dropped_total": self.dropped_total, "max_queued_records": self.max_queued,
-                           "error": self.last_error}
-                self.events.emit_in(con, "calls.dropped", **payload)
+                self.events.emit_in(con, "calls.dropped", dropped=dropped, dropped_total=self.dropped_total,
+                                    max_queued_records=self.max_queued, error=self.last_error)
 
     def close(self) -> None:
         """Stop the thread and write what is queued; records a broken store cannot take are logged, not raised."""

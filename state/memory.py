@@ -173,17 +173,17 @@ class SemanticMemory:
         ]
         with self._lock:
             self.client.upsert(self.tools_collection, points, wait=True)
-            self._payloads.update((str(p.id), p.payload) for p in points)
+            self._payloads.update((str(p.id), p.payload or {}) for p in points)
 
     def delete_tools(self, keys: Iterable[tuple[str, str]]) -> None:
         from qdrant_client import models
 
-        ids = [tool_point_id(t, v) for t, v in keys]
+        ids: list[int | str | Any] = [tool_point_id(t, v) for t, v in keys]
         if ids:
             with self._lock:
                 self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=ids), wait=True)
                 for point_id in ids:
-                    self._payloads.pop(point_id, None)
+                    self._payloads.pop(str(point_id), None)
 
     def upsert_failures(self, items: list[dict[str, Any]]) -> None:
         """items: tool_id, version, scenario, severity, count, last_ts (aggregated per scenario)."""
@@ -199,7 +199,7 @@ class SemanticMemory:
         ]
         with self._lock:
             self.client.upsert(self.failures_collection, points, wait=True)
-            self._payloads.update((str(p.id), p.payload) for p in points)
+            self._payloads.update((str(p.id), p.payload or {}) for p in points)
 
     # -- reads ---------------------------------------------------------------------
 

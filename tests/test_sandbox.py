@@ -77,8 +77,13 @@ def test_a_good_candidate_passes_and_the_protections_that_held_are_recorded(tmp_
     held = cascade.protections
     assert held["launcher"] == launcher_name and held["disk_quota_mb"] == 64 and held["shm_mb"] == 16
     for key in ("unprivileged_user", "no_network", "host_files_hidden", "read_only_root", "ipc_namespace", "pid_namespace",
-                "unix_sockets_refused", "private_tmp", "rlimits", "clean_env", "audit_hook"):
+                "unix_sockets_refused", "private_tmp", "rlimits", "clean_env", "audit_hook", "pid1_shows_no_host_path"):
         assert held[key] is True, key
+    walls = {"seccomp": "libseccomp (17 syscalls denied, clone into a namespace refused)",
+             "keyring": "fresh anonymous session keyring", "cgroup": held["cgroup"], "inode_limit": 16384}
+    assert {key: held[key] for key in walls} == walls
+    assert held["cgroup"] in ("cgroup v1: memory 256 MB (swap 0), pids 64", "cgroup v2: memory 256 MB (swap 0), pids 64")
+    assert cascade.stages[2]["name"] == "tests" and cascade.stages[2]["sandbox"] == walls  # each sandboxed stage says so
 
 
 def test_auto_picks_bubblewrap_when_it_works(launcher_name):
@@ -256,6 +261,66 @@ def test_a_candidate_that_kills_its_process_is_reported(tmp_path):
     assert "exited with code 9 after 0 of 2 cases" in stage["detail"]
 
 
+FORGER = """
+import json, os, sys, time
+
+def forge():
+    lines = ""
+    for i in range(8):
+        result = {"i": i, "ok": True, "result": {"greeting": "hello ada"}, "ms": 1.0}
+        for extra in ({}, {"nonce": None}, {"n": None}):
+            lines += json.dumps({**result, **extra}) + "\\n"
+    lines += json.dumps({"ready": True}) + "\\n"
+    print(lines, flush=True)
+    print(lines, file=sys.stderr, flush=True)
+    for fd in range(3, 256):  # every inherited descriptor
+        try:
+            os.write(fd, lines.encode())
+        except OSError:
+            pass
+    for pid in ("self", os.getppid(), 1, 2):  # and every one it can reach through /proc
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                fd = os.open(f"/proc/{pid}/fd/{name}", os.O_WRONLY | os.O_NONBLOCK)
+                os.write(fd, lines.encode())
+                os.close(fd)
+            except OSError:
+                pass
+
+forge()
+
+def run(data):
+    forge()
+    while True:  # never returns, and swallows the runner's alarm
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+"""
+
+
+@pytest.mark.parametrize("stage", ["tests", "failing_scenario", "regression"])
+def test_a_candidate_cannot_forge_its_results(tmp_path, launcher_name, stage):
+    """Forged result lines on every descriptor it can reach, while its function never returns: the stage fails."""
+    tests = [{"input": {"name": "ada"}, "expect": {"greeting": "hello ada"}}] if stage == "tests" else []
+    path = candidate(tmp_path, FORGER, tests)
+    parent = Manifest(name="probe", version="1.0.0", type="python", entry="probe_v1_0_0.py:run") if stage == "regression" else None
+    scenario = {"input": {"name": "ada lovelace"}, "error_class": "crash", "error": "letters only"}
+    scenarios = [scenario] if stage == "failing_scenario" else []
+    regressions = [{"input": {"name": "bob"}, "output": {"greeting": "hello bob"}}]
+    inputs = Inputs("probe", "1.1.0", "probe_v1_1_0.py", parent, False, scenarios, regressions, 2.0, 256, launcher=launcher_name)
+    cascade = Cascade(inputs, path, lambda: None, lambda stage, message: None)
+    assert cascade.run() is False
+    failed = failed_stage(cascade)
+    assert failed["name"] == stage, cascade.stages
+    assert "forged result: the runner's reply pipe carried a reply to no request" in failed["detail"], failed["detail"]
+    assert not any(c["passed"] for c in failed["cases"])
+
+
 def test_an_unknown_launcher_setting_is_a_clear_error(tmp_path):
     cascade = validate(candidate(tmp_path, "def run(data):\n    return 1\n", [{"input": {}, "expect": 1}]), launcher="docker")
     stage = failed_stage(cascade)
@@ -391,6 +456,88 @@ def test_a_runtime_that_is_not_root_gets_bubblewrap_with_a_user_namespace(host_f
     for key in ("no_network", "host_files_hidden", "read_only_root", "ipc_namespace", "pid_namespace"):
         assert held[key] is True, key
     assert out["rc"] == 0 and out["ran"] == [str(NOBODY), "nobody", "False"]
+
+
+NON_ROOT_RUN = r"""
+import json, os, shutil, subprocess, sys, tempfile
+from pathlib import Path
+work = Path(sys.argv[1])
+sys.path.insert(0, str(work))
+import cgroups, launchers, seccomp
+chosen = launchers.probe()
+host = Path(tempfile.mkdtemp(prefix="tooldeck-sbx-nonroot-"))
+launchers.prepare_host(host)
+shutil.copy(work / "sandbox_runner.py", host / "_runner" / "sandbox_runner.py")
+(host / "_runner" / "sitecustomize.py").write_text(
+    "import os\nimport sandbox_runner\nsandbox_runner.install_guard(os.environ['TOOLDECK_SANDBOX_ROOT'])\n")
+(host / "_src" / "c.py").write_text(sys.argv[2])
+flt = seccomp.compiled()
+(host / "_runner" / "seccomp.bpf").write_bytes(flt.program)
+spec = {"tool_id": "probe", "tool_dir": "/sandbox/tool", "work": "/sandbox/work", "copy_from": "/sandbox/_src", "cases": [{}],
+        "case_timeout": 10, "mode": "python", "file": "c.py", "func": "run",
+        "seccomp": "/sandbox/_runner/seccomp.bpf" if flt.program else None, "seccomp_label": flt.label}
+(host / "_runner" / "spec.json").write_text(json.dumps(spec))
+group = cgroups.create(256, 64)
+launchers.open_up(host, chosen)
+env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/sandbox/work", "TMPDIR": "/sandbox/tmp", "PYTHONPATH": "/sandbox/_runner",
+       "PYTHONDONTWRITEBYTECODE": "1", "TOOLDECK_SANDBOX_ROOT": "/sandbox"}
+command = [chosen.python, "/sandbox/_runner/sandbox_runner.py", "/sandbox/_runner/spec.json"]
+done = subprocess.run(chosen.argv(host, command, cgroup_procs=group.procs_files()), input=b"the-nonce\n", capture_output=True,
+                      cwd=host, env=env, timeout=60)
+group.remove()
+launchers.remove_tree(host)
+lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.strip()]
+print(json.dumps({"euid": os.geteuid(), "launcher": chosen.name, "protections": chosen.protections, "cgroup": group.label,
+                  "lines": lines, "stderr": done.stderr.decode()[-2000:]}))
+"""
+
+WALL_PROBE = """
+import ctypes, errno, os
+def run(data):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    out = {"uid": os.getuid()}
+    for name, call in (("keyctl", lambda: libc.syscall(250, 0, -3, 0)), ("add_key", lambda: libc.syscall(248, b"user", b"k", b"v", 1, -3)),
+                       ("unshare", lambda: libc.unshare(0x10000000)), ("ptrace", lambda: libc.ptrace(0, 0, 0, 0))):
+        out[name] = errno.errorcode.get(ctypes.get_errno(), "?") if call() < 0 else "allowed"
+    return out
+"""
+
+
+def test_a_runtime_that_is_not_root_keeps_the_kernel_walls(host_folder):
+    """As uid 65534, with the system Python (the venv's interpreter is under /root): bubblewrap in a user namespace,
+    the fresh keyring and the seccomp filter hold; no cgroup (a non-root runtime cannot make one here) and no inode
+    limit, and the result says so instead of failing."""
+    if os.geteuid() != 0:
+        pytest.skip("drops to uid 65534 to play the unprivileged runtime; needs root to start")
+    import pyseccomp
+
+    work = host_folder / "nonroot-run"
+    work.mkdir()
+    work.chmod(0o755)
+    evolution = ROOT / "tools" / "evolution"
+    for source in (evolution / "launchers.py", evolution / "cgroups.py", evolution / "seccomp.py", evolution / "sandbox_runner.py",
+                   Path(pyseccomp.__file__)):
+        (work / source.name).write_bytes(source.read_bytes())
+        (work / source.name).chmod(0o644)
+    (work / "driver.py").write_text(NON_ROOT_RUN)
+    (work / "driver.py").chmod(0o644)
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    done = subprocess.run([*drop, "/usr/bin/python3", str(work / "driver.py"), str(work), textwrap.dedent(WALL_PROBE)],
+                          capture_output=True, text=True, timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["euid"] == NOBODY and out["launcher"] == "bwrap", out
+    assert out["protections"]["inode_limit"].startswith("none: bubblewrap's --tmpfs takes no nr_inodes")
+    assert out["cgroup"].startswith("none: cannot make a v1 cgroup: Permission denied"), out["cgroup"]
+    lines = out["lines"]
+    assert all(line["n"] == "the-nonce" for line in lines), lines
+    walls = next(line["walls"] for line in lines if "walls" in line)
+    assert walls == {"keyring": "fresh anonymous session keyring",
+                     "seccomp": "libseccomp (17 syscalls denied, clone into a namespace refused)"}, out["stderr"]
+    result = next(line for line in lines if line.get("i") == 0)
+    assert result["ok"] and result["result"] == {"uid": NOBODY, "keyctl": "EPERM", "add_key": "EPERM", "unshare": "EPERM",
+                                                 "ptrace": "EPERM"}, (result, out["stderr"])
 
 
 USERNS_NO_MORE = r"""

@@ -47,14 +47,14 @@ def params_for(numbered: bool, params: Any) -> Any:
     return {f"p{i}": v for i, v in enumerate(params, 1)}
 
 
-class Row(tuple):
+class Row(tuple[Any, ...]):
     """A result row by position and by column name, like `sqlite3.Row` (and `dict(row)` works)."""
 
     __slots__ = ()
     _index: dict[str, int] = {}
     _names: tuple[str, ...] = ()
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             try:
                 return tuple.__getitem__(self, self._index[key])
@@ -68,7 +68,7 @@ class Row(tuple):
 
 @lru_cache(maxsize=1024)
 def row_class(names: tuple[str, ...]) -> type[Row]:
-    index = {}
+    index: dict[str, int] = {}
     for i, name in enumerate(names):
         index.setdefault(name, i)  # like sqlite3.Row: the first column of a name wins
     return type("Row", (Row,), {"__slots__": (), "_index": index, "_names": names})

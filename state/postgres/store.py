@@ -180,7 +180,7 @@ class PgStore(Store):
     # -- connections ---------------------------------------------------------------
 
     def _configure(self, raw: psycopg.Connection) -> None:
-        raw.row_factory = row_factory  # type: ignore[assignment]
+        raw.row_factory = row_factory
         raw.adapters.register_loader("numeric", _Numeric)
         raw.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         raw.execute("SET idle_in_transaction_session_timeout = '60s'")

@@ -255,7 +255,7 @@ class BufferEngine:
             out["when_full"] = config.when_full
         return out
 
-    def write_many(self, buffer_id: str, items: list[Any], **settings: Any) -> dict[str, Any]:
+    def write_many(self, buffer_id: str, items: object, **settings: Any) -> dict[str, Any]:
         """Append a list of items in one transaction (several when `block` has to wait for room)."""
         check_buffer_id(buffer_id)
         if not isinstance(items, list):

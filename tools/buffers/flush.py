@@ -260,7 +260,7 @@ class Flusher:
             row = rows[0] if rows else None
             # nobody else will flush this buffer: what waits is due now; otherwise only what is due anyway
             due_at = new_batch_due_at(row, now, pressed=not covered) if row is not None else None
-            if (due_at is not None and due_at <= now
+            if (row is not None and due_at is not None and due_at <= now
                     and self.deliverer.waits.until(row["pass_through_tool"], now) is None):
                 claim = tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
                 if claim is not None:

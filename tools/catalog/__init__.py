@@ -7,8 +7,8 @@ hot reload (`watcher`, installed by the runtime by name). Other rooms import fro
 """
 
 from tools.catalog.discovery import DEMO_DIR, roots_for
-from tools.catalog.entry import Resolution
-from tools.catalog.loader import Catalog, StatusChange, ToolEntry
+from tools.catalog.entry import Resolution, StatusChange, ToolEntry
+from tools.catalog.loader import Catalog
 from tools.catalog.manifest import MAX_OUTPUT_BYTES_CEILING, Manifest, count_nodes, load_manifest, parse_manifest_text, read_manifest_data
 from tools.catalog.testing import check_case, run_manifest_tests
 

@@ -225,7 +225,7 @@ class Manifest(BaseModel):
         return default
 
 
-def _loc(error: dict[str, Any]) -> str:
+def _loc(error: Any) -> str:
     return ".".join(str(p) for p in error.get("loc", ())) or "manifest"
 
 

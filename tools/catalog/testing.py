@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tools.catalog.loader import ToolEntry
+from tools.catalog.entry import ToolEntry
 from tools.catalog.manifest import ToolTest
 from tools.errors import ToolError
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tools.catalog.loader import MANIFEST_SUFFIXES
+from tools.catalog.discovery import MANIFEST_SUFFIXES
 from tools.errors import ToolError
 
 log = logging.getLogger("tooldeck.watcher")
@@ -122,9 +122,9 @@ class Watcher:
                     if manifest.suffix in MANIFEST_SUFFIXES and not ignored(manifest):
                         touched.setdefault(manifest, []).append(manifest.name)
                 continue
-            manifest = self.manifest_for(path)
-            if manifest is not None:
-                touched.setdefault(manifest, []).append(path.name)
+            owner = self.manifest_for(path)
+            if owner is not None:
+                touched.setdefault(owner, []).append(path.name)
         results = []
         for manifest, files in touched.items():
             result = self._reload(manifest, files, started)

@@ -435,8 +435,7 @@ def tool_entry(runtime: Any, data: Any) -> dict[str, Any]:
     """`call_tool("evolve_tool", {...})`: the original callers' JSON in, the proposal's summary out."""
     if not isinstance(data, dict):
         raise ToolInputError("evolve_tool: input must be an object with tool_id, error_message, mutation_hint", tool_id="evolve_tool")
-    tool_id = data.get("tool_id")
-    check_tool_id(tool_id)
+    tool_id = check_tool_id(data.get("tool_id"))
     proposal = evolve_tool(runtime, tool_id, str(data.get("error_message") or ""), str(data.get("mutation_hint") or ""),
                            bool(data.get("dynamic_schema", False)))
     return summarize(proposal)

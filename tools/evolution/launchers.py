@@ -15,13 +15,19 @@ Both namespace launchers give the candidate the same view of the machine:
   sockets or world-writable folders. The root itself is read-only.
 
 plus new network (only a downed loopback), IPC (SysV shared memory and queues die with
-it), UTS and PID namespaces, uid 65534 with no capabilities and no_new_privs, and death
+it), UTS, PID and cgroup namespaces, uid 65534 with no capabilities and no_new_privs, and death
 with the runtime (bwrap's --die-with-parent; the fallback's parent-death signal and
 `--kill-child`). A runtime that runs as root starts bubblewrap privileged and drops to
 the real uid 65534 inside; one that does not gets a user namespace (where the kernel
 refuses user namespaces, bubblewrap cannot start and the fallback needs root, so the
 launcher is `none`: rlimits, a clean environment and the audit hook only, and every
 result says so).
+
+The throwaway tmpfs and /dev/shm have an inode limit where the launcher can mount them itself
+(the unshare fallback; bubblewrap as root, behind a private mount namespace, since bwrap's
+--tmpfs takes only --size). bubblewrap reads its options from a file (`--args`), so its pid 1's
+command line inside shows no host path. The run's cgroup (tools.evolution.cgroups) is entered
+by the launcher's first process, before anything of the run starts.
 
 `probe()` finds once per process the strongest launcher that works here and records what
 its probe run observed (uid, network, host files, IPC namespace, read-only root, quota).
@@ -48,7 +54,9 @@ SANDBOX = "/sandbox"
 MAX_PROCESSES = 64
 MAX_FILE_BYTES = 64 * 1024 * 1024
 DISK_MB = 64  # the throwaway folder's tmpfs
+DISK_INODES = 16384  # its files and folders: each costs the kernel ~1 KB that no size limit counts
 SHM_MB = 16
+SHM_INODES = 1024
 PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/sandbox/work:/usr/sbin/nologin\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -57,7 +65,7 @@ _ROOT_LINKS = ("bin", "lib", "lib64", "lib32", "libx32", "sbin")
 #: the fallback's view, built as root inside fresh mount/PID/net/IPC/UTS namespaces
 _UNSHARE_SCRIPT = r"""
 set -eu
-host=$1; disk=$2; shm=$3; binds=$4; hidden=$5; shift 5
+host=$1; disk=$2; shm=$3; binds=$4; hidden=$5; inodes=$6; shm_inodes=$7; shift 7
 outer_path=$PATH
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 R="$host/root"
@@ -77,10 +85,10 @@ mount -t proc -o nosuid,nodev,noexec proc proc
 mount -t tmpfs -o size=64k,mode=755,nosuid tooldeck-dev dev
 for n in null zero full random urandom tty; do touch "dev/$n"; mount --bind "/dev/$n" "dev/$n"; done
 ln -s /proc/self/fd dev/fd; ln -s /proc/self/fd/0 dev/stdin; ln -s /proc/self/fd/1 dev/stdout; ln -s /proc/self/fd/2 dev/stderr
-mkdir dev/shm; mount -t tmpfs -o "size=$shm,mode=1777,nosuid,nodev" tooldeck-shm dev/shm
+mkdir dev/shm; mount -t tmpfs -o "size=$shm,nr_inodes=$shm_inodes,mode=1777,nosuid,nodev" tooldeck-shm dev/shm
 cp "$host/etc/passwd" "$host/etc/group" etc/
 if [ -f /etc/ld.so.cache ]; then cp /etc/ld.so.cache etc/; fi
-mount -t tmpfs -o "size=$disk,mode=755,nosuid,nodev" tooldeck-sandbox sandbox
+mount -t tmpfs -o "size=$disk,nr_inodes=$inodes,mode=755,nosuid,nodev" tooldeck-sandbox sandbox
 mkdir sandbox/_runner sandbox/_src sandbox/tool sandbox/work sandbox/tmp
 mount -o bind,ro,nosuid,nodev "$host/_runner" sandbox/_runner
 mount -o bind,ro,nosuid,nodev "$host/_src" sandbox/_src
@@ -96,6 +104,29 @@ PATH=$outer_path
 exec "$@"
 """
 
+#: the first process of every run: into the run's cgroups (each file named before `--`), then the launcher
+_PLACE_SCRIPT = r"""
+while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done
+shift
+exec "$@"
+"""
+
+#: bubblewrap as root: its throwaway tmpfs and /dev/shm mounted with an inode limit (bwrap's --tmpfs takes
+#: only --size) in a private mount namespace that dies with the run; then bwrap reads its options from a
+#: file, so its /proc/1/cmdline inside shows no host path (only the command, which has none)
+_BWRAP_SCRIPT = r"""
+set -eu
+while [ "$1" != -- ]; do echo $$ > "$1"; shift; done  # the run's cgroups (unshare --mount does not fork)
+host=$2
+if [ "$3" != - ]; then
+  mount -t tmpfs -o "size=$3,nr_inodes=$4,mode=755,nosuid,nodev" tooldeck-sandbox "$host/disk"
+  mount -t tmpfs -o "size=$5,nr_inodes=$6,mode=1777,nosuid,nodev" tooldeck-shm "$host/shm"
+fi
+bwrap=$7
+shift 7
+exec "$bwrap" --args 3 -- "$@" 3< "$host/bwrap.args"
+"""
+
 _PROBE_CODE = r"""
 import json, os, socket, sys
 out = {"uid": os.getuid(), "ipc": os.readlink("/proc/self/ns/ipc"), "pid": os.getpid(),
@@ -106,15 +137,19 @@ try:
     s.connect(("1.1.1.1", 53)); out["net"] = True
 except OSError:
     out["net"] = False
-out["host_visible"] = os.path.exists(sys.argv[1])
+out["host_visible"] = os.path.exists(os.environ["PROBE_MARKER"])
 try:
     open("/.tooldeck-probe", "w").close(); out["root_writable"] = True
 except OSError:
     out["root_writable"] = False
 try:
-    st = os.statvfs(sys.argv[2]); out["quota_mb"] = st.f_blocks * st.f_frsize // (1024 * 1024)
+    st = os.statvfs(sys.argv[1]); out["quota_mb"] = st.f_blocks * st.f_frsize // (1024 * 1024); out["inodes"] = st.f_files
 except OSError:
-    out["quota_mb"] = None
+    out["quota_mb"] = out["inodes"] = None
+try:
+    out["pid1_clean"] = os.environ["PROBE_HOST"].encode() not in open("/proc/1/cmdline", "rb").read()
+except OSError:
+    out["pid1_clean"] = True
 print(json.dumps(out))
 """
 
@@ -192,18 +227,36 @@ class Launcher:
         return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
                 "--bounding-set=-all", "--nnp", "--pdeathsig=SIGKILL", "--"]
 
-    def argv(self, host: Path, command: list[str], *, disk_mb: int = DISK_MB, shm_mb: int = SHM_MB) -> list[str]:
+    @property
+    def inode_limit(self) -> int | str:
+        """The throwaway tmpfs's inode limit, or why it has none."""
+        if self.name == "unshare" or (self.name == "bwrap" and self.as_root and shutil.which("unshare")):
+            return DISK_INODES
         if self.name == "bwrap":
-            return self._bwrap(host, command, disk_mb, shm_mb)
+            return "none: bubblewrap's --tmpfs takes no nr_inodes, and a runtime that is not root cannot mount one"
+        return "none: no throwaway tmpfs without namespaces"
+
+    def argv(self, host: Path, command: list[str], *, disk_mb: int = DISK_MB, shm_mb: int = SHM_MB,
+             cgroup_procs: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """The command line that starts `command` in the sandbox; `cgroup_procs`: the run's cgroups to enter first."""
+        if self.name == "bwrap":
+            return self._bwrap(host, command, disk_mb, shm_mb, cgroup_procs)
         if self.name == "unshare":
-            return ["unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child",
+            argv = ["unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--cgroup", "--fork", "--kill-child",
                     "--propagation", "private", "--", "sh", "-c", _UNSHARE_SCRIPT, "sh", str(host),
                     str(disk_mb * 1024 * 1024), str(shm_mb * 1024 * 1024), ":".join(self.binds),
-                    ":".join(self.hidden), *self._drop(), *command]
-        return [*self._drop(), *command]
+                    ":".join(self.hidden), str(DISK_INODES), str(SHM_INODES), *self._drop(), *command]
+        else:
+            argv = [*self._drop(), *command]
+        if cgroup_procs:  # entered before anything of the run starts: every later process is born inside
+            argv = ["sh", "-c", _PLACE_SCRIPT, "sh", *cgroup_procs, "--", *argv]
+        return argv
 
-    def _bwrap(self, host: Path, command: list[str], disk_mb: int, shm_mb: int) -> list[str]:
-        args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+    def _bwrap(self, host: Path, command: list[str], disk_mb: int, shm_mb: int, cgroup_procs: list[str] | tuple[str, ...]
+               ) -> list[str]:
+        """bwrap with its arguments in a file (`--args`); as root, behind a mount namespace with inode-limited tmpfs."""
+        own_mounts = self.inode_limit == DISK_INODES
+        args = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                 "--die-with-parent", "--new-session", "--hostname", "tooldeck-sandbox"]
         if not self.as_root:
             args += ["--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY)]
@@ -223,19 +276,32 @@ class Launcher:
             args += ["--ro-bind", path, path]
         for path in self.hidden:
             args += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(shm_mb * 1024 * 1024),
-                 "--tmpfs", "/dev/shm", "--dir", "/etc", "--ro-bind", str(host / "etc" / "passwd"), "/etc/passwd",
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        if own_mounts:
+            args += ["--bind", str(host / "shm"), "/dev/shm"]
+        else:
+            args += ["--perms", "1777", "--size", str(shm_mb * 1024 * 1024), "--tmpfs", "/dev/shm"]
+        args += ["--dir", "/etc", "--ro-bind", str(host / "etc" / "passwd"), "/etc/passwd",
                  "--ro-bind", str(host / "etc" / "group"), "/etc/group",
-                 "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
-                 "--perms", "0755", "--size", str(disk_mb * 1024 * 1024), "--tmpfs", SANDBOX,
-                 "--ro-bind", str(host / "_runner"), f"{SANDBOX}/_runner", "--ro-bind", str(host / "_src"), f"{SANDBOX}/_src",
+                 "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        if own_mounts:
+            args += ["--bind", str(host / "disk"), SANDBOX]
+        else:
+            args += ["--perms", "0755", "--size", str(disk_mb * 1024 * 1024), "--tmpfs", SANDBOX]
+        args += ["--ro-bind", str(host / "_runner"), f"{SANDBOX}/_runner", "--ro-bind", str(host / "_src"), f"{SANDBOX}/_src",
                  "--perms", "0777", "--dir", f"{SANDBOX}/tool", "--perms", "0777", "--dir", f"{SANDBOX}/work",
                  "--perms", "1777", "--dir", f"{SANDBOX}/tmp",
                  "--symlink", "sandbox/tmp", "/tmp", "--remount-ro", "/", "--chdir", f"{SANDBOX}/work"]
         if self.as_root:
             for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
                 args += ["--cap-add", cap]
-        return [*args, "--", *self._drop(), *command]
+        (host / "bwrap.args").write_bytes(b"".join(arg.encode() + b"\0" for arg in args))
+        bwrap = shutil.which("bwrap") or "bwrap"
+        script = ["sh", "-c", _BWRAP_SCRIPT, "sh", *cgroup_procs, "--", str(host)]
+        sizes = [str(disk_mb * 1024 * 1024), str(DISK_INODES), str(shm_mb * 1024 * 1024), str(SHM_INODES)]
+        if own_mounts:
+            return ["unshare", "--mount", "--propagation", "private", "--", *script, *sizes, bwrap, *self._drop(), *command]
+        return [*script, "-", "-", "-", "-", bwrap, *self._drop(), *command]
 
 
 # -- the host side of a throwaway folder --------------------------------------------------------
@@ -243,7 +309,7 @@ class Launcher:
 
 def prepare_host(host: Path) -> None:
     """The folders a launcher binds: `_runner` (runner, guard, spec), `_src` (the candidate), `etc`."""
-    for name in ("_runner", "_src", "etc", "root"):
+    for name in ("_runner", "_src", "etc", "root", "disk", "shm"):
         (host / name).mkdir(exist_ok=True)
     (host / "etc" / "passwd").write_text(PASSWD)
     (host / "etc" / "group").write_text(GROUP)
@@ -348,9 +414,9 @@ def _try(launcher: Launcher) -> dict[str, Any] | None:
         if not launcher.isolated:
             (host / "work").mkdir()
         open_up(host, launcher)
-        command = [launcher.python, "-I", str(root / "_runner" / "probe.py"), str(marker), str(root)]
-        returncode, out = _run_limited(launcher.argv(host, command), cwd=host, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                                       timeout=20)
+        command = [launcher.python, "-I", str(root / "_runner" / "probe.py"), str(root)]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PROBE_MARKER": str(marker), "PROBE_HOST": str(host)}
+        returncode, out = _run_limited(launcher.argv(host, command), cwd=host, env=env, timeout=20)
         if returncode != 0:
             return None
         return json.loads(out.decode().strip().splitlines()[-1])
@@ -374,6 +440,8 @@ def _held(launcher: Launcher, seen: dict[str, Any]) -> dict[str, Any]:
         "pid_namespace": isolated and int(seen.get("pid") or 0) < 10,
         "unix_sockets_refused": True,  # the audit hook; with namespaces no host socket is even visible
         "disk_quota_mb": seen.get("quota_mb") if isolated else None,
+        "inode_limit": seen.get("inodes") if isolated and launcher.inode_limit == DISK_INODES else launcher.inode_limit,
+        "pid1_shows_no_host_path": isolated and bool(seen.get("pid1_clean")),
         "shm_mb": SHM_MB if isolated else None,
         "private_tmp": isolated,
     }
@@ -423,7 +491,8 @@ def probe(refresh: bool = False) -> Launcher:
         _launcher = Launcher("none", sys.executable, False, protections={
             "launcher": "none", "unprivileged_user": os.geteuid() != 0, "no_network": False, "host_files_hidden": False,
             "read_only_root": False, "ipc_namespace": False, "pid_namespace": False, "unix_sockets_refused": True,
-            "disk_quota_mb": None, "shm_mb": None, "private_tmp": False, "rlimits": True, "clean_env": True,
+            "disk_quota_mb": None, "inode_limit": "none: no throwaway tmpfs without namespaces",
+            "pid1_shows_no_host_path": False, "shm_mb": None, "private_tmp": False, "rlimits": True, "clean_env": True,
             "audit_hook": True, "throwaway_dir": True, "python": sys.executable})
         return _launcher
 

@@ -14,15 +14,25 @@ hardened `unshare` fallback) and gets:
 - an environment built from scratch (nothing secret in it): LANG=C.UTF-8, HOME and
   TMPDIR inside the throwaway folder;
 - an audit hook in every Python process inside (writes outside the sandbox folder,
-  network sockets and Unix sockets refused), a second wall behind the kernel's.
+  network sockets and Unix sockets refused), a second wall behind the kernel's;
+- the kernel paths namespaces do not cover, closed by the runner before the candidate exists:
+  a fresh anonymous session keyring, then a seccomp filter libseccomp compiled here
+  (tools.evolution.seccomp);
+- a memory and pids cgroup per run (tools.evolution.cgroups), so the run is bounded as a whole,
+  and a throwaway tmpfs with an inode limit;
+- a result channel only the runner writes: every line carries a nonce the runtime hands the
+  runner on stdin, and the candidate's python code runs in a child of the runner that has
+  neither; a line without it fails the run as forged.
 
-Every result records which launcher ran and which protections its probe saw hold.
+Every result records which launcher ran, which protections its probe saw hold, and which walls
+the run itself reported (`seccomp`, `keyring`, `cgroup`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -34,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import ToolError
-from tools.evolution.launchers import DISK_MB, Launcher, limits, open_up, prepare_host, probe, remove_tree
+from tools.evolution import cgroups, seccomp
+from tools.evolution.launchers import DISK_MB, MAX_PROCESSES, Launcher, limits, open_up, prepare_host, probe, remove_tree
 from tools.invoke import OutputTooLarge, communicate, kill_group, spawn
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
@@ -69,6 +80,9 @@ def _prepare(candidate_dir: Path, host: Path, launcher: Launcher) -> dict[str, s
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     runner_dir = host / "_runner"
     shutil.copy2(RUNNER, runner_dir / "sandbox_runner.py")
+    program = seccomp.compiled().program
+    if program:
+        (runner_dir / "seccomp.bpf").write_bytes(program)
     (runner_dir / "sitecustomize.py").write_text(
         "import os\nimport sandbox_runner\nsandbox_runner.install_guard(os.environ['TOOLDECK_SANDBOX_ROOT'])\n")
     if launcher.isolated:  # the runner copies the candidate from its read-only bind onto the quota'd tmpfs
@@ -96,18 +110,21 @@ def sweep_orphans() -> list[str]:
     base = Path(tempfile.gettempdir())
     for entry in base.glob(f"{PREFIX}*"):
         pid = entry.name[len(PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # its runtime still runs
-        except ProcessLookupError:
-            pass
-        except PermissionError:
+        if not pid.isdigit() or int(pid) == os.getpid() or not _dead(int(pid)):
             continue
         if remove_tree(entry) is None:
             removed.append(entry.name)
-    return removed
+    return removed + cgroups.sweep(_dead)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False  # its runtime still runs
 
 
 def sandbox_env(paths: dict[str, str]) -> dict[str, str]:
@@ -129,11 +146,16 @@ def run_cases(candidate_dir: Path, manifest: Any, inputs: list[Any], *, timeout:
     started = time.perf_counter()
     sweep_orphans()
     host = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{manifest.name}-"))
+    group = cgroups.create(memory_mb, MAX_PROCESSES)
+    protections["cgroup"] = group.label
     cleanup: str | None = None
     try:
         paths = _prepare(candidate_dir, host, launcher)
+        program = seccomp.compiled()
         spec: dict[str, Any] = {"tool_id": manifest.name, "tool_dir": paths["tool_dir"], "work": paths["work"],
-                                "cases": inputs, "case_timeout": min(float(manifest.call_timeout(timeout)), timeout)}
+                                "cases": inputs, "case_timeout": min(float(manifest.call_timeout(timeout)), timeout),
+                                "seccomp": f"{paths['runner']}/seccomp.bpf" if program.program else None,
+                                "seccomp_label": program.label}
         if "copy_from" in paths:
             spec["copy_from"] = paths["copy_from"]
         if manifest.type == "python":
@@ -149,8 +171,10 @@ def run_cases(candidate_dir: Path, manifest: Any, inputs: list[Any], *, timeout:
         open_up(host, launcher)
         command = [launcher.python, f"{paths['runner']}/sandbox_runner.py", f"{paths['runner']}/spec.json"]
         cpu = int(timeout) + 1
+        nonce = secrets.token_hex(16)
         try:
-            proc = spawn(launcher.argv(host, command, disk_mb=disk_mb), limits=limits(cpu, memory_mb),
+            proc = spawn(launcher.argv(host, command, disk_mb=disk_mb, cgroup_procs=group.procs_files()),
+                         limits=limits(cpu, memory_mb),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=host,
                          env=sandbox_env(paths))
         except (OSError, ToolError) as exc:
@@ -158,7 +182,7 @@ def run_cases(candidate_dir: Path, manifest: Any, inputs: list[Any], *, timeout:
             return SandboxRun([], protections, _ms(started), fatal=f"cannot start the sandbox: {message}")
         killed = None
         try:
-            out, err, finished = communicate(proc, b"", timeout=timeout + 2.0, limit=MAX_REPORT_BYTES)
+            out, err, finished = communicate(proc, f"{nonce}\n".encode(), timeout=timeout + 2.0, limit=MAX_REPORT_BYTES)
             if not finished:
                 killed = f"the sandbox killed it after {timeout:g} s (wall-clock timeout)"
         except OutputTooLarge as exc:
@@ -168,37 +192,73 @@ def run_cases(candidate_dir: Path, manifest: Any, inputs: list[Any], *, timeout:
             if proc.poll() is None:
                 kill_group(proc)
                 proc.wait()
-        run = _collect(out, err, len(inputs), proc.returncode, killed, protections, started)
+        run = _collect(out, err, nonce, len(inputs), proc.returncode, killed, protections, started)
+        _bounded(run, group, memory_mb)
     finally:
-        cleanup = remove_tree(host)
+        cleanup = "; ".join(p for p in (group.remove(), remove_tree(host)) if p)
     if cleanup:
         run.extra["cleanup"] = cleanup
     return run
+
+
+def _bounded(run: SandboxRun, group: cgroups.RunCgroup, memory_mb: int) -> None:
+    """A run that met its cgroup's limits fails whole, whatever its cases said: a killed helper skews every answer."""
+    oom, refused = group.oom_kills(), group.pids_refused()
+    reasons = []
+    if oom:
+        reasons.append(f"the sandbox's memory limit ({memory_mb} MB for the whole run) stopped it: "
+                       f"the kernel killed {oom} process{'es' if oom > 1 else ''}")
+    if refused:
+        reasons.append(f"the sandbox's process limit ({MAX_PROCESSES} for the whole run) refused {refused} "
+                       f"new process{'es' if refused > 1 else ''}")
+    if not reasons:
+        return
+    run.fatal = "; ".join(reasons)
+    run.extra["resource_limit"] = run.fatal
+    run.results = [CaseResult(False, None, "crash", run.fatal, r.ms) for r in run.results]
 
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _collect(out: bytes, err: bytes, count: int, returncode: int | None, killed: str | None,
+def _collect(out: bytes, err: bytes, nonce: str, count: int, returncode: int | None, killed: str | None,
              protections: dict[str, Any], started: float) -> SandboxRun:
+    """The runner's lines; any line it did not write (no nonce, a second answer to a case) fails the whole run."""
     from tools.secrets import redact
 
     results: dict[int, CaseResult] = {}
-    fatal = None
-    for line in out.decode("utf-8", "replace").splitlines():
+    fatal = forged = None
+    protections.update(seccomp="none: the runner did not report", keyring="none: the runner did not report")
+    text = out.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if lines and lines[-1] and killed:
+        lines.pop()  # the runner was killed mid-line
+    for line in filter(None, lines):
         try:
             reply = json.loads(line)
         except json.JSONDecodeError:
+            reply = None
+        if not isinstance(reply, dict) or reply.get("n") != nonce:
+            forged = forged or f"a line the runner did not write: {line[:120]!r}"
             continue
-        if not isinstance(reply, dict):
-            continue
-        if reply.get("fatal"):
+        if reply.get("forged"):
+            forged = forged or str(reply["forged"])
+        elif isinstance(reply.get("walls"), dict):
+            protections.update({k: str(v) for k, v in reply["walls"].items() if k in ("seccomp", "keyring")})
+        elif reply.get("fatal"):
             fatal = str(reply.get("error"))
-        elif "i" in reply and isinstance(reply["i"], int):
+        elif isinstance(reply.get("i"), int) and not isinstance(reply["i"], bool):
+            if reply["i"] in results:
+                forged = forged or f"a second result for case {reply['i']}"
             results[reply["i"]] = CaseResult(bool(reply.get("ok")), reply.get("result"), reply.get("class"),
                                              reply.get("error"), float(reply.get("ms", 0.0)))
     tail = redact(err.decode("utf-8", "replace")[-2000:].strip())
+    if forged:
+        fatal = f"forged result: {forged}; the run fails whole"
+        failed = [CaseResult(False, None, "forged", "not trusted: the run's result channel carried a forged line")
+                  for _ in range(count)]
+        return SandboxRun(failed, protections, _ms(started), fatal=fatal, stderr_tail=tail)
     if fatal is None and len(results) < count:
         if killed:
             fatal = killed

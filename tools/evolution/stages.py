@@ -8,7 +8,8 @@
 5. regression: recorded successful calls of the parent still succeed with
    outputs of the same shape (with `dynamic_schema`: valid under the new schema).
 
-Stages 3-5 each run all their inputs in one sandbox process (tools.evolution.sandbox).
+Stages 3-5 each run all their inputs in one sandbox process (tools.evolution.sandbox), and
+each says which kernel walls its run had (`sandbox`: seccomp filter, keyring, cgroup, inode limit).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from tools.errors import ToolError
 from tools.evolution.review import code_file
 
 MAX_CODE_BYTES = 512 * 1024
+#: the walls each sandboxed stage reports, as its run saw them (tools.evolution.sandbox)
+WALLS = ("seccomp", "keyring", "cgroup", "inode_limit")
 
 
 class Cancelled(Exception):
@@ -92,6 +95,7 @@ class Cascade:
         self.progress = progress
         self.stages: list[dict[str, Any]] = []
         self.protections: dict[str, Any] = {}
+        self.walls: dict[str, Any] = {}  # what the last sandbox run reported of its kernel walls
         self.manifest: Manifest | None = None
         self.entry: ToolEntry | None = None
 
@@ -168,6 +172,7 @@ class Cascade:
                         disk_mb=self.inputs.disk_mb, launcher=select(self.inputs.launcher)) if to_run else None
         if run is not None:
             self.protections = run.protections
+            self.walls = {key: run.protections.get(key) for key in WALLS}
         results = iter(run.results if run else [])
         out: list[tuple[Any, ToolError | None]] = []
         for _data, err in prepared:
@@ -208,7 +213,7 @@ class Cascade:
             detail += f" ({fatal})"
         if dropped:
             detail += f"; parent tests not kept: {', '.join(dropped)}"
-        return _stage("tests", not failed, detail, started, cases=cases, dropped_parent_tests=dropped)
+        return _stage("tests", not failed, detail, started, cases=cases, dropped_parent_tests=dropped, sandbox=self.walls)
 
     def _scenario(self, started: float) -> dict[str, Any]:
         scenarios = self.inputs.scenarios
@@ -232,7 +237,7 @@ class Cascade:
             detail += f"; {failed[0]['detail']}"
         if fatal:
             detail += f" ({fatal})"
-        return _stage("failing_scenario", not failed, detail, started, cases=cases)
+        return _stage("failing_scenario", not failed, detail, started, cases=cases, sandbox=self.walls)
 
     def _regression(self, started: float) -> dict[str, Any]:
         calls = self.inputs.regressions
@@ -258,7 +263,7 @@ class Cascade:
             detail += f"; {failed[0]['detail']}"
         if fatal:
             detail += f" ({fatal})"
-        return _stage("regression", not failed, detail, started, cases=cases)
+        return _stage("regression", not failed, detail, started, cases=cases, sandbox=self.walls)
 
 
 def _short(value: Any, limit: int = 160) -> str:

@@ -37,7 +37,7 @@ def render_prompt(entry: ToolEntry, data: Any) -> str:
 
 def _wants_json(entry: ToolEntry) -> bool:
     schema = entry.manifest.output_schema if entry.manifest else None
-    return bool(schema) and schema.get("type") != "string"
+    return schema is not None and bool(schema) and schema.get("type") != "string"
 
 
 def run_llm_tool(runtime: Any, entry: ToolEntry, data: Any, timeout: float) -> Any:

@@ -111,9 +111,9 @@ class FailureTracker:
     def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: ToolError | None,
                    data: Any) -> None:
         key = (entry.tool_id, entry.served_version)
-        probes = getattr(self._local, "probes", None)
-        probe = bool(probes) and key in probes
-        if probe:
+        probes: set[tuple[str, str]] | None = getattr(self._local, "probes", None)
+        probe = probes is not None and key in probes
+        if probes is not None and probe:
             probes.discard(key)
         if error is None:
             health = self._health.get(key) or self._new_health(entry, key)

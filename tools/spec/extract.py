@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from tools.errors import NotFoundError, ToolInputError
-from tools.spec.parse import Document, Section, normalize_text, parse_document, section_dict
+from tools.spec.parse import Document, Section, parse_document, section_dict
 from tools.spec.summary import summarize as _summarize
+from tools.spec.text import normalize_text
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
