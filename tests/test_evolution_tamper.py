@@ -29,8 +29,8 @@ def proposed(rt: Any, server: MessagesServer, code: str, hint: str) -> dict[str,
     return proposal
 
 
-@pytest.fixture
-def two_approved(workspace: Path, make_runtime: Any, anthropic_server: MessagesServer) -> tuple[Any, dict[str, Any]]:
+@pytest.fixture(name="two_approved")
+def two_approved_fixture(workspace: Path, make_runtime: Any, anthropic_server: MessagesServer) -> tuple[Any, dict[str, Any]]:
     """greet 1.1.0 approved globally, then 1.2.0 approved over it; neither called yet."""
     settings(workspace)
     greet_tool(workspace)
@@ -107,6 +107,15 @@ def test_a_file_added_after_approval_is_tampering(two_approved):
     (code_of(rt, "1.2.0").parent / "sitecustomize.py").write_text("import os\n")
     assert rt.call("greet", ADA) == {"greeting": "hello ada"}
     assert "sitecustomize.py was added" in tampered_events(rt)[0].payload["error"]
+
+
+def test_a_folder_linked_into_an_approved_version_is_tampering(two_approved, tmp_path):
+    rt, _second = two_approved
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "helper.py").write_text("print('not reviewed')\n")
+    (code_of(rt, "1.2.0").parent / "lib").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert rt.call("greet", ADA) == {"greeting": "hello ada"}
+    assert "tampered: lib was added" in tampered_events(rt)[0].payload["error"]
 
 
 def test_approval_refuses_files_the_reviewed_diff_does_not_show(workspace, make_runtime, anthropic_server):

@@ -2,7 +2,7 @@
 and a python tool's 100 MB reply against a bare pipe read of the same bytes.
 
 Same tool code, same run, usage tracking on. Run: python tests/benchmarks/bench_calls.py
-(`--big-only` runs the 100 MB reply part alone; its old-read baseline takes ~80 s).
+(`--big-only` runs the 100 MB reply part alone; its old-read baseline takes ~80 s; `--no-big` skips it).
 """
 
 from __future__ import annotations
@@ -115,6 +115,17 @@ def big_replies() -> None:
           f"   vs LineReader {linear_read:.2f} s: ratio {old_read / linear_read:.0f}x")
 
 
+def worker_starts(runtime: Runtime, n: int) -> float:
+    """Median time of a first call on a fresh worker: start, load the tool's source, answer."""
+    times = []
+    for i in range(n):
+        runtime.workers.recycle("add_one")
+        started = time.perf_counter()
+        runtime.call("add_one", {"n": i})
+        times.append(time.perf_counter() - started)
+    return sorted(times)[n // 2]
+
+
 def main() -> None:
     if "--big-only" in sys.argv:
         big_replies()
@@ -134,6 +145,7 @@ def main() -> None:
     per_process, n_proc = rate(lambda i: runtime.call("add_one_exec", {"n": i}), 3.0)
     warm, n_warm = rate(lambda i: runtime.call("add_one", {"n": i}), 3.0)
     builtin, n_builtin = rate(lambda i: runtime.call("echo_builtin", {"n": i}), 3.0)
+    starts = worker_starts(runtime, 20)
     runtime.calls.flush()
     recorded = runtime.store.query_one("SELECT COUNT(*) FROM calls")[0]
     runtime.close()
@@ -141,8 +153,10 @@ def main() -> None:
     print(f"warm worker      : {warm:10.1f} calls/s ({n_warm} calls)   target >= 5,000")
     print(f"builtin          : {builtin:10.1f} calls/s ({n_builtin} calls)   target >= 20,000")
     print(f"ratio warm / process per call: {warm / per_process:.0f}x   target >= 100x")
-    print(f"call records written (tracking on): {recorded} of {n_proc + n_warm + n_builtin + 1}")
-    big_replies()
+    print(f"call records written (tracking on): {recorded} of {n_proc + n_warm + n_builtin + 21}")
+    print(f"worker start (recycle + first call), median of 20: {starts * 1000:7.1f} ms")
+    if "--no-big" not in sys.argv:
+        big_replies()
 
 
 if __name__ == "__main__":

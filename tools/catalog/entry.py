@@ -32,6 +32,9 @@ class ToolEntry:
     cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
     manifest_sha: str | None = None  # of the manifest as loaded (tools.catalog.nodes)
     conflict: bool = False  # in error because another live node loaded other files for it
+    #: an approved version's files and their sha256, set by the verifier once the folder matched them;
+    #: the python worker checks the bytes it compiles against these (tools.invoke.worker_main)
+    pinned: dict[str, str] | None = None
 
     @property
     def tool_dir(self) -> Path:

@@ -53,6 +53,7 @@ def install(runtime: RuntimeHost) -> None:
     pins = Pins(runtime)
     runtime.extensions["evolution_pins"] = pins
     runtime.catalog.verifier = pins
+    pins.drop_old_bytecode()  # once per node: what workers before pins covered bytecode left behind
     from tools.evolution.pins import materialise
 
     for tool_id, version in {(t, v) for (t, _scope), v in promotions.all_promotions(runtime.store).items()}:

@@ -17,14 +17,24 @@ not have into its own `.tooldeck/evolved/<id>/<version>/` (each file checked aga
 hash, written to a temporary folder and renamed into place), so an approval on one node serves
 on every node sharing the database. A folder that already exists is never overwritten: files
 that differ from the pins are "tampered" as before.
+
+Every file in a pinned folder is covered, bytecode included: nothing runs bytecode beside
+approved code (the python worker compiles the pinned source itself and writes none), so a
+`__pycache__` in a pinned folder is a file the reviewer never saw, and tampering. Workers
+before this change wrote `__pycache__` beside the code they imported; `drop_old_bytecode`
+removes those once per node, at the first start of this code (see its docstring for the rule).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
+import marshal
 import os
+import re
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -32,16 +42,18 @@ from typing import Any
 
 log = logging.getLogger("tooldeck.evolution")
 
-SKIP_DIRS = frozenset({"__pycache__"})  # bytecode a worker writes beside the code it imports
 _RECHECK_UNPINNED_SECONDS = 1.0
+#: beside `evolved/` (in .tooldeck/): this node's pinned folders were cleared of the bytecode older workers wrote
+NO_BYTECODE_MARKER = ".evolved-no-bytecode"
 
 
 def folder_files(folder: Path) -> dict[str, Path]:
-    """Every file under an evolved version's folder, by its path inside it (bytecode caches aside)."""
+    """Every file under an evolved version's folder, by its path inside it; bytecode caches included
+    (nothing writes them any more) and a symlink to a folder counted as a file (it is not followed)."""
     out: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        for name in filenames:
+        dirnames.sort()
+        for name in [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]:
             path = Path(dirpath) / name
             out[path.relative_to(folder).as_posix()] = path
     return out
@@ -169,9 +181,12 @@ def mismatch(folder: Path, pins: dict[str, tuple[str, int]]) -> str | None:
 
 
 def _signature(folder: Path, names: list[str]) -> tuple[Any, ...] | None:
+    """Stat of the folder, each folder inside it that holds a pinned file, and each pinned file: a
+    file added anywhere changes one of those folders' ctime (a new folder changes its parent's)."""
+    dirs = sorted({PurePosixPath(n).parent.as_posix() for n in names} - {"."})
     try:
         out = []
-        for path in (folder, *(folder / n for n in names)):
+        for path in (folder, *(folder / d for d in dirs), *(folder / n for n in names)):
             st = os.stat(path)
             out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         return tuple(out)
@@ -237,6 +252,8 @@ class Pins:
         signature = _signature(folder, sorted(pins))
         with self._lock:
             if signature is not None and self._verified.get(key) == signature:
+                if entry.pinned is None:
+                    entry.pinned = {name: sha for name, (sha, _size) in pins.items()}
                 return None
         reason = mismatch(folder, pins)
         with self._lock:
@@ -244,4 +261,107 @@ class Pins:
                 self._verified[key] = signature
             else:
                 self._verified.pop(key, None)
+        # the worker checks what it compiles against these: a file swapped after this check does not run
+        entry.pinned = {name: sha for name, (sha, _size) in pins.items()} if reason is None else None
         return reason
+
+    def drop_old_bytecode(self) -> None:
+        """The one-time upgrade step (tools.evolution.evolve.install runs it at start); see the function.
+        A failure (a read-only home) is recorded and retried at the next start: what it would have
+        removed stays, and the pins report it."""
+        try:
+            cleaned = drop_old_bytecode(self.runtime.store, self.runtime.home / "evolved")
+        except OSError as exc:
+            log.error("removing old bytecode from pinned folders: %s", exc)
+            self.runtime.events.emit("runtime.error", where="pins.drop_old_bytecode",
+                                     error=f"{type(exc).__name__}: {exc}")
+            return
+        for tool_id, version, names in cleaned:
+            self.runtime.events.emit("evolution.bytecode_removed", tool_id, version, files=names)
+
+
+# -- the upgrade to bytecode-free pinned folders ---------------------------------------------
+
+_PYC = re.compile(r"(?P<stem>[^.]+)\.(?P<tag>[^.]+)(?:\.opt-(?P<opt>[12]))?\.pyc")
+
+
+def drop_old_bytecode(store: Any, evolved: Path) -> list[tuple[str, str, list[str]]]:
+    """Remove, once per node, the `__pycache__` that workers before this change wrote into pinned
+    folders; (tool id, version, files removed) for each folder cleaned.
+
+    The rule: until `.tooldeck/.evolved-no-bytecode` exists, a `__pycache__` inside a pinned version's folder
+    is removed when every file in it is bytecode the old worker would have written for a pinned
+    `.py` beside it: named `<stem>.<this interpreter's cache tag>[.opt-N].pyc`, timestamp-based
+    (what Python's loader writes; `py_compile`'s hash-based kind is not), recording the pinned
+    size, and holding the very code object the pinned source compiles to. Anything else stays
+    and is reported as tampering (a planted `.pyc` does not pass the last test). The marker is
+    then written, and from then on every `__pycache__` in a pinned folder is tampering. Removing
+    what passes hides nothing: it is the approved code, and no worker reads bytecode any more.
+    """
+    from tools.errors import ToolError
+    from tools.ids import check_tool_id, check_version
+
+    marker = evolved.parent / NO_BYTECODE_MARKER
+    if marker.exists():
+        return []
+    cleaned = []
+    for tool_id, version in sorted({(r[0], r[1]) for r in store.query("SELECT tool_id, version FROM approved_files")}):
+        try:
+            check_tool_id(tool_id)
+            check_version(version)
+        except ToolError:
+            continue
+        folder = evolved / tool_id / version
+        if folder.is_dir() and not folder.is_symlink():
+            removed = _drop_in(folder, pinned(store, tool_id, version))
+            if removed:
+                cleaned.append((tool_id, version, removed))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("Pinned folders under evolved/ hold no bytecode: a __pycache__ in one is tampering.\n")
+    return cleaned
+
+
+def _drop_in(folder: Path, pins: dict[str, tuple[str, int]]) -> list[str]:
+    removed: list[str] = []
+    for dirpath, dirnames, _filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        if "__pycache__" not in dirnames:
+            continue
+        cache = Path(dirpath) / "__pycache__"
+        files = sorted(cache.iterdir())
+        if not files:
+            cache.rmdir()
+            dirnames.remove("__pycache__")
+        elif all(_old_bytecode(folder, pyc, pins) for pyc in files):
+            shutil.rmtree(cache)
+            removed += [pyc.relative_to(folder).as_posix() for pyc in files]
+            dirnames.remove("__pycache__")
+        else:
+            log.warning("%s holds files that are not the bytecode of its approved code; left for the pins to report",
+                        cache)
+    return removed
+
+
+def _old_bytecode(folder: Path, pyc: Path, pins: dict[str, tuple[str, int]]) -> bool:
+    """Is `pyc` what Python's loader wrote for a pinned source beside its folder? (see drop_old_bytecode)"""
+    match = _PYC.fullmatch(pyc.name)
+    if match is None or match["tag"] != sys.implementation.cache_tag or pyc.is_symlink() or not pyc.is_file():
+        return False
+    source = (pyc.parent.parent / f"{match['stem']}.py").relative_to(folder).as_posix()
+    if source not in pins:
+        return False
+    try:
+        data = pyc.read_bytes()
+        code = (folder / source).read_bytes()
+    except OSError:
+        return False
+    sha, size = pins[source]
+    if (len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER or int.from_bytes(data[4:8], "little") != 0
+            or int.from_bytes(data[12:16], "little") != size & 0xFFFFFFFF or hashlib.sha256(code).hexdigest() != sha):
+        return False
+    try:
+        found = marshal.loads(data[16:])
+        expected = compile(code, str(folder / source), "exec", dont_inherit=True, optimize=int(match["opt"] or 0))
+    except Exception:  # noqa: BLE001 - malformed or planted bytes: not ours, so left for the pins to report
+        return False
+    return bool(found == expected)  # code objects compare by their bytecode, constants and names

@@ -108,6 +108,7 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
     env = clean_env(manifest.executable.environment)
     env["TOOLDECK_WORKSPACE"] = str(workspace)
     env["TOOLDECK_TOOL_DIR"] = str(entry.tool_dir)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no bytecode left beside a tool's files (pinned folders hold none)
     argv = build_argv(entry, workspace)
     memory = manifest.executable.memory_limit_mb
     scope = current_scope()

@@ -49,9 +49,13 @@ class Worker:
         env["TOOLDECK_WORKSPACE"] = str(workspace)
         env["TOOLDECK_TOOL_DIR"] = str(entry.tool_dir)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing the tool runs leaves bytecode beside its files
+        pins = json.dumps(entry.pinned, sort_keys=True) if entry.pinned else ""
         try:
+            # -B: no bytecode written; worker_main compiles the tool's files from source (checked
+            # against `pins` when the version is approved) and never reads a `.pyc` beside them
             self.proc = spawn(
-                [sys.executable, str(WORKER_MAIN), str(entry.tool_dir), file_name, func], children=children,
+                [sys.executable, "-B", str(WORKER_MAIN), str(entry.tool_dir), file_name, func, pins], children=children,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 cwd=entry.tool_dir, env=env, bufsize=0,
             )
