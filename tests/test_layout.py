@@ -171,10 +171,6 @@ def test_no_caller_knows_the_backend() -> None:
     assert leaks == []
 
 
-#: modules of tools/ that still hold SQL of their own (each a table of its own room's, to move next)
-SQL_OUTSIDE_STATE = {"tools/evolution/pins.py"}
-
-
 def test_recovery_and_evolution_speak_domain_verbs_their_sql_lives_in_state() -> None:
     """Failure tracking's tables are state/failures.py, proposals and promotions state/proposals.py and
     state/promotions.py, runtimes state/runtimes.py: tools/recovery, tools/evolution, the runtime and
@@ -182,7 +178,7 @@ def test_recovery_and_evolution_speak_domain_verbs_their_sql_lives_in_state() ->
     sources = {**_sources("tools/recovery"), **_sources("tools/evolution")}
     sources.update({n: t for n, t in _sources("tools").items() if n in ("tools/presence.py", "tools/runtime.py")})
     offenders = sorted(name for name, text in sources.items()
-                       if re.search(r"\.(execute|executemany|query|query_one)\(", text) and name not in SQL_OUTSIDE_STATE)
+                       if re.search(r"\.(execute|executemany|query|query_one)\(", text))
     assert offenders == []
 
 

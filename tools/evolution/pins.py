@@ -37,8 +37,11 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from state import approved
 
 log = logging.getLogger("tooldeck.evolution")
 
@@ -70,19 +73,15 @@ def digest(path: Path) -> tuple[str, int]:
 
 
 def pinned(store_or_con: Any, tool_id: str, version: str) -> dict[str, tuple[str, int]]:
-    rows = store_or_con.execute(
-        "SELECT name, sha256, size FROM approved_files WHERE tool_id=? AND version=?", (tool_id, version)).fetchall()
-    return {r[0]: (r[1], int(r[2])) for r in rows}
+    return approved.pins(store_or_con, tool_id, version)
 
 
 def pin(con: Any, tool_id: str, version: str, folder: Path, proposal_id: int | None) -> int:
     """Pin the folder's files in the approval's transaction; a version pinned once keeps its first pins."""
     if pinned(con, tool_id, version):
         return 0
-    now = time.time()
     files = _store_blobs(con, folder)
-    con.executemany("INSERT INTO approved_files(tool_id, version, name, sha256, size, proposal_id, approved_at)"
-                    " VALUES (?,?,?,?,?,?,?)", [(tool_id, version, name, sha, size, proposal_id, now) for name, sha, size in files])
+    approved.add_pins(con, tool_id, version, files, proposal_id, time.time())
     return len(files)
 
 
@@ -94,7 +93,7 @@ def _store_blobs(con: Any, folder: Path) -> list[tuple[str, str, int]]:
         sha = hashlib.sha256(data).hexdigest()
         files.append((name, sha, len(data)))
         blobs.append((sha, len(data), data))
-    con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING", blobs)
+    approved.add_blobs(con, blobs)
     return files
 
 
@@ -107,8 +106,7 @@ def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path |
     """Write an approved version's files from the store into `evolved/<id>/<version>/`; the folder,
     or None when there is nothing to write (not approved, approved before blobs were kept, a file
     whose bytes do not match its pin, or a folder that is already there)."""
-    return _write_version(store, evolved, tool_id, version, "approved_files f", "f.tool_id=? AND f.version=?",
-                          (tool_id, version))
+    return _write_version(evolved, tool_id, version, lambda: approved.approved_contents(store, tool_id, version))
 
 
 def keep_candidate(store: Any, proposal_id: int, folder: Path) -> int:
@@ -116,20 +114,17 @@ def keep_candidate(store: Any, proposal_id: int, folder: Path) -> int:
     without its folder can show the diff and approve it. Serving still needs the approval's pins."""
     with store.tx() as con:
         files = _store_blobs(con, folder)
-        con.execute("DELETE FROM proposal_files WHERE proposal_id=?", (proposal_id,))
-        con.executemany("INSERT INTO proposal_files(proposal_id, name, sha256, size) VALUES (?,?,?,?)",
-                        [(proposal_id, name, sha, size) for name, sha, size in files])
+        approved.set_candidate_files(con, proposal_id, files)
     return len(files)
 
 
 def materialise_candidate(store: Any, evolved: Path, tool_id: str, version: str, proposal_id: int) -> Path | None:
     """A proposal's candidate, made on another node, written into this node's `evolved/<id>/<version>/`
     (each file checked against its sha256); the folder, or None (nothing kept, a mismatch, already there)."""
-    return _write_version(store, evolved, tool_id, version, "proposal_files f", "f.proposal_id=?", (proposal_id,))
+    return _write_version(evolved, tool_id, version, lambda: approved.candidate_contents(store, proposal_id))
 
 
-def _write_version(store: Any, evolved: Path, tool_id: str, version: str, table: str, where: str,
-                   params: tuple[Any, ...]) -> Path | None:
+def _write_version(evolved: Path, tool_id: str, version: str, contents: Callable[[], list[Any]]) -> Path | None:
     from tools.ids import check_tool_id, check_version
 
     check_tool_id(tool_id)
@@ -137,8 +132,7 @@ def _write_version(store: Any, evolved: Path, tool_id: str, version: str, table:
     folder = evolved / tool_id / version
     if folder.exists():
         return None
-    rows = store.query(f"SELECT f.name, f.sha256, b.data FROM {table} LEFT JOIN approved_blobs b ON b.sha256 = f.sha256"
-                       f" WHERE {where} ORDER BY f.name", params)
+    rows = contents()
     if not rows or any(r[2] is None for r in rows):
         return None
     tmp = evolved / tool_id / f".{version}.tmp-{os.getpid()}-{threading.get_ident()}"
@@ -305,7 +299,7 @@ def drop_old_bytecode(store: Any, evolved: Path) -> list[tuple[str, str, list[st
     if marker.exists():
         return []
     cleaned = []
-    for tool_id, version in sorted({(r[0], r[1]) for r in store.query("SELECT tool_id, version FROM approved_files")}):
+    for tool_id, version in sorted(approved.pinned_versions(store)):
         try:
             check_tool_id(tool_id)
             check_version(version)
