@@ -19,6 +19,8 @@ from state import StoreError
 from state.runtimes import live_hosts
 
 REFRESH_SECONDS = 2.0
+#: after a manifest was (re)loaded here, the other hosts' rows are read again once they are this old
+FRESH_AFTER_NOTE_SECONDS = 0.25
 
 
 def manifest_sha(text: str) -> str:
@@ -36,11 +38,12 @@ class NodeManifests:
         self._pending: dict[tuple[str, str], tuple[str, str]] = {}
         self._others: dict[tuple[str, str], dict[str, str]] = {}
         self._at = -1e9
+        self._noted_since = False  # a manifest was (re)loaded since the last read of the other hosts
 
     def note(self, tool_id: str, version: str, sha: str, path: str) -> None:
         with self._lock:
             self._pending[(tool_id, version)] = (sha, path)
-            self._at = -1e9  # compare against fresh rows when this tool is next checked
+            self._noted_since = True  # compare against rows at most FRESH_AFTER_NOTE_SECONDS old
 
     def flush(self) -> None:
         with self._lock:
@@ -56,8 +59,11 @@ class NodeManifests:
                 [(t, v, self.host, sha, path, now) for (t, v), (sha, path) in pending.items()])
 
     def _other_hosts(self) -> dict[tuple[str, str], dict[str, str]]:
-        if time.monotonic() - self._at < REFRESH_SECONDS:
+        # A reloaded manifest is compared against fresh rows; a full load of many manifests (each
+        # noted) reads them once per FRESH_AFTER_NOTE_SECONDS, not once per manifest.
+        if time.monotonic() - self._at < (FRESH_AFTER_NOTE_SECONDS if self._noted_since else REFRESH_SECONDS):
             return self._others
+        self._noted_since = False
         live = live_hosts(self.store) - {self.host}
         rows = self.store.query("SELECT m.tool_id, m.version, m.host, m.sha256 FROM catalog_manifests m WHERE m.host <> ?",
                                 (self.host,)) if live else []
