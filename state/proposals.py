@@ -61,6 +61,18 @@ def approved_id(store: Store, tool_id: str, version: str) -> int | None:
     return int(row[0]) if row else None
 
 
+def decided(store: Store, limit: int, *, tool_id: str | None = None) -> list[Any]:
+    """Proposals a person decided, newest first: approved (serving or not), rejected and rolled back,
+    with what evolution remembers of them (error, hint, review reason, diff)."""
+    sql = ("SELECT id, tool_id, version, status, error_message, mutation_hint, review_reason, diff FROM proposals"
+           " WHERE (approved_at IS NOT NULL OR status IN ('rejected', 'rolled_back'))")
+    params: list[Any] = []
+    if tool_id is not None:
+        sql += " AND tool_id=?"
+        params.append(tool_id)
+    return store.query(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+
+
 def running(store: Store, statuses: Sequence[str]) -> list[Any]:
     """Proposals in one of `statuses` (the running ones), with their owner (session, pid, node)."""
     return store.query(f"SELECT id, tool_id, version, status, session, pid, node FROM proposals WHERE status IN {_in(statuses)}",

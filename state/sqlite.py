@@ -28,6 +28,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: ("v4.sql",),
     5: ("v5.sql",),
     6: ("v6.sql",),
+    7: ("v7.sql",),
 }
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for the lock before giving up with a clear error
 #: SQLite's own busy handler sleeps with a growing backoff (up to 100 ms a nap), so a waiter

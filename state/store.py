@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: the schema version this code writes, the same number on both backends
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class StoreError(Exception):

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "sandbox_disk_mb": 64,  # the throwaway folder's tmpfs
         "sandbox_launcher": "auto",  # auto | bwrap | unshare | none
         "regression_cases": 20,
+        "memory": True,  # offer past approved fixes and rejected approaches of similar failures (tools.evolution.memory)
+        "memory_examples": 3,  # how many of each
     },
     "buffers": {
         "max_attempts": 5,

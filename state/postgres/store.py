@@ -58,7 +58,7 @@ logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema" / "postgres"
 #: version -> SQL files applied to reach it. PostgreSQL support starts at version 4, whose
 #: base.sql is the whole schema of that version; later versions add a file each.
-MIGRATIONS: dict[int, tuple[str, ...]] = {4: ("base.sql",), 5: ("v5.sql",), 6: ("v6.sql",)}
+MIGRATIONS: dict[int, tuple[str, ...]] = {4: ("base.sql",), 5: ("v5.sql",), 6: ("v6.sql",), 7: ("v7.sql",)}
 #: pg_advisory_lock key under which nodes starting together migrate once ("tooldeck" in ASCII)
 MIGRATION_LOCK = 0x746F6F6C6465636B
 POSTGRES = Dialect("postgresql", lock=" FOR UPDATE", lock_skip=" FOR UPDATE SKIP LOCKED", writable_cte=True, arrays=True)

@@ -188,6 +188,13 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(Text(visible(p["failure"]), style="red"))
     if p.get("tampered"):
         out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
+    repeated = (p.get("memory") or {}).get("repeats")
+    if repeated:  # evolution's memory: this candidate repeats an approach a reviewer turned down
+        out.print(Text.assemble(("REPEATS", "bold yellow"), f" proposal {repeated['proposal_id']} ({repeated['status']}): ",
+                                shown(repeated.get("reason") or "no reason given")))
+    offered = (p.get("memory") or {}).get("fixes") or []
+    if offered:
+        out.print(f"offered past fixes: {', '.join('proposal ' + str(f['proposal_id']) for f in offered)}")
     if diff and p.get("diff"):
         out.print(diff_text(p["diff"]))
     sha = p.get("current_diff_sha256") or p.get("diff_sha256")

@@ -30,6 +30,7 @@ from state.redact import redact
 from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
 from tools.errors import ManifestError, ToolError, ToolInputError, ToolUnavailableError, UsageError
 from tools.evolution.context import recent_failures, regressions, scenarios
+from tools.evolution.memory import failure_text, offered, prompt_section, recall, repeats
 from tools.evolution.prompt import build_prompt, feedback_message
 from tools.evolution.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for, get_proposal
 from tools.evolution.stages import Cancelled, Cascade, Inputs
@@ -62,6 +63,10 @@ def install(runtime: RuntimeHost) -> None:
     from tools.evolution.orphans import reap
 
     reap(runtime)  # evolutions whose runtime died (an interrupted `tooldeck evolve`) end as failed
+
+
+#: the reviewed diff kept with the proposal, for evolutions that learn from it later
+MAX_KEPT_DIFF = 20_000
 
 
 def code_name(tool_id: str, version: str) -> str:
@@ -101,7 +106,7 @@ def _update(runtime: RuntimeHost, pid: int, *, only_running: bool = True, **fiel
     for key in ("stages", "protections"):
         if key in fields and not isinstance(fields[key], str):
             fields[key] = json.dumps(fields[key], default=str)
-    for key in ("stages", "failure", "explanation"):  # model- and tool-written text: no secret reaches the store
+    for key in ("stages", "failure", "explanation", "diff"):  # model- and tool-written text: no secret reaches the store
         if isinstance(fields.get(key), str):
             fields[key] = redact(fields[key])
     with runtime.store.tx() as con:
@@ -333,9 +338,11 @@ def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any],
     tool_id, version, pid = run.tool_id, run.version, run.pid
     failures = recent_failures(runtime, tool_id, parent.version) if parent else []
     name = code_name(tool_id, version)
+    remembered = _remember(runtime, run, cfg, failure_text(error_message, mutation_hint, failures))
     system, user = build_prompt(tool_id=tool_id, version=version, code_name=name, parent=parent, parent_raw=parent_raw,
                                 parent_code=parent_code, failures=failures, error_message=error_message,
-                                mutation_hint=mutation_hint, dynamic_schema=dynamic_schema, spec_text=spec_text)
+                                mutation_hint=mutation_hint, dynamic_schema=dynamic_schema, spec_text=spec_text,
+                                memory=remembered)
     prompt_sha = hashlib.sha256(json.dumps([system, user]).encode("utf-8")).hexdigest()
     messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
     folder = inside(runtime.home / "evolved", Path(tool_id) / version)
@@ -401,6 +408,23 @@ def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any],
     return _finish(runtime, run, stages, protections, passed=False)
 
 
+def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str) -> str:
+    """The prompt's memory of similar past decisions (recorded on the proposal), or "" when turned off."""
+    if not _truthy(cfg.get("memory", True)):
+        return ""
+    fixes, avoid = recall(runtime.store, query, limit=max(0, int(cfg.get("memory_examples", 3))), exclude=run.pid)
+    if fixes or avoid:
+        record = offered(fixes, avoid)
+        _update(runtime, run.pid, memory=json.dumps(record))
+        runtime.events.emit("evolution.memory", run.tool_id, run.version, proposal_id=run.pid,
+                            fixes=[r["proposal_id"] for r in record["fixes"]], avoid=[r["proposal_id"] for r in record["avoid"]])
+    return prompt_section(fixes, avoid)
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (False, 0, "false", "off", "no", "0")
+
+
 def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
     pid = run.pid
     proposal = get_proposal(runtime, pid, with_diff=False)
@@ -411,7 +435,14 @@ def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], prote
         from tools.evolution.pins import keep_candidate
 
         keep_candidate(runtime.store, pid, Path(proposal["path"]).parent)
+    memory = dict(proposal.get("memory") or {})
+    remembering = _truthy(_settings(runtime).get("memory", True))
+    repeated = repeats(runtime.store, run.tool_id, diff_text, exclude=pid) if passed and diff_text and remembering else None
+    if repeated is not None:  # shown to the reviewer: this repeats an approach a person already turned down
+        memory["repeats"] = repeated
+        runtime.events.emit("evolution.repeats_rejected", run.tool_id, run.version, proposal_id=pid, repeats=repeated)
     if not _update(runtime, pid, status=status, stages=stages, protections=protections, diff_sha256=sha,
+                   diff=diff_text[:MAX_KEPT_DIFF] if diff_text else None, memory=json.dumps(memory),
                    failure=None if passed else f"{failed['name']}: {failed['detail']}" if failed else "no candidate"):
         raise Cancelled
     summary = [{"name": s["name"], "passed": s["passed"], "skipped": bool(s.get("skipped")), "ms": s["ms"]} for s in stages]

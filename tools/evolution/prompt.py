@@ -41,7 +41,7 @@ def _block(title: str, body: str, lang: str = "") -> str:
 
 def build_prompt(*, tool_id: str, version: str, code_name: str, parent: Manifest | None, parent_raw: dict[str, Any] | None,
                  parent_code: str, failures: list[dict[str, Any]], error_message: str, mutation_hint: str,
-                 dynamic_schema: bool, spec_text: str | None = None) -> tuple[str, str]:
+                 dynamic_schema: bool, spec_text: str | None = None, memory: str = "") -> tuple[str, str]:
     """(system, user) for the model; deterministic for the same inputs, so its hash means something."""
     schema_rule = ("You may change output_schema: callers were told the output shape may change (dynamic_schema)."
                    if dynamic_schema or parent is None else
@@ -80,6 +80,8 @@ def build_prompt(*, tool_id: str, version: str, code_name: str, parent: Manifest
             item = {k: f.get(k) for k in ("scenario", "error_class", "error", "input") if f.get(k) is not None}
             lines.append(json.dumps(item, ensure_ascii=False, default=str)[:1500])
         parts.append(_block("Recent failures of this version (newest first)", "\n".join(lines), "json"))
+    if memory:
+        parts.append(memory)
     parts.append(f"Write the complete new version now; the code file is {code_name}.\n")
     return system, "\n".join(parts)
 

@@ -38,7 +38,7 @@ APPROVABLE = ("awaiting_review", "approved", "rolled_back")
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
     out = dict(row)
-    for key in ("stages", "protections"):
+    for key in ("stages", "protections", "memory"):
         try:
             out[key] = json.loads(out.get(key) or ("[]" if key == "stages" else "{}"))
         except json.JSONDecodeError:

@@ -1,0 +1,3 @@
+-- Version 7: what evolution remembers (see the SQLite file of the same name).
+ALTER TABLE proposals ADD COLUMN memory TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE proposals ADD COLUMN diff TEXT;

@@ -1,0 +1,107 @@
+"""What evolution remembers (tools/evolution/memory.py): approved fixes and rejected approaches of
+similar failures are offered to the next evolution, recorded on its proposal, and a candidate that
+repeats a rejected approach is flagged; `[evolution] memory = false` turns it off. Both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.evolution_helpers import GREET_V1, MANIFEST_EXTRA, greet_answer, greet_tool, settings
+from tests.helpers import python_tool
+from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
+from tools.evolution.evolve import evolve_tool
+from tools.evolution.memory import failure_text, recall
+from tools.evolution.review import approve, get_proposal, reject
+
+ERROR = "name must be letters only"
+HINT = "Allow spaces in names"
+
+
+def asked(server: MessagesServer) -> str:
+    """The user message of the newest request the model received."""
+    content = server.requests[-1].body["messages"][0]["content"]
+    return content if isinstance(content, str) else " ".join(c.get("text", "") for c in content)
+
+
+def evolved(rt: Any, server: MessagesServer, tool_id: str = "greet", error: str = ERROR, hint: str = HINT) -> dict[str, Any]:
+    answer = greet_answer(name=tool_id, entry=f"{tool_id}_v1_1_0.py:run") if tool_id != "greet" else greet_answer()
+    server.reply_tool_use("write_tool_version", answer)
+    proposal = evolve_tool(rt, tool_id, error, hint)
+    assert proposal["status"] == "awaiting_review", proposal.get("failure")
+    return get_proposal(rt, proposal["id"])
+
+
+def test_an_approved_fix_is_offered_to_a_similar_failure_of_another_tool(workspace: Path, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    python_tool(workspace / "tools", "salute", GREET_V1, **MANIFEST_EXTRA)
+    rt = make_runtime()
+    first = evolved(rt, anthropic_server)
+    assert "Fixes reviewers approved" not in asked(anthropic_server) and first["memory"] == {}
+    approve(rt, first["id"], "global", "alice", first["current_diff_sha256"])
+
+    second = evolved(rt, anthropic_server, "salute", "salute: name must be letters only", "accept spaces in the name")
+    prompt = asked(anthropic_server)
+    assert "## Fixes reviewers approved for similar failures" in prompt
+    assert f"### proposal {first['id']}: greet 1.1.0" in prompt and "+    name = \" \".join(data[\"name\"].split())" in prompt
+    assert [f["proposal_id"] for f in second["memory"]["fixes"]] == [first["id"]]
+    assert any(e.kind == "evolution.memory" and e.payload["fixes"] == [first["id"]] for e in rt.events.recent(50))
+
+
+def test_a_rejected_approach_is_fed_back_and_a_repeat_of_it_is_flagged(workspace: Path, make_runtime, anthropic_server):
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    first = evolved(rt, anthropic_server)
+    reject(rt, first["id"], "collapsing inner whitespace changes names; keep them as typed", "bob")
+
+    again = evolved(rt, anthropic_server)  # the model proposes the same change again
+    prompt = asked(anthropic_server)
+    assert "## Approaches reviewers rejected for similar failures (do not propose them again)" in prompt
+    assert "collapsing inner whitespace changes names; keep them as typed" in prompt
+    assert again["memory"]["avoid"][0]["proposal_id"] == first["id"]
+    repeated = again["memory"]["repeats"]
+    assert repeated["proposal_id"] == first["id"] and repeated["status"] == "rejected" and repeated["ratio"] >= 0.8
+
+
+def test_memory_off_offers_nothing(workspace: Path, make_runtime, anthropic_server):
+    settings(workspace, evolution="memory = false")
+    greet_tool(workspace)
+    rt = make_runtime()
+    first = evolved(rt, anthropic_server)
+    reject(rt, first["id"], "no", "bob")
+    again = evolved(rt, anthropic_server)
+    assert "reviewers rejected" not in asked(anthropic_server) and again["memory"] == {}
+
+
+def test_recall_ranks_by_the_words_of_the_failure(store) -> None:
+    """Offline: the most similar decided proposal first, dissimilar ones not at all."""
+    from state import proposals
+
+    with store.tx() as con:
+        for tool, error, hint, status in [("a", "csv delimiter semicolon not detected", "detect the delimiter", "approved"),
+                                          ("b", "timeout calling the remote api", "add a retry", "approved"),
+                                          ("c", "semicolon separated csv rows parse as one column", "sniff delimiters", "rejected")]:
+            pid = proposals.create(con, tool_id=tool, version="1.1.0", status=status, error_message=error, mutation_hint=hint,
+                                   created=1.0, updated=1.0)
+            assert pid is not None
+            proposals.update(con, pid, {"approved_at": 1.0 if status == "approved" else None,
+                                        "review_reason": "no" if status == "rejected" else None})
+    fixes, avoid = recall(store, failure_text("rows with ; as delimiter come back as one csv column", "detect delimiter"))
+    assert [r.tool_id for r in fixes] == ["a"] and [r.tool_id for r in avoid] == ["c"]
+
+
+def test_review_show_tells_the_reviewer_a_candidate_repeats_a_rejected_approach(workspace: Path, make_runtime, anthropic_server,
+                                                                               capsys) -> None:
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    first = evolved(rt, anthropic_server)
+    reject(rt, first["id"], "keep names as typed", "bob")
+    again = evolved(rt, anthropic_server)
+    capsys.readouterr()
+    assert main(["-w", str(rt.workspace), "review", "show", str(again["id"])]) == 0
+    assert f"REPEATS proposal {first['id']} (rejected): keep names as typed" in capsys.readouterr().out
