@@ -142,3 +142,9 @@ def mark_interrupted(con: Any, proposal_id: int, statuses: Sequence[str], reason
     cur = con.execute(f"UPDATE proposals SET status='failed', failure=?, updated=? WHERE id=? AND status IN {_in(statuses)}",
                       (reason, now, proposal_id, *statuses))
     return cur.rowcount > 0
+
+
+def for_stats(store: Store, limit: int = 100_000) -> list[Any]:
+    """What evolution statistics count of each proposal, newest first."""
+    return store.query("SELECT id, tool_id, status, rounds, stages, provider, model, input_tokens, output_tokens, mutation_hint,"
+                       " approved_at, failure FROM proposals ORDER BY id DESC LIMIT ?", (limit,))

@@ -105,3 +105,35 @@ def test_review_show_tells_the_reviewer_a_candidate_repeats_a_rejected_approach(
     capsys.readouterr()
     assert main(["-w", str(rt.workspace), "review", "show", str(again["id"])]) == 0
     assert f"REPEATS proposal {first['id']} (rejected): keep names as typed" in capsys.readouterr().out
+
+
+def test_review_stats_counts_approvals_rounds_failed_stages_and_tokens(workspace: Path, make_runtime, anthropic_server,
+                                                                      capsys) -> None:
+    import json
+
+    from tools.cli import main
+    from tools.evolution.stats import evolution_stats
+
+    settings(workspace, evolution="max_rounds = 1")
+    greet_tool(workspace)
+    rt = make_runtime()
+    first = evolved(rt, anthropic_server)
+    approve(rt, first["id"], "global", "alice", first["current_diff_sha256"])
+    second = evolved(rt, anthropic_server, hint="Trim the name")
+    reject(rt, second["id"], "not needed", "bob")
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer("def run(data):\n    return {}\n"))  # fails its tests
+    failed = evolve_tool(rt, "greet", ERROR, "Return nothing")
+    assert failed["status"] == "failed_validation"
+
+    stats = evolution_stats(rt.store)
+    overall = stats["overall"]
+    assert (overall["proposals"], overall["approved"], overall["rejected"], overall["failed_validation"]) == (3, 1, 1, 1)
+    assert overall["approval_rate"] == 0.5 and overall["mean_rounds"] == 1.0 and overall["input_tokens"] > 0
+    assert list(stats["by"]["failed_stage"]) == ["tests"] and stats["by"]["tool"]["greet"]["proposals"] == 3
+    assert set(stats["by"]["hint"]) == {HINT, "Trim the name", "Return nothing"}
+    capsys.readouterr()
+    assert main(["-w", str(rt.workspace), "--json", "review", "stats"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["approved"] == 1
+    assert main(["-w", str(rt.workspace), "review", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert "failed_stage\ttests\t1\t0\t0\t0\t1\t" in out and "all\tall\t3\t1\t1\t0\t1\t50%\t" in out

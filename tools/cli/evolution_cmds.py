@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", required=True, help="why, for the record and the next evolution")
     p.add_argument("--reviewer", default=None, help="who rejects (default: $USER)")
     p.set_defaults(func=cmd_review_reject)
+    p = rsub.add_parser("stats", help="approval rate, rounds, where validation fails and tokens, by model, hint, tool and stage")
+    p.set_defaults(func=cmd_review_stats)
     p = rsub.add_parser("cancel", help="stop a running evolution")
     p.add_argument("id", help="the proposal id (from review list)")
     p.set_defaults(func=cmd_review_cancel)
@@ -310,6 +312,34 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         else:
             was = result["previous_version"] or "the base version"
             console().print(f"{result['tool_id']}: scope {result['scope']} serves {result['version']} again (was {was})")
+        return 0
+
+    return _with_runtime(args, run)
+
+
+def cmd_review_stats(args: argparse.Namespace) -> int:
+    from tools.evolution.stats import evolution_stats
+
+    def run(runtime: Any) -> int:
+        stats = evolution_stats(runtime.store)
+        if args.json_out:
+            emit_json(stats)
+            return 0
+
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{value * 100:.0f}%"
+
+        def row(group: str, key: str, s: dict[str, Any]) -> tuple[Any, ...]:
+            return (group, key, s["proposals"], s["approved"], s["rejected"], s["rolled_back"], s["failed_validation"],
+                    pct(s["approval_rate"]), "-" if s["mean_rounds"] is None else s["mean_rounds"],
+                    s["input_tokens"] + s["output_tokens"], "-" if s["tokens_per_approval"] is None else s["tokens_per_approval"])
+
+        rows = [row("all", "all", stats["overall"])]
+        for group in ("model", "hint", "tool", "failed_stage"):
+            rows += [row(group, k, s) for k, s in stats["by"][group].items()]
+        print_table("evolution: proposals by model, mutation hint, tool and the stage failed validations stopped at",
+                    ("group", "key", "proposals", "approved", "rejected", "rolled back", "failed", "approval", "rounds",
+                     "tokens", "tokens/approval"), rows, keys=("group", "key"))
         return 0
 
     return _with_runtime(args, run)

@@ -1,0 +1,69 @@
+"""How evolution is doing: approval rate, rounds, where validation fails, and what it costs.
+
+Counted over every proposal in the store, overall and grouped by model, mutation hint, tool and the
+stage a failed validation stopped at; `tooldeck review stats` prints it (`--json` for scripts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from state import proposals
+
+#: a decision was made on these (the approval rate's denominator)
+DECIDED = ("approved", "rolled_back", "rejected")
+GROUPS: dict[str, Callable[[Any], str]] = {
+    "model": lambda r: (f"{r['provider']}:{r['model']}" if r["provider"] and r["model"] else r["model"] or r["provider"] or "-"),
+    "hint": lambda r: ((r["mutation_hint"] or "-").strip().splitlines() or ["-"])[0][:60],
+    "tool": lambda r: r["tool_id"],
+    "failed_stage": lambda r: _failed_stage(r) or "-",
+}
+
+
+def _failed_stage(row: Any) -> str | None:
+    if row["status"] != "failed_validation":
+        return None
+    try:
+        stages = json.loads(row["stages"] or "[]")
+    except json.JSONDecodeError:
+        stages = []
+    failed = next((s for s in stages if isinstance(s, dict) and not s.get("passed")), None)
+    if failed is not None:
+        return str(failed.get("name"))
+    return (row["failure"] or "unknown").split(":", 1)[0] or "unknown"
+
+
+def _summary(rows: list[Any]) -> dict[str, Any]:
+    n = len(rows)
+    approved = sum(1 for r in rows if r["approved_at"] is not None)
+    decided = sum(1 for r in rows if r["status"] in DECIDED)
+    failed = sum(1 for r in rows if r["status"] == "failed_validation")
+    tokens_in = sum(int(r["input_tokens"] or 0) for r in rows)
+    tokens_out = sum(int(r["output_tokens"] or 0) for r in rows)
+    rounds = [int(r["rounds"] or 0) for r in rows if r["rounds"]]
+    return {
+        "proposals": n, "approved": approved, "rejected": sum(1 for r in rows if r["status"] == "rejected"),
+        "rolled_back": sum(1 for r in rows if r["status"] == "rolled_back"), "failed_validation": failed,
+        "awaiting_review": sum(1 for r in rows if r["status"] == "awaiting_review"),
+        "approval_rate": round(approved / decided, 3) if decided else None,
+        "validation_pass_rate": round(1 - failed / n, 3) if n else None,
+        "mean_rounds": round(sum(rounds) / len(rounds), 2) if rounds else None,
+        "input_tokens": tokens_in, "output_tokens": tokens_out,
+        "tokens_per_approval": round((tokens_in + tokens_out) / approved) if approved else None,
+    }
+
+
+def evolution_stats(store: Any) -> dict[str, Any]:
+    """{"overall": summary, "by": {group: {key: summary}}} over every proposal."""
+    rows = proposals.for_stats(store)
+    by: dict[str, dict[str, Any]] = {}
+    for group, key_of in GROUPS.items():
+        buckets: dict[str, list[Any]] = {}
+        for r in rows:
+            if group == "failed_stage" and r["status"] != "failed_validation":
+                continue
+            buckets.setdefault(key_of(r), []).append(r)
+        by[group] = {key: _summary(members) for key, members in sorted(buckets.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
+    return {"overall": _summary(rows), "by": by}
