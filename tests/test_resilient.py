@@ -207,3 +207,32 @@ def test_thin_executables_for_non_python_callers(workspace):
     run = subprocess.run([sys.executable, str(exe / "mark_tool_failure.py")], input="{oops", capture_output=True, text=True,
                          timeout=60, env=env)
     assert run.returncode == 1 and "input is not JSON" in json.loads(run.stdout)["error"]
+
+
+def test_a_candidate_predicted_to_fail_is_tried_last_or_skipped_with_its_evidence(workspace, make_runtime):
+    """Failures remembered on similar scenarios predict the next: a candidate predicted to fail at least
+    0.5 likely is tried after the others, one past `skip_predicted_above` is skipped with the prediction
+    and its evidence (while another candidate is left), and 1 never skips."""
+    from tools.recovery import mark_tool_failure
+    from tools.recovery.selection import SelectionSettings
+
+    translators(workspace / "tools")
+    (workspace / "tooldeck.toml").write_text("[resilient]\nskip_predicted_above = 0.6\n")
+    rt = make_runtime()
+    for scenario in ("translate to french", "translate this into french"):
+        for _ in range(2):  # four failures: fewer than the circuit's minimum of five calls
+            mark_tool_failure(rt, "translator_alpha", scenario, "service unreachable", "high")
+    for _ in range(3):
+        mark_tool_failure(rt, "translator_beta", "translate to french", "quota exceeded", "high")
+    sel = select_candidates(rt, "translate to french", tags=["translation"])
+    assert [c.tool_id for c in sel.candidates] == ["translator_gamma", "translator_beta"]
+    beta = sel.candidates[1]
+    assert 0.4 <= beta.predicted_failure < 0.6 and sel.candidates[0].predicted_failure == 0.0
+    [alpha] = [s for s in sel.skipped if s.tool_id == "translator_alpha"]
+    assert alpha.reason.startswith("predicted to fail (0.") and ">= 0.6): failed on similar scenario" in alpha.reason
+    out = call_tool_resilient(rt, "translate to french", HELLO, tags=["translation"])
+    assert [h["tool_id"] for h in out["hops"]] == ["translator_gamma"] and out["hops"][0]["predicted_failure"] == 0.0
+    never = select_candidates(rt, "translate to french", tags=["translation"],
+                              settings=SelectionSettings(skip_predicted_above=1.0))
+    assert [c.tool_id for c in never.candidates][-1] == "translator_alpha"
+    assert "tried last" in never.candidates[-1].why

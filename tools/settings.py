@@ -67,6 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "candidate_pool": 32,
         "tagged_candidate_pool": 256,
         "ready_timeout_seconds": 30,
+        "skip_predicted_above": 0.9,  # predicted to fail this likely (remembered failures): skipped; 1 never skips
     },
     "retention": {
         "events_days": 7,

@@ -73,7 +73,8 @@ def run_hops(runtime: RuntimeHost, selection: Selection, data: Any, *, mark_fail
     hops: list[dict[str, Any]] = []
     for n, cand in enumerate(selection.candidates, 1):
         hop: dict[str, Any] = {"hop": n, "tool_id": cand.tool_id, "version": cand.version, "similarity": cand.similarity,
-                               "score": cand.score, "penalty": cand.penalty, "rank": cand.rank, "why": cand.why}
+                               "score": cand.score, "penalty": cand.penalty, "rank": cand.rank, "why": cand.why,
+                               "predicted_failure": cand.predicted_failure}
         started = time.perf_counter()
         try:
             entry = runtime.catalog.get(cand.tool_id, cand.version, timeout=10.0)

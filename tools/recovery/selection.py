@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 #: How much one remembered failure on a similar scenario predicts another, by severity.
 PENALTY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.5, "critical": 0.8}
-#: The penalty factor never drops below this, so a predicted failure reorders but never hides a tool.
+#: The penalty factor never drops below this (a predicted failure of at most 0.95).
 PENALTY_FLOOR = 0.05
+#: A candidate predicted to fail at least this likely is tried after every other candidate.
+TRY_LAST_ABOVE = 0.5
 #: At most this many remembered failures are considered per query (all candidates together).
 FAILURE_QUERY_LIMIT = 32
 
@@ -44,6 +46,8 @@ class Candidate:
     rank: float
     why: str
     probe: bool = False
+    #: 1 - penalty: how likely it fails, predicted from remembered failures on similar scenarios
+    predicted_failure: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,8 @@ class SelectionSettings:
     pool: int = 32
     tagged_pool: int = 256
     ready_timeout: float = 30.0
+    #: a candidate predicted to fail at least this likely is skipped (while another is left); 1 never skips
+    skip_predicted_above: float = 0.9
 
     @classmethod
     def from_runtime(cls, runtime: RuntimeHost) -> SelectionSettings:
@@ -83,11 +89,13 @@ class SelectionSettings:
         try:
             out = cls(float(s.get("min_similarity", 0.35)), float(s.get("penalty_min_similarity", 0.5)),
                       int(s.get("candidate_pool", 32)), int(s.get("tagged_candidate_pool", 256)),
-                      float(s.get("ready_timeout_seconds", 30)))
+                      float(s.get("ready_timeout_seconds", 30)), float(s.get("skip_predicted_above", 0.9)))
         except (TypeError, ValueError) as exc:
             raise UsageError(f"tooldeck.toml [resilient]: {exc}") from exc
         if not -1 <= out.min_similarity <= 1 or out.pool < 1 or out.tagged_pool < 1:
             raise UsageError("tooldeck.toml [resilient]: min_similarity must be in [-1, 1] and the pools >= 1")
+        if not 0 < out.skip_predicted_above <= 1:
+            raise UsageError("tooldeck.toml [resilient]: skip_predicted_above must be in (0, 1] (1 never skips)")
         return out
 
 
@@ -227,26 +235,39 @@ def _why_not_tried(p: dict[str, Any], wanted: set[str], tracker: Any, formats: l
 
 
 def _ranked(viable: list[tuple[Any, dict[str, Any], Any, Any]], penalties: dict[tuple[str, str], tuple[float, str]],
-            limit: int) -> list[Candidate]:
-    """rank = similarity x score x penalty (ties: the manifest's priority, then id); the best `limit`."""
+            limit: int, skip_above: float) -> tuple[list[Candidate], list[Skipped]]:
+    """(the best `limit` candidates, those skipped as predicted to fail).
+
+    rank = similarity x score x penalty (ties: the manifest's priority, then id). The prediction is
+    1 - penalty: a candidate predicted to fail at least TRY_LAST_ABOVE likely is tried after every
+    other one, and one at least `skip_above` likely is skipped, with its evidence, while a
+    candidate not that likely to fail is left to try."""
     scored = []
     for hit, p, health, entry in viable:
         key = (p["tool_id"], p["version"])
         score = health[0] if health is not None else float(entry.manifest.quality_score)
         factor, note = penalties.get(key, (1.0, ""))
-        scored.append((-hit.similarity * score * factor, -entry.manifest.priority, key, hit.similarity, score, factor, note,
-                       health is not None and health[2]))
-    scored.sort(key=lambda item: item[:3])
+        predicted = round(1.0 - factor, 4)
+        scored.append((predicted >= TRY_LAST_ABOVE, -hit.similarity * score * factor, -entry.manifest.priority, key,
+                       hit.similarity, score, factor, note, health is not None and health[2], predicted))
+    scored.sort(key=lambda item: item[:4])
+    skipped: list[Skipped] = []
+    if any(item[-1] < skip_above for item in scored):
+        skipped = [Skipped(item[3][0], item[3][1], round(item[4], 4), f"predicted to fail ({item[-1]:.2f} >= {skip_above:g}): {item[7]}")
+                   for item in scored if item[-1] >= skip_above]
+        scored = [item for item in scored if item[-1] < skip_above]
     candidates: list[Candidate] = []
-    for neg_rank, _prio, key, similarity, score, factor, note, probe in scored[:limit]:  # strings only for the few tried
+    for _last, neg_rank, _prio, key, similarity, score, factor, note, probe, predicted in scored[:limit]:
         why = f"similarity {similarity:.2f} x score {score:.2f} x penalty {factor:.2f}"
         if note:
             why += f"; {note}"
+        if predicted >= TRY_LAST_ABOVE:
+            why += f"; predicted to fail ({predicted:.2f}): tried last"
         if probe:
             why += "; half-open circuit: probe call"
         candidates.append(Candidate(key[0], key[1], round(similarity, 4), round(score, 4), round(factor, 4), round(-neg_rank, 4),
-                                    why, probe))
-    return candidates
+                                    why, probe, predicted))
+    return candidates, skipped
 
 
 def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
@@ -297,6 +318,7 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
         failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
         penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
     timings["failures"] = (time.perf_counter() - t) * 1000
-    candidates = _ranked(viable, penalties, limit)
+    candidates, predicted = _ranked(viable, penalties, limit, cfg.skip_predicted_above)
+    skipped.extend(predicted)
     timings["total"] = (time.perf_counter() - started) * 1000
     return Selection(scenario, candidates, skipped, cfg.min_similarity, best, formats, timings, best_tool)
