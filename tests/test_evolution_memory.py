@@ -137,3 +137,39 @@ def test_review_stats_counts_approvals_rounds_failed_stages_and_tokens(workspace
     assert main(["-w", str(rt.workspace), "review", "stats"]) == 0
     out = capsys.readouterr().out
     assert "failed_stage\ttests\t1\t0\t0\t0\t1\t" in out and "all\tall\t3\t1\t1\t0\t1\t50%\t" in out
+
+
+def test_auto_propose_evolves_a_falling_tool_and_never_approves_it(workspace: Path, make_runtime, anthropic_server) -> None:
+    """A serving runtime with `auto_propose` starts an evolution once greet's score falls below the
+    threshold with a recorded failing input; `auto_approve` does not apply to what it proposed."""
+    from tests.buffer_helpers import wait_for
+    from tools.errors import ToolError
+    from tools.evolution.review import list_proposals
+
+    settings(workspace, evolution='auto_propose = true\nauto_propose_below = 0.97\nauto_approve = "all-stages-passed"')
+    greet_tool(workspace)
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    rt = make_runtime(serve=True)
+    rt.wait_ready(30)
+    assert rt.call("greet", {"name": "bob"}) == {"greeting": "hello bob"}
+    for _ in range(3):
+        try:
+            rt.call("greet", {"name": "ada lovelace"})
+        except ToolError:
+            pass
+    rt.calls.flush()
+    rt.extensions["auto_propose"].notify()  # the failures above woke it already; the calls' records are now written
+    proposal = wait_for(lambda: next((p for p in list_proposals(rt, tool_id="greet") if p["status"] == "awaiting_review"), None),
+                        timeout=60)
+    assert proposal["origin"] == "auto_propose" and proposal["mutation_hint"].startswith("auto-proposed: the score of greet 1.0.0")
+    assert rt.resolved_version("greet") == (None, "base")  # awaiting a person, not approved by the policy
+    assert any(e.kind == "evolution.auto_proposed" for e in rt.events.recent(100))
+    assert len(list_proposals(rt, tool_id="greet")) == 1  # once per version, not once per failure
+
+
+def test_auto_propose_is_off_by_default(workspace: Path, make_runtime) -> None:
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime(serve=True)
+    rt.wait_ready(30)
+    assert "auto_propose" not in rt.extensions

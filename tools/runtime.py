@@ -43,6 +43,7 @@ EXTENSIONS: list[str] = [
     "tools.buffers.engine:install",
     "tools.recovery.ledger:install",
     "tools.recovery.selection:install",
+    "tools.evolution.auto:install",  # after failure tracking, whose failures wake it
 ]
 
 

@@ -33,6 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "regression_cases": 20,
         "memory": True,  # offer past approved fixes and rejected approaches of similar failures (tools.evolution.memory)
         "memory_examples": 3,  # how many of each
+        "auto_propose": False,  # a serving runtime evolves a tool whose score fell below auto_propose_below (never approves)
+        "auto_propose_below": 0.5,
     },
     "buffers": {
         "max_attempts": 5,

@@ -318,7 +318,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_review_stats(args: argparse.Namespace) -> int:
-    from tools.evolution.stats import evolution_stats
+    from tools.evolution import evolution_stats
 
     def run(runtime: Any) -> int:
         stats = evolution_stats(runtime.store)

@@ -2,12 +2,14 @@
 
 The prompt and its context, the validation stages run in the sandbox, proposals with
 review and promotion (approve, reject, rollback), and generating a new tool from a spec or as the
-local replacement of an MCP tool.
+local replacement of an MCP tool. What evolution remembers of past decisions (memory), how it is
+doing (stats), and proposing on its own when a tool's score falls (auto, off by default).
 """
 
 from tools.evolution.evolve import evolve_tool, summarize
 from tools.evolution.generate import generate_replacement, generate_tool_from_spec
 from tools.evolution.review import approve, cancel, get_proposal, list_proposals, reject, rollback
+from tools.evolution.stats import evolution_stats
 
-__all__ = ["approve", "cancel", "evolve_tool", "generate_replacement", "generate_tool_from_spec", "get_proposal",
+__all__ = ["approve", "cancel", "evolution_stats", "evolve_tool", "generate_replacement", "generate_tool_from_spec", "get_proposal",
            "list_proposals", "reject", "rollback", "summarize"]

@@ -253,7 +253,7 @@ def _settings(runtime: RuntimeHost) -> dict[str, Any]:
 
 
 def evolve_tool(runtime: RuntimeHost, tool_id: str, error_message: str = "", mutation_hint: str = "", dynamic_schema: bool = False,
-                *, progress: Progress | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+                *, progress: Progress | None = None, cancel: threading.Event | None = None, origin: str = "operator") -> dict[str, Any]:
     """Propose, write and validate a new version of `tool_id`; returns the proposal (see review.get_proposal)."""
     check_tool_id(tool_id)
     if not (error_message or "").strip() and not (mutation_hint or "").strip():
@@ -277,13 +277,13 @@ def evolve_tool(runtime: RuntimeHost, tool_id: str, error_message: str = "", mut
     return _evolve(runtime, provider, tool_id=tool_id, parent=manifest, parent_path=parent.path, parent_raw=parent_raw,
                    parent_code=parent_code_path.read_text(encoding="utf-8", errors="replace"),
                    error_message=error_message or "", mutation_hint=mutation_hint or "", dynamic_schema=bool(dynamic_schema),
-                   progress=progress, cancel=cancel)
+                   progress=progress, cancel=cancel, origin=origin)
 
 
 def _evolve(runtime: RuntimeHost, provider: Any, *, tool_id: str, parent: Manifest | None, parent_path: Path | None,
             parent_raw: dict[str, Any] | None, parent_code: str, error_message: str, mutation_hint: str,
             dynamic_schema: bool, progress: Progress | None, cancel: threading.Event | None,
-            spec_text: str | None = None, base_version: str = "1.0.0") -> dict[str, Any]:
+            spec_text: str | None = None, base_version: str = "1.0.0", origin: str = "operator") -> dict[str, Any]:
     cfg = _settings(runtime)
     parent_version = parent.version if parent else None
     error_message, mutation_hint = redact(error_message), redact(mutation_hint)  # stored, sent, written: never a secret
@@ -298,7 +298,7 @@ def _evolve(runtime: RuntimeHost, provider: Any, *, tool_id: str, parent: Manife
                 con, tool_id=tool_id, version=version, parent_version=parent_version,
                 parent_path=str(parent_path) if parent_path else None, status="generating", error_message=error_message,
                 mutation_hint=mutation_hint, dynamic_schema=int(dynamic_schema), provider=provider.name, model=provider.model,
-                session=runtime.session, pid=os.getpid(), node=runtime.node, created=now, updated=now)
+                session=runtime.session, pid=os.getpid(), node=runtime.node, created=now, updated=now, origin=origin)
             if pid is not None or not parent_version:
                 break
         if pid is None:
@@ -452,6 +452,8 @@ def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], prote
         policy = str(runtime.settings.get("evolution", "auto_approve", "off")).strip().lower()
         if policy not in ("off", "all-stages-passed"):
             log.warning("evolution: [evolution] auto_approve = %r is not off or all-stages-passed; treated as off", policy)
+        elif proposal.get("origin") == "auto_propose":  # proposing on its own, never approving on its own
+            pass
         elif policy == "all-stages-passed" and sha and all(s["passed"] and not s.get("skipped") for s in stages):
             approve(runtime, pid, "global", "auto-approve policy (all-stages-passed)", sha)
     else:

@@ -1,5 +1,7 @@
 -- Version 7: what evolution remembers. `memory` (JSON) records the past fixes and rejected approaches
 -- a proposal's prompt was offered, and a rejected proposal it repeats; `diff` keeps the reviewed diff
--- (capped), so later evolutions can be shown it after the candidate's files are gone.
+-- (capped), so later evolutions can be shown it after the candidate's files are gone; `origin` says who
+-- started it (an auto-proposed version is never approved by policy).
 ALTER TABLE proposals ADD COLUMN memory TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE proposals ADD COLUMN diff TEXT;
+ALTER TABLE proposals ADD COLUMN origin TEXT NOT NULL DEFAULT 'operator';  -- operator | auto_propose
