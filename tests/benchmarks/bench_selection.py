@@ -13,6 +13,11 @@ Every figure is printed with its ratio to a baseline measured in the same run:
 - `Runtime(...)` to selection-ready with 1,000 tools in a fresh interpreter (imports,
   embedding, upsert), with the breakdown (target <= 2 s), and `Runtime(...)` itself with
   the memory preloading vs not (proof it is not delayed)
+- failures predicted before they are tried (`--prediction` runs only this): a stream of
+  resilient calls over tools that each fail on some families of scenarios, once with today's
+  prediction (tried last, skipped past `skip_predicted_above`) and once with the earlier rule
+  (the penalty reorders only), same stream: failed attempts avoided (target >= 50%), working
+  tools wrongly skipped (target <= 2%), success rate (target: the same or better)
 """
 
 from __future__ import annotations
@@ -254,7 +259,98 @@ def bench_startup(n: int = 1000, runs: int = 3) -> None:
               f"{med(nop, 'catalog'):.2f} s; ratio {med(pre, 'catalog') / med(nop, 'catalog'):.2f}x")
 
 
+#: families of scenarios: (phrasings, the input's family); each tool fails on some families
+FAMILIES = {
+    "csv": ["parse csv spreadsheet rows", "parse the rows of a csv spreadsheet", "parse csv spreadsheet rows quickly"],
+    "json": ["parse json api payloads", "parse the json payload of an api", "parse json api payloads in bulk"],
+    "xml": ["parse xml rss feed entries", "parse the entries of an xml rss feed", "parse xml feed entries in bulk"],
+    "yaml": ["parse yaml config files", "parse the settings of a yaml config file", "parse yaml config files quickly"],
+}
+PARSER = """
+BAD = {bad!r}
+
+def run(data):
+    if data["family"] in BAD:
+        raise ValueError("cannot read " + data["family"])
+    return {{"ok": True}}
+"""
+
+
+def prediction_workspace(ws: Path, seed: int) -> dict[str, set[str]]:
+    """Twelve parsers, each failing on two of the four families (the hidden truth, returned): no tool
+    works everywhere, so a tool's score alone cannot find the one that works for a scenario."""
+    rng = random.Random(seed)
+    families = sorted(FAMILIES)
+    truth: dict[str, set[str]] = {}
+    folder = ws / "tools"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        name = f"parser_{i}"
+        bad = set(rng.sample(families, 2))
+        truth[name] = bad
+        (folder / f"{name}.py").write_text(PARSER.format(bad=sorted(bad)))
+        manifest = {"name": name, "type": "python", "version": "1.0.0", "entry": f"{name}.py:run", "tags": ["parsing"],
+                    "description": "Parse structured documents: csv spreadsheet rows, json api payloads, xml rss feed entries "
+                                   "and yaml config files.", "quality_score": round(0.45 + 0.05 * i, 2)}
+        (folder / f"{name}.yaml").write_text(json.dumps(manifest))
+    (ws / "tooldeck.toml").write_text("[circuit]\nmin_calls = 1000\nconsecutive_failures = 1000\n")  # circuits off: measure prediction
+    return truth
+
+
+def bench_prediction(calls: int = 160, seed: int = 7) -> None:
+    import tools.recovery.selection as selection
+    from tools.errors import ToolError
+    from tools.recovery.resilient import call_tool_resilient
+
+    def run(predict: bool) -> dict[str, float]:
+        ws = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+        truth = prediction_workspace(ws, seed)
+        rng = random.Random(seed)
+        saved = selection.TRY_LAST_ABOVE
+        if not predict:
+            selection.TRY_LAST_ABOVE = 2.0  # the earlier rule: the penalty reorders, nothing is tried last or skipped
+        with (ws / "tooldeck.toml").open("a") as fh:  # resilient calls read it (0.9 is the default)
+            fh.write(f"[resilient]\nskip_predicted_above = {0.9 if predict else 1}\n")
+        rt = Runtime(ws)
+        try:
+            rt.wait_ready(60)
+            memory_for(rt, 60)
+            failed = ok = wrong = considered = 0
+            for _ in range(calls):
+                family = rng.choice(sorted(FAMILIES))
+                scenario = rng.choice(FAMILIES[family])
+                sel = select_candidates(rt, scenario, tags=["parsing"], limit=12)
+                for s in sel.skipped:
+                    if s.reason.startswith("predicted to fail"):
+                        considered += 1
+                        wrong += family not in truth[s.tool_id]
+                considered += len(sel.candidates)
+                try:
+                    out = call_tool_resilient(rt, scenario, {"family": family}, tags=["parsing"], max_attempts=12)
+                    failed += sum(1 for h in out["hops"] if h["outcome"] != "ok")
+                    ok += 1
+                except ToolError as exc:
+                    failed += len(exc.details.get("hops", []))
+            return {"failed": failed, "ok": ok, "wrong": wrong, "considered": max(1, considered)}
+        finally:
+            rt.close()
+            selection.TRY_LAST_ABOVE = saved
+
+    before, after = run(False), run(True)
+    avoided = 1 - after["failed"] / max(1, before["failed"])
+    wrong = after["wrong"] / after["considered"]
+    print(f"prediction, {calls} resilient calls over 12 parsers x 4 families: failed attempts {before['failed']} (earlier rule) "
+          f"-> {after['failed']} (predicted): {avoided * 100:.0f}% avoided (target >= 50%) {'PASS' if avoided >= 0.5 else 'FAIL'}")
+    print(f"prediction: working tools wrongly skipped {after['wrong']} of {after['considered']} considered "
+          f"({wrong * 100:.1f}%, target <= 2%) {'PASS' if wrong <= 0.02 else 'FAIL'}")
+    print(f"prediction: success rate {before['ok'] / calls * 100:.1f}% -> {after['ok'] / calls * 100:.1f}% "
+          f"(target: the same or better) {'PASS' if after['ok'] >= before['ok'] else 'FAIL'}")
+
+
 def main() -> None:
+    if "--prediction" in sys.argv:
+        bench_prediction()
+        return
     quick = "--quick" in sys.argv
     bench_selection(1000)
     if not quick:
@@ -262,6 +358,7 @@ def main() -> None:
     bench_hops()
     bench_hook()
     bench_startup()
+    bench_prediction()
 
 
 if __name__ == "__main__":
