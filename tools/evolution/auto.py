@@ -67,7 +67,7 @@ class AutoProposer:
         tracker = self.runtime.extensions.get("failures")
         if tracker is None:
             return []
-        started = []
+        started: list[int] = []
         for (tool_id, version), health in sorted(tracker.scores_snapshot().items()):
             if health["score"] >= self.threshold or (tool_id, version) in self._tried:
                 continue

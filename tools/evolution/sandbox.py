@@ -264,8 +264,9 @@ def _collect(out: bytes, err: bytes, nonce: str, count: int, returncode: int | N
             fatal = killed
         elif returncode is not None and returncode < 0:
             sig = -returncode
-            fatal = {signal.SIGXCPU: "the CPU-time limit stopped it", signal.SIGKILL: "killed (resource limit)",
-                     signal.SIGXFSZ: "the file-size limit stopped it"}.get(sig, f"killed by signal {sig}")
+            known: dict[int, str] = {signal.SIGXCPU: "the CPU-time limit stopped it", signal.SIGKILL: "killed (resource limit)",
+                                     signal.SIGXFSZ: "the file-size limit stopped it"}
+            fatal = known.get(sig, f"killed by signal {sig}")
         elif returncode == 137:
             fatal = "killed (resource limit)"
         else:

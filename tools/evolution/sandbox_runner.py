@@ -363,7 +363,7 @@ class _Child:
 
 
 _REPLY_KEYS = ("i", "ok", "result", "class", "error", "stderr", "ms")
-_SIGNALS = {signal.SIGXCPU: "the CPU-time limit stopped it", signal.SIGKILL: "killed (resource limit)",
+_SIGNALS: dict[int, str] = {signal.SIGXCPU: "the CPU-time limit stopped it", signal.SIGKILL: "killed (resource limit)",
             signal.SIGXFSZ: "the file-size limit stopped it"}
 
 
