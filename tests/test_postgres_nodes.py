@@ -444,10 +444,15 @@ def test_the_database_stopped_and_restarted_under_load_loses_nothing_acknowledge
         shutil.rmtree(pgdata, ignore_errors=True)
 
 
+@pytest.mark.parametrize("where", ["another host", "this host"])
 def test_a_manifest_differing_from_another_live_nodes_is_an_error_until_they_agree(workspace: Path, make_runtime,
-                                                                                   backend) -> None:
-    """Catalogs stay per node; each node records its manifests' hashes. Another live node (a host with a fresh
-    heartbeat) that loaded other files for the same (id, version) makes the tool an error here."""
+                                                                                   backend, where: str) -> None:
+    """Catalogs stay per node; each node records its manifests' hashes. Another live node (a fresh
+    heartbeat; on this host, a running process) that loaded other files for the same (id, version)
+    makes the tool an error here: compared per node, so two runtimes on one host are compared too."""
+    import os
+    import socket
+
     from tools.errors import ToolError
 
     python_tool(workspace / "tools", "echo", "def run(d):\n    return d\n")
@@ -456,12 +461,15 @@ def test_a_manifest_differing_from_another_live_nodes_is_an_error_until_they_agr
     version, mine = entry.served_version, entry.manifest_sha
     assert rt.call("echo", {"a": 1}) == {"a": 1}
     wait_for(lambda: state_rows(workspace, "SELECT sha256 FROM catalog_manifests WHERE tool_id='echo'"), timeout=30)
+    host = "node-b" if where == "another host" else socket.gethostname()
+    pid = 7 if where == "another host" else os.getpid()  # on this host a node is live while its process runs
+    other = f"{host}:{pid}:beef"
     now = rt.store.now() + 60  # fresh however slow this machine is
     with rt.store.tx() as con:
         con.execute("INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve) VALUES (?,?,?,?,?,?,?)",
-                    ("s-b", "node-b:7:beef", 7, "node-b", now, now, 1))
-        con.execute("INSERT INTO catalog_manifests(tool_id, version, host, sha256, path, updated) VALUES (?,?,?,?,?,?)",
-                    ("echo", version, "node-b", "ab" * 32, "/srv/node-b/tools/echo.yaml", now))
+                    ("s-b", other, pid, host, now, now, 1))
+        con.execute("INSERT INTO catalog_manifests(tool_id, version, node, host, sha256, path, updated) VALUES (?,?,?,?,?,?,?)",
+                    ("echo", version, other, host, "ab" * 32, "/srv/node-b/tools/echo.yaml", now))
 
     def refused() -> str | None:
         try:
@@ -471,9 +479,9 @@ def test_a_manifest_differing_from_another_live_nodes_is_an_error_until_they_agr
         return None
 
     message = wait_for(refused, timeout=30)
-    assert "manifest differs from node node-b's (sha256 abababababab... there" in message and entry_status(rt) == "error"
+    assert f"manifest differs from node {other}'s (sha256 abababababab... there" in message and entry_status(rt) == "error"
     with rt.store.tx() as con:  # node b's files fixed: the same manifest there
-        con.execute("UPDATE catalog_manifests SET sha256=? WHERE host='node-b'", (mine,))
+        con.execute("UPDATE catalog_manifests SET sha256=? WHERE node=?", (mine, other))
     wait_for(lambda: refused() is None, timeout=30)
     assert rt.call("echo", {"a": 3}) == {"a": 3} and entry_status(rt) == "ready"
 

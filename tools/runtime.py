@@ -173,7 +173,7 @@ class Runtime:
             self._calls = CallRecorder(self._store, session=self.own_session,
                                        max_queued=int(self._settings.get("calls", "max_queued_records", 10_000)))
             self._calls.start()
-            self.catalog.attach(self._store, self._events)
+            self.catalog.attach(self._store, self._events, self.node)
             self._heartbeat()
             self._events.emit("runtime.started", serve=self.serve, workspace=str(self.workspace))
             for warning in self._settings.warnings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -119,10 +120,12 @@ class Catalog(ImportedTools):
         with self._lock:
             return list(self._base.values()) + [e for vs in self._versions.values() for e in vs.values()]
 
-    def attach(self, store: Store, events: EventLog) -> None:
+    def attach(self, store: Store, events: EventLog, node: str | None = None) -> None:
+        """Start using the shared store; `node` is this runtime's identity (host:pid:token)."""
         self._store = store
         self._events = events
-        self.nodes = NodeManifests(store, socket.gethostname())
+        host = socket.gethostname()
+        self.nodes = NodeManifests(store, host, node or f"{host}:{os.getpid()}")
 
     def load_all(self) -> None:
         """Parse every discovered manifest not yet claimed by a waiting caller."""

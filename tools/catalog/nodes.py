@@ -2,10 +2,10 @@
 
 Each node loads its own catalog folder. When several nodes share one database, each records the
 sha256 of the manifest it loaded for every (id, version) of its catalog (`catalog_manifests`,
-one row per host). A tool whose manifest differs from the one another live node (a host with a
-fresh runtime heartbeat) loaded is an error here, and there: calls are refused until the files
-agree, since one id meaning two tools would mix their scores, circuits and promotions. On one
-machine (SQLite, or PostgreSQL with one host) there is nothing to compare.
+one row per node: two runtimes on one host may load different folders). A tool whose manifest
+differs from the one another live node (`state.runtimes`) loaded is an error here, and there:
+calls are refused until the files agree, since one id meaning two tools would mix their scores,
+circuits and promotions. Rows of nodes no longer live are dropped as this node writes its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from state import StoreError
-from state.runtimes import live_hosts
+from state.runtimes import live_runtimes
 
 REFRESH_SECONDS = 2.0
 #: after a manifest was (re)loaded here, the other hosts' rows are read again once they are this old
@@ -31,9 +31,10 @@ def manifest_sha(text: str) -> str:
 class NodeManifests:
     """This host's manifest hashes in the shared store, and the other live hosts' for comparison."""
 
-    def __init__(self, store: Any, host: str) -> None:
+    def __init__(self, store: Any, host: str, node: str) -> None:
         self.store = store
         self.host = host
+        self.node = node
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], tuple[str, str]] = {}
         self._others: dict[tuple[str, str], dict[str, str]] = {}
@@ -51,12 +52,16 @@ class NodeManifests:
         if not pending:
             return
         now = self.store.now()
+        live = sorted({r["node"] for r in live_runtimes(self.store)} | {self.node})
         with self.store.tx() as con:
             con.executemany(
-                "INSERT INTO catalog_manifests(tool_id, version, host, sha256, path, updated) VALUES (?,?,?,?,?,?)"
-                " ON CONFLICT (tool_id, version, host) DO UPDATE SET sha256=excluded.sha256, path=excluded.path,"
+                "INSERT INTO catalog_manifests(tool_id, version, node, host, sha256, path, updated) VALUES (?,?,?,?,?,?,?)"
+                " ON CONFLICT (tool_id, version, node) DO UPDATE SET sha256=excluded.sha256, path=excluded.path,"
                 " updated=excluded.updated",
-                [(t, v, self.host, sha, path, now) for (t, v), (sha, path) in pending.items()])
+                [(t, v, self.node, self.host, sha, path, now) for (t, v), (sha, path) in pending.items()])
+            # rows of nodes gone (a restart is a new node), left a minute for a node starting up
+            con.execute(f"DELETE FROM catalog_manifests WHERE updated < ? AND node NOT IN ({','.join('?' * len(live))})",
+                        (now - 60, *live))
 
     def _other_hosts(self) -> dict[tuple[str, str], dict[str, str]]:
         # A reloaded manifest is compared against fresh rows; a full load of many manifests (each
@@ -64,9 +69,9 @@ class NodeManifests:
         if time.monotonic() - self._at < (FRESH_AFTER_NOTE_SECONDS if self._noted_since else REFRESH_SECONDS):
             return self._others
         self._noted_since = False
-        live = live_hosts(self.store) - {self.host}
-        rows = self.store.query("SELECT m.tool_id, m.version, m.host, m.sha256 FROM catalog_manifests m WHERE m.host <> ?",
-                                (self.host,)) if live else []
+        live = {r["node"] for r in live_runtimes(self.store)} - {self.node}
+        rows = self.store.query("SELECT m.tool_id, m.version, m.node, m.sha256 FROM catalog_manifests m WHERE m.node <> ?",
+                                (self.node,)) if live else []
         others: dict[tuple[str, str], dict[str, str]] = {}
         for r in rows:
             if r[2] not in live:
@@ -79,9 +84,9 @@ class NodeManifests:
         """Why this manifest may not serve (another live node loaded other files for it), or None."""
         if sha is None:
             return None
-        for host, theirs in sorted(self._other_hosts().get((tool_id, version), {}).items()):
+        for node, theirs in sorted(self._other_hosts().get((tool_id, version), {}).items()):
             if theirs != sha:
-                return (f"manifest differs from node {host}'s (sha256 {theirs[:12]}... there, {sha[:12]}... here): "
+                return (f"manifest differs from node {node}'s (sha256 {theirs[:12]}... there, {sha[:12]}... here): "
                         "every node needs the same catalog files")
         return None
 
