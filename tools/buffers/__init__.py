@@ -8,6 +8,22 @@ the outcome (delivered, failed: retry or dead-letter, refused: waiting for the t
 rule of when a buffer or a batch is due, which all of them ask.
 """
 
-from tools.buffers.engine import OPERATIONS, UnknownBufferError, engine_for
+from typing import TYPE_CHECKING, Any
+
+from tools.buffers.settings import OPERATIONS
+
+if TYPE_CHECKING:
+    from tools.buffers.engine import UnknownBufferError, engine_for
 
 __all__ = ["OPERATIONS", "UnknownBufferError", "engine_for"]
+
+
+def __getattr__(name: str) -> Any:
+    """The engine is imported on first use, not with the package: a thread asking for OPERATIONS (the
+    MCP config) must not import the engine while the runtime's loader thread installs it (two first
+    imports of one package cycle on two threads fail with "partially initialized module")."""
+    if name in ("UnknownBufferError", "engine_for"):
+        from tools.buffers import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'tools.buffers' has no attribute {name!r}")

@@ -26,6 +26,7 @@ from state.redact import redact, secret_values
 from tools.buffers import settings as buffer_settings
 from tools.buffers.flush import Flusher
 from tools.buffers.policy import full_batch_waiting
+from tools.buffers.settings import OPERATIONS
 from tools.buffers.status import BufferStatus, compute_status
 from tools.errors import NotFoundError, ToolError, ToolInputError
 from tools.ids import check_name
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from tools.host import RuntimeHost
 
 MAX_ITEM_BYTES = 1 << 20
-OPERATIONS = ("write", "write_many", "flush", "status", "clear", "configure", "dead_letters", "replay")
 #: operations that apply explicit settings given alongside them
 _CONFIGURING = frozenset({"write", "write_many", "flush", "configure"})
 DRAIN_LIMIT = 10_000

@@ -13,6 +13,8 @@ from typing import Any
 from tools.errors import ToolError, ToolInputError
 from tools.ids import check_tool_id
 
+#: what the `buffer` builtin does (its `operation` field)
+OPERATIONS = ("write", "write_many", "flush", "status", "clear", "configure", "dead_letters", "replay")
 STRATEGIES = ("batched", "immediate", "manual")
 WHEN_FULL = ("block", "drop_newest", "drop_oldest")
 
