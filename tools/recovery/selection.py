@@ -117,8 +117,8 @@ def tool_doc(entry: Any) -> ToolDoc | None:
     examples = [e.get("input") if isinstance(e, dict) and "input" in e else e for e in m.examples[:2]]
     if examples:
         parts.append("Examples: " + json.dumps(examples, default=str)[:300])
-    fields = (m.input_schema or {}).get("properties") if m.type == "mcp" else None
-    if isinstance(fields, dict) and fields:  # an imported tool has no examples: its schema's field names say what it takes
+    fields = (m.input_schema or {}).get("properties")
+    if isinstance(fields, dict) and fields:  # the parameter names say what it takes (BFCL Recall@5: 0.595 -> see bench_bfcl)
         parts.append("Fields: " + ", ".join(str(f).replace("_", " ") for f in list(fields)[:20]) + ".")
     return ToolDoc(entry.tool_id, entry.served_version, " ".join(p for p in parts if p), entry.source, tuple(m.tags), is_sink(m))
 

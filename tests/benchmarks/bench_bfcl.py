@@ -1,0 +1,173 @@
+"""Selection on real data: Recall@5 of the right tool for BFCL questions, at 1,000 and 10,000 tools.
+
+The Berkeley Function Calling Leaderboard's data (the `bfcl-eval` package: functions with their
+descriptions and parameters, user questions, and the function each should call) becomes a tool
+catalog: every function a question expects, the other BFCL functions, and distractors made from
+functions no evaluated question expects (renamed, descriptions reworded), so the right tool stays
+well defined. For each question, `select_candidates` (what `call_tool_resilient` tries) gives the
+top 5; Recall@5 is how often the expected tool is among them. Latency: selection p50/p95
+(embedding the question included) against a bare query of the same index for the same vector.
+
+Install the data once, without its pinned SDKs (benchmark only, not a dependency of tooldeck):
+    .venv/bin/pip install --no-deps bfcl-eval
+Run: .venv/bin/python tests/benchmarks/bench_bfcl.py [--sizes 1000,10000] [--questions 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools.recovery.selection import memory_for, select_candidates  # noqa: E402
+from tools.runtime import Runtime  # noqa: E402
+
+SETS = ("BFCL_v4_simple_python.json", "BFCL_v4_live_simple.json", "BFCL_v4_multiple.json", "BFCL_v4_live_multiple.json")
+REWORD = {"calculate": "compute", "get": "retrieve", "find": "look up", "the": "a", "given": "for a given", "list": "enumerate",
+          "create": "make", "retrieve": "fetch", "returns": "gives back", "number": "count", "search": "query"}
+PREFIXES = ("legacy", "beta", "internal", "team", "mirror", "cached", "batch", "remote", "local", "alt")
+
+
+def data_dir() -> Path:
+    try:
+        import bfcl_eval
+    except ImportError:
+        sys.exit("bench_bfcl: the BFCL data is not installed: .venv/bin/pip install --no-deps bfcl-eval")
+    return Path(bfcl_eval.__file__).parent / "data"
+
+
+def tool_id(name: str) -> str:
+    out = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "fn"
+    if not out[0].isalpha():
+        out = "f_" + out
+    return out[:60]
+
+
+def load(folder: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
+    """(functions by tool id, [(question, expected tool id)]) from the BFCL sets with one expected call."""
+    functions: dict[str, dict[str, Any]] = {}
+    questions: list[tuple[str, str]] = []
+    for name in SETS:
+        answers = {}
+        answer_file = folder / "possible_answer" / name
+        for line in answer_file.read_text().splitlines():
+            row = json.loads(line)
+            answers[row["id"]] = row["ground_truth"]
+        for line in (folder / name).read_text().splitlines():
+            row = json.loads(line)
+            for fn in row["function"]:
+                functions.setdefault(tool_id(fn["name"]), fn)
+            truth = answers.get(row["id"]) or []
+            turns = row["question"][0] if row["question"] else []
+            text = " ".join(t["content"] for t in turns if t.get("role") == "user")
+            if len(truth) == 1 and text:
+                questions.append((text[:2000], tool_id(next(iter(truth[0])))))
+    return functions, [(q, t) for q, t in questions if t in functions]
+
+
+def manifest(tid: str, fn: dict[str, Any], description: str) -> dict[str, Any]:
+    props = (fn.get("parameters") or {}).get("properties") or {}
+    schema = {k: {"type": "string", "description": str((v or {}).get("description", ""))[:200]} for k, v in list(props.items())[:12]}
+    return {"name": tid, "type": "python", "version": "1.0.0", "entry": "shared.py:run", "description": description[:1000],
+            "input_schema": schema, "examples": [{"input": {k: "..." for k in list(props)[:6]}}] if props else []}
+
+
+def reword(description: str, rng: random.Random) -> str:
+    words = [REWORD.get(w.lower(), w) for w in description.split()]
+    return f"{rng.choice(PREFIXES).capitalize()} variant: " + " ".join(words)
+
+
+def build(ws: Path, n: int, functions: dict[str, dict[str, Any]], expected: set[str], seed: int) -> None:
+    rng = random.Random(seed)
+    folder = ws / "tools"
+    folder.mkdir(parents=True)
+    (folder / "shared.py").write_text("def run(data):\n    return data\n")
+    chosen = sorted(expected) + sorted(set(functions) - expected)
+    ids = set()
+    for tid in chosen[:n]:
+        fn = functions[tid]
+        (folder / f"{tid}.yaml").write_text(json.dumps(manifest(tid, fn, str(fn.get("description", "")))))
+        ids.add(tid)
+    pool = sorted(set(functions) - expected)  # distractors never come from a function a question expects
+    k = 0
+    while len(ids) < n:
+        src = pool[k % len(pool)]
+        k += 1
+        tid = tool_id(f"{rng.choice(PREFIXES)}_{k}_{src}")
+        if tid in ids:
+            continue
+        fn = functions[src]
+        (folder / f"{tid}.yaml").write_text(json.dumps(manifest(tid, fn, reword(str(fn.get("description", "")), rng))))
+        ids.add(tid)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def bench(n: int, functions: dict[str, dict[str, Any]], questions: list[tuple[str, str]], seed: int) -> None:
+    expected = {t for _q, t in questions}
+    if n < len(expected):
+        questions = [(q, t) for q, t in questions if t in sorted(expected)[:n]]
+        expected = {t for _q, t in questions}
+    ws = Path(tempfile.mkdtemp(prefix=f"bench-bfcl-{n}-"))
+    build(ws, n, functions, expected, seed)
+    t0 = time.perf_counter()
+    rt = Runtime(ws)
+    try:
+        rt.catalog.finished.wait(600)
+        service = memory_for(rt, 900)
+        ready = time.perf_counter() - t0
+        hits = 0
+        latencies, bare = [], []
+        for question, want in questions:
+            t = time.perf_counter()
+            sel = select_candidates(rt, question, limit=5)
+            latencies.append((time.perf_counter() - t) * 1000)
+            hits += want in {c.tool_id for c in sel.candidates}
+            vector = service.memory.embed_one(question)
+            t = time.perf_counter()
+            service.memory.search_tools(vector, 32, 0.35)
+            bare.append((time.perf_counter() - t) * 1000)
+        recall = hits / len(questions)
+        target = 0.9 if n <= 10_000 else 0.8
+        p95, bare95 = pct(latencies, 0.95), pct(bare, 0.95)
+        print(f"{n} tools ({len(questions)} BFCL questions): Recall@5 {recall:.3f} (target >= {target}) "
+              f"{'PASS' if recall >= target else 'FAIL'}; catalog + index ready in {ready:.1f} s")
+        print(f"{n} tools: selection p50 {statistics.median(latencies):.2f} ms p95 {p95:.2f} ms (embedding included; "
+              f"target p95 <= 5 ms {'PASS' if p95 <= 5 else 'FAIL'}), bare index query p95 {bare95:.2f} ms: "
+              f"{p95 / max(bare95, 1e-6):.1f}x (target <= 2x {'PASS' if p95 <= 2 * bare95 else 'FAIL'})")
+    finally:
+        rt.close()
+        shutil.rmtree(ws, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--questions", type=int, default=300, help="questions sampled (seeded)")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    functions, questions = load(data_dir())
+    rng = random.Random(args.seed)
+    sample = rng.sample(questions, min(args.questions, len(questions)))
+    print(f"BFCL: {len(functions)} functions, {len(questions)} questions with one expected call; {len(sample)} sampled")
+    for n in (int(s) for s in args.sizes.split(",")):
+        bench(n, functions, sample, args.seed)
+
+
+if __name__ == "__main__":
+    main()
