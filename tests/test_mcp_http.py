@@ -191,3 +191,23 @@ def test_the_serving_runtime_is_listed_with_the_port_it_got(http_server, workspa
     port = server.url.split(":")[2].split("/")[0]
     rows = wait_for(lambda: db_rows(workspace, "SELECT label FROM runtimes WHERE label LIKE 'mcp serve%'"), timeout=60)
     assert rows == [{"label": f"mcp serve http://127.0.0.1:{port}/mcp"}]
+
+
+def test_http_serving_starts_beside_an_imported_server(workspace: Path, tmp_path: Path) -> None:
+    """`mcp serve --http` in a workspace with an `[mcp.servers]` entry: the runtime's hub thread imports
+    `mcp` while serving imports `mcp.server.*`; the SDK's import cycle made the two collide at start
+    (4 of 4 runs). Started several times, it listens and answers every time."""
+    from tests.mcp_import_helpers import stdio_section, write_settings
+
+    make_workspace(workspace)
+    write_settings(workspace, stdio_section("imp", tmp_path / "imp-state"))
+    for _ in range(4):
+        server = HttpServer(workspace)
+        try:
+            client = RawHttp(server.wait_listening())
+            status, answer, _ = client.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                                              "clientInfo": {"name": "t", "version": "1"}})
+            assert status == 200 and answer is not None and "result" in answer, answer
+            assert not any("partially initialized" in line for line in server.stderr), "".join(server.stderr)[-2000:]
+        finally:
+            assert server.stop() == 0, "".join(server.stderr)[-2000:]

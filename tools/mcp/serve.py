@@ -48,6 +48,7 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     else:  # bound before the runtime starts: a port in use is a one-line refusal, and port 0 gets its real number
         sock = listen_socket(bind)
         bind = Bind(bind.host, sock.getsockname()[1])
+    _import_before_threads(stdio=bind is None)
     from tools.runtime import Runtime
 
     label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
@@ -78,6 +79,26 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
         sys.stderr.flush()
     _exit_now_if_memory_is_building(runtime)
     return 0
+
+
+def _import_before_threads(*, stdio: bool) -> None:
+    """Import, on this thread, everything serving needs before the runtime starts its threads.
+
+    The `mcp` package's first import runs an import cycle (`mcp` -> `mcp.client` -> ... ->
+    `mcp.server.stdio`); two threads making it at once fail with "cannot import name ... from
+    partially initialized module" (the runtime's MCP hub thread imports `mcp` for `[mcp.servers]`,
+    this thread `mcp.server.*`). Done here first, every later import finds complete modules.
+    """
+    import mcp  # noqa: F401 - the package's own cycle, completed on this thread
+
+    import tools.buffers  # noqa: F401 - the serve config reads its OPERATIONS
+    import tools.mcp.config  # noqa: F401
+    import tools.mcp.server  # noqa: F401
+
+    if stdio:
+        import tools.mcp.stdio  # noqa: F401
+    else:
+        import tools.mcp.http  # noqa: F401
 
 
 def _tool_server(runtime: Any, transport: str, pinned: str | None) -> Any:
