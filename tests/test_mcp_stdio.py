@@ -56,7 +56,7 @@ async def test_the_sdk_client_lists_and_calls_over_stdio(workspace: Path) -> Non
         result = await session.call_tool("broken", {})
         assert result.is_error
         assert result.content[0].text == "broken: exited with code 3: boom: the disk is full"
-        assert result.structured_content["error_class"] == "exit_code"
+        assert result.meta["tooldeck/error"]["error_class"] == "exit_code" and result.structured_content is None
 
         result = await session.call_tool("echo", {"text": 5})
         assert result.is_error and "field 'text'" in result.content[0].text
@@ -218,7 +218,7 @@ async def test_hidden_tools_stay_out_of_reach_through_resilient_calls_and_buffer
             "scenario": "convert a temperature from fahrenheit to celsius", "input_data": {"fahrenheit": 212},
             "tags": ["temperature"], "max_attempts": 3})
         assert result.is_error
-        hops = {h["tool_id"]: h for h in result.structured_content["hops"]}
+        hops = {h["tool_id"]: h for h in result.meta["tooldeck/error"]["hops"]}
         assert hops["converter_remote"]["outcome"] == "exit_code"
         assert hops["converter_local"]["outcome"] == "unavailable"
         assert "not served over MCP" in hops["converter_local"]["error"]
@@ -275,3 +275,13 @@ def test_sigterm_as_soon_as_the_server_says_hello_still_closes_it_cleanly(worksp
         client.kill()
     assert client.stderr_path.read_text().rstrip().endswith("tooldeck mcp serve: stopped")
     assert db_rows(workspace, "SELECT * FROM runtimes") == []
+
+
+async def test_a_successful_result_reaches_the_client_through_the_one_redaction(workspace: Path) -> None:
+    """A key a tool returned is masked for the client, as it always was in an error (issue 20)."""
+    make_workspace(workspace)
+    secret = "sk-ant-api03-" + "Zq8" * 12
+    async with sdk_stdio(workspace) as (session, _inbox):
+        leaked = await session.call_tool("echo", {"text": f"key={secret}"})
+    assert not leaked.is_error and secret not in leaked.content[0].text
+    assert leaked.structured_content["echo"] == "key=***"

@@ -43,6 +43,8 @@ SESSION_KEY = "tooldeck.session"
 PROGRESS_SECONDS = 1.0
 LIST_WAIT_SECONDS = 10.0
 VERSION_META = "tooldeck/version"
+#: where an error result's details are (its structured content stays empty: see _error_result)
+ERROR_META = "tooldeck/error"
 INSTRUCTIONS = (
     "tooldeck's tool catalog. Every call is recorded and scored; a tool whose circuit is open or that an operator "
     "disabled is left out of the list. resilient_tool_call tries the best tools for a scenario in turn and returns "
@@ -201,6 +203,7 @@ class ToolServer:
         if error is not None:
             return _error_result(error)
         assert served is not None
+        result = redact(result)  # what a tool returns reaches a client only through the one redaction (errors too)
         text = schema.result_text(result)
         content = schema.structured(result, wrapped=served.output_wrapped, has_schema=served.output_schema is not None)
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=content)
@@ -284,7 +287,10 @@ class ToolServer:
 
 
 def _error_result(error: ToolError) -> types.CallToolResult:
-    """A tool's failure as the client sees it: the one-line error, and its details as an object."""
+    """A tool's failure as the client sees it: the one-line error as text, its details (error class, a
+    resilient call's hops) under `_meta["tooldeck/error"]`, and no structured content: clients (the
+    TypeScript SDK) check structured content against the tool's output schema even when `isError` is
+    set, and an error's details never match it (-32602 instead of the error)."""
     message = redact(error.message).splitlines()[0] if error.message else error.error_class
-    details = json.loads(redact(json.dumps(error.to_dict(), default=str)))
-    return types.CallToolResult(content=[types.TextContent(text=message)], structured_content=details, is_error=True)
+    details = redact(json.loads(json.dumps(error.to_dict(), default=str)))
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True, _meta={ERROR_META: details})
