@@ -26,4 +26,5 @@ async def test_a_database_failure_during_a_call_is_an_is_error_answer(workspace:
         runtime.store.close()  # every thread's next query fails: "store is closed"
         result = await client.call_tool("echo", {"text": "b"})
         assert result.is_error
-        assert "store is closed" in result.content[0].text and result.meta["tooldeck/error"]["error_class"] == "state" and result.structured_content is None
+        assert "store is closed" in result.content[0].text and result.structured_content is None
+        assert result.meta["tooldeck/error"]["error_class"] == "state"
