@@ -285,3 +285,17 @@ async def test_a_successful_result_reaches_the_client_through_the_one_redaction(
         leaked = await session.call_tool("echo", {"text": f"key={secret}"})
     assert not leaked.is_error and secret not in leaked.content[0].text
     assert leaked.structured_content["echo"] == "key=***"
+
+
+async def test_an_unknown_tool_suggests_only_what_this_client_can_call(workspace: Path) -> None:
+    """`evolve_tool` is not served (the default expose): a near miss must not name it, but a served tool."""
+    from mcp.shared.exceptions import MCPError
+
+    make_workspace(workspace)
+    async with sdk_stdio(workspace) as (session, _inbox):
+        with pytest.raises(MCPError) as hidden:
+            await session.call_tool("evolve_tol", {})
+        with pytest.raises(MCPError) as served:
+            await session.call_tool("ecoh", {})
+    assert "unknown tool 'evolve_tol'" in str(hidden.value) and "evolve_tool" not in str(hidden.value)
+    assert "did you mean echo" in str(served.value)

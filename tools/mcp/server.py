@@ -28,7 +28,7 @@ from mcp.shared.exceptions import MCPError
 from state.db import StoreError
 from state.redact import redact
 from tools.errors import StateError, ToolError, UnknownToolError, UsageError
-from tools.ids import TOOL_ID_RE
+from tools.ids import TOOL_ID_RE, closest
 from tools.invoke import CallScope
 from tools.mcp import schema
 from tools.mcp.changes import POLL_SECONDS, ChangeWatcher, Debounce
@@ -160,8 +160,10 @@ class ToolServer:
         if entry is None:
             try:
                 base = runtime.get_tool(name, timeout=30.0)  # waits while it loads; a broken manifest raises
-            except UnknownToolError as exc:
-                raise _NotServedError(exc.message) from None
+            except UnknownToolError:  # its suggestions name what this client can call, never a hidden tool
+                near = closest(name, [i for i in runtime.catalog.ids() if self.config.exposed(i)])
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                raise _NotServedError(f"unknown tool {name[:80]!r}{hint}") from None
             entry = resolve_ready(runtime, name, session, runtime.promotions()) or base
         return describe(entry, self.config)
 
