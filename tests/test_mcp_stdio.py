@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -299,3 +300,39 @@ async def test_an_unknown_tool_suggests_only_what_this_client_can_call(workspace
             await session.call_tool("ecoh", {})
     assert "unknown tool 'evolve_tol'" in str(hidden.value) and "evolve_tool" not in str(hidden.value)
     assert "did you mean echo" in str(served.value)
+
+
+async def test_served_builtins_read_only_inside_file_roots_and_never_secrets(workspace: Path) -> None:
+    """An MCP client (loopback, no token needed) read the whole .env through extract_spec_from_file: builtins
+    now refuse dotfiles, dot-folders and tooldeck.toml everywhere, and read only `[mcp.serve] file_roots`
+    (default specs/) for MCP clients (issue 20)."""
+    make_workspace(workspace)
+    (workspace / ".env").write_text("PGPASSWORD=hunter22-secret\nANTHROPIC_API_KEY=sk-ant-api03-xyz\n")
+    (workspace / ".tooldeck" / "logs").mkdir(parents=True, exist_ok=True)
+    (workspace / ".tooldeck" / "logs" / "tooldeck.log").write_text("a log line\n")
+    (workspace / "specs").mkdir()
+    (workspace / "specs" / "api.md").write_text("# API\n\nThe service returns JSON.\n")
+    async with sdk_stdio(workspace) as (session, _inbox):
+        async def read(path: str) -> Any:
+            return await session.call_tool("extract_spec_from_file", {"file_path": path})
+
+        for path in (".env", "specs/../.env", ".tooldeck/logs/tooldeck.log", "tooldeck.toml"):
+            refused = await read(path)
+            assert refused.is_error and "hunter22" not in refused.content[0].text, path
+            assert "are not read by tools" in refused.content[0].text, (path, refused.content[0].text)
+        outside = await read("tools/echo.py")
+        assert outside.is_error and "only in [mcp.serve] file_roots (specs/)" in outside.content[0].text
+        ok = await read("specs/api.md")
+        assert not ok.is_error and "The service returns JSON." in json.dumps(ok.structured_content)
+
+
+def test_builtins_refuse_secrets_for_every_caller(workspace: Path) -> None:
+    from tools.errors import ToolInputError
+    from tools.spec import resolve_in_workspace
+
+    (workspace / ".env").write_text("X=1\n")
+    (workspace / "notes.md").write_text("# n\n")
+    for path in (".env", "sub/../.env", ".tooldeck/tooldeck.db", "tooldeck.toml"):
+        with pytest.raises(ToolInputError, match="are not read by tools"):
+            resolve_in_workspace(workspace, path)
+    assert resolve_in_workspace(workspace, "notes.md") == (workspace / "notes.md").resolve()

@@ -89,6 +89,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "page_size": 100,
             "allowed_origins": [],
             "allowed_hosts": [],
+            "file_roots": ["specs"],  # folders (of the workspace) builtins may read files from for MCP clients
         },
     },
     "keymap": {},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tools.errors import UsageError
@@ -26,7 +27,7 @@ from tools.errors import UsageError
 DEFAULT_EXPOSE = ("*", "!evolve_tool")
 DESTRUCTIVE_BUFFER_OPERATIONS = ("clear", "replay")
 MAX_PAGE_SIZE = 1000
-KEYS = ("expose", "buffer_operations", "page_size", "allowed_origins", "allowed_hosts")
+KEYS = ("expose", "buffer_operations", "page_size", "allowed_origins", "allowed_hosts", "file_roots")
 
 
 def buffer_operations() -> tuple[str, ...]:
@@ -42,6 +43,8 @@ class ServeConfig:
     page_size: int = 100
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    #: workspace folders a builtin may read files from for an MCP client (tools.spec.files_within)
+    file_roots: tuple[str, ...] = ("specs",)
 
     def exposed(self, tool_id: str) -> bool:
         """Whether `expose` selects the tool: the last pattern that matches decides."""
@@ -61,6 +64,18 @@ def _strings(where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
         raise UsageError(f"{where} must be a list of non-empty strings, got {value!r}"[:200])
     return tuple(v.strip() for v in value)
+
+
+def _roots(where: str, value: Any) -> tuple[str, ...]:
+    """Folders relative to the workspace, never a dot-folder nor one climbing out of it."""
+    if isinstance(value, (list, tuple)) and not value:
+        return ()
+    roots = _strings(where, value)
+    for root in roots:
+        parts = Path(root).parts
+        if Path(root).is_absolute() or any(p == ".." or p.startswith(".") for p in parts):
+            raise UsageError(f"{where}: {root!r} must be a folder inside the workspace (relative, no '..', no dot-folder)")
+    return roots
 
 
 def load_serve_config(settings: Any) -> tuple[ServeConfig, list[str]]:
@@ -87,5 +102,6 @@ def load_serve_config(settings: Any) -> tuple[ServeConfig, list[str]]:
         page_size=page_size,
         allowed_origins=_strings(f"{where} allowed_origins", raw["allowed_origins"]),
         allowed_hosts=_strings(f"{where} allowed_hosts", raw["allowed_hosts"]),
+        file_roots=_roots(f"{where} file_roots", raw["file_roots"]),
     )
     return config, warnings

@@ -37,6 +37,7 @@ from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, page, resolve_r
 from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.sessions import ClientSession, SessionRegistry
 from tools.presence import HEARTBEAT_SECONDS
+from tools.spec import files_within
 
 log = logging.getLogger("tooldeck.mcp")
 SESSION_KEY = "tooldeck.session"
@@ -175,7 +176,7 @@ class ToolServer:
         if refused is not None:
             raise UsageError(refused, tool_id=name)
         data = schema.tool_input(arguments, served.input_wrapped)
-        with scope.active(), call.active():
+        with scope.active(), call.active(), files_within(self.config.file_roots):  # what builtins may read for a client
             return served, self.runtime.call(name, data, session=session)
 
     def _refused_target(self, served: ServedTool, arguments: dict[str, Any] | None) -> str | None:

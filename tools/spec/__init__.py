@@ -4,8 +4,15 @@
 abstractive one through the configured model, `extract` is the builtin tool.
 """
 
-from tools.spec.extract import extract_spec, extract_spec_from_file, read_spec_file, resolve_in_workspace, section_text
+from tools.spec.extract import (
+    extract_spec,
+    extract_spec_from_file,
+    files_within,
+    read_spec_file,
+    resolve_in_workspace,
+    section_text,
+)
 from tools.spec.llm_summary import abstractive_summary
 
-__all__ = ["abstractive_summary", "extract_spec", "extract_spec_from_file", "read_spec_file", "resolve_in_workspace",
+__all__ = ["abstractive_summary", "extract_spec", "extract_spec_from_file", "files_within", "read_spec_file", "resolve_in_workspace",
            "section_text"]

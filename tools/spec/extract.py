@@ -9,7 +9,10 @@ recovers any section whole from its id. `tool_entry` is the builtin
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,8 +191,27 @@ def section_text(text: str, section_id: str) -> str:
     return _section_body(doc, find_section(doc, section_id))
 
 
+#: the folders (relative to the workspace) a read may come from in this context; None: anywhere in it
+_file_roots: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("tooldeck_file_roots", default=None)
+#: never read for anyone: the workspace's own configuration (its secrets stay in .env, .tooldeck/)
+_PRIVATE_FILES = ("tooldeck.toml",)
+
+
+@contextlib.contextmanager
+def files_within(roots: tuple[str, ...]) -> Iterator[None]:
+    """Builtins called inside the block read files only inside `roots` (the MCP server sets
+    `[mcp.serve] file_roots` for every call of an MCP client)."""
+    token = _file_roots.set(tuple(roots))
+    try:
+        yield
+    finally:
+        _file_roots.reset(token)
+
+
 def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
-    """`file_path` relative to the workspace; anything resolving outside it is refused."""
+    """`file_path` relative to the workspace; anything resolving outside it is refused, and so are
+    dotfiles and dot-folders (`.env`, `.tooldeck/`), `tooldeck.toml` and, for an MCP client, anything
+    outside `[mcp.serve] file_roots`."""
     if not isinstance(file_path, str) or not file_path.strip():
         raise ToolInputError("file_path is required and must be a non-empty string",
                              tool_id=TOOL_ID)
@@ -202,6 +224,16 @@ def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
         raise ToolInputError(f"{file_path}: cannot resolve ({exc})", tool_id=TOOL_ID) from exc
     if not resolved.is_relative_to(root):
         raise ToolInputError(f"{file_path}: resolves outside the workspace {root}",
+                             tool_id=TOOL_ID)
+    given = Path(file_path).parts
+    inside = resolved.relative_to(root).parts
+    if any(p.startswith(".") and p not in (".", "..") for p in (*given, *inside)) or (inside and inside[-1] in _PRIVATE_FILES):
+        raise ToolInputError(f"{file_path}: dotfiles, dot-folders (.env, .tooldeck/) and tooldeck.toml are not read by tools",
+                             tool_id=TOOL_ID)
+    roots = _file_roots.get()
+    if roots is not None and not any(resolved.is_relative_to((root / r).resolve()) for r in roots):
+        allowed = ", ".join(f"{r}/" for r in roots) or "none"
+        raise ToolInputError(f"{file_path}: MCP clients may read files only in [mcp.serve] file_roots ({allowed})",
                              tool_id=TOOL_ID)
     return resolved
 
