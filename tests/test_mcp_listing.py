@@ -11,7 +11,7 @@ from tests.helpers import python_tool, write_tool
 from tests.mcp_helpers import make_workspace
 from tools.catalog import Manifest
 from tools.errors import UsageError
-from tools.mcp import ServeConfig, annotations, input_schema, load_serve_config, output_schema
+from tools.mcp import ServeConfig, input_schema, load_serve_config, output_schema, tool_annotations
 from tools.mcp.listing import decode_cursor, encode_cursor, page, served_tools
 from tools.mcp.schema import structured, tool_input
 from tools.mcp.sessions import session_name
@@ -52,8 +52,8 @@ def test_output_schema_results_and_hints() -> None:
     assert structured([1, 2], wrapped=False, has_schema=False) == {"result": [1, 2]}
     assert structured("plain text", wrapped=False, has_schema=False) is None
     assert structured([1], wrapped=True, has_schema=True) == {"result": [1]}
-    assert annotations(manifest()) == {}
-    assert annotations(manifest(read_only=True, destructive=False, idempotent=True)) == {
+    assert tool_annotations(manifest()) == {}
+    assert tool_annotations(manifest(read_only=True, destructive=False, idempotent=True)) == {
         "read_only_hint": True, "destructive_hint": False, "idempotent_hint": True}
 
 

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from state.db import StoreError
 from state.redact import redact
@@ -64,7 +65,7 @@ def _json_requested(argv: Sequence[str]) -> bool:
     return "--json" in argv[: list(argv).index("--")] if "--" in argv else "--json" in argv
 
 
-def _emit_error_json(message: str, error_class: str, extra: dict | None = None) -> None:
+def _emit_error_json(message: str, error_class: str, extra: dict[str, Any] | None = None) -> None:
     from tools.cli.output import emit_json
 
     emit_json({"ok": False, "error": message, "error_class": error_class, **(extra or {})})

@@ -13,7 +13,7 @@ from tools.errors import UsageError
 from tools.visible import dumps_visible
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("buffer", help="durable write buffers: write, flush, status, clear, dead-letter")
     bsub = p.add_subparsers(dest="buffer_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(func=lambda args: _usage(p))

@@ -13,7 +13,7 @@ from tools.errors import ToolError, UsageError
 from tools.visible import visible
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tools", help="list tools with load status, version, type, score and which version serves")
     p.add_argument("--wait", action="store_true", help="wait until every tool has loaded (default: show what loaded within 2 s)")
     p.add_argument("--check", action="store_true",
@@ -178,7 +178,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def _print_progress(runtime: Any, stream: Any = sys.stdout) -> None:
     """Print each tool as it loads, then the summary (the pre-dashboard demo, and serve)."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     lock = threading.Lock()
 
     def show(changes: list[Any]) -> None:

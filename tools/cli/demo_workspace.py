@@ -78,7 +78,7 @@ def demo_folder(workspace: str) -> tuple[Path, bool]:
 def prepare_demo_workspace(workspace: str | None, *, keep: bool = False) -> tuple[Path, Callable[[], None]]:
     """Create (or reuse) a demo workspace; the cleanup removes a throwaway one."""
     throwaway = workspace is None
-    path = Path(tempfile.mkdtemp(prefix="tooldeck-demo-")) if throwaway else demo_folder(workspace)[0]
+    path = Path(tempfile.mkdtemp(prefix="tooldeck-demo-")) if workspace is None else demo_folder(workspace)[0]
     settings = path / "tooldeck.toml"
     if not settings.exists():
         settings.write_text(DEMO_SETTINGS)

@@ -11,7 +11,7 @@ from tools.errors import UsageError
 from tools.visible import marked_lines, visible
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evolve", help="ask the model for a new version of a tool, validate it in the sandbox, queue it for review")
     p.add_argument("tool", help="the tool id to evolve (python and executable tools)")
     p.add_argument("hint", help="what to change, e.g. \"Support JSON and CSV\"")

@@ -11,7 +11,7 @@ from tools.ids import check_tool_id
 from tools.visible import dumps_visible, visible
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fail", help="record a failure of a tool (demotes its score, may tag it and open its circuit)")
     p.add_argument("tool", help="the tool id that failed")
     p.add_argument("--scenario", required=True, help="what the caller was trying to do")

@@ -8,7 +8,7 @@ import argparse
 from tools.cli.output import emit_json, positive_number, print_table, runtime_for
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("mcp", help="serve the catalog to MCP clients (tooldeck mcp serve); list imported MCP servers")
     p.set_defaults(func=lambda args: _usage(p))
     commands = p.add_subparsers(dest="mcp_command", metavar="MCP_COMMAND", parser_class=type(p))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tools.cli.output import console, emit_json, plural, positive_number, print_table
 from tools.visible import visible
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("spec", help="split a specification into sections and a summary within a budget")
     p.add_argument("file", help="a Markdown, reStructuredText or plain-text document")
     p.add_argument("--max-length", type=positive_number("characters", integer=True), default=10_000,
@@ -54,7 +55,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(name: str, result: dict) -> None:
+def _render(name: str, result: dict[str, Any]) -> None:
     out = console()
     stats = result["stats"]
     print_table(f"{name}: {plural(len(result['sections']), 'section')}", ("id", "kind", "lines", "chars", "MUST"),

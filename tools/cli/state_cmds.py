@@ -10,7 +10,7 @@ from tools.cli.output import console, emit_json, print_table
 from tools.errors import UsageError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("state", help="the shared state: which backend; migrate SQLite to PostgreSQL")
     ssub = p.add_subparsers(dest="state_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(func=cmd_info)

@@ -152,7 +152,7 @@ class Worker:
         except (BrokenPipeError, OSError):
             return self._died()
         try:
-            with killable(scope, lambda: kill_group(self.proc)):  # type: ignore[arg-type]
+            with killable(scope, lambda: kill_group(self.proc)):
                 reply = self._read(time.monotonic() + timeout, max_output)
         except OutputTooLarge as exc:
             self.overflow = exc.stream

@@ -23,7 +23,7 @@ package (or `tools`) stays light.
 """
 
 from tools.mcp.config import ServeConfig, load_serve_config
-from tools.mcp.schema import annotations, input_schema, output_schema
+from tools.mcp.schema import input_schema, output_schema, tool_annotations
 from tools.mcp.serve import serve
 
-__all__ = ["ServeConfig", "annotations", "input_schema", "load_serve_config", "output_schema", "serve"]
+__all__ = ["ServeConfig", "input_schema", "load_serve_config", "output_schema", "serve", "tool_annotations"]

@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,9 @@ def parse_bind(text: str) -> Bind:
     return Bind(host, int(port_text))
 
 
-def read_token(token_file: str | None, environ: dict[str, str] | None = None) -> str | None:
+def read_token(token_file: str | None, environ: Mapping[str, str] | None = None) -> str | None:
     """The bearer token from `--token-file`, else TOOLDECK_MCP_TOKEN; None when neither is given."""
-    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    environ = os.environ if environ is None else environ
     if token_file:
         path = Path(token_file).expanduser()
         try:
@@ -191,7 +192,7 @@ def listen_socket(bind: Bind) -> socket.socket:
     return sock
 
 
-async def serve_http(tool_server: Any, bind: Bind, token: str | None, sock: socket.socket, stop: Any) -> None:
+async def serve_http(tool_server: Any, bind: Bind, token: str | None, sock: socket.socket | None, stop: Any) -> None:
     """Serve Streamable HTTP on `sock` (bound to `bind`) until SIGTERM/SIGINT/SIGHUP."""
     import anyio
     import uvicorn
@@ -225,5 +226,5 @@ async def serve_http(tool_server: Any, bind: Bind, token: str | None, sock: sock
     async with anyio.create_task_group() as tg:
         tg.start_soon(tool_server.background)
         tg.start_soon(stop_on_signal)
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=[sock] if sock is not None else None)
         tg.cancel_scope.cancel()

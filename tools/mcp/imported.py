@@ -51,7 +51,7 @@ def manifest_for(config: ServerConfig, tool: dict[str, Any], tool_id: str | None
     annotations = tool.get("annotations") or {}
     output = tool.get("outputSchema")
     wrapped = is_wrapped(output)
-    if wrapped:
+    if wrapped and isinstance(output, dict):
         output = output["properties"][RESULT_KEY]
     data: dict[str, Any] = {
         "name": tool_id or import_id(config.prefix, name),

@@ -67,7 +67,7 @@ def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
         in_schema = schema.restrict_operations(in_schema, operations)
         destructive = manifest.destructive and any(op in config.buffer_operations for op in DESTRUCTIVE_BUFFER_OPERATIONS)
     served = ServedTool(entry.tool_id, entry.served_version, manifest.description or entry.tool_id, in_schema, in_wrapped,
-                        out_schema, out_wrapped, schema.annotations(manifest, destructive=destructive), operations,
+                        out_schema, out_wrapped, schema.tool_annotations(manifest, destructive=destructive), operations,
                         entry.loaded_at)
     entry.cache[key] = served  # type: ignore[index]
     return served

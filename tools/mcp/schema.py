@@ -58,7 +58,7 @@ def output_schema(manifest: Manifest) -> tuple[dict[str, Any] | None, bool]:
     return {"type": "object", "properties": {RESULT_KEY: copy.deepcopy(schema)}, "required": [RESULT_KEY]}, True
 
 
-def annotations(manifest: Manifest, *, destructive: bool | None = None) -> dict[str, bool]:
+def tool_annotations(manifest: Manifest, *, destructive: bool | None = None) -> dict[str, bool]:
     """MCP's hints from the manifest's optional `read_only`, `destructive`, `idempotent` (snake_case, as the SDK names them)."""
     hints: dict[str, bool] = {}
     if manifest.read_only is not None:

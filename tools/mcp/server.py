@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -102,8 +103,9 @@ class ToolServer:
         """Middleware: a client that completed `initialize` becomes a session."""
         result = await call_next(ctx)
         if ctx.method == "initialize":
-            params = ctx.params or {}
-            info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+            params: Mapping[str, Any] = ctx.params or {}
+            raw_info = params.get("clientInfo")
+            info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
             protocol = result.get("protocolVersion") if isinstance(result, dict) else None
             session = await anyio.to_thread.run_sync(self.registry.open, info.get("name"), info.get("version"),
                                                      str(protocol or params.get("protocolVersion") or "?"))
@@ -133,11 +135,12 @@ class ToolServer:
         self.runtime.catalog.finished.wait(LIST_WAIT_SECONDS)  # a client listing at start sees the whole catalog
         return served_tools(self.runtime, self.config, session)
 
-    async def _list_tools(self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams) -> types.ListToolsResult:
+    async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         client = await self.client_for(ctx)
         tools = await anyio.to_thread.run_sync(self._listing, client.session)
         try:
-            chunk, next_cursor = page(tools, params.cursor, self.config.page_size)
+            chunk, next_cursor = page(tools, params.cursor if params is not None else None, self.config.page_size)
         except UsageError as exc:
             raise MCPError(types.INVALID_PARAMS, exc.message) from None
         return types.ListToolsResult(tools=[self._tool(t) for t in chunk], next_cursor=next_cursor)
@@ -146,7 +149,7 @@ class ToolServer:
     def _tool(t: ServedTool) -> types.Tool:
         return types.Tool(
             name=t.tool_id, title=f"{t.tool_id} {t.version}", description=t.description, input_schema=t.input_schema,
-            output_schema=t.output_schema, annotations=types.ToolAnnotations(**t.annotations) if t.annotations else None,
+            output_schema=t.output_schema, annotations=types.ToolAnnotations.model_validate(t.annotations) if t.annotations else None,
             _meta={VERSION_META: t.version},
         )
 
@@ -257,7 +260,11 @@ class ToolServer:
         runtime = self.runtime
         watcher = ChangeWatcher(runtime, lambda: signature(runtime, self.config, runtime.own_session))
         # the first tools/list waits for the catalog too, so its loading is no change to announce
-        await anyio.to_thread.run_sync(lambda: (runtime.catalog.finished.wait(LIST_WAIT_SECONDS), watcher.prime()))
+        def first_look() -> None:
+            runtime.catalog.finished.wait(LIST_WAIT_SECONDS)
+            watcher.prime()
+
+        await anyio.to_thread.run_sync(first_look)
         while True:
             await anyio.sleep(POLL_SECONDS)
             try:
