@@ -18,3 +18,13 @@ def test_ruff_clean() -> None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
     out = subprocess.run([ruff, "check", str(REPO)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+@pytest.mark.slow  # ~30-60 s: `pytest --all` and CI
+def test_mypy_strict_over_tools_and_state() -> None:
+    """The typed seam holds: mypy --strict (pyproject [tool.mypy]) over tools/ and state/."""
+    mypy = Path(sys.executable).with_name("mypy")
+    if not mypy.exists():
+        pytest.fail("mypy is not installed (pip install -e '.[test]')")
+    out = subprocess.run([str(mypy)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-4000:]
