@@ -74,7 +74,7 @@ def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:
     bad_json = tooldeck("call", "echo", "{oops", ws=ws)
     assert bad_json.returncode == 2 and bad_json.stderr.count("\n") == 1 and "not valid JSON" in bad_json.stderr
     bad_input = tooldeck("call", "echo", '{"nope": 1}', ws=ws)
-    assert bad_input.returncode == 1 and "bad input" in bad_input.stderr
+    assert bad_input.returncode == 2 and "bad input" in bad_input.stderr  # bad_input, as '{oops' is
     unknown = tooldeck("call", "ech", "{}", ws=ws)
     assert unknown.returncode == 2 and "did you mean echo" in unknown.stderr
     escape = tooldeck("call", "../../etc/passwd", "{}", ws=ws)
@@ -82,7 +82,7 @@ def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:
     usage = tooldeck("call", ws=ws)
     assert usage.returncode == 2
     as_json = tooldeck("call", "echo", '{"nope": 1}', "--json", ws=ws)
-    assert as_json.returncode == 1 and json.loads(as_json.stdout)["error_class"] == "bad_input"
+    assert as_json.returncode == 2 and json.loads(as_json.stdout)["error_class"] == "bad_input"
 
 
 def test_test_command(ws: Path) -> None:
@@ -163,7 +163,11 @@ def test_one_exit_code_rule(ws: Path) -> None:
         ("call", "echo", "{}", "--timeout", "-1"): 2,
         ("call", "echo", "{}", "--timeout", "0"): 2,
         ("call", "echo", "{}", "--timeout", "nan"): 2,
-        ("call", "echo", '{"nope": 1}'): 1,         # the tool refused its input
+        ("call", "echo", '{"nope": 1}'): 2,         # input against the schema: bad_input, like '{bad'
+        ("call", "echo", "{bad"): 2,
+        ("rollback", "echo", "9.9.9"): 2,           # a version that names nothing
+        ("rollback", "echo", "1.0.0"): 0,           # already served: a no-op, not an error
+        ("buffer", "write", "b", "1", "--pass-through", "nosuch"): 2,  # an unknown id
         ("call", "nope", "{}"): 2,
         ("evolve", "nope", "x"): 2,
         ("failures",): 0,
@@ -173,6 +177,12 @@ def test_one_exit_code_rule(ws: Path) -> None:
         assert out.returncode == code, (argv, out.returncode, out.stderr)
         if code:
             assert out.stderr.count("\n") == 1 or "usage:" in out.stderr, (argv, out.stderr)
+    from tools.errors import EXIT_CODES
+
+    helped = tooldeck("--help", ws=ws).stdout
+    assert all(error_class in helped for error_class in EXIT_CODES)  # the table is in --help
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert all(f"`{error_class}`" in readme for error_class in EXIT_CODES)  # and in the README
     evolve = tooldeck("evolve", "nope", "x", ws=ws)
     assert "unknown tool" in evolve.stderr and "model" not in evolve.stderr  # the tool first, then the model
     # a refused timeout is the caller's mistake: nothing was recorded against the tool
@@ -232,3 +242,20 @@ def test_approve_needs_an_explicit_scope(ws: Path) -> None:
     assert out.returncode == 2 and "--scope" in out.stderr
     out = tooldeck("review", "approve", "1", "--diff", "abc", "--scope", "s-nobody", ws=ws)
     assert out.returncode == 2 and "live sessions" in out.stderr, out.stderr
+
+
+def test_every_error_class_has_an_exit_code() -> None:
+    """Exit codes come from one table by error class (tools.errors.EXIT_CODES), not from exception types:
+    every class the code raises is in it."""
+    import re
+
+    from tools.errors import EXIT_CODES, exit_code
+
+    repo = Path(__file__).resolve().parents[1]
+    raised = set()
+    for path in (repo / "tools").rglob("*.py"):
+        raised.update(re.findall(r'error_class\s*=\s*"([a-z_]+)"', path.read_text()))
+    raised -= {"reported"}  # mark_tool_failure's default class: recorded, never raised
+    assert raised <= set(EXIT_CODES), sorted(raised - set(EXIT_CODES))
+    assert {exit_code(c) for c in ("bad_usage", "bad_id", "unknown_tool", "bad_input", "stale_review")} == {2}
+    assert exit_code("timeout") == 1 and exit_code("something_new") == 1

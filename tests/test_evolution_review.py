@@ -13,7 +13,7 @@ import pytest
 from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, record_history, settings
 from tests.helpers import state_bytes
 from tests.messages_server import FAKE_KEY, MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
-from tools.errors import InvalidIdError, ToolError, ToolUnavailableError, UsageError
+from tools.errors import InvalidIdError, NotFoundError, ToolError, ToolUnavailableError, UsageError
 from tools.evolution.evolve import evolve_tool, tool_entry
 from tools.evolution.review import approve, get_proposal, list_proposals, reject, rollback
 
@@ -67,11 +67,10 @@ def test_rollback_to_the_base_and_forward_again(workspace, make_runtime, anthrop
     assert get_proposal(rt, p["id"])["status"] == "rolled_back"
     with pytest.raises(ToolError):
         rt.call("greet", SPACED)
-    with pytest.raises(UsageError, match="already serves 1.0.0"):
-        rollback(rt, "greet", "1.0.0")
+    assert rollback(rt, "greet", "1.0.0")["unchanged"] is True  # a no-op, not an error
     rollback(rt, "greet", "1.1.0")  # an approved version may serve again
     assert rt.call("greet", SPACED) == NEW
-    with pytest.raises(ToolUnavailableError, match="neither the base version"):
+    with pytest.raises(NotFoundError, match="neither the base version"):
         rollback(rt, "greet", "1.7.0")
     kinds = [e.kind for e in rt.events.recent(200)]
     assert kinds.count("promotion.rolled_back") == 2
@@ -268,7 +267,7 @@ def test_cli_evolve_review_approve_and_rollback(workspace, make_runtime, anthrop
     assert main(["-w", ws, "review", "show", str(summary["proposal_id"])]) == 0
     shown = capsys.readouterr().out
     assert "PASS tests" in shown and "diff sha256: " + summary["diff_sha256"] in shown and "+++ b/greet_v1_1_0.py" in shown
-    assert main(["-w", ws, "review", "approve", "1", "--diff", "f" * 64, "--scope", "global"]) == 1
+    assert main(["-w", ws, "review", "approve", "1", "--diff", "f" * 64, "--scope", "global"]) == 2  # stale_review
     assert "stale diff hash" in capsys.readouterr().err
     assert main(["-w", ws, "review", "approve", "1", "--diff", summary["diff_sha256"], "--reviewer", "ops", "--scope", "global"]) == 0
     assert "now serves scope global" in capsys.readouterr().out

@@ -158,3 +158,26 @@ class StateError(ToolError):
     """The state database cannot be used (newer schema, locked, corrupt)."""
 
     error_class = "state"
+
+
+class StaleReviewError(ToolUnavailableError):
+    """An approval named the sha256 of a diff that is no longer the candidate's: review it again."""
+
+    error_class = "stale_review"
+
+
+#: How a command line run ends, by error class: 2 when the request itself must change (malformed, or
+#: naming nothing that exists, or stale), 1 when the tool or the runtime failed doing what was asked.
+#: The one table `tooldeck --help`, the README and the CLI read (tests check every class).
+EXIT_CODES: dict[str, int] = {
+    "bad_usage": 2, "bad_id": 2, "unknown_tool": 2, "bad_input": 2, "stale_review": 2,
+    "bad_manifest": 1, "not_ready": 1, "bad_output": 1, "output_too_large": 1, "timeout": 1, "exit_code": 1,
+    "crash": 1, "unavailable": 1, "cancelled": 1, "state": 1, "buffer_full": 1, "model_error": 1, "tool_error": 1,
+    "all_failed": 1, "no_candidates": 1, "catalog_mismatch": 1, "tampered": 1,
+}
+
+
+def exit_code(error_class: str) -> int:
+    """The exit code of an error class (1 for a class not in EXIT_CODES: a failure, not the caller's fault)."""
+    return EXIT_CODES.get(error_class, 1)
+

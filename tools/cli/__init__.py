@@ -29,11 +29,18 @@ COMMAND_MODULES = [
     "tools.cli.state_cmds",
 ]
 
-EXIT_CODES = """\
-exit codes (every command):
-  0  success (a listing that shows broken tools still succeeded; `tools --check` fails on them)
-  1  a tool or an operation failed (the tool's error, a failed flush, failed validation)
-  2  bad usage: a bad option or JSON argument, an unknown id, a missing file"""
+def _exit_codes() -> str:
+    from tools.errors import EXIT_CODES
+
+    by_code: dict[int, list[str]] = {}
+    for error_class, code in EXIT_CODES.items():
+        by_code.setdefault(code, []).append(error_class)
+    return ("exit codes (every command; --json prints {\"ok\": false, \"error\", \"error_class\"}):\n"
+            "  0  success (a listing that shows broken tools still succeeded; `tools --check` fails on them;\n"
+            "     a no-op such as a rollback to the version already served)\n"
+            f"  1  a tool or the runtime failed doing what was asked: {', '.join(by_code[1])}\n"
+            f"  2  the request must change (malformed, names nothing there, stale): {', '.join(by_code[2])}")
+
 
 EXAMPLES = """\
 examples:
@@ -110,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tooldeck",
         description="Operator dashboard and runtime for LLM tool ecosystems. "
                     "Without a command, `tooldeck` opens the dashboard on the workspace.",
-        epilog=f"{EXAMPLES}\n\n{EXIT_CODES}",
+        epilog=f"{EXAMPLES}\n\n{_exit_codes()}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tooldeck {package_version()}",

@@ -141,8 +141,10 @@ def cmd_call(args: argparse.Namespace) -> int:
                 raise  # the caller's mistake (unknown id, bad option): reported by main
             if args.json_out:
                 emit_json({"ok": False, **exc.to_dict()})
-            tail = f"\n{exc.stderr_tail}" if exc.stderr_tail else ""
-            sys.stderr.write(visible(f"tooldeck: {exc.message}{tail}") + "\n")
+            # one line: the tail of stderr only when the message does not carry it already
+            tail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail and exc.stderr_tail.strip() else ""
+            extra = f" | {tail}" if tail and tail not in exc.message else ""
+            sys.stderr.write(visible(f"tooldeck: {exc.message.splitlines()[0] if exc.message else exc.error_class}{extra}") + "\n")
             return 1
         if args.json_out or not isinstance(result, str):
             emit_json(result)

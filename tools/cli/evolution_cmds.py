@@ -309,6 +309,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         result = rollback(runtime, args.tool, args.version, args.scope, actor=_reviewer(None))
         if args.json_out:
             emit_json(result)
+        elif result.get("unchanged"):
+            console().print(f"{result['tool_id']}: scope {result['scope']} already serves {result['version']}; nothing changed")
         else:
             was = result["previous_version"] or "the base version"
             console().print(f"{result['tool_id']}: scope {result['scope']} serves {result['version']} again (was {was})")

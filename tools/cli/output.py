@@ -13,10 +13,10 @@ from tools.visible import dumps_visible, visible
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """2 when the caller asked for something malformed or for something that is not there; else 1."""
-    from tools.errors import NotFoundError, UnknownToolError, UsageError
+    """The exit code of an error, by its class (tools.errors.EXIT_CODES); 1 for anything else."""
+    from tools.errors import exit_code
 
-    return 2 if isinstance(exc, (UsageError, NotFoundError, UnknownToolError)) else 1
+    return exit_code(str(getattr(exc, "error_class", "")))
 
 
 def emit_json(value: Any) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from state import promotions, proposals
 from state.redact import redact
-from tools.errors import ToolError, ToolUnavailableError, UsageError
+from tools.errors import NotFoundError, StaleReviewError, ToolError, ToolUnavailableError, UsageError
 from tools.ids import check_name, check_tool_id, check_version
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
         raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {proposal['current_diff_sha256']})")
     current = proposal["current_diff_sha256"]
     if diff_sha256.strip().lower() != current:
-        raise ToolUnavailableError(
+        raise StaleReviewError(
             f"proposal {pid}: stale diff hash {diff_sha256[:12]}...: the diff is now {current}; review it again "
             f"(tooldeck review show {pid})", tool_id=proposal["tool_id"])
     if proposal.get("diff_sha256") and current != proposal["diff_sha256"]:
@@ -311,11 +311,11 @@ def rollback(runtime: RuntimeHost, tool_id: str, to_version: str, scope: str = "
     if to_version != base_version:
         target_proposal = proposals.approved_id(runtime.store, tool_id, to_version)
         if target_proposal is None:
-            raise ToolUnavailableError(
+            raise NotFoundError(
                 f"rollback {tool_id}: {to_version} is neither the base version ({base_version}) nor a version that was approved",
                 tool_id=tool_id)
-    if (current or base_version) == to_version:
-        raise UsageError(f"rollback {tool_id}: scope {scope} already serves {to_version}")
+    if (current or base_version) == to_version:  # a no-op, as gh and kubectl treat one: nothing to change
+        return {"tool_id": tool_id, "scope": scope, "version": to_version, "previous_version": current, "unchanged": True}
     now = runtime.store.now()
     with runtime.store.tx() as con:
         if target_proposal is None:
