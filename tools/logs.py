@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 import threading
+import time
 from pathlib import Path
 
 from state.redact import redact
@@ -36,6 +38,39 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """A log file that cannot be written (a full disk, a folder gone) is counted, not shouted.
+
+    logging's default prints a `--- Logging error ---` traceback on stderr for every record it
+    could not write: on a full disk, ~12,000 of them per process in 20 s, into the caller's own
+    stderr (the CLI's output, the dashboard). Here a failed write is counted and reported on
+    stderr once per REPORT_SECONDS at most, with the count and the reason."""
+
+    REPORT_SECONDS = 60.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.failed = 0  # records not written since the last report
+        self.failed_total = 0
+        self._reported = -1e9
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.failed += 1
+        self.failed_total += 1
+        now = time.monotonic()
+        if now - self._reported < self.REPORT_SECONDS:
+            return
+        self._reported = now
+        reason = sys.exc_info()[1]
+        try:
+            sys.stderr.write(f"tooldeck: cannot write the log {self.baseFilename}: {reason}; "
+                             f"{self.failed} records lost (reported at most once a minute)\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        self.failed = 0
+
+
 def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
     """Attach one rotating file handler per log folder (idempotent)."""
     log_dir = log_dir.resolve()
@@ -43,7 +78,7 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
         if log_dir in _configured:
             return
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(log_dir / "tooldeck.log", maxBytes=5 * 1024 * 1024, backupCount=3)
+        handler = QuietFileHandler(log_dir / "tooldeck.log", maxBytes=5 * 1024 * 1024, backupCount=3)
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(RedactingFilter())
         logger = logging.getLogger("tooldeck")
