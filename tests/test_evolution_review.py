@@ -305,3 +305,21 @@ def test_the_thin_executable_runs_the_same_builtin(workspace):
                           timeout=60)
     assert done.returncode == 1
     assert "ANTHROPIC_API_KEY" in json.loads(done.stdout)["error"]
+
+
+def test_tools_lists_an_unapproved_candidate_by_its_proposal_status_not_ready(workspace, make_runtime, anthropic_server):
+    """A candidate awaiting review, then rejected, was listed `ready` like an approved version (issue 22)."""
+    from tools.cli.core_cmds import tool_rows
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    rt.catalog.reload_path(Path(p["path"]))
+
+    def row() -> dict[str, Any]:
+        return next(r for r in tool_rows(rt) if r["id"] == "greet" and r["version"] == "1.1.0")
+
+    assert row()["status"] == "awaiting_review" and "not served until approved" in row()["error"]
+    reject(rt, p["id"], "no", "bob")
+    assert row()["status"] == "rejected"

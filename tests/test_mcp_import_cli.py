@@ -106,3 +106,16 @@ async def test_tooldeck_mcp_serve_serves_imported_tools_too(workspace: Path, tmp
     calls = db_rows(workspace, "SELECT tool_id, outcome, session FROM calls WHERE tool_id LIKE 'srv_%' ORDER BY id")
     assert [(c["tool_id"], c["outcome"]) for c in calls] == [("srv_echo", "ok"), ("srv_fail", "tool_error")]
     assert all(c["session"].startswith("gateway-client-") for c in calls)
+
+
+def test_tools_check_fails_and_names_an_mcp_server_in_error(workspace: Path, tmp_path: Path) -> None:
+    """An imported server that cannot start: its tools vanish from the list, so `tools --check` exits 1
+    and says which server (it exited 0 before)."""
+    from tests.mcp_import_helpers import REPO
+
+    faulty = REPO / "tests" / "mcp_faulty_server.py"
+    write_settings(workspace, stdio_section("down", tmp_path / "down-state", "--exit-at-start", script=faulty, timeout=10))
+    out = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(workspace), "tools", "--check"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 1, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "MCP server down (" in out.stderr and out.stderr.count("\n") == 1, out.stderr

@@ -63,6 +63,7 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
             "path": str(entry.path), "overrides": str(entry.overrides) if entry.overrides else None,
             "description": m.description if m else None,
         })
+    _mark_unapproved(runtime, rows)
     for problem in runtime.catalog.problems():
         rows.append({"id": problem.path.stem, "version": "", "status": "error", "type": None, "source": "problem",
                      "score": None, "error": problem.message, "path": str(problem.path), "overrides": None,
@@ -76,6 +77,32 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
                 row.update(live[key])
     _mark_served(runtime, rows)
     return rows
+
+
+def _mark_unapproved(runtime: Any, rows: list[dict[str, Any]]) -> None:
+    """An evolved version no person approved is not `ready` to anyone: its row says where its proposal
+    stands (awaiting_review, failed_validation, rejected, ...), as the review list does."""
+    from state import proposals
+
+    for row in rows:
+        if row["source"] != "evolved" or row["status"] != "ready":
+            continue
+        latest = proposals.latest(runtime.store, row["id"], row["version"])
+        if latest is not None and latest["status"] not in ("approved", "rolled_back") and \
+                proposals.approved_id(runtime.store, row["id"], row["version"]) is None:
+            row["status"] = latest["status"]
+            row["error"] = row["error"] or f"proposal {latest['id']} is {latest['status']}: not served until approved"
+
+
+def _servers_in_error(runtime: Any) -> list[str]:
+    """`[mcp.servers]` entries in error (here, or as the live runtime holding them recorded): their tools
+    are missing from the list, so `tools --check` fails on them too."""
+    hub = runtime.extensions.get("mcp")
+    if hub is None:
+        return []
+    held = hub.held_elsewhere()  # a serving runtime's word for those it holds; the others are tried here
+    hub.wait([n for n, link in hub.links.items() if n not in held and not link.config.problem], 30.0)
+    return [f"{s['server']} ({s.get('error') or 'error'})" for s in hub.statuses() if s.get("status") == "error"]
 
 
 def _mark_served(runtime: Any, rows: list[dict[str, Any]]) -> None:
@@ -123,9 +150,13 @@ def cmd_tools(args: argparse.Namespace) -> int:
                               r["description"] or ""))
             print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail", "description"), table,
                         keys=("tool", "version", "serves"), styles=lambda col, v: styles.get(v, "") if col == "status" else "")
-            if broken and args.check:
-                sys.stderr.write(f"tooldeck: {plural(len(broken), 'tool')} in error\n")
-        return 1 if broken and args.check else 0
+        servers = _servers_in_error(runtime) if args.check else []
+        if args.check and (broken or servers):
+            parts = ([plural(len(broken), "tool") + " in error"] if broken else []) + \
+                    ([f"MCP server {', '.join(servers)} in error" if len(servers) == 1 else
+                      f"MCP servers in error: {', '.join(servers)}"] if servers else [])
+            sys.stderr.write(visible(f"tooldeck: {'; '.join(parts)}") + "\n")
+        return 1 if args.check and (broken or servers) else 0
     finally:
         runtime.close()
 
