@@ -130,7 +130,8 @@ def test_model_error_status_fails_the_proposal_with_a_clear_error(workspace, mak
     with pytest.raises(ToolError) as err:
         evolve_tool(rt, "greet", "", "Allow spaces")
     assert "HTTP 500" in err.value.message and "internal trouble" in err.value.message and "proposal 1" in err.value.message
-    assert get_proposal(rt, 1)["status"] == "failed_validation"
+    assert get_proposal(rt, 1)["status"] == "model_error"  # a status of its own: nothing was validated
+    assert any(e.kind == "evolution.model_error" for e in rt.events.recent(20))
 
 
 def test_model_timeout_fails_the_proposal(workspace, make_runtime, anthropic_server: MessagesServer):
@@ -140,7 +141,7 @@ def test_model_timeout_fails_the_proposal(workspace, make_runtime, anthropic_ser
     anthropic_server.reply_tool_use("write_tool_version", greet_answer(), delay=1.5)
     with pytest.raises(ToolError, match="no answer .* within 0.4 s"):
         evolve_tool(rt, "greet", "", "Allow spaces")
-    assert get_proposal(rt, 1)["status"] == "failed_validation"
+    assert get_proposal(rt, 1)["status"] == "model_error"
 
 
 def test_a_plain_text_answer_is_not_scraped(workspace, make_runtime, anthropic_server: MessagesServer):

@@ -315,9 +315,10 @@ def _evolve(runtime: RuntimeHost, provider: Any, *, tool_id: str, parent: Manife
         if _update(runtime, pid, status="cancelled", cancel_requested=1, failure="cancelled by the operator"):
             runtime.events.emit("evolution.cancelled", tool_id, version, proposal_id=pid)  # else cancel() emitted it
         return get_proposal(runtime, pid)
-    except ToolError as exc:
-        if _update(runtime, pid, status="failed_validation", failure=exc.message):
-            runtime.events.emit("evolution.failed_validation", tool_id, version, proposal_id=pid, stage="model", error=exc.message)
+    except ToolError as exc:  # the model could not answer (no recording, refused, budget spent): nothing was validated
+        if _update(runtime, pid, status="model_error", failure=exc.message):
+            runtime.events.emit("evolution.model_error", tool_id, version, proposal_id=pid, error_class=exc.error_class,
+                                error=exc.message)
         exc.message = f"evolve {tool_id} (proposal {pid}): {exc.message}"
         exc.args = (exc.message,)
         exc.details = {**exc.details, "proposal_id": pid}

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from tools.host import RuntimeHost
 
 STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", "approved", "rejected",
-            "rolled_back", "cancelled", "failed")  # failed: interrupted, its runtime gone (tools.evolution.orphans)
+            "rolled_back", "cancelled", "failed",  # failed: interrupted, its runtime gone (tools.evolution.orphans)
+            "model_error")  # the model could not answer (no recording, a refused request, the budget spent)
 RUNNING = ("generating", "validating")
 APPROVABLE = ("awaiting_review", "approved", "rolled_back")
 
