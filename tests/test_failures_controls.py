@@ -144,7 +144,11 @@ def test_cli_fail_scores_failures_control_resilient(ws):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["result"] == {"echo": "hi"} and got["hops"][0]["tool_id"] == "echo"
+    piped = tooldeck(ws, "resilient", "echo the value back", '{"x": "hi"}', "--tags", "echo")  # stdout is a pipe here
+    lines = piped.stdout.splitlines()
+    assert lines[0].split("\t")[:3] == ["#", "tool", "version"] and lines[1].split("\t")[1] == "echo"  # TSV, ids whole
+    assert not any(c in piped.stdout for c in "┏━│╭") and all(len(line) < 400 for line in lines[:2])
     out = tooldeck(ws, "resilient", "book a flight to Tokyo", "{}")
-    assert out.returncode == 1 and "nothing was tried" in out.stdout
+    assert out.returncode == 1 and "nothing was tried" in out.stderr and out.stderr.count("\n") == 1
     out = tooldeck(ws, "resilient", "echo it", "{not json")
     assert out.returncode == 2 and "not valid JSON" in out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from tools.cli.output import console, emit_json, plural, positive_number, print_table, read_json_arg, runtime_for, shown
@@ -104,25 +105,20 @@ def cmd_failures(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace_table(title: str, hops: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> Any:
-    """Each hop of a resilient call; errors are the tools' own text, so every cell is a `Text` made visible."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=shown(title), title_justify="left")
-    for col in ("#", "tool", "version", "similarity", "score", "penalty", "outcome", "ms", "why / error"):
-        table.add_column(col, overflow="fold")
+def _print_trace(title: str, hops: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+    """Each hop of a resilient call, then each skipped tool, as every table: rich on a terminal (ids never
+    wrapped), tab-separated piped; errors are the tools' own text, shown visible by print_table."""
+    rows: list[tuple[Any, ...]] = []
     for h in hops:
-        style = "green" if h["outcome"] == "ok" else "red"
-        detail = shown(h["why"])
-        if h["outcome"] != "ok":
-            detail.append("\n").append_text(Text(visible(h["error"]), style="red"))
-        table.add_row(str(h["hop"]), shown(h["tool_id"]), shown(h["version"]), f"{h['similarity']:.2f}", f"{h['score']:.2f}",
-                      f"{h['penalty']:.2f}", Text(visible(h["outcome"]), style=style), f"{h['ms']:.1f}", detail)
+        detail = h["why"] + (f" | {h['error']}" if h["outcome"] != "ok" and h.get("error") else "")
+        rows.append((h["hop"], h["tool_id"], h["version"], f"{h['similarity']:.2f}", f"{h['score']:.2f}", f"{h['penalty']:.2f}",
+                     h["outcome"], f"{h['ms']:.1f}", detail))
     for s in skipped:
-        table.add_row("-", shown(s["tool_id"]), shown(s["version"]), f"{s['similarity']:.2f}", "", "", Text("skipped", style="yellow"),
-                      "", shown(s["reason"]))
-    return table
+        rows.append(("-", s["tool_id"], s["version"], f"{s['similarity']:.2f}", "", "", "skipped", "", s["reason"]))
+    colours = {"ok": "green", "skipped": "yellow"}
+    print_table(title, ("#", "tool", "version", "similarity", "score", "penalty", "outcome", "ms", "why / error"), rows,
+                keys=("tool", "version", "outcome"),
+                styles=lambda col, v: (colours.get(v, "red") if col == "outcome" else ""))
 
 
 def cmd_resilient(args: argparse.Namespace) -> int:
@@ -138,17 +134,18 @@ def cmd_resilient(args: argparse.Namespace) -> int:
             if args.json_out:
                 emit_json({"ok": False, **exc.to_dict()})
             else:
-                console().print(_trace_table(f"resilient: {exc.message}", exc.hops, exc.skipped))
+                sys.stderr.write(visible(f"tooldeck: {exc.message}") + "\n")  # one line, as every error
+                if exc.hops or exc.skipped:
+                    _print_trace(f"resilient: {exc.message}", exc.hops, exc.skipped)
             return 1
     finally:
         runtime.close()
     if args.json_out:
         emit_json(out)
         return 0
-    out_console = console()
-    out_console.print(_trace_table(f"resilient: {out['tool_id']} {out['version']} succeeded after {out['attempts']} "
-                                   f"attempt(s) in {out['ms']:.0f} ms", out["hops"], out["skipped"]))
-    out_console.print(shown(dumps_visible(out["result"], indent=2, default=str)))
+    _print_trace(f"resilient: {out['tool_id']} {out['version']} succeeded after {out['attempts']} "
+                 f"attempt(s) in {out['ms']:.0f} ms", out["hops"], out["skipped"])
+    console().print(shown(dumps_visible(out["result"], indent=2, default=str)))
     return 0
 
 
