@@ -161,7 +161,7 @@ def test_a_stderr_flood_costs_neither_memory_nor_the_log(workspace: Path, make_r
     wait_status(rt, "f", "ready")
     before = rss_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
-    assert rt.call("f_flood", {"mb": 70, "lines": 100_000}) == {"flooded": True}
+    assert rt.call("f_flood", {"mb": 70, "lines": 100_000}, timeout=90) == {"flooded": True}  # CI is slow; this is about cost
     assert rt.call("f_ok", {}) == {"ok": True}
     assert (rss_kb("VmHWM") - before) / 1024 < 40
     flood = wait_for(lambda: log_lines(workspace, "stderr flood, more than 50 lines a second"), 10)

@@ -47,6 +47,8 @@ MAX_PAGES = 1000
 STDERR_TAIL = 20
 STDERR_LINE = 64 * 1024  # a longer stderr line is cut to its head
 STDERR_LOG_PER_SECOND = 50  # past this, a flood's lines are counted, not logged one by one
+STDERR_TEXT = 2000  # what of a stderr line is logged
+STDERR_SHOWN = 300  # what of one is kept in the tail an exit reason quotes
 #: what a stdio server inherits from the runtime's environment; everything else is its `env`
 MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
@@ -80,14 +82,15 @@ class StderrLog:
         self.count = 0
         self.dropped = 0
 
-    def line(self, text: str) -> None:
+    def line(self, raw: bytes) -> None:
+        """Log one line (redacted), or count it: during a flood a line costs a clock read and a counter."""
         now = int(time.monotonic())
         if now != self.second:
             self.close()
             self.second, self.count = now, 0
         self.count += 1
         if self.count <= STDERR_LOG_PER_SECOND:
-            log.info("mcp %s stderr: %s", self.name, text)
+            log.info("mcp %s stderr: %s", self.name, stderr_text(raw))
             return
         if not self.dropped:
             log.warning("mcp %s: stderr flood, more than %d lines a second: counting them, not logging them", self.name,
@@ -101,6 +104,12 @@ class StderrLog:
             self.dropped = 0
 
 
+def stderr_text(raw: bytes) -> str:
+    """A stderr line as it may be shown: decoded, secrets masked, cut to 2,000 characters."""
+    text: str = redact(raw[:STDERR_TEXT].decode("utf-8", "replace").rstrip())
+    return text
+
+
 class StdioProcess:
     """A stdio server's process and its pipes, as the SDK's session wants them (read and write streams)."""
 
@@ -111,18 +120,23 @@ class StdioProcess:
         self.proc: subprocess.Popen[bytes] = spawn([config.command, *config.args], children=link.children,
                                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                    cwd=link.cwd, env=minimal_env(env))
-        self.stderr: deque[str] = deque(maxlen=STDERR_TAIL)
+        self._stderr: deque[bytes] = deque(maxlen=STDERR_TAIL)  # raw: redacted when read, not per line of a flood
         self.transports: list[Any] = []
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def stderr(self) -> list[str]:
+        """The last lines of stderr, secrets masked, each at most STDERR_SHOWN characters."""
+        return [shown for raw in self._stderr if (shown := stderr_text(raw)[:STDERR_SHOWN])]
+
     def exit_reason(self) -> str:
         code = self.proc.poll()
         what = f"exited with code {code}" if code is not None and code >= 0 else \
             f"was killed by signal {-code}" if code is not None else "closed its stdout"
-        tail = " | ".join(list(self.stderr)[-3:])
+        tail = " | ".join(self.stderr[-3:])
         return f"the server {what}" + (f": {tail}" if tail else "")
 
     @contextlib.asynccontextmanager
@@ -160,7 +174,7 @@ class StdioProcess:
                             message = exc
                         await read_send.send(message)
             except (Disconnected, OSError) as exc:  # an answer past the cap without its id, or the pipe failing
-                self.stderr.append(f"stdout: {exc}"[:300])
+                self._stderr.append(f"stdout: {exc}".encode()[:STDERR_TEXT])
             finally:
                 on_end()
 
@@ -178,11 +192,10 @@ class StdioProcess:
             try:
                 with contextlib.suppress(OSError):
                     while (line := await stderr.next()) is not None:
-                        raw = line.head if isinstance(line, Oversize) else line
-                        text = redact(raw[:2000].decode("utf-8", "replace").rstrip())
-                        if text:
-                            self.stderr.append(text[:300])
-                            logged.line(text)
+                        raw = (line.head if isinstance(line, Oversize) else line)[:STDERR_TEXT]
+                        if raw.strip():
+                            self._stderr.append(raw)
+                            logged.line(raw)
             finally:
                 logged.close()
                 drained.set()
