@@ -8,6 +8,7 @@ recording thread.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -24,6 +25,8 @@ from state.redact import redact
 
 log = logging.getLogger("tooldeck.calls")
 SIZE_CAP = 16 * 1024
+#: what is kept of a longer one: its start (with the sha256 of the whole)
+PREFIX_CAP = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +43,16 @@ class CallRecord:
 
 
 def _capped(value: Any) -> tuple[str | None, int]:
+    """A call's input or output as stored: whole up to SIZE_CAP characters; past it a prefix and the
+    sha256 of the whole (so equal inputs stay recognisable), flagged as truncated."""
     if value is None:
         return None, 0
     text = value if isinstance(value, str) else dumps(value)
     text = redact(text)
     if len(text) > SIZE_CAP:
-        return text[:SIZE_CAP], 1
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        mark = f" ...[{len(text) - PREFIX_CAP} more characters; sha256 of the whole {digest}]"
+        return text[:PREFIX_CAP] + mark, 1
     return text, 0
 
 

@@ -228,6 +228,29 @@ class SqliteStore(Store):
             self.rollback(con)
             raise
 
+    def used_bytes(self) -> int:
+        """Pages in use (the file less its free list) times the page size."""
+        con = self.conn()
+        pages, free, size = (int(con.execute(f"PRAGMA {p}").fetchone()[0]) for p in ("page_count", "freelist_count", "page_size"))
+        return (pages - free) * size
+
+    def table_bytes(self, tables: Sequence[str]) -> dict[str, int]:
+        """From the `dbstat` table (a table's b-tree and its indexes'); where SQLite was built without it,
+        the live size shared out by row counts."""
+        con = self.conn()
+        wanted = ",".join("?" * len(tables))
+        try:
+            rows = con.execute("SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat('main', 1) d JOIN sqlite_master m"
+                               f" ON m.name = d.name WHERE m.tbl_name IN ({wanted}) GROUP BY m.tbl_name",
+                               tuple(tables)).fetchall()
+            sizes = {str(name): int(size) for name, size in rows}
+        except sqlite3.OperationalError:  # no dbstat: share the live size out by row counts
+            counts = {t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables}
+            total = sum(counts.values()) or 1
+            used = self.used_bytes()
+            sizes = {t: used * n // total for t, n in counts.items()}
+        return {t: sizes.get(t, 0) for t in tables}
+
     def checkpoint(self) -> None:
         """A passive WAL checkpoint, so the WAL file does not grow without bound."""
         with contextlib.suppress(sqlite3.OperationalError):

@@ -166,6 +166,15 @@ class Store(ABC):
         """Housekeeping the backend needs now and then (SQLite: a WAL checkpoint)."""
 
     @abstractmethod
+    def used_bytes(self) -> int:
+        """The bytes the state's live rows take (deleted rows' space, reusable, not counted), for the
+        size budget (`[retention] max_db_mb`)."""
+
+    @abstractmethod
+    def table_bytes(self, tables: Sequence[str]) -> dict[str, int]:
+        """The bytes each of `tables` takes now (its rows and indexes), for choosing what to trim."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def describe(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from state import failures, runtimes
 from state.calls import prune_calls
 from state.db import Store, StoreError
+from state.retention import trim_to_budget
 from tools.errors import ToolError
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ def prune(runtime: RuntimeHost) -> dict[str, int]:
     with store.tx() as con:
         removed["runtimes"] = runtimes.prune(con, store.now())
         removed.update(failures.prune(con, cutoff))  # the ledger and the score trend; current health rows stay
+    budget_mb = float(retention.get("max_db_mb", 0) or 0)
+    if budget_mb > 0:  # day limits bound age, not size: under steady traffic the budget does
+        for table, n in trim_to_budget(store, int(budget_mb * 1024 * 1024)).items():
+            removed[table] = removed.get(table, 0) + n
     return removed
 
 

@@ -75,6 +75,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "events_days": 7,
         "calls_days": 7,
         "failures_days": 30,
+        "max_db_mb": 512,  # the live rows' size budget: past it the oldest history goes first (0: no budget)
     },
     "calls": {
         "max_queued_records": 10_000,  # call records held while the store refuses writes; then the oldest are dropped

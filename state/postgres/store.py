@@ -339,6 +339,22 @@ class PgStore(Store):
     def tail_events(self, after_id: int, kinds: Sequence[str] | None, limit: int) -> list[Any]:
         return self.events.tail(after_id, kinds, limit)
 
+    def used_bytes(self) -> int:
+        """Each table's size, but for the history tables (the ones trimmed to the budget) the bytes of the
+        rows there now: PostgreSQL keeps a deleted row's space in the file for reuse, and its statistics
+        lag, so a file size would not fall after trimming. One scan of each history table."""
+        from state.retention import HISTORY
+
+        history = [table for table, _column in HISTORY]
+        rows = self.query("SELECT c.relname, pg_total_relation_size(c.oid)::float8 FROM pg_class c"
+                          " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = current_schema()")
+        return int(sum(size for name, size in rows if name not in history)) + sum(self.table_bytes(history).values())
+
+    def table_bytes(self, tables: Sequence[str]) -> dict[str, int]:
+        """The bytes of each table's rows now (`pg_column_size` of each row): a scan of each."""
+        return {t: int(float(self.query_one(f"SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM {t} t")[0]))
+                for t in tables}
+
     def last_event_id(self) -> int:
         return self.events.last_id()
 
