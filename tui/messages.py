@@ -41,3 +41,14 @@ class Progress(Message):
 
     what: str
     detail: str
+
+
+@dataclass
+class NewAbove(Message):
+    """A live list's count of rows that arrived above its cursor unseen (0: it follows the newest again).
+
+    A cursor on the first row follows new rows (tail mode, as k9s does); elsewhere the cursor keeps its
+    row and the panel says how many came in above it; `g` / Home goes there."""
+
+    widget: Any
+    count: int

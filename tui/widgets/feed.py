@@ -24,6 +24,8 @@ from textual.reactive import Reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tui.messages import NewAbove
+
 CHUNK = 200
 
 
@@ -61,6 +63,7 @@ class Feed(ScrollView, can_focus=True):
         self.view: list[tuple[Text, Any]] = []  # the entries that pass the filter, newest first
         self.filter_text = ""
         self.cursor = 0
+        self.new_above = 0  # lines that came in above the cursor since it left the newest
         self._strips: dict[tuple[int, int, bool], Strip] = {}
 
     @property
@@ -71,24 +74,38 @@ class Feed(ScrollView, can_focus=True):
         return not self.filter_text or self.filter_text.lower() in text.plain.lower()
 
     def add(self, lines: Iterable[tuple[Text, Any]]) -> None:
-        """Add (line, item) pairs oldest first; they show newest first. The view stays put when scrolled down."""
+        """Add (line, item) pairs oldest first; they show newest first.
+
+        Tail mode: with the cursor on the newest line and the view at the top, the newest line stays in
+        view (and under the cursor); otherwise the cursor and the view keep their line, and the lines
+        that arrive above are counted (NewAbove) until `g` / Home goes to the newest."""
         new = list(lines)
         if not new:
             return
+        following = self.cursor == 0 and self.scroll_offset.y == 0
         for entry in new:
             self.entries.appendleft(entry)
         shown = [entry for entry in reversed(new) if self._matches(entry[0])]
         self.view[:0] = shown
         del self.view[len(self.entries):]
-        if shown and (self.has_focus or self.cursor > 0):
-            self.cursor = min(self.cursor + len(shown), len(self.view) - 1)
+        if following or not shown:
+            self._reframe()
+            return
+        self.cursor = min(self.cursor + len(shown), len(self.view) - 1)
+        self._set_new_above(self.new_above + len(shown))
         self._reframe(scroll_by=len(shown))
+
+    def _set_new_above(self, count: int) -> None:
+        if count != self.new_above:
+            self.new_above = count
+            self.post_message(NewAbove(self, count))
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
         item = self.selected()
         self.view = [entry for entry in self.entries if self._matches(entry[0])]
         self.cursor = next((i for i, (_, it) in enumerate(self.view) if it is item), 0)
+        self._set_new_above(0)
         self._strips.clear()
         self._reframe()
         self.scroll_to(y=0, animate=False)
@@ -102,7 +119,7 @@ class Feed(ScrollView, can_focus=True):
         height = max(CHUNK, -(-len(self.view) // CHUNK) * CHUNK)
         if self.virtual_size.height != height or self.virtual_size.width != self.size.width:
             self.virtual_size = Size(self.size.width, height)
-        if scroll_by and self.scroll_offset.y > 0:
+        if scroll_by:
             self.scroll_to(y=self.scroll_offset.y + scroll_by, animate=False)
         self.refresh()
 
@@ -122,6 +139,8 @@ class Feed(ScrollView, can_focus=True):
         if not self.view:
             return
         self.cursor = max(0, min(len(self.view) - 1, index))
+        if self.cursor == 0:
+            self._set_new_above(0)
         top, height = self.scroll_offset.y, self.size.height
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False)

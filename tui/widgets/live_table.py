@@ -22,6 +22,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist, RowKey
 
 from tools.visible import visible
+from tui.messages import NewAbove
 from tui.style import shown_text
 
 GAP = 1  # blank cells after every column (the table's own cell padding is 0)
@@ -87,6 +88,7 @@ class LiveTable(DataTable):
         self.sort_column: str | None = None
         self.sort_reverse = False
         self.sort_keys: dict[str, Callable[[Any], Any]] = {}
+        self.new_above = 0  # rows that came in above the cursor since it left the first row
 
     def on_mount(self) -> None:
         self._relayout(force=True)
@@ -152,7 +154,13 @@ class LiveTable(DataTable):
     # -- applying rows ---------------------------------------------------------------
 
     def apply(self, rows: list[tuple[str, tuple[Any, ...]]]) -> bool:
-        """Show `rows` (full values, in order); returns True when anything on screen changed."""
+        """Show `rows` (full values, in order); returns True when anything on screen changed.
+
+        Tail mode: a cursor on the first row stays on the first row (the newest, or the worst of a
+        ranking) as rows come and go; a cursor elsewhere keeps its row, and the rows that arrive above
+        it are counted in `new_above` (posted as NewAbove for the panel's border)."""
+        following = self.row_count == 0 or self.cursor_row == 0
+        before = set(self._shown)
         previous = dict(self._all)
         self._all = rows
         for key, cells in rows:
@@ -161,7 +169,34 @@ class LiveTable(DataTable):
         if len(self._widths) > len(rows):
             keep = {k for k, _ in rows}
             self._widths = {k: w for k, w in self._widths.items() if k in keep}
-        return self._apply()
+        changed = self._apply()
+        if changed:
+            self._follow(following, before)
+        return changed
+
+    def _follow(self, following: bool, before: set[str]) -> None:
+        if not self._order:
+            return
+        if following:
+            if self.cursor_row != 0:
+                self.move_cursor(row=0, animate=False, scroll=False)
+            self.scroll_to(y=0, animate=False)
+            return
+        selected = self.selected_key()
+        index = self._order.index(selected) if selected in self._shown else 0
+        arrived = sum(1 for key in self._order[:index] if key not in before)
+        if arrived:
+            self._set_new_above(self.new_above + arrived)
+
+    def _set_new_above(self, count: int) -> None:
+        if count != self.new_above:
+            self.new_above = count
+            self.post_message(NewAbove(self, count))
+
+    def watch_cursor_coordinate(self, old: Any, new: Any) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if new.row == 0 and self.new_above:
+            self._set_new_above(0)
 
     def _wanted(self) -> list[tuple[str, tuple[Any, ...]]]:
         wanted = [(k, c) for k, c in self._all if self._matches(c)]

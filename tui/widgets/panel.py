@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from tui.details import Details
+from tui.messages import NewAbove
 from tui.snapshot import Snapshot
 from tui.widgets.live_table import LiveTable
 
@@ -24,7 +25,17 @@ class Panel(Vertical, can_focus=False):
     filter_text = ""
 
     def on_mount(self) -> None:
-        self.border_title = f"{self.number} {self.title}" if self.number else self.title
+        self._show_title()
+
+    def _show_title(self) -> None:
+        """`3 Failures`, and `↑ 12 new (g)` while rows arrived above a cursor that left the first row."""
+        title = f"{self.number} {self.title}" if self.number else self.title
+        new = sum(getattr(w, "new_above", 0) for w in self.query("*"))
+        self.border_title = f"{title} · ↑ {new} new (g)" if new else title
+
+    def on_new_above(self, message: NewAbove) -> None:
+        message.stop()
+        self._show_title()
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         raise NotImplementedError

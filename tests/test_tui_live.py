@@ -1,0 +1,95 @@
+"""The console tells the truth, live (issue 24): lists that follow, a state that is never silently stale,
+keys that cannot hurt by habit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from tests.tui_helpers import wait_for
+from tui.widgets.feed import Feed
+from tui.widgets.live_table import Col, LiveTable
+from tui.widgets.panel import Panel
+
+
+class OnePanel(Panel):
+    title = "Failures"
+    number = 3
+
+    def compose(self) -> ComposeResult:
+        yield LiveTable([Col("id", "id"), Col("what", "what", flex=True)], id="t")
+        yield Feed(id="f", max_lines=500)
+
+
+class PanelApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield OnePanel(id="p")
+
+
+def rows(newest: int, n: int = 30) -> list[tuple[str, tuple[Any, ...]]]:
+    """Newest first, as the Failures and Activity lists are."""
+    return [(str(i), (str(i), f"failure {i}")) for i in range(newest, max(0, newest - n), -1)]
+
+
+async def test_a_cursor_on_the_first_row_follows_new_rows_and_elsewhere_they_are_counted() -> None:
+    app = PanelApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        table = app.query_one(LiveTable)
+        panel = app.query_one(OnePanel)
+        table.apply(rows(30))
+        table.focus()
+        await pilot.pause()
+        assert table.selected_key() == "30"
+        table.apply(rows(35))  # five newer rows: the cursor on the first row follows (tail mode)
+        await pilot.pause()
+        assert table.selected_key() == "35" and table.scroll_y == 0 and table.new_above == 0
+        assert panel.border_title == "3 Failures"
+        await pilot.press("j", "j")  # the operator looks at an older row: it stays under the cursor
+        assert table.selected_key() == "33"
+        table.apply(rows(47))
+        await pilot.pause()
+        assert table.selected_key() == "33" and table.new_above == 12
+        assert panel.border_title == "3 Failures · ↑ 12 new (g)"
+        await pilot.press("g")  # g goes to the newest, and the table follows again
+        assert table.selected_key() == "47" and table.new_above == 0
+        await wait_for(pilot, lambda: panel.border_title == "3 Failures", 5, "the count cleared")
+        table.apply(rows(48))
+        await pilot.pause()
+        assert table.selected_key() == "48"
+
+
+async def test_a_sorted_table_keeps_its_sort_and_its_first_row_as_values_change() -> None:
+    app = PanelApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        table = app.query_one(LiveTable)
+        table.sort_column = "what"
+        table.apply([("a", ("a", "3")), ("b", ("b", "5")), ("c", ("c", "7"))])
+        await pilot.pause()
+        assert table.selected_key() == "a"
+        table.apply([("a", ("a", "9")), ("b", ("b", "5")), ("c", ("c", "1"))])  # c is now the worst
+        await pilot.pause()
+        assert [r.key.value for r in table.ordered_rows] == ["c", "b", "a"] and table.selected_key() == "c"
+
+
+async def test_the_feed_follows_the_newest_line_unless_the_cursor_left_it() -> None:
+    app = PanelApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        feed = app.query_one(Feed)
+        panel = app.query_one(OnePanel)
+        feed.add([(Text(f"event {i}"), i) for i in range(50)])
+        feed.focus()
+        await pilot.pause()
+        assert feed.selected() == 49
+        feed.add([(Text(f"event {i}"), i) for i in range(50, 60)])
+        await pilot.pause()
+        assert feed.selected() == 59 and feed.scroll_offset.y == 0 and feed.new_above == 0
+        await pilot.press("j", "j", "j")
+        assert feed.selected() == 56
+        feed.add([(Text(f"event {i}"), i) for i in range(60, 64)])
+        await pilot.pause()
+        assert feed.selected() == 56 and feed.new_above == 4
+        assert panel.border_title == "3 Failures · ↑ 4 new (g)"
+        await pilot.press("home")
+        assert feed.selected() == 63 and feed.new_above == 0
