@@ -8,6 +8,7 @@ so a transaction's reads are never stale: SQLite needs no row locks (`dialect.lo
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sqlite3
 import threading
@@ -60,17 +61,22 @@ class SqliteStore(Store):
         self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file as first opened
         self.migrate()
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
 
     # -- connections ---------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        con = sqlite3.connect(
-            self.path,
-            timeout=SQLITE_BUSY_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        # once the file exists a connection never creates it again: a database deleted under a running
+        # process is an error there (file_problem says which), not a new, empty file that hides the loss
+        target = self.path if self._identity is None else f"{self.path.resolve().as_uri()}?mode=rw"
+        try:
+            con = sqlite3.connect(target, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None, check_same_thread=False,
+                                  uri=self._identity is not None)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(self.file_problem() or f"{self.path}: {exc}") from exc
         try:
             con.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             mode = self._retry(lambda: con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
@@ -227,6 +233,20 @@ class SqliteStore(Store):
         except BaseException:
             self.rollback(con)
             raise
+
+    def file_problem(self) -> str | None:
+        """Whether the database file is still the one this store opened: deleted, or replaced (another inode)."""
+        if self._identity is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the database {self.path} was deleted while this process had it open"
+        except OSError as exc:
+            return f"the database {self.path} cannot be checked: {exc.strerror}"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"the database {self.path} was replaced by another file while this process had it open"
+        return None
 
     def used_bytes(self) -> int:
         """Pages in use (the file less its free list) times the page size."""

@@ -165,6 +165,11 @@ class Store(ABC):
     def checkpoint(self) -> None:  # noqa: B027 - most backends need none
         """Housekeeping the backend needs now and then (SQLite: a WAL checkpoint)."""
 
+    def file_problem(self) -> str | None:
+        """Why the state this store reads may no longer be the workspace's (a file-backed database deleted or
+        replaced under the process), or None. A server-backed store has no file: None."""
+        return None
+
     @abstractmethod
     def used_bytes(self) -> int:
         """The bytes the state's live rows take (deleted rows' space, reusable, not counted), for the

@@ -3,12 +3,16 @@ keys that cannot hurt by habit."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual.app import App, ComposeResult
 
-from tests.tui_helpers import wait_for
+from tests.tui_helpers import runtime_ready, wait_for
+from tui.app import TooldeckApp
 from tui.widgets.feed import Feed
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
@@ -93,3 +97,26 @@ async def test_the_feed_follows_the_newest_line_unless_the_cursor_left_it() -> N
         assert panel.border_title == "3 Failures · ↑ 4 new (g)"
         await pilot.press("home")
         assert feed.selected() == 63 and feed.new_above == 0
+
+
+async def test_a_deleted_or_replaced_database_is_said_in_a_red_banner(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await runtime_ready(pilot, app)
+        banner = app.query_one("#banner")
+        await wait_for(pilot, lambda: app.latest is not None, 20, "a snapshot")
+        assert banner.has_class("hidden")
+        db = ws / ".tooldeck" / "tooldeck.db"
+        for path in (db, db.with_name("tooldeck.db-wal"), db.with_name("tooldeck.db-shm")):
+            path.unlink(missing_ok=True)
+        await wait_for(pilot, lambda: not banner.has_class("hidden"), 10, "the banner")
+        assert "was deleted while this process had it open" in str(banner.render())
+        assert "quit (q) and start tooldeck again" in str(banner.render())
+        assert app.sub_title.startswith("STALE: DATABASE DELETED")
+        assert not db.exists()  # the dashboard's own reads did not create an empty database in its place
+        out = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), "tools"], capture_output=True,
+                             text=True, timeout=60)  # another process creates a new, empty one
+        assert out.returncode == 0, out.stderr
+        await wait_for(pilot, lambda: "replaced by another file" in str(banner.render()), 10, "the replaced banner")

@@ -95,6 +95,7 @@ class TooldeckApp(OperatorActions, App[int]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▣")
+        yield Static("", id="banner", classes="hidden")
         yield Static("", id="tabs", classes="hidden")
         yield Input(placeholder="filter the focused panel (esc clears)", id="filter-input", classes="hidden")
         with Grid(id="panels"):
@@ -240,6 +241,8 @@ class TooldeckApp(OperatorActions, App[int]):
     def store_down(self, error: str | None, seconds: float) -> None:
         """The poller could not read the state store for `seconds` (None: it can again)."""
         self._store_error = error
+        with contextlib.suppress(Exception):  # a file deleted under it is why a store cannot be read, often
+            self._show_banner(self.runtime.store.file_problem())
         if error is None:
             self.set_status(f"state store reachable again after {seconds:.0f} s")
         else:
@@ -248,9 +251,22 @@ class TooldeckApp(OperatorActions, App[int]):
         if self.latest is not None:
             self._show_title(self.latest)
 
+    def _show_banner(self, problem: str | None) -> None:
+        """A red line over the panels while the data shown is not the workspace's state any more."""
+        banner = self.query_one("#banner", Static)
+        text = "" if problem is None else (
+            f"⚠ {problem}. The panels show what it held then, and what this dashboard writes now is lost: "
+            "quit (q) and start tooldeck again to open the workspace's database as it is now.")
+        if str(banner.render()) != text:
+            banner.update(text)
+        banner.set_class(problem is None, "hidden")
+
     def _show_title(self, snapshot: Snapshot) -> None:
+        self._show_banner(snapshot.stale)
         title = snapshot.summary
-        if self._store_error:
+        if snapshot.stale:
+            title = "STALE: DATABASE " + ("DELETED" if "deleted" in snapshot.stale else "REPLACED") + " · " + title
+        elif self._store_error:
             title = "STATE UNREACHABLE · " + title
         if snapshot.backend.get("backend") == "postgresql":  # shared by several nodes: say so (SQLite is the default)
             hosts = {r.get("host") for r in snapshot.sessions}

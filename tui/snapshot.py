@@ -50,6 +50,8 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)
     #: where the shared state lives: {"backend": "sqlite" | "postgresql", "where": path or URL without a password}
     backend: dict[str, Any] = field(default_factory=dict)
+    #: why the data shown may not be the workspace's state any more (its database file deleted or replaced)
+    stale: str | None = None
 
 
 def tool_counts(rows: list[ToolRow]) -> dict[str, int]:
@@ -110,6 +112,7 @@ class Collector:
             snap.errors.append(str(exc))
             return snap
         snap.backend = rt.store.describe()
+        snap.stale = rt.store.file_problem()
         if now - self._stats_at > self.stats_every:
             from state.calls import tool_stats
 

@@ -29,6 +29,12 @@ def fell_back(run: dict[str, Any]) -> bool:
     return not run.get("ok") or any(h.get("outcome") != "ok" for h in hops)
 
 
+def without_tool(message: str, tool: str) -> str:
+    """An error message on its tool's row without the tool's name in front (`boom: ValueError: x` -> `ValueError: x`):
+    the name is in the row already, and the message's start is what the narrow column has room for."""
+    return message[len(tool) + 2:] if tool and message.startswith(f"{tool}: ") else message
+
+
 class FailuresPanel(Panel):
     title = "Failures"
     number = 3
@@ -92,8 +98,10 @@ class FailuresPanel(Panel):
     @staticmethod
     def _failure_cells(f: dict[str, Any], colors: dict[str, str]) -> tuple:
         severity = Text(str(f.get("severity", "")), style=colors["error"] if f.get("severity") in ("high", "critical") else "")
-        return (time.strftime("%H:%M:%S", time.localtime(f.get("ts", 0))), f.get("tool_id", ""), str(f.get("error_class", "")),
-                severity, Text(str(f.get("error", f.get("error_message", ""))), style=colors["error"]), str(f.get("scenario", "")))
+        tool = str(f.get("tool_id", ""))
+        error = without_tool(str(f.get("error", f.get("error_message", ""))), tool)
+        return (time.strftime("%H:%M:%S", time.localtime(f.get("ts", 0))), tool, str(f.get("error_class", "")),
+                severity, Text(error, style=colors["error"]), str(f.get("scenario", "")))
 
     def _apply_resilient(self, runs: list[dict[str, Any]], colors: dict[str, str]) -> bool:
         """Newest first, one row a run keyed by its id (the cursor stays on its run); enter opens its hops."""

@@ -298,7 +298,7 @@ class LiveTable(DataTable):
         widths = {i: need[i] for i in visible}
         flex = [i for i in visible if self.specs[i].flex]
         spare = room - sum(widths[i] + GAP for i in visible if not self.specs[i].flex)
-        for n, i in enumerate(flex):
+        for n, i in enumerate(sorted(flex, key=lambda i: need[i])):  # the shortest first: what it leaves goes on
             share = max(cell_len(self.specs[i].label), spare // (len(flex) - n)) - GAP
             widths[i] = max(1, min(need[i], share))
             spare -= widths[i] + GAP
