@@ -93,6 +93,12 @@ async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_w
             proposals.focus()
             await pilot.press("r")
             await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the reject dialog")
+            dialog = app.screen
+            assert "(csv_parser 1.2.0)" in dialog.title_text  # names the tool and version
+            await pilot.press("enter", "q")  # an empty reason: the dialog stays with the error, keys stay in it
+            await wait_for(pilot, lambda: "a reason is required" in str(dialog.query_one("#dialog-error").render()),
+                           what="the inline error")
+            assert app.screen is dialog and dialog.query_one("#field-reason").value == "q" and app.is_running
             app.screen.query_one("#field-reason").value = "prefer the first version"
             await pilot.press("enter")
             await wait_for(pilot, lambda: status_of(proposals, "2") == "rejected", timeout=20, what="rejected")

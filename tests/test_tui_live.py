@@ -28,6 +28,8 @@ class OnePanel(Panel):
 
 
 class PanelApp(App[None]):
+    CSS_PATH = str(Path(__file__).resolve().parents[1] / "tui" / "app.tcss")  # the dashboard's own styles
+
     def compose(self) -> ComposeResult:
         yield OnePanel(id="p")
 
@@ -120,3 +122,20 @@ async def test_a_deleted_or_replaced_database_is_said_in_a_red_banner(tmp_path: 
                              text=True, timeout=60)  # another process creates a new, empty one
         assert out.returncode == 0, out.stderr
         await wait_for(pilot, lambda: "replaced by another file" in str(banner.render()), 10, "the replaced banner")
+
+
+async def test_a_confirmation_wraps_its_question_and_enter_answers_no() -> None:
+    from tests.tui_helpers import screen_text
+    from tui.screens.dialogs import ConfirmScreen
+
+    answers: list[bool] = []
+    question = ("Replay all 1,234 dead-letter batches (56,789 items) of a-buffer-with-a-long-id? Each goes to its sink "
+                "again and may fail again; the end of this sentence must be on screen: 56789-END")
+    app = PanelApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ConfirmScreen(question), answers.append)
+        await pilot.pause()
+        assert "56789-END" in screen_text(app).replace("\n", " ")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert answers == [False]

@@ -69,9 +69,14 @@ async def test_buffer_panel_follows_another_process_and_flushes_and_clears(demo_
             assert cli(demo_ws, "buffer", "write", "ext", '{"n": 4}').returncode == 0
             await wait_for(pilot, lambda: cell(table, "ext", "pending") == "1", what="one more item")
             await pilot.press("x")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the clear confirmation")
-            assert "deletes 1 pending item and 0 dead-letter items" in app.screen.question, app.screen.question
-            await pilot.press("y")
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the clear confirmation")
+            assert "deletes 1 pending item and 0 dead-letter items" in app.screen.title_text, app.screen.title_text
+            await pilot.press("enter", "y")  # habit: neither Enter nor y clears; the buffer's id must be typed
+            error = app.screen.query_one("#dialog-error")
+            await wait_for(pilot, lambda: "type ext exactly to confirm" in str(error.render()), what="the inline error")
+            assert isinstance(app.screen, PromptScreen) and cell(table, "ext", "pending") == "1"
+            app.screen.query_one("#field-confirm").value = "ext"
+            await pilot.press("enter")
             await wait_for(pilot, lambda: cell(table, "ext", "pending") == "0", what="cleared")
             await wait_for(pilot, lambda: "cleared 1 item" in str(app.query_one("#status-line").render()), what="the result")
             assert sink_items(demo_ws) == 3  # cleared items were not delivered
@@ -98,7 +103,7 @@ async def test_dead_letter_screen_lists_and_replays(demo_ws: Path) -> None:
             dead = screen.query_one("#dead-table")
             await wait_for(pilot, lambda: dead.row_count == 1, what="the parked batch listed")
             title = str(screen.query_one("#dead-title").render())
-            assert "1 batches, 1 items" in title, title
+            assert "1 batch, 1 item" in title, title
             batch = dead.selected_key()
             assert '{"n": 1}' in str(dead.value(batch, "preview")).replace(" ", "").replace(":", ": ")
             parked = screen.batches[batch]["dead_at"]
@@ -112,8 +117,8 @@ async def test_dead_letter_screen_lists_and_replays(demo_ws: Path) -> None:
                            what="the re-parked batch listed again")
             await pilot.press("R")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the replay-all confirmation")
-            assert "Replay all 1 dead-letter batches (1 items) of doomed?" in app.screen.question
-            await pilot.press("n")
+            assert "Replay all 1 dead-letter batch (1 item) of doomed?" in app.screen.question
+            await pilot.press("enter")  # No has the focus: Enter, the habit, replays nothing
             await wait_for(pilot, lambda: app.screen is screen, what="back in the dead-letter screen")
             await pilot.press("escape")
     finally:

@@ -211,18 +211,23 @@ class OperatorActions:
 
         if message.error or not isinstance(message.result, dict):
             return
-        self.confirm_then(message.result["question"], lambda: self.run_blocking(f"{command.action} {command.target}", run_command, command))
+        typed = command.target if command.action == "buffer.clear" else None  # deleting items: type the buffer id
+        self.confirm_then(message.result["question"], lambda: self.run_blocking(f"{command.action} {command.target}", run_command, command),
+                          type_to_confirm=typed)
 
-    def confirm_then(self, question: str, then: Any, *, danger: bool = True) -> None:
+    def confirm_then(self, question: str, then: Any, *, danger: bool = True, type_to_confirm: str | None = None) -> None:
+        """Ask first (No has the focus); with `type_to_confirm`, the operator types that text to go on."""
         from tui.screens.dialogs import ConfirmScreen
+        from tui.screens.dialogs import type_to_confirm as typed_screen
 
-        def done(yes: bool | None) -> None:
+        def done(yes: Any) -> None:
             if yes:
                 then()
             else:
                 self.set_status("cancelled")
 
-        self.push_screen(ConfirmScreen(question, danger=danger), done)
+        screen = ConfirmScreen(question, danger=danger) if type_to_confirm is None else typed_screen(question, type_to_confirm)
+        self.push_screen(screen, done)
 
     @work(thread=True, group="actions", exit_on_error=False)
     def run_blocking(self, what: str, fn: Any, *args: Any, then: Any = None) -> None:

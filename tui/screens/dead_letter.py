@@ -14,6 +14,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label
 
+from tools.cli.output import plural
 from tui.details import Details, as_json, error_blocks, when
 from tui.widgets.live_table import Col, LiveTable
 
@@ -81,7 +82,8 @@ class DeadLetterScreen(ModalScreen[None]):
                                                   Text(str(b.get("last_error") or ""), style="red"), preview)))
         self.query_one(LiveTable).apply(rows)
         count, items = summary(batches)
-        self.query_one("#dead-title", Label).update(f"Dead-letter batches of {self.buffer_id}: {count} batches, {items} items")
+        self.query_one("#dead-title", Label).update(f"Dead-letter batches of {self.buffer_id}: "
+                                                          f"{plural(count, 'batch', 'batches')}, {plural(items, 'item')}")
         self._note("enter opens a batch (every item) · r replays it · R replays all (asks first) · esc closes"
                    if batches else "no dead-letter batches")
 
@@ -109,7 +111,8 @@ class DeadLetterScreen(ModalScreen[None]):
         if not count:
             self.app.set_status(f"{self.buffer_id}: no dead-letter batches to replay")
             return
-        self.app.confirm_then(f"Replay all {count} dead-letter batches ({items} items) of {self.buffer_id}?",
+        self.app.confirm_then(f"Replay all {plural(count, 'dead-letter batch', 'dead-letter batches')} ({plural(items, 'item')})"
+                              f" of {self.buffer_id}?",
                               lambda: self._replay(None), danger=False)
 
     def on_data_table_cell_selected(self, event: Any) -> None:

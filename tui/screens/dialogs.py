@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import ComposeResult
@@ -21,7 +22,10 @@ def _heading(title: str, note: str) -> ComposeResult:
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Yes / no before anything destructive or broad (clear, replay all, disable, reject, rollback)."""
+    """Yes / no before anything destructive or broad (clear, replay all, disable, reject, rollback).
+
+    No has the focus: Enter, the key that opens things everywhere else, answers no; yes is `y` or a
+    deliberate move to the Yes button."""
 
     BINDINGS = [Binding("y", "dismiss(True)", "Yes", id="dialog.yes"), Binding("n", "dismiss(False)", "No", id="dialog.no"),
                 Binding("escape", "dismiss(False)", "Cancel", id="dialog.cancel")]
@@ -39,6 +43,9 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button("No (n)", id="no")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
 
@@ -50,12 +57,15 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
                 Binding("enter", "submit", "OK", id="dialog.ok", show=True, priority=False),
                 Binding("tab", "app.focus_next", "Next field", id="dialog.next")]
 
-    def __init__(self, title: str, fields: list[tuple[str, str, str]], *, note: str = "") -> None:
-        """`fields` are (name, label, default)."""
+    def __init__(self, title: str, fields: list[tuple[str, str, str]], *, note: str = "",
+                 check: Callable[[dict[str, str]], str | None] | None = None) -> None:
+        """`fields` are (name, label, default); `check` says what is wrong with the values (None: nothing), shown in
+        the dialog with what was typed kept, so a mistake is corrected, not lost or sent to the main screen as keys."""
         super().__init__()
         self.title_text = title
         self.fields = fields
         self.note = note
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -63,6 +73,7 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
             for name, label, default in self.fields:
                 yield Label(label)
                 yield Input(value=default, id=f"field-{name}")
+            yield Static("", id="dialog-error", classes="dialog-error hidden")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok")
                 yield Button("Cancel (esc)", id="cancel")
@@ -73,13 +84,31 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(self._values())
+        self.action_submit()
 
     def action_submit(self) -> None:
-        self.dismiss(self._values())
+        values = self._values()
+        problem = self.check(values) if self.check is not None else None
+        error = self.query_one("#dialog-error", Static)
+        if problem:
+            error.update(shown(problem))
+            error.remove_class("hidden")
+            return
+        self.dismiss(values)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(self._values() if event.button.id == "ok" else None)
+        if event.button.id == "ok":
+            self.action_submit()
+        else:
+            self.dismiss(None)
+
+
+def type_to_confirm(question: str, expected: str) -> PromptScreen:
+    """A confirmation that asks to type `expected` (a buffer's id before its items are deleted): a deliberate act,
+    as `kubectl delete` habits expect, that no habitual Enter or `y` can give."""
+    return PromptScreen(question, [("confirm", f"type {expected} to confirm", "")],
+                        check=lambda v: None if v["confirm"].strip() == expected else
+                        f"type {expected} exactly to confirm, or esc to cancel")
 
 
 class _Options(OptionList):

@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from tools.cli.output import plural
 from tui.details import Chart, Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
 from tui.style import bar, sparkline
@@ -109,7 +110,7 @@ class BuffersPanel(Panel):
     def update_counts(self) -> None:
         status = getattr(self, "_status", {})
         unflushed = sum(1 for b in status.values() if b.get("warning"))
-        self.border_subtitle = self.table.count_label("buffers") + (f" · {unflushed} not flushing" if unflushed else "")
+        self.border_subtitle = self.table.count_label("buffer") + (f" · {unflushed} not flushing" if unflushed else "")
 
     @staticmethod
     def _cells(b: dict[str, Any], colors: dict[str, str], now: float) -> tuple:
@@ -173,9 +174,10 @@ def buffer_details(b: dict[str, Any]) -> Details:
         ("next flush", when(b.get("next_flush_at")) or "none due"),
         ("last flush", f"{b.get('last_flush_result') or '—'} {b.get('last_flush_count') or 0} items, {when(b.get('last_flush_at'))}"),
         ("retry batches", b.get("retry_batches", 0)), ("retries in total", b.get("retries_total", 0)),
-        ("dead-letter", f"{b.get('dead_letter_batches', 0)} batches, {b.get('dead_letter_items', 0)} items"),
+        ("dead-letter", f"{plural(b.get('dead_letter_batches', 0), 'batch', 'batches')}, {plural(b.get('dead_letter_items', 0), 'item')}"),
         ("dropped in total", b.get("dropped_total", 0)),
-        ("totals", f"{b.get('writes_total', 0)} written, {b.get('flushed_total', 0)} flushed in {b.get('batches_total', 0)} batches"),
+        ("totals", f"{b.get('writes_total', 0)} written, {b.get('flushed_total', 0)} flushed in "
+                   f"{plural(b.get('batches_total', 0), 'batch', 'batches')}"),
         ("flushed by", ", ".join(b.get("flushed_by") or []) or "no live runtime"),
     ]
     blocks = []

@@ -84,7 +84,7 @@ class EvolutionPanel(Panel):
     def update_counts(self) -> None:
         proposals = getattr(self, "_proposals", {})
         waiting = sum(1 for p in proposals.values() if p.get("status") == "awaiting_review")
-        self.border_subtitle = f"{self.table.count_label('proposals')} · {waiting} awaiting review"
+        self.border_subtitle = f"{self.table.count_label('proposal')} · {waiting} awaiting review"
 
     def details(self, table: LiveTable, key: str) -> Details | None:
         summary = getattr(self, "_proposals", {}).get(key)
@@ -233,14 +233,17 @@ class EvolutionPanel(Panel):
         from tui.screens.dialogs import PromptScreen
 
         def done(values: dict[str, str] | None) -> None:
-            if not values or not values["reason"].strip():
-                self.app.set_status("rejection cancelled (a reason is required)")
+            if not values:
+                self.app.set_status("rejection cancelled")
                 return
             from tools.evolution import reject
 
             self.app.run_blocking(f"reject #{proposal['id']}", lambda rt: reject(rt, proposal["id"], values["reason"], _reviewer()))
 
-        self.app.push_screen(PromptScreen(f"Reject #{proposal['id']}: why?", [("reason", "reason", "")]), done)
+        what = f"{proposal['tool_id']} {proposal.get('version') or ''}".strip()
+        self.app.push_screen(PromptScreen(f"Reject #{proposal['id']} ({what}): why?", [("reason", "reason", "")],
+                                          note="the reason is kept and shown to the next evolution of similar failures",
+                                          check=lambda v: None if v["reason"].strip() else "a reason is required"), done)
 
     def action_rollback(self) -> None:
         proposal = self._need(("approved",))

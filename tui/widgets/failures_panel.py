@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from tools.cli.output import plural
 from tui.details import Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
 from tui.style import score_text, sparkline, status_text
@@ -82,8 +83,8 @@ class FailuresPanel(Panel):
     def update_counts(self) -> None:
         failures = self.query_one("#failures-table", LiveTable)
         runs = self.query_one("#resilient-table", LiveTable)
-        which = "fallback runs" if self.only_fallbacks else "runs"
-        self.border_subtitle = (f"{failures.count_label('failures')} · {getattr(self, '_open', 0)} open circuits · "
+        which = "fallback run" if self.only_fallbacks else "run"
+        self.border_subtitle = (f"{failures.count_label('failure')} · {plural(getattr(self, '_open', 0), 'open circuit')} · "
                                 f"{runs.count_label(which)}")
 
     @staticmethod

@@ -120,8 +120,10 @@ class LiveTable(DataTable):
         return len(self._order)
 
     def count_label(self, noun: str) -> str:
-        """`12 tools`, or `3 of 12 tools` while a filter hides some."""
-        return f"{self.shown} of {self.total} {noun}" if self.filter_text else f"{self.total} {noun}"
+        """`12 tools`, `1 tool`, or `3 of 12 tools` while a filter hides some (`noun` is the singular)."""
+        from tools.cli.output import plural
+
+        return f"{self.shown:,} of {plural(self.total, noun)}" if self.filter_text else plural(self.total, noun)
 
     def selected_key(self) -> str | None:
         if self.row_count == 0:

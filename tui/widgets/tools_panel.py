@@ -44,7 +44,7 @@ class ToolsPanel(Panel):
         if counts is None:
             return
         loading = f" · {counts['loading']} loading" if counts["loading"] else ""
-        self.border_subtitle = f"{counts['ready']} ready · {counts['error']} error{loading} · {self.table.count_label('tools')}"
+        self.border_subtitle = f"{counts['ready']} ready · {counts['error']} error{loading} · {self.table.count_label('tool')}"
 
     @staticmethod
     def _cells(row: ToolRow, colors: dict[str, str]) -> tuple:
