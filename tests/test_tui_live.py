@@ -139,3 +139,25 @@ async def test_a_confirmation_wraps_its_question_and_enter_answers_no() -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert answers == [False]
+
+
+async def test_what_needs_attention_is_one_line_in_the_header_and_badges_on_the_tabs() -> None:
+    from tests.tui_fixture import frame
+    from tui.snapshot import needs_attention
+
+    snapshot = frame()  # 1 tool in error, 3 dead-letter batches, 1 open circuit, 1 proposal awaiting review
+    assert [a.label() for a in needs_attention(snapshot)] == [
+        "1 tool in error (1)", "3 dead-letter batches (2)", "1 open circuit (3)", "1 proposal to review (4)"]
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.apply_snapshot(snapshot)
+        await pilot.pause()
+        assert ("needs attention: 1 tool in error (1), 3 dead-letter batches (2), 1 open circuit (3), 1 proposal to review (4)"
+                in app.sub_title)
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(100, 30)) as pilot:  # below 110 columns: one panel at a time, tabs with badges
+        app.apply_snapshot(snapshot)
+        await pilot.pause()
+        tabs = str(app.query_one("#tabs").render())
+        assert " 1 Tools 1 " in tabs and " 2 Buffers 3 " in tabs and " 3 Failures 1 " in tabs and " 4 Evolution 1 " in tabs
+        assert " 5 Activity " in tabs and " 5 Activity 0" not in tabs

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -28,7 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.app_actions import OperatorActions
 from tui.messages import RuntimeStarted, SnapshotReady
-from tui.snapshot import Collector, Snapshot
+from tui.snapshot import Collector, Snapshot, needs_attention
 from tui.style import theme_colors
 from tui.widgets.activity import ActivityPanel
 from tui.widgets.buffers_panel import BuffersPanel
@@ -90,6 +91,7 @@ class TooldeckApp(OperatorActions, App[int]):
         self.signalled: int | None = None
         self._event_loop: Any = None
         self.compact = False
+        self._badges: dict[int, int] = {}  # panel number -> what needs attention there (the tabs' badges)
 
     # -- layout --------------------------------------------------------------------
 
@@ -271,9 +273,17 @@ class TooldeckApp(OperatorActions, App[int]):
         if snapshot.backend.get("backend") == "postgresql":  # shared by several nodes: say so (SQLite is the default)
             hosts = {r.get("host") for r in snapshot.sessions}
             title += f" · postgresql, {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+        attention = needs_attention(snapshot)
+        if attention:
+            title += " · needs attention: " + ", ".join(a.label() for a in attention)
         if snapshot.errors:
             title += f" · {snapshot.errors[0]}"
         title = ("PAUSED · " if self.paused else "") + title
+        badges = {a.panel: a.count for a in attention}
+        if badges != self._badges:
+            self._badges = badges
+            if self.compact:
+                self._show_tab(self.focused_panel() or self.main.query_one("#tools-panel", Panel))
         if self.sub_title != title:
             self.sub_title = title
 
@@ -347,11 +357,14 @@ class TooldeckApp(OperatorActions, App[int]):
         main = self.main
         for other in main.query(Panel):
             other.set_class(other is panel, "-current")
-        tabs = []
+        tabs = Text()
         for i, pid in enumerate(PANEL_IDS, 1):
             name = main.query_one(f"#{pid}", Panel).title
-            tabs.append(f"[reverse] {i} {name} [/]" if pid == panel.id else f" {i} {name} ")
-        main.query_one("#tabs", Static).update("".join(tabs))
+            tabs.append(f" {i} {name}", style="reverse" if pid == panel.id else "")
+            if self._badges.get(i):
+                tabs.append(f" {self._badges[i]}", style="bold reverse red" if pid != panel.id else "bold red reverse")
+            tabs.append(" ", style="reverse" if pid == panel.id else "")
+        main.query_one("#tabs", Static).update(tabs)
 
     def action_jump(self, number: int) -> None:
         """1-5: focus that panel's main table (z then maximises it); in compact mode, show it."""

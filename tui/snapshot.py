@@ -64,6 +64,35 @@ def tool_counts(rows: list[ToolRow]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """Something the operator should look at: how many, what, and the panel (its number key) that shows it."""
+
+    count: int
+    what: str  # singular noun phrase
+    many: str  # its plural
+    panel: int
+
+    def label(self) -> str:
+        from tools.cli.output import plural
+
+        return f"{plural(self.count, self.what, self.many)} ({self.panel})"
+
+
+def needs_attention(snapshot: Snapshot) -> list[Attention]:
+    """The one definition of what needs the operator, for the header line and the tabs' badges: tools in error,
+    dead-letter batches, open circuits, proposals awaiting review (each only when there is one)."""
+    found = [
+        Attention(sum(1 for t in snapshot.tools if t.status == "error"), "tool in error", "tools in error", 1),
+        Attention(sum(int(b.get("dead_letter_batches") or 0) for b in snapshot.buffers), "dead-letter batch",
+                  "dead-letter batches", 2),
+        Attention(sum(1 for s in snapshot.scores if s.get("circuit") == "open"), "open circuit", "open circuits", 3),
+        Attention(sum(1 for p in snapshot.proposals if p.get("status") == "awaiting_review"), "proposal to review",
+                  "proposals to review", 4),
+    ]
+    return [a for a in found if a.count]
+
+
 def summary_line(rows: list[ToolRow], finished: bool) -> str:
     counts = tool_counts(rows)
     if not finished:
