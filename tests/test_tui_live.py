@@ -161,3 +161,39 @@ async def test_what_needs_attention_is_one_line_in_the_header_and_badges_on_the_
         tabs = str(app.query_one("#tabs").render())
         assert " 1 Tools 1 " in tabs and " 2 Buffers 3 " in tabs and " 3 Failures 1 " in tabs and " 4 Evolution 1 " in tabs
         assert " 5 Activity " in tabs and " 5 Activity 0" not in tabs
+
+
+async def test_a_proposal_whose_status_changed_is_acted_on_as_it_is_now() -> None:
+    """validating -> awaiting_review under a selected row: a slow load of the old state does not overwrite the new
+    detail, and a key pressed before the new detail arrives reloads it instead of answering from the old status."""
+    import dataclasses
+
+    from tests.tui_fixture import T0, frame, proposal
+    from tui.widgets.evolution_panel import EvolutionPanel
+
+    loads: list[int] = []
+
+    class App_(TooldeckApp):
+        def load_proposal(self, proposal_id: int) -> None:
+            loads.append(proposal_id)
+
+    old = {**proposal(), "status": "validating", "updated": T0}
+    new = {**proposal(), "status": "awaiting_review", "updated": T0 + 5}
+    app = App_(live=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        panel = app.query_one(EvolutionPanel)
+        app.apply_snapshot(dataclasses.replace(frame(), proposals=[old]))
+        panel.show_detail(old)
+        await pilot.pause()
+        app.apply_snapshot(dataclasses.replace(frame(), proposals=[new]))  # the list has the new status ...
+        await pilot.pause()
+        loads.clear()
+        panel.detail = old  # ... and the detail is still the old one (its load is under way)
+        panel.table.focus()
+        await pilot.press("a")
+        status = str(app.query_one("#status-line").render())
+        assert loads == [1] and "proposal #1 is now awaiting_review" in status, status
+        assert "is validating" not in status
+        panel.show_detail(new)
+        panel.show_detail(old)  # the slow load of the old state answers last: dropped
+        assert panel.detail is not None and panel.detail["status"] == "awaiting_review"

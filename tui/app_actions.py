@@ -263,10 +263,13 @@ class OperatorActions:
 
     @work(thread=True, exclusive=True, group="proposal", exit_on_error=False)
     def load_proposal(self, proposal_id: int) -> None:
+        from textual.worker import get_current_worker
+
         from tools.evolution import get_proposal
 
         proposal = get_proposal(self.runtime, proposal_id)
-        self.call_from_thread(self.main.query_one(EvolutionPanel).show_detail, proposal)
+        if not get_current_worker().is_cancelled:  # a newer load was asked for: its answer is the one to show
+            self.call_from_thread(self.main.query_one(EvolutionPanel).show_detail, proposal)
 
     def ask_evolve(self, tool_id: str) -> None:
         from tui.screens.dialogs import PromptScreen

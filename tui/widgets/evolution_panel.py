@@ -122,6 +122,11 @@ class EvolutionPanel(Panel):
                 self.app.load_proposal(pid)
 
     def show_detail(self, proposal: dict[str, Any] | None) -> None:
+        """Show a proposal's detail; an answer older than the one shown (a slow load overtaken) is dropped."""
+        shown = self.detail
+        if (proposal is not None and shown is not None and shown.get("id") == proposal.get("id")
+                and float(shown.get("updated") or 0) > float(proposal.get("updated") or 0)):
+            return
         self.detail = proposal
         body = self.query_one("#proposal-detail", Static)
         diff = self.query_one(DiffView)
@@ -183,8 +188,17 @@ class EvolutionPanel(Panel):
     # -- keys ----------------------------------------------------------------------
 
     def _need(self, statuses: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+        """The selected proposal as it is now, if its status allows the action. A detail older than the list's
+        row (its status changed since it was read) is reloaded first: keys act on the current state."""
         if self.detail is None:
             self.app.set_status("no proposal selected", error=True)
+            return None
+        summary = getattr(self, "_proposals", {}).get(str(self.detail.get("id")))
+        if summary is not None and (summary.get("status") != self.detail.get("status")
+                                    or float(summary.get("updated") or 0) > float(self.detail.get("updated") or 0)):
+            self.app.load_proposal(int(self.detail["id"]))
+            self.app.set_status(f"proposal #{self.detail['id']} is now {summary.get('status')}: its detail is reloading,"
+                                " press the key again", error=True)
             return None
         if statuses and self.detail.get("status") not in statuses:
             self.app.set_status(f"proposal #{self.detail['id']} is {self.detail.get('status')}", error=True)
