@@ -197,3 +197,43 @@ async def test_a_proposal_whose_status_changed_is_acted_on_as_it_is_now() -> Non
         panel.show_detail(new)
         panel.show_detail(old)  # the slow load of the old state answers last: dropped
         assert panel.detail is not None and panel.detail["status"] == "awaiting_review"
+
+
+async def test_filtering_a_maximised_panel_shows_the_box_and_esc_clears_the_filter_first() -> None:
+    from textual.widgets import Footer, Input
+
+    from tests.tui_fixture import frame
+
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.apply_snapshot(frame())
+        await pilot.pause()
+        await pilot.press("3", "z")
+        panel = app.query_one("#failures-panel")
+        assert app.screen.maximized is panel
+        await pilot.press("slash", "c", "s", "v")
+        box = app.query_one("#filter-input", Input)
+        await pilot.pause()
+        assert box.region.height > 0 and app.query_one(Footer).region.height > 0  # on screen while maximised
+        await pilot.press("enter")
+        assert panel.filter_text == "csv"
+        await pilot.press("escape")
+        assert panel.filter_text == "" and app.screen.maximized is panel  # the first esc clears the filter
+        await pilot.press("escape")
+        assert app.screen.maximized is None
+
+
+async def test_the_sorted_column_is_marked_in_the_header() -> None:
+    app = PanelApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        table = app.query_one(LiveTable)
+        table.apply(rows(5))
+        table.focus()
+        await pilot.pause()
+        assert [str(c.label) for c in table.ordered_columns] == ["id", "what"]
+        assert table.sort_by_cursor_column() == "id"
+        await pilot.pause()
+        assert [str(c.label) for c in table.ordered_columns] == ["id ▲", "what"]
+        table.sort_by_cursor_column()
+        assert [str(c.label) for c in table.ordered_columns] == ["id ▼", "what"]
+        assert table.selected_key() == "5"

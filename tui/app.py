@@ -50,7 +50,10 @@ class TooldeckApp(OperatorActions, App[int]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "tooldeck"
     COMMANDS = App.COMMANDS | {lambda: _palette()}
-    ALLOW_IN_MAXIMIZED_VIEW = ""
+    #: a maximised panel keeps the header (what needs attention), the banner, the filter and command boxes, the
+    #: status line and the footer: filtering it shows what is typed, and the keys stay in view
+    ALLOW_IN_MAXIMIZED_VIEW = "Header, #banner, #filter-input, #command-input, #status-line, Footer"
+    ESCAPE_TO_MINIMIZE = False  # esc clears a filter first (action_escape), then un-maximises
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="quit_ctrl_c"),

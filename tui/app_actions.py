@@ -16,6 +16,9 @@ from tui.widgets.evolution_panel import EvolutionPanel
 from tui.widgets.panel import Panel
 from tui.widgets.tools_panel import ToolsPanel
 
+#: how long a status line stays (an error's longer): after that it is old news and is cleared
+STATUS_SECONDS, STATUS_ERROR_SECONDS = 15.0, 60.0
+
 
 class CommandSuggester:
     """Completes tool and buffer ids on the command line from the latest snapshot."""
@@ -51,6 +54,15 @@ class OperatorActions:
         line = self.main.query_one("#status-line", Static)
         line.update(shown(text.split("\n")[0] if text else "", multiline=False))
         line.set_class(error, "error")
+        timer = getattr(self, "_status_timer", None)
+        if timer is not None:
+            timer.stop()
+        # a result is news for a while, not for minutes: cleared unless something newer replaced it
+        self._status_timer = self.set_timer(STATUS_ERROR_SECONDS if error else STATUS_SECONDS, lambda: self._clear_status(line))
+
+    def _clear_status(self, line: Static) -> None:
+        line.update("")
+        line.set_class(False, "error")
 
     def focused_panel(self) -> Panel | None:
         node = self.focused

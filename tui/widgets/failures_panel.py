@@ -64,7 +64,7 @@ class FailuresPanel(Panel):
     def on_mount(self) -> None:
         super().on_mount()
         scores = self.query_one("#scores-table", LiveTable)
-        scores.sort_column = "score"  # ranked: the worst tools first (s re-sorts by another column)
+        scores.sort_by("score")  # ranked: the worst tools first (s re-sorts by another column)
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
         self._last = (snapshot, colors)

@@ -278,9 +278,16 @@ class LiveTable(DataTable):
         width = self.size.width
         return (width - 1) if width > 0 else 10_000  # one column kept for the vertical scrollbar
 
+    def label(self, index: int) -> str:
+        """A column's header: its label, marked ▲ (or ▼ reversed) while the rows are sorted by it."""
+        spec = self.specs[index]
+        if spec.key != self.sort_column:
+            return spec.label
+        return f"{spec.label} {'▼' if self.sort_reverse else '▲'}"
+
     def _layout(self, wanted: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[int], list[int]]:
         """(visible column indices, their widths): whole columns by priority, flex columns share the rest."""
-        need = [cell_len(c.label) for c in self.specs]
+        need = [cell_len(self.label(i)) for i in range(len(self.specs))]
         for key, _ in wanted:
             for i, w in enumerate(self._widths.get(key, ())):
                 if w > need[i]:
@@ -290,7 +297,7 @@ class LiveTable(DataTable):
         used = 0
         for i in sorted(range(len(self.specs)), key=lambda i: (self.specs[i].drop, i)):
             spec = self.specs[i]
-            cost = (min(need[i], max(spec.min_width, cell_len(spec.label))) if spec.flex else need[i]) + GAP
+            cost = (min(need[i], max(spec.min_width, cell_len(self.label(i)))) if spec.flex else need[i]) + GAP
             if spec.drop == 0 or used + cost <= room:
                 chosen.add(i)
                 used += cost
@@ -301,7 +308,7 @@ class LiveTable(DataTable):
         flex = [i for i in visible if self.specs[i].flex]
         spare = room - sum(widths[i] + GAP for i in visible if not self.specs[i].flex)
         for n, i in enumerate(sorted(flex, key=lambda i: need[i])):  # the shortest first: what it leaves goes on
-            share = max(cell_len(self.specs[i].label), spare // (len(flex) - n)) - GAP
+            share = max(cell_len(self.label(i)), spare // (len(flex) - n)) - GAP
             widths[i] = max(1, min(need[i], share))
             spare -= widths[i] + GAP
         if visible and spare > 0 and room < 10_000:
@@ -337,7 +344,7 @@ class LiveTable(DataTable):
         self.clear(columns=True)
         self.shown_columns = visible
         for i, width in zip(visible, widths, strict=True):
-            self.add_column(Text(self.specs[i].label, no_wrap=True, overflow="ellipsis"), key=self.specs[i].key, width=width)
+            self.add_column(Text(self.label(i), no_wrap=True, overflow="ellipsis"), key=self.specs[i].key, width=width)
         self._shown = {}
         for key, cells in wanted:
             self.add_row(*self._display(cells), key=key)
@@ -354,16 +361,17 @@ class LiveTable(DataTable):
         self.filter_text = text
         self._relayout(force=True)
 
+    def sort_by(self, column: str, reverse: bool = False) -> None:
+        """Keep the rows sorted by `column` (marked in the header) as values change."""
+        self.sort_column, self.sort_reverse = column, reverse
+        self._relayout(force=True)
+
     def sort_by_cursor_column(self) -> str | None:
         """`s`: sort by the column under the cursor; again on the same column reverses."""
         if not self.shown_columns or self.row_count == 0:
             return None
         column = self.visible_keys[min(self.cursor_column, len(self.shown_columns) - 1)]
-        if column == self.sort_column:
-            self.sort_reverse = not self.sort_reverse
-        else:
-            self.sort_column, self.sort_reverse = column, False
-        self._apply()
+        self.sort_by(column, not self.sort_reverse if column == self.sort_column else False)
         return column
 
     def action_first_row(self) -> None:
