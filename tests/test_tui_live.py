@@ -237,3 +237,26 @@ async def test_the_sorted_column_is_marked_in_the_header() -> None:
         table.sort_by_cursor_column()
         assert [str(c.label) for c in table.ordered_columns] == ["id ▼", "what"]
         assert table.selected_key() == "5"
+
+
+async def test_each_stage_result_and_the_explanation_are_beside_the_diff() -> None:
+    from tests.tui_fixture import frame, proposal
+    from tests.tui_helpers import screen_text
+    from tui.widgets.evolution_panel import EvolutionPanel
+
+    p = {**proposal(), "explanation": "Parse JSON when the text starts with { or [; CSV otherwise.",
+         "stages": [*proposal()["stages"][:2],
+                    {"name": "tests", "passed": True, "ms": 323.0, "detail": "5/5 tests passed; parent tests not kept: JSON is not CSV"},
+                    {"name": "failing_scenario", "passed": True, "ms": 40.0, "detail": "1/1 recorded failing inputs now succeed"},
+                    {"name": "regression", "passed": None, "skipped": True, "detail": "no recorded successful calls"}]}
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.apply_snapshot(frame())
+        app.query_one(EvolutionPanel).show_detail(p)
+        await pilot.press("4", "z")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "why: Parse JSON when the text starts with { or [; CSV otherwise." in text
+        assert "tests  5/5 tests passed; parent tests not kept: JSON is not CSV  323.0 ms" in text
+        assert "failing_scenario  1/1 recorded failing inputs now succeed" in text
+        assert "regression  skipped: no recorded successful calls" in text

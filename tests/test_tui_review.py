@@ -52,7 +52,7 @@ async def test_skipped_stage_and_failed_candidate_and_diff_scroll() -> None:
         await pilot.press("4", "z")  # the panel maximised: the whole stage line on screen
         await pilot.pause()
         text = screen_text(app)
-        assert "– regression (skipped: no recorded calls to replay)" in text and "✓ regression" not in text
+        assert "– regression  skipped: no recorded calls to replay" in text and "✓ regression" not in text
 
         table.move_cursor(row=table.get_row_index("2"))
         await wait_for(pilot, lambda: panel.detail is not None and panel.detail["id"] == 2, what="proposal 2")

@@ -34,6 +34,24 @@ def _reviewer() -> str:
         return "operator"
 
 
+def stage_result(stage: dict[str, Any], colors: dict[str, str]) -> Text:
+    """`✓ tests  5/5 tests passed; parent tests not kept: JSON is not CSV  323.0 ms`: a stage's mark, name, its
+    one-line result (sandbox-written: made visible, never markup) and time; a skipped stage says why."""
+    mark, style = stage_mark(stage, colors)
+    line = Text(f"{mark} ", style=style)
+    line.append(f"{visible(str(stage.get('name', '')))}", style="bold")
+    detail = visible(str(stage.get("detail") or "").replace("\n", " ⏎ "), multiline=False)
+    if stage.get("skipped"):
+        line.append(f"  skipped: {detail[:160]}", style="dim")
+        return line
+    if detail:
+        failed = stage.get("passed") is False
+        line.append(f"  {detail[:160]}{'…' if len(detail) > 160 else ''}", style=colors["error"] if failed else "")
+    if stage.get("ms") not in (None, ""):
+        line.append(f"  {stage.get('ms')} ms", style="dim")
+    return line
+
+
 class EvolutionPanel(Panel):
     title = "Evolution"
     number = 4
@@ -155,23 +173,10 @@ class EvolutionPanel(Panel):
             lines.append(shown(f"hint: {p['mutation_hint']}"))
         if p.get("error_message"):
             lines.append(shown(f"error: {p['error_message']}", colors["error"]))
-        stage_line = Text("stages: ", style="bold")
-        failed_detail = None
-        for stage in p.get("stages") or []:
-            ok = stage.get("passed")
-            mark, style = stage_mark(stage, colors)
-            stage_line.append(f"{mark} ", style=style)
-            stage_line.append(f"{visible(stage.get('name', ''))} ")
-            if stage.get("skipped"):
-                stage_line.append(f"(skipped: {visible(str(stage.get('detail', ''))[:60], multiline=False)})  ", style="dim")
-            else:
-                stage_line.append(f"{stage.get('ms', '')} ms  ", style="dim")
-            if ok is False and not stage.get("skipped") and failed_detail is None:
-                failed_detail = f"{stage.get('name')}: {stage.get('detail', '')}"
-        if p.get("stages"):
-            lines.append(stage_line)
-        if failed_detail:
-            lines.append(shown(failed_detail[:400], colors["error"]))
+        if p.get("explanation"):  # the model's own account of its change, beside the diff it explains
+            lines.append(shown(f"why: {str(p['explanation'])[:600]}"))
+        for stage in p.get("stages") or []:  # each stage's one-line result: the evidence, without opening anything
+            lines.append(stage_result(stage, colors))
         protections = p.get("protections") or {}
         if protections:
             held = " · ".join(f"{k} {'✓' if v is True else ('✗' if v is False else v)}" for k, v in protections.items())
