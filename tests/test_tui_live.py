@@ -260,3 +260,30 @@ async def test_each_stage_result_and_the_explanation_are_beside_the_diff() -> No
         assert "tests  5/5 tests passed; parent tests not kept: JSON is not CSV  323.0 ms" in text
         assert "failing_scenario  1/1 recorded failing inputs now succeed" in text
         assert "regression  skipped: no recorded successful calls" in text
+
+
+async def test_a_long_line_in_the_side_by_side_diff_is_marked_and_scrolls_sideways() -> None:
+    from tests.tui_helpers import screen_text
+    from tui.widgets.diff_view import DiffView
+
+    long = "x = compute(" + ", ".join(f"argument_{i}" for i in range(20)) + ")  # END-OF-LONG-LINE"
+    diff = f"--- a/t.py (1.0.0)\n+++ b/t.py (1.1.0)\n@@ -1,2 +1,2 @@\n-y = 1\n+{long}\n short = 2\n"
+
+    class DiffApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield DiffView()
+
+    app = DiffApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        view = app.query_one(DiffView)
+        view.show(diff)
+        view.mode = "side-by-side"
+        view.focus()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "END-OF-LONG-LINE" not in text and "…" in text  # cut, and the cut is marked
+        assert view.virtual_size.width > 80  # there is somewhere to scroll to
+        view.scroll_to(x=view.max_scroll_x, animate=False)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "END-OF-LONG-LINE" in text and "‹" in text

@@ -144,8 +144,9 @@ class DiffView(ScrollView, can_focus=True):
         if self.mode == "unified":
             width = max((len(line) for line in self._unified), default=0) + (1 if self.marks_shown else 0)
             self.virtual_size = Size(width + 1, max(1, len(self._unified)))
-        else:
-            self.virtual_size = Size(self.size.width, max(1, len(self._rows)))
+        else:  # both halves scroll sideways together by the longest line's excess over a half
+            longest = max((max(len(left), len(right)) for left, right, _, _ in self._rows), default=0)
+            self.virtual_size = Size(self.size.width + max(0, longest - self._half(self.size.width)), max(1, len(self._rows)))
         self.scroll_to(y=min(self.scroll_offset.y, max(0, self.virtual_size.height - 1)), animate=False)
         self.refresh()
 
@@ -176,7 +177,8 @@ class DiffView(ScrollView, can_focus=True):
             text.stylize(styles[kind])
             return self._with_gutter(text, self._marked[index])
         left, right, lk, rk = self._rows[index]
-        half = max(10, (width - 3) // 2) - (1 if self.marks_shown else 0)
+        half = self._half(width)
+        offset = self.scroll_offset.x
         out = Text(no_wrap=True)
         for code, kind, last in ((left, lk, False), (right, rk, True)):
             marked = kind.endswith(MARK)
@@ -187,12 +189,29 @@ class DiffView(ScrollView, can_focus=True):
                 cell = Text(code)
             else:
                 cell = self._highlight(code)
-            cell.truncate(half, pad=True)
+            cell = self._window(cell, offset, half)
             cell.stylize(styles[kind])
             out.append_text(self._with_gutter(cell, marked))
             if not last:
                 out.append(" │ ", style="dim")
         return out
+
+    def _half(self, width: int) -> int:
+        return max(10, (width - 3) // 2) - (1 if self.marks_shown else 0)
+
+    @staticmethod
+    def _window(cell: Text, offset: int, half: int) -> Text:
+        """`half` columns of a side from `offset` (the view scrolled sideways): a line cut on the right ends in `…`,
+        one scrolled past on the left starts with `‹`; never a silent cut."""
+        if offset and cell.cell_len:
+            cell = cell.divide([offset])[-1] if offset < len(cell) else Text("")
+            if cell.cell_len:
+                cell = Text("‹", style="bold").append_text(cell.divide([1])[-1])
+        if cell.cell_len > half:
+            cell = cell.divide([half - 1])[0]
+            cell.append("…", style="bold")
+        cell.truncate(half, pad=True)
+        return cell
 
     def _with_gutter(self, text: Text, marked: bool) -> Text:
         """`!` before a line that held a hidden character; a blank column before the others (only when any is marked)."""
@@ -209,7 +228,7 @@ class DiffView(ScrollView, can_focus=True):
         total = len(self._unified) if self.mode == "unified" else len(self._rows)
         if index >= max(total, 1):
             return Strip.blank(width, self.rich_style)
-        key = (self.mode, index, scroll_x if self.mode == "unified" else 0)
+        key = (self.mode, index, scroll_x)
         strip = self._cache.get(key)
         if strip is None:
             text = self._line_text(index, width)
