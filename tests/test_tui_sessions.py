@@ -68,6 +68,23 @@ async def test_sessions_view_and_the_scope_choice(workspace: Path) -> None:
             values = [value for value, _ in options]
             assert values == ["s-flaky", "s-batch", "global"], options  # the failing one first, no dashboard, global last
             assert "failed" in options[0][1] and app.runtime.session not in values
+
+            # a version approved for one session is in view everywhere: the Tools list, its session's row, the dialog
+            from state.promotions import promote
+
+            with app.runtime.store.tx() as con:
+                promote(con, "echo", "s-flaky", "1.1.0", original_version="1.0.0", proposal_id=None, reason="test",
+                        reviewer="t", now=app.runtime.store.now())
+            tools = app.query_one("#tools-table")
+            await wait_for(pilot, lambda: "1.1.0 ↑s-flaky" in str(tools.value("echo", "version")), timeout=20,
+                           what="the session's pin in the Tools list")
+            options = dict(scope_options(app.runtime, "echo", app.latest.sessions))
+            assert "this session already serves 1.1.0" in options["s-flaky"] and "already" not in options["s-batch"]
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions view")
+            table = app.screen.query_one("#sessions-table")
+            await wait_for(pilot, lambda: str(table.value(key, "pins")) == "echo 1.1.0", what="the pin in the session's row")
+            await pilot.press("escape")
     finally:
         app.shutdown()
         for proc in workers:

@@ -32,6 +32,8 @@ class ToolRow:
     error: str
     disabled: bool = False
     tags: tuple[str, ...] = ()
+    #: (session, version) approvals of this tool for sessions other than the one whose version is shown
+    pinned: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -146,6 +148,9 @@ class Collector:
             from state.calls import tool_stats
 
             self._stats = tool_stats(rt.store)
+            from state.promotions import all_promotions
+
+            self._promotions = all_promotions(rt.store)
             self._stats_at = now
         snap.tools = self._tool_rows()
         if rt.catalog.discovered.is_set():
@@ -243,6 +248,8 @@ class Collector:
                     version, why = served.fell_back_from[0]
                     refused = f"{version} not served: {why}"
             version = entry.served_version
+            pinned = tuple(sorted((s, v) for (t, s), v in getattr(self, "_promotions", {}).items()
+                                  if t == tool_id and s not in ("global", scope)))
             stats = self._stats.get((tool_id, version))
             extra = live.get((tool_id, version), {})
             manifest = entry.manifest
@@ -253,7 +260,7 @@ class Collector:
                 circuit=str(extra.get("circuit", "closed" if manifest else "")),
                 calls=stats.calls if stats else 0, failures=stats.failures if stats else 0,
                 p50_ms=stats.p50_ms if stats else None, error=entry.error or refused,
-                disabled=bool(extra.get("disabled", False)), tags=tuple(extra.get("tags", ())),
+                disabled=bool(extra.get("disabled", False)), tags=tuple(extra.get("tags", ())), pinned=pinned,
             ))
         for problem in rt.catalog.problems():
             key = f"{problem.path.parent.name}/{problem.path.name}"

@@ -21,7 +21,8 @@ from tui.details import Details, as_json, when
 from tui.widgets.live_table import Col, LiveTable
 
 COLUMNS = [Col("session", "session"), Col("kind", "kind"), Col("label", "label"), Col("host", "host"), Col("pid", "pid"),
-           Col("heartbeat", "heartbeat"), Col("calls 1m", "calls"), Col("failed 1m", "failed"), Col("since", "started", drop=1)]
+           Col("heartbeat", "heartbeat"), Col("calls 1m", "calls"), Col("failed 1m", "failed"), Col("since", "started", drop=1),
+           Col("approved for it", "pins", flex=True, drop=2)]
 SERVER_COLUMNS = [Col("MCP server", "server"), Col("transport", "transport"), Col("status", "status"), Col("tools", "tools"),
                   Col("pid", "pid", drop=1), Col("held by", "held_by", drop=2), Col("last error", "error", flex=True)]
 STATUS_STYLE = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
@@ -55,9 +56,21 @@ def by_host(sessions: list[dict[str, Any]], host: str) -> list[dict[str, Any]]:
     return sorted(sessions, key=lambda r: (r.get("host") != host, str(r.get("host")), float(r.get("started") or 0)))
 
 
+def session_pins(tools: list[Any]) -> dict[str, str]:
+    """session -> `echo 1.1.0, csv_parser 1.2.0`: the versions approved for that session alone (Tools rows' pins)."""
+    pins: dict[str, list[str]] = {}
+    for row in tools:
+        for session, version in getattr(row, "pinned", ()):
+            pins.setdefault(session, []).append(f"{row.tool_id} {version}")
+        if row.promoted and row.promoted != "global":
+            pins.setdefault(row.promoted, []).append(f"{row.tool_id} {row.version}")
+    return {session: ", ".join(sorted(set(items))) for session, items in pins.items()}
+
+
 def session_rows(sessions: list[dict[str, Any]], now: float, own: tuple[str, str] | None,
-                 host: str | None = None) -> list[tuple[str, tuple]]:
+                 host: str | None = None, pins: dict[str, str] | None = None) -> list[tuple[str, tuple]]:
     host = host or socket.gethostname()
+    pins = pins or {}
     rows = []
     for r in by_host(sessions, host):
         key = row_key(r, host)
@@ -68,7 +81,7 @@ def session_rows(sessions: list[dict[str, Any]], now: float, own: tuple[str, str
         failed = int(r.get("failures_1m") or 0)
         rows.append((key, (r["session"], kind_of(r), label, r["host"], str(r["pid"]), f"{max(0.0, now - float(r['heartbeat'])):.0f} s ago",
                            str(r.get("calls_1m") or 0), Text(str(failed), style="red" if failed else ""),
-                           time.strftime("%H:%M:%S", time.localtime(float(r["started"]))))))
+                           time.strftime("%H:%M:%S", time.localtime(float(r["started"]))), pins.get(r["session"], ""))))
     return rows
 
 
@@ -97,7 +110,8 @@ class SessionsScreen(ModalScreen[None]):
         own = (runtime.own_session, runtime.node) if runtime is not None else None
         host = socket.gethostname()
         self._sessions = {row_key(r, host): r for r in sessions}
-        self.query_one(LiveTable).apply(session_rows(sessions, time.time(), own, host))
+        pins = session_pins(snap.tools) if snap is not None else {}
+        self.query_one(LiveTable).apply(session_rows(sessions, time.time(), own, host, pins))
         kinds: dict[str, int] = {}
         hosts: dict[str, int] = {}
         for r in sessions:

@@ -346,8 +346,10 @@ def proposal_details(p: dict[str, Any], colors: dict[str, str]) -> Details:
 def scope_options(runtime: Any, tool_id: str, sessions: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """The live sessions that run workflows (not dashboards), those whose calls of `tool_id` failed most recently first; then global."""
     from state.history import sessions_failing
+    from state.promotions import all_promotions
 
     failing = sessions_failing(runtime.store, tool_id)
+    serves = {scope: version for (tool, scope), version in all_promotions(runtime.store).items() if tool == tool_id}
     rank = {s: i for i, s in enumerate(failing)}
     seen: dict[str, dict[str, Any]] = {}
     for s in sessions:
@@ -357,8 +359,11 @@ def scope_options(runtime: Any, tool_id: str, sessions: list[dict[str, Any]]) ->
     options = []
     for s in ordered:
         why = " · its calls of this tool failed" if s["session"] in rank else ""
+        if s["session"] in serves:
+            why += f" · this session already serves {serves[s['session']]}"
         kind = s.get("kind") or "library"
         label = f"session {s['session']} ({s.get('label') or kind}, {kind}, pid {s['pid']}){why}"
         options.append((s["session"], label))
-    options.append(("global", "global: every session, survives restarts"))
+    served = f" · already serves {serves['global']}" if "global" in serves else ""
+    options.append(("global", f"global: every session, survives restarts{served}"))
     return options

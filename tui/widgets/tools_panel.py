@@ -51,6 +51,8 @@ class ToolsPanel(Panel):
         version = Text(row.version)
         if row.promoted:
             version.append(f" ↑{row.promoted}", style=colors["accent"])
+        for session, pinned in row.pinned:  # what a session approval serves that session, in view of everyone
+            version.append(f" · {pinned} ↑{session}", style=colors["accent"])
         status = "disabled" if row.disabled and row.status == "ready" else row.status
         detail = row.error or row.source
         circuit = status_text(row.circuit.replace("_", "-"), colors) if row.circuit else Text("")
