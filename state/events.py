@@ -119,6 +119,12 @@ class EventLog:
         params.append(limit)
         return [_to_event(r) for r in reversed(self.store.query(sql, params))]
 
+    def before(self, before_id: int, *, limit: int = 500) -> list[Event]:
+        """Up to `limit` events older than the event `before_id`, oldest first: paging back through the log as
+        far as retention keeps it."""
+        rows = self.store.query("SELECT * FROM events WHERE id < ? ORDER BY id DESC LIMIT ?", (before_id, limit))
+        return [_to_event(r) for r in reversed(rows)]
+
     def prune(self, older_than_s: float, keep_min: int = 1000) -> int:
         """Drop events older than the retention window, always keeping the newest `keep_min`."""
         cutoff = self.store.now() - older_than_s

@@ -287,3 +287,44 @@ async def test_a_long_line_in_the_side_by_side_diff_is_marked_and_scrolls_sidewa
         await pilot.pause()
         text = screen_text(app)
         assert "END-OF-LONG-LINE" in text and "‹" in text
+
+
+async def test_activity_pages_back_through_the_stored_log_with_its_filter(tmp_path: Path) -> None:
+    from state.events import PendingEvent
+    from tools.runtime import Runtime
+    from tui.widgets.activity import ActivityPanel
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    writer = Runtime(ws)
+    writer.require_store(30)
+    writer.events.emit_many([PendingEvent("test.old", payload={"n": i, "note": "needle-far-back" if i == 7 else ""})
+                             for i in range(2500)])
+    writer.close()
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            panel = app.query_one(ActivityPanel)
+            feed = panel.feed
+            await wait_for(pilot, lambda: len(feed.entries) >= 200, 20, "the recent events")
+            held = len(feed.entries)
+            assert not any("needle-far-back" in line.plain for line, _ in feed.entries)  # 2,500 events back
+            await pilot.press("5", "G")
+            await wait_for(pilot, lambda: len(feed.entries) >= held + 500, 20, "a page back")
+            assert "G/End pages back" in str(panel.border_subtitle)
+            panel.set_filter("needle-far-back")  # a filter looks back through the stored log for its matches
+            await wait_for(pilot, lambda: any("needle-far-back" in line.plain for line in feed.lines), 20, "the old match")
+            panel.set_filter("")
+            for _ in range(10):
+                if panel._reached_end:
+                    break
+                await pilot.press("G")
+                await pilot.pause(0.3)
+            await wait_for(pilot, lambda: panel._reached_end, 20, "the oldest stored event")
+            ids = [item.event.id for _, item in feed.entries]
+            assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)  # newest first, no gap or repeat
+            assert sum(1 for _, item in feed.entries if item.event.kind == "test.old") == 2500
+            assert "back to the oldest stored" in str(panel.border_subtitle)
+    finally:
+        app.shutdown()

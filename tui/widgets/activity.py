@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 
 from tui.details import Details, as_json, error_blocks, when
@@ -37,6 +38,12 @@ def describe(event: Event) -> str:
         text = compact(value)
         bits.append(f"{key}={text[:80] + '…' if len(text) > 80 else text}")
     return " ".join(bits)
+
+
+def mentions(event: Event, text: str) -> bool:
+    """Whether `text` (any case) is in the event's kind, tool, version or payload: what a filtered line shows."""
+    needle = text.lower()
+    return any(needle in str(part).lower() for part in (event.kind, event.tool_id or "", event.version or "", describe(event)))
 
 
 #: high-rate kinds whose consecutive events for the same buffer become one line
@@ -91,6 +98,10 @@ def event_details(line: Line) -> Details:
     return Details(f"event #{e.id} {e.kind}", fields, blocks, data=data)
 
 
+PAGE = 500  # events read per page back through the stored log
+PAGES_PER_LOOK = 20  # with a filter, at most this many pages are read looking for a match
+
+
 class ActivityPanel(Panel):
     title = "Activity"
     number = 5
@@ -98,6 +109,8 @@ class ActivityPanel(Panel):
     def on_mount(self) -> None:
         super().on_mount()
         self.border_subtitle = "newest first"
+        self._paging = False
+        self._reached_end = False  # a page back found nothing older: every stored event is held
 
     def compose(self) -> ComposeResult:
         yield Feed(id="activity-log", max_lines=2000)
@@ -109,27 +122,77 @@ class ActivityPanel(Panel):
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return snapshot.events[-1].id if snapshot.events else "no new events"
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
-        if not snapshot.events:
-            return False
+    def _lines(self, events: list[Event], colors: dict[str, str]) -> list[tuple[Text, Line]]:
+        """Events (oldest first) as feed lines, oldest first, repeated flushes of a buffer folded into one."""
         lines = []
-        for event, repeats, items in coalesce(snapshot.events):
+        for event, repeats, items in coalesce(events):
             text = self.format(event, colors)
             if repeats > 1:
                 text.append(f"  ×{repeats} ({items} items)", style=colors["accent"])
             lines.append((text, Line(event, repeats, items)))
-        self.feed.add(lines)
+        return lines
+
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+        if not snapshot.events:
+            return False
+        self.feed.add(self._lines(snapshot.events, colors))
         self._subtitle()
         return True
 
     def _subtitle(self) -> None:
         feed = self.feed
         shown = f"{len(feed.view)} of {len(feed.entries)} events" if feed.filter_text else f"{len(feed.entries)} events"
-        self.border_subtitle = f"{shown} · newest first"
+        more = "back to the oldest stored" if getattr(self, "_reached_end", False) else "G/End pages back"
+        self.border_subtitle = f"{shown} · newest first · {more}"
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
         self.feed.set_filter(text)
+        self._subtitle()
+        if text and len(self.feed.view) < max(20, self.feed.size.height):  # few matches held: look further back
+            self.page_back()
+
+    # -- paging back through the stored log -----------------------------------------
+
+    def on_feed_at_end(self, message: Feed.AtEnd) -> None:
+        message.stop()
+        self.page_back()
+
+    def page_back(self) -> None:
+        """Read the next PAGE older events (the filter applied in the store) below the oldest line held."""
+        runtime = self.runtime
+        if runtime is None or self._paging or self._reached_end:
+            return
+        oldest = self.feed.oldest()
+        before = oldest.event.id if oldest is not None else runtime.events.last_id() + 1
+        self._paging = True
+        self._read_older(runtime, before, self.feed.filter_text)
+
+    @work(thread=True, exclusive=True, group="activity-page", exit_on_error=False)
+    def _read_older(self, runtime: Any, before: int, text: str) -> None:
+        """A page back, contiguous (the feed never holds a gap): with a filter, pages are read until one holds
+        some matches (up to PAGES_PER_LOOK of them), so a rare match far back is found without a key per page."""
+        events: list[Event] = []
+        try:
+            for _ in range(PAGES_PER_LOOK if text else 1):
+                page = runtime.events.before(before, limit=PAGE)
+                events = page + events
+                if not page or not text or any(mentions(e, text) for e in page):
+                    break
+                before = page[0].id
+        finally:
+            self.app.call_from_thread(setattr, self, "_paging", False)
+        self.app.call_from_thread(self._add_older, events, text)
+
+    def _add_older(self, events: list[Event], text: str) -> None:
+        if text != self.feed.filter_text:
+            return  # the filter changed while the page was read
+        if not events:
+            self._reached_end = True
+        else:
+            from tui.style import theme_colors
+
+            self.feed.add_older(list(reversed(self._lines(events, theme_colors(self.app)))))
         self._subtitle()
 
     def on_feed_selected(self, message: Feed.Selected) -> None:

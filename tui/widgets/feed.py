@@ -57,6 +57,12 @@ class Feed(ScrollView, can_focus=True):
         feed: Feed
         item: Any
 
+    @dataclass
+    class AtEnd(Message):
+        """The cursor reached the oldest line: the owner may page back (`add_older`)."""
+
+        feed: Feed
+
     def __init__(self, *, max_lines: int = 1000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.entries: deque[tuple[Text, Any]] = deque(maxlen=max_lines)  # newest first
@@ -100,6 +106,21 @@ class Feed(ScrollView, can_focus=True):
             self.new_above = count
             self.post_message(NewAbove(self, count))
 
+    def add_older(self, lines: Iterable[tuple[Text, Any]]) -> None:
+        """Add (line, item) pairs, newest first, below the oldest line (a page back through the log): the feed
+        grows to hold them, the cursor and the view stay where they are."""
+        older = list(lines)
+        if not older:
+            return
+        self.entries = deque(self.entries, maxlen=(self.entries.maxlen or 0) + len(older))
+        self.entries.extend(older)
+        self.view.extend(entry for entry in older if self._matches(entry[0]))
+        self._reframe()
+
+    def oldest(self) -> Any:
+        """The item of the oldest line held (filtered or not), or None."""
+        return self.entries[-1][1] if self.entries else None
+
     def set_filter(self, text: str) -> None:
         self.filter_text = text
         item = self.selected()
@@ -141,6 +162,8 @@ class Feed(ScrollView, can_focus=True):
         self.cursor = max(0, min(len(self.view) - 1, index))
         if self.cursor == 0:
             self._set_new_above(0)
+        if self.cursor == len(self.view) - 1:
+            self.post_message(self.AtEnd(self))
         top, height = self.scroll_offset.y, self.size.height
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False)
