@@ -154,6 +154,8 @@ def test_one_exit_code_rule(ws: Path) -> None:
     cases = {
         ("buffer", "status", "nope"): 2,            # unknown buffer
         ("review", "show", "999"): 2,               # unknown proposal
+        ("review", "revalidate", "999"): 2,
+        ("review", "revalidate", "../1"): 2,
         ("spec", "missing.md"): 2,                  # missing file
         ("generate", "missing.md", "--tool", "x"): 2,
         ("buffer", "write", "b", "1", "--max-size", "-5"): 2,

@@ -323,3 +323,27 @@ def test_tools_lists_an_unapproved_candidate_by_its_proposal_status_not_ready(wo
     assert row()["status"] == "awaiting_review" and "not served until approved" in row()["error"]
     reject(rt, p["id"], "no", "bob")
     assert row()["status"] == "rejected"
+
+
+def test_revalidate_replays_the_failures_recorded_since(workspace, make_runtime, anthropic_server):
+    """A proposal validated before any failure was recorded says failing_scenario was skipped; once the tool has
+    failed, `revalidate` runs the same candidate again (sandboxed) against those failures, no model call."""
+    from tools.evolution import revalidate
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    scenario = next(s for s in p["stages"] if s["name"] == "failing_scenario")
+    assert "no recorded failing input" in scenario["detail"]
+    asked = len(anthropic_server.requests)
+    record_history(rt)  # greet 1.0.0 fails on "ada lovelace" now
+    again = revalidate(rt, p["id"])
+    assert len(anthropic_server.requests) == asked  # the code was not asked for again
+    scenario = next(s for s in again["stages"] if s["name"] == "failing_scenario")
+    assert again["status"] == "awaiting_review" and "1/1" in scenario["detail"] and not scenario.get("skipped"), scenario
+    assert again["diff_sha256"] == p["diff_sha256"]  # the same code, the same reviewed diff
+    assert any(e.kind == "evolution.revalidated" for e in rt.events.recent(50))
+    reject(rt, p["id"], "not this one", "tester")
+    with pytest.raises(UsageError, match="is rejected: only a proposal awaiting review or failed validation"):
+        revalidate(rt, p["id"])

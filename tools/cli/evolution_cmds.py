@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reason", required=True, help="why, for the record and the next evolution")
     p.add_argument("--reviewer", default=None, help="who rejects (default: $USER)")
     p.set_defaults(func=cmd_review_reject)
+    p = rsub.add_parser("revalidate", help="validate a proposal again, in the sandbox, with the failures recorded since")
+    p.add_argument("id", help="the proposal id (from review list)")
+    p.set_defaults(func=cmd_review_revalidate)
     p = rsub.add_parser("stats", help="approval rate, rounds, where validation fails and tokens, by model, hint, tool and stage")
     p.set_defaults(func=cmd_review_stats)
     p = rsub.add_parser("cancel", help="stop a running evolution")
@@ -106,6 +109,15 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             with err_console().status(f"evolving {args.tool}: waiting for the model..."):
                 proposal = evolve_tool(runtime, args.tool, args.error, args.hint, args.dynamic_schema, progress=show)
         return _report(args, proposal)
+
+    return _with_runtime(args, run)
+
+
+def cmd_review_revalidate(args: argparse.Namespace) -> int:
+    from tools.evolution import revalidate
+
+    def run(runtime: Any) -> int:
+        return _report(args, revalidate(runtime, args.id, progress=_progress_printer(args.json_out)))
 
     return _with_runtime(args, run)
 

@@ -6,10 +6,10 @@ local replacement of an MCP tool. What evolution remembers of past decisions (me
 doing (stats), and proposing on its own when a tool's score falls (auto, off by default).
 """
 
-from tools.evolution.evolve import evolve_tool, summarize
+from tools.evolution.evolve import evolve_tool, revalidate, summarize
 from tools.evolution.generate import generate_replacement, generate_tool_from_spec
 from tools.evolution.review import approve, cancel, get_proposal, list_proposals, reject, rollback
 from tools.evolution.stats import evolution_stats
 
 __all__ = ["approve", "cancel", "evolution_stats", "evolve_tool", "generate_replacement", "generate_tool_from_spec", "get_proposal",
-           "list_proposals", "reject", "rollback", "summarize"]
+           "list_proposals", "reject", "revalidate", "rollback", "summarize"]

@@ -465,6 +465,50 @@ def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], prote
     return out
 
 
+#: a proposal in these states is validated again on request (its code unchanged)
+REVALIDATE_FROM = ("awaiting_review", "failed_validation")
+
+
+def revalidate(runtime: RuntimeHost, proposal_id: Any, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Validate a proposal's candidate again, in the sandbox, against the failures and calls recorded since: a
+    proposal that said `failing_scenario (skipped: no recorded failing input)` is checked against the failures
+    the tool has had after it. The code is not asked for again; its status follows the new result."""
+    from tools.evolution.review import _proposal_id
+
+    pid = _proposal_id(proposal_id)
+    proposal = get_proposal(runtime, pid, with_diff=False)
+    status = proposal.get("status")
+    if status not in REVALIDATE_FROM:
+        raise UsageError(f"proposal #{pid} is {status}: only a proposal awaiting review or failed validation is validated again")
+    if not proposal.get("path") or not Path(proposal["path"]).is_file():
+        raise UsageError(f"proposal #{pid} has no candidate to validate (the model wrote none)")
+    with runtime.store.tx() as con:  # another reviewer's approve or reject in the meantime wins
+        if not proposals.update(con, pid, {"status": "validating", "updated": time.time()}, only_in=REVALIDATE_FROM):
+            raise UsageError(f"proposal #{pid} changed while it was asked for again; look at it again")
+    tool_id, version = str(proposal["tool_id"]), str(proposal["version"])
+    run = _Run(runtime, pid, tool_id, version, progress, None)
+    try:
+        cfg = _settings(runtime)
+        parent_entry = _parent(runtime, tool_id) if proposal.get("parent_version") else None
+        parent = parent_entry.manifest if parent_entry is not None else None
+        parent_version = str(proposal.get("parent_version") or (parent.version if parent else ""))
+        failures = recent_failures(runtime, tool_id, parent_version) if parent_version else []
+        inputs = Inputs(tool_id, version, code_name(tool_id, version), parent, bool(proposal.get("dynamic_schema")),
+                        scenarios(failures, str(proposal.get("error_message") or "")),
+                        regressions(runtime, tool_id, parent_version, int(cfg["regression_cases"])) if parent_version else [],
+                        float(cfg["sandbox_timeout_seconds"]), int(cfg["sandbox_memory_mb"]), int(cfg["sandbox_disk_mb"]),
+                        str(cfg["sandbox_launcher"]))
+        run.progress("validating", f"validating #{pid} again with {len(inputs.scenarios)} recorded failing inputs")
+        cascade = Cascade(inputs, Path(proposal["path"]), run.check_cancel, lambda s, m: run.progress(s, m))
+        passed = cascade.run()
+        runtime.events.emit("evolution.revalidated", tool_id, version, proposal_id=pid, passed=passed)
+        return _finish(runtime, run, cascade.stages, cascade.protections or {}, passed=passed)
+    except BaseException:
+        with runtime.store.tx() as con:  # never left validating: back to what it was
+            proposals.update(con, pid, {"status": status, "updated": time.time()}, only_in=("validating",))
+        raise
+
+
 # -- the builtin tool ----------------------------------------------------------------------------
 
 

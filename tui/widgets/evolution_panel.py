@@ -34,6 +34,14 @@ def _reviewer() -> str:
         return "operator"
 
 
+def _validated_again(proposal: dict[str, Any]) -> dict[str, Any]:
+    """The status line's answer to V: the new status and the stage that decided it."""
+    stages = proposal.get("stages") or []
+    failed = next((st for st in stages if st.get("passed") is False and not st.get("skipped")), None)
+    why = f": {failed['name']} failed" if failed else ""
+    return {"status": f"#{proposal['id']} validated again: {proposal.get('status')}{why}"}
+
+
 def stage_result(stage: dict[str, Any], colors: dict[str, str]) -> Text:
     """`✓ tests  5/5 tests passed; parent tests not kept: JSON is not CSV  323.0 ms`: a stage's mark, name, its
     one-line result (sandbox-written: made visible, never markup) and time; a skipped stage says why."""
@@ -43,6 +51,8 @@ def stage_result(stage: dict[str, Any], colors: dict[str, str]) -> Text:
     detail = visible(str(stage.get("detail") or "").replace("\n", " ⏎ "), multiline=False)
     if stage.get("skipped"):
         line.append(f"  skipped: {detail[:160]}", style="dim")
+        if stage.get("name") == "failing_scenario":
+            line.append("  (V validates again with the failures recorded since)", style="dim")
         return line
     if detail:
         failed = stage.get("passed") is False
@@ -62,6 +72,7 @@ class EvolutionPanel(Panel):
         Binding("c", "cancel_evolution", "Cancel", id="evolution.cancel"),
         Binding("e", "evolve", "Evolve", id="evolution.evolve"),
         Binding("v", "toggle_diff", "Diff mode", id="evolution.diff_mode"),
+        Binding("V", "revalidate", "Validate again", id="evolution.revalidate"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -244,6 +255,16 @@ class EvolutionPanel(Panel):
 
         self.app.run_blocking(f"approve #{proposal['id']}", lambda rt: {"status": "asking",
                                                                           "options": scope_options(rt, tool, sessions)}, then=ask)
+
+    def action_revalidate(self) -> None:
+        """Validate the candidate again (sandboxed) with the failures and calls recorded since it was validated."""
+        proposal = self._need(("awaiting_review", "failed_validation"))
+        if proposal is None:
+            return
+        from tools.evolution import revalidate
+
+        self.app.set_status(f"validating #{proposal['id']} again with the failures recorded since…")
+        self.app.run_blocking(f"revalidate #{proposal['id']}", lambda rt: _validated_again(revalidate(rt, proposal["id"])))
 
     def action_reject(self) -> None:
         proposal = self._need(("awaiting_review", "failed_validation"))
