@@ -328,3 +328,31 @@ async def test_activity_pages_back_through_the_stored_log_with_its_filter(tmp_pa
             assert "back to the oldest stored" in str(panel.border_subtitle)
     finally:
         app.shutdown()
+
+
+async def test_d_and_o_work_in_the_tools_list(tmp_path: Path) -> None:
+    from tests.helpers import python_tool
+    from tui.screens.dialogs import ConfirmScreen
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "echo", "def run(d):\n    return d\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            tools = app.query_one("#tools-table", LiveTable)
+            await wait_for(pilot, lambda: "echo" in [r.key.value for r in tools.ordered_rows], 20, "the tool")
+            tools.focus()
+            tools.move_cursor(row=tools.get_row_index("echo"))
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "the disable question")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "disabled" in str(tools.value("echo", "status")), 20, "disabled")
+            await pilot.press("d")  # enabling needs no question
+            await wait_for(pilot, lambda: "disabled" not in str(tools.value("echo", "status")), 20, "enabled")
+            await pilot.press("o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "the hold-open question")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "open" in str(tools.value("echo", "circuit")), 20, "the circuit open")
+    finally:
+        app.shutdown()

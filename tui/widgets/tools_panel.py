@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 
 from tui.details import Details, error_blocks
 from tui.snapshot import Snapshot, ToolRow, tool_counts
@@ -21,6 +22,11 @@ COLUMNS = [Col("tool", "tool"), Col("status", "status"), Col("version", "version
 class ToolsPanel(Panel):
     title = "Tools"
     number = 1
+    #: the tool screen's controls, on the selected row too (what the footer shows is what works here)
+    BINDINGS = [
+        Binding("d", "toggle_disabled", "Disable/enable", id="tools.disable"),
+        Binding("o", "force_open", "Force open", id="tools.circuit_open"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="tools-table")
@@ -69,6 +75,37 @@ class ToolsPanel(Panel):
             return None
         fields = [("tool", row.tool_id), ("status", row.status), ("version", row.version or "—"), ("source", row.source)]
         return Details(f"{row.tool_id}: {row.status}", fields, error_blocks(row.error) or [("error", "no error recorded", "text")])
+
+    def _selected_row(self) -> ToolRow | None:
+        key = self.selected_tool()
+        row = getattr(self, "_rows", {}).get(key) if key else None
+        if row is None or not row.type:
+            self.app.set_status("select a tool first (a row with a manifest)", error=True)
+            return None
+        return row
+
+    def action_toggle_disabled(self) -> None:
+        """Enabling is immediate; disabling asks first, saying how many callers and buffers it stops."""
+        row = self._selected_row()
+        if row is not None:
+            from tui.commands import Command
+
+            self.app.run_command(Command("tool.enable" if row.disabled else "tool.disable", row.tool_id))
+
+    def action_force_open(self) -> None:
+        row = self._selected_row()
+        if row is None:
+            return
+        from tools.recovery import force_circuit
+
+        tool_id, version = row.tool_id, row.version
+
+        def force() -> None:
+            self.app.run_blocking(f"{tool_id}: circuit forced open", lambda rt: {
+                **force_circuit(rt, tool_id, "open", version, actor="dashboard"), "status": f"{tool_id} {version}: circuit forced open"})
+
+        self.app.confirm_then(f"Hold the circuit of {tool_id} {version} open? Every call is refused until you close it "
+                              "(c in its tool screen).", force)
 
     def selected_tool(self) -> str | None:
         key = self.table.selected_key()
