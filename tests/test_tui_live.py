@@ -356,3 +356,16 @@ async def test_d_and_o_work_in_the_tools_list(tmp_path: Path) -> None:
             await wait_for(pilot, lambda: "open" in str(tools.value("echo", "circuit")), 20, "the circuit open")
     finally:
         app.shutdown()
+
+
+async def test_at_120_columns_the_tools_list_keeps_ids_and_scores_whole() -> None:
+    from tests.tui_fixture import frame
+
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.apply_snapshot(frame())
+        await pilot.pause()
+        table = app.query_one("#tools-table", LiveTable)
+        shown = table.visible_keys
+        assert {"tool", "status", "version", "score"} <= set(shown), shown
+        assert "translator_remote" in {str(r.key.value) for r in table.ordered_rows}

@@ -14,9 +14,11 @@ from tui.style import ms, score_text, status_text
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-COLUMNS = [Col("tool", "tool"), Col("status", "status"), Col("version", "version"), Col("fail", "fail", drop=1),
-           Col("calls", "calls", drop=1), Col("circuit", "circuit", drop=1), Col("score", "score", drop=2),
-           Col("p50", "p50", drop=4), Col("detail", "detail", flex=True, drop=3, min_width=12), Col("type", "type", drop=5)]
+#: ids and the score stay longest, then the circuit (an open one is also in the header); counts next; free text
+#: and the rest go first when space is short
+COLUMNS = [Col("tool", "tool"), Col("status", "status"), Col("version", "version"), Col("fail", "fail", drop=3),
+           Col("calls", "calls", drop=3), Col("circuit", "circuit", drop=2), Col("score", "score", drop=1),
+           Col("p50", "p50", drop=5), Col("detail", "detail", flex=True, drop=4, min_width=12), Col("type", "type", drop=6)]
 
 
 class ToolsPanel(Panel):
