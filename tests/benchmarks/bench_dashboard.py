@@ -6,8 +6,12 @@
 2. Under demo traffic for 30 s (`--traffic-seconds`): the dashboard process's event-loop lag p99
    (target <= 60 ms) and CPU share (target <= 25% of a core; idle with no traffic <= 3%).
 3. Diff viewer: time to paint a 2,000-line diff, unified and side by side (target <= 300 ms).
+4. A keypress (j, the cursor down) in a 10,000-row Tools table, headless: p99 (target <= 50 ms), against a
+   bare DataTable with the same rows in the same run.
+5. A workspace whose event log holds 100,000 events (`--events`): first frame in the real terminal, ratio to
+   the bare app (target <= 1.25).
 
-Run: python tests/benchmarks/bench_dashboard.py [--sizes 0,1000,5000] [--traffic-seconds 30]
+Run: python tests/benchmarks/bench_dashboard.py [--sizes 0,1000,10000] [--events 100000] [--traffic-seconds 30]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -216,12 +221,98 @@ def bench_diff() -> None:
         print(f"diff viewer, {lines}-line diff, {mode}: painted in {ms:.0f} ms   target <= 300 ms")
 
 
+def bench_keys(rows: int, presses: int = 200) -> None:
+    """Latency of `j` in a table of `rows` rows: the dashboard's Tools table (a LiveTable in its panel, the whole
+    screen around it) against a bare DataTable holding the same rows, both headless, in this run."""
+    import asyncio
+    import dataclasses
+
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from tests.tui_fixture import frame
+    from tui.app import TooldeckApp
+    from tui.snapshot import ToolRow
+
+    tools = [ToolRow(f"gen_{i:05d}", "ready", "1.0.0", "", "python", "workspace", 1.0, "closed", i, 0, 1.0, "") for i in range(rows)]
+
+    class BareTable(App[None]):
+        def compose(self):
+            yield DataTable(cursor_type="cell")
+
+        def on_mount(self) -> None:
+            table = self.query_one(DataTable)
+            table.add_columns("tool", "status", "version", "fail", "calls", "circuit", "score", "p50", "detail", "type")
+            table.add_rows([(t.tool_id, t.status, t.version, "0", str(t.calls), "closed", "1.00", "1.0 ms", "workspace", "python")
+                            for t in tools])
+
+    async def timed(app: App[Any], prepare: Any) -> list[float]:
+        out = []
+        async with app.run_test(size=(160, 50)) as pilot:
+            await prepare(app, pilot)
+            for _ in range(presses):
+                started = time.perf_counter()
+                await pilot.press("j")
+                out.append((time.perf_counter() - started) * 1000)
+        return sorted(out)
+
+    async def ours(app: Any, pilot: Any) -> None:
+        app.apply_snapshot(dataclasses.replace(frame(), tools=tools))
+        await pilot.pause()
+        app.query_one("#tools-table").focus()
+        await pilot.pause()
+
+    async def bare(app: Any, pilot: Any) -> None:
+        app.query_one(DataTable).focus()
+        await pilot.pause()
+
+    base = asyncio.run(timed(BareTable(), bare))
+    mine = asyncio.run(timed(TooldeckApp(live=False), ours))
+
+    def p99(xs: list[float]) -> float:
+        return xs[max(0, int(len(xs) * 0.99) - 1)]
+
+    print(f"keypress j in a bare DataTable of {rows:,} rows (headless): p50 {statistics.median(base):.1f} ms, p99 {p99(base):.1f} ms")
+    print(f"keypress j in the dashboard's Tools table of {rows:,} rows (headless): p50 {statistics.median(mine):.1f} ms, "
+          f"p99 {p99(mine):.1f} ms; p99 ratio to bare {p99(mine) / p99(base):.2f}   target p99 <= 50 ms")
+
+
+def bench_events_paint(events: int, repeat: int) -> None:
+    """First frame of a workspace whose event log holds `events` events, against the bare app, interleaved."""
+    from state.events import PendingEvent
+    from tools.runtime import Runtime
+
+    scripts = Path(tempfile.mkdtemp(prefix="bench-events-"))
+    (scripts / "bare.py").write_text(BARE)
+    (scripts / "tooldeck.py").write_text(LAUNCHER)
+    ws = scripts / "ws"
+    (ws / "tools").mkdir(parents=True)
+    rt = Runtime(ws)
+    rt.require_store(60)
+    for start in range(0, events, 10_000):
+        rt.events.emit_many([PendingEvent("buffer.flush", payload={"buffer_id": f"b{i % 7}", "count": 50})
+                             for i in range(start, min(events, start + 10_000))])
+    rt.close()
+    css = str(ROOT / "tui" / "app.tcss")
+    bare: list[float] = []
+    ours: list[float] = []
+    for _ in range(repeat):
+        bare.append(frame_in_terminal([sys.executable, str(scripts / "bare.py"), css]))
+        ours.append(frame_in_terminal([sys.executable, str(scripts / "tooldeck.py"), "--workspace", str(ws)]))
+    base, median = statistics.median(bare), statistics.median(ours)
+    print(f"bare Textual app, real terminal 160x50: first frame {base * 1000:.0f} ms (median of {repeat})")
+    print(f"tooldeck on a {events:,}-event log, real terminal 160x50: first frame {median * 1000:.0f} ms (median of {repeat}); "
+          f"ratio to bare {median / base:.2f}   target <= 1.25")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="0,1000,5000")
+    parser.add_argument("--sizes", default="0,1000,10000")
+    parser.add_argument("--key-rows", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--traffic-seconds", type=float, default=30)
-    parser.add_argument("--skip", default="", help="comma list of: paint,lag,diff")
+    parser.add_argument("--skip", default="", help="comma list of: paint,lag,diff,keys,events")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     os.environ.setdefault("TZ", "UTC")
@@ -229,6 +320,10 @@ def main() -> None:
         bench_diff()
     if "paint" not in skip:
         bench_first_paint([int(s) for s in args.sizes.split(",")], args.repeat)
+    if "keys" not in skip:
+        bench_keys(args.key_rows)
+    if "events" not in skip:
+        bench_events_paint(args.events, args.repeat)
     if "lag" not in skip:
         bench_lag(args.traffic_seconds)
 
