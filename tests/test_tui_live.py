@@ -343,7 +343,14 @@ async def test_d_and_o_work_in_the_tools_list(tmp_path: Path) -> None:
             tools = app.query_one("#tools-table", LiveTable)
             await wait_for(pilot, lambda: "echo" in [r.key.value for r in tools.ordered_rows], 20, "the tool")
             tools.focus()
-            tools.move_cursor(row=tools.get_row_index("echo"))
+            await wait_for(pilot, lambda: app.runtime.catalog.finished.is_set() and app.latest is not None
+                           and len(tools.ordered_rows) == len(app.latest.tools), 20, "every tool listed")
+
+            def on_echo() -> bool:
+                tools.move_cursor(row=tools.get_row_index("echo"))
+                return tools.selected_key() == "echo"
+
+            await wait_for(pilot, on_echo, 20, "the cursor on echo")
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "the disable question")
             await pilot.press("y")

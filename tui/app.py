@@ -310,34 +310,16 @@ class TooldeckApp(OperatorActions, App[int]):
     # -- traffic (tooldeck demo) ---------------------------------------------------
 
     def start_traffic(self) -> None:
-        """The demo's traffic generator: started like every child (its own process group, dies with
-        this process even on kill -9); `stop_traffic` lets it flush first on a normal quit."""
-        import subprocess
+        """The demo's traffic generator (the demo room's process: tools/cli/demo_traffic.py)."""
+        from tools.cli.demo_traffic import start_generator
 
-        from tools.invoke import spawn
-
-        with open(self.runtime.home / "logs" / "traffic.log", "ab") as log:
-            self._traffic_proc = spawn(
-                [sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(self.runtime.workspace)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            )
+        self._traffic_proc = start_generator(self.runtime.workspace, self.runtime.home / "logs" / "traffic.log")
 
     def stop_traffic(self) -> None:
-        """SIGTERM the generator's process group (it flushes what it wrote), SIGKILL after 5 s."""
-        import subprocess
+        from tools.cli.demo_traffic import stop_generator
 
         proc, self._traffic_proc = self._traffic_proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        stop_generator(proc)
 
     def on_resize(self, event: Any) -> None:
         """A small terminal shows one panel at a time (tabs); a large one gives the activity strip more rows."""

@@ -18,16 +18,44 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from tools.errors import ToolError
 from tools.runtime import Runtime
 
 log = logging.getLogger("tooldeck.traffic")
+
+
+def start_generator(workspace: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """This module as its own process, started like every child (its own process group, dying with its parent
+    even on kill -9), its stderr appended to `log_path`; `stop_generator` lets it flush first."""
+    from tools.invoke import spawn
+
+    with open(log_path, "ab") as out:
+        return spawn([sys.executable, "-m", "tools.cli.demo_traffic", "--workspace", str(workspace)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def stop_generator(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the generator's process group (it flushes what it wrote), SIGKILL after 5 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 #: buffer id -> (settings, writes per second as a fraction of --rate, burst: (items, every seconds) or None)

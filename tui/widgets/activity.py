@@ -132,12 +132,11 @@ class ActivityPanel(Panel):
             lines.append((text, Line(event, repeats, items)))
         return lines
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         if not snapshot.events:
-            return False
+            return
         self.feed.add(self._lines(snapshot.events, colors))
         self._subtitle()
-        return True
 
     def _subtitle(self) -> None:
         feed = self.feed

@@ -99,13 +99,12 @@ class BuffersPanel(Panel):
         now = int(time.time())  # "next flush" counts down in whole seconds
         return now, repr(snapshot.buffers)
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         now = time.time()
         self._status = {b["buffer_id"]: b for b in snapshot.buffers}
         rows = [(b["buffer_id"], self._cells(b, colors, now)) for b in snapshot.buffers]
-        changed = self.table.apply(rows)
+        self.table.apply(rows)
         self.update_counts()
-        return changed
 
     def update_counts(self) -> None:
         status = getattr(self, "_status", {})

@@ -92,10 +92,10 @@ class EvolutionPanel(Panel):
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return tuple((p.get("id"), p.get("status"), p.get("updated")) for p in snapshot.proposals)
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         rows = [(str(p["id"]), self._cells(p, colors)) for p in snapshot.proposals]
         self._proposals = {str(p["id"]): p for p in snapshot.proposals}
-        changed = self.table.apply(rows)
+        self.table.apply(rows)
         self.update_counts()
         selected = self.selected_id()
         if selected is None and snapshot.proposals:
@@ -108,7 +108,6 @@ class EvolutionPanel(Panel):
                 self.app.load_proposal(selected)
             else:
                 self.show_detail(None)
-        return changed
 
     def update_counts(self) -> None:
         proposals = getattr(self, "_proposals", {})

@@ -66,19 +66,18 @@ class FailuresPanel(Panel):
         scores = self.query_one("#scores-table", LiveTable)
         scores.sort_by("score")  # ranked: the worst tools first (s re-sorts by another column)
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         self._last = (snapshot, colors)
         scores = self.query_one("#scores-table", LiveTable)
         failures = self.query_one("#failures-table", LiveTable)
         self._scores = {f"{s['tool_id']}@{s['version']}": s for s in snapshot.scores}
-        changed = scores.apply([(key, self._score_cells(s, colors)) for key, s in self._scores.items()])
+        scores.apply([(key, self._score_cells(s, colors)) for key, s in self._scores.items()])
         ordered = sorted(snapshot.failures, key=lambda f: -int(f["id"]))
         self._failures = {str(f["id"]): f for f in ordered}
-        changed |= failures.apply([(key, self._failure_cells(f, colors)) for key, f in self._failures.items()])
-        changed |= self._apply_resilient(snapshot.resilient, colors)
+        failures.apply([(key, self._failure_cells(f, colors)) for key, f in self._failures.items()])
+        self._apply_resilient(snapshot.resilient, colors)
         self._open = sum(1 for s in snapshot.scores if s.get("circuit") == "open")
         self.update_counts()
-        return changed
 
     def update_counts(self) -> None:
         failures = self.query_one("#failures-table", LiveTable)
@@ -104,7 +103,7 @@ class FailuresPanel(Panel):
         return (time.strftime("%H:%M:%S", time.localtime(f.get("ts", 0))), tool, str(f.get("error_class", "")),
                 severity, Text(error, style=colors["error"]), str(f.get("scenario", "")))
 
-    def _apply_resilient(self, runs: list[dict[str, Any]], colors: dict[str, str]) -> bool:
+    def _apply_resilient(self, runs: list[dict[str, Any]], colors: dict[str, str]) -> None:
         """Newest first, one row a run keyed by its id (the cursor stays on its run); enter opens its hops."""
         ordered = sorted(runs, key=lambda r: -int(r["id"]))
         self._runs = {str(r["id"]): r for r in ordered}
@@ -123,7 +122,7 @@ class FailuresPanel(Panel):
             rows.append((str(run["id"]), (time.strftime("%H:%M:%S", time.localtime(run.get("ts", 0))),
                                           Text("✓" if ok else "✗", style=colors["ok"] if ok else colors["error"]),
                                           path, str(run.get("scenario", "")))))
-        return self.query_one("#resilient-table", LiveTable).apply(rows)
+        self.query_one("#resilient-table", LiveTable).apply(rows)
 
     def action_only_fallbacks(self) -> None:
         self.only_fallbacks = not self.only_fallbacks

@@ -14,7 +14,8 @@ from tui.widgets.live_table import LiveTable
 
 
 class Panel(Vertical, can_focus=False):
-    """Subclasses render their part of a Snapshot and say whether anything changed.
+    """Subclasses render their part of a Snapshot (`apply`); `fingerprint` says whether there is anything new to
+    render, so the app skips a panel whose data did not change (the one mechanism: apply returns nothing).
 
     Enter on a row of any of a panel's tables opens `details(table, key)` (every row opens).
     """
@@ -37,7 +38,7 @@ class Panel(Vertical, can_focus=False):
         message.stop()
         self._show_title()
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         raise NotImplementedError
 
     def fingerprint(self, snapshot: Snapshot) -> Any:

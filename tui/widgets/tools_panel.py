@@ -40,12 +40,11 @@ class ToolsPanel(Panel):
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return tuple(snapshot.tools)
 
-    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> bool:
+    def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         self._rows = {row.tool_id: row for row in snapshot.tools}
-        changed = self.table.apply([(row.tool_id, self._cells(row, colors)) for row in snapshot.tools])
+        self.table.apply([(row.tool_id, self._cells(row, colors)) for row in snapshot.tools])
         self._counts = tool_counts(snapshot.tools)
         self.update_counts()
-        return changed
 
     def update_counts(self) -> None:
         counts = getattr(self, "_counts", None)
