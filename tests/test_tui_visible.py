@@ -47,7 +47,7 @@ class HostileApp(FixedApp):
 def hostile_frame():
     snap = frame()
     tools = [dataclasses.replace(snap.tools[-1], error=f"broken {HIDDEN}"), *snap.tools[:-1]]
-    failures = [{**snap.failures[0], "error": f"csv_parser: {HIDDEN}"}, *snap.failures[1:]]
+    failures = [{**snap.failures[0], "error": f"csv_parser: parse error {HIDDEN}"}, *snap.failures[1:]]
     events = [*snap.events, Event(5, T0, 1001, "s-2", "tool.error", "csv_parser", None, {"error": f"event {HIDDEN}"})]
     return dataclasses.replace(snap, tools=tools, failures=failures, events=events, proposals=[hostile()])
 
@@ -88,7 +88,7 @@ async def test_details_screens_activity_tools_and_failures_show_hidden_character
         app.apply_snapshot(hostile_frame())
         await wait_for(pilot, lambda: app.query_one(DiffView).diff, what="the diff")
         await pilot.pause()
-        assert_visible(screen_text(app), "broken \\x1b[2J", "csv_parser: \\x1b[2J", "event \\x1b[2J")  # tables, activity
+        assert_visible(screen_text(app), "broken \\x1b[2J", "parse error \\x1b[2J", "event \\x1b[2J")  # tables, activity
 
         table = app.query_one("#proposals-table")
         table.focus()
