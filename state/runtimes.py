@@ -50,15 +50,24 @@ def live_runtimes(store: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in rows if r["host"] != host or pid_alive(int(r["pid"]))]
 
 
-def heartbeat(store: Any, me: Presence) -> None:
-    """Say `me` is alive now (the row is created on the first beat)."""
+def heartbeat(store: Any, me: Presence, *, started: float | None = None, relabel: bool = False) -> None:
+    """Say `me` is alive now (the row is created on the first beat, started now unless `started` says when);
+    `relabel` also updates the row's label (an MCP client that named itself after connecting)."""
     now = store.now()
+    update = "heartbeat=excluded.heartbeat" + (", label=excluded.label" if relabel else "")
     with store.tx() as con:
         con.execute(
             "INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(session, node) DO UPDATE SET heartbeat=excluded.heartbeat",
-            (me.session, me.node, me.pid, me.host, now, now, int(me.serve), me.label, me.kind),
+            f" ON CONFLICT(session, node) DO UPDATE SET {update}",
+            (me.session, me.node, me.pid, me.host, now if started is None else started, now, int(me.serve), me.label, me.kind),
         )
+
+
+def beat(store: Any, node: str, sessions: list[str]) -> None:
+    """Heartbeat rows that exist already (the sessions a serving runtime holds for its MCP clients), in one transaction."""
+    now = store.now()
+    with store.tx() as con:
+        con.executemany("UPDATE runtimes SET heartbeat=? WHERE session=? AND node=?", [(now, s, node) for s in sessions])
 
 
 def leave(store: Any, session: str, node: str) -> None:

@@ -165,6 +165,14 @@ def test_one_module_writes_events() -> None:
     assert writers == ["state/events.py"]
 
 
+def test_one_module_writes_the_runtimes_table() -> None:
+    """Who is live: heartbeats, leaving and pruning of `runtimes` rows are state/runtimes.py's alone (the
+    runtime's presence and the MCP client sessions a serving runtime holds call it)."""
+    writers = sorted(name for name, text in _sources("tools", "state", "tui").items()
+                     if re.search(r"(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+runtimes\b", text, re.IGNORECASE))
+    assert writers == ["state/runtimes.py"]
+
+
 def test_no_caller_knows_the_backend() -> None:
     """SQL fragments that differ between SQLite and PostgreSQL (`dialect`) are used inside state/ only."""
     leaks = sorted(name for name, text in _sources("tools", "tui").items() if re.search(r"\bdialect\b", text))

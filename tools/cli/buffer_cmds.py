@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.cli.output import console, emit_json, plural, positive_number, print_table, runtime_for, shown
 from tools.errors import UsageError
 from tools.visible import dumps_visible
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +68,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _engine(runtime: Any) -> Any:
+def _engine(runtime: RuntimeHost) -> Any:
     from tools.buffers import engine_for
 
     return engine_for(runtime)

@@ -6,11 +6,14 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.cli.output import console, emit_json, exit_code_for, plural, positive_number, print_table, read_json_arg, runtime_for, shown
 from tools.errors import ToolError, UsageError
 from tools.visible import visible
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _wait_loaded(runtime: Any, wait: bool) -> None:
+def _wait_loaded(runtime: RuntimeHost, wait: bool) -> None:
     runtime.catalog.discovered.wait(30)
     runtime.require_store()
     if wait:
@@ -53,7 +56,7 @@ def _wait_loaded(runtime: Any, wait: bool) -> None:
             hub.wait_listed(120)  # MCP servers whose tools no cache knows yet: connect and list them
 
 
-def tool_rows(runtime: Any) -> list[dict[str, Any]]:
+def tool_rows(runtime: RuntimeHost) -> list[dict[str, Any]]:
     rows = []
     for entry in sorted(runtime.catalog.all_entries(), key=lambda e: (e.tool_id, e.source == "evolved", e.served_version)):
         m = entry.manifest
@@ -79,7 +82,7 @@ def tool_rows(runtime: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _mark_unapproved(runtime: Any, rows: list[dict[str, Any]]) -> None:
+def _mark_unapproved(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
     """An evolved version no person approved is not `ready` to anyone: its row says where its proposal
     stands (awaiting_review, failed_validation, rejected, ...), as the review list does."""
     from state import proposals
@@ -94,7 +97,7 @@ def _mark_unapproved(runtime: Any, rows: list[dict[str, Any]]) -> None:
             row["error"] = row["error"] or f"proposal {latest['id']} is {latest['status']}: not served until approved"
 
 
-def _servers_in_error(runtime: Any) -> list[str]:
+def _servers_in_error(runtime: RuntimeHost) -> list[str]:
     """`[mcp.servers]` entries in error (here, or as the live runtime holding them recorded): their tools
     are missing from the list, so `tools --check` fails on them too."""
     hub = runtime.extensions.get("mcp")
@@ -105,7 +108,7 @@ def _servers_in_error(runtime: Any) -> list[str]:
     return [f"{s['server']} ({s.get('error') or 'error'})" for s in hub.statuses() if s.get("status") == "error"]
 
 
-def _mark_served(runtime: Any, rows: list[dict[str, Any]]) -> None:
+def _mark_served(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
     """`serves`: the scopes whose calls this row's version answers ("global", or session ids), as the
     runtime's resolver decides (a promoted version that cannot serve does not, the one it falls back to does)."""
     runtime.invalidate_promotions()
@@ -209,7 +212,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         runtime.close()
 
 
-def _print_progress(runtime: Any, stream: Any = sys.stdout) -> None:
+def _print_progress(runtime: RuntimeHost, stream: Any = sys.stdout) -> None:
     """Print each tool as it loads, then the summary (the pre-dashboard demo, and serve)."""
     seen: set[tuple[str, str, str]] = set()
     lock = threading.Lock()

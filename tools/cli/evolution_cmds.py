@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tools.cli.output import console, emit_json, err_console, plural, print_table, runtime_for, shown
 from tools.errors import UsageError
 from tools.visible import marked_lines, visible
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,7 +94,7 @@ def _progress_printer(json_out: bool) -> Any:
     return show
 
 
-def _with_runtime(args: argparse.Namespace, fn: Any) -> Any:
+def _with_runtime(args: argparse.Namespace, fn: Callable[[RuntimeHost], int]) -> int:
     runtime = runtime_for(args)
     try:
         return fn(runtime)
@@ -101,7 +105,7 @@ def _with_runtime(args: argparse.Namespace, fn: Any) -> Any:
 def cmd_evolve(args: argparse.Namespace) -> int:
     from tools.evolution import evolve_tool
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         show = _progress_printer(args.json_out)
         if args.json_out or not sys.stderr.isatty():
             proposal = evolve_tool(runtime, args.tool, args.error, args.hint, args.dynamic_schema, progress=show)
@@ -116,7 +120,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 def cmd_review_revalidate(args: argparse.Namespace) -> int:
     from tools.evolution import revalidate
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         return _report(args, revalidate(runtime, args.id, progress=_progress_printer(args.json_out)))
 
     return _with_runtime(args, run)
@@ -141,7 +145,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.from_tool is None and not (args.file and args.tool_name):
         raise UsageError("generate: give a spec FILE and --tool NAME, or --from-tool ID (an MCP tool to replace)")
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         if args.from_tool is not None:
             proposal = generate_replacement(runtime, args.from_tool, progress=_progress_printer(args.json_out))
         else:
@@ -154,7 +158,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_review_list(args: argparse.Namespace) -> int:
     from tools.evolution import list_proposals
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         rows = list_proposals(runtime, args.status, tool_id=args.tool)
         if args.json_out:
             emit_json([{k: r.get(k) for k in ("id", "tool_id", "version", "parent_version", "status", "provider", "model",
@@ -249,7 +253,7 @@ def diff_text(diff: str) -> Any:
 def cmd_review_show(args: argparse.Namespace) -> int:
     from tools.evolution import get_proposal
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         p = get_proposal(runtime, args.id)
         if args.json_out:
             emit_json(p)
@@ -263,7 +267,7 @@ def cmd_review_show(args: argparse.Namespace) -> int:
 def cmd_review_approve(args: argparse.Namespace) -> int:
     from tools.evolution import approve
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         _check_scope(runtime, args.scope)
         p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
         if args.json_out:
@@ -275,7 +279,7 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
     return _with_runtime(args, run)
 
 
-def _check_scope(runtime: Any, scope: str) -> None:
+def _check_scope(runtime: RuntimeHost, scope: str) -> None:
     """`global`, or a session that is live now (a typo must not promote for nobody)."""
     if scope == "global":
         return
@@ -289,7 +293,7 @@ def _check_scope(runtime: Any, scope: str) -> None:
 def cmd_review_reject(args: argparse.Namespace) -> int:
     from tools.evolution import reject
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         p = reject(runtime, args.id, args.reason, _reviewer(args.reviewer))
         if args.json_out:
             emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "review_reason")})
@@ -303,7 +307,7 @@ def cmd_review_reject(args: argparse.Namespace) -> int:
 def cmd_review_cancel(args: argparse.Namespace) -> int:
     from tools.evolution import cancel
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         p = cancel(runtime, args.id)
         if args.json_out:
             emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status")})
@@ -317,7 +321,7 @@ def cmd_review_cancel(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from tools.evolution import rollback
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         result = rollback(runtime, args.tool, args.version, args.scope, actor=_reviewer(None))
         if args.json_out:
             emit_json(result)
@@ -334,7 +338,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_review_stats(args: argparse.Namespace) -> int:
     from tools.evolution import evolution_stats
 
-    def run(runtime: Any) -> int:
+    def run(runtime: RuntimeHost) -> int:
         stats = evolution_stats(runtime.store)
         if args.json_out:
             emit_json(stats)

@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state.redact import redact
 from tools.visible import dumps_visible, visible
+
+if TYPE_CHECKING:
+    from tools.runtime import Runtime
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -47,7 +50,7 @@ def err_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
-def runtime_for(args: argparse.Namespace, **kwargs: Any) -> Any:
+def runtime_for(args: argparse.Namespace, **kwargs: Any) -> Runtime:
     from tools.runtime import Runtime
 
     kwargs.setdefault("kind", "cli")

@@ -39,9 +39,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import approved
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.evolution")
 
@@ -191,7 +194,7 @@ def _signature(folder: Path, names: list[str]) -> tuple[Any, ...] | None:
 class Pins:
     """The catalog's verifier for evolved versions (installed as `runtime.catalog.verifier`)."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: RuntimeHost) -> None:
         self.runtime = runtime
         self._lock = threading.Lock()
         self._pins: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}

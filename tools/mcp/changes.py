@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 KINDS = (
     "tool.ready", "tool.error", "tool.removed", "tool.reloaded", "tool.reload_failed", "tool.problem", "load.finished",
@@ -27,7 +30,7 @@ DEBOUNCE_SECONDS = 1.0
 class ChangeWatcher:
     """Blocking (run `poll` in a thread); one per serving process."""
 
-    def __init__(self, runtime: Any, signature: Callable[[], Hashable]) -> None:
+    def __init__(self, runtime: RuntimeHost, signature: Callable[[], Hashable]) -> None:
         self.runtime = runtime
         self.signature = signature
         self.after = 0

@@ -23,10 +23,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state.db import StoreError
 from tools.errors import ToolError, UsageError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.mcp")
 TOKEN_ENV = "TOOLDECK_MCP_TOKEN"
@@ -158,7 +161,7 @@ class Guard:
 class RefusedReport:
     """`mcp.http_refused` events: at most one per REFUSED_EVENT_SECONDS, with the count since the last one."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: RuntimeHost) -> None:
         self.runtime = runtime
         self.count = 0
         self.reasons: dict[str, int] = {}

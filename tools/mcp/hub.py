@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -35,6 +35,9 @@ from tools.errors import ToolCancelledError, ToolError, ToolTimeoutError, ToolUn
 from tools.invoke import current_scope, killable
 from tools.mcp.imported import VERSION, check_arguments, ids_for, manifest_for, output_of, tool_path
 from tools.mcp.servers import ServerConfig, import_id, load_server_configs, long_import_id
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.mcp")
 CALL_MARGIN = 5.0  # past the server's own timeout (the SDK's), the bridge gives up on a lost answer
@@ -99,7 +102,7 @@ class Bridged:
 class McpHub:
     """`runtime.extensions["mcp"]`: every `[mcp.servers.NAME]` of the workspace, and calls to their tools."""
 
-    def __init__(self, runtime: Any, configs: list[ServerConfig]) -> None:
+    def __init__(self, runtime: RuntimeHost, configs: list[ServerConfig]) -> None:
         from tools.mcp.client import ServerLink
 
         self.runtime = runtime
@@ -479,7 +482,7 @@ class McpHub:
         return out
 
 
-def install(runtime: Any) -> McpHub | None:
+def install(runtime: RuntimeHost) -> McpHub | None:
     """EXTENSIONS hook: nothing without `[mcp.servers]`; else the hub, the cached tools, and (serving) every connection."""
     configs = load_server_configs(runtime.settings)
     if not configs:

@@ -12,12 +12,15 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.catalog import ToolEntry
 from tools.errors import UsageError
 from tools.mcp import schema
 from tools.mcp.config import DESTRUCTIVE_BUFFER_OPERATIONS, ServeConfig
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 BUFFER_TOOL = "buffer"
 
@@ -73,7 +76,7 @@ def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
     return served
 
 
-def resolve_ready(runtime: Any, tool_id: str, session: str, promotions: dict[tuple[str, str], str]) -> ToolEntry | None:
+def resolve_ready(runtime: RuntimeHost, tool_id: str, session: str, promotions: dict[tuple[str, str], str]) -> ToolEntry | None:
     """The loaded entry a call from `session` runs now, without waiting; None while it loads or when it failed."""
     catalog = runtime.catalog
     version = promotions.get((tool_id, session)) or promotions.get((tool_id, "global"))
@@ -88,7 +91,7 @@ def resolve_ready(runtime: Any, tool_id: str, session: str, promotions: dict[tup
     return entry
 
 
-def blocked(runtime: Any, tool_id: str, version: str) -> str | None:
+def blocked(runtime: RuntimeHost, tool_id: str, version: str) -> str | None:
     """Why calls to this version are refused now (disabled, circuit open), or None."""
     tracker = runtime.extensions.get("failures")
     if tracker is None:
@@ -102,7 +105,7 @@ def blocked(runtime: Any, tool_id: str, version: str) -> str | None:
     return None
 
 
-def served_tools(runtime: Any, config: ServeConfig, session: str) -> list[ServedTool]:
+def served_tools(runtime: RuntimeHost, config: ServeConfig, session: str) -> list[ServedTool]:
     """Every tool a client of `session` may call now, sorted by id."""
     promotions = runtime.promotions()
     out = []
@@ -116,7 +119,7 @@ def served_tools(runtime: Any, config: ServeConfig, session: str) -> list[Served
     return out
 
 
-def signature(runtime: Any, config: ServeConfig, session: str) -> tuple[Any, ...]:
+def signature(runtime: RuntimeHost, config: ServeConfig, session: str) -> tuple[Any, ...]:
     """Changes whenever what some client would list changes, a hot reload included."""
     tools = tuple((t.tool_id, t.version, t.loaded_at) for t in served_tools(runtime, config, session))
     return tools, tuple(sorted(runtime.promotions().items()))

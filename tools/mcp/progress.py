@@ -15,9 +15,12 @@ import contextvars
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.errors import ToolUnavailableError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.mcp")
 _current: contextvars.ContextVar[McpCall | None] = contextvars.ContextVar("tooldeck_mcp_call", default=None)
@@ -62,14 +65,14 @@ class McpCallHook:
 
     guard = True  # a refusal, so it also applies to calls that are not observed
 
-    def before_call(self, runtime: Any, entry: Any) -> None:
+    def before_call(self, runtime: RuntimeHost, entry: Any) -> None:
         call = _current.get()
         if call is not None and entry.tool_id != call.outer_tool and not call.exposed(entry.tool_id):
             raise ToolUnavailableError(f"{entry.tool_id}: not served over MCP ([mcp.serve] expose), so "
                                        f"{call.outer_tool} cannot call it for an MCP client",
                                        tool_id=entry.tool_id, version=entry.served_version)
 
-    def after_call(self, runtime: Any, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
+    def after_call(self, runtime: RuntimeHost, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
         call = _current.get()
         if call is not None and entry.tool_id != call.outer_tool:
             call.hop(entry, outcome, duration_ms, error)

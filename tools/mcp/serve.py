@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.errors import UsageError
 from tools.ids import check_name
 from tools.mcp.signals import Stop
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.mcp")
 CLOSE_SECONDS = 10.0
@@ -101,7 +104,7 @@ def _import_before_threads(*, stdio: bool) -> None:
         import tools.mcp.http  # noqa: F401
 
 
-def _tool_server(runtime: Any, transport: str, pinned: str | None) -> Any:
+def _tool_server(runtime: RuntimeHost, transport: str, pinned: str | None) -> Any:
     """The server over a started runtime (reading its settings raises what stopped it from starting)."""
     from tools.mcp.config import load_serve_config
     from tools.mcp.server import ToolServer
@@ -113,7 +116,7 @@ def _tool_server(runtime: Any, transport: str, pinned: str | None) -> Any:
     return ToolServer(runtime, config, transport=transport, pinned=pinned)
 
 
-def _exit_now_if_memory_is_building(runtime: Any) -> None:
+def _exit_now_if_memory_is_building(runtime: RuntimeHost) -> None:
     """Exit at once, everything closed, when a semantic-memory build is still importing its libraries.
 
     A serving runtime builds its memory in a daemon thread that imports qdrant_client (and grpc).

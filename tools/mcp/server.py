@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
@@ -39,6 +39,9 @@ from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.sessions import ClientSession, SessionRegistry
 from tools.presence import HEARTBEAT_SECONDS
 from tools.spec import files_within
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.mcp")
 SESSION_KEY = "tooldeck.session"
@@ -79,7 +82,7 @@ class _NotServedError(UnknownToolError):
 class ToolServer:
     """One per serving process; any number of clients, over one transport."""
 
-    def __init__(self, runtime: Any, config: ServeConfig, *, transport: str, pinned: str | None) -> None:
+    def __init__(self, runtime: RuntimeHost, config: ServeConfig, *, transport: str, pinned: str | None) -> None:
         self.runtime = runtime
         self.config = config
         self.registry = SessionRegistry(runtime, transport=transport, pinned=pinned)

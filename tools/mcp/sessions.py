@@ -22,11 +22,15 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from state import runtimes
 from state.db import StoreError
 from state.events import EventLog
 from tools.errors import ToolError
+
+if TYPE_CHECKING:
+    from tools.host import RuntimeHost
 
 log = logging.getLogger("tooldeck.mcp")
 MODERN_IDLE_SECONDS = 300.0
@@ -71,7 +75,7 @@ class ClientSession:
 class SessionRegistry:
     """The clients of one serving process; every method does blocking I/O (call it from a thread)."""
 
-    def __init__(self, runtime: Any, *, transport: str, pinned: str | None) -> None:
+    def __init__(self, runtime: RuntimeHost, *, transport: str, pinned: str | None) -> None:
         self.runtime = runtime
         self.transport = transport
         self.pinned = pinned
@@ -122,8 +126,7 @@ class SessionRegistry:
         try:
             self._summarise(session, force=True)
             if session.session != self.runtime.own_session:  # the runtime's own row goes when the runtime closes
-                with self.runtime.store.tx() as con:
-                    con.execute("DELETE FROM runtimes WHERE session=? AND node=?", (session.session, self.runtime.node))
+                runtimes.leave(self.runtime.store, session.session, self.runtime.node)
             self._events(session).emit("mcp.disconnected", client=session.client, reason=reason, calls=session.calls,
                                        failed=session.failed, seconds=round(time.time() - session.started, 1))
         except (StoreError, ToolError) as exc:
@@ -142,23 +145,14 @@ class SessionRegistry:
         for session in idle:
             self.close(session, f"no request for {MODERN_IDLE_SECONDS:.0f} s")
         live = self.live()
-        if live:
-            beat = self.runtime.store.now()  # heartbeats are on the clock every node shares
-            with self.runtime.store.tx() as con:
-                con.executemany("UPDATE runtimes SET heartbeat=? WHERE session=? AND node=?",
-                                [(beat, s.session, self.runtime.node) for s in live])
+        if live:  # heartbeats are on the clock every node shares (the store's)
+            runtimes.beat(self.runtime.store, self.runtime.node, [s.session for s in live])
         for session in live:
             self._summarise(session)
 
     def _write_row(self, session: ClientSession) -> None:
-        now = self.runtime.store.now()
-        with self.runtime.store.tx() as con:
-            con.execute(
-                "INSERT INTO runtimes(session, node, pid, host, started, heartbeat, serve, label, kind) VALUES (?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(session, node) DO UPDATE SET heartbeat=excluded.heartbeat, label=excluded.label",
-                (session.session, self.runtime.node, self.runtime.pid, self.host, session.started, now, 1, session.label,
-                 "mcp client"),
-            )
+        me = runtimes.Presence(session.session, self.runtime.node, self.runtime.pid, self.host, True, session.label, "mcp client")
+        runtimes.heartbeat(self.runtime.store, me, started=session.started, relabel=True)
 
     def _summarise(self, session: ClientSession, *, force: bool = False) -> None:
         """One `mcp.calls` event with what the client called since the last one (at most every SUMMARY_SECONDS)."""
