@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from state import failures as tables
@@ -36,6 +37,21 @@ ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
 MAX_SCENARIO = 2000
 MAX_ERROR = 2000
 
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """One failure as it is written: its text already redacted and cut, and this process's circuit verdict."""
+
+    tool_id: str
+    version: str
+    scenario: str
+    error: str
+    severity: str
+    error_class: str
+    origin: str
+    probe: bool
+    open_reason: str | None
 
 class Health:
     """This process's view of one (tool, version): score, tags, circuit, unflushed successes."""
@@ -219,55 +235,60 @@ class FailureTracker:
     def record_failure(self, entry: Any, *, scenario: str, error: str, severity: str | None, error_class: str,
                        origin: str, probe: bool = False) -> dict[str, Any]:
         """Write one failure: ledger row, demotion, negative tags, circuit transition, event."""
-        tool_id, version = entry.tool_id, entry.served_version
-        key = (tool_id, version)
+        key = (entry.tool_id, entry.served_version)
         health = self._health.get(key) or self._new_health(entry, key)
         severity = severity or auto_severity(error_class)
-        rule = demotion(severity, error_class, health.source, 0)
-        open_reason: str | None = None
-        with self._lock:
-            circuit = health.circuit
-            if rule.counts_for_circuit and circuit.state == CLOSED:
-                open_reason = circuit.failed(self.cfg)
-                if rule.trips_circuit:
-                    open_reason = "critical failure"
-        scenario = redact(scenario.strip())[:MAX_SCENARIO]
-        error = redact(error.strip())[-MAX_ERROR:]
-        now = self.store.now()
+        open_reason = self._local_verdict(health, demotion(severity, error_class, health.source, 0))
+        failure = _Failure(entry.tool_id, entry.served_version, redact(scenario.strip())[:MAX_SCENARIO],
+                           redact(error.strip())[-MAX_ERROR:], severity, error_class, origin, probe, open_reason)
         with self.store.tx() as con:
-            rev = tables.bump_seq(con)
-            tables.ensure_health(con, tool_id, version, health.base, now)
-            recent = tables.demoting_failures_since(con, tool_id, version, now - self.acceleration_window)
-            rule = demotion(severity, error_class, health.source, recent + 1)
-            row = tables.health_row(con, tool_id, version)
-            score = demote(float(row["score"]), rule.delta)
-            old_tags = set(json.loads(row["tags"] or "[]"))
-            added = [t for t in negative_tags(scenario, tool_id, health.tool_tags) if t not in old_tags] if rule.may_tag else []
-            tags = sorted(old_tags | set(added))
-            failure_id = tables.add_failure(con, tables.FailureRow(
-                tool_id, version, scenario, error, rule.severity, error_class, origin, rule.delta, score, added,
-                self.runtime.session, self.runtime.pid), rev, now, tags)
-            opened = self._circuit_opens(row["circuit"], rule.counts_for_circuit, probe, open_reason, error_class)
-            if opened is not None:
-                tables.open_circuit(con, tool_id, version, opened, now, rev)
-            fresh = tables.health_row(con, tool_id, version)
-            events = [("tool.failure", {"failure_id": failure_id, "severity": rule.severity, "error_class": error_class,
-                                        "origin": origin, "scenario": scenario[:200], "error": error[-300:], "delta": rule.delta,
-                                        "score": round(score, 4), "tags_added": added})]
-            if opened is not None:
-                events.append(("circuit.opened", {"reason": opened}))
-            # in the same transaction: the ledger row and its events land together
-            self.runtime.events.emit_many_in(con, [PendingEvent(kind, tool_id, version, payload) for kind, payload in events],
-                                             now=now)
+            record, fresh = self._write_failure(con, failure, health)
         self._apply_rows([fresh])
-        record = {
-            "failure_id": failure_id, "tool_id": tool_id, "version": version, "severity": rule.severity,
-            "error_class": error_class, "origin": origin, "delta": rule.delta, "score": score, "tags_added": added,
-            "tags": tags, "circuit": fresh["circuit"], "scenario": scenario,
-        }
         for listener in list(self._listeners):
             listener()
         return record
+
+    def _local_verdict(self, health: Any, rule: Any) -> str | None:
+        """This process's circuit window's verdict on one more failure: why it opens the circuit, or None."""
+        with self._lock:
+            circuit = health.circuit
+            if not (rule.counts_for_circuit and circuit.state == CLOSED):
+                return None
+            reason = circuit.failed(self.cfg)
+            return "critical failure" if rule.trips_circuit else reason
+
+    def _write_failure(self, con: Any, f: _Failure, health: Any) -> tuple[dict[str, Any], Any]:
+        """In one transaction: the demotion (accelerated by recent failures), the new negative tags, the ledger
+        row, the circuit transition the store's state allows, and their events; (the record, the fresh row)."""
+        now = self.store.now()
+        rev = tables.bump_seq(con)
+        tables.ensure_health(con, f.tool_id, f.version, health.base, now)
+        recent = tables.demoting_failures_since(con, f.tool_id, f.version, now - self.acceleration_window)
+        rule = demotion(f.severity, f.error_class, health.source, recent + 1)
+        row = tables.health_row(con, f.tool_id, f.version)
+        score = demote(float(row["score"]), rule.delta)
+        old_tags = set(json.loads(row["tags"] or "[]"))
+        added = [t for t in negative_tags(f.scenario, f.tool_id, health.tool_tags) if t not in old_tags] if rule.may_tag else []
+        tags = sorted(old_tags | set(added))
+        failure_id = tables.add_failure(con, tables.FailureRow(
+            f.tool_id, f.version, f.scenario, f.error, rule.severity, f.error_class, f.origin, rule.delta, score, added,
+            self.runtime.session, self.runtime.pid), rev, now, tags)
+        opened = self._circuit_opens(row["circuit"], rule.counts_for_circuit, f.probe, f.open_reason, f.error_class)
+        if opened is not None:
+            tables.open_circuit(con, f.tool_id, f.version, opened, now, rev)
+        fresh = tables.health_row(con, f.tool_id, f.version)
+        events = [("tool.failure", {"failure_id": failure_id, "severity": rule.severity, "error_class": f.error_class,
+                                    "origin": f.origin, "scenario": f.scenario[:200], "error": f.error[-300:], "delta": rule.delta,
+                                    "score": round(score, 4), "tags_added": added})]
+        if opened is not None:
+            events.append(("circuit.opened", {"reason": opened}))
+        # in the same transaction: the ledger row and its events land together
+        self.runtime.events.emit_many_in(con, [PendingEvent(kind, f.tool_id, f.version, payload) for kind, payload in events],
+                                         now=now)
+        record = {"failure_id": failure_id, "tool_id": f.tool_id, "version": f.version, "severity": rule.severity,
+                  "error_class": f.error_class, "origin": f.origin, "delta": rule.delta, "score": score, "tags_added": added,
+                  "tags": tags, "circuit": fresh["circuit"], "scenario": f.scenario}
+        return record, fresh
 
     @staticmethod
     def _circuit_opens(shared_state: str, counts: bool, probe: bool, open_reason: str | None, error_class: str) -> str | None:
