@@ -376,3 +376,28 @@ async def test_at_120_columns_the_tools_list_keeps_ids_and_scores_whole() -> Non
         shown = table.visible_keys
         assert {"tool", "status", "version", "score"} <= set(shown), shown
         assert "translator_remote" in {str(r.key.value) for r in table.ordered_rows}
+
+
+async def test_buffer_bars_have_one_meaning_each_and_a_sink_error_is_held_until_a_success() -> None:
+    import dataclasses
+
+    from tests.tui_fixture import frame
+
+    snap = frame()
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.apply_snapshot(snap)
+        await pilot.pause()
+        table = app.query_one("#buffers-table", LiveTable)
+        assert {"fill", "pending", "dead", "retries"} <= set(table.visible_keys), table.visible_keys  # at 120 columns
+        assert str(table.value("usage_tracking", "capacity")).endswith("0.4%")  # 37 of max_pending 10,000
+        assert str(table.value("metrics", "capacity")) == "—"  # no cap: no capacity bar
+        assert "+1244 batches" in str(table.value("metrics", "fill"))  # the next batch is full, 1,244 more behind it
+        orders = next(b for b in snap.buffers if b["buffer_id"] == "orders")
+        failing = {**orders, "pass_through_tool": "orders_sink", "last_flush_error": "orders_sink: orders_sink: RuntimeError: refused"}
+        between = {**orders, "pass_through_tool": "orders_sink", "last_flush_error": None, "last_flush_result": "failed"}
+        ok = {**orders, "pass_through_tool": "orders_sink", "last_flush_error": None, "last_flush_result": "ok"}
+        for b, expect in ((failing, "RuntimeError: refused"), (between, "RuntimeError: refused"), (ok, "")):
+            app.apply_snapshot(dataclasses.replace(snap, buffers=[x if x["buffer_id"] != "orders" else b for x in snap.buffers]))
+            await pilot.pause()
+            assert str(table.value("orders", "note")) == expect

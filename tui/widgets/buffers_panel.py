@@ -21,12 +21,14 @@ from tui.style import bar, sparkline
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
+#: two bars, one meaning each: `next batch` is the items waiting against a batch's size (+N full batches behind
+#: it), `capacity` the pending items against `max_pending` (— with no cap). Dead letters and retries outlast rates.
 COLUMNS = [
-    Col("buffer", "buffer"), Col("fill · backlog", "fill"), Col("pending", "pending"),
-    Col("next", "next", drop=1), Col("last flush", "last", drop=1), Col("note", "note", flex=True, drop=1, min_width=10),
-    Col("batch", "batch", drop=2), Col("writes/s", "writes", drop=2), Col("flushes/s", "flushes", drop=2),
-    Col("dead", "dead", drop=2), Col("strategy", "strategy", drop=3), Col("cap", "cap", drop=4),
-    Col("retries", "retries", drop=4), Col("drops", "drops", drop=4),
+    Col("buffer", "buffer"), Col("next batch", "fill"), Col("pending", "pending"), Col("dead", "dead", drop=1),
+    Col("capacity", "capacity", drop=1), Col("retries", "retries", drop=2),
+    Col("next", "next", drop=2), Col("last flush", "last", drop=2), Col("note", "note", flex=True, drop=2, min_width=10),
+    Col("batch", "batch", drop=3), Col("writes/s", "writes", drop=3), Col("flushes/s", "flushes", drop=3),
+    Col("strategy", "strategy", drop=4), Col("drops", "drops", drop=4),
 ]
 BAR = 6
 
@@ -46,14 +48,19 @@ def percent(ratio: float) -> str:
     return f"{value:3.1f}%" if value < 9.95 else f"{value:3.0f}%"
 
 
+def capacity(b: dict[str, Any], colors: dict[str, str]) -> Text:
+    """Pending items against `max_pending` (what `when_full` acts on), or — when the buffer has no cap."""
+    if not b.get("max_pending"):
+        return Text("—", style="dim")
+    ratio = int(b["pending"]) / int(b["max_pending"])
+    text = bar(ratio, BAR, colors)
+    text.append(f" {percent(ratio):>4}")
+    return text
+
+
 def fill(b: dict[str, Any], colors: dict[str, str]) -> Text:
-    """The bar: pending / max_pending when set; else progress to the next size-triggered flush, plus the backlog."""
+    """Progress to the next size-triggered flush (the items waiting, not those in flight), plus the backlog."""
     pending, size = int(b["pending"]), max(1, int(b["max_size"]))
-    if b.get("max_pending"):
-        ratio = pending / int(b["max_pending"])
-        text = bar(ratio, BAR, colors)
-        text.append(f" {percent(ratio):>4}")
-        return text
     waiting = int(b.get("waiting", pending))
     ratio = min(1.0, waiting / size)
     text = bar(ratio, BAR, {**colors, "warn": colors["ok"], "error": colors["ok"]})
@@ -79,6 +86,13 @@ def rate(history: list[float], per_s: float, style: str) -> Text:
     return text
 
 
+def without_sink(error: str, sink: str | None) -> str:
+    """A sink's error without its name repeated in front (`flaky_sink: flaky_sink: RuntimeError: x` -> `RuntimeError: x`)."""
+    while sink and error.startswith(f"{sink}: "):
+        error = error[len(sink) + 2:]
+    return error
+
+
 class BuffersPanel(Panel):
     title = "Buffers"
     number = 2
@@ -102,7 +116,14 @@ class BuffersPanel(Panel):
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         now = time.time()
         self._status = {b["buffer_id"]: b for b in snapshot.buffers}
-        rows = [(b["buffer_id"], self._cells(b, colors, now)) for b in snapshot.buffers]
+        held = getattr(self, "_errors", {})
+        for b in snapshot.buffers:  # a sink's error stays in view until a flush succeeds, not for one cycle
+            if b.get("last_flush_error"):
+                held[b["buffer_id"]] = without_sink(str(b["last_flush_error"]), b.get("pass_through_tool"))
+            elif b.get("last_flush_result") == "ok":
+                held.pop(b["buffer_id"], None)
+        self._errors = held
+        rows = [(b["buffer_id"], self._cells(b, colors, now, held.get(b["buffer_id"]))) for b in snapshot.buffers]
         self.table.apply(rows)
         self.update_counts()
 
@@ -112,20 +133,21 @@ class BuffersPanel(Panel):
         self.border_subtitle = self.table.count_label("buffer") + (f" · {unflushed} not flushing" if unflushed else "")
 
     @staticmethod
-    def _cells(b: dict[str, Any], colors: dict[str, str], now: float) -> tuple:
+    def _cells(b: dict[str, Any], colors: dict[str, str], now: float, error: str | None = None) -> tuple:
         last = ""
         if b.get("last_flush_at"):
             result = b.get("last_flush_result") or ""
             mark = "✓" if result == "ok" else "✗"
             last = Text(f"{mark} {b.get('last_flush_count') or 0} {ago(b['last_flush_at'], now)}",
                         style=colors["ok"] if result == "ok" else colors["error"])
-        note = Text(b.get("warning") or (b.get("last_flush_error") or ""), style=colors["warn"] if b.get("warning") else colors["error"])
+        note = Text(b.get("warning") or error or "", style=colors["warn"] if b.get("warning") else colors["error"])
         strategy = b["flush_strategy"] + (f" {b['flush_interval_seconds']:g}s" if b["flush_strategy"] == "batched" else "")
         dead = Text(str(b.get("dead_letter_batches", 0)), style=colors["error"] if b.get("dead_letter_batches") else "")
-        return (b["buffer_id"], fill(b, colors), str(b["pending"]), _when(b.get("next_flush_at"), now), last, note,
-                str(b["max_size"]), rate(b.get("writes_history") or [], b["writes_per_s"], colors["accent"]),
-                rate(b.get("flushed_history") or [], b["flushed_per_s"], colors["ok"]), dead, strategy,
-                str(b.get("max_pending") or "—"), str(b.get("retries_total", 0)), str(b.get("dropped_total", 0)))
+        retries = Text(str(b.get("retries_total", 0)), style=colors["warn"] if b.get("retries_total") else "")
+        return (b["buffer_id"], fill(b, colors), str(b["pending"]), dead, capacity(b, colors), retries,
+                _when(b.get("next_flush_at"), now), last, note, str(b["max_size"]),
+                rate(b.get("writes_history") or [], b["writes_per_s"], colors["accent"]),
+                rate(b.get("flushed_history") or [], b["flushed_per_s"], colors["ok"]), strategy, str(b.get("dropped_total", 0)))
 
     def details(self, table: LiveTable, key: str) -> Details | None:
         b = getattr(self, "_status", {}).get(key)
