@@ -401,3 +401,42 @@ async def test_buffer_bars_have_one_meaning_each_and_a_sink_error_is_held_until_
             app.apply_snapshot(dataclasses.replace(snap, buffers=[x if x["buffer_id"] != "orders" else b for x in snap.buffers]))
             await pilot.pause()
             assert str(table.value("orders", "note")) == expect
+
+
+async def test_the_tool_screen_scrolls_to_its_charts_and_each_reads_right(tmp_path: Path) -> None:
+    from tests.helpers import python_tool
+    from tests.tui_helpers import screen_text
+    from tools.errors import ToolError
+    from tui.screens.tool_detail import ToolDetailScreen
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "half", "def run(d):\n    if d.get('fail'):\n        raise ValueError('asked')\n    return d\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            for i in range(6):
+                try:
+                    app.runtime.call("half", {"fail": i % 2 == 0})
+                except ToolError:
+                    pass
+            app.runtime.calls.flush()
+            app.open_tool("half")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), 20, "the tool screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: len(screen.query("#tool-charts > *")) == 2, 20, "two charts")
+            await pilot.pause(0.5)
+            body = screen.query_one("#tool-activity")
+            body.scroll_end(animate=False)
+            await pilot.pause(0.5)
+            assert body.max_scroll_y > 0 and body.scroll_y == body.max_scroll_y  # it scrolls, to the end
+            circuit = screen.query("#tool-charts > *").last()
+            assert circuit.region.bottom <= body.region.bottom  # the last chart whole in view, its time axis too
+            text = screen_text(app)
+            assert "share of calls failed, per minute" in text and "% failed" in text
+            assert "100" in text  # a share's axis runs 0-100, not 50-150
+            assert text.count("min before now") >= 1 and "open" in text and "closed" in text  # the circuit chart, whole
+            assert "per minute" in text and "s before now" not in text  # a per-minute chart's axis is in minutes
+            assert "-60" in text  # the last hour, to now
+    finally:
+        app.shutdown()

@@ -24,6 +24,12 @@ class Chart:
     ylabel: str = ""
     levels: tuple[str, ...] = ()
     marks: list[tuple[float, str]] = field(default_factory=list)  # (ts, label): events on the timeline
+    #: the y axis's range when the values have one (a share: 0-100); None fits the data, from 0
+    yrange: tuple[float, float] | None = None
+    #: the x axis's unit ("s" or "min"); "" picks it from the span
+    x_unit: str = ""
+    #: the window the chart covers, in seconds before now (its x axis runs over all of it); None: the data's span
+    window: float | None = None
 
 
 @dataclass

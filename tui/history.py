@@ -56,11 +56,12 @@ def tool_charts(runtime: Any, tool_id: str, version: str | None, window: float =
     """The failure rate per minute and the circuit's state over the last hour."""
     now = time.time()
     outcomes = call_outcomes(runtime.store, tool_id, version, now - window, 60.0)
-    rate = Chart(f"{tool_id}: failed calls per minute (% of calls)", [b + 30 for b, _, _ in outcomes],
-                 [("failed %", [100.0 * failed / calls if calls else 0.0 for _, calls, failed in outcomes])], ylabel="% failed")
+    rate = Chart(f"{tool_id}: share of calls failed, per minute", [min(b + 30, now) for b, _, _ in outcomes],
+                 [("failed %", [100.0 * failed / calls if calls else 0.0 for _, calls, failed in outcomes])], ylabel="% failed",
+                 yrange=(0.0, 100.0), x_unit="min", window=window)
     cooldown = float(runtime.settings.section("circuit").get("cooldown_seconds", 30))
     xs, states, marks = circuit_timeline(circuit_changes(runtime.store, tool_id, version, now - window), cooldown, now - window, now)
-    circuit = Chart(f"{tool_id}: circuit state", xs, [("circuit", states)], levels=LEVELS, marks=marks)
+    circuit = Chart(f"{tool_id}: circuit state", xs, [("circuit", states)], levels=LEVELS, marks=marks, x_unit="min", window=window)
     return [rate, circuit]
 
 

@@ -25,30 +25,44 @@ def chart_widget(chart: Chart, **kwargs: Any) -> Any:
     return ChartView(**kwargs)
 
 
+#: what a chart with no points in its window shows (every chart the same)
+EMPTY = "no data in this window"
+
+
 def draw(plt: Any, chart: Chart, now: float) -> None:
+    """Every chart alike: a title, the x axis in seconds or minutes before now (labelled), the y axis labelled
+    with its unit over a range that fits the data (from 0; a share 0-100), and one empty state."""
     plt.clear_figure()
-    span = (now - min(chart.x)) if chart.x else 60.0
-    unit, scale = ("min", 60.0) if span > 300 else ("s", 1.0)
+    span = chart.window or ((now - min(chart.x)) if chart.x else 60.0)
+    unit = chart.x_unit or ("min" if span > 300 else "s")
+    scale = 60.0 if unit == "min" else 1.0
     xs = [(t - now) / scale for t in chart.x]
     plt.title(chart.title)
     plt.xlabel(f"{unit} before now")
     if chart.ylabel:
         plt.ylabel(chart.ylabel)
-    if not xs:
-        plt.text("no data in this window", 0, 0)
+    values = [v for _, series in chart.series for v in series]
+    if not xs or not values:
+        plt.xlim(-span / scale, 0)
+        plt.ylim(*(chart.yrange or (0.0, 1.0)))
+        plt.text(EMPTY, -span / scale / 2, sum(chart.yrange or (0.0, 1.0)) / 2, alignment="center")
         return
-    for label, values in chart.series:
+    for label, series in chart.series:
         if chart.levels:
-            sx, sy = _steps(xs, values, 0.0)
+            sx, sy = _steps(xs, series, 0.0)
             plt.plot(sx, sy, label=label, marker="braille")
         else:
-            plt.plot(xs, values, label=label, marker="braille")
+            plt.plot(xs, series, label=label, marker="braille")
     if chart.levels:
         plt.yticks(list(range(len(chart.levels))), list(chart.levels))
         plt.ylim(-0.2, len(chart.levels) - 0.8)
+    elif chart.yrange is not None:
+        plt.ylim(*chart.yrange)
+    else:
+        plt.ylim(0, max(values) * 1.1 or 1.0)
     for ts, _label in chart.marks:
         plt.vline((ts - now) / scale)
-    plt.xlim(min(xs), 0)
+    plt.xlim(-span / scale if chart.window else min(xs), 0)
 
 
 def _steps(xs: list[float], ys: list[float], end: float) -> tuple[list[float], list[float]]:
