@@ -440,3 +440,16 @@ async def test_the_tool_screen_scrolls_to_its_charts_and_each_reads_right(tmp_pa
             assert "-60" in text  # the last hour, to now
     finally:
         app.shutdown()
+
+
+async def test_help_scrolls_with_j_and_k_at_80x24() -> None:
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        body = app.screen.query_one("#help-body")
+        assert body.max_scroll_y > 0  # more keys than rows
+        await pilot.press("j", "j", "j")
+        assert body.scroll_y == 3
+        await pilot.press("k")
+        assert body.scroll_y == 2
