@@ -453,3 +453,53 @@ async def test_help_scrolls_with_j_and_k_at_80x24() -> None:
         assert body.scroll_y == 3
         await pilot.press("k")
         assert body.scroll_y == 2
+
+
+async def test_every_text_colour_reads_at_4_5_to_1_in_both_themes_and_switching_back_restores_them() -> None:
+    """Reads the styles the panels rendered (the Tools table's cells, an Activity line) after each theme switch,
+    and checks each text colour's WCAG contrast on the theme's background, surface and panel colours."""
+    from rich.text import Text
+    from textual.color import Color
+
+    from state.events import Event
+    from tests.tui_fixture import frame
+    from tui.style import MIN_CONTRAST, contrast, theme_colors
+    from tui.widgets.activity import ActivityPanel, Line
+
+    def text_colours(app: TooldeckApp) -> set[str]:
+        table = app.query_one("#tools-table", LiveTable)
+        out: set[str] = set()
+        for row in table.ordered_rows:
+            for cell in table.get_row(row.key):
+                if isinstance(cell, Text):
+                    for span in [*cell.spans, None]:
+                        style = cell.style if span is None else span.style
+                        color = getattr(style, "color", None) if not isinstance(style, str) else None
+                        if isinstance(style, str) and style and style not in ("dim", "bold", "reverse"):
+                            out.add(style.replace("bold ", "").split(" on ")[0])
+                        elif color is not None and color.triplet is not None:
+                            out.add(color.triplet.hex)
+        feed = app.query_one("#activity-log")
+        for text, _ in list(feed.entries)[:20]:
+            for span in text.spans:
+                if isinstance(span.style, str) and span.style.startswith("#"):
+                    out.add(span.style)
+        return out
+
+    snap = frame()
+    snap.events.append(Event(99, snap.taken_at, 1, "s", "tool.failure", "csv_parser", "1.0.0", {"error": "boom"}))
+    app = TooldeckApp(live=False)
+    seen: dict[str, set[str]] = {}
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.apply_snapshot(snap)
+        activity = app.query_one(ActivityPanel)
+        activity.feed.add([(activity.format(e, theme_colors(app)), Line(e)) for e in snap.events])
+        for theme in ("textual-dark", "textual-light", "textual-dark"):
+            app.theme = theme
+            await pilot.pause()
+            colours = text_colours(app)
+            grounds = [Color.parse(app.theme_variables[k]) for k in ("background", "surface", "panel")]
+            low = {c: round(min(contrast(Color.parse(c), g) for g in grounds), 2) for c in colours}
+            assert colours and all(r >= MIN_CONTRAST for r in low.values()), (theme, low)
+            seen.setdefault(theme, colours)
+            assert colours == seen[theme]  # switching back gives the same colours, none of the other theme's left

@@ -120,6 +120,18 @@ class TooldeckApp(OperatorActions, App[int]):
         self.main.query_one("#tools-table").focus()
         self.call_after_refresh(self._after_first_paint)
         self._install_signal_handlers()
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._retheme())
+
+    def _retheme(self) -> None:
+        """A new theme: every panel shows what it shows now in the new theme's readable colours at once (Activity's
+        lines too), so no colour of the old theme stays behind on the new background."""
+        colors = theme_colors(self)
+        for panel in self.main.query(Panel):
+            if isinstance(panel, ActivityPanel):
+                panel.restyle(colors)
+            elif self.latest is not None:
+                panel.apply(self.latest, colors)
+                self._fingerprints[panel.id or ""] = (self.current_theme.name, panel.fingerprint(self.latest))
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM and SIGHUP (the terminal closed, `tmux kill-session`) quit like `q`: the screen is restored and
@@ -292,6 +304,7 @@ class TooldeckApp(OperatorActions, App[int]):
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Apply a whole snapshot to every panel at once (first frames, layout snapshots)."""
+        self.latest = snapshot
         colors = theme_colors(self)
         theme = self.current_theme.name
         with self.batch_update():

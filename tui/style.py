@@ -11,19 +11,57 @@ from tools.visible import has_hidden, visible
 BARS = "▁▂▃▄▅▆▇█"
 
 
+#: WCAG AA for text: every colour the panels write text in reaches this contrast on the theme's backgrounds
+MIN_CONTRAST = 4.5
+
+
+def luminance(color: Any) -> float:
+    """WCAG relative luminance of a textual Color."""
+    def channel(v: int) -> float:
+        c = v / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(color.r) + 0.7152 * channel(color.g) + 0.0722 * channel(color.b)
+
+
+def contrast(a: Any, b: Any) -> float:
+    """The WCAG contrast ratio of two textual Colors (1 to 21)."""
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def readable(value: str, backgrounds: list[str]) -> str:
+    """`value`, moved toward black on light backgrounds (toward white on dark ones) just far enough to reach
+    MIN_CONTRAST against every one of `backgrounds`: a theme's hue kept, its text legible."""
+    from textual.color import Color
+
+    color, grounds = Color.parse(value), [Color.parse(b) for b in backgrounds]
+    if all(contrast(color, g) >= MIN_CONTRAST for g in grounds):
+        return value
+    toward = Color(0, 0, 0) if sum(luminance(g) for g in grounds) / len(grounds) > 0.18 else Color(255, 255, 255)
+    for step in range(1, 21):
+        moved = color.blend(toward, step / 20)
+        if all(contrast(moved, g) >= MIN_CONTRAST for g in grounds):
+            return moved.hex
+    return toward.hex
+
+
 def theme_colors(app: Any) -> dict[str, str]:
-    """Colours for text, from the theme's `text-*` variables: readable on its background (light themes
-    darken them, so orange values stay legible on white)."""
+    """Colours for text, from the theme's `text-*` variables, each made readable (>= 4.5:1) on the theme's
+    background, surface and panel colours (textual-light's success and warning text fall to ~3:1 otherwise)."""
     theme = app.current_theme
     variables = app.theme_variables
-    return {
+    grounds = [v for v in (variables.get("background"), variables.get("surface"), variables.get("panel")) if v]
+    raw = {
         "ok": variables.get("text-success") or theme.success or "green",
         "error": variables.get("text-error") or theme.error or "red",
         "warn": variables.get("text-warning") or theme.warning or "yellow",
         "accent": variables.get("text-accent") or theme.accent or theme.primary,
         "primary": variables.get("text-primary") or theme.primary,
-        "muted": "dim",
     }
+    colors = {k: readable(v, grounds) if grounds else v for k, v in raw.items()}
+    colors["muted"] = "dim"
+    return colors
 
 
 def shown(value: Any, style: str = "", *, multiline: bool = True) -> Text:

@@ -138,6 +138,17 @@ class ActivityPanel(Panel):
         self.feed.add(self._lines(snapshot.events, colors))
         self._subtitle()
 
+    def restyle(self, colors: dict[str, str]) -> None:
+        """Format every held line again in `colors` (a theme change), keeping the filter and the cursor."""
+        feed = self.feed
+        restyled = []
+        for _text, line in feed.entries:
+            text = self.format(line.event, colors)
+            if line.repeats > 1:
+                text.append(f"  ×{line.repeats} ({line.items} items)", style=colors["accent"])
+            restyled.append((text, line))
+        feed.replace_all(restyled)
+
     def _subtitle(self) -> None:
         feed = self.feed
         shown = f"{len(feed.view)} of {len(feed.entries)} events" if feed.filter_text else f"{len(feed.entries)} events"

@@ -117,6 +117,15 @@ class Feed(ScrollView, can_focus=True):
         self.view.extend(entry for entry in older if self._matches(entry[0]))
         self._reframe()
 
+    def replace_all(self, entries: list[tuple[Text, Any]]) -> None:
+        """The same items (newest first) with new lines (restyled): the cursor and the view stay on their items."""
+        cursor_item = self.selected()
+        self.entries = deque(entries, maxlen=self.entries.maxlen)
+        self.view = [entry for entry in self.entries if self._matches(entry[0])]
+        self.cursor = next((i for i, (_, it) in enumerate(self.view) if it is cursor_item), 0)
+        self._strips.clear()
+        self.refresh()
+
     def oldest(self) -> Any:
         """The item of the oldest line held (filtered or not), or None."""
         return self.entries[-1][1] if self.entries else None

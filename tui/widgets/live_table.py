@@ -56,6 +56,13 @@ def one_line(value: Any, *, flex: bool = False) -> Text:
     return text
 
 
+def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Cells equal as shown: rich's Text compares text and spans but not its base style, so a cell that only
+    changed colour (a theme switch, a status turning red) would otherwise keep its old colour on screen."""
+    return len(a) == len(b) and all(
+        x == y and (not isinstance(x, Text) or (x.style == y.style and x.spans == y.spans)) for x, y in zip(a, b, strict=True))
+
+
 def _plain(value: Any) -> str:
     return value.plain if isinstance(value, Text) else str(value)
 
@@ -228,9 +235,9 @@ class LiveTable(DataTable):
             if old is None:
                 self.add_row(*self._display(cells), key=key)
                 changed = True
-            elif old != cells:
+            elif not same(old, cells):
                 for col, before, after in zip(keys, self._display(old), self._display(cells), strict=False):
-                    if before != after:
+                    if not same((before,), (after,)):
                         self.update_cell(key, col, after, update_width=False)
                 changed = True
             self._shown[key] = cells
