@@ -68,7 +68,8 @@ def check_results(results: dict[str, object]) -> None:
     assert results["mark"]["success"] is True and results["mark"]["tool_id"] == "csv_parser"
     assert results["resilient"]["result"] and results["resilient"]["tool_id"].startswith("translator")
     spec = results["spec"]
-    assert spec["sections"] and len(spec["summary"]) <= 10_000 and "Part 0" in spec["summary"]
+    assert len(json.dumps(spec, ensure_ascii=False)) <= 10_000 and "Part 0" in spec["summary"]  # the whole result in budget
+    assert spec["stats"]["sections"] > 0 and "include_sections" in spec["outline"]
     assert results["evolve"]["tool_id"] == "csv_parser" and results["evolve"]["status"] in ("awaiting_review", "failed_validation")
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.errors import ToolInputError
+from tools.errors import ToolError, ToolInputError
 from tools.spec.extract import (
     MAX_FILE_BYTES,
     extract_spec,
@@ -446,11 +446,13 @@ def spec_workspace(tmp_path: Path) -> Path:
 
 def test_tool_entry_reads_inside_the_workspace(spec_workspace: Path) -> None:
     runtime = types.SimpleNamespace(workspace=spec_workspace)
-    result = tool_entry(runtime, {"file_path": "specs/big_spec.md", "summarize": True, "max_length": 3000})
+    result = tool_entry(runtime, {"file_path": "specs/big_spec.md", "summarize": True, "max_length": 3000, "include_sections": True})
     assert set(result) >= {"sections", "summary", "stats", "parts", "warnings"}
     assert len(result["summary"]) <= 3000 and result["stats"]["source"] == "specs/big_spec.md"
-    absolute = tool_entry(runtime, {"file_path": str(spec_workspace / "specs/big_spec.md")})
+    absolute = tool_entry(runtime, {"file_path": str(spec_workspace / "specs/big_spec.md"), "include_sections": True})
     assert absolute["sections"] == result["sections"]
+    bounded = tool_entry(runtime, {"file_path": "specs/big_spec.md", "max_length": 3000})  # the whole result within budget
+    assert "sections" not in bounded and len(json.dumps(bounded, ensure_ascii=False)) <= 3000 and bounded["summary"]
     section = tool_entry(runtime, {"file_path": "specs/big_spec.md", "section": "object-3/constraints"})
     assert section["section_text"].startswith("### Constraints\n\nEach object is limited to at most 13")
 
@@ -470,6 +472,8 @@ def test_tool_entry_refuses_paths_outside_the_workspace(spec_workspace: Path) ->
     ({"file_path": "specs/big_spec.md", "max_length": 0}, "max_length must be a positive integer"),
     ({"file_path": "specs/big_spec.md", "max_length": "10"}, "max_length must be a positive integer"),
     ({"file_path": "specs/big_spec.md", "summarize": "yes"}, "summarize must be true or false"),
+    ({"file_path": "specs/big_spec.md", "max_length": 10}, "max_length must be at least 500 characters, got 10"),
+    ({"file_path": "specs/big_spec.md", "include_sections": 1}, "include_sections must be true or false"),
     ({"file_path": "specs/big_spec.md", "section": "nope"}, "unknown section 'nope'"),
     ({"file_path": "specs/missing.md"}, "specs/missing.md: no such file"),
     ({"file_path": "specs"}, "specs: is a directory"),
@@ -483,8 +487,10 @@ def test_builtin_tool_through_the_runtime(spec_workspace: Path, make_runtime: An
     runtime = make_runtime(spec_workspace)
     out = runtime.call("extract_spec_from_file",
                        json.dumps({"file_path": "specs/big_spec.md", "summarize": True, "max_length": 10000}))
-    assert set(out) >= {"sections", "summary", "stats"}
-    assert len(out["summary"]) <= 10_000 and out["stats"]["content_share"] >= 0.9
+    assert set(out) >= {"summary", "stats"} and "sections" not in out
+    assert len(json.dumps(out, ensure_ascii=False)) <= 10_000 and out["stats"]["content_share"] >= 0.9
+    with pytest.raises(ToolError, match=r"unknown field 'max_lenght' \(known: file_path, summarize, max_length"):
+        runtime.call("extract_spec_from_file", {"file_path": "specs/big_spec.md", "max_lenght": 500})
 
 
 def test_executable_runs_against_the_workspace(spec_workspace: Path) -> None:

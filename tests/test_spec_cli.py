@@ -39,6 +39,8 @@ def test_spec_bad_input_is_one_line(tmp_path: Path) -> None:
     bad = run("spec", str(doc), "--section", "nope-nope")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert run("spec", str(doc), "--max-length", "0").returncode == 2
+    small = run("spec", str(doc), "--max-length", "10")
+    assert small.returncode == 2 and "--max-length must be at least 500 characters" in small.stderr
 
 
 def test_spec_llm_without_a_model_falls_back_with_a_note(tmp_path: Path) -> None:

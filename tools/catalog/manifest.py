@@ -210,6 +210,10 @@ class Manifest(BaseModel):
             raise ValueError("prompt: required for type llm")
         if self.type == "mcp" and self.mcp is None:
             raise ValueError("mcp: type mcp needs mcp: {server, tool} (a server of [mcp.servers] in tooldeck.toml)")
+        schema = self.input_schema
+        if self.type == "builtin" and schema and schema.get("type") == "object" and "additionalProperties" not in schema:
+            # a builtin knows every field it reads: an unknown one (a typo) is refused, naming it, not ignored
+            object.__setattr__(self, "input_schema", {**schema, "additionalProperties": False})
         return self
 
     @property

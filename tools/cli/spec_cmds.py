@@ -35,6 +35,11 @@ def cmd_spec(args: argparse.Namespace) -> int:
             body = visible(body)  # the document's text, shown: --json gives the exact characters
             sys.stdout.write(body if body.endswith("\n") else body + "\n")
         return 0
+    from tools.errors import UsageError
+    from tools.spec.extract import MIN_MAX_LENGTH
+
+    if args.max_length < MIN_MAX_LENGTH:
+        raise UsageError(f"--max-length must be at least {MIN_MAX_LENGTH} characters, got {args.max_length}")
     result = extract_spec(text, max_length=args.max_length, source=args.file)
     result["warnings"] = warnings + [w for w in result.get("warnings", []) if w not in warnings]
     if args.llm:

@@ -42,8 +42,21 @@ def check_input(entry: ToolEntry, data: Any) -> Any:
         return validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise ToolInputError(
-            f"{entry.tool_id}: bad input: {_describe(exc)}", tool_id=entry.tool_id, version=entry.served_version
+            f"{entry.tool_id}: bad input: {_unknown_fields(entry, data, exc) or _describe(exc)}", tool_id=entry.tool_id,
+            version=entry.served_version,
         ) from exc
+
+
+def _unknown_fields(entry: ToolEntry, data: Any, exc: Any) -> str | None:
+    """`unknown field 'max_lenght' (known: file_path, max_length, ...)` for a field the schema does not allow."""
+    if getattr(exc, "rule", None) != "additionalProperties" or not isinstance(data, dict) or entry.manifest is None:
+        return None
+    known = list((entry.manifest.input_schema or {}).get("properties") or {})
+    unknown = sorted(str(k) for k in data if k not in known)
+    if not unknown:
+        return None
+    names = ", ".join(repr(k) for k in unknown)
+    return f"unknown field{'s' if len(unknown) > 1 else ''} {names} (known: {', '.join(known)})"
 
 
 def check_output(entry: ToolEntry, data: Any) -> None:

@@ -35,10 +35,11 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LENGTH = 10_000
+#: the smallest budget the tool and the CLI accept: below it no section can be represented
+MIN_MAX_LENGTH = 500
 MAX_FILE_BYTES = 20 * 1024 * 1024
 TOOL_ID = "extract_spec_from_file"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_KNOWN_INPUT = {"file_path", "summarize", "max_length", "section"}
 
 
 def read_spec_file(path: Path, *, display: str | None = None) -> tuple[str, list[str]]:
@@ -239,29 +240,61 @@ def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
 
 
 def tool_entry(runtime: RuntimeHost, data: dict[str, Any]) -> dict[str, Any]:
-    """The builtin tool: `{"file_path", "summarize", "max_length", "section"}` -> result dict."""
+    """The builtin tool: `{"file_path", "summarize", "max_length", "section", "include_sections"}` -> result dict.
+
+    The whole result, as JSON, stays within `max_length` characters (the summary is budgeted for what the
+    stats and warnings take) unless the caller asks for the outline (`include_sections`: every section's
+    metadata and the summary's parts) or for a section's text. Unknown fields are refused by the schema."""
     if not isinstance(data, dict):
         raise ToolInputError("input must be a JSON object", tool_id=TOOL_ID)
     path = resolve_in_workspace(runtime.workspace, data.get("file_path"))
     summarize = data.get("summarize", True)
-    if not isinstance(summarize, bool):
-        raise ToolInputError(f"summarize must be true or false, got {summarize!r}",
-                             tool_id=TOOL_ID)
+    include_sections = data.get("include_sections", False)
+    for field, value in (("summarize", summarize), ("include_sections", include_sections)):
+        if not isinstance(value, bool):
+            raise ToolInputError(f"{field} must be true or false, got {value!r}", tool_id=TOOL_ID)
     max_length = _check_max_length(data.get("max_length", DEFAULT_MAX_LENGTH))
+    if max_length < MIN_MAX_LENGTH:
+        raise ToolInputError(f"max_length must be at least {MIN_MAX_LENGTH} characters, got {max_length}", tool_id=TOOL_ID)
     wanted = data.get("section")
     if wanted is not None and (not isinstance(wanted, str) or not wanted.strip()):
         raise ToolInputError(f"section must be a non-empty string, got {wanted!r}",
                              tool_id=TOOL_ID)
     name = str(data["file_path"])
     text, warnings = read_spec_file(path, display=name)
-    unknown = sorted(set(data) - _KNOWN_INPUT)
-    if unknown:
-        warnings.append(f"ignored unknown input field(s): {', '.join(unknown)}")
     doc = parse_document(text, source=name)
     result = _result(doc, max_length=max_length, summarize=summarize, source=name,
                      warnings=warnings)
+    if not include_sections:
+        result = _within(doc, result, max_length, summarize=summarize, source=name, warnings=warnings)
     if wanted is not None:
         section = find_section(doc, wanted)
         result["section_id"] = section.id
         result["section_text"] = _section_body(doc, section)
     return result
+
+
+def _within(doc: Document, result: dict[str, Any], max_length: int, *, summarize: bool, source: str,
+            warnings: list[str]) -> dict[str, Any]:
+    """The result without the outline, its summary budgeted so that the JSON of the whole fits `max_length`."""
+    import json
+
+    def compact(r: dict[str, Any]) -> dict[str, Any]:
+        return {"summary": r["summary"], "stats": r["stats"], "warnings": r["warnings"],
+                "outline": "left out: pass include_sections for every section's metadata and the summary's parts"}
+
+    out = compact(result)
+    budget = max_length
+    for _ in range(4):
+        size = len(json.dumps(out, ensure_ascii=False))
+        if size <= max_length or not summarize:
+            return out
+        budget -= size - max_length + 16
+        if budget < 1:
+            break
+        out = compact(_result(doc, max_length=budget, summarize=summarize, source=source, warnings=warnings))
+        out["stats"]["max_length"] = max_length
+        out["stats"]["summary_budget"] = budget
+    out["summary"] = ""
+    out["warnings"] = [*out["warnings"], f"max_length {max_length} leaves no room for a summary beside the stats"]
+    return out
