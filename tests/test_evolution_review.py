@@ -347,3 +347,47 @@ def test_revalidate_replays_the_failures_recorded_since(workspace, make_runtime,
     reject(rt, p["id"], "not this one", "tester")
     with pytest.raises(UsageError, match="is rejected: only a proposal awaiting review or failed validation"):
         revalidate(rt, p["id"])
+
+
+def test_every_hint_tooldeck_prints_is_a_command_that_works(workspace, make_runtime, anthropic_server, capsys):
+    """The commands tooldeck suggests (after an evolution, in the review listing, in a buffer's warning, in the
+    spec summary's footer) are run as printed and succeed."""
+    import re
+    import shlex
+
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    ws = str(workspace)
+
+    def hints(text: str) -> list[str]:
+        return [h.strip().rstrip(".;") for h in re.findall(r"`?(tooldeck [^`;\n]+)`?", text)]
+
+    def run(hint: str) -> int:
+        argv = shlex.split(hint)[1:]
+        argv = [a.split("|")[0] for a in argv]  # `--scope global|SESSION` names a choice: take the first
+        return main(["-w", ws, *argv])
+
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    assert main(["-w", ws, "evolve", "greet", "Allow spaces", "--error", "letters only", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    printed = hints(summary["next"])
+    assert [h.split()[2] for h in printed] == ["show", "approve"], printed
+    for hint in printed:
+        assert run(hint) == 0, (hint, capsys.readouterr().err)
+    capsys.readouterr()
+
+    assert main(["-w", ws, "buffer", "write", "b", '{"n": 1}', "--strategy", "manual"]) == 0
+    capsys.readouterr()
+    assert main(["-w", ws, "--json", "buffer", "status", "b"]) == 0
+    warning = json.loads(capsys.readouterr().out)["warning"]
+    assert hints(warning) == ["tooldeck buffer flush b"], warning
+    assert run(hints(warning)[0]) == 0
+
+    spec = workspace / "specs" / "s.md"
+    spec.parent.mkdir()
+    spec.write_text("# Title\n\n## Part one\n\nThe server MUST answer.\n\n## Part two\n\nText.\n")
+    assert main(["-w", ws, "spec", str(spec)]) == 0
+    footer = [h.replace("ID", "part-one") for h in hints(capsys.readouterr().err)]  # the footer is on stderr
+    assert footer and all(run(h) == 0 for h in footer), footer

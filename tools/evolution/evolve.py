@@ -525,7 +525,7 @@ def tool_entry(runtime: RuntimeHost, data: Any) -> dict[str, Any]:
 def summarize(proposal: dict[str, Any]) -> dict[str, Any]:
     pid, sha = proposal["id"], proposal.get("diff_sha256")
     next_step = {
-        "awaiting_review": f"review it: tooldeck review show {pid}; approve: tooldeck review approve {pid} --diff {sha}",
+        "awaiting_review": f"review it: tooldeck review show {pid}; approve: tooldeck review approve {pid} --diff {sha} --scope global",
         "approved": f"approved for {proposal.get('scope')} and serving there",
         "failed_validation": f"validation failed; see tooldeck review show {pid}",
         "cancelled": "cancelled",
