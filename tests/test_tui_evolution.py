@@ -91,10 +91,10 @@ async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_w
             proposals.move_cursor(row=proposals.get_row_index("2"))
             await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == 2, what="detail of #2")
             proposals.focus()
-            await pilot.press("V")  # validate again (sandboxed, no model call) with the failures recorded since
             status = app.query_one("#status-line")
-            await wait_for(pilot, lambda: "#2 validated again: awaiting_review" in str(status.render()), timeout=60,
-                           what="validated again")
+            await pilot.press("V")  # validate again (sandboxed, no model call); a stale detail is read again first
+            await wait_for(pilot, lambda: "#2 validated again" in str(status.render()), timeout=90, what="validated again")
+            assert "#2 validated again: awaiting_review" in str(status.render())
             await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == 2
                            and panel.detail.get("status") == "awaiting_review", what="the detail after it")
             await pilot.press("r")

@@ -192,7 +192,7 @@ async def test_a_proposal_whose_status_changed_is_acted_on_as_it_is_now() -> Non
         panel.table.focus()
         await pilot.press("a")
         status = str(app.query_one("#status-line").render())
-        assert loads == [1] and "proposal #1 is now awaiting_review" in status, status
+        assert loads == [1] and "proposal #1 is now awaiting_review: reading it again before approve" in status, status
         assert "is validating" not in status
         panel.show_detail(new)
         panel.show_detail(old)  # the slow load of the old state answers last: dropped

@@ -253,6 +253,8 @@ class OperatorActions:
         self.post_message(ActionDone(what, result=result, then=then))
 
     def on_action_done(self, message: ActionDone) -> None:
+        if not self.screen_stack:  # an action that ended while the dashboard closes: nothing left to show it on
+            return
         result = message.result
         if message.error:
             self.set_status(f"{message.what}: {message.error}", error=True)

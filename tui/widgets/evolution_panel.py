@@ -156,6 +156,8 @@ class EvolutionPanel(Panel):
                 and float(shown.get("updated") or 0) > float(proposal.get("updated") or 0)):
             return
         self.detail = proposal
+        if getattr(self, "_pending", None) is not None:
+            self._run_pending()
         body = self.query_one("#proposal-detail", Static)
         diff = self.query_one(DiffView)
         if proposal is None:
@@ -202,23 +204,32 @@ class EvolutionPanel(Panel):
 
     # -- keys ----------------------------------------------------------------------
 
-    def _need(self, statuses: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    def _need(self, statuses: tuple[str, ...] | None = None, action: str = "") -> dict[str, Any] | None:
         """The selected proposal as it is now, if its status allows the action. A detail older than the list's
-        row (its status changed since it was read) is reloaded first: keys act on the current state."""
+        row (its status changed since it was read) is read again first, and `action` then runs on the fresh
+        detail: keys act on the current state, with no second press."""
         if self.detail is None:
             self.app.set_status("no proposal selected", error=True)
             return None
         summary = getattr(self, "_proposals", {}).get(str(self.detail.get("id")))
         if summary is not None and (summary.get("status") != self.detail.get("status")
                                     or float(summary.get("updated") or 0) > float(self.detail.get("updated") or 0)):
-            self.app.load_proposal(int(self.detail["id"]))
-            self.app.set_status(f"proposal #{self.detail['id']} is now {summary.get('status')}: its detail is reloading,"
-                                " press the key again", error=True)
+            pid = int(self.detail["id"])
+            self._pending = (pid, action) if action else None
+            self.app.load_proposal(pid)
+            self.app.set_status(f"proposal #{pid} is now {summary.get('status')}: reading it again"
+                                + (f" before {action.replace('_', ' ')}" if action else ""))
             return None
         if statuses and self.detail.get("status") not in statuses:
             self.app.set_status(f"proposal #{self.detail['id']} is {self.detail.get('status')}", error=True)
             return None
         return self.detail
+
+    def _run_pending(self) -> None:
+        """The action a stale detail deferred, now that its proposal has been read again."""
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None and self.detail is not None and int(self.detail.get("id") or 0) == pending[0]:
+            self.call_later(getattr(self, f"action_{pending[1]}"))
 
     def action_toggle_diff(self) -> None:
         mode = self.query_one(DiffView).toggle()
@@ -227,7 +238,7 @@ class EvolutionPanel(Panel):
     def action_approve(self) -> None:
         """Choose the scope: nothing is pre-selected (the dashboard's own session runs no workflow); the live sessions,
         the one whose calls of this tool failed last first, then global."""
-        proposal = self._need(("awaiting_review",))
+        proposal = self._need(("awaiting_review",), "approve")
         if proposal is None:
             return
         sha = proposal.get("current_diff_sha256") or ""
@@ -257,7 +268,7 @@ class EvolutionPanel(Panel):
 
     def action_revalidate(self) -> None:
         """Validate the candidate again (sandboxed) with the failures and calls recorded since it was validated."""
-        proposal = self._need(("awaiting_review", "failed_validation"))
+        proposal = self._need(("awaiting_review", "failed_validation"), "revalidate")
         if proposal is None:
             return
         from tools.evolution import revalidate
@@ -266,7 +277,7 @@ class EvolutionPanel(Panel):
         self.app.run_blocking(f"revalidate #{proposal['id']}", lambda rt: _validated_again(revalidate(rt, proposal["id"])))
 
     def action_reject(self) -> None:
-        proposal = self._need(("awaiting_review", "failed_validation"))
+        proposal = self._need(("awaiting_review", "failed_validation"), "reject")
         if proposal is None:
             return
         from tui.screens.dialogs import PromptScreen
@@ -285,7 +296,7 @@ class EvolutionPanel(Panel):
                                           check=lambda v: None if v["reason"].strip() else "a reason is required"), done)
 
     def action_rollback(self) -> None:
-        proposal = self._need(("approved",))
+        proposal = self._need(("approved",), "rollback")
         if proposal is None:
             return
         tool, to_version, scope = proposal["tool_id"], proposal.get("parent_version"), proposal.get("scope") or "global"
@@ -299,7 +310,7 @@ class EvolutionPanel(Panel):
                                                             lambda rt: rollback(rt, tool, to_version, scope, _reviewer())))
 
     def action_cancel_evolution(self) -> None:
-        proposal = self._need(("generating", "validating"))
+        proposal = self._need(("generating", "validating"), "cancel_evolution")
         if proposal is None:
             return
         from tools.evolution import cancel
