@@ -89,7 +89,12 @@ async def test_light_theme_restyles_the_diff_and_keeps_values_legible() -> None:
         assert backgrounds != {str(seg.style.bgcolor) for seg in dark_line if seg.style and seg.style.bgcolor}
         assert diff._highlighter is not None and diff._highlighter._theme is not None
         colors = theme_colors(app)
-        assert colors["warn"].lower() == app.theme_variables["text-warning"].lower() != app.current_theme.warning.lower()
+        from textual.color import Color
+
+        from tui.style import MIN_CONTRAST, contrast
+
+        assert colors["warn"].lower() != app.current_theme.warning.lower()  # the theme's text colour, made readable
+        assert contrast(Color.parse(colors["warn"]), Color.parse(app.theme_variables["background"])) >= MIN_CONTRAST
 
 
 async def test_tool_call_says_which_version_answered_and_one_tool_count(workspace: Path) -> None:

@@ -36,7 +36,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
             sys.stdout.write(body if body.endswith("\n") else body + "\n")
         return 0
     from tools.errors import UsageError
-    from tools.spec.extract import MIN_MAX_LENGTH
+    from tools.spec import MIN_MAX_LENGTH
 
     if args.max_length < MIN_MAX_LENGTH:
         raise UsageError(f"--max-length must be at least {MIN_MAX_LENGTH} characters, got {args.max_length}")

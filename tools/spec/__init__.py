@@ -5,6 +5,7 @@ abstractive one through the configured model, `extract` is the builtin tool.
 """
 
 from tools.spec.extract import (
+    MIN_MAX_LENGTH,
     extract_spec,
     extract_spec_from_file,
     files_within,
@@ -14,5 +15,5 @@ from tools.spec.extract import (
 )
 from tools.spec.llm_summary import abstractive_summary
 
-__all__ = ["abstractive_summary", "extract_spec", "extract_spec_from_file", "files_within", "read_spec_file", "resolve_in_workspace",
-           "section_text"]
+__all__ = ["MIN_MAX_LENGTH", "abstractive_summary", "extract_spec", "extract_spec_from_file", "files_within", "read_spec_file",
+           "resolve_in_workspace", "section_text"]
