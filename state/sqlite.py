@@ -234,6 +234,20 @@ class SqliteStore(Store):
             self.rollback(con)
             raise
 
+    def write_blocked(self) -> bool:
+        """Try for the write lock (BEGIN IMMEDIATE, a few ms of busy wait) and give it back at once."""
+        con = self.conn()
+        if con.in_transaction:
+            return False
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                return True
+            raise self.wrap(exc) from exc
+        con.execute("ROLLBACK")
+        return False
+
     def file_problem(self) -> str | None:
         """Whether the database file is still the one this store opened: deleted, or replaced (another inode)."""
         if self._identity is None:

@@ -165,6 +165,11 @@ class Store(ABC):
     def checkpoint(self) -> None:  # noqa: B027 - most backends need none
         """Housekeeping the backend needs now and then (SQLite: a WAL checkpoint)."""
 
+    def write_blocked(self) -> bool:
+        """Whether another process holds the state's write lock now (a write would wait): a probe that writes
+        nothing. A server-backed store has no such lock: False (its outages raise instead)."""
+        return False
+
     def file_problem(self) -> str | None:
         """Why the state this store reads may no longer be the workspace's (a file-backed database deleted or
         replaced under the process), or None. A server-backed store has no file: None."""

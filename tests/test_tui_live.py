@@ -503,3 +503,33 @@ async def test_every_text_colour_reads_at_4_5_to_1_in_both_themes_and_switching_
             assert colours and all(r >= MIN_CONTRAST for r in low.values()), (theme, low)
             seen.setdefault(theme, colours)
             assert colours == seen[theme]  # switching back gives the same colours, none of the other theme's left
+
+
+async def test_a_database_locked_by_another_process_is_said_at_once_with_its_age(tmp_path: Path) -> None:
+    import time
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    holder = None
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            await wait_for(pilot, lambda: app.latest is not None, 20, "a snapshot")
+            db = ws / ".tooldeck" / "tooldeck.db"
+            holder = subprocess.Popen([sys.executable, "-c", (
+                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+                " c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(float(sys.argv[2]))"), str(db), "6"],
+                stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            held = time.monotonic()
+            await wait_for(pilot, lambda: app.sub_title.startswith("STATE LOCKED"), 10, "the lock in the header")
+            print(f"the lock was in the header {time.monotonic() - held:.2f} s after it was taken")
+            assert "another process holds the write lock" in app.sub_title
+            await wait_for(pilot, lambda: not app.sub_title.startswith("STATE LOCKED"), 20, "the header after the release")
+            assert "write lock is free again after" in str(app.query_one("#status-line").render())
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait(10)
+        app.shutdown()

@@ -94,6 +94,7 @@ class TooldeckApp(OperatorActions, App[int]):
         self.signalled: int | None = None
         self._event_loop: Any = None
         self.compact = False
+        self._locked_since: float | None = None  # when another process was first seen holding the write lock
         self._badges: dict[int, int] = {}  # panel number -> what needs attention there (the tabs' badges)
 
     # -- layout --------------------------------------------------------------------
@@ -281,6 +282,12 @@ class TooldeckApp(OperatorActions, App[int]):
     def _show_title(self, snapshot: Snapshot) -> None:
         self._show_banner(snapshot.stale)
         title = snapshot.summary
+        if snapshot.write_blocked:  # said at once, with its age, as a PostgreSQL outage is
+            self._locked_since = self._locked_since or time.time()
+            title = f"STATE LOCKED {time.time() - self._locked_since:.0f} s: another process holds the write lock · " + title
+        elif self._locked_since is not None:
+            self.set_status(f"the state's write lock is free again after {time.time() - self._locked_since:.0f} s")
+            self._locked_since = None
         if snapshot.stale:
             title = "STALE: DATABASE " + ("DELETED" if "deleted" in snapshot.stale else "REPLACED") + " · " + title
         elif self._store_error:

@@ -54,6 +54,8 @@ class Snapshot:
     backend: dict[str, Any] = field(default_factory=dict)
     #: why the data shown may not be the workspace's state any more (its database file deleted or replaced)
     stale: str | None = None
+    #: another process holds the state's write lock (SQLite): writes wait, reads go on
+    write_blocked: bool = False
 
 
 def tool_counts(rows: list[ToolRow]) -> dict[str, int]:
@@ -103,6 +105,10 @@ def summary_line(rows: list[ToolRow], finished: bool) -> str:
     return f"Ready: {counts['ready']} of {counts['total']} tools{errors}" if counts["error"] else f"Ready: {counts['total']} tools"
 
 
+#: how often the poller checks whether another process holds the database's write lock
+LOCK_PROBE_SECONDS = 0.5
+
+
 class Collector:
     """Builds snapshots; slow parts (call statistics) refresh at a lower rate."""
 
@@ -124,6 +130,8 @@ class Collector:
         self.last_event_id = 0
         self._stats: dict[tuple[str, str], CallStats] = {}
         self._stats_at = 0.0
+        self._lock_probed_at = 0.0
+        self._write_blocked = self._blocked_once = False
         self._slow: dict[str, Any] = {}
         self._slow_at = 0.0
         self._runs: deque[dict[str, Any]] = deque(maxlen=self.RESILIENT_KEPT)
@@ -144,6 +152,11 @@ class Collector:
             return snap
         snap.backend = rt.store.describe()
         snap.stale = rt.store.file_problem()
+        if now - self._lock_probed_at >= LOCK_PROBE_SECONDS:  # a write-lock probe, at most twice a second
+            self._lock_probed_at = now
+            blocked = rt.store.write_blocked()  # twice in a row: a writer's few milliseconds are not an outage
+            self._write_blocked, self._blocked_once = blocked and self._blocked_once, blocked
+        snap.write_blocked = self._write_blocked
         if now - self._stats_at > self.stats_every:
             from state.calls import tool_stats
 
