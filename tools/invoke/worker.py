@@ -77,7 +77,7 @@ class Worker:
         widen_pipe(self._fd)
         self._reader = LineReader(self._fd)
         self._next_id = 1
-        self._killed = False
+        self.killed = False  # by its call (timeout, cap, cancel) or the pool: never handed out again
         self.idle_since = time.monotonic()  # when it last finished a call (the pool retires idle extras)
         #: stderr: a bounded tail for error messages, and a per-call byte count against the cap
         self._err_lock = threading.Lock()
@@ -221,9 +221,9 @@ class Worker:
     def kill(self) -> None:
         """Kill the process group and let go of the pipes; once (a second kill could signal a
         group whose number was reused)."""
-        if self._killed:
+        if self.killed:
             return
-        self._killed = True
+        self.killed = True
         kill_group(self.proc)
         try:
             self.proc.wait(timeout=5)
@@ -292,6 +292,7 @@ class WorkerPool:
         self.idle_seconds = idle_seconds
         self._groups: dict[tuple[str, str, str], _Workers] = {}
         self._cond = threading.Condition()
+        self._waiting = 0  # calls waiting for a worker (nothing to notify without them)
         self._closed = False
         self._closing = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -338,7 +339,11 @@ class WorkerPool:
                     if group.size < limit:
                         group.starting += 1
                         break
-                    self._cond.wait(WAIT_SLICE)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(WAIT_SLICE)
+                    finally:
+                        self._waiting -= 1
                     check_cancelled(scope, entry.tool_id, entry.served_version)
         finally:
             for worker in stale:
@@ -348,7 +353,8 @@ class WorkerPool:
         except BaseException:
             with self._cond:
                 group.starting -= 1
-                self._cond.notify()  # a waiter may start one in its place
+                if self._waiting:
+                    self._cond.notify()  # a waiter may start one in its place
             raise
         with self._cond:
             group.starting -= 1
@@ -365,13 +371,17 @@ class WorkerPool:
     def _release(self, group: _Workers, worker: Worker) -> None:
         """Give a worker back after its call: idle again if it lives and its tool did not reload,
         otherwise stopped; either way one waiting call is woken."""
+        # no poll(): a worker its call killed or saw die was waited for (its returncode is set); one
+        # that dies while idle is noticed when it is taken
+        keep = worker.proc.returncode is None and not worker.killed
         with self._cond:
             group.busy.discard(worker)
-            keep = worker.alive and not group.retired and not self._closed
+            keep = keep and not group.retired and not self._closed
             if keep:
                 worker.idle_since = time.monotonic()
                 group.idle.append(worker)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
         if not keep:
             worker.stop()
 
