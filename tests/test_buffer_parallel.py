@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.buffer_helpers import prepare_workspace, sink_items, wait_for
-from tests.helpers import exec_tool
+import pytest
+
+from tests.buffer_helpers import SINK_CODE, prepare_workspace, sink_items, wait_for
+from tests.helpers import exec_tool, python_tool
 from tools.buffers.engine import BufferEngine, engine_for
 
 #: An executable pass-through (a process per call, so calls can overlap) that logs "start <batch>" to
@@ -23,6 +25,25 @@ while not (ws / "release").exists():
     time.sleep(0.02)
 log("end")
 print(json.dumps({"stored": batch}))
+'''
+
+#: One python sink for every buffer (warm workers, not a process per call): the batches of buffer `hung` hang
+#: as HANG_SINK's do, logged to hang.log the same way; the others are stored as `sink` stores them.
+SHARED_SINK = SINK_CODE + '''
+
+def shared(data):
+    ws = Path(os.environ["TOOLDECK_WORKSPACE"])
+    batch = data["buffer_metadata"]["batch_id"]
+    if data["buffer_metadata"]["buffer_id"] != "hung":
+        return store(data)
+    def log(word):
+        with open(ws / "hang.log", "a") as f:
+            f.write(f"{word} {batch} {time.time()}\\n")
+    log("start")
+    while not (ws / "release").exists():
+        time.sleep(0.02)
+    log("end")
+    return {"stored": batch}
 '''
 
 
@@ -45,16 +66,22 @@ def status(engine: BufferEngine, buffer_id: str):
 def prepare(workspace: Path, buffers: str = "") -> Path:
     ws = prepare_workspace(workspace, buffers=buffers)
     exec_tool(ws / "tools", "hang_sink", HANG_SINK, timeout=120)
+    python_tool(ws / "tools", "shared_sink", SHARED_SINK, func="shared", timeout=120)
     return ws
 
 
-def test_a_hung_sink_does_not_hold_up_other_buffers(workspace: Path, make_runtime) -> None:
+@pytest.mark.parametrize(("hung_sink", "quick_sink"), [("hang_sink", "sink"), ("shared_sink", "shared_sink")],
+                         ids=["own-sinks", "shared-python-sink"])
+def test_a_hung_sink_does_not_hold_up_other_buffers(workspace: Path, make_runtime, hung_sink: str,
+                                                    quick_sink: str) -> None:
+    """Shared: one worker per python tool held buffer B's deliveries behind A's hung call (p99 0.5 s -> 30 s)."""
     ws = prepare(workspace)
     engine = engine_for(make_runtime(ws))
     try:
-        engine.write_many("hung", list(range(10)), max_size=5, flush_interval_seconds=60, pass_through_tool="hang_sink")
+        engine.write_many("hung", list(range(10)), max_size=5, flush_interval_seconds=60, pass_through_tool=hung_sink)
         wait_for(lambda: starts(ws), timeout=30)  # buffer A's first batch is in its sink, which hangs
-        engine.write_many("quick", ["a", "b", "c"], max_size=100, flush_interval_seconds=0.2, pass_through_tool="sink")
+        engine.write_many("quick", ["a", "b", "c"], max_size=100, flush_interval_seconds=0.2,
+                          pass_through_tool=quick_sink)
         wait_for(lambda: sink_items(ws, "quick") == ["a", "b", "c"], timeout=30)  # buffer B is delivered meanwhile
         engine.write_many("quick", ["d"])
         wait_for(lambda: sink_items(ws, "quick") == ["a", "b", "c", "d"], timeout=30)

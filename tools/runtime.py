@@ -493,9 +493,10 @@ class Runtime:
 
             return resolve_builtin(entry)(self, data)
         if kind == "python":
-            from tools.invoke import output_cap
+            from tools.invoke import output_cap, worker_limit
 
-            return self.workers.call(entry, data, timeout, output_cap(entry, self.settings))
+            settings = self.settings
+            return self.workers.call(entry, data, timeout, output_cap(entry, settings), worker_limit(entry, settings))
         if kind == "executable":
             from tools.invoke import output_cap, run_executable
 

@@ -81,6 +81,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_queued_records": 10_000,  # call records held while the store refuses writes; then the oldest are dropped
         "default_timeout_seconds": 30,
         "max_output_bytes": 16 << 20,  # per call and stream (stdout, stderr, a worker's reply); a tool past it is killed
+        "max_workers_per_tool": 4,  # warm workers a python tool may grow to while every one is busy (manifest: executable.max_workers)
     },
     "mcp": {
         # [mcp.serve]: what `tooldeck mcp serve` offers MCP clients (tools/mcp/config.py checks it)
@@ -122,6 +123,15 @@ class Settings:
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
         return self.section(section).get(key, default)
+
+    def positive_int(self, section: str, key: str, unit: str = "") -> int:
+        """A setting that counts something (bytes, workers): its value, or a UsageError naming the
+        file and the key, so a typo stops the call that reads it instead of running with a guess."""
+        value = self.get(section, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise UsageError(f"{self.path or 'tooldeck.toml'}: [{section}] {key} must be a positive integer"
+                             f"{f' ({unit})' if unit else ''}, got {value!r}")
+        return value
 
 
 def load_settings(workspace: Path) -> Settings:

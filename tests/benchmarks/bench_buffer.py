@@ -299,6 +299,13 @@ def _secs(value: float | None) -> str:
 # -- one buffer's sink hangs while another delivers ------------------------------------------------------
 
 HANG_CODE = "import time\n\ndef store(data):\n    time.sleep(3600)\n"
+#: one python sink for both buffers: A's batches hang, B's are stored (one worker per tool held B behind A)
+SHARED_HANG_CODE = SINK_CODE + (
+    "\n\ndef shared(data):\n"
+    "    if data['buffer_metadata']['buffer_id'] == 'a':\n"
+    "        time.sleep(3600)\n"
+    "    return store(data)\n"
+)
 
 
 def hung(tmp: Path, quick: bool) -> None:
@@ -306,17 +313,20 @@ def hung(tmp: Path, quick: bool) -> None:
     print(f"one hung sink: buffer B (flush_interval_seconds {interval:g}) written {rate:.0f}/s for {seconds:.0f} s, "
           "delivered by a serving runtime", flush=True)
     p99s = {}
-    for name in ("alone", "A hung"):
-        ws = tmp / f"hung-{name.replace(' ', '-')}" / "ws"
+    for name in ("alone", "A hung", "A hung, shared sink"):
+        ws = tmp / f"hung-{name.replace(' ', '-').replace(',', '')}" / "ws"
         python_tool(ws / "tools", "sink", SINK_CODE, func="store", timeout=20)
         python_tool(ws / "tools", "hang_sink", HANG_CODE, func="store")  # the default 30 s call timeout
+        python_tool(ws / "tools", "shared_sink", SHARED_HANG_CODE, func="shared")
+        shared = name.endswith("shared sink")
+        a_sink, b_sink = ("shared_sink", "shared_sink") if shared else ("hang_sink", "sink")
         runtime = Runtime(ws, serve=True)
         try:
             engine = engine_for(runtime)
             runtime.wait_ready(60)
-            engine.configure("b", max_size=100_000, flush_interval_seconds=interval, pass_through_tool="sink")
-            if name == "A hung":
-                engine.configure("a", max_size=10, pass_through_tool="hang_sink")
+            engine.configure("b", max_size=100_000, flush_interval_seconds=interval, pass_through_tool=b_sink)
+            if name != "alone":
+                engine.configure("a", max_size=10, pass_through_tool=a_sink)
             t0 = time.time()
             i = 0
             while time.time() - t0 < seconds:
@@ -324,7 +334,7 @@ def hung(tmp: Path, quick: bool) -> None:
                 if due > time.time():
                     time.sleep(due - time.time())
                 engine.write("b", {"n": i, "ts": time.time()})
-                if name == "A hung":
+                if name != "alone":
                     engine.write("a", {"n": i})
                 i += 1
             deadline = time.time() + 60
@@ -334,7 +344,7 @@ def hung(tmp: Path, quick: bool) -> None:
             missing = i - len(latencies)
             p99s[name] = percentile(latencies, 0.99) if latencies else float("inf")
             note = f"{len(latencies):,} of {i:,} delivered"
-            if name == "A hung":
+            if name != "alone":
                 inflight = engine.status("a")[0]
                 note += f"; A: {inflight.pending} pending, {inflight.flushed_total} delivered"
             line(f"  B write-to-delivered p50 / p99, {name}",
@@ -343,8 +353,9 @@ def hung(tmp: Path, quick: bool) -> None:
         finally:
             runtime.close(timeout=5.0)
     limit = interval + 1.0
-    line("  B p99 while A's sink hangs (limit interval + 1 s)", f"{p99s['A hung']:.2f} s",
-         f"{p99s['A hung'] / p99s['alone']:.2f}x alone; {verdict(p99s['A hung'] < limit)}")
+    for name in ("A hung", "A hung, shared sink"):
+        line(f"  B p99, {name} (limit interval + 1 s)",
+             f"{p99s[name]:.2f} s", f"{p99s[name] / p99s['alone']:.2f}x alone; {verdict(p99s[name] < limit)}")
 
 
 def main() -> None:

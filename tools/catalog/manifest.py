@@ -28,6 +28,8 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_MANIFEST_NODES = 100_000
 #: the most a manifest may raise its own output cap to
 MAX_OUTPUT_BYTES_CEILING = 1 << 30
+#: the most warm workers a python tool may ask for (each is a process holding the tool's imports)
+MAX_WORKERS_CEILING = 64
 
 _FLAT_TYPES = {
     "str": "string", "string": "string", "text": "string",
@@ -49,6 +51,9 @@ class ExecutableSpec(BaseModel):
     memory_limit_mb: int | None = Field(default=None, gt=0)
     #: per call and stream; unset: `[calls] max_output_bytes` of tooldeck.toml (16 MiB by default)
     max_output_bytes: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_BYTES_CEILING)
+    #: a python tool's warm workers at most (1: a tool with module-level state, its calls one at a
+    #: time); unset: `[calls] max_workers_per_tool` of tooldeck.toml (4 by default)
+    max_workers: int | None = Field(default=None, gt=0, le=MAX_WORKERS_CEILING)
     working_dir: str | None = None
     environment: dict[str, str] = Field(default_factory=dict)
 
@@ -204,6 +209,9 @@ class Manifest(BaseModel):
                 raise ValueError("entry: type python needs entry 'file.py:function'")
             if ".." in Path(self.entry.split(":", 1)[0]).parts or self.entry.startswith("/"):
                 raise ValueError("entry: the file must be inside the tool's folder")
+        if self.type != "python" and self.executable is not None and self.executable.max_workers is not None:
+            raise ValueError("executable.max_workers: only a python tool has warm workers (an executable runs a"
+                             " process per call)")
         if self.type == "builtin" and (not self.entry or ":" not in self.entry):
             raise ValueError("entry: type builtin needs entry 'module:function'")
         if self.type == "llm" and not self.prompt:
@@ -237,7 +245,7 @@ def _one_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     loc = _loc(first)
-    if msg.split(":", 1)[0] in {"executable.command", "entry", "prompt", "mcp"}:
+    if msg.split(":", 1)[0] in {"executable.command", "executable.max_workers", "entry", "prompt", "mcp"}:
         loc, msg = msg.split(":", 1)[0], msg.split(":", 1)[1].strip()
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     got = first.get("input")

@@ -18,10 +18,10 @@ from tools.invoke.llm_tool import run_llm_tool
 from tools.invoke.mcp_tool import run_mcp_tool
 from tools.invoke.spawn import Children, Launcher, Limits, child_argv, kill_group, launcher, spawn
 from tools.invoke.validation import check_input, check_output
-from tools.invoke.worker import WorkerPool
+from tools.invoke.worker import WorkerPool, worker_limit
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "tokens_used_today",
            "default_output_cap", "WRITE_TOOL", "CallScope", "Children", "Launcher", "Limits", "LineReader",
            "OutputTooLarge", "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate",
            "current_scope", "get_provider", "kill_group", "killable", "launcher", "output_cap", "record_usage",
-           "resolve_builtin", "run_executable", "run_llm_tool", "run_mcp_tool", "spawn"]
+           "resolve_builtin", "run_executable", "run_llm_tool", "run_mcp_tool", "spawn", "worker_limit"]

@@ -24,7 +24,6 @@ from tools.errors import (
     ToolOutputTooLargeError,
     ToolTimeoutError,
     ToolUnavailableError,
-    UsageError,
 )
 from tools.ids import inside
 from tools.invoke.cancel import check_cancelled, current_scope, killable
@@ -90,11 +89,7 @@ def output_cap(entry: ToolEntry, settings: Settings) -> int:
 
 def default_output_cap(settings: Settings) -> int:
     """`[calls] max_output_bytes` of tooldeck.toml, checked: the cap of every tool that sets none of its own."""
-    value = settings.get("calls", "max_output_bytes", DEFAULT_MAX_OUTPUT)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UsageError(f"{settings.path or 'tooldeck.toml'}: [calls] max_output_bytes must be a positive integer"
-                         f" (bytes), got {value!r}")
-    return value
+    return settings.positive_int("calls", "max_output_bytes", "bytes")
 
 
 def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: float, children: Children | None = None,

@@ -1,5 +1,9 @@
 """Warm worker processes for `python` tools: started on first use, restarted if they die,
 recycled when the tool reloads. A crash inside a tool fails that call, not the runtime.
+
+Each (tool, version, files) gets a small pool: one warm worker, and more only while every one
+is busy, up to the tool's limit (`executable.max_workers`, else `[calls] max_workers_per_tool`),
+so a hung call holds its own worker and not the tool. Extra workers idle for a while are retired.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ from tools.invoke.capture import CHUNK, LineReader, OutputTooLarge, widen_pipe
 from tools.invoke.executable import DEFAULT_MAX_OUTPUT, stderr_tail
 from tools.invoke.spawn import Children, kill_group, spawn
 from tools.secrets import clean_env
+from tools.settings import Settings
 
 WORKER_MAIN = Path(__file__).with_name("worker_main.py")
 START_TIMEOUT = 15.0
 STDERR_KEEP = 16 << 10
+#: `[calls] max_workers_per_tool` unless tooldeck.toml says otherwise
+DEFAULT_MAX_WORKERS = 4
+#: an extra worker (beyond a tool's first) idle this long is stopped
+IDLE_RETIRE_SECONDS = 60.0
+#: how often a call waiting for a free worker looks at its cancellation
+WAIT_SLICE = 0.25
 
 
 class Worker:
@@ -66,7 +77,8 @@ class Worker:
         widen_pipe(self._fd)
         self._reader = LineReader(self._fd)
         self._next_id = 1
-        self.lock = threading.Lock()
+        self.killed = False  # by its call (timeout, cap, cancel) or the pool: never handed out again
+        self.idle_since = time.monotonic()  # when it last finished a call (the pool retires idle extras)
         #: stderr: a bounded tail for error messages, and a per-call byte count against the cap
         self._err_lock = threading.Lock()
         self._err_tail = bytearray()
@@ -125,7 +137,8 @@ class Worker:
         return None if line is None else json.loads(line)
 
     def call(self, data: Any, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> Any:
-        """Send one request and wait for its reply; the caller holds `self.lock`.
+        """Send one request and wait for its reply; the caller has the worker to itself (the pool
+        hands a worker to one call at a time).
 
         The reply line and the stderr written during the call are each capped at `max_output`
         bytes; past it the worker is killed (it restarts on the next call)."""
@@ -206,6 +219,11 @@ class Worker:
         )
 
     def kill(self) -> None:
+        """Kill the process group and let go of the pipes; once (a second kill could signal a
+        group whose number was reused)."""
+        if self.killed:
+            return
+        self.killed = True
         kill_group(self.proc)
         try:
             self.proc.wait(timeout=5)
@@ -231,78 +249,202 @@ class Worker:
         self.kill()
 
 
-class WorkerPool:
-    """At most one warm worker per (tool, version) path; thread-safe."""
+def worker_limit(entry: ToolEntry, settings: Settings) -> int:
+    """How many warm workers a python tool may have: the manifest's `executable.max_workers`, else
+    `[calls] max_workers_per_tool` of tooldeck.toml (checked)."""
+    spec = entry.manifest.executable if entry.manifest is not None else None
+    if spec is not None and spec.max_workers is not None:
+        return spec.max_workers
+    return settings.positive_int("calls", "max_workers_per_tool")
 
-    def __init__(self, workspace: Path, *, children: Children | None = None) -> None:
+
+class _Workers:
+    """The workers of one (tool, version, files): idle ones stacked (the most recently used on
+    top, so a steady trickle of calls keeps reusing one and the others age out), busy ones, and
+    how many are starting. `retired` once the tool reloaded: its workers finish their calls and stop."""
+
+    __slots__ = ("idle", "busy", "starting", "retired")
+
+    def __init__(self) -> None:
+        self.idle: list[Worker] = []
+        self.busy: set[Worker] = set()
+        self.starting = 0
+        self.retired = False
+
+    @property
+    def size(self) -> int:
+        return len(self.idle) + len(self.busy) + self.starting
+
+
+class WorkerPool:
+    """The warm workers of every python tool, per (tool, version, path); thread-safe.
+
+    A call takes an idle worker of its tool, or starts one when every worker is busy and the
+    tool's limit allows, or waits for one to come back. A worker serves one call at a time; one
+    that timed out, crashed or passed its output cap is killed by its call and not given back.
+    """
+
+    def __init__(self, workspace: Path, *, children: Children | None = None,
+                 idle_seconds: float = IDLE_RETIRE_SECONDS) -> None:
         self.workspace = workspace
         self.children = children
-        self._workers: dict[tuple[str, str, str], Worker] = {}
-        self._lock = threading.Lock()
-        self._starting: dict[tuple[str, str, str], threading.Lock] = {}
+        #: an extra worker idle this long is stopped (a tool keeps its first)
+        self.idle_seconds = idle_seconds
+        self._groups: dict[tuple[str, str, str], _Workers] = {}
+        self._cond = threading.Condition()
+        self._waiting = 0  # calls waiting for a worker (nothing to notify without them)
         self._closed = False
+        self._closing = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     @staticmethod
     def _key(entry: ToolEntry) -> tuple[str, str, str]:
         return (entry.tool_id, entry.served_version, str(entry.path))
 
-    def _get(self, entry: ToolEntry, max_output: int) -> Worker:
-        key = self._key(entry)
-        with self._lock:
-            worker = self._workers.get(key)
-            if worker is not None and worker.alive and worker.entry is entry:
-                return worker
-            start_lock = self._starting.setdefault(key, threading.Lock())
-        with start_lock:
-            with self._lock:
-                worker = self._workers.get(key)
-                if worker is not None and worker.alive and worker.entry is entry:
-                    return worker
-                if self._closed:
-                    raise ToolCrashError(f"{entry.tool_id}: runtime is shutting down", tool_id=entry.tool_id)
-            if worker is not None:
-                worker.kill()
-            worker = Worker(entry, self.workspace, children=self.children, max_output=max_output)
-            with self._lock:
-                self._workers[key] = worker
-            return worker
-
-    def call(self, entry: ToolEntry, data: Any, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> Any:
-        """Run one call on the tool's warm worker; a worker recycled meanwhile is replaced, not used."""
+    def call(self, entry: ToolEntry, data: Any, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT,
+             max_workers: int = DEFAULT_MAX_WORKERS) -> Any:
+        """Run one call on a warm worker of the tool; a worker recycled meanwhile is replaced, not used."""
         for _ in range(3):
-            worker = self._get(entry, max_output)
-            with worker.lock:
-                if worker.alive and self._current(worker):
-                    return worker.call(data, timeout, max_output)
+            taken = self._acquire(entry, max_output, max_workers)
+            if taken is None:
+                continue  # the tool reloaded while its worker started
+            group, worker = taken
+            try:
+                return worker.call(data, timeout, max_output)
+            finally:
+                self._release(group, worker)
         raise ToolCrashError(f"{entry.tool_id}: its worker kept being replaced (reloading?); try again",
                              tool_id=entry.tool_id, version=entry.served_version)
 
-    def _current(self, worker: Worker) -> bool:
-        with self._lock:
-            return self._workers.get(self._key(worker.entry)) is worker
+    def _acquire(self, entry: ToolEntry, max_output: int, limit: int) -> tuple[_Workers, Worker] | None:
+        """An idle worker of `entry`, else a new one while the tool has fewer than `limit`, else
+        wait (cancellable) for one to come back. None: the tool reloaded while its worker started."""
+        key = self._key(entry)
+        scope = current_scope()
+        stale: list[Worker] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise ToolCrashError(f"{entry.tool_id}: runtime is shutting down", tool_id=entry.tool_id)
+                    group = self._groups.get(key)
+                    if group is None:
+                        group = self._groups[key] = _Workers()
+                    while group.idle:
+                        worker = group.idle.pop()
+                        if worker.alive and worker.entry is entry:
+                            group.busy.add(worker)
+                            return group, worker
+                        stale.append(worker)  # died while idle, or serves an entry reloaded since
+                    if group.size < limit:
+                        group.starting += 1
+                        break
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(WAIT_SLICE)
+                    finally:
+                        self._waiting -= 1
+                    check_cancelled(scope, entry.tool_id, entry.served_version)
+        finally:
+            for worker in stale:
+                worker.stop()
+        try:
+            worker = Worker(entry, self.workspace, children=self.children, max_output=max_output)
+        except BaseException:
+            with self._cond:
+                group.starting -= 1
+                if self._waiting:
+                    self._cond.notify()  # a waiter may start one in its place
+            raise
+        with self._cond:
+            group.starting -= 1
+            usable = not (self._closed or group.retired)
+            if usable:
+                group.busy.add(worker)
+                if group.size > 1:
+                    self._start_reaper()
+        if not usable:
+            worker.stop()
+            return None
+        return group, worker
+
+    def _release(self, group: _Workers, worker: Worker) -> None:
+        """Give a worker back after its call: idle again if it lives and its tool did not reload,
+        otherwise stopped; either way one waiting call is woken."""
+        # no poll(): a worker its call killed or saw die was waited for (its returncode is set); one
+        # that dies while idle is noticed when it is taken
+        keep = worker.proc.returncode is None and not worker.killed
+        with self._cond:
+            group.busy.discard(worker)
+            keep = keep and not group.retired and not self._closed
+            if keep:
+                worker.idle_since = time.monotonic()
+                group.idle.append(worker)
+            if self._waiting:
+                self._cond.notify()
+        if not keep:
+            worker.stop()
+
+    def _start_reaper(self) -> None:
+        """Under the lock: the thread that retires idle extra workers, while any tool has more than one."""
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="worker-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self._closing.wait(max(self.idle_seconds / 4, 0.05)):
+            cutoff = time.monotonic() - self.idle_seconds
+            victims: list[Worker] = []
+            with self._cond:
+                for group in self._groups.values():
+                    # idle[0] is the longest idle; a tool keeps one worker
+                    while group.idle and group.size > 1 and group.idle[0].idle_since <= cutoff:
+                        victims.append(group.idle.pop(0))
+                if not victims and all(group.size <= 1 for group in self._groups.values()):
+                    self._reaper = None
+                    return
+            for worker in victims:
+                worker.stop()
 
     def recycle(self, tool_id: str) -> int:
         """Stop every worker of a tool (it reloaded); the next call starts a fresh one.
 
-        Each worker is stopped under its own call lock, so a call in flight finishes first
-        instead of failing as a crash.
+        Idle workers stop now; a busy one stops when its call ends, so a call in flight finishes
+        instead of failing as a crash (and a hung one does not hold up the reload).
         """
-        with self._lock:
-            victims = [k for k in self._workers if k[0] == tool_id]
-            workers = [self._workers.pop(k) for k in victims]
-        for worker in workers:
-            with worker.lock:
-                worker.stop()
-        return len(workers)
+        with self._cond:
+            groups = [self._groups.pop(k) for k in [k for k in self._groups if k[0] == tool_id]]
+            idle: list[Worker] = []
+            count = 0
+            for group in groups:
+                group.retired = True
+                count += len(group.idle) + len(group.busy)
+                idle.extend(group.idle)
+                group.idle.clear()
+            self._cond.notify_all()  # calls waiting for a worker of the old files start on the new ones
+        for worker in idle:
+            worker.stop()
+        return count
 
     def pids(self) -> list[int]:
-        with self._lock:
-            return [w.proc.pid for w in self._workers.values() if w.alive]
+        with self._cond:
+            workers = [w for group in self._groups.values() for w in (*group.idle, *group.busy)]
+        return [w.proc.pid for w in workers if w.alive]
+
+    def sizes(self) -> dict[str, int]:
+        """Live workers per tool id (every version and path of it together)."""
+        with self._cond:
+            out: dict[str, int] = {}
+            for (tool_id, _, _), group in self._groups.items():
+                out[tool_id] = out.get(tool_id, 0) + sum(w.alive for w in (*group.idle, *group.busy))
+            return out
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
             self._closed = True
-            workers = list(self._workers.values())
-            self._workers.clear()
+            workers = [w for group in self._groups.values() for w in (*group.idle, *group.busy)]
+            self._groups.clear()
+            self._cond.notify_all()
+        self._closing.set()
         for worker in workers:
             worker.stop()
