@@ -533,3 +533,30 @@ async def test_a_database_locked_by_another_process_is_said_at_once_with_its_age
             holder.kill()
             holder.wait(10)
         app.shutdown()
+
+
+async def test_repeated_flush_lines_fold_per_buffer_across_refreshes() -> None:
+    import dataclasses
+
+    from state.events import Event
+    from tests.tui_fixture import frame
+    from tui.widgets.activity import ActivityPanel
+
+    def flush(i: int, buffer: str) -> Event:
+        return Event(i, 1000.0 + i, 1, "s", "buffer.flush", None, None, {"buffer_id": buffer, "count": 50})
+
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        panel = app.query_one(ActivityPanel)
+        base = dataclasses.replace(frame(), events=[])
+        for events in ([flush(1, "a"), flush(2, "b")], [flush(3, "a")], [flush(4, "a"), flush(5, "b")]):
+            panel.apply(dataclasses.replace(base, events=events), {"error": "red", "accent": "cyan", "ok": "green", "warn": "yellow"})
+            await pilot.pause()
+        lines = [line.plain for line in panel.feed.lines]
+        assert len(lines) == 2 and "×2 (100 items)" in lines[0] and "×3 (150 items)" in lines[1], lines
+        failure = Event(6, 1006.0, 1, "s", "tool.failure", "t", "1.0.0", {"error": "boom"})
+        panel.apply(dataclasses.replace(base, events=[failure, flush(7, "a")]), {"error": "red", "accent": "cyan", "ok": "green",
+                                                                                 "warn": "yellow"})
+        await pilot.pause()
+        lines = [line.plain for line in panel.feed.lines]  # one line a buffer: a's newest flush carries its count on top
+        assert len(lines) == 3 and "×4 (200 items)" in lines[0] and "tool.failure" in lines[1] and "×2" in lines[2], lines

@@ -46,6 +46,9 @@ def mentions(event: Event, text: str) -> bool:
     return any(needle in str(part).lower() for part in (event.kind, event.tool_id or "", event.version or "", describe(event)))
 
 
+#: how many of the newest flush lines a new batch of events may fold into (tail mode only)
+FOLD_LINES = 20
+
 #: high-rate kinds whose consecutive events for the same buffer become one line
 COALESCE = {"buffer.flush"}
 
@@ -59,10 +62,11 @@ class Line:
     items: int = 0
 
 
-def coalesce(events: list[Event]) -> list[tuple[Event, int, int]]:
+def coalesce(events: list[Event], carried: list[tuple[Event, int, int]] | None = None) -> list[tuple[Event, int, int]]:
     """(last event, how many, items) per buffer for the high-rate kinds of one batch of events, even when
-    several buffers' flushes interleave: a calm log under load (the line sits where the last one was)."""
-    out: list[tuple[Event, int, int]] = []
+    several buffers' flushes interleave: a calm log under load (the line sits where the last one was).
+    `carried` are the lines already shown at the top (oldest first) that the batch may fold into."""
+    out: list[tuple[Event, int, int]] = list(carried or [])
     for event in events:
         count = int(event.payload.get("count", 0) or 0)
         if event.kind in COALESCE:
@@ -122,10 +126,11 @@ class ActivityPanel(Panel):
     def fingerprint(self, snapshot: Snapshot) -> Any:
         return snapshot.events[-1].id if snapshot.events else "no new events"
 
-    def _lines(self, events: list[Event], colors: dict[str, str]) -> list[tuple[Text, Line]]:
+    def _lines(self, events: list[Event], colors: dict[str, str],
+               carried: list[tuple[Event, int, int]] | None = None) -> list[tuple[Text, Line]]:
         """Events (oldest first) as feed lines, oldest first, repeated flushes of a buffer folded into one."""
         lines = []
-        for event, repeats, items in coalesce(events):
+        for event, repeats, items in coalesce(events, carried):
             text = self.format(event, colors)
             if repeats > 1:
                 text.append(f"  ×{repeats} ({items} items)", style=colors["accent"])
@@ -135,7 +140,16 @@ class ActivityPanel(Panel):
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         if not snapshot.events:
             return
-        self.feed.add(self._lines(snapshot.events, colors))
+        feed = self.feed
+        carried: list[tuple[Event, int, int]] = []
+        if feed.following and not feed.filter_text:  # the newest lines are in view: flushes fold into their lines there
+            run = 0
+            for _text, line in feed.entries:
+                if line.event.kind not in COALESCE or run >= FOLD_LINES:
+                    break
+                run += 1
+            carried = [(line.event, line.repeats, line.items) for _text, line in reversed(feed.pop_newest(run))]
+        feed.add(self._lines(snapshot.events, colors, carried))
         self._subtitle()
 
     def restyle(self, colors: dict[str, str]) -> None:

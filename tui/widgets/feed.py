@@ -88,7 +88,7 @@ class Feed(ScrollView, can_focus=True):
         new = list(lines)
         if not new:
             return
-        following = self.cursor == 0 and self.scroll_offset.y == 0
+        following = self.following
         for entry in new:
             self.entries.appendleft(entry)
         shown = [entry for entry in reversed(new) if self._matches(entry[0])]
@@ -105,6 +105,20 @@ class Feed(ScrollView, can_focus=True):
         if count != self.new_above:
             self.new_above = count
             self.post_message(NewAbove(self, count))
+
+    @property
+    def following(self) -> bool:
+        """Tail mode: the cursor on the newest line and the view at the top."""
+        return self.cursor == 0 and self.scroll_offset.y == 0
+
+    def pop_newest(self, n: int) -> list[tuple[Text, Any]]:
+        """Take the `n` newest lines out (newest first), to be added again folded; only in tail mode."""
+        if n <= 0 or not self.following:
+            return []
+        popped = [self.entries.popleft() for _ in range(min(n, len(self.entries)))]
+        gone = {id(item) for _, item in popped}
+        self.view = [entry for entry in self.view if id(entry[1]) not in gone]
+        return popped
 
     def add_older(self, lines: Iterable[tuple[Text, Any]]) -> None:
         """Add (line, item) pairs, newest first, below the oldest line (a page back through the log): the feed
