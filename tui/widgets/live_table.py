@@ -314,10 +314,13 @@ class LiveTable(DataTable):
         widths = {i: need[i] for i in visible}
         flex = [i for i in visible if self.specs[i].flex]
         spare = room - sum(widths[i] + GAP for i in visible if not self.specs[i].flex)
-        for n, i in enumerate(sorted(flex, key=lambda i: need[i])):  # the shortest first: what it leaves goes on
-            share = max(cell_len(self.label(i)), spare // (len(flex) - n)) - GAP
-            widths[i] = max(1, min(need[i], share))
+        for i in flex:  # each free-text column gets its label's width (or its content's, if shorter) first
+            widths[i] = max(1, min(need[i], max(cell_len(self.label(i)), min(self.specs[i].min_width, need[i]))))
             spare -= widths[i] + GAP
+        for i in sorted(flex, key=lambda i: (self.specs[i].drop, i)):  # the rest goes by priority: the error before the scenario
+            more = max(0, min(need[i] - widths[i], spare))
+            widths[i] += more
+            spare -= more
         if visible and spare > 0 and room < 10_000:
             widths[visible[-1]] += spare  # the table keeps the panel's width, so a column resizing causes no layout
         return visible, [widths[i] + GAP for i in visible]
