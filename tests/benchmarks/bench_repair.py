@@ -269,6 +269,11 @@ class Outcome:
     regressions: int
     tokens: int
     seconds: float
+    offered: list[str] = field(default_factory=list)  # the bug classes of the past fixes memory offered (top 3)
+
+
+def bug_of(tool_id: str) -> str:
+    return next((c for c in CLASSES if tool_id.endswith("_" + c)), "?")
 
 
 @dataclass
@@ -315,9 +320,10 @@ def repair(case: Case, ws_root: Path, memory: bool, server: Any, rounds: int) ->
             print(f"  {case.tool_id}: {exc.message}", flush=True)
             return Outcome(case.bug, None, 0, 0, time.perf_counter() - started)
         seconds = time.perf_counter() - started
+        offered = [bug_of(str(f.get("tool_id"))) for f in ((proposal.get("memory") or {}).get("fixes") or [])[:3]]
         tokens = int((proposal.get("tokens") or {}).get("input", 0) or 0) + int((proposal.get("tokens") or {}).get("output", 0) or 0)
         if proposal.get("status") != "awaiting_review" or not proposal.get("path"):
-            return Outcome(case.bug, None, 0, tokens, seconds)
+            return Outcome(case.bug, None, 0, tokens, seconds, offered)
         folder = Path(proposal["path"]).parent
         code_file = next(p for p in folder.glob("*.py"))
         code = code_file.read_text()
@@ -329,7 +335,7 @@ def repair(case: Case, ws_root: Path, memory: bool, server: Any, rounds: int) ->
             regressions = sum(1 for b, w, g in zip(case.buggy_out, case.expected, results, strict=True) if b == w and g != w)
         if passed and memory:  # an approved fix is what memory offers the next evolution
             approve(rt, proposal["id"], "global", "bench_repair", proposal.get("diff_sha256"))
-        return Outcome(case.bug, int(proposal.get("rounds") or 1) if passed else None, regressions, tokens, seconds)
+        return Outcome(case.bug, int(proposal.get("rounds") or 1) if passed else None, regressions, tokens, seconds, offered)
     finally:
         rt.close()
 
@@ -347,6 +353,17 @@ def report(run: Run, rounds: int, recorded: bool) -> None:
         shares = ", ".join(f"round {r + 1}: {n}/{len(got)} ({n / len(got):.0%})" for r, n in enumerate(within))
         print(f"{mode} {bug:<18} repaired within {shares}; regressions {sum(o.regressions for o in got)}; "
               f"{tokens:,.0f} tokens and {seconds:.1f} s per repair", flush=True)
+
+
+def report_memory(run: Run) -> None:
+    """Fix memory's offline target: the top 3 past fixes offered for a bug include one of the same class."""
+    with_offer = [o for o in run.outcomes if o.offered]
+    same = sum(1 for o in with_offer if o.bug in o.offered)
+    share = same / len(with_offer) if with_offer else 0.0
+    verdict = "PASS" if with_offer and share >= 0.8 else "FAIL"
+    print(f"fix memory: the top 3 fixes offered included one of the same bug class for {same} of {len(with_offer)} "
+          f"evolutions that were offered any ({share:.0%}; target >= 80%) {verdict}; "
+          f"{len(run.outcomes) - len(with_offer)} were offered none (the first of their kind)", flush=True)
 
 
 def main() -> None:
@@ -379,6 +396,8 @@ def main() -> None:
             for case in chosen:
                 run.outcomes.append(repair(case, root, memory, server, args.rounds))
             report(run, args.rounds, server is not None)
+            if memory:
+                report_memory(run)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if server is not None:
