@@ -376,6 +376,9 @@ async def test_at_120_columns_the_tools_list_keeps_ids_and_scores_whole() -> Non
         shown = table.visible_keys
         assert {"tool", "status", "version", "score"} <= set(shown), shown
         assert "translator_remote" in {str(r.key.value) for r in table.ordered_rows}
+        from tests.tui_helpers import screen_text
+
+        assert "csv_parser ✗ → json_parser ✓" in screen_text(app)  # a resilient run's hop ids whole, free text cut first
 
 
 async def test_buffer_bars_have_one_meaning_each_and_a_sink_error_is_held_until_a_success() -> None:
