@@ -42,7 +42,8 @@ def faulty(name: str, state: Path, *extra: str, timeout: float = 20, cap: int | 
 
 
 def others_still_work(rt, tmp_path: Path) -> None:
-    """The import test server's tool and a local tool answer at once."""
+    """The import test server's tool and a local tool answer at once (once `srv` is up: it starts beside `f`)."""
+    wait_status(rt, "srv", "ready")
     assert rt.call("srv_echo", {"text": "still here"}) == {"echo": "still here", "length": 10}
     assert rt.call("local_ok", {}) == {"local": True}
 
