@@ -174,12 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: a generator that failed (a database locked past the busy timeout, a full disk) starts again after this long
+RESTART_SECONDS = 1.0
+
+
 def _guard(fn: Any, runtime: Runtime, stop: threading.Event, *args: Any) -> None:
-    """A generator thread that dies is logged, not silent."""
-    try:
-        fn(runtime, stop, *args)
-    except Exception:
-        log.exception("traffic generator %s stopped", getattr(fn, "__name__", fn))
+    """Run a generator until it returns or `stop` is set. One that fails is logged and started again: a
+    database locked by another process for longer than the store's busy timeout made the buffer writes fail
+    once, and the thread that died with them left the demo's buffers without writes for good."""
+    name = getattr(fn, "__name__", fn)
+    while not stop.is_set():
+        try:
+            fn(runtime, stop, *args)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure: said, then the generator goes on
+            log.warning("traffic generator %s failed, starting it again in %g s: %s: %s", name, RESTART_SECONDS,
+                        type(exc).__name__, exc)
+            stop.wait(RESTART_SECONDS)
 
 
 if __name__ == "__main__":
