@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rich.text import Text
@@ -30,7 +31,8 @@ def contrast(a: Any, b: Any) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
-def readable(value: str, backgrounds: list[str]) -> str:
+@functools.lru_cache(maxsize=256)
+def readable(value: str, backgrounds: tuple[str, ...]) -> str:
     """`value`, moved toward black on light backgrounds (toward white on dark ones) just far enough to reach
     MIN_CONTRAST against every one of `backgrounds`: a theme's hue kept, its text legible."""
     from textual.color import Color
@@ -59,7 +61,7 @@ def theme_colors(app: Any) -> dict[str, str]:
         "accent": variables.get("text-accent") or theme.accent or theme.primary,
         "primary": variables.get("text-primary") or theme.primary,
     }
-    colors = {k: readable(v, grounds) if grounds else v for k, v in raw.items()}
+    colors = {k: readable(v, tuple(grounds)) if grounds else v for k, v in raw.items()}  # cached: theme_colors runs every tick
     colors["muted"] = "dim"
     return colors
 
