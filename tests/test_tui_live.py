@@ -345,6 +345,9 @@ async def test_d_and_o_work_in_the_tools_list(tmp_path: Path) -> None:
             tools.focus()
             await wait_for(pilot, lambda: app.runtime.catalog.finished.is_set() and app.latest is not None
                            and len(tools.ordered_rows) == len(app.latest.tools), 20, "every tool listed")
+            # a snapshot taken while echo still loaded has no manifest for it (d would say "select a tool first"):
+            # wait for the row that shows it ready
+            await wait_for(pilot, lambda: "ready" in str(tools.value("echo", "status")), 20, "echo shown ready")
 
             def on_echo() -> bool:
                 tools.move_cursor(row=tools.get_row_index("echo"))

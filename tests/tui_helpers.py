@@ -14,7 +14,18 @@ async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 20
         if value:
             return value
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{_status_of(pilot)}")
+
+
+def _status_of(pilot: Any) -> str:
+    """The dashboard's status line and screen when a wait fails: what the operator would have seen instead."""
+    app = getattr(pilot, "app", None)
+    try:
+        line = app.query_one("#status-line").render()  # type: ignore[union-attr]
+        focused = app.focused  # type: ignore[union-attr]
+    except Exception:
+        return ""
+    return f" (status line: {str(line)!r}; screen: {type(app.screen).__name__}; focus: {focused!r})"
 
 
 def table_keys(table: Any) -> list[str]:
