@@ -379,3 +379,63 @@ def test_close_waits_for_a_retry_due_within_its_budget(workspace: Path, make_run
     engine.runtime.close(timeout=5.0)
     assert sink_items(ws, "late") == [1, 2, 3]  # the script that wrote and exited still delivered
     assert time.monotonic() - started < 3.0
+
+
+LOCKER = '''
+import json, os, subprocess, sys, time
+from pathlib import Path
+
+HOLD = """
+import sqlite3, sys, time
+from pathlib import Path
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+Path(sys.argv[2]).write_text("held")
+time.sleep(float(sys.argv[3]))
+con.execute("COMMIT")
+"""
+
+
+def run(data):
+    folder = Path(data["folder"])
+    with (folder / "calls.jsonl").open("a") as out:
+        out.write(json.dumps([item["n"] for item in data["buffered_items"]]) + "\\n")
+    marker = folder / "held"
+    if not (folder / "first").exists():  # the first delivery: another process takes the database's write lock
+        (folder / "first").write_text("1")
+        subprocess.Popen([sys.executable, "-c", HOLD, data["db"], str(marker), "1.5"], start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return {"success": True}
+'''
+
+
+def test_an_immediate_write_that_committed_is_acknowledged_when_its_delivery_bookkeeping_fails(tmp_path: Path) -> None:
+    """The item is committed before the in-line delivery starts: if recording that delivery fails (here the
+    database is locked by another process past the busy timeout), the write still succeeds and the flusher
+    delivers the item again. Raising would make the caller write it a second time."""
+    from tests.helpers import python_tool
+    from tools.runtime import Runtime
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "locker", LOCKER)
+    runtime = Runtime(ws)
+    try:
+        engine = engine_for(runtime)
+        runtime.wait_ready(30)
+        runtime.store.busy_timeout_ms = 300  # give up on the held lock quickly
+        engine.lease_seconds = 1.0  # the undelivered batch is claimed again soon
+        folder = tmp_path / "sinkdata"
+        folder.mkdir()
+        out = engine.write("now", {"n": 1}, flush_strategy="immediate", pass_through_tool="locker",
+                           pass_through_input={"folder": str(folder), "db": str(runtime.store.path)})
+        assert out["success"] is True and out["flushed"] is False
+        assert (folder / "held").exists()  # the lock really was taken during the delivery
+        # once the lock is gone, the flusher delivers the batch whose completion was never recorded
+        wait_for(lambda: status(engine, "now").pending == 0, timeout=20)
+        calls = [json.loads(line) for line in (folder / "calls.jsonl").read_text().splitlines()]
+        assert calls[0] == [1] and calls[-1] == [1] and len(calls) == 2  # at least once: delivered, then again
+        assert status(engine, "now").writes_total == 1  # written once
+    finally:
+        runtime.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from tools.buffers.settings import OPERATIONS
 from tools.buffers.status import BufferStatus, compute_status
 from tools.errors import NotFoundError, ToolError, ToolInputError
 from tools.ids import check_name
+
+log = logging.getLogger("tooldeck.buffers")
 
 if TYPE_CHECKING:
     from tools.host import RuntimeHost
@@ -211,7 +214,14 @@ class BufferEngine:
             if changes:
                 self.config(buffer_id, changes, fresh=True)
         if res.flush_strategy == "immediate" and res.written and res.last_seq is not None:
-            return self.flusher.deliver_through(buffer_id, res.last_seq, config.pass_through_tool)
+            try:
+                return self.flusher.deliver_through(buffer_id, res.last_seq, config.pass_through_tool)
+            except Exception as exc:  # the item is committed, so acknowledged: a write that raised now would be
+                # written again by its caller. Its delivery is the flusher's, which retries it as any other batch.
+                log.warning("buffer %s: immediate delivery failed after the write committed (%s: %s); the flusher "
+                            "delivers it", buffer_id, type(exc).__name__, exc)
+                self.flusher.wake()
+                return False
         if full_batch_waiting(pass_through_tool=config.pass_through_tool, flush_strategy=res.flush_strategy,
                               unclaimed=res.unclaimed, max_size=res.max_size):
             self.flusher.wake()
