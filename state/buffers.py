@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from state.buffer_batches import BatchLedger
 from state.buffer_records import CONFIG_FIELDS, DEFAULT_CONFIG, BufferConfig, Claim, WriteResult, config_from_row
-from state.db import dumps
+from state.db import Store, dumps
 from state.redact import redact
 
 __all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "Claim", "WriteResult"]
@@ -31,6 +33,8 @@ _APPEND_SQL = (
     " oldest_ts=COALESCE(oldest_ts, ?1) WHERE bkey=?2 AND (max_pending IS NULL OR pending < max_pending)"
     " RETURNING seq, pending, inflight, max_size, flush_strategy, config_version"
 )
+#: the most appends one group commit takes (the rest wait for the next): bounds one transaction's length
+MAX_GROUP = 256
 #: rows per multi-row INSERT of write_many (4 values each; SQLite allows 32,766 parameters)
 _ROWS_PER_INSERT = 500
 #: the same and the item's insert as one statement (dialect.writable_cte): outside a transaction it
@@ -41,8 +45,26 @@ _APPEND_ONE_SQL = (
 )
 
 
+@dataclass(slots=True)
+class _Append:
+    """One thread's item waiting for the transaction that commits it."""
+
+    bkey: int
+    text: str
+    now: float
+    result: WriteResult | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
 class BufferTables(BatchLedger):
     """The buffer tables of one store, used by one runtime (its session and pid sign the events)."""
+
+    def __init__(self, store: Store, session: str | None, node: str | None = None) -> None:
+        super().__init__(store, session, node)
+        #: appends waiting for the next group commit (SQLite), under `_queued`
+        self._queue: list[_Append] = []
+        self._queued = threading.Lock()
 
     # -- configuration --------------------------------------------------------------
 
@@ -78,20 +100,60 @@ class BufferTables(BatchLedger):
     # -- writes ---------------------------------------------------------------------
 
     def append(self, bkey: int, text: str, now: float) -> WriteResult:
-        """One acknowledged item: one UPDATE ... RETURNING and one INSERT in one transaction, acknowledged
-        only once committed (a store that cannot commit raises, so nothing is acknowledged and then lost)."""
+        """One acknowledged item: the buffer row's counters and the item in one transaction, acknowledged
+        only once committed (a store that cannot commit raises, so nothing is acknowledged and then lost).
+
+        PostgreSQL commits concurrent writers side by side: one statement, committed by itself. SQLite has one
+        writer at a time, so the appends this process's threads make while a transaction commits wait for it
+        and are then committed together by one of them (group commit): one commit for many items, each
+        acknowledged only after that commit, in the order they queued.
+        """
         if self.store.dialect.writable_cte:
             row = self.store.execute(_APPEND_ONE_SQL, (now, bkey, text)).fetchone()
             if row is not None:
                 return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
             with self._tx() as con:  # full: when_full decides, under the buffer's row lock
                 return self._append_full(con, bkey, [text], now)
-        with self._tx() as con:
-            row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
-            if row is None:
-                return self._append_full(con, bkey, [text], now)
-            con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)", (bkey, row[0], now, text))
-            return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
+        mine = _Append(bkey, text, now)
+        with self._queued:
+            self._queue.append(mine)
+        while not mine.done:
+            with self._lock:  # the one transaction of this process at a time
+                if mine.done:  # another thread's transaction took it
+                    break
+                with self._queued:
+                    group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                self._commit_group(group)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
+        return mine.result
+
+    def _commit_group(self, group: list[_Append]) -> None:
+        """Commit `group` in one transaction (the caller holds `_lock`). If one item's statement fails, the
+        others are not failed with it: each is committed alone. A failed commit fails every item in it."""
+        committing = False
+        try:
+            with self.store.tx() as con:
+                results = [self._append_one(con, a.bkey, a.text, a.now) for a in group]
+                committing = True
+        except Exception as exc:
+            if not committing and len(group) > 1:
+                for one in group:
+                    self._commit_group([one])
+                return
+            for a in group:
+                a.error, a.done = exc, True
+            return
+        for a, result in zip(group, results, strict=True):
+            a.result, a.done = result, True
+
+    def _append_one(self, con: Any, bkey: int, text: str, now: float) -> WriteResult:
+        row = con.execute(_APPEND_SQL, (now, bkey)).fetchone()
+        if row is None:  # full: when_full decides
+            return self._append_full(con, bkey, [text], now)
+        con.execute("INSERT INTO buffer_items(bkey, seq, ts, data) VALUES (?,?,?,?)", (bkey, row[0], now, text))
+        return WriteResult(1, 0, row[1], row[1] - row[2], row[3], row[4], row[5], row[0])
 
     def append_many(self, bkey: int, texts: list[str], now: float) -> WriteResult:
         """Up to len(texts) items in one transaction; `when_full` decides what happens past max_pending."""

@@ -439,3 +439,100 @@ def test_an_immediate_write_that_committed_is_acknowledged_when_its_delivery_boo
         assert status(engine, "now").writes_total == 1  # written once
     finally:
         runtime.close()
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+from pathlib import Path
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+Path(sys.argv[2]).write_text("held")
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.01)
+con.execute("COMMIT")
+"""
+
+
+def _writers_behind_a_held_lock(tmp_path: Path, runtime, writes) -> tuple[list, list[str]]:
+    """Run `writes` (callables) on threads while another process holds SQLite's write lock, then let it go:
+    every write queues behind the lock. Returns (results or exceptions, the statements the threads ran)."""
+    import subprocess
+    import sys
+
+    held, release = tmp_path / "held", tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(runtime.store.path), str(held), str(release)])
+    statements: list[str] = []
+    results: list = [None] * len(writes)
+    lock = threading.Lock()
+
+    def trace(sql: str) -> None:
+        with lock:
+            statements.append(sql)
+
+    def writer(i: int) -> None:
+        runtime.store.conn().set_trace_callback(trace)  # the driver's own record of what this thread runs
+        try:
+            results[i] = writes[i]()
+        except Exception as exc:
+            results[i] = exc
+
+    try:
+        wait_for(held.exists, timeout=10)
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(writes))]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # every writer is waiting for the lock
+        release.write_text("go")
+        for t in threads:
+            t.join(30)
+    finally:
+        release.write_text("go")
+        holder.wait(10)
+    return results, statements
+
+
+def test_concurrent_writes_of_one_process_are_committed_together(tmp_path: Path) -> None:
+    """SQLite has one writer at a time: writes that queue while a transaction commits are committed together
+    (group commit), each acknowledged only once committed. Counted by the driver: fewer commits than writes."""
+    from tools.runtime import Runtime
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    runtime = Runtime(ws)
+    try:
+        engine = engine_for(runtime)
+        engine.configure("grouped", flush_strategy="manual")
+        results, statements = _writers_behind_a_held_lock(
+            tmp_path, runtime, [lambda i=i: engine.write("grouped", {"i": i}) for i in range(8)])
+        assert all(isinstance(r, dict) and r["success"] for r in results), results
+        commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+        inserts = [s for s in statements if s.startswith("INSERT INTO buffer_items")]
+        assert len(inserts) == 8 and 1 <= len(commits) < 8, (len(inserts), len(commits))
+        assert status(engine, "grouped").pending == 8
+        items = [json.loads(r["data"])["i"] for r in runtime.store.query(
+            "SELECT data FROM buffer_items WHERE bkey=(SELECT bkey FROM buffers WHERE buffer_id='grouped') ORDER BY seq")]
+        assert sorted(items) == list(range(8))
+    finally:
+        runtime.close()
+
+
+def test_one_failing_append_does_not_fail_the_others_committed_with_it(tmp_path: Path) -> None:
+    from tools.runtime import Runtime
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    runtime = Runtime(ws)
+    try:
+        engine = engine_for(runtime)
+        engine.configure("grouped", flush_strategy="manual")
+        bkey = engine.config("grouped").bkey
+        tables = engine.tables
+        writes = [lambda i=i: tables.append(bkey, json.dumps({"i": i}), time.time()) for i in range(6)]
+        writes.insert(3, lambda: tables.append(987654, '{"lost": true}', time.time()))  # a buffer that is gone
+        results, _ = _writers_behind_a_held_lock(tmp_path, runtime, writes)
+        assert isinstance(results[3], LookupError) and "vanished" in str(results[3])
+        good = [r for i, r in enumerate(results) if i != 3]
+        assert all(r.written == 1 for r in good), results
+        assert status(engine, "grouped").pending == 6
+    finally:
+        runtime.close()
