@@ -62,6 +62,50 @@ def bare_sqlite(path: Path, n: int) -> float:
     return rate
 
 
+def two_table_floor(path: Path, n: int) -> float:
+    """bare SQLite plus what a buffer write must also do in its commit: bump a counters row (a second page)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE IF NOT EXISTS items(k INTEGER NOT NULL, seq INTEGER NOT NULL, v TEXT, PRIMARY KEY (k, seq)) WITHOUT ROWID")
+    con.execute("CREATE TABLE IF NOT EXISTS b(k INTEGER PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0)")
+    con.execute("INSERT OR IGNORE INTO b(k) VALUES (1)")
+    started = time.perf_counter()
+    for _ in range(n):
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE b SET seq=seq+1, pending=pending+1 WHERE k=1")
+        seq = con.execute("SELECT seq FROM b WHERE k=1").fetchone()[0]
+        con.execute("INSERT INTO items VALUES (1, ?, ?)", (seq, ITEM_JSON))
+        con.execute("COMMIT")
+    rate = n / (time.perf_counter() - started)
+    con.close()
+    return rate
+
+
+WRITER_THREADS = 8
+
+
+def threaded_writes(engine: Any, buffer_id: str, threads: int, each: int) -> float:
+    """`threads` threads of one process writing at once, each write acknowledged on its own."""
+    import threading
+
+    start = threading.Barrier(threads + 1)
+
+    def writer() -> None:
+        start.wait()
+        for _ in range(each):
+            engine.write(buffer_id, ITEM)
+
+    workers = [threading.Thread(target=writer) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    started = time.perf_counter()
+    for w in workers:
+        w.join()
+    return threads * each / (time.perf_counter() - started)
+
+
 BARE_PROC = textwrap.dedent("""
     import json, sqlite3, sys, time
     path, n, start_at = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -394,7 +438,12 @@ def writes(tmp: Path, n: int, quick: bool) -> None:
     engine.write("bench_manual", ITEM)
     rate = max(engine_writes(engine, "bench_manual", n) for _ in range(2))
     line("engine.write, one writer, nothing flushing", f"{rate:,.0f} writes/s",
-         f"{rate / bare:.2f}x bare; target >= 20,000: {verdict(rate >= 20_000)}")
+         f"{rate / bare:.2f}x bare; target >= 0.5x bare: {verdict(rate >= 0.5 * bare)}")
+    floor = max(two_table_floor(tmp / "floor.db", n) for _ in range(2))
+    line("  its floor: bare with the buffer row's bump in each commit", f"{floor:,.0f} rows/s", f"{floor / bare:.2f}x bare")
+    threaded = max(threaded_writes(engine, "bench_manual", WRITER_THREADS, max(200, n // WRITER_THREADS)) for _ in range(2))
+    line(f"engine.write, {WRITER_THREADS} writer threads, one process (group commit)", f"{threaded:,.0f} writes/s",
+         f"{threaded / bare:.2f}x bare, {threaded / rate:.2f}x one writer; target >= 2x bare: {verdict(threaded >= 2 * bare)}")
 
     engine.configure("bench_flushing", max_size=100, pass_through_tool="usage_sink")
     engine.write("bench_flushing", ITEM)
@@ -418,7 +467,7 @@ def writes(tmp: Path, n: int, quick: bool) -> None:
         tools.call_tool("buffer", request)
     rate_t = m / (time.perf_counter() - started)
     line('call_tool("buffer", json) in-process (original callers)', f"{rate_t:,.0f} writes/s",
-         f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine; target >= 0.55x bare: {verdict(rate_t >= 0.55 * bare)}")
+         f"{rate_t / bare:.2f}x bare, {rate_t / rate:.2f}x engine; target >= 0.8x engine.write: {verdict(rate_t >= 0.8 * rate)}")
     tools.default_runtime().close()
 
     items = [dict(ITEM, n=i) for i in range(100)]

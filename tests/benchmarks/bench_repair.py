@@ -1,8 +1,8 @@
 """Repair benchmark: tooldeck's own evolution loop repairing HumanEval tools with injected bugs.
 
 Each HumanEval problem's canonical solution becomes a python tool (`run({"args": [...]})`). A bug of
-one class is injected into its code (off by one, wrong operator, missing edge case, swapped
-arguments; wrong type handling is not injected by this harness). The calls a user would make
+one class is injected into its code (off by one, wrong operator, missing edge case, wrong type
+handling, swapped arguments). The calls a user would make
 (the argument lists of the problem's own asserts) are run against the buggy tool and every wrong
 answer is recorded as a failure (`mark_tool_failure`, with what was expected), as a workflow
 would report it. Then `evolve_tool` runs: the sandbox, the stages and the rounds, as an operator
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CLASSES = ("off_by_one", "wrong_operator", "missing_edge_case", "swapped_arguments")
+CLASSES = ("off_by_one", "wrong_operator", "missing_edge_case", "wrong_type", "swapped_arguments")
 SWAP_OPS: dict[type, type] = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE,
                               ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Mult: ast.FloorDiv}
 
@@ -86,6 +86,19 @@ def _missing_edge_case(node: ast.AST) -> ast.AST | None:
     return None
 
 
+#: a conversion to the wrong type (a float where an int was meant, a tuple for a list, a repr for a str)
+WRONG_CONVERSION = {"int": "float", "float": "int", "str": "repr", "list": "tuple", "tuple": "list", "set": "list"}
+
+
+def _wrong_type(node: ast.AST) -> ast.AST | None:
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in WRONG_CONVERSION
+            and len(node.args) == 1 and not node.keywords):
+        return ast.Call(ast.Name(WRONG_CONVERSION[node.func.id], ast.Load()), node.args, [])
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.FloorDiv)):  # true vs floor division: float vs int
+        return ast.BinOp(node.left, ast.FloorDiv() if isinstance(node.op, ast.Div) else ast.Div(), node.right)
+    return None
+
+
 def _swapped_arguments(node: ast.AST) -> ast.AST | None:
     if isinstance(node, ast.Call) and len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2]):
         return ast.Call(node.func, [node.args[1], node.args[0], *node.args[2:]], node.keywords)
@@ -93,7 +106,7 @@ def _swapped_arguments(node: ast.AST) -> ast.AST | None:
 
 
 INJECT = {"off_by_one": _off_by_one, "wrong_operator": _wrong_operator, "missing_edge_case": _missing_edge_case,
-          "swapped_arguments": _swapped_arguments}
+          "wrong_type": _wrong_type, "swapped_arguments": _swapped_arguments}
 
 
 def inject(source: str, entry_point: str, bug: str) -> str | None:
