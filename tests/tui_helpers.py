@@ -8,13 +8,20 @@ from typing import Any
 
 
 async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `condition` until it is true. A row or key it looks up may not exist yet (a live table fills in
+    as snapshots arrive): LookupError counts as "not yet", and the last one is named if the wait times out."""
     deadline = time.monotonic() + timeout
+    missing: LookupError | None = None
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except LookupError as exc:
+            missing, value = exc, None
         if value:
             return value
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{_status_of(pilot)}")
+    last = f" (last lookup failed: {type(missing).__name__}: {missing})" if missing is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{last}{_status_of(pilot)}")
 
 
 def _status_of(pilot: Any) -> str:
