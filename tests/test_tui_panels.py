@@ -308,3 +308,34 @@ async def test_the_dashboard_rides_out_a_database_outage(tmp_path: Path, pg_clus
     finally:
         app.shutdown()
     pg_cluster.drop(name)
+
+
+async def test_shift_s_in_the_evolution_panel_shows_the_review_stats(tmp_path: Path) -> None:
+    """The dashboard's Evolution panel shows what `tooldeck review stats` prints (the same rows), hints visible."""
+    from state import proposals
+    from tests.tui_helpers import runtime_ready, screen_text, wait_for
+    from tui.screens.dialogs import TextScreen
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            with app.runtime.store.tx() as con:
+                for version, status, hint in [("1.1.0", "approved", "detect the delimiter"), ("1.2.0", "rejected", "retry\x1b[31m"),
+                                              ("1.3.0", "approved", "detect the delimiter")]:
+                    pid = proposals.create(con, tool_id="csv_parser", version=version, status=status, mutation_hint=hint,
+                                           created=1.0, updated=1.0, rounds=1, input_tokens=100, output_tokens=50)
+                    assert pid is not None
+                    proposals.update(con, pid, {"approved_at": 1.0 if status == "approved" else None})
+            app.query_one("#proposals-table").focus()
+            await pilot.press("S")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), 20, "the stats screen")
+            await pilot.pause(0.2)
+            text = screen_text(app)
+            assert "Evolution statistics" in text and "67%" in text  # 2 of 3 decided proposals approved
+            assert "detect the delimiter" in text and "csv_parser" in text
+            assert "\x1b" not in text and "retry\\x1b[31m" in text, text  # a hint's escape is shown, not run
+    finally:
+        app.shutdown()

@@ -336,28 +336,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_review_stats(args: argparse.Namespace) -> int:
-    from tools.evolution import evolution_stats
+    from tools.evolution.stats import COLUMNS, TITLE, evolution_stats, stats_rows
 
     def run(runtime: RuntimeHost) -> int:
         stats = evolution_stats(runtime.store)
         if args.json_out:
             emit_json(stats)
             return 0
-
-        def pct(value: float | None) -> str:
-            return "-" if value is None else f"{value * 100:.0f}%"
-
-        def row(group: str, key: str, s: dict[str, Any]) -> tuple[Any, ...]:
-            return (group, key, s["proposals"], s["approved"], s["rejected"], s["rolled_back"], s["failed_validation"],
-                    pct(s["approval_rate"]), "-" if s["mean_rounds"] is None else s["mean_rounds"],
-                    s["input_tokens"] + s["output_tokens"], "-" if s["tokens_per_approval"] is None else s["tokens_per_approval"])
-
-        rows = [row("all", "all", stats["overall"])]
-        for group in ("model", "hint", "tool", "failed_stage"):
-            rows += [row(group, k, s) for k, s in stats["by"][group].items()]
-        print_table("evolution: proposals by model, mutation hint, tool and the stage failed validations stopped at",
-                    ("group", "key", "proposals", "approved", "rejected", "rolled back", "failed", "approval", "rounds",
-                     "tokens", "tokens/approval"), rows, keys=("group", "key"))
+        print_table(TITLE, COLUMNS, stats_rows(stats), keys=("group", "key"))
         return 0
 
     return _with_runtime(args, run)

@@ -67,3 +67,26 @@ def evolution_stats(store: Any) -> dict[str, Any]:
             buckets.setdefault(key_of(r), []).append(r)
         by[group] = {key: _summary(members) for key, members in sorted(buckets.items(), key=lambda kv: (-len(kv[1]), kv[0]))}
     return {"overall": _summary(rows), "by": by}
+
+
+#: the table form of the statistics, shared by `tooldeck review stats` and the dashboard
+COLUMNS = ("group", "key", "proposals", "approved", "rejected", "rolled back", "failed", "approval", "rounds", "tokens",
+           "tokens/approval")
+TITLE = "evolution: proposals by model, mutation hint, tool and the stage failed validations stopped at"
+
+
+def stats_rows(stats: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per group and key (overall first), in COLUMNS order."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.0f}%"
+
+    def row(group: str, key: str, s: dict[str, Any]) -> tuple[Any, ...]:
+        return (group, key, s["proposals"], s["approved"], s["rejected"], s["rolled_back"], s["failed_validation"],
+                pct(s["approval_rate"]), "-" if s["mean_rounds"] is None else s["mean_rounds"],
+                s["input_tokens"] + s["output_tokens"], "-" if s["tokens_per_approval"] is None else s["tokens_per_approval"])
+
+    rows = [row("all", "all", stats["overall"])]
+    for group in GROUPS:
+        rows += [row(group, k, s) for k, s in stats["by"][group].items()]
+    return rows

@@ -42,6 +42,26 @@ def _validated_again(proposal: dict[str, Any]) -> dict[str, Any]:
     return {"status": f"#{proposal['id']} validated again: {proposal.get('status')}{why}"}
 
 
+def stats_screen(runtime: Any) -> dict[str, Any]:
+    """`review stats` as a dashboard screen: the same rows (tools/evolution/stats.py), hints made visible."""
+    import json
+
+    from rich.table import Table
+
+    from tools.evolution.stats import COLUMNS, TITLE, evolution_stats, stats_rows
+
+    stats = evolution_stats(runtime.store)
+    table = Table(*COLUMNS, title=TITLE, title_justify="left", expand=False, show_edge=False, pad_edge=False)
+    for column in table.columns[2:]:
+        column.justify = "right"
+    for row in stats_rows(stats):
+        table.add_row(*(visible(str(cell), multiline=False) for cell in row))
+    overall = stats["overall"]
+    rate = "-" if overall["approval_rate"] is None else f"{overall['approval_rate'] * 100:.0f}%"
+    return {"status": f"{overall['proposals']} proposals, {rate} of decided ones approved", "title": "Evolution statistics",
+            "screen": table, "copy": json.dumps(stats, indent=2)}
+
+
 def stage_result(stage: dict[str, Any], colors: dict[str, str]) -> Text:
     """`✓ tests  5/5 tests passed; parent tests not kept: JSON is not CSV  323.0 ms`: a stage's mark, name, its
     one-line result (sandbox-written: made visible, never markup) and time; a skipped stage says why."""
@@ -73,6 +93,7 @@ class EvolutionPanel(Panel):
         Binding("e", "evolve", "Evolve", id="evolution.evolve"),
         Binding("v", "toggle_diff", "Diff mode", id="evolution.diff_mode"),
         Binding("V", "revalidate", "Validate again", id="evolution.revalidate"),
+        Binding("S", "stats", "Stats", id="evolution.stats"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -275,6 +296,11 @@ class EvolutionPanel(Panel):
 
         self.app.set_status(f"validating #{proposal['id']} again with the failures recorded since…")
         self.app.run_blocking(f"revalidate #{proposal['id']}", lambda rt: _validated_again(revalidate(rt, proposal["id"])))
+
+    def action_stats(self) -> None:
+        """Approval rate, rounds, where validation fails and tokens, by model, hint, tool and stage (as `review stats`)."""
+        self.app.set_status("counting every proposal…")
+        self.app.run_blocking("evolution stats", stats_screen)
 
     def action_reject(self) -> None:
         proposal = self._need(("awaiting_review", "failed_validation"), "reject")
