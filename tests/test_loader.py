@@ -157,3 +157,25 @@ def test_reload_of_a_code_file_finds_the_tool_that_runs_it(workspace: Path, make
     (tools / "zzz_last.py").unlink()  # a deleted code file does not remove the tool; its calls fail instead
     assert [(c.tool_id, c.status) for c in runtime.catalog.reload_path(tools / "zzz_last.py")] == [("zzz_last", "ready")]
     assert runtime.catalog.reload_path(tools / "unrelated_notes.py") == []
+
+
+def test_a_restart_over_unchanged_tools_writes_no_status_and_says_no_event(workspace: Path, make_runtime) -> None:
+    """At 100,000 tools a restart must not write 100,000 events and status rows: a tool that loads as the store
+    records it is not news. A tool whose status changed is said; in-process listeners still hear of every tool."""
+    _many(workspace / "tools", 20)
+    first = make_runtime()
+    assert first.wait_ready(30)
+    first.close()
+    (workspace / "tools" / "tool_003.yaml").write_text("name: tool_003\ntype: [not, a, type]\n")  # breaks on the next load
+    from tests.helpers import state_rows
+
+    updated_before = {r["tool_id"]: r["updated"] for r in state_rows(workspace, "SELECT tool_id, updated FROM tool_status")}
+    second = make_runtime()
+    assert second.wait_ready(30)
+    last = max(e.id for e in second.events.tail(0, limit=10_000) if e.kind == "load.finished")
+    runs = [e.id for e in second.events.tail(0, limit=10_000) if e.kind == "runtime.started"]
+    mine = [e for e in second.events.tail(runs[-1] - 1, limit=10_000) if e.id <= last]
+    said = [(e.kind, e.tool_id) for e in mine if e.kind.startswith("tool.")]
+    assert said == [("tool.error", "tool_003")], said
+    updated_after = {r["tool_id"]: r["updated"] for r in state_rows(workspace, "SELECT tool_id, updated FROM tool_status")}
+    assert {t for t in updated_after if updated_after[t] != updated_before[t]} == {"tool_003"}

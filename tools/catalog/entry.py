@@ -58,6 +58,8 @@ class StatusChange:
     status: str
     error: str | None
     source: str
+    #: False for a tool that loaded as the store already records it: listeners hear of it, the store is not written
+    persist: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +70,18 @@ class Problem:
     message: str
 
 
+def read_statuses(store: Any) -> dict[tuple[str, str], StatusChange]:
+    """Every version's load status as `tool_status` holds it (what the last load of any process recorded)."""
+    return {(r[0], r[1]): StatusChange(r[0], r[1], r[2], r[3], r[4])
+            for r in store.query("SELECT tool_id, version, status, error, source FROM tool_status")}
+
+
 def write_status(store: Any, changes: list[StatusChange]) -> None:
     """Each changed version's load status in `tool_status`, where other processes and the dashboard read it."""
-    if not changes:
-        return
     now, pid = time.time(), os.getpid()
-    rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes]
+    rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes if c.persist]
+    if not rows:
+        return
     with store.tx() as con:
         con.executemany(
             "INSERT INTO tool_status(tool_id, version, status, type, source, path, error, overrides, updated, pid)"

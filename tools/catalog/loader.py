@@ -27,7 +27,7 @@ from tools.catalog.discovery import (
     discover_root,
     escapes,
 )
-from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry, write_status
+from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry, read_statuses, write_status
 from tools.catalog.imported import IMPORTED, ImportedTools
 from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
 from tools.catalog.nodes import NodeManifests, manifest_sha
@@ -57,6 +57,9 @@ class Catalog(ImportedTools):
         self._events: EventLog | None = None
         self._pending_events: list[PendingEvent] = []
         self._pending_changes: list[StatusChange] = []
+        #: during a full load, the statuses the store already holds: a tool that loads as it was is not news
+        #: (no event, no write; a restart over 100,000 unchanged tools writes nothing)
+        self._known: dict[tuple[str, str], StatusChange] | None = None
         self._flush_lock = threading.Lock()
         self._last_flush = 0.0
         self.cache_hits = 0
@@ -131,6 +134,7 @@ class Catalog(ImportedTools):
         """Parse every discovered manifest not yet claimed by a waiting caller."""
         entries = self.all_entries()
         cache = self._read_cache()
+        self._known = self._read_statuses()
         fresh: list[tuple[str, int, int, str]] = []
         for entry in entries:
             if not self._claim(entry):
@@ -140,6 +144,7 @@ class Catalog(ImportedTools):
                 fresh.append(fresh_row)
             self._maybe_flush()
         self._write_cache(fresh)
+        self._known = None
         self.finished_at = time.perf_counter()
         summary = self.summary(final=True)
         seconds = round(self.finished_at - self.started_at, 3)
@@ -205,8 +210,14 @@ class Catalog(ImportedTools):
                 entry.status, entry.error, entry.conflict, error = ERROR, conflict, True, conflict
             change = StatusChange(entry.tool_id, entry.served_version, ERROR if manifest is None or conflict else READY, error,
                                   entry.source)
+            known = self._known
+            unchanged = known is not None and known.get((change.tool_id, change.version)) == change and not tampered
+            if unchanged:
+                change = StatusChange(change.tool_id, change.version, change.status, change.error, change.source, persist=False)
             self._pending_changes.append(change)
         entry.done.set()
+        if unchanged:  # no event either: Activity and MCP clients hear of changes, not of a restart
+            return
         payload: dict[str, Any] = {"source": entry.source, "path": str(entry.path)}
         if error:
             payload["error"] = error
@@ -238,6 +249,15 @@ class Catalog(ImportedTools):
         if reason:
             raise ToolNotReadyError(f"tool {entry.tool_id!r} {entry.served_version}: {reason}", tool_id=entry.tool_id,
                                     error_class="catalog_mismatch")
+
+    def _read_statuses(self) -> dict[tuple[str, str], StatusChange] | None:
+        if self._store is None:
+            return None
+        try:
+            return read_statuses(self._store)
+        except StoreError as exc:  # every status is then written and said again, as on a first load
+            logging.getLogger("tooldeck.catalog").error("reading tool statuses: %s", exc)
+            return None
 
     def _read_cache(self) -> dict[str, tuple[int, int, str]] | None:
         if self._store is None:
@@ -273,8 +293,8 @@ class Catalog(ImportedTools):
             self._last_flush = time.perf_counter()
             if self._events is not None and events:
                 self._events.emit_many(events)
-                if self._store is not None:
-                    write_status(self._store, changes)
+            if self._events is not None and self._store is not None:
+                write_status(self._store, changes)
             if self.nodes is not None:
                 try:
                     self.nodes.flush()
