@@ -64,7 +64,7 @@ def approved_id(store: Store, tool_id: str, version: str) -> int | None:
 def decided(store: Store, limit: int, *, tool_id: str | None = None) -> list[Any]:
     """Proposals a person decided, newest first: approved (serving or not), rejected and rolled back,
     with what evolution remembers of them (error, hint, review reason, diff)."""
-    sql = ("SELECT id, tool_id, version, status, error_message, mutation_hint, review_reason, diff FROM proposals"
+    sql = ("SELECT id, tool_id, version, status, error_message, mutation_hint, review_reason, diff, memory FROM proposals"
            " WHERE (approved_at IS NOT NULL OR status IN ('rejected', 'rolled_back'))")
     params: list[Any] = []
     if tool_id is not None:

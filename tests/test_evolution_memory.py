@@ -173,3 +173,29 @@ def test_auto_propose_is_off_by_default(workspace: Path, make_runtime) -> None:
     rt = make_runtime(serve=True)
     rt.wait_ready(30)
     assert "auto_propose" not in rt.extensions
+
+
+def test_the_shape_of_a_wrong_answer_finds_a_fix_for_the_same_kind_of_bug(store) -> None:
+    """`returned 5, expected 4` is off by one whatever the tool: memory offers the fix made for an off-by-one
+    failure before the one made for a wrong type, though their errors and hints have the same words."""
+    import json as _json
+
+    from state import proposals
+    from tools.evolution.memory import answer_shape, failure_shapes
+
+    assert failure_shapes(["returned 5, expected 4", "expected [1, 2], got [2, 1]", "got 2.5, expected 2", "returned x"]) == [
+        "shape_off_by_one", "shape_order", "shape_type_float_int"]
+    assert answer_shape(True, False) == "shape_bool_flipped" and answer_shape(None, 3) == "shape_none"
+    assert failure_shapes(["returned " + "[" * 5000 + ", expected 1"]) == []  # hostile text: no shape, no error
+    with store.tx() as con:
+        for tool, shapes in [("count_words", ["shape_off_by_one"]), ("mean_age", ["shape_type_float_int"])]:
+            pid = proposals.create(con, tool_id=tool, version="1.1.0", status="approved", error_message=f"wrong answers of {tool}",
+                                   mutation_hint="fix the wrong answers", created=1.0, updated=1.0,
+                                   memory=_json.dumps({"shapes": shapes}))
+            assert pid is not None
+            proposals.update(con, pid, {"approved_at": 1.0})
+    query = failure_text("wrong answers of sum_digits", "fix the wrong answers", [{"error": "returned 13, expected 12"}])
+    fixes, _ = recall(store, query)
+    assert [r.tool_id for r in fixes][:1] == ["count_words"], fixes
+    query = failure_text("wrong answers of sum_digits", "fix the wrong answers", [{"error": "returned 6.5, expected 6"}])
+    assert [r.tool_id for r in recall(store, query)[0]][:1] == ["mean_age"]

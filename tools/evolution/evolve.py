@@ -30,7 +30,7 @@ from state.redact import redact
 from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
 from tools.errors import ManifestError, ToolError, ToolInputError, ToolUnavailableError, UsageError
 from tools.evolution.context import recent_failures, regressions, scenarios
-from tools.evolution.memory import failure_text, offered, prompt_section, recall, repeats
+from tools.evolution.memory import failure_shapes, failure_text, offered, prompt_section, recall, repeats
 from tools.evolution.prompt import build_prompt, feedback_message
 from tools.evolution.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for, get_proposal
 from tools.evolution.stages import Cancelled, Cascade, Inputs
@@ -339,7 +339,8 @@ def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any],
     tool_id, version, pid = run.tool_id, run.version, run.pid
     failures = recent_failures(runtime, tool_id, parent.version) if parent else []
     name = code_name(tool_id, version)
-    remembered = _remember(runtime, run, cfg, failure_text(error_message, mutation_hint, failures))
+    shapes = failure_shapes([error_message, *(str(f.get("error") or "") for f in failures[:10])])
+    remembered = _remember(runtime, run, cfg, failure_text(error_message, mutation_hint, failures), shapes)
     system, user = build_prompt(tool_id=tool_id, version=version, code_name=name, parent=parent, parent_raw=parent_raw,
                                 parent_code=parent_code, failures=failures, error_message=error_message,
                                 mutation_hint=mutation_hint, dynamic_schema=dynamic_schema, spec_text=spec_text,
@@ -409,14 +410,18 @@ def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any],
     return _finish(runtime, run, stages, protections, passed=False)
 
 
-def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str) -> str:
-    """The prompt's memory of similar past decisions (recorded on the proposal), or "" when turned off."""
+def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str, shapes: list[str]) -> str:
+    """The prompt's memory of similar past decisions (recorded on the proposal, with the shapes of the wrong
+    answers it is made for, by which later evolutions find it), or "" when turned off."""
     if not _truthy(cfg.get("memory", True)):
         return ""
     fixes, avoid = recall(runtime.store, query, limit=max(0, int(cfg.get("memory_examples", 3))), exclude=run.pid)
-    if fixes or avoid:
-        record = offered(fixes, avoid)
+    record: dict[str, Any] = offered(fixes, avoid) if fixes or avoid else {}
+    if shapes:
+        record["shapes"] = shapes
+    if record:
         _update(runtime, run.pid, memory=json.dumps(record))
+    if fixes or avoid:
         runtime.events.emit("evolution.memory", run.tool_id, run.version, proposal_id=run.pid,
                             fixes=[r["proposal_id"] for r in record["fixes"]], avoid=[r["proposal_id"] for r in record["avoid"]])
     return prompt_section(fixes, avoid)

@@ -3,7 +3,9 @@
 A new evolution is offered the past decisions most similar to its failure (of any tool): approved
 fixes as examples to learn from, rejected and rolled-back ones as approaches not to propose again,
 each with the reviewer's reason. Similarity is TF-IDF cosine over the words of the failure (error,
-mutation hint, the failing calls' errors), computed here over the decided proposals in the store:
+mutation hint, the failing calls' errors, and the shape of each wrong answer: `returned 5, expected 4`
+is off by one, `returned 2.5, expected 2` the wrong type; a proposal keeps the shapes of the failures
+it was made for), computed here over the decided proposals in the store:
 deterministic, no model, no index to keep. The proposal records what it was offered (`memory`),
 and a candidate whose diff repeats a rejected one of the same tool is flagged to the reviewer.
 `[evolution] memory = false` turns all of it off.
@@ -11,6 +13,7 @@ and a candidate whose diff repeats a rejected one of the same tool is flagged to
 
 from __future__ import annotations
 
+import ast
 import difflib
 import math
 import re
@@ -55,11 +58,74 @@ def words(text: str) -> list[str]:
 
 
 def failure_text(error_message: str, mutation_hint: str, failures: Iterable[dict[str, Any]] = ()) -> str:
-    """The words a failure is known by: the error, the hint, and the recorded failures' errors and classes."""
+    """The words a failure is known by: the error, the hint, the recorded failures' errors and classes, and
+    the shapes of their wrong answers."""
+    failures = list(failures)[:10]
     parts = [error_message, mutation_hint]
-    for f in list(failures)[:10]:
+    for f in failures:
         parts.extend(str(f.get(k) or "") for k in ("error_class", "error", "scenario"))
+    parts.extend(failure_shapes([error_message, *(str(f.get("error") or "") for f in failures)]))
     return " ".join(parts)
+
+
+#: "returned X, expected Y", "expected Y, got X", "got X, expected Y" (what a workflow reports of a wrong answer)
+_ANSWER = (re.compile(r"\breturned (?P<got>.+?),? expected (?P<want>.+)$"),
+           re.compile(r"\bexpected (?P<want>.+?),? (?:but )?got (?P<got>.+)$"),
+           re.compile(r"\bgot (?P<got>.+?),? (?:but )?expected (?P<want>.+)$"))
+_UNPARSED = object()
+
+
+def _literal(text: str) -> Any:
+    text = text.strip().rstrip(".")
+    if len(text) > 2000:
+        return _UNPARSED
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _UNPARSED
+
+
+def answer_shape(got: Any, want: Any) -> str | None:
+    """How a wrong answer differs from the expected one, as one word (None when it says nothing)."""
+    if got == want and type(got) is type(want):
+        return None
+    if got is None:
+        return "shape_none"
+    if isinstance(got, bool) and isinstance(want, bool):
+        return "shape_bool_flipped"
+    if type(got) is not type(want):
+        return f"shape_type_{type(got).__name__}_{type(want).__name__}"
+    if isinstance(got, (int, float)):
+        return "shape_sign" if got == -want else "shape_off_by_one" if abs(got - want) == 1 else "shape_number"
+    if isinstance(got, (str, list, tuple)):
+        try:
+            if sorted(got) == sorted(want):
+                return "shape_order"
+        except TypeError:
+            pass
+        if abs(len(got) - len(want)) == 1:
+            return "shape_length_off_by_one"
+        return "shape_missing_items" if len(got) < len(want) else "shape_extra_items" if len(got) > len(want) else "shape_changed_items"
+    if isinstance(got, dict):
+        return "shape_keys" if set(got) != set(want) else "shape_values"
+    return None
+
+
+def failure_shapes(errors: Iterable[str]) -> list[str]:
+    """The shapes of the wrong answers these error texts report, most frequent first (each once)."""
+    found: Counter[str] = Counter()
+    for error in errors:
+        for pattern in _ANSWER:
+            m = pattern.search(error.strip())
+            if m is None:
+                continue
+            got, want = _literal(m.group("got")), _literal(m.group("want"))
+            if got is not _UNPARSED and want is not _UNPARSED:
+                shape = answer_shape(got, want)
+                if shape is not None:
+                    found[shape] += 1
+            break
+    return [shape for shape, _ in found.most_common()]
 
 
 def _vectors(texts: list[list[str]]) -> list[dict[str, float]]:
@@ -85,7 +151,7 @@ def recall(store: Any, query: str, *, limit: int = 3, exclude: int | None = None
     rows = [r for r in proposals.decided(store, HISTORY) if r["id"] != exclude]
     if not rows:
         return [], []
-    docs = [words(failure_text(r["error_message"] or "", r["mutation_hint"] or "")) for r in rows]
+    docs = [words(failure_text(r["error_message"] or "", r["mutation_hint"] or "") + " " + " ".join(_shapes_of(r))) for r in rows]
     vectors = _vectors([words(query), *docs])
     scored = sorted(((_cosine(vectors[0], v), r) for v, r in zip(vectors[1:], rows, strict=True)),
                     key=lambda item: (-item[0], -item[1]["id"]))
@@ -104,6 +170,18 @@ def recall(store: Any, query: str, *, limit: int = 3, exclude: int | None = None
                                (r["error_message"] or "")[:300], (r["mutation_hint"] or "")[:300], (reason or "")[:300],
                                _cut_diff(r["diff"] or "")))
     return fixes, avoid
+
+
+def _shapes_of(row: Any) -> list[str]:
+    """The shapes of the failures a past proposal was made for (kept in its `memory` record)."""
+    import json
+
+    try:
+        memory = json.loads(row["memory"] or "{}")
+    except (ValueError, TypeError):
+        return []
+    shapes = memory.get("shapes") if isinstance(memory, dict) else None
+    return [s for s in shapes if isinstance(s, str) and s.startswith("shape_")] if isinstance(shapes, list) else []
 
 
 def _cut_diff(diff: str) -> str:
