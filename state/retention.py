@@ -2,8 +2,9 @@
 
 Day limits (`events_days`, `calls_days`, `failures_days`) bound how old a row may get; under steady
 traffic they do not bound the size (the demo wrote 1.9 MB/min of call records: ~19 GB in its 7
-days). The serving runtime's housekeeping calls `trim_to_budget`: while the live rows take more
-than the budget, the oldest rows of the largest history table go. Never touched: pending
+days). The serving runtime's housekeeping looks at the size every 30 s and, past LOW_WATER of the
+budget, calls `trim_to_budget` down to LOW_WATER of it: while the live rows take more than that,
+the oldest rows of the largest history table go. Never touched: pending
 buffer items and batches, proposals and approved code, promotions, health rows, controls.
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 HISTORY = (("calls", "ts"), ("events", "ts"), ("failures", "ts"), ("score_history", "ts"), ("buffer_rates", "sec"),
            ("buffer_samples", "ts"))
 KEEP = 100
+#: housekeeping trims to this share of the budget, so the writes until its next look fit in the rest
+LOW_WATER = 0.9
 ROUNDS = 20
 SLACK = 1.05  # a round frees a twentieth more than the excess its size estimate says, so few rounds are needed
 

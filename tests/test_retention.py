@@ -55,3 +55,19 @@ def test_a_long_record_keeps_its_start_and_the_sha256_of_the_whole() -> None:
     assert same == text and other != text
     short, cut = _capped({"payload": "z"})
     assert cut == 0 and short == '{"payload":"z"}'
+
+
+def test_housekeeping_trims_to_the_low_water_mark_so_the_next_writes_fit(workspace: Path, make_runtime) -> None:
+    """Past LOW_WATER of `[retention] max_db_mb`, the serving runtime's housekeeping trims to LOW_WATER (it looks
+    every 30 s), not to the budget itself: the writes until its next look fit in the rest."""
+    from state.retention import LOW_WATER
+    from tools.presence import keep_to_budget
+
+    (workspace / "tooldeck.toml").write_text("[retention]\nmax_db_mb = 1\n")
+    runtime = make_runtime(serve=True)
+    fill(runtime.store, 3000)
+    budget = 1024 * 1024
+    assert runtime.store.used_bytes() > budget
+    removed = keep_to_budget(runtime)
+    assert removed.get("calls", 0) > 0 and runtime.store.used_bytes() <= LOW_WATER * budget, removed
+    assert keep_to_budget(runtime) == {}  # under the mark: nothing more goes

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from state import failures, runtimes
 from state.calls import prune_calls
 from state.db import Store, StoreError
-from state.retention import trim_to_budget
+from state.retention import LOW_WATER, trim_to_budget
 from tools.errors import ToolError
 
 if TYPE_CHECKING:
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 HEARTBEAT_SECONDS = 2.0
 CHECKPOINT_SECONDS = 60.0
 PRUNE_SECONDS = 600.0
+#: how often a serving runtime compares the state's size with `[retention] max_db_mb` (three PRAGMAs)
+BUDGET_SECONDS = 30.0
 
 log = logging.getLogger("tooldeck")
 
@@ -35,7 +37,7 @@ def heartbeat(runtime: RuntimeHost, store: Store) -> None:
 
 def housekeeping(runtime: RuntimeHost, closing: Any) -> None:
     """The housekeeping thread's loop, until `closing` (a threading.Event) is set."""
-    last_checkpoint = last_prune = time.monotonic()
+    last_checkpoint = last_prune = last_budget = time.monotonic()
     while not closing.wait(HEARTBEAT_SECONDS):
         try:
             heartbeat(runtime, runtime.store)
@@ -45,7 +47,10 @@ def housekeeping(runtime: RuntimeHost, closing: Any) -> None:
                 last_checkpoint = now
             if runtime.serve and now - last_prune > PRUNE_SECONDS:
                 prune(runtime)
-                last_prune = now
+                last_prune = last_budget = now
+            elif runtime.serve and now - last_budget > BUDGET_SECONDS:
+                keep_to_budget(runtime)
+                last_budget = now
         except (ToolError, StoreError) as exc:
             log.error("housekeeping: %s", exc)
 
@@ -62,10 +67,17 @@ def prune(runtime: RuntimeHost) -> dict[str, int]:
     with store.tx() as con:
         removed["runtimes"] = runtimes.prune(con, store.now())
         removed.update(failures.prune(con, cutoff))  # the ledger and the score trend; current health rows stay
-    budget_mb = float(retention.get("max_db_mb", 0) or 0)
-    if budget_mb > 0:  # day limits bound age, not size: under steady traffic the budget does
-        for table, n in trim_to_budget(store, int(budget_mb * 1024 * 1024)).items():
-            removed[table] = removed.get(table, 0) + n
+    for table, n in keep_to_budget(runtime).items():  # day limits bound age, not size: under steady traffic the budget does
+        removed[table] = removed.get(table, 0) + n
     return removed
+
+
+def keep_to_budget(runtime: RuntimeHost) -> dict[str, int]:
+    """`[retention] max_db_mb`: past LOW_WATER of it, the oldest history goes down to LOW_WATER (rows removed
+    per table), so the state stays under the budget between looks unless 30 s of writes outgrow the rest."""
+    budget_mb = float(runtime.settings.section("retention").get("max_db_mb", 0) or 0)
+    if budget_mb <= 0:
+        return {}
+    return trim_to_budget(runtime.store, int(budget_mb * 1024 * 1024 * LOW_WATER))
 
 
