@@ -18,6 +18,7 @@ import pytest
 from tests.buffer_helpers import sink_items, wait_for
 from tests.mcp_helpers import REPO, HttpServer, Inbox, db_rows, make_workspace, sdk_stdio, serve_argv, server_env
 from tests.test_mcp_changes import LIST_CHANGED, edit_description, until
+from tests.test_mcp_typescript import ts_sdk_fixture  # noqa: F401 - the pinned TypeScript SDK (fixture ts_sdk)
 from tools.errors import UsageError
 
 #: `temps` serves the temperature tools (by tag) but the local converter, echo with its own text and a default,
@@ -54,7 +55,8 @@ def settings_of(text: str) -> Any:
 def test_an_endpoint_inherits_the_top_level_keys_it_does_not_set() -> None:
     from tools.mcp.config import load_serve_config
 
-    config, warnings = load_serve_config(settings_of(ENDPOINTS + '[mcp.serve.endpoints.plain]\n'))
+    top_level = '[mcp.serve.tools.echo]\ntitle = "Echo (everyone)"\n[mcp.serve.endpoints.plain]\n'
+    config, warnings = load_serve_config(settings_of(ENDPOINTS + top_level))
     assert warnings == []
     assert [e.name for e in config.endpoints] == ["temps", "wide", "plain"]
     plain, temps = config.endpoint("plain"), config.endpoint("temps")
@@ -66,6 +68,9 @@ def test_an_endpoint_inherits_the_top_level_keys_it_does_not_set() -> None:
     override = temps.override("echo")
     assert override is not None and override.defaults == {"text": "no reading"} and override.title == "Echo (temperature desk)"
     assert config.endpoint(None) is config and config.endpoint("") is config
+    inherited = plain.override("echo")  # the top level's overrides; temps set its own `tools`
+    assert inherited is not None and inherited.title == "Echo (everyone)" and inherited.defaults == {}
+    assert config.override("echo") == inherited and config.endpoint("wide").override("echo") == inherited
 
 
 @pytest.mark.parametrize(("extra", "words"), [
@@ -274,3 +279,19 @@ async def test_a_change_only_one_endpoint_serves_notifies_only_its_clients(works
         edit_description(workspace / "tools" / "converter_remote.yaml", "Convert, reloaded")  # served by both
         await until(lambda: temps_inbox.count(LIST_CHANGED) > 0, what="list_changed at /mcp/temps")
         assert {t.name: t for t in (await temps.list_tools()).tools}["converter_remote"].description == "Convert, reloaded"
+
+
+@pytest.mark.slow
+def test_the_typescript_client_at_a_named_endpoint(ts_sdk: Path, endpoints_server: HttpServer) -> None:
+    import json
+
+    done = subprocess.run(["node", str(REPO / "tests" / "mcp_ts" / "endpoint_client.mjs"), str(ts_sdk),
+                           endpoints_server.url + "/temps"], capture_output=True, text=True, timeout=240, cwd=REPO,
+                          env=server_env())
+    steps = {row.pop("step"): row for row in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))}
+    assert done.returncode == 0 and "closed" in steps, (done.stdout[-3000:], done.stderr[-3000:])
+    assert steps["list"] == {"names": ["buffer", "converter_remote", "echo", "resilient_tool_call"],
+                             "echoTitle": "Echo (temperature desk)", "echoRequired": []}
+    assert steps["defaulted"] == {"ok": True, "isError": False, "structured": {"echo": "no reading", "length": 10}}
+    hidden = steps["hidden"]
+    assert not hidden["ok"] and hidden["code"] == -32602 and "[mcp.serve.endpoints.temps] expose" in hidden["message"]
