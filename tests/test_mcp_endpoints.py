@@ -118,6 +118,20 @@ def test_an_unknown_endpoint_names_those_that_exist(workspace: Path) -> None:
     assert done.returncode == 2 and "an endpoint name is" in done.stderr, done.stderr[-2000:]
 
 
+def test_an_endpoint_default_holding_a_served_secret_stops_the_server_without_showing_it(workspace: Path) -> None:
+    """The value an imported MCP server's `${VAR}` reads is a secret of the process: an endpoint cannot hand it to
+    its clients (in the input schema) nor to a tool, and the refusal does not repeat it."""
+    token = "svc-" + "d41c8e" * 4
+    make_workspace(workspace, settings=ENDPOINTS + '[mcp.servers.svc]\ncommand = "true"\nenv = { SVC_TOKEN = "${SVC_TOKEN}" }\n'
+                   f'[mcp.serve.endpoints.temps.tools.shout]\ndefaults = {{ input = "{token}" }}\n')
+    done = subprocess.run(serve_argv(workspace, "--endpoint", "temps"), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=120, cwd=REPO, env=server_env(SVC_TOKEN=token))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "[mcp.serve.endpoints.temps.tools.shout]: holds a secret" in done.stderr and token not in done.stderr
+    logs = "".join(p.read_text() for p in (workspace / ".tooldeck" / "logs").glob("*.log"))
+    assert token not in logs and token not in (workspace / ".tooldeck" / "tooldeck.db").read_bytes().decode("latin-1")
+
+
 # -- over stdio ---------------------------------------------------------------------------------------------------
 
 async def test_a_stdio_endpoint_serves_its_tools_with_its_own_text_and_defaults(workspace: Path) -> None:
@@ -127,6 +141,8 @@ async def test_a_stdio_endpoint_serves_its_tools_with_its_own_text_and_defaults(
     async with sdk_stdio(workspace, extra=("--endpoint", "temps")) as (session, _inbox):
         tools = {t.name: t for t in (await session.list_tools()).tools}
         assert set(tools) == {"converter_remote", "echo", "resilient_tool_call", "buffer"}
+        labels = {r["label"] for r in db_rows(workspace, "SELECT label FROM runtimes")}
+        assert {"mcp serve (stdio, endpoint temps)", "mcp: test-ide (stdio, endpoint temps)"} <= labels, labels
         echo = tools["echo"]
         assert echo.description == "Echo a reading back" and echo.title == "Echo (temperature desk)"
         assert echo.input_schema["properties"]["text"]["default"] == "no reading"

@@ -59,7 +59,7 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     _import_before_threads(stdio=bind is None)
     from tools.runtime import Runtime
 
-    label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
+    label = f"mcp serve {bind.url()}" if bind is not None else f"mcp serve (stdio{f', endpoint {endpoint}' if endpoint else ''})"
     runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label, kind="mcp serve")
     endpoints: Any = None
     try:
