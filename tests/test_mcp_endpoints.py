@@ -254,8 +254,9 @@ async def test_each_endpoint_over_http_lists_calls_and_suggests_only_its_own(wor
             await wide.call_tool("converter_locl", {})
         assert "unknown tool 'converter_locl'" in str(near.value) and "converter_local" not in str(near.value).replace(
             "'converter_locl'", "")
-    labels = {r["label"] for r in db_rows(workspace, "SELECT label FROM runtimes")}
-    assert "mcp: temps-ide (http, endpoint temps)" not in labels  # gone with the client
+        labels = {r["label"] for r in db_rows(workspace, "SELECT label FROM runtimes")}
+        assert {"mcp: temps-ide (http, endpoint temps)", "mcp: default-ide (http)", "mcp: wide-ide (http, endpoint wide)"} \
+            <= labels, labels
     log = (workspace / ".tooldeck" / "logs" / "tooldeck.log").read_text()
     assert "temps-ide 1 connected" in log and "http, endpoint temps)" in log
 
