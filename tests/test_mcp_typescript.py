@@ -27,8 +27,8 @@ PICKY = "def run(data):\n    raise ValueError('picky: will not do ' + data['text
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def ts_sdk() -> Path:
+@pytest.fixture(scope="session", name="ts_sdk")
+def ts_sdk_fixture() -> Path:
     """The TypeScript SDK in ~/.cache/tooldeck-tests/ts-sdk-VERSION, installed once."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the TypeScript client tests (apt-get install nodejs npm)")

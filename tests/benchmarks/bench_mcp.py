@@ -11,8 +11,15 @@
 4. Each of 3 servers' 50 tools ready in the catalog after its tools/list reply (a serving runtime,
    no cache). Target <= 0.5 s.
 
+5. Load (issue 21's targets), over stdio and Streamable HTTP: 20 concurrent clients x 100 calls of a
+   fast tool (`buffer` status; the minimal server's constant), the client load in separate processes
+   (over HTTP 4 processes of 5 sessions; over stdio one process with 20 calls in flight on its
+   session, the only way one stdio server has 20 clients), against the minimal SDK server exposing
+   one equivalent tool. Targets: server CPU per call <= 1.1x, throughput >= 0.95x, p99 <= 1.2x.
+6. `tools/list` of 1,000 tools (every page) vs the minimal server listing the same 1,000. Target <= 2x.
+
 Rounds alternate between a measure and its baseline so drift on a shared machine hits both; the
-median counts. Run: python tests/benchmarks/bench_mcp.py [--only serve,import,frame,ready]
+median counts. Run: python tests/benchmarks/bench_mcp.py [--only serve,import,frame,ready,load,list]
 """
 
 from __future__ import annotations
@@ -239,12 +246,318 @@ def bench_ready() -> None:
           f"median {statistics.median(worst) * 1000:.0f} ms, worst {max(worst) * 1000:.0f} ms   target <= 500 ms")
 
 
+# -- 5, 6: load and tools/list of 1,000, in separate client processes --------------------------------------------
+
+LOAD_CLIENTS = 20
+LOAD_CALLS = 100
+LOAD_PROCESSES = 4  # over HTTP: 4 processes x 5 sessions
+LOAD_ROUNDS = 3
+LIST_TOOLS = 1000
+LIST_REPEAT = 15
+
+#: the minimal SDK server for load and listing: `constant` plus `gen_N` tools shaped like tooldeck's, over stdio or HTTP
+MINIMAL_MANY = textwrap.dedent("""
+    import socket, sys
+    import anyio
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    transport, count = sys.argv[1], int(sys.argv[2])
+    SCHEMA = {"type": "object", "properties": {"text": {"type": "string", "description": "What to echo"}},
+              "required": ["text"]}
+    TOOLS = [types.Tool(name="constant", description="returns a constant", input_schema={"type": "object"})]
+    TOOLS += [types.Tool(name=f"gen_{i}", title=f"gen_{i} 1.0.0", description=f"generated tool number {i}",
+                         input_schema=SCHEMA, _meta={"tooldeck/version": "1.0.0"}) for i in range(count)]
+
+    async def list_tools(ctx, params):
+        return types.ListToolsResult(tools=TOOLS)
+
+    async def call_tool(ctx, params):
+        return types.CallToolResult(content=[types.TextContent(text='{"success": true}')],
+                                    structured_content={"success": True})
+
+    server = Server("minimal", version="1", on_list_tools=list_tools, on_call_tool=call_tool)
+
+    async def main():
+        if transport == "stdio":
+            from mcp.server.stdio import stdio_server
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+            return
+        import uvicorn
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sys.stderr.write(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp\\n")
+        sys.stderr.flush()
+        app = server.streamable_http_app(streamable_http_path="/mcp")
+        await uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, ws="none")).serve(sockets=[sock])
+
+    anyio.run(main)
+""")
+
+#: one client process: `sessions` sessions (HTTP) or `sessions` calls in flight on one session (stdio, where it starts
+#: the server itself and reports the server's CPU over the measured span), each making `calls` calls once told to go
+#: (it says `ready` on stdout when connected and warmed up, and waits for a line on stdin)
+LOAD_DRIVER = textwrap.dedent("""
+    import json, os, sys, time
+    import anyio
+    import mcp_types as types
+    from mcp.client.session import ClientSession
+
+    mode, target, sessions, calls, tool, args = sys.argv[1:7]
+    sessions, calls, args = int(sessions), int(calls), json.loads(args)
+    TICK = os.sysconf("SC_CLK_TCK")
+    info = types.Implementation(name="load", version="1")
+
+    def children_cpu():
+        kids = []
+        for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+            kids += open(f"/proc/{os.getpid()}/task/{tid}/children").read().split()
+        total = 0.0
+        for pid in kids:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+        return total
+
+    async def run_calls(session, out):
+        for _ in range(calls):
+            t = time.perf_counter()
+            result = await session.call_tool(tool, args)
+            out.append((time.perf_counter() - t) * 1000)
+            assert not result.is_error, result.content
+
+    async def wait_start():
+        print("ready", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+
+    async def main():
+        latencies, report = [], {}
+        if mode == "stdio":
+            from mcp.client.stdio import StdioServerParameters, stdio_client
+            argv = json.loads(target)
+            params = StdioServerParameters(command=argv[0], args=argv[1:], cwd=os.getcwd())
+            with open(os.devnull, "w") as errlog:
+                async with stdio_client(params, errlog=errlog) as (r, w), ClientSession(r, w, client_info=info) as s:
+                    await s.initialize()
+                    await s.list_tools()
+                    for _ in range(100):
+                        await s.call_tool(tool, args)
+                    await wait_start()
+                    cpu0 = children_cpu()
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(sessions):
+                            tg.start_soon(run_calls, s, latencies)
+                    report["end"], report["cpu"] = time.time(), children_cpu() - cpu0
+        else:
+            import httpx2
+            from contextlib import AsyncExitStack
+            from mcp.client.streamable_http import streamable_http_client
+            async with AsyncExitStack() as stack:
+                opened = []
+                for _ in range(sessions):
+                    http = await stack.enter_async_context(httpx2.AsyncClient(timeout=120))
+                    r, w = await stack.enter_async_context(streamable_http_client(target, http_client=http))
+                    s = await stack.enter_async_context(ClientSession(r, w, client_info=info))
+                    await s.initialize()
+                    opened.append(s)
+                await wait_start()
+                async with anyio.create_task_group() as tg:
+                    for s in opened:
+                        tg.start_soon(run_calls, s, latencies)
+                report["end"] = time.time()
+        report["latencies"] = latencies
+        print(json.dumps(report), flush=True)
+
+    anyio.run(main)
+""")
+
+
+def _proc_cpu(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _drive(driver: Path, mode: str, target: str, processes: int, sessions: int, tool: str, args: dict,
+           server_pid: int | None = None) -> dict:
+    """One round: the client processes, connected and warm, start together; (calls/s, p99 ms, server CPU ms per call)."""
+    import json
+    import subprocess
+
+    procs = [subprocess.Popen([sys.executable, str(driver), mode, target, str(sessions), str(LOAD_CALLS), tool,
+                               json.dumps(args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=REPO) for _ in range(processes)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.communicate(timeout=60)[1][-3000:]
+    cpu0 = _proc_cpu(server_pid) if server_pid is not None else 0.0
+    start = time.time()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    calls = processes * sessions * LOAD_CALLS
+    cpu = (_proc_cpu(server_pid) - cpu0) if server_pid is not None else sum(r["cpu"] for r in reports)
+    latencies = sorted(x for r in reports for x in r["latencies"])
+    span = max(r["end"] for r in reports) - start
+    return {"rate": calls / span, "p99": latencies[int(len(latencies) * 0.99) - 1], "cpu": cpu * 1000 / calls}
+
+
+class _HttpProc:
+    """A server process that says `listening on URL` on stderr."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, cwd=REPO)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stderr or []), daemon=True).start()
+        deadline = time.monotonic() + 120
+        while not any("listening on " in line for line in self.lines):
+            assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.lines)[-2000:]
+            time.sleep(0.05)
+        self.url = next(line for line in self.lines if "listening on " in line).split("listening on ", 1)[1].split()[0]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def _ratios(name: str, ours: list[dict], base: list[dict]) -> None:
+    med = {k: (statistics.median(r[k] for r in ours), statistics.median(r[k] for r in base)) for k in ("cpu", "rate", "p99")}
+    print(f"{name}: minimal SDK server {med['rate'][1]:.0f} calls/s, p99 {med['p99'][1]:.1f} ms, server CPU "
+          f"{med['cpu'][1]:.2f} ms/call; tooldeck {med['rate'][0]:.0f} calls/s, p99 {med['p99'][0]:.1f} ms, server CPU "
+          f"{med['cpu'][0]:.2f} ms/call (medians of {LOAD_ROUNDS} rounds, {LOAD_CLIENTS} clients x {LOAD_CALLS} calls)")
+    print(f"ratio tooldeck / minimal ({name}): server CPU per call {med['cpu'][0] / med['cpu'][1]:.2f}x (target <= 1.1x), "
+          f"throughput {med['rate'][0] / med['rate'][1]:.2f}x (target >= 0.95x), p99 {med['p99'][0] / med['p99'][1]:.2f}x "
+          f"(target <= 1.2x)")
+
+
+def bench_load() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mcp-load-"))
+    ws = tmp / "ws"
+    (ws / "tools").mkdir(parents=True)
+    driver, minimal = tmp / "driver.py", tmp / "minimal_many.py"
+    driver.write_text(LOAD_DRIVER)
+    minimal.write_text(MINIMAL_MANY)
+    status = {"operation": "status"}
+    ours_argv = [sys.executable, "-m", "tools", "--workspace", str(ws), "mcp", "serve"]
+    base_argv = [sys.executable, str(minimal), "stdio", "0"]
+    import json
+
+    ours, base = [], []
+    for _ in range(LOAD_ROUNDS):
+        base.append(_drive(driver, "stdio", json.dumps(base_argv), 1, LOAD_CLIENTS, "constant", {}))
+        ours.append(_drive(driver, "stdio", json.dumps(ours_argv), 1, LOAD_CLIENTS, "buffer", status))
+    _ratios("stdio", ours, base)
+
+    ours_server = _HttpProc([*ours_argv, "--http", "127.0.0.1:0"])
+    base_server = _HttpProc([sys.executable, str(minimal), "http", "0"])
+    per_process = LOAD_CLIENTS // LOAD_PROCESSES
+    try:
+        _drive(driver, "http", ours_server.url, 1, 2, "buffer", status, ours_server.proc.pid)  # warm-up
+        _drive(driver, "http", base_server.url, 1, 2, "constant", {}, base_server.proc.pid)
+        ours, base = [], []
+        for _ in range(LOAD_ROUNDS):
+            base.append(_drive(driver, "http", base_server.url, LOAD_PROCESSES, per_process, "constant", {},
+                               base_server.proc.pid))
+            ours.append(_drive(driver, "http", ours_server.url, LOAD_PROCESSES, per_process, "buffer", status,
+                               ours_server.proc.pid))
+    finally:
+        ours_server.stop()
+        base_server.stop()
+    _ratios("Streamable HTTP", ours, base)
+
+
+LIST_DRIVER = textwrap.dedent("""
+    import json, os, sys, time
+    import anyio
+    import mcp_types as types
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    argv, repeat, expect = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+    async def list_all(s):
+        tools, cursor = [], None
+        while True:
+            page = await s.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+            tools += page.tools
+            cursor = page.next_cursor
+            if cursor is None:
+                return tools
+
+    async def main():
+        params = StdioServerParameters(command=argv[0], args=argv[1:], cwd=os.getcwd())
+        with open(os.devnull, "w") as errlog:
+            async with stdio_client(params, errlog=errlog) as (r, w), ClientSession(r, w) as s:
+                await s.initialize()
+                deadline = time.monotonic() + 300
+                while len([t for t in await list_all(s) if t.name.startswith("gen_")]) < expect:  # the catalog loads
+                    assert time.monotonic() < deadline, "the tools did not all load"
+                    await anyio.sleep(0.5)
+                times = []
+                for _ in range(repeat):
+                    t = time.perf_counter()
+                    await list_all(s)
+                    times.append((time.perf_counter() - t) * 1000)
+        print(json.dumps(times), flush=True)
+
+    anyio.run(main)
+""")
+
+
+def bench_list() -> None:
+    import json
+    import subprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mcp-list-"))
+    ws = tmp / "ws"
+    tools = ws / "tools"
+    tools.mkdir(parents=True)
+    for i in range(LIST_TOOLS):
+        (tools / f"gen_{i}.py").write_text("def run(data):\n    return {'echo': data['text']}\n")
+        (tools / f"gen_{i}.yaml").write_text(
+            f"name: gen_{i}\ntype: python\nversion: 1.0.0\nentry: gen_{i}.py:run\ndescription: generated tool number {i}\n"
+            "input_schema:\n  text: {type: string, required: true, description: What to echo}\n")
+    (ws / "tooldeck.toml").write_text(f"[mcp.serve]\npage_size = {LIST_TOOLS}\n")
+    driver, minimal = tmp / "list_driver.py", tmp / "minimal_many.py"
+    driver.write_text(LIST_DRIVER)
+    minimal.write_text(MINIMAL_MANY)
+
+    def run(argv: list[str]) -> list[float]:
+        done = subprocess.run([sys.executable, str(driver), json.dumps(argv), str(LIST_REPEAT), str(LIST_TOOLS)],
+                              capture_output=True, text=True, timeout=900, cwd=REPO)
+        assert done.returncode == 0, done.stderr[-3000:]
+        times: list[float] = json.loads(done.stdout.strip().splitlines()[-1])
+        return times
+
+    base = run([sys.executable, str(minimal), "stdio", str(LIST_TOOLS)])
+    ours = run([sys.executable, "-m", "tools", "--workspace", str(ws), "mcp", "serve"])
+    b, o = statistics.median(base), statistics.median(ours)
+    print(f"tools/list of {LIST_TOOLS} tools (stdio, every page, median of {LIST_REPEAT}): minimal SDK server {b:.1f} ms, "
+          f"tooldeck {o:.1f} ms")
+    print(f"ratio tooldeck / minimal (tools/list of {LIST_TOOLS}): {o / b:.2f}x   target <= 2x")
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="serve,import,frame,ready")
+    parser.add_argument("--only", default="serve,import,frame,ready,load,list")
     chosen = parser.parse_args().only.split(",")
+    if "load" in chosen:
+        bench_load()
+    if "list" in chosen:
+        bench_list()
     if "serve" in chosen:
         anyio.run(bench_serve)
     if "import" in chosen:

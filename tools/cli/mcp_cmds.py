@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio; "
                    "beyond loopback a bearer token is required (TOOLDECK_MCP_TOKEN or --token-file)")
     s.add_argument("--token-file", metavar="PATH", help="read the bearer token from this file (never pass it on the command line)")
+    s.add_argument("--endpoint", metavar="NAME", help="over stdio, serve the endpoint [mcp.serve.endpoints.NAME] "
+                   "(its tools, descriptions and defaults) instead of the default one; over --http every endpoint is "
+                   "served, at /mcp/NAME")
     s.add_argument("--session", help="one tooldeck session for every client (default: TOOLDECK_SESSION, else one per client)")
     s.add_argument("--demo", action="store_true", help="include the demo catalog")
     s.set_defaults(func=cmd_mcp_serve)
@@ -39,7 +42,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def cmd_mcp_serve(args: argparse.Namespace) -> int:
     from tools.mcp import serve
 
-    return serve(workspace=args.workspace, http=args.http, token_file=args.token_file, session=args.session, demo=args.demo)
+    return serve(workspace=args.workspace, http=args.http, token_file=args.token_file, session=args.session, demo=args.demo,
+                 endpoint=args.endpoint)
 
 
 def cmd_mcp_list(args: argparse.Namespace) -> int:

@@ -2,12 +2,13 @@
 
 Serving: `serve` (serve.py) is `tooldeck mcp serve`, over stdio (stdio.py) or Streamable HTTP
 (http.py: bind rules, bearer token, Host/Origin checks). server.py is the SDK's low-level
-Server wired to a serving runtime; listing.py decides what a client sees (expose, resolved
+Server wired to a serving runtime, one per endpoint (`/mcp`, `/mcp/NAME`; endpoints.py runs a
+process's endpoints together and watches their lists); listing.py decides what a client sees (expose, resolved
 versions, circuits); schema.py turns a manifest into MCP's schemas, annotations and results;
 sessions.py makes each client a tooldeck session with its own `runtimes` row; changes.py
 notices when the list changes; progress.py keeps an MCP call's nested calls inside `expose` and
 reports them as hops; signals.py stops a server cleanly at any moment; config.py reads
-`[mcp.serve]`.
+`[mcp.serve]` and its `[mcp.serve.endpoints.NAME]`.
 
 Importing: servers.py reads `[mcp.servers.NAME]` (and `${VAR}`, registered as secrets);
 imported.py turns a server's tool into a manifest of type `mcp` and its results into output

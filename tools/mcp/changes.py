@@ -2,16 +2,17 @@
 a circuit opening or closing, an operator disabling a tool.
 
 The event log is the shared record of all of these, so the watcher tails it (by rowid, only the
-kinds that can change the list) and recomputes the list's signature when one arrives; it also
+kinds that can change the list) and recomputes each endpoint's list signature when one arrives; it also
 recomputes every RECHECK_SECONDS, which catches what has no event of its own (an open circuit
 turning half-open when its cooldown ends). The caller sends `notifications/tools/list_changed`
-when `poll()` says so, at most once per DEBOUNCE_SECONDS.
+to the clients of each endpoint `poll()` names, at most once per DEBOUNCE_SECONDS: a change to what
+one endpoint serves is news to its clients only.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,26 +29,26 @@ DEBOUNCE_SECONDS = 1.0
 
 
 class ChangeWatcher:
-    """Blocking (run `poll` in a thread); one per serving process."""
+    """Blocking (run `poll` in a thread); one per serving process, with a signature per endpoint."""
 
-    def __init__(self, runtime: RuntimeHost, signature: Callable[[], Hashable]) -> None:
+    def __init__(self, runtime: RuntimeHost, signatures: Mapping[str, Callable[[], Hashable]]) -> None:
         self.runtime = runtime
-        self.signature = signature
+        self.signatures = dict(signatures)
         self.after = 0
-        self.last: Hashable = None
+        self.last: dict[str, Hashable] = {}
         self.checked = 0.0
 
     def prime(self) -> None:
         self.after = self.runtime.events.last_id()
-        self.last = self.signature()
+        self.last = {name: signature() for name, signature in self.signatures.items()}
         self.checked = time.monotonic()
 
-    def poll(self) -> bool:
-        """Whether the list changed since the last poll."""
+    def poll(self) -> set[str]:
+        """The endpoints whose list changed since the last poll."""
         events = self.runtime.events.tail(self.after, kinds=KINDS, limit=1000)
         now = time.monotonic()
         if not events and now - self.checked < RECHECK_SECONDS:
-            return False
+            return set()
         if events:
             self.after = events[-1].id
             # another process may have written these: read promotions and circuits afresh
@@ -56,9 +57,12 @@ class ChangeWatcher:
             if tracker is not None:
                 tracker.sync(force=True)
         self.checked = now
-        current = self.signature()
-        changed = current != self.last
-        self.last = current
+        changed = set()
+        for name, signature in self.signatures.items():
+            current = signature()
+            if current != self.last.get(name):
+                changed.add(name)
+            self.last[name] = current
         return changed
 
 

@@ -1,4 +1,5 @@
-"""MCP over Streamable HTTP at `/mcp`, guarded: bearer token, Host and Origin checked on every request.
+"""MCP over Streamable HTTP at `/mcp` (and each named endpoint at `/mcp/NAME`), guarded: bearer token, Host and
+Origin checked on every request.
 
 Binding to anything but loopback needs a bearer token (from `TOOLDECK_MCP_TOKEN` or
 `--token-file`, never argv, where `ps` shows it to every user); without one the server refuses
@@ -7,7 +8,9 @@ Origin are validated against the bound address and loopback names (the protocol'
 against DNS rebinding), plus `[mcp.serve] allowed_hosts` / `allowed_origins`; on a wildcard
 bind (0.0.0.0, ::) the Host check applies only when `allowed_hosts` is set, the token being
 what keeps a rebinding page out. A refused request is a one-line JSON-RPC error and a log line;
-a summary event at most every REFUSED_EVENT_SECONDS says how many were refused and why.
+a summary event at most every REFUSED_EVENT_SECONDS says how many were refused and why. Every
+endpoint is its own SDK server and session manager behind the one guard and listener; a path
+under `/mcp/` that names no endpoint is a 404 naming those that exist (to a client past the guard).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from state.db import StoreError
 from tools.errors import ToolError, UsageError
+from tools.mcp.config import PATH
 
 if TYPE_CHECKING:
     from tools.host import RuntimeHost
@@ -34,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tooldeck.mcp")
 TOKEN_ENV = "TOOLDECK_MCP_TOKEN"
 MIN_TOKEN_LENGTH = 16
-PATH = "/mcp"
 REFUSED_EVENT_SECONDS = 10.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -62,8 +65,8 @@ class Bind:
     def host_header(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
 
-    def url(self, port: int | None = None) -> str:
-        return f"http://{self.host_header}:{self.port if port is None else port}{PATH}"
+    def url(self, port: int | None = None, path: str = PATH) -> str:
+        return f"http://{self.host_header}:{self.port if port is None else port}{path}"
 
 
 def parse_bind(text: str) -> Bind:
@@ -195,20 +198,60 @@ def listen_socket(bind: Bind) -> socket.socket:
     return sock
 
 
-async def serve_http(tool_server: Any, bind: Bind, token: str | None, sock: socket.socket | None, stop: Any) -> None:
+class NoEndpoint:
+    """ASGI: a path under `/mcp/` that names no endpoint: 404, and which paths there are."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        asked = str(scope.get("path", ""))[:120]
+        message = f"no MCP endpoint at {asked!r} (endpoints: {', '.join(self.paths)}; [mcp.serve.endpoints.NAME] adds one)"
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32601, "message": message}}).encode()
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def endpoints_app(endpoints: Any, security: Any, host: str) -> Any:
+    """One Starlette app: each endpoint's SDK route at its path, their session managers run by its lifespan."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    routes: list[Any] = []
+    for tool_server in endpoints.servers:
+        app = tool_server.server.streamable_http_app(streamable_http_path=tool_server.config.path,
+                                                     transport_security=security, host=host)
+        routes.extend(app.routes)
+    routes.append(Route(PATH + "/{rest:path}", NoEndpoint([s.config.path for s in endpoints.servers])))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for tool_server in endpoints.servers:
+                await stack.enter_async_context(tool_server.server.session_manager.run())
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def serve_http(endpoints: Any, bind: Bind, token: str | None, sock: socket.socket | None, stop: Any) -> None:
     """Serve Streamable HTTP on `sock` (bound to `bind`) until SIGTERM/SIGINT/SIGHUP."""
     import anyio
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
     port = bind.port
-    config = tool_server.config
+    config = endpoints.config  # the listener's guard is the top-level [mcp.serve]'s, shared by every endpoint
     guard_args = dict(token=token, bind=bind, port=port, allowed_hosts=config.allowed_hosts,
                       allowed_origins=config.allowed_origins)
-    guard = Guard(None, **guard_args, on_refused=RefusedReport(tool_server.runtime))
+    guard = Guard(None, **guard_args, on_refused=RefusedReport(endpoints.runtime))
     security = TransportSecuritySettings(enable_dns_rebinding_protection=guard.check_host, allowed_hosts=sorted(guard.hosts),
                                          allowed_origins=sorted(guard.origins))
-    guard.app = tool_server.server.streamable_http_app(streamable_http_path=PATH, transport_security=security, host=bind.host)
+    guard.app = endpoints_app(endpoints, security, bind.host)
 
     class _Server(uvicorn.Server):
         def capture_signals(self) -> Any:  # signals are ours: stop, then close the runtime (uvicorn would re-raise them)
@@ -225,9 +268,11 @@ async def serve_http(tool_server: Any, bind: Bind, token: str | None, sock: sock
 
     sys.stderr.write(f"tooldeck mcp serve: listening on {bind.url(port)}"
                      f"{' (bearer token required)' if token else ''}\n")
+    for named in config.endpoints:
+        sys.stderr.write(f"tooldeck mcp serve: endpoint {named.name} at {bind.url(port, named.path)}\n")
     sys.stderr.flush()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(tool_server.background)
+        tg.start_soon(endpoints.background)
         tg.start_soon(stop_on_signal)
         await server.serve(sockets=[sock] if sock is not None else None)
         tg.cancel_scope.cancel()

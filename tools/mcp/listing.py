@@ -1,15 +1,18 @@
 """Which tools an MCP client sees, at which version, and how: the served catalog.
 
-A tool is served when `[mcp.serve] expose` selects it, it has loaded, an operator has not
+A tool is served when its endpoint's `expose` / `hide` select it (by id, glob, or a tag of its base
+manifest: see `exposes`), it has loaded, an operator has not
 disabled it and its circuit is not open. Its version is the one a call from that client
 resolves to (session promotion, then global, then base), so a version awaiting review is
-never listed: only promotions name evolved versions, and only approved ones are promoted.
+never listed: only promotions name evolved versions, and only approved ones are promoted. An
+endpoint's `tools.ID` override changes its description, title and argument defaults here, once.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,18 @@ class ServedTool:
     operations: tuple[str, ...] | None = None
     #: when the catalog (re)loaded this manifest: a hot reload is a change of the list
     loaded_at: float | None = None
+    #: the endpoint's title for it (None: "<id> <version>")
+    title: str | None = None
+    #: arguments the endpoint fills in when the client leaves them out
+    defaults: dict[str, Any] | None = None
+    #: the endpoint's table, for messages
+    where: str = "[mcp.serve]"
+
+    def arguments(self, given: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What the client sent, over the endpoint's defaults for this tool."""
+        if not self.defaults:
+            return given
+        return {**copy.deepcopy(self.defaults), **(given or {})}  # a tool may change what it is given
 
     def refused_operation(self, arguments: dict[str, Any] | None) -> str | None:
         """Why these arguments name an operation that is not served, or None."""
@@ -50,7 +65,21 @@ class ServedTool:
         if op in self.operations or not isinstance(op, str):
             return None  # a missing or malformed operation is the tool's own input check to report
         return (f"{self.tool_id}: operation {op!r} is not served over MCP (served: {', '.join(self.operations)}; "
-                "[mcp.serve] buffer_operations adds it)")
+                f"{self.where} buffer_operations adds it)")
+
+
+def tags_of(runtime: RuntimeHost, tool_id: str) -> tuple[str, ...]:
+    """The tags of the tool's base manifest; () while it loads, when it failed, or for no such tool."""
+    entry = runtime.catalog.find(tool_id)
+    manifest = entry.manifest if entry is not None else None
+    return tuple(manifest.tags) if manifest is not None else ()
+
+
+def exposes(runtime: RuntimeHost, config: ServeConfig, tool_id: str) -> bool:
+    """Whether the endpoint serves `tool_id`: the one check listing, calls, suggestions, a resilient call's hops
+    and a buffer's pass-through all make. Tags are those of the base manifest, so every version of a tool
+    is in or out together."""
+    return config.exposed(tool_id, tags_of(runtime, tool_id) if config.uses_tags else ())
 
 
 def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
@@ -69,9 +98,14 @@ def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
         operations = config.buffer_operations
         in_schema = schema.restrict_operations(in_schema, operations)
         destructive = manifest.destructive and any(op in config.buffer_operations for op in DESTRUCTIVE_BUFFER_OPERATIONS)
-    served = ServedTool(entry.tool_id, entry.served_version, manifest.description or entry.tool_id, in_schema, in_wrapped,
+    override = config.override(entry.tool_id)
+    defaults = override.defaults if override is not None else {}
+    if defaults:
+        in_schema = schema.with_defaults(in_schema, defaults)
+    description = (override.description if override is not None else None) or manifest.description or entry.tool_id
+    served = ServedTool(entry.tool_id, entry.served_version, description, in_schema, in_wrapped,
                         out_schema, out_wrapped, schema.tool_annotations(manifest, destructive=destructive), operations,
-                        entry.loaded_at)
+                        entry.loaded_at, override.title if override is not None else None, defaults or None, config.where)
     entry.cache[key] = served  # type: ignore[index]
     return served
 
@@ -110,7 +144,7 @@ def served_tools(runtime: RuntimeHost, config: ServeConfig, session: str) -> lis
     promotions = runtime.promotions()
     out = []
     for tool_id in runtime.catalog.ids():
-        if not config.exposed(tool_id):
+        if not exposes(runtime, config, tool_id):
             continue
         entry = resolve_ready(runtime, tool_id, session, promotions)
         if entry is None or blocked(runtime, tool_id, entry.served_version):

@@ -4,7 +4,8 @@ The call runs in a worker thread, and the calls it makes in turn (each hop of
 `resilient_tool_call`, a buffer's pass-through delivery on `flush`) pass through the runtime's
 call hooks in that same thread. `McpCallHook` is installed once on the serving runtime; while an
 `McpCall` is active in the thread it refuses nested calls to tools `[mcp.serve] expose` hides
-(so hiding `evolve_tool` cannot be undone by asking `resilient_tool_call` for it), and reports
+(so hiding `evolve_tool` cannot be undone by asking `resilient_tool_call` for it, nor a client of one
+endpoint reach another's tools), and reports
 each nested call that ran as one progress message, handed to the event loop that sends
 `notifications/progress`.
 """
@@ -29,9 +30,11 @@ _current: contextvars.ContextVar[McpCall | None] = contextvars.ContextVar("toold
 class McpCall:
     """One tools/call in progress in this thread."""
 
-    def __init__(self, outer_tool: str, exposed: Callable[[str], bool], send: Any = None) -> None:
+    def __init__(self, outer_tool: str, exposed: Callable[[str], bool], send: Any = None, *,
+                 where: str = "[mcp.serve]") -> None:
         self.outer_tool = outer_tool
-        self.exposed = exposed
+        self.exposed = exposed  # the endpoint's (listing.exposes): a hop reaches only what its client could call
+        self.where = where
         self.send = send  # an anyio MemoryObjectSendStream[str] when the client asked for progress
         self.hops = 0
 
@@ -68,7 +71,7 @@ class McpCallHook:
     def before_call(self, runtime: RuntimeHost, entry: Any) -> None:
         call = _current.get()
         if call is not None and entry.tool_id != call.outer_tool and not call.exposed(entry.tool_id):
-            raise ToolUnavailableError(f"{entry.tool_id}: not served over MCP ([mcp.serve] expose), so "
+            raise ToolUnavailableError(f"{entry.tool_id}: not served over MCP ({call.where} expose), so "
                                        f"{call.outer_tool} cannot call it for an MCP client",
                                        tool_id=entry.tool_id, version=entry.served_version)
 

@@ -85,6 +85,22 @@ def restrict_operations(schema: dict[str, Any], operations: tuple[str, ...]) -> 
     return out
 
 
+def with_defaults(schema: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The schema with each defaulted argument marked `default` and no longer `required` (an endpoint's
+    `defaults`: the server fills them in when the client leaves them out)."""
+    out = copy.deepcopy(schema)
+    props = out.setdefault("properties", {})
+    for key, value in defaults.items():
+        prop = props.get(key)
+        props[key] = {**(prop if isinstance(prop, dict) else {}), "default": value}
+    required = out.get("required")
+    if isinstance(required, list):
+        out["required"] = [r for r in required if r not in defaults]
+        if not out["required"]:
+            del out["required"]
+    return out
+
+
 def tool_input(arguments: dict[str, Any] | None, wrapped: bool) -> Any:
     """What to hand Runtime.call for MCP `arguments` (which reads a string as JSON text, so a wrapped value goes as JSON)."""
     arguments = arguments or {}

@@ -26,7 +26,8 @@ CLOSE_SECONDS = 10.0
 
 
 def serve(*, workspace: str | None, http: str | None = None, token_file: str | None = None, session: str | None = None,
-          demo: bool = False) -> int:
+          demo: bool = False, endpoint: str | None = None) -> int:
+    from tools.mcp.config import ENDPOINT_NAME_RE
     from tools.mcp.http import TOKEN_ENV, Bind, check_bind, listen_socket, parse_bind, read_token
 
     stop = Stop()
@@ -34,6 +35,10 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     bind = parse_bind(http) if http else None
     if bind is None and token_file:
         raise UsageError("--token-file applies to --http only (stdio needs no token)")
+    if endpoint is not None and bind is not None:
+        raise UsageError("--endpoint applies to stdio only (over --http every endpoint is served, at /mcp/NAME)")
+    if endpoint is not None and not ENDPOINT_NAME_RE.match(endpoint):
+        raise UsageError(f"--endpoint {endpoint[:60]!r}: an endpoint name is 1-40 letters, digits, '_' or '-'")
     token = read_token(token_file) if bind is not None else None
     if bind is not None:
         check_bind(bind, token)
@@ -54,11 +59,11 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
     _import_before_threads(stdio=bind is None)
     from tools.runtime import Runtime
 
-    label = f"mcp serve {bind.url()}" if bind is not None else "mcp serve (stdio)"
+    label = f"mcp serve {bind.url()}" if bind is not None else f"mcp serve (stdio{f', endpoint {endpoint}' if endpoint else ''})"
     runtime = Runtime(workspace, serve=True, session=pinned, demo=demo, label=label, kind="mcp serve")
-    tool_server: Any = None
+    endpoints: Any = None
     try:
-        tool_server = _tool_server(runtime, "http" if bind is not None else "stdio", pinned)
+        endpoints = _endpoints(runtime, "http" if bind is not None else "stdio", pinned, endpoint)
         sys.stderr.write(f"tooldeck mcp serve: workspace {runtime.workspace}, session {runtime.own_session}"
                          f"{'' if pinned else ' (each client gets its own)'}\n")
         sys.stderr.flush()
@@ -68,15 +73,15 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
             from tools.mcp.stdio import serve_stdio
 
             assert proto is not None
-            anyio.run(serve_stdio, tool_server, *proto, stop)
+            anyio.run(serve_stdio, endpoints, *proto, stop)
         else:
             from tools.mcp.http import serve_http
 
-            anyio.run(serve_http, tool_server, bind, token, sock, stop)
+            anyio.run(serve_http, endpoints, bind, token, sock, stop)
     finally:
         stop.install()  # the event loop left the default handlers behind: a signal must not cut the close short
-        if tool_server is not None:
-            tool_server.close("server stopped")
+        if endpoints is not None:
+            endpoints.close("server stopped")
         runtime.close(timeout=CLOSE_SECONDS)
         sys.stderr.write("tooldeck mcp serve: stopped\n")
         sys.stderr.flush()
@@ -96,6 +101,7 @@ def _import_before_threads(*, stdio: bool) -> None:
 
     import tools.buffers  # noqa: F401 - the serve config reads its OPERATIONS
     import tools.mcp.config  # noqa: F401
+    import tools.mcp.endpoints  # noqa: F401
     import tools.mcp.server  # noqa: F401
 
     if stdio:
@@ -104,16 +110,18 @@ def _import_before_threads(*, stdio: bool) -> None:
         import tools.mcp.http  # noqa: F401
 
 
-def _tool_server(runtime: RuntimeHost, transport: str, pinned: str | None) -> Any:
-    """The server over a started runtime (reading its settings raises what stopped it from starting)."""
+def _endpoints(runtime: RuntimeHost, transport: str, pinned: str | None, endpoint: str | None) -> Any:
+    """The endpoints served over a started runtime (reading its settings raises what stopped it from starting):
+    every one over HTTP, the chosen one over stdio."""
     from tools.mcp.config import load_serve_config
-    from tools.mcp.server import ToolServer
+    from tools.mcp.endpoints import Endpoints
 
     config, warnings = load_serve_config(runtime.settings)
+    chosen = config.all_endpoints() if transport == "http" else (config.endpoint(endpoint),)
     for warning in warnings:
         runtime.events.emit("runtime.warning", warning=warning)
         log.warning("%s", warning)
-    return ToolServer(runtime, config, transport=transport, pinned=pinned)
+    return Endpoints(runtime, config, chosen, transport=transport, pinned=pinned)
 
 
 def _exit_now_if_memory_is_building(runtime: RuntimeHost) -> None:

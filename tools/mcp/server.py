@@ -32,9 +32,9 @@ from tools.errors import StateError, ToolError, UnknownToolError, UsageError
 from tools.ids import TOOL_ID_RE, closest
 from tools.invoke import CallScope
 from tools.mcp import schema
-from tools.mcp.changes import POLL_SECONDS, ChangeWatcher, Debounce
+from tools.mcp.changes import Debounce
 from tools.mcp.config import ServeConfig
-from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, page, resolve_ready, served_tools, signature
+from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, exposes, page, resolve_ready, served_tools
 from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.sessions import ClientSession, SessionRegistry
 from tools.presence import HEARTBEAT_SECONDS
@@ -76,16 +76,27 @@ def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection:
 
 
 class _NotServedError(UnknownToolError):
-    """A name MCP clients cannot call: no such tool, or `[mcp.serve] expose` leaves it out."""
+    """A name MCP clients cannot call: no such tool, or the endpoint's `expose` / `hide` leave it out."""
+
+
+def install_call_hook(runtime: RuntimeHost) -> None:
+    """Once per runtime, however many endpoints it serves: the hook reads the endpoint of the call in its thread."""
+    if not any(isinstance(hook, McpCallHook) for hook in runtime.hooks):
+        runtime.hooks.append(McpCallHook())
 
 
 class ToolServer:
-    """One per serving process; any number of clients, over one transport."""
+    """One per endpoint of a serving process; any number of clients, over one transport.
+
+    Each endpoint has its own SDK Server, so its clients, their sessions and the `list_changed` it sends
+    are its own (tools.mcp.endpoints runs the endpoints of a process together).
+    """
 
     def __init__(self, runtime: RuntimeHost, config: ServeConfig, *, transport: str, pinned: str | None) -> None:
         self.runtime = runtime
         self.config = config
-        self.registry = SessionRegistry(runtime, transport=transport, pinned=pinned)
+        label = f"{transport}, endpoint {config.name}" if config.name else transport
+        self.registry = SessionRegistry(runtime, transport=label, pinned=pinned)
         self.bus = InMemorySubscriptionBus()
         self.listen = ListenHandler(self.bus)
         self.connections: set[Connection] = set()
@@ -95,7 +106,7 @@ class ToolServer:
             on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_subscriptions_listen=self.listen,
         )
         self.server.middleware.append(self._observe)
-        runtime.hooks.append(McpCallHook())
+        install_call_hook(runtime)
 
     def init_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
@@ -151,24 +162,32 @@ class ToolServer:
     @staticmethod
     def _tool(t: ServedTool) -> types.Tool:
         return types.Tool(
-            name=t.tool_id, title=f"{t.tool_id} {t.version}", description=t.description, input_schema=t.input_schema,
+            name=t.tool_id, title=t.title or f"{t.tool_id} {t.version}", description=t.description, input_schema=t.input_schema,
             output_schema=t.output_schema, annotations=types.ToolAnnotations.model_validate(t.annotations) if t.annotations else None,
             _meta={VERSION_META: t.version},
         )
 
     # -- tools/call ------------------------------------------------------------------
 
+    def exposes(self, tool_id: str) -> bool:
+        return exposes(self.runtime, self.config, tool_id)
+
     def _lookup(self, name: str, session: str) -> ServedTool:
-        if not TOOL_ID_RE.match(name) or not self.config.exposed(name):
-            what = "is not a tool id" if not TOOL_ID_RE.match(name) else "is not served over MCP ([mcp.serve] expose)"
-            raise _NotServedError(f"tool {name[:80]!r} {what}", tool_id=None)
         runtime = self.runtime
+        if TOOL_ID_RE.match(name) and self.config.uses_tags and not self.exposes(name):
+            try:  # a tag selects a tool once its manifest is read: wait while it loads
+                runtime.get_tool(name, timeout=30.0)
+            except ToolError:
+                pass
+        if not TOOL_ID_RE.match(name) or not self.exposes(name):
+            what = "is not a tool id" if not TOOL_ID_RE.match(name) else f"is not served over MCP ({self.config.where} expose)"
+            raise _NotServedError(f"tool {name[:80]!r} {what}", tool_id=None)
         entry = resolve_ready(runtime, name, session, runtime.promotions())
         if entry is None:
             try:
                 base = runtime.get_tool(name, timeout=30.0)  # waits while it loads; a broken manifest raises
             except UnknownToolError:  # its suggestions name what this client can call, never a hidden tool
-                near = closest(name, [i for i in runtime.catalog.ids() if self.config.exposed(i)])
+                near = closest(name, [i for i in runtime.catalog.ids() if self.exposes(i)])
                 hint = f"; did you mean {', '.join(near)}?" if near else ""
                 raise _NotServedError(f"unknown tool {name[:80]!r}{hint}") from None
             entry = resolve_ready(runtime, name, session, runtime.promotions()) or base
@@ -178,31 +197,55 @@ class ToolServer:
                 call: McpCall) -> tuple[ServedTool, Any]:
         """In a worker thread: check, then call through the runtime as the client's session."""
         served = self._lookup(name, session)
+        arguments = served.arguments(arguments)  # the endpoint's defaults under what the client sent
         refused = served.refused_operation(arguments) or self._refused_target(served, arguments)
         if refused is not None:
             raise UsageError(refused, tool_id=name)
         data = schema.tool_input(arguments, served.input_wrapped)
         with scope.active(), call.active(), files_within(self.config.file_roots):  # what builtins may read for a client
-            return served, self.runtime.call(name, data, session=session)
+            return served, self._visible_buffers(served, self.runtime.call(name, data, session=session))
 
     def _refused_target(self, served: ServedTool, arguments: dict[str, Any] | None) -> str | None:
-        """A buffer's pass-through tool runs later, in the flusher: a hidden one is refused when it is named."""
-        target = (arguments or {}).get("pass_through_tool") if served.tool_id == BUFFER_TOOL else None
-        if isinstance(target, str) and target and not self.config.exposed(target):
-            return f"{served.tool_id}: pass_through_tool {target[:80]!r} is not served over MCP ([mcp.serve] expose)"
+        """A buffer's pass-through tool runs later, in the flusher: a hidden one is refused when it is named, and
+        a buffer already delivering to one (set up by another endpoint's client, or the operator) is out of reach
+        (a flush, an immediate write, a replay would run it; status and dead letters name it)."""
+        if served.tool_id != BUFFER_TOOL:
+            return None
+        arguments = arguments or {}
+        target = arguments.get("pass_through_tool")
+        if isinstance(target, str) and target:
+            if not self.exposes(target):
+                return f"{served.tool_id}: pass_through_tool {target[:80]!r} is not served over MCP ({self.config.where} expose)"
+            return None  # the buffer is (re)pointed at a tool this client may call
+        buffer_id = arguments.get("buffer_id")
+        if not isinstance(buffer_id, str) or not buffer_id:
+            return None  # no buffer named: the tool's own check (or status of all, filtered in _visible_buffers)
+        current = _pass_through_of(self.runtime, buffer_id)
+        if current is not None and not self.exposes(current):
+            return (f"{served.tool_id}: buffer {buffer_id[:80]!r} delivers to a tool that is not served over MCP "
+                    f"({self.config.where} expose)")
         return None
+
+    def _visible_buffers(self, served: ServedTool, result: Any) -> Any:
+        """`status` of every buffer, without those delivering to tools this client cannot call."""
+        if served.tool_id != BUFFER_TOOL or not isinstance(result, dict) or not isinstance(result.get("buffers"), list):
+            return result
+        kept = [b for b in result["buffers"] if not isinstance(b, dict) or not b.get("pass_through_tool")
+                or self.exposes(str(b["pass_through_tool"]))]
+        return {**result, "buffers": kept}
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         client = await self.client_for(ctx)
         scope = CallScope()
         if (ctx.meta or {}).get("progress_token") is None:
-            served, result, error = await self._run(params, client, scope, McpCall(params.name, self.config.exposed))
+            served, result, error = await self._run(params, client, scope, McpCall(params.name, self.exposes, where=self.config.where))
         else:
             send, receive = anyio.create_memory_object_stream[str](32)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._progress, ctx, params.name, receive)
                 try:
-                    served, result, error = await self._run(params, client, scope, McpCall(params.name, self.config.exposed, send))
+                    call = McpCall(params.name, self.exposes, send, where=self.config.where)
+                    served, result, error = await self._run(params, client, scope, call)
                 finally:
                     tg.cancel_scope.cancel()
                     send.close()
@@ -251,41 +294,16 @@ class ToolServer:
                 elapsed = time.monotonic() - started
                 await ctx.session.report_progress(sent, None, message or f"{tool}: running for {elapsed:.0f} s")
 
-    # -- background: list changes, heartbeats ----------------------------------------
-
-    async def background(self) -> None:
-        """Run beside the transport for the life of the server."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_changes)
-            tg.start_soon(self._heartbeat)
-
-    async def _watch_changes(self) -> None:
-        runtime = self.runtime
-        watcher = ChangeWatcher(runtime, lambda: signature(runtime, self.config, runtime.own_session))
-        # the first tools/list waits for the catalog too, so its loading is no change to announce
-        def first_look() -> None:
-            runtime.catalog.finished.wait(LIST_WAIT_SECONDS)
-            watcher.prime()
-
-        await anyio.to_thread.run_sync(first_look)
-        while True:
-            await anyio.sleep(POLL_SECONDS)
-            try:
-                if await anyio.to_thread.run_sync(watcher.poll):
-                    self.debounce.changed()
-            except (ToolError, StoreError) as exc:  # the store is busy or closing: the next poll retries
-                log.error("mcp: watching for tool list changes: %s", exc)
-            if self.debounce.due():
-                await self.broadcast_list_changed()
+    # -- background (tools.mcp.endpoints runs it): list changes, heartbeats ----------
 
     async def broadcast_list_changed(self) -> None:
         for connection in list(self.connections):
             if connection.initialized.is_set():
                 await connection.send_tool_list_changed()
         await self.bus.publish(ToolsListChanged())
-        log.info("mcp: tools/list changed; told %d connection(s)", len(self.connections))
+        log.info("mcp: tools/list of %s changed; told %d connection(s)", self.config.path, len(self.connections))
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
         while True:
             await anyio.sleep(HEARTBEAT_SECONDS)
             try:
@@ -297,6 +315,17 @@ class ToolServer:
         """End every client session (their runtimes rows and events); blocking."""
         self.listen.close()
         self.registry.close_all(reason)
+
+
+def _pass_through_of(runtime: RuntimeHost, buffer_id: str) -> str | None:
+    """The tool a buffer delivers to now, or None (no such buffer, none set, or not a buffer id: the tool says so)."""
+    from tools.buffers import engine_for
+
+    try:
+        config = engine_for(runtime).config(buffer_id, create=False)
+    except ToolError:
+        return None
+    return config.pass_through_tool if config is not None else None
 
 
 def _error_result(error: ToolError) -> types.CallToolResult:

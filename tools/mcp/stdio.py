@@ -120,12 +120,14 @@ async def _end_input_on(stop: Stop, lines: FdLines) -> None:
     lines.end()
 
 
-async def serve_stdio(tool_server: Any, proto_in: int, proto_out: int, stop: Stop) -> None:
-    """Serve one client until it closes stdin, or until SIGTERM/SIGINT/SIGHUP (which end the input the same way)."""
+async def serve_stdio(endpoints: Any, proto_in: int, proto_out: int, stop: Stop) -> None:
+    """Serve one client (of the one endpoint chosen) until it closes stdin, or until SIGTERM/SIGINT/SIGHUP (which
+    end the input the same way)."""
+    (tool_server,) = endpoints.servers
     lines = FdLines(proto_in)
     streams = stdio_server(stdin=lines, stdout=FdWriter(proto_out))  # type: ignore[arg-type]
     async with streams as (read, write), anyio.create_task_group() as tg:
-        tg.start_soon(tool_server.background)
+        tg.start_soon(endpoints.background)
         tg.start_soon(_end_input_on, stop, lines)
         await tool_server.server.run(read, write, tool_server.init_options())
         tg.cancel_scope.cancel()
