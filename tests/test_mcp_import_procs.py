@@ -18,6 +18,7 @@ import pytest
 from tests.buffer_helpers import wait_for
 from tests.helpers import alive
 from tests.mcp_import_helpers import (
+    SERVER,
     TOKEN,
     holding,
     http_section,
@@ -76,15 +77,28 @@ def test_server_killed_mid_call_fails_the_call_reconnects_and_serves_again(works
 
 
 def test_a_hung_server_blocks_nobody(workspace: Path, make_runtime, tmp_path: Path) -> None:
-    hung = '[mcp.servers.hung]\ncommand = {!r}\nargs = ["-c", "import time; time.sleep(600)"]\ntimeout_seconds = 2\n'
+    hung = ('[mcp.servers.hung]\ncommand = {!r}\nargs = ["-c", "import time; time.sleep(600)"]\ntimeout_seconds = 2\n'
+            'connect_timeout_seconds = 2\n')
     write_settings(workspace, hung.format(sys.executable).replace("'", '"'), stdio_section("srv", tmp_path / "state"))
     rt = make_runtime(serve=True)
     wait_status(rt, "srv", "ready")
     assert link(rt, "hung").status == "connecting"  # still waiting for its initialize answer
     assert rt.call("srv_echo", {"text": "meanwhile"})["echo"] == "meanwhile"
     hung_link = wait_status(rt, "hung", "error", timeout=30)
-    assert "no answer within 2 s (timeout_seconds)" in hung_link.error
+    assert "did not start and initialize within 2 s (connect_timeout_seconds)" in hung_link.error
     assert rt.call("srv_echo", {"text": "after"})["echo"] == "after"
+
+
+def test_a_server_slower_to_start_than_its_call_timeout_still_connects(workspace: Path, make_runtime, tmp_path: Path) -> None:
+    """A cold start (npx, a Python server's imports on a busy machine) is not held to a 2 s call timeout:
+    starting gets `connect_timeout_seconds` (default: the larger of timeout_seconds and 30)."""
+    slow = tmp_path / "slow_start.py"
+    slow.write_text(f"import runpy, sys, time\ntime.sleep(4)\nsys.argv[0] = {str(SERVER)!r}\n"
+                    f"runpy.run_path({str(SERVER)!r}, run_name='__main__')\n")
+    write_settings(workspace, stdio_section("srv", tmp_path / "state", timeout=2, script=slow))
+    rt = make_runtime()
+    assert rt.call("srv_echo", {"text": "late"})["echo"] == "late"
+    assert link(rt, "srv").status == "ready" and link(rt, "srv").error is None
 
 
 RUNTIME = textwrap.dedent("""

@@ -40,6 +40,8 @@ from tools.mcp.servers import ServerConfig, resolve
 
 log = logging.getLogger("tooldeck.mcp")
 DEFAULT_TIMEOUT = 30.0
+#: a server gets at least this long to start, initialize and list its tools, whatever its call timeout
+CONNECT_FLOOR_SECONDS = 30.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 STOP_SECONDS = 2.0  # a stdio server's grace after its stdin closes, before its group is killed
@@ -293,6 +295,11 @@ class ServerLink:
     def timeout(self) -> float:
         return self.config.timeout_seconds or DEFAULT_TIMEOUT
 
+    @property
+    def connect_timeout(self) -> float:
+        """To start the server, initialize and list: a process start is not held to a short call timeout."""
+        return self.config.connect_timeout_seconds or max(self.timeout, CONNECT_FLOOR_SECONDS)
+
     def _set(self, status: str, error: str | None = None) -> None:
         """A new status; reconnecting keeps the last error (what `mcp list` shows while it retries), ready clears it."""
         self.status, self.error = status, (self.error if status == CONNECTING and error is None else error)
@@ -331,6 +338,9 @@ class ServerLink:
 
     def _reason(self, exc: BaseException, mcp_error: type[Exception]) -> str:
         """One line for why a connection failed or ended (the first error inside a task group's group)."""
+        if isinstance(exc, BaseExceptionGroup):  # a timeout breaks the streams too: the timeout is the reason
+            timed_out = exc.subgroup(lambda e: isinstance(e, TimeoutError))
+            exc = timed_out if timed_out is not None else exc
         while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
             exc = exc.exceptions[0]
         closed = isinstance(exc, Disconnected) or (isinstance(exc, mcp_error) and exc.code == CONNECTION_CLOSED)  # type: ignore[attr-defined]
@@ -343,11 +353,13 @@ class ServerLink:
         if isinstance(exc, mcp_error):
             return f"protocol error {exc.code}: {exc.message}"  # type: ignore[attr-defined]
         if isinstance(exc, TimeoutError):
+            if self.session is None:
+                return f"did not start and initialize within {self.connect_timeout:g} s (connect_timeout_seconds)"
             return f"no answer within {self.timeout:g} s (timeout_seconds)"
         if isinstance(exc, OSError):
             what = f"cannot start {self.config.command!r}" if self.config.transport == "stdio" else f"cannot reach {self.config.url}"
             return f"{what}: {exc.strerror or exc}"
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}" if str(exc) else f"the connection broke ({type(exc).__name__})"
 
     async def _connection(self) -> None:
         import anyio
@@ -394,11 +406,11 @@ class ServerLink:
 
             info = types.Implementation(name="tooldeck", version="1")
             session = await stack.enter_async_context(ClientSession(read, write, client_info=info, message_handler=on_message))
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.connect_timeout):
                 result = await session.initialize()
             self.protocol = result.protocol_version
             self.server_info = f"{result.server_info.name} {result.server_info.version}".strip()
-            await self._list(session)
+            await self._list(session, self.connect_timeout)
             self.session = session
             self.attempts = 0
             self.connected_at = time.time()
@@ -409,9 +421,9 @@ class ServerLink:
                 async for what in wake_recv:
                     if what == "closed":
                         raise Disconnected("the server closed the connection")
-                    await self._list(session)
+                    await self._list(session, self.timeout)
 
-    async def _list(self, session: Any) -> None:
+    async def _list(self, session: Any, budget: float) -> None:
         """Every page of tools/list (the cursor followed), then the catalog told."""
         import anyio
         import mcp_types as types
@@ -419,7 +431,7 @@ class ServerLink:
         tools: list[dict[str, Any]] = []
         cursor: str | None = None
         seen: set[str] = set()
-        with anyio.fail_after(self.timeout):
+        with anyio.fail_after(budget):
             for _page in range(MAX_PAGES):
                 params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
                 result = await session.list_tools(params=params)

@@ -5,7 +5,8 @@
 command = "python"
 args = ["-m", "my_mcp_server", "--root", "data"]
 env = { API_TOKEN = "${FILES_TOKEN}" }
-timeout_seconds = 30
+timeout_seconds = 30          # each call's timeout
+connect_timeout_seconds = 60  # to start and initialize (default: the larger of timeout_seconds and 30)
 max_output_bytes = 1048576    # one answer's bytes on the wire; default: [calls] max_output_bytes
 
 [mcp.servers.search]          # a Streamable HTTP server
@@ -32,7 +33,7 @@ from tools.catalog import MAX_OUTPUT_BYTES_CEILING
 from tools.errors import UsageError
 from tools.ids import TOOL_ID_RE
 
-KEYS = ("command", "args", "env", "url", "headers", "timeout_seconds", "max_output_bytes")
+KEYS = ("command", "args", "env", "url", "headers", "timeout_seconds", "connect_timeout_seconds", "max_output_bytes")
 MAX_TIMEOUT = 3600.0
 MAX_SERVER_NAME = 32
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -55,6 +56,8 @@ class ServerConfig:
     url: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     timeout_seconds: float | None = None
+    #: starting the server and its initialize and first listing (a cold `npx` or Python start is slower than a call)
+    connect_timeout_seconds: float | None = None
     #: the cap on one message from the server (a call's result as sent); `[calls] max_output_bytes` unless set here
     max_output_bytes: int = 16 << 20
     #: why this server cannot be used (a malformed section); it is listed in error with this reason
@@ -134,16 +137,17 @@ def _check(name: str, raw: Any, where: str, default_cap: int) -> ServerConfig:
     command, url = raw.get("command"), raw.get("url")
     if (command is None) == (url is None):
         raise UsageError(f"{where}: give either command (a stdio server) or url (a Streamable HTTP server)")
-    timeout = raw.get("timeout_seconds")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not 0 < timeout <= MAX_TIMEOUT):
-        raise UsageError(f"{where} timeout_seconds must be a number of seconds in (0, {MAX_TIMEOUT:.0f}], got {timeout!r}")
+    timeout, connect_timeout = raw.get("timeout_seconds"), raw.get("connect_timeout_seconds")
+    for key, value in (("timeout_seconds", timeout), ("connect_timeout_seconds", connect_timeout)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT):
+            raise UsageError(f"{where} {key} must be a number of seconds in (0, {MAX_TIMEOUT:.0f}], got {value!r}")
     cap = raw.get("max_output_bytes", default_cap)
     if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= MAX_OUTPUT_BYTES_CEILING:
         raise UsageError(f"{where} max_output_bytes must be a positive integer (bytes) up to {MAX_OUTPUT_BYTES_CEILING}, "
                          f"got {cap!r}")
     common: dict[str, Any] = {"name": name, "prefix": normalise(name), "where": where, "max_output_bytes": cap,
-                              "timeout_seconds": float(timeout) if timeout is not None else None}
+                              "timeout_seconds": float(timeout) if timeout is not None else None,
+                              "connect_timeout_seconds": float(connect_timeout) if connect_timeout is not None else None}
     if command is not None:
         if "url" in raw or "headers" in raw:
             raise UsageError(f"{where}: headers apply to url servers only")
