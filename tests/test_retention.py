@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from state.calls import SIZE_CAP, CallRecord, CallRecorder, _capped

@@ -70,13 +70,13 @@ def evolution_stats(store: Any) -> dict[str, Any]:
 
 
 #: the table form of the statistics, shared by `tooldeck review stats` and the dashboard
-COLUMNS = ("group", "key", "proposals", "approved", "rejected", "rolled back", "failed", "approval", "rounds", "tokens",
+STATS_COLUMNS = ("group", "key", "proposals", "approved", "rejected", "rolled back", "failed", "approval", "rounds", "tokens",
            "tokens/approval")
-TITLE = "evolution: proposals by model, mutation hint, tool and the stage failed validations stopped at"
+STATS_TITLE = "evolution: proposals by model, mutation hint, tool and the stage failed validations stopped at"
 
 
 def stats_rows(stats: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """One row per group and key (overall first), in COLUMNS order."""
+    """One row per group and key (overall first), in STATS_COLUMNS order."""
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value * 100:.0f}%"

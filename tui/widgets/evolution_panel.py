@@ -48,10 +48,10 @@ def stats_screen(runtime: Any) -> dict[str, Any]:
 
     from rich.table import Table
 
-    from tools.evolution.stats import COLUMNS, TITLE, evolution_stats, stats_rows
+    from tools.evolution import STATS_COLUMNS, STATS_TITLE, evolution_stats, stats_rows
 
     stats = evolution_stats(runtime.store)
-    table = Table(*COLUMNS, title=TITLE, title_justify="left", expand=False, show_edge=False, pad_edge=False)
+    table = Table(*STATS_COLUMNS, title=STATS_TITLE, title_justify="left", expand=False, show_edge=False, pad_edge=False)
     for column in table.columns[2:]:
         column.justify = "right"
     for row in stats_rows(stats):
