@@ -555,3 +555,18 @@ def test_a_group_that_does_not_fit_leaves_each_item_to_when_full(tmp_path: Path)
         assert (s.pending, s.writes_total, s.dropped_total) == (5, 5, 3)
     finally:
         runtime.close()
+
+
+def test_settings_repeated_on_every_write_are_applied_once_and_a_change_still_applies(engine: BufferEngine) -> None:
+    """Callers pass the same settings with each write: they are checked once, not on every write; a write that
+    changes one, or another process's change of the buffer, is applied as before."""
+    for _ in range(3):
+        engine.write("rep", {"a": 1}, max_size=7, flush_strategy="manual")
+    assert engine.config("rep").max_size == 7
+    engine.write("rep", {"a": 2}, max_size=9, flush_strategy="manual")
+    assert engine.config("rep").max_size == 9
+    engine.tables.configure("rep", {"max_size": 11})  # as another process would, behind this engine's cache
+    engine.write("rep", {"a": 3}, max_size=9, flush_strategy="manual")  # its explicit setting wins again
+    wait_for(lambda: engine.config("rep", fresh=True).max_size == 9, timeout=5)
+    with pytest.raises(ToolInputError, match="max_size"):
+        engine.write("rep", {"a": 4}, max_size=-1, flush_strategy="manual")

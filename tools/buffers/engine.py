@@ -73,6 +73,9 @@ class BufferEngine:
         self.poll_seconds = float(section.get("poll_seconds", 0.1))
         self.max_parallel = max(1, int(section.get("max_parallel_deliveries", 4)))
         self._configs: dict[str, BufferConfig] = {}
+        #: per buffer, the explicit settings of the last write, the config they were checked against and their
+        #: checked form: a write repeating them skips checking and comparing them again
+        self._applied: dict[str, tuple[dict[str, Any], BufferConfig, dict[str, Any]]] = {}
         self._mine: set[str] = set()
         self._lock = threading.Lock()
         self._rates: dict[tuple[str, int], list[int]] = {}
@@ -248,13 +251,21 @@ class BufferEngine:
     def write(self, buffer_id: str, data: Any, **settings: Any) -> dict[str, Any]:
         """Append one item; returns once it is committed (or dropped, by `when_full`)."""
         config = self._configs.get(buffer_id)  # the hot path: a known buffer, no settings given
-        changes = self.clean_settings(buffer_id, settings) if settings else {}
-        if config is None or changes:
-            check_buffer_id(buffer_id)
-        text = self._serialise(buffer_id, data)
-        if config is None or changes:
-            config = self.config(buffer_id, changes)
-            assert config is not None
+        applied = self._applied.get(buffer_id) if settings else None
+        if applied is not None and applied[1] is config and applied[0] == settings:
+            # the same settings as the last write, already in this config (callers repeat them on every write)
+            changes = applied[2]
+            text = self._serialise(buffer_id, data)
+        else:
+            changes = self.clean_settings(buffer_id, settings) if settings else {}
+            if config is None or changes:
+                check_buffer_id(buffer_id)
+            text = self._serialise(buffer_id, data)
+            if config is None or changes:
+                config = self.config(buffer_id, changes)
+                assert config is not None
+                if settings and all(isinstance(v, (str, int, float, type(None))) for v in settings.values()):
+                    self._applied[buffer_id] = (dict(settings), config, changes)  # values a caller cannot change in place
         if buffer_id not in self._mine:
             self._adopt(buffer_id)
         res, written, dropped, flushed = self._append(buffer_id, config, changes, [text])
