@@ -125,6 +125,9 @@ LOCK_PROBE_SECONDS = 0.5
 #: earliest, so 14 tools (well under a millisecond) are read every poll, and 10,000 tools (0.23 s of rows, 0.05 s of
 #: scores) every ~23 s and ~5 s: re-read every poll they kept a core busy and the event loop waited for the GIL
 PACE_SHARE = 0.01
+#: a paced part whose re-read found nothing changed waits up to this many times longer for the next one (idle over
+#: 10,000 tools, the rows are read every few minutes); an event about it or new call statistics end the wait at once
+IDLE_BACKOFF = 8
 
 
 class Collector:
@@ -134,6 +137,12 @@ class Collector:
     TRIGGERS = {
         "failures": ("tool.failure", "circuit.", "control.", "resilient.", "score."),
         "proposals": ("evolution.", "promotion."),
+    }
+
+    #: event kinds that may change a paced part (new call statistics may change both)
+    PACED_TRIGGERS = {
+        "tools": ("tool.", "load.", "promotion.", "mcp.", "circuit.", "control.", "score.", "evolution.materialised"),
+        "scores": ("tool.", "circuit.", "control.", "score.", "promotion."),
     }
 
     RESILIENT_KEPT = 200  # resilient runs listed: enough that a fallback stays findable for minutes
@@ -154,8 +163,9 @@ class Collector:
         self._slow_at = 0.0
         self._runs: deque[dict[str, Any]] = deque(maxlen=self.RESILIENT_KEPT)
         self.share = share
-        #: name -> (read at (monotonic), the CPU it took, the value, read at (time.time()))
-        self._paced: dict[str, tuple[float, float, Any, float]] = {}
+        #: name -> (read at (monotonic), the CPU it took, the value, read at (time.time()), idle back-off factor)
+        self._paced: dict[str, tuple[float, float, Any, float, int]] = {}
+        self._hints: set[str] = set()  # paced parts something may have changed since their last read
         self._summary: tuple[Any, bool, str] | None = None  # (tools list, loading, summary line of it)
 
     def start_from_recent(self, backlog: int = 200) -> None:
@@ -184,21 +194,27 @@ class Collector:
         snap.write_blocked = self._write_blocked
         if now - self._stats_at > self.stats_every:
             from state.calls import tool_stats
-
-            self._stats = tool_stats(rt.store)
             from state.promotions import all_promotions
 
-            self._promotions = all_promotions(rt.store)
+            stats, promotions = tool_stats(rt.store), all_promotions(rt.store)
+            if stats != self._stats or promotions != getattr(self, "_promotions", None):
+                self._hints.update(self.PACED_TRIGGERS)
+            self._stats, self._promotions = stats, promotions
             self._stats_at = now
-        snap.tools, snap.tools_at = self.paced("tools", self._tool_rows)
-        if discovered:
-            snap.summary = self._summary_line(snap.tools, snap.loading)
         snap.events = rt.events.tail(self.last_event_id, limit=self.event_batch)
         if snap.events:
             self.last_event_id = snap.events[-1].id
         for name, prefixes in self.TRIGGERS.items():
             if any(e.kind.startswith(prefixes) for e in snap.events):
                 self._slow.pop(name, None)
+        for name, prefixes in self.PACED_TRIGGERS.items():
+            if any(e.kind.startswith(prefixes) for e in snap.events):
+                self._hints.add(name)
+        if snap.loading:
+            self._hints.add("tools")  # statuses change as the catalog loads
+        snap.tools, snap.tools_at = self.paced("tools", self._tool_rows)
+        if discovered:
+            snap.summary = self._summary_line(snap.tools, snap.loading)
         for name, gather in self.gatherers().items():
             try:
                 gather(snap)
@@ -209,14 +225,22 @@ class Collector:
     def paced(self, name: str, fn: Any) -> tuple[Any, float]:
         """(`fn()`, when (time.time()) it was read): read again only once `cost / share` seconds have passed since
         the last read, `cost` being the CPU seconds that read took (this thread's), so its share of a core stays
-        under `share`."""
+        under `share`. A read that found nothing changed doubles the wait (up to IDLE_BACKOFF times) until a hint
+        (an event about it, new call statistics) says something may have."""
         now = time.monotonic()
-        at, cost, value, read_at = self._paced.get(name, (0.0, 0.0, None, 0.0))
-        if value is None or now - at >= cost / self.share:
+        at, cost, value, read_at, backoff = self._paced.get(name, (0.0, 0.0, None, 0.0, 1))
+        if name in self._hints:
+            self._hints.discard(name)
+            backoff = 1
+        if value is None or now - at >= backoff * cost / self.share:
             started, read_at = time.thread_time(), time.time()
-            value = fn()
+            new = fn()
+            if new == value:  # the same object goes on: the panels compare it by identity and skip it
+                backoff = min(2 * backoff, IDLE_BACKOFF)
+            else:
+                value, backoff = new, 1
             at, cost = now, time.thread_time() - started
-            self._paced[name] = (at, cost, value, read_at)
+        self._paced[name] = (at, cost, value, read_at, backoff)
         return value, read_at
 
     def _summary_line(self, tools: list[ToolRow], loading: bool) -> str:
