@@ -82,7 +82,7 @@ async def test_an_apply_with_one_changed_tool_builds_and_updates_only_that_row()
 
 
 async def test_tool_rows_read_a_while_ago_say_their_age_in_the_border() -> None:
-    """A 10,000-tool list is read every ~20 s: its panel says how old the rows are rather than look live."""
+    """A 10,000-tool list is read every ~11 s: its panel says how old the rows are rather than look live."""
     import time
 
     from tests.tui_fixture import frame

@@ -122,9 +122,10 @@ def summary_line(rows: list[ToolRow], finished: bool) -> str:
 LOCK_PROBE_SECONDS = 0.5
 #: the share of a core the poller may spend on each part of a frame whose cost grows with the number of tools (the
 #: Tools rows, the score ranking): a part that took `cost` s of CPU is read again `cost / PACE_SHARE` s later at the
-#: earliest, so 14 tools (well under a millisecond) are read every poll, and 10,000 tools (0.23 s of rows, 0.05 s of
-#: scores) every ~23 s and ~5 s: re-read every poll they kept a core busy and the event loop waited for the GIL
-PACE_SHARE = 0.01
+#: earliest, so up to ~150 tools (~25 us each) are read every poll, 1,000 every ~1 s, and 10,000 (0.23 s of rows,
+#: 0.05 s of scores) every ~11 s and ~2.5 s: re-read every poll they kept a core busy and the event loop waited for
+#: the GIL
+PACE_SHARE = 0.02
 #: a paced part whose re-read found nothing changed waits up to this many times longer for the next one (idle over
 #: 10,000 tools, the rows are read every few minutes); an event about it or new call statistics end the wait at once
 IDLE_BACKOFF = 8

@@ -21,7 +21,7 @@ COLUMNS = [Col("tool", "tool"), Col("status", "status"), Col("version", "version
            Col("p50", "p50", drop=5), Col("detail", "detail", flex=True, drop=4, min_width=12), Col("type", "type", drop=6)]
 
 
-#: rows older than this (s) say their age in the border (a 10,000-tool list is re-read every ~10 s, not every poll)
+#: rows older than this (s) say their age in the border (a 10,000-tool list is re-read every ~11 s or more, not every poll)
 AGE_SHOWN = 2
 
 
