@@ -19,8 +19,10 @@ Run: python tests/benchmarks/bench_dashboard.py [--sizes 0,1000,10000] [--events
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -183,7 +185,7 @@ def bench_lag(seconds: float, tools: int) -> None:
         if mode == "many":
             ws = Path(tempfile.mkdtemp(prefix="bench-lag-")) / "ws"
             generate(ws, tools)
-            cleanup: Any = lambda: None  # noqa: E731
+            cleanup: Any = functools.partial(shutil.rmtree, ws.parent, ignore_errors=True)
         else:
             ws, cleanup = prepare_demo_workspace(None)
         try:
@@ -346,6 +348,7 @@ def bench_keys(rows: int, presses: int = 200) -> None:
             app.shutdown()
     finally:
         Screen._compositor_refresh = refresh  # type: ignore[method-assign]
+        shutil.rmtree(ws.parent, ignore_errors=True)
 
     def p99(xs: list[float]) -> float:
         return xs[max(0, int(len(xs) * 0.99) - 1)]
