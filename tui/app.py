@@ -230,8 +230,11 @@ class TooldeckApp(OperatorActions, App[int]):
             else:
                 key = panel.fingerprint(snapshot)
                 changed = key is None or self._fingerprints.get(panel.id or "") != (theme, key)
+                if not changed:  # equal but maybe new objects (a re-read list): keep these, so the next
+                    self._fingerprints[panel.id or ""] = (theme, key)  # comparison is by identity, not 10,000 __eq__
             if changed:
                 self._stale.setdefault(panel.id or "", now)
+            panel.arrived(snapshot)
         self._show_title(snapshot)
 
     def _tick(self) -> None:

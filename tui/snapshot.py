@@ -56,6 +56,8 @@ class Snapshot:
     stale: str | None = None
     #: another process holds the state's write lock (SQLite): writes wait, reads go on
     write_blocked: bool = False
+    #: when (time.time()) `tools` was read: with many tools it is re-read less often than every poll (Collector.paced)
+    tools_at: float = 0.0
 
 
 def tool_counts(rows: list[ToolRow]) -> dict[str, int]:
@@ -87,7 +89,7 @@ def needs_attention(snapshot: Snapshot) -> list[Attention]:
     """The one definition of what needs the operator, for the header line and the tabs' badges: tools in error,
     dead-letter batches, open circuits, proposals awaiting review (each only when there is one)."""
     found = [
-        Attention(sum(1 for t in snapshot.tools if t.status == "error"), "tool in error", "tools in error", 1),
+        Attention(_in_error(snapshot.tools), "tool in error", "tools in error", 1),
         Attention(sum(int(b.get("dead_letter_batches") or 0) for b in snapshot.buffers), "dead-letter batch",
                   "dead-letter batches", 2),
         Attention(sum(1 for s in snapshot.scores if s.get("circuit") == "open"), "open circuit", "open circuits", 3),
@@ -95,6 +97,17 @@ def needs_attention(snapshot: Snapshot) -> list[Attention]:
                   "proposals to review", 4),
     ]
     return [a for a in found if a.count]
+
+
+_counted: tuple[Any, int] = (None, 0)  # (the last tools list counted, its tools in error)
+
+
+def _in_error(tools: list[ToolRow]) -> int:
+    """Tools in error, counted once per tools list (the poller hands the same list on until it re-reads it)."""
+    global _counted
+    if _counted[0] is not tools:
+        _counted = (tools, sum(1 for t in tools if t.status == "error"))
+    return _counted[1]
 
 
 def summary_line(rows: list[ToolRow], finished: bool) -> str:
@@ -107,6 +120,15 @@ def summary_line(rows: list[ToolRow], finished: bool) -> str:
 
 #: how often the poller checks whether another process holds the database's write lock
 LOCK_PROBE_SECONDS = 0.5
+#: the share of a core the poller may spend on each part of a frame whose cost grows with the number of tools (the
+#: Tools rows, the score ranking): a part that took `cost` s of CPU is read again `cost / PACE_SHARE` s later at the
+#: earliest, so up to ~150 tools (~25 us each) are read every poll, 1,000 every ~1 s, and 10,000 (0.23 s of rows,
+#: 0.05 s of scores) every ~11 s and ~2.5 s: re-read every poll they kept a core busy and the event loop waited for
+#: the GIL
+PACE_SHARE = 0.02
+#: a paced part whose re-read found nothing changed waits up to this many times longer for the next one (idle over
+#: 10,000 tools, the rows are read every few minutes); an event about it or new call statistics end the wait at once
+IDLE_BACKOFF = 8
 
 
 class Collector:
@@ -118,9 +140,15 @@ class Collector:
         "proposals": ("evolution.", "promotion."),
     }
 
+    #: event kinds that may change a paced part (new call statistics may change both)
+    PACED_TRIGGERS = {
+        "tools": ("tool.", "load.", "promotion.", "mcp.", "circuit.", "control.", "score.", "evolution.materialised"),
+        "scores": ("tool.", "circuit.", "control.", "score.", "promotion."),
+    }
+
     RESILIENT_KEPT = 200  # resilient runs listed: enough that a fallback stays findable for minutes
 
-    def __init__(self, runtime: Any, *, stats_every: float = 2.0, event_batch: int = 500) -> None:
+    def __init__(self, runtime: Any, *, stats_every: float = 2.0, event_batch: int = 500, share: float = PACE_SHARE) -> None:
         from tui.history import Sampler
 
         self.runtime = runtime
@@ -135,6 +163,11 @@ class Collector:
         self._slow: dict[str, Any] = {}
         self._slow_at = 0.0
         self._runs: deque[dict[str, Any]] = deque(maxlen=self.RESILIENT_KEPT)
+        self.share = share
+        #: name -> (read at (monotonic), the CPU it took, the value, read at (time.time()), idle back-off factor)
+        self._paced: dict[str, tuple[float, float, Any, float, int]] = {}
+        self._hints: set[str] = set()  # paced parts something may have changed since their last read
+        self._summary: tuple[Any, bool, str] | None = None  # (tools list, loading, summary line of it)
 
     def start_from_recent(self, backlog: int = 200) -> None:
         """Show the last `backlog` events on open, then tail from there."""
@@ -144,10 +177,13 @@ class Collector:
     def collect(self) -> Snapshot:
         rt = self.runtime
         now = time.monotonic()
-        snap = Snapshot(time.time(), rt.summary(), not rt.catalog.finished.is_set())
+        discovered = rt.catalog.discovered.is_set()
+        # the runtime's own line until the tools are known (it counts every entry: not on every poll after that)
+        snap = Snapshot(time.time(), "" if discovered else rt.summary(), not rt.catalog.finished.is_set())
         try:
             rt.store  # noqa: B018 - raises the start error, if any
         except Exception as exc:  # the header shows why the runtime is not usable
+            snap.summary = snap.summary or rt.summary()
             snap.errors.append(str(exc))
             return snap
         snap.backend = rt.store.describe()
@@ -159,27 +195,60 @@ class Collector:
         snap.write_blocked = self._write_blocked
         if now - self._stats_at > self.stats_every:
             from state.calls import tool_stats
-
-            self._stats = tool_stats(rt.store)
             from state.promotions import all_promotions
 
-            self._promotions = all_promotions(rt.store)
+            stats, promotions = tool_stats(rt.store), all_promotions(rt.store)
+            if stats != self._stats or promotions != getattr(self, "_promotions", None):
+                self._hints.update(self.PACED_TRIGGERS)
+            self._stats, self._promotions = stats, promotions
             self._stats_at = now
-        snap.tools = self._tool_rows()
-        if rt.catalog.discovered.is_set():
-            snap.summary = summary_line(snap.tools, not snap.loading)
         snap.events = rt.events.tail(self.last_event_id, limit=self.event_batch)
         if snap.events:
             self.last_event_id = snap.events[-1].id
         for name, prefixes in self.TRIGGERS.items():
             if any(e.kind.startswith(prefixes) for e in snap.events):
                 self._slow.pop(name, None)
+        for name, prefixes in self.PACED_TRIGGERS.items():
+            if any(e.kind.startswith(prefixes) for e in snap.events):
+                self._hints.add(name)
+        if snap.loading:
+            self._hints.add("tools")  # statuses change as the catalog loads
+        snap.tools, snap.tools_at = self.paced("tools", self._tool_rows)
+        if discovered:
+            snap.summary = self._summary_line(snap.tools, snap.loading)
         for name, gather in self.gatherers().items():
             try:
                 gather(snap)
             except Exception as exc:  # one failing panel source must not blank the others
                 snap.errors.append(f"{name}: {type(exc).__name__}: {exc}")
         return snap
+
+    def paced(self, name: str, fn: Any) -> tuple[Any, float]:
+        """(`fn()`, when (time.time()) it was read): read again only once `cost / share` seconds have passed since
+        the last read, `cost` being the CPU seconds that read took (this thread's), so its share of a core stays
+        under `share`. A read that found nothing changed doubles the wait (up to IDLE_BACKOFF times) until a hint
+        (an event about it, new call statistics) says something may have."""
+        now = time.monotonic()
+        at, cost, value, read_at, backoff = self._paced.get(name, (0.0, 0.0, None, 0.0, 1))
+        if name in self._hints:
+            self._hints.discard(name)
+            backoff = 1
+        if value is None or now - at >= backoff * cost / self.share:
+            started, read_at = time.thread_time(), time.time()
+            new = fn()
+            if new == value:  # the same object goes on: the panels compare it by identity and skip it
+                backoff = min(2 * backoff, IDLE_BACKOFF)
+            else:
+                value, backoff = new, 1
+            at, cost = now, time.thread_time() - started
+        self._paced[name] = (at, cost, value, read_at, backoff)
+        return value, read_at
+
+    def _summary_line(self, tools: list[ToolRow], loading: bool) -> str:
+        """The header's count line, computed once per tool list read (it counts every row)."""
+        if self._summary is None or self._summary[0] is not tools or self._summary[1] != loading:
+            self._summary = (tools, loading, summary_line(tools, not loading))
+        return self._summary[2]
 
     def gatherers(self) -> dict[str, Any]:
         return {"sessions": self._sessions, "buffers": self._buffers, "failures": self._failures, "proposals": self._proposals}
@@ -217,7 +286,8 @@ class Collector:
         tracker = self.runtime.extensions.get("failures")
         if tracker is None:
             return
-        ranked = sorted(tracker.scores_snapshot().items(), key=lambda kv: (kv[1].get("score", 1.0), kv[0]))[:40]
+        ranked, _ = self.paced("scores", lambda: sorted(tracker.scores_snapshot().items(),
+                                                        key=lambda kv: (kv[1].get("score", 1.0), kv[0]))[:40])
         trends = self._every("trends", 2.0, lambda: {
             key: [float(h["score"]) for h in tracker.score_history(key[0], key[1], 20)]
             for key, _ in ranked
@@ -245,6 +315,9 @@ class Collector:
         rt = self.runtime
         failures = rt.extensions.get("failures")
         live = failures.scores_snapshot() if failures is not None else {}
+        pinned_by_tool: dict[str, list[tuple[str, str]]] = {}
+        for (tool, session), pinned_version in getattr(self, "_promotions", {}).items():
+            pinned_by_tool.setdefault(tool, []).append((session, pinned_version))
         rows: list[ToolRow] = []
         for tool_id in rt.catalog.ids():
             base = rt.catalog.find(tool_id)
@@ -261,8 +334,7 @@ class Collector:
                     version, why = served.fell_back_from[0]
                     refused = f"{version} not served: {why}"
             version = entry.served_version
-            pinned = tuple(sorted((s, v) for (t, s), v in getattr(self, "_promotions", {}).items()
-                                  if t == tool_id and s not in ("global", scope)))
+            pinned = tuple(sorted((s, v) for s, v in pinned_by_tool.get(tool_id, ()) if s not in ("global", scope)))
             stats = self._stats.get((tool_id, version))
             extra = live.get((tool_id, version), {})
             manifest = entry.manifest

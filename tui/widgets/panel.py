@@ -41,6 +41,9 @@ class Panel(Vertical, can_focus=False):
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
         raise NotImplementedError
 
+    def arrived(self, snapshot: Snapshot) -> None:
+        """Every snapshot, repainted or not (cheap: no table work); what a panel says about its data's age goes here."""
+
     def fingerprint(self, snapshot: Snapshot) -> Any:
         """What this panel shows, hashable; an unchanged fingerprint skips the repaint (None: always apply)."""
         return None
