@@ -86,7 +86,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "mcp": {
         # [mcp.serve]: what `tooldeck mcp serve` offers MCP clients (tools/mcp/config.py checks it)
         "serve": {
-            "expose": ["*", "!evolve_tool"],  # tool id patterns; "!" removes; the last match wins
+            "expose": ["*", "!evolve_tool"],  # tool ids, globs and tags ("tag:csv"); "!" removes; the last match wins
+            "hide": [],  # the same patterns, removed after expose
             "buffer_operations": ["write", "write_many", "flush", "status", "configure", "dead_letters"],  # not clear, replay
             "page_size": 100,
             "allowed_origins": [],
