@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from state.db import Store, StoreError
+from state.lexical import LexicalIndex
 
 log = logging.getLogger("tooldeck.memory")
 NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a7f-2d3b4c5e6f70")
@@ -39,12 +40,22 @@ class MemoryBuildError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class ToolDoc:
+    """What one tool version is about: `text` is embedded; the id, `description`, tags and
+    `parameters` (names and descriptions) are indexed word by word (state/lexical)."""
+
     tool_id: str
     version: str
     text: str
     source: str
     tags: tuple[str, ...] = ()
     sink: bool = False
+    description: str = ""
+    parameters: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The lexical index's fields for this tool."""
+        return {"name": self.tool_id, "tags": " ".join(self.tags), "description": self.description or self.text,
+                "parameters": self.parameters}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,8 @@ class SemanticMemory:
         # scores only (local mode deep-copies each returned payload, ~40% of a 1k-point query)
         self._payloads: dict[str, dict[str, Any]] = {}
         self._nearest: Any = None
+        #: the words of the same tools (per process, like local mode; also beside a Qdrant server)
+        self.lexical = LexicalIndex()
 
     @property
     def mode(self) -> str:
@@ -174,6 +187,8 @@ class SemanticMemory:
         with self._lock:
             self.client.upsert(self.tools_collection, points, wait=True)
             self._payloads.update((str(p.id), p.payload or {}) for p in points)
+            for point, doc in zip(points, docs, strict=True):
+                self.lexical.upsert(str(point.id), doc.fields())
 
     def delete_tools(self, keys: Iterable[tuple[str, str]]) -> None:
         from qdrant_client import models
@@ -184,6 +199,7 @@ class SemanticMemory:
                 self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=ids), wait=True)
                 for point_id in ids:
                     self._payloads.pop(str(point_id), None)
+                self.lexical.delete(str(point_id) for point_id in ids)
 
     def upsert_failures(self, items: list[dict[str, Any]]) -> None:
         """items: tool_id, version, scenario, severity, count, last_ts (aggregated per scenario)."""
@@ -224,6 +240,23 @@ class SemanticMemory:
 
     def search_tools(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
         return self._search(self.tools_collection, vector, limit, threshold)
+
+    def search_tools_lexical(self, text: str, limit: int) -> list[Hit]:
+        """The tools whose words best match `text` (BM25; `Hit.similarity` holds the BM25 score)."""
+        with self._lock:
+            payloads = self._payloads
+            return [Hit(str(h.key), h.score, payloads.get(str(h.key), {})) for h in self.lexical.search(text, limit)]
+
+    def tool_similarities(self, vector: Any, ids: list[str]) -> dict[str, float]:
+        """Cosine similarity of `vector` to the given tool points (for tools found by their words only)."""
+        if not ids:
+            return {}
+        import numpy as np
+
+        with self._lock:
+            records = self.client.retrieve(self.tools_collection, ids=ids, with_payload=False, with_vectors=True)
+        query = np.asarray(vector, dtype=np.float32)
+        return {str(r.id): float(np.dot(query, np.asarray(r.vector, dtype=np.float32))) for r in records if r.vector is not None}
 
     def search_failures(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
         """One query for the failure memory of every candidate at once (grouped by the caller)."""
