@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from tests.helpers import python_tool
 from tools.recovery.resilient import call_tool_resilient
 from tools.recovery.selection import memory_for, select_candidates
 
+REPO = Path(__file__).resolve().parents[1]
 LEDGER = "balance the books of the ledger for account 42"
 
 
@@ -89,3 +95,38 @@ def test_lexical_index_unit():
     assert len(set(terms(huge))) > MAX_QUERY_TERMS
     with pytest.raises(ValueError, match="unknown field 'body'"):
         index.upsert("d", {"body": "x"})
+
+
+def test_the_embedded_index_needs_no_qdrant(workspace):
+    """Without QDRANT_URL the memory is the embedded index (usearch): qdrant_client is never imported."""
+    script = textwrap.dedent(f"""
+        import sys
+        from tools.runtime import Runtime
+        from tools.recovery.selection import memory_for, select_candidates
+        with Runtime({str(workspace)!r}, demo=True) as rt:
+            service = memory_for(rt, 60)
+            picked = [c.tool_id for c in select_candidates(rt, "translate to french").candidates]
+            print(service.memory.mode, "|", sorted(picked), "|", "qdrant_client" in sys.modules)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == (
+        "embedded (usearch, in memory) | ['translator_dictionary', 'translator_remote'] | False")
+
+
+def test_the_embedded_index_replaces_removes_and_counts(make_runtime):
+    """Re-indexing the same tools keeps one point each; a removed version leaves both indexes."""
+    rt = make_runtime(demo=True)
+    service = memory_for(rt, 30)
+    memory = service.memory
+    tools = memory.count(memory.tools_collection)
+    assert tools == len(rt.catalog.all_entries()) == len(memory.lexical)
+    service.reindex()
+    assert memory.count(memory.tools_collection) == tools == len(memory.lexical)
+    vector = memory.embed_one("translate to french")
+    [best] = memory.search_tools(vector, 1)
+    key = (best.payload["tool_id"], best.payload["version"])
+    memory.delete_tools([key])
+    assert memory.count(memory.tools_collection) == tools - 1 == len(memory.lexical)
+    assert key not in {(h.payload["tool_id"], h.payload["version"]) for h in memory.search_tools(vector, tools)}
