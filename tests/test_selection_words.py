@@ -14,7 +14,7 @@ import pytest
 from state.lexical import MAX_QUERY_TERMS, LexicalIndex, terms
 from tests.helpers import python_tool
 from tools.recovery.resilient import call_tool_resilient
-from tools.recovery.selection import memory_for, select_candidates
+from tools.recovery.selection import memory_for, select_candidates, tool_doc
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = "balance the books of the ledger for account 42"
@@ -130,3 +130,15 @@ def test_the_embedded_index_replaces_removes_and_counts(make_runtime):
     memory.delete_tools([key])
     assert memory.count(memory.tools_collection) == tools - 1 == len(memory.lexical)
     assert key not in {(h.payload["tool_id"], h.payload["version"]) for h in memory.search_tools(vector, tools)}
+
+
+def test_example_inputs_are_found_by_their_words_not_embedded(workspace, make_runtime):
+    """Example inputs blur a 256-dim embedding (bench_bfcl.py), so they go to the word index only."""
+    python_tool(workspace / "tools", "fx_convert", "def run(d):\n    return {}\n", description="Convert an amount between currencies.",
+                examples=[{"input": {"amount": 10, "currency": "zloty"}}],
+                input_schema={"type": "object", "properties": {"amount": {"type": "number", "description": "how much"}}})
+    rt = make_runtime()
+    memory = memory_for(rt, 30).memory
+    doc = tool_doc(rt.catalog.find("fx_convert"))
+    assert "zloty" not in doc.text and "Fields: amount." in doc.text and "zloty" in doc.parameters
+    assert [h.payload["tool_id"] for h in memory.search_tools_lexical("zloty", 5)] == ["fx_convert"]
