@@ -377,6 +377,7 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
     timings["words"] = (time.perf_counter() - t) * 1000
     best = vector_hits[0].similarity if vector_hits else None
     best_tool = vector_hits[0].payload.get("tool_id") if vector_hits else None
+    t = time.perf_counter()
     formats = scenario_formats(scenario)
     skipped: list[Skipped] = []
     noted: set[tuple[str, str]] = set()
@@ -391,6 +392,7 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
             viable.append((hit, p, health, entry))
         else:
             skipped.append(Skipped(p["tool_id"], p["version"], round(hit.similarity, 4), reason))
+    timings["rules"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     penalties: dict[tuple[str, str], tuple[float, str]] = {}
     keys = {(p["tool_id"], p["version"]) for _h, p, _x, _e in viable}
