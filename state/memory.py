@@ -141,7 +141,7 @@ class SemanticMemory:
         self._payloads: dict[str, dict[str, Any]] = {}
         #: the embedded collections by name (no QDRANT_URL), once open
         self.embedded: dict[str, VectorCollection] | None = None
-        #: the words of the same tools (per process, like local mode; also beside a Qdrant server)
+        #: the words of the same tools (per process, like the embedded vectors; also beside a Qdrant server)
         self.lexical = LexicalIndex()
 
     @property

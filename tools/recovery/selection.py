@@ -149,7 +149,7 @@ def tool_doc(entry: Any) -> ToolDoc | None:
     parts = [entry.tool_id.replace("_", " ") + ".", m.description]
     if m.tags:
         parts.append("Tags: " + ", ".join(m.tags) + ".")
-    words = []
+    words: list[str] = []
     fields = (m.input_schema or {}).get("properties")
     if isinstance(fields, dict) and fields:
         parts.append("Fields: " + ", ".join(str(f).replace("_", " ") for f in list(fields)[:20]) + ".")
