@@ -34,6 +34,11 @@ B = 0.75
 #: Only this much of a query is read, and at most this many distinct words of it are scored.
 MAX_QUERY_CHARS = 4000
 MAX_QUERY_TERMS = 48
+#: A query word found in more than this share of the tools is scored only if it is one of the
+#: query's two rarest (at 100,000 BFCL tools: p50 0.75 -> 0.51 ms, Recall@5 unchanged).
+COMMON_SHARE = 0.2
+#: ... and in more than this many tools (below it, scoring the word costs nothing worth saving).
+COMMON_MIN = 2000
 
 _STOPWORDS = (
     "a an the and or of to in on for with by at from is are was were be been as it its this that these those i me my we our"
@@ -168,24 +173,30 @@ class LexicalIndex:
             if self._length_array is None:
                 self._length_array = np.asarray(self._length, dtype=np.float32)
             avg = max(self._total_length / n, 1e-6)
+            postings = sorted((found for found in map(self._array, words) if found is not None), key=lambda arrays: len(arrays[0]))
+            # a word in more than COMMON_SHARE of many tools says little (BM25's idf ~2 vs ~9 for a
+            # rare one) and costs the most: left out unless it is one of the query's two rarest words
+            postings = [arrays for rank, arrays in enumerate(postings) if rank < 2 or len(arrays[0]) <= max(COMMON_SHARE * n, COMMON_MIN)]
+            if not postings:
+                return []
             slots_parts, score_parts = [], []
-            for word in words:
-                arrays = self._array(word)
-                if arrays is None:
-                    continue
-                slots, tf = arrays
+            for slots, tf in postings:
                 df = len(slots)
                 idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
                 norm = K1 * (1.0 - B + B * self._length_array[slots] / avg)
                 slots_parts.append(slots)
                 score_parts.append(idf * tf * (K1 + 1.0) / (tf + norm))
-            if not slots_parts:
-                return []
-            all_slots = np.concatenate(slots_parts)
-            scores = np.bincount(all_slots, weights=np.concatenate(score_parts), minlength=len(self._keys))
-            matched = np.flatnonzero(scores)
+            all_slots, all_scores = np.concatenate(slots_parts), np.concatenate(score_parts)
+            if len(all_slots) * 8 < len(self._keys):  # few postings: sum them per tool without a catalog-sized array
+                matched, inverse = np.unique(all_slots, return_inverse=True)
+                scores = np.bincount(inverse, weights=all_scores)
+            else:
+                scores = np.bincount(all_slots, weights=all_scores, minlength=len(self._keys))
+                matched = np.flatnonzero(scores)
+                scores = scores[matched]
             if len(matched) > limit:
-                matched = matched[np.argpartition(-scores[matched], limit - 1)[:limit]]
-            order = matched[np.argsort(-scores[matched], kind="stable")]
+                best = np.argpartition(-scores, limit - 1)[:limit]
+                matched, scores = matched[best], scores[best]
+            order = np.argsort(-scores, kind="stable")
             keys = self._keys
-            return [LexicalHit(keys[int(s)], float(scores[s])) for s in order if keys[int(s)] is not None]
+            return [LexicalHit(keys[int(matched[i])], float(scores[i])) for i in order if keys[int(matched[i])] is not None]

@@ -142,3 +142,12 @@ def test_example_inputs_are_found_by_their_words_not_embedded(workspace, make_ru
     doc = tool_doc(rt.catalog.find("fx_convert"))
     assert "zloty" not in doc.text and "Fields: amount." in doc.text and "zloty" in doc.parameters
     assert [h.payload["tool_id"] for h in memory.search_tools_lexical("zloty", 5)] == ["fx_convert"]
+
+
+def test_a_word_most_tools_share_is_scored_only_when_nothing_rarer_is():
+    index = LexicalIndex()
+    for n in range(3000):
+        index.upsert(n, {"name": f"tool_{n}", "description": "fetch the records" + (" invoices" if n == 7 else "")
+                         + (" payroll" if n == 9 else "")})
+    assert {h.key for h in index.search("fetch invoices payroll", 50)} == {7, 9}  # "fetch" (in every tool) left out
+    assert len(index.search("fetch", 50)) == 50  # alone, it is the rarest word there is
