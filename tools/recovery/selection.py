@@ -1,9 +1,9 @@
 """Candidate selection for a resilient call: relevance x quality x failure penalty.
 
 Two queries find the tools: one against the tool collection by the scenario's embedding (no
-payload filter: Qdrant's local mode evaluates filters in Python, ~15x slower than the bare
-search) and one against the lexical index by its words (state/lexical, BM25); `fuse` merges
-them by reciprocal rank into one relevance. Then one query against the failure memory for all
+payload filter: the rules below are plain Python over a few dozen hits) and one against the
+lexical index by its words (state/lexical, BM25); `fuse` mixes their normalised scores into one
+relevance. Then one query against the failure memory for all
 candidates together, and plain Python over the few dozen hits: resolved version, tags, the
 builtin/sink exclusion, operator disables, circuits and negative tags. Whatever is left out is
 in `skipped` with the reason, so the trace says why a tool was not tried.
@@ -59,7 +59,7 @@ class Candidate:
     probe: bool = False
     #: 1 - penalty: how likely it fails, predicted from remembered failures on similar scenarios
     predicted_failure: float = 0.0
-    #: the embedding's and the words' ranks fused (see `fuse`); rank = relevance x score x penalty
+    #: the embedding's and the words' scores mixed (see `fuse`); rank = relevance x score x penalty
     relevance: float = 0.0
 
 
