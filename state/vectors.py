@@ -2,14 +2,13 @@
 
 Chosen by `tests/benchmarks/bench_index.py` on BFCL-derived catalogs (README, "Semantic
 memory", has the table). Qdrant's local mode, embedded before, scores every point in numpy:
-13-18 ms a query at 10,000 tools and 138 ms at 100,000 here, and it warns above 20,000. Exact
-search in numpy or usearch is as slow at 100,000 (15-26 ms). The HNSW indexes answer in under
-a millisecond at 100,000: usearch (a wheel on PyPI, maintained) with `EXPANSION_SEARCH` 256
-holds 88% of the exact top 32 there (64, its default, 74%: the BFCL catalogs hold ~100
-reworded copies of each function, which crowd an HNSW graph); hnswlib was as fast but builds
-from source (no wheel for this Python); qdrant-edge is Qdrant's own engine, as fast, but admits
-one process per shard on disk and its Python API is beta. `QDRANT_URL` still selects a Qdrant
-server (state/memory.py).
+~9 ms a query at 10,000 tools and ~90 ms at 100,000 here, and it warns above 20,000. Exact
+search (numpy) takes 12 ms at 100,000. The HNSW indexes answer in about a millisecond at
+100,000: usearch (a wheel on PyPI, maintained) with `EXPANSION_SEARCH` 256 keeps 94% of the
+exact top 32 there (its default, 64, kept 74%: the BFCL catalogs hold ~100 reworded copies of
+each function, which crowd an HNSW graph); hnswlib (ef 64: 84%) builds from source (no wheel
+for this Python); qdrant-edge is Qdrant's own engine (85%), but admits one process per shard on
+disk and its Python API is beta. `QDRANT_URL` still selects a Qdrant server (state/memory.py).
 
 In memory, one per process as Qdrant's local mode was: built in the background from the
 catalog and the failures table at start and kept current by the same catalog changes and
