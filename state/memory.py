@@ -1,15 +1,15 @@
-"""Semantic memory: a Qdrant collection of tools and one of failure scenarios, embedded by wordllama.
+"""Semantic memory: a collection of tools and one of failure scenarios, embedded by wordllama.
 
-qdrant-client (~1 s to import) and wordllama (~0.3 s plus ~0.4 s to load) are
-imported here only, inside the functions that use them, and only from the
-background thread that builds the memory, so neither `Runtime(...)` nor the
-first frame of the dashboard waits for them.
+The vector index (state/vectors, usearch), qdrant-client (~1 s to import, server mode only)
+and wordllama (~0.3 s plus ~0.4 s to load) are imported here only, inside the functions that
+use them, and only from the background thread that builds the memory, so neither
+`Runtime(...)` nor the first frame of the dashboard waits for them.
 
-Default is Qdrant's local mode in memory, rebuilt at start from the catalog and
-the `failures` table and kept current by tailing that table (local mode on a
-path admits one process, so sharing goes through SQLite). `QDRANT_URL` (and
-`QDRANT_API_KEY`) use a server instead. Point ids are uuid5 of what the point
-is about, so re-indexing is idempotent.
+Default is the embedded index in memory (one per process), rebuilt at start from the catalog
+and the `failures` table and kept current by tailing that table. `QDRANT_URL` (and
+`QDRANT_API_KEY`) use a Qdrant server instead, shared by every node. Either way the tools'
+words are indexed too (state/lexical), per process. Point ids are uuid5 of what the point is
+about, so re-indexing is idempotent.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from state.db import Store, StoreError
+from state.lexical import LexicalIndex
+from state.vectors import VectorCollection
 
 log = logging.getLogger("tooldeck.memory")
 NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a7f-2d3b4c5e6f70")
@@ -39,12 +41,22 @@ class MemoryBuildError(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class ToolDoc:
+    """What one tool version is about: `text` is embedded; the id, `description`, tags and
+    `parameters` (names and descriptions) are indexed word by word (state/lexical)."""
+
     tool_id: str
     version: str
     text: str
     source: str
     tags: tuple[str, ...] = ()
     sink: bool = False
+    description: str = ""
+    parameters: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The lexical index's fields for this tool."""
+        return {"name": self.tool_id, "tags": " ".join(self.tags), "description": self.description or self.text,
+                "parameters": self.parameters}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,28 +136,32 @@ class SemanticMemory:
         self.embedder = Embedder()
         self.client: Any = None
         self._lock = threading.RLock()
-        # point id -> payload of every point this process wrote: queries ask Qdrant for ids and
-        # scores only (local mode deep-copies each returned payload, ~40% of a 1k-point query)
+        # point id -> payload of every point this process wrote: queries ask the index for ids and
+        # scores only (payloads written by another node sharing a Qdrant server are fetched once)
         self._payloads: dict[str, dict[str, Any]] = {}
-        self._nearest: Any = None
+        #: the embedded collections by name (no QDRANT_URL), once open
+        self.embedded: dict[str, VectorCollection] | None = None
+        #: the words of the same tools (per process, like the embedded vectors; also beside a Qdrant server)
+        self.lexical = LexicalIndex()
 
     @property
     def mode(self) -> str:
-        return f"server {self.url}" if self.url else "local (in memory)"
+        return f"server {self.url}" if self.url else "embedded (usearch, in memory)"
 
     def open(self) -> None:
-        from qdrant_client import QdrantClient, models
-
         with self._lock:
-            if self.client is not None:
+            if self.client is not None or self.embedded is not None:
                 return
-            client = (QdrantClient(url=self.url, api_key=self._api_key, timeout=10, check_compatibility=False) if self.url
-                      else QdrantClient(":memory:"))
+            if not self.url:
+                self.embedded = {name: VectorCollection(DIM) for name in (self.tools_collection, self.failures_collection)}
+                return
+            from qdrant_client import QdrantClient, models
+
+            client = QdrantClient(url=self.url, api_key=self._api_key, timeout=10, check_compatibility=False)
             for name in (self.tools_collection, self.failures_collection):
                 if not client.collection_exists(name):
                     client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
             self.client = client
-            self._nearest = models.NearestQuery
 
     def close(self) -> None:
         with self._lock:
@@ -158,62 +174,61 @@ class SemanticMemory:
 
     # -- writes --------------------------------------------------------------------
 
+    def _upsert(self, collection: str, ids: list[str], vectors: Any, payloads: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if self.embedded is not None:
+                self.embedded[collection].upsert(ids, vectors)
+            else:
+                from qdrant_client import models
+
+                points = [models.PointStruct(id=i, vector=vectors[n].tolist(), payload=payloads[n]) for n, i in enumerate(ids)]
+                self.client.upsert(collection, points, wait=True)
+            self._payloads.update(zip(ids, payloads, strict=True))
+
     def upsert_tools(self, docs: list[ToolDoc], vectors: Any | None = None) -> None:
         if not docs:
             return
-        from qdrant_client import models
-
         if vectors is None:
             vectors = self.embedder.embed([d.text for d in docs])
-        points = [
-            models.PointStruct(id=tool_point_id(d.tool_id, d.version), vector=vectors[i].tolist(), payload={
-                "tool_id": d.tool_id, "version": d.version, "source": d.source, "tags": list(d.tags), "sink": d.sink,
-            })
-            for i, d in enumerate(docs)
-        ]
+        ids = [tool_point_id(d.tool_id, d.version) for d in docs]
+        payloads = [{"tool_id": d.tool_id, "version": d.version, "source": d.source, "tags": list(d.tags), "sink": d.sink}
+                    for d in docs]
         with self._lock:
-            self.client.upsert(self.tools_collection, points, wait=True)
-            self._payloads.update((str(p.id), p.payload or {}) for p in points)
+            self._upsert(self.tools_collection, ids, vectors, payloads)
+            for point, doc in zip(ids, docs, strict=True):
+                self.lexical.upsert(point, doc.fields())
 
     def delete_tools(self, keys: Iterable[tuple[str, str]]) -> None:
-        from qdrant_client import models
+        ids = [tool_point_id(t, v) for t, v in keys]
+        if not ids:
+            return
+        with self._lock:
+            if self.embedded is not None:
+                self.embedded[self.tools_collection].delete(ids)
+            else:
+                from qdrant_client import models
 
-        ids: list[int | str | Any] = [tool_point_id(t, v) for t, v in keys]
-        if ids:
-            with self._lock:
-                self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=ids), wait=True)
-                for point_id in ids:
-                    self._payloads.pop(str(point_id), None)
+                self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            for point_id in ids:
+                self._payloads.pop(point_id, None)
+            self.lexical.delete(ids)
 
     def upsert_failures(self, items: list[dict[str, Any]]) -> None:
         """items: tool_id, version, scenario, severity, count, last_ts (aggregated per scenario)."""
         if not items:
             return
-        from qdrant_client import models
-
         vectors = self.embedder.embed([i["scenario"] for i in items])
-        points = [
-            models.PointStruct(id=failure_point_id(i["tool_id"], i["version"], i["scenario"]), vector=vectors[n].tolist(),
-                               payload=dict(i))
-            for n, i in enumerate(items)
-        ]
-        with self._lock:
-            self.client.upsert(self.failures_collection, points, wait=True)
-            self._payloads.update((str(p.id), p.payload or {}) for p in points)
+        ids = [failure_point_id(i["tool_id"], i["version"], i["scenario"]) for i in items]
+        self._upsert(self.failures_collection, ids, vectors, [dict(i) for i in items])
 
     # -- reads ---------------------------------------------------------------------
 
-    def _query(self, vector: Any) -> Any:
-        """Local mode: hand the numpy vector over as is. The client's own conversion turns it into a
-        list of 256 floats that local mode then deep-copies (~0.13 ms a query); a NearestQuery holding
-        the array searches the same and returns the same points. A server gets the plain vector."""
-        if self.url is None and self._nearest is not None:
-            return self._nearest.model_construct(nearest=vector)
-        return vector
-
     def _search(self, collection: str, vector: Any, limit: int, threshold: float | None) -> list[Hit]:
         with self._lock:
-            result = self.client.query_points(collection, query=self._query(vector), limit=limit, score_threshold=threshold,
+            if self.embedded is not None:
+                found = self.embedded[collection].search(vector, limit, threshold)
+                return [Hit(point, similarity, self._payloads.get(point, {})) for point, similarity in found]
+            result = self.client.query_points(collection, query=vector, limit=limit, score_threshold=threshold,
                                               with_payload=False)
             payloads = self._payloads
             missing = [p.id for p in result.points if str(p.id) not in payloads]
@@ -225,12 +240,33 @@ class SemanticMemory:
     def search_tools(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
         return self._search(self.tools_collection, vector, limit, threshold)
 
+    def search_tools_lexical(self, text: str, limit: int) -> list[Hit]:
+        """The tools whose words best match `text` (BM25; `Hit.similarity` holds the BM25 score)."""
+        with self._lock:
+            payloads = self._payloads
+            return [Hit(str(h.key), h.score, payloads.get(str(h.key), {})) for h in self.lexical.search(text, limit)]
+
+    def tool_similarities(self, vector: Any, ids: list[str]) -> dict[str, float]:
+        """Cosine similarity of `vector` to the given tool points (for tools found by their words only)."""
+        if not ids:
+            return {}
+        import numpy as np
+
+        with self._lock:
+            if self.embedded is not None:
+                return self.embedded[self.tools_collection].similarities(vector, ids)
+            records = self.client.retrieve(self.tools_collection, ids=ids, with_payload=False, with_vectors=True)
+        query = np.asarray(vector, dtype=np.float32)
+        return {str(r.id): float(np.dot(query, np.asarray(r.vector, dtype=np.float32))) for r in records if r.vector is not None}
+
     def search_failures(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
         """One query for the failure memory of every candidate at once (grouped by the caller)."""
         return self._search(self.failures_collection, vector, limit, threshold)
 
     def count(self, collection: str) -> int:
         with self._lock:
+            if self.embedded is not None:
+                return len(self.embedded[collection])
             return int(self.client.count(collection, exact=True).count)
 
 

@@ -1,0 +1,203 @@
+"""The lexical index of tools: BM25 over a tool's id, description, tags and parameters.
+
+Why a second index beside the embeddings: wordllama's 256-dim vectors blur the words that pick
+one tool out of thousands (an id like `weather_1_getweather`, a parameter named `city`), and
+on the BFCL benchmark BM25 alone finds the right tool in the top 5 more often than the vectors
+(0.84 vs 0.80 at 1,000 tools, 0.70 vs 0.56 at 10,000); fused, they do better than either.
+
+Why not SQLite FTS5: its `bm25()` ranks every row that matches any query term, 2.3 ms p50 /
+6.5 ms p95 at 10,000 tools here, growing with the catalog; this index keeps each term's
+postings as numpy arrays and scores a query with one vectorised pass per term (0.26 / 0.90 ms
+at 10,000 on the same queries; ~0.5 ms p50 at 100,000). It lives in memory beside the vector
+index, one per process, rebuilt with it at start and updated by the same catalog changes; it is
+not persisted, as the vector index is not: ~9 s to index 100,000 tools, where embedding them
+takes ~45 s.
+
+Scoring is BM25 with per-field weights (BM25F-style: a term in the id counts more than one in a
+parameter's description). Query text is bounded (`MAX_QUERY_CHARS`, `MAX_QUERY_TERMS`): a huge
+scenario costs what its first words cost. Control characters and punctuation separate words;
+a query with no word left matches nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+#: Field weights: a query word in the tool's id says more than one in a parameter's description.
+FIELD_WEIGHTS = {"name": 4.0, "tags": 2.0, "description": 2.0, "parameters": 1.0}
+K1 = 1.2
+B = 0.75
+#: Only this much of a query is read, and at most this many distinct words of it are scored.
+MAX_QUERY_CHARS = 4000
+MAX_QUERY_TERMS = 48
+#: A query word found in more than this share of the tools is scored only if it is one of the
+#: query's two rarest (at 100,000 BFCL tools: p50 0.75 -> 0.51 ms, Recall@5 unchanged).
+COMMON_SHARE = 0.2
+#: ... and in more than this many tools (below it, scoring the word costs nothing worth saving).
+COMMON_MIN = 2000
+
+_STOPWORDS = (
+    "a an the and or of to in on for with by at from is are was were be been as it its this that these those i me my we our"
+    " you your he she they them his her what which who whom how when where why can could would should will shall do does"
+    " did please want need like also about into than then there here have has had not no some any all each more most"
+    " other such only own same so too very just if but up out over")
+STOPWORDS = frozenset(_STOPWORDS.split())
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def stem(word: str) -> str:
+    """A light plural strip (`cities` -> `city`, `forecasts` -> `forecast`), enough to match
+    a question's words to a description's without a stemming library."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """The words of `text` as the index sees them: camelCase and snake_case split, lower case,
+    stopwords and one-letter words left out, plurals stripped; in order, repeats kept."""
+    out = []
+    for word in _WORD.findall(_CAMEL.sub(r"\1 \2", text).lower()):
+        if len(word) > 1 and word not in STOPWORDS:
+            out.append(stem(word))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalHit:
+    key: Hashable
+    score: float
+
+
+class LexicalIndex:
+    """In-memory BM25F index of documents made of weighted fields, keyed by any hashable key."""
+
+    def __init__(self, weights: dict[str, float] | None = None) -> None:
+        self.weights = dict(weights or FIELD_WEIGHTS)
+        self._lock = threading.RLock()
+        self._slot: dict[Hashable, int] = {}
+        self._keys: list[Hashable | None] = []
+        self._free: list[int] = []
+        self._length: list[float] = []
+        self._doc_terms: list[dict[str, float]] = []
+        self._postings: dict[str, dict[int, float]] = {}
+        self._arrays: dict[str, tuple[Any, Any]] = {}  # term -> (slots, weighted tf) as numpy arrays, built on first query
+        self._length_array: Any = None
+        self._total_length = 0.0
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def upsert(self, key: Hashable, fields: dict[str, str]) -> None:
+        """Index (or re-index) one document; `fields` maps a field name of `weights` to its text."""
+        weighted: dict[str, float] = {}
+        for name, text in fields.items():
+            weight = self.weights.get(name)
+            if weight is None:
+                raise ValueError(f"lexical index: unknown field {name!r} (known: {', '.join(self.weights)})")
+            for term in terms(text or ""):
+                weighted[term] = weighted.get(term, 0.0) + weight
+        with self._lock:
+            self._remove(key)
+            slot = self._free.pop() if self._free else len(self._keys)
+            if slot == len(self._keys):
+                self._keys.append(key)
+                self._length.append(0.0)
+                self._doc_terms.append({})
+            self._keys[slot] = key
+            self._slot[key] = slot
+            length = sum(weighted.values())
+            self._length[slot] = length
+            self._doc_terms[slot] = weighted
+            self._total_length += length
+            for term, tf in weighted.items():
+                self._postings.setdefault(term, {})[slot] = tf
+                self._arrays.pop(term, None)
+            self._length_array = None
+
+    def delete(self, keys: Iterable[Hashable]) -> None:
+        with self._lock:
+            for key in keys:
+                self._remove(key)
+
+    def _remove(self, key: Hashable) -> None:
+        slot = self._slot.pop(key, None)
+        if slot is None:
+            return
+        for term in self._doc_terms[slot]:
+            posting = self._postings.get(term)
+            if posting is not None:
+                posting.pop(slot, None)
+                if not posting:
+                    del self._postings[term]
+            self._arrays.pop(term, None)
+        self._total_length -= self._length[slot]
+        self._length[slot] = 0.0
+        self._doc_terms[slot] = {}
+        self._keys[slot] = None
+        self._free.append(slot)
+        self._length_array = None
+
+    def _array(self, term: str) -> tuple[Any, Any] | None:
+        import numpy as np
+
+        cached = self._arrays.get(term)
+        if cached is None:
+            posting = self._postings.get(term)
+            if not posting:
+                return None
+            cached = (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                      np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
+            self._arrays[term] = cached
+        return cached
+
+    def search(self, query: str, limit: int) -> list[LexicalHit]:
+        """The `limit` best documents for `query` by BM25F, best first; [] when no word of it is indexed."""
+        import numpy as np
+
+        words = list(dict.fromkeys(terms(query[:MAX_QUERY_CHARS])))[:MAX_QUERY_TERMS]
+        if not words or limit < 1:
+            return []
+        with self._lock:
+            n = len(self._slot)
+            if n == 0:
+                return []
+            if self._length_array is None:
+                self._length_array = np.asarray(self._length, dtype=np.float32)
+            avg = max(self._total_length / n, 1e-6)
+            postings = sorted((found for found in map(self._array, words) if found is not None), key=lambda arrays: len(arrays[0]))
+            # a word in more than COMMON_SHARE of many tools says little (BM25's idf ~2 vs ~9 for a
+            # rare one) and costs the most: left out unless it is one of the query's two rarest words
+            postings = [arrays for rank, arrays in enumerate(postings) if rank < 2 or len(arrays[0]) <= max(COMMON_SHARE * n, COMMON_MIN)]
+            if not postings:
+                return []
+            slots_parts, score_parts = [], []
+            for slots, tf in postings:
+                df = len(slots)
+                idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+                norm = K1 * (1.0 - B + B * self._length_array[slots] / avg)
+                slots_parts.append(slots)
+                score_parts.append(idf * tf * (K1 + 1.0) / (tf + norm))
+            all_slots, all_scores = np.concatenate(slots_parts), np.concatenate(score_parts)
+            if len(all_slots) * 8 < len(self._keys):  # few postings: sum them per tool without a catalog-sized array
+                matched, inverse = np.unique(all_slots, return_inverse=True)
+                scores = np.bincount(inverse, weights=all_scores)
+            else:
+                scores = np.bincount(all_slots, weights=all_scores, minlength=len(self._keys))
+                matched = np.flatnonzero(scores)
+                scores = scores[matched]
+            if len(matched) > limit:
+                best = np.argpartition(-scores, limit - 1)[:limit]
+                matched, scores = matched[best], scores[best]
+            order = np.argsort(-scores, kind="stable")
+            keys = self._keys
+            return [LexicalHit(keys[int(matched[i])], float(scores[i])) for i in order if keys[int(matched[i])] is not None]

@@ -1,0 +1,106 @@
+"""The embedded vector index: one collection of unit vectors keyed by point id, on usearch (HNSW).
+
+Chosen by `tests/benchmarks/bench_index.py` on BFCL-derived catalogs (README, "Semantic
+memory", has the table). Qdrant's local mode, embedded before, scores every point in numpy:
+~9 ms a query at 10,000 tools and ~90 ms at 100,000 here, and it warns above 20,000. Exact
+search (numpy) takes 12 ms at 100,000. The HNSW indexes answer in about a millisecond at
+100,000: usearch (a wheel on PyPI, maintained) with `EXPANSION_SEARCH` 256 keeps 94% of the
+exact top 32 there (its default, 64, kept 74%: the BFCL catalogs hold ~100 reworded copies of
+each function, which crowd an HNSW graph); hnswlib (ef 64: 84%) builds from source (no wheel
+for this Python); qdrant-edge is Qdrant's own engine (85%), but admits one process per shard on
+disk and its Python API is beta. `QDRANT_URL` still selects a Qdrant server (state/memory.py).
+
+In memory, one per process as Qdrant's local mode was: built in the background from the
+catalog and the failures table at start and kept current by the same catalog changes and
+failure tail. usearch (~0.16 s) is imported here only, inside `VectorCollection`, on the
+memory's background thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+#: HNSW parameters (usearch's names): links per node, and candidates examined per insert / per query.
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 256
+
+
+class VectorCollection:
+    """Unit vectors by point id; cosine similarity; thread-safe."""
+
+    def __init__(self, dim: int) -> None:
+        from usearch.index import Index
+
+        self.dim = dim
+        self._index = Index(ndim=dim, metric="cos", dtype="f32", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+                            expansion_search=EXPANSION_SEARCH)
+        self._lock = threading.RLock()
+        self._label: dict[str, int] = {}
+        self._point: dict[int, str] = {}
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._label)
+
+    def upsert(self, ids: list[str], vectors: Any) -> None:
+        """Add the points, replacing any already held under the same id."""
+        import numpy as np
+
+        if not ids:
+            return
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        last = dict(zip(ids, range(len(ids)), strict=True))  # an id given twice in one call: its last vector wins
+        rows = list(last.values())
+        with self._lock:
+            self._remove(list(last))
+            labels = np.arange(self._next, self._next + len(rows), dtype=np.uint64)
+            self._next += len(rows)
+            self._index.add(labels, matrix[rows])
+            for point, label in zip(last, labels.tolist(), strict=True):
+                self._label[point] = label
+                self._point[label] = point
+
+    def delete(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            self._remove(list(ids))
+
+    def _remove(self, ids: list[str]) -> None:
+        for point in ids:
+            label = self._label.pop(point, None)
+            if label is not None:
+                self._point.pop(label, None)
+                self._index.remove(label)
+
+    def search(self, vector: Any, limit: int, threshold: float | None = None) -> list[tuple[str, float]]:
+        """(point id, cosine similarity) of the `limit` nearest points, best first, at least `threshold` when given."""
+        import numpy as np
+
+        with self._lock:
+            if not self._label or limit < 1:
+                return []
+            matches = self._index.search(np.asarray(vector, dtype=np.float32), min(limit, len(self._label)))
+            out = []
+            for label, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
+                point = self._point.get(int(label))
+                similarity = 1.0 - float(distance)
+                if point is not None and (threshold is None or similarity >= threshold):
+                    out.append((point, similarity))
+            return out
+
+    def similarities(self, vector: Any, ids: list[str]) -> dict[str, float]:
+        """Cosine similarity of `vector` to each of these points that the collection holds."""
+        import numpy as np
+
+        with self._lock:
+            held = [(point, self._label[point]) for point in ids if point in self._label]
+            if not held:
+                return {}
+            stored = np.asarray(self._index.get(np.array([label for _p, label in held], dtype=np.uint64)), dtype=np.float32)
+        stored = stored.reshape(len(held), self.dim)
+        query = np.asarray(vector, dtype=np.float32)
+        norms = np.linalg.norm(stored, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+        scores = stored @ query / np.maximum(norms, 1e-12)
+        return {point: float(score) for (point, _label), score in zip(held, scores.tolist(), strict=True)}
