@@ -40,9 +40,12 @@ class McpCall:
 
     @contextmanager
     def active(self) -> Iterator[McpCall]:
+        from tools.reach import limited_to
+
         token = _current.set(self)
         try:
-            yield self
+            with limited_to(self.exposed):  # what selection considers for this client (tools/reach.py)
+                yield self
         finally:
             _current.reset(token)
 

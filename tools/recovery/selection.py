@@ -21,6 +21,7 @@ from state import failures as failure_tables
 from state.db import StoreError
 from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.errors import StateError, ToolNotReadyError, UsageError
+from tools.reach import reachable
 from tools.recovery.circuit import HALF_OPEN, OPEN
 from tools.recovery.rules import blocking_tags, scenario_formats
 
@@ -374,6 +375,8 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
     seen = {h.id for h in vector_hits}
     word_only = [h.id for h in word_hits if h.id not in seen]
     hits = fuse(vector_hits, word_hits, memory.tool_similarities(vector, word_only), cfg.min_similarity)
+    hits = [h for h in hits if reachable(str(h.payload.get("tool_id")))]  # a narrowed caller (an MCP endpoint) sees only its own
+    vector_hits = [h for h in vector_hits if reachable(str(h.payload.get("tool_id")))]
     timings["words"] = (time.perf_counter() - t) * 1000
     best = vector_hits[0].similarity if vector_hits else None
     best_tool = vector_hits[0].payload.get("tool_id") if vector_hits else None
