@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tools.errors import ToolUnavailableError
+from tools.reach import reachable
 
 if TYPE_CHECKING:
     from tools.host import RuntimeHost
@@ -73,7 +74,7 @@ class McpCallHook:
 
     def before_call(self, runtime: RuntimeHost, entry: Any) -> None:
         call = _current.get()
-        if call is not None and entry.tool_id != call.outer_tool and not call.exposed(entry.tool_id):
+        if call is not None and entry.tool_id != call.outer_tool and not reachable(entry.tool_id):
             raise ToolUnavailableError(f"{entry.tool_id}: not served over MCP ({call.where} expose), so "
                                        f"{call.outer_tool} cannot call it for an MCP client",
                                        tool_id=entry.tool_id, version=entry.served_version)
