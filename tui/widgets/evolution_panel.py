@@ -57,8 +57,10 @@ def stats_screen(runtime: Any) -> dict[str, Any]:
     for row in stats_rows(stats):
         table.add_row(*(visible(str(cell), multiline=False) for cell in row))
     overall = stats["overall"]
-    rate = "-" if overall["approval_rate"] is None else f"{overall['approval_rate'] * 100:.0f}%"
-    return {"status": f"{overall['proposals']} proposals, {rate} of decided ones approved", "title": "Evolution statistics",
+    n = overall["proposals"]
+    rate = ("none decided yet" if overall["approval_rate"] is None
+            else f"{overall['approval_rate'] * 100:.0f}% of the decided ones approved")
+    return {"status": f"{n} proposal{'s' if n != 1 else ''}, {rate}", "title": "Evolution statistics",
             "screen": table, "copy": json.dumps(stats, indent=2)}
 
 
