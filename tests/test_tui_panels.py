@@ -337,5 +337,6 @@ async def test_shift_s_in_the_evolution_panel_shows_the_review_stats(tmp_path: P
             assert "Evolution statistics" in text and "67%" in text  # 2 of 3 decided proposals approved
             assert "detect the delimiter" in text and "csv_parser" in text
             assert "\x1b" not in text and "retry\\x1b[31m" in text, text  # a hint's escape is shown, not run
+            assert "3 proposals, 67% of the decided ones approved" in str(app.main.query_one("#status-line").render())
     finally:
         app.shutdown()
