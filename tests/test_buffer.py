@@ -441,6 +441,18 @@ def test_an_immediate_write_that_committed_is_acknowledged_when_its_delivery_boo
         runtime.close()
 
 
+@pytest.fixture
+def sqlite_runtime(tmp_path: Path):
+    """A runtime on an empty workspace's SQLite file (these tests hold SQLite's write lock from another process)."""
+    from tools.runtime import Runtime
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    runtime = Runtime(ws)
+    yield runtime
+    runtime.close()
+
+
 HOLD_LOCK = """
 import sqlite3, sys, time
 from pathlib import Path
@@ -491,70 +503,49 @@ def _writers_behind_a_held_lock(tmp_path: Path, runtime, writes) -> tuple[list, 
     return results, statements
 
 
-def test_concurrent_writes_of_one_process_are_committed_together(tmp_path: Path) -> None:
+def test_concurrent_writes_of_one_process_are_committed_together(tmp_path: Path, sqlite_runtime) -> None:
     """SQLite has one writer at a time: writes that queue while a transaction commits are committed together
     (group commit), each acknowledged only once committed. Counted by the driver: fewer commits than writes."""
-    from tools.runtime import Runtime
-
-    ws = tmp_path / "ws"
-    (ws / "tools").mkdir(parents=True)
-    runtime = Runtime(ws)
-    try:
-        engine = engine_for(runtime)
-        engine.configure("grouped", flush_strategy="manual")
-        results, statements = _writers_behind_a_held_lock(
-            tmp_path, runtime, [lambda i=i: engine.write("grouped", {"i": i}) for i in range(8)])
-        assert all(isinstance(r, dict) and r["success"] for r in results), results
-        commits = [s for s in statements if s.strip().upper() == "COMMIT"]
-        inserts = [s for s in statements if s.startswith("INSERT INTO buffer_items")]
-        assert 1 <= len(commits) < 8 and len(inserts) < 8, statements  # one statement for a group's items too
-        assert status(engine, "grouped").pending == 8
-        items = [json.loads(r["data"])["i"] for r in runtime.store.query(
-            "SELECT data FROM buffer_items WHERE bkey=(SELECT bkey FROM buffers WHERE buffer_id='grouped') ORDER BY seq")]
-        assert sorted(items) == list(range(8))
-    finally:
-        runtime.close()
+    runtime = sqlite_runtime
+    engine = engine_for(runtime)
+    engine.configure("grouped", flush_strategy="manual")
+    results, statements = _writers_behind_a_held_lock(
+        tmp_path, runtime, [lambda i=i: engine.write("grouped", {"i": i}) for i in range(8)])
+    assert all(isinstance(r, dict) and r["success"] for r in results), results
+    commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+    inserts = [s for s in statements if s.startswith("INSERT INTO buffer_items")]
+    assert 1 <= len(commits) < 8 and len(inserts) < 8, statements  # one statement for a group's items too
+    assert status(engine, "grouped").pending == 8
+    items = [json.loads(r["data"])["i"] for r in runtime.store.query(
+        "SELECT data FROM buffer_items WHERE bkey=(SELECT bkey FROM buffers WHERE buffer_id='grouped') ORDER BY seq")]
+    assert sorted(items) == list(range(8))
 
 
-def test_one_failing_append_does_not_fail_the_others_committed_with_it(tmp_path: Path) -> None:
-    from tools.runtime import Runtime
-
-    ws = tmp_path / "ws"
-    (ws / "tools").mkdir(parents=True)
-    runtime = Runtime(ws)
-    try:
-        engine = engine_for(runtime)
-        engine.configure("grouped", flush_strategy="manual")
-        bkey = engine.config("grouped").bkey
-        tables = engine.tables
-        writes = [lambda i=i: tables.append(bkey, json.dumps({"i": i}), time.time()) for i in range(6)]
-        writes.insert(3, lambda: tables.append(987654, '{"lost": true}', time.time()))  # a buffer that is gone
-        results, _ = _writers_behind_a_held_lock(tmp_path, runtime, writes)
-        assert isinstance(results[3], LookupError) and "vanished" in str(results[3])
-        good = [r for i, r in enumerate(results) if i != 3]
-        assert all(r.written == 1 for r in good), results
-        assert status(engine, "grouped").pending == 6
-    finally:
-        runtime.close()
+def test_one_failing_append_does_not_fail_the_others_committed_with_it(tmp_path: Path, sqlite_runtime) -> None:
+    runtime = sqlite_runtime
+    engine = engine_for(runtime)
+    engine.configure("grouped", flush_strategy="manual")
+    bkey = engine.config("grouped").bkey
+    tables = engine.tables
+    writes = [lambda i=i: tables.append(bkey, json.dumps({"i": i}), time.time()) for i in range(6)]
+    writes.insert(3, lambda: tables.append(987654, '{"lost": true}', time.time()))  # a buffer that is gone
+    results, _ = _writers_behind_a_held_lock(tmp_path, runtime, writes)
+    assert isinstance(results[3], LookupError) and "vanished" in str(results[3])
+    good = [r for i, r in enumerate(results) if i != 3]
+    assert all(r.written == 1 for r in good), results
+    assert status(engine, "grouped").pending == 6
 
 
-def test_a_group_that_does_not_fit_leaves_each_item_to_when_full(tmp_path: Path) -> None:
-    from tools.runtime import Runtime
-
-    ws = tmp_path / "ws"
-    (ws / "tools").mkdir(parents=True)
-    runtime = Runtime(ws)
-    try:
-        engine = engine_for(runtime)
-        engine.configure("small", flush_strategy="manual", max_pending=5, when_full="drop_newest")
-        results, statements = _writers_behind_a_held_lock(
-            tmp_path, runtime, [lambda i=i: engine.write("small", {"i": i}) for i in range(8)])
-        assert all(isinstance(r, dict) and r["success"] is (not r.get("dropped")) for r in results), results
-        assert sum(1 for r in results if r.get("dropped")) == 3
-        s = status(engine, "small")
-        assert (s.pending, s.writes_total, s.dropped_total) == (5, 5, 3)
-    finally:
-        runtime.close()
+def test_a_group_that_does_not_fit_leaves_each_item_to_when_full(tmp_path: Path, sqlite_runtime) -> None:
+    runtime = sqlite_runtime
+    engine = engine_for(runtime)
+    engine.configure("small", flush_strategy="manual", max_pending=5, when_full="drop_newest")
+    results, statements = _writers_behind_a_held_lock(
+        tmp_path, runtime, [lambda i=i: engine.write("small", {"i": i}) for i in range(8)])
+    assert all(isinstance(r, dict) and r["success"] is (not r.get("dropped")) for r in results), results
+    assert sum(1 for r in results if r.get("dropped")) == 3
+    s = status(engine, "small")
+    assert (s.pending, s.writes_total, s.dropped_total) == (5, 5, 3)
 
 
 def test_settings_repeated_on_every_write_are_applied_once_and_a_change_still_applies(engine: BufferEngine) -> None:

@@ -46,11 +46,17 @@ def verdict(ok: bool) -> str:
 
 # -- baselines -----------------------------------------------------------------------------------
 
-def bare_sqlite(path: Path, n: int) -> float:
-    """One row per commit, WAL, synchronous=NORMAL: the ceiling for one acknowledged item per transaction."""
+def _wal(path: Path) -> sqlite3.Connection:
+    """A connection as the baselines use it: autocommit, WAL, synchronous=NORMAL."""
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
+    return con
+
+
+def bare_sqlite(path: Path, n: int) -> float:
+    """One row per commit, WAL, synchronous=NORMAL: the ceiling for one acknowledged item per transaction."""
+    con = _wal(path)
     con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
     started = time.perf_counter()
     for _ in range(n):
@@ -64,9 +70,7 @@ def bare_sqlite(path: Path, n: int) -> float:
 
 def two_table_floor(path: Path, n: int) -> float:
     """bare SQLite plus what a buffer write must also do in its commit: bump a counters row (a second page)."""
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
+    con = _wal(path)
     con.execute("CREATE TABLE IF NOT EXISTS items(k INTEGER NOT NULL, seq INTEGER NOT NULL, v TEXT, PRIMARY KEY (k, seq)) WITHOUT ROWID")
     con.execute("CREATE TABLE IF NOT EXISTS b(k INTEGER PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0)")
     con.execute("INSERT OR IGNORE INTO b(k) VALUES (1)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import json
 import math
 import re
 from collections import Counter
@@ -174,8 +175,6 @@ def recall(store: Any, query: str, *, limit: int = 3, exclude: int | None = None
 
 def _shapes_of(row: Any) -> list[str]:
     """The shapes of the failures a past proposal was made for (kept in its `memory` record)."""
-    import json
-
     try:
         memory = json.loads(row["memory"] or "{}")
     except (ValueError, TypeError):
