@@ -145,6 +145,24 @@ def test_wait_for_a_tool_that_never_loads_times_out(workspace: Path, make_runtim
     threading.Thread(target=stuck.done.set).start()
 
 
+def test_waiters_on_entries_that_share_one_condition_each_wake_for_their_own() -> None:
+    """Every entry's `done` shares one Condition: setting one entry wakes a waiter on another, which
+    waits on until its own entry is set (or its timeout passes)."""
+    from tools.catalog.entry import Loaded
+
+    first, second = Loaded(), Loaded()
+    assert not first.wait(0.05)  # a timeout: False, as Event.wait
+    woke: dict[str, bool] = {}
+    waiter = threading.Thread(target=lambda: woke.setdefault("first", first.wait(30)))
+    waiter.start()
+    second.set()  # wakes the waiter, which finds its own entry still loading
+    waiter.join(0.3)
+    assert waiter.is_alive() and not woke
+    first.set()
+    waiter.join(30)
+    assert woke == {"first": True} and first.is_set() and first.wait(0)
+
+
 def test_reload_of_a_code_file_finds_the_tool_that_runs_it(workspace: Path, make_runtime) -> None:
     """In a flat folder, a changed code file reloads the tool whose manifest runs it, not the first tool."""
     tools = workspace / "tools"

@@ -14,6 +14,37 @@ from tools.catalog.manifest import Manifest
 PENDING, LOADING, READY, ERROR = "pending", "loading", "ready", "error"
 
 
+class Loaded:
+    """Whether an entry has finished loading: a threading.Event's `set`, `is_set` and `wait`, for less memory.
+
+    An Event per entry (a Condition, its lock and waiter deque) was ~1 KB of each entry, 100 MB at
+    100,000 tools, for what only a caller asking for a tool still loading ever waits on. Every
+    entry shares one Condition instead: setting one wakes whoever waits (rarely anyone), and each
+    waiter looks at its own entry again.
+    """
+
+    __slots__ = ("_set",)
+    _changed = threading.Condition()
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        with Loaded._changed:
+            self._set = True
+            Loaded._changed.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False when `timeout` passed first."""
+        if self._set:
+            return True
+        with Loaded._changed:
+            return Loaded._changed.wait_for(self.is_set, timeout)
+
+
 @dataclass(eq=False)
 class ToolEntry:
     """One (tool id, version) the catalog knows of, and how far it got."""
@@ -27,7 +58,7 @@ class ToolEntry:
     manifest: Manifest | None = None
     overrides: Path | None = None
     loaded_at: float | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Loaded = field(default_factory=Loaded)
     claimed: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
     manifest_sha: str | None = None  # of the manifest as loaded (tools.catalog.nodes)

@@ -35,6 +35,9 @@ from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 
 Listener = Callable[[list[StatusChange]], None]
+#: A cold load writes the manifests it parsed to the cache this many at a time, not all at the end: at 100,000
+#: tools the rows (each manifest's JSON) held until then were hundreds of megabytes.
+CACHE_WRITE_ROWS = 2000
 
 
 class Catalog(ImportedTools):
@@ -142,6 +145,9 @@ class Catalog(ImportedTools):
             fresh_row = self._load_entry(entry, cache)
             if fresh_row is not None:
                 fresh.append(fresh_row)
+                if len(fresh) >= CACHE_WRITE_ROWS:
+                    self._write_cache(fresh)
+                    fresh = []
             self._maybe_flush()
         self._write_cache(fresh)
         self._known = None
@@ -168,7 +174,7 @@ class Catalog(ImportedTools):
         try:
             st = entry.path.stat()
             key = str(entry.path)
-            hit = cache.get(key) if cache else None
+            hit = cache.pop(key, None) if cache else None  # its text is dropped once read: the cache is not held twice
             if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
                 data = json.loads(hit[2])
                 text = hit[2]
