@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import alive
-from tests.tui_helpers import runtime_ready, table_keys, wait_for
+from tests.tui_helpers import runtime_ready, screen_text, table_keys, wait_for
 from tools.cli.demo_workspace import prepare_demo_workspace
 from tui.app import TooldeckApp
 from tui.screens.dead_letter import DeadLetterScreen
@@ -236,6 +236,33 @@ async def test_scores_stay_ranked_worst_first(demo_ws: Path) -> None:
             await wait_for(pilot, lambda: "usage_sink@1.0.0" in table_keys(scores), what="scores")
             mark_tool_failure(app.runtime, "usage_sink", "store the batch", "disk full", "critical")
             await wait_for(pilot, lambda: table_keys(scores)[0] == "usage_sink@1.0.0", what="the demoted tool ranked first")
+    finally:
+        app.shutdown()
+
+
+async def test_the_worst_tool_is_in_view_when_its_panel_comes_back(demo_ws: Path) -> None:
+    """At 80x24 one panel is on screen; the Failures panel keeps taking its rows while another is shown. A tool that
+    became the worst meanwhile is on the first row, under the cursor, and in view when the panel comes back (it
+    was scrolled above the view: the table had scrolled for a window of no height)."""
+    from tools.recovery.ledger import mark_tool_failure
+
+    app = TooldeckApp(demo_ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await runtime_ready(pilot, app)
+            scores = app.query_one("#scores-table")
+            await wait_for(pilot, lambda: "usage_sink@1.0.0" in table_keys(scores), what="scores")
+            mark_tool_failure(app.runtime, "csv_parser", "parse it", "bad", "high")
+            await wait_for(pilot, lambda: table_keys(scores)[0] == "csv_parser@1.0.0", what="csv_parser ranked first")
+            await pilot.press("2")
+            mark_tool_failure(app.runtime, "usage_sink", "store the batch", "disk full", "critical")
+            await wait_for(pilot, lambda: table_keys(scores)[0] == "usage_sink@1.0.0", what="the demoted tool ranked first")
+            await pilot.pause(0.3)
+            await pilot.press("3")
+            await pilot.pause(0.3)
+            assert scores.selected_key() == "usage_sink@1.0.0" and scores.scroll_y == 0
+            first_row = screen_text(app).splitlines()[4]
+            assert "usage_sink" in first_row and "open" in first_row, screen_text(app)
     finally:
         app.shutdown()
 

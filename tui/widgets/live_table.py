@@ -282,6 +282,21 @@ class LiveTable(DataTable):
 
     def on_resize(self) -> None:
         self._relayout()
+        self._show_cursor_row()
+
+    def on_show(self) -> None:
+        self._show_cursor_row()
+
+    def _show_cursor_row(self) -> None:
+        """Scrolled while hidden (a panel not on screen at 80x24 still takes its rows), the table had scrolled for a
+        window of no height: the worst tool on the first row, under the cursor, was above the view when the panel
+        came back. On showing (and on a resize), the first row is in view again in tail mode, else the cursor's row."""
+        if not self.row_count or not self.size.height:
+            return
+        if self.cursor_row == 0:
+            self.scroll_to(y=0, animate=False)
+        else:
+            self._scroll_cursor_into_view()
 
     def _room(self) -> int:
         width = self.size.width
