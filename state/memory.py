@@ -39,6 +39,9 @@ from state.vectors import VectorCollection
 log = logging.getLogger("tooldeck.memory")
 NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a7f-2d3b4c5e6f70")
 DIM = 256
+#: Past this many tools at once (a first start), embedding, the vector index's inserts and the
+#: word index overlap, a chunk of this many at a time (`SemanticMemory._upsert_many`).
+BULK_CHUNK = 4096
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 RANK_SEVERITY = {v: k for k, v in SEVERITY_RANK.items()}
 
@@ -232,6 +235,9 @@ class SemanticMemory:
         """Embed (unless `vectors` are given) and index these tools, whether or not their text changed."""
         if not docs:
             return
+        if vectors is None and self.embedded is not None and len(docs) > BULK_CHUNK:
+            self._upsert_many(docs)
+            return
         if vectors is None:
             vectors = self.embedder.embed([d.text for d in docs])
         ids = [tool_point_id(d.tool_id, d.version) for d in docs]
@@ -241,6 +247,29 @@ class SemanticMemory:
             for point, doc in zip(ids, docs, strict=True):
                 self.lexical.upsert(point, doc.fields())
                 self._text_hash[point] = text_hash(doc.text)
+            self.tools_dirty = True
+
+    def _upsert_many(self, docs: list[ToolDoc]) -> None:
+        """Many tools into the embedded index, the three costs overlapped: usearch's inserts release
+        the GIL and run on their own thread, chunk by chunk, while this thread embeds the next
+        chunk and then indexes the words (at 100,000 tools each is ~10-25 s of CPU on its own)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert self.embedded is not None
+        collection = self.embedded[self.tools_collection]
+        ids = [tool_point_id(d.tool_id, d.version) for d in docs]
+        with self._lock, ThreadPoolExecutor(1, thread_name_prefix="tooldeck-index-add") as adder:
+            added = []
+            for start in range(0, len(docs), BULK_CHUNK):
+                vectors = self.embedder.embed([d.text for d in docs[start:start + BULK_CHUNK]])
+                added.append(adder.submit(collection.upsert, ids[start:start + BULK_CHUNK], vectors))
+            for point, doc in zip(ids, docs, strict=True):
+                self._payloads[point] = _payload(doc)
+                self.lexical.upsert(point, doc.fields())
+            for future in added:
+                future.result()
+            # only now that every vector is in: a hash says "this text's vector is held"
+            self._text_hash.update((point, text_hash(doc.text)) for point, doc in zip(ids, docs, strict=True))
             self.tools_dirty = True
 
     def index_tools(self, docs: list[ToolDoc]) -> int:

@@ -129,6 +129,26 @@ def test_a_tool_added_or_reloaded_while_running_embeds_only_itself(workspace, ma
     assert memory.embedder.texts_embedded == 0 and tool_point_id("kiln_firing", "1.0.0") in memory.tool_points()
 
 
+def test_a_first_build_in_chunks_indexes_every_tool(workspace, make_runtime, monkeypatch):
+    """Past BULK_CHUNK tools the build overlaps embedding, inserts and words (`_upsert_many`): same index."""
+    import state.memory
+
+    monkeypatch.setattr(state.memory, "BULK_CHUNK", 16)
+    catalog(workspace / "tools", 100)
+    rt = make_runtime()
+    service, memory = built(rt)
+    total = len(memory.tool_points())
+    assert total > 100 and memory.count(memory.tools_collection) == total == len(memory.lexical)
+    for i in (0, 37, 99):
+        point = tool_point_id(f"tool_{i}", "1.0.0")
+        assert memory.search_tools(memory.embed_one(description(i)), 1)[0].id == point
+        assert memory.search_tools_lexical(description(i), 1)[0].id == point
+        assert select_candidates(rt, description(i)).candidates[0].tool_id == f"tool_{i}"
+    rt.close()
+    service, memory = built(make_runtime())
+    assert memory.embedder.texts_embedded == 0 and service.timings.extra["restored"] == total
+
+
 def wait_for(predicate, timeout: float = 10.0) -> None:
     import time
 
