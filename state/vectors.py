@@ -26,6 +26,12 @@ from typing import Any
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 256
+#: Vectors are stored as half floats: at 30,000 BFCL tools the same recall of the exact top 32
+#: (0.988 vs 0.990) and Recall@5 (0.597) as f32, ~25% less CPU to build, half the memory and file.
+#: `int8` built in half the CPU again but kept only 0.938 of the exact top 32.
+DTYPE = "f16"
+#: What a persisted index must have been built with to be loaded (state/memory.py's fingerprint).
+KIND = f"{DTYPE} cos, connectivity {CONNECTIVITY}, expansion {EXPANSION_ADD}"
 
 
 class VectorCollection:
@@ -42,7 +48,7 @@ class VectorCollection:
     def _new_index(self) -> Any:
         from usearch.index import Index
 
-        return Index(ndim=self.dim, metric="cos", dtype="f32", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+        return Index(ndim=self.dim, metric="cos", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
                      expansion_search=EXPANSION_SEARCH)
 
     def __len__(self) -> int:
