@@ -530,6 +530,8 @@ class MemoryService:
                     self.save()
             except (StoreError, OSError, ValueError, RuntimeError) as exc:
                 log.error("semantic memory update: %s: %s", type(exc).__name__, exc)
+        if not self.ready.is_set():  # stopped while building: nothing worth saving
+            return
         try:
             self._apply_pending()
             self.save()
@@ -564,7 +566,10 @@ class MemoryService:
         self.reindex()
         t.ready_at = time.perf_counter() - (self.started_at or start)
         self.ready.set()
-        self.save()
+        try:
+            self.save()
+        except (OSError, ValueError, RuntimeError) as exc:  # the index serves from memory; the next start rebuilds
+            log.error("semantic memory: saving the tool index: %s: %s", type(exc).__name__, exc)
 
     def reindex(self) -> dict[str, int]:
         """Index every ready tool and every recorded failure scenario; safe to repeat (same point ids).

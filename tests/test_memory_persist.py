@@ -213,6 +213,18 @@ def test_a_damaged_index_file_is_rebuilt_with_a_logged_warning(workspace, make_r
     assert service.timings.extra["restored"] == total and memory.embedder.texts_embedded == 0
 
 
+def test_an_unwritable_index_folder_leaves_selection_working(workspace, make_runtime):
+    catalog(workspace / "tools", 20)
+    (workspace / ".tooldeck").mkdir()
+    (workspace / ".tooldeck" / "index").write_text("not a folder")
+    rt = make_runtime()
+    service, memory = built(rt)
+    assert select_candidates(rt, description(7)).candidates[0].tool_id == "tool_7"
+    rt.close()
+    log = (workspace / ".tooldeck" / "logs" / "tooldeck.log").read_text()
+    assert "could not save the tool index to" in log and str(workspace / ".tooldeck" / "index") in log
+
+
 def test_index_file_errors_name_the_file(tmp_path):
     path = tmp_path / "x.tools"
     assert index_file.read(path) is None
