@@ -34,7 +34,7 @@ from typing import Any
 
 MAGIC = b"TDINDEX\n"
 #: Bumped whenever the layout of the file or the meaning of its metadata changes: older files are rebuilt.
-FORMAT = 1
+FORMAT = 2
 _HEADER = struct.Struct("<IQQ32s")
 
 

@@ -102,6 +102,11 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
+def words_hash(doc: ToolDoc) -> str:
+    """What a tool point's words were weighed from: a changed hash means tokenise again."""
+    return text_hash("\x1f".join(f"{name}\x1e{text}" for name, text in doc.fields().items()))
+
+
 def normalise_scenario(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
@@ -169,6 +174,10 @@ class Embedder:
         return vectors
 
 
+#: Words saved with the tool index: (vocabulary, term ids, weights, point -> (words hash, start, end)).
+SavedWords = tuple[list[str], Any, Any, dict[str, tuple[str, int, int]]]
+
+
 def _payload(doc: ToolDoc) -> dict[str, Any]:
     return {"tool_id": doc.tool_id, "version": doc.version, "source": doc.source, "tags": list(doc.tags), "sink": doc.sink}
 
@@ -196,6 +205,10 @@ class SemanticMemory:
         self.lexical = LexicalIndex()
         #: tool point id -> hash of the text its vector was embedded from (state/index_file persists it)
         self._text_hash: dict[str, str] = {}
+        #: tool point id -> hash of the fields its words were weighed from (persisted beside the vectors)
+        self._words_hash: dict[str, str] = {}
+        #: words restored from the file, taken back by the first indexing of each unchanged tool
+        self._saved_words: SavedWords | None = None
         #: the tool collection changed since it was last saved
         self.tools_dirty = False
 
@@ -256,8 +269,24 @@ class SemanticMemory:
         with self._lock:
             self._upsert(self.tools_collection, ids, vectors, payloads)
             for point, doc in zip(ids, docs, strict=True):
-                self.lexical.upsert(point, doc.fields())
+                self._index_words(point, doc)
                 self._text_hash[point] = text_hash(doc.text)
+            self.tools_dirty = True
+
+    def _index_words(self, point: str, doc: ToolDoc) -> None:
+        """The tool's words into the lexical index: taken back from the file when its fields are unchanged."""
+        digest = words_hash(doc)
+        saved = self._saved_words
+        found = saved[3].get(point) if saved is not None else None
+        if saved is not None and found is not None and found[0] == digest:
+            vocabulary, term_ids, weights, _where = saved
+            _digest, start, end = found
+            self.lexical.upsert_weighted(point, dict(zip([vocabulary[i] for i in term_ids[start:end].tolist()],
+                                                         weights[start:end].tolist(), strict=True)))
+        else:
+            self.lexical.upsert(point, doc.fields())
+        if self._words_hash.get(point) != digest:
+            self._words_hash[point] = digest
             self.tools_dirty = True
 
     def _upsert_many(self, docs: list[ToolDoc]) -> None:
@@ -276,7 +305,7 @@ class SemanticMemory:
                 added.append(adder.submit(collection.upsert, ids[start:start + BULK_CHUNK], vectors))
             for point, doc in zip(ids, docs, strict=True):
                 self._payloads[point] = _payload(doc)
-                self.lexical.upsert(point, doc.fields())
+                self._index_words(point, doc)
             for future in added:
                 future.result()
             # only now that every vector is in: a hash says "this text's vector is held"
@@ -299,7 +328,8 @@ class SemanticMemory:
             for doc in fresh:
                 point = tool_point_id(doc.tool_id, doc.version)
                 self._payloads[point] = _payload(doc)
-                self.lexical.upsert(point, doc.fields())
+                self._index_words(point, doc)
+            self._saved_words = None  # only a restart's first indexing takes words back
         return len(stale)
 
     def tool_points(self) -> set[str]:
@@ -323,6 +353,7 @@ class SemanticMemory:
             for point_id in ids:
                 self._payloads.pop(point_id, None)
                 self._text_hash.pop(point_id, None)
+                self._words_hash.pop(point_id, None)
             self.lexical.delete(ids)
             self.tools_dirty = True
 
@@ -346,21 +377,60 @@ class SemanticMemory:
                 raise IndexFileError(f"{path}: made by {meta.get('embedder')!r} ({meta.get('dim')} dimensions), "
                                      f"this runtime embeds with {fingerprint!r}")
             points = meta.get("points")
-            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 3 for p in points):
-                raise IndexFileError(f"{path}: its point map is not a list of [point, label, text hash]")
-            labels = {str(point): int(label) for point, label, _hash in points}
-            hashes = {str(point): str(digest) for point, _label, digest in points}
+            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 4 for p in points):
+                raise IndexFileError(f"{path}: its point map is not a list of [point, label, text hash, words hash]")
+            labels = {str(point): int(label) for point, label, _text, _words in points}
+            hashes = {str(point): str(digest) for point, _label, digest, _words in points}
             try:
-                self.embedded[self.tools_collection].load(blob, labels, int(meta.get("next", 0)))
-            except (ValueError, TypeError) as exc:
+                vector_bytes = int(meta["vector_bytes"])
+                words = self._read_words(meta, points, blob[vector_bytes:])
+                self.embedded[self.tools_collection].load(blob[:vector_bytes], labels, int(meta.get("next", 0)))
+            except (ValueError, TypeError, KeyError) as exc:
                 raise IndexFileError(f"{path}: {exc}") from exc
         except IndexFileError as exc:
             log.warning("semantic memory: the persisted tool index is not used, rebuilding it from the catalog: %s", exc)
             return 0
         with self._lock:
             self._text_hash = hashes
+            self._saved_words = words
             self.tools_dirty = False
         return len(hashes)
+
+    def _read_words(self, meta: dict[str, Any], points: list[Any], blob: Any) -> SavedWords | None:
+        """The saved words (None when weighed by another kind of lexical index); ValueError when they do not add up."""
+        import numpy as np
+
+        if meta.get("words") != self.lexical.kind:
+            return None
+        vocabulary = meta.get("terms")
+        if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary):
+            raise ValueError("its word list is not a list of words")
+        offsets = np.frombuffer(blob, dtype=np.int64, count=len(points) + 1)
+        total = int(offsets[-1])
+        term_ids = np.frombuffer(blob, dtype=np.int32, count=total, offset=offsets.nbytes)
+        weights = np.frombuffer(blob, dtype=np.float32, count=total, offset=offsets.nbytes + term_ids.nbytes)
+        if (offsets.nbytes + term_ids.nbytes + weights.nbytes != len(blob) or offsets[0] != 0 or bool(np.any(np.diff(offsets) < 0))
+                or (total and (int(term_ids.min()) < 0 or int(term_ids.max()) >= len(vocabulary)))):
+            raise ValueError("its saved words do not add up")
+        where = {str(p[0]): (str(p[3]), int(offsets[n]), int(offsets[n + 1])) for n, p in enumerate(points)}
+        return vocabulary, term_ids, weights, where
+
+    @staticmethod
+    def _encode_words(weighed: list[dict[str, float]]) -> tuple[list[str], bytes]:
+        """(vocabulary, offsets + term ids + weights as bytes) of each point's weighted words, in order."""
+        import numpy as np
+
+        ids: dict[str, int] = {}
+        term_ids: list[int] = []
+        weights: list[float] = []
+        offsets = [0]
+        for words in weighed:
+            for term, weight in words.items():
+                term_ids.append(ids.setdefault(term, len(ids)))
+                weights.append(weight)
+            offsets.append(len(term_ids))
+        return list(ids), (np.asarray(offsets, dtype=np.int64).tobytes() + np.asarray(term_ids, dtype=np.int32).tobytes()
+                           + np.asarray(weights, dtype=np.float32).tobytes())
 
     def save_tools(self) -> bool:
         """Persist the tool collection when it changed since the last save (embedded mode); True when written."""
@@ -370,12 +440,15 @@ class SemanticMemory:
             if not self.tools_dirty:
                 return False
             blob, labels, next_label = self.embedded[self.tools_collection].dump()
-            hashes = dict(self._text_hash)
+            hashes, digests = dict(self._text_hash), dict(self._words_hash)
+            weighed = [self.lexical.weighted(point) or {} for point in labels]  # replaced, never changed, on upsert
             self.tools_dirty = False
-        meta = {"embedder": self.embedder.fingerprint(), "dim": DIM, "next": next_label,
-                "points": [[point, label, hashes.get(point, "")] for point, label in labels.items()]}
+        vocabulary, words = self._encode_words(weighed)
+        meta = {"embedder": self.embedder.fingerprint(), "dim": DIM, "next": next_label, "vector_bytes": len(blob),
+                "words": self.lexical.kind, "terms": vocabulary,
+                "points": [[point, label, hashes.get(point, ""), digests.get(point, "")] for point, label in labels.items()]}
         try:
-            index_file.write(self.index_path, meta, blob)
+            index_file.write(self.index_path, meta, bytes(blob) + words)
         except OSError as exc:
             with self._lock:
                 self.tools_dirty = True

@@ -38,10 +38,11 @@ def description(i: int) -> str:
     return f"{verb.capitalize()} the {subject} records of batch {i} for the quarterly report."
 
 
-def write(folder: Path, name: str, description: str) -> Path:
+def write(folder: Path, name: str, description: str, parameter: str = "") -> Path:
     path = folder / f"{name}.yaml"
+    properties = {"ref": {"type": "string", "description": parameter}} if parameter else {}
     path.write_text(json.dumps({"name": name, "type": "python", "version": "1.0.0", "entry": "shared.py:run",
-                                "description": description, "input_schema": {"type": "object", "properties": {}}}))
+                                "description": description, "input_schema": {"type": "object", "properties": properties}}))
     return path
 
 
@@ -72,7 +73,25 @@ def test_a_restart_reuses_the_persisted_index(workspace, make_runtime):
     service, memory = built(rt)
     assert service.timings.extra["restored"] == total
     assert memory.embedder.texts_embedded == 0
+    assert memory.lexical.tokenised == 0 and len(memory.lexical) == total  # the words came back from the file too
     assert select_candidates(rt, description(45)).candidates[0].tool_id == "tool_45"
+    assert memory.search_tools_lexical(description(45), 1)[0].id == tool_point_id("tool_45", "1.0.0")
+
+
+def test_an_edited_parameter_description_is_tokenised_again_not_embedded(workspace, make_runtime):
+    """A parameter's description is indexed by word only: editing it re-weighs that tool's words, embeds nothing."""
+    folder = workspace / "tools"
+    catalog(folder, 30)
+    write(folder, "tool_5", description(5), parameter="the ledger entry")
+    first = make_runtime()
+    built(first)
+    first.close()
+    write(folder, "tool_5", description(5), parameter="the zeppelin hangar number")
+    rt = make_runtime()
+    _service, memory = built(rt)
+    assert memory.embedder.texts_embedded == 0 and memory.lexical.tokenised == 1
+    assert [h.id for h in memory.search_tools_lexical("zeppelin hangar", 5)] == [tool_point_id("tool_5", "1.0.0")]
+    assert memory.search_tools_lexical("ledger entry", 5) == []
 
 
 def test_an_edited_description_is_embedded_again_and_found_by_its_new_words(workspace, make_runtime):
@@ -192,7 +211,15 @@ def _label_map_lies(path: Path) -> None:
     index_file.write(path, {**meta, "points": meta["points"][:-5]}, bytes(blob))
 
 
-@pytest.mark.parametrize("damage", [_truncate, _flip, _garbage, _future_format, _other_embedder, _label_map_lies])
+def _words_vocabulary_lies(path: Path) -> None:
+    found = index_file.read(path)
+    assert found is not None
+    meta, blob = found
+    index_file.write(path, {**meta, "terms": meta["terms"][:3]}, bytes(blob))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip, _garbage, _future_format, _other_embedder, _label_map_lies,
+                                    _words_vocabulary_lies])
 def test_a_damaged_index_file_is_rebuilt_with_a_logged_warning(workspace, make_runtime, damage):
     catalog(workspace / "tools", 40)
     first = make_runtime()
@@ -223,6 +250,22 @@ def test_an_unwritable_index_folder_leaves_selection_working(workspace, make_run
     rt.close()
     log = (workspace / ".tooldeck" / "logs" / "tooldeck.log").read_text()
     assert "could not save the tool index to" in log and str(workspace / ".tooldeck" / "index") in log
+
+
+def test_words_of_another_kind_are_tokenised_again_and_the_vectors_kept(workspace, make_runtime):
+    catalog(workspace / "tools", 30)
+    first = make_runtime()
+    _service, memory = built(first)
+    total = len(memory.tool_points())
+    first.close()
+    [path] = index_files(workspace)
+    found = index_file.read(path)
+    assert found is not None
+    index_file.write(path, {**found[0], "words": "terms 0; name 9.0"}, bytes(found[1]))
+    rt = make_runtime()
+    _service, memory = built(rt)
+    assert memory.embedder.texts_embedded == 0 and memory.lexical.tokenised == total
+    assert memory.search_tools_lexical(description(12), 1)[0].id == tool_point_id("tool_12", "1.0.0")
 
 
 def test_index_file_errors_name_the_file(tmp_path):
@@ -259,7 +302,7 @@ def test_two_nodes_each_keep_their_own_file(tmp_path, make_runtime, backend):
     for name, path in (("a", file_a), ("b", file_b)):
         found = index_file.read(path)
         assert found is not None
-        held[name] = {p for p, _label, _hash in found[0]["points"]}
+        held[name] = {p[0] for p in found[0]["points"]}
     assert tool_point_id("alpha_4", "1.0.0") in held["a"] - held["b"]
     assert tool_point_id("beta_4", "1.0.0") in held["b"] - held["a"]
     for ws in (a, b):
