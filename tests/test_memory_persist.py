@@ -14,6 +14,7 @@ import pytest
 from state import index_file
 from state.index_file import MAGIC, IndexFileError, index_path
 from state.memory import tool_point_id
+from tools.errors import StateError
 from tools.recovery.selection import memory_for, select_candidates
 
 N = 200
@@ -266,6 +267,20 @@ def test_words_of_another_kind_are_tokenised_again_and_the_vectors_kept(workspac
     _service, memory = built(rt)
     assert memory.embedder.texts_embedded == 0 and memory.lexical.tokenised == total
     assert memory.search_tools_lexical(description(12), 1)[0].id == tool_point_id("tool_12", "1.0.0")
+
+
+def test_persist_false_keeps_the_index_in_memory_and_a_bad_value_is_named(workspace, make_runtime):
+    catalog(workspace / "tools", 10)
+    (workspace / "tooldeck.toml").write_text("[memory]\npersist = false\n")
+    _service, memory = built(make_runtime())
+    assert memory.mode == "embedded (usearch, in memory)"
+    (workspace / "tooldeck.toml").write_text("[memory]\npersist = \"sometimes\"\n")
+    rt = make_runtime()
+    with pytest.raises(StateError, match="semantic memory is not installed"):
+        built(rt)
+    errors = [json.loads(r[0])["error"] for r in rt.store.query("SELECT payload FROM events WHERE kind='runtime.error'")]
+    assert any("[memory]: persist must be true or false, not 'sometimes'" in e for e in errors)
+    assert index_files(workspace) == []
 
 
 def test_index_file_errors_name_the_file(tmp_path):

@@ -174,7 +174,10 @@ def install(runtime: RuntimeHost) -> MemoryService | None:
     url = os.environ.get("QDRANT_URL") or None
     catalog = runtime.catalog
     folders = [str(root.path) for root in catalog.roots] + [str(catalog.evolved_dir or "")]
-    persisted = index_path(runtime.home, runtime.host, folders) if settings.get("persist", True) is not False else None
+    persist = settings.get("persist", True)
+    if not isinstance(persist, bool):
+        raise UsageError(f"tooldeck.toml [memory]: persist must be true or false, not {persist!r}")
+    persisted = index_path(runtime.home, runtime.host, folders) if persist else None
     memory = SemanticMemory(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None,
                             prefix=str(settings.get("collection_prefix", "tooldeck")), index_path=persisted)
 
