@@ -9,9 +9,10 @@ Why not SQLite FTS5: its `bm25()` ranks every row that matches any query term, 2
 6.5 ms p95 at 10,000 tools here, growing with the catalog; this index keeps each term's
 postings as numpy arrays and scores a query with one vectorised pass per term (0.26 / 0.90 ms
 at 10,000 on the same queries; ~0.5 ms p50 at 100,000). It lives in memory beside the vector
-index, one per process, rebuilt with it at start and updated by the same catalog changes; it is
-not persisted, as the vector index is not: ~9 s to index 100,000 tools, where embedding them
-takes ~45 s.
+index, one per process, updated by the same catalog changes. Each tool's weighted words are saved
+in the persisted tool index's file (state/memory.py): at 100,000 tools tokenising is ~6 of the
+~8 s this index takes to build, and a restart takes back the words of every tool whose fields are
+unchanged (`upsert_weighted`) instead of tokenising them again.
 
 Scoring is BM25 with per-field weights (BM25F-style: a term in the id counts more than one in a
 parameter's description). Query text is bounded (`MAX_QUERY_CHARS`, `MAX_QUERY_TERMS`): a huge
@@ -30,6 +31,8 @@ from typing import Any
 
 #: Field weights: a query word in the tool's id says more than one in a parameter's description.
 FIELD_WEIGHTS = {"name": 4.0, "tags": 2.0, "description": 2.0, "parameters": 1.0}
+#: What a tool's saved weighted words depend on besides its fields: saved words of another kind are tokenised again.
+TERMS_VERSION = 1
 K1 = 1.2
 B = 0.75
 #: Only this much of a query is read, and at most this many distinct words of it are scored.
@@ -93,12 +96,19 @@ class LexicalIndex:
         self._arrays: dict[str, tuple[Any, Any]] = {}  # term -> (slots, weighted tf) as numpy arrays, built on first query
         self._length_array: Any = None
         self._total_length = 0.0
+        #: documents tokenised so far (`upsert`), as against taken back whole (`upsert_weighted`)
+        self.tokenised = 0
 
     def __len__(self) -> int:
         return len(self._slot)
 
-    def upsert(self, key: Hashable, fields: dict[str, str]) -> None:
-        """Index (or re-index) one document; `fields` maps a field name of `weights` to its text."""
+    @property
+    def kind(self) -> str:
+        """What weighted words made by this index depend on: the field weights and the tokeniser's version."""
+        return f"terms {TERMS_VERSION}; " + ", ".join(f"{k} {v}" for k, v in sorted(self.weights.items()))
+
+    def weigh(self, fields: dict[str, str]) -> dict[str, float]:
+        """A document's words and their weighted counts; `fields` maps a field name of `weights` to its text."""
         weighted: dict[str, float] = {}
         for name, text in fields.items():
             weight = self.weights.get(name)
@@ -106,6 +116,22 @@ class LexicalIndex:
                 raise ValueError(f"lexical index: unknown field {name!r} (known: {', '.join(self.weights)})")
             for term in terms(text or ""):
                 weighted[term] = weighted.get(term, 0.0) + weight
+        return weighted
+
+    def upsert(self, key: Hashable, fields: dict[str, str]) -> None:
+        """Index (or re-index) one document; `fields` maps a field name of `weights` to its text."""
+        weighted = self.weigh(fields)
+        self.tokenised += 1
+        self.upsert_weighted(key, weighted)
+
+    def weighted(self, key: Hashable) -> dict[str, float] | None:
+        """The weighted words `key` is indexed under (not to be changed), None when it is not indexed."""
+        with self._lock:
+            slot = self._slot.get(key)
+            return self._doc_terms[slot] if slot is not None else None
+
+    def upsert_weighted(self, key: Hashable, weighted: dict[str, float]) -> None:
+        """Index (or re-index) one document by words already weighed (`weigh`, or saved from `weighted`)."""
         with self._lock:
             self._remove(key)
             slot = self._free.pop() if self._free else len(self._keys)

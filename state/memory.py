@@ -5,15 +5,21 @@ and wordllama (~0.3 s plus ~0.4 s to load) are imported here only, inside the fu
 use them, and only from the background thread that builds the memory, so neither
 `Runtime(...)` nor the first frame of the dashboard waits for them.
 
-Default is the embedded index in memory (one per process), rebuilt at start from the catalog
-and the `failures` table and kept current by tailing that table. `QDRANT_URL` (and
-`QDRANT_API_KEY`) use a Qdrant server instead, shared by every node. Either way the tools'
-words are indexed too (state/lexical), per process. Point ids are uuid5 of what the point is
-about, so re-indexing is idempotent.
+Default is the embedded index (one per process), kept current by the catalog's changes and by
+tailing the `failures` table. Its tool collection is persisted in the workspace, one file per
+node (state/index_file): each tool point records the hash of the text its vector was embedded
+from, so a restart embeds only tools whose text changed, drops tools gone and adds new ones; a
+file that is missing, torn, corrupt or from another embedder or format is logged and the index
+rebuilt from the catalog. The failure collection is rebuilt from the `failures` table at start
+(a few scenarios per tool, not worth a file). `QDRANT_URL` (and `QDRANT_API_KEY`) use a Qdrant
+server instead, shared by every node. Either way the tools' words are indexed too
+(state/lexical), per process, rebuilt at start. Point ids are uuid5 of what the point is about,
+so re-indexing is idempotent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -24,13 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from state import index_file
 from state.db import Store, StoreError
+from state.index_file import IndexFileError
 from state.lexical import LexicalIndex
+from state.vectors import KIND as INDEX_KIND
 from state.vectors import VectorCollection
 
 log = logging.getLogger("tooldeck.memory")
 NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a7f-2d3b4c5e6f70")
 DIM = 256
+#: Past this many tools at once (a first start), embedding, the vector index's inserts and the
+#: word index overlap, a chunk of this many at a time (`SemanticMemory._upsert_many`).
+BULK_CHUNK = 4096
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 RANK_SEVERITY = {v: k for k, v in SEVERITY_RANK.items()}
 
@@ -85,6 +97,16 @@ def tool_point_id(tool_id: str, version: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"tool:{tool_id}/{version}"))
 
 
+def text_hash(text: str) -> str:
+    """What a tool point's vector was embedded from, in short: a changed hash means embed again."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def words_hash(doc: ToolDoc) -> str:
+    """What a tool point's words were weighed from: a changed hash means tokenise again."""
+    return text_hash("\x1f".join(f"{name}\x1e{text}" for name, text in doc.fields().items()))
+
+
 def normalise_scenario(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
@@ -113,23 +135,61 @@ class Embedder:
 
     def __init__(self) -> None:
         self._model: Any = None
+        #: texts embedded by this embedder so far (what a persisted index saves, tests and benchmarks read)
+        self.texts_embedded = 0
+        #: seconds spent embedding them
+        self.seconds = 0.0
 
     def load(self) -> None:
         if self._model is None:
             self._model = load_wordllama()
 
+    def fingerprint(self) -> str:
+        """Which vectors this embedder makes: a persisted index made by another is not reused."""
+        import usearch
+        import wordllama
+
+        self.load()
+        shape = "x".join(str(n) for n in self._model.embedding.shape)
+        return f"wordllama {getattr(wordllama, '__version__', '?')} {shape} norm; usearch {usearch.__version__} {INDEX_KIND}"
+
     def embed(self, texts: list[str]) -> Any:
-        """Unit vectors (numpy float32, one row per text)."""
+        """Unit vectors (numpy float32, one row per text).
+
+        Many texts are embedded shortest first: wordllama pads each batch of 64 to its longest
+        text, so batches of texts of like length do ~25% less work (the vectors are identical)."""
         if self._model is None:
             self.load()
-        return self._model.embed(texts, norm=True)
+        start = time.perf_counter()
+        if len(texts) > 64:
+            import numpy as np
+
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            vectors = np.empty((len(texts), DIM), dtype=np.float32)
+            vectors[order] = self._model.embed([texts[i] for i in order], norm=True)
+        else:
+            vectors = self._model.embed(texts, norm=True)
+        self.seconds += time.perf_counter() - start
+        self.texts_embedded += len(texts)
+        return vectors
+
+
+#: Words saved with the tool index: (vocabulary, term ids, weights, point -> (words hash, start, end)).
+SavedWords = tuple[list[str], Any, Any, dict[str, tuple[str, int, int]]]
+
+
+def _payload(doc: ToolDoc) -> dict[str, Any]:
+    return {"tool_id": doc.tool_id, "version": doc.version, "source": doc.source, "tags": list(doc.tags), "sink": doc.sink}
 
 
 class SemanticMemory:
     """The two collections and the queries selection makes against them."""
 
-    def __init__(self, *, url: str | None = None, api_key: str | None = None, prefix: str = "tooldeck") -> None:
+    def __init__(self, *, url: str | None = None, api_key: str | None = None, prefix: str = "tooldeck",
+                 index_path: Path | None = None) -> None:
         self.url = url
+        #: where the embedded tool collection is persisted (None: in memory only; unused with a server)
+        self.index_path = index_path if not url else None
         self._api_key = api_key
         self.tools_collection = f"{prefix}_tools"
         self.failures_collection = f"{prefix}_failures"
@@ -143,10 +203,20 @@ class SemanticMemory:
         self.embedded: dict[str, VectorCollection] | None = None
         #: the words of the same tools (per process, like the embedded vectors; also beside a Qdrant server)
         self.lexical = LexicalIndex()
+        #: tool point id -> hash of the text its vector was embedded from (state/index_file persists it)
+        self._text_hash: dict[str, str] = {}
+        #: tool point id -> hash of the fields its words were weighed from (persisted beside the vectors)
+        self._words_hash: dict[str, str] = {}
+        #: words restored from the file, taken back by the first indexing of each unchanged tool
+        self._saved_words: SavedWords | None = None
+        #: the tool collection changed since it was last saved
+        self.tools_dirty = False
 
     @property
     def mode(self) -> str:
-        return f"server {self.url}" if self.url else "embedded (usearch, in memory)"
+        if self.url:
+            return f"server {self.url}"
+        return f"embedded (usearch, persisted in {self.index_path})" if self.index_path else "embedded (usearch, in memory)"
 
     def open(self) -> None:
         with self._lock:
@@ -186,20 +256,91 @@ class SemanticMemory:
             self._payloads.update(zip(ids, payloads, strict=True))
 
     def upsert_tools(self, docs: list[ToolDoc], vectors: Any | None = None) -> None:
+        """Embed (unless `vectors` are given) and index these tools, whether or not their text changed."""
         if not docs:
+            return
+        if vectors is None and self.embedded is not None and len(docs) > BULK_CHUNK:
+            self._upsert_many(docs)
             return
         if vectors is None:
             vectors = self.embedder.embed([d.text for d in docs])
         ids = [tool_point_id(d.tool_id, d.version) for d in docs]
-        payloads = [{"tool_id": d.tool_id, "version": d.version, "source": d.source, "tags": list(d.tags), "sink": d.sink}
-                    for d in docs]
+        payloads = [_payload(d) for d in docs]
         with self._lock:
             self._upsert(self.tools_collection, ids, vectors, payloads)
             for point, doc in zip(ids, docs, strict=True):
-                self.lexical.upsert(point, doc.fields())
+                self._index_words(point, doc)
+                self._text_hash[point] = text_hash(doc.text)
+            self.tools_dirty = True
+
+    def _index_words(self, point: str, doc: ToolDoc) -> None:
+        """The tool's words into the lexical index: taken back from the file when its fields are unchanged."""
+        digest = words_hash(doc)
+        saved = self._saved_words
+        found = saved[3].get(point) if saved is not None else None
+        if saved is not None and found is not None and found[0] == digest:
+            vocabulary, term_ids, weights, _where = saved
+            _digest, start, end = found
+            self.lexical.upsert_weighted(point, dict(zip([vocabulary[i] for i in term_ids[start:end].tolist()],
+                                                         weights[start:end].tolist(), strict=True)))
+        else:
+            self.lexical.upsert(point, doc.fields())
+        if self._words_hash.get(point) != digest:
+            self._words_hash[point] = digest
+            self.tools_dirty = True
+
+    def _upsert_many(self, docs: list[ToolDoc]) -> None:
+        """Many tools into the embedded index, the three costs overlapped: usearch's inserts release
+        the GIL and run on their own thread, chunk by chunk, while this thread embeds the next
+        chunk and then indexes the words (at 100,000 tools each is ~10-25 s of CPU on its own)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert self.embedded is not None
+        collection = self.embedded[self.tools_collection]
+        ids = [tool_point_id(d.tool_id, d.version) for d in docs]
+        with self._lock, ThreadPoolExecutor(1, thread_name_prefix="tooldeck-index-add") as adder:
+            added = []
+            for start in range(0, len(docs), BULK_CHUNK):
+                vectors = self.embedder.embed([d.text for d in docs[start:start + BULK_CHUNK]])
+                added.append(adder.submit(collection.upsert, ids[start:start + BULK_CHUNK], vectors))
+            for point, doc in zip(ids, docs, strict=True):
+                self._payloads[point] = _payload(doc)
+                self._index_words(point, doc)
+            for future in added:
+                future.result()
+            # only now that every vector is in: a hash says "this text's vector is held"
+            self._text_hash.update((point, text_hash(doc.text)) for point, doc in zip(ids, docs, strict=True))
+            self.tools_dirty = True
+
+    def index_tools(self, docs: list[ToolDoc]) -> int:
+        """Index these tools, embedding only those whose text the index does not already hold a
+        vector of (new, or their text changed); their words and payloads are always refreshed.
+        Returns how many were embedded."""
+        stale: list[ToolDoc] = []
+        fresh: list[ToolDoc] = []
+        with self._lock:
+            held = self._text_hash
+            for doc in docs:
+                same = held.get(tool_point_id(doc.tool_id, doc.version)) == text_hash(doc.text)
+                (fresh if same else stale).append(doc)
+        self.upsert_tools(stale)
+        with self._lock:
+            for doc in fresh:
+                point = tool_point_id(doc.tool_id, doc.version)
+                self._payloads[point] = _payload(doc)
+                self._index_words(point, doc)
+            self._saved_words = None  # only a restart's first indexing takes words back
+        return len(stale)
+
+    def tool_points(self) -> set[str]:
+        """The tool points this process indexed or restored."""
+        with self._lock:
+            return set(self._text_hash)
 
     def delete_tools(self, keys: Iterable[tuple[str, str]]) -> None:
-        ids = [tool_point_id(t, v) for t, v in keys]
+        self.delete_tool_points([tool_point_id(t, v) for t, v in keys])
+
+    def delete_tool_points(self, ids: list[str]) -> None:
         if not ids:
             return
         with self._lock:
@@ -211,7 +352,109 @@ class SemanticMemory:
                 self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
             for point_id in ids:
                 self._payloads.pop(point_id, None)
+                self._text_hash.pop(point_id, None)
+                self._words_hash.pop(point_id, None)
             self.lexical.delete(ids)
+            self.tools_dirty = True
+
+    # -- the persisted tool index ----------------------------------------------------
+
+    def restore_tools(self) -> int:
+        """Load the persisted tool collection (embedded mode, when a file exists); returns the points restored.
+
+        A file that cannot be used (torn, corrupt, another format or embedder) is logged and left
+        to be overwritten: the caller indexes the catalog from nothing, as on a first start."""
+        if self.embedded is None or self.index_path is None:
+            return 0
+        path = self.index_path
+        try:
+            found = index_file.read(path)
+            if found is None:
+                return 0
+            meta, blob = found
+            fingerprint = self.embedder.fingerprint()
+            if meta.get("embedder") != fingerprint or meta.get("dim") != DIM:
+                raise IndexFileError(f"{path}: made by {meta.get('embedder')!r} ({meta.get('dim')} dimensions), "
+                                     f"this runtime embeds with {fingerprint!r}")
+            points = meta.get("points")
+            if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 4 for p in points):
+                raise IndexFileError(f"{path}: its point map is not a list of [point, label, text hash, words hash]")
+            labels = {str(point): int(label) for point, label, _text, _words in points}
+            hashes = {str(point): str(digest) for point, _label, digest, _words in points}
+            try:
+                vector_bytes = int(meta["vector_bytes"])
+                words = self._read_words(meta, points, blob[vector_bytes:])
+                self.embedded[self.tools_collection].load(blob[:vector_bytes], labels, int(meta.get("next", 0)))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise IndexFileError(f"{path}: {exc}") from exc
+        except IndexFileError as exc:
+            log.warning("semantic memory: the persisted tool index is not used, rebuilding it from the catalog: %s", exc)
+            return 0
+        with self._lock:
+            self._text_hash = hashes
+            self._saved_words = words
+            self.tools_dirty = False
+        return len(hashes)
+
+    def _read_words(self, meta: dict[str, Any], points: list[Any], blob: Any) -> SavedWords | None:
+        """The saved words (None when weighed by another kind of lexical index); ValueError when they do not add up."""
+        import numpy as np
+
+        if meta.get("words") != self.lexical.kind:
+            return None
+        vocabulary = meta.get("terms")
+        if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary):
+            raise ValueError("its word list is not a list of words")
+        offsets = np.frombuffer(blob, dtype=np.int64, count=len(points) + 1)
+        total = int(offsets[-1])
+        term_ids = np.frombuffer(blob, dtype=np.int32, count=total, offset=offsets.nbytes)
+        weights = np.frombuffer(blob, dtype=np.float32, count=total, offset=offsets.nbytes + term_ids.nbytes)
+        if (offsets.nbytes + term_ids.nbytes + weights.nbytes != len(blob) or offsets[0] != 0 or bool(np.any(np.diff(offsets) < 0))
+                or (total and (int(term_ids.min()) < 0 or int(term_ids.max()) >= len(vocabulary)))):
+            raise ValueError("its saved words do not add up")
+        where = {str(p[0]): (str(p[3]), int(offsets[n]), int(offsets[n + 1])) for n, p in enumerate(points)}
+        return vocabulary, term_ids, weights, where
+
+    @staticmethod
+    def _encode_words(weighed: list[dict[str, float]]) -> tuple[list[str], bytes]:
+        """(vocabulary, offsets + term ids + weights as bytes) of each point's weighted words, in order."""
+        import numpy as np
+
+        ids: dict[str, int] = {}
+        term_ids: list[int] = []
+        weights: list[float] = []
+        offsets = [0]
+        for words in weighed:
+            for term, weight in words.items():
+                term_ids.append(ids.setdefault(term, len(ids)))
+                weights.append(weight)
+            offsets.append(len(term_ids))
+        return list(ids), (np.asarray(offsets, dtype=np.int64).tobytes() + np.asarray(term_ids, dtype=np.int32).tobytes()
+                           + np.asarray(weights, dtype=np.float32).tobytes())
+
+    def save_tools(self) -> bool:
+        """Persist the tool collection when it changed since the last save (embedded mode); True when written."""
+        if self.embedded is None or self.index_path is None:
+            return False
+        with self._lock:
+            if not self.tools_dirty:
+                return False
+            blob, labels, next_label = self.embedded[self.tools_collection].dump()
+            hashes, digests = dict(self._text_hash), dict(self._words_hash)
+            weighed = [self.lexical.weighted(point) or {} for point in labels]  # replaced, never changed, on upsert
+            self.tools_dirty = False
+        vocabulary, words = self._encode_words(weighed)
+        meta = {"embedder": self.embedder.fingerprint(), "dim": DIM, "next": next_label, "vector_bytes": len(blob),
+                "words": self.lexical.kind, "terms": vocabulary,
+                "points": [[point, label, hashes.get(point, ""), digests.get(point, "")] for point, label in labels.items()]}
+        try:
+            index_file.write(self.index_path, meta, bytes(blob) + words)
+        except OSError as exc:
+            with self._lock:
+                self.tools_dirty = True
+            log.warning("semantic memory: could not save the tool index to %s: %s", self.index_path, exc)
+            return False
+        return True
 
     def upsert_failures(self, items: list[dict[str, Any]]) -> None:
         """items: tool_id, version, scenario, severity, count, last_ts (aggregated per scenario)."""
@@ -275,13 +518,16 @@ class MemoryService:
 
     def __init__(self, memory: SemanticMemory, store: Store, *, all_docs: Callable[[], list[ToolDoc]],
                  doc_for: Callable[[str, str], ToolDoc | None], catalog_finished: threading.Event,
-                 tail_interval: float = 1.0) -> None:
+                 tail_interval: float = 1.0, save_interval: float = 30.0) -> None:
         self.memory = memory
         self.store = store
         self.all_docs = all_docs
         self.doc_for = doc_for
         self.catalog_finished = catalog_finished
         self.tail_interval = tail_interval
+        #: a changed tool index is saved at most this often (and when the service stops)
+        self.save_interval = save_interval
+        self._saved_at = 0.0
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self.timings = MemoryTimings()
@@ -292,7 +538,6 @@ class MemoryService:
         self._stop = threading.Event()
         self._work_lock = threading.Lock()
         self._pending: list[tuple[str, str, str]] = []
-        self._indexed: set[tuple[str, str]] = set()
         self._failure_cursor = 0
         self._failure_mirror: dict[str, dict[str, Any]] = {}
         #: (tool_id, version) with at least one remembered failure: selection skips the failure query without one
@@ -354,8 +599,26 @@ class MemoryService:
             try:
                 self._apply_pending()
                 self.catch_up()
+                if time.monotonic() - self._saved_at >= self.save_interval:
+                    self.save()
             except (StoreError, OSError, ValueError, RuntimeError) as exc:
                 log.error("semantic memory update: %s: %s", type(exc).__name__, exc)
+        if not self.ready.is_set():  # stopped while building: nothing worth saving
+            return
+        try:
+            self._apply_pending()
+            self.save()
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("semantic memory: saving the tool index at stop: %s: %s", type(exc).__name__, exc)
+
+    def save(self) -> bool:
+        """Persist the tool index if it changed (embedded mode); True when written."""
+        start = time.perf_counter()
+        saved = self.memory.save_tools()
+        self._saved_at = time.monotonic()
+        if saved:
+            self.timings.extra["save"] = time.perf_counter() - start
+        return saved
 
     def _build(self) -> None:
         t = self.timings
@@ -370,24 +633,32 @@ class MemoryService:
             if self._stop.is_set():
                 return
         t.wait_catalog = time.perf_counter() - start
+        start = time.perf_counter()
+        t.extra["restored"] = self.memory.restore_tools()
+        t.extra["restore"] = time.perf_counter() - start
         self.reindex()
         t.ready_at = time.perf_counter() - (self.started_at or start)
         self.ready.set()
+        try:
+            self.save()
+        except (OSError, ValueError, RuntimeError) as exc:  # the index serves from memory; the next start rebuilds
+            log.error("semantic memory: saving the tool index: %s: %s", type(exc).__name__, exc)
 
     def reindex(self) -> dict[str, int]:
-        """Index every ready tool and every recorded failure scenario; safe to repeat (same point ids)."""
+        """Index every ready tool and every recorded failure scenario; safe to repeat (same point ids).
+
+        Only tools whose embedded text the index does not hold yet are embedded (all of them on a
+        first start, those changed since the persisted index was saved on a restart); points of
+        tools no longer in the catalog are removed."""
         with self._work_lock:
             self._pending.clear()
         docs = self.all_docs()
-        start = time.perf_counter()
-        vectors = self.memory.embedder.embed([d.text for d in docs]) if docs else None
-        self.timings.embed = time.perf_counter() - start
-        start = time.perf_counter()
-        self.memory.upsert_tools(docs, vectors)
-        keys = {(d.tool_id, d.version) for d in docs}
-        self.memory.delete_tools(self._indexed - keys)
-        self._indexed = keys
-        self.timings.upsert = time.perf_counter() - start
+        start, embedding = time.perf_counter(), self.memory.embedder.seconds
+        self.timings.extra["embedded"] = self.memory.index_tools(docs)
+        current = {tool_point_id(d.tool_id, d.version) for d in docs}
+        self.memory.delete_tool_points(sorted(self.memory.tool_points() - current))
+        self.timings.embed = self.memory.embedder.seconds - embedding
+        self.timings.upsert = time.perf_counter() - start - self.timings.embed
         self.timings.tools = len(docs)
         self.timings.failures = self._reindex_failures()
         return {"tools": len(docs), "failures": self.timings.failures}
@@ -408,9 +679,9 @@ class MemoryService:
             else:
                 upserts[key] = doc
                 removals.discard(key)
-        self.memory.upsert_tools(list(upserts.values()))
-        self.memory.delete_tools(removals & self._indexed)
-        self._indexed = (self._indexed | set(upserts)) - removals
+        self.memory.index_tools(list(upserts.values()))
+        held = self.memory.tool_points()
+        self.memory.delete_tool_points([p for p in map(lambda k: tool_point_id(*k), removals) if p in held])
 
     # -- failure memory ------------------------------------------------------------
 

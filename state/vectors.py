@@ -10,9 +10,9 @@ each function, which crowd an HNSW graph); hnswlib (ef 64: 84%) builds from sour
 for this Python); qdrant-edge is Qdrant's own engine (85%), but admits one process per shard on
 disk and its Python API is beta. `QDRANT_URL` still selects a Qdrant server (state/memory.py).
 
-In memory, one per process as Qdrant's local mode was: built in the background from the
-catalog and the failures table at start and kept current by the same catalog changes and
-failure tail. usearch (~0.16 s) is imported here only, inside `VectorCollection`, on the
+In memory, one per process, kept current by the catalog's changes and the failure tail; the
+tool collection is also persisted in the workspace (state/index_file.py, `dump`/`load` here)
+so a restart embeds only what changed. usearch (~0.16 s) is imported here only, inside `VectorCollection`, on the
 memory's background thread.
 """
 
@@ -26,24 +26,59 @@ from typing import Any
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 256
+#: Vectors are stored as half floats: at 30,000 BFCL tools the same recall of the exact top 32
+#: (0.988 vs 0.990) and Recall@5 (0.597) as f32, ~25% less CPU to build, half the memory and file.
+#: `int8` built in half the CPU again but kept only 0.938 of the exact top 32.
+DTYPE = "f16"
+#: What a persisted index must have been built with to be loaded (state/memory.py's fingerprint).
+KIND = f"{DTYPE} cos, connectivity {CONNECTIVITY}, expansion {EXPANSION_ADD}"
 
 
 class VectorCollection:
     """Unit vectors by point id; cosine similarity; thread-safe."""
 
     def __init__(self, dim: int) -> None:
-        from usearch.index import Index
-
         self.dim = dim
-        self._index = Index(ndim=dim, metric="cos", dtype="f32", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
-                            expansion_search=EXPANSION_SEARCH)
+        self._index = self._new_index()
         self._lock = threading.RLock()
         self._label: dict[str, int] = {}
         self._point: dict[int, str] = {}
         self._next = 0
 
+    def _new_index(self) -> Any:
+        from usearch.index import Index
+
+        return Index(ndim=self.dim, metric="cos", dtype=DTYPE, connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+                     expansion_search=EXPANSION_SEARCH)
+
     def __len__(self) -> int:
         return len(self._label)
+
+    def dump(self) -> tuple[bytearray, dict[str, int], int]:
+        """(usearch's serialisation, label of each point id, next label): what `load` takes back."""
+        with self._lock:
+            return self._index.save(), dict(self._label), self._next
+
+    def load(self, blob: Any, labels: dict[str, int], next_label: int) -> None:
+        """Replace the content with a `dump`; ValueError (the collection unchanged) when the two disagree."""
+        import numpy as np
+
+        index = self._new_index()
+        try:
+            index.load(blob)
+        except RuntimeError as exc:  # usearch: "Failed to read vectors" and the like
+            raise ValueError(f"usearch could not read the index: {exc}") from exc
+        if index.ndim != self.dim or len(index) != len(labels):
+            raise ValueError(f"the index holds {len(index)} vectors of {index.ndim} dimensions, the map {len(labels)} of {self.dim}")
+        keys = np.fromiter(labels.values(), dtype=np.uint64, count=len(labels))
+        if labels and (int(keys.max()) >= next_label or len(np.unique(keys)) != len(keys) or not bool(np.all(index.contains(keys)))):
+            raise ValueError("the label map repeats a label, names one the index does not hold or one past its next label")
+        index.expansion_search = EXPANSION_SEARCH
+        with self._lock:
+            self._index = index
+            self._label = dict(labels)
+            self._point = {label: point for point, label in labels.items()}
+            self._next = next_label
 
     def upsert(self, ids: list[str], vectors: Any) -> None:
         """Add the points, replacing any already held under the same id."""

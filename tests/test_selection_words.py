@@ -111,8 +111,10 @@ def test_the_embedded_index_needs_no_qdrant(workspace):
     env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1] == (
-        "embedded (usearch, in memory) | ['translator_dictionary', 'translator_remote'] | False")
+    home = (workspace / ".tooldeck").resolve()
+    mode, picked, imported = run.stdout.strip().splitlines()[-1].split(" | ")
+    assert mode.startswith(f"embedded (usearch, persisted in {home}/index/") and mode.endswith(".tools)")
+    assert (picked, imported) == ("['translator_dictionary', 'translator_remote']", "False")
 
 
 def test_the_embedded_index_replaces_removes_and_counts(make_runtime):

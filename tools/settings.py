@@ -62,6 +62,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "preload": "serve",  # serve | always | never: build the semantic memory at start (else on first use)
         "collection_prefix": "tooldeck",
         "tail_interval_seconds": 1.0,
+        "persist": True,  # keep the embedded tool index in <home>/index/ (a restart embeds only changed tools)
+        "save_interval_seconds": 30.0,  # a changed tool index is saved at most this often, and at stop
     },
     "resilient": {
         "min_similarity": 0.35,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from state import failures as failure_tables
 from state.db import StoreError
+from state.index_file import index_path
 from state.memory import MemoryService, SemanticMemory, ToolDoc
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.reach import reachable
@@ -171,9 +172,14 @@ def install(runtime: RuntimeHost) -> MemoryService | None:
         return None  # failure tracking did not install: its runtime.error event says why
     settings = runtime.settings.section("memory")
     url = os.environ.get("QDRANT_URL") or None
-    memory = SemanticMemory(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None,
-                            prefix=str(settings.get("collection_prefix", "tooldeck")))
     catalog = runtime.catalog
+    folders = [str(root.path) for root in catalog.roots] + [str(catalog.evolved_dir or "")]
+    persist = settings.get("persist", True)
+    if not isinstance(persist, bool):
+        raise UsageError(f"tooldeck.toml [memory]: persist must be true or false, not {persist!r}")
+    persisted = index_path(runtime.home, runtime.host, folders) if persist else None
+    memory = SemanticMemory(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None,
+                            prefix=str(settings.get("collection_prefix", "tooldeck")), index_path=persisted)
 
     def all_docs() -> list[ToolDoc]:
         docs = [tool_doc(e) for e in catalog.all_entries()]
@@ -184,7 +190,8 @@ def install(runtime: RuntimeHost) -> MemoryService | None:
         return tool_doc(entry) if entry is not None else None
 
     service = MemoryService(memory, runtime.store, all_docs=all_docs, doc_for=doc_for, catalog_finished=catalog.finished,
-                            tail_interval=float(settings.get("tail_interval_seconds", 1.0)))
+                            tail_interval=float(settings.get("tail_interval_seconds", 1.0)),
+                            save_interval=float(settings.get("save_interval_seconds", 30.0)))
     catalog.subscribe(service.tools_changed)
     tracker.on_failure(service.wake)
     runtime.extensions["memory"] = service
