@@ -51,6 +51,11 @@ class ServedTool:
     #: the endpoint's table, for messages
     where: str = "[mcp.serve]"
 
+    @property
+    def shown_title(self) -> str:
+        """The title clients read: the endpoint's, else "<id> <version>"."""
+        return self.title or f"{self.tool_id} {self.version}"
+
     def arguments(self, given: dict[str, Any] | None) -> dict[str, Any] | None:
         """What the client sent, over the endpoint's defaults for this tool."""
         if not self.defaults:

@@ -1,0 +1,193 @@
+"""Tool search for MCP clients (issue 25): an endpoint with `tool_search = true` lists `search_tools`, its pinned
+tools and what each client session found with it; a search ranks by the runtime's own selection, within what the
+endpoint serves, and tells that session alone that its list changed. Real servers in their own processes, driven
+by the SDK's clients over stdio and Streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.mcp_helpers import HttpServer, db_rows, make_workspace, sdk_stdio
+from tests.test_mcp_changes import LIST_CHANGED, until
+from tests.test_mcp_endpoints import sdk_http, settings_of
+from tools.errors import UsageError
+
+#: `find` searches everything but the local converter (hidden), pins echo and describes shout its own way;
+#: the default endpoint lists the whole catalog as before
+SEARCH = '''
+[mcp.serve.endpoints.find]
+tool_search = true
+expose = ["*"]
+hide = ["converter_local", "evolve_tool"]
+pinned = ["echo"]
+
+[mcp.serve.endpoints.find.tools.shout]
+description = "Shout a text in capital letters, loudly"
+'''
+TEMPERATURE = "convert a temperature from fahrenheit to celsius"
+
+
+def found_names(result: Any) -> list[str]:
+    assert not result.is_error, result.content[0].text
+    return [t["name"] for t in result.structured_content["tools"]]
+
+
+# -- the configuration --------------------------------------------------------------------------------------------
+
+def test_tool_search_and_pinned_are_endpoint_keys_inherited_from_the_top_level() -> None:
+    from tools.mcp.config import load_serve_config
+
+    config, warnings = load_serve_config(settings_of('[mcp.serve]\ntool_search = true\npinned = ["echo", "echo"]\n'
+                                                     '[mcp.serve.endpoints.plain]\n'
+                                                     '[mcp.serve.endpoints.full]\ntool_search = false\npinned = []\n'))
+    assert warnings == []
+    assert config.tool_search and config.pinned == ("echo",)
+    assert config.endpoint("plain").tool_search and config.endpoint("plain").pinned == ("echo",)
+    assert not config.endpoint("full").tool_search and config.endpoint("full").pinned == ()
+    default, _ = load_serve_config(settings_of(""))
+    assert not default.tool_search and default.pinned == ()
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[mcp.serve.endpoints.find]\ntool_search = "yes"\n',
+     ["tooldeck.toml: [mcp.serve.endpoints.find] tool_search must be true or false, got 'yes'"]),
+    ('[mcp.serve]\ntool_search = 1\n', ["tooldeck.toml: [mcp.serve] tool_search must be true or false, got 1"]),
+    ('[mcp.serve.endpoints.find]\npinned = ["echo*"]\n',
+     ["tooldeck.toml: [mcp.serve.endpoints.find] pinned: 'echo*' is not a tool id"]),
+    ('[mcp.serve.endpoints.find]\npinned = "echo"\n', ["[mcp.serve.endpoints.find] pinned must be a list of non-empty strings"]),
+])
+def test_a_bad_tool_search_setting_names_the_file_and_the_key(text: str, words: list[str]) -> None:
+    from tools.mcp.config import load_serve_config
+
+    with pytest.raises(UsageError) as caught:
+        load_serve_config(settings_of(text))
+    for word in words:
+        assert word in caught.value.message, caught.value.message
+
+
+def test_the_found_set_is_bounded_and_keeps_the_order_of_first_finding() -> None:
+    from tools.mcp.sessions import FoundTools
+
+    found = FoundTools(bound=3)
+    assert found.add(["a", "b"]) and not found.add(["b", "a"])
+    assert found.add(["c", "d"]) and found.ids() == ["b", "c", "d"] and len(found) == 3
+
+
+# -- over stdio -----------------------------------------------------------------------------------------------------
+
+async def test_a_search_endpoint_lists_what_the_session_found_and_tells_it(workspace: Path) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    make_workspace(workspace, settings=SEARCH)
+    async with sdk_stdio(workspace, extra=("--endpoint", "find")) as (session, inbox):
+        listed = (await session.list_tools()).tools
+        assert [t.name for t in listed] == ["search_tools", "echo"]
+        search = listed[0]
+        assert search.input_schema["required"] == ["query"] and search.output_schema is not None
+        result = await session.call_tool("search_tools", {"query": TEMPERATURE, "limit": 3})
+        names = found_names(result)
+        assert "converter_remote" in names and "converter_local" not in names
+        found = {t["name"]: t for t in result.structured_content["tools"]}
+        assert found["converter_remote"]["input_schema"]["type"] == "object"
+        assert json.loads(result.content[0].text) == result.structured_content
+        await until(lambda: inbox.count(LIST_CHANGED) == 1, timeout=30, what="list_changed after the search")
+        assert {t.name for t in (await session.list_tools()).tools} == {"search_tools", "echo", *names}
+        # found again: the list did not grow, so no second notification
+        assert "converter_remote" in found_names(await session.call_tool("search_tools", {"query": TEMPERATURE, "limit": 3}))
+        # the endpoint's own description is the one searched and returned
+        loud = await session.call_tool("search_tools", {"query": "shout capital letters loudly"})
+        shout = next(t for t in loud.structured_content["tools"] if t["name"] == "shout")
+        assert shout["description"] == "Shout a text in capital letters, loudly"
+        await until(lambda: inbox.count(LIST_CHANGED) == 2, timeout=30, what="list_changed after the second find")
+        # a runtime builtin is found too (a resilient call tries one only when a tag asks; a client chooses itself)
+        assert "buffer" in found_names(await session.call_tool("search_tools", {"query": "buffer writes and flush them in batches"}))
+        await until(lambda: inbox.count(LIST_CHANGED) == 3, timeout=30, what="list_changed after finding the buffer")
+        await anyio.sleep(1.5)
+        assert inbox.count(LIST_CHANGED) == 3
+        # a tool served but not found is called all the same; a hidden one is refused
+        assert "sleepy" not in {t.name for t in (await session.list_tools()).tools}
+        called = await session.call_tool("broken", {})
+        assert called.is_error and "boom: the disk is full" in called.content[0].text
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("converter_local", {"fahrenheit": 212})
+        assert "is not served over MCP ([mcp.serve.endpoints.find] expose)" in str(refused.value)
+    assert db_rows(workspace, "SELECT * FROM calls WHERE tool_id='converter_local'") == []
+
+
+async def test_a_hidden_tool_is_never_returned_by_a_search(workspace: Path) -> None:
+    make_workspace(workspace, settings=SEARCH)
+    async with sdk_stdio(workspace, extra=("--endpoint", "find")) as (session, _inbox):
+        for query in ("Convert temperatures from fahrenheit to celsius", "converter local", "temperature conversion"):
+            result = await session.call_tool("search_tools", {"query": query, "limit": 50})
+            assert not result.is_error, result.content[0].text
+            assert "converter_local" not in json.dumps(result.model_dump(mode="json")), query
+            assert "evolve_tool" not in found_names(result)
+        assert "converter_local" not in {t.name for t in (await session.list_tools()).tools}
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    ({"query": ""}, "query must be a non-empty string"),
+    ({"query": "   "}, "query must be a non-empty string"),
+    ({}, "query must be a non-empty string, got None"),
+    ({"query": 42}, "query must be a non-empty string, got 42"),
+    ({"query": "echo", "limit": 0}, "limit must be an integer from 1 to 50, got 0"),
+    ({"query": "echo", "limit": 1000}, "limit must be an integer from 1 to 50, got 1000"),
+    ({"query": "echo", "limit": "5"}, "limit must be an integer from 1 to 50, got '5'"),
+    ({"query": "echo", "limt": 5}, "unknown argument 'limt' (arguments: query, limit)"),
+])
+def test_bad_search_arguments_are_an_error_result(arguments: dict[str, Any], words: str) -> None:
+    from tools.mcp.search import check_arguments
+
+    with pytest.raises(UsageError) as caught:
+        check_arguments(arguments)
+    assert f"search_tools: {words}" in caught.value.message
+
+
+async def test_bad_search_arguments_over_mcp_answer_is_error_and_list_nothing(workspace: Path) -> None:
+    make_workspace(workspace, settings=SEARCH)
+    async with sdk_stdio(workspace, extra=("--endpoint", "find")) as (session, inbox):
+        for arguments, words in (({"query": ""}, "query must be a non-empty string"),
+                                 ({"query": "echo", "limit": 0}, "limit must be an integer from 1 to 50"),
+                                 ({"query": "echo", "limit": 1000}, "limit must be an integer from 1 to 50"),
+                                 ({"query": ["echo"]}, "query must be a non-empty string")):
+            result = await session.call_tool("search_tools", arguments)
+            assert result.is_error and words in result.content[0].text, (arguments, result)
+            assert result.structured_content is None
+        assert [t.name for t in (await session.list_tools()).tools] == ["search_tools", "echo"]
+        assert inbox.count(LIST_CHANGED) == 0
+
+
+async def test_the_default_endpoint_lists_every_tool_and_has_no_search(workspace: Path) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    make_workspace(workspace, settings=SEARCH)
+    async with sdk_stdio(workspace) as (session, _inbox):
+        names = {t.name for t in (await session.list_tools()).tools}
+        assert {"echo", "shout", "converter_local"} <= names and "search_tools" not in names
+        with pytest.raises(MCPError, match="unknown tool 'search_tools'"):
+            await session.call_tool("search_tools", {"query": "echo"})
+
+
+# -- over HTTP: two sessions of one endpoint --------------------------------------------------------------------------
+
+async def test_one_sessions_search_changes_its_list_only(workspace: Path) -> None:
+    make_workspace(workspace, settings=SEARCH)
+    server = HttpServer(workspace)
+    try:
+        base = server.wait_listening() + "/find"
+        async with sdk_http(base, "finder") as (finder, finder_inbox), sdk_http(base, "bystander") as (other, other_inbox):
+            assert [t.name for t in (await other.list_tools()).tools] == ["search_tools", "echo"]
+            names = found_names(await finder.call_tool("search_tools", {"query": TEMPERATURE}))
+            assert "converter_remote" in names
+            await until(lambda: finder_inbox.count(LIST_CHANGED) == 1, timeout=30, what="list_changed to the finder")
+            assert "converter_remote" in {t.name for t in (await finder.list_tools()).tools}
+            await anyio.sleep(2.5)  # the change watcher's recheck and debounce: nothing for the other session
+            assert other_inbox.count(LIST_CHANGED) == 0
+            assert [t.name for t in (await other.list_tools()).tools] == ["search_tools", "echo"]
+    finally:
+        assert server.stop() == 0, "".join(server.stderr)[-2000:]
