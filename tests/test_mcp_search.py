@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from tests.mcp_helpers import HttpServer, db_rows, make_workspace, sdk_stdio
-from tests.test_mcp_changes import LIST_CHANGED, until
+from tests.test_mcp_changes import LIST_CHANGED, edit_description, until
 from tests.test_mcp_endpoints import sdk_http, settings_of
 from tools.errors import UsageError
 
@@ -189,5 +189,12 @@ async def test_one_sessions_search_changes_its_list_only(workspace: Path) -> Non
             await anyio.sleep(2.5)  # the change watcher's recheck and debounce: nothing for the other session
             assert other_inbox.count(LIST_CHANGED) == 0
             assert [t.name for t in (await other.list_tools()).tools] == ["search_tools", "echo"]
+            # a reload of a tool nobody found is no change to these lists; of a found one, it is
+            edit_description(workspace / "tools" / "shout.yaml", "Shout, reloaded")
+            await anyio.sleep(3.0)
+            assert finder_inbox.count(LIST_CHANGED) == 1 and other_inbox.count(LIST_CHANGED) == 0
+            edit_description(workspace / "tools" / "converter_remote.yaml", "Convert, reloaded")
+            await until(lambda: finder_inbox.count(LIST_CHANGED) == 2, timeout=30, what="list_changed for a found tool")
+            assert {t.name: t for t in (await finder.list_tools()).tools}["converter_remote"].description == "Convert, reloaded"
     finally:
         assert server.stop() == 0, "".join(server.stderr)[-2000:]

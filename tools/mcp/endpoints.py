@@ -46,7 +46,8 @@ class Endpoints:
 
     async def _watch_changes(self) -> None:
         runtime = self.runtime
-        watcher = ChangeWatcher(runtime, {s.config.name: functools.partial(signature, runtime, s.config, runtime.own_session)
+        watcher = ChangeWatcher(runtime, {s.config.name: functools.partial(s.search.signature, s.registry.live) if s.search
+                                          else functools.partial(signature, runtime, s.config, runtime.own_session)
                                           for s in self.servers})
 
         # the first tools/list waits for the catalog too, so its loading is no change to announce

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -81,6 +81,25 @@ DESCRIPTION = (
 )
 
 
+class ListState:
+    """What a `tool_search` endpoint's clients list, per watched tool: (version, loaded_at), or None when not served now.
+
+    Equal when every tool both hold is in the same state and promotions are the same: a tool added to (or dropped
+    from) some session's found set changes no other session's list, so it is no news to broadcast."""
+
+    def __init__(self, tools: dict[str, tuple[str, float | None] | None], promotions: tuple[Any, ...]) -> None:
+        self.tools = tools
+        self.promotions = promotions
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ListState) or other.promotions != self.promotions:
+            return False
+        return all(other.tools[i] == state for i, state in self.tools.items() if i in other.tools)
+
+    def __hash__(self) -> int:
+        return hash(self.promotions)
+
+
 def search_tool() -> ServedTool:
     """`search_tools` as the listing serves it (first, on a `tool_search` endpoint)."""
     return ServedTool(SEARCH_TOOL, "builtin", DESCRIPTION, INPUT_SCHEMA, False, OUTPUT_SCHEMA, False,
@@ -127,6 +146,15 @@ class ToolSearch:
                 continue
             out.append(describe(entry, self.config))
         return out
+
+    def signature(self, sessions: Callable[[], list[ClientSession]]) -> Hashable:
+        """For the change watcher (tools.mcp.changes): the state of the tools some client of this endpoint lists, never
+        the whole catalog (listing.signature walks every tool: at 100,000, every second). A tool found since the last
+        look is no change (its session was told when it found it): see ListState."""
+        runtime = self.runtime
+        watched = [*self.config.pinned, *(i for s in sessions() for i in s.found.ids())]
+        served = {t.tool_id: (t.version, t.loaded_at) for t in self._served(watched, runtime.own_session)}
+        return ListState({i: served.get(i) for i in watched}, tuple(sorted(runtime.promotions().items())))
 
     def listing(self, client: ClientSession) -> list[ServedTool]:
         """What `tools/list` serves this client: `search_tools`, the pinned tools, then what it found, in order found."""
