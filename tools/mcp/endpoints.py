@@ -66,6 +66,7 @@ class Endpoints:
                 changed = set()
             for server in self.servers:
                 if server.config.name in changed:
+                    server.served.clear()  # the kept lists (tools.mcp.listing.ServedLists) are out of date
                     server.debounce.changed()
                 if server.debounce.due():
                     await server.broadcast_list_changed()

@@ -34,7 +34,7 @@ from tools.invoke import CallScope
 from tools.mcp import schema
 from tools.mcp.changes import Debounce
 from tools.mcp.config import ServeConfig
-from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, exposes, page, resolve_ready, served_tools
+from tools.mcp.listing import BUFFER_TOOL, ServedLists, ServedTool, describe, exposes, page, resolve_ready
 from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.search import SEARCH_TOOL, ToolSearch
 from tools.mcp.sessions import ClientSession, SessionRegistry
@@ -103,6 +103,7 @@ class ToolServer:
         self.connections: set[Connection] = set()
         self.debounce = Debounce()
         self.search = ToolSearch(runtime, config) if config.tool_search else None
+        self.served = ServedLists(runtime, config)  # kept between pages; cleared by the catalog and the change watcher
         self.server: Server[Any] = Server(
             "tooldeck", version=_version(), instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_subscriptions_listen=self.listen,
@@ -151,7 +152,7 @@ class ToolServer:
         self.runtime.catalog.finished.wait(LIST_WAIT_SECONDS)  # a client listing at start sees the whole catalog
         if self.search is not None:  # `tool_search`: search_tools, the pinned tools and what this client found
             return self.search.listing(client)
-        return served_tools(self.runtime, self.config, client.session)
+        return self.served.get(client.session)
 
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -329,6 +330,7 @@ class ToolServer:
     def close(self, reason: str) -> None:
         """End every client session (their runtimes rows and events); blocking."""
         self.listen.close()
+        self.served.close()
         self.registry.close_all(reason)
 
 
