@@ -6,15 +6,17 @@ by the SDK's clients over stdio and Streamable HTTP."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.mcp_helpers import HttpServer, db_rows, make_workspace, sdk_stdio
+from tests.mcp_helpers import REPO, HttpServer, db_rows, make_workspace, sdk_stdio, server_env
 from tests.test_mcp_changes import LIST_CHANGED, edit_description, until
 from tests.test_mcp_endpoints import sdk_http, settings_of
+from tests.test_mcp_typescript import ts_sdk_fixture  # noqa: F401 - the pinned TypeScript SDK (fixture ts_sdk)
 from tools.errors import UsageError
 
 #: `find` searches everything but the local converter (hidden), pins echo and describes shout its own way;
@@ -198,3 +200,27 @@ async def test_one_sessions_search_changes_its_list_only(workspace: Path) -> Non
             assert {t.name: t for t in (await finder.list_tools()).tools}["converter_remote"].description == "Convert, reloaded"
     finally:
         assert server.stop() == 0, "".join(server.stderr)[-2000:]
+
+
+@pytest.mark.slow
+def test_the_typescript_client_searches_and_hears_its_list_change(ts_sdk: Path, workspace: Path) -> None:
+    """The official TypeScript SDK client checks structured content against the tool's output schema: the search's
+    answer must match the one `search_tools` declares."""
+    make_workspace(workspace, settings=SEARCH)
+    server = HttpServer(workspace)
+    try:
+        url = server.wait_listening() + "/find"
+        done = subprocess.run(["node", str(REPO / "tests" / "mcp_ts" / "search_client.mjs"), str(ts_sdk), url, TEMPERATURE],
+                              capture_output=True, text=True, timeout=240, cwd=REPO, env=server_env())
+    finally:
+        assert server.stop() == 0, "".join(server.stderr)[-2000:]
+    steps = {row.pop("step"): row for row in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))}
+    assert done.returncode == 0 and "closed" in steps, (done.stdout[-3000:], done.stderr[-3000:])
+    assert steps["list"] == {"names": ["search_tools", "echo"]}
+    search = steps["search"]
+    assert search["ok"] and not search["isError"] and "converter_remote" in search["found"], search
+    assert "converter_local" not in search["text"]
+    changed = steps["list_changed"]
+    assert changed["notified"] == 1 and changed["names"] == ["search_tools", "echo", *search["found"]], changed
+    bad = steps["bad_limit"]
+    assert bad["ok"] and bad["isError"] and "limit must be an integer from 1 to 50, got 0" in bad["text"], bad
