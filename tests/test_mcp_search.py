@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.buffer_helpers import wait_for
 from tests.mcp_helpers import REPO, HttpServer, db_rows, make_workspace, sdk_stdio, server_env
 from tests.test_mcp_changes import LIST_CHANGED, edit_description, until
 from tests.test_mcp_endpoints import sdk_http, settings_of
@@ -119,6 +120,21 @@ async def test_a_search_endpoint_lists_what_the_session_found_and_tells_it(works
             await session.call_tool("converter_local", {"fahrenheit": 212})
         assert "is not served over MCP ([mcp.serve.endpoints.find] expose)" in str(refused.value)
     assert db_rows(workspace, "SELECT * FROM calls WHERE tool_id='converter_local'") == []
+
+
+async def test_a_pinned_tool_the_endpoint_does_not_serve_is_a_warning_and_not_listed(workspace: Path) -> None:
+    make_workspace(workspace, settings=SEARCH.replace('pinned = ["echo"]', 'pinned = ["echo", "converter_local", "nosuch"]'))
+    async with sdk_stdio(workspace, extra=("--endpoint", "find")) as (session, _inbox):
+        assert [t.name for t in (await session.list_tools()).tools] == ["search_tools", "echo"]
+
+        def warnings() -> list[str]:
+            rows = db_rows(workspace, "SELECT payload FROM events WHERE kind='runtime.warning'")
+            return [r["payload"] for r in rows if "pinned" in r["payload"]]
+
+        found = wait_for(lambda: len(warnings()) == 2 and warnings(), timeout=30)
+    assert any("[mcp.serve.endpoints.find] pinned: converter_local is not served by this endpoint (expose / hide); "
+               "it is not listed" in w for w in found), found
+    assert any("[mcp.serve.endpoints.find] pinned: nosuch is no tool of the catalog; it is not listed" in w for w in found)
 
 
 async def test_a_hidden_tool_is_never_returned_by_a_search(workspace: Path) -> None:
