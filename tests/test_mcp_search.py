@@ -240,3 +240,48 @@ def test_the_typescript_client_searches_and_hears_its_list_change(ts_sdk: Path, 
     assert changed["notified"] == 1 and changed["names"] == ["search_tools", "echo", *search["found"]], changed
     bad = steps["bad_limit"]
     assert bad["ok"] and bad["isError"] and "limit must be an integer from 1 to 50, got 0" in bad["text"], bad
+
+
+# -- at catalog scale: the change watcher walks the catalog only when a list could have changed ----------------------
+
+def test_a_recheck_walks_the_catalog_only_when_a_list_could_have_change(workspace: Path, make_runtime) -> None:
+    """A served list's signature walks every tool (about 1 s at 100,000), and the watcher rechecked it every second
+    with nothing said. Now a recheck compares the cheap fingerprint first; an open circuit turning half-open when its
+    cooldown ends (which no event says) still moves it."""
+    import time
+
+    from tools.errors import ToolError
+    from tools.mcp import load_serve_config
+    from tools.mcp.changes import RECHECK_SECONDS, ChangeWatcher
+    from tools.mcp.endpoints import Endpoints
+    from tools.mcp.listing import served_tools, signature
+
+    make_workspace(workspace, settings="[circuit]\nconsecutive_failures = 2\ncooldown_seconds = 2\n")
+    runtime = make_runtime(serve=True)
+    assert runtime.catalog.finished.wait(60)
+    config, _ = load_serve_config(runtime.settings)
+    endpoints = Endpoints(runtime, config, (config,), transport="memory", pinned=None)
+    try:
+        watcher = ChangeWatcher(runtime, {"": lambda: signature(runtime, config, runtime.own_session)}, endpoints.fingerprint)
+        watcher.prime()
+
+        def recheck() -> set[str]:
+            watcher.checked -= RECHECK_SECONDS  # a recheck is due
+            return watcher.poll()
+
+        walks = watcher.walks
+        for _ in range(3):
+            assert recheck() == set()
+        assert watcher.walks == walks  # nothing moved: the catalog was not walked
+        for _ in range(2):
+            with pytest.raises(ToolError):
+                runtime.call("broken", {})
+        assert wait_for(lambda: recheck() == {""}, timeout=30)  # the circuit opened (an event says so)
+        assert "broken" not in {t.tool_id for t in served_tools(runtime, config, runtime.own_session)}
+        watcher.after = runtime.events.last_id()  # from here on, no event: only the cooldown ends
+        time.sleep(2.2)
+        walks = watcher.walks
+        assert recheck() == {""} and watcher.walks == walks + 1  # half-open: listed again, no event needed
+        assert "broken" in {t.tool_id for t in served_tools(runtime, config, runtime.own_session)}
+    finally:
+        endpoints.close("test over")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -48,7 +49,7 @@ class Endpoints:
         runtime = self.runtime
         watcher = ChangeWatcher(runtime, {s.config.name: functools.partial(s.search.signature, s.registry.live) if s.search
                                           else functools.partial(signature, runtime, s.config, runtime.own_session)
-                                          for s in self.servers})
+                                          for s in self.servers}, self.fingerprint)
 
         # the first tools/list waits for the catalog too, so its loading is no change to announce
         def first_look() -> None:
@@ -70,6 +71,13 @@ class Endpoints:
                     server.debounce.changed()
                 if server.debounce.due():
                     await server.broadcast_list_changed()
+
+    def fingerprint(self) -> Hashable:
+        """What every endpoint's list depends on, cheaply (tools.mcp.changes): the catalog's changes (each endpoint's
+        kept lists count them: ServedLists), promotions, and the tools calls are refused for now."""
+        tracker = self.runtime.extensions.get("failures")
+        return (tuple(s.served.generation for s in self.servers), tuple(sorted(self.runtime.promotions().items())),
+                tracker.refusing() if tracker is not None else None)
 
     def warn_idle_overrides(self) -> None:
         """A `tools.ID` override (or a `pinned` id) of a tool its endpoint does not serve does nothing: say so (a warning, not an error:

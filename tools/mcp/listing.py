@@ -189,6 +189,11 @@ class ServedLists:
             self._generation += 1
             self._lists.clear()
 
+    @property
+    def generation(self) -> int:
+        """Counts the clears: the catalog's changes (its listeners hear every one) and the watcher's."""
+        return self._generation
+
     def get(self, session: str) -> list[ServedTool]:
         with self._lock:
             key = (self._generation, tuple(sorted(self.runtime.promotions().items())))
