@@ -6,8 +6,9 @@ A workspace of N generated tools (bench_selection.py's catalog: verbs x objects 
 process, then
 
 - pages `tools/list` of the default endpoint, following nextCursor, up to PAGES pages, and times each page
-  (once the catalog has loaded; that server does not build the semantic memory, which only searches use: the
-  pages are timed in the steady state, beside the change watcher's rechecks);
+  (once the catalog has loaded and the first page answered fast three times in a row; that server does not build
+  the semantic memory, which only searches use: the pages are timed in the steady state, beside the change
+  watcher's rechecks);
 - calls `search_tools` at `find` with SEARCHES scenarios (limit 5), and times each call;
 - times `ping` on both sessions: the transport's own round trip (the floor under both).
 
@@ -66,7 +67,13 @@ async def paging(ws: Path, pages: int) -> dict[str, list[float]]:
         with anyio.fail_after(3600):  # pages of a catalog still loading would be shorter: wait for the whole load
             while not db_rows(ws, "SELECT id FROM events WHERE kind = 'load.finished' LIMIT 1"):
                 await anyio.sleep(1.0)
-        await session.list_tools()
+        # the change watcher notices the end of the load (an event) and renews the kept list once: page once that settled
+        settled, fast = time.monotonic() + 600, 0
+        while fast < 3 and time.monotonic() < settled:
+            t = time.perf_counter()
+            await session.list_tools()
+            fast = fast + 1 if (time.perf_counter() - t) * 1000 < TARGET_MS else 0
+            await anyio.sleep(0.5)
         page_ms: list[float] = []
         cursor: str | None = None
         listed = 0
