@@ -95,6 +95,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "allowed_origins": [],
             "allowed_hosts": [],
             "file_roots": ["specs"],  # folders (of the workspace) builtins may read files from for MCP clients
+            "tool_search": False,  # list search_tools and what a client found with it, not every tool (tools/mcp/search.py)
+            "pinned": [],  # tool ids a tool_search endpoint always lists
         },
     },
     "keymap": {},

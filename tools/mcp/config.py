@@ -15,6 +15,10 @@ expose = ["tag:csv", "echo"]        # every key the endpoint leaves out is the t
 description = "Echo a row back"     # what this endpoint's clients read instead of the manifest's
 title = "Echo"
 defaults = { text = "hello" }       # arguments merged under what the client sends (no longer required)
+
+[mcp.serve.endpoints.big]           # a client sees `search_tools` and what it found, not 100,000 tools
+tool_search = true
+pinned = ["resilient_tool_call"]    # listed from the start (while expose serves them)
 ```
 
 By default every tool but `evolve_tool` is served, and `buffer` is served without its
@@ -23,7 +27,7 @@ its input schema's `operation` enum leaves them out and a call naming one is ref
 in `buffer_operations` to serve them.
 
 An endpoint is a ServeConfig like the top-level one (the default endpoint, at `/mcp`): the
-top-level `expose`, `hide`, `buffer_operations`, `file_roots`, `page_size` and `tools`, each
+top-level `expose`, `hide`, `buffer_operations`, `file_roots`, `page_size`, `tools`, `tool_search` and `pinned`, each
 replaced as a whole by the endpoint's own key when it sets one. `allowed_origins` and
 `allowed_hosts` guard the HTTP listener every endpoint shares, so they are top-level only.
 A `tools.ID` override for a tool the endpoint does not expose is a warning once the catalog has
@@ -54,9 +58,9 @@ PATH = "/mcp"
 #: how a pattern names a tag of the manifest (`tag:csv`, globs allowed: `tag:temp*`)
 TAG_PREFIX = "tag:"
 #: the keys an endpoint may set (the rest guard the one HTTP listener every endpoint shares)
-ENDPOINT_KEYS = ("expose", "hide", "buffer_operations", "file_roots", "page_size", "tools")
+ENDPOINT_KEYS = ("expose", "hide", "buffer_operations", "file_roots", "page_size", "tools", "tool_search", "pinned")
 KEYS = ("expose", "hide", "buffer_operations", "page_size", "allowed_origins", "allowed_hosts", "file_roots", "tools",
-        "endpoints")
+        "tool_search", "pinned", "endpoints")
 TOOL_KEYS = ("description", "title", "defaults")
 ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
@@ -107,6 +111,10 @@ class ServeConfig:
     #: "" for the default endpoint (`/mcp`), else the NAME of `[mcp.serve.endpoints.NAME]`
     name: str = ""
     tools: tuple[tuple[str, ToolOverride], ...] = ()
+    #: list `search_tools` and what each client session has found with it, not the whole catalog (tools/mcp/search.py)
+    tool_search: bool = False
+    #: tool ids a `tool_search` endpoint always lists (still only while its expose / hide serve them)
+    pinned: tuple[str, ...] = ()
     #: the named endpoints (on the default one only); not part of an endpoint's identity
     endpoints: tuple[ServeConfig, ...] = field(default=(), compare=False, repr=False)
 
@@ -235,6 +243,23 @@ def _page_size(where: str, value: Any) -> int:
     return value
 
 
+def _tool_search(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{where} tool_search must be true or false, got {value!r}"[:200])
+    return value
+
+
+def _pinned(where: str, value: Any) -> tuple[str, ...]:
+    """Tool ids (no globs, no tags: what is pinned is listed by name), each once."""
+    if isinstance(value, (list, tuple)) and not value:
+        return ()
+    ids = _strings(f"{where} pinned", value)
+    for tool_id in ids:
+        if not TOOL_ID_RE.match(tool_id):
+            raise UsageError(f"{where} pinned: {tool_id[:80]!r} is not a tool id (pinned names tools, without globs or tags)")
+    return tuple(dict.fromkeys(ids))
+
+
 def _endpoint(top: ServeConfig, name: str, raw: Any, file: str) -> ServeConfig:
     """A named endpoint: the top-level config with the keys this table sets replaced."""
     where = f"{file}: [mcp.serve.endpoints.{name}]"
@@ -258,6 +283,10 @@ def _endpoint(top: ServeConfig, name: str, raw: Any, file: str) -> ServeConfig:
         changes["page_size"] = _page_size(where, given["page_size"])
     if "tools" in given:
         changes["tools"] = _overrides(where, given["tools"])
+    if "tool_search" in given:
+        changes["tool_search"] = _tool_search(where, given["tool_search"])
+    if "pinned" in given:
+        changes["pinned"] = _pinned(where, given["pinned"])
     return replace(top, **changes)
 
 
@@ -282,6 +311,8 @@ def load_serve_config(settings: Any) -> tuple[ServeConfig, list[str]]:
         allowed_hosts=_strings(f"{where} allowed_hosts", raw["allowed_hosts"]),
         file_roots=_roots(f"{where} file_roots", raw["file_roots"]),
         tools=_overrides(where, raw.get("tools", {})),
+        tool_search=_tool_search(where, raw.get("tool_search", False)),
+        pinned=_pinned(where, raw.get("pinned", [])),
     )
     endpoints = _table(f"{where} endpoints", raw.get("endpoints", {}))
     named = tuple(_endpoint(config, name, table, file) for name, table in endpoints.items())

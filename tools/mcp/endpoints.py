@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -46,8 +47,9 @@ class Endpoints:
 
     async def _watch_changes(self) -> None:
         runtime = self.runtime
-        watcher = ChangeWatcher(runtime, {s.config.name: functools.partial(signature, runtime, s.config, runtime.own_session)
-                                          for s in self.servers})
+        watcher = ChangeWatcher(runtime, {s.config.name: functools.partial(s.search.signature, s.registry.live) if s.search
+                                          else functools.partial(signature, runtime, s.config, runtime.own_session)
+                                          for s in self.servers}, self.fingerprint)
 
         # the first tools/list waits for the catalog too, so its loading is no change to announce
         def first_look() -> None:
@@ -65,23 +67,35 @@ class Endpoints:
                 changed = set()
             for server in self.servers:
                 if server.config.name in changed:
+                    server.served.clear()  # the kept lists (tools.mcp.listing.ServedLists) are out of date
                     server.debounce.changed()
                 if server.debounce.due():
                     await server.broadcast_list_changed()
 
+    def fingerprint(self) -> Hashable:
+        """What every endpoint's list depends on, cheaply (tools.mcp.changes): the catalog's changes (each endpoint's
+        kept lists count them: ServedLists), promotions, and the tools calls are refused for now."""
+        tracker = self.runtime.extensions.get("failures")
+        return (tuple(s.served.generation for s in self.servers), tuple(sorted(self.runtime.promotions().items())),
+                tracker.refusing() if tracker is not None else None)
+
     def warn_idle_overrides(self) -> None:
-        """A `tools.ID` override of a tool its endpoint does not serve does nothing: say so (a warning, not an error:
+        """A `tools.ID` override (or a `pinned` id) of a tool its endpoint does not serve does nothing: say so (a warning, not an error:
         tags select tools only once their manifests are read, and a hot reload can bring the tool in)."""
         file = self.runtime.settings.path or "tooldeck.toml"
         for server in self.servers:
             config = server.config
-            for tool_id, _override in config.tools:
-                if exposes(self.runtime, config, tool_id):
-                    continue
+            # (table, tool, what it means, whether a tool unknown yet that expose would serve is worth a warning too)
+            idle = [(f"{config.where[:-1]}.tools.{tool_id}]", tool_id, "the override does nothing", False)
+                    for tool_id, _o in config.tools]
+            if config.tool_search:  # a pinned id is listed by name: one that names no tool is a typo to point out
+                idle += [(f"{config.where} pinned", tool_id, "it is not listed", True) for tool_id in config.pinned]
+            for where, tool_id, effect, unknown_too in idle:
                 known = self.runtime.catalog.find(tool_id) is not None
-                warning = (f"{file}: {config.where[:-1]}.tools.{tool_id}]: {tool_id} is "
-                           f"{'not served by this endpoint (expose / hide)' if known else 'no tool of the catalog'}; "
-                           "the override does nothing")
+                if exposes(self.runtime, config, tool_id) and (known or not unknown_too):
+                    continue
+                warning = (f"{file}: {where}: {tool_id} is "
+                           f"{'not served by this endpoint (expose / hide)' if known else 'no tool of the catalog'}; {effect}")
                 log.warning("%s", warning)
                 try:
                     self.runtime.events.emit("runtime.warning", warning=warning)

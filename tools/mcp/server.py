@@ -34,8 +34,9 @@ from tools.invoke import CallScope
 from tools.mcp import schema
 from tools.mcp.changes import Debounce
 from tools.mcp.config import ServeConfig
-from tools.mcp.listing import BUFFER_TOOL, ServedTool, describe, exposes, page, resolve_ready, served_tools
+from tools.mcp.listing import BUFFER_TOOL, ServedLists, ServedTool, describe, exposes, page, resolve_ready
 from tools.mcp.progress import McpCall, McpCallHook
+from tools.mcp.search import SEARCH_TOOL, ToolSearch
 from tools.mcp.sessions import ClientSession, SessionRegistry
 from tools.presence import HEARTBEAT_SECONDS
 from tools.spec import files_within
@@ -101,6 +102,8 @@ class ToolServer:
         self.listen = ListenHandler(self.bus)
         self.connections: set[Connection] = set()
         self.debounce = Debounce()
+        self.search = ToolSearch(runtime, config) if config.tool_search else None
+        self.served = ServedLists(runtime, config)  # kept between pages; cleared by the catalog and the change watcher
         self.server: Server[Any] = Server(
             "tooldeck", version=_version(), instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_subscriptions_listen=self.listen,
@@ -145,14 +148,16 @@ class ToolServer:
 
     # -- tools/list ------------------------------------------------------------------
 
-    def _listing(self, session: str) -> list[ServedTool]:
+    def _listing(self, client: ClientSession) -> list[ServedTool]:
         self.runtime.catalog.finished.wait(LIST_WAIT_SECONDS)  # a client listing at start sees the whole catalog
-        return served_tools(self.runtime, self.config, session)
+        if self.search is not None:  # `tool_search`: search_tools, the pinned tools and what this client found
+            return self.search.listing(client)
+        return self.served.get(client.session)
 
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         client = await self.client_for(ctx)
-        tools = await anyio.to_thread.run_sync(self._listing, client.session)
+        tools = await anyio.to_thread.run_sync(self._listing, client)
         try:
             chunk, next_cursor = page(tools, params.cursor if params is not None else None, self.config.page_size)
         except UsageError as exc:
@@ -162,7 +167,7 @@ class ToolServer:
     @staticmethod
     def _tool(t: ServedTool) -> types.Tool:
         return types.Tool(
-            name=t.tool_id, title=t.title or f"{t.tool_id} {t.version}", description=t.description, input_schema=t.input_schema,
+            name=t.tool_id, title=t.shown_title, description=t.description, input_schema=t.input_schema,
             output_schema=t.output_schema, annotations=types.ToolAnnotations.model_validate(t.annotations) if t.annotations else None,
             _meta={VERSION_META: t.version},
         )
@@ -236,6 +241,11 @@ class ToolServer:
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         client = await self.client_for(ctx)
+        if self.search is not None and params.name == SEARCH_TOOL:  # the endpoint's own tool (tools/mcp/search.py)
+            try:
+                return await self.search.call(client, params.arguments, functools.partial(self._tell_list_changed, ctx))
+            except ToolError as exc:
+                return _error_result(exc)
         scope = CallScope()
         if (ctx.meta or {}).get("progress_token") is None:
             served, result, error = await self._run(params, client, scope, McpCall(params.name, self.exposes, where=self.config.where))
@@ -296,6 +306,12 @@ class ToolServer:
 
     # -- background (tools.mcp.endpoints runs it): list changes, heartbeats ----------
 
+    async def _tell_list_changed(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        """`list_changed` to the client of this request alone (its list is its own: what it found)."""
+        connection = connection_of(ctx)
+        if connection in self.connections and connection.initialized.is_set():
+            await connection.send_tool_list_changed()
+
     async def broadcast_list_changed(self) -> None:
         for connection in list(self.connections):
             if connection.initialized.is_set():
@@ -314,6 +330,7 @@ class ToolServer:
     def close(self, reason: str) -> None:
         """End every client session (their runtimes rows and events); blocking."""
         self.listen.close()
+        self.served.close()
         self.registry.close_all(reason)
 
 

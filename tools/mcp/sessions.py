@@ -20,7 +20,8 @@ import secrets
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,8 @@ log = logging.getLogger("tooldeck.mcp")
 MODERN_IDLE_SECONDS = 300.0
 SUMMARY_SECONDS = 5.0
 MAX_CLIENT_NAME = 80
+#: the most tools one session's `search_tools` keeps found; past it the oldest found goes first
+MAX_FOUND = 1000
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
@@ -43,6 +46,40 @@ def session_name(client: str | None) -> str:
     """A session id (the NAME_RE of promotion scopes) from a client's self-chosen name."""
     slug = _UNSAFE.sub("-", client or "").strip("-._").lower()[:40].strip("-._") or "mcp-client"
     return f"{slug}-{secrets.token_hex(3)}"
+
+
+class FoundTools:
+    """The tools a client found with `search_tools` (tools/mcp/search.py), in the order it first found them.
+
+    Bounded: at most `bound` (MAX_FOUND, 1,000) ids; adding past it drops the oldest found, so a client
+    that searches all day holds a list the size a model can still read, and the server's memory per
+    session stays small. Found again moves nothing: the order is of first finding, which keeps a
+    client's `tools/list` pages stable as the set grows (new ids are appended)."""
+
+    def __init__(self, bound: int = MAX_FOUND) -> None:
+        self.bound = bound
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, tool_ids: Iterable[str]) -> bool:
+        """Add these ids; whether the set changed (a new id, the oldest dropped or not)."""
+        grew = False
+        with self._lock:
+            for tool_id in tool_ids:
+                if tool_id in self._ids:
+                    continue
+                self._ids[tool_id] = None
+                grew = True
+                while len(self._ids) > self.bound:
+                    self._ids.popitem(last=False)
+        return grew
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 @dataclass
@@ -60,6 +97,8 @@ class ClientSession:
     open: bool = True
     reported_calls: int = 0
     reported_at: float = 0.0
+    #: what `search_tools` found for this client (a `tool_search` endpoint lists these)
+    found: FoundTools = field(default_factory=FoundTools)
 
     @property
     def label(self) -> str:

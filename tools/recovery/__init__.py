@@ -9,6 +9,7 @@ from tools.recovery import controls
 from tools.recovery.controls import force_circuit, remove_tag, reset_score, set_disabled
 from tools.recovery.ledger import mark_tool_failure, tracker_for
 from tools.recovery.resilient import ResilientCallError, call_tool_resilient
+from tools.recovery.selection import SelectionSettings, select_candidates
 
-__all__ = ["ResilientCallError", "call_tool_resilient", "controls", "force_circuit", "mark_tool_failure", "remove_tag",
-           "reset_score", "set_disabled", "tracker_for"]
+__all__ = ["ResilientCallError", "SelectionSettings", "call_tool_resilient", "controls", "force_circuit", "mark_tool_failure",
+           "remove_tag", "reset_score", "select_candidates", "set_disabled", "tracker_for"]

@@ -398,6 +398,14 @@ class FailureTracker:
         """The live in-memory record (read-only for callers), or None when nothing is known beyond the manifest."""
         return self._health.get((tool_id, version))
 
+    def refusing(self) -> frozenset[tuple[str, str]]:
+        """The (tool, version) keys calls are refused for now: disabled (version "*": every version) or circuit open.
+        Tracked tools only, so cheap at any catalog size: MCP's change watcher compares it between rechecks instead of
+        walking the catalog (an open circuit turning half-open changes it, with no event of its own)."""
+        with self._lock:
+            opened = [k for k, h in self._health.items() if h.circuit.state != CLOSED and self.circuit_state(h) == OPEN]
+            return frozenset(self._controls) | frozenset(opened)
+
     def circuit_state(self, health: Health) -> str:
         return health.circuit.effective_state(self.store.now(), self.cfg) if health.circuit.state != CLOSED else CLOSED
 

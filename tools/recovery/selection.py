@@ -294,11 +294,12 @@ def _served_entry(runtime: RuntimeHost, hit: Any, skipped: list[Skipped], noted:
     return entry
 
 
-def _why_not_tried(p: dict[str, Any], wanted: set[str], tracker: Any, formats: list[str]) -> tuple[str | None, Any]:
+def _why_not_tried(p: dict[str, Any], wanted: set[str], tracker: Any, formats: list[str],
+                   any_role: bool = False) -> tuple[str | None, Any]:
     """(why this candidate is left out, or None; its live (score, failures, half-open) when tracked)."""
     tool_id, version = p["tool_id"], p["version"]
     tool_tags = {x.lower() for x in p.get("tags", ())} if wanted else set()
-    if (p.get("source") == "builtin" or p.get("sink")) and not wanted & tool_tags:
+    if (p.get("source") == "builtin" or p.get("sink")) and not wanted & tool_tags and not any_role:
         return f"{'runtime builtin' if p.get('source') == 'builtin' else 'pass-through sink'}: only tried when a tag asks for it", None
     if wanted and not wanted & tool_tags:
         return f"none of the requested tags ({', '.join(sorted(wanted))})", None
@@ -355,9 +356,11 @@ def _ranked(viable: list[tuple[Match, dict[str, Any], Any, Any]], penalties: dic
 
 
 def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
-                      settings: SelectionSettings | None = None, sync: bool = True) -> Selection:
+                      settings: SelectionSettings | None = None, sync: bool = True, any_role: bool = False) -> Selection:
     """Rank the tools that could serve `scenario`: found by its embedding or its words (`fuse`);
-    nothing below the minimum similarity is offered unless its words found it too."""
+    nothing below the minimum similarity is offered unless its words found it too. `any_role`
+    offers runtime builtins and sinks too, untagged: a search for a client that chooses what to
+    call itself (tools/mcp/search.py), where a resilient call must not run them unasked."""
     started = time.perf_counter()
     cfg = settings or SelectionSettings.from_runtime(runtime)
     service = memory_for(runtime, cfg.ready_timeout)
@@ -397,7 +400,7 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
         entry = _served_entry(runtime, hit, skipped, noted)
         if entry is None:
             continue
-        reason, health = _why_not_tried(p, wanted, tracker, formats)
+        reason, health = _why_not_tried(p, wanted, tracker, formats, any_role)
         if reason is None:
             viable.append((hit, p, health, entry))
         else:
