@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.evolution_helpers import GREET_V1, MANIFEST_EXTRA, greet_answer, greet_tool, settings
 from tests.helpers import python_tool
 from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
@@ -199,3 +201,34 @@ def test_the_shape_of_a_wrong_answer_finds_a_fix_for_the_same_kind_of_bug(store)
     assert [r.tool_id for r in fixes][:1] == ["count_words"], fixes
     query = failure_text("wrong answers of sum_digits", "fix the wrong answers", [{"error": "returned 6.5, expected 6"}])
     assert [r.tool_id for r in recall(store, query)[0]][:1] == ["mean_age"]
+
+
+@pytest.mark.parametrize("cols", [80, 200])
+def test_review_stats_on_a_terminal_is_a_table_where_it_fits_else_one_block_a_row(tmp_path: Path, cols: int) -> None:
+    """`tooldeck review stats` in a terminal, as the dashboard's `S` shows it: at 80 columns the eleven-column table
+    cut every header to a few letters (`prop/osal/s`); there it is one block a row, every name whole. A hint's
+    escape sequence is shown, never run."""
+    import sys
+
+    from state import proposals
+    from tests.tui_pty import PtyProcess
+    from tools.runtime import Runtime
+
+    ws = tmp_path / "ws"
+    (ws / "tools").mkdir(parents=True)
+    with Runtime(ws) as rt, rt.store.tx() as con:
+        for version, status, hint in [("1.1.0", "approved", "detect the delimiter"), ("1.2.0", "rejected", "retry\x1b[31m")]:
+            assert proposals.create(con, tool_id="csv_parser", version=version, status=status, mutation_hint=hint,
+                                    created=1.0, updated=1.0, rounds=1, input_tokens=100, output_tokens=50) is not None
+    proc = PtyProcess([sys.executable, "-m", "tools", "-w", str(ws), "review", "stats"], cols=cols, rows=50)
+    try:
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+    text = proc.text()
+    assert "retry\\x1b[31m" in text and "\x1b[31m" not in text.replace("\\x1b", "")
+    if cols == 80:
+        assert "all: all" in text and "tokens/approval -" in text and "rolled back 0" in text, text
+        assert "hint: detect the delimiter" in text, text
+    else:
+        assert "all: all" not in text and "tokens/approval" in text and "rolled back" in text, text

@@ -336,14 +336,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_review_stats(args: argparse.Namespace) -> int:
-    from tools.evolution import STATS_COLUMNS, STATS_TITLE, evolution_stats, stats_rows
+    from tools.evolution import STATS_COLUMNS, STATS_TITLE, StatsView, evolution_stats, stats_rows
 
     def run(runtime: RuntimeHost) -> int:
         stats = evolution_stats(runtime.store)
         if args.json_out:
             emit_json(stats)
             return 0
-        print_table(STATS_TITLE, STATS_COLUMNS, stats_rows(stats), keys=("group", "key"))
+        out = console()
+        if out.is_terminal:  # as the dashboard shows it: a table where it fits, else one block a row
+            out.print(StatsView(stats))
+        else:  # piped: tab-separated, one row a line, as every table
+            print_table(STATS_TITLE, STATS_COLUMNS, stats_rows(stats), keys=("group", "key"))
         return 0
 
     return _with_runtime(args, run)

@@ -1,7 +1,8 @@
 """How evolution is doing: approval rate, rounds, where validation fails, and what it costs.
 
 Counted over every proposal in the store, overall and grouped by model, mutation hint, tool and the
-stage a failed validation stopped at; `tooldeck review stats` prints it (`--json` for scripts).
+stage a failed validation stopped at; `tooldeck review stats` prints it (`--json` for scripts) and
+the dashboard's Evolution panel shows it (`S`), both as `StatsView` draws it on a screen.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from state import proposals
+from tools.visible import visible
 
 #: a decision was made on these (the approval rate's denominator)
 DECIDED = ("approved", "rolled_back", "rejected")
@@ -90,3 +92,41 @@ def stats_rows(stats: dict[str, Any]) -> list[tuple[Any, ...]]:
     for group in GROUPS:
         rows += [row(group, k, s) for k, s in stats["by"][group].items()]
     return rows
+
+
+class StatsView:
+    """The statistics for a person: a table where it fits the width, else one block a row (`group: key`, then
+    `column value` pairs). At 80 columns the table's eleven columns cut every header and key to three letters.
+    Mutation hints are model- or operator-written text: shown with their control characters made visible."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.rows = [tuple(visible(str(cell), multiline=False) for cell in row) for row in stats_rows(stats)]
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(*STATS_COLUMNS, title=STATS_TITLE, title_justify="left", expand=False, show_edge=False, pad_edge=False)
+        for column in table.columns[2:]:
+            column.justify = "right"
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def blocks(self) -> Any:
+        from rich.console import Group
+        from rich.padding import Padding
+        from rich.text import Text
+
+        out: list[Any] = [Text(STATS_TITLE, style="bold")]
+        for group, key, *values in self.rows:
+            out.append(Text(f"{group}: {key}", style="bold"))
+            out.append(Padding(Text(" · ".join(f"{name} {value}" for name, value in zip(STATS_COLUMNS[2:], values, strict=True))),
+                               (0, 0, 0, 2)))
+        return Group(*out)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        table = self.table()
+        fits = Measurement.get(console, options.update(width=10_000), table).maximum <= options.max_width
+        yield table if fits else self.blocks()

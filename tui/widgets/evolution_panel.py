@@ -42,51 +42,14 @@ def _validated_again(proposal: dict[str, Any]) -> dict[str, Any]:
     return {"status": f"#{proposal['id']} validated again: {proposal.get('status')}{why}"}
 
 
-class StatsView:
-    """The statistics as a table where it fits the screen, else one block a row (`group key`, then `column value` pairs):
-    at 80 columns the table's eleven columns cut every header and key to three letters."""
-
-    def __init__(self, title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        self.title = title
-        self.columns = columns
-        self.rows = [tuple(visible(str(cell), multiline=False) for cell in row) for row in rows]  # hints: made visible
-
-    def table(self) -> Any:
-        from rich.table import Table
-
-        table = Table(*self.columns, title=self.title, title_justify="left", expand=False, show_edge=False, pad_edge=False)
-        for column in table.columns[2:]:
-            column.justify = "right"
-        for row in self.rows:
-            table.add_row(*row)
-        return table
-
-    def blocks(self) -> Any:
-        from rich.padding import Padding
-
-        out: list[Any] = [Text(self.title, style="bold")]
-        for group, key, *values in self.rows:
-            out.append(Text(f"{group}: {key}", style="bold"))
-            pairs = " · ".join(f"{name} {value}" for name, value in zip(self.columns[2:], values, strict=True))
-            out.append(Padding(Text(pairs), (0, 0, 0, 2)))
-        return Group(*out)
-
-    def __rich_console__(self, console: Any, options: Any) -> Any:
-        from rich.measure import Measurement
-
-        table = self.table()
-        fits = Measurement.get(console, options.update(width=10_000), table).maximum <= options.max_width
-        yield table if fits else self.blocks()
-
-
 def stats_screen(runtime: Any) -> dict[str, Any]:
     """`review stats` as a dashboard screen: the same rows (tools/evolution/stats.py), hints made visible."""
     import json
 
-    from tools.evolution import STATS_COLUMNS, STATS_TITLE, evolution_stats, stats_rows
+    from tools.evolution import StatsView, evolution_stats
 
     stats = evolution_stats(runtime.store)
-    table = StatsView(STATS_TITLE, STATS_COLUMNS, stats_rows(stats))
+    table = StatsView(stats)
     overall = stats["overall"]
     n = overall["proposals"]
     rate = ("none decided yet" if overall["approval_rate"] is None
