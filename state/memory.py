@@ -680,8 +680,8 @@ class MemoryService:
                 upserts[key] = doc
                 removals.discard(key)
         self.memory.index_tools(list(upserts.values()))
-        held = self.memory.tool_points()
-        self.memory.delete_tool_points([p for p in map(lambda k: tool_point_id(*k), removals) if p in held])
+        held = self.memory.tool_points()  # only what is indexed: a removal of nothing leaves the saved index as it is
+        self.memory.delete_tool_points([point for key in removals if (point := tool_point_id(*key)) in held])
 
     # -- failure memory ------------------------------------------------------------
 

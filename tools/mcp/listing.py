@@ -16,6 +16,7 @@ import copy
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,11 +147,12 @@ def blocked(runtime: RuntimeHost, tool_id: str, version: str) -> str | None:
     return None
 
 
-def served_tools(runtime: RuntimeHost, config: ServeConfig, session: str) -> list[ServedTool]:
-    """Every tool a client of `session` may call now, sorted by id."""
+def served_tools(runtime: RuntimeHost, config: ServeConfig, session: str, tool_ids: Iterable[str] | None = None) -> list[ServedTool]:
+    """Every tool a client of `session` may call now, sorted by id; or of `tool_ids` only, in their order (each once):
+    those the endpoint serves, loaded, neither disabled nor with an open circuit."""
     promotions = runtime.promotions()
     out = []
-    for tool_id in runtime.catalog.ids():
+    for tool_id in runtime.catalog.ids() if tool_ids is None else dict.fromkeys(tool_ids):
         if not exposes(runtime, config, tool_id):
             continue
         entry = resolve_ready(runtime, tool_id, session, promotions)

@@ -30,7 +30,7 @@ from state.db import StoreError
 from tools.errors import StateError, UsageError
 from tools.mcp import schema
 from tools.mcp.config import ServeConfig
-from tools.mcp.listing import ServedTool, blocked, describe, exposes, resolve_ready
+from tools.mcp.listing import ServedTool, exposes, served_tools
 from tools.mcp.sessions import ClientSession
 from tools.reach import limited_to
 
@@ -134,18 +134,9 @@ class ToolSearch:
         self.exposes = functools.partial(exposes, runtime, config)
 
     def _served(self, tool_ids: list[str], session: str) -> list[ServedTool]:
-        """These tools as the listing serves them to `session`, in this order: only those the endpoint serves, loaded,
-        neither disabled nor with an open circuit (the rules of listing.served_tools, for a few ids)."""
-        promotions = self.runtime.promotions()
-        out = []
-        for tool_id in dict.fromkeys(tool_ids):
-            if tool_id == SEARCH_TOOL or not self.exposes(tool_id):
-                continue
-            entry = resolve_ready(self.runtime, tool_id, session, promotions)
-            if entry is None or blocked(self.runtime, tool_id, entry.served_version):
-                continue
-            out.append(describe(entry, self.config))
-        return out
+        """These tools as the listing serves them to `session`, in this order (listing.served_tools' rules); a catalog
+        tool named `search_tools` is not served here, where the name is the endpoint's own."""
+        return served_tools(self.runtime, self.config, session, (i for i in tool_ids if i != SEARCH_TOOL))
 
     def signature(self, sessions: Callable[[], list[ClientSession]]) -> Hashable:
         """For the change watcher (tools.mcp.changes): the state of the tools some client of this endpoint lists, never
