@@ -502,6 +502,20 @@ class SemanticMemory:
         query = np.asarray(vector, dtype=np.float32)
         return {str(r.id): float(np.dot(query, np.asarray(r.vector, dtype=np.float32))) for r in records if r.vector is not None}
 
+    def tool_vectors(self, ids: list[str]) -> tuple[list[str], Any]:
+        """(the given tool points the collection holds, in order; their unit vectors as the rows of one matrix)."""
+        import numpy as np
+
+        with self._lock:
+            if self.embedded is not None:
+                return self.embedded[self.tools_collection].unit_vectors(ids)
+            records = self.client.retrieve(self.tools_collection, ids=ids, with_payload=False, with_vectors=True) if ids else []
+        by_id = {str(r.id): r.vector for r in records if r.vector is not None}
+        held = [i for i in ids if i in by_id]
+        matrix = np.array([by_id[i] for i in held], dtype=np.float32).reshape(len(held), -1)
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        return held, matrix
+
     def search_failures(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
         """One query for the failure memory of every candidate at once (grouped by the caller)."""
         return self._search(self.failures_collection, vector, limit, threshold)

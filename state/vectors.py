@@ -125,6 +125,19 @@ class VectorCollection:
                     out.append((point, similarity))
             return out
 
+    def unit_vectors(self, ids: list[str]) -> tuple[list[str], Any]:
+        """(the given points this collection holds, in order; their unit vectors as rows of one float32 matrix)."""
+        import numpy as np
+
+        with self._lock:
+            held = [(point, self._label[point]) for point in ids if point in self._label]
+            if not held:
+                return [], np.zeros((0, self.dim), dtype=np.float32)
+            stored = np.asarray(self._index.get(np.array([label for _p, label in held], dtype=np.uint64)), dtype=np.float32)
+        stored = stored.reshape(len(held), self.dim)
+        stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
+        return [point for point, _label in held], stored
+
     def similarities(self, vector: Any, ids: list[str]) -> dict[str, float]:
         """Cosine similarity of `vector` to each of these points that the collection holds."""
         import numpy as np

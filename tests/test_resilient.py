@@ -236,3 +236,30 @@ def test_a_candidate_predicted_to_fail_is_tried_last_or_skipped_with_its_evidenc
                               settings=SelectionSettings(skip_predicted_above=1.0))
     assert [c.tool_id for c in never.candidates][-1] == "translator_alpha"
     assert "tried last" in never.candidates[-1].why
+
+
+def test_near_copies_of_a_candidate_are_tried_after_the_distinct_candidates(workspace, make_runtime):
+    """Three copies of one CSV parser outrank a different tool that serves the scenario too: the
+    best copy goes first, then the distinct tool, then the other copies (five copies of one tool
+    are one option tried five times); `near_copy_similarity = 1` keeps the plain rank order."""
+    from tools.recovery.selection import SelectionSettings
+
+    folder = workspace / "tools"
+    parse = "Parse CSV text into a list of rows, one dictionary per row keyed by the header."
+    for name, quality in (("csv_rows", 1.0), ("csv_rows_mirror", 0.95), ("csv_rows_backup", 0.9)):
+        python_tool(folder, name, "def run(data):\n    return {'rows': []}\n", description=parse, tags=["csv"], quality_score=quality)
+    python_tool(folder, "spreadsheet_import", "def run(data):\n    return {'rows': []}\n",
+                description="Import spreadsheet files (CSV, TSV) and return their cells by column.", tags=["csv"],
+                quality_score=0.5)
+    rt = make_runtime()
+    plain = select_candidates(rt, "parse this CSV text into rows", tags=["csv"], settings=SelectionSettings(near_copy_similarity=1.0))
+    assert [c.tool_id for c in plain.candidates] == ["csv_rows", "csv_rows_mirror", "csv_rows_backup", "spreadsheet_import"]
+    assert not any("near-copy" in c.why for c in plain.candidates)
+    sel = select_candidates(rt, "parse this CSV text into rows", tags=["csv"])
+    assert [c.tool_id for c in sel.candidates] == ["csv_rows", "spreadsheet_import", "csv_rows_mirror", "csv_rows_backup"]
+    assert "near-copy of csv_rows (similarity 0.9" in sel.candidates[2].why
+    assert "tried after the distinct candidates" in sel.candidates[3].why
+    assert "near-copy" not in sel.candidates[0].why + sel.candidates[1].why
+    (workspace / "tooldeck.toml").write_text("[resilient]\nnear_copy_similarity = 0\n")
+    with pytest.raises(UsageError, match="near_copy_similarity must be in"):
+        select_candidates(make_runtime(), "parse this CSV text into rows", tags=["csv"])

@@ -72,6 +72,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tagged_candidate_pool": 256,
         "ready_timeout_seconds": 30,
         "skip_predicted_above": 0.9,  # predicted to fail this likely (remembered failures): skipped; 1 never skips
+        "near_copy_similarity": 0.9,  # a candidate this similar to one ranked above it is tried after the distinct ones; 1: off
     },
     "retention": {
         "events_days": 7,

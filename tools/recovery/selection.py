@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,8 @@ class SelectionSettings:
     ready_timeout: float = 30.0
     #: a candidate predicted to fail at least this likely is skipped (while another is left); 1 never skips
     skip_predicted_above: float = 0.9
+    #: a candidate at least this similar to one ranked above it (their tool vectors) is tried after the distinct ones; 1: off
+    near_copy_similarity: float = 0.9
 
     @classmethod
     def from_runtime(cls, runtime: RuntimeHost) -> SelectionSettings:
@@ -120,13 +123,16 @@ class SelectionSettings:
         try:
             out = cls(float(s.get("min_similarity", 0.35)), float(s.get("penalty_min_similarity", 0.5)),
                       int(s.get("candidate_pool", 32)), int(s.get("tagged_candidate_pool", 256)),
-                      float(s.get("ready_timeout_seconds", 30)), float(s.get("skip_predicted_above", 0.9)))
+                      float(s.get("ready_timeout_seconds", 30)), float(s.get("skip_predicted_above", 0.9)),
+                      float(s.get("near_copy_similarity", 0.9)))
         except (TypeError, ValueError) as exc:
             raise UsageError(f"tooldeck.toml [resilient]: {exc}") from exc
         if not -1 <= out.min_similarity <= 1 or out.pool < 1 or out.tagged_pool < 1:
             raise UsageError("tooldeck.toml [resilient]: min_similarity must be in [-1, 1] and the pools >= 1")
         if not 0 < out.skip_predicted_above <= 1:
             raise UsageError("tooldeck.toml [resilient]: skip_predicted_above must be in (0, 1] (1 never skips)")
+        if not 0 < out.near_copy_similarity <= 1:
+            raise UsageError("tooldeck.toml [resilient]: near_copy_similarity must be in (0, 1] (1 treats no tool as a copy)")
         return out
 
 
@@ -318,13 +324,16 @@ def _why_not_tried(p: dict[str, Any], wanted: set[str], tracker: Any, formats: l
 
 
 def _ranked(viable: list[tuple[Match, dict[str, Any], Any, Any]], penalties: dict[tuple[str, str], tuple[float, str]],
-            limit: int, skip_above: float) -> tuple[list[Candidate], list[Skipped]]:
+            limit: int, skip_above: float, vectors: Callable[[list[str]], tuple[list[str], Any]] | None = None,
+            near_copy: float = 1.0) -> tuple[list[Candidate], list[Skipped]]:
     """(the best `limit` candidates, those skipped as predicted to fail).
 
     rank = relevance x score x penalty (ties: the manifest's priority, then id). The prediction is
     1 - penalty: a candidate predicted to fail at least TRY_LAST_ABOVE likely is tried after every
     other one, and one at least `skip_above` likely is skipped, with its evidence, while a
-    candidate not that likely to fail is left to try."""
+    candidate not that likely to fail is left to try. A near-copy (its tool vector at least
+    `near_copy` similar to one ranked above it, `vectors` giving them) is tried after the distinct
+    candidates of its group: five copies of one tool are one option tried five times."""
     scored = []
     for hit, p, health, entry in viable:
         key = (p["tool_id"], p["version"])
@@ -334,6 +343,10 @@ def _ranked(viable: list[tuple[Match, dict[str, Any], Any, Any]], penalties: dic
         scored.append((predicted >= TRY_LAST_ABOVE, -hit.relevance * score * factor, -entry.manifest.priority, key,
                        hit, score, factor, note, health is not None and health[2], predicted))
     scored.sort(key=lambda item: item[:4])
+    copies = _near_copies([item[4].id for item in scored], [item[3][0] for item in scored], vectors, near_copy)
+    if copies:
+        order = {id(item): n for n, item in enumerate(scored)}
+        scored.sort(key=lambda item: (item[0], item[4].id in copies, order[id(item)]))
     skipped: list[Skipped] = []
     if any(item[-1] < skip_above for item in scored):
         skipped = [Skipped(item[3][0], item[3][1], round(item[4].similarity, 4),
@@ -346,6 +359,9 @@ def _ranked(viable: list[tuple[Match, dict[str, Any], Any, Any]], penalties: dic
                f" x score {score:.2f} x penalty {factor:.2f}")
         if note:
             why += f"; {note}"
+        if match.id in copies:
+            original, similarity = copies[match.id]
+            why += f"; near-copy of {original} (similarity {similarity:.2f}): tried after the distinct candidates"
         if predicted >= TRY_LAST_ABOVE:
             why += f"; predicted to fail ({predicted:.2f}): tried last"
         if probe:
@@ -353,6 +369,34 @@ def _ranked(viable: list[tuple[Match, dict[str, Any], Any, Any]], penalties: dic
         candidates.append(Candidate(key[0], key[1], round(match.similarity, 4), round(score, 4), round(factor, 4), round(-neg_rank, 4),
                                     why, probe, predicted, round(match.relevance, 4)))
     return candidates, skipped
+
+
+def _near_copies(points: list[str], tools: list[str], vectors: Callable[[list[str]], tuple[list[str], Any]] | None,
+                 threshold: float) -> dict[str, tuple[str, float]]:
+    """point -> (the tool it copies, their similarity) for each point whose vector is at least
+    `threshold` similar to a distinct point before it in `points` (a greedy pass in rank order)."""
+    if vectors is None or threshold >= 1 or len(points) < 2:
+        return {}
+    import numpy as np
+
+    held, matrix = vectors(points)
+    if len(held) < 2:
+        return {}
+    tool_of = dict(zip(points, tools, strict=True))
+    similar = np.tril(matrix @ matrix.T, -1)  # each point against the points ranked above it
+    above = np.packbits(similar >= threshold, axis=1, bitorder="little")  # row n: bit j set when j is that similar
+    kept, copy = 0, []  # kept: a bit per distinct point so far
+    for n, row in enumerate(above):
+        if int.from_bytes(row.tobytes(), "little") & kept:
+            copy.append(n)
+        else:
+            kept |= 1 << n
+    if not copy:
+        return {}
+    distinct = np.array([bool(kept >> j & 1) for j in range(len(held))])
+    rows = np.where(distinct[None, :], similar[copy], -np.inf)
+    best = rows.argmax(axis=1).tolist()  # the distinct point each copy is most similar to
+    return {held[n]: (tool_of[held[j]], float(rows[i, j])) for i, (n, j) in enumerate(zip(copy, best, strict=True))}
 
 
 def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
@@ -413,7 +457,9 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
         failure_hits = memory.search_failures(vector, FAILURE_QUERY_LIMIT, cfg.penalty_min_similarity)
         penalties = failure_penalties(failure_hits, keys, cfg.penalty_min_similarity)
     timings["failures"] = (time.perf_counter() - t) * 1000
-    candidates, predicted = _ranked(viable, penalties, limit, cfg.skip_predicted_above)
+    t = time.perf_counter()
+    candidates, predicted = _ranked(viable, penalties, limit, cfg.skip_predicted_above, memory.tool_vectors, cfg.near_copy_similarity)
+    timings["rank"] = (time.perf_counter() - t) * 1000
     skipped.extend(predicted)
     timings["total"] = (time.perf_counter() - started) * 1000
     return Selection(scenario, candidates, skipped, cfg.min_similarity, best, formats, timings, best_tool)
