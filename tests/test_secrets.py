@@ -63,6 +63,38 @@ def test_the_manifest_cache_holds_no_secret(workspace, make_runtime, keys):
     assert_no_secret(at_rest(again.home), PASSWORD)
 
 
+@pytest.mark.parametrize("data", [
+    {"name": "plain", "description": "Parses CSV text", "tags": ["csv"]},
+    {"environment": {"DB_PASSWORD": "x1"}},  # a secret-named key
+    {"environment": {"TOOLDECK_DATABASE_URL": "sqlite:///x"}},  # always secret, whatever its value
+    {"description": "calls with sk-ant-abcdefgh12345678"},  # a key shape in any value
+    {"url": "postgresql://app:pw-123456@db/x"},  # a URL's password
+    {"url": "http://x", "contact": "ops@example.com"},  # a URL and an @ in another field: not a password
+    {"note": f"uses {QKEY} inline"},  # a known secret's value
+    {QKEY: "under a key"},  # a value in a key: never masked, so never a secret to the walk
+    {"description": "splits a token stream"},  # a secret-like word: the walk decides
+    {"deep": [[{"list": ["é", "ü", f"x{QKEY}"]}]]},
+])
+def test_the_manifest_caches_secret_check_reads_the_json_text_as_the_walk_reads_the_data(keys, data):
+    """The loader checks a manifest's JSON text for secrets instead of walking its data (~10% of a
+    cold load): it says True whenever the walk does, and False only when the walk does."""
+    from state.redact import holds_secret, json_holds_secret, register_secret
+    from state.store import dumps
+
+    register_secret("QDRANT_API_KEY", QKEY)
+    walk, text = holds_secret(data), json_holds_secret(dumps(data), data)
+    assert text == walk or (text and QKEY in json.dumps(list(data)))  # only a value in a key may differ, towards True
+
+
+def test_a_secret_json_escapes_is_found_by_the_walk(monkeypatch):
+    from state.redact import json_holds_secret
+    from state.store import dumps
+
+    monkeypatch.setenv("SERVICE_TOKEN", 'quote"inside-1234')
+    data = {"environment": {"SAFE": 'quote"inside-1234'}}
+    assert json_holds_secret(dumps(data), data)
+
+
 def test_a_secret_under_an_innocent_name_never_reaches_a_tool(workspace, make_runtime, keys):
     exec_tool(workspace / "tools", "envy", "import json, os, sys\nsys.stdin.read()\njson.dump(dict(os.environ), sys.stdout)\n",
               executable={"environment": {"UPSTREAM": FAKE_KEY, "PLAIN": "1"}})

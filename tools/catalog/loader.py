@@ -19,7 +19,7 @@ from typing import Any
 
 from state.db import Store, StoreError, dumps
 from state.events import EventLog, PendingEvent
-from state.redact import holds_secret
+from state.redact import json_holds_secret
 from tools.catalog.discovery import (
     MANIFEST_SUFFIXES,
     Root,
@@ -183,7 +183,7 @@ class Catalog(ImportedTools):
                 data = read_manifest_data(entry.path)
                 self.parsed += 1
                 text = dumps(data)
-                if not holds_secret(data):  # a manifest holding a secret is re-read, never cached in the database
+                if not json_holds_secret(text, data):  # a manifest holding a secret is re-read, never cached in the database
                     fresh_row = (key, st.st_size, st.st_mtime_ns, text)
             entry.manifest_sha = manifest_sha(text)
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)

@@ -18,9 +18,21 @@ from tools.errors import ManifestError
 from tools.ids import TOOL_ID_RE, VERSION_RE
 
 try:  # libyaml is ~8x faster than the pure-Python loader
-    from yaml import CSafeLoader as _Loader
+    from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # pragma: no cover - wheels ship libyaml on every platform we run on
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _Loader(_SafeLoader):
+    """The safe loader, taking a string scalar as it is: no constructor lookup and call for the
+    most common node (~18% of a manifest's parse). Aliases still share what they point to."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node.tag == _STR_TAG and type(node) is yaml.ScalarNode:
+            return node.value
+        return super().construct_object(node, deep)
 
 ToolType = Literal["executable", "python", "builtin", "llm", "mcp"]
 MAX_MANIFEST_BYTES = 1 << 20
