@@ -74,8 +74,6 @@ def full_load(ws: Path) -> tuple[float, float, Runtime]:
 
 def load_alone(ws: Path) -> dict[str, float]:
     """One load in this process (a child of the benchmark): what it reports, as one JSON line."""
-    import resource
-
     t0 = time.perf_counter()
     runtime = Runtime(ws)
     runtime.catalog.finished.wait(1800)
@@ -83,7 +81,18 @@ def load_alone(ws: Path) -> dict[str, float]:
     counts, hits = runtime.catalog.counts(), runtime.catalog.cache_hits
     runtime.close()
     return {"full": full, "ready": counts["ready"], "cache_hits": hits,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries the forking parent's RSS
+    over an exec into it, so a child of a benchmark holding 1.8 GB would report 1.8 GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource  # not Linux: the best there is
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def load_in_child(ws: Path) -> dict[str, float]:
