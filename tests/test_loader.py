@@ -197,3 +197,47 @@ def test_a_restart_over_unchanged_tools_writes_no_status_and_says_no_event(works
     assert said == [("tool.error", "tool_003")], said
     updated_after = {r["tool_id"]: r["updated"] for r in state_rows(workspace, "SELECT tool_id, updated FROM tool_status")}
     assert {t for t in updated_after if updated_after[t] != updated_before[t]} == {"tool_003"}
+
+
+def test_a_full_load_keeps_what_it_loaded_out_of_full_collections_and_leaves_nothing_frozen(
+        workspace: Path, make_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loaded manifests are frozen as a full load goes (Python's full collections otherwise walk the
+    growing catalog ~5 times: a third of a warm load at 100,000 tools), and unfrozen at its end; a
+    host that froze objects itself is left as it was (nothing frozen, nothing unfrozen)."""
+    import gc
+
+    from tools.catalog import loader
+
+    for i in range(7):
+        python_tool(workspace / "tools", f"tool_{i}", "def run(data):\n    return data\n")
+    calls = {"freeze": 0, "unfreeze": 0}
+    real_freeze, real_unfreeze = gc.freeze, gc.unfreeze
+
+    def freeze() -> None:
+        calls["freeze"] += 1
+        real_freeze()
+
+    def unfreeze() -> None:
+        calls["unfreeze"] += 1
+        real_unfreeze()
+
+    monkeypatch.setattr(loader, "FREEZE_EVERY", 3)
+    monkeypatch.setattr(gc, "freeze", freeze)
+    monkeypatch.setattr(gc, "unfreeze", unfreeze)
+    assert gc.get_freeze_count() == 0
+    rt = make_runtime()
+    assert rt.wait_ready(30)
+    assert calls["freeze"] >= 7 // 3 and calls["unfreeze"] == 1, calls
+    assert gc.get_freeze_count() == 0
+    rt.close()
+
+    calls.update(freeze=0, unfreeze=0)
+    real_freeze()  # the host's own freeze
+    try:
+        frozen = gc.get_freeze_count()
+        again = make_runtime()
+        assert again.wait_ready(30)
+        assert calls == {"freeze": 0, "unfreeze": 0} and gc.get_freeze_count() == frozen
+        again.close()
+    finally:
+        real_unfreeze()
