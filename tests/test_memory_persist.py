@@ -71,12 +71,15 @@ def test_a_restart_reuses_the_persisted_index(workspace, make_runtime):
     assert f"persisted in {path}" in memory.mode
 
     rt = make_runtime()  # a second runtime of the same workspace: a restart
+    saved = path.stat()
     service, memory = built(rt)
     assert service.timings.extra["restored"] == total
     assert memory.embedder.texts_embedded == 0
     assert memory.lexical.tokenised == 0 and len(memory.lexical) == total  # the words came back from the file too
     assert select_candidates(rt, description(45)).candidates[0].tool_id == "tool_45"
     assert memory.search_tools_lexical(description(45), 1)[0].id == tool_point_id("tool_45", "1.0.0")
+    rt.close()  # nothing changed: the file is not written again, after the build or at stop
+    assert "save" not in service.timings.extra and (path.stat().st_ino, path.stat().st_mtime_ns) == (saved.st_ino, saved.st_mtime_ns)
 
 
 def test_an_edited_parameter_description_is_tokenised_again_not_embedded(workspace, make_runtime):
