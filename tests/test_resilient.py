@@ -263,3 +263,19 @@ def test_near_copies_of_a_candidate_are_tried_after_the_distinct_candidates(work
     (workspace / "tooldeck.toml").write_text("[resilient]\nnear_copy_similarity = 0\n")
     with pytest.raises(UsageError, match="near_copy_similarity must be in"):
         select_candidates(make_runtime(), "parse this CSV text into rows", tags=["csv"])
+
+
+def test_a_hops_error_keeps_the_message_whole_and_the_end_of_a_long_traceback(workspace, make_runtime):
+    """A crash's message says what failed and the end of stderr where; a long traceback is cut from
+    its start, never the message (the joined text cut from the end left `eet | Traceback ...`)."""
+    folder = workspace / "tools"
+    python_tool(folder, "deep_parser", "def run(data, depth=40):\n    if depth:\n        return run(data, depth - 1)\n"
+                "    raise ValueError('no sheet in this workbook')\n", description="Parse spreadsheet workbooks into sheets",
+                tags=["sheets"])
+    rt = make_runtime()
+    with pytest.raises(ResilientCallError) as info:
+        call_tool_resilient(rt, "parse a spreadsheet workbook", {"path": "x"}, tags=["sheets"], mark_failures=False)
+    [hop] = info.value.hops
+    error = hop["error"]
+    assert len(error) <= 300 and error.startswith("deep_parser: ValueError: no sheet in this workbook | "), error
+    assert error.rstrip().endswith("ValueError: no sheet in this workbook"), error

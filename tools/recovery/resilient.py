@@ -63,8 +63,14 @@ def check_attempts(value: Any) -> int:
 
 
 def _tail(exc: ToolError) -> str:
-    text = exc.message + (f" | {exc.stderr_tail}" if exc.stderr_tail else "")
-    return text[-ERROR_TAIL:]
+    """A hop's error in at most ERROR_TAIL characters: the message from its start (what failed),
+    then as much of the end of stderr as fits (where it failed). Cutting the two joined from
+    the end left a traceback behind a message's last letters (`eet | Traceback ...`)."""
+    message = exc.message[:ERROR_TAIL]
+    room = ERROR_TAIL - len(message) - 3
+    if not exc.stderr_tail or room <= 0:
+        return message
+    return f"{message} | {exc.stderr_tail[-room:]}"
 
 
 def run_hops(runtime: RuntimeHost, selection: Selection, data: Any, *, mark_failures: bool) -> tuple[Any, list[dict[str, Any]], Any]:
