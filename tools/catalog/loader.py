@@ -38,9 +38,9 @@ from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 Listener = Callable[[list[StatusChange]], None]
 #: A cold load writes the manifests it parsed to the cache this many at a time, not all at the end: at 100,000
 #: tools the rows (each manifest's JSON) held until then were hundreds of megabytes.
-#: manifests loaded between two `gc.freeze()` calls of a full load
-FREEZE_EVERY = 2000
 CACHE_WRITE_ROWS = 2000
+#: manifests loaded between two `gc.freeze()` calls of a full load (`Catalog.load_all`)
+FREEZE_EVERY = 2000
 
 
 class Catalog(ImportedTools):
