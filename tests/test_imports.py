@@ -48,3 +48,17 @@ def test_state_does_not_import_tools_or_tui() -> None:
     out = _fresh("import sys, json, state, state.events, state.calls\n"
                  "print(json.dumps([m for m in ('tools', 'tui', 'textual') if m in sys.modules]))")
     assert json.loads(out) == []
+
+
+def test_a_runtime_without_mcp_servers_imports_neither_the_hub_nor_asyncio(tmp_path: Path) -> None:
+    """The MCP hub (asyncio, the links, the import rules: ~30 ms) is imported at start only when
+    `[mcp.servers]` names a server; every CLI command that starts a runtime paid for it before."""
+    (tmp_path / "tools").mkdir()
+    code = ("import sys, json\nfrom tools import Runtime\n"
+            f"rt = Runtime({str(tmp_path)!r})\nassert rt.wait_ready(60)\n"
+            "print(json.dumps([m for m in ('tools.mcp.hub', 'asyncio') if m in sys.modules]))\nrt.close()\n")
+    assert json.loads(_fresh(code).splitlines()[-1]) == []
+    (tmp_path / "tooldeck.toml").write_text('[mcp.servers.git]\ncommand = ["definitely-not-a-command"]\n')
+    code = code.replace("rt.close()", "print(sorted(rt.extensions))\nrt.close()")
+    lines = _fresh(code).splitlines()
+    assert "tools.mcp.hub" in json.loads(lines[-2]) and "'mcp'" in lines[-1]

@@ -39,7 +39,7 @@ from tools.settings import Settings, load_settings
 EXTENSIONS: list[str] = [
     "tools.evolution.evolve:install",
     "tools.catalog.watcher:install",
-    "tools.mcp.hub:install",  # before buffers: services stop in reverse, so a buffer's last flush can reach an MCP sink
+    "tools.mcp.extension:install",  # before buffers: services stop in reverse, so a buffer's last flush can reach an MCP sink
     "tools.buffers.engine:install",
     "tools.recovery.ledger:install",
     "tools.recovery.selection:install",

@@ -14,9 +14,9 @@ Importing: servers.py reads `[mcp.servers.NAME]` (and `${VAR}`, registered as se
 imported.py turns a server's tool into a manifest of type `mcp` and its results into output
 (schema.py's rules in reverse); client.py keeps one server's connection (stdio children started
 by tools.invoke.spawn, or Streamable HTTP), reconnecting with a capped backoff; hub.py is the
-runtime's extension (`runtime.extensions["mcp"]`, installed by name from tools.runtime): the
-links on one event loop thread, the catalog's imported entries, the tool-list cache, and the
-calls the invoke room hands it.
+runtime's extension (`runtime.extensions["mcp"]`; extension.py, named in tools.runtime,
+imports it only when `[mcp.servers]` names a server): the links on one event loop thread, the
+catalog's imported entries, the tool-list cache, and the calls the invoke room hands it.
 
 Only server.py, stdio.py, http.py and client.py import the `mcp` SDK (client.py inside its
 coroutines), and nothing imports them until a server starts or one connects, so importing this

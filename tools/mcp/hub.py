@@ -34,7 +34,7 @@ from state.redact import redact
 from tools.errors import ToolCancelledError, ToolError, ToolTimeoutError, ToolUnavailableError
 from tools.invoke import current_scope, killable
 from tools.mcp.imported import VERSION, check_arguments, ids_for, manifest_for, output_of, tool_path
-from tools.mcp.servers import ServerConfig, import_id, load_server_configs, long_import_id
+from tools.mcp.servers import ServerConfig, import_id, long_import_id
 
 if TYPE_CHECKING:
     from tools.host import RuntimeHost
@@ -482,11 +482,9 @@ class McpHub:
         return out
 
 
-def install(runtime: RuntimeHost) -> McpHub | None:
-    """EXTENSIONS hook: nothing without `[mcp.servers]`; else the hub, the cached tools, and (serving) every connection."""
-    configs = load_server_configs(runtime.settings)
-    if not configs:
-        return None
+def install(runtime: RuntimeHost, configs: list[ServerConfig]) -> McpHub:
+    """The hub of these servers (`tools.mcp.servers.install`, the EXTENSIONS hook, calls it when
+    `[mcp.servers]` names any): the cached tools, and (serving) every connection."""
     hub = McpHub(runtime, configs)
     runtime.extensions["mcp"] = hub
     runtime.add_service("mcp", hub)
