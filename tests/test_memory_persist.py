@@ -162,9 +162,15 @@ def test_a_first_build_in_chunks_indexes_every_tool(workspace, make_runtime, mon
     service, memory = built(rt)
     total = len(memory.tool_points())
     assert total > 100 and memory.count(memory.tools_collection) == total == len(memory.lexical)
+    points = sorted(memory.tool_points())
     for i in (0, 37, 99):
         point = tool_point_id(f"tool_{i}", "1.0.0")
-        assert memory.search_tools(memory.embed_one(description(i)), 1)[0].id == point
+        vector = memory.embed_one(description(i))
+        exact = memory.tool_similarities(vector, points)  # every stored vector, compared exactly
+        assert max(exact, key=exact.__getitem__) == point
+        # HNSW is approximate, and chunks inserted on several threads under load build another graph
+        # each time: the tool is among the first few the index finds (CI once saw it second)
+        assert point in [h.id for h in memory.search_tools(vector, 5)]
         assert memory.search_tools_lexical(description(i), 1)[0].id == point
         assert select_candidates(rt, description(i)).candidates[0].tool_id == f"tool_{i}"
     rt.close()
