@@ -499,12 +499,9 @@ class SemanticMemory:
             return {}
         import numpy as np
 
-        with self._lock:
-            if self.embedded is not None:
-                return self.embedded[self.tools_collection].similarities(vector, ids)
-            records = self.client.retrieve(self.tools_collection, ids=ids, with_payload=False, with_vectors=True)
+        held, stored = self.tool_vectors(ids)
         query = np.asarray(vector, dtype=np.float32)
-        return {str(r.id): float(np.dot(query, np.asarray(r.vector, dtype=np.float32))) for r in records if r.vector is not None}
+        return dict(zip(held, (stored @ (query / max(float(np.linalg.norm(query)), 1e-12))).tolist(), strict=True))
 
     def tool_vectors(self, ids: list[str]) -> tuple[list[str], Any]:
         """(the given tool points the collection holds, in order; their unit vectors as the rows of one matrix)."""

@@ -141,17 +141,3 @@ class VectorCollection:
         stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
         return [point for point, _label in held], stored
 
-    def similarities(self, vector: Any, ids: list[str]) -> dict[str, float]:
-        """Cosine similarity of `vector` to each of these points that the collection holds."""
-        import numpy as np
-
-        with self._lock:
-            held = [(point, self._label[point]) for point in ids if point in self._label]
-            if not held:
-                return {}
-            stored = np.asarray(self._index.get(np.array([label for _p, label in held], dtype=np.uint64)), dtype=np.float32)
-        stored = stored.reshape(len(held), self.dim)
-        query = np.asarray(vector, dtype=np.float32)
-        norms = np.linalg.norm(stored, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
-        scores = stored @ query / np.maximum(norms, 1e-12)
-        return {point: float(score) for (point, _label), score in zip(held, scores.tolist(), strict=True)}

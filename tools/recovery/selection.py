@@ -344,9 +344,8 @@ def _ranked(viable: list[tuple[Match, dict[str, Any], Any, Any]], penalties: dic
                        hit, score, factor, note, health is not None and health[2], predicted))
     scored.sort(key=lambda item: item[:4])
     copies = _near_copies([item[4].id for item in scored], [item[3][0] for item in scored], vectors, near_copy)
-    if copies:
-        order = {id(item): n for n, item in enumerate(scored)}
-        scored.sort(key=lambda item: (item[0], item[4].id in copies, order[id(item)]))
+    if copies:  # a stable sort: the rank order holds within distinct and within copies
+        scored.sort(key=lambda item: (item[0], item[4].id in copies))
     skipped: list[Skipped] = []
     if any(item[-1] < skip_above for item in scored):
         skipped = [Skipped(item[3][0], item[3][1], round(item[4].similarity, 4),
