@@ -85,11 +85,14 @@ def test_a_64_mb_reply_under_a_raised_cap_is_read_within_its_timeout(workspace: 
     assert len(runtime.call("huge", {"n": 64 << 20})) == 64 << 20
 
 
-def test_a_bad_cap_in_tooldeck_toml_is_one_line_naming_the_setting(workspace: Path, make_runtime) -> None:
-    (workspace / "tooldeck.toml").write_text("[calls]\nmax_output_bytes = \"lots\"\n")
+@pytest.mark.parametrize(("value", "message"), [('"lots"', "must be a whole number, got 'lots'"),
+                                              ("0", r"must be a positive integer \(bytes\), got 0")])
+def test_a_bad_cap_in_tooldeck_toml_is_one_line_naming_the_setting(workspace: Path, make_runtime, value: str,
+                                                                   message: str) -> None:
+    (workspace / "tooldeck.toml").write_text(f"[calls]\nmax_output_bytes = {value}\n")
     exec_tool(workspace / "tools", "small", "print(1)\n")
     runtime = make_runtime()
-    with pytest.raises(Exception, match=r"tooldeck.toml: \[calls\] max_output_bytes must be a positive integer"):
+    with pytest.raises(Exception, match=r"tooldeck.toml: \[calls\] max_output_bytes " + message):
         runtime.call("small", {})
 
 

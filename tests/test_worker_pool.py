@@ -129,12 +129,14 @@ def test_max_workers_per_tool_in_tooldeck_toml_is_the_default_limit(workspace: P
     assert len({c.result for c in callers}) == 2
 
 
-@pytest.mark.parametrize("value", ["0", "\"many\"", "true"])
-def test_a_bad_max_workers_per_tool_is_one_line_naming_the_setting(workspace: Path, make_runtime, value: str) -> None:
+@pytest.mark.parametrize(("value", "message"), [("0", "must be a positive integer"), ("\"many\"", "must be a whole number, got 'many'"),
+                                              ("true", "must be a whole number, got True")])
+def test_a_bad_max_workers_per_tool_is_one_line_naming_the_setting(workspace: Path, make_runtime, value: str,
+                                                                   message: str) -> None:
     (workspace / "tooldeck.toml").write_text(f"[calls]\nmax_workers_per_tool = {value}\n")
     python_tool(workspace / "tools", "nap", NAP)
     runtime = make_runtime()
-    with pytest.raises(Exception, match=r"tooldeck.toml: \[calls\] max_workers_per_tool must be a positive integer"):
+    with pytest.raises(Exception, match=r"tooldeck.toml: \[calls\] max_workers_per_tool " + message):
         runtime.call("nap", {})
 
 

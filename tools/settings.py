@@ -157,4 +157,39 @@ def load_settings(workspace: Path) -> Settings:
         elif name != "keymap":
             warnings.extend(f"{path}: unknown setting [{name}] {key}" for key in value
                             if key not in DEFAULTS[name] and (name, key) not in NAMED_TABLES)
+            for key, given in value.items():
+                if key in DEFAULTS[name]:
+                    check_type(path, name, key, given)
     return Settings(data, path, tuple(warnings))
+
+
+#: whole-number settings that measure time or size and so take any number (`timeout_seconds = 1.5`)
+_CONTINUOUS = ("_seconds", "_days", "_mb")
+
+
+def check_type(path: Path, section: str, key: str, value: Any) -> None:
+    """A known setting must have its default's type: a typo such as `cooldown_seconds = "soon"` stops every
+    command at once with the file and the key named, instead of failing later in whatever reads it first.
+
+    - true/false settings take true or false;
+    - numbers take numbers (never true/false); one whose default is a whole number takes a whole number,
+      unless it is a duration or a size (`*_seconds`, `*_days`, `*_mb`);
+    - text and lists take text and lists. Tables inside a section (`[mcp.serve]`) are checked by their room.
+    Ranges (a pool >= 1, a share in [0, 1]) are checked where the value is used."""
+    default = DEFAULTS[section][key]
+    if isinstance(default, dict):
+        return
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        whole = isinstance(default, int) and not key.endswith(_CONTINUOUS)
+        ok = not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
+        want = "a whole number" if whole else "a number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "text (a quoted string)"
+    elif isinstance(default, list):
+        ok, want = isinstance(value, list), "a list"
+    else:
+        return
+    if not ok:
+        raise UsageError(f"{path}: [{section}] {key} must be {want}, got {value!r}")

@@ -180,10 +180,7 @@ def install(runtime: RuntimeHost) -> MemoryService | None:
     url = os.environ.get("QDRANT_URL") or None
     catalog = runtime.catalog
     folders = [str(root.path) for root in catalog.roots] + [str(catalog.evolved_dir or "")]
-    persist = settings.get("persist", True)
-    if not isinstance(persist, bool):
-        raise UsageError(f"tooldeck.toml [memory]: persist must be true or false, not {persist!r}")
-    persisted = index_path(runtime.home, runtime.host, folders) if persist else None
+    persisted = index_path(runtime.home, runtime.host, folders) if settings["persist"] else None  # a bool (tools/settings.py)
     memory = SemanticMemory(url=url, api_key=os.environ.get("QDRANT_API_KEY") or None,
                             prefix=str(settings.get("collection_prefix", "tooldeck")), index_path=persisted)
 
