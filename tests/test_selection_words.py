@@ -153,3 +153,55 @@ def test_a_word_most_tools_share_is_scored_only_when_nothing_rarer_is():
                          + (" payroll" if n == 9 else "")})
     assert {h.key for h in index.search("fetch invoices payroll", 50)} == {7, 9}  # "fetch" (in every tool) left out
     assert len(index.search("fetch", 50)) == 50  # alone, it is the rarest word there is
+
+
+def test_the_word_index_ranks_as_plain_bm25f_through_changes():
+    """The index keeps each word's scores between queries and picks the best tools from their postings; checked
+    against BM25F computed in plain Python, through inserts, re-indexing and deletes (which change every score)."""
+    import math
+    import random
+
+    from state.lexical import K1, B
+
+    rng = random.Random(3)
+    vocabulary = [f"w{i}" for i in range(60)]
+    docs: dict[int, dict[str, float]] = {}
+    index = LexicalIndex()
+
+    def plain(query: list[str]) -> dict[int, float]:
+        n, avg = len(docs), sum(sum(w.values()) for w in docs.values()) / len(docs)
+        out: dict[int, float] = {}
+        for word in dict.fromkeys(query):
+            holders = [k for k, w in docs.items() if word in w]
+            idf = math.log(1 + (n - len(holders) + 0.5) / (len(holders) + 0.5))
+            for k in holders:
+                tf, length = docs[k][word], sum(docs[k].values())
+                out[k] = out.get(k, 0.0) + idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * length / avg))
+        return out
+
+    def check(step: int) -> None:
+        for _ in range(30):
+            query = rng.sample(vocabulary, rng.randint(1, 5))
+            limit = rng.choice([1, 5, 32])
+            want = sorted(plain(query).items(), key=lambda kv: -kv[1])[:limit]
+            got = index.search(" ".join(query), limit)
+            assert [h.score for h in got] == pytest.approx([s for _k, s in want], rel=1e-5), (step, query)  # float32 scores
+            cut = got[-1].score if got else 0.0  # below the last score shown, ties may be broken either way
+            assert {h.key for h in got if h.score > cut + 1e-4} == {k for k, s in want if s > cut + 1e-4}
+
+    def words() -> dict[str, float]:
+        return {w: float(rng.choice([1, 2, 4])) for w in rng.sample(vocabulary, rng.randint(1, 8))}
+
+    for step in range(6):
+        for key in range(1000 * step, 1000 * step + 60):  # new tools only
+            docs[key] = words()
+            index.upsert_weighted(key, docs[key])
+        check(step)
+        for key in rng.sample(sorted(docs), 40):  # re-indexed
+            docs[key] = words()
+            index.upsert_weighted(key, docs[key])
+        check(step)
+        for key in rng.sample(sorted(docs), 20):
+            del docs[key]
+            index.delete([key])
+        check(step)
