@@ -265,6 +265,23 @@ def test_near_copies_of_a_candidate_are_tried_after_the_distinct_candidates(work
         select_candidates(make_runtime(), "parse this CSV text into rows", tags=["csv"])
 
 
+def test_a_distinct_candidate_ranked_below_many_copies_still_comes_second(workspace, make_runtime):
+    """The near-copy pass looks at a prefix of the ranking when it holds enough distinct candidates, and at
+    all of it when it does not: twenty copies of one parser rank above the one different tool."""
+    folder = workspace / "tools"
+    parse = "Parse CSV text into a list of rows, one dictionary per row keyed by the header."
+    for n in range(20):
+        python_tool(folder, f"csv_rows_{n:02d}", "def run(data):\n    return {'rows': []}\n", description=parse, tags=["csv"],
+                    quality_score=round(1.0 - 0.01 * n, 2))
+    python_tool(folder, "spreadsheet_import", "def run(data):\n    return {'rows': []}\n",
+                description="Import spreadsheet files (CSV, TSV) and return their cells by column.", tags=["csv"],
+                quality_score=0.3)
+    rt = make_runtime()
+    sel = select_candidates(rt, "parse this CSV text into rows", tags=["csv"], limit=3)
+    assert [c.tool_id for c in sel.candidates] == ["csv_rows_00", "spreadsheet_import", "csv_rows_01"]
+    assert "near-copy of csv_rows_00" in sel.candidates[2].why
+
+
 def test_a_hops_error_keeps_the_message_whole_and_the_end_of_a_long_traceback(workspace, make_runtime):
     """A crash's message says what failed and the end of stderr where; a long traceback is cut from
     its start, never the message (the joined text cut from the end left `eet | Traceback ...`)."""
