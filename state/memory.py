@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +32,12 @@ from state import index_file
 from state.db import Store, StoreError
 from state.index_file import IndexFileError
 from state.lexical import LexicalIndex
+from state.points import failure_point_id, normalise_scenario, tool_point_id, usage_point_id
+from state.usage import UsageMemory
 from state.vectors import KIND as INDEX_KIND
 from state.vectors import VectorCollection
 
 log = logging.getLogger("tooldeck.memory")
-NAMESPACE = uuid.UUID("6f1c2a4e-5b0d-4c1e-9a7f-2d3b4c5e6f70")
 DIM = 256
 #: Past this many tools at once (a first start), embedding, the vector index's inserts and the
 #: word index overlap, a chunk of this many at a time (`SemanticMemory._upsert_many`).
@@ -93,10 +92,6 @@ class MemoryTimings:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def tool_point_id(tool_id: str, version: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"tool:{tool_id}/{version}"))
-
-
 def text_hash(text: str) -> str:
     """What a tool point's vector was embedded from, in short: a changed hash means embed again."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
@@ -105,14 +100,6 @@ def text_hash(text: str) -> str:
 def words_hash(doc: ToolDoc) -> str:
     """What a tool point's words were weighed from: a changed hash means tokenise again."""
     return text_hash("\x1f".join(f"{name}\x1e{text}" for name, text in doc.fields().items()))
-
-
-def normalise_scenario(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower())
-
-
-def failure_point_id(tool_id: str, version: str, scenario: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"failure:{tool_id}/{version}/{normalise_scenario(scenario)}"))
 
 
 _MODEL: Any = None
@@ -193,6 +180,8 @@ class SemanticMemory:
         self._api_key = api_key
         self.tools_collection = f"{prefix}_tools"
         self.failures_collection = f"{prefix}_failures"
+        #: the scenarios tool versions succeeded on (state/usage.py)
+        self.usage_collection = f"{prefix}_usage"
         self.embedder = Embedder()
         self.client: Any = None
         self._lock = threading.RLock()
@@ -213,6 +202,10 @@ class SemanticMemory:
         self.tools_dirty = False
 
     @property
+    def collections(self) -> tuple[str, str, str]:
+        return (self.tools_collection, self.failures_collection, self.usage_collection)
+
+    @property
     def mode(self) -> str:
         if self.url:
             return f"server {self.url}"
@@ -223,12 +216,12 @@ class SemanticMemory:
             if self.client is not None or self.embedded is not None:
                 return
             if not self.url:
-                self.embedded = {name: VectorCollection(DIM) for name in (self.tools_collection, self.failures_collection)}
+                self.embedded = {name: VectorCollection(DIM) for name in self.collections}
                 return
             from qdrant_client import QdrantClient, models
 
             client = QdrantClient(url=self.url, api_key=self._api_key, timeout=10, check_compatibility=False)
-            for name in (self.tools_collection, self.failures_collection):
+            for name in self.collections:
                 if not client.collection_exists(name):
                     client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
             self.client = client
@@ -468,6 +461,23 @@ class SemanticMemory:
         ids = [failure_point_id(i["tool_id"], i["version"], i["scenario"]) for i in items]
         self._upsert(self.failures_collection, ids, vectors, [dict(i) for i in items])
 
+    def upsert_usage(self, items: list[dict[str, Any]], vectors: Any) -> None:
+        """items: tool_id, version, scenario (normalised), count, last_ts, tool_point; vectors: their scenarios' (state/usage.py)."""
+        if items:
+            self._upsert(self.usage_collection, [usage_point_id(i["tool_id"], i["version"], i["scenario"]) for i in items],
+                         vectors, items)
+
+    def delete_usage(self, ids: list[str]) -> None:
+        with self._lock:
+            if self.embedded is not None:
+                self.embedded[self.usage_collection].delete(ids)
+            else:
+                from qdrant_client import models
+
+                self.client.delete(self.usage_collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            for point_id in ids:
+                self._payloads.pop(point_id, None)
+
     # -- reads ---------------------------------------------------------------------
 
     def _search(self, collection: str, vector: Any, limit: int, threshold: float | None) -> list[Hit]:
@@ -517,6 +527,20 @@ class SemanticMemory:
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         return held, matrix
 
+    def search_usage(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
+        """The scenarios tool versions succeeded on most similar to `vector` (payload: tool_id, version, scenario)."""
+        return self._search(self.usage_collection, vector, limit, threshold)
+
+    def tool_payloads(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of these tool points (fetched once from a shared server when another node wrote them)."""
+        with self._lock:
+            out = {i: self._payloads[i] for i in ids if i in self._payloads}
+            missing = [i for i in ids if i not in out]
+            if missing and self.client is not None:
+                for record in self.client.retrieve(self.tools_collection, ids=missing, with_payload=True):
+                    out[str(record.id)] = self._payloads[str(record.id)] = record.payload or {}
+            return out
+
     def search_failures(self, vector: Any, limit: int, threshold: float | None = None) -> list[Hit]:
         """One query for the failure memory of every candidate at once (grouped by the caller)."""
         return self._search(self.failures_collection, vector, limit, threshold)
@@ -557,6 +581,8 @@ class MemoryService:
         self._failure_mirror: dict[str, dict[str, Any]] = {}
         #: (tool_id, version) with at least one remembered failure: selection skips the failure query without one
         self.failed_keys: frozenset[tuple[str, str]] = frozenset()
+        #: the scenarios tool versions succeeded on, from the event log (state/usage.py)
+        self.usage = UsageMemory(memory, store)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -614,6 +640,7 @@ class MemoryService:
             try:
                 self._apply_pending()
                 self.catch_up()
+                self.usage.catch_up()
                 if time.monotonic() - self._saved_at >= self.save_interval:
                     self.save()
             except (StoreError, OSError, ValueError, RuntimeError) as exc:
@@ -652,6 +679,9 @@ class MemoryService:
         t.extra["restored"] = self.memory.restore_tools()
         t.extra["restore"] = time.perf_counter() - start
         self.reindex()
+        start = time.perf_counter()
+        t.extra["past_successes"] = self.usage.read_back()
+        t.extra["read_back"] = time.perf_counter() - start
         t.ready_at = time.perf_counter() - (self.started_at or start)
         self.ready.set()
         try:

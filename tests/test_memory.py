@@ -137,3 +137,59 @@ def test_serving_runtimes_build_at_start_others_on_first_use(workspace, make_run
     assert eager.extensions["memory"].ready.wait(30)
     t = eager.extensions["memory"].timings
     assert t.tools == len(eager.catalog.all_entries()) and t.ready_at > 0
+
+
+def ledger_tools(folder: Path) -> None:
+    """A tool whose description says only what it runs, and one described in the words of accounting."""
+    python_tool(folder, "ledger_sync", "def run(d):\n    return {'ok': True}\n", description="Runs the nightly batch job.")
+    python_tool(folder, "report_builder", "def run(d):\n    return {'ok': True}\n",
+                description="Build charts and summary reports from accounting data.")
+
+
+def test_a_tool_is_found_by_the_scenarios_it_succeeded_on(make_runtime, workspace):
+    """Tool2Vec: a tool's past successful scenarios, written by the people who use it, find it for a scenario
+    its own description does not (0.22 similar), in this process at once and in others through the event log."""
+    from tools.recovery.resilient import call_tool_resilient
+
+    ledger_tools(workspace / "tools")
+    rt = make_runtime()
+    march = "reconcile the accounts for march"
+    assert "ledger_sync" not in [c.tool_id for c in select_candidates(rt, march).candidates]
+    first = call_tool_resilient(rt, "run the nightly batch job that reconciles the accounts of february", {})
+    assert first["tool_id"] == "ledger_sync"
+    [found, *_] = select_candidates(rt, march).candidates
+    assert found.tool_id == "ledger_sync" and found.similarity > 0.4
+    assert "embedding #1 (like its past success 'run the nightly batch job that reconciles the accounts of...')" in found.why
+    service = memory_for(rt, 30)
+    m = service.memory
+    assert len(service.usage) == m.count(m.usage_collection) == 1
+    call_tool_resilient(rt, march, {})  # the same tool again: one more point (another scenario)
+    assert len(service.usage) == 2
+    script = textwrap.dedent(f"""
+        from tools.runtime import Runtime
+        from tools.recovery.resilient import call_tool_resilient
+        with Runtime({str(workspace)!r}) as rt:
+            print(call_tool_resilient(rt, "reconcile the accounts for april", {{}})["tool_id"])
+    """)
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60, cwd=REPO)
+    assert other.stdout.strip() == "ledger_sync"  # that process read this one's successes back at its start
+    wait_for(lambda: len(service.usage) == 3)  # and its success reaches this one by the tail
+
+
+def test_past_successes_are_bounded_and_read_back_at_start(make_runtime, workspace):
+    from tools.recovery.resilient import call_tool_resilient
+
+    ledger_tools(workspace / "tools")
+    rt = make_runtime()
+    service = memory_for(rt, 30)
+    service.usage.max_points = 2
+    for month in ("february", "march", "april"):
+        call_tool_resilient(rt, f"run the nightly batch job that reconciles the accounts of {month}", {})
+    m = service.memory
+    assert len(service.usage) == m.count(m.usage_collection) == 2  # the least recently successful went first
+    scenarios = {h.payload["scenario"] for h in m.search_usage(m.embed_one("reconcile accounts"), 10)}
+    assert scenarios == {"run the nightly batch job that reconciles the accounts of march",
+                         "run the nightly batch job that reconciles the accounts of april"}
+    rt.close()
+    again = memory_for(make_runtime(), 30)
+    assert len(again.usage) == 3 and again.timings.extra["past_successes"] == 3

@@ -115,6 +115,9 @@ def call_tool_resilient(runtime: RuntimeHost, scenario: str, input_data: Any, *,
                "ms": total_ms, "selection_ms": round(selection.timings_ms.get("total", 0.0), 2)}
     runtime.events.emit("resilient.run", winner.tool_id if winner else None, winner.version if winner else None, **payload)
     if winner is not None:
+        memory = runtime.extensions.get("memory")
+        if memory is not None and memory.ready.is_set():  # the next selection here knows this success at once
+            memory.usage.catch_up()
         return {"ok": True, "result": result, "tool_id": winner.tool_id, "version": winner.version, "scenario": scenario,
                 "attempts": len(hops), "hops": hops, "skipped": skipped, "ms": total_ms}
     if not hops:

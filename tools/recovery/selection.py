@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from state import failures as failure_tables
 from state.db import StoreError
 from state.index_file import index_path
-from state.memory import MemoryService, SemanticMemory, ToolDoc
+from state.memory import Hit, MemoryService, SemanticMemory, ToolDoc
+from state.points import tool_point_id
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.reach import reachable
 from tools.recovery.circuit import HALF_OPEN, OPEN
@@ -76,10 +77,14 @@ class Match:
     relevance: float
     vector_rank: int | None
     word_rank: int | None
+    #: the past scenario it succeeded on whose similarity stands for its embedding's (`with_past_successes`)
+    past: str | None = None
 
     def found_by(self) -> str:
-        found = [f"embedding #{self.vector_rank}" if self.vector_rank else "", f"words #{self.word_rank}" if self.word_rank else ""]
-        return ", ".join(f for f in found if f)
+        vector = f"embedding #{self.vector_rank}" if self.vector_rank else ""
+        if vector and self.past is not None:
+            vector += f" (like its past success {self.past if len(self.past) <= 60 else self.past[:57] + '...'!r})"
+        return ", ".join(f for f in (vector, f"words #{self.word_rank}" if self.word_rank else "") if f)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +234,32 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return low, (high - low) or 1.0
 
 
-def fuse(vector_hits: list[Any], word_hits: list[Any], similarities: dict[str, float], min_similarity: float) -> list[Match]:
+def with_past_successes(vector_hits: list[Any], past_hits: list[Any], memory: SemanticMemory) -> tuple[list[Any], dict[str, str]]:
+    """(the tools found by their embedding, each at the best of its description's similarity and its past
+    successes' (`past_hits`: the usage collection's hits, state/usage.py), best first; tool point -> the past
+    scenario where that one was the better). A tool found only by a past success joins with that similarity."""
+    best: dict[str, tuple[float, str]] = {}
+    for hit in past_hits:
+        point = hit.payload.get("tool_point") or tool_point_id(str(hit.payload.get("tool_id")), str(hit.payload.get("version")))
+        if point not in best or hit.similarity > best[point][0]:
+            best[point] = (hit.similarity, str(hit.payload.get("scenario", "")))
+    if not best:
+        return vector_hits, {}
+    by_id = {h.id: h for h in vector_hits}
+    payloads = memory.tool_payloads([point for point in best if point not in by_id])
+    past: dict[str, str] = {}
+    for point, (similarity, scenario) in best.items():
+        held = by_id.get(point)
+        payload = held.payload if held is not None else payloads.get(point)
+        if payload is None or (held is not None and held.similarity >= similarity):
+            continue  # a tool gone from the index, or described better than any past use
+        by_id[point] = Hit(point, similarity, payload)
+        past[point] = scenario
+    return sorted(by_id.values(), key=lambda h: -h.similarity), past
+
+
+def fuse(vector_hits: list[Any], word_hits: list[Any], similarities: dict[str, float], min_similarity: float,
+         past: dict[str, str] | None = None) -> list[Match]:
     """The tools either query found, best first by relevance.
 
     relevance = (1 - WORD_WEIGHT) x (s - s_min) / (s_max - s_min) + WORD_WEIGHT x (b - b_min) / (b_max - b_min)
@@ -253,7 +283,8 @@ def fuse(vector_hits: list[Any], word_hits: list[Any], similarities: dict[str, f
             continue
         relevance = ((1 - WORD_WEIGHT) * (similarity - s_low) / s_spread
                      + WORD_WEIGHT * (bm25.get(point, b_low) - b_low) / b_spread)
-        out.append(Match(point, payload, similarity, relevance, vector_rank.get(point), word_rank.get(point)))
+        out.append(Match(point, payload, similarity, relevance, vector_rank.get(point), word_rank.get(point),
+                         (past or {}).get(point)))
     out.sort(key=lambda m: -m.relevance)
     return out
 
@@ -437,12 +468,15 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
     wanted = {x.lower() for x in tags or []}
     pool = cfg.tagged_pool if wanted else cfg.pool
     vector_hits = memory.search_tools(vector, pool)
+    past: dict[str, str] = {}
+    if len(service.usage):  # a tool is also as similar as the scenarios it succeeded on
+        vector_hits, past = with_past_successes(vector_hits, memory.search_usage(vector, pool), memory)
     timings["search"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     word_hits = memory.search_tools_lexical(scenario, pool)
     seen = {h.id for h in vector_hits}
     word_only = [h.id for h in word_hits if h.id not in seen]
-    hits = fuse(vector_hits, word_hits, memory.tool_similarities(vector, word_only), cfg.min_similarity)
+    hits = fuse(vector_hits, word_hits, memory.tool_similarities(vector, word_only), cfg.min_similarity, past)
     hits = [h for h in hits if reachable(str(h.payload.get("tool_id")))]  # a narrowed caller (an MCP endpoint) sees only its own
     vector_hits = [h for h in vector_hits if reachable(str(h.payload.get("tool_id")))]
     timings["words"] = (time.perf_counter() - t) * 1000
