@@ -35,7 +35,8 @@ def pinned_versions(store: Store) -> set[tuple[str, str]]:
 
 def add_blobs(con: Any, blobs: Iterable[tuple[str, int, bytes]]) -> None:
     """Keep (sha256, size, bytes) contents; a content kept already is kept once."""
-    con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING", list(blobs))
+    con.executemany("INSERT INTO approved_blobs(sha256, size, data) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                    sorted(blobs, key=lambda b: b[0]))  # key order: two approvals sharing contents never deadlock
 
 
 def set_candidate_files(con: Any, proposal_id: int, files: Iterable[tuple[str, str, int]]) -> None:

@@ -221,7 +221,7 @@ class CallRecorder:
                 "INSERT INTO call_counters(tool_id, version, calls, failures, last_ts) VALUES (?,?,?,?,?)"
                 " ON CONFLICT(tool_id, version) DO UPDATE SET calls = call_counters.calls + excluded.calls,"
                 " failures = call_counters.failures + excluded.failures, last_ts = excluded.last_ts",
-                [(k[0], k[1], c[0], c[1], c[2]) for k, c in counts.items()],
+                [(k[0], k[1], c[0], c[1], c[2]) for k, c in sorted(counts.items())],  # key order: processes never deadlock
             )
             if dropped:
                 self.events.emit_in(con, "calls.dropped", dropped=dropped, dropped_total=self.dropped_total,

@@ -1,4 +1,5 @@
-"""Semantic memory: a collection of tools and one of failure scenarios, embedded by wordllama.
+"""Semantic memory: a collection of tools, one of failure scenarios and one of past successes
+(state/usage.py), embedded by wordllama.
 
 The vector index (state/vectors, usearch), qdrant-client (~1 s to import, server mode only)
 and wordllama (~0.3 s plus ~0.4 s to load) are imported here only, inside the functions that
@@ -11,10 +12,10 @@ node (state/index_file): each tool point records the hash of the text its vector
 from, so a restart embeds only tools whose text changed, drops tools gone and adds new ones; a
 file that is missing, torn, corrupt or from another embedder or format is logged and the index
 rebuilt from the catalog. The failure collection is rebuilt from the `failures` table at start
-(a few scenarios per tool, not worth a file). `QDRANT_URL` (and `QDRANT_API_KEY`) use a Qdrant
+(a few scenarios per tool, not worth a file), the past successes from the event log. `QDRANT_URL` (and `QDRANT_API_KEY`) use a Qdrant
 server instead, shared by every node. Either way the tools' words are indexed too
-(state/lexical), per process, rebuilt at start. Point ids are uuid5 of what the point is about,
-so re-indexing is idempotent.
+(state/lexical), per process, rebuilt at start. Point ids are uuid5 of what the point is about
+(state/points), so re-indexing is idempotent.
 """
 
 from __future__ import annotations

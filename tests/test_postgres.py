@@ -247,3 +247,36 @@ def test_a_cli_write_with_the_database_down_is_one_clear_line_and_exit_1(tmp_pat
     assert len(lines) == 1, out.stderr
     assert "database unreachable" in lines[0] and "nothing was written" in lines[0]
     assert "psycopg.pool" in (ws / ".tooldeck" / "logs" / "tooldeck.log").read_text()
+
+
+def test_processes_upserting_the_same_rows_in_any_order_never_deadlock(pg: str, tmp_path: Path) -> None:
+    """Two runtimes of one workspace recorded their tools' load status in the order each loaded them; on
+    PostgreSQL each held a row the other waited for ("deadlock detected", seen in CI). Shared rows are
+    upserted in key order: load statuses, call counters, the manifest cache."""
+    from state.calls import CallRecord, CallRecorder
+    from tools.catalog.entry import StatusChange, write_status
+
+    stores = [open_store(tmp_path / "home", url=pg) for _ in range(2)]
+    keys = [(f"tool_{n:02d}", "1.0.0") for n in range(40)]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        order = keys if n == 0 else keys[::-1]
+        recorder = CallRecorder(stores[n])
+        try:
+            for _ in range(15):
+                write_status(stores[n], [StatusChange(t, v, "ready", None, "workspace") for t, v in order])
+                for t, v in order:
+                    recorder.record(CallRecord(t, v, None, 1.0, "ok", {}, {}))
+                recorder.flush()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for s in stores:
+        s.close()
+    assert errors == []

@@ -292,7 +292,10 @@ class PgStore(Store):
         if isinstance(exc, StoreError):
             return exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)):
+        if isinstance(exc, psycopg.errors.DeadlockDetected):  # not a long wait: two transactions each held what the other wanted
+            return StoreBusyError(f"{self.where}: {first} (this transaction and another each held a row the other needed; "
+                                  "it was rolled back and may be retried)")
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
             return StoreBusyError(f"{self.where}: {first} (waited {LOCK_TIMEOUT}); is something holding a long transaction?")
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
                 exc, psycopg.errors.QueryCanceled):

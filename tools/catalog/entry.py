@@ -108,9 +108,13 @@ def read_statuses(store: Any) -> dict[tuple[str, str], StatusChange]:
 
 
 def write_status(store: Any, changes: list[StatusChange]) -> None:
-    """Each changed version's load status in `tool_status`, where other processes and the dashboard read it."""
+    """Each changed version's load status in `tool_status`, where other processes and the dashboard read it.
+
+    Rows go in key order (the last change of a version wins): two processes upserting the same versions
+    in different orders deadlocked on PostgreSQL (each holding a row the other waited for)."""
     now, pid = time.time(), os.getpid()
-    rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for c in changes if c.persist]
+    latest = {(c.tool_id, c.version): c for c in changes if c.persist}
+    rows = [(c.tool_id, c.version, c.status, None, c.source, None, c.error, None, now, pid) for _k, c in sorted(latest.items())]
     if not rows:
         return
     with store.tx() as con:

@@ -290,7 +290,8 @@ class Catalog(ImportedTools):
             return
         with self._store.tx() as con:
             con.executemany("INSERT INTO manifest_cache(path, size, mtime_ns, data) VALUES (?,?,?,?) ON CONFLICT (path)"
-                            " DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, data=excluded.data", rows)
+                            " DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns, data=excluded.data",
+                            sorted(rows))  # in key order, as every upsert of rows other processes write too (no deadlock)
 
     # -- batched publication -------------------------------------------------------
 

@@ -63,7 +63,7 @@ class NodeManifests:
                 "INSERT INTO catalog_manifests(tool_id, version, node, host, sha256, path, updated) VALUES (?,?,?,?,?,?,?)"
                 " ON CONFLICT (tool_id, version, node) DO UPDATE SET sha256=excluded.sha256, path=excluded.path,"
                 " updated=excluded.updated",
-                [(t, v, self.node, self.host, sha, path, now) for (t, v), (sha, path) in pending.items()])
+                [(t, v, self.node, self.host, sha, path, now) for (t, v), (sha, path) in sorted(pending.items())])
             if sweep:  # rows of nodes gone (a restart is a new node), left a minute for a node starting up
                 con.execute(f"DELETE FROM catalog_manifests WHERE updated < ? AND node NOT IN ({','.join('?' * len(live))})",
                             (now - 60, *live))
