@@ -11,8 +11,9 @@ scenarios' (tools/recovery/selection.py `with_past_successes`).
 Where they come from: the event log, which every process on every node writes, tailed by the
 memory service like the failures (a success elsewhere reaches this process within its tail
 interval; this process's own at once, `catch_up` after the event). No table of its own: a start
-reads back the newest `START_EVENTS` resilient runs the log still holds (its retention). At most `MAX_POINTS` distinct (tool version, scenario) points are kept; the
-least recently successful goes first.
+reads back the newest `START_EVENTS` resilient runs the log still holds (its retention). At most
+`MAX_POINTS` distinct (tool version, scenario) points are kept; the least recently successful
+goes first.
 """
 
 from __future__ import annotations
