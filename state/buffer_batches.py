@@ -268,6 +268,16 @@ class BatchLedger:
 
     # -- reading --------------------------------------------------------------------
 
+    def batch_of(self, buffer_id: str, seq: int) -> tuple[int, str | None] | None:
+        """(the buffer's claimed_seq, the state of the batch holding item `seq`, or None when no batch holds it:
+        delivered, its batch deleted with its items); None when the buffer is gone."""
+        row = self.store.query_one("SELECT claimed_seq FROM buffers WHERE buffer_id=?", (buffer_id,))
+        if row is None:
+            return None
+        batch = self.store.query_one("SELECT state FROM buffer_batches WHERE buffer_id=? AND first_seq<=? AND last_seq>=?",
+                                     (buffer_id, seq, seq))
+        return int(row[0]), (str(batch[0]) if batch is not None else None)
+
     def open_batches(self, buffer_id: str | None = None) -> list[Any]:
         """Batches in flight, waiting for a retry or for their pass-through tool (not dead-letter), oldest first."""
         sql = ("SELECT batch_id, buffer_id, state, count, attempts, lease_until, next_attempt_at, last_error"

@@ -78,6 +78,32 @@ def test_immediate_delivers_before_the_write_returns(engine: BufferEngine, ws: P
         engine.write("now2", 1, flush_strategy="immediate")
 
 
+@pytest.mark.parametrize("outcome", ["delivered", "failed"])
+def test_an_immediate_write_whose_item_another_flusher_claimed_waits_for_that_delivery(engine: BufferEngine, ws: Path,
+                                                                                       outcome: str) -> None:
+    """The background flusher (or another process's) can claim an immediate write's item between its commit and
+    the caller's own claim. The write then returned flushed=False at once (CI on PostgreSQL); it waits for that
+    delivery instead, and says whether it went out."""
+    engine.write("race", {"a": 1}, flush_strategy="manual", pass_through_tool="sink")
+    other = engine.tables.claim_new("race", "another-flusher", 30)
+    assert other is not None and other.first_seq == other.last_seq
+
+    def elsewhere() -> None:
+        time.sleep(0.3)
+        if outcome == "delivered":
+            engine.flusher.deliver(other)
+        else:
+            engine.tables.fail(other, "sink unreachable", 5, lambda attempt: 60.0)
+
+    helper = threading.Thread(target=elsewhere)
+    helper.start()
+    started = time.monotonic()
+    delivered = engine.flusher.deliver_through("race", other.last_seq, "sink")
+    helper.join(10)
+    assert delivered is (outcome == "delivered") and time.monotonic() - started >= 0.25
+    assert sink_items(ws, "race") == ([{"a": 1}] if outcome == "delivered" else [])
+
+
 def test_manual_waits_for_an_explicit_flush(engine: BufferEngine, ws: Path) -> None:
     for i in range(7):
         engine.write("man", i, flush_strategy="manual", max_size=3, flush_interval_seconds=0.05, pass_through_tool="sink")

@@ -312,10 +312,26 @@ class Flusher:
         while True:
             claim = engine.tables.claim_new(buffer_id, engine.new_owner(), engine.lease_seconds)
             if claim is None:
-                return False  # another flusher holds it
+                return self._delivered_elsewhere(buffer_id, seq)
             outcome = self.deliver(claim)
             if claim.last_seq >= seq:
                 return outcome.ok and claim.first_seq <= seq
+
+    def _delivered_elsewhere(self, buffer_id: str, seq: int) -> bool:
+        """`immediate`, when another flusher (a timer, another process) claimed item `seq` first: wait for that
+        delivery, within the lease it holds, so the write still returns after its item went out. False when the
+        delivery failed (the flusher retries it) or the item was dropped before anyone claimed it."""
+        deadline = time.monotonic() + self.engine.lease_seconds
+        while time.monotonic() < deadline:
+            where = self.engine.tables.batch_of(buffer_id, seq)
+            if where is None or where[0] < seq:
+                return False
+            if where[1] is None:
+                return True  # its batch went out: delivered batches are deleted with their items
+            if where[1] != "claimed":
+                return False
+            time.sleep(0.005)
+        return False
 
     def flush_now(self, buffer_id: str) -> dict[str, Any]:
         """Deliver a buffer's retry and waiting batches (ignoring backoff) and every unclaimed item.
