@@ -9,12 +9,12 @@ Why not SQLite FTS5: its `bm25()` ranks every row that matches any query term, 2
 6.5 ms p95 at 10,000 tools here, growing with the catalog; this index keeps each term's
 postings as numpy arrays and each term's BM25 scores until the index changes, and scores a query
 by summing them per tool and picking the best from the postings (0.26 / 0.90 ms at 10,000 on the
-same queries before the scores were kept; 300 BFCL questions at 100,000 tools: p50 0.72 -> 0.28 ms,
-p95 1.21 -> 0.62 ms once scores are kept and the best are picked from the postings). It lives in memory beside the vector
-index, one per process, updated by the same catalog changes. Each tool's weighted words are saved
-in the persisted tool index's file (state/memory.py): at 100,000 tools tokenising is ~6 of the
-~8 s this index takes to build, and a restart takes back the words of every tool whose fields are
-unchanged (`upsert_weighted`) instead of tokenising them again.
+same queries before the scores were kept; 300 BFCL questions at 100,000 tools: p50 0.72 -> 0.28
+ms, p95 1.21 -> 0.62 ms once they were kept and the best picked from the postings). It lives in
+memory beside the vector index, one per process, updated by the same catalog changes. Each
+tool's weighted words are saved in the persisted tool index's file (state/memory.py): at 100,000
+tools tokenising is ~6 of the ~8 s this index takes to build, and a restart takes back the words
+of every tool whose fields are unchanged (`upsert_weighted`) instead of tokenising them again.
 
 Scoring is BM25 with per-field weights (BM25F-style: a term in the id counts more than one in a
 parameter's description). Query text is bounded (`MAX_QUERY_CHARS`, `MAX_QUERY_TERMS`): a huge

@@ -12,8 +12,8 @@ node (state/index_file): each tool point records the hash of the text its vector
 from, so a restart embeds only tools whose text changed, drops tools gone and adds new ones; a
 file that is missing, torn, corrupt or from another embedder or format is logged and the index
 rebuilt from the catalog. The failure collection is rebuilt from the `failures` table at start
-(a few scenarios per tool, not worth a file), the past successes from the event log. `QDRANT_URL` (and `QDRANT_API_KEY`) use a Qdrant
-server instead, shared by every node. Either way the tools' words are indexed too
+(a few scenarios per tool, not worth a file), the past successes from the event log.
+`QDRANT_URL` (and `QDRANT_API_KEY`) use a Qdrant server instead, shared by every node. Either way the tools' words are indexed too
 (state/lexical), per process, rebuilt at start. Point ids are uuid5 of what the point is about
 (state/points), so re-indexing is idempotent.
 """
@@ -249,6 +249,17 @@ class SemanticMemory:
                 self.client.upsert(collection, points, wait=True)
             self._payloads.update(zip(ids, payloads, strict=True))
 
+    def _delete(self, collection: str, ids: list[str]) -> None:
+        with self._lock:
+            if self.embedded is not None:
+                self.embedded[collection].delete(ids)
+            else:
+                from qdrant_client import models
+
+                self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            for point_id in ids:
+                self._payloads.pop(point_id, None)
+
     def upsert_tools(self, docs: list[ToolDoc], vectors: Any | None = None) -> None:
         """Embed (unless `vectors` are given) and index these tools, whether or not their text changed."""
         if not docs:
@@ -338,14 +349,8 @@ class SemanticMemory:
         if not ids:
             return
         with self._lock:
-            if self.embedded is not None:
-                self.embedded[self.tools_collection].delete(ids)
-            else:
-                from qdrant_client import models
-
-                self.client.delete(self.tools_collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            self._delete(self.tools_collection, ids)
             for point_id in ids:
-                self._payloads.pop(point_id, None)
                 self._text_hash.pop(point_id, None)
                 self._words_hash.pop(point_id, None)
             self.lexical.delete(ids)
@@ -469,15 +474,7 @@ class SemanticMemory:
                          vectors, items)
 
     def delete_usage(self, ids: list[str]) -> None:
-        with self._lock:
-            if self.embedded is not None:
-                self.embedded[self.usage_collection].delete(ids)
-            else:
-                from qdrant_client import models
-
-                self.client.delete(self.usage_collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
-            for point_id in ids:
-                self._payloads.pop(point_id, None)
+        self._delete(self.usage_collection, ids)
 
     # -- reads ---------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ class AutoProposer:
 def install(runtime: RuntimeHost) -> None:
     """EXTENSIONS hook (after failure tracking): a serving runtime with `auto_propose` on starts the service."""
     cfg = runtime.settings.section("evolution")
-    if not runtime.serve or str(cfg.get("auto_propose", False)).strip().lower() not in ("true", "1", "yes", "on"):
+    if not runtime.serve or not cfg.get("auto_propose", False):  # a bool: tools/settings.py checks the type
         return
     tracker = runtime.extensions.get("failures")
     if tracker is None:

@@ -413,7 +413,7 @@ def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any],
 def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str, shapes: list[str]) -> str:
     """The prompt's memory of similar past decisions (recorded on the proposal, with the shapes of the wrong
     answers it is made for, by which later evolutions find it), or "" when turned off."""
-    if not _truthy(cfg.get("memory", True)):
+    if not cfg.get("memory", True):  # a bool: tools/settings.py checks the type
         return ""
     fixes, avoid = recall(runtime.store, query, limit=max(0, int(cfg.get("memory_examples", 3))), exclude=run.pid)
     record: dict[str, Any] = offered(fixes, avoid) if fixes or avoid else {}
@@ -427,10 +427,6 @@ def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str, 
     return prompt_section(fixes, avoid)
 
 
-def _truthy(value: Any) -> bool:
-    return value not in (False, 0, "false", "off", "no", "0")
-
-
 def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
     pid = run.pid
     proposal = get_proposal(runtime, pid, with_diff=False)
@@ -442,7 +438,7 @@ def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], prote
 
         keep_candidate(runtime.store, pid, Path(proposal["path"]).parent)
     memory = dict(proposal.get("memory") or {})
-    remembering = _truthy(_settings(runtime).get("memory", True))
+    remembering = bool(_settings(runtime).get("memory", True))
     repeated = repeats(runtime.store, run.tool_id, diff_text, exclude=pid) if passed and diff_text and remembering else None
     if repeated is not None:  # shown to the reviewer: this repeats an approach a person already turned down
         memory["repeats"] = repeated

@@ -22,7 +22,6 @@ from state import failures as failure_tables
 from state.db import StoreError
 from state.index_file import index_path
 from state.memory import Hit, MemoryService, SemanticMemory, ToolDoc
-from state.points import tool_point_id
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.reach import reachable
 from tools.recovery.circuit import HALF_OPEN, OPEN
@@ -240,7 +239,7 @@ def with_past_successes(vector_hits: list[Any], past_hits: list[Any], memory: Se
     scenario where that one was the better). A tool found only by a past success joins with that similarity."""
     best: dict[str, tuple[float, str]] = {}
     for hit in past_hits:
-        point = hit.payload.get("tool_point") or tool_point_id(str(hit.payload.get("tool_id")), str(hit.payload.get("version")))
+        point = str(hit.payload["tool_point"])  # every usage point names its tool's (state/usage.py)
         if point not in best or hit.similarity > best[point][0]:
             best[point] = (hit.similarity, str(hit.payload.get("scenario", "")))
     if not best:
