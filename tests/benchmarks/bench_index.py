@@ -17,7 +17,7 @@ hnswlib and sqlite-vec (brute force inside SQLite). Install the ones to compare 
     .venv/bin/pip install --no-deps bfcl-eval && .venv/bin/pip install usearch hnswlib sqlite-vec qdrant-edge-py
 Run: .venv/bin/python tests/benchmarks/bench_index.py [--sizes 10000,100000] [--indexes numpy,usearch,...]
 
-`--persisted` measures tooldeck's own index instead (state/memory.py's MemoryService over a real
+`--persisted` measures tooldeck's own index instead (state/memory_service.py's MemoryService over a real
 SQLite store, the tool index persisted by state/index_file.py): the cold build of N tools, a
 restart over the file it saved, and the incremental add of one tool, against a baseline measured
 in the same run (the build as it was before the index was persisted: embed every text as
@@ -281,7 +281,8 @@ def bench_persisted(n: int, functions: dict[str, Any], sample: list[tuple[str, s
     from state import vectors as vectors_module
     from state.db import open_store
     from state.lexical import LexicalIndex
-    from state.memory import MemoryService, SemanticMemory, load_wordllama, tool_point_id
+    from state.memory import SemanticMemory, load_wordllama, tool_point_id
+    from state.memory_service import MemoryService
     from tools.recovery.selection import tool_doc
 
     entries, extra = persisted_docs(n, functions, seed)

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from state import failures as failure_tables
 from state.db import StoreError
 from state.index_file import index_path
-from state.memory import Hit, MemoryService, SemanticMemory, ToolDoc
+from state.memory import Hit, SemanticMemory, ToolDoc
+from state.memory_service import MemoryService
 from tools.errors import StateError, ToolNotReadyError, UsageError
 from tools.reach import reachable
 from tools.recovery.circuit import HALF_OPEN, OPEN
