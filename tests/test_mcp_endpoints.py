@@ -269,7 +269,10 @@ async def test_a_buffer_delivering_to_another_endpoints_tool_is_out_of_reach(wor
                                                   "pass_through_tool": "sink", "flush_strategy": "manual"})
         assert not made.is_error, made.content[0].text
         for args in ({"operation": "flush"}, {"operation": "write", "data": {"c": 22}}, {"operation": "status"},
-                     {"operation": "dead_letters"}, {"operation": "configure", "max_size": 5}):
+                     {"operation": "dead_letters"}, {"operation": "configure", "max_size": 5},
+                     # re-pointed at a tool this client serves, the buffered items would come to it
+                     {"operation": "write", "data": {"c": 23}, "pass_through_tool": "echo"},
+                     {"operation": "configure", "pass_through_tool": "echo"}):
             refused = await temps.call_tool("buffer", {"buffer_id": "readings", **args})
             assert refused.is_error, args
             assert "buffer 'readings' delivers to a tool that is not served over MCP ([mcp.serve.endpoints.temps] " \
@@ -282,6 +285,25 @@ async def test_a_buffer_delivering_to_another_endpoints_tool_is_out_of_reach(wor
         flushed = await default.call_tool("buffer", {"operation": "flush", "buffer_id": "readings"})
         assert not flushed.is_error, flushed.content[0].text
     assert sink_items(workspace, "readings") == [{"c": 21}]
+
+
+async def test_a_builtin_acting_on_a_named_tool_cannot_reach_one_the_endpoint_hides(workspace: Path, endpoints_server) -> None:
+    """`mark_tool_failure` names its tool: a hidden one is answered as one that does not exist (no failure recorded,
+    no circuit opened for the clients that do serve it, and nothing told apart)."""
+    base = endpoints_server.url
+    async with sdk_http(base + "/wide", "wide-ide") as (wide, _):
+        failure = {"scenario": "x", "error_message": "bad", "severity": "critical"}
+        hidden = await wide.call_tool("mark_tool_failure", {"tool_id": "converter_local", **failure})
+        missing = await wide.call_tool("mark_tool_failure", {"tool_id": "converter_nosuch", **failure})
+        near = await wide.call_tool("mark_tool_failure", {"tool_id": "converter_locl", **failure})
+        assert hidden.is_error and missing.is_error and near.is_error
+        assert hidden.content[0].text.replace("converter_local", "X") == missing.content[0].text.replace("converter_nosuch", "X")
+        assert "unknown tool 'converter_local'" in hidden.content[0].text
+        assert "converter_local" not in near.content[0].text.replace("'converter_locl'", "")
+        served = await wide.call_tool("mark_tool_failure", {"tool_id": "shout", **failure})
+        assert not served.is_error, served.content[0].text
+    failed = {r["tool_id"] for r in db_rows(workspace, "SELECT tool_id FROM failures")}
+    assert "shout" in failed and "converter_local" not in failed, failed
 
 
 async def test_a_change_only_one_endpoint_serves_notifies_only_its_clients(workspace: Path, endpoints_server) -> None:

@@ -47,7 +47,8 @@ async def test_the_sdk_client_over_streamable_http(workspace: Path, http_server)
             streamable_http_client(url, http_client=http) as (read, write), \
             ClientSession(read, write, client_info=types.Implementation(name="remote-ide", version="3"),
                           message_handler=inbox) as session:
-        await session.initialize()
+        init = await session.initialize()
+        assert init.capabilities.tools is not None and init.capabilities.tools.list_changed is True  # as over stdio
         tools = {t.name: t for t in (await session.list_tools()).tools}
         assert "echo" in tools and "evolve_tool" not in tools
         result = await session.call_tool("echo", {"text": "over http"})

@@ -63,6 +63,7 @@ def run_client(sdk: Path, ws: Path, *target: str) -> dict[str, dict[str, Any]]:
 
 
 def check(steps: dict[str, dict[str, Any]]) -> None:
+    assert steps["capabilities"] == {"toolsListChanged": True}  # over HTTP too: the SDK refreshes only when announced
     assert "echo" in steps["list"]["names"] and "picky" in steps["list"]["withOutputSchema"]
     assert "buffer" in steps["list"]["withOutputSchema"]
     assert steps["call"] == {"ok": True, "isError": False, "text": steps["call"]["text"], "meta": steps["call"]["meta"],

@@ -23,6 +23,8 @@ const client = new Client({ name: "ts-sdk-test", version: "1.0.0" });
 let changed = 0;
 client.setNotificationHandler(ToolListChangedNotificationSchema, () => { changed += 1; });
 await client.connect(transport);
+// what the SDK's own listChanged auto-refresh goes by: it does nothing for a server that does not announce it
+say("capabilities", { toolsListChanged: client.getServerCapabilities()?.tools?.listChanged === true });
 
 async function call(step, name, args, options) {
   try {

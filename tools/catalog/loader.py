@@ -34,6 +34,7 @@ from tools.catalog.manifest import Manifest, read_manifest_data, validate_manife
 from tools.catalog.nodes import NodeManifests, manifest_sha
 from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
+from tools.reach import reachable
 
 Listener = Callable[[list[StatusChange]], None]
 #: A cold load writes the manifests it parsed to the cache this many at a time, not all at the end: at 100,000
@@ -348,11 +349,19 @@ class Catalog(ImportedTools):
         with self._lock:
             return dict(self._versions.get(tool_id, {}))
 
+    def _unknown(self, tool_id: str) -> UnknownToolError:
+        """`unknown tool`, suggesting only ids the caller may reach."""
+        near = closest(tool_id, [i for i in self.ids() if reachable(i)])
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        return UnknownToolError(f"unknown tool {tool_id!r}{hint}", tool_id=tool_id)
+
     def get(self, tool_id: str, version: str | None = None, *, wait: bool = True, timeout: float = 10.0) -> ToolEntry:
         """The entry for one tool, loading it now if the loader has not reached it yet."""
         deadline = time.monotonic() + timeout
         if not self.discovered.is_set() and not self.discovered.wait(timeout if wait else 0):
             raise ToolNotReadyError(f"tool {tool_id!r}: catalog discovery did not finish within {timeout:.1f} s", tool_id=tool_id)
+        if not reachable(tool_id):  # out of a narrowed caller's reach (tools/reach.py): answered as a tool that does not
+            raise self._unknown(tool_id)  # exist, so a hidden tool is neither acted on nor told apart from a missing one
         entry = self.find(tool_id, version)
         if entry is None and version is None and self.resolver is not None \
                 and self.resolver(tool_id, max(0.0, deadline - time.monotonic())):
@@ -364,9 +373,7 @@ class Catalog(ImportedTools):
                     f"tool {tool_id!r} has no version {version} (known evolved versions: {', '.join(known) or 'none'})",
                     tool_id=tool_id,
                 )
-            near = closest(tool_id, self.ids())
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise UnknownToolError(f"unknown tool {tool_id!r}{hint}", tool_id=tool_id)
+            raise self._unknown(tool_id)
         if not entry.done.is_set():
             if not wait:
                 raise ToolNotReadyError(f"tool {tool_id!r} is still {entry.status}", tool_id=tool_id)

@@ -29,7 +29,7 @@ from mcp.shared.exceptions import MCPError
 from state.db import StoreError
 from state.redact import redact
 from tools.errors import StateError, ToolError, UnknownToolError, UsageError
-from tools.ids import TOOL_ID_RE, closest
+from tools.ids import TOOL_ID_RE
 from tools.invoke import CallScope
 from tools.mcp import schema
 from tools.mcp.changes import Debounce
@@ -39,6 +39,7 @@ from tools.mcp.progress import McpCall, McpCallHook
 from tools.mcp.search import SEARCH_TOOL, ToolSearch
 from tools.mcp.sessions import ClientSession, SessionRegistry
 from tools.presence import HEARTBEAT_SECONDS
+from tools.reach import limited_to
 from tools.spec import files_within
 
 if TYPE_CHECKING:
@@ -86,6 +87,19 @@ def install_call_hook(runtime: RuntimeHost) -> None:
         runtime.hooks.append(McpCallHook())
 
 
+class _Server(Server[Any]):
+    """The SDK's Server, announcing `tools.listChanged` on every transport. Over stdio the serve loop is given
+    the options; the Streamable HTTP session manager builds each `initialize` reply from
+    `create_initialization_options()` with none, which announced `listChanged: false` while the server sent it
+    (the TypeScript SDK's auto-refresh goes by the announcement)."""
+
+    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
+                                      experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+                                      extensions: dict[str, dict[str, Any]] | None = None) -> InitializationOptions:
+        return super().create_initialization_options(notification_options or NotificationOptions(tools_changed=True),
+                                                     experimental_capabilities, extensions)
+
+
 class ToolServer:
     """One per endpoint of a serving process; any number of clients, over one transport.
 
@@ -104,7 +118,7 @@ class ToolServer:
         self.debounce = Debounce()
         self.search = ToolSearch(runtime, config) if config.tool_search else None
         self.served = ServedLists(runtime, config)  # kept between pages; cleared by the catalog and the change watcher
-        self.server: Server[Any] = Server(
+        self.server: Server[Any] = _Server(
             "tooldeck", version=_version(), instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools, on_call_tool=self._call_tool, on_subscriptions_listen=self.listen,
         )
@@ -112,7 +126,7 @@ class ToolServer:
         install_call_hook(runtime)
 
     def init_options(self) -> InitializationOptions:
-        return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
+        return self.server.create_initialization_options()
 
     # -- clients ---------------------------------------------------------------------
 
@@ -190,11 +204,10 @@ class ToolServer:
         entry = resolve_ready(runtime, name, session, runtime.promotions())
         if entry is None:
             try:
-                base = runtime.get_tool(name, timeout=30.0)  # waits while it loads; a broken manifest raises
-            except UnknownToolError:  # its suggestions name what this client can call, never a hidden tool
-                near = closest(name, [i for i in runtime.catalog.ids() if self.exposes(i)])
-                hint = f"; did you mean {', '.join(near)}?" if near else ""
-                raise _NotServedError(f"unknown tool {name[:80]!r}{hint}") from None
+                with limited_to(self.exposes):  # the catalog then suggests only what this client can call
+                    base = runtime.get_tool(name, timeout=30.0)  # waits while it loads; a broken manifest raises
+            except UnknownToolError as exc:
+                raise _NotServedError(exc.message) from None
             entry = resolve_ready(runtime, name, session, runtime.promotions()) or base
         return describe(entry, self.config)
 
@@ -218,10 +231,9 @@ class ToolServer:
             return None
         arguments = arguments or {}
         target = arguments.get("pass_through_tool")
-        if isinstance(target, str) and target:
-            if not self.exposes(target):
-                return f"{served.tool_id}: pass_through_tool {target[:80]!r} is not served over MCP ({self.config.where} expose)"
-            return None  # the buffer is (re)pointed at a tool this client may call
+        if isinstance(target, str) and target and not self.exposes(target):
+            return f"{served.tool_id}: pass_through_tool {target[:80]!r} is not served over MCP ({self.config.where} expose)"
+        # re-pointing is refused too: it would hand the items already buffered for that tool to this client's
         buffer_id = arguments.get("buffer_id")
         if not isinstance(buffer_id, str) or not buffer_id:
             return None  # no buffer named: the tool's own check (or status of all, filtered in _visible_buffers)
