@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -85,15 +87,29 @@ def test_serve_settings_defaults_patterns_and_one_line_errors(tmp_path: Path) ->
 
 
 def test_cursor_paging() -> None:
-    tools = list(range(7))
+    tools = [SimpleNamespace(tool_id=f"t{n}") for n in range(7)]
     first, cursor = page(tools, None, 3)  # type: ignore[arg-type]
     second, cursor2 = page(tools, cursor, 3)  # type: ignore[arg-type]
     third, cursor3 = page(tools, cursor2, 3)  # type: ignore[arg-type]
-    assert (first, second, third, cursor3) == ([0, 1, 2], [3, 4, 5], [6], None)
-    assert decode_cursor(encode_cursor(42)) == 42
-    for bad in ("nope", encode_cursor(-1), "eyJ4IjogMX0="):
+    assert [[t.tool_id for t in p] for p in (first, second, third)] == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
+    assert cursor3 is None
+    assert decode_cursor(encode_cursor("t9")) == "t9" and decode_cursor(None) is None
+    for bad in ("nope", "eyJ4IjogMX0=", "WzFd", "eyJhIjogMX0="):  # not base64 JSON, {"x": 1}, [1], {"a": 1}
         with pytest.raises(UsageError, match="invalid tools/list cursor"):
             decode_cursor(bad)
+
+
+def test_a_change_between_pages_neither_repeats_nor_skips_a_tool() -> None:
+    """A tool added before the cursor, or the last one served gone: the next page starts past what was served."""
+    def ids(chunk: list[Any]) -> list[str]:
+        return [t.tool_id for t in chunk]
+
+    tools = [SimpleNamespace(tool_id=f"t{n}") for n in range(7)]
+    _first, cursor = page(tools, None, 3)  # type: ignore[arg-type]
+    added = [SimpleNamespace(tool_id="a_new"), *tools]
+    assert ids(page(added, cursor, 3)[0]) == ["t3", "t4", "t5"]  # type: ignore[arg-type]
+    gone = [t for t in tools if t.tool_id not in ("t1", "t2")]
+    assert ids(page(gone, cursor, 3)[0]) == ["t3", "t4", "t5"]  # type: ignore[arg-type]
 
 
 def test_session_names_follow_the_scope_rule() -> None:

@@ -89,8 +89,8 @@ async def test_a_search_endpoint_lists_what_the_session_found_and_tells_it(works
     make_workspace(workspace, settings=SEARCH)
     async with sdk_stdio(workspace, extra=("--endpoint", "find")) as (session, inbox):
         listed = (await session.list_tools()).tools
-        assert [t.name for t in listed] == ["search_tools", "echo"]
-        search = listed[0]
+        assert [t.name for t in listed] == ["echo", "search_tools"]
+        search = listed[1]
         assert search.input_schema["required"] == ["query"] and search.output_schema is not None
         result = await session.call_tool("search_tools", {"query": TEMPERATURE, "limit": 3})
         names = found_names(result)
@@ -125,7 +125,7 @@ async def test_a_search_endpoint_lists_what_the_session_found_and_tells_it(works
 async def test_a_pinned_tool_the_endpoint_does_not_serve_is_a_warning_and_not_listed(workspace: Path) -> None:
     make_workspace(workspace, settings=SEARCH.replace('pinned = ["echo"]', 'pinned = ["echo", "converter_local", "nosuch"]'))
     async with sdk_stdio(workspace, extra=("--endpoint", "find")) as (session, _inbox):
-        assert [t.name for t in (await session.list_tools()).tools] == ["search_tools", "echo"]
+        assert [t.name for t in (await session.list_tools()).tools] == ["echo", "search_tools"]
 
         def warnings() -> list[str]:
             rows = db_rows(workspace, "SELECT payload FROM events WHERE kind='runtime.warning'")
@@ -176,7 +176,7 @@ async def test_bad_search_arguments_over_mcp_answer_is_error_and_list_nothing(wo
             result = await session.call_tool("search_tools", arguments)
             assert result.is_error and words in result.content[0].text, (arguments, result)
             assert result.structured_content is None
-        assert [t.name for t in (await session.list_tools()).tools] == ["search_tools", "echo"]
+        assert [t.name for t in (await session.list_tools()).tools] == ["echo", "search_tools"]
         assert inbox.count(LIST_CHANGED) == 0
 
 
@@ -199,14 +199,14 @@ async def test_one_sessions_search_changes_its_list_only(workspace: Path) -> Non
     try:
         base = server.wait_listening() + "/find"
         async with sdk_http(base, "finder") as (finder, finder_inbox), sdk_http(base, "bystander") as (other, other_inbox):
-            assert [t.name for t in (await other.list_tools()).tools] == ["search_tools", "echo"]
+            assert [t.name for t in (await other.list_tools()).tools] == ["echo", "search_tools"]
             names = found_names(await finder.call_tool("search_tools", {"query": TEMPERATURE}))
             assert "converter_remote" in names
             await until(lambda: finder_inbox.count(LIST_CHANGED) == 1, timeout=30, what="list_changed to the finder")
             assert "converter_remote" in {t.name for t in (await finder.list_tools()).tools}
             await anyio.sleep(2.5)  # the change watcher's recheck and debounce: nothing for the other session
             assert other_inbox.count(LIST_CHANGED) == 0
-            assert [t.name for t in (await other.list_tools()).tools] == ["search_tools", "echo"]
+            assert [t.name for t in (await other.list_tools()).tools] == ["echo", "search_tools"]
             # a reload of a tool nobody found is no change to these lists; of a found one, it is
             edit_description(workspace / "tools" / "shout.yaml", "Shout, reloaded")
             await anyio.sleep(3.0)
@@ -232,12 +232,12 @@ def test_the_typescript_client_searches_and_hears_its_list_change(ts_sdk: Path, 
         assert server.stop() == 0, "".join(server.stderr)[-2000:]
     steps = {row.pop("step"): row for row in map(json.loads, (x for x in done.stdout.splitlines() if x.startswith("{")))}
     assert done.returncode == 0 and "closed" in steps, (done.stdout[-3000:], done.stderr[-3000:])
-    assert steps["list"] == {"names": ["search_tools", "echo"]}
+    assert steps["list"] == {"names": ["echo", "search_tools"]}
     search = steps["search"]
     assert search["ok"] and not search["isError"] and "converter_remote" in search["found"], search
     assert "converter_local" not in search["text"]
     changed = steps["list_changed"]
-    assert changed["notified"] == 1 and changed["names"] == ["search_tools", "echo", *search["found"]], changed
+    assert changed["notified"] == 1 and changed["names"] == sorted(["search_tools", "echo", *search["found"]]), changed
     bad = steps["bad_limit"]
     assert bad["ok"] and bad["isError"] and "limit must be an integer from 1 to 50, got 0" in bad["text"], bad
 

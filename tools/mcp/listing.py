@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import copy
 import json
 import threading
@@ -225,24 +226,29 @@ def signature(runtime: RuntimeHost, config: ServeConfig, session: str) -> tuple[
 
 # -- paging ---------------------------------------------------------------------------
 
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+def encode_cursor(after: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"a": after}).encode()).decode()
 
 
-def decode_cursor(cursor: str | None) -> int:
+def decode_cursor(cursor: str | None) -> str | None:
+    """The id of the last tool the previous page served (None: the first page)."""
     if not cursor:
-        return 0
+        return None
     try:
-        offset = json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"]
+        after = json.loads(base64.urlsafe_b64decode(cursor.encode()))["a"]
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"invalid tools/list cursor {cursor[:40]!r}: pass back a nextCursor this server returned") from exc
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if not isinstance(after, str):
         raise UsageError(f"invalid tools/list cursor {cursor[:40]!r}: pass back a nextCursor this server returned")
-    return offset
+    return after
 
 
 def page(tools: list[ServedTool], cursor: str | None, size: int) -> tuple[list[ServedTool], str | None]:
-    """One page of the sorted list, and the cursor of the next (None on the last page)."""
-    start = decode_cursor(cursor)
+    """One page of a list sorted by id, and the cursor of the next (None on the last page).
+
+    The cursor names the last tool served, and the next page starts past it, so a tool added or gone
+    between two pages (its clients are sent `list_changed`) neither repeats a tool nor skips one."""
+    after = decode_cursor(cursor)
+    start = 0 if after is None else bisect.bisect_right(tools, after, key=lambda t: t.tool_id)
     chunk = tools[start:start + size]
-    return chunk, (encode_cursor(start + size) if start + size < len(tools) else None)
+    return chunk, (encode_cursor(chunk[-1].tool_id) if chunk and start + len(chunk) < len(tools) else None)

@@ -148,8 +148,10 @@ class ToolSearch:
         return ListState({i: served.get(i) for i in watched}, tuple(sorted(runtime.promotions().items())))
 
     def listing(self, client: ClientSession) -> list[ServedTool]:
-        """What `tools/list` serves this client: `search_tools`, the pinned tools, then what it found, in order found."""
-        return [self.tool, *self._served([*self.config.pinned, *client.found.ids()], client.session)]
+        """What `tools/list` serves this client: `search_tools`, the pinned tools and what it found, sorted by id (pages
+        resume past the last id served, tools/mcp/listing.py)."""
+        return sorted([self.tool, *self._served([*self.config.pinned, *client.found.ids()], client.session)],
+                      key=lambda t: t.tool_id)
 
     def search(self, client: ClientSession, query: str, limit: int) -> tuple[list[ServedTool], bool]:
         """(the best `limit` tools this endpoint serves for `query`, whether the client's found set grew)."""
