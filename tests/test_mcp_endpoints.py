@@ -197,6 +197,25 @@ async def test_an_override_of_a_tool_the_endpoint_does_not_serve_is_a_warning(wo
     assert any("[mcp.serve.endpoints.temps.tools.nosuch]: nosuch is no tool of the catalog" in w for w in found)
 
 
+async def test_a_default_the_tools_schema_refuses_is_a_warning_and_not_applied(workspace: Path) -> None:
+    """`defaults = { text = 5 }` for a string argument would fail every call on a field the client never sent."""
+    make_workspace(workspace, settings=ENDPOINTS.replace('defaults = { text = "no reading" }', 'defaults = { text = 5, nosuch = 1 }'))
+    async with sdk_stdio(workspace, extra=("--endpoint", "temps")) as (session, _inbox):
+        echo = {t.name: t for t in (await session.list_tools()).tools}["echo"]
+        assert "default" not in echo.input_schema["properties"]["text"] and echo.input_schema["required"] == ["text"]
+        assert "nosuch" not in echo.input_schema["properties"]
+        assert (await session.call_tool("echo", {"text": "21 C"})).structured_content == {"echo": "21 C", "length": 4}
+
+        def warnings() -> list[str]:
+            rows = db_rows(workspace, "SELECT payload FROM events WHERE kind='runtime.warning'")
+            return [r["payload"] for r in rows if "defaults" in r["payload"]]
+
+        found = wait_for(lambda: len(warnings()) == 2 and warnings(), timeout=30)
+    assert any("[mcp.serve.endpoints.temps.tools.echo] defaults: text: text must be string; this default is not applied"
+               in w for w in found), found
+    assert any("defaults: no argument 'nosuch' (known: text)" in w for w in found), found
+
+
 # -- over HTTP: every endpoint from one process -------------------------------------------------------------------
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ import anyio
 
 from state.db import StoreError
 from tools.errors import ToolError
+from tools.mcp import schema
 from tools.mcp.changes import POLL_SECONDS, ChangeWatcher
 from tools.mcp.config import ServeConfig
 from tools.mcp.listing import exposes, signature
@@ -94,13 +95,22 @@ class Endpoints:
                 known = self.runtime.catalog.find(tool_id) is not None
                 if exposes(self.runtime, config, tool_id) and (known or not unknown_too):
                     continue
-                warning = (f"{file}: {where}: {tool_id} is "
+                self._warn(f"{file}: {where}: {tool_id} is "
                            f"{'not served by this endpoint (expose / hide)' if known else 'no tool of the catalog'}; {effect}")
-                log.warning("%s", warning)
-                try:
-                    self.runtime.events.emit("runtime.warning", warning=warning)
-                except (ToolError, StoreError) as exc:
-                    log.error("mcp: could not record a warning: %s", exc)
+            for tool_id, override in config.tools:
+                entry = self.runtime.catalog.find(tool_id)
+                if not override.defaults or entry is None or entry.manifest is None or not exposes(self.runtime, config, tool_id):
+                    continue
+                served = schema.input_schema(entry.manifest)[0]
+                for why in schema.refused_defaults(served, override.defaults).values():
+                    self._warn(f"{file}: {config.where[:-1]}.tools.{tool_id}] defaults: {why}; this default is not applied")
+
+    def _warn(self, warning: str) -> None:
+        log.warning("%s", warning)
+        try:
+            self.runtime.events.emit("runtime.warning", warning=warning)
+        except (ToolError, StoreError) as exc:
+            log.error("mcp: could not record a warning: %s", exc)
 
     def close(self, reason: str) -> None:
         """End every client session of every endpoint; blocking."""

@@ -109,6 +109,8 @@ def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
         destructive = manifest.destructive and any(op in config.buffer_operations for op in DESTRUCTIVE_BUFFER_OPERATIONS)
     override = config.override(entry.tool_id)
     defaults = override.defaults if override is not None else {}
+    if defaults and (refused := schema.refused_defaults(in_schema, defaults)):  # warned of at start (tools/mcp/endpoints.py)
+        defaults = {k: v for k, v in defaults.items() if k not in refused}
     if defaults:
         in_schema = schema.with_defaults(in_schema, defaults)
     description = (override.description if override is not None else None) or manifest.description or entry.tool_id

@@ -85,6 +85,28 @@ def restrict_operations(schema: dict[str, Any], operations: tuple[str, ...]) -> 
     return out
 
 
+def refused_defaults(schema: dict[str, Any], defaults: dict[str, Any]) -> dict[str, str]:
+    """Argument -> why the tool's input schema refuses an endpoint's default for it: an argument the schema does not
+    have, or a value its type does not take (such a default is not applied: a call would fail on a field the client
+    never sent)."""
+    import fastjsonschema
+
+    props = schema.get("properties")
+    out: dict[str, str] = {}
+    for key, value in defaults.items():
+        prop = props.get(key) if isinstance(props, dict) else None
+        if isinstance(props, dict) and prop is None:
+            out[key] = f"no argument {key!r} (known: {', '.join(map(str, props)) or 'none'})"
+        elif isinstance(prop, dict):
+            try:
+                fastjsonschema.validate(prop, copy.deepcopy(value))
+            except fastjsonschema.JsonSchemaValueException as exc:
+                out[key] = f"{key}: {exc.message.replace('data', key, 1)}"
+            except fastjsonschema.JsonSchemaDefinitionException:
+                pass  # a schema that cannot be compiled: the call's own check says so
+    return out
+
+
 def with_defaults(schema: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """The schema with each defaulted argument marked `default` and no longer `required` (an endpoint's
     `defaults`: the server fills them in when the client leaves them out)."""
