@@ -119,3 +119,7 @@ def test_tools_check_fails_and_names_an_mcp_server_in_error(workspace: Path, tmp
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 1, (out.stdout[-2000:], out.stderr[-2000:])
     assert "MCP server down (" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    listed = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(workspace), "tools", "--wait"],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert listed.returncode == 0, (listed.stdout[-2000:], listed.stderr[-2000:])  # a listing, not a check: it says why
+    assert "tooldeck: MCP server down (" in listed.stderr and "its tools are not listed (tooldeck mcp list)" in listed.stderr

@@ -153,12 +153,14 @@ def cmd_tools(args: argparse.Namespace) -> int:
                               r["description"] or ""))
             print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail", "description"), table,
                         keys=("tool", "version", "serves"), styles=lambda col, v: styles.get(v, "") if col == "status" else "")
-        servers = _servers_in_error(runtime) if args.check else []
+        servers = _servers_in_error(runtime) if args.check or args.wait else []  # waits for them to connect
+        in_error = ([f"MCP server {', '.join(servers)} in error" if len(servers) == 1 else
+                     f"MCP servers in error: {', '.join(servers)}"] if servers else [])
         if args.check and (broken or servers):
-            parts = ([plural(len(broken), "tool") + " in error"] if broken else []) + \
-                    ([f"MCP server {', '.join(servers)} in error" if len(servers) == 1 else
-                      f"MCP servers in error: {', '.join(servers)}"] if servers else [])
+            parts = ([plural(len(broken), "tool") + " in error"] if broken else []) + in_error
             sys.stderr.write(visible(f"tooldeck: {'; '.join(parts)}") + "\n")
+        elif in_error and not args.json_out:  # their tools are missing from the list: say why
+            sys.stderr.write(visible(f"tooldeck: {in_error[0]}; its tools are not listed (tooldeck mcp list)") + "\n")
         return 1 if args.check and (broken or servers) else 0
     finally:
         runtime.close()
