@@ -111,6 +111,7 @@ def test_an_unknown_endpoint_names_those_that_exist(workspace: Path) -> None:
     done = subprocess.run(serve_argv(workspace, "--endpoint", "nope"), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=120, cwd=REPO, env=server_env())
     assert done.returncode == 2 and "unknown MCP endpoint 'nope' (endpoints: temps, wide)" in done.stderr, done.stderr[-2000:]
+    assert "stopped" not in done.stderr  # it never started: the one line says why
     done = subprocess.run(serve_argv(workspace, "--endpoint", "temps", "--http", "127.0.0.1:0"), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=server_env())
     assert done.returncode == 2 and "--endpoint applies to stdio only" in done.stderr, done.stderr[-2000:]

@@ -83,8 +83,9 @@ def serve(*, workspace: str | None, http: str | None = None, token_file: str | N
         if endpoints is not None:
             endpoints.close("server stopped")
         runtime.close(timeout=CLOSE_SECONDS)
-        sys.stderr.write("tooldeck mcp serve: stopped\n")
-        sys.stderr.flush()
+        if endpoints is not None:  # a server that never started (its settings refused) only says why, once
+            sys.stderr.write("tooldeck mcp serve: stopped\n")
+            sys.stderr.flush()
     _exit_now_if_memory_is_building(runtime)
     return 0
 
