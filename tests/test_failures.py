@@ -151,6 +151,8 @@ def test_mark_tool_failure_records_row_event_score_tags(workspace, make_runtime)
     (("echo", "s", "e", "severe"), UsageError, "invalid severity 'severe'"),
     (("echo", 42, "e", "low"), UsageError, "scenario must be a string"),
     (("echo", "s", None, "low"), UsageError, "error_message must be a string"),
+    (("echo", "s", "  ", "low"), UsageError, "error_message is empty: say what went wrong"),
+    (("echo", "", "e", "low"), UsageError, "scenario is empty: say what was asked"),
     (("echo", "s", "e", "low", "Not A Class"), UsageError, "invalid error_class"),
 ])
 def test_mark_tool_failure_bad_input_is_one_line_and_records_nothing(workspace, make_runtime, args, exc, text):

@@ -135,6 +135,10 @@ async def test_failures_panel_mark_by_hand_and_tool_controls(demo_ws: Path) -> N
             scores.move_cursor(row=scores.get_row_index("csv_parser@1.0.0"))
             await pilot.press("m")
             await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the mark dialog")
+            await pilot.press("enter")  # nothing typed: the dialog says what is missing and stays open
+            await wait_for(pilot, lambda: "scenario is empty" in str(app.screen.query_one("#dialog-error").render()),
+                           what="the empty scenario refused")
+            assert isinstance(app.screen, PromptScreen)
             app.screen.query_one("#field-scenario").value = "parse JSON data"
             app.screen.query_one("#field-error").value = "JSONDecodeError"
             app.screen.query_one("#field-severity").value = "high"

@@ -459,18 +459,28 @@ def tracker_for(runtime: RuntimeHost) -> FailureTracker:
     return tracker
 
 
-def mark_tool_failure(runtime: RuntimeHost, tool_id: str, scenario: str, error_message: str, severity: str = "medium",
-                      error_class: str | None = None, *, version: str | None = None) -> dict[str, Any]:
-    """Record a failure a caller saw: demote the tool version, tag it, feed its circuit and the failure memory."""
+def check_report(tool_id: Any, scenario: Any, error_message: Any, severity: Any = "medium",
+                 error_class: Any = None) -> tuple[str, str]:
+    """A failure reported by hand, checked (UsageError naming the field): (severity, error class) as recorded. The
+    scenario and the error are what the score's demotion, the negative tags and the failure memory are made from,
+    so neither may be blank (the CLI, the builtin and the dashboard's dialog ask the same)."""
     check_tool_id(tool_id)
     severity = check_severity(severity)
-    if not isinstance(scenario, str):
-        raise UsageError(f"mark_tool_failure: scenario must be a string, got {type(scenario).__name__}")
-    if not isinstance(error_message, str):
-        raise UsageError(f"mark_tool_failure: error_message must be a string, got {type(error_message).__name__}")
+    for name, value in (("scenario", scenario), ("error_message", error_message)):
+        if not isinstance(value, str):
+            raise UsageError(f"mark_tool_failure: {name} must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise UsageError(f"mark_tool_failure: {name} is empty: say {'what was asked' if name == 'scenario' else 'what went wrong'}")
     error_class = error_class or "reported"
     if not isinstance(error_class, str) or not ERROR_CLASS_RE.fullmatch(error_class):
         raise UsageError(f"mark_tool_failure: invalid error_class {error_class!r}: lowercase letters, digits and _ (<= 40)")
+    return severity, error_class
+
+
+def mark_tool_failure(runtime: RuntimeHost, tool_id: str, scenario: str, error_message: str, severity: str = "medium",
+                      error_class: str | None = None, *, version: str | None = None) -> dict[str, Any]:
+    """Record a failure a caller saw: demote the tool version, tag it, feed its circuit and the failure memory."""
+    severity, error_class = check_report(tool_id, scenario, error_message, severity, error_class)
     entry = runtime.resolve(tool_id, version)
     return tracker_for(runtime).record_failure(entry, scenario=scenario, error=error_message, severity=severity,
                                                error_class=error_class, origin="manual")

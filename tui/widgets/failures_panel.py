@@ -164,9 +164,19 @@ class FailuresPanel(Panel):
             self.app.run_blocking(f"mark {values['tool']}", lambda rt: mark_tool_failure(
                 rt, values["tool"], values["scenario"], values["error"], values["severity"] or "medium"))
 
+        def check(values: dict[str, str]) -> str | None:  # shown in the dialog, what was typed kept
+            from tools.errors import ToolError
+            from tools.recovery.ledger import check_report
+
+            try:
+                check_report(values["tool"], values["scenario"], values["error"], values["severity"] or "medium")
+            except ToolError as exc:
+                return exc.message
+            return None
+
         self.app.push_screen(PromptScreen("Mark a failure by hand", [
             ("tool", "tool id", tool), ("scenario", "scenario (what was asked)", ""), ("error", "error message", ""),
-            ("severity", "severity: low | medium | high | critical", "medium")]), done)
+            ("severity", "severity: low | medium | high | critical", "medium")], check=check), done)
 
 
 def failure_details(f: dict[str, Any]) -> Details:
