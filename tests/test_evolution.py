@@ -186,6 +186,25 @@ def test_cancel_a_running_evolution(workspace, make_runtime, anthropic_server: M
     assert [e.kind for e in rt.events.recent(50)].count("evolution.cancelled") == 1
 
 
+def test_inputs_the_schema_refused_are_not_replayed_unless_the_error_names_them(workspace, make_runtime):
+    """A caller's input the tool's schema refused (`bad_input`) says nothing of what to fix: the failing_scenario
+    stage does not hold a candidate to it, unless the evolution's error message points at those failures."""
+    settings(workspace, model='provider = "replay"')
+    rt = make_runtime(demo=True)
+    with pytest.raises(ToolError):
+        rt.call("csv_parser", {"text": '[{"name": "ada"}]'})
+    for _ in range(2):
+        with pytest.raises(ToolError) as refused:
+            rt.call("csv_parser", {"rows": "no text field"})
+        assert refused.value.error_class == "bad_input"
+    rt.calls.flush()
+    out = rt.call("evolve_tool", {"tool_id": "csv_parser", "error_message": "Support JSON input too",
+                                  "mutation_hint": "Support JSON and CSV", "dynamic_schema": True})
+    stage = {s["name"]: s for s in get_proposal(rt, out["proposal_id"])["stages"]}["failing_scenario"]
+    assert stage["passed"], stage["detail"]
+    assert len(stage["cases"]) == 1 and "no text field" not in stage["cases"][0]["input"], stage["cases"]
+
+
 def test_the_builtin_tool_evolves_the_demo_csv_parser_with_replay(workspace, make_runtime):
     """call_tool("evolve_tool", ...) exactly as the original callers did; the packaged replay passes validation."""
     settings(workspace, model='provider = "replay"')

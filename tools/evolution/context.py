@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tooldeck.evolution")
 #: failures that say nothing about the tool's own behaviour, so are not replayed as scenarios
 SKIP_SCENARIO_CLASSES = {"unavailable", "not_ready", "unknown_tool", "bad_usage", "bad_id", "state"}
+#: input the tool's schema refused: the caller's mistake, replayed only when the evolution's error names it
+CALLER_CLASSES = {"bad_input"}
 
 
 def _as_dict(row: Any) -> dict[str, Any]:
@@ -67,10 +69,11 @@ def recent_failures(runtime: RuntimeHost, tool_id: str, version: str, limit: int
 
 
 def scenarios(failures: list[dict[str, Any]], error_message: str) -> list[dict[str, Any]]:
-    usable = [f for f in failures if f.get("input") is not None and f.get("error_class") not in SKIP_SCENARIO_CLASSES]
+    replayable = [f for f in failures if f.get("input") is not None and f.get("error_class") not in SKIP_SCENARIO_CLASSES]
+    usable = [f for f in replayable if f.get("error_class") not in CALLER_CLASSES]
     needle = (error_message or "").strip().lower()
     if needle:
-        matching = [f for f in usable if needle in f"{f.get('error')} {f.get('error_class')} {f.get('scenario')}".lower()]
+        matching = [f for f in replayable if needle in f"{f.get('error')} {f.get('error_class')} {f.get('scenario')}".lower()]
         usable = matching or usable
     seen: set[str] = set()
     out = []
