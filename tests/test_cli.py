@@ -83,6 +83,8 @@ def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:
     assert usage.returncode == 2
     as_json = tooldeck("call", "echo", '{"nope": 1}', "--json", ws=ws)
     assert as_json.returncode == 2 and json.loads(as_json.stdout)["error_class"] == "bad_input"
+    malformed = tooldeck("--json", "call", "echo", '{"text": [1,2', ws=ws)  # the class call_tool gives the same text
+    assert malformed.returncode == 2 and json.loads(malformed.stdout)["error_class"] == "bad_input", malformed.stdout
 
 
 def test_test_command(ws: Path) -> None:

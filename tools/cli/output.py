@@ -58,8 +58,9 @@ def runtime_for(args: argparse.Namespace, **kwargs: Any) -> Runtime:
 
 
 def read_json_arg(text: str | None, what: str = "input") -> Any:
-    """A JSON argument, `-` for stdin, or nothing (an empty object)."""
-    from tools.errors import UsageError
+    """A JSON argument, `-` for stdin, or nothing (an empty object). Malformed JSON is `bad_input`, as the same text
+    given to `call_tool` is."""
+    from tools.errors import ToolInputError
 
     if text is None:
         return {}
@@ -70,7 +71,7 @@ def read_json_arg(text: str | None, what: str = "input") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise ToolInputError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
