@@ -374,6 +374,10 @@ def test_every_hint_tooldeck_prints_is_a_command_that_works(workspace, make_runt
     summary = json.loads(capsys.readouterr().out)
     printed = hints(summary["next"])
     assert [h.split()[2] for h in printed] == ["show", "approve"], printed
+    assert main(["-w", ws, "call", "greet", "{}", "--version", summary["version"]]) == 1  # not approved yet: refused
+    refused = hints(capsys.readouterr().err)
+    assert refused == [f"tooldeck review show {summary['proposal_id']}"], refused
+    printed += refused
     for hint in printed:
         assert run(hint) == 0, (hint, capsys.readouterr().err)
     capsys.readouterr()

@@ -386,9 +386,12 @@ class UnapprovedGuard:
             return
         row = proposals.latest(runtime.store, *key)
         state = f"proposal {row[0]} is {row[1]}" if row else "it has no proposal"
-        raise ToolUnavailableError(
-            f"{entry.tool_id} {entry.served_version} is an evolved version nobody approved ({state}); it runs only after "
-            "`tooldeck review approve`", tool_id=entry.tool_id, version=entry.served_version)
+        if row is not None and row[1] == "awaiting_review":  # the one state an approval can follow
+            hint = f"it runs only once approved: `tooldeck review show {row[0]}` says how"
+        else:
+            hint = "nothing can approve it now; evolve the tool again for a version to review"
+        raise ToolUnavailableError(f"{entry.tool_id} {entry.served_version} is an evolved version nobody approved ({state}); "
+                                   f"{hint}", tool_id=entry.tool_id, version=entry.served_version)
 
     def after_call(self, runtime: RuntimeHost, entry: Any, outcome: str, duration_ms: float, error: Any, data: Any) -> None:
         return None
