@@ -164,6 +164,28 @@ def test_mark_tool_failure_bad_input_is_one_line_and_records_nothing(workspace, 
     assert rows(rt, "SELECT COUNT(*) AS n FROM failures")[0]["n"] == 0
 
 
+def test_output_that_is_not_json_is_never_passed_on_as_json(workspace, make_runtime):
+    """NaN and Infinity are not JSON, though Python's parser takes them: a python tool returning one fails as
+    `bad_output` (before, a crash or a result that `--json` printed as invalid JSON); an executable printing one, or
+    nesting past the parser's depth, answered text, as any output that is not JSON does (before: a float NaN, and a
+    RecursionError counted as the tool's crash)."""
+    folder = workspace / "tools"
+    python_tool(folder, "nan_py", "def run(data):\n    return {'a': float('nan')}\n")
+    python_tool(folder, "set_py", "def run(data):\n    return {'a': {1, 2}}\n")
+    exec_tool(folder, "nan_exe", "import sys\nsys.stdin.read()\nprint('{\"a\": NaN}')\n")
+    exec_tool(folder, "deep_exe", "import sys\nsys.stdin.read()\nprint('[' * 100000)\n")
+    rt = make_runtime()
+    for tool in ("nan_py", "set_py"):
+        with pytest.raises(ToolError) as info:
+            rt.call(tool, {})
+        assert info.value.error_class == "bad_output" and "its result is not JSON" in info.value.message, info.value
+    assert rt.call("nan_exe", {}) == '{"a": NaN}\n'
+    assert rt.call("deep_exe", {}) == "[" * 100000 + "\n"
+    with pytest.raises(ToolError) as again:  # the worker lives on: the next call is refused the same way
+        rt.call("nan_py", {})
+    assert again.value.error_class == "bad_output"
+
+
 def test_runtime_records_every_failure_with_its_class(workspace, make_runtime):
     _tools(workspace / "tools")
     rt = make_runtime()

@@ -42,15 +42,20 @@ def stderr_tail(raw: bytes | str, limit: int = STDERR_TAIL) -> str:
 
 
 def parse_stdout(raw: bytes) -> Any:
-    """JSON when the output is JSON, otherwise the text itself."""
+    """JSON when the output is JSON, otherwise the text itself. `NaN` and `Infinity` are not JSON (Python's parser
+    takes them, and what it read back out would not be JSON again), nor is nesting past the parser's depth."""
     text = raw.decode("utf-8", "replace")
     stripped = text.strip()
     if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null") or _looks_numeric(stripped):
         try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
+            return json.loads(stripped, parse_constant=_not_json)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
             pass
     return text
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _looks_numeric(text: str) -> bool:

@@ -44,6 +44,9 @@ IDLE_RETIRE_SECONDS = 60.0
 #: how often a call waiting for a free worker looks at its cancellation
 WAIT_SLICE = 0.25
 
+#: a worker's reply type for a result that is not JSON (worker_main.NOT_JSON; the worker runs as a script)
+NOT_JSON = "ResultNotJSON"
+
 
 class Worker:
     """One child process serving one (tool, version); one request in flight at a time."""
@@ -191,6 +194,9 @@ class Worker:
             return self._died()
         if reply.get("ok"):
             return reply.get("result")
+        if reply.get("type") == NOT_JSON:  # the tool ran; what it returned cannot be carried
+            raise ToolOutputError(f"{self.tool_id}: its result is not JSON ({reply.get('error', '')})",
+                                  tool_id=self.tool_id, version=self.version)
         message = f"{self.tool_id}: {reply.get('type', 'Error')}: {reply.get('error', '')}"
         raise ToolCrashError(
             message, tool_id=self.tool_id, version=self.version,

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAIN_MODULE = "tooldeck_tool"
+#: the reply type of a result that is not JSON (tools/invoke/worker.py makes it `bad_output`, not a crash)
+NOT_JSON = "ResultNotJSON"
 
 
 class SourceOnly:
@@ -167,12 +169,16 @@ def main() -> int:
         rid = request.get("id")
         try:
             result = func(request.get("input"))
-            reply = json.dumps({"id": rid, "ok": True, "result": result})
         except Exception as exc:
             reply = json.dumps({"id": rid, "ok": False, "type": type(exc).__name__, "error": str(exc)[:2000],
                                 "traceback": traceback.format_exc(limit=8)[-4000:]})
         except BaseException as exc:  # SystemExit inside a tool fails the call, not the worker
             reply = json.dumps({"id": rid, "ok": False, "type": type(exc).__name__, "error": repr(exc)[:2000]})
+        else:
+            try:  # strict JSON: NaN and Infinity are not (a caller's parser, the database, --json refuse them)
+                reply = json.dumps({"id": rid, "ok": True, "result": result}, allow_nan=False)
+            except (TypeError, ValueError, RecursionError) as exc:
+                reply = json.dumps({"id": rid, "ok": False, "type": NOT_JSON, "error": f"{type(exc).__name__}: {exc}"[:2000]})
         proto.write(reply + "\n")
     return 0
 

@@ -238,6 +238,9 @@ class StdioProcess:
         """An asyncio StreamReader over a pipe, its reader registered with the loop once (not per read)."""
         import asyncio
 
+        from tools.invoke.capture import widen_pipe
+
+        widen_pipe(pipe.fileno())  # as local tools' pipes: a 70 MB stderr flood is ~70 hand-overs, not ~1,100
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
         transport, _protocol = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
