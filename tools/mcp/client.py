@@ -238,7 +238,7 @@ class StdioProcess:
         """An asyncio StreamReader over a pipe, its reader registered with the loop once (not per read)."""
         import asyncio
 
-        from tools.invoke.capture import widen_pipe
+        from tools.invoke import widen_pipe
 
         widen_pipe(pipe.fileno())  # as local tools' pipes: a 70 MB stderr flood is ~70 hand-overs, not ~1,100
         loop = asyncio.get_running_loop()
