@@ -130,7 +130,9 @@ def test_model_error_status_fails_the_proposal_with_a_clear_error(workspace, mak
     with pytest.raises(ToolError) as err:
         evolve_tool(rt, "greet", "", "Allow spaces")
     assert "HTTP 500" in err.value.message and "internal trouble" in err.value.message and "proposal 1" in err.value.message
-    assert get_proposal(rt, 1)["status"] == "model_error"  # a status of its own: nothing was validated
+    shown = get_proposal(rt, 1)
+    assert shown["status"] == "model_error"  # a status of its own: nothing was validated
+    assert shown["diff"] is None and shown["current_diff_sha256"] is None  # no candidate: not a diff deleting the tool
     assert any(e.kind == "evolution.model_error" for e in rt.events.recent(20))
 
 

@@ -78,7 +78,10 @@ def get_proposal(runtime: RuntimeHost, proposal_id: Any, *, with_diff: bool = Tr
         raise UsageError(f"no proposal {pid} (see tooldeck review list)")
     out = _row_to_dict(row)
     _localise(runtime, out)
-    if with_diff:
+    if with_diff and not out.get("path"):  # no candidate was written (the model failed, or it was cancelled first)
+        out["diff"], out["current_diff_sha256"] = None, None  # not its parent's deletion: its failure says what happened
+        out["tampered"] = None
+    elif with_diff:
         try:
             out["diff"], out["current_diff_sha256"] = diff_for(out)
         except ToolError as exc:
