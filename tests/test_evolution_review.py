@@ -13,7 +13,7 @@ import pytest
 from tests.evolution_helpers import GREET_V2, greet_answer, greet_tool, record_history, settings
 from tests.helpers import state_bytes
 from tests.messages_server import FAKE_KEY, MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
-from tools.errors import InvalidIdError, NotFoundError, ToolError, ToolUnavailableError, UsageError
+from tools.errors import InvalidIdError, NotFoundError, StaleReviewError, ToolError, ToolUnavailableError, UsageError
 from tools.evolution.evolve import evolve_tool, tool_entry
 from tools.evolution.review import approve, get_proposal, list_proposals, reject, rollback
 
@@ -93,6 +93,25 @@ def test_rejection_burns_the_version_and_needs_a_reason(workspace, make_runtime,
     assert (rt.home / "evolved" / "greet" / "1.2.0" / "greet_v1_2_0.py").is_file()
     assert [p["version"] for p in list_proposals(rt)] == ["1.2.0", "1.1.0"]
     assert [p["id"] for p in list_proposals(rt, "rejected")] == [p["id"]]
+
+
+def test_a_decision_the_proposals_status_does_not_allow_is_stale_review(workspace, make_runtime, anthropic_server, capsys):
+    """Approve, reject, cancel or revalidate a proposal whose status does not allow it: one class (`stale_review`,
+    exit 2, the request must change), one wording; before, `unavailable` (exit 1) or `bad_usage` by command."""
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    reject(rt, p["id"], "prefer trimming in the caller")
+    rt.close()
+    for argv in (["approve", str(p["id"]), "--diff", p["diff_sha256"], "--scope", "global"],
+                 ["reject", str(p["id"]), "--reason", "again"], ["cancel", str(p["id"])], ["revalidate", str(p["id"])]):
+        assert main(["-w", str(workspace), "--json", "review", *argv]) == 2, argv
+        error = json.loads(capsys.readouterr().out)
+        assert error["error_class"] == "stale_review", (argv, error)
+        assert error["error"].startswith(f"proposal {p['id']} is rejected: only "), (argv, error)
 
 
 def entering_tx(store: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
@@ -278,7 +297,7 @@ def test_cli_evolve_review_approve_and_rollback(workspace, make_runtime, anthrop
     with pytest.raises(SystemExit) as bad_usage:
         main(["-w", ws, "review", "reject", "1"])  # --reason is required
     assert bad_usage.value.code == 2
-    assert main(["-w", ws, "review", "cancel", "1"]) == 1
+    assert main(["-w", ws, "review", "cancel", "1"]) == 2  # an approved proposal: stale_review, the request must change
     assert main(["-w", ws, "review", "show", "99"]) == 2
     assert main(["-w", ws, "evolve", "../greet", "x"]) == 2
     capsys.readouterr()
@@ -345,7 +364,7 @@ def test_revalidate_replays_the_failures_recorded_since(workspace, make_runtime,
     assert again["diff_sha256"] == p["diff_sha256"]  # the same code, the same reviewed diff
     assert any(e.kind == "evolution.revalidated" for e in rt.events.recent(50))
     reject(rt, p["id"], "not this one", "tester")
-    with pytest.raises(UsageError, match="is rejected: only a proposal awaiting review or failed validation"):
+    with pytest.raises(StaleReviewError, match="is rejected: only a proposal awaiting review or failed validation"):
         revalidate(rt, p["id"])
 
 

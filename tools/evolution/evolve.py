@@ -28,7 +28,7 @@ import yaml
 from state import promotions, proposals
 from state.redact import redact
 from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
-from tools.errors import ManifestError, ToolError, ToolInputError, ToolUnavailableError, UsageError
+from tools.errors import ManifestError, StaleReviewError, ToolError, ToolInputError, ToolUnavailableError, UsageError
 from tools.evolution.context import recent_failures, regressions, scenarios
 from tools.evolution.memory import failure_shapes, failure_text, offered, prompt_section, recall, repeats
 from tools.evolution.prompt import build_prompt, feedback_message
@@ -480,12 +480,12 @@ def revalidate(runtime: RuntimeHost, proposal_id: Any, *, progress: Progress | N
     proposal = get_proposal(runtime, pid, with_diff=False)
     status = proposal.get("status")
     if status not in REVALIDATE_FROM:
-        raise UsageError(f"proposal #{pid} is {status}: only a proposal awaiting review or failed validation is validated again")
+        raise StaleReviewError(f"proposal {pid} is {status}: only a proposal awaiting review or failed validation is validated again")
     if not proposal.get("path") or not Path(proposal["path"]).is_file():
-        raise UsageError(f"proposal #{pid} has no candidate to validate (the model wrote none)")
+        raise StaleReviewError(f"proposal {pid} has no candidate to validate (the model wrote none)")
     with runtime.store.tx() as con:  # another reviewer's approve or reject in the meantime wins
         if not proposals.update(con, pid, {"status": "validating", "updated": time.time()}, only_in=REVALIDATE_FROM):
-            raise UsageError(f"proposal #{pid} changed while it was asked for again; look at it again")
+            raise StaleReviewError(f"proposal {pid} changed while it was asked for again; look at it again")
     tool_id, version = str(proposal["tool_id"]), str(proposal["version"])
     run = _Run(runtime, pid, tool_id, version, progress, None)
     try:

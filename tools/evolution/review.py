@@ -213,7 +213,7 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
     proposal = get_proposal(runtime, proposal_id)
     pid = proposal["id"]
     if proposal["status"] not in APPROVABLE:
-        raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be approved",
+        raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be approved",
                                    tool_id=proposal["tool_id"])
     if proposal.get("tampered"):
         raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=proposal["tool_id"])
@@ -253,7 +253,7 @@ def _still(con: Any, runtime: RuntimeHost, proposal: dict[str, Any], allowed: tu
     may be `verb`? (Another reviewer, on this node or another, may have decided meanwhile.)"""
     status = proposals.locked_status(runtime.store, con, proposal["id"])
     if status not in allowed:
-        raise ToolUnavailableError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",
+        raise StaleReviewError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",
                                    tool_id=proposal["tool_id"])
 
 
@@ -290,7 +290,8 @@ def reject(runtime: RuntimeHost, proposal_id: Any, reason: str, reviewer: str | 
     pid = proposal["id"]
     if proposal["status"] not in ("awaiting_review", "failed_validation"):
         hint = "; use rollback to stop serving it" if proposal["status"] == "approved" else ""
-        raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be rejected{hint}",
+        raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review or failed validation "
+                               f"can be rejected{hint}",
                                    tool_id=proposal["tool_id"])
     reason = redact(str(reason))
     now = runtime.store.now()
@@ -343,8 +344,8 @@ def cancel(runtime: RuntimeHost, proposal_id: Any) -> dict[str, Any]:
     with runtime.store.tx() as con:
         done = proposals.request_cancel(con, pid, RUNNING, runtime.store.now())
     if not done:
-        raise ToolUnavailableError(f"proposal {pid} is {proposal['status']}: only a running evolution (generating, validating) "
-                                   "can be cancelled", tool_id=proposal["tool_id"])
+        raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a running evolution (generating, validating) "
+                               "can be cancelled", tool_id=proposal["tool_id"])
     runtime.events.emit("evolution.cancelled", proposal["tool_id"], proposal["version"], proposal_id=pid)
     return get_proposal(runtime, pid, with_diff=False)
 
