@@ -101,12 +101,43 @@ def _plain(value: Any) -> str:
     return visible(text.replace("\\", "\\\\").replace("\t", "\\t"), multiline=False)
 
 
+SHORT = 12  # cells: a column whose every value fits is sized to its content (numbers, statuses, types)
+GAP = 2  # spaces between two columns
+
+
+def fit_columns(widths: Sequence[int], least: Sequence[int], keys: Sequence[bool], room: int) -> dict[int, int]:
+    """Which columns a terminal `room` cells wide shows, and how wide: {column index: width}.
+
+    `widths` are the widest cells; free text may be cut down to `least` (a column whose `least` is
+    its width is never cut). Free-text columns share what the others leave (one that needs less
+    takes less). Rather than squeezing one below `least`, the last free-text column is left out
+    whole, then the last column that is not a key: keys always show whole, even wider than `room`.
+    """
+    shown = list(range(len(widths)))
+    while sum(least[i] for i in shown) + GAP * (len(shown) - 1) > room:
+        droppable = [i for i in shown if least[i] < widths[i]] or [i for i in shown if not keys[i]]
+        if not droppable:
+            break
+        shown.remove(droppable[-1])
+    out = {i: widths[i] for i in shown if least[i] == widths[i]}
+    texts = sorted((i for i in shown if least[i] < widths[i]), key=lambda i: widths[i])
+    spare = room - sum(out.values()) - GAP * (len(shown) - 1)
+    for n, i in enumerate(texts):  # the narrowest first: what one does not need, the next may have
+        rest = sum(least[j] for j in texts[n + 1:])  # what those after it must keep
+        out[i] = max(least[i], min(widths[i], spare // (len(texts) - n), spare - rest))
+        spare -= out[i]
+    return {i: out[i] for i in shown}
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
                 keys: Sequence[str] = (), styles: Callable[[str, str], str] | None = None) -> None:
     """A table: rich on a terminal; tab-separated lines (a header, then one row per line) when piped.
 
-    `keys` name the columns holding ids and hashes: on a terminal they are never wrapped, and
-    piped output never wraps anything, so `tooldeck tools | grep ID` finds whole ids.
+    On a terminal each row is one line (the way gh and kubectl print): `keys` (ids, hashes, versions)
+    and every column whose values are short (numbers, statuses) are as wide as their widest value,
+    never wrapped nor cut; free text (descriptions, errors) gets the rest, cut with an ellipsis, and
+    when too little is left, the last free-text columns are left out whole (the table says which).
+    Piped output never wraps anything, so `tooldeck tools | grep ID` finds whole ids.
     `styles(column, value)` gives a rich style for a cell (terminal only). Cells are data: shown with
     their control characters made visible (tools/visible.py) and never read as rich markup.
     """
@@ -121,17 +152,26 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(visible(title, multiline=False)), title_justify="left")
-    for i, col in enumerate(columns):
-        if col in keys:
-            widest = max([len(col)] + [len(_plain(r[i])) for r in rows])
-            table.add_column(col, no_wrap=True, min_width=widest)
-        else:
-            table.add_column(col, overflow="fold")
+    cells: list[list[Text]] = []
     for row in rows:
-        cells = []
-        for col, value in zip(columns, row, strict=False):
-            text = "" if value is None else str(value)
-            cells.append(Text(visible(text, multiline=False), style=styles(col, text) if styles else ""))
-        table.add_row(*cells)
-    out.print(table)
+        texts = ["" if value is None else str(value) for value in row] + [""] * (len(columns) - len(row))
+        cells.append([Text(visible(text, multiline=False), style=styles(col, text) if styles else "")
+                      for col, text in zip(columns, texts, strict=False)])
+    widths = [max([Text(col).cell_len] + [r[i].cell_len for r in cells]) for i, col in enumerate(columns)]
+    is_key = [col in keys for col in columns]
+    least = [widths[i] if is_key[i] or max([0] + [r[i].cell_len for r in cells]) <= SHORT else
+             min(widths[i], max(SHORT, Text(col).cell_len)) for i, col in enumerate(columns)]
+    room = out.width
+    shown = fit_columns(widths, least, is_key, room)
+    table = Table(box=None, padding=(0, GAP // 2), pad_edge=False)
+    for i, width in shown.items():
+        table.add_column(columns[i], width=width, no_wrap=True, overflow="ellipsis")
+    for r in cells:
+        table.add_row(*(r[i] for i in shown))
+    out.print(Text(visible(title, multiline=False), style="table.title"))
+    out.width = max(room, sum(shown.values()) + GAP * (len(shown) - 1))  # keys alone too wide: the terminal wraps them
+    out.print(table, crop=False)
+    out.width = room
+    hidden = [col for i, col in enumerate(columns) if i not in shown]
+    if hidden:
+        out.print(Text(f"not shown at {room} columns: {', '.join(hidden)} (piped output has every column)", style="dim"))

@@ -75,7 +75,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     print_table(f"{len(rows)} live runtimes on {hosts} host{'s' if hosts != 1 else ''} ({where['backend']})",
                 ["host", "pid", "kind", "label", "session", "serving", "heartbeat"],
                 [(r["host"], str(r["pid"]), r["kind"], r["label"] or "", r["session"], "yes" if r["serve"] else "no",
-                  f"{r['heartbeat_age_s']:.0f} s ago") for r in rows], keys=["session"])
+                  f"{r['heartbeat_age_s']:.0f} s ago") for r in rows], keys=["host", "session"])
     return 0
 
 
