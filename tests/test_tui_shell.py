@@ -143,6 +143,24 @@ async def test_keymap_from_settings_remaps_a_binding(ws: Path) -> None:
         app.shutdown()
 
 
+async def test_a_keymap_value_that_is_no_key_is_shown_and_the_default_kept(ws: Path) -> None:
+    """`quit = "nonsense+++"` took q away from quit, showed `nonsense+++` in the footer and said nothing."""
+    (ws / "tooldeck.toml").write_text('[keymap]\nquit = "nonsense+++"\n"pause" = "p"\n')
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            status = str(app.query_one("#status-line").render())
+            assert "[keymap]: not a key, kept the default: quit = 'nonsense+++'" in status, status
+            await pilot.press("p")  # the good entry applies
+            assert app.paused
+            await pilot.press("q")
+            await pilot.pause(0.1)
+            assert not app.is_running
+    finally:
+        app.shutdown()
+
+
 @pytest.mark.slow
 async def test_every_builtin_theme_renders() -> None:
     from tests.tui_fixture import frame

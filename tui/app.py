@@ -46,6 +46,30 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 30
 PANEL_IDS = ("tools-panel", "buffers-panel", "failures-panel", "evolution-panel", "activity-panel")
 
 
+
+_MODIFIERS = {"ctrl", "shift", "alt", "meta", "super", "hyper"}
+
+
+def bad_keys(spec: str) -> str | None:
+    """Why a `[keymap]` value names a key no terminal sends (None: every comma-separated key is one), e.g.
+    `ctrl+q`, `F`, `f5`, `question_mark`, `ctrl+shift+up`."""
+    import unicodedata
+
+    from textual.keys import KEY_NAME_REPLACEMENTS, Keys
+
+    names = {k.value for k in Keys} | set(KEY_NAME_REPLACEMENTS) | set(KEY_NAME_REPLACEMENTS.values()) | {"space"}
+    for key in (part.strip() for part in spec.split(",")):
+        *mods, base = key.split("+") if key not in ("+",) else [key]
+        if not base or any(m not in _MODIFIERS for m in mods):
+            return f"{key!r}: modifiers are {', '.join(sorted(_MODIFIERS))}"
+        if len(base) == 1 or base in names:
+            continue
+        try:
+            unicodedata.lookup(base.replace("_", " "))  # textual names a character by its Unicode name: question_mark
+        except KeyError:
+            return f"{key!r}: no key is called {base!r}"
+    return None
+
 class TooldeckApp(OperatorActions, App[int]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))
     TITLE = "tooldeck"
@@ -185,7 +209,13 @@ class TooldeckApp(OperatorActions, App[int]):
             self.set_status(f"settings: {exc}", error=True)
             return
         if keymap:
-            self.set_keymap({str(k): str(v) for k, v in keymap.items()})
+            good = {str(k): str(v) for k, v in keymap.items() if isinstance(v, str) and not bad_keys(v)}
+            bad = [f"{k} = {v!r} ({bad_keys(v) if isinstance(v, str) else 'not a key name'})"
+                   for k, v in keymap.items() if str(k) not in good]
+            if bad:  # left as they were: a key that can never be pressed would leave the action without one
+                self.set_status(f"tooldeck.toml [keymap]: not a key, kept the default: {'; '.join(bad)}", error=True)
+            if good:
+                self.set_keymap(good)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def poll(self) -> None:
