@@ -133,13 +133,13 @@ def test_cli_fail_scores_failures_control_resilient(ws):
     out = tooldeck(ws, "failures", "echo", "--json")
     assert json.loads(out.stdout)[0]["scenario"] == "parse YAML config"
     out = tooldeck(ws, "control", "remove-tag", "echo", "not-for-yaml", "--actor", "carol")
-    assert out.returncode == 0 and "by carol" in out.stdout, out.stderr
+    assert out.returncode == 0 and out.stdout.startswith("remove-tag not-for-yaml: echo ") and "by carol" in out.stdout, out.stderr
     out = tooldeck(ws, "control", "circuit", "echo", "open", "--json")
     assert json.loads(out.stdout)["state"] == "open"
     out = tooldeck(ws, "scores")
     assert "echo" in out.stdout and "open" in out.stdout
     out = tooldeck(ws, "control", "circuit", "echo", "closed")
-    assert out.returncode == 0
+    assert out.returncode == 0 and out.stdout.startswith("circuit closed: echo "), out.stdout  # says which state
     out = tooldeck(ws, "resilient", "echo the value back", '{"x": "hi"}', "--tags", "echo", "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)

@@ -194,5 +194,7 @@ def cmd_control(args: argparse.Namespace) -> int:
         emit_json(out)
     else:
         version = "all versions" if out["version"] == "*" else out["version"]
-        console().print(shown(f"{args.action}: {out['tool_id']} {version} by {out['actor']}"), soft_wrap=True)
+        what = (f"circuit {args.state}" if args.action == "circuit" else
+                f"remove-tag {args.tag}" if args.action == "remove-tag" else args.action)
+        console().print(shown(f"{what}: {out['tool_id']} {version} by {out['actor']}"), soft_wrap=True)
     return 0
