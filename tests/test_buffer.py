@@ -156,6 +156,7 @@ def test_dead_letter_then_replay_with_the_same_batch_id(engine: BufferEngine, ws
     assert (s.pending, s.dead_letter_items, s.last_flush_result) == (0, 3, "dead_letter")
     dead = engine.dead_letters("dl")
     assert len(dead) == 1 and dead[0]["attempts"] == 3 and dead[0]["count"] == 3
+    assert dead[0]["last_error"].startswith("sink: ") and not dead[0]["last_error"].startswith("sink: sink: "), dead[0]
     assert events(engine, "buffer.dead_letter")[0].payload["batch_id"] == dead[0]["batch_id"]
     time.sleep(0.3)
     assert len(attempts(ws)) == 3  # parked: no further attempts

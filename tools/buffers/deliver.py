@@ -178,8 +178,8 @@ class Deliverer:
                 result = engine.runtime.call(tool, payload, timeout=timeout)
             except CallRefusedError as exc:
                 refused = exc
-            except ToolError as exc:
-                error = f"{tool}: {exc.message}"
+            except ToolError as exc:  # its message names the tool already, mostly: once is enough
+                error = exc.message if exc.message.startswith(f"{tool}: ") else f"{tool}: {exc.message}"
             except Exception as exc:  # any failure keeps the batch; the retry/dead-letter event records it
                 error = f"{tool}: {type(exc).__name__}: {exc}"
             else:
