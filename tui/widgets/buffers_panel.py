@@ -27,7 +27,7 @@ COLUMNS = [
     Col("buffer", "buffer"), Col("next batch", "fill"), Col("pending", "pending"), Col("dead", "dead", drop=1),
     Col("capacity", "capacity", drop=1), Col("retries", "retries", drop=2),
     Col("next", "next", drop=2), Col("last flush", "last", drop=2), Col("note", "note", flex=True, drop=2, min_width=10),
-    Col("batch", "batch", drop=3), Col("writes/s", "writes", drop=3), Col("flushes/s", "flushes", drop=3),
+    Col("batch", "batch", drop=3), Col("writes/s", "writes", drop=3), Col("flushed/s", "flushes", drop=3),
     Col("strategy", "strategy", drop=4), Col("drops", "drops", drop=4),
 ]
 BAR = 6
@@ -209,7 +209,7 @@ def buffer_details(b: dict[str, Any]) -> Details:
     blocks.append(("status", as_json(b), "json"))
     now = time.time()
     seconds = [now - len(b.get("writes_history") or []) + i for i in range(len(b.get("writes_history") or []))]
-    charts = [Chart(f"{bid}: writes and flushes per second", seconds,
+    charts = [Chart(f"{bid}: items written and flushed per second", seconds,
                     [("writes/s", [float(v) for v in b.get("writes_history") or []]),
                      ("flushed/s", [float(v) for v in b.get("flushed_history") or []])], ylabel="items/s")]
 
