@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import python_tool
+from tools.errors import ManifestError
 
 CODE = "def run(data):\n    return {'ran': True}\n"
 
@@ -47,6 +48,9 @@ def test_symlinks_pointing_outside_are_refused_and_inside_ones_load(workspace: P
     assert problems["pack"] == (f"{tools / 'pack'}: symlinked folder resolves to {outside / 'pack'},"
                                 f" outside the catalog folder {tools}; refused")
     assert all("\n" not in message for message in problems.values())
+    with pytest.raises(ManifestError) as refused:  # a call names why, not "unknown tool 'stray'"
+        runtime.call("stray", {})
+    assert refused.value.error_class == "bad_manifest" and "outside the catalog folder" in refused.value.message
     events = runtime.store.query("SELECT payload FROM events WHERE kind='tool.problem'")
     assert sum("outside the catalog folder" in row[0] for row in events) == 2
 

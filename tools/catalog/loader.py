@@ -32,7 +32,7 @@ from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusC
 from tools.catalog.imported import IMPORTED, ImportedTools
 from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
 from tools.catalog.nodes import NodeManifests, manifest_sha
-from tools.errors import ManifestError, ToolNotReadyError, UnknownToolError
+from tools.errors import ManifestError, ToolError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 from tools.reach import reachable
 
@@ -349,8 +349,13 @@ class Catalog(ImportedTools):
         with self._lock:
             return dict(self._versions.get(tool_id, {}))
 
-    def _unknown(self, tool_id: str) -> UnknownToolError:
-        """`unknown tool`, suggesting only ids the caller may reach."""
+    def _unknown(self, tool_id: str) -> ToolError:
+        """`unknown tool`, suggesting only ids the caller may reach; a manifest of that name that cannot become a tool
+        (refused, say, for a symlink out of the folder) says why instead."""
+        if reachable(tool_id):
+            problem = next((p for p in self.problems() if p.path.stem == tool_id), None)
+            if problem is not None:
+                return ManifestError(f"tool {tool_id!r}: {problem.message}", tool_id=tool_id)
         near = closest(tool_id, [i for i in self.ids() if reachable(i)])
         hint = f"; did you mean {', '.join(near)}?" if near else ""
         return UnknownToolError(f"unknown tool {tool_id!r}{hint}", tool_id=tool_id)
