@@ -114,6 +114,32 @@ def test_a_decision_the_proposals_status_does_not_allow_is_stale_review(workspac
         assert error["error"].startswith(f"proposal {p['id']} is rejected: only "), (argv, error)
 
 
+def test_serve_lists_an_unapproved_candidate_by_its_proposals_status(workspace, make_runtime, anthropic_server):
+    """`tooldeck serve` prints each tool as it loads: a rejected candidate is `rejected`, as `tools` lists it, not
+    `ready` (it is never served)."""
+    import subprocess
+    import sys
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    reject(rt, p["id"], "prefer trimming in the caller")
+    rt.close()
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "-w", str(workspace), "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout is not None
+        deadline, line = time.monotonic() + 90, ""
+        while " greet 1.1.0 " not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        assert line.split()[:3] == ["rejected", "greet", "1.1.0"], line
+        assert f"proposal {p['id']}: not served until approved" in line
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def entering_tx(store: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Set when `store` next opens a transaction (the real one, only watched)."""
     entering, real = threading.Event(), store.tx

@@ -85,16 +85,23 @@ def tool_rows(runtime: RuntimeHost) -> list[dict[str, Any]]:
 def _mark_unapproved(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
     """An evolved version no person approved is not `ready` to anyone: its row says where its proposal
     stands (awaiting_review, failed_validation, rejected, ...), as the review list does."""
-    from state import proposals
-
     for row in rows:
         if row["source"] != "evolved" or row["status"] != "ready":
             continue
-        latest = proposals.latest(runtime.store, row["id"], row["version"])
-        if latest is not None and latest["status"] not in ("approved", "rolled_back") and \
-                proposals.approved_id(runtime.store, row["id"], row["version"]) is None:
-            row["status"] = latest["status"]
-            row["error"] = row["error"] or f"proposal {latest['id']} is {latest['status']}: not served until approved"
+        unapproved = _unapproved(runtime, row["id"], row["version"])
+        if unapproved is not None:
+            row["status"] = unapproved[1]
+            row["error"] = row["error"] or f"proposal {unapproved[0]} is {unapproved[1]}: not served until approved"
+
+
+def _unapproved(runtime: RuntimeHost, tool_id: str, version: str) -> tuple[int, str] | None:
+    """(proposal id, its status) of an evolved version no person approved; None once one did."""
+    from state import proposals
+
+    latest = proposals.latest(runtime.store, tool_id, version)
+    if latest is None or latest["status"] in ("approved", "rolled_back") or proposals.approved_id(runtime.store, tool_id, version):
+        return None
+    return int(latest["id"]), str(latest["status"])
 
 
 def _servers_in_error(runtime: RuntimeHost) -> list[str]:
@@ -225,8 +232,10 @@ def _print_progress(runtime: RuntimeHost, stream: Any = sys.stdout) -> None:
                 if (c.tool_id, c.version, c.status) in seen:
                     continue
                 seen.add((c.tool_id, c.version, c.status))
-                detail = f"  {c.error}" if c.error else ""
-                stream.write(visible(f"  {c.status:<7} {c.tool_id} {c.version} [{c.source}]{detail}", multiline=False) + "\n")
+                status, detail = c.status, f"  {c.error}" if c.error else ""
+                if c.source == "evolved" and status == "ready" and (unapproved := _unapproved(runtime, c.tool_id, c.version)):
+                    status, detail = unapproved[1], f"  proposal {unapproved[0]}: not served until approved"  # as `tools` says
+                stream.write(visible(f"  {status:<7} {c.tool_id} {c.version} [{c.source}]{detail}", multiline=False) + "\n")
             stream.flush()
 
     runtime.subscribe(show)
