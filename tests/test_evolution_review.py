@@ -440,3 +440,13 @@ def test_every_hint_tooldeck_prints_is_a_command_that_works(workspace, make_runt
     assert main(["-w", ws, "spec", str(spec)]) == 0
     footer = [h.replace("ID", "part-one") for h in hints(capsys.readouterr().err)]  # the footer is on stderr
     assert footer and all(run(h) == 0 for h in footer), footer
+
+
+def test_evolution_progress_is_one_line_a_step_when_stderr_is_not_a_terminal(capsys, monkeypatch) -> None:
+    """Piped or logged, a long step was hard-wrapped at 80 columns (`...0/5 recorded failing inputs \\nnow succeed`)."""
+    from tools.cli.evolution_cmds import _progress_printer
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    _progress_printer(False)({"proposal_id": 7, "stage": "validating", "message": "replaying recorded failing input " * 6})
+    err = capsys.readouterr().err
+    assert err.startswith("proposal 7 validating: replaying") and err.count("\n") == 1, err

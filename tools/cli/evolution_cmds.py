@@ -89,7 +89,7 @@ def _progress_printer(json_out: bool) -> Any:
     def show(event: dict[str, Any]) -> None:
         if not json_out:
             err.print(Text.assemble((f"proposal {event['proposal_id']}", "dim"), f" {visible(event['stage'])}: ",
-                                    shown(event["message"])))
+                                    shown(event["message"])), soft_wrap=True)  # one line a step, whatever the width (a log)
 
     return show
 
