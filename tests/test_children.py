@@ -45,7 +45,13 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 
 def read_pids(folder: Path, names: list[str]) -> dict[str, int]:
-    return {name: int((folder / name).read_text()) for name in names}
+    """The pids the tools wrote: a file exists a moment before its digits are in it (write_text), so wait for them."""
+    def text(name: str) -> str:
+        path = folder / name
+        return path.read_text().strip() if path.exists() else ""
+
+    wait_for(lambda: all(text(n) for n in names), 60, f"the pids of {', '.join(names)}")
+    return {name: int(text(name)) for name in names}
 
 
 @pytest.fixture(autouse=True)

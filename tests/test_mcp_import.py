@@ -125,7 +125,9 @@ def test_a_cancelled_caller_cancels_the_call_on_the_server(workspace: Path, make
     worker = threading.Thread(target=call)
     worker.start()
     wait_for(lambda: (state / "slow.started").exists(), 30)
-    assert scope.cancel() == 1
+    # 1 in the usual case; 0 when the request reached the server before the calling thread registered the call with
+    # the scope (CallScope._add then cancels it as it registers): either way the server is told, checked below
+    assert scope.cancel() in (0, 1)
     worker.join(30)
     assert isinstance(box["error"], ToolCancelledError)
     assert wait_for(lambda: (state / "cancelled.log").exists() and (state / "cancelled.log").read_text(), 30) == "slow 60\n"
