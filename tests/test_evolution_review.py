@@ -95,17 +95,23 @@ def test_rejection_burns_the_version_and_needs_a_reason(workspace, make_runtime,
     assert [p["id"] for p in list_proposals(rt, "rejected")] == [p["id"]]
 
 
-def test_a_decision_the_proposals_status_does_not_allow_is_stale_review(workspace, make_runtime, anthropic_server, capsys):
-    """Approve, reject, cancel or revalidate a proposal whose status does not allow it: one class (`stale_review`,
-    exit 2, the request must change), one wording; before, `unavailable` (exit 1) or `bad_usage` by command."""
-    from tools.cli import main
-
+def rejected_proposal(workspace: Path, make_runtime: Any, anthropic_server: Any) -> dict[str, Any]:
+    """greet's candidate 1.1.0, proposed and rejected, its runtime closed."""
     settings(workspace)
     greet_tool(workspace)
     rt = make_runtime()
     p = proposed(rt, anthropic_server)
     reject(rt, p["id"], "prefer trimming in the caller")
     rt.close()
+    return p
+
+
+def test_a_decision_the_proposals_status_does_not_allow_is_stale_review(workspace, make_runtime, anthropic_server, capsys):
+    """Approve, reject, cancel or revalidate a proposal whose status does not allow it: one class (`stale_review`,
+    exit 2, the request must change), one wording; before, `unavailable` (exit 1) or `bad_usage` by command."""
+    from tools.cli import main
+
+    p = rejected_proposal(workspace, make_runtime, anthropic_server)
     for argv in (["approve", str(p["id"]), "--diff", p["diff_sha256"], "--scope", "global"],
                  ["reject", str(p["id"]), "--reason", "again"], ["cancel", str(p["id"])], ["revalidate", str(p["id"])]):
         assert main(["-w", str(workspace), "--json", "review", *argv]) == 2, argv
@@ -120,12 +126,7 @@ def test_serve_lists_an_unapproved_candidate_by_its_proposals_status(workspace, 
     import subprocess
     import sys
 
-    settings(workspace)
-    greet_tool(workspace)
-    rt = make_runtime()
-    p = proposed(rt, anthropic_server)
-    reject(rt, p["id"], "prefer trimming in the caller")
-    rt.close()
+    p = rejected_proposal(workspace, make_runtime, anthropic_server)
     proc = subprocess.Popen([sys.executable, "-m", "tools", "-w", str(workspace), "serve"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).resolve().parents[1])
     try:
