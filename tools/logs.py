@@ -11,14 +11,19 @@ import logging.handlers
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from state.redact import redact
 from tools.visible import visible
 
-_configured: set[Path] = set()
+_configured: dict[Path, tuple[QuietFileHandler, int]] = {}  # a log folder's handler and its uses
 _lock = threading.Lock()
 _formatter = logging.Formatter()
+# a record after the last runtime let go of its log goes nowhere, not to Python's last resort (stderr:
+# over the CLI's output or the dashboard)
+for _name in ("tooldeck", "psycopg"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
 
 
 class RedactingFilter(logging.Filter):
@@ -71,12 +76,20 @@ class QuietFileHandler(logging.handlers.RotatingFileHandler):
         self.failed = 0
 
 
-def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
-    """Attach one rotating file handler per log folder (idempotent)."""
+def setup_logging(log_dir: Path, level: int = logging.INFO) -> Callable[[], None]:
+    """Attach the rotating file handler of `log_dir`, one per folder however many runtimes use it.
+
+    Returns the function that lets go of this use: the last one detaches the handler and closes
+    its file. A process that opens and closes runtimes (a test run, a long-lived host) would
+    otherwise keep every folder's handler, write each record to every log it ever opened and pay
+    for all of them per record: 650 runtimes in one test run made a log line cost 10 ms, and a stderr flood's
+    50 logged lines a second took the whole second of the loop that reads it."""
     log_dir = log_dir.resolve()
     with _lock:
         if log_dir in _configured:
-            return
+            handler, uses = _configured[log_dir]
+            _configured[log_dir] = (handler, uses + 1)
+            return _releaser(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         handler = QuietFileHandler(log_dir / "tooldeck.log", maxBytes=5 * 1024 * 1024, backupCount=3)
         handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
@@ -91,4 +104,26 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
         driver.addHandler(handler)
         driver.setLevel(max(level, logging.WARNING))
         driver.propagate = False
-        _configured.add(log_dir)
+        _configured[log_dir] = (handler, 1)
+        return _releaser(log_dir)
+
+
+def _releaser(log_dir: Path) -> Callable[[], None]:
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        with _lock:
+            if released or log_dir not in _configured:
+                return
+            released = True
+            handler, uses = _configured[log_dir]
+            if uses > 1:
+                _configured[log_dir] = (handler, uses - 1)
+                return
+            del _configured[log_dir]
+            logging.getLogger("tooldeck").removeHandler(handler)
+            logging.getLogger("psycopg").removeHandler(handler)
+        handler.close()
+
+    return release

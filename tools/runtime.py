@@ -144,6 +144,7 @@ class Runtime:
         self._store_ready = threading.Event()
         self._closing = threading.Event()
         self._closed = False
+        self._release_log: Callable[[], None] | None = None
         self._close_lock = threading.Lock()
         self._promotions: dict[tuple[str, str], str] = {}
         self._promotions_at = 0.0
@@ -165,7 +166,7 @@ class Runtime:
             (self.home / "logs").mkdir(exist_ok=True)
             from tools.logs import setup_logging
 
-            setup_logging(self.home / "logs")
+            self._release_log = setup_logging(self.home / "logs")
             url = database_url(self._settings.get("state", "database_url", None))
             pool = int(self._settings.get("state", "pool_size") or (1 if self.kind == "cli" else 8))
             self._store = open_store(self.home, url=url, pool_size=pool)
@@ -558,6 +559,8 @@ class Runtime:
             except StoreError as exc:
                 self._log_error("close", exc)
         _live_runtimes.discard(self)
+        if self._release_log is not None:
+            self._release_log()  # after the store's last words: its close may log
 
     def __enter__(self) -> Runtime:
         return self
