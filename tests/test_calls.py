@@ -69,6 +69,74 @@ def test_timeout_kills_the_whole_process_group(workspace: Path, make_runtime, tm
     assert not alive(grandchild), "the grandchild outlived the timeout"
 
 
+DETACHED = (  # a grandchild that leaves the tool's group and session and keeps stdout and stderr open
+    "import json, os, sys, time\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.setsid()\n"
+    "    time.sleep(120)\n"
+    "    os._exit(0)\n"
+    "open({pidfile!r}, 'w').write(str(pid))\n"
+    "{then}\n"
+)
+
+
+def wait_dead(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_a_detached_grandchild_holding_the_pipes_neither_holds_the_answer_nor_outlives_the_call(
+        workspace: Path, make_runtime, tmp_path: Path) -> None:
+    """It used to hold the answer until the timeout (the pipes never ended), then outlive the group kill."""
+    pidfile = tmp_path / "detached.pid"
+    then = "json.dump({'answer': 42}, sys.stdout); sys.stdout.flush()"
+    exec_tool(workspace / "tools", "detacher", DETACHED.format(pidfile=str(pidfile), then=then), timeout=30)
+    runtime = make_runtime()
+    started = time.monotonic()
+    assert runtime.call("detacher", {}) == {"answer": 42}
+    assert time.monotonic() - started < 10, "the answer waited for the grandchild"
+    assert wait_dead(int(pidfile.read_text())), "the detached grandchild outlived the call"
+
+
+def test_a_detached_grandchild_of_a_tool_that_times_out_dies_with_it(workspace: Path, make_runtime,
+                                                                     tmp_path: Path) -> None:
+    pidfile = tmp_path / "detached.pid"
+    exec_tool(workspace / "tools", "detached_hang", DETACHED.format(pidfile=str(pidfile), then="time.sleep(60)"),
+              timeout=1)
+    runtime = make_runtime()
+    with pytest.raises(ToolTimeoutError):
+        runtime.call("detached_hang", {})
+    assert wait_dead(int(pidfile.read_text())), "the detached grandchild outlived the timeout"
+
+
+def test_a_detached_grandchild_of_a_python_tool_dies_with_its_worker(workspace: Path, make_runtime,
+                                                                      tmp_path: Path) -> None:
+    """A worker's children live as long as the worker; one that left the worker's group with its stderr open
+    used to outlive it (and its stderr reader thread with it)."""
+    pidfile = tmp_path / "detached.pid"
+    body = (
+        "import os, time\n"
+        "def run(data):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.setsid()\n"
+        "        time.sleep(120)\n"
+        "        os._exit(0)\n"
+        f"    open({str(pidfile)!r}, 'w').write(str(pid))\n"
+        "    return {'forked': True}\n"
+    )
+    python_tool(workspace / "tools", "py_detacher", body)
+    runtime = make_runtime()
+    assert runtime.call("py_detacher", {}) == {"forked": True}
+    grandchild = int(pidfile.read_text())
+    assert alive(grandchild)
+    runtime.close()
+    assert wait_dead(grandchild), "the detached grandchild outlived its worker"
+
+
 def test_secrets_never_reach_a_tool_and_are_redacted_from_stderr(workspace: Path, make_runtime,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)

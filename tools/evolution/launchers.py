@@ -370,7 +370,7 @@ def _run_limited(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: fl
     proc = spawn(argv, limits=limits(20, 1024), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                  cwd=cwd, env=env)
     try:
-        out, _err, finished = communicate(proc, b"", timeout=timeout, limit=1 << 20)
+        out, _err, finished, _held = communicate(proc, b"", timeout=timeout, limit=1 << 20)
     except OutputTooLarge:
         out, finished = b"", False
     if not finished:

@@ -182,7 +182,7 @@ def run_cases(candidate_dir: Path, manifest: Any, inputs: list[Any], *, timeout:
             return SandboxRun([], protections, _ms(started), fatal=f"cannot start the sandbox: {message}")
         killed = None
         try:
-            out, err, finished = communicate(proc, f"{nonce}\n".encode(), timeout=timeout + 2.0, limit=MAX_REPORT_BYTES)
+            out, err, finished, _held = communicate(proc, f"{nonce}\n".encode(), timeout=timeout + 2.0, limit=MAX_REPORT_BYTES)
             if not finished:
                 killed = f"the sandbox killed it after {timeout:g} s (wall-clock timeout)"
         except OutputTooLarge as exc:

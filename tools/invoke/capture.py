@@ -8,16 +8,21 @@ of re-copying and re-scanning a growing buffer for every chunk (quadratic: 109 s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import selectors
 import subprocess
 import time
+from collections.abc import Iterator
+from typing import NamedTuple
 
 CHUNK = 1 << 16
 #: a pipe's capacity is 64 KiB by default; a larger one means fewer wake-ups for big replies
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
+#: after a tool exits, how long its stdout and stderr may take to end before reading stops
+EXIT_GRACE = 0.25
 
 
 class OutputTooLarge(Exception):
@@ -40,13 +45,21 @@ def widen_pipe(fd: int) -> None:
         pass
 
 
-def communicate(proc: subprocess.Popen[bytes], payload: bytes, *, timeout: float,
-                limit: int) -> tuple[bytes, bytes, bool]:
+class Captured(NamedTuple):
+    stdout: bytes
+    stderr: bytes
+    finished: bool  # the process exited before the deadline
+    held: bool  # its stdout or stderr was still open when reading stopped: something it started holds them
+
+
+def communicate(proc: subprocess.Popen[bytes], payload: bytes, *, timeout: float, limit: int) -> Captured:
     """Write `payload` to stdin and read stdout and stderr, each up to `limit` bytes.
 
-    Returns (stdout, stderr, finished): `finished` is False when the deadline passed first.
-    Raises OutputTooLarge as soon as a stream passes `limit` (with what stderr held so far in
-    `.stderr`). The caller kills the process group in both cases.
+    Reading ends when both pipes end, at the deadline, or EXIT_GRACE after the process exits:
+    a grandchild that left its group (setsid) with the pipes open would otherwise hold the
+    tool's answer until the deadline. Raises OutputTooLarge as soon as a stream passes `limit`
+    (with what stderr held so far in `.stderr`). The caller kills the process group in every
+    case, and whatever still holds the pipes when `held` (kill_holders).
     """
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + timeout
@@ -55,7 +68,14 @@ def communicate(proc: subprocess.Popen[bytes], payload: bytes, *, timeout: float
     sizes = dict.fromkeys(names, 0)
     view = memoryview(payload)
     offset = 0
-    with selectors.DefaultSelector() as sel:
+    exited_at: float | None = None
+
+    def captured(finished: bool) -> Captured:
+        held = any(fd in names for fd in (key.fd for key in sel.get_map().values()))
+        return Captured(b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()]),  # type: ignore[union-attr]
+                        finished, held)
+
+    with selectors.DefaultSelector() as sel, _exit_watch(proc) as watch:
         if payload:
             os.set_blocking(proc.stdin.fileno(), False)
             sel.register(proc.stdin, selectors.EVENT_WRITE)
@@ -63,11 +83,22 @@ def communicate(proc: subprocess.Popen[bytes], payload: bytes, *, timeout: float
             _close(proc.stdin)
         sel.register(proc.stdout, selectors.EVENT_READ)
         sel.register(proc.stderr, selectors.EVENT_READ)
-        while sel.get_map():
-            remaining = deadline - time.monotonic()
+        if watch is not None:
+            sel.register(watch, selectors.EVENT_READ)
+        while any(key.fd != watch for key in sel.get_map().values()):
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
-                return b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()]), False
+                return captured(False)
+            if exited_at is not None:
+                remaining = min(remaining, exited_at + EXIT_GRACE - now)
+                if remaining <= 0:
+                    break
             for key, _events in sel.select(remaining):
+                if key.fd == watch:  # the process exited: its pipes get EXIT_GRACE to end
+                    sel.unregister(watch)
+                    exited_at = time.monotonic()
+                    continue
                 if key.fileobj is proc.stdin:
                     try:
                         offset += os.write(key.fd, view[offset:offset + CHUNK])
@@ -87,11 +118,25 @@ def communicate(proc: subprocess.Popen[bytes], payload: bytes, *, timeout: float
                 if sizes[key.fd] > limit:
                     raise OutputTooLarge(names[key.fd], limit, b"".join(chunks[proc.stderr.fileno()]))
                 chunks[key.fd].append(chunk)
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return captured(False)
+        return captured(True)
+
+
+@contextlib.contextmanager
+def _exit_watch(proc: subprocess.Popen[bytes]) -> Iterator[int | None]:
+    """A descriptor that becomes readable when `proc` exits (a pidfd, Linux 5.3+); None where there is none."""
     try:
-        proc.wait(max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        return b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()]), False
-    return b"".join(chunks[proc.stdout.fileno()]), b"".join(chunks[proc.stderr.fileno()]), True
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _close(stream: object) -> None:

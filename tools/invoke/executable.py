@@ -28,7 +28,7 @@ from tools.errors import (
 from tools.ids import inside
 from tools.invoke.cancel import check_cancelled, current_scope, killable
 from tools.invoke.capture import OutputTooLarge, communicate
-from tools.invoke.spawn import Children, Limits, kill_group, spawn
+from tools.invoke.spawn import Children, Limits, kill_group, kill_holders, pipe_inodes, spawn
 from tools.secrets import clean_env, redact
 from tools.settings import Settings
 
@@ -125,9 +125,11 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
     except ToolError as exc:
         exc.tool_id, exc.version = entry.tool_id, entry.served_version
         raise
+    inodes = pipe_inodes(proc.stdout, proc.stderr)
+    held = True  # until the pipes are known to have ended
     try:
         with killable(scope, lambda: kill_group(proc)):
-            out, err, finished = communicate(proc, payload, timeout=timeout, limit=max_output)
+            out, err, finished, held = communicate(proc, payload, timeout=timeout, limit=max_output)
     except OutputTooLarge as exc:
         kill_group(proc)
         raise ToolOutputTooLargeError(
@@ -136,6 +138,8 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
         ) from None
     finally:
         kill_group(proc)  # nothing the tool spawned outlives the call
+        if held:  # a grandchild that left the group (setsid) with the tool's pipes open
+            kill_holders(inodes)
         if proc.poll() is None:
             proc.wait()
         for stream in (proc.stdin, proc.stdout, proc.stderr):

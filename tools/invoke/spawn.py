@@ -27,6 +27,7 @@ runtime.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -188,6 +189,59 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def pipe_inodes(*streams: Any) -> set[int]:
+    """The inodes of a child's pipes, to find what still holds them after it (kill_holders)."""
+    inodes = set()
+    for stream in streams:
+        if stream is not None:
+            try:
+                inodes.add(os.fstat(stream.fileno()).st_ino)
+            except (OSError, ValueError):
+                pass
+    return inodes
+
+
+def kill_holders(inodes: set[int]) -> int:
+    """SIGKILL every other process that holds one of these pipes open, with its process group; how many.
+
+    A tool's grandchild that left the tool's group (setsid, or a daemonising double fork) survives
+    the group kill; while it holds the tool's stdout or stderr it can only be the tool's. Found in
+    /proc (Linux); elsewhere nothing is found.
+    """
+    links = {f"pipe:[{inode}]" for inode in inodes}
+    own_pid, own_group = os.getpid(), os.getpgrp()
+    killed = 0
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        if pid == own_pid or not _holds(pid, links):
+            continue
+        with contextlib.suppress(OSError):
+            group = os.getpgid(pid)
+            if group != own_group:
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+def _holds(pid: int, links: set[str]) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # gone, or not ours to read
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in links:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 #: The group reaper: one small process per runtime process, told the process group of every

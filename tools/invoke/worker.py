@@ -30,7 +30,7 @@ from tools.errors import (
 from tools.invoke.cancel import CallScope, check_cancelled, current_scope, killable
 from tools.invoke.capture import CHUNK, LineReader, OutputTooLarge, widen_pipe
 from tools.invoke.executable import DEFAULT_MAX_OUTPUT, stderr_tail
-from tools.invoke.spawn import Children, kill_group, spawn
+from tools.invoke.spawn import Children, kill_group, kill_holders, pipe_inodes, spawn
 from tools.secrets import clean_env
 from tools.settings import Settings
 
@@ -77,6 +77,7 @@ class Worker:
             raise ToolCrashError(f"{self.tool_id}: cannot start its worker: {exc.strerror or exc}",
                                  tool_id=self.tool_id, version=self.version) from exc
         self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        self._inodes = pipe_inodes(self.proc.stdout, self.proc.stderr)
         widen_pipe(self._fd)
         self._reader = LineReader(self._fd)
         self._next_id = 1
@@ -235,6 +236,9 @@ class Worker:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        self._drain.join(timeout=0.2)
+        if self._drain.is_alive():  # stderr did not end with the group: a grandchild that left it (setsid) holds it
+            kill_holders(self._inodes)
         if self.children is not None:
             self.children.discard(self.proc)
         for stream in (self.proc.stdin, self.proc.stdout):
