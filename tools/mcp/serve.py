@@ -138,7 +138,11 @@ def _exit_now_if_memory_is_building(runtime: RuntimeHost) -> None:
     memory = runtime.extensions.get("memory")
     if memory is None or memory.started_at is None or memory.ready.is_set():
         return
+    from tools.logs import setup_logging
+
+    release = setup_logging(runtime.home / "logs")  # the closed runtime let go of its log
     log.info("mcp serve: exiting while the semantic memory build is still in progress")
+    release()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
