@@ -94,3 +94,28 @@ async def test_80x24_every_panel_shows_rows_and_the_footer_fits(number: int) -> 
         keys = list(app.screen.query(FooterKey))
         assert keys and all(k.region.right <= 80 for k in keys), [(k.key, k.region) for k in keys]
         assert {"help", "quit"} <= {k.action for k in keys}
+
+
+class TwoFlex(App[None]):
+    def compose(self) -> ComposeResult:
+        yield LiveTable([Col("id", "id"), Col("error", "error", flex=True, min_width=10),
+                         Col("scenario", "scenario", flex=True, drop=1, min_width=10)], id="t")
+
+
+async def test_a_cell_is_as_wide_as_it_is_shown_and_a_cut_one_keeps_its_gap() -> None:
+    """Control and invisible characters are spelled out (`\\x1b`, `<U+200B>`): the column was sized for the raw
+    text, so the shown text ran over the gap into the next column; a cut free-text cell ended its ellipsis in the
+    gap, flush against the next column."""
+    app = TwoFlex()
+    async with app.run_test(size=(70, 6)) as pilot:
+        table = app.query_one(LiveTable)
+        hostile = "t\x1b[2J\u200b\u202eol"
+        table.apply([(hostile, (hostile, "an error message far too long to be shown whole here in this table",
+                                "a scenario also too long to be shown whole"))])
+        await pilot.pause(0.2)
+        line = screen_text(app).splitlines()[1]
+        assert line.startswith("t\\x1b[2J<U+200B><U+202E>ol "), line
+        for cut in ("an error", "a scen"):
+            start = line.index(cut)
+            assert line[start - 1] == " ", line  # a blank between the columns
+        assert "… a scen" in line, line

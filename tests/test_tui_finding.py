@@ -55,7 +55,7 @@ async def test_every_panel_filters_with_counts_and_highlights(number: int, needl
         if isinstance(main, LiveTable):
             rows = [main.get_row_at(i) for i in range(main.row_count)]
             assert rows and all(any(needle in str(c).lower() for c in row) for row in rows)
-            assert any(span.style == "reverse" for row in rows for c in row for span in c.spans), "matches are highlighted"
+            assert any(span.style == "reverse" for row in rows for c in row for span in c.text.spans), "matches are highlighted"
         else:
             assert main.view and all(needle in text.plain for text in main.lines)
         await pilot.press("escape")  # esc on the panel clears its filter
