@@ -145,6 +145,17 @@ def test_activity_describes_values_as_json_on_one_line() -> None:
     assert "\n" not in line.plain and "boom⏎Traceback" in line.plain
 
 
+def test_activity_lines_with_and_without_a_tool_line_up() -> None:
+    """A buffer's flush (no tool id) had its detail one column right of where the tool ids start."""
+    from state.events import Event
+
+    colors = {"error": "red", "accent": "cyan", "ok": "green", "warn": "yellow"}
+    with_tool = ActivityPanel.format(Event(1, 0.0, 1, "s", "tool.error", "csv_parser", None, {"error": "x"}), colors)
+    without = ActivityPanel.format(Event(2, 0.0, 1, "s", "buffer.flush", None, None, {"buffer_id": "b", "count": 5}),
+                                   colors)
+    assert with_tool.plain.index("csv_parser") == without.plain.index("buffer_id=b"), (with_tool.plain, without.plain)
+
+
 def test_interleaved_flushes_of_several_buffers_coalesce_per_buffer() -> None:
     from state.events import Event
     from tui.widgets.activity import coalesce

@@ -137,3 +137,19 @@ async def test_resilient_cursor_stays_on_its_run_and_fallbacks_filter() -> None:
         assert set(table_keys(table)) == {"1", "3", "5", "7"}  # a fallback, or a failed run
         await pilot.press("enter")
         assert app.screen.details.title.startswith("resilient call: run 1")
+
+
+async def test_the_filter_box_leaves_the_header_and_the_tabs_on_screen() -> None:
+    """Docked at the top, the filter box covered the header (the live status line) while it was open."""
+    from tests.tui_helpers import screen_text
+
+    app = FixedApp(live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await shown(pilot)
+        app.query_one("#tools-table").focus()
+        await pilot.press("slash", "c", "s", "v")
+        await pilot.pause(0.2)
+        lines = screen_text(app).splitlines()
+        assert "tooldeck" in lines[0] and "1 Tools" in lines[1], lines[:3]
+        assert lines[2].strip() == "csv" and "1 of 7 tools" in screen_text(app), lines[:4]
+        assert len(lines) == 24

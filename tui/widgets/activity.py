@@ -239,7 +239,8 @@ class ActivityPanel(Panel):
             if event.version:
                 line.append(f" {event.version}", style="dim")
         detail = describe(event)
-        if detail:
-            line.append_text(one_line(Text(f"  {detail}", style=style or "dim")))
+        if detail:  # where the tool id would be when there is none (a buffer's flush), else after two blanks
+            gap = "  " if event.tool_id else " "
+            line.append_text(one_line(Text(f"{gap}{detail}", style=style or "dim")))
         line.append(f"  [{event.pid}]", style="dim")
         return line
