@@ -13,7 +13,7 @@ from tests.evolution_helpers import GREET_V1, MANIFEST_EXTRA, greet_answer, gree
 from tests.helpers import python_tool
 from tests.messages_server import MessagesServer, anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tools.evolution.evolve import evolve_tool
-from tools.evolution.memory import failure_text, recall
+from tools.evolution.memory import failure_text, prompt_section, recall
 from tools.evolution.review import approve, get_proposal, reject
 
 ERROR = "name must be letters only"
@@ -188,6 +188,9 @@ def test_the_shape_of_a_wrong_answer_finds_a_fix_for_the_same_kind_of_bug(store)
     assert failure_shapes(["returned 5, expected 4", "expected [1, 2], got [2, 1]", "got 2.5, expected 2", "returned x"]) == [
         "shape_off_by_one", "shape_order", "shape_type_float_int"]
     assert answer_shape(True, False) == "shape_bool_flipped" and answer_shape(None, 3) == "shape_none"
+    assert failure_shapes(["returned [11, 10], expected [10, 10]", "returned [0.0, 1.0], expected [0.25, 1.0]",
+                           "tool: ValueError: max() arg is an empty sequence | Traceback", "returned 2.0, expected 2.5"]) == [
+        "shape_truncated", "shape_off_by_one", "shape_raised_valueerror"]
     assert failure_shapes(["returned " + "[" * 5000 + ", expected 1"]) == []  # hostile text: no shape, no error
     with store.tx() as con:
         for tool, shapes in [("count_words", ["shape_off_by_one"]), ("mean_age", ["shape_type_float_int"])]:
@@ -201,6 +204,59 @@ def test_the_shape_of_a_wrong_answer_finds_a_fix_for_the_same_kind_of_bug(store)
     assert [r.tool_id for r in fixes][:1] == ["count_words"], fixes
     query = failure_text("wrong answers of sum_digits", "fix the wrong answers", [{"error": "returned 6.5, expected 6"}])
     assert [r.tool_id for r in recall(store, query)[0]][:1] == ["mean_age"]
+
+
+def diff_of(old: str, new: str) -> str:
+    import difflib
+
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "a/tool.py", "b/tool.py"))
+
+
+@pytest.mark.parametrize(("old", "new", "kind"), [
+    ("    for i in range(3, n):\n", "    for i in range(2, n):\n", "fix_off_by_one"),
+    ("    return a - b\n", "    return a + b\n", "fix_operator"),
+    ("    if x < y:\n", "    if x <= y:\n", "fix_operator"),
+    ("    return float(total)\n", "    return int(total)\n", "fix_type"),
+    ("    return total // n\n", "    return total / n\n", "fix_type"),
+    ("    return pow(b, a)\n", "    return pow(a, b)\n", "fix_swap"),
+    ("    pass\n", "    if not items:\n        return []\n", "fix_guard"),
+    ("    return parse(text)\n", "    return json.loads(text, strict=False)\n", None),
+])
+def test_a_fix_is_known_by_the_kind_of_change_its_diff_makes(old: str, new: str, kind: str | None) -> None:
+    from tools.evolution.memory import fix_kind
+
+    head = "def f(a, b):\n    x = 1\n"
+    assert fix_kind(diff_of(head + old + "    return x\n", head + new + "    return x\n")) == kind
+    assert fix_kind("") is None and fix_kind("+" + "x = 1\n" * 40) is None
+
+
+def test_approvals_teach_which_kind_of_fix_a_shape_wants_and_the_offer_shows_several_kinds(store) -> None:
+    """Two off-by-one answers were fixed by moving a constant and a float-for-int answer by a conversion; a new
+    off-by-one failure is offered the constant fixes first, and the third fix offered is of another kind."""
+    import json as _json
+
+    from state import proposals
+    from tools.evolution.memory import kind_prior
+
+    fixes_made = [("count_words", "shape_off_by_one", diff_of("    n = 3\n", "    n = 2\n")),
+                  ("last_index", "shape_off_by_one", diff_of("    i = len(s) - 2\n", "    i = len(s) - 1\n")),
+                  ("mean_age", "shape_type_float_int", diff_of("    return float(t)\n", "    return int(t)\n")),
+                  ("ratio", "shape_type_float_int", diff_of("    return a // b\n", "    return a / b\n"))]
+    with store.tx() as con:
+        for tool, shape, diff in fixes_made:
+            pid = proposals.create(con, tool_id=tool, version="1.1.0", status="approved", error_message=f"wrong answers of {tool}",
+                                   mutation_hint="fix the wrong answers", created=1.0, updated=1.0, diff=diff,
+                                   memory=_json.dumps({"shapes": [shape]}))
+            assert pid is not None
+            proposals.update(con, pid, {"approved_at": 1.0})
+    prior = kind_prior(["shape_off_by_one"], [(["shape_off_by_one"], "fix_off_by_one")] * 2 + [(["shape_type_float_int"], "fix_type")])
+    assert prior["fix_off_by_one"] > 0.5 > prior["fix_type"]
+    query = failure_text("wrong answers of sum_digits", "fix the wrong answers", [{"error": "returned 13, expected 12"}])
+    fixes, _ = recall(store, query)
+    assert [r.kind for r in fixes][:2] == ["fix_off_by_one", "fix_off_by_one"] or \
+        [r.kind for r in fixes][:2] == ["fix_off_by_one", "fix_type"], fixes
+    assert {r.kind for r in fixes} == {"fix_off_by_one", "fix_type"}, fixes
+    assert "off by one" in prompt_section(fixes, [])
 
 
 @pytest.mark.parametrize("cols", [80, 200])

