@@ -167,6 +167,8 @@ class Runtime:
             from tools.logs import setup_logging
 
             self._release_log = setup_logging(self.home / "logs")
+            if self._closed:  # closed while this thread was starting: close() may have looked before this line
+                self._release_log()
             url = database_url(self._settings.get("state", "database_url", None))
             pool = int(self._settings.get("state", "pool_size") or (1 if self.kind == "cli" else 8))
             self._store = open_store(self.home, url=url, pool_size=pool)
