@@ -6,8 +6,10 @@ each with the reviewer's reason. Similarity is TF-IDF cosine over the words of t
 mutation hint, the failing calls' errors, and the shape of each wrong answer: `returned 5, expected 4`
 is off by one, `returned 2.5, expected 2` the wrong type; a proposal keeps the shapes of the failures
 it was made for), computed here over the decided proposals in the store:
-deterministic, no model, no index to keep. The proposal records what it was offered (`memory`),
-and a candidate whose diff repeats a rejected one of the same tool is flagged to the reviewer.
+deterministic, no model, no index to keep. An approved fix is also known by the kind of change its
+diff makes (`fix_kind`), and approvals teach which kinds answered which shapes (`kind_prior`).
+The proposal records what it was offered (`memory`), and a candidate whose diff repeats a
+rejected one of the same tool is flagged to the reviewer.
 `[evolution] memory = false` turns all of it off.
 """
 
@@ -32,6 +34,8 @@ MIN_SIMILARITY = 0.12
 #: a candidate whose added and removed lines match a rejected diff's this closely repeats it
 REPEAT_RATIO = 0.8
 DIFF_LIMIT = 1500
+#: decisions that undid a candidate: approaches not to propose again
+UNDONE = ("rejected", "rolled_back")
 _WORD = re.compile(r"[a-z][a-z0-9_]+")
 _STOP = frozenset({
     "the", "a", "an", "and", "or", "of", "to", "in", "is", "it", "be", "not", "must", "for", "on", "with", "as", "by",
@@ -198,7 +202,7 @@ def recall(store: Any, query: str, *, limit: int = 3, exclude: int | None = None
     docs = [words(failure_text(r["error_message"] or "", r["mutation_hint"] or "") + " " + " ".join(shapes_of[r["id"]]))
             for r in rows]
     vectors = _vectors([words(query), *docs])
-    kinds = {r["id"]: fix_kind(r["diff"] or "") for r in rows if r["status"] not in ("rejected", "rolled_back")}
+    kinds = {r["id"]: fix_kind(r["diff"] or "") for r in rows if r["status"] not in UNDONE}
     prior = kind_prior([w for w in words(query) if w.startswith("shape_")],
                        [(shapes_of[r["id"]], kinds[r["id"]]) for r in rows if kinds.get(r["id"])])
     scored = []
@@ -210,32 +214,31 @@ def recall(store: Any, query: str, *, limit: int = 3, exclude: int | None = None
             continue
         scored.append((similarity + learned, similarity, r, kind))
     scored.sort(key=lambda item: (-item[0], -item[2]["id"]))
-    fixes: list[Recalled] = []
-    avoid: list[Recalled] = []
-    for r, similarity in _diverse([x for x in scored if x[2]["status"] not in ("rejected", "rolled_back")], limit) + \
-            [(x[2], x[1]) for x in scored if x[2]["status"] in ("rejected", "rolled_back")][:limit]:
-        status = r["status"]
-        rejected = status in ("rejected", "rolled_back")
-        reason = r["review_reason"] or ("rolled back after it served" if status == "rolled_back" else "")
-        (avoid if rejected else fixes).append(Recalled(
-            int(r["id"]), r["tool_id"], r["version"], status, round(similarity, 3), (r["error_message"] or "")[:300],
-            (r["mutation_hint"] or "")[:300], (reason or "")[:300], _cut_diff(r["diff"] or ""), kinds.get(r["id"])))
-    return fixes, avoid
+    approved = [x for x in scored if x[2]["status"] not in UNDONE]
+    undone = [x for x in scored if x[2]["status"] in UNDONE]
+    return [_recalled(x) for x in _diverse(approved, limit)], [_recalled(x) for x in undone[:limit]]
 
 
-def _diverse(scored: list[tuple[float, float, Any, str | None]], limit: int) -> list[tuple[Any, float]]:
+def _recalled(item: tuple[float, float, Any, str | None]) -> Recalled:
+    _rank, similarity, r, kind = item
+    status = r["status"]
+    reason = r["review_reason"] or ("rolled back after it served" if status == "rolled_back" else "")
+    return Recalled(int(r["id"]), r["tool_id"], r["version"], status, round(similarity, 3), (r["error_message"] or "")[:300],
+                    (r["mutation_hint"] or "")[:300], reason[:300], _cut_diff(r["diff"] or ""), kind)
+
+
+def _diverse(scored: list[tuple[float, float, Any, str | None]], limit: int) -> list[tuple[float, float, Any, str | None]]:
     """The best fix of each kind, best kind first, then the next best of any kind: two fixes of one kind teach less
     than one of each of two (a fix of unknown kind counts as a kind of its own)."""
     seen: set[str] = set()
-    first: list[tuple[float, float, Any, str | None]] = []
+    first = []
     for item in scored:
         if item[3] is None or item[3] not in seen:
             first.append(item)
             if item[3] is not None:
                 seen.add(item[3])
     chosen = first[:limit]
-    chosen += [item for item in scored if item not in chosen][:limit - len(chosen)]
-    return [(c[2], c[1]) for c in chosen]
+    return chosen + [item for item in scored if item not in chosen][:limit - len(chosen)]
 
 
 def kind_prior(shapes: list[str], history: list[tuple[list[str], str | None]]) -> dict[str, float]:
@@ -373,7 +376,7 @@ def repeats(store: Any, tool_id: str, diff: str, *, exclude: int | None = None) 
     if not mine:
         return None
     for r in proposals.decided(store, HISTORY, tool_id=tool_id):
-        if r["id"] == exclude or r["status"] not in ("rejected", "rolled_back") or not r["diff"]:
+        if r["id"] == exclude or r["status"] not in UNDONE or not r["diff"]:
             continue
         ratio = difflib.SequenceMatcher(None, mine, _changed_lines(r["diff"]), autojunk=False).ratio()
         if ratio >= REPEAT_RATIO:
