@@ -77,6 +77,8 @@ def check(steps: dict[str, dict[str, Any]]) -> None:
     assert (bad["ok"] and bad["isError"]) or bad["code"] == -32602, bad
     cancelled = steps["cancel"]
     assert not cancelled["ok"] and "timed out" in cancelled["message"].lower(), cancelled
+    assert steps["progress"]["ok"] and not steps["progress"]["isError"], steps["progress"]
+    assert steps["progress_ticks"]["ticks"] >= 1  # a progress notification every second of the call
     assert steps["list_changed"] == {"notified": True, "added": True}
 
 

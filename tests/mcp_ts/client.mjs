@@ -44,6 +44,11 @@ await call("buffer_error", "buffer", { operation: "flush", buffer_id: "nosuch" }
 await call("tool_error", "picky", { text: "x" });
 await call("bad_argument", "echo", { text: 5 });
 await call("cancel", "sleepy", { seconds: 30, pid_file: `ts-${transportKind}.pid` }, { timeout: 1500 });
+// with onprogress the SDK sends a progressToken: over HTTP that request is answered as an event stream
+let ticks = 0;
+await call("progress", "sleepy", { seconds: 1.6, pid_file: `ts-progress-${transportKind}.pid` },
+           { onprogress: () => { ticks += 1; }, resetTimeoutOnProgress: true });
+say("progress_ticks", { ticks });
 
 fs.writeFileSync(path.join(workspace, "tools", `added_${transportKind}.py`), "def run(data):\n    return {'added': True}\n");
 fs.writeFileSync(path.join(workspace, "tools", `added_${transportKind}.yaml`),
