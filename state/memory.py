@@ -89,10 +89,24 @@ def load_wordllama() -> Any:
     global _MODEL
     with _MODEL_LOCK:
         if _MODEL is None:
-            import wordllama
-
+            wordllama = _import_wordllama()
             _MODEL = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
         return _MODEL
+
+
+def _import_wordllama() -> Any:
+    """`import wordllama`, without what its import does to the process: it calls `logging.basicConfig(level=INFO)`,
+    which gave the root logger a stderr handler, so every library's INFO records (uvicorn's, the MCP SDK's with
+    session ids) were printed onto the terminal, the dashboard or an MCP client's stderr log from then on."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import wordllama
+
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    return wordllama
 
 
 class Embedder:
@@ -112,8 +126,8 @@ class Embedder:
     def fingerprint(self) -> str:
         """Which vectors this embedder makes: a persisted index made by another is not reused."""
         import usearch
-        import wordllama
 
+        wordllama = _import_wordllama()
         self.load()
         shape = "x".join(str(n) for n in self._model.embedding.shape)
         return f"wordllama {getattr(wordllama, '__version__', '?')} {shape} norm; usearch {usearch.__version__} {INDEX_KIND}"

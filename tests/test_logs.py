@@ -61,3 +61,14 @@ def test_a_closed_runtime_lets_go_of_its_log(tmp_path: Path, make_runtime) -> No
     log_a = (first / ".tooldeck" / "logs" / "tooldeck.log").read_text()
     assert "while the second runtime of a is open" in log_a and "after both runtimes of a closed" not in log_a
     assert "after both runtimes of a closed" in (second / ".tooldeck" / "logs" / "tooldeck.log").read_text()
+
+
+def test_loading_the_embedding_model_leaves_the_root_logger_alone() -> None:
+    """wordllama's import calls `logging.basicConfig(level=INFO)`: every library's INFO records (uvicorn's, the MCP
+    SDK's with session ids) then reached stderr, over the dashboard or into an MCP client's log."""
+    code = ("import logging; from state.memory import load_wordllama; load_wordllama(); root = logging.getLogger(); "
+            "print(len(root.handlers), root.level); logging.getLogger('uvicorn.error').info('session ab12 created')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", str(logging.WARNING)] and "session ab12" not in done.stderr
