@@ -101,6 +101,26 @@ async def test_the_feed_follows_the_newest_line_unless_the_cursor_left_it() -> N
         assert feed.selected() == 63 and feed.new_above == 0
 
 
+async def test_lines_taken_out_and_added_again_show_their_own_text() -> None:
+    """The Activity panel folds flush lines by taking the newest out and adding them again as new lines. The feed
+    cached each line's rendering by `id()` of its text, and a new text can be born at a freed one's address: the
+    dashboard then showed an old line in a new one's place (the same flush twice, another one missing)."""
+    app = PanelApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        feed = app.query_one(Feed)
+        feed.add([(Text(f"line {i} " + "x" * (i % 7)), i) for i in range(40)])
+        await pilot.pause()
+        for round_ in range(30):
+            [feed.render_line(y) for y in range(feed.size.height)]  # every visible line rendered and cached
+            taken = feed.pop_newest(8)
+            del taken  # their texts are freed: their addresses can be reused
+            feed.add([(Text(f"round {round_} line {i} " + "y" * (i % 5)), (round_, i)) for i in range(8)])
+            await pilot.pause()
+            shown = ["".join(segment.text for segment in feed.render_line(y)).rstrip() for y in range(feed.size.height)]
+            wanted = [text.plain.rstrip() for text in feed.lines[feed.scroll_offset.y:feed.scroll_offset.y + feed.size.height]]
+            assert [line.rstrip("…") for line in shown[:len(wanted)]] == wanted, round_
+
+
 async def test_a_deleted_or_replaced_database_is_said_in_a_red_banner(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (ws / "tools").mkdir(parents=True)

@@ -70,7 +70,10 @@ class Feed(ScrollView, can_focus=True):
         self.filter_text = ""
         self.cursor = 0
         self.new_above = 0  # lines that came in above the cursor since it left the newest
-        self._strips: dict[tuple[int, int, bool], Strip] = {}
+        #: (id of a line's text, width, cursor) -> (that text, its rendering). The text is held so that its id
+        #: cannot be reused while the entry lives: a line taken out and freed gave its address to a new
+        #: line, which then showed the old one's rendering
+        self._strips: dict[tuple[int, int, bool], tuple[Text, Strip]] = {}
 
     @property
     def lines(self) -> list[Text]:
@@ -221,7 +224,8 @@ class Feed(ScrollView, can_focus=True):
         line = self.view[index][0]
         on_cursor = index == self.cursor
         key = (id(line), width, on_cursor and self.has_focus)
-        strip = self._strips.get(key) if not on_cursor else None
+        cached = self._strips.get(key) if not on_cursor else None
+        strip = cached[1] if cached is not None and cached[0] is line else None
         if strip is None:
             text = line.copy()
             if self.filter_text:
@@ -234,5 +238,5 @@ class Feed(ScrollView, can_focus=True):
                 style = style + self.get_component_rich_style("feed--cursor")
             strip = strip.apply_style(style)
             if not on_cursor:
-                self._strips[key] = strip
+                self._strips[key] = (line, strip)
         return strip
