@@ -468,6 +468,38 @@ async def test_the_tool_screen_scrolls_to_its_charts_and_each_reads_right(tmp_pa
         app.shutdown()
 
 
+async def test_the_tool_screen_shows_each_call_and_failure_on_one_line(tmp_path: Path) -> None:
+    """A long input or error ends in an ellipsis: it wrapped into a second line, cut mid-word ("Traceba")."""
+    from tests.helpers import python_tool
+    from tests.tui_helpers import screen_text
+    from tools.errors import ToolError
+    from tui.screens.tool_detail import ToolDetailScreen
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "loud", "def run(d):\n    raise RuntimeError('a very long complaint ' * 6)\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            for i in range(3):
+                try:
+                    app.runtime.call("loud", {"text": f"call {i} " + "x" * 80})
+                except ToolError:
+                    pass
+            app.runtime.calls.flush()
+            app.open_tool("loud")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), 20, "the tool screen")
+            await wait_for(pilot, lambda: "a very long" in screen_text(app), 20, "the failures")
+            lines = screen_text(app).splitlines()
+            calls = [line for line in lines if "call " in line and "xxx" in line]
+            failures = [line for line in lines if "a very long complain" in line]
+            assert len(calls) == 3 and len(failures) == 3, "\n".join(lines)
+            assert all("…" in line for line in calls + failures)
+            assert not any(line.strip(" │█") .startswith(("complaint", "xxx")) for line in lines)  # no wrapped second line
+    finally:
+        app.shutdown()
+
+
 async def test_help_scrolls_with_j_and_k_at_80x24() -> None:
     app = TooldeckApp(live=False)
     async with app.run_test(size=(80, 24)) as pilot:

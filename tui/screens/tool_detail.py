@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.syntax import Syntax
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -100,12 +100,17 @@ class ToolDetailScreen(ModalScreen[None]):
         # the manifest (a description an MCP server or a model wrote), calls and failures are foreign text: made visible
         self.query_one("#manifest-body", Static).update(Group(shown(info["path"], "dim"),
                                                              Syntax(visible(info["manifest"]), "yaml", word_wrap=True)))
-        calls = Table("time", "outcome", "ms", "input", box=None, title="recent calls", title_justify="left", expand=True)
+        # one line a row: a long input or error ends in an ellipsis (the full text is in the copy, `y`, and `tooldeck
+        # failures`), never wraps into the next row's place
+        calls = Table(Column("time", no_wrap=True), Column("outcome", no_wrap=True), Column("ms", no_wrap=True),
+                      Column("input", no_wrap=True, overflow="ellipsis", ratio=1), box=None, title="recent calls",
+                      title_justify="left", expand=True)
         for c in info["calls"]:
             calls.add_row(time.strftime("%H:%M:%S", time.localtime(c["ts"])), shown(c["outcome"]), f"{c['duration_ms']:.0f}",
                           shown((c.get("input") or "")[:50], multiline=False))
-        failures = Table("time", "class", "severity", "scenario / error", box=None, title="recent failures", title_justify="left",
-                         expand=True)
+        failures = Table(Column("time", no_wrap=True), Column("class", no_wrap=True), Column("severity", no_wrap=True),
+                         Column("scenario / error", no_wrap=True, overflow="ellipsis", ratio=1), box=None,
+                         title="recent failures", title_justify="left", expand=True)
         for f in info["failures"]:
             failures.add_row(time.strftime("%H:%M:%S", time.localtime(f["ts"])), shown(f.get("error_class", "")),
                              shown(f.get("severity", "")),
