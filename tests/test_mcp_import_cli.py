@@ -76,7 +76,9 @@ async def test_the_sessions_view_lists_the_mcp_servers(workspace: Path, tmp_path
             table = app.screen.query_one("#mcp-servers-table")
             await wait_for(pilot, lambda: table_keys(table) == ["srv", "down"], what="the servers' rows")
             assert str(table.value("srv", "status")) == "ready" and table.value("srv", "tools") == "9"
-            assert str(table.value("down", "status")) == "error" and "cannot start" in table.value("down", "error")
+            # the store may lag the hub by a write; the view reads it every second
+            await wait_for(pilot, lambda: str(table.value("down", "status")) == "error", what="the failed server's row")
+            assert "cannot start" in table.value("down", "error")
             table.focus()
             table.move_cursor(row=1)
             await pilot.press("enter")
@@ -123,3 +125,34 @@ def test_tools_check_fails_and_names_an_mcp_server_in_error(workspace: Path, tmp
                             capture_output=True, text=True, timeout=120, cwd=REPO)
     assert listed.returncode == 0, (listed.stdout[-2000:], listed.stderr[-2000:])  # a listing, not a check: it says why
     assert "tooldeck: MCP server down (" in listed.stderr and "its tools are not listed (tooldeck mcp list)" in listed.stderr
+
+
+def test_a_server_status_reaches_the_store_in_the_order_it_changed(workspace: Path) -> None:
+    """After a burst of status changes, the store holds the status the server has now. The writes ran on the loop's
+    shared executor, two of one server side by side: a `connecting` read before an `error` could commit after it,
+    and `mcp list` and the sessions view would then say `connecting` for a server in error until its next change.
+    One writer now applies them in order. (That race needs a thread switch between a write's read and its BEGIN;
+    this burst did not hit it in 7 runs of the old code.)"""
+    import asyncio
+
+    from tools.runtime import Runtime
+
+    write_settings(workspace, '[mcp.servers.down]\ncommand = "/nonexistent/server"\ntimeout_seconds = 5\n')
+    runtime = Runtime(workspace, serve=True)
+    try:
+        hub = runtime.extension("mcp")
+        link = hub.links["down"]
+
+        async def changes() -> None:  # a burst of changes, each queued from a running loop as the hub's are
+            for i in range(301):
+                link.status = ("error", "connecting")[i % 2]
+                hub._status_changed(link)
+                await asyncio.sleep(0.0005 * (i % 3))  # writes run while the status changes, as a reconnect loop's do
+
+        asyncio.run(changes())
+        hub._off_loop(lambda: None)  # queued behind every write above
+        hub._writes.submit(lambda: None).result(timeout=60)
+        rows = runtime.store.query("SELECT status FROM mcp_servers WHERE server='down' AND session=?", (runtime.own_session,))
+        assert [r["status"] for r in rows] == [link.status]
+    finally:
+        runtime.close()

@@ -122,6 +122,8 @@ class McpHub:
         self._stopped = False
         self._told: set[str] = set()  # ids whose keeping of the long form was said in this process
         self._moved: set[str] = set()  # long ids whose records were moved to the short one (or had none)
+        #: the one thread that writes server statuses to the store, in the order they changed (`_off_loop`)
+        self._writes = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcp-status")
 
     # -- the event loop ------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class McpHub:
         with self._lock:
             self._stopped = True
             loop, thread = self._loop, self._thread
+        self._writes.shutdown(wait=False, cancel_futures=True)  # a status written after `forget` would outlive us
         if self.runtime.serve:
             from state.mcp_servers import forget
 
@@ -430,12 +433,18 @@ class McpHub:
 
         self._off_loop(emit)
 
-    @staticmethod
-    def _off_loop(fn: Any) -> None:
+    def _off_loop(self, fn: Any) -> None:
+        """Run a status write on the hub's one writer thread, after the writes before it. On the loop's shared
+        executor, two writes of one server ran side by side: a `connecting` read before an `error` could be
+        written after it, and the store then said `connecting` to every other process until the next change."""
         try:
-            asyncio.get_running_loop().run_in_executor(None, fn)
-        except RuntimeError:  # not in the loop (a server that never started): write it here
-            fn()
+            done = self._writes.submit(fn)
+        except RuntimeError:  # the hub stopped: nothing more is recorded
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not in the loop (a server that never started): written before this returns
+            done.result()
 
     def held_elsewhere(self) -> dict[str, dict[str, Any]]:
         """Per server, the row of the live runtime (not this one) holding it: ready first, then the newest."""
