@@ -127,8 +127,9 @@ class Embedder:
         """Which vectors this embedder makes: a persisted index made by another is not reused."""
         import usearch
 
-        wordllama = _import_wordllama()
-        self.load()
+        self.load()  # imports wordllama (`_import_wordllama`): here it is already loaded
+        import wordllama
+
         shape = "x".join(str(n) for n in self._model.embedding.shape)
         return f"wordllama {getattr(wordllama, '__version__', '?')} {shape} norm; usearch {usearch.__version__} {INDEX_KIND}"
 

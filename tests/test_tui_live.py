@@ -429,27 +429,33 @@ async def test_buffer_bars_have_one_meaning_each_and_a_sink_error_is_held_until_
             assert str(table.value("orders", "note")) == expect
 
 
+async def _tool_screen_after_calls(pilot: Any, app: Any, tool_id: str, inputs: list[dict[str, Any]]) -> Any:
+    """Call `tool_id` with each input (failures recorded, not raised), then open its tool screen; the screen."""
+    from tools.errors import ToolError
+    from tui.screens.tool_detail import ToolDetailScreen
+
+    await runtime_ready(pilot, app)
+    for data in inputs:
+        try:
+            app.runtime.call(tool_id, data)
+        except ToolError:
+            pass
+    app.runtime.calls.flush()
+    app.open_tool(tool_id)
+    await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), 20, "the tool screen")
+    return app.screen
+
+
 async def test_the_tool_screen_scrolls_to_its_charts_and_each_reads_right(tmp_path: Path) -> None:
     from tests.helpers import python_tool
     from tests.tui_helpers import screen_text
-    from tools.errors import ToolError
-    from tui.screens.tool_detail import ToolDetailScreen
 
     ws = tmp_path / "ws"
     python_tool(ws / "tools", "half", "def run(d):\n    if d.get('fail'):\n        raise ValueError('asked')\n    return d\n")
     app = TooldeckApp(ws, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await runtime_ready(pilot, app)
-            for i in range(6):
-                try:
-                    app.runtime.call("half", {"fail": i % 2 == 0})
-                except ToolError:
-                    pass
-            app.runtime.calls.flush()
-            app.open_tool("half")
-            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), 20, "the tool screen")
-            screen = app.screen
+            screen = await _tool_screen_after_calls(pilot, app, "half", [{"fail": i % 2 == 0} for i in range(6)])
             await wait_for(pilot, lambda: len(screen.query("#tool-charts > *")) == 2, 20, "two charts")
             await pilot.pause(0.5)
             body = screen.query_one("#tool-activity")
@@ -472,30 +478,20 @@ async def test_the_tool_screen_shows_each_call_and_failure_on_one_line(tmp_path:
     """A long input or error ends in an ellipsis: it wrapped into a second line, cut mid-word ("Traceba")."""
     from tests.helpers import python_tool
     from tests.tui_helpers import screen_text
-    from tools.errors import ToolError
-    from tui.screens.tool_detail import ToolDetailScreen
 
     ws = tmp_path / "ws"
     python_tool(ws / "tools", "loud", "def run(d):\n    raise RuntimeError('a very long complaint ' * 6)\n")
     app = TooldeckApp(ws, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            await runtime_ready(pilot, app)
-            for i in range(3):
-                try:
-                    app.runtime.call("loud", {"text": f"call {i} " + "x" * 80})
-                except ToolError:
-                    pass
-            app.runtime.calls.flush()
-            app.open_tool("loud")
-            await wait_for(pilot, lambda: isinstance(app.screen, ToolDetailScreen), 20, "the tool screen")
+            await _tool_screen_after_calls(pilot, app, "loud", [{"text": f"call {i} " + "x" * 80} for i in range(3)])
             await wait_for(pilot, lambda: "a very long" in screen_text(app), 20, "the failures")
             lines = screen_text(app).splitlines()
             calls = [line for line in lines if "call " in line and "xxx" in line]
             failures = [line for line in lines if "a very long complain" in line]
             assert len(calls) == 3 and len(failures) == 3, "\n".join(lines)
             assert all("…" in line for line in calls + failures)
-            assert not any(line.strip(" │█") .startswith(("complaint", "xxx")) for line in lines)  # no wrapped second line
+            assert not any(line.strip(" │█").startswith(("complaint", "xxx")) for line in lines)  # no wrapped second line
     finally:
         app.shutdown()
 

@@ -269,10 +269,8 @@ def fix_kind(diff: str) -> str | None:
     by one), `fix_type` (a conversion or `/` against `//`), `fix_operator`, `fix_swap` (the same tokens in
     another order), `fix_guard` (an `if` added); None for anything else or bigger."""
     lines = _code_lines(diff)
-    removed = [line[1:] for line in lines if line.startswith("-")]
-    added = [line[1:] for line in lines if line.startswith("+")]
-    removed = [line for line in removed if line.strip()]
-    added = [line for line in added if line.strip()]
+    removed = [line[1:] for line in lines if line.startswith("-") and line[1:].strip()]
+    added = [line[1:] for line in lines if line.startswith("+") and line[1:].strip()]
     if not added or len(removed) > 6 or len(added) > 8:
         return None
     old, new = _tokens(removed), _tokens(added)
