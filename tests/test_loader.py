@@ -274,3 +274,19 @@ def test_a_load_drops_the_manifest_rows_of_nodes_gone_once_not_at_every_flush(wo
         nodes_left = {r[0] for r in again.store.query("SELECT DISTINCT node FROM catalog_manifests")}
     assert not nodes_left & {"gone:1:aa", "gone:2:bb"} and again.catalog.nodes.node in nodes_left
     assert len(sweeps) == 1
+
+
+def test_a_hot_reloaded_manifest_is_what_this_node_publishes_so_other_nodes_agree(workspace: Path, make_runtime) -> None:
+    """A node that hot-reloads an edited manifest records the new file's hash: another process loading the
+    same edited files (a CLI call beside a serving dashboard) serves it instead of refusing it as differing."""
+    python_tool(workspace / "tools", "echo", "def run(d):\n    return d\n")
+    serving = make_runtime()
+    assert serving.call("echo", {"a": 1}) == {"a": 1}
+    manifest = workspace / "tools" / "echo.yaml"
+    manifest.write_text(manifest.read_text().replace("test tool echo", "an edited echo"))
+    serving.catalog.reload_path(manifest)
+    published = [tuple(r) for r in serving.store.query("SELECT sha256 FROM catalog_manifests WHERE tool_id='echo' AND node=?",
+                                                       (serving.catalog.nodes.node,))]
+    cli = make_runtime()
+    assert cli.call("echo", {"a": 2}) == {"a": 2}
+    assert published == [(cli.catalog.find("echo").manifest_sha,)] and serving.catalog.find("echo").status == "ready"

@@ -439,7 +439,9 @@ class Catalog(ImportedTools):
         manifest: Manifest | None = None
         error: str | None = None
         try:
-            manifest = validate_manifest(read_manifest_data(path), path, expected_id=entry.tool_id, expected_version=entry.version)
+            data = read_manifest_data(path)
+            manifest = validate_manifest(data, path, expected_id=entry.tool_id, expected_version=entry.version)
+            entry.manifest_sha = manifest_sha(dumps(data))  # what this node publishes: the file as it is now
         except ManifestError as exc:
             error = exc.message
         with self._lock:
