@@ -260,3 +260,19 @@ def test_an_evolved_version_starts_clean(workspace, make_runtime):
     snap = rt.extensions["failures"].scores_snapshot()
     assert snap[("echo", "1.0.0")]["tags"] == ["not-for-json"] and snap[("echo", "1.0.0")]["circuit"] == "open"
     assert snap[("echo", "1.1.0")] == {"score": 1.0, "tags": [], "circuit": "closed", "disabled": False, "failures": 0}
+
+
+def test_a_long_error_keeps_its_message_and_its_end_in_the_ledger_and_the_event(workspace, make_runtime):
+    """A tool that floods stderr before it exits: the recorded error is cut in the middle, so the row and
+    the tool.failure event still say what happened (the message comes first) and how it ended."""
+    exec_tool(workspace / "tools", "noisy", "import sys\nsys.stdin.read()\nsys.stderr.write('E' * 20000)\n"
+                                          "print('last words', file=sys.stderr)\nsys.exit(3)\n")
+    rt = make_runtime()
+    with pytest.raises(ToolError) as caught:
+        rt.call("noisy", {})
+    message = caught.value.message
+    [row] = rows(rt, "SELECT error FROM failures")
+    [ev] = rt.events.recent(10, kinds=["tool.failure"])
+    for stored, limit in ((row["error"], 2000), (ev.payload["error"], 300)):
+        assert len(stored) <= limit and stored.startswith(message[:60]) and "\u2026" in stored
+        assert stored.endswith("last words"), stored[-80:]

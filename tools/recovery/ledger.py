@@ -39,6 +39,16 @@ MAX_ERROR = 2000
 
 
 
+
+def clip_middle(text: str, limit: int) -> str:
+    """`text` within `limit` characters: its start (the error's message: "tool: Class: what happened") and
+    its end (the innermost frames, or the last output), with what is left out between them marked."""
+    if len(text) <= limit:
+        return text
+    mark = " \u2026 "
+    head = (limit - len(mark)) * 2 // 5
+    return text[:head] + mark + text[len(text) - (limit - len(mark) - head):]
+
 @dataclass(frozen=True, slots=True)
 class _Failure:
     """One failure as it is written: its text already redacted and cut, and this process's circuit verdict."""
@@ -240,7 +250,7 @@ class FailureTracker:
         severity = severity or auto_severity(error_class)
         open_reason = self._local_verdict(health, demotion(severity, error_class, health.source, 0))
         failure = _Failure(entry.tool_id, entry.served_version, redact(scenario.strip())[:MAX_SCENARIO],
-                           redact(error.strip())[-MAX_ERROR:], severity, error_class, origin, probe, open_reason)
+                           clip_middle(redact(error.strip()), MAX_ERROR), severity, error_class, origin, probe, open_reason)
         with self.store.tx() as con:
             record, fresh = self._write_failure(con, failure, health)
         self._apply_rows([fresh])
@@ -278,8 +288,8 @@ class FailureTracker:
             tables.open_circuit(con, f.tool_id, f.version, opened, now, rev)
         fresh = tables.health_row(con, f.tool_id, f.version)
         events = [("tool.failure", {"failure_id": failure_id, "severity": rule.severity, "error_class": f.error_class,
-                                    "origin": f.origin, "scenario": f.scenario[:200], "error": f.error[-300:], "delta": rule.delta,
-                                    "score": round(score, 4), "tags_added": added})]
+                                    "origin": f.origin, "scenario": f.scenario[:200], "error": clip_middle(f.error, 300),
+                                    "delta": rule.delta, "score": round(score, 4), "tags_added": added})]
         if opened is not None:
             events.append(("circuit.opened", {"reason": opened}))
         # in the same transaction: the ledger row and its events land together
