@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mcp_import_helpers import starts, stdio_section, write_settings
+from tests.mcp_import_helpers import SERVER, starts, stdio_section, write_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,29 @@ def test_tools_check_fails_and_names_an_mcp_server_in_error(workspace: Path, tmp
     listed = subprocess.run([sys.executable, "-m", "tools", "--workspace", str(workspace), "tools", "--wait"],
                             capture_output=True, text=True, timeout=120, cwd=REPO)
     assert listed.returncode == 0, (listed.stdout[-2000:], listed.stderr[-2000:])  # a listing, not a check: it says why
-    assert "tooldeck: MCP server down (" in listed.stderr and "its tools are not listed (tooldeck mcp list)" in listed.stderr
+    assert "tooldeck: MCP server down (" in listed.stderr and "its tools cannot be called (tooldeck mcp list)" in listed.stderr
+
+
+
+def test_the_cached_tools_of_a_server_in_error_are_listed_in_error_with_it(workspace: Path, tmp_path: Path) -> None:
+    """A server that connected once (its tool list cached) and now dies at start: `tools` lists its tools from
+    the cache, in error with the server's error (text and --json), never `ready` beside a note saying otherwise."""
+    flag = tmp_path / "down"
+    wrapper = tmp_path / "flaky_start.py"
+    wrapper.write_text("import os, runpy, sys\n"
+                       f"if os.path.exists({str(flag)!r}):\n    sys.exit('dying at start')\n"
+                       f"sys.argv[0] = {str(SERVER)!r}\nrunpy.run_path({str(SERVER)!r}, run_name='__main__')\n")
+    write_settings(workspace, stdio_section("srv", tmp_path / "state", script=wrapper, timeout=10))
+    first = tooldeck("tools", "--wait", ws=workspace)
+    assert first.returncode == 0 and "srv_echo\tready" in first.stdout, (first.stdout[-2000:], first.stderr[-2000:])
+    flag.touch()
+    listed = tooldeck("tools", "--wait", ws=workspace)
+    assert listed.returncode == 0 and "srv_echo\terror" in listed.stdout and "srv_echo\tready" not in listed.stdout
+    assert "tooldeck: MCP server srv (" in listed.stderr and "its tools cannot be called" in listed.stderr, listed.stderr
+    echo = next(r for r in json.loads(tooldeck("--json", "tools", ws=workspace).stdout)["tools"] if r["id"] == "srv_echo")
+    assert echo["status"] == "error" and echo["error"].startswith("MCP server srv in error: "), echo
+    check = tooldeck("tools", "--check", ws=workspace)  # the server is named once, its tools are not counted apart
+    assert check.returncode == 1 and check.stderr.startswith("tooldeck: MCP server srv (") and check.stderr.count("\n") == 1
 
 
 def test_a_server_status_reaches_the_store_in_the_order_it_changed(workspace: Path) -> None:

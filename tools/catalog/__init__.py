@@ -8,10 +8,11 @@ hot reload (`watcher`, installed by the runtime by name). Other rooms import fro
 
 from tools.catalog.discovery import DEMO_DIR, roots_for
 from tools.catalog.entry import Resolution, StatusChange, ToolEntry
+from tools.catalog.imported import IMPORTED
 from tools.catalog.loader import Catalog
 from tools.catalog.manifest import MAX_OUTPUT_BYTES_CEILING, Manifest, count_nodes, load_manifest, parse_manifest_text, read_manifest_data
 from tools.catalog.testing import check_case, run_manifest_tests
 
-__all__ = ["DEMO_DIR", "MAX_OUTPUT_BYTES_CEILING",
+__all__ = ["DEMO_DIR", "IMPORTED", "MAX_OUTPUT_BYTES_CEILING",
            "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "load_manifest",
            "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests"]

@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from tools.catalog import IMPORTED
 from tools.cli.output import console, emit_json, exit_code_for, plural, positive_number, print_table, read_json_arg, runtime_for, shown
 from tools.errors import ToolError, UsageError
 from tools.visible import visible
@@ -104,15 +105,27 @@ def _unapproved(runtime: RuntimeHost, tool_id: str, version: str) -> tuple[int, 
     return int(latest["id"]), str(latest["status"])
 
 
-def _servers_in_error(runtime: RuntimeHost) -> list[str]:
-    """`[mcp.servers]` entries in error (here, or as the live runtime holding them recorded): their tools
-    are missing from the list, so `tools --check` fails on them too."""
+def _servers_in_error(runtime: RuntimeHost) -> dict[str, str]:
+    """server -> its error, for the `[mcp.servers]` entries in error (here, or as the live runtime holding them
+    recorded): their tools cannot be called, so they are listed in error and `tools --check` fails on them."""
     hub = runtime.extensions.get("mcp")
     if hub is None:
-        return []
+        return {}
     held = hub.held_elsewhere()  # a serving runtime's word for those it holds; the others are tried here
     hub.wait([n for n, link in hub.links.items() if n not in held and not link.config.problem], 30.0)
-    return [f"{s['server']} ({s.get('error') or 'error'})" for s in hub.statuses() if s.get("status") == "error"]
+    return {s["server"]: s.get("error") or "error" for s in hub.statuses() if s.get("status") == "error"}
+
+
+def _mark_servers_in_error(rows: list[dict[str, Any]], servers: dict[str, str]) -> set[str]:
+    """The tools of an imported server in error (listed from its cached tool list) are in error with it;
+    returns their ids."""
+    marked = set()
+    for row in rows:
+        server = row["source"].removeprefix(IMPORTED) if row["source"].startswith(IMPORTED) else None
+        if server in servers and row["status"] == "ready":
+            row["status"], row["error"] = "error", f"MCP server {server} in error: {servers[server]}"
+            marked.add(row["id"])
+    return marked
 
 
 def _mark_served(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
@@ -144,9 +157,11 @@ def cmd_tools(args: argparse.Namespace) -> int:
         _wait_loaded(runtime, wait)
         if not wait:
             runtime.catalog.finished.wait(2)
+        servers = _servers_in_error(runtime) if wait else {}  # waits for them to connect
         rows = tool_rows(runtime)
+        with_server = _mark_servers_in_error(rows, servers)
         summary = runtime.summary()
-        broken = [r for r in rows if r["status"] == "error"]
+        broken = [r for r in rows if r["status"] == "error" and r["id"] not in with_server]  # the server is named apart
         if args.json_out:
             emit_json({"summary": summary, "tools": rows})
         else:
@@ -160,14 +175,14 @@ def cmd_tools(args: argparse.Namespace) -> int:
                               r["description"] or ""))
             print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail", "description"), table,
                         keys=("tool", "version", "serves"), styles=lambda col, v: styles.get(v, "") if col == "status" else "")
-        servers = _servers_in_error(runtime) if args.check or args.wait else []  # waits for them to connect
-        in_error = ([f"MCP server {', '.join(servers)} in error" if len(servers) == 1 else
-                     f"MCP servers in error: {', '.join(servers)}"] if servers else [])
+        named = [f"{name} ({error})" for name, error in servers.items()]
+        in_error = ([f"MCP server {named[0]} in error" if len(named) == 1 else
+                     f"MCP servers in error: {', '.join(named)}"] if named else [])
         if args.check and (broken or servers):
             parts = ([plural(len(broken), "tool") + " in error"] if broken else []) + in_error
             sys.stderr.write(visible(f"tooldeck: {'; '.join(parts)}") + "\n")
-        elif in_error and not args.json_out:  # their tools are missing from the list: say why
-            sys.stderr.write(visible(f"tooldeck: {in_error[0]}; its tools are not listed (tooldeck mcp list)") + "\n")
+        elif in_error and not args.json_out:  # their tools are listed in error: say why once
+            sys.stderr.write(visible(f"tooldeck: {in_error[0]}; its tools cannot be called (tooldeck mcp list)") + "\n")
         return 1 if args.check and (broken or servers) else 0
     finally:
         runtime.close()
