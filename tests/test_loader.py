@@ -290,3 +290,26 @@ def test_a_hot_reloaded_manifest_is_what_this_node_publishes_so_other_nodes_agre
     cli = make_runtime()
     assert cli.call("echo", {"a": 2}) == {"a": 2}
     assert published == [(cli.catalog.find("echo").manifest_sha,)] and serving.catalog.find("echo").status == "ready"
+
+
+def test_a_tool_whose_code_is_missing_or_not_executable_is_in_error_before_any_call(workspace: Path, make_runtime) -> None:
+    """`tools --check` catches a python entry file that is not there and an executable in the tool's folder that
+    cannot run, as load errors (bad_manifest), instead of `ready` tools whose every call crashes and costs score.
+    The file put right, a hot reload serves it."""
+    folder = workspace / "tools"
+    python_tool(folder, "orphan", "def run(d):\n    return d\n")
+    (folder / "orphan.py").unlink()
+    write_tool(folder, "noexec", {"name": "noexec", "type": "executable", "description": "x",
+                                  "executable": {"command": "./noexec.sh"}})
+    (folder / "noexec.sh").write_text("#!/bin/sh\ncat\n")
+    rt = make_runtime()
+    assert rt.wait_ready(30)
+    orphan, noexec = rt.catalog.find("orphan"), rt.catalog.find("noexec")
+    assert orphan.status == "error" and "entry: orphan.py is not a file in" in orphan.error
+    assert noexec.status == "error" and "./noexec.sh is not executable (chmod +x noexec.sh)" in noexec.error
+    with pytest.raises(ToolNotReadyError):
+        rt.call("orphan", {})
+    (folder / "orphan.py").write_text("def run(d):\n    return d\n")
+    rt.catalog.reload_path(folder / "orphan.py")
+    assert rt.call("orphan", {"a": 1}) == {"a": 1}
+    assert not rt.store.query("SELECT 1 FROM failures")  # a load error is not the tool failing

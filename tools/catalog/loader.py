@@ -30,7 +30,7 @@ from tools.catalog.discovery import (
 )
 from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry, read_statuses, write_status
 from tools.catalog.imported import IMPORTED, ImportedTools
-from tools.catalog.manifest import Manifest, read_manifest_data, validate_manifest
+from tools.catalog.manifest import Manifest, code_problem, read_manifest_data, validate_manifest
 from tools.catalog.nodes import NodeManifests, manifest_sha
 from tools.errors import ManifestError, ToolError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
@@ -210,6 +210,8 @@ class Catalog(ImportedTools):
         return fresh_row
 
     def _finish(self, entry: ToolEntry, manifest: Manifest | None, error: str | None) -> None:
+        if manifest is not None and (missing := code_problem(manifest, entry.tool_dir)):
+            manifest, error = None, f"{entry.path}: {missing}"
         tampered = self._tampered(entry) if manifest is not None else None
         if tampered:
             manifest, error = None, tampered

@@ -366,5 +366,25 @@ def validate_manifest(data: dict[str, Any], path: Path, *, expected_id: str | No
     return manifest
 
 
+
+def code_problem(manifest: Manifest, tool_dir: Path) -> str | None:
+    """Why a valid manifest cannot run from `tool_dir`, when its files say so before any call: a python tool's
+    entry file missing, or an executable's program given as a path in its folder missing or not executable.
+    A program found on PATH, or placed by `{workspace}`, is judged at its call."""
+    if manifest.type == "python" and manifest.entry:
+        file = manifest.entry.split(":", 1)[0]
+        if not (tool_dir / file).is_file():
+            return f"entry: {file} is not a file in {tool_dir}"
+    spec = manifest.executable
+    if manifest.type == "executable" and spec is not None and spec.command and not spec.working_dir:
+        head = spec.argv()[0].replace("{tool_dir}", str(tool_dir))
+        if "/" in head and "{" not in head:
+            program = Path(head) if head.startswith("/") else tool_dir / head
+            if not program.is_file():
+                return f"executable.command: {head} is not a file"
+            if not os.access(program, os.X_OK):
+                return f"executable.command: {head} is not executable (chmod +x {program.name})"
+    return None
+
 def load_manifest(path: Path, *, expected_id: str | None = None, expected_version: str | None = None) -> Manifest:
     return validate_manifest(read_manifest_data(path), path, expected_id=expected_id, expected_version=expected_version)
