@@ -313,3 +313,28 @@ def test_a_tool_whose_code_is_missing_or_not_executable_is_in_error_before_any_c
     rt.catalog.reload_path(folder / "orphan.py")
     assert rt.call("orphan", {"a": 1}) == {"a": 1}
     assert not rt.store.query("SELECT 1 FROM failures")  # a load error is not the tool failing
+
+
+def test_a_manifest_named_outside_the_id_rule_comes_and_goes_with_hot_reload(workspace: Path, make_runtime) -> None:
+    """A manifest whose file name is not a tool id is a problem (listed, counted in the summary) from the moment
+    it appears until it is removed, as a full load would list it; before, only a restart noticed either."""
+    folder = workspace / "tools"
+    python_tool(folder, "echo", "def run(d):\n    return d\n")
+    bad = folder / "Bad-Name.yaml"
+    rt = make_runtime()
+    assert rt.wait_ready(30) and rt.catalog.problems() == []
+    bad.write_text("name: x\n")
+    assert rt.catalog.reload_path(bad) == []
+    [problem] = rt.catalog.problems()
+    assert "'Bad-Name' is not a valid tool id" in problem.message and "1 error" in rt.summary()
+    assert [e.payload["path"] for e in rt.events.recent(10, kinds=["tool.problem"])] == [str(bad.resolve())]
+    bad.unlink()
+    rt.catalog.reload_path(bad)
+    assert rt.catalog.problems() == [] and "error" not in rt.summary()
+    stale = folder / ("long_" + "x" * 70 + ".yaml")  # found by a full load, removed while running
+    stale.write_text("name: x\n")
+    again = make_runtime()
+    assert again.wait_ready(30) and len(again.catalog.problems()) == 1
+    stale.unlink()
+    again.catalog.reload_path(stale)
+    assert again.catalog.problems() == []

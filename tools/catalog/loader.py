@@ -430,6 +430,8 @@ class Catalog(ImportedTools):
         if problem is not None:
             return self._refuse(path, problem)
         path = path.resolve()
+        if self._named_badly(path):
+            return []
         entry = self.entry_for_path(path)
         if entry is None:
             entry = self._new_entry_for(path)
@@ -452,6 +454,22 @@ class Catalog(ImportedTools):
         change = StatusChange(entry.tool_id, entry.served_version, READY if manifest else ERROR, error, entry.source)
         self.flush()
         return [change]
+
+    def _named_badly(self, path: Path) -> bool:
+        """A manifest in a catalog folder whose file name is not a tool id: listed as a problem while it exists,
+        as a full load lists it, and no longer once it is gone or renamed. True when `path` is such a file."""
+        stem = path.name.rsplit(".", 1)[0]
+        if (path.suffix not in MANIFEST_SUFFIXES or TOOL_ID_RE.fullmatch(stem) or stem.startswith(".") or stem.endswith("~")
+                or not any(root.path.resolve() in (path.parent, path.parent.parent) for root in self.roots)):
+            return False
+        problem = Problem(path, f"{path}: file name {stem!r} is not a valid tool id (^[a-z][a-z0-9_]{{0,63}}$)")
+        with self._lock:
+            kept = [p for p in self._problems if p.path.parent.resolve() / p.path.name != path]
+            self._problems = kept + ([problem] if path.exists() else [])
+        if path.exists():
+            self._queue_event(PendingEvent("tool.problem", None, None, {"path": str(path), "error": problem.message}))
+        self.flush(force=True)
+        return True
 
     def _escapes(self, path: Path) -> str | None:
         """The refusal of a changed path under a catalog folder (or the evolved folder) that a
