@@ -60,7 +60,7 @@ async def test_the_sdk_client_over_streamable_http(workspace: Path, http_server)
         edit_description(workspace / "tools" / "echo.yaml", "Echo over HTTP")
         await until(lambda: inbox.count(LIST_CHANGED) > 0, what="list_changed on the standalone stream")
         assert {t.name: t for t in (await session.list_tools()).tools}["echo"].description == "Echo over HTTP"
-    calls = db_rows(workspace, "SELECT session, outcome FROM calls WHERE tool_id='echo'")
+    calls = wait_for(lambda: db_rows(workspace, "SELECT session, outcome FROM calls WHERE tool_id='echo'"), timeout=30)  # batched
     assert calls == [{"session": rows[0]["session"], "outcome": "ok"}]
     assert TOKEN not in (workspace / ".tooldeck" / "tooldeck.db").read_bytes().decode("latin-1")
 

@@ -115,6 +115,36 @@ def test_raw_clients_at_earlier_revisions_over_stdio(workspace: Path, protocol: 
     assert client.lines and all(json.loads(line) for line in client.lines)  # nothing but protocol on stdout
 
 
+
+def test_a_line_that_is_no_message_is_answered_and_the_session_goes_on(workspace: Path) -> None:
+    """The SDK only logs a line it cannot read as a message: a request nested deeper than its parser takes was never
+    answered, and its client waited forever (over HTTP the same body is refused with -32700). Each is answered now:
+    invalid JSON with PARSE_ERROR and id null, a request too deep with INVALID_REQUEST and its own id; a
+    notification is not answered; the next request is answered as usual."""
+    make_workspace(workspace)
+    client = RawStdio(workspace)
+    try:
+        client.initialize("2025-06-18")
+        assert client.proc.stdin is not None
+        nested: object = "x"
+        for _ in range(300):
+            nested = [nested]
+        client.send({"jsonrpc": "2.0", "id": 40, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": nested}}})
+        deep = client.response(40, timeout=30)
+        assert deep["error"]["code"] == -32600 and "Invalid request" in deep["error"]["message"], deep
+        client.notify("notifications/progress", {"deep": nested})  # a notification: no answer
+        client.proc.stdin.write(b"garbage\n" + b"[" * 5000 + b"]" * 5000 + b"\n")
+        client.proc.stdin.flush()
+        for _ in range(2):
+            parse = client.messages.get(timeout=30)
+            assert parse["id"] is None and parse["error"]["code"] == -32700, parse
+        ok = client.request("tools/call", {"name": "echo", "arguments": {"text": "still here"}})["result"]
+        assert ok["structuredContent"] == {"echo": "still here", "length": 10}
+        assert client.messages.empty() and client.close() == 0, client.stderr_path.read_text()[-3000:]
+    finally:
+        client.kill()
+
+
 def test_closing_stdin_ends_the_server_cleanly_with_its_buffers_delivered(workspace: Path) -> None:
     make_workspace(workspace)
     client = RawStdio(workspace)

@@ -12,12 +12,16 @@ loop ends, and the caller closes the runtime, which delivers what the buffers ho
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections import deque
 from typing import Any
 
 import anyio
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
 
 from tools.mcp.signals import Stop
 
@@ -43,6 +47,8 @@ class FdLines:
         self.buffer = b""
         self.pollable = True
         self.ended = False
+        #: the lines handed out whose message the reader of the SDK's stream has not received yet, oldest first
+        self.unmatched: deque[str] = deque()
         self._waiting: anyio.CancelScope | None = None
         os.set_blocking(fd, False)
 
@@ -79,7 +85,7 @@ class FdLines:
             if newline:
                 self.buffer = rest
                 if head.strip():
-                    return head.decode("utf-8", "replace")
+                    return self._handed(head)
                 continue
             if len(self.buffer) > MAX_LINE:
                 raise ValueError(f"mcp stdio: a message longer than {MAX_LINE} bytes without a newline")
@@ -89,9 +95,76 @@ class FdLines:
             if not chunk:  # EOF: the client closed our stdin
                 head, self.buffer = self.buffer, b""
                 if head.strip():
-                    return head.decode("utf-8", "replace")
+                    return self._handed(head)
                 raise StopAsyncIteration
             self.buffer += chunk
+
+
+    def _handed(self, head: bytes) -> str:
+        line = head.decode("utf-8", "replace")
+        self.unmatched.append(line)
+        return line
+
+
+class AnsweringErrors:
+    """The SDK's read stream, answering a line that is not a JSON-RPC message instead of passing the SDK's parse
+    exception on, which the SDK only logs: a client then waited forever for the id it sent (a request nested too
+    deep for the SDK's parser; over HTTP the same body is refused with -32700). Invalid JSON is answered with
+    PARSE_ERROR and id null, JSON that is no message with INVALID_REQUEST and its id (a notification gets no
+    answer). The SDK's reader sends one item per line, in order, so an item's line is the oldest unmatched one."""
+
+    def __init__(self, inner: Any, lines: FdLines, write: Any) -> None:
+        self.inner = inner
+        self.lines = lines
+        self.write = write
+
+    @property
+    def last_context(self) -> Any:  # the sender's contextvars, which the SDK's dispatcher reads when present
+        return getattr(self.inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        while True:
+            item = await self.inner.receive()
+            line = self.lines.unmatched.popleft() if self.lines.unmatched else ""
+            if not isinstance(item, Exception):
+                return item
+            answer = error_for(line, item)
+            if answer is not None:
+                await self.write.send(SessionMessage(answer))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __aiter__(self) -> AnsweringErrors:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> AnsweringErrors:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self.inner.__aexit__(*exc)
+
+
+def error_for(line: str, exc: Exception) -> JSONRPCError | None:
+    """The JSON-RPC error answering `line`, which the SDK could not read as a message (None: a notification)."""
+    reason = " ".join(str(exc).split())[:300]
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=PARSE_ERROR, message=f"Parse error: {reason}"))
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if isinstance(data, dict) and "method" in data and request_id is None:
+        return None
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+        request_id = None
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=INVALID_REQUEST, message=f"Invalid request: {reason}"))
 
 
 class FdWriter:
@@ -129,5 +202,5 @@ async def serve_stdio(endpoints: Any, proto_in: int, proto_out: int, stop: Stop)
     async with streams as (read, write), anyio.create_task_group() as tg:
         tg.start_soon(endpoints.background)
         tg.start_soon(_end_input_on, stop, lines)
-        await tool_server.server.run(read, write, tool_server.init_options())
+        await tool_server.server.run(AnsweringErrors(read, lines, write), write, tool_server.init_options())
         tg.cancel_scope.cancel()
