@@ -615,3 +615,8 @@ async def test_repeated_flush_lines_fold_per_buffer_across_refreshes() -> None:
         await pilot.pause()
         lines = [line.plain for line in panel.feed.lines]  # one line a buffer: a's newest flush carries its count on top
         assert len(lines) == 3 and "×4 (200 items)" in lines[0] and "tool.failure" in lines[1] and "×2" in lines[2], lines
+        for events in ([dataclasses.replace(failure, id=8)], [flush(9, "a")]):  # a refresh between: they still fold
+            panel.apply(dataclasses.replace(base, events=events), {"error": "red", "accent": "cyan", "ok": "green", "warn": "yellow"})
+            await pilot.pause()
+        lines = [line.plain for line in panel.feed.lines]
+        assert len(lines) == 4 and "×5 (250 items)" in lines[0] and "tool.failure" in lines[1], lines
