@@ -85,7 +85,7 @@ def test_rejection_burns_the_version_and_needs_a_reason(workspace, make_runtime,
         reject(rt, p["id"], "  ")
     rejected = reject(rt, p["id"], "prefer trimming in the caller", reviewer="rev")
     assert rejected["status"] == "rejected" and rejected["review_reason"] == "prefer trimming in the caller"
-    with pytest.raises(ToolUnavailableError, match="only a proposal awaiting review can be approved"):
+    with pytest.raises(ToolUnavailableError, match="is rejected: only a proposal awaiting review, or approved or rolled back before"):
         approve(rt, p["id"], "global", "t", p["diff_sha256"])
     anthropic_server.reply_tool_use("write_tool_version", greet_answer())
     second = evolve_tool(rt, "greet", "", "Allow spaces again")

@@ -213,8 +213,9 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
     proposal = get_proposal(runtime, proposal_id)
     pid = proposal["id"]
     if proposal["status"] not in APPROVABLE:
-        raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review can be approved",
-                                   tool_id=proposal["tool_id"])
+        raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review, or approved or rolled "
+                               "back before (for another scope, or again), can be approved",
+                               tool_id=proposal["tool_id"])
     if proposal.get("tampered"):
         raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=proposal["tool_id"])
     if not diff_sha256:
