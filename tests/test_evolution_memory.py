@@ -107,6 +107,8 @@ def test_review_show_tells_the_reviewer_a_candidate_repeats_a_rejected_approach(
     capsys.readouterr()
     assert main(["-w", str(rt.workspace), "review", "show", str(again["id"])]) == 0
     assert f"REPEATS proposal {first['id']} (rejected): keep names as typed" in capsys.readouterr().out
+    assert main(["-w", str(rt.workspace), "review", "show", str(first["id"])]) == 0
+    assert "review: rejected by bob: keep names as typed" in capsys.readouterr().out  # the decision itself, in its own show
 
 
 def test_review_stats_counts_approvals_rounds_failed_stages_and_tokens(workspace: Path, make_runtime, anthropic_server,

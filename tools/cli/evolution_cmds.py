@@ -190,6 +190,12 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         model.append(" (replay: a recorded answer, not a live model)", style="yellow")
     model.append(f"; tokens in {p['tokens']['input']}, out {p['tokens']['output']}; rounds {p.get('rounds')}")
     out.print(model)
+    if p.get("reviewer") or p.get("review_reason"):  # the decision: who, for which scope, and why
+        review = Text(f"review: {p['status']} by {visible(p.get('reviewer') or 'someone')}"
+                      + (f" for {visible(p['scope'])}" if p.get("scope") and p["status"] == "approved" else ""))
+        if p.get("review_reason"):
+            review.append(": ").append_text(shown(p["review_reason"]))
+        out.print(review)
     if p.get("mutation_hint"):
         out.print(Text("hint: ").append_text(shown(p["mutation_hint"])))
     if p.get("error_message"):
