@@ -47,3 +47,16 @@ def test_generate_refuses_existing_tools_and_files_outside_the_workspace(workspa
     with pytest.raises(UsageError, match="no such file"):
         generate_tool_from_spec(rt, "specs/missing.md", "new_tool")
     assert anthropic_server.requests == []
+
+
+def test_a_model_failure_while_generating_says_generate(workspace, make_runtime, anthropic_server: MessagesServer):
+    from tools.errors import ToolError
+
+    settings(workspace)
+    (workspace / "specs").mkdir()
+    (workspace / "specs" / "wc.md").write_text("# Word count\n\nCount the words of `text`.\n")
+    rt = make_runtime()
+    anthropic_server.reply_error(500, "internal trouble")
+    with pytest.raises(ToolError) as err:
+        generate_tool_from_spec(rt, "specs/wc.md", "word_count")
+    assert err.value.message.startswith("generate word_count (proposal 1): ") and "HTTP 500" in err.value.message

@@ -319,7 +319,7 @@ def _evolve(runtime: RuntimeHost, provider: Any, *, tool_id: str, parent: Manife
         if _update(runtime, pid, status="model_error", failure=exc.message):
             runtime.events.emit("evolution.model_error", tool_id, version, proposal_id=pid, error_class=exc.error_class,
                                 error=exc.message)
-        exc.message = f"evolve {tool_id} (proposal {pid}): {exc.message}"
+        exc.message = f"{'evolve' if parent_version else 'generate'} {tool_id} (proposal {pid}): {exc.message}"
         exc.args = (exc.message,)
         exc.details = {**exc.details, "proposal_id": pid}
         raise
@@ -328,7 +328,8 @@ def _evolve(runtime: RuntimeHost, provider: Any, *, tool_id: str, parent: Manife
         if _update(runtime, pid, status="failed_validation", failure=reason):
             runtime.events.emit("evolution.failed_validation", tool_id, version, proposal_id=pid, stage="internal", error=reason)
         log.exception("evolution: proposal %s of %s failed", pid, tool_id)
-        raise ToolError(f"evolve {tool_id} (proposal {pid}): {reason}", tool_id=tool_id, details={"proposal_id": pid}) from exc
+        raise ToolError(f"{'evolve' if parent_version else 'generate'} {tool_id} (proposal {pid}): {reason}", tool_id=tool_id,
+                        details={"proposal_id": pid}) from exc
 
 
 def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any], *, parent: Manifest | None,
