@@ -153,3 +153,20 @@ async def test_the_filter_box_leaves_the_header_and_the_tabs_on_screen() -> None
         assert "tooldeck" in lines[0] and "1 Tools" in lines[1], lines[:3]
         assert lines[2].strip() == "csv" and "1 of 7 tools" in screen_text(app), lines[:4]
         assert len(lines) == 24
+
+
+
+async def test_a_number_key_and_z_in_one_burst_maximise_the_panel_jumped_to() -> None:
+    """Keys that arrive together (`3 z` pasted, or typed fast over ssh) are handled one after the other before
+    any deferred focus: z must act on the panel 3 jumped to, not on the one focused before."""
+    from textual import events
+
+    app = FixedApp(live=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await shown(pilot)
+        for number, panel in (("3", "failures-panel"), ("5", "activity-panel"), ("2", "buffers-panel")):
+            for key in (number, "z"):
+                app.post_message(events.Key(key, key))
+            await pilot.pause()
+            assert app.screen.maximized is not None and app.screen.maximized.id == panel, (number, app.screen.maximized)
+            await pilot.press("z")

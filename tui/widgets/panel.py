@@ -69,10 +69,11 @@ class Panel(Vertical, can_focus=False):
         return None
 
     def focus_main(self) -> None:
-        """Focus the panel's main table (the number keys jump here)."""
+        """Focus the panel's main table (the number keys jump here), at once: `Widget.focus` waits for the
+        message queue, so the next key of one burst (`3 z` typed together) acted on the panel before."""
         for widget in self.query("*"):
             if widget.can_focus:
-                widget.focus()
+                self.screen.set_focus(widget)
                 return
 
     def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
