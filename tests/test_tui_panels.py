@@ -142,6 +142,12 @@ async def test_failures_panel_mark_by_hand_and_tool_controls(demo_ws: Path) -> N
             app.screen.query_one("#field-scenario").value = "parse JSON data"
             app.screen.query_one("#field-error").value = "JSONDecodeError"
             app.screen.query_one("#field-severity").value = "high"
+            app.screen.query_one("#field-tool").value = "no_such_tool"
+            await pilot.press("enter")  # a tool the mark would not find: said in the dialog, what was typed kept
+            await wait_for(pilot, lambda: "no tool 'no_such_tool' in the catalog" in str(app.screen.query_one("#dialog-error").render()),
+                           what="the unknown tool refused")
+            assert app.screen.query_one("#field-scenario").value == "parse JSON data"
+            app.screen.query_one("#field-tool").value = "csv_parser"
             app.screen.query_one("#field-tool").focus()
             await pilot.press("enter")  # enter in any field submits the dialog
             failures = app.query_one("#failures-table")

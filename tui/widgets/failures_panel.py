@@ -172,6 +172,11 @@ class FailuresPanel(Panel):
                 check_report(values["tool"], values["scenario"], values["error"], values["severity"] or "medium")
             except ToolError as exc:
                 return exc.message
+            runtime = self.app.runtime
+            if runtime is not None and runtime.resolution(values["tool"], wait=False).entry is None:  # what the mark would raise
+                known = runtime.catalog.find(values["tool"])
+                return (f"tool {values['tool']!r} failed to load: {known.error}" if known is not None and known.error else
+                        f"no tool {values['tool']!r} in the catalog")
             return None
 
         self.app.push_screen(PromptScreen("Mark a failure by hand", [
