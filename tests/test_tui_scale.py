@@ -12,6 +12,7 @@ from tui.snapshot import Collector, ToolRow
 def generated_tools(ws: Path, n: int) -> None:
     tools = ws / "tools"
     tools.mkdir(parents=True)
+    (tools / "gen.py").write_text("def run(data):\n    return data\n")
     for i in range(n):
         (tools / f"gen_{i:03d}.yaml").write_text(
             f"name: gen_{i:03d}\ntype: python\nentry: gen.py:run\ndescription: generated tool {i}\n")

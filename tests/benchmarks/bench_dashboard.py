@@ -135,6 +135,7 @@ print(json.dumps({"p99_ms": lags[int(len(lags) * 0.99) - 1] * 1000 if lags else 
 def generate(ws: Path, n: int) -> None:
     tools = ws / "tools"
     tools.mkdir(parents=True, exist_ok=True)
+    (tools / "gen.py").write_text("def run(data):\n    return data\n")
     for i in range(n):
         (tools / f"gen_{i:05d}.yaml").write_text(
             f"name: gen_{i:05d}\ntype: python\nentry: gen.py:run\ndescription: generated tool {i}\ntags: [gen]\n")

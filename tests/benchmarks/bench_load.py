@@ -34,7 +34,7 @@ type: python
 version: 1.{minor}.0
 description: Generated tool number {i} that parses records of kind {i} and returns them normalised.
 tags: [generated, parsing, kind{k}]
-entry: {name}.py:run
+entry: gen.py:run
 input_schema:
   text: {{type: string, description: The text to parse, required: true}}
   limit: {{type: integer, description: Maximum records, default: 100}}
@@ -59,6 +59,7 @@ speed_tier: fast
 
 def generate(folder: Path, n: int) -> None:
     folder.mkdir(parents=True)
+    (folder / "gen.py").write_text("def run(data):\n    return {'records': [data['text']]}\n")  # the code all of them run
     for i in range(n):
         name = f"gen_tool_{i:05d}"
         (folder / f"{name}.yaml").write_text(MANIFEST.format(name=name, i=i, k=i % 7, minor=i % 3))
