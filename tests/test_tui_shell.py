@@ -172,3 +172,15 @@ async def test_every_builtin_theme_renders() -> None:
             app.apply_snapshot(frame())
             await pilot.pause()
         assert app.snapshots_applied == len(app.available_themes)
+
+
+@pytest.mark.parametrize(("what", "text", "line"), [
+    ("evolve flaky_tool", "evolve flaky_tool (proposal 2): no recording", "evolve flaky_tool (proposal 2): no recording"),
+    ("hang_tool: disabled", "disabled", "hang_tool: disabled"),
+    ("ansi_tool 1.0.0: circuit forced open", "circuit forced open", "ansi_tool 1.0.0: circuit forced open"),
+    ("reject #3", "proposal 3 is approved (decided meanwhile)", "reject #3: proposal 3 is approved (decided meanwhile)"),
+])
+def test_the_status_line_says_an_outcome_once(what: str, text: str, line: str) -> None:
+    from tui.app_actions import status_line
+
+    assert status_line(what, text) == line

@@ -36,6 +36,16 @@ class CommandSuggester:
         return options[0] if options else None
 
 
+
+def status_line(what: str, text: str) -> str:
+    """`what: text` for the status line, saying nothing twice: an outcome that already names the action
+    (`evolve x (proposal 2): ...`) stands alone, one the action ends with (`x: disabled`) adds nothing."""
+    if text.startswith(what):
+        return text
+    if what.endswith(text):
+        return what
+    return f"{what}: {text}"
+
 class OperatorActions:
     """Mixed into TooldeckApp; every method runs on the event loop unless marked a worker."""
 
@@ -257,7 +267,7 @@ class OperatorActions:
             return
         result = message.result
         if message.error:
-            self.set_status(f"{message.what}: {message.error}", error=True)
+            self.set_status(status_line(message.what, message.error), error=True)
         else:
             if isinstance(result, dict) and "screen" in result:
                 from tui.screens.dialogs import TextScreen
@@ -265,7 +275,7 @@ class OperatorActions:
                 self.push_screen(TextScreen(result.get("title", message.what), result["screen"], copy_text=result.get("copy", "")))
             status = result.get("status", "done") if isinstance(result, dict) else "done"
             if status != "asking":
-                self.set_status(f"{message.what}: {status}")
+                self.set_status(status_line(message.what, str(status)))
         if message.then is not None:
             message.then(message)
 

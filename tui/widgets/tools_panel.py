@@ -133,8 +133,8 @@ class ToolsPanel(Panel):
         tool_id, version = row.tool_id, row.version
 
         def force() -> None:
-            self.app.run_blocking(f"{tool_id}: circuit forced open", lambda rt: {
-                **force_circuit(rt, tool_id, "open", version, actor="dashboard"), "status": f"{tool_id} {version}: circuit forced open"})
+            self.app.run_blocking(f"{tool_id} {version}: circuit forced open", lambda rt: {
+                **force_circuit(rt, tool_id, "open", version, actor="dashboard"), "status": "circuit forced open"})
 
         self.app.confirm_then(f"Hold the circuit of {tool_id} {version} open? Every call is refused until you close it "
                               "(c in its tool screen).", force)
