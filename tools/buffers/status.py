@@ -104,22 +104,28 @@ def _next_flush(row: Any, retry_due: float | None, now: float) -> float | None:
     return min((t for t in (retry_due, new) if t is not None), default=None)
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tuple[int, float | None, str | None],
              now: float) -> str | None:
     if pending <= 0:
         return None
     buffer_id = row["buffer_id"]
     if row["pass_through_tool"] is None:
-        return f"{pending} pending items and no pass_through_tool: they wait for `tooldeck buffer flush {buffer_id}`"
+        return (f"{_items(pending)} pending and no pass_through_tool: {'it waits' if pending == 1 else 'they wait'} for "
+                f"`tooldeck buffer flush {buffer_id}`")
     if not flushing and (row["flush_strategy"] != "manual" or refused[0]):
-        return (f"{pending} pending items and no live runtime is flushing them: run `tooldeck serve`, "
+        return (f"{_items(pending)} pending and no live runtime is flushing {'it' if pending == 1 else 'them'}: run `tooldeck serve`, "
                 f"or `tooldeck buffer flush {buffer_id}`")
     n, due, reason = refused
     if n:
         when = f"; next try in {max(0.0, due - now):.0f} s" if due is not None else ""
         return f"{n} {'batch' if n == 1 else 'batches'} {reason or 'waiting for the pass-through tool'}{when}"
     if row["flush_strategy"] == "manual":
-        return f"manual strategy: {waiting} items wait for `tooldeck buffer flush {buffer_id}`" if waiting else None
+        return (f"manual strategy: {_items(waiting)} {'waits' if waiting == 1 else 'wait'} for `tooldeck buffer flush {buffer_id}`"
+                if waiting else None)
     return None
 
 
