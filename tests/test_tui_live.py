@@ -658,3 +658,24 @@ async def test_the_locked_counter_keeps_counting_while_the_lock_is_held(tmp_path
             holder.kill()
             holder.wait(10)
         app.shutdown()
+
+
+async def test_the_tool_screen_follows_new_calls_of_its_tool(tmp_path: Path) -> None:
+    """Three calls from the CLI while the tool screen is open: it lists them (it went on showing the old calls
+    while the Tools row behind it counted the new ones)."""
+    from tests.helpers import python_tool
+    from tests.test_tui_panels import cli
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "echo", "def run(d):\n    return d\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            screen = await _tool_screen_after_calls(pilot, app, "echo", [{"n": 0}])
+            await wait_for(pilot, lambda: len(screen.info.get("calls", [])) == 1, 20, "the first call listed")
+            for n in (1, 2, 3):
+                assert cli(ws, "call", "echo", f'{{"n": {n}}}').returncode == 0
+            await wait_for(pilot, lambda: len(screen.info["calls"]) == 4, 15, "the CLI's three calls listed")
+            assert app.screen is screen and len(screen.query("#tool-charts > *")) == 2  # drawn again in place
+    finally:
+        app.shutdown()
