@@ -179,3 +179,18 @@ async def test_one_line_cells_spell_out_bel_and_cr_instead_of_dropping_them() ->
         await pilot.pause()
         dead = screen.query_one("#dead-table")
         assert "\\x1b[0m\\rhidden" in str(dead.value("b-1", "error"))
+
+
+def test_a_stage_detail_and_a_hop_reason_keep_bel_and_cr_in_the_details() -> None:
+    """`Text.append` drops BEL and CR as the constructor does: a stage's detail in a proposal's details and a
+    resilient hop's reason lost them."""
+    from tui.widgets.evolution_panel import proposal_details
+    from tui.widgets.failures_panel import hop_label
+
+    colors = {"ok": "green", "error": "red", "warn": "yellow", "accent": "cyan", "primary": "blue", "muted": "dim"}
+    stage = {"name": "tests", "passed": False, "ms": 3.0, "detail": "1/2 passed: \x07 bell \r over"}
+    details = proposal_details({**proposal(), "stages": [stage]}, colors)
+    line = dict(details.fields)["stage tests"]
+    assert "\\x07 bell \\r over" in line.plain, line.plain
+    hop = hop_label({"tool_id": "a", "version": "1", "outcome": "error", "why": "down \x07\rnow"}, colors)
+    assert "down \\x07\\rnow" in hop.plain, hop.plain

@@ -396,7 +396,7 @@ def proposal_details(p: dict[str, Any], colors: dict[str, str]) -> Details:
     for stage in p.get("stages") or []:
         mark, style = stage_mark(stage, colors)
         line = Text(f"{mark} ", style=style)
-        line.append(f"{stage.get('ms', '')} ms · {stage.get('detail', '')}")
+        line.append_text(shown(f"{stage.get('ms', '')} ms · {stage.get('detail', '')}"))  # sandbox-written
         fields.append((f"stage {stage.get('name', '')}", line))
     blocks = []
     if p.get("explanation"):

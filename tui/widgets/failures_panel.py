@@ -222,5 +222,5 @@ def hop_label(hop: dict[str, Any], colors: dict[str, str]) -> Text:
     why = hop.get("why") or hop.get("reason") or ""
     if why:
         bits.append(str(why))
-    text.append("  " + " · ".join(bits), style="dim")
+    text.append_text(shown("  " + " · ".join(bits), "dim"))  # a reason a tool or a fallback wrote
     return text
