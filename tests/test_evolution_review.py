@@ -451,3 +451,32 @@ def test_evolution_progress_is_one_line_a_step_when_stderr_is_not_a_terminal(cap
     _progress_printer(False)({"proposal_id": 7, "stage": "validating", "message": "replaying recorded failing input " * 6})
     err = capsys.readouterr().err
     assert err.startswith("proposal 7 validating: replaying") and err.count("\n") == 1, err
+
+
+def test_a_diff_keeps_a_bare_cr_and_a_crlf_on_their_line_spelled_out_and_marked(tmp_path: Path) -> None:
+    """The candidate's code is diffed as its bytes are: a CR is neither a line break (`splitlines`) nor read away
+    (universal newlines), so `review show` and the dashboard's diff spell it out as `\\r` on its line, marked `!`."""
+    from rich.console import Console
+
+    from tests.helpers import python_tool
+    from tools.cli.evolution_cmds import diff_text
+    from tools.evolution.review import diff_for
+    from tools.visible import marked_lines
+
+    base = "def run(data):\n    return data\n"
+    old = python_tool(tmp_path / "old", "crtool", base)
+    new = python_tool(tmp_path / "new", "crtool", base)
+    (tmp_path / "new" / "crtool.py").write_bytes((base + "A = 1  # x\r\nB = 2  # mid\rcr overwrites\nC = 3\n").encode())
+    diff, _ = diff_for({"tool_id": "crtool", "version": "1.1.0", "parent_version": "1.0.0", "path": str(new),
+                        "parent_path": str(old)})
+    lines = dict(marked_lines(diff))
+    assert lines["+A = 1  # x\\r"] is True
+    assert lines["+B = 2  # mid\\rcr overwrites"] is True
+    assert lines["+C = 3"] is False and "+cr overwrites" not in lines
+    console = Console(width=200, record=True, color_system=None)
+    console.print(diff_text(diff))
+    printed = console.export_text()
+    assert "! +A = 1  # x\\r\n" in printed and "! +B = 2  # mid\\rcr overwrites\n" in printed and "  +C = 3\n" in printed
+    from tui.widgets.diff_view import MARK, side_by_side_rows  # the dashboard's side-by-side view of the same diff
+
+    assert ("", "A = 1  # x\\r", "blank", "add" + MARK) in side_by_side_rows(diff)

@@ -138,3 +138,48 @@ async def test_cancel_a_running_evolution_from_the_panel(workspace: Path, anthro
             await wait_for(pilot, lambda: status_of(proposals, "1") == "cancelled", timeout=20, what="cancelled")
     finally:
         app.shutdown()
+
+
+async def test_a_proposal_repeating_a_rejected_approach_is_flagged_in_the_detail_details_and_approve_dialog(
+        workspace: Path, make_runtime, anthropic_server) -> None:
+    """The warning `review show` prints, in its words, wherever the dashboard shows the proposal or asks to approve it."""
+    from tests.evolution_helpers import greet_tool, settings
+    from tests.test_evolution_memory import evolved
+    from tests.tui_helpers import screen_text
+    from tools.evolution.review import reject
+    from tui.screens.details import DetailScreen
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    first = evolved(rt, anthropic_server)
+    reject(rt, first["id"], "keep names as typed \x07", "bob")
+    again = evolved(rt, anthropic_server)
+    warning = f"REPEATS proposal {first['id']} (rejected): keep names as typed \\x07"
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(200, 60)) as pilot:
+            proposals = app.query_one("#proposals-table")
+            key = str(again["id"])
+            await wait_for(pilot, lambda: key in table_keys(proposals), what="the proposals")
+            proposals.focus()
+            proposals.move_cursor(row=proposals.get_row_index(key), column=0)
+            panel = app.query_one(EvolutionPanel)
+            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == again["id"], what="its detail")
+            await pilot.pause()
+            assert warning in screen_text(app)
+
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="the proposal's details")
+            await pilot.pause()
+            assert warning in screen_text(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, DetailScreen), what="back")
+
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the scope choice")
+            await pilot.pause()
+            assert warning in screen_text(app)
+            await pilot.press("escape")
+    finally:
+        app.shutdown()

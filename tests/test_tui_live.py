@@ -620,3 +620,67 @@ async def test_repeated_flush_lines_fold_per_buffer_across_refreshes() -> None:
             await pilot.pause()
         lines = [line.plain for line in panel.feed.lines]
         assert len(lines) == 4 and "×5 (250 items)" in lines[0] and "tool.failure" in lines[1], lines
+
+
+async def test_the_locked_counter_keeps_counting_while_the_lock_is_held(tmp_path: Path) -> None:
+    """Held for 12 s by another process (BEGIN IMMEDIATE) while a buffer has pending items: the header's
+    `STATE LOCKED n s` goes on counting (it stopped after a few seconds, the poller waiting to write a buffer
+    sample: the live console must never go silently stale)."""
+    import re
+    import time
+
+    from tools.cli.demo_workspace import prepare_demo_workspace
+
+    ws, _ = prepare_demo_workspace(str(tmp_path / "demo"))
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    holder = None
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await runtime_ready(pilot, app)
+            await wait_for(pilot, lambda: app.latest is not None, 20, "a snapshot")
+            from tests.test_tui_panels import cli
+
+            assert cli(ws, "buffer", "write", "ext", '{"n": 1}', "--strategy", "batched").returncode == 0
+            await wait_for(pilot, lambda: any(b["buffer_id"] == "ext" for b in app.latest.buffers), 10, "the buffer")
+            db = ws / ".tooldeck" / "tooldeck.db"
+            holder = subprocess.Popen([sys.executable, "-c", (
+                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+                " c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(float(sys.argv[2]))"), str(db), "12"],
+                stdout=subprocess.PIPE, text=True)
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            held = time.monotonic()
+
+            def seconds() -> int:
+                found = re.match(r"STATE LOCKED (\d+) s", app.sub_title)
+                return int(found.group(1)) if found else -1
+
+            await wait_for(pilot, lambda: seconds() >= 0, 10, "the lock in the header")
+            await wait_for(pilot, lambda: seconds() >= 9, 11, "the counter at 9 s")
+            assert time.monotonic() - held < 12.5
+            await wait_for(pilot, lambda: not app.sub_title.startswith("STATE LOCKED"), 20, "the header after the release")
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait(10)
+        app.shutdown()
+
+
+async def test_the_tool_screen_follows_new_calls_of_its_tool(tmp_path: Path) -> None:
+    """Three calls from the CLI while the tool screen is open: it lists them (it went on showing the old calls
+    while the Tools row behind it counted the new ones)."""
+    from tests.helpers import python_tool
+    from tests.test_tui_panels import cli
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "echo", "def run(d):\n    return d\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            screen = await _tool_screen_after_calls(pilot, app, "echo", [{"n": 0}])
+            await wait_for(pilot, lambda: len(screen.info.get("calls", [])) == 1, 20, "the first call listed")
+            for n in (1, 2, 3):
+                assert cli(ws, "call", "echo", f'{{"n": {n}}}').returncode == 0
+            await wait_for(pilot, lambda: len(screen.info["calls"]) == 4, 15, "the CLI's three calls listed")
+            assert app.screen is screen and len(screen.query("#tool-charts > *")) == 2  # drawn again in place
+    finally:
+        app.shutdown()

@@ -184,3 +184,23 @@ def test_the_status_line_says_an_outcome_once(what: str, text: str, line: str) -
     from tui.app_actions import status_line
 
     assert status_line(what, text) == line
+
+
+async def test_help_lists_the_real_bindings_as_the_keymap_remapped_them(ws: Path) -> None:
+    """`sessions = "W"`: the footer said `W Sessions` while `?` still listed `w`; and `?` left out the Evolution
+    panel's `S` (statistics). Help is read off the bindings now."""
+    (ws / "tooldeck.toml").write_text('[keymap]\nsessions = "W"\n"evolution.approve" = "A"\n')
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 60)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+            table = app.screen.table
+            rows = list(zip(table.columns[0].cells, table.columns[1].cells, table.columns[2].cells, strict=True))
+            assert ("everywhere", "W", "Sessions") in rows and not any(k == "w" for _, k, _ in rows), rows
+            assert any(w == "Evolution" and k == "S" and "statistics" in d for w, k, d in rows), rows
+            assert any(w == "Evolution" and k == "A" and d.startswith("approve") for w, k, d in rows), rows
+            assert not any(w == "Evolution" and k == "a" for w, k, _ in rows), rows
+    finally:
+        app.shutdown()

@@ -147,3 +147,50 @@ async def test_tool_detail_screen_shows_a_description_and_a_failure_visibly(work
             assert_visible(text, "sly <U+202E><U+2066><U+200B><U+FEFF> [red]x[/red]", "\\x1b[2J\\x1b[H\\x07")
     finally:
         app.shutdown()
+
+
+async def test_one_line_cells_spell_out_bel_and_cr_instead_of_dropping_them() -> None:
+    """Rich's `Text` drops BEL, BS, VT, FF and CR: a cell built as `Text(error)` lost them before they could be
+    spelled out, so `\\x1b]0;pwned-title\\x07 \\r\\x1b[31mRED` showed as `...pwned-title \\x1b[31mRED`."""
+    from tui.screens.dead_letter import DeadLetterScreen
+
+    failure = "\x1b]0;pwned-title\x07 \r\x1b[31mRED"
+    sink = "sink down \x1b[31mRED\x1b[0m\rhidden"
+    snap = frame()
+    failures = [{**snap.failures[0], "error": failure}, *snap.failures[1:]]
+    buffers = [{**b, "warning": None, "last_flush_error": sink} if b["buffer_id"] == "audit" else b for b in snap.buffers]
+    events = [*snap.events, Event(5, T0, 1001, "s-2", "tool.error", "csv_parser", None, {"error": "event \x07\x08\x0b\x0c\r end"})]
+    app = FixedApp(live=False)
+    async with app.run_test(size=(240, 70)) as pilot:
+        app.apply_snapshot(dataclasses.replace(snap, failures=failures, buffers=buffers, events=events))
+        await pilot.pause()
+        failures_table, buffers_table = app.query_one("#failures-table"), app.query_one("#buffers-table")
+        error = next(str(failures_table.value(k, "error")) for k in (key.value for key in failures_table.rows)
+                     if "pwned" in str(failures_table.value(k, "error")))
+        assert "pwned-title\\x07 \\r\\x1b[31mRED" in error, error
+        note = str(buffers_table.value("audit", "note"))
+        assert "\\x1b[0m\\rhidden" in note, note
+        assert_visible(screen_text(app), "event \\x07\\x08\\x0b\\x0c\\r end")  # the Activity line
+
+        screen = DeadLetterScreen("audit")
+        await app.push_screen(screen)
+        await pilot.pause()
+        screen._fill([{"batch_id": "b-1", "count": 1, "attempts": 3, "dead_at": T0, "last_error": sink, "items_preview": ["{}"]}])
+        await pilot.pause()
+        dead = screen.query_one("#dead-table")
+        assert "\\x1b[0m\\rhidden" in str(dead.value("b-1", "error"))
+
+
+def test_a_stage_detail_and_a_hop_reason_keep_bel_and_cr_in_the_details() -> None:
+    """`Text.append` drops BEL and CR as the constructor does: a stage's detail in a proposal's details and a
+    resilient hop's reason lost them."""
+    from tui.widgets.evolution_panel import proposal_details
+    from tui.widgets.failures_panel import hop_label
+
+    colors = {"ok": "green", "error": "red", "warn": "yellow", "accent": "cyan", "primary": "blue", "muted": "dim"}
+    stage = {"name": "tests", "passed": False, "ms": 3.0, "detail": "1/2 passed: \x07 bell \r over"}
+    details = proposal_details({**proposal(), "stages": [stage]}, colors)
+    line = dict(details.fields)["stage tests"]
+    assert "\\x07 bell \\r over" in line.plain, line.plain
+    hop = hop_label({"tool_id": "a", "version": "1", "outcome": "error", "why": "down \x07\rnow"}, colors)
+    assert "down \\x07\\rnow" in hop.plain, hop.plain

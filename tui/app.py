@@ -142,6 +142,7 @@ class TooldeckApp(OperatorActions, App[int]):
     def on_mount(self) -> None:
         self.sub_title = "starting…"
         self.set_interval(TICK_SECONDS, self._tick)
+        self.set_interval(1.0, self._count_lock)
         self.main.query_one("#tools-table").focus()
         self.call_after_refresh(self._after_first_paint)
         self._install_signal_handlers()
@@ -288,6 +289,12 @@ class TooldeckApp(OperatorActions, App[int]):
             panel.apply(snapshot, theme_colors(self))
         self._fingerprints[panel_id] = (self.current_theme.name, key)
         self.snapshots_applied += 1
+
+    def _count_lock(self) -> None:
+        """`STATE LOCKED n s` counts on this clock, not only when a snapshot arrives: while another process holds
+        the write lock, a write the poller must make waits for it, and the header stopped at its last frame."""
+        if self._locked_since is not None and self.latest is not None and self._accepting():
+            self._show_title(self.latest)
 
     def store_down(self, error: str | None, seconds: float) -> None:
         """The poller could not read the state store for `seconds` (None: it can again)."""

@@ -81,14 +81,9 @@ class OperatorActions:
         return node
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from tui.screens.help import HelpScreen, help_rows
 
-        shown = []
-        for binding in self._bindings.key_to_bindings.values():  # the app's own keys, as remapped by the keymap
-            for b in binding:
-                if b.description and b.show:
-                    shown.append((self.get_key_display(b), b.description))
-        self.push_screen(HelpScreen(shown))
+        self.push_screen(HelpScreen(help_rows(self)))
 
     def action_sessions(self) -> None:
         from tui.screens.sessions import SessionsScreen

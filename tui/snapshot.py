@@ -280,7 +280,8 @@ class Collector:
         engine = self.runtime.extensions.get("buffers")
         if engine is not None:
             snap.buffers = [b.to_dict() for b in engine.status()]
-            self.sampler(snap.buffers)
+            if not self._blocked_once:  # a sample is a write: while another process holds the lock it would wait
+                self.sampler(snap.buffers)  # for it (up to the busy timeout) and hold every panel's next frame
 
     def _failures(self, snap: Snapshot) -> None:
         tracker = self.runtime.extensions.get("failures")

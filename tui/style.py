@@ -68,7 +68,9 @@ def theme_colors(app: Any) -> dict[str, str]:
 
 def shown(value: Any, style: str = "", *, multiline: bool = True) -> Text:
     """Text a model, a tool or an MCP server wrote, for the screen: a `Text` (never markup) with its control,
-    bidi and invisible characters spelled out by tools/visible.py."""
+    bidi and invisible characters spelled out by tools/visible.py. Build a styled cell of such text with this, never
+    `Text(value)`: Rich's `Text` silently drops BEL, BS, VT, FF and CR (`rich.control.strip_control_codes`) before
+    `one_line` or `shown_text` could spell them out."""
     return Text(visible(value, multiline=multiline), style=style)
 
 

@@ -181,6 +181,8 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
     details, explanation, failure, diff) goes through `shown`/`visible` (tools/visible.py): made visible, never markup."""
     from rich.text import Text
 
+    from tools.evolution import repeats_warning
+
     out = console()
     head = Text.assemble((f"proposal {p['id']}", "bold"), f": {p['tool_id']} {p.get('parent_version') or '(new)'} -> {p['version']}  ",
                          (str(p["status"]), "bold"))
@@ -212,10 +214,11 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(Text(visible(p["failure"]), style="red"))
     if p.get("tampered"):
         out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
-    repeated = (p.get("memory") or {}).get("repeats")
-    if repeated:  # evolution's memory: this candidate repeats an approach a reviewer turned down
-        out.print(Text.assemble(("REPEATS", "bold yellow"), f" proposal {repeated['proposal_id']} ({repeated['status']}): ",
-                                shown(repeated.get("reason") or "no reason given")))
+    warning = repeats_warning(p)
+    if warning:  # evolution's memory: this candidate repeats an approach a reviewer turned down
+        line = shown(warning)
+        line.stylize("bold yellow", 0, len("REPEATS"))
+        out.print(line)
     offered = (p.get("memory") or {}).get("fixes") or []
     if offered:
         out.print(f"offered past fixes: {', '.join('proposal ' + str(f['proposal_id']) for f in offered)}")

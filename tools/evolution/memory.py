@@ -368,6 +368,17 @@ def _changed_lines(diff: str) -> list[str]:
             if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()]
 
 
+def repeats_warning(proposal: dict[str, Any]) -> str | None:
+    """What a reviewer is told when `proposal` repeats an approach a person turned down, or None: the one wording
+    for `review show`, the dashboard's proposal detail, its details screen and its approve dialog, so a reviewer
+    approving from either face sees it. The reason is the reviewer's raw text: the caller makes it visible."""
+    repeated = (proposal.get("memory") or {}).get("repeats")
+    if not repeated:
+        return None
+    reason = repeated.get("reason") or "no reason given"
+    return f"REPEATS proposal {repeated['proposal_id']} ({repeated['status']}): {reason}"
+
+
 def repeats(store: Any, tool_id: str, diff: str, *, exclude: int | None = None) -> dict[str, Any] | None:
     """The rejected (or rolled-back) proposal of the same tool whose changes this diff repeats, or None."""
     mine = _changed_lines(diff)

@@ -144,12 +144,25 @@ def code_file(manifest: Any, tool_dir: Path) -> Path | None:
 
 
 def _read(path: Path | None) -> str:
+    """The file's text as its bytes are: `read_text` would turn a CR and a CRLF into a newline (universal
+    newlines), and the reviewer would approve a diff that hides them."""
     if path is None or not path.is_file():
         return ""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return path.read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise ToolError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _lines(text: str) -> list[str]:
+    """`text`'s lines, each with its newline, split at `\\n` only: `splitlines` would also break at \\r, \\x0b,
+    \\x0c, \\x1c-\\x1e, \\x85 and U+2028/U+2029, and the diff would show a line break the file does not have
+    (the same rule as `tools.visible.marked_lines`, which shows the diff)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
 
 
 def _code_of(manifest_path: Path | None) -> tuple[Path | None, str]:
@@ -174,7 +187,7 @@ def diff_for(proposal: dict[str, Any]) -> tuple[str, str]:
     parts: list[str] = []
     name = f"{proposal['tool_id']}.yaml"
     parts.extend(difflib.unified_diff(
-        _read(old_manifest).splitlines(keepends=True), _read(new_manifest).splitlines(keepends=True),
+        _lines(_read(old_manifest)), _lines(_read(new_manifest)),
         f"a/{name} ({parent})", f"b/{name} ({version})"))
     old_code_path, old_code = _code_of(old_manifest)
     new_code_path, new_code = _code_of(new_manifest)
@@ -182,7 +195,7 @@ def diff_for(proposal: dict[str, Any]) -> tuple[str, str]:
         found = sorted(new_manifest.parent.glob("*.py"))
         new_code_path, new_code = (found[0], _read(found[0])) if found else (None, "")
     parts.extend(difflib.unified_diff(
-        old_code.splitlines(keepends=True), new_code.splitlines(keepends=True),
+        _lines(old_code), _lines(new_code),
         f"a/{old_code_path.name if old_code_path else '/dev/null'} ({parent})",
         f"b/{new_code_path.name if new_code_path else '/dev/null'} ({version})"))
     text = "".join(p if p.endswith("\n") else p + "\n" for p in parts)

@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +15,7 @@ from textual.widgets import Footer, Label
 
 from tools.cli.output import plural
 from tui.details import Details, as_json, error_blocks, when
+from tui.style import shown
 from tui.widgets.live_table import Col, LiveTable
 
 COLUMNS = [Col("batch", "batch"), Col("items", "items"), Col("attempts", "attempts"), Col("parked", "parked"),
@@ -79,7 +79,7 @@ class DeadLetterScreen(ModalScreen[None]):
             preview = (b.get("items_preview") or [""])[0]
             rows.append((str(b.get("batch_id")), (str(b.get("batch_id")), str(b.get("count", "")), str(b.get("attempts", "")),
                                                   time.strftime("%H:%M:%S", time.localtime(parked)) if parked else "",
-                                                  Text(str(b.get("last_error") or ""), style="red"), preview)))
+                                                  shown(b.get("last_error") or "", "red"), preview)))
         self.query_one(LiveTable).apply(rows)
         count, items = summary(batches)
         self.query_one("#dead-title", Label).update(f"Dead-letter batches of {self.buffer_id}: "

@@ -1,32 +1,83 @@
-"""`?`: the keys of the panels and screens first, then the global keys (as remapped by the keymap)."""
+"""`?`: the keys of the panels and screens first, then the global keys, read off the real bindings as the
+keymap remapped them."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingsMap
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
-PANEL_KEYS = [
-    ("Any row", "enter", "open it: every field, the full error and traceback, the payload as JSON, charts (y copies)"),
-    ("Tools", "enter", "the tool: manifest, recent calls and failures, failure rate and circuit charts, controls"),
-    ("Tools", "d / o", "disable (asks) or enable / hold the circuit open (asks), on the selected row"),
-    ("Buffers", "f / x / d", "flush now / clear (type the buffer's id) / dead-letter batches"),
-    ("Failures", "m / F", "mark a failure by hand / only failed or fallback resilient runs"),
-    ("Evolution", "a / r / b / c", "approve (choose a scope) / reject (asks why) / roll back / cancel a running one"),
-    ("Evolution", "e / v / V", "evolve the selected tool with a hint / unified or side-by-side diff / validate again"),
-    ("Tool screen", "d / r / t", "disable (asks, with what it stops) or enable / reset the score / remove a tag"),
-    ("Tool screen", "o / c / y", "hold the circuit open (asks) / close it / copy"),
-    ("Dead letter", "r / R / enter", "replay the batch / replay all (asks, with the count) / every item of the batch"),
-    ("Panels", "1-5", "jump to Tools, Buffers, Failures, Evolution, Activity (z then maximises)"),
-    ("Tables", "s", "sort by the column under the cursor (again: reverse)"),
-    ("Tables", "home g / end G / j k", "first row (the newest: the list follows it) / last row / down, up"),
-    ("Activity", "end G", "at the oldest line held: page back through the stored event log"),
-    ("Help", "j k / pgup pgdn", "scroll this list"),
-]
+#: What a key does, in more words than its footer label (by binding id); a binding not named here shows its label.
+DETAIL = {
+    "table.open": "open the row: every field, the full error and traceback, the payload as JSON, charts (y copies)",
+    "table.first": "first row (the newest: the list follows it)",
+    "feed.open": "open the line: the event's every field (y copies)",
+    "feed.last": "the oldest line held; again there: page back through the stored event log",
+    "tools.disable": "disable (asks) or enable the selected tool",
+    "tools.circuit_open": "hold the selected tool's circuit open (asks)",
+    "buffers.flush": "flush the selected buffer now",
+    "buffers.clear": "clear the selected buffer (type the buffer's id)",
+    "buffers.dead_letter": "the buffer's dead-letter batches",
+    "failures.mark": "mark a failure by hand",
+    "failures.only_fallbacks": "only failed or fallback resilient runs",
+    "evolution.approve": "approve (choose a scope)",
+    "evolution.reject": "reject (asks why)",
+    "evolution.cancel": "cancel a running evolution",
+    "evolution.evolve": "evolve the selected tool with a hint",
+    "evolution.diff_mode": "unified or side-by-side diff",
+    "evolution.stats": "statistics: approval rate, rounds, where validation fails, tokens",
+    "tool.disable": "disable (asks, with what it stops) or enable",
+    "tool.circuit_open": "hold the circuit open (asks)",
+    "tool.circuit_closed": "close the circuit",
+    "dead_letter.replay": "replay the batch",
+    "dead_letter.replay_all": "replay all (asks, with the count)",
+    "sort": "sort by the column under the cursor (again: reverse)",
+    "maximize": "maximise the focused panel",
+    **{f"jump_{n}": f"jump to {name} (z then maximises)"
+       for n, name in enumerate(("Tools", "Buffers", "Failures", "Evolution", "Activity"), 1)},
+}
+
+
+def key_rows(app: Any, where: str, bindings: Iterable[Binding]) -> list[tuple[str, str, str]]:
+    """(where, keys, what) for each binding with a description, its keys as the keymap in tooldeck.toml
+    remapped them (the way Textual applies it when a key is pressed)."""
+    chosen = BindingsMap(bindings)
+    chosen.apply_keymap(app._keymap)  # noqa: SLF001 - Textual keeps the keymap here and has no getter
+    grouped: dict[str, tuple[list[str], Binding]] = {}
+    for _key, binding in chosen:
+        if not binding.description:
+            continue
+        keys, _ = grouped.setdefault(binding.id or f"{binding.action} {binding.description}", ([], binding))
+        keys.append(app.get_key_display(binding))
+    return [(where, " ".join(keys), DETAIL.get(binding.id or "", binding.description)) for keys, binding in grouped.values()]
+
+
+def help_rows(app: Any) -> list[tuple[str, str, str]]:
+    """Every key `?` lists, read off the real bindings (panels and screens first, then the app's): a key remapped
+    or added shows here as it works."""
+    from tui.screens.dead_letter import DeadLetterScreen
+    from tui.screens.tool_detail import ToolDetailScreen
+    from tui.widgets.buffers_panel import BuffersPanel
+    from tui.widgets.evolution_panel import EvolutionPanel
+    from tui.widgets.failures_panel import FailuresPanel
+    from tui.widgets.feed import Feed
+    from tui.widgets.live_table import LiveTable
+    from tui.widgets.tools_panel import ToolsPanel
+
+    sections: list[tuple[str, Any]] = [
+        ("Tables", LiveTable), ("Tools", ToolsPanel), ("Buffers", BuffersPanel), ("Failures", FailuresPanel),
+        ("Evolution", EvolutionPanel), ("Activity", Feed), ("Tool screen", ToolDetailScreen),
+        ("Dead letter", DeadLetterScreen), ("Help", HelpScreen),
+    ]
+    rows = [row for where, owner in sections for row in key_rows(app, where, owner.BINDINGS)]
+    return rows + key_rows(app, "everywhere", type(app).BINDINGS)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -36,19 +87,18 @@ class HelpScreen(ModalScreen[None]):
                 Binding("pagedown,space", "scroll(10)", "Page down", show=False, id="help.page_down"),
                 Binding("pageup", "scroll(-10)", "Page up", show=False, id="help.page_up")]
 
-    def __init__(self, bindings: list[tuple[str, str]]) -> None:
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
+        """`rows`: (where, keys, what), from `help_rows`."""
         super().__init__()
-        self.bindings_shown = bindings
+        self.rows = rows
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=True, header_style="bold", expand=True)
         table.add_column("where", no_wrap=True)
         table.add_column("key", no_wrap=True)
         table.add_column("what")
-        for where, key, description in PANEL_KEYS:
+        for where, key, description in self.rows:
             table.add_row(where, key, description)
-        for key, description in self.bindings_shown:
-            table.add_row("everywhere", key, description)
         table.add_row("everywhere", "ctrl+p", "command palette")
         table.add_row("command line", ":", '/tool evolve csv_parser "Support JSON input too"')
         table.add_row("", "", '/tool call json_parser {"text": "[1,2]"}   /buffer flush usage_tracking   /spec specs/x.md')

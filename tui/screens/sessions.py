@@ -18,6 +18,7 @@ from textual.widgets import Footer, Label
 
 from state.runtimes import LIVE_AFTER_SECONDS
 from tui.details import Details, as_json, when
+from tui.style import shown
 from tui.widgets.live_table import Col, LiveTable
 
 COLUMNS = [Col("session", "session"), Col("kind", "kind"), Col("label", "label"), Col("host", "host"), Col("pid", "pid"),
@@ -75,7 +76,7 @@ def session_rows(sessions: list[dict[str, Any]], now: float, own: tuple[str, str
     for r in by_host(sessions, host):
         key = row_key(r, host)
         mine = own == (r["session"], r.get("node"))
-        label = Text(str(r.get("label") or ""))
+        label = shown(r.get("label") or "")
         if mine:
             label.append(" (this dashboard)", style="dim")
         failed = int(r.get("failures_1m") or 0)

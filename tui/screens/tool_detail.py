@@ -1,4 +1,7 @@
-"""Enter on a tool: its manifest, recent calls and failures, charts over the last hour, and the operator controls."""
+"""Enter on a tool: its manifest, recent calls and failures, charts over the last hour, and the operator controls.
+
+Live, as the panels are: when the tool's row in the dashboard's latest snapshot changes (a call, a failure, its
+circuit or score), the screen reads the tool again."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from tui.details import as_json
 from tui.style import shown
 
 ACTOR = "dashboard"
+#: how often the screen looks whether its tool's row changed (a read follows only a change)
+FOLLOW_SECONDS = 1.0
 
 
 def gather(runtime: Any, tool_id: str, version: str | None = None) -> dict[str, Any]:
@@ -60,6 +65,7 @@ class ToolDetailScreen(ModalScreen[None]):
         self.version = version
         self.info: dict[str, Any] = {}
         self._charted = False
+        self._seen: Any = None  # the tool's Tools row when the screen last read the tool
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -73,7 +79,24 @@ class ToolDetailScreen(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._seen = self._row()
         self.load()
+        self.set_interval(FOLLOW_SECONDS, self._follow)
+
+    def _row(self) -> Any:
+        """This tool's row in the dashboard's latest snapshot (what the Tools panel shows), or None."""
+        snapshot = getattr(self.app, "latest", None)
+        if snapshot is None:
+            return None
+        return next((row for row in snapshot.tools if row.tool_id == self.tool_id), None)
+
+    def _follow(self) -> None:
+        """Read the tool again when its Tools row changed: the screen was a snapshot that went on showing old
+        calls while the row behind it counted new ones."""
+        row = self._row()
+        if row is not None and row != self._seen:
+            self._seen = row
+            self.load()
 
     @work(thread=True, exclusive=True, group="tool-detail", exit_on_error=False)
     def load(self) -> None:
@@ -122,6 +145,9 @@ class ToolDetailScreen(ModalScreen[None]):
 
             self._charted = True
             self.query_one("#tool-charts", Vertical).mount_all([chart_widget(chart) for chart in info["charts"]])
+        elif info.get("charts"):  # read again: the charts drawn anew where they are (the scroll position kept)
+            for view, chart in zip(self.query_one("#tool-charts", Vertical).children, info["charts"], strict=False):
+                view.show(chart)  # type: ignore[attr-defined]
 
     def action_copy(self) -> None:
         data = {k: v for k, v in self.info.items() if k != "charts"}

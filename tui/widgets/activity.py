@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 
 from tui.details import Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
+from tui.style import shown
 from tui.widgets.feed import Feed
 from tui.widgets.live_table import one_line
 from tui.widgets.panel import Panel
@@ -237,6 +238,6 @@ class ActivityPanel(Panel):
         detail = describe(event)
         if detail:  # where the tool id would be when there is none (a buffer's flush), else after two blanks
             gap = "  " if event.tool_id else " "
-            line.append_text(one_line(Text(f"{gap}{detail}", style=style or "dim")))
+            line.append_text(one_line(shown(f"{gap}{detail}", style or "dim")))
         line.append(f"  [{event.pid}]", style="dim")
         return line

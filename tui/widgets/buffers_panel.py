@@ -17,7 +17,7 @@ from textual.binding import Binding
 from tools.cli.output import plural
 from tui.details import Chart, Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
-from tui.style import bar, sparkline
+from tui.style import bar, shown, sparkline
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
@@ -140,7 +140,7 @@ class BuffersPanel(Panel):
             mark = "✓" if result == "ok" else "✗"
             last = Text(f"{mark} {b.get('last_flush_count') or 0} {ago(b['last_flush_at'], now)}",
                         style=colors["ok"] if result == "ok" else colors["error"])
-        note = Text(b.get("warning") or error or "", style=colors["warn"] if b.get("warning") else colors["error"])
+        note = shown(b.get("warning") or error or "", colors["warn"] if b.get("warning") else colors["error"])
         strategy = b["flush_strategy"] + (f" {b['flush_interval_seconds']:g}s" if b["flush_strategy"] == "batched" else "")
         dead = Text(str(b.get("dead_letter_batches", 0)), style=colors["error"] if b.get("dead_letter_batches") else "")
         retries = Text(str(b.get("retries_total", 0)), style=colors["warn"] if b.get("retries_total") else "")

@@ -18,9 +18,17 @@ def chart_widget(chart: Chart, **kwargs: Any) -> Any:
     class ChartView(PlotextPlot):
         DEFAULT_CSS = "ChartView { height: 12; width: 1fr; }"
 
+        chart_shown = chart
+
         def on_mount(self) -> None:
             super().on_mount()
-            draw(self.plt, chart, time.time())
+            draw(self.plt, self.chart_shown, time.time())
+
+        def show(self, new: Chart) -> None:
+            """Draw `new` in place of the chart shown (a screen that follows its data)."""
+            self.chart_shown = new
+            draw(self.plt, new, time.time())
+            self.refresh()
 
     return ChartView(**kwargs)
 

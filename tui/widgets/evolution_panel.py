@@ -197,6 +197,9 @@ class EvolutionPanel(Panel):
         tokens = p.get("tokens") or {}
         head.append(f"   model {model} · tokens {tokens.get('input', 0)}/{tokens.get('output', 0)}", style="dim")
         lines = [head]
+        warning = repeats_line(p, colors)
+        if warning is not None:  # the same words as `review show`: this repeats an approach a reviewer turned down
+            lines.append(warning)
         # hint, error, stage details, failure and review reason are model-, tool- or sandbox-written: made visible
         if p.get("mutation_hint"):
             lines.append(shown(f"hint: {p['mutation_hint']}"))
@@ -261,6 +264,7 @@ class EvolutionPanel(Panel):
         sha = proposal.get("current_diff_sha256") or ""
         tool = str(proposal.get("tool_id"))
         sessions = self.app.latest.sessions if self.app.latest else []
+        warning = repeats_line(proposal, {"warn": ""})
 
         def chosen(scope: str | None) -> None:
             if scope is None:
@@ -278,7 +282,8 @@ class EvolutionPanel(Panel):
 
             self.app.push_screen(ChoiceScreen(
                 f"Approve #{proposal['id']}: {tool} {proposal.get('version')} for which scope?", message.result["options"],
-                note=f"approving the diff on screen (sha256 {sha[:16]}…); pick a scope with ↑/↓, then enter", preselect=False), chosen)
+                note=(f"{warning.plain}\n" if warning is not None else "")
+                + f"approving the diff on screen (sha256 {sha[:16]}…); pick a scope with ↑/↓, then enter", preselect=False), chosen)
 
         self.app.run_blocking(f"approve #{proposal['id']}", lambda rt: {"status": "asking",
                                                                           "options": scope_options(rt, tool, sessions)}, then=ask)
@@ -369,6 +374,14 @@ def candidate_error(p: dict[str, Any]) -> str:
     return "\n".join(x for x in parts if x)
 
 
+def repeats_line(p: dict[str, Any], colors: dict[str, str]) -> Text | None:
+    """The warning `review show` prints when `p` repeats a rejected approach (its owner words it), made visible."""
+    from tools.evolution import repeats_warning
+
+    warning = repeats_warning(p)
+    return shown(warning, f"bold {colors['warn']}".strip()) if warning else None
+
+
 def proposal_details(p: dict[str, Any], colors: dict[str, str]) -> Details:
     tokens = p.get("tokens") or {}
     fields: list[tuple[str, Any]] = [
@@ -377,10 +390,13 @@ def proposal_details(p: dict[str, Any], colors: dict[str, str]) -> Details:
         ("tokens in / out", f"{tokens.get('input', 0)} / {tokens.get('output', 0)}"), ("updated", when(p.get("updated"))),
         ("scope", p.get("scope") or "—"), ("diff sha256", p.get("current_diff_sha256") or p.get("diff_sha256") or "—"),
     ]
+    warning = repeats_line(p, colors)
+    if warning is not None:
+        fields.insert(2, ("warning", warning))
     for stage in p.get("stages") or []:
         mark, style = stage_mark(stage, colors)
         line = Text(f"{mark} ", style=style)
-        line.append(f"{stage.get('ms', '')} ms · {stage.get('detail', '')}")
+        line.append_text(shown(f"{stage.get('ms', '')} ms · {stage.get('detail', '')}"))  # sandbox-written
         fields.append((f"stage {stage.get('name', '')}", line))
     blocks = []
     if p.get("explanation"):

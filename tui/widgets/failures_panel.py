@@ -12,7 +12,7 @@ from textual.binding import Binding
 from tools.cli.output import plural
 from tui.details import Details, as_json, error_blocks, when
 from tui.snapshot import Snapshot
-from tui.style import score_text, sparkline, status_text
+from tui.style import score_text, shown, sparkline, status_text
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
@@ -101,7 +101,7 @@ class FailuresPanel(Panel):
         tool = str(f.get("tool_id", ""))
         error = without_tool(str(f.get("error", f.get("error_message", ""))), tool)
         return (time.strftime("%H:%M:%S", time.localtime(f.get("ts", 0))), tool, str(f.get("error_class", "")),
-                severity, Text(error, style=colors["error"]), str(f.get("scenario", "")))
+                severity, shown(error, colors["error"]), str(f.get("scenario", "")))
 
     def _apply_resilient(self, runs: list[dict[str, Any]], colors: dict[str, str]) -> None:
         """Newest first, one row a run keyed by its id (the cursor stays on its run); enter opens its hops."""
@@ -227,5 +227,5 @@ def hop_label(hop: dict[str, Any], colors: dict[str, str]) -> Text:
     why = hop.get("why") or hop.get("reason") or ""
     if why:
         bits.append(str(why))
-    text.append("  " + " · ".join(bits), style="dim")
+    text.append_text(shown("  " + " · ".join(bits), "dim"))  # a reason a tool or a fallback wrote
     return text

@@ -53,7 +53,7 @@ def one_line(value: Any) -> Text:
         if text is value:
             text = text.copy()
     else:
-        text = Text(visible(str(value).replace("\r\n", "\n")).replace("\n", NEWLINE))
+        text = Text(visible(str(value)).replace("\n", NEWLINE))
     text.no_wrap = True
     text.overflow = "ellipsis"
     return text

@@ -10,7 +10,7 @@ from textual.binding import Binding
 
 from tui.details import Details, error_blocks
 from tui.snapshot import Snapshot, ToolRow, tool_counts
-from tui.style import ms, score_text, status_text
+from tui.style import ms, score_text, shown, status_text
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
@@ -96,7 +96,7 @@ class ToolsPanel(Panel):
         circuit = status_text(row.circuit.replace("_", "-"), colors) if row.circuit else Text("")
         return (row.tool_id, status_text(status, colors), version, Text(str(row.failures), style=colors["error"] if row.failures else ""),
                 str(row.calls), circuit, score_text(row.score, colors), ms(row.p50_ms),
-                Text(detail, style=colors["error"] if row.error else "dim"), row.type)
+                shown(detail, colors["error"] if row.error else "dim"), row.type)
 
     def details(self, table: LiveTable, key: str) -> Details | None:
         row = getattr(self, "_rows", {}).get(key)
