@@ -620,6 +620,7 @@ async def test_repeated_flush_lines_fold_per_buffer_across_refreshes() -> None:
             await pilot.pause()
         lines = [line.plain for line in panel.feed.lines]
         assert len(lines) == 4 and "×5 (250 items)" in lines[0] and "tool.failure" in lines[1], lines
+        assert lines[0].index("×5") < lines[0].index("buffer_id=a"), lines[0]  # before the detail a narrow panel cuts
 
 
 async def test_the_locked_counter_keeps_counting_while_the_lock_is_held(tmp_path: Path) -> None:

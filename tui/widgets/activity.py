@@ -132,10 +132,7 @@ class ActivityPanel(Panel):
         """Events (oldest first) as feed lines, oldest first, repeated flushes of a buffer folded into one."""
         lines = []
         for event, repeats, items in coalesce(events, carried):
-            text = self.format(event, colors)
-            if repeats > 1:
-                text.append(f"  ×{repeats} ({items} items)", style=colors["accent"])
-            lines.append((text, Line(event, repeats, items)))
+            lines.append((self.format(event, colors, repeats, items), Line(event, repeats, items)))
         return lines
 
     def apply(self, snapshot: Snapshot, colors: dict[str, str]) -> None:
@@ -154,10 +151,7 @@ class ActivityPanel(Panel):
         feed = self.feed
         restyled = []
         for _text, line in feed.entries:
-            text = self.format(line.event, colors)
-            if line.repeats > 1:
-                text.append(f"  ×{line.repeats} ({line.items} items)", style=colors["accent"])
-            restyled.append((text, line))
+            restyled.append((self.format(line.event, colors, line.repeats, line.items), line))
         feed.replace_all(restyled)
 
     def _subtitle(self) -> None:
@@ -225,12 +219,16 @@ class ActivityPanel(Panel):
         return event_details(item) if item is not None else None
 
     @staticmethod
-    def format(event: Event, colors: dict[str, str]) -> Text:
+    def format(event: Event, colors: dict[str, str], repeats: int = 1, items: int = 0) -> Text:
+        """One feed line; a fold of `repeats` flushes says so right after its kind, before the detail a narrow
+        panel cuts (at the end of the line the count was cut off with it)."""
         kind = event.kind
         style = colors["error"] if ("error" in kind or "fail" in kind or "dead" in kind) else (
             colors["accent"] if kind.startswith(("promotion", "evolution")) else "")
         line = Text(time.strftime("%H:%M:%S ", time.localtime(event.ts)), style="dim")
         line.append(f"{kind:<22}", style=style)
+        if repeats > 1:
+            line.append(f" ×{repeats} ({items} items)", style=colors["accent"])
         if event.tool_id:
             line.append(f" {event.tool_id}")
             if event.version:
