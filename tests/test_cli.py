@@ -263,3 +263,21 @@ def test_every_error_class_has_an_exit_code() -> None:
     assert raised <= set(EXIT_CODES), sorted(raised - set(EXIT_CODES))
     assert {exit_code(c) for c in ("bad_usage", "bad_id", "unknown_tool", "bad_input", "stale_review")} == {2}
     assert exit_code("timeout") == 1 and exit_code("something_new") == 1
+
+
+def test_json_nested_past_the_parsers_depth_is_bad_input_not_a_crash(ws: Path) -> None:
+    """Python's parser raises RecursionError on deep nesting: every place input JSON is read says so in one line."""
+    deep = "[" * 5000 + "]" * 5000
+    out = tooldeck("call", "echo", "-", ws=ws, input=deep)
+    assert out.returncode == 2 and out.stderr == "tooldeck: input is not valid JSON: nested too deeply\n"
+    out = tooldeck("--json", "call", "echo", "-", ws=ws, input=deep)
+    assert out.returncode == 2 and json.loads(out.stdout) == {
+        "ok": False, "error": "input is not valid JSON: nested too deeply", "error_class": "bad_input"}
+    out = tooldeck("buffer", "write", "ok", "-", ws=ws, input=deep + "\n")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not valid JSON: nested too deeply" in out.stderr
+    assert "Traceback" not in out.stderr
+    from tools import Runtime
+    from tools.errors import ToolInputError
+
+    with Runtime(ws) as runtime, pytest.raises(ToolInputError, match="echo: input is not valid JSON: nested too deeply"):
+        runtime.call("echo", deep)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from tools.cli.output import console, emit_json, plural, positive_number, print_table, runtime_for, shown
-from tools.errors import UsageError
+from tools.errors import UsageError, parse_json
 from tools.visible import dumps_visible
 
 if TYPE_CHECKING:
@@ -87,10 +86,7 @@ def _parse_items(raw: list[str]) -> list[Any]:
 
 
 def _loads(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno} (quote strings: '\"text\"')") from exc
+    return parse_json(text, what, hint=" (quote strings: '\"text\"')")
 
 
 def cmd_write(args: argparse.Namespace) -> int:
