@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import python_tool
+from tests.helpers import exec_tool, python_tool
 
 
 def tooldeck(*args: str, ws: Path, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -281,3 +281,14 @@ def test_json_nested_past_the_parsers_depth_is_bad_input_not_a_crash(ws: Path) -
 
     with Runtime(ws) as runtime, pytest.raises(ToolInputError, match="echo: input is not valid JSON: nested too deeply"):
         runtime.call("echo", deep)
+
+
+def test_non_json_stdout_against_an_output_schema_says_the_output_is_not_json(ws: Path) -> None:
+    schema = {"type": "object", "required": ["rows"]}
+    exec_tool(ws / "tools", "chatty", "print('this is not json')\n", output_schema=schema)
+    exec_tool(ws / "tools", "shapeless", "print('[1, 2]')\n", output_schema=schema)
+    out = tooldeck("call", "chatty", ws=ws)
+    assert out.returncode == 1 and out.stderr == "tooldeck: chatty: output is not JSON: 'this is not json'\n"
+    assert json.loads(tooldeck("--json", "call", "chatty", ws=ws).stdout)["error_class"] == "bad_output"
+    out = tooldeck("call", "shapeless", ws=ws)  # JSON of the wrong shape: the schema's complaint, about the output
+    assert out.returncode == 1 and out.stderr == "tooldeck: shapeless: output violates output_schema: output must be object\n"
