@@ -292,3 +292,12 @@ def test_non_json_stdout_against_an_output_schema_says_the_output_is_not_json(ws
     assert json.loads(tooldeck("--json", "call", "chatty", ws=ws).stdout)["error_class"] == "bad_output"
     out = tooldeck("call", "shapeless", ws=ws)  # JSON of the wrong shape: the schema's complaint, about the output
     assert out.returncode == 1 and out.stderr == "tooldeck: shapeless: output violates output_schema: output must be object\n"
+
+
+def test_serve_refuses_json_it_cannot_keep(ws: Path) -> None:
+    """--json promises one JSON value on stdout; serve's log until a signal is not one, so it says so at once."""
+    for args in (("--json", "serve"), ("serve", "--json")):
+        out = tooldeck(*args, ws=ws, timeout=30)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "serve has no --json output" in out.stderr
+        assert json.loads(out.stdout) == {"ok": False, "error": out.stderr.removeprefix("tooldeck: ").strip(),
+                                          "error_class": "bad_usage"}
