@@ -129,8 +129,15 @@ def cmd_flush(args: argparse.Namespace) -> int:
     else:
         line = (f"{args.buffer_id}: flushed {plural(result['count'], 'item')} in {plural(result['batches'], 'batch', 'batches')}, "
                 f"{result['buffered']:,} pending")
-        if result.get("error"):
+        failed, parked = result.get("failed_batches", 0), result.get("dead_letter_batches", 0)
+        if failed > parked:
             line += f"; a batch failed and will be retried: {result['error']}"
+        if parked:
+            line += ((f"; a batch failed: {result['error']}" if failed == parked else "; ")
+                     + ("; " if failed == parked else "")
+                     + f"{'a batch' if parked == 1 else plural(parked, 'batch', 'batches')} parked as dead-letter after "
+                     f"{plural(result['dead_letter_after_attempts'], 'attempt')} "
+                     f"(tooldeck buffer dead-letter replay {args.buffer_id})")
         console().print(shown(line))  # the error is the pass-through tool's text
         if result.get("waiting_batches"):
             console().print(f"{args.buffer_id}: the pass-through tool refused the call (circuit open or disabled): "
