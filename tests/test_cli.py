@@ -301,3 +301,18 @@ def test_serve_refuses_json_it_cannot_keep(ws: Path) -> None:
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and "serve has no --json output" in out.stderr
         assert json.loads(out.stdout) == {"ok": False, "error": out.stderr.removeprefix("tooldeck: ").strip(),
                                           "error_class": "bad_usage"}
+
+
+def test_the_base_version_tools_shows_is_accepted_wherever_version_is(ws: Path) -> None:
+    """Each command loads the catalog lazily: the base version is known from its manifest, read when the tool loads."""
+    base = next(r["version"] for r in json.loads(tooldeck("tools", "--json", ws=ws).stdout)["tools"] if r["id"] == "echo")
+    assert base == "1.0.0"
+    call = tooldeck("call", "echo", '{"text": "a"}', "--version", base, ws=ws)
+    assert call.returncode == 0 and json.loads(call.stdout) == {"echo": {"text": "a"}}, call.stderr
+    for args in (("test", "echo"), ("fail", "echo", "--scenario", "s", "--error", "boom"),
+                 ("control", "disable", "echo"), ("control", "enable", "echo")):
+        out = tooldeck(*args, "--version", base, ws=ws)
+        assert out.returncode == 0, (args, out.stderr)
+    wrong = tooldeck("call", "echo", '{"text": "a"}', "--version", "9.9.9", ws=ws)
+    assert wrong.returncode == 2 and wrong.stderr == (
+        "tooldeck: tool 'echo' has no version 9.9.9 (base version 1.0.0, known evolved versions: none)\n")
