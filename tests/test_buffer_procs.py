@@ -223,3 +223,27 @@ def test_cli(ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert cli_main([*w, "buffer", "dead-letter", "replay", "dead"]) == 0
     assert "1 delivered" in capsys.readouterr().out
     assert sink_items(ws, "dead") == [1, 2]
+
+
+def test_cli_flush_says_what_became_of_a_failed_batch(ws: Path) -> None:
+    """Retried, parked as dead-letter after the last attempt, or refused by an open circuit: one true sentence each."""
+    prepare_workspace(ws, max_attempts=2)
+
+    def tooldeck(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    (ws / "fail").write_text("")
+    assert tooldeck("buffer", "write", "dl", '{"n": 1}', "--strategy", "manual", "--pass-through", "sink").returncode == 0
+    first = tooldeck("buffer", "flush", "dl")
+    assert first.returncode == 1 and "a batch failed and will be retried: sink: " in first.stdout
+    assert "dead-letter" not in first.stdout
+    last = tooldeck("buffer", "flush", "dl")  # max_attempts = 2: this attempt parks it
+    assert last.returncode == 1 and "will be retried" not in last.stdout, last.stdout
+    assert "parked as dead-letter after 2 attempts (tooldeck buffer dead-letter replay dl)" in last.stdout
+    assert json.loads(tooldeck("buffer", "dead-letter", "list", "dl", "--json").stdout)["dead_letters"][0]["count"] == 1
+    assert tooldeck("control", "circuit", "sink", "open").returncode == 0
+    assert tooldeck("buffer", "write", "cb", "1", "--strategy", "manual", "--pass-through", "sink").returncode == 0
+    refused = tooldeck("buffer", "flush", "cb")
+    assert refused.returncode == 1 and "the pass-through tool refused the call" in refused.stdout
+    assert "failed" not in refused.stdout, refused.stdout  # a refusal spends no attempt and is no failure

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import python_tool
+from tests.helpers import exec_tool, python_tool
 
 
 def tooldeck(*args: str, ws: Path, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -263,3 +263,56 @@ def test_every_error_class_has_an_exit_code() -> None:
     assert raised <= set(EXIT_CODES), sorted(raised - set(EXIT_CODES))
     assert {exit_code(c) for c in ("bad_usage", "bad_id", "unknown_tool", "bad_input", "stale_review")} == {2}
     assert exit_code("timeout") == 1 and exit_code("something_new") == 1
+
+
+def test_json_nested_past_the_parsers_depth_is_bad_input_not_a_crash(ws: Path) -> None:
+    """Python's parser raises RecursionError on deep nesting: every place input JSON is read says so in one line."""
+    deep = "[" * 5000 + "]" * 5000
+    out = tooldeck("call", "echo", "-", ws=ws, input=deep)
+    assert out.returncode == 2 and out.stderr == "tooldeck: input is not valid JSON: nested too deeply\n"
+    out = tooldeck("--json", "call", "echo", "-", ws=ws, input=deep)
+    assert out.returncode == 2 and json.loads(out.stdout) == {
+        "ok": False, "error": "input is not valid JSON: nested too deeply", "error_class": "bad_input"}
+    out = tooldeck("buffer", "write", "ok", "-", ws=ws, input=deep + "\n")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not valid JSON: nested too deeply" in out.stderr
+    assert "Traceback" not in out.stderr
+    from tools import Runtime
+    from tools.errors import ToolInputError
+
+    with Runtime(ws) as runtime, pytest.raises(ToolInputError, match="echo: input is not valid JSON: nested too deeply"):
+        runtime.call("echo", deep)
+
+
+def test_non_json_stdout_against_an_output_schema_says_the_output_is_not_json(ws: Path) -> None:
+    schema = {"type": "object", "required": ["rows"]}
+    exec_tool(ws / "tools", "chatty", "print('this is not json')\n", output_schema=schema)
+    exec_tool(ws / "tools", "shapeless", "print('[1, 2]')\n", output_schema=schema)
+    out = tooldeck("call", "chatty", ws=ws)
+    assert out.returncode == 1 and out.stderr == "tooldeck: chatty: output is not JSON: 'this is not json'\n"
+    assert json.loads(tooldeck("--json", "call", "chatty", ws=ws).stdout)["error_class"] == "bad_output"
+    out = tooldeck("call", "shapeless", ws=ws)  # JSON of the wrong shape: the schema's complaint, about the output
+    assert out.returncode == 1 and out.stderr == "tooldeck: shapeless: output violates output_schema: output must be object\n"
+
+
+def test_serve_refuses_json_it_cannot_keep(ws: Path) -> None:
+    """--json promises one JSON value on stdout; serve's log until a signal is not one, so it says so at once."""
+    for args in (("--json", "serve"), ("serve", "--json")):
+        out = tooldeck(*args, ws=ws, timeout=30)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "serve has no --json output" in out.stderr
+        assert json.loads(out.stdout) == {"ok": False, "error": out.stderr.removeprefix("tooldeck: ").strip(),
+                                          "error_class": "bad_usage"}
+
+
+def test_the_base_version_tools_shows_is_accepted_wherever_version_is(ws: Path) -> None:
+    """Each command loads the catalog lazily: the base version is known from its manifest, read when the tool loads."""
+    base = next(r["version"] for r in json.loads(tooldeck("tools", "--json", ws=ws).stdout)["tools"] if r["id"] == "echo")
+    assert base == "1.0.0"
+    call = tooldeck("call", "echo", '{"text": "a"}', "--version", base, ws=ws)
+    assert call.returncode == 0 and json.loads(call.stdout) == {"echo": {"text": "a"}}, call.stderr
+    for args in (("test", "echo"), ("fail", "echo", "--scenario", "s", "--error", "boom"),
+                 ("control", "disable", "echo"), ("control", "enable", "echo")):
+        out = tooldeck(*args, "--version", base, ws=ws)
+        assert out.returncode == 0, (args, out.stderr)
+    wrong = tooldeck("call", "echo", '{"text": "a"}', "--version", "9.9.9", ws=ws)
+    assert wrong.returncode == 2 and wrong.stderr == (
+        "tooldeck: tool 'echo' has no version 9.9.9 (base version 1.0.0, known evolved versions: none)\n")

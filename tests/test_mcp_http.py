@@ -262,3 +262,17 @@ def test_http_serving_starts_beside_an_imported_server(workspace: Path, tmp_path
             assert not any("partially initialized" in line for line in server.stderr), "".join(server.stderr)[-2000:]
         finally:
             assert server.stop() == 0, "".join(server.stderr)[-2000:]
+
+
+def test_a_body_nested_past_the_parsers_depth_is_refused_and_the_server_goes_on(http_server) -> None:
+    """Python's parser raises RecursionError on deep nesting: the body peeks before the SDK treat it as malformed JSON."""
+    server = http_server()
+    client = RawHttp(server.url)
+    client.initialize("2025-06-18")
+    deep = b'{"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": ' \
+        + b"[" * 5000 + b"]" * 5000 + b"}}}"
+    reply = client.client.post(server.url, content=deep, headers=client.headers)
+    assert reply.status_code in (200, 400), reply.text
+    assert "RecursionError" not in "".join(server.stderr)
+    status, ok, _ = client.request("tools/call", {"name": "echo", "arguments": {"text": "still"}})
+    assert status == 200 and json.loads(ok["result"]["content"][0]["text"]) == {"echo": "still", "length": 5}

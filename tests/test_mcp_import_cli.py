@@ -178,3 +178,46 @@ def test_a_server_status_reaches_the_store_in_the_order_it_changed(workspace: Pa
         assert [r["status"] for r in rows] == [link.status]
     finally:
         runtime.close()
+
+
+def test_a_remote_server_dying_mid_call_is_one_line_on_stderr(workspace: Path, tmp_path: Path) -> None:
+    """The SDK's own account ("Session termination failed: ...") is routed to tooldeck.mcp at DEBUG, not printed
+    under tooldeck's line by Python's last-resort handler."""
+    from tests.mcp_import_helpers import FAULTY, http_section, http_server
+
+    with http_server(tmp_path / "remote", script=FAULTY) as url:
+        write_settings(workspace, http_section("remote", url))
+        out = tooldeck("call", "remote_crash", ws=workspace)
+    assert out.returncode == 1
+    assert out.stderr == "tooldeck: remote_crash: MCP server 'remote' closed the connection during the call\n"
+
+
+def test_the_sdk_clients_log_records_reach_tooldeck_mcp_at_debug() -> None:
+    import logging
+
+    import tools.mcp.client  # noqa: F401 - routes the SDK client's loggers
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    ours, keep, root = logging.getLogger("tooldeck.mcp"), Keep(), Keep()
+    level = ours.level
+    ours.addHandler(keep)
+    logging.root.addHandler(root)  # where an SDK record would go if it still propagated
+    ours.setLevel(logging.DEBUG)
+    try:
+        logging.getLogger("mcp.client.streamable_http").warning("Session termination failed: gone")
+        ours.warning("ours")
+    finally:
+        ours.removeHandler(keep)
+        logging.root.removeHandler(root)
+        ours.setLevel(level)
+    seen = [(r.name, r.levelname, r.getMessage()) for r in keep.records]
+    assert seen == [("tooldeck.mcp", "DEBUG", "MCP SDK: mcp.client.streamable_http: Session termination failed: gone"),
+                    ("tooldeck.mcp", "WARNING", "ours")]  # tooldeck's own messages are untouched
+    assert not any(r.name.startswith("mcp.") for r in root.records)

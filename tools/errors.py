@@ -7,6 +7,7 @@ redacted tail of stderr.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from state.redact import redact
@@ -95,6 +96,19 @@ class ToolInputError(ToolError):
     """Input rejected before the tool ran (not JSON, or against `input_schema`)."""
 
     error_class = "bad_input"
+
+
+def parse_json(text: str | bytes, what: str, *, tool_id: str | None = None, hint: str = "") -> Any:
+    """JSON from outside (an argument, stdin, a tool's input), or a `ToolInputError` saying why not. Nesting past the
+    parser's depth is malformed input like any other: Python's parser raises RecursionError there, which would
+    otherwise escape as a crash. `hint` is appended to the reason (e.g. how to quote a string on a command line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        reason = "nested too deeply"
+    raise ToolInputError(f"{what} is not valid JSON: {reason}{hint}", tool_id=tool_id)
 
 
 class NotFoundError(ToolInputError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextvars
 import importlib
-import json
 import os
 import secrets as _secrets
 import socket
@@ -30,7 +29,7 @@ from state.redact import adopt_environ
 from state.runtimes import leave, live_runtimes
 from tools import presence
 from tools.catalog import Catalog, Resolution, StatusChange, ToolEntry, roots_for
-from tools.errors import StateError, ToolCrashError, ToolError, ToolInputError, UnknownToolError, UsageError
+from tools.errors import StateError, ToolCrashError, ToolError, UnknownToolError, UsageError, parse_json
 from tools.ids import check_name, check_tool_id, resolve_workspace
 from tools.settings import Settings, load_settings
 
@@ -88,12 +87,7 @@ def parse_input(tool_id: str, input_data: Any) -> Any:
     if isinstance(input_data, str):
         if not input_data.strip():
             return {}
-        try:
-            return json.loads(input_data)
-        except json.JSONDecodeError as exc:
-            raise ToolInputError(
-                f"{tool_id}: input is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", tool_id=tool_id
-            ) from exc
+        return parse_json(input_data, f"{tool_id}: input", tool_id=tool_id)
     return {} if input_data is None else input_data
 
 

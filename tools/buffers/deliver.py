@@ -51,10 +51,14 @@ class BufferHost(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one delivery did: `delivered`, `failed` (an attempt spent), or `waiting` (refused, no attempt)."""
+    """What one delivery did: `delivered`, `failed` (an attempt spent), or `waiting` (refused, no attempt).
+
+    A failed batch is retried later unless `parked_after` says it was parked as dead-letter after that many attempts.
+    """
 
     state: str
     error: str | None = None
+    parked_after: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -196,5 +200,5 @@ class Deliverer:
             engine.tables.complete(claim, tool, (time.perf_counter() - started) * 1000)
             engine.note_space()
             return DELIVERED
-        engine.tables.fail(claim, error, engine.max_attempts, engine.backoff)
-        return Outcome("failed", error)
+        fate = engine.tables.fail(claim, error, engine.max_attempts, engine.backoff)
+        return Outcome("failed", error, parked_after=claim.attempts if fate == "dead" else None)

@@ -361,20 +361,26 @@ class Flusher:
         out: dict[str, Any] = {
             "success": tally.failed == 0 and tally.waiting == 0, "buffer_id": buffer_id, "flushed": tally.items > 0,
             "batches": tally.batches, "count": tally.items, "failed_batches": tally.failed,
-            "waiting_batches": tally.waiting, "buffered": rows[0]["pending"] if rows else 0,
+            "dead_letter_batches": tally.parked, "waiting_batches": tally.waiting,
+            "buffered": rows[0]["pending"] if rows else 0,
         }
-        if tally.error is not None:
-            out["error"] = tally.error
+        if tally.parked_after is not None:
+            out["dead_letter_after_attempts"] = tally.parked_after
+        if tally.error is not None or tally.waiting_reason is not None:
+            out["error"] = tally.error if tally.error is not None else tally.waiting_reason
         return out
 
 
 class _Tally:
-    """Counts the deliveries of one explicit flush."""
+    """Counts the deliveries of one explicit flush: `failed` includes the `parked` (dead-letter) batches; `error` is
+    the last failure's, `waiting_reason` the last refusal's (a refusal is no failure)."""
 
     def __init__(self) -> None:
-        self.batches = self.items = self.failed = self.waiting = 0
+        self.batches = self.items = self.failed = self.parked = self.waiting = 0
         self.last: Outcome | None = None
         self.error: str | None = None
+        self.waiting_reason: str | None = None
+        self.parked_after: int | None = None
 
     def add(self, outcome: Outcome, count: int) -> None:
         self.last = outcome
@@ -382,8 +388,12 @@ class _Tally:
             self.batches += 1
             self.items += count
             return
-        self.error = outcome.error
         if outcome.state == "waiting":
             self.waiting += 1
-        else:
-            self.failed += 1
+            self.waiting_reason = outcome.error
+            return
+        self.failed += 1
+        self.error = outcome.error
+        if outcome.parked_after is not None:
+            self.parked += 1
+            self.parked_after = outcome.parked_after

@@ -373,22 +373,20 @@ class Catalog(ImportedTools):
         if entry is None and version is None and self.resolver is not None \
                 and self.resolver(tool_id, max(0.0, deadline - time.monotonic())):
             entry = self.find(tool_id)
+        if entry is None and version is not None and (base := self.find(tool_id)) is not None and base.manifest is None:
+            # the base version is known only from its manifest, read when it loads: load it, then ask again
+            self._await_load(base, tool_id, wait, deadline, timeout)
+            entry = self.find(tool_id, version)
         if entry is None:
-            if version is not None and self.find(tool_id) is not None:
+            if version is not None and (base := self.find(tool_id)) is not None:
                 known = sorted(self.versions(tool_id))
+                listed = f"base version {base.manifest.version}, " if base.manifest is not None else ""
                 raise UnknownToolError(
-                    f"tool {tool_id!r} has no version {version} (known evolved versions: {', '.join(known) or 'none'})",
+                    f"tool {tool_id!r} has no version {version} ({listed}known evolved versions: {', '.join(known) or 'none'})",
                     tool_id=tool_id,
                 )
             raise self._unknown(tool_id)
-        if not entry.done.is_set():
-            if not wait:
-                raise ToolNotReadyError(f"tool {tool_id!r} is still {entry.status}", tool_id=tool_id)
-            if self._claim(entry):
-                self._load_entry(entry, None)  # load it ourselves: wait for exactly this tool
-                self.flush()
-            elif not entry.done.wait(max(0.0, deadline - time.monotonic())):
-                raise ToolNotReadyError(f"tool {tool_id!r} did not load within {timeout:.1f} s", tool_id=tool_id)
+        self._await_load(entry, tool_id, wait, deadline, timeout)
         if entry.manifest is not None and (tampered := self._tampered(entry)):  # changed on disk since it loaded
             self._finish(entry, entry.manifest, None)
             self.flush()
@@ -398,6 +396,18 @@ class Catalog(ImportedTools):
         if self.nodes is not None and entry.source != "evolved":
             self._recheck_conflict(entry)
         return entry
+
+    def _await_load(self, entry: ToolEntry, tool_id: str, wait: bool, deadline: float, timeout: float) -> None:
+        """Return once `entry` finished loading (loaded here if no loader thread has claimed it yet)."""
+        if entry.done.is_set():
+            return
+        if not wait:
+            raise ToolNotReadyError(f"tool {tool_id!r} is still {entry.status}", tool_id=tool_id)
+        if self._claim(entry):
+            self._load_entry(entry, None)  # load it ourselves: wait for exactly this tool
+            self.flush()
+        elif not entry.done.wait(max(0.0, deadline - time.monotonic())):
+            raise ToolNotReadyError(f"tool {tool_id!r} did not load within {timeout:.1f} s", tool_id=tool_id)
 
     def counts(self) -> dict[str, int]:
         out = {PENDING: 0, LOADING: 0, READY: 0, ERROR: 0}

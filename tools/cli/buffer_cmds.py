@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from tools.cli.output import console, emit_json, plural, positive_number, print_table, runtime_for, shown
-from tools.errors import UsageError
+from tools.errors import UsageError, parse_json
 from tools.visible import dumps_visible
 
 if TYPE_CHECKING:
@@ -87,10 +86,7 @@ def _parse_items(raw: list[str]) -> list[Any]:
 
 
 def _loads(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno} (quote strings: '\"text\"')") from exc
+    return parse_json(text, what, hint=" (quote strings: '\"text\"')")
 
 
 def cmd_write(args: argparse.Namespace) -> int:
@@ -133,8 +129,15 @@ def cmd_flush(args: argparse.Namespace) -> int:
     else:
         line = (f"{args.buffer_id}: flushed {plural(result['count'], 'item')} in {plural(result['batches'], 'batch', 'batches')}, "
                 f"{result['buffered']:,} pending")
-        if result.get("error"):
+        failed, parked = result.get("failed_batches", 0), result.get("dead_letter_batches", 0)
+        if failed > parked:
             line += f"; a batch failed and will be retried: {result['error']}"
+        if parked:
+            line += ((f"; a batch failed: {result['error']}" if failed == parked else "; ")
+                     + ("; " if failed == parked else "")
+                     + f"{'a batch' if parked == 1 else plural(parked, 'batch', 'batches')} parked as dead-letter after "
+                     f"{plural(result['dead_letter_after_attempts'], 'attempt')} "
+                     f"(tooldeck buffer dead-letter replay {args.buffer_id})")
         console().print(shown(line))  # the error is the pass-through tool's text
         if result.get("waiting_batches"):
             console().print(f"{args.buffer_id}: the pass-through tool refused the call (circuit open or disabled): "

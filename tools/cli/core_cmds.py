@@ -269,6 +269,9 @@ def _wait_for_signal() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.json_out:  # --json promises one JSON value on stdout; serve writes a log until a signal stops it
+        raise UsageError("serve has no --json output: it runs until SIGINT/SIGTERM and writes a progress log, not one "
+                         "JSON value (for JSON, `tooldeck tools --wait --json` lists what loaded)")
     runtime = runtime_for(args, serve=True, demo=args.demo, label="serve", kind="serve")
     sys.stdout.write(f"tooldeck serve: workspace {runtime.workspace}, session {runtime.session}\n")
     sys.stdout.flush()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -60,7 +59,7 @@ def runtime_for(args: argparse.Namespace, **kwargs: Any) -> Runtime:
 def read_json_arg(text: str | None, what: str = "input") -> Any:
     """A JSON argument, `-` for stdin, or nothing (an empty object). Malformed JSON is `bad_input`, as the same text
     given to `call_tool` is."""
-    from tools.errors import ToolInputError
+    from tools.errors import parse_json
 
     if text is None:
         return {}
@@ -68,10 +67,7 @@ def read_json_arg(text: str | None, what: str = "input") -> Any:
         text = sys.stdin.read()
     if not text.strip():
         return {}
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ToolInputError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    return parse_json(text, what)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

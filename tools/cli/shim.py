@@ -12,16 +12,13 @@ import json
 import os
 import sys
 
-from tools.errors import ToolError, ToolInputError, UsageError
+from tools.errors import ToolError, UsageError, parse_json
 
 
 def run_builtin(tool_id: str) -> int:
     raw = sys.stdin.read()
     try:
-        try:
-            data = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ToolInputError(f"{tool_id}: input is not JSON ({exc.msg}, line {exc.lineno})", tool_id=tool_id) from exc
+        data = parse_json(raw, f"{tool_id}: input", tool_id=tool_id) if raw.strip() else {}
         from tools.runtime import Runtime
 
         with Runtime(os.environ.get("TOOLDECK_WORKSPACE") or os.getcwd(), label=f"{tool_id}-executable") as runtime:

@@ -168,11 +168,11 @@ def _parse_stdout(raw: bytes) -> Any:
     if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null"):
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return text
     try:
         return json.loads(stripped) if stripped and stripped.lstrip("-").replace(".", "", 1).isdigit() else text
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return text
 
 

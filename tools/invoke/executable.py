@@ -41,6 +41,10 @@ def stderr_tail(raw: bytes | str, limit: int = STDERR_TAIL) -> str:
     return redact(text[-limit:].strip())
 
 
+class StdoutText(str):
+    """A tool's stdout that is not JSON, kept as its text: a schema that wants JSON names it as such."""
+
+
 def parse_stdout(raw: bytes) -> Any:
     """JSON when the output is JSON, otherwise the text itself. `NaN` and `Infinity` are not JSON (Python's parser
     takes them, and what it read back out would not be JSON again), nor is nesting past the parser's depth."""
@@ -51,7 +55,7 @@ def parse_stdout(raw: bytes) -> Any:
             return json.loads(stripped, parse_constant=_not_json)
         except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
             pass
-    return text
+    return StdoutText(text)
 
 
 def _not_json(name: str) -> Any:

@@ -74,6 +74,7 @@ def run_llm_tool(runtime: RuntimeHost, entry: ToolEntry, data: Any, timeout: flo
         body = body.rsplit("```", 1)[0]
     try:
         return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ToolOutputError(f"{entry.tool_id}: the model's answer is not the JSON the output_schema asks for: {exc.msg}",
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise ToolOutputError(f"{entry.tool_id}: the model's answer is not the JSON the output_schema asks for: {reason}",
                               tool_id=entry.tool_id, version=entry.served_version) from exc

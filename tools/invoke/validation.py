@@ -12,6 +12,10 @@ import fastjsonschema
 
 from tools.catalog import ToolEntry
 from tools.errors import ManifestError, ToolInputError, ToolOutputError
+from tools.invoke.executable import StdoutText
+
+#: how much of a tool's non-JSON stdout an error shows
+NOT_JSON_SHOWN = 80
 
 
 def _validator(entry: ToolEntry, which: str) -> Any:
@@ -42,7 +46,8 @@ def check_input(entry: ToolEntry, data: Any) -> Any:
         return validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise ToolInputError(
-            f"{entry.tool_id}: bad input: {_unknown_fields(entry, data, exc) or _describe(exc)}", tool_id=entry.tool_id,
+            f"{entry.tool_id}: bad input: {_unknown_fields(entry, data, exc) or _describe(exc, 'input')}",
+            tool_id=entry.tool_id,
             version=entry.served_version,
         ) from exc
 
@@ -66,13 +71,19 @@ def check_output(entry: ToolEntry, data: Any) -> None:
     try:
         validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
+        if isinstance(data, StdoutText):  # stdout that did not parse: saying which field is wrong would mislead
+            shown = data.strip()
+            shown = shown if len(shown) <= NOT_JSON_SHOWN else shown[:NOT_JSON_SHOWN] + "..."
+            raise ToolOutputError(f"{entry.tool_id}: output is not JSON: {shown!r}", tool_id=entry.tool_id,
+                                  version=entry.served_version) from exc
         raise ToolOutputError(
-            f"{entry.tool_id}: output violates output_schema: {_describe(exc)}",
+            f"{entry.tool_id}: output violates output_schema: {_describe(exc, 'output')}",
             tool_id=entry.tool_id, version=entry.served_version,
         ) from exc
 
 
-def _describe(exc: Any) -> str:
+def _describe(exc: Any, what: str) -> str:
+    """fastjsonschema's message with its `data` named as what it is (`input` or `output`)."""
     path = ".".join(str(p) for p in (exc.path or [])[1:])
-    msg = str(exc.message).replace("data.", "").replace("data ", "input ", 1)
+    msg = str(exc.message).replace("data.", "").replace("data ", f"{what} ", 1)
     return f"field '{path}': {msg}" if path else msg

@@ -163,7 +163,7 @@ def main() -> int:
     for line in sys.stdin:
         try:
             request = json.loads(line)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             proto.write(json.dumps({"id": -1, "ok": False, "type": "ProtocolError", "error": str(exc)}) + "\n")
             continue
         rid = request.get("id")

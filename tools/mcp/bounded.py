@@ -151,7 +151,7 @@ def _request_id(request: Any) -> int | str | None:
         return None
     try:
         body = json.loads(request.content)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     value = body.get("id") if isinstance(body, dict) else None
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None

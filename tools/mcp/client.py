@@ -39,6 +39,30 @@ from tools.mcp.bounded import CHUNK, LineReader, Oversize, bounded_transport, is
 from tools.mcp.servers import ServerConfig, resolve
 
 log = logging.getLogger("tooldeck.mcp")
+
+
+class _SdkLogRoute(logging.Handler):
+    """Re-logs the MCP SDK client's records on `tooldeck.mcp` at DEBUG, prefixed `MCP SDK:`.
+
+    The SDK logs what it meets on its own ("Session termination failed: ..." when it cannot end the session of
+    a server that died mid-call), and with no handler configured Python's last-resort handler prints every
+    warning to stderr, under the one line tooldeck says about the same failure. The failure itself is ours to
+    report (the call's error, the server's status and events); the SDK's account stays for a debug log.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("MCP SDK: %s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+
+
+def _route_sdk_logs() -> None:
+    sdk = logging.getLogger("mcp.client")
+    if not any(isinstance(h, _SdkLogRoute) for h in sdk.handlers):
+        sdk.addHandler(_SdkLogRoute())
+        sdk.propagate = False  # routed once, through tooldeck.mcp, never at the SDK's own level
+
+
+_route_sdk_logs()
 DEFAULT_TIMEOUT = 30.0
 #: a server gets at least this long to start, initialize and list its tools, whatever its call timeout
 CONNECT_FLOOR_SECONDS = 30.0

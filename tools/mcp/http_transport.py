@@ -37,7 +37,7 @@ def streams(body: bytes) -> bool:
     A body that does not parse is left to the SDK's stream path, which says what is wrong with it."""
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return True
     params = message.get("params") if isinstance(message, dict) else None
     meta = params.get("_meta") if isinstance(params, dict) else None
