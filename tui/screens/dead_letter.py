@@ -18,7 +18,7 @@ from tui.details import Details, as_json, error_blocks, when
 from tui.style import shown
 from tui.widgets.live_table import Col, LiveTable
 
-COLUMNS = [Col("batch", "batch"), Col("items", "items"), Col("attempts", "attempts"), Col("parked", "parked"),
+COLUMNS = [Col("batch", "batch", names_row=True), Col("items", "items"), Col("attempts", "attempts"), Col("parked", "parked"),
            Col("last error", "error", flex=True, min_width=16), Col("first item", "preview", flex=True, drop=1, min_width=16)]
 
 

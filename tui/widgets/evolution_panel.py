@@ -18,7 +18,8 @@ from tui.widgets.diff_view import DiffView
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-COLUMNS = [Col("#", "id"), Col("tool", "tool"), Col("version", "version"), Col("status", "status"), Col("from", "parent", drop=1),
+COLUMNS = [Col("#", "id"), Col("tool", "tool", names_row=True), Col("version", "version"), Col("status", "status"),
+           Col("from", "parent", drop=1),
            Col("hint", "hint", flex=True, drop=2, min_width=10), Col("model", "model", drop=3), Col("tokens", "tokens", drop=4)]
 STATUS_STYLE = {"awaiting_review": "warn", "approved": "ok", "failed_validation": "error", "rejected": "error",
                 "rolled_back": "muted", "cancelled": "muted", "generating": "accent", "validating": "accent", "failed": "error",
