@@ -122,3 +122,21 @@ async def test_the_sessions_view_keeps_numbers_whole_beside_a_long_label_and_nam
         table = app.screen.query_one("#sessions-table", LiveTable)
         assert "heartbeat" in table.visible_keys, table.visible_keys
         check_table(app, table, str(app.screen.query_one("#sessions-title").content))
+
+
+async def test_the_dead_letter_view_names_the_columns_it_leaves_out() -> None:
+    from tui.screens.dead_letter import DeadLetterScreen
+
+    app = FixedApp(live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.apply_snapshot(long_frame())
+        await pilot.pause()
+        screen = DeadLetterScreen("audit")
+        await app.push_screen(screen)
+        await pilot.pause()
+        screen._fill([{"batch_id": "b-" + "7" * 60, "count": 123456, "attempts": 3, "dead_at": T0,
+                       "last_error": "sink timed out after 30 s while writing the batch", "items_preview": ["{}" * 40]}])
+        await pilot.pause(0.2)
+        table = screen.query_one("#dead-table", LiveTable)
+        assert table.hidden_labels, table.visible_keys
+        check_table(app, table, str(screen.query_one("#dead-title").content))
