@@ -77,3 +77,33 @@ def test_a_missing_workspace_is_one_line_and_exit_2(tmp_path) -> None:
 
     out = subprocess.run([sys.executable, "-m", "tui", "-w", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr == f"tooldeck: workspace {tmp_path / 'nope'} does not exist\n" and out.stdout == ""
+
+
+async def test_tab_takes_the_suggestion_and_escape_closes_the_command_line_wherever_the_focus_is() -> None:
+    """Tab moved the focus to a panel and left the command line on screen; escape then did not close it."""
+    from textual.widgets import Input
+
+    from tests.test_tui_snapshots import FixedApp
+    from tests.tui_fixture import frame
+
+    app = FixedApp(live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.apply_snapshot(frame())
+        app.query_one("#tools-table").focus()
+        await pilot.pause()
+        await pilot.press("colon")
+        box = app.query_one("#command-input", Input)
+        assert box.has_focus and box.value == "/"
+        await pilot.press("slash", *"tool call cs")
+        await pilot.pause(0.2)
+        await pilot.press("tab")
+        await pilot.pause()
+        assert box.has_focus and box.value == "/tool call csv_parser", box.value
+        await pilot.press("tab")  # nothing more to complete: the typing stays in the command line
+        assert box.has_focus and not box.has_class("hidden")
+        app.query_one("#tools-table").focus()  # the focus elsewhere (a click on a panel)
+        await pilot.pause()
+        await pilot.press("escape")
+        assert box.has_class("hidden")
+        await pilot.press("colon", "escape")  # and from inside it, as before
+        assert box.has_class("hidden") and app.query_one("#tools-table").has_focus

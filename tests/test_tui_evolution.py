@@ -183,3 +183,49 @@ async def test_a_proposal_repeating_a_rejected_approach_is_flagged_in_the_detail
             await pilot.press("escape")
     finally:
         app.shutdown()
+
+
+async def test_the_approve_dialog_says_in_itself_that_a_scope_is_needed_and_that_the_proposal_was_decided_meanwhile(
+        workspace: Path, make_runtime, anthropic_server) -> None:
+    """A bare enter said nothing (a toast under the modal went unseen), and a proposal the CLI rejected while the
+    dialog was open left it open, saying nothing until enter was refused on the status line behind it."""
+    from textual.widgets import Static
+
+    from tests.evolution_helpers import greet_tool, settings
+    from tests.test_evolution_memory import evolved
+    from tools.evolution.review import reject
+
+    settings(workspace)
+    greet_tool(workspace)
+    cli = make_runtime()  # another process's runtime on the same state, as `tooldeck review reject` is
+    pending = evolved(cli, anthropic_server)
+    app = TooldeckApp(workspace, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            proposals = app.query_one("#proposals-table")
+            key = str(pending["id"])
+            await wait_for(pilot, lambda: key in table_keys(proposals), what="the proposal")
+            proposals.focus()
+            proposals.move_cursor(row=proposals.get_row_index(key), column=0)
+            panel = app.query_one(EvolutionPanel)
+            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == pending["id"], what="its detail")
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the scope choice")
+            dialog = app.screen
+            error = dialog.query_one("#dialog-error", Static)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen is dialog and not error.has_class("hidden")
+            assert "pick an option" in str(error.render())
+
+            reject(cli, pending["id"], "not this way", "bob")
+            await wait_for(pilot, lambda: "rejected meanwhile" in str(error.render()), timeout=20,
+                           what="the dialog saying the proposal was decided")
+            await pilot.press("end", "enter")
+            await pilot.pause()
+            assert app.screen is dialog and "rejected meanwhile" in str(error.render())
+            assert status_of(proposals, key) == "rejected"
+            await pilot.press("escape")
+            assert not isinstance(app.screen, ChoiceScreen)
+    finally:
+        app.shutdown()

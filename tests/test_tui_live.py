@@ -309,6 +309,38 @@ async def test_a_long_line_in_the_side_by_side_diff_is_marked_and_scrolls_sidewa
         assert "END-OF-LONG-LINE" in text and "‹" in text
 
 
+async def test_side_by_side_cuts_both_sides_with_an_ellipsis_and_aligns_them_beside_a_scrollbar() -> None:
+    """The right side was drawn under the vertical scrollbar (its `…` hidden: cut with no mark) and the left side had
+    no gutter column where the right has one after the `│`, so the two sides were one column apart."""
+    from tests.tui_helpers import screen_text
+    from tui.widgets.diff_view import DiffView
+
+    long = "x = compute(" + ", ".join(f"argument_{i}" for i in range(20)) + ")"
+    body = "".join(f" line_{i} = {i}\n" for i in range(30))  # enough rows for a vertical scrollbar
+    diff = f"--- a/t.yaml (1.0.0)\n+++ b/t.yaml (1.1.0)\n@@ -1,2 +1,2 @@\n name: csv_parser\n-{long}A\n+{long}B\n{body}"
+
+    class DiffApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield DiffView()
+
+    for width in (80, 81):
+        app = DiffApp()
+        async with app.run_test(size=(width, 12)) as pilot:
+            view = app.query_one(DiffView)
+            view.show(diff)
+            view.mode = "side-by-side"
+            view.focus()
+            await pilot.pause()
+            lines = screen_text(app).splitlines()
+        cut = next(line for line in lines if "x = compute" in line)
+        left, right = cut.split("│")
+        assert left.rstrip().endswith("…") and right.rstrip().endswith("…"), cut
+        for needle in ("name: csv_parser", "@@ -1,2"):
+            line = next(line for line in lines if needle in line)
+            left, right = line.split("│")
+            assert left.index(needle) == right.index(needle), line
+
+
 async def test_activity_pages_back_through_the_stored_log_with_its_filter(tmp_path: Path) -> None:
     from state.events import PendingEvent
     from tools.runtime import Runtime

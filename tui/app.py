@@ -33,6 +33,7 @@ from tui.snapshot import Collector, Snapshot, needs_attention
 from tui.style import theme_colors
 from tui.widgets.activity import ActivityPanel
 from tui.widgets.buffers_panel import BuffersPanel
+from tui.widgets.command_line import CommandLine
 from tui.widgets.evolution_panel import EvolutionPanel
 from tui.widgets.failures_panel import FailuresPanel
 from tui.widgets.footer import FittedFooter
@@ -135,8 +136,8 @@ class TooldeckApp(OperatorActions, App[int]):
             yield EvolutionPanel(id="evolution-panel")
             yield ActivityPanel(id="activity-panel")
         yield Static("", id="status-line")
-        yield Input(placeholder=':  /tool call TOOL {json}   /tool evolve TOOL "hint"   /buffer flush ID   /spec PATH',
-                    id="command-input", classes="hidden", suggester=None)
+        yield CommandLine(placeholder=':  /tool call TOOL {json}   /tool evolve TOOL "hint"   /buffer flush ID   /spec PATH',
+                          id="command-input", classes="hidden", suggester=None)
         yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:

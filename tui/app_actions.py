@@ -147,9 +147,11 @@ class OperatorActions:
             self._refocus_panel()
             return
         command = self.main.query_one("#command-input", Input)
-        if command.has_focus:
+        if not command.has_class("hidden"):  # open: esc closes it wherever the focus went meanwhile
+            had_focus = command.has_focus
             command.add_class("hidden")
-            self._refocus_panel()
+            if had_focus:
+                self._refocus_panel()
             return
         panel = self.focused_panel()
         if panel is not None and panel.filter_text:

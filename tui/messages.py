@@ -52,3 +52,13 @@ class NewAbove(Message):
 
     widget: Any
     count: int
+
+
+@dataclass
+class ColumnsHidden(Message):
+    """A live table's columns left out whole for want of width (their labels; empty: every column shown).
+
+    The panel says so in its title, so a missing column is never a silent one; the row's details show them."""
+
+    widget: Any
+    labels: tuple[str, ...]

@@ -15,10 +15,11 @@ from textual.widgets import Footer, Label
 
 from tools.cli.output import plural
 from tui.details import Details, as_json, error_blocks, when
+from tui.messages import ColumnsHidden
 from tui.style import shown
 from tui.widgets.live_table import Col, LiveTable
 
-COLUMNS = [Col("batch", "batch"), Col("items", "items"), Col("attempts", "attempts"), Col("parked", "parked"),
+COLUMNS = [Col("batch", "batch", names_row=True), Col("items", "items"), Col("attempts", "attempts"), Col("parked", "parked"),
            Col("last error", "error", flex=True, min_width=16), Col("first item", "preview", flex=True, drop=1, min_width=16)]
 
 
@@ -82,10 +83,20 @@ class DeadLetterScreen(ModalScreen[None]):
                                                   shown(b.get("last_error") or "", "red"), preview)))
         self.query_one(LiveTable).apply(rows)
         count, items = summary(batches)
-        self.query_one("#dead-title", Label).update(f"Dead-letter batches of {self.buffer_id}: "
-                                                          f"{plural(count, 'batch', 'batches')}, {plural(items, 'item')}")
+        self._title = f"Dead-letter batches of {self.buffer_id}: {plural(count, 'batch', 'batches')}, {plural(items, 'item')}"
+        self._show_title()
         self._note("enter opens a batch (every item) · r replays it · R replays all (asks first) · esc closes"
                    if batches else "no dead-letter batches")
+
+    def _show_title(self) -> None:
+        """The title, and the columns the table leaves out for width (none goes missing unsaid)."""
+        title = getattr(self, "_title", f"Dead-letter batches of {self.buffer_id}")
+        hidden = self.query_one(LiveTable).hidden_labels
+        self.query_one("#dead-title", Label).update(title + (f" · not shown: {', '.join(hidden)}" if hidden else ""))
+
+    def on_columns_hidden(self, message: ColumnsHidden) -> None:
+        message.stop()
+        self._show_title()
 
     def _note(self, text: str) -> None:
         self.query_one("#dead-note", Label).update(text)

@@ -113,30 +113,40 @@ def type_to_confirm(question: str, expected: str) -> PromptScreen:
 
 class _Options(OptionList):
     def action_select(self) -> None:
-        if self.highlighted is None:
-            self.notify("nothing chosen yet: pick an option with ↑/↓ first, or esc to cancel", severity="warning")
+        if self.highlighted is None and isinstance(self.screen, ChoiceScreen):
+            self.screen.say(NOTHING_CHOSEN)  # in the dialog: a toast under a modal screen went unseen
             return
         super().action_select()
 
 
+NOTHING_CHOSEN = "nothing chosen yet: pick an option with ↑/↓ first, or esc to cancel"
+
+
 class ChoiceScreen(ModalScreen[str | None]):
-    """Pick one option (the scope of an approval). Nothing is chosen until the operator moves to an option."""
+    """Pick one option (the scope of an approval). Nothing is chosen until the operator moves to an option.
+
+    What stops a choice (none made yet, `check` refusing it, or `say` from its caller: the proposal was decided
+    meanwhile) is said in the dialog, which stays open; esc cancels."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="dialog.cancel"),
                 Binding("enter", "choose", "Choose", id="dialog.choose")]
 
-    def __init__(self, title: str, options: list[tuple[str, str]], *, note: str = "", preselect: bool = True) -> None:
-        """`options` are (value, label); `preselect=False` starts with no option highlighted (a bare enter does nothing)."""
+    def __init__(self, title: str, options: list[tuple[str, str]], *, note: str = "", preselect: bool = True,
+                 check: Callable[[str], str | None] | None = None) -> None:
+        """`options` are (value, label); `preselect=False` starts with no option highlighted (a bare enter only says
+        to pick one); `check` says why a value cannot be chosen now (None: it can)."""
         super().__init__()
         self.title_text = title
         self.options = options
         self.note = note
         self.preselect = preselect
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield from _heading(self.title_text, self.note)
             yield _Options(*[shown(label, multiline=False) for _, label in self.options], id="choices")  # session labels are foreign
+            yield Static("", id="dialog-error", classes="dialog-error hidden")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -144,16 +154,29 @@ class ChoiceScreen(ModalScreen[str | None]):
         choices.highlighted = 0 if self.preselect and self.options else None
         choices.focus()
 
+    def say(self, problem: str) -> None:
+        """Show why nothing was chosen (or can be), in the dialog."""
+        error = self.query_one("#dialog-error", Static)
+        error.update(shown(problem))
+        error.remove_class("hidden")
+
     def action_choose(self) -> None:
-        index = self.query_one(OptionList).highlighted
-        if index is None:
-            self.notify("choose an option first (↑/↓), or esc to cancel", severity="warning")
-            return
-        self.dismiss(self.options[index][0])
+        self._choose(self.query_one(OptionList).highlighted)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.dismiss(self.options[event.option_index][0])
+        self._choose(event.option_index)
+
+    def _choose(self, index: int | None) -> None:
+        if index is None:
+            self.say(NOTHING_CHOSEN)
+            return
+        value = self.options[index][0]
+        problem = self.check(value) if self.check is not None else None
+        if problem:
+            self.say(problem)
+            return
+        self.dismiss(value)
 
 
 class TextScreen(ModalScreen[None]):

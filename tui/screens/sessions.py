@@ -18,13 +18,16 @@ from textual.widgets import Footer, Label
 
 from state.runtimes import LIVE_AFTER_SECONDS
 from tui.details import Details, as_json, when
+from tui.messages import ColumnsHidden
 from tui.style import shown
 from tui.widgets.live_table import Col, LiveTable
 
-COLUMNS = [Col("session", "session"), Col("kind", "kind"), Col("label", "label"), Col("host", "host"), Col("pid", "pid"),
+COLUMNS = [Col("session", "session", names_row=True), Col("kind", "kind"), Col("label", "label", flex=True, min_width=12),
+           Col("host", "host"), Col("pid", "pid"),
            Col("heartbeat", "heartbeat"), Col("calls 1m", "calls"), Col("failed 1m", "failed"), Col("since", "started", drop=1),
            Col("approved for it", "pins", flex=True, drop=2)]
-SERVER_COLUMNS = [Col("MCP server", "server"), Col("transport", "transport"), Col("status", "status"), Col("tools", "tools"),
+SERVER_COLUMNS = [Col("MCP server", "server", names_row=True),
+                  Col("transport", "transport"), Col("status", "status"), Col("tools", "tools"),
                   Col("pid", "pid", drop=1), Col("held by", "held_by", drop=2), Col("last error", "error", flex=True)]
 STATUS_STYLE = {"ready": "green", "error": "red", "connecting": "yellow", "not connected": "dim"}
 
@@ -125,12 +128,25 @@ class SessionsScreen(ModalScreen[None]):
         backend = snap.backend if snap is not None else {}
         if backend:
             title += f" · state: {backend.get('backend')} {backend.get('where')}"
-        self.query_one("#sessions-title", Label).update(title)
+        self._title = title
+        self._show_title()
         hub = runtime.extensions.get("mcp") if runtime is not None else None
         if hub is not None:
             self.load_servers(hub)
         else:
             self.query_one("#mcp-servers-table", LiveTable).display = False
+
+    def _show_title(self) -> None:
+        """The title, and the columns the sessions table leaves out for width (none goes missing unsaid)."""
+        title = getattr(self, "_title", "Live sessions")
+        hidden = self.query_one("#sessions-table", LiveTable).hidden_labels
+        if hidden:
+            title += f" · not shown: {', '.join(hidden)}"
+        self.query_one("#sessions-title", Label).update(title)
+
+    def on_columns_hidden(self, message: ColumnsHidden) -> None:
+        message.stop()
+        self._show_title()
 
     @work(thread=True, exclusive=True, group="mcp-servers", exit_on_error=False)
     def load_servers(self, hub: Any) -> None:

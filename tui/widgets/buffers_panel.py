@@ -24,7 +24,7 @@ from tui.widgets.panel import Panel
 #: two bars, one meaning each: `next batch` is the items waiting against a batch's size (+N full batches behind
 #: it), `capacity` the pending items against `max_pending` (— with no cap). Dead letters and retries outlast rates.
 COLUMNS = [
-    Col("buffer", "buffer"), Col("next batch", "fill"), Col("pending", "pending"), Col("dead", "dead", drop=1),
+    Col("buffer", "buffer", names_row=True), Col("next batch", "fill"), Col("pending", "pending"), Col("dead", "dead", drop=1),
     Col("capacity", "capacity", drop=1), Col("retries", "retries", drop=2),
     Col("next", "next", drop=2), Col("last flush", "last", drop=2), Col("note", "note", flex=True, drop=2, min_width=10),
     Col("batch", "batch", drop=3), Col("writes/s", "writes", drop=3), Col("flushed/s", "flushes", drop=3),

@@ -98,7 +98,7 @@ class DiffView(ScrollView, can_focus=True):
         self._unified: list[str] = []  # the diff's lines, made visible
         self._marked: list[bool] = []  # which of them held a control, bidi or invisible character
         self.marks_shown = False  # any line marked: every line gets a one-column gutter
-        self._cache: dict[tuple[str, int, int], Strip] = {}
+        self._cache: dict[tuple[str, int, int, int], Strip] = {}
         self._lexer = "text"
         self._highlighter: Any = None  # rich.syntax.Syntax, imported on first use (pygments is slow to import)
         self.placeholder = "no diff"
@@ -146,7 +146,8 @@ class DiffView(ScrollView, can_focus=True):
             self.virtual_size = Size(width + 1, max(1, len(self._unified)))
         else:  # both halves scroll sideways together by the longest line's excess over a half
             longest = max((max(len(left), len(right)) for left, right, _, _ in self._rows), default=0)
-            self.virtual_size = Size(self.size.width + max(0, longest - self._half(self.size.width)), max(1, len(self._rows)))
+            width = self._view_width()
+            self.virtual_size = Size(width + max(0, longest - self._half(width)), max(1, len(self._rows)))
         self.scroll_to(y=min(self.scroll_offset.y, max(0, self.virtual_size.height - 1)), animate=False)
         self.refresh()
 
@@ -179,7 +180,7 @@ class DiffView(ScrollView, can_focus=True):
         left, right, lk, rk = self._rows[index]
         half = self._half(width)
         offset = self.scroll_offset.x
-        out = Text(no_wrap=True)
+        out = Text(" ", no_wrap=True)  # the left side's gutter column, as the right has one after the `│`
         for code, kind, last in ((left, lk, False), (right, rk, True)):
             marked = kind.endswith(MARK)
             kind = kind.rstrip(MARK)
@@ -197,7 +198,13 @@ class DiffView(ScrollView, can_focus=True):
         return out
 
     def _half(self, width: int) -> int:
-        return max(10, (width - 3) // 2) - (1 if self.marks_shown else 0)
+        """A side's columns: the width less the left's gutter and ` │ `, halved (less the `!` gutter if any)."""
+        return max(10, (width - 4) // 2) - (1 if self.marks_shown else 0)
+
+    def _view_width(self) -> int:
+        """The columns lines are drawn in: the widget's width less a vertical scrollbar (which covered the right
+        side's last columns, its `…` among them)."""
+        return self.scrollable_content_region.width if self.is_mounted else self.size.width
 
     @staticmethod
     def _window(cell: Text, offset: int, half: int) -> Text:
@@ -224,11 +231,11 @@ class DiffView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
-        width = self.size.width
+        width = self._view_width()
         total = len(self._unified) if self.mode == "unified" else len(self._rows)
         if index >= max(total, 1):
             return Strip.blank(width, self.rich_style)
-        key = (self.mode, index, scroll_x)
+        key = (self.mode, index, scroll_x, width)
         strip = self._cache.get(key)
         if strip is None:
             text = self._line_text(index, width)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
@@ -18,7 +18,11 @@ from tui.widgets.diff_view import DiffView
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-COLUMNS = [Col("#", "id"), Col("tool", "tool"), Col("version", "version"), Col("status", "status"), Col("from", "parent", drop=1),
+if TYPE_CHECKING:
+    from tui.screens.dialogs import ChoiceScreen
+
+COLUMNS = [Col("#", "id"), Col("tool", "tool", names_row=True), Col("version", "version"), Col("status", "status"),
+           Col("from", "parent", drop=1),
            Col("hint", "hint", flex=True, drop=2, min_width=10), Col("model", "model", drop=3), Col("tokens", "tokens", drop=4)]
 STATUS_STYLE = {"awaiting_review": "warn", "approved": "ok", "failed_validation": "error", "rejected": "error",
                 "rolled_back": "muted", "cancelled": "muted", "generating": "accent", "validating": "accent", "failed": "error",
@@ -96,6 +100,7 @@ class EvolutionPanel(Panel):
         super().__init__(**kwargs)
         self.detail: dict[str, Any] | None = None
         self._detail_key: tuple[Any, ...] | None = None
+        self._approving: tuple[int, ChoiceScreen] | None = None  # the approve dialog open, and its proposal
 
     def compose(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="proposals-table")
@@ -113,6 +118,7 @@ class EvolutionPanel(Panel):
         rows = [(str(p["id"]), self._cells(p, colors)) for p in snapshot.proposals]
         self._proposals = {str(p["id"]): p for p in snapshot.proposals}
         self.table.apply(rows)
+        self._warn_approving()
         self.update_counts()
         selected = self.selected_id()
         if selected is None and snapshot.proposals:
@@ -267,6 +273,7 @@ class EvolutionPanel(Panel):
         warning = repeats_line(proposal, {"warn": ""})
 
         def chosen(scope: str | None) -> None:
+            self._approving = None
             if scope is None:
                 self.app.set_status("approval cancelled")
                 return
@@ -280,13 +287,34 @@ class EvolutionPanel(Panel):
                 return
             from tui.screens.dialogs import ChoiceScreen
 
-            self.app.push_screen(ChoiceScreen(
+            dialog = ChoiceScreen(
                 f"Approve #{proposal['id']}: {tool} {proposal.get('version')} for which scope?", message.result["options"],
                 note=(f"{warning.plain}\n" if warning is not None else "")
-                + f"approving the diff on screen (sha256 {sha[:16]}…); pick a scope with ↑/↓, then enter", preselect=False), chosen)
+                + f"approving the diff on screen (sha256 {sha[:16]}…); pick a scope with ↑/↓, then enter", preselect=False,
+                check=lambda _scope: self._decided_meanwhile(int(proposal["id"])))
+            self._approving = (int(proposal["id"]), dialog)
+            self.app.push_screen(dialog, chosen)
+            self._warn_approving()
 
         self.app.run_blocking(f"approve #{proposal['id']}", lambda rt: {"status": "asking",
                                                                           "options": scope_options(rt, tool, sessions)}, then=ask)
+
+    def _decided_meanwhile(self, pid: int) -> str | None:
+        """Why proposal `pid` can no longer be approved, as the latest snapshot knows (None: it still can)."""
+        status = getattr(self, "_proposals", {}).get(str(pid), {}).get("status")
+        if status in (None, "awaiting_review"):
+            return None
+        return f"#{pid} was {status.replace('_', ' ')} meanwhile (by another reviewer or the CLI): nothing to approve; esc closes"
+
+    def _warn_approving(self) -> None:
+        """An approve dialog open on a proposal decided meanwhile says so at once, not only when enter is refused."""
+        approving = self._approving
+        if approving is None:
+            return
+        pid, dialog = approving
+        problem = self._decided_meanwhile(pid)
+        if problem and dialog.is_attached:
+            dialog.say(problem)
 
     def action_revalidate(self) -> None:
         """Validate the candidate again (sandboxed) with the failures and calls recorded since it was validated."""

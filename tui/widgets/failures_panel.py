@@ -16,9 +16,10 @@ from tui.style import score_text, shown, sparkline, status_text
 from tui.widgets.live_table import Col, LiveTable
 from tui.widgets.panel import Panel
 
-SCORE_COLUMNS = [Col("tool", "tool"), Col("version", "version"), Col("score", "score"), Col("circuit", "circuit"),
+SCORE_COLUMNS = [Col("tool", "tool", names_row=True), Col("version", "version"), Col("score", "score"), Col("circuit", "circuit"),
                  Col("fails", "fails", drop=1), Col("trend", "trend", drop=2), Col("tags", "tags", flex=True, drop=3)]
-FAILURE_COLUMNS = [Col("time", "time"), Col("tool", "tool"), Col("class", "class", drop=1), Col("severity", "severity", drop=2),
+FAILURE_COLUMNS = [Col("time", "time"), Col("tool", "tool", names_row=True), Col("class", "class", drop=1),
+                   Col("severity", "severity", drop=2),
                    Col("error", "error", flex=True, drop=1, min_width=12), Col("scenario", "scenario", flex=True, drop=3)]
 RESILIENT_COLUMNS = [Col("time", "time"), Col("ok", "ok"), Col("hops", "hops", flex=True, min_width=16),
                      Col("scenario", "scenario", flex=True, drop=1)]

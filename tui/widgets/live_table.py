@@ -2,9 +2,11 @@
 
 Keeps the cursor on the same row key and the scroll position across refreshes, filters
 (with the matches highlighted) and sorts. Column widths follow the content as it changes:
-numbers, ids and statuses are never cut; a column that does not fit is left out whole (its
-value is in the row's details); free text (`Col(flex=True)`) takes the remaining width and
-ends in an ellipsis.
+numbers and statuses are never cut; a column that does not fit is left out whole (its value
+is in the row's details, and the table posts ColumnsHidden so its panel says which); free text
+(`Col(flex=True)`) takes the remaining width and ends in an ellipsis. The one column that names
+the row (`Col(names_row=True)`: a tool id, a buffer id) is the single exception: wider than what
+is left for it, it ends in an ellipsis too, since it is the row's key and Enter shows it whole.
 """
 
 from __future__ import annotations
@@ -25,22 +27,25 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist, RowKey
 
 from tools.visible import visible
-from tui.messages import NewAbove
+from tui.messages import ColumnsHidden, NewAbove
 from tui.style import shown_text
 
 GAP = 1  # blank cells after every column (the table's own cell padding is 0)
+NAME_MIN = 12  # the cells a row's name keeps before other columns are left out for it
 NEWLINE = "⏎"
 
 
 @dataclass(frozen=True, slots=True)
 class Col:
-    """A column: `flex` for free text (ellipsis), `drop` > 0 to leave it out first when space is short."""
+    """A column: `flex` for free text (ellipsis), `drop` > 0 to leave it out first when space is short,
+    `names_row` for the id that names the row (it may end in an ellipsis rather than push other columns out)."""
 
     label: str
     key: str
     flex: bool = False
     drop: int = 0
     min_width: int = 8
+    names_row: bool = False
 
 
 def one_line(value: Any) -> Text:
@@ -125,6 +130,7 @@ class LiveTable(DataTable):
         self._shown: dict[str, tuple[Any, ...]] = {}  # row key -> full cells on screen
         self._order: list[str] = []  # keys on screen, in order
         self.shown_columns: list[int] = []  # indices into specs of the columns on screen
+        self.hidden_labels: tuple[str, ...] = ()  # the columns left out for width, in table order
         self.filter_text = ""
         self.sort_column: str | None = None
         self.sort_reverse = False
@@ -343,36 +349,64 @@ class LiveTable(DataTable):
         return f"{spec.label} {'▼' if self.sort_reverse else '▲'}"
 
     def _layout(self, wanted: list[tuple[str, tuple[Any, ...]]]) -> tuple[list[int], list[int]]:
-        """(visible column indices, their widths): whole columns by priority, flex columns share the rest."""
-        need = [cell_len(self.label(i)) for i in range(len(self.specs))]
+        """(visible column indices, their widths), never wider than the room.
+
+        Every column is placed at its smallest honest width: a number, status or version at its content's width
+        (never cut), free text at its label's (it ends in …), the row's name at NAME_MIN (it ends in …). The
+        columns with drop 0 come first; while even they do not fit, the rightmost of them (never the row's name)
+        is left out whole. Then, the row's name kept at up to a quarter of the room, the others by priority, each
+        if it fits. What is left widens the name to that quarter, then the free text by priority, then the name
+        to its full width."""
+        specs = self.specs
+        need = [cell_len(self.label(i)) for i in range(len(specs))]
         widths = self._widths
         for i, longest in enumerate(map(max, zip(*(widths[k] for k, _ in wanted if k in widths), strict=False))):
             need[i] = max(need[i], longest)
         room = self._room()
-        chosen: set[int] = set()
-        used = 0
-        for i in sorted(range(len(self.specs)), key=lambda i: (self.specs[i].drop, i)):
-            spec = self.specs[i]
-            cost = (min(need[i], max(spec.min_width, cell_len(self.label(i)))) if spec.flex else need[i]) + GAP
-            if spec.drop == 0 or used + cost <= room:
-                chosen.add(i)
-                used += cost
-            elif spec.drop > 0:
-                continue
+
+        def least(i: int) -> int:
+            spec = specs[i]
+            if spec.flex:
+                return max(1, min(need[i], max(cell_len(self.label(i)), min(spec.min_width, need[i]))))
+            if spec.names_row:
+                return max(1, min(need[i], max(NAME_MIN, cell_len(self.label(i)))))
+            return need[i]
+
+        chosen = [i for i in range(len(specs)) if specs[i].drop == 0]
+        while sum(least(i) + GAP for i in chosen) > room and any(not specs[i].names_row for i in chosen):
+            chosen.remove(max(i for i in chosen if not specs[i].names_row))
+        used = sum(least(i) + GAP for i in chosen)
+        share = max(NAME_MIN, room // 4)  # the row's name keeps up to this much before optional columns come in
+        held = min(max(0, room - used), sum(max(0, min(need[i], share) - least(i)) for i in chosen if specs[i].names_row))
+        used += held
+        for i in sorted((i for i in range(len(specs)) if specs[i].drop > 0), key=lambda i: (specs[i].drop, i)):
+            if used + least(i) + GAP <= room:
+                chosen.append(i)
+                used += least(i) + GAP
+        used -= held
         visible = sorted(chosen)
-        widths = {i: need[i] for i in visible}
-        flex = [i for i in visible if self.specs[i].flex]
-        spare = room - sum(widths[i] + GAP for i in visible if not self.specs[i].flex)
-        for i in flex:  # each free-text column gets its label's width (or its content's, if shorter) first
-            widths[i] = max(1, min(need[i], max(cell_len(self.label(i)), min(self.specs[i].min_width, need[i]))))
-            spare -= widths[i] + GAP
-        for i in sorted(flex, key=lambda i: (self.specs[i].drop, i)):  # the rest goes by priority: the error before the scenario
-            more = max(0, min(need[i] - widths[i], spare))
-            widths[i] += more
-            spare -= more
+        self._set_hidden(tuple(specs[i].label for i in range(len(specs)) if i not in chosen))
+        sized = {i: least(i) for i in visible}
+        spare = room - used
+        if spare < 0:  # only the row's name is left and even it does not fit: it takes what there is
+            for i in visible:
+                sized[i] = max(1, sized[i] + spare)
+            spare = 0
+        names = [i for i in visible if specs[i].names_row]
+        flex = sorted((i for i in visible if specs[i].flex), key=lambda i: (specs[i].drop, i))
+        for cap, order in ((share, names), (None, flex), (None, names)):
+            for i in order:
+                more = min(spare, max(0, (need[i] if cap is None else min(need[i], cap)) - sized[i]))
+                sized[i] += more
+                spare -= more
         if visible and spare > 0 and room < 10_000:
-            widths[visible[-1]] += spare  # the table keeps the panel's width, so a column resizing causes no layout
-        return visible, [widths[i] + GAP for i in visible]
+            sized[visible[-1]] += spare  # the table keeps the panel's width, so a column resizing causes no layout
+        return visible, [sized[i] + GAP for i in visible]
+
+    def _set_hidden(self, labels: tuple[str, ...]) -> None:
+        if labels != self.hidden_labels:
+            self.hidden_labels = labels
+            self.post_message(ColumnsHidden(self, labels))
 
     def _relayout(self, wanted: list[tuple[str, tuple[Any, ...]]] | None = None, force: bool = False) -> bool:
         """Fit the columns to the content and the width; rebuilds the table when the set of columns changes."""

@@ -8,7 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable
 
 from tui.details import Details
-from tui.messages import NewAbove
+from tui.messages import ColumnsHidden, NewAbove
 from tui.snapshot import Snapshot
 from tui.widgets.live_table import LiveTable
 
@@ -29,12 +29,22 @@ class Panel(Vertical, can_focus=False):
         self._show_title()
 
     def _show_title(self) -> None:
-        """`3 Failures`, and `↑ 12 new (g)` while rows arrived above a cursor that left the first row."""
+        """`3 Failures`, `↑ 12 new (g)` while rows arrived above a cursor that left the first row, and the
+        columns its tables leave out for width (`not shown: calls, p50`), so no column goes missing unsaid."""
         title = f"{self.number} {self.title}" if self.number else self.title
         new = sum(getattr(w, "new_above", 0) for w in self.query("*"))
-        self.border_title = f"{title} · ↑ {new} new (g)" if new else title
+        if new:
+            title += f" · ↑ {new} new (g)"
+        hidden = [label for table in self.query(LiveTable) for label in table.hidden_labels]
+        if hidden:
+            title += f" · not shown: {', '.join(dict.fromkeys(hidden))}"
+        self.border_title = title
 
     def on_new_above(self, message: NewAbove) -> None:
+        message.stop()
+        self._show_title()
+
+    def on_columns_hidden(self, message: ColumnsHidden) -> None:
         message.stop()
         self._show_title()
 

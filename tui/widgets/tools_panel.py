@@ -16,7 +16,7 @@ from tui.widgets.panel import Panel
 
 #: ids and the score stay longest, then the circuit (an open one is also in the header); counts next; free text
 #: and the rest go first when space is short
-COLUMNS = [Col("tool", "tool"), Col("status", "status"), Col("version", "version"), Col("fail", "fail", drop=3),
+COLUMNS = [Col("tool", "tool", names_row=True), Col("status", "status"), Col("version", "version"), Col("fail", "fail", drop=3),
            Col("calls", "calls", drop=3), Col("circuit", "circuit", drop=2), Col("score", "score", drop=1),
            Col("p50", "p50", drop=5), Col("detail", "detail", flex=True, drop=4, min_width=12), Col("type", "type", drop=6)]
 
