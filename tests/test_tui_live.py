@@ -660,7 +660,6 @@ async def test_the_locked_counter_keeps_counting_while_the_lock_is_held(tmp_path
     `STATE LOCKED n s` goes on counting (it stopped after a few seconds, the poller waiting to write a buffer
     sample: the live console must never go silently stale)."""
     import re
-    import time
 
     from tools.cli.demo_workspace import prepare_demo_workspace
 
@@ -678,19 +677,20 @@ async def test_the_locked_counter_keeps_counting_while_the_lock_is_held(tmp_path
             db = ws / ".tooldeck" / "tooldeck.db"
             holder = subprocess.Popen([sys.executable, "-c", (
                 "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
-                " c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(float(sys.argv[2]))"), str(db), "12"],
+                " c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(float(sys.argv[2]))"), str(db), "60"],
                 stdout=subprocess.PIPE, text=True)
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-            held = time.monotonic()
 
             def seconds() -> int:
                 found = re.match(r"STATE LOCKED (\d+) s", app.sub_title)
                 return int(found.group(1)) if found else -1
 
-            await wait_for(pilot, lambda: seconds() >= 0, 10, "the lock in the header")
-            await wait_for(pilot, lambda: seconds() >= 9, 11, "the counter at 9 s")
-            assert time.monotonic() - held < 12.5
-            await wait_for(pilot, lambda: not app.sub_title.startswith("STATE LOCKED"), 20, "the header after the release")
+            await wait_for(pilot, lambda: seconds() >= 0, 15, "the lock in the header")
+            first = seconds()  # it froze a few seconds in: it must go well past that (the margin: a loaded machine)
+            await wait_for(pilot, lambda: seconds() >= first + 8, 20, "the counter counting on")
+            holder.kill()
+            holder.wait(10)
+            await wait_for(pilot, lambda: not app.sub_title.startswith("STATE LOCKED"), 30, "the header after the release")
     finally:
         if holder is not None:
             holder.kill()
