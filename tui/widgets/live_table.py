@@ -354,9 +354,9 @@ class LiveTable(DataTable):
         Every column is placed at its smallest honest width: a number, status or version at its content's width
         (never cut), free text at its label's (it ends in …), the row's name at NAME_MIN (it ends in …). The
         columns with drop 0 come first; while even they do not fit, the rightmost of them (never the row's name)
-        is left out whole. Then, the row's name kept at up to a quarter of the room, the others by priority, each
-        if it fits. What is left widens the name to that quarter, then the free text by priority, then the name
-        to its full width."""
+        is left out whole. Then, the row's name kept at up to half the room (a usual id whole: an id cut to show
+        an optional column is the worse trade), the others by priority, each if it fits. What is left widens the
+        name to that half, then the free text by priority, then the name to its full width."""
         specs = self.specs
         need = [cell_len(self.label(i)) for i in range(len(specs))]
         widths = self._widths
@@ -376,7 +376,7 @@ class LiveTable(DataTable):
         while sum(least(i) + GAP for i in chosen) > room and any(not specs[i].names_row for i in chosen):
             chosen.remove(max(i for i in chosen if not specs[i].names_row))
         used = sum(least(i) + GAP for i in chosen)
-        share = max(NAME_MIN, room // 4)  # the row's name keeps up to this much before optional columns come in
+        share = max(NAME_MIN, room // 2)  # the row's name keeps up to this much before optional columns come in
         held = min(max(0, room - used), sum(max(0, min(need[i], share) - least(i)) for i in chosen if specs[i].names_row))
         used += held
         for i in sorted((i for i in range(len(specs)) if specs[i].drop > 0), key=lambda i: (specs[i].drop, i)):
