@@ -316,3 +316,15 @@ def test_the_base_version_tools_shows_is_accepted_wherever_version_is(ws: Path) 
     wrong = tooldeck("call", "echo", '{"text": "a"}', "--version", "9.9.9", ws=ws)
     assert wrong.returncode == 2 and wrong.stderr == (
         "tooldeck: tool 'echo' has no version 9.9.9 (base version 1.0.0, known evolved versions: none)\n")
+
+
+def test_a_one_line_error_keeps_what_a_tool_wrote_after_a_carriage_return(tmp_path: Path) -> None:
+    """`call`'s one-line error ended the message at a CR (str.splitlines), so what a tool wrote after one (`\\r` then
+    text that would overwrite the line on a terminal) was not shown at all; it is now spelled out and kept."""
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "cr", "def run(data):\n    raise RuntimeError('boom \\r\\x1b[31mhidden after cr')\n")
+    exec_tool(ws / "tools", "cr_exit", "import sys\nsys.stdin.read()\nsys.stderr.write('went \\rwrong after cr\\n')\nsys.exit(3)\n")
+    for tool, after in (("cr", "\\r\\x1b[31mhidden after cr"), ("cr_exit", "went \\rwrong after cr")):
+        out = subprocess.run([sys.executable, "-m", "tools", "-w", str(ws), "call", tool, "{}"], capture_output=True, text=True,
+                             timeout=120, cwd=Path(__file__).resolve().parents[1])
+        assert out.returncode == 1 and out.stderr.count("\n") == 1 and after in out.stderr, out.stderr

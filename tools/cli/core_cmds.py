@@ -200,9 +200,11 @@ def cmd_call(args: argparse.Namespace) -> int:
             if args.json_out:
                 emit_json({"ok": False, **exc.to_dict()})
             # one line: the tail of stderr only when the message does not carry it already
-            tail = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail and exc.stderr_tail.strip() else ""
+            # lines end at \n only: splitlines() also ends one at a CR and cut what a tool wrote after it from view
+            tail = exc.stderr_tail.strip().split("\n")[-1] if exc.stderr_tail and exc.stderr_tail.strip() else ""
             extra = f" | {tail}" if tail and tail not in exc.message else ""
-            sys.stderr.write(visible(f"tooldeck: {exc.message.splitlines()[0] if exc.message else exc.error_class}{extra}") + "\n")
+            first = exc.message.split("\n")[0] if exc.message else exc.error_class
+            sys.stderr.write(visible(f"tooldeck: {first}{extra}") + "\n")
             return 1
         if args.json_out or not isinstance(result, str):
             emit_json(result)

@@ -165,8 +165,9 @@ def run_executable(entry: ToolEntry, data: Any, *, workspace: Path, timeout: flo
             raise ToolUnavailableError(f"{entry.tool_id}: killed: the runtime is closing", tool_id=entry.tool_id,
                                        version=entry.served_version, exit_code=proc.returncode, stderr_tail=tail)
         reason = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with code {proc.returncode}"
+        last = tail.rsplit("\n", 1)[-1]  # its last line, ended at \n only (splitlines() also ends one at a CR)
         raise ToolExitError(
-            f"{entry.tool_id}: {reason}" + (f": {tail.splitlines()[-1]}" if tail else ""),
+            f"{entry.tool_id}: {reason}" + (f": {last}" if tail else ""),
             tool_id=entry.tool_id, version=entry.served_version, exit_code=proc.returncode, stderr_tail=tail,
         )
     return parse_stdout(out)
