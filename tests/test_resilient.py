@@ -206,7 +206,7 @@ def test_thin_executables_for_non_python_callers(workspace):
     assert json.loads(run.stdout)["score"] == pytest.approx(0.79)
     run = subprocess.run([sys.executable, str(exe / "mark_tool_failure.py")], input="{oops", capture_output=True, text=True,
                          timeout=60, env=env)
-    assert run.returncode == 1 and "input is not JSON" in json.loads(run.stdout)["error"]
+    assert run.returncode == 1 and "input is not valid JSON: " in json.loads(run.stdout)["error"]
 
 
 def test_a_candidate_predicted_to_fail_is_tried_last_or_skipped_with_its_evidence(workspace, make_runtime):

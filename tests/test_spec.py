@@ -507,7 +507,7 @@ def test_executable_runs_against_the_workspace(spec_workspace: Path) -> None:
     code, out = run(json.dumps({"file_path": "../outside.md"}))
     assert code == 1 and "outside the workspace" in out["error"]
     code, out = run("{not json")
-    assert code == 1 and "not JSON" in out["error"]
+    assert code == 1 and "input is not valid JSON: " in out["error"]
 
 
 def test_manifest_is_valid() -> None:
