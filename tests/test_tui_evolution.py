@@ -42,6 +42,18 @@ async def evolve_from_ui(app: TooldeckApp, pilot, hint: str) -> None:
     await pilot.press("enter")  # enter in the first field submits (OK (enter) means what it says)
 
 
+async def select_proposal(app: TooldeckApp, pilot, proposal_id: int) -> EvolutionPanel:
+    """Move the proposals table's cursor to a proposal once it is listed; returns the panel once it details it."""
+    proposals = app.query_one("#proposals-table")
+    key = str(proposal_id)
+    await wait_for(pilot, lambda: key in table_keys(proposals), what="the proposal")
+    proposals.focus()
+    proposals.move_cursor(row=proposals.get_row_index(key), column=0)
+    panel = app.query_one(EvolutionPanel)
+    await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == proposal_id, what="its detail")
+    return panel
+
+
 async def test_evolve_review_approve_then_served_then_rollback_and_reject(demo_ws: Path) -> None:
     app = TooldeckApp(demo_ws, poll_seconds=0.1)
     try:
@@ -159,13 +171,7 @@ async def test_a_proposal_repeating_a_rejected_approach_is_flagged_in_the_detail
     app = TooldeckApp(workspace, poll_seconds=0.1)
     try:
         async with app.run_test(size=(200, 60)) as pilot:
-            proposals = app.query_one("#proposals-table")
-            key = str(again["id"])
-            await wait_for(pilot, lambda: key in table_keys(proposals), what="the proposals")
-            proposals.focus()
-            proposals.move_cursor(row=proposals.get_row_index(key), column=0)
-            panel = app.query_one(EvolutionPanel)
-            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == again["id"], what="its detail")
+            await select_proposal(app, pilot, again["id"])
             await pilot.pause()
             assert warning in screen_text(app)
 
@@ -202,13 +208,7 @@ async def test_the_approve_dialog_says_in_itself_that_a_scope_is_needed_and_that
     app = TooldeckApp(workspace, poll_seconds=0.1)
     try:
         async with app.run_test(size=(160, 50)) as pilot:
-            proposals = app.query_one("#proposals-table")
-            key = str(pending["id"])
-            await wait_for(pilot, lambda: key in table_keys(proposals), what="the proposal")
-            proposals.focus()
-            proposals.move_cursor(row=proposals.get_row_index(key), column=0)
-            panel = app.query_one(EvolutionPanel)
-            await wait_for(pilot, lambda: panel.detail is not None and panel.detail.get("id") == pending["id"], what="its detail")
+            await select_proposal(app, pilot, pending["id"])
             await pilot.press("a")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), what="the scope choice")
             dialog = app.screen
@@ -224,7 +224,7 @@ async def test_the_approve_dialog_says_in_itself_that_a_scope_is_needed_and_that
             await pilot.press("end", "enter")
             await pilot.pause()
             assert app.screen is dialog and "rejected meanwhile" in str(error.render())
-            assert status_of(proposals, key) == "rejected"
+            assert status_of(app.query_one("#proposals-table"), str(pending["id"])) == "rejected"
             await pilot.press("escape")
             assert not isinstance(app.screen, ChoiceScreen)
     finally:

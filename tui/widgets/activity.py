@@ -140,8 +140,9 @@ class ActivityPanel(Panel):
             return
         feed = self.feed
         carried: list[tuple[Event, int, int]] = []
-        if feed.following and not feed.filter_text:  # the newest lines are in view: flushes fold into their lines there,
-            # as within one batch, across the other events between them (a failure a second under load)
+        if feed.following and not feed.filter_text and any(e.kind in COALESCE for e in snapshot.events):
+            # the newest lines are in view: flushes fold into their lines there, as within one batch, across the
+            # other events between them (a failure a second under load); a batch without a flush has nothing to fold
             carried = [(line.event, line.repeats, line.items) for _text, line in reversed(feed.pop_newest(FOLD_LINES))]
         feed.add(self._lines(snapshot.events, colors, carried))
         self._subtitle()
