@@ -110,6 +110,66 @@ def threaded_writes(engine: Any, buffer_id: str, threads: int, each: int) -> flo
     return threads * each / (time.perf_counter() - started)
 
 
+def ideal_group_commit(path: Path, threads: int, each: int) -> tuple[float, float]:
+    """The ceiling of the 8-thread target in one CPython process: `threads` threads, each write only
+    `json.dumps` of the item, a place in the queue and a wait for its group's commit, the first writer
+    to find no commit running committing everything queued (one INSERT per group, leader/follower,
+    as state/buffers.py does). No buffer row, no config, no result: less than any engine can do.
+    (writes/s, average writes per commit)."""
+    import threading
+
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # whichever writer leads commits
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT)")
+    cond = threading.Condition()
+    queue: list[tuple[str]] = []
+    state = {"queued": 0, "committed": 0, "leading": False}
+    groups: list[int] = []
+
+    def write(item: dict[str, Any]) -> None:
+        text = json.dumps(item)
+        with cond:
+            queue.append((text,))
+            state["queued"] += 1
+            mine = state["queued"]
+            while state["committed"] < mine:
+                if state["leading"]:
+                    cond.wait()
+                    continue
+                state["leading"] = True
+                rows, upto = queue[:], state["queued"]
+                del queue[:]
+                cond.release()
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    con.executemany("INSERT INTO t(v) VALUES (?)", rows)
+                    con.execute("COMMIT")
+                finally:
+                    cond.acquire()
+                groups.append(len(rows))
+                state["committed"], state["leading"] = upto, False
+                cond.notify_all()
+
+    start = threading.Barrier(threads + 1)
+
+    def writer() -> None:
+        start.wait()
+        for _ in range(each):
+            write(ITEM)
+
+    workers = [threading.Thread(target=writer) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    start.wait()
+    started = time.perf_counter()
+    for w in workers:
+        w.join()
+    rate = threads * each / (time.perf_counter() - started)
+    con.close()
+    return rate, sum(groups) / max(1, len(groups))
+
+
 BARE_PROC = textwrap.dedent("""
     import json, sqlite3, sys, time
     path, n, start_at = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -190,6 +250,21 @@ def engine_writes(engine: Any, buffer_id: str, n: int, latencies: list[float] | 
             write(buffer_id, ITEM)
             latencies.append(clock() - t)
     return n / (clock() - started)
+
+
+def call_layer_least(runtime: Any, request: str, n: int) -> float:
+    """Microseconds a call layer spends at the least on one buffer write, around engine.write: parse the
+    caller's JSON, check it against the tool's input schema, serialise the answer. No resolution of the
+    version that serves, no failure tracking, no call counter."""
+    from tools.invoke.validation import check_input
+
+    entry = runtime.resolve("buffer")
+    answer = runtime.call("buffer", request)
+    started = time.perf_counter()
+    for _ in range(n):
+        check_input(entry, json.loads(request))
+        json.dumps(answer)
+    return (time.perf_counter() - started) / n * 1e6
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -448,6 +523,9 @@ def writes(tmp: Path, n: int, quick: bool) -> None:
     threaded = max(threaded_writes(engine, "bench_manual", WRITER_THREADS, max(200, n // WRITER_THREADS)) for _ in range(2))
     line(f"engine.write, {WRITER_THREADS} writer threads, one process (group commit)", f"{threaded:,.0f} writes/s",
          f"{threaded / bare:.2f}x bare, {threaded / rate:.2f}x one writer; target >= 2x bare: {verdict(threaded >= 2 * bare)}")
+    ceiling, group = max(ideal_group_commit(tmp / f"ideal{k}.db", WRITER_THREADS, max(200, n // WRITER_THREADS)) for k in range(2))
+    line(f"  its ceiling in CPython: {WRITER_THREADS} threads, group commit, no buffer logic", f"{ceiling:,.0f} writes/s",
+         f"{ceiling / bare:.2f}x bare ({group:.1f} writes a commit): the threads take turns holding the GIL")
 
     engine.configure("bench_flushing", max_size=100, pass_through_tool="usage_sink")
     engine.write("bench_flushing", ITEM)
@@ -482,6 +560,9 @@ def writes(tmp: Path, n: int, quick: bool) -> None:
     line('  the same, to the buffer engine.write used (nothing flushing)', f"{rate_m:,.0f} writes/s",
          f"{rate_m / rate:.2f}x engine.write: the call layer adds {(1 / rate_m - 1 / rate) * 1e6:.0f} us a write; "
          f"target >= 0.8x: {verdict(rate_m >= 0.8 * rate)}")
+    least = call_layer_least(tools.default_runtime(), manual, min(m, 20_000))
+    line("  the least a call layer does: parse, validate, answer in JSON", f"{least:.1f} us a write",
+         f"the target leaves it {1 / (0.8 * rate) * 1e6 - 1e6 / rate:.1f} us")
     tools.default_runtime().close()
 
     items = [dict(ITEM, n=i) for i in range(100)]
