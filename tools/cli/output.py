@@ -27,6 +27,11 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(redact(dumps_visible(value, indent=2, default=str)) + "\n")
 
 
+def emit_error_json(message: str, error_class: str, extra: dict[str, Any] | None = None) -> None:
+    """A --json failure: one object, `{"ok": false, "error", "error_class", ...extra}`, the same for every command."""
+    emit_json({"ok": False, "error": message, "error_class": error_class, **(extra or {})})
+
+
 def shown(text: Any) -> Any:
     """Foreign text (a model's, a tool's, an MCP server's) as a rich `Text` with its control characters made
     visible: never parsed as markup (`[bold]` stays literal), never sent to the terminal as an escape."""
