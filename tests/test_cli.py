@@ -93,6 +93,23 @@ def test_test_command(ws: Path) -> None:
     assert "2 passed, 0 failed" in out.stdout
 
 
+def test_a_failing_manifest_test_is_one_json_failure(ws: Path) -> None:
+    """`test --json` whose test fails prints the one `{"ok": false}` object every --json failure prints, results and all."""
+    python_tool(ws / "tools", "off_by_one", "def run(d):\n    return {'y': d['x'] + 1}\n",
+                tests=[{"name": "adds nothing", "input": {"x": 1}, "expect": {"y": 1}}, {"input": {"x": 1}, "expect": {"y": 2}}])
+    out = tooldeck("--json", "test", "off_by_one", ws=ws)
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    assert data["ok"] is False and data["error_class"] == "test_failed"
+    assert data["error"] == "off_by_one: 1 of 2 tests failed, first 'adds nothing': expected {\"y\": 1}, got {\"y\": 2}"
+    assert (data["passed"], data["failed"], [r["passed"] for r in data["results"]]) == (1, 1, [False, True])
+    assert out.stderr == f"tooldeck: {data['error']}\n"  # one line, as every error
+    text = tooldeck("test", "off_by_one", ws=ws)
+    assert text.returncode == 1 and "1 passed, 1 failed" in text.stdout and text.stderr == out.stderr
+    passing = tooldeck("--json", "test", "echo", ws=ws)
+    assert passing.returncode == 0 and "ok" not in json.loads(passing.stdout)
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):

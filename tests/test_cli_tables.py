@@ -113,3 +113,28 @@ def test_piped_tables_stay_tab_separated(capsys):
     assert capsys.readouterr().out == ("tool\tstatus\tdescription\n"
                                        "echo\tready\ttab\\there, a\\nnewline and a \\\\\n"
                                        "x\t\t\n")
+
+
+@pytest.mark.parametrize("width", range(22, 56))
+def test_a_cut_never_splits_a_spelled_out_character(monkeypatch, capsys, width):
+    """`<U+202E>` and `\\x1b` stand for one character each: a cell cut to the terminal ends before one, then `…`,
+    never in the middle (`<U+2…` would hide what was there)."""
+    text = "reverses here \u202e and erases here \x1b[2K and goes on for a while after both"
+    lines = on_terminal(monkeypatch, capsys, width, ("tool", "description"), [("sneaky", text)], ("tool",))
+    cell = lines[2][lines[1].index("description"):]
+    whole = "reverses here <U+202E> and erases here \\x1b[2K and goes on for a while after both"
+    assert cell.endswith("…") and whole.startswith(cell[:-1]), cell
+    assert not re.search(r"(<U\+[0-9A-F]{0,4}|\\x?[0-9a-f]?)…$", cell), cell  # the marker whole, or not at all
+    assert len(cell) >= width - len(lines[1][:lines[1].index("description")]) - len("<U+202E>")  # no more room given up
+
+
+def test_cut_point_backs_off_to_the_start_of_a_marker():
+    from tools.visible import cut_point, visible
+
+    shown = visible("ab\u202ecd\x1bef\rg")  # ab<U+202E>cd\x1bef\rg
+    assert [cut_point(shown, end) for end in range(len(shown) + 1)] == [
+        0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 10, 11, 12, 12, 12, 12, 16, 17, 18, 18, 20, 21]
+    for ch in map(chr, [*range(0x10000), 0x1D173, 0xE0001, 0xF0000]):  # every way `visible` spells one out
+        spelled = visible(ch, multiline=False)
+        if spelled != ch:
+            assert [cut_point(spelled, end) for end in range(len(spelled) + 1)] == [0] * len(spelled) + [len(spelled)], spelled

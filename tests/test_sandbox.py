@@ -255,6 +255,17 @@ def test_an_executable_candidate_runs_by_its_argv_inside_the_sandbox(tmp_path, l
     assert all(s["passed"] for s in cascade.stages), cascade.stages
 
 
+def test_non_json_stdout_against_an_output_schema_says_the_output_is_not_json(tmp_path, launcher_name):
+    """The sandbox said `output must be object` where a call outside it says `output is not JSON: '...'`: its stdout
+    is parsed and checked by the code a call uses (tools.invoke), so both say the same."""
+    path = candidate(tmp_path, "print('this is not json')\n", [{"input": {}, "expect": {"rows": []}}], kind="executable")
+    manifest = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**manifest, "output_schema": {"type": "object", "required": ["rows"]}}))
+    stage = failed_stage(validate(path, launcher=launcher_name))
+    assert stage["name"] == "tests"
+    assert "first failure: test 1: bad_output: probe: output is not JSON: 'this is not json'" in stage["detail"], stage
+
+
 def test_a_candidate_that_kills_its_process_is_reported(tmp_path):
     code = "import os\ndef run(data):\n    os._exit(9)\n"
     stage = failed_stage(validate(candidate(tmp_path, code, [{"input": {}, "expect": 1}, {"input": {}, "expect": 1}])))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
 
 DOC = "# Title\n\n## Requirements\n\nThe service MUST reply.\n\n## Examples\n\n```json\n{\"a\": 1}\n```\n\n## Notes\n\nPlain words.\n"
@@ -69,3 +71,31 @@ def test_spec_llm_uses_the_model_under_the_budget(tmp_path: Path, make_runtime, 
     anthropic_server.reply_error(500, "boom")
     failed = abstractive_summary(runtime, DOC, result, 120)
     assert failed["summary_kind"] == "extractive" and failed["summary"] == result["summary"]
+
+
+def test_spec_refuses_dotfiles_as_the_builtin_does(tmp_path: Path) -> None:
+    """`tooldeck spec .env` printed the secrets file's sections (and `--llm` would have sent it to the model): the
+    command refuses what extract_spec_from_file refuses, by the same check, with the same message and class."""
+    from tools.errors import ToolInputError
+    from tools.spec import resolve_in_workspace
+
+    (tmp_path / ".env").write_text("PGPASSWORD=hunter22-secret\n")
+    (tmp_path / "tooldeck.toml").write_text("# settings\n")
+    (tmp_path / ".tooldeck").mkdir()
+    (tmp_path / ".tooldeck" / "notes.md").write_text(DOC)
+    (tmp_path / "innocent.md").symlink_to(tmp_path / ".env")
+    (tmp_path / "spec.md").write_text(DOC)
+    for path in (".env", "./.env", str(tmp_path / ".env"), "tooldeck.toml", ".tooldeck/notes.md", "innocent.md"):
+        for extra in ([], ["--llm"], ["--section", "title"]):
+            out = subprocess.run([sys.executable, "-m", "tools", "--json", "spec", path, *extra], capture_output=True,
+                                 text=True, timeout=60, cwd=tmp_path)
+            assert out.returncode == 2 and "hunter22" not in out.stdout + out.stderr, (path, out.stdout)
+            refused = json.loads(out.stdout)
+            assert refused["ok"] is False and refused["error_class"] == "bad_input", refused
+            with pytest.raises(ToolInputError) as builtin:
+                resolve_in_workspace(tmp_path, path)
+            assert refused["error"] == builtin.value.message and "secrets" in refused["error"]
+            assert out.stderr == f"tooldeck: {refused['error']}\n"
+    ok = subprocess.run([sys.executable, "-m", "tools", "spec", "spec.md"], capture_output=True, text=True, timeout=60,
+                        cwd=tmp_path)
+    assert ok.returncode == 0 and "Requirements" in ok.stdout

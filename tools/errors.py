@@ -187,7 +187,7 @@ EXIT_CODES: dict[str, int] = {
     "bad_usage": 2, "bad_id": 2, "unknown_tool": 2, "bad_input": 2, "stale_review": 2,
     "bad_manifest": 1, "not_ready": 1, "bad_output": 1, "output_too_large": 1, "timeout": 1, "exit_code": 1,
     "crash": 1, "unavailable": 1, "cancelled": 1, "state": 1, "buffer_full": 1, "model_error": 1, "tool_error": 1,
-    "all_failed": 1, "no_candidates": 1, "catalog_mismatch": 1, "tampered": 1,
+    "all_failed": 1, "no_candidates": 1, "catalog_mismatch": 1, "tampered": 1, "test_failed": 1,
 }
 
 

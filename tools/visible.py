@@ -56,6 +56,21 @@ def _spell(match: re.Match[str]) -> str:
     return f"<U+{cp:04X}>"
 
 
+#: a character as `_spell` writes it out: a cut must keep all of one or none of it
+_SPELLED = re.compile(r"\\x[0-9a-f]{2}|\\[rn]|<U\+[0-9A-F]{4,6}>")
+
+
+def cut_point(shown: str, end: int) -> int:
+    """Where a cut of `shown` (text `visible` wrote) keeping at most `end` characters may fall: `end`, or the start
+    of the spelled-out character `end` falls inside. Part of one is a lie: `<U+2…` hides that a U+202E was there."""
+    for match in _SPELLED.finditer(shown):
+        if match.start() >= end:
+            break
+        if match.end() > end:
+            return match.start()
+    return end
+
+
 def visible(text: Any, *, multiline: bool = True) -> str:
     """`text` as a person should see it: every control, bidi and invisible character spelled out.
 

@@ -12,11 +12,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from state.db import StoreError
 from state.redact import redact
-from tools.cli.output import exit_code_for
+from tools.cli.output import emit_error_json, exit_code_for
 from tools.errors import ToolError
 
 COMMAND_MODULES = [
@@ -62,7 +61,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if Parser.json_requested:
-            _emit_error_json(message, "bad_usage")
+            emit_error_json(message, "bad_usage")
         from tools.visible import visible
 
         self.exit(2, f"tooldeck: error: {visible(redact(message))} (see {self.prog} --help)\n")
@@ -70,12 +69,6 @@ class Parser(argparse.ArgumentParser):
 
 def _json_requested(argv: Sequence[str]) -> bool:
     return "--json" in argv[: list(argv).index("--")] if "--" in argv else "--json" in argv
-
-
-def _emit_error_json(message: str, error_class: str, extra: dict[str, Any] | None = None) -> None:
-    from tools.cli.output import emit_json
-
-    emit_json({"ok": False, "error": message, "error_class": error_class, **(extra or {})})
 
 
 def package_version() -> str:
@@ -153,12 +146,12 @@ def main(argv: Sequence[str] | None = None, *, dashboard: DashboardOpener | None
         return int(args.func(args) or 0)
     except ToolError as exc:
         if args.json_out:
-            _emit_error_json(redact(exc.message), exc.error_class, {k: v for k, v in exc.to_dict().items()
-                                                                     if k not in ("error", "error_class")})
+            emit_error_json(redact(exc.message), exc.error_class, {k: v for k, v in exc.to_dict().items()
+                                                                    if k not in ("error", "error_class")})
         return fail(exc.message, exit_code_for(exc))
     except StoreError as exc:
         if args.json_out:
-            _emit_error_json(redact(str(exc)), "state")
+            emit_error_json(redact(str(exc)), "state")
         return fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130

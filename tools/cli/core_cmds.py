@@ -8,9 +8,21 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from state.redact import redact
 from tools.catalog import IMPORTED
-from tools.cli.output import console, emit_json, exit_code_for, plural, positive_number, print_table, read_json_arg, runtime_for, shown
-from tools.errors import ToolError, UsageError
+from tools.cli.output import (
+    console,
+    emit_error_json,
+    emit_json,
+    exit_code_for,
+    plural,
+    positive_number,
+    print_table,
+    read_json_arg,
+    runtime_for,
+    shown,
+)
+from tools.errors import ToolError, UsageError, exit_code
 from tools.visible import visible
 
 if TYPE_CHECKING:
@@ -221,8 +233,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     try:
         results = runtime.run_tests(args.tool, version=args.version)
         failed = [r for r in results if not r["passed"]]
-        if args.json_out:
-            emit_json({"tool": args.tool, "passed": len(results) - len(failed), "failed": len(failed), "results": results})
+        summary = {"tool": args.tool, "passed": len(results) - len(failed), "failed": len(failed), "results": results}
+        # a failed test is a failure like any other: one line on stderr, and with --json the one {"ok": false} object
+        error = (f"{args.tool}: {len(failed)} of {plural(len(results), 'test')} failed, first "
+                 f"{failed[0]['name']!r}: {failed[0]['detail']}") if failed else ""
+        if args.json_out and failed:
+            emit_error_json(error, "test_failed", summary)
+        elif args.json_out:
+            emit_json(summary)
         else:
             from rich.text import Text
 
@@ -233,7 +251,10 @@ def cmd_test(args: argparse.Namespace) -> int:
             if not results:
                 out.print(f"{args.tool}: the manifest has no tests")
             out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-        return 1 if failed else 0
+        if not failed:
+            return 0
+        sys.stderr.write(visible(redact(f"tooldeck: {error}"), multiline=False) + "\n")
+        return exit_code("test_failed")
     finally:
         runtime.close()
 

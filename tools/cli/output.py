@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from state.redact import redact
-from tools.visible import dumps_visible, visible
+from tools.visible import cut_point, dumps_visible, visible
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from tools.runtime import Runtime
 
 
@@ -25,6 +27,11 @@ def emit_json(value: Any) -> None:
     """One JSON value on stdout. Letters stay readable (no `ensure_ascii`), but control, bidi and invisible
     characters are `\\uXXXX` escapes (tools/visible.py): still the same JSON, harmless on a terminal."""
     sys.stdout.write(redact(dumps_visible(value, indent=2, default=str)) + "\n")
+
+
+def emit_error_json(message: str, error_class: str, extra: dict[str, Any] | None = None) -> None:
+    """A --json failure: one object, `{"ok": false, "error", "error_class", ...extra}`, the same for every command."""
+    emit_json({"ok": False, "error": message, "error_class": error_class, **(extra or {})})
 
 
 def shown(text: Any) -> Any:
@@ -125,6 +132,23 @@ def fit_columns(widths: Sequence[int], least: Sequence[int], keys: Sequence[bool
     return {i: out[i] for i in shown}
 
 
+def cut(cell: Text, width: int) -> Text:
+    """A table cell (a rich `Text` of `visible` text) cut to `width` cells, ending in `…`: before a spelled-out
+    character rather than through it (tools/visible.py `cut_point`), so a cut never shows a marker that is not there."""
+    from rich.cells import cell_len
+
+    if cell.cell_len <= width:
+        return cell
+    plain = cell.plain
+    low, high = 0, len(plain)  # the longest prefix that leaves a cell for the `…`
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if cell_len(plain[:mid]) <= width - 1 else (low, mid - 1)
+    kept = cell[:cut_point(plain, low)]
+    kept.append("…")
+    return kept
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
                 keys: Sequence[str] = (), styles: Callable[[str, str], str] | None = None) -> None:
     """A table: rich on a terminal; tab-separated lines (a header, then one row per line) when piped.
@@ -163,7 +187,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for i, width in shown.items():
         table.add_column(columns[i], width=width, no_wrap=True, overflow="ellipsis")
     for r in cells:
-        table.add_row(*(r[i] for i in shown))
+        table.add_row(*(cut(r[i], width) for i, width in shown.items()))
     out.print(Text(visible(title, multiline=False), style="table.title"))
     out.width = max(room, sum(shown.values()) + GAP * (len(shown) - 1))  # keys alone too wide: the terminal wraps them
     out.print(table, crop=False)

@@ -13,7 +13,8 @@ from tools.visible import visible
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("spec", help="split a specification into sections and a summary within a budget")
-    p.add_argument("file", help="a Markdown, reStructuredText or plain-text document")
+    p.add_argument("file", help="a Markdown, reStructuredText or plain-text document (not a dotfile, a file in a dot-folder "
+                                "or tooldeck.toml: the workspace's secrets and settings live there)")
     p.add_argument("--max-length", type=positive_number("characters", integer=True), default=10_000,
                    help="summary budget in characters (default 10,000)")
     p.add_argument("--section", help="print this section whole (an id from the section list)")
@@ -22,8 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    from tools.spec import extract_spec, read_spec_file, section_text
+    from tools.ids import resolve_workspace
+    from tools.spec import extract_spec, read_spec_file, refuse_private, section_text
 
+    refuse_private(args.file, _resolved(args.file), resolve_workspace(args.workspace))  # as the builtin refuses them
     text, warnings = read_spec_file(Path(args.file), display=args.file)
     for warning in warnings:
         sys.stderr.write(f"tooldeck: warning: {visible(warning)}\n")
@@ -58,6 +61,14 @@ def cmd_spec(args: argparse.Namespace) -> int:
         return 0
     _render(args.file, result)
     return 0
+
+
+def _resolved(file: str) -> Path:
+    """Where `file` leads; a symlink loop stays as given, for read_spec_file to name what is wrong with it."""
+    try:
+        return Path(file).resolve()
+    except (OSError, RuntimeError):
+        return Path(file).absolute()
 
 
 def _render(name: str, result: dict[str, Any]) -> None:

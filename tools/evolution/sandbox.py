@@ -46,7 +46,7 @@ from typing import Any
 from tools.errors import ToolError
 from tools.evolution import cgroups, seccomp
 from tools.evolution.launchers import DISK_MB, MAX_PROCESSES, Launcher, limits, open_up, prepare_host, probe, remove_tree
-from tools.invoke import OutputTooLarge, communicate, kill_group, spawn
+from tools.invoke import OutputTooLarge, communicate, kill_group, parse_stdout, spawn
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 #: what one sandbox run may print (its JSON-lines report and stderr) before it is killed
@@ -222,6 +222,13 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
+def _returned(reply: dict[str, Any]) -> Any:
+    """What a case returned. An executable's stdout comes as its text and is parsed by the code a call's is (JSON, or
+    the text kept as not JSON), so output validation says of it what it says outside the sandbox."""
+    stdout = reply.get("stdout")
+    return parse_stdout(stdout) if isinstance(stdout, str) else reply.get("result")
+
+
 def _collect(out: bytes, err: bytes, nonce: str, count: int, returncode: int | None, killed: str | None,
              protections: dict[str, Any], started: float) -> SandboxRun:
     """The runner's lines; any line it did not write (no nonce, a second answer to a case) fails the whole run."""
@@ -251,7 +258,7 @@ def _collect(out: bytes, err: bytes, nonce: str, count: int, returncode: int | N
         elif isinstance(reply.get("i"), int) and not isinstance(reply["i"], bool):
             if reply["i"] in results:
                 forged = forged or f"a second result for case {reply['i']}"
-            results[reply["i"]] = CaseResult(bool(reply.get("ok")), reply.get("result"), reply.get("class"),
+            results[reply["i"]] = CaseResult(bool(reply.get("ok")), _returned(reply), reply.get("class"),
                                              reply.get("error"), float(reply.get("ms", 0.0)))
     tail = redact(err.decode("utf-8", "replace")[-2000:].strip())
     if forged:

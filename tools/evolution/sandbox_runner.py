@@ -162,20 +162,6 @@ def _alarm(signum: int, frame: Any) -> None:
     raise CaseTimeout("timed out")
 
 
-def _parse_stdout(raw: bytes) -> Any:
-    text = raw.decode("utf-8", "replace")
-    stripped = text.strip()
-    if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null"):
-        try:
-            return json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError):
-            return text
-    try:
-        return json.loads(stripped) if stripped and stripped.lstrip("-").replace(".", "", 1).isdigit() else text
-    except (json.JSONDecodeError, RecursionError):
-        return text
-
-
 def _run_exec(spec: dict[str, Any], data: Any) -> dict[str, Any]:
     tool_id = spec["tool_id"]
     try:
@@ -195,7 +181,7 @@ def _run_exec(spec: dict[str, Any], data: Any) -> dict[str, Any]:
         last = tail.splitlines()[-1] if tail else ""
         return {"ok": False, "class": "exit_code", "error": f"{tool_id}: {reason}" + (f": {last}" if last else ""),
                 "stderr": tail}
-    return {"ok": True, "result": _parse_stdout(out)}
+    return {"ok": True, "stdout": out.decode("utf-8", "replace")}  # the runtime parses it as it parses a call's
 
 
 def _run_python(func: Any, tool_id: str, data: Any, timeout: float) -> dict[str, Any]:

@@ -12,7 +12,7 @@ processes can be cancelled from another thread (`CallScope`).
 from tools.invoke.builtin import resolve_builtin
 from tools.invoke.cancel import CallScope, current_scope, killable
 from tools.invoke.capture import LineReader, OutputTooLarge, communicate, widen_pipe
-from tools.invoke.executable import DEFAULT_MAX_OUTPUT, default_output_cap, output_cap, run_executable
+from tools.invoke.executable import DEFAULT_MAX_OUTPUT, default_output_cap, output_cap, parse_stdout, run_executable
 from tools.invoke.llm import WRITE_TOOL, Request, get_provider, record_usage, tokens_used_today
 from tools.invoke.llm_tool import run_llm_tool
 from tools.invoke.mcp_tool import run_mcp_tool
@@ -23,5 +23,5 @@ from tools.invoke.worker import WorkerPool, worker_limit
 __all__ = ["DEFAULT_MAX_OUTPUT", "tokens_used_today",
            "default_output_cap", "WRITE_TOOL", "CallScope", "Children", "Launcher", "Limits", "LineReader",
            "OutputTooLarge", "Request", "WorkerPool", "check_input", "check_output", "child_argv", "communicate",
-           "current_scope", "get_provider", "kill_group", "killable", "launcher", "output_cap", "record_usage",
+           "current_scope", "get_provider", "kill_group", "killable", "launcher", "output_cap", "parse_stdout", "record_usage",
            "resolve_builtin", "run_executable", "run_llm_tool", "run_mcp_tool", "spawn", "widen_pipe", "worker_limit"]

@@ -45,10 +45,11 @@ class StdoutText(str):
     """A tool's stdout that is not JSON, kept as its text: a schema that wants JSON names it as such."""
 
 
-def parse_stdout(raw: bytes) -> Any:
+def parse_stdout(raw: bytes | str) -> Any:
     """JSON when the output is JSON, otherwise the text itself. `NaN` and `Infinity` are not JSON (Python's parser
-    takes them, and what it read back out would not be JSON again), nor is nesting past the parser's depth."""
-    text = raw.decode("utf-8", "replace")
+    takes them, and what it read back out would not be JSON again), nor is nesting past the parser's depth.
+    Calls and the evolution sandbox (which relays a candidate's stdout as text) both parse it here."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     stripped = text.strip()
     if stripped[:1] in ("{", "[", '"') or stripped in ("true", "false", "null") or _looks_numeric(stripped):
         try:

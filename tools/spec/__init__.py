@@ -10,10 +10,11 @@ from tools.spec.extract import (
     extract_spec_from_file,
     files_within,
     read_spec_file,
+    refuse_private,
     resolve_in_workspace,
     section_text,
 )
 from tools.spec.llm_summary import abstractive_summary
 
 __all__ = ["MIN_MAX_LENGTH", "abstractive_summary", "extract_spec", "extract_spec_from_file", "files_within", "read_spec_file",
-           "resolve_in_workspace", "section_text"]
+           "refuse_private", "resolve_in_workspace", "section_text"]

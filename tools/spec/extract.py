@@ -30,6 +30,7 @@ __all__ = [
     "extract_spec",
     "extract_spec_from_file",
     "read_spec_file",
+    "refuse_private",
     "section_text",
     "tool_entry",
 ]
@@ -209,6 +210,17 @@ def files_within(roots: tuple[str, ...]) -> Iterator[None]:
         _file_roots.reset(token)
 
 
+def refuse_private(file_path: str, resolved: Path, root: Path) -> None:
+    """Dotfiles, dot-folders (`.env`, `.tooldeck/`) and `tooldeck.toml` are read for no one, by the builtin or by
+    `tooldeck spec`: the workspace's secrets and settings live there. Judged on `file_path` as given and on where it
+    `resolved` to: from the workspace `root` when inside it (a symlink into `.tooldeck/` counts), whole when not."""
+    given = Path(file_path).parts
+    inside = resolved.relative_to(root).parts if resolved.is_relative_to(root) else resolved.parts
+    if any(p.startswith(".") and p not in (".", "..") for p in (*given, *inside)) or (inside and inside[-1] in _PRIVATE_FILES):
+        raise ToolInputError(f"{file_path}: dotfiles, dot-folders (.env, .tooldeck/) and tooldeck.toml are not read by tools: "
+                             "the workspace's secrets and settings live there", tool_id=TOOL_ID)
+
+
 def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
     """`file_path` relative to the workspace; anything resolving outside it is refused, and so are
     dotfiles and dot-folders (`.env`, `.tooldeck/`), `tooldeck.toml` and, for an MCP client, anything
@@ -226,11 +238,7 @@ def resolve_in_workspace(workspace: Path, file_path: object) -> Path:
     if not resolved.is_relative_to(root):
         raise ToolInputError(f"{file_path}: resolves outside the workspace {root}",
                              tool_id=TOOL_ID)
-    given = Path(file_path).parts
-    inside = resolved.relative_to(root).parts
-    if any(p.startswith(".") and p not in (".", "..") for p in (*given, *inside)) or (inside and inside[-1] in _PRIVATE_FILES):
-        raise ToolInputError(f"{file_path}: dotfiles, dot-folders (.env, .tooldeck/) and tooldeck.toml are not read by tools",
-                             tool_id=TOOL_ID)
+    refuse_private(file_path, resolved, root)
     roots = _file_roots.get()
     if roots is not None and not any(resolved.is_relative_to((root / r).resolve()) for r in roots):
         allowed = ", ".join(f"{r}/" for r in roots) or "none"
