@@ -290,3 +290,31 @@ def test_review_stats_on_a_terminal_is_a_table_where_it_fits_else_one_block_a_ro
         assert "hint: detect the delimiter" in text, text
     else:
         assert "all: all" not in text and "tokens/approval" in text and "rolled back" in text, text
+
+
+def test_a_repeat_is_judged_on_the_code_it_changes_not_on_the_manifests_lineage(store) -> None:
+    """Offline: the same code change under a manifest whose lineage names another hint and error is still a repeat
+    (the manifest's changed lines, many more than the code's, hid it), and a different code change is not."""
+    from state import proposals
+    from tools.evolution.memory import repeats
+
+    code = ("--- a/greet.py (1.0.0)\n+++ b/greet_v1_1_0.py (1.1.0)\n@@ -1,4 +1,4 @@\n def run(data):\n"
+            "-    name = data['name']\n+    name = ' '.join(data['name'].split())\n     return {'greeting': 'hello ' + name}\n")
+
+    def manifest(hint: str, error: str) -> str:
+        return ("--- a/greet.yaml (1.0.0)\n+++ b/greet.yaml (1.1.0)\n@@ -1,6 +1,12 @@\n name: greet\n-version: 1.0.0\n"
+                "+version: 1.1.0\n-entry: greet.py:run\n+entry: greet_v1_1_0.py:run\n+lineage:\n+  parent: 1.0.0\n"
+                f"+  hint: {hint}\n+  error: {error}\n+  model: replay\n+  prompt_sha256: {hash(hint) & 0xffffffff:08x}\n"
+                f"+  created: {len(hint)}\n")
+
+    with store.tx() as con:
+        pid = proposals.create(con, tool_id="greet", version="1.1.0", status="rejected", error_message="e", mutation_hint="h",
+                               created=1.0, updated=1.0)
+        assert pid is not None
+        proposals.update(con, pid, {"review_reason": "keep names as typed",
+                                    "diff": manifest("allow spaces", "ValueError: letters only") + code})
+    again = manifest("names with several words should work", "name must be letters only, got 'ada lovelace'") + code
+    found = repeats(store, "greet", again)
+    assert found is not None and found["proposal_id"] == pid and found["reason"] == "keep names as typed"
+    other = again.replace("' '.join(data['name'].split())", "data['name'].strip().title()")
+    assert repeats(store, "greet", other) is None

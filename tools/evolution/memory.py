@@ -364,8 +364,12 @@ def offered(fixes: list[Recalled], avoid: list[Recalled]) -> dict[str, Any]:
 
 
 def _changed_lines(diff: str) -> list[str]:
-    return [line[1:].strip() for line in diff.splitlines()
-            if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()]
+    """The lines a diff adds or removes, of the tool's code when it changes code: the manifest's lines (its version,
+    entry and lineage, which name the hint and the error) differ between two tries of the very same approach."""
+    def changed(lines: list[str]) -> list[str]:
+        return [line[1:].strip() for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()]
+
+    return changed(_code_lines(diff)) or changed(diff.splitlines())
 
 
 def repeats_warning(proposal: dict[str, Any]) -> str | None:
