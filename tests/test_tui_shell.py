@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import python_tool, write_tool
-from tests.tui_helpers import table_keys, wait_for
+from tests.tui_helpers import screen_text, table_keys, wait_for
 from tui.app import TooldeckApp
 from tui.messages import SnapshotReady
 from tui.screens.dialogs import TextScreen
@@ -184,6 +184,26 @@ def test_the_status_line_says_an_outcome_once(what: str, text: str, line: str) -
     from tui.app_actions import status_line
 
     assert status_line(what, text) == line
+
+
+def status_row(app: TooldeckApp) -> str:
+    """The status line as the terminal shows it."""
+    return screen_text(app).splitlines()[app.query_one("#status-line").region.y]
+
+
+async def test_a_status_wider_than_the_terminal_ends_in_an_ellipsis() -> None:
+    """A long status was cut at the terminal's edge mid-word, nothing saying that more was there; a second line of
+    it was dropped without a mark. It is one line as a table cell is: ⏎ for a newline, `…` where it is cut."""
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.set_status("evolve flaky_tool: " + "the model answered with a candidate that " * 3 + "THE END", error=True)
+        await pilot.pause()
+        row = status_row(app)
+        assert row.startswith(" evolve flaky_tool: the model answered") and row.rstrip().endswith("…"), row
+        assert "THE END" not in row
+        app.set_status("flaky_tool: exited with code 1\nTraceback \x1b[2J")
+        await pilot.pause()
+        assert status_row(app).strip() == "flaky_tool: exited with code 1⏎Traceback \\x1b[2J"
 
 
 async def test_help_lists_the_real_bindings_as_the_keymap_remapped_them(ws: Path) -> None:

@@ -58,11 +58,12 @@ class OperatorActions:
     # -- actions -------------------------------------------------------------------
 
     def set_status(self, text: str, error: bool = False) -> None:
-        """One line under the panels. It often carries a tool's or a model's error: shown visibly, never as markup."""
-        from tui.style import shown
+        """One line under the panels. It often carries a tool's or a model's error: shown visibly, never as markup, and
+        as a table cell is (`one_line`): a newline is ⏎, a line wider than the terminal ends in `…` at its edge."""
+        from tui.widgets.live_table import one_line
 
         line = self.main.query_one("#status-line", Static)
-        line.update(shown(text.split("\n")[0] if text else "", multiline=False))
+        line.update(one_line(text))
         line.set_class(error, "error")
         timer = getattr(self, "_status_timer", None)
         if timer is not None:
