@@ -215,6 +215,7 @@ async def test_a_proposal_whose_status_changed_is_acted_on_as_it_is_now() -> Non
         assert loads == [1] and "proposal #1 is now awaiting_review: reading it again before approve" in status, status
         assert "is validating" not in status
         panel.show_detail(new)
+        assert "reading it again" not in str(app.query_one("#status-line").render())  # read: the line saying so went
         panel.show_detail(old)  # the slow load of the old state answers last: dropped
         assert panel.detail is not None and panel.detail["status"] == "awaiting_review"
 

@@ -206,6 +206,56 @@ async def test_a_status_wider_than_the_terminal_ends_in_an_ellipsis() -> None:
         assert status_row(app).strip() == "flaky_tool: exited with code 1⏎Traceback \\x1b[2J"
 
 
+async def test_counting_what_an_action_affects_leaves_the_status_line_when_the_dialog_shows_the_count(app: TooldeckApp) -> None:
+    """`tool.disable alpha: counting what it affects…` stayed under the dialog that already showed the count, and
+    after the dialog closed."""
+    from tui.screens.dialogs import ConfirmScreen
+
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            app.run_command_line("/tool disable alpha")
+            assert "counting what it affects…" in status_row(app)
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question with its count")
+            assert "counting" not in status_row(app), status_row(app)
+            await pilot.press("n")
+            await wait_for(pilot, lambda: "cancelled" in status_row(app), what="the answer")
+    finally:
+        app.shutdown()
+
+
+async def test_a_progress_line_lasts_as_long_as_its_work_and_no_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A progress line is true while its work runs (a result's clock does not clear it) and goes when the work
+    ends, unless a newer line replaced it."""
+    import threading
+
+    from tui import app_actions
+
+    monkeypatch.setattr(app_actions, "STATUS_SECONDS", 0.05)
+    release = threading.Event()
+
+    def work(_runtime: object) -> dict[str, str]:
+        release.wait(10)
+        return {"status": "asking"}
+
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.run_blocking("evolution stats", work, progress="counting every proposal…")
+        await pilot.pause(0.3)  # a result would have been cleared by now
+        assert "counting every proposal…" in status_row(app)
+        release.set()
+        await wait_for(pilot, lambda: not status_row(app).strip(), what="the line gone with its work")
+
+        monkeypatch.setattr(app_actions, "STATUS_SECONDS", 60.0)
+        release.clear()
+        ended: list[object] = []
+        app.run_blocking("evolution stats", work, then=ended.append, progress="counting every proposal…")
+        app.set_status("sorted by score")  # newer than the progress line: its work ending leaves it
+        release.set()
+        await wait_for(pilot, lambda: ended, what="the work's end")
+        assert "sorted by score" in status_row(app)
+
+
 async def test_help_lists_the_real_bindings_as_the_keymap_remapped_them(ws: Path) -> None:
     """`sessions = "W"`: the footer said `W Sessions` while `?` still listed `w`; and `?` left out the Evolution
     panel's `S` (statistics). Help is read off the bindings now."""
