@@ -256,6 +256,27 @@ async def test_a_progress_line_lasts_as_long_as_its_work_and_no_longer(monkeypat
         assert "sorted by score" in status_row(app)
 
 
+async def test_testing_a_tool_without_tests_from_the_palette_says_so_in_words(app: TooldeckApp) -> None:
+    """The palette's "Test tool alpha" on a manifest without tests showed `[]` and `0 passed, 0 failed`."""
+    from textual.command import CommandPalette
+
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: "alpha" in table_keys(app.query_one("#tools-table")), what="tools rows")
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+            await pilot.press(*"Test tool alpha")
+            await wait_for(pilot, lambda: "Test tool alpha" in screen_text(app), what="the palette's hit")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), what="the result")
+            text = screen_text(app)
+            assert "tests of alpha" in text and "alpha 1.0.0: the manifest has no tests, so there is nothing to run" in text, text
+            assert "[]" not in text
+            assert "tool.test alpha: the manifest has no tests" in status_row(app)
+    finally:
+        app.shutdown()
+
+
 async def test_help_lists_the_real_bindings_as_the_keymap_remapped_them(ws: Path) -> None:
     """`sessions = "W"`: the footer said `W Sessions` while `?` still listed `w`; and `?` left out the Evolution
     panel's `S` (statistics). Help is read off the bindings now."""
