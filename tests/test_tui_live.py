@@ -507,6 +507,34 @@ async def test_the_tool_screen_scrolls_to_its_charts_and_each_reads_right(tmp_pa
         app.shutdown()
 
 
+async def test_the_tool_screen_scrolls_its_calls_and_charts_without_a_tab_first(tmp_path: Path) -> None:
+    """The column of calls, failures and charts scrolled only after Tab: the keys went to the manifest beside it,
+    which had nothing to scroll. It has the focus when the screen opens; the mouse wheel scrolls either column."""
+    from textual.events import MouseScrollDown
+
+    from tests.helpers import python_tool
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "half", "def run(d):\n    if d.get('fail'):\n        raise ValueError('asked')\n    return d\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            screen = await _tool_screen_after_calls(pilot, app, "half", [{"fail": i % 2 == 0} for i in range(6)])
+            await wait_for(pilot, lambda: len(screen.query("#tool-charts > *")) == 2, 20, "the charts")
+            body = screen.query_one("#tool-activity")
+            await wait_for(pilot, lambda: body.max_scroll_y > 0, 5, "more than the column holds")
+            await pilot.press("pagedown")
+            await wait_for(pilot, lambda: body.scroll_y > 0, 5, "pagedown scrolling the calls and charts")
+            await pilot.press("end")
+            await wait_for(pilot, lambda: body.scroll_y == body.max_scroll_y, 5, "end at the last chart")
+            await pilot.press("home", "shift+tab")  # the manifest focused: the wheel still scrolls what it is over
+            assert screen.focused is screen.query_one("#tool-manifest") and body.scroll_y == 0
+            await pilot._post_mouse_events([MouseScrollDown], body, offset=(5, 5))
+            await wait_for(pilot, lambda: body.scroll_y > 0, 5, "the wheel scrolling the calls and charts")
+    finally:
+        app.shutdown()
+
+
 async def test_the_tool_screen_shows_each_call_and_failure_on_one_line(tmp_path: Path) -> None:
     """A long input or error ends in an ellipsis: it wrapped into a second line, cut mid-word ("Traceba")."""
     from tests.helpers import python_tool
