@@ -191,7 +191,7 @@ class OperatorActions:
         if not self.paused:
             self._tick()
         if self.latest is not None:
-            self.sub_title = ("PAUSED · " if self.paused else "") + self.latest.summary
+            self._show_title(self.latest)
 
     def action_toggle_maximize(self) -> None:
         if self.screen.maximized is not None:
