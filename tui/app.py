@@ -352,6 +352,10 @@ class TooldeckApp(OperatorActions, App[int]):
         if self.sub_title != title:
             self.sub_title = title
 
+    def _retitle(self) -> None:
+        if self.latest is not None:
+            self._show_title(self.latest)
+
     def _title_room(self) -> int:
         """The cells the header has for `sub_title` at the terminal's width: less its icon and clock space (the
         difference between the header and its title, fixed) and the title before it (`tooldeck — `)."""
@@ -401,8 +405,7 @@ class TooldeckApp(OperatorActions, App[int]):
             main.set_class(compact, "-compact")
             main.query_one("#tabs").set_class(not compact, "hidden")
             self._show_tab(self.focused_panel() or main.query_one("#tools-panel", Panel))
-        if self.latest is not None:  # what needs attention is said in the width there is once the resize is done
-            self.call_after_refresh(lambda: self.latest is not None and self._show_title(self.latest))
+        self.call_after_refresh(self._retitle)  # what needs attention is said in the width there is once resized
         if compact:
             grid.styles.grid_rows = "1fr"
         else:

@@ -54,6 +54,8 @@ class OperatorActions:
     _stop: Any  # threading.Event set when the app quits
     latest: Any
     paused: bool
+    main: Any  # the dashboard screen (TooldeckApp.main)
+    _retitle: Any  # say the header again (TooldeckApp._retitle)
     _status_token = 0  # which status line is on screen: a progress line's owner clears it only while it is still there
 
     # -- actions -------------------------------------------------------------------
@@ -190,8 +192,7 @@ class OperatorActions:
         self.set_status("live updates paused (space resumes)" if self.paused else "live updates resumed")
         if not self.paused:
             self._tick()
-        if self.latest is not None:
-            self._show_title(self.latest)
+        self._retitle()
 
     def action_toggle_maximize(self) -> None:
         if self.screen.maximized is not None:
