@@ -169,7 +169,7 @@ async def test_what_needs_attention_is_one_line_in_the_header_and_badges_on_the_
     assert [a.label() for a in needs_attention(snapshot)] == [
         "1 tool in error (1)", "3 dead-letter batches (2)", "1 open circuit (3)", "1 proposal to review (4)"]
     app = TooldeckApp(live=False)
-    async with app.run_test(size=(160, 50)) as pilot:
+    async with app.run_test(size=(200, 50)) as pilot:  # wide enough for every name (narrower: see the next test)
         app.apply_snapshot(snapshot)
         await pilot.pause()
         assert ("needs attention: 1 tool in error (1), 3 dead-letter batches (2), 1 open circuit (3), 1 proposal to review (4)"
@@ -181,6 +181,37 @@ async def test_what_needs_attention_is_one_line_in_the_header_and_badges_on_the_
         tabs = str(app.query_one("#tabs").render())
         assert " 1 Tools 1 " in tabs and " 2 Buffers 3 " in tabs and " 3 Failures 1 " in tabs and " 4 Evolution 1 " in tabs
         assert " 5 Activity " in tabs and " 5 Activity 0" not in tabs
+
+
+async def test_what_needs_attention_is_counted_when_its_names_do_not_fit_the_header() -> None:
+    """At 80x24 the header ended in `needs attention: …`: the names were cut away whole at the terminal's edge. What
+    does not fit is said as a count and the keys of the panels that show it; at a resize too."""
+    import dataclasses
+
+    from tests.test_tui_snapshots import FixedApp
+    from tests.tui_fixture import frame
+    from tests.tui_helpers import screen_text
+
+    def header(app: TooldeckApp) -> str:
+        return screen_text(app).splitlines()[0].strip()
+
+    snapshot = frame()  # 1 tool in error, 3 dead-letter batches, 1 open circuit, 1 proposal awaiting review: 6 things
+    fewer = dataclasses.replace(snapshot, summary="Ready: 6 tools", tools=[t for t in snapshot.tools if t.status != "error"],
+                                buffers=[])  # an open circuit and a proposal to review
+    app = FixedApp(live=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_snapshot(snapshot)
+        await pilot.pause()
+        assert header(app).endswith("needs attention: 1 tool in error (1), 3 dead-letter batches (2), 1 open circuit (3), "
+                                    "1 proposal to review (4)"), header(app)
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: header(app).endswith("needs attention: 6 (press 1, 2, 3, 4)"), 5, "the count at 120")
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: header(app).endswith("· needs attention: 6"), 5, "the count alone at 80")
+        app.apply_snapshot(fewer)
+        await pilot.pause()
+        assert header(app).endswith("Ready: 6 tools · needs attention: 2 (press 3, 4)"), header(app)
+        assert "…" not in header(app)
 
 
 async def test_a_proposal_whose_status_changed_is_acted_on_as_it_is_now() -> None:
@@ -215,6 +246,7 @@ async def test_a_proposal_whose_status_changed_is_acted_on_as_it_is_now() -> Non
         assert loads == [1] and "proposal #1 is now awaiting_review: reading it again before approve" in status, status
         assert "is validating" not in status
         panel.show_detail(new)
+        assert "reading it again" not in str(app.query_one("#status-line").render())  # read: the line saying so went
         panel.show_detail(old)  # the slow load of the old state answers last: dropped
         assert panel.detail is not None and panel.detail["status"] == "awaiting_review"
 
@@ -502,6 +534,34 @@ async def test_the_tool_screen_scrolls_to_its_charts_and_each_reads_right(tmp_pa
             assert text.count("min before now") >= 1 and "open" in text and "closed" in text  # the circuit chart, whole
             assert "per minute" in text and "s before now" not in text  # a per-minute chart's axis is in minutes
             assert "-60" in text  # the last hour, to now
+    finally:
+        app.shutdown()
+
+
+async def test_the_tool_screen_scrolls_its_calls_and_charts_without_a_tab_first(tmp_path: Path) -> None:
+    """The column of calls, failures and charts scrolled only after Tab: the keys went to the manifest beside it,
+    which had nothing to scroll. It has the focus when the screen opens; the mouse wheel scrolls either column."""
+    from textual.events import MouseScrollDown
+
+    from tests.helpers import python_tool
+
+    ws = tmp_path / "ws"
+    python_tool(ws / "tools", "half", "def run(d):\n    if d.get('fail'):\n        raise ValueError('asked')\n    return d\n")
+    app = TooldeckApp(ws, poll_seconds=0.1)
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            screen = await _tool_screen_after_calls(pilot, app, "half", [{"fail": i % 2 == 0} for i in range(6)])
+            await wait_for(pilot, lambda: len(screen.query("#tool-charts > *")) == 2, 20, "the charts")
+            body = screen.query_one("#tool-activity")
+            await wait_for(pilot, lambda: body.max_scroll_y > 0, 5, "more than the column holds")
+            await pilot.press("pagedown")
+            await wait_for(pilot, lambda: body.scroll_y > 0, 5, "pagedown scrolling the calls and charts")
+            await pilot.press("end")
+            await wait_for(pilot, lambda: body.scroll_y == body.max_scroll_y, 5, "end at the last chart")
+            await pilot.press("home", "shift+tab")  # the manifest focused: the wheel still scrolls what it is over
+            assert screen.focused is screen.query_one("#tool-manifest") and body.scroll_y == 0
+            await pilot._post_mouse_events([MouseScrollDown], body, offset=(5, 5))
+            await wait_for(pilot, lambda: body.scroll_y > 0, 5, "the wheel scrolling the calls and charts")
     finally:
         app.shutdown()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import python_tool, write_tool
-from tests.tui_helpers import table_keys, wait_for
+from tests.tui_helpers import screen_text, table_keys, wait_for
 from tui.app import TooldeckApp
 from tui.messages import SnapshotReady
 from tui.screens.dialogs import TextScreen
@@ -184,6 +184,102 @@ def test_the_status_line_says_an_outcome_once(what: str, text: str, line: str) -
     from tui.app_actions import status_line
 
     assert status_line(what, text) == line
+
+
+def status_row(app: TooldeckApp) -> str:
+    """The status line as the terminal shows it."""
+    return screen_text(app).splitlines()[app.query_one("#status-line").region.y]
+
+
+def status_of(app: TooldeckApp) -> str:
+    """What the status line says (under a dialog too)."""
+    return str(app.main.query_one("#status-line").render())
+
+
+async def test_a_status_wider_than_the_terminal_ends_in_an_ellipsis() -> None:
+    """A long status was cut at the terminal's edge mid-word, nothing saying that more was there; a second line of
+    it was dropped without a mark. It is one line as a table cell is: ⏎ for a newline, `…` where it is cut."""
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.set_status("evolve flaky_tool: " + "the model answered with a candidate that " * 3 + "THE END", error=True)
+        await pilot.pause()
+        row = status_row(app)
+        assert row.startswith(" evolve flaky_tool: the model answered") and row.rstrip().endswith("…"), row
+        assert "THE END" not in row
+        app.set_status("flaky_tool: exited with code 1\nTraceback \x1b[2J")
+        await pilot.pause()
+        assert status_row(app).strip() == "flaky_tool: exited with code 1⏎Traceback \\x1b[2J"
+
+
+async def test_counting_what_an_action_affects_leaves_the_status_line_when_the_dialog_shows_the_count(app: TooldeckApp) -> None:
+    """`tool.disable alpha: counting what it affects…` stayed under the dialog that already showed the count, and
+    after the dialog closed."""
+    from tui.screens.dialogs import ConfirmScreen
+
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: app.runtime is not None and app.runtime.catalog.finished.is_set(), what="runtime")
+            app.run_command_line("/tool disable alpha")
+            assert "counting what it affects…" in status_of(app)
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question with its count")
+            assert "counting" not in status_of(app), status_of(app)
+            await pilot.press("n")
+            await wait_for(pilot, lambda: "cancelled" in status_of(app), what="the answer")
+    finally:
+        app.shutdown()
+
+
+async def test_a_progress_line_lasts_as_long_as_its_work_and_no_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A progress line is true while its work runs (a result's clock does not clear it) and goes when the work
+    ends, unless a newer line replaced it."""
+    import threading
+
+    from tui import app_actions
+
+    monkeypatch.setattr(app_actions, "STATUS_SECONDS", 0.05)
+    release = threading.Event()
+
+    def work(_runtime: object) -> dict[str, str]:
+        release.wait(10)
+        return {"status": "asking"}
+
+    app = TooldeckApp(live=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        app.run_blocking("evolution stats", work, progress="counting every proposal…")
+        await pilot.pause(0.3)  # a result would have been cleared by now
+        assert "counting every proposal…" in status_of(app)
+        release.set()
+        await wait_for(pilot, lambda: not status_of(app).strip(), what="the line gone with its work")
+
+        monkeypatch.setattr(app_actions, "STATUS_SECONDS", 60.0)
+        release.clear()
+        ended: list[object] = []
+        app.run_blocking("evolution stats", work, then=ended.append, progress="counting every proposal…")
+        app.set_status("sorted by score")  # newer than the progress line: its work ending leaves it
+        release.set()
+        await wait_for(pilot, lambda: ended, what="the work's end")
+        assert "sorted by score" in status_of(app)
+
+
+async def test_testing_a_tool_without_tests_from_the_palette_says_so_in_words(app: TooldeckApp) -> None:
+    """The palette's "Test tool alpha" on a manifest without tests showed `[]` and `0 passed, 0 failed`."""
+    from textual.command import CommandPalette
+
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await wait_for(pilot, lambda: "alpha" in table_keys(app.query_one("#tools-table")), what="tools rows")
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+            await pilot.press(*"Test tool alpha")
+            await wait_for(pilot, lambda: "Test tool alpha" in screen_text(app), what="the palette's hit")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen) and "tests of alpha" in screen_text(app), what="the result")
+            text = screen_text(app)
+            assert "alpha 1.0.0: the manifest has no tests, so there is nothing to run" in text, text
+            assert "[]" not in text
+            assert "tool.test alpha: the manifest has no tests" in status_of(app)
+    finally:
+        app.shutdown()
 
 
 async def test_help_lists_the_real_bindings_as_the_keymap_remapped_them(ws: Path) -> None:

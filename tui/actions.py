@@ -32,6 +32,11 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
                 "copy": json.dumps(result, indent=2, ensure_ascii=False, default=str)}
     if action == "tool.test":
         results = runtime.run_tests(command.target)
+        if not results:  # said in words, as `tooldeck test` says it (an empty list, `[]`, said nothing)
+            entry = runtime.resolve(command.target)
+            return {"status": "the manifest has no tests", "title": f"tests of {command.target}",
+                    "screen": f"{command.target} {entry.served_version}: the manifest has no tests, so there is nothing to run"
+                              f" (manifest: {entry.path})"}
         failed = [r for r in results if not r["passed"]]
         return {"status": f"{len(results) - len(failed)} passed, {len(failed)} failed", "title": f"tests of {command.target}",
                 "screen": _json_view(results)}

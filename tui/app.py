@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
@@ -29,7 +30,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.app_actions import OperatorActions
 from tui.messages import RuntimeStarted, SnapshotReady
-from tui.snapshot import Collector, Snapshot, needs_attention
+from tui.snapshot import Collector, Snapshot, attention_words, needs_attention
 from tui.style import theme_colors
 from tui.widgets.activity import ActivityPanel
 from tui.widgets.buffers_panel import BuffersPanel
@@ -336,12 +337,13 @@ class TooldeckApp(OperatorActions, App[int]):
         if snapshot.backend.get("backend") == "postgresql":  # shared by several nodes: say so (SQLite is the default)
             hosts = {r.get("host") for r in snapshot.sessions}
             title += f" · postgresql, {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+        title = ("PAUSED · " if self.paused else "") + title
         attention = needs_attention(snapshot)
         if attention:
-            title += " · needs attention: " + ", ".join(a.label() for a in attention)
-        if snapshot.errors:
+            title += " · needs attention: "
+            title += attention_words(attention, self._title_room() - cell_len(title))
+        if snapshot.errors:  # free text: cut at the edge with … if it must be
             title += f" · {snapshot.errors[0]}"
-        title = ("PAUSED · " if self.paused else "") + title
         badges = {a.panel: a.count for a in attention}
         if badges != self._badges:
             self._badges = badges
@@ -349,6 +351,17 @@ class TooldeckApp(OperatorActions, App[int]):
                 self._show_tab(self.focused_panel() or self.main.query_one("#tools-panel", Panel))
         if self.sub_title != title:
             self.sub_title = title
+
+    def _retitle(self) -> None:
+        if self.latest is not None:
+            self._show_title(self.latest)
+
+    def _title_room(self) -> int:
+        """The cells the header has for `sub_title` at the terminal's width: less its icon and clock space (the
+        difference between the header and its title, fixed) and the title before it (`tooldeck — `)."""
+        header = self.main.query_one(Header)
+        title = header.query_one("HeaderTitle")
+        return self.size.width - (header.size.width - title.size.width) - self.format_title(self.title, " ").cell_length + 1
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Apply a whole snapshot to every panel at once (first frames, layout snapshots)."""
@@ -392,6 +405,7 @@ class TooldeckApp(OperatorActions, App[int]):
             main.set_class(compact, "-compact")
             main.query_one("#tabs").set_class(not compact, "hidden")
             self._show_tab(self.focused_panel() or main.query_one("#tools-panel", Panel))
+        self.call_after_refresh(self._retitle)  # what needs attention is said in the width there is once resized
         if compact:
             grid.styles.grid_rows = "1fr"
         else:

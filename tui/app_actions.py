@@ -54,23 +54,40 @@ class OperatorActions:
     _stop: Any  # threading.Event set when the app quits
     latest: Any
     paused: bool
+    main: Any  # the dashboard screen (TooldeckApp.main)
+    _retitle: Any  # say the header again (TooldeckApp._retitle)
+    _status_token = 0  # which status line is on screen: a progress line's owner clears it only while it is still there
 
     # -- actions -------------------------------------------------------------------
 
-    def set_status(self, text: str, error: bool = False) -> None:
-        """One line under the panels. It often carries a tool's or a model's error: shown visibly, never as markup."""
-        from tui.style import shown
+    def set_status(self, text: str, error: bool = False, *, progress: bool = False) -> int:
+        """One line under the panels. It often carries a tool's or a model's error: shown visibly, never as markup, and
+        as a table cell is (`one_line`): a newline is ⏎, a line wider than the terminal ends in `…` at its edge.
+
+        A result is news for a while and is then cleared. A `progress` line (`counting what it affects…`) is true
+        until its work ends, however long that takes, and no longer: its owner hands the token returned here to
+        `end_status` when the work ends (done, failed, its dialog closed)."""
+        from tui.widgets.live_table import one_line
 
         line = self.main.query_one("#status-line", Static)
-        line.update(shown(text.split("\n")[0] if text else "", multiline=False))
+        line.update(one_line(text))
         line.set_class(error, "error")
+        self._status_token += 1
         timer = getattr(self, "_status_timer", None)
         if timer is not None:
             timer.stop()
         # a result is news for a while, not for minutes: cleared unless something newer replaced it
-        self._status_timer = self.set_timer(STATUS_ERROR_SECONDS if error else STATUS_SECONDS, lambda: self._clear_status(line))
+        self._status_timer = None if progress else self.set_timer(STATUS_ERROR_SECONDS if error else STATUS_SECONDS,
+                                                                    self._clear_status)
+        return self._status_token
 
-    def _clear_status(self, line: Static) -> None:
+    def end_status(self, token: int) -> None:
+        """The work behind the progress line `token` ended: the line goes, unless something newer replaced it."""
+        if token == self._status_token:
+            self._clear_status()
+
+    def _clear_status(self) -> None:
+        line = self.main.query_one("#status-line", Static)
         line.update("")
         line.set_class(False, "error")
 
@@ -175,8 +192,7 @@ class OperatorActions:
         self.set_status("live updates paused (space resumes)" if self.paused else "live updates resumed")
         if not self.paused:
             self._tick()
-        if self.latest is not None:
-            self.sub_title = ("PAUSED · " if self.paused else "") + self.latest.summary
+        self._retitle()
 
     def action_toggle_maximize(self) -> None:
         if self.screen.maximized is not None:
@@ -218,20 +234,19 @@ class OperatorActions:
 
         what = f"{command.action} {command.target}"
         if command.action in ("buffer.clear", "tool.disable"):
-            self.set_status(f"{what}: counting what it affects…")
             self.run_blocking(what, lambda rt: {"status": "asking", "question": question_for(rt, command)},
-                              then=lambda message: self._confirm_command(command, message))
+                              then=lambda message: self._confirm_command(command, message), progress=f"{what}: counting what it affects…")
             return
-        self.set_status(f"running {what}…")
-        self.run_blocking(what, run_command, command)
+        self.run_blocking(what, run_command, command, progress=f"running {what}…")
 
     def _confirm_command(self, command: Any, message: ActionDone) -> None:
         from tui.actions import run_command
 
         if message.error or not isinstance(message.result, dict):
             return
+        what = f"{command.action} {command.target}"
         typed = command.target if command.action == "buffer.clear" else None  # deleting items: type the buffer id
-        self.confirm_then(message.result["question"], lambda: self.run_blocking(f"{command.action} {command.target}", run_command, command),
+        self.confirm_then(message.result["question"], lambda: self.run_blocking(what, run_command, command, progress=f"running {what}…"),
                           type_to_confirm=typed)
 
     def confirm_then(self, question: str, then: Any, *, danger: bool = True, type_to_confirm: str | None = None) -> None:
@@ -248,20 +263,27 @@ class OperatorActions:
         screen = ConfirmScreen(question, danger=danger) if type_to_confirm is None else typed_screen(question, type_to_confirm)
         self.push_screen(screen, done)
 
+    def run_blocking(self, what: str, fn: Any, *args: Any, then: Any = None, progress: str = "") -> None:
+        """Run a blocking action off the event loop; the result comes back as ActionDone (then `then(message)`).
+        `progress` is the status line while it runs (`counting every proposal…`), gone when it ends."""
+        token = self.set_status(progress, progress=True) if progress else None
+        self._run_blocking(what, fn, args, then, token)
+
     @work(thread=True, group="actions", exit_on_error=False)
-    def run_blocking(self, what: str, fn: Any, *args: Any, then: Any = None) -> None:
-        """Run a blocking action off the event loop; the result comes back as ActionDone (then `then(message)`)."""
+    def _run_blocking(self, what: str, fn: Any, args: tuple[Any, ...], then: Any, progress: int | None) -> None:
         try:
             result = fn(self.runtime, *args)
         except Exception as exc:  # every failure becomes one line on screen
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            self.post_message(ActionDone(what, error=str(message), then=then))
+            self.post_message(ActionDone(what, error=str(message), then=then, progress=progress))
             return
-        self.post_message(ActionDone(what, result=result, then=then))
+        self.post_message(ActionDone(what, result=result, then=then, progress=progress))
 
     def on_action_done(self, message: ActionDone) -> None:
         if not self.screen_stack:  # an action that ended while the dashboard closes: nothing left to show it on
             return
+        if message.progress is not None:  # its outcome replaces it, or (a question asked) the dialog shows the answer
+            self.end_status(message.progress)
         result = message.result
         if message.error:
             self.set_status(status_line(message.what, message.error), error=True)
@@ -321,7 +343,7 @@ class OperatorActions:
         self.post_message(ActionDone(f"evolve {tool_id}", result={"status": f"proposal #{proposal.get('id')} {proposal.get('status')}"}))
 
     def on_progress(self, message: Progress) -> None:
-        self.set_status(f"{message.what}: {message.detail}")
+        self.set_status(f"{message.what}: {message.detail}", progress=True)  # until the next stage, or the outcome
 
     def open_tool(self, tool_id: str, version: str | None = None) -> None:
         from tui.screens.tool_detail import ToolDetailScreen

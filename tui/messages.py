@@ -33,6 +33,7 @@ class ActionDone(Message):
     result: Any = None
     error: str | None = None
     then: Any = None  # called with this message once the status line shows it (a screen refreshing its list)
+    progress: int | None = None  # the token of the status line shown while it ran (`OperatorActions.end_status`)
 
 
 @dataclass

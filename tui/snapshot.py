@@ -99,6 +99,20 @@ def needs_attention(snapshot: Snapshot) -> list[Attention]:
     return [a for a in found if a.count]
 
 
+def attention_words(found: list[Attention], room: int) -> str:
+    """What needs attention, said in `room` cells if it can be: each count named with its panel's key (`1 open circuit
+    (3), 1 proposal to review (4)`); else how many in all and the keys that show them (`2 (press 3, 4)`); else the
+    count alone. A header cut at the terminal's edge showed `needs attention: …`, which said nothing."""
+    from rich.cells import cell_len
+
+    total = sum(a.count for a in found)
+    words = ""
+    for words in (", ".join(a.label() for a in found), f"{total} (press {', '.join(str(a.panel) for a in found)})", str(total)):
+        if cell_len(words) <= room:
+            break
+    return words
+
+
 _counted: tuple[Any, int] = (None, 0)  # (the last tools list counted, its tools in error)
 
 

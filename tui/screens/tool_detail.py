@@ -49,6 +49,9 @@ def gather(runtime: Any, tool_id: str, version: str | None = None) -> dict[str, 
 
 
 class ToolDetailScreen(ModalScreen[None]):
+    #: the column of calls, failures and charts (what runs past the screen's bottom) takes the keys that scroll;
+    #: tab gives them to the manifest beside it, and the mouse wheel scrolls whichever column it is over
+    AUTO_FOCUS = "#tool-activity"
     BINDINGS = [
         Binding("escape,q", "dismiss(None)", "Close", id="tool.close"),
         Binding("y", "copy", "Copy", id="tool.copy"),

@@ -101,6 +101,7 @@ class EvolutionPanel(Panel):
         self.detail: dict[str, Any] | None = None
         self._detail_key: tuple[Any, ...] | None = None
         self._approving: tuple[int, ChoiceScreen] | None = None  # the approve dialog open, and its proposal
+        self._reading: int | None = None  # the status line saying a stale detail is being read again (its token)
 
     def compose(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="proposals-table")
@@ -179,6 +180,9 @@ class EvolutionPanel(Panel):
                 and float(shown.get("updated") or 0) > float(proposal.get("updated") or 0)):
             return
         self.detail = proposal
+        reading, self._reading = self._reading, None
+        if reading is not None:  # read again: the status line that said so is done
+            self.app.end_status(reading)
         if getattr(self, "_pending", None) is not None:
             self._run_pending()
         body = self.query_one("#proposal-detail", Static)
@@ -243,8 +247,8 @@ class EvolutionPanel(Panel):
             pid = int(self.detail["id"])
             self._pending = (pid, action) if action else None
             self.app.load_proposal(pid)
-            self.app.set_status(f"proposal #{pid} is now {summary.get('status')}: reading it again"
-                                + (f" before {action.replace('_', ' ')}" if action else ""))
+            self._reading = self.app.set_status(f"proposal #{pid} is now {summary.get('status')}: reading it again"
+                                                + (f" before {action.replace('_', ' ')}" if action else ""), progress=True)
             return None
         if statuses and self.detail.get("status") not in statuses:
             self.app.set_status(f"proposal #{self.detail['id']} is {self.detail.get('status')}", error=True)
@@ -323,13 +327,12 @@ class EvolutionPanel(Panel):
             return
         from tools.evolution import revalidate
 
-        self.app.set_status(f"validating #{proposal['id']} again with the failures recorded since…")
-        self.app.run_blocking(f"revalidate #{proposal['id']}", lambda rt: _validated_again(revalidate(rt, proposal["id"])))
+        self.app.run_blocking(f"revalidate #{proposal['id']}", lambda rt: _validated_again(revalidate(rt, proposal["id"])),
+                              progress=f"validating #{proposal['id']} again with the failures recorded since…")
 
     def action_stats(self) -> None:
         """Approval rate, rounds, where validation fails and tokens, by model, hint, tool and stage (as `review stats`)."""
-        self.app.set_status("counting every proposal…")
-        self.app.run_blocking("evolution stats", stats_screen)
+        self.app.run_blocking("evolution stats", stats_screen, progress="counting every proposal…")
 
     def action_reject(self) -> None:
         proposal = self._need(("awaiting_review", "failed_validation"), "reject")
