@@ -107,3 +107,23 @@ async def test_tab_takes_the_suggestion_and_escape_closes_the_command_line_where
         assert box.has_class("hidden")
         await pilot.press("colon", "escape")  # and from inside it, as before
         assert box.has_class("hidden") and app.query_one("#tools-table").has_focus
+
+
+def test_the_dashboards_spec_refuses_dotfiles_as_the_cli_and_the_builtin_do(tmp_path) -> None:
+    """`/spec .env` read the workspace's secrets onto the screen: the dashboard ran the extractor with no check."""
+    from tools.errors import ToolInputError
+    from tools.runtime import Runtime
+    from tui.actions import run_command
+
+    (tmp_path / "tools").mkdir()
+    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=sk-ant-secret\n")
+    (tmp_path / "notes.md").symlink_to(tmp_path / ".env")
+    (tmp_path / "spec.md").write_text("# Spec\n\nThe service MUST answer.\n")
+    rt = Runtime(tmp_path)
+    try:
+        for given in (".env", "notes.md", str(tmp_path / ".env"), "tooldeck.toml"):
+            with pytest.raises(ToolInputError, match="not read by tools"):
+                run_command(rt, Command("spec", given, {"max_length": 10_000}))
+        assert run_command(rt, Command("spec", "spec.md", {"max_length": 10_000}))["status"] == "1 sections"
+    finally:
+        rt.close()

@@ -109,11 +109,12 @@ def spec(runtime: Any, path_text: str, max_length: int) -> dict[str, Any]:
     from rich.markdown import Markdown
     from rich.text import Text
 
-    from tools.spec import extract_spec_from_file
+    from tools.spec import extract_spec_from_file, refuse_private
     from tools.visible import visible
 
     path = Path(path_text)
-    target = path if path.is_absolute() else inside(runtime.workspace, path)
+    target = path.resolve() if path.is_absolute() else inside(runtime.workspace, path)
+    refuse_private(path_text, target, Path(runtime.workspace).resolve())  # `.env` is refused here as by the CLI and the builtin
     result = extract_spec_from_file(target, max_length=max_length)
     stats = result["stats"]
     header = Text(f"{len(result['sections'])} sections · summary {len(result['summary']):,}/{max_length:,} characters", style="bold")
