@@ -194,3 +194,16 @@ def test_a_stage_detail_and_a_hop_reason_keep_bel_and_cr_in_the_details() -> Non
     assert "\\x07 bell \\r over" in line.plain, line.plain
     hop = hop_label({"tool_id": "a", "version": "1", "outcome": "error", "why": "down \x07\rnow"}, colors)
     assert "down \\x07\\rnow" in hop.plain, hop.plain
+
+
+def test_a_dashboard_cell_cut_to_its_column_never_ends_inside_a_spelled_out_character() -> None:
+    """Rich cut `abc<U+202E>evil` to `abc<U+2…`, which hides what was there: the cut falls before the marker."""
+    from rich.console import Console
+
+    from tui.widgets.live_table import Cell, one_line
+
+    console = Console(width=40, record=True, color_system=None)
+    for width in range(5, 14):
+        lines = console.render_lines(Cell(one_line("abc\u202eevil tail")), console.options.update_width(width))
+        drawn = "".join(seg.text for seg in lines[0]).rstrip()
+        assert drawn.endswith("…") and ("<" not in drawn or "<U+202E>" in drawn), (width, drawn)

@@ -87,7 +87,12 @@ class Cell:
         return self.text.plain
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Padding(self.text, (0, GAP, 0, 0))
+        text = self.text
+        if text.cell_len > options.max_width - GAP > 0:  # cut here, where the width is known: never through a `<U+202E>`
+            from tools.cli.output import cut
+
+            text = cut(text, options.max_width - GAP)
+        yield Padding(text, (0, GAP, 0, 0))
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         measured = self.text.__rich_measure__(console, options)  # DataTable measures every cell it is given
