@@ -41,7 +41,15 @@ def test_a_narrowed_query_asks_for_more_until_the_pool_holds_reachable_hits() ->
     with limited_to(served):
         hits = top_reachable(query, 32)
     assert [h.payload["tool_id"] for h in hits] == [f"tool_{n}" for n in range(100, 132)]
-    assert asked == [32, 64, 128, 151] and all(b <= 2 * a for a, b in zip(asked, asked[1:], strict=False))
+    assert asked == [32, 64, 128, 151]  # none reachable: twice as many; 28 of 128: the 4 missing, scaled
+
+
+def test_a_narrowed_query_asks_by_the_share_it_can_reach_at_most_8x_more() -> None:
+    asked, query = ranked(20000, hidden={n for n in range(20000) if n % 100 != 99})  # 1 in 100 reachable
+    with limited_to(served):
+        assert [h.payload["tool_id"] for h in top_reachable(query, 32)] == [f"tool_{n}" for n in range(99, 3200, 100)]
+    # none in 64: twice as many; 1 in 128: 8x more (not the 31 x 128 it suggests); 11 in 1,152: 21 x 1152 / 11 x 1.25
+    assert asked == [32, 64, 128, 128 + 8 * 128, 1152 + 2750]
 
 
 def test_a_narrowed_query_short_of_a_few_asks_for_a_few_more() -> None:
@@ -61,7 +69,7 @@ def test_a_narrowed_query_stops_below_the_floor_and_at_the_end_of_the_catalog() 
     asked, query = ranked(40, hidden=set(range(30)))
     with limited_to(served):
         assert [h.payload["tool_id"] for h in top_reachable(query, 32)] == [f"tool_{n}" for n in range(30, 40)]
-    assert asked == [32, 64]
+    assert asked == [32, 288]  # 2 of 32 reachable: 8x more, past the end
     asked, query = ranked(100, hidden=set(range(100)))
     with limited_to(lambda tool_id: False):
         assert top_reachable(query, 32) == []
