@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("call", help="call a tool with JSON input (argument, or - for stdin)")
     p.add_argument("tool", help="the tool id")
-    p.add_argument("input", nargs="?", help="JSON input, or - to read it from stdin (default: {})")
+    p.add_argument("input", nargs="?", help="JSON input, or - to read it from stdin; left out: {} (empty is bad input)")
     p.add_argument("--version", help="call this version instead of the one calls resolve to")
     p.add_argument("--timeout", type=positive_number("seconds"),
                    help="seconds before the tool is killed (default: the manifest's, else [calls] default_timeout_seconds)")
