@@ -87,6 +87,30 @@ def test_call_exit_codes_and_one_line_errors(ws: Path) -> None:
     assert malformed.returncode == 2 and json.loads(malformed.stdout)["error_class"] == "bad_input", malformed.stdout
 
 
+def test_empty_stdin_or_an_empty_argument_is_bad_input_and_no_argument_is_an_empty_object(ws: Path) -> None:
+    """`echo -n '' | tooldeck call greet -` read nothing as `{}` and called the tool, which answered that its
+    input lacked `name`: an empty pipe (or an unset shell variable as the argument) is not the `{}` leaving the
+    argument out means. The tool is never called."""
+    python_tool(ws / "tools", "greet", "def run(d):\n    return {'hello': d.get('name', 'nobody')}\n")
+    for stdin in ("", "  \n\t"):
+        out = tooldeck("call", "greet", "-", ws=ws, input=stdin)
+        assert out.returncode == 2 and out.stdout == "", (stdin, out.stdout)
+        assert out.stderr == "tooldeck: input on stdin is empty: no JSON was given\n", out.stderr
+        as_json = tooldeck("--json", "call", "greet", "-", ws=ws, input=stdin)
+        assert as_json.returncode == 2 and json.loads(as_json.stdout) == {
+            "ok": False, "error": "input on stdin is empty: no JSON was given", "error_class": "bad_input"}
+    for argument in ("", " "):
+        out = tooldeck("call", "greet", argument, ws=ws)
+        assert out.returncode == 2 and out.stderr == "tooldeck: input is empty: no JSON was given\n", out.stderr
+    resilient = tooldeck("resilient", "greet someone by name", "-", ws=ws, input="")
+    assert resilient.returncode == 2 and "input on stdin is empty: no JSON was given" in resilient.stderr
+    assert json.loads(tooldeck("call", "greet", ws=ws).stdout) == {"hello": "nobody"}  # left out: {}
+    assert json.loads(tooldeck("call", "greet", "-", ws=ws, input='{"name": "Ada"}').stdout) == {"hello": "Ada"}
+    from tests.helpers import state_rows
+
+    assert [r["n"] for r in state_rows(ws, "SELECT COUNT(*) AS n FROM calls WHERE tool_id = 'greet'")] == [2]
+
+
 def test_test_command(ws: Path) -> None:
     out = tooldeck("test", "echo", ws=ws)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -286,10 +310,10 @@ def test_json_nested_past_the_parsers_depth_is_bad_input_not_a_crash(ws: Path) -
     """Python's parser raises RecursionError on deep nesting: every place input JSON is read says so in one line."""
     deep = "[" * 5000 + "]" * 5000
     out = tooldeck("call", "echo", "-", ws=ws, input=deep)
-    assert out.returncode == 2 and out.stderr == "tooldeck: input is not valid JSON: nested too deeply\n"
+    assert out.returncode == 2 and out.stderr == "tooldeck: input on stdin is not valid JSON: nested too deeply\n"
     out = tooldeck("--json", "call", "echo", "-", ws=ws, input=deep)
     assert out.returncode == 2 and json.loads(out.stdout) == {
-        "ok": False, "error": "input is not valid JSON: nested too deeply", "error_class": "bad_input"}
+        "ok": False, "error": "input on stdin is not valid JSON: nested too deeply", "error_class": "bad_input"}
     out = tooldeck("buffer", "write", "ok", "-", ws=ws, input=deep + "\n")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not valid JSON: nested too deeply" in out.stderr
     assert "Traceback" not in out.stderr

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from tests.buffer_helpers import wait_for
+from tests.helpers import python_tool
 from tests.mcp_helpers import REPO, HttpServer, db_rows, make_workspace, sdk_stdio, server_env
 from tests.test_mcp_changes import LIST_CHANGED, edit_description, until
 from tests.test_mcp_endpoints import sdk_http, settings_of
@@ -146,6 +147,54 @@ async def test_a_hidden_tool_is_never_returned_by_a_search(workspace: Path) -> N
             assert "converter_local" not in json.dumps(result.model_dump(mode="json")), query
             assert "evolve_tool" not in found_names(result)
         assert "converter_local" not in {t.name for t in (await session.list_tools()).tools}
+
+
+#: one tool the gateway serves among 60 it hides, all described alike: the hidden ones outrank it by both the
+#: embedding and the words, past the selection's pool of 32
+CROWD = '''[mcp.serve.endpoints.gateway]
+tool_search = true
+expose = ["tag:public", "resilient_tool_call"]
+'''
+CSV_QUERY = "parse csv text into rows of records"
+
+
+def crowded_workspace(ws: Path) -> Path:
+    tools = ws / "tools"
+    python_tool(tools, "csv_reader", "def run(data):\n    return {'rows': [data['text'].split(',')]}\n",
+                description="Read comma separated values and return a list of records", tags=["public"],
+                input_schema={"text": {"type": "string", "required": True}})
+    for n in range(60):
+        python_tool(tools, f"internal_csv_{n:02d}", "def run(data):\n    return {'internal': True}\n",
+                    description=f"Parse CSV text into rows of records (internal copy {n})", tags=["internal"],
+                    input_schema={"text": {"type": "string", "required": True}})
+    (ws / "tooldeck.toml").write_text(CROWD)
+    return ws
+
+
+async def test_a_served_tool_is_found_among_many_hidden_ones_described_alike(workspace: Path) -> None:
+    """The selection took the catalog's best 32 hits, then dropped those the endpoint hides: 60 hidden tools
+    described alike filled the pool, and a search for 5 found nothing (for 50, a pool of 200, it found the one
+    served). Now a narrowed selection's queries answer from the tools the endpoint serves."""
+    crowded_workspace(workspace)
+    async with sdk_stdio(workspace, extra=("--endpoint", "gateway")) as (session, _inbox):
+        for limit in (1, 5, 50):
+            result = await session.call_tool("search_tools", {"query": CSV_QUERY, "limit": limit})
+            assert found_names(result) == ["csv_reader"], limit
+            assert "internal_csv" not in json.dumps(result.model_dump(mode="json"))
+        assert {t.name for t in (await session.list_tools()).tools} == {"search_tools", "csv_reader"}
+
+
+async def test_a_resilient_call_through_an_endpoint_finds_its_tool_among_many_hidden_ones(workspace: Path) -> None:
+    """The same selection picks a resilient call's candidates: through the endpoint, the hidden copies filled its
+    pool and the call found no candidate at all."""
+    crowded_workspace(workspace)
+    async with sdk_stdio(workspace, extra=("--endpoint", "gateway")) as (session, _inbox):
+        resilient = await session.call_tool("resilient_tool_call", {"scenario": CSV_QUERY, "input_data": {"text": "a,b"}})
+        assert not resilient.is_error, resilient.content[0].text
+        trace = resilient.structured_content
+        assert trace["tool_id"] == "csv_reader" and trace["result"] == {"rows": [["a", "b"]]}
+        assert "internal_csv" not in json.dumps(resilient.model_dump(mode="json"))
+    assert db_rows(workspace, "SELECT tool_id FROM calls WHERE tool_id LIKE 'internal_csv%'") == []
 
 
 @pytest.mark.parametrize(("arguments", "words"), [

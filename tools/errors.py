@@ -101,7 +101,13 @@ class ToolInputError(ToolError):
 def parse_json(text: str | bytes, what: str, *, tool_id: str | None = None, hint: str = "") -> Any:
     """JSON from outside (an argument, stdin, a tool's input), or a `ToolInputError` saying why not. Nesting past the
     parser's depth is malformed input like any other: Python's parser raises RecursionError there, which would
-    otherwise escape as a crash. `hint` is appended to the reason (e.g. how to quote a string on a command line)."""
+    otherwise escape as a crash. `hint` is appended to the reason (e.g. how to quote a string on a command line).
+
+    Empty text (or only whitespace) is no JSON either, said so: it is what an empty pipe or an unset shell variable
+    gives, and reading it as `{}` would call a tool with input nobody wrote. A caller for which "nothing" means `{}`
+    (`call_tool("x", "")`, a builtin's executable with nothing on stdin) decides that before asking."""
+    if not text.strip():
+        raise ToolInputError(f"{what} is empty: no JSON was given{hint}", tool_id=tool_id)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

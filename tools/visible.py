@@ -85,6 +85,12 @@ def visible(text: Any, *, multiline: bool = True) -> str:
     return pattern.sub(_spell, s) if pattern.search(s) else s
 
 
+def hidden_in(text: str) -> list[str]:
+    """The characters of `text` `visible` would spell out (a newline and a tab are kept, so not these), each once,
+    in order, as it spells them: `["\\x1b", "<U+202E>"]`. For a warning that names what a text holds."""
+    return list(dict.fromkeys(_spell(m) for m in _HIDDEN.finditer(text)))
+
+
 def has_hidden(text: str) -> bool:
     """True when `visible` would rewrite a character of `text` other than a newline: the mark for a diff line."""
     return _HIDDEN.search(text) is not None

@@ -2,8 +2,9 @@
 
 Manifests on disk and their model, discovery of the catalog roots and evolved versions,
 the background loader with per-tool status, the tools MCP servers publish into it
-(`imported`: their place beside the local ones, collisions), the manifest's own tests, and
-hot reload (`watcher`, installed by the runtime by name). Other rooms import from here.
+(`imported`: their place beside the local ones, collisions), the manifest's own tests, its
+free text and the hidden characters in it (`texts`), and hot reload (`watcher`, installed by
+the runtime by name). Other rooms import from here.
 """
 
 from tools.catalog.discovery import DEMO_DIR, roots_for
@@ -12,7 +13,9 @@ from tools.catalog.imported import IMPORTED
 from tools.catalog.loader import Catalog
 from tools.catalog.manifest import MAX_OUTPUT_BYTES_CEILING, Manifest, count_nodes, load_manifest, parse_manifest_text, read_manifest_data
 from tools.catalog.testing import check_case, run_manifest_tests
+from tools.catalog.texts import hidden_text, map_schema_text, schema_hidden
 
 __all__ = ["DEMO_DIR", "IMPORTED", "MAX_OUTPUT_BYTES_CEILING",
-           "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "load_manifest",
-           "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests"]
+           "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "hidden_text",
+           "load_manifest", "map_schema_text", "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests",
+           "schema_hidden"]

@@ -9,7 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from state.redact import redact
-from tools.catalog import IMPORTED
+from tools.catalog import IMPORTED, hidden_text
 from tools.cli.output import (
     console,
     emit_error_json,
@@ -33,12 +33,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tools", help="list tools with load status, version, type, score and which version serves")
     p.add_argument("--wait", action="store_true", help="wait until every tool has loaded (default: show what loaded within 2 s)")
     p.add_argument("--check", action="store_true",
-                   help="wait for every tool, then exit 1 if any is in error (a health check for scripts)")
+                   help="wait for every tool, then exit 1 if any is in error (a health check for scripts); "
+                        "warn of descriptions that hold control or invisible characters")
     p.set_defaults(func=cmd_tools)
 
     p = sub.add_parser("call", help="call a tool with JSON input (argument, or - for stdin)")
     p.add_argument("tool", help="the tool id")
-    p.add_argument("input", nargs="?", help="JSON input, or - to read it from stdin (default: {})")
+    p.add_argument("input", nargs="?", help="JSON input, or - to read it from stdin; left out: {} (empty is bad input)")
     p.add_argument("--version", help="call this version instead of the one calls resolve to")
     p.add_argument("--timeout", type=positive_number("seconds"),
                    help="seconds before the tool is killed (default: the manifest's, else [calls] default_timeout_seconds)")
@@ -78,12 +79,13 @@ def tool_rows(runtime: RuntimeHost) -> list[dict[str, Any]]:
             "source": entry.source, "score": m.quality_score if m else None, "error": entry.error,
             "path": str(entry.path), "overrides": str(entry.overrides) if entry.overrides else None,
             "description": m.description if m else None,
+            "warning": hidden_text(m) if m else None,  # served to MCP clients spelled out (tools.mcp.listing.served_texts)
         })
     _mark_unapproved(runtime, rows)
     for problem in runtime.catalog.problems():
         rows.append({"id": problem.path.stem, "version": "", "status": "error", "type": None, "source": "problem",
                      "score": None, "error": problem.message, "path": str(problem.path), "overrides": None,
-                     "description": None})
+                     "description": None, "warning": None})
     failures = runtime.extensions.get("failures")
     if failures is not None:
         live = failures.scores_snapshot()
@@ -162,6 +164,21 @@ def _mark_served(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
         row["serves"] = [] if row["source"] == "problem" else served.get((row["id"], row["version"]), [])
 
 
+#: `tools --check` names at most this many tools whose text holds hidden characters, then counts the rest
+WARN_AT_MOST = 20
+
+
+def _warn_hidden_text(rows: list[dict[str, Any]]) -> None:
+    """One line on stderr per tool whose description or schema texts hold control, bidi or invisible characters
+    (tools.catalog.texts): MCP clients get them spelled out, which is rarely what the manifest's author meant."""
+    warned = [r for r in rows if r.get("warning")]
+    for r in warned[:WARN_AT_MOST]:
+        sys.stderr.write(visible(f"tooldeck: warning: {r['id']} {r['version']}: {r['warning']} (MCP clients are served "
+                                 f"them spelled out; {r['path']})", multiline=False) + "\n")
+    if len(warned) > WARN_AT_MOST:
+        sys.stderr.write(f"tooldeck: warning: {plural(len(warned) - WARN_AT_MOST, 'more tool')} like these (tooldeck tools --json)\n")
+
+
 def cmd_tools(args: argparse.Namespace) -> int:
     runtime = runtime_for(args)
     try:
@@ -180,7 +197,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
             styles = {"ready": "green", "error": "red", "loading": "yellow", "pending": "dim"}
             table = []
             for r in rows:
-                detail = r["error"] or (f"overrides {r['overrides']}" if r["overrides"] else "")
+                detail = r["error"] or (f"warning: {r['warning']}" if r["warning"] else "") or (
+                    f"overrides {r['overrides']}" if r["overrides"] else "")
                 score = "" if r["score"] is None else f"{r['score']:.2f}"
                 serves = ", ".join("session " + s if s != "global" else s for s in r["serves"])
                 table.append((r["id"], r["status"], r["version"], serves, r["type"] or "", r["source"], score, detail,
@@ -190,6 +208,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
         named = [f"{name} ({error})" for name, error in servers.items()]
         in_error = ([f"MCP server {named[0]} in error" if len(named) == 1 else
                      f"MCP servers in error: {', '.join(named)}"] if named else [])
+        if args.check:  # a warning does not fail the check: the tool works, and clients are shown its text safely
+            _warn_hidden_text(rows)
         if args.check and (broken or servers):
             parts = ([plural(len(broken), "tool") + " in error"] if broken else []) + in_error
             sys.stderr.write(visible(f"tooldeck: {'; '.join(parts)}") + "\n")

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("resilient", help="call the best tools for a scenario until one succeeds; prints the trace")
     p.add_argument("scenario", help="what to do, in words: candidates are chosen by similarity to it")
-    p.add_argument("input", nargs="?", help="JSON input given to each candidate, or - for stdin (default: {})")
+    p.add_argument("input", nargs="?", help="JSON input given to each candidate, or - for stdin; left out: {} (empty is bad input)")
     p.add_argument("--tags", help="comma-separated: only tools with one of these tags")
     p.add_argument("--max-attempts", type=positive_number("attempts", integer=True), default=5,
                    help="tools to try at most (default 5)")

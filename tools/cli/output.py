@@ -65,15 +65,14 @@ def runtime_for(args: argparse.Namespace, **kwargs: Any) -> Runtime:
 
 def read_json_arg(text: str | None, what: str = "input") -> Any:
     """A JSON argument, `-` for stdin, or nothing (an empty object). Malformed JSON is `bad_input`, as the same text
-    given to `call_tool` is."""
+    given to `call_tool` is; so is an empty argument or empty stdin (tools.errors.parse_json): an empty pipe or an
+    unset shell variable is not the `{}` that leaving the argument out means."""
     from tools.errors import parse_json
 
     if text is None:
         return {}
     if text == "-":
-        text = sys.stdin.read()
-    if not text.strip():
-        return {}
+        return parse_json(sys.stdin.read(), f"{what} on stdin")
     return parse_json(text, what)
 
 

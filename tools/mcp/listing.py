@@ -15,21 +15,24 @@ import binascii
 import bisect
 import copy
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tools.catalog import ToolEntry
+from tools.catalog import ToolEntry, map_schema_text, schema_hidden
 from tools.errors import UsageError
 from tools.mcp import schema
 from tools.mcp.config import DESTRUCTIVE_BUFFER_OPERATIONS, ServeConfig
+from tools.visible import hidden_in, visible
 
 if TYPE_CHECKING:
     from tools.host import RuntimeHost
 
 BUFFER_TOOL = "buffer"
+log = logging.getLogger("tooldeck.mcp")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,23 @@ def exposes(runtime: RuntimeHost, config: ServeConfig, tool_id: str) -> bool:
     return config.exposed(tool_id, tags_of(runtime, tool_id) if config.uses_tags else ())
 
 
+def served_texts(tool_id: str, config: ServeConfig, description: str, title: str | None, in_schema: dict[str, Any],
+                 out_schema: dict[str, Any] | None) -> tuple[str, str | None, dict[str, Any], dict[str, Any] | None]:
+    """The tool's free text as clients get it: control, bidi and invisible characters spelled out (tools.visible), in
+    its description, its title and the texts of its schemas (tools.catalog.texts: never their data). A client shows
+    them to a person, whose terminal or UI would obey an escape sequence or reorder text around U+202E, and hands
+    them to a model, which should read what the person sees. Logged once per load of the manifest (`describe`
+    caches); `tooldeck tools` warns of the manifest itself."""
+    shown = (visible(description), visible(title) if title is not None else None,
+             map_schema_text(in_schema, visible), map_schema_text(out_schema, visible))
+    if shown != (description, title, in_schema, out_schema):  # unchanged texts are the same objects: a cheap test
+        held = dict.fromkeys([*hidden_in(description), *hidden_in(title or ""), *schema_hidden(in_schema),
+                              *schema_hidden(out_schema)])
+        log.warning("%s %s: its description, title or schema texts hold %s; MCP clients are served them spelled out",
+                    config.where, tool_id, ", ".join(held))
+    return shown
+
+
 def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
     """The served form of a loaded entry, cached with its manifest (a reload clears `entry.cache`)."""
     key = ("mcp.tool", config)
@@ -114,9 +134,11 @@ def describe(entry: ToolEntry, config: ServeConfig) -> ServedTool:
     if defaults:
         in_schema = schema.with_defaults(in_schema, defaults)
     description = (override.description if override is not None else None) or manifest.description or entry.tool_id
+    title = override.title if override is not None else None
+    description, title, in_schema, out_schema = served_texts(entry.tool_id, config, description, title, in_schema, out_schema)
     served = ServedTool(entry.tool_id, entry.served_version, description, in_schema, in_wrapped,
                         out_schema, out_wrapped, schema.tool_annotations(manifest, destructive=destructive), operations,
-                        entry.loaded_at, override.title if override is not None else None, defaults or None, config.where)
+                        entry.loaded_at, title, defaults or None, config.where)
     entry.cache[key] = served  # type: ignore[index]
     return served
 

@@ -42,7 +42,8 @@ DEFAULT_LIMIT = 5
 MAX_LIMIT = 50
 MAX_QUERY = 2000
 #: the selection's candidate pool for a search of `limit` tools: at least the runtime's own `[resilient]
-#: candidate_pool`, and this many per tool asked for (hits the endpoint hides or that cannot serve now drop out)
+#: candidate_pool`, and this many per tool asked for (hits that cannot serve now drop out; those the endpoint
+#: hides are not in the pool: the selection's queries answer from the tools it serves, selection.top_reachable)
 POOL_PER_RESULT = 4
 ARGUMENTS = ("query", "limit")
 

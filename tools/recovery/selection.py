@@ -3,15 +3,18 @@
 Two queries find the tools: one against the tool collection by the scenario's embedding (no
 payload filter: the rules below are plain Python over a few dozen hits) and one against the
 lexical index by its words (state/lexical, BM25); `fuse` mixes their normalised scores into one
-relevance. Then one query against the failure memory for all
-candidates together, and plain Python over the few dozen hits: resolved version, tags, the
-builtin/sink exclusion, operator disables, circuits and negative tags. Whatever is left out is
-in `skipped` with the reason, so the trace says why a tool was not tried.
+relevance. A narrowed caller (an MCP endpoint, tools/reach.py) gets each query's best hits among
+the tools it may reach (`top_reachable`), never the catalog's best with the others dropped. Then
+one query against the failure memory for all candidates together, and plain Python over the few
+dozen hits: resolved version, tags, the builtin/sink exclusion, operator disables, circuits and
+negative tags. Whatever is left out is in `skipped` with the reason, so the trace says why a tool
+was not tried.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -24,7 +27,7 @@ from state.index_file import index_path
 from state.memory import Hit, SemanticMemory, ToolDoc
 from state.memory_service import MemoryService
 from tools.errors import StateError, ToolNotReadyError, UsageError
-from tools.reach import reachable
+from tools.reach import narrowed, reachable
 from tools.recovery.circuit import HALF_OPEN, OPEN
 from tools.recovery.rules import blocking_tags, scenario_formats
 
@@ -444,6 +447,41 @@ def _copies_among(points: list[str], tools: list[str], vectors: Callable[[list[s
     return {held[n]: (tool_of[held[j]], float(rows[i, j])) for i, (n, j) in enumerate(zip(copy, best, strict=True))}, distinct_points
 
 
+def top_reachable(query: Callable[[int], list[Any]], pool: int, floor: float | None = None) -> list[Any]:
+    """The best `pool` hits of `query` (`query(n)`: its best n hits, best first, each naming its tool in
+    `payload["tool_id"]`) that the call in progress may reach (tools/reach.py).
+
+    Outside a narrowed call that is `query(pool)`, one query as before. A narrowed caller (an MCP endpoint)
+    must not have the tools it cannot reach crowd its own out of the pool (60 hidden copies of a tool
+    outrank the one it serves), so it gets what the query would answer over a catalog of only its tools:
+    the query is asked again for more until it holds `pool` reachable hits, its last hit is below `floor`
+    (hits come by similarity, so nothing further down could be offered), or it answers fewer than asked
+    (no more). An endpoint serving 1% of bench_selection.py's 10,000 generated tools: a selection takes
+    ~15 ms at the median (the runtime's own, ~2 ms), its queries asked for a few thousand hits; asking
+    only until `limit` (5) were reachable was ~5 ms but offered a quarter fewer of the tools a ranking
+    of the endpoint's tools alone offers."""
+    if not narrowed():
+        return query(pool)
+    verdicts: dict[str, bool] = {}  # a tool's many points (usage: one per scenario) ask the rule once
+    asked = pool
+    while True:
+        hits = query(asked)
+        kept = []
+        for hit in hits:
+            tool_id = str(hit.payload.get("tool_id"))
+            allowed = verdicts.get(tool_id)
+            if allowed is None:
+                allowed = verdicts[tool_id] = reachable(tool_id)
+            if allowed:
+                kept.append(hit)
+        short = pool - len(kept)
+        if short <= 0 or len(hits) < asked or (floor is not None and hits and hits[-1].similarity < floor):
+            return kept[:pool]
+        # as many more as the reachable share so far says are missing (and a quarter), at most 8x as many; twice as
+        # many while none is reachable: the asking sums to a few times the last query, which is what costs
+        asked += min(8 * asked, max(short, math.ceil(1.25 * short * asked / len(kept)))) if kept else asked
+
+
 def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | None = None, limit: int = 5,
                       settings: SelectionSettings | None = None, sync: bool = True, any_role: bool = False) -> Selection:
     """Rank the tools that could serve `scenario`: found by its embedding or its words (`fuse`);
@@ -467,18 +505,18 @@ def select_candidates(runtime: RuntimeHost, scenario: str, *, tags: list[str] | 
     t = time.perf_counter()
     wanted = {x.lower() for x in tags or []}
     pool = cfg.tagged_pool if wanted else cfg.pool
-    vector_hits = memory.search_tools(vector, pool)
+    floor = min(cfg.min_similarity, cfg.min_similarity * WORD_SIMILARITY_SHARE)  # fuse offers nothing less similar
+    vector_hits = top_reachable(lambda n: memory.search_tools(vector, n), pool, floor)
     past: dict[str, str] = {}
     if len(service.usage):  # a tool is also as similar as the scenarios it succeeded on
-        vector_hits, past = with_past_successes(vector_hits, memory.search_usage(vector, pool), memory)
+        past_hits = top_reachable(lambda n: memory.search_usage(vector, n), pool, floor)
+        vector_hits, past = with_past_successes(vector_hits, past_hits, memory)
     timings["search"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
-    word_hits = memory.search_tools_lexical(scenario, pool)
+    word_hits = top_reachable(lambda n: memory.search_tools_lexical(scenario, n), pool)
     seen = {h.id for h in vector_hits}
     word_only = [h.id for h in word_hits if h.id not in seen]
     hits = fuse(vector_hits, word_hits, memory.tool_similarities(vector, word_only), cfg.min_similarity, past)
-    hits = [h for h in hits if reachable(str(h.payload.get("tool_id")))]  # a narrowed caller (an MCP endpoint) sees only its own
-    vector_hits = [h for h in vector_hits if reachable(str(h.payload.get("tool_id")))]
     timings["words"] = (time.perf_counter() - t) * 1000
     best = vector_hits[0].similarity if vector_hits else None
     best_tool = vector_hits[0].payload.get("tool_id") if vector_hits else None
