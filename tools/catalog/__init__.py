@@ -10,9 +10,18 @@ from tools.catalog.discovery import DEMO_DIR, roots_for
 from tools.catalog.entry import Resolution, StatusChange, ToolEntry
 from tools.catalog.imported import IMPORTED
 from tools.catalog.loader import Catalog
-from tools.catalog.manifest import MAX_OUTPUT_BYTES_CEILING, Manifest, count_nodes, load_manifest, parse_manifest_text, read_manifest_data
+from tools.catalog.manifest import (
+                                    MAX_OUTPUT_BYTES_CEILING,
+                                    Manifest,
+                                    count_nodes,
+                                    load_manifest,
+                                    manifest_data_from_bytes,
+                                    parse_manifest_text,
+                                    read_manifest_data,
+                                    validate_manifest,
+)
 from tools.catalog.testing import check_case, run_manifest_tests
 
 __all__ = ["DEMO_DIR", "IMPORTED", "MAX_OUTPUT_BYTES_CEILING",
            "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "load_manifest",
-           "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests"]
+           "manifest_data_from_bytes", "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests", "validate_manifest"]

@@ -29,10 +29,11 @@ from state import promotions, proposals
 from state.redact import redact
 from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
 from tools.errors import ManifestError, StaleReviewError, ToolError, ToolInputError, ToolUnavailableError, UsageError
+from tools.evolution.candidate import code_file, read_candidate
 from tools.evolution.context import recent_failures, regressions, scenarios
 from tools.evolution.memory import failure_shapes, failure_text, offered, prompt_section, recall, repeats
 from tools.evolution.prompt import build_prompt, feedback_message
-from tools.evolution.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for, get_proposal
+from tools.evolution.review import RUNNING, UnapprovedGuard, approve, get_proposal
 from tools.evolution.stages import Cancelled, Cascade, Inputs
 from tools.ids import check_tool_id, inside, parse_version
 
@@ -431,13 +432,14 @@ def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str, 
 def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
     pid = run.pid
     proposal = get_proposal(runtime, pid, with_diff=False)
-    diff_text, sha = diff_for(proposal) if proposal.get("path") else ("", None)
+    candidate = read_candidate(proposal) if proposal.get("path") else None  # one read: the diff, its sha256, the kept files
+    diff_text, sha = (candidate.diff, candidate.sha256) if candidate is not None else ("", None)
     failed = next((s for s in stages if not s["passed"]), None)
     status = "awaiting_review" if passed else "failed_validation"
-    if proposal.get("path"):  # any node sharing the database can then show this diff and approve it
+    if candidate is not None:  # any node sharing the database can then show this diff and approve it
         from tools.evolution.pins import keep_candidate
 
-        keep_candidate(runtime.store, pid, Path(proposal["path"]).parent)
+        keep_candidate(runtime.store, pid, candidate.files)
     memory = dict(proposal.get("memory") or {})
     remembering = bool(_settings(runtime).get("memory", True))
     repeated = repeats(runtime.store, run.tool_id, diff_text, exclude=pid) if passed and diff_text and remembering else None

@@ -2,7 +2,10 @@
 
 A proposal serves calls only after `approve` (or an explicit auto-approve
 policy): the approval names the sha256 of the diff the reviewer saw, and is
-refused when the candidate or its parent changed since. Resolution reads the
+refused when the candidate or its parent changed since. The diff, its sha256
+and the pins are made of one read of the candidate's files
+(tools.evolution.candidate), so what is pinned is what the hash bound.
+Resolution reads the
 `promotions` table (session scope, then 'global', then the base version).
 `UnapprovedGuard` refuses an explicit call of an evolved version nobody
 approved, so unapproved code never reaches a warm worker or a child process
@@ -11,8 +14,6 @@ outside the sandbox.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from state import promotions, proposals
 from state.redact import redact
 from tools.errors import NotFoundError, StaleReviewError, ToolError, ToolUnavailableError, UsageError
+from tools.evolution.candidate import Candidate, read_candidate
 from tools.ids import check_name, check_tool_id, check_version
 
 if TYPE_CHECKING:
@@ -81,13 +83,26 @@ def get_proposal(runtime: RuntimeHost, proposal_id: Any, *, with_diff: bool = Tr
     if with_diff and not out.get("path"):  # no candidate was written (the model failed, or it was cancelled first)
         out["diff"], out["current_diff_sha256"] = None, None  # not its parent's deletion: its failure says what happened
         out["tampered"] = None
+        out["problems"] = []
     elif with_diff:
-        try:
-            out["diff"], out["current_diff_sha256"] = diff_for(out)
-        except ToolError as exc:
-            out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
-        out["tampered"] = tampered(runtime, out)
+        _with_candidate(runtime, out)
     return out
+
+
+def _with_candidate(runtime: RuntimeHost, out: dict[str, Any]) -> Candidate | None:
+    """The proposal's diff and its sha256 as its files are now (one read), and what that read says of them:
+    `tampered` (not the pinned files), `problems` (files that would not run as the diff shows them)."""
+    try:
+        candidate = read_candidate(out)
+    except ToolError as exc:
+        out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
+        out["tampered"] = None
+        out["problems"] = []
+        return None
+    out["diff"], out["current_diff_sha256"] = candidate.diff, candidate.sha256
+    out["tampered"] = tampered(runtime, out, candidate)
+    out["problems"] = list(candidate.problems)
+    return candidate
 
 
 def _localise(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
@@ -114,92 +129,23 @@ def _localise(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
         proposal["parent_path"] = str(parent.path)
 
 
-def tampered(runtime: RuntimeHost, proposal: dict[str, Any]) -> str | None:
-    """Why a pinned (approved) version's files are no longer the ones approved, or None."""
-    from tools.evolution.pins import mismatch, pinned
+def tampered(runtime: RuntimeHost, proposal: dict[str, Any], candidate: Candidate) -> str | None:
+    """Why a pinned (approved) version's files, as `candidate` read them, are no longer the ones approved, or None."""
+    from tools.evolution.pins import differs, pinned
 
     if not proposal.get("path") or proposal.get("approved_at") is None:
         return None
     pins = pinned(runtime.store, proposal["tool_id"], proposal["version"])
-    return mismatch(Path(proposal["path"]).parent, pins) if pins else None
+    return differs(candidate.folder, candidate.names(), candidate.digest, pins) if pins else None
 
 
 # -- the diff --------------------------------------------------------------------------------
 
 
-def code_file(manifest: Any, tool_dir: Path) -> Path | None:
-    """The code file a manifest runs: a python entry's file, or the script an executable's args name."""
-    if manifest is None:
-        return None
-    if manifest.type == "python" and manifest.entry:
-        return tool_dir / manifest.entry.split(":", 1)[0]
-    if manifest.type == "executable" and manifest.executable is not None:
-        for part in manifest.executable.argv():
-            if part.startswith("{tool_dir}/"):
-                return tool_dir / part.removeprefix("{tool_dir}/")
-        for part in manifest.executable.argv()[1:]:
-            if (tool_dir / part).is_file():
-                return tool_dir / part
-    return None
-
-
-def _read(path: Path | None) -> str:
-    """The file's text as its bytes are: `read_text` would turn a CR and a CRLF into a newline (universal
-    newlines), and the reviewer would approve a diff that hides them."""
-    if path is None or not path.is_file():
-        return ""
-    try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise ToolError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-
-
-def _lines(text: str) -> list[str]:
-    """`text`'s lines, each with its newline, split at `\\n` only: `splitlines` would also break at \\r, \\x0b,
-    \\x0c, \\x1c-\\x1e, \\x85 and U+2028/U+2029, and the diff would show a line break the file does not have
-    (the same rule as `tools.visible.marked_lines`, which shows the diff)."""
-    parts = text.split("\n")
-    lines = [part + "\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
-def _code_of(manifest_path: Path | None) -> tuple[Path | None, str]:
-    if manifest_path is None or not manifest_path.is_file():
-        return None, ""
-    from tools.catalog import load_manifest
-
-    try:
-        manifest = load_manifest(manifest_path)
-    except ToolError:
-        return None, ""
-    path = code_file(manifest, manifest_path.parent)
-    return path, _read(path)
-
-
 def diff_for(proposal: dict[str, Any]) -> tuple[str, str]:
     """Unified diff (manifest, then code) of the candidate against its parent, and the diff's sha256."""
-    new_manifest = Path(proposal["path"]) if proposal.get("path") else None
-    old_manifest = Path(proposal["parent_path"]) if proposal.get("parent_path") else None
-    parent = proposal.get("parent_version") or "none"
-    version = proposal.get("version")
-    parts: list[str] = []
-    name = f"{proposal['tool_id']}.yaml"
-    parts.extend(difflib.unified_diff(
-        _lines(_read(old_manifest)), _lines(_read(new_manifest)),
-        f"a/{name} ({parent})", f"b/{name} ({version})"))
-    old_code_path, old_code = _code_of(old_manifest)
-    new_code_path, new_code = _code_of(new_manifest)
-    if new_code_path is None and new_manifest is not None:  # an invalid candidate manifest: show its .py file
-        found = sorted(new_manifest.parent.glob("*.py"))
-        new_code_path, new_code = (found[0], _read(found[0])) if found else (None, "")
-    parts.extend(difflib.unified_diff(
-        _lines(old_code), _lines(new_code),
-        f"a/{old_code_path.name if old_code_path else '/dev/null'} ({parent})",
-        f"b/{new_code_path.name if new_code_path else '/dev/null'} ({version})"))
-    text = "".join(p if p.endswith("\n") else p + "\n" for p in parts)
-    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+    candidate = read_candidate(proposal)
+    return candidate.diff, candidate.sha256
 
 
 # -- decisions ------------------------------------------------------------------------------
@@ -221,35 +167,53 @@ def _changed(runtime: RuntimeHost) -> None:
 
 def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", reviewer: str | None = None,
             diff_sha256: str | None = None) -> dict[str, Any]:
-    """Promote a validated proposal for `scope` (a session id, or 'global'), if the diff is the one reviewed."""
+    """Promote a validated proposal for `scope` (a session id, or 'global'), if the diff is the one reviewed.
+
+    The candidate's files are read once: the diff's sha256 is computed from those bytes, compared with the one the
+    reviewer gives, and exactly those bytes are pinned (a file swapped on disk after the read is not served: it
+    differs from its pin)."""
     scope = _scope(scope)
-    proposal = get_proposal(runtime, proposal_id)
-    pid = proposal["id"]
+    proposal = get_proposal(runtime, proposal_id, with_diff=False)
+    pid, tool_id, version = proposal["id"], proposal["tool_id"], proposal["version"]
     if proposal["status"] not in APPROVABLE:
         raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review, or approved or rolled "
                                "back before (for another scope, or again), can be approved",
-                               tool_id=proposal["tool_id"])
+                               tool_id=tool_id)
+    if not proposal.get("path"):
+        raise ToolUnavailableError(f"proposal {pid} has no candidate files", tool_id=tool_id)
+    candidate = _with_candidate(runtime, proposal)  # the one read: diff, sha256 and pins are made of these bytes
+    if candidate is None:
+        raise ToolUnavailableError(f"proposal {pid}: {proposal['diff']}", tool_id=tool_id)
     if proposal.get("tampered"):
-        raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=proposal["tool_id"])
+        raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=tool_id)
+    current = candidate.sha256
     if not diff_sha256:
-        raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {proposal['current_diff_sha256']})")
-    current = proposal["current_diff_sha256"]
-    if diff_sha256.strip().lower() != current:
+        raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {current})")
+    given = diff_sha256.strip().lower()
+    if given != current:
         raise StaleReviewError(
-            f"proposal {pid}: stale diff hash {diff_sha256[:12]}...: the diff is now {current}; review it again "
-            f"(tooldeck review show {pid})", tool_id=proposal["tool_id"])
+            f"proposal {pid}: stale diff hash {given[:12]}...: the diff is now {current}; review it again "
+            f"(tooldeck review show {pid})", tool_id=tool_id)
     if proposal.get("diff_sha256") and current != proposal["diff_sha256"]:
         raise ToolUnavailableError(
             f"proposal {pid}: the candidate or its parent changed on disk after validation (diff was "
-            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=proposal["tool_id"])
-    tool_id, version = proposal["tool_id"], proposal["version"]
-    folder = _reviewed_folder(proposal)
+            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=tool_id)
+    refused = [*candidate.problems, *candidate.unreadable.values()]
+    if candidate.manifest_error:
+        refused.insert(0, candidate.manifest_error)
+    if refused:
+        raise ToolUnavailableError(f"proposal {pid}: {'; '.join(refused)}; evolve again", tool_id=tool_id)
+    extra = candidate.unshown()
+    if extra:
+        raise ToolUnavailableError(
+            f"proposal {pid}: {candidate.folder} holds files the diff does not show ({', '.join(extra)}); remove them or evolve "
+            "again", tool_id=tool_id)
     now = runtime.store.now()
     from tools.evolution.pins import pin
 
     with runtime.store.tx() as con:
         _still(con, runtime, proposal, APPROVABLE, "approved")
-        pin(con, tool_id, version, folder, pid)  # what was reviewed is what may serve: sha256 of every file
+        pin(con, tool_id, version, candidate.files, pid)  # what was reviewed is what may serve: these bytes, no re-read
         previous = promotions.promoted(con, tool_id, scope)
         promotions.promote(con, tool_id, scope, version, original_version=proposal["parent_version"], proposal_id=pid,
                            reason=proposal.get("mutation_hint"), reviewer=reviewer, now=now)
@@ -269,25 +233,6 @@ def _still(con: Any, runtime: RuntimeHost, proposal: dict[str, Any], allowed: tu
     if status not in allowed:
         raise StaleReviewError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",
                                    tool_id=proposal["tool_id"])
-
-
-def _reviewed_folder(proposal: dict[str, Any]) -> Path:
-    """The candidate's folder, refused when it holds a file the reviewer's diff did not show."""
-    pid = proposal["id"]
-    if not proposal.get("path"):
-        raise ToolUnavailableError(f"proposal {pid} has no candidate files", tool_id=proposal["tool_id"])
-    from tools.evolution.pins import folder_files
-
-    manifest_path = Path(proposal["path"])
-    folder = manifest_path.parent
-    code_path, _code = _code_of(manifest_path)
-    shown = {manifest_path.name} | ({code_path.relative_to(folder).as_posix()} if code_path is not None else set())
-    extra = sorted(set(folder_files(folder)) - shown)
-    if extra:
-        raise ToolUnavailableError(
-            f"proposal {pid}: {folder} holds files the diff does not show ({', '.join(extra)}); remove them or evolve again",
-            tool_id=proposal["tool_id"])
-    return folder
 
 
 def _ensure_loaded(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from tools.catalog import Manifest, ToolEntry, check_case, load_manifest
 from tools.errors import ToolError
-from tools.evolution.review import code_file
+from tools.evolution.candidate import code_file, name_inside
 
 MAX_CODE_BYTES = 512 * 1024
 #: the walls each sandboxed stage reports, as its run saw them (tools.evolution.sandbox)
@@ -131,6 +131,8 @@ class Cascade:
         if code is None or code.name != i.code_name:
             where = "entry" if manifest.type == "python" else "executable.args"
             return _stage("manifest", False, f"field '{where}' must run {i.code_name} (the candidate's code file)", started)
+        if name_inside(self.path.parent, code) is None:
+            return _stage("manifest", False, f"{code}: the code file is outside the candidate's folder", started)
         if not code.is_file():
             return _stage("manifest", False, f"{code.name}: the code file is missing", started)
         if i.parent is not None and not i.dynamic_schema and manifest.output_schema != i.parent.output_schema:
