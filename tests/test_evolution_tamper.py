@@ -201,3 +201,38 @@ def test_an_approval_pins_the_bytes_its_diff_was_made_of_not_a_file_swapped_afte
     code.write_bytes(good)  # the reviewed bytes serve once back
     rt.catalog.reload_path(code)
     assert rt.call("greet", {"name": "ada  lovelace"}) == {"greeting": "hello ada lovelace"}
+
+
+def test_show_flags_an_approved_version_whose_files_are_not_the_diff_approved(workspace, make_runtime, anthropic_server,
+                                                                              capsys):
+    """An approval made before pins were taken from the reviewed bytes may have pinned a swapped file: its files on disk
+    match its pins, so `tampered` is None, but they are not the ones validated and approved. `review show` and
+    `review list` say so."""
+    import hashlib
+    import json
+
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    proposal = proposed(rt, anthropic_server, GREET_V2, "Allow spaces in names")
+    approve(rt, proposal["id"], "global", "alice", proposal["diff_sha256"])
+    code = code_of(rt, "1.1.0")
+    evil = code.read_bytes() + PWNED.encode()
+    code.write_bytes(evil)
+    with rt.store.tx() as con:  # what the racing approval pinned: the swapped bytes
+        con.execute("UPDATE approved_files SET sha256=?, size=? WHERE tool_id='greet' AND version='1.1.0' AND name=?",
+                    (hashlib.sha256(evil).hexdigest(), len(evil), code.name))
+    shown = get_proposal(rt, proposal["id"])
+    assert shown["tampered"] is None
+    assert shown["changed_on_disk"].startswith("greet_v1_1_0.py changed on disk since approval: the diff is not the one "
+                                               "approved"), shown["changed_on_disk"]
+    ws = str(workspace)
+    capsys.readouterr()
+    assert main(["-w", ws, "review", "show", str(proposal["id"])]) == 0
+    assert "CHANGED ON DISK: greet_v1_1_0.py changed on disk since approval" in capsys.readouterr().out
+    assert main(["-w", ws, "review", "list"]) == 0
+    assert "approved (changed on disk since approval)" in capsys.readouterr().out
+    assert main(["-w", ws, "--json", "review", "list"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["changed_on_disk"] == shown["changed_on_disk"]

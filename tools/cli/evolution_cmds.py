@@ -159,21 +159,31 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     from tools.evolution import list_proposals
 
     def run(runtime: RuntimeHost) -> int:
-        rows = list_proposals(runtime, args.status, tool_id=args.tool)
+        rows = list_proposals(runtime, args.status, tool_id=args.tool, check_files=True)
         if args.json_out:
             emit_json([{k: r.get(k) for k in ("id", "tool_id", "version", "parent_version", "status", "provider", "model",
-                                              "mutation_hint", "diff_sha256", "created", "scope")} for r in rows])
+                                              "mutation_hint", "diff_sha256", "created", "scope", "changed_on_disk", "tampered")}
+                       for r in rows])
             return 0
         table = []
         for r in rows:
             model = f"{r['model']} (replay)" if r.get("replay") and r.get("model") != "replay" else (r.get("model") or "")
-            table.append((r["id"], r["tool_id"], r["version"], r.get("parent_version") or "-", r["status"], model,
+            table.append((r["id"], r["tool_id"], r["version"], r.get("parent_version") or "-", _status(r), model,
                           r.get("mutation_hint") or ""))
         print_table(plural(len(rows), "proposal"), ("id", "tool", "version", "from", "status", "model", "hint"), table,
                     keys=("id", "tool", "version", "from", "status"))
         return 0
 
     return _with_runtime(args, run)
+
+
+def _status(p: dict[str, Any]) -> str:
+    """The status, and what the files on disk say against it (`review list`: the detail is in `review show`)."""
+    if p.get("tampered"):
+        return f"{p['status']} (tampered: not served)"
+    if p.get("changed_on_disk"):
+        return f"{p['status']} (changed on disk since {'approval' if p['status'] in ('approved', 'rolled_back') else 'validation'})"
+    return str(p["status"])
 
 
 def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
@@ -198,12 +208,25 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         if p.get("review_reason"):
             review.append(": ").append_text(shown(p["review_reason"]))
         out.print(review)
+    if p.get("tampered"):
+        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
+    elif p.get("changed_on_disk"):  # the stages and any approval below are for an earlier diff than the one shown
+        out.print(Text.assemble(("CHANGED ON DISK", "bold red"), ": ", shown(p["changed_on_disk"])))
+    for problem in p.get("problems") or []:  # a file that would not run or load as the diff shows it
+        out.print(Text.assemble(("NOT AS SHOWN", "bold red"), ": ", shown(problem), " (it cannot be approved)"))
+    for edit in p.get("edited") or []:
+        files = ", ".join(edit.get("files") or []) or "the candidate (or its parent)"
+        out.print(Text.assemble(("EDITED", "bold yellow"), ": ", shown(files),
+                                f" edited on disk by an operator after validation, not by the model (diff "
+                                f"{str(edit.get('validated_diff_sha256'))[:12]}... -> {str(edit.get('diff_sha256'))[:12]}...)"))
     if p.get("mutation_hint"):
         out.print(Text("hint: ").append_text(shown(p["mutation_hint"])))
     if p.get("error_message"):
         out.print(Text("error: ").append_text(shown(p["error_message"])))
     if p.get("explanation"):
         out.print(Text("explanation: ").append_text(shown(p["explanation"])))
+    if p.get("changed_on_disk") and p.get("stages") and not p.get("tampered"):
+        out.print(f"stages, for the earlier diff (sha256 {p.get('diff_sha256')}), not the one shown below:")
     for stage in p.get("stages") or []:
         mark = ("SKIP", "dim") if stage.get("skipped") else (("PASS", "green") if stage["passed"] else ("FAIL", "red"))
         out.print(Text.assemble("  ", mark, f" {visible(stage['name']):<17} {stage['ms']:>8.1f} ms  ", shown(stage["detail"])))
@@ -212,8 +235,6 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(shown(f"sandbox: {held}"))
     if p.get("failure"):
         out.print(Text(visible(p["failure"]), style="red"))
-    if p.get("tampered"):
-        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
     warning = repeats_warning(p)
     if warning:  # evolution's memory: this candidate repeats an approach a reviewer turned down
         line = shown(warning)
@@ -226,9 +247,12 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(diff_text(p["diff"]))
     sha = p.get("current_diff_sha256") or p.get("diff_sha256")
     if sha:
-        out.print(f"diff sha256: {sha}")
+        out.print(f"diff sha256: {sha}" + (f" (validated: {p['diff_sha256']})" if p.get("changed_on_disk") else ""))
     if p["status"] == "awaiting_review":
-        out.print(f"approve: tooldeck review approve {p['id']} --diff {sha} --scope global|SESSION")
+        if p.get("changed_on_disk"):  # an approval would be refused: validate what is on disk now first
+            out.print(f"revalidate: tooldeck review revalidate {p['id']}")
+        elif not p.get("problems"):
+            out.print(f"approve: tooldeck review approve {p['id']} --diff {sha} --scope global|SESSION")
         out.print(f"reject:  tooldeck review reject {p['id']} --reason ...")
 
 

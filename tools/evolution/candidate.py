@@ -3,7 +3,8 @@
 A reviewer approves the sha256 of a diff; what serves is pinned by the sha256 of each file. Both are
 made here from one read of each file, so a file swapped on disk between the diff and the pins is
 never pinned unseen: an approval pins exactly the bytes its diff was made of (and serving checks the
-files on disk against those pins).
+files on disk against those pins). Validation keeps the same bytes (`proposal_files`), so a later
+read says which files changed since.
 
 A code file outside the candidate's folder, which the pins would not cover, is named in `problems`;
 validation and approval refuse it.
@@ -50,6 +51,18 @@ class Candidate:
             raise OSError(self.unreadable[name])
         data = self.files[name]
         return hashlib.sha256(data).hexdigest(), len(data)
+
+    def changed_from(self, kept: Mapping[str, tuple[str, int]]) -> list[str]:
+        """The files that differ from `kept` (name -> sha256, size): changed, added or gone."""
+        out = []
+        for name in sorted(self.names() | set(kept)):
+            try:
+                now = self.digest(name)[0] if name in self.names() else None
+            except OSError:
+                now = None
+            if now is None or name not in kept or kept[name][0] != now:
+                out.append(name)
+        return out
 
 
 def code_file(manifest: Any, tool_dir: Path) -> Path | None:

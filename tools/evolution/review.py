@@ -4,8 +4,9 @@ A proposal serves calls only after `approve` (or an explicit auto-approve
 policy): the approval names the sha256 of the diff the reviewer saw, and is
 refused when the candidate or its parent changed since. The diff, its sha256
 and the pins are made of one read of the candidate's files
-(tools.evolution.candidate), so what is pinned is what the hash bound.
-Resolution reads the
+(tools.evolution.candidate), so what is pinned is what the hash bound; `review
+show` and `review list` say when the files on disk are no longer the ones
+validated or approved. Resolution reads the
 `promotions` table (session scope, then 'global', then the base version).
 `UnapprovedGuard` refuses an explicit call of an evolved version nobody
 approved, so unapproved code never reaches a warm worker or a child process
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from state import promotions, proposals
+from state import approved, promotions, proposals
 from state.redact import redact
 from tools.errors import NotFoundError, StaleReviewError, ToolError, ToolUnavailableError, UsageError
 from tools.evolution.candidate import Candidate, read_candidate
@@ -34,6 +35,8 @@ STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", 
             "model_error")  # the model could not answer (no recording, a refused request, the budget spent)
 RUNNING = ("generating", "validating")
 APPROVABLE = ("awaiting_review", "approved", "rolled_back")
+#: a proposal in these states is validated again on request (tools.evolution.evolve.revalidate)
+REVALIDATE_FROM = ("awaiting_review", "failed_validation")
 
 
 # -- reading proposals -----------------------------------------------------------------
@@ -47,19 +50,29 @@ def _row_to_dict(row: Any) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = [] if key == "stages" else {}
     out["dynamic_schema"] = bool(out.get("dynamic_schema"))
+    memory = out.get("memory")  # a revalidation's record of files an operator edited (tools.evolution.evolve._note_edit)
+    out["edited"] = list(memory.get("edited") or []) if isinstance(memory, dict) else []
     out["tokens"] = {"input": out.get("input_tokens", 0), "output": out.get("output_tokens", 0)}
     out["replay"] = out.get("provider") == "replay"
     return out
 
 
 def list_proposals(runtime: RuntimeHost, status: str | None = None, *, tool_id: str | None = None,
-                   limit: int = 200) -> list[dict[str, Any]]:
-    """Newest first; the dashboard's review panel and `tooldeck review list`."""
+                   limit: int = 200, check_files: bool = False) -> list[dict[str, Any]]:
+    """Newest first; the dashboard's review panel and `tooldeck review list`. With `check_files`, each proposal a
+    decision may still follow (APPROVABLE) is read from disk as `review show` reads it, and says whether its files
+    changed since validation or approval (`changed_on_disk`, `tampered`)."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown proposal status {status!r}: use one of {', '.join(STATUSES)}")
     if tool_id is not None:
         check_tool_id(tool_id)
-    return [_row_to_dict(r) for r in proposals.list_rows(runtime.store, status=status, tool_id=tool_id, limit=limit)]
+    rows = [_row_to_dict(r) for r in proposals.list_rows(runtime.store, status=status, tool_id=tool_id, limit=limit)]
+    for row in rows:
+        row["changed_on_disk"] = row["tampered"] = None
+        if check_files and row["status"] in APPROVABLE and row.get("path"):
+            _localise(runtime, row)
+            _with_candidate(runtime, row)
+    return rows
 
 
 def _proposal_id(value: Any) -> int:
@@ -82,7 +95,7 @@ def get_proposal(runtime: RuntimeHost, proposal_id: Any, *, with_diff: bool = Tr
     _localise(runtime, out)
     if with_diff and not out.get("path"):  # no candidate was written (the model failed, or it was cancelled first)
         out["diff"], out["current_diff_sha256"] = None, None  # not its parent's deletion: its failure says what happened
-        out["tampered"] = None
+        out["tampered"] = out["changed_on_disk"] = None
         out["problems"] = []
     elif with_diff:
         _with_candidate(runtime, out)
@@ -91,16 +104,18 @@ def get_proposal(runtime: RuntimeHost, proposal_id: Any, *, with_diff: bool = Tr
 
 def _with_candidate(runtime: RuntimeHost, out: dict[str, Any]) -> Candidate | None:
     """The proposal's diff and its sha256 as its files are now (one read), and what that read says of them:
-    `tampered` (not the pinned files), `problems` (files that would not run as the diff shows them)."""
+    `tampered` (not the pinned files), `changed_on_disk` (not the diff validated or approved), `problems` (files
+    that would not run or load as the diff shows them)."""
     try:
         candidate = read_candidate(out)
     except ToolError as exc:
         out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
-        out["tampered"] = None
+        out["tampered"] = out["changed_on_disk"] = None
         out["problems"] = []
         return None
     out["diff"], out["current_diff_sha256"] = candidate.diff, candidate.sha256
     out["tampered"] = tampered(runtime, out, candidate)
+    out["changed_on_disk"] = changed_on_disk(runtime, out, candidate)
     out["problems"] = list(candidate.problems)
     return candidate
 
@@ -137,6 +152,27 @@ def tampered(runtime: RuntimeHost, proposal: dict[str, Any], candidate: Candidat
         return None
     pins = pinned(runtime.store, proposal["tool_id"], proposal["version"])
     return differs(candidate.folder, candidate.names(), candidate.digest, pins) if pins else None
+
+
+def changed_on_disk(runtime: RuntimeHost, proposal: dict[str, Any], candidate: Candidate) -> str | None:
+    """What changed on disk since the proposal's diff was validated (and, for an approved one, approved), or None:
+    the stages it shows, and any approval, are for that earlier diff."""
+    recorded = proposal.get("diff_sha256")
+    if not recorded or candidate.sha256 == recorded or proposal.get("status") in RUNNING:
+        return None
+    kept = approved.candidate_files(runtime.store, proposal["id"])
+    if not kept:  # validated before the files were kept (schema 5): which side changed is unknown
+        what = "the candidate or its parent changed"
+    else:
+        files = candidate.changed_from(kept)
+        what = (f"{', '.join(files)} changed" if files
+                else f"its parent ({proposal.get('tool_id')} {proposal.get('parent_version') or 'none'}) changed")
+    hashes = f"(sha256 {recorded[:12]}...; now {candidate.sha256[:12]}...)"
+    if proposal.get("status") in ("approved", "rolled_back"):
+        return f"{what} on disk since approval: the diff is not the one approved {hashes}"
+    again = (f"; validate it again: tooldeck review revalidate {proposal['id']}, or evolve again"
+             if proposal.get("status") in REVALIDATE_FROM else "")
+    return f"{what} on disk since validation: the stages shown are for the earlier diff {hashes}{again}"
 
 
 # -- the diff --------------------------------------------------------------------------------
@@ -195,9 +231,11 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
             f"proposal {pid}: stale diff hash {given[:12]}...: the diff is now {current}; review it again "
             f"(tooldeck review show {pid})", tool_id=tool_id)
     if proposal.get("diff_sha256") and current != proposal["diff_sha256"]:
+        again = (f"validate it again (tooldeck review revalidate {pid}) or evolve again" if proposal["status"] in REVALIDATE_FROM
+                 else "evolve again")
         raise ToolUnavailableError(
             f"proposal {pid}: the candidate or its parent changed on disk after validation (diff was "
-            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=tool_id)
+            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); {again}", tool_id=tool_id)
     refused = [*candidate.problems, *candidate.unreadable.values()]
     if candidate.manifest_error:
         refused.insert(0, candidate.manifest_error)
