@@ -6,16 +6,32 @@ never pinned unseen: an approval pins exactly the bytes its diff was made of (an
 files on disk against those pins). Validation keeps the same bytes (`proposal_files`), so a later
 read says which files changed since.
 
-A code file outside the candidate's folder, which the pins would not cover, is named in `problems`;
-validation and approval refuse it.
+The diff shows each file as UTF-8 text. A candidate whose files a reader of the diff would read
+otherwise than the interpreter or the manifest loader does is named in `problems`; validation and
+approval refuse it:
+
+- a coding cookie on the code's first two lines (`# -*- coding: unicode_escape -*-` runs a line the
+  diff shows as a comment; `latin-1` runs the bytes shown as `ÿ` as `Ã¿`): Python honours it, and so
+  do other interpreters (Ruby's magic comment has the same form), so a code file may declare UTF-8 or
+  nothing;
+- bytes that are not UTF-8, in the code or the manifest: shown in the diff as `\\xNN` escapes under a
+  note that names the file and its sha256 (the diff's hash then still binds the real bytes), never
+  silently replaced by U+FFFD;
+- a code file outside the candidate's folder, which the pins would not cover.
+
+A UTF-8 byte order mark is read alike by all (Python, the YAML loader) and shown as `<U+FEFF>`.
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
+import io
 import os
+import re
 import stat
+import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +39,10 @@ from typing import Any
 
 from tools.catalog import Manifest, manifest_data_from_bytes, validate_manifest
 from tools.errors import ToolError
+
+#: how Python finds a coding cookie (tokenize.detect_encoding uses the same form), for the line a refusal quotes
+_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
+_UTF8 = ("utf-8", "utf-8-sig")
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,38 @@ def code_file(manifest: Any, tool_dir: Path) -> Path | None:
     return None
 
 
+def source_problem(name: str, data: bytes) -> str | None:
+    """Why an interpreter would not read the code file `data` as the UTF-8 text its diff shows, or None."""
+    problem = utf8_problem(name, data)
+    if problem is not None:
+        return problem
+    try:
+        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError as exc:  # an unknown encoding, or a cookie that contradicts a byte order mark
+        return f"{name}: {exc.msg}; Python would not read it as the UTF-8 text the diff shows"
+    try:
+        normal = codecs.lookup(encoding).name
+    except LookupError:  # pragma: no cover - detect_encoding looked it up already
+        normal = encoding
+    if normal in _UTF8:
+        return None
+    line_no, line = next(((n, text) for n, text in enumerate(data.split(b"\n")[:2], 1) if _COOKIE.match(text)), (1, b""))
+    cookie = line.rstrip(b"\r").decode("utf-8").strip()[:120]
+    return (f"{name}:{line_no}: the coding cookie {cookie!r} makes Python read this file as {normal}, not as the UTF-8 "
+            "text the diff shows; code must be UTF-8 without a cookie that says otherwise")
+
+
+def utf8_problem(name: str, data: bytes) -> str | None:
+    """Why `data` is not UTF-8 text (the only encoding the diff shows faithfully), or None."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return (f"{name}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); the diff shows it as "
+                "\\xNN escapes, and what would run or load is not that text")
+    return None
+
+
 def _read_regular(path: Path) -> bytes:
     """A regular file's bytes (a symlink followed, as the loaders do); a FIFO or a device is refused without
     blocking on it."""
@@ -116,10 +168,13 @@ def _manifest(raw: bytes | None, path: Path) -> tuple[Manifest | None, str | Non
         return None, exc.message
 
 
-def _text(data: bytes) -> str:
-    """The file's text as its bytes are: `read_text` would turn a CR and a CRLF into a newline (universal
-    newlines), and the reviewer would approve a diff that hides them."""
-    return data.decode("utf-8", errors="replace")
+def _shown(data: bytes) -> tuple[str, bool]:
+    """The text the diff shows for `data`, and whether it is exact: UTF-8 as it is, anything else with its
+    undecodable bytes spelled `\\xNN` (never replaced by U+FFFD, which would make two files one diff)."""
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="backslashreplace"), False
 
 
 def _lines(text: str) -> list[str]:
@@ -167,6 +222,10 @@ def read_candidate(proposal: Mapping[str, Any]) -> Candidate:
     raw_manifest = files.get(manifest_name)
     manifest, manifest_error = _manifest(raw_manifest, manifest_path)
     problems: list[str] = []
+    if raw_manifest is not None:
+        problem = utf8_problem(manifest_name, raw_manifest)
+        if problem is not None:
+            problems.append(problem)
     code_path = code_file(manifest, folder)
     runs = name_inside(folder, code_path) if code_path is not None else None  # the code file the manifest runs
     if code_path is not None and runs is None:
@@ -176,6 +235,10 @@ def read_candidate(proposal: Mapping[str, Any]) -> Candidate:
         found = sorted(n for n in files if "/" not in n and n.endswith(".py"))
         code_name = found[0] if found else None
     code = files.get(code_name, b"") if code_name is not None else b""
+    if code_name is not None and code_name in files:
+        problem = source_problem(code_name, code)
+        if problem is not None:
+            problems.append(problem)
 
     parent_path = Path(proposal["parent_path"]) if proposal.get("parent_path") else None
     old_manifest, old_code_name, old_code = _parent(parent_path)
@@ -186,10 +249,14 @@ def read_candidate(proposal: Mapping[str, Any]) -> Candidate:
     old_label = f"a/{old_code_name or '/dev/null'} ({parent})"
     sides = [(f"a/{name} ({parent})", old_manifest), (f"b/{name} ({version})", raw_manifest or b""),
              (old_label, old_code), (new_label, code)]
-    texts = [_text(data) for _label, data in sides]
+    texts = [_shown(data) for _label, data in sides]
     parts: list[str] = []
-    parts.extend(difflib.unified_diff(_lines(texts[0]), _lines(texts[1]), sides[0][0], sides[1][0]))
-    parts.extend(difflib.unified_diff(_lines(texts[2]), _lines(texts[3]), sides[2][0], sides[3][0]))
+    parts.extend(difflib.unified_diff(_lines(texts[0][0]), _lines(texts[1][0]), sides[0][0], sides[1][0]))
+    parts.extend(difflib.unified_diff(_lines(texts[2][0]), _lines(texts[3][0]), sides[2][0], sides[3][0]))
+    for (label, data), (_text, exact) in zip(sides, texts, strict=True):
+        if not exact:  # the note binds the real bytes into the diff's hash, and says what the escapes are
+            parts.append(f"\\ {label}: not UTF-8; its undecodable bytes are shown as \\xNN escapes "
+                         f"(sha256 of the file: {hashlib.sha256(data).hexdigest()})")
     text = "".join(p if p.endswith("\n") else p + "\n" for p in parts)
     shown = {manifest_name} | ({runs} if runs is not None else set())
     return Candidate(folder, files, unreadable, frozenset(shown), text, hashlib.sha256(text.encode("utf-8")).hexdigest(),
