@@ -551,3 +551,27 @@ def test_a_candidate_changed_while_it_was_validated_fails_validation(workspace, 
     assert p["stages"][-1]["name"] == "unchanged_on_disk" and not p["stages"][-1]["passed"]
     assert p["failure"].startswith("unchanged_on_disk: greet_v1_1_0.py changed on disk while it was validated")
     assert "edited while validated" in p["diff"]
+
+
+def test_approving_again_for_the_scope_it_serves_changes_nothing(workspace, make_runtime, anthropic_server, capsys):
+    """A second approval for the same scope said "now serves" and recorded bob over alice; it is a no-op, as a
+    rollback to what already serves is."""
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    ws, pid = str(workspace), str(p["id"])
+    assert main(["-w", ws, "review", "approve", pid, "--diff", p["diff_sha256"], "--scope", "global", "--reviewer", "alice"]) == 0
+    assert "now serves scope global" in capsys.readouterr().out
+    assert main(["-w", ws, "review", "approve", pid, "--diff", p["diff_sha256"], "--scope", "global", "--reviewer", "bob"]) == 0
+    assert capsys.readouterr().out.strip() == f"proposal {pid}: scope global already serves greet 1.1.0; nothing changed"
+    assert main(["-w", ws, "--json", "review", "approve", pid, "--diff", p["diff_sha256"], "--scope", "global",
+                 "--reviewer", "bob"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchanged"] is True
+    assert get_proposal(rt, p["id"])["reviewer"] == "alice"
+    assert [r[0] for r in rt.store.query("SELECT reviewer FROM promotions WHERE tool_id='greet'")] == ["alice"]
+    history = rt.store.query("SELECT action, actor FROM promotion_history WHERE tool_id='greet'")
+    assert [tuple(r) for r in history] == [("approved", "alice")]
+    assert [e.kind for e in rt.events.recent(200)].count("promotion.approved") == 1

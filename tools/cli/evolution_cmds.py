@@ -304,7 +304,9 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
         _check_scope(runtime, args.scope)
         p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
         if args.json_out:
-            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer")})
+            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer", "unchanged")})
+        elif p.get("unchanged"):  # as a rollback to what already serves: the first approval's record is kept
+            console().print(f"proposal {p['id']}: scope {p['scope']} already serves {p['tool_id']} {p['version']}; nothing changed")
         else:
             console().print(f"approved proposal {p['id']}: {p['tool_id']} {p['version']} now serves scope {p['scope']}")
         return 0

@@ -207,7 +207,7 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
 
     The candidate's files are read once: the diff's sha256 is computed from those bytes, compared with the one the
     reviewer gives, and exactly those bytes are pinned (a file swapped on disk after the read is not served: it
-    differs from its pin)."""
+    differs from its pin). Approving a version for a scope it already serves changes nothing (`unchanged`)."""
     scope = _scope(scope)
     proposal = get_proposal(runtime, proposal_id, with_diff=False)
     pid, tool_id, version = proposal["id"], proposal["tool_id"], proposal["version"]
@@ -230,6 +230,8 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
         raise StaleReviewError(
             f"proposal {pid}: stale diff hash {given[:12]}...: the diff is now {current}; review it again "
             f"(tooldeck review show {pid})", tool_id=tool_id)
+    if proposal["status"] == "approved" and promotions.promoted(runtime.store, tool_id, scope) == version:
+        return _unchanged(runtime, pid, scope)
     if proposal.get("diff_sha256") and current != proposal["diff_sha256"]:
         again = (f"validate it again (tooldeck review revalidate {pid}) or evolve again" if proposal["status"] in REVALIDATE_FROM
                  else "evolve again")
@@ -251,17 +253,29 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
 
     with runtime.store.tx() as con:
         _still(con, runtime, proposal, APPROVABLE, "approved")
-        pin(con, tool_id, version, candidate.files, pid)  # what was reviewed is what may serve: these bytes, no re-read
         previous = promotions.promoted(con, tool_id, scope)
-        promotions.promote(con, tool_id, scope, version, original_version=proposal["parent_version"], proposal_id=pid,
-                           reason=proposal.get("mutation_hint"), reviewer=reviewer, now=now)
-        proposals.mark_approved(con, pid, reviewer, scope, now)
-        promotions.note(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"), now)
+        if previous != version:  # else another approval of this scope committed meanwhile: nothing to change
+            pin(con, tool_id, version, candidate.files, pid)  # what was reviewed is what may serve: these bytes, no re-read
+            promotions.promote(con, tool_id, scope, version, original_version=proposal["parent_version"], proposal_id=pid,
+                               reason=proposal.get("mutation_hint"), reviewer=reviewer, now=now)
+            proposals.mark_approved(con, pid, reviewer, scope, now)
+            promotions.note(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"),
+                            now)
+    if previous == version:
+        return _unchanged(runtime, pid, scope)
     _ensure_loaded(runtime, proposal)
     _changed(runtime)
     runtime.events.emit("promotion.approved", tool_id, version, proposal_id=pid, scope=scope, reviewer=reviewer,
                         previous_version=previous, diff_sha256=current)
     return get_proposal(runtime, pid, with_diff=False)
+
+
+def _unchanged(runtime: RuntimeHost, pid: int, scope: str) -> dict[str, Any]:
+    """An approval for a scope the version already serves: nothing written, the first approval's record kept (as a
+    rollback to what already serves)."""
+    out = get_proposal(runtime, pid, with_diff=False)
+    out["unchanged"], out["scope"] = True, scope  # the scope asked for, which it serves already
+    return out
 
 
 def _still(con: Any, runtime: RuntimeHost, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
