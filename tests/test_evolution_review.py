@@ -575,3 +575,30 @@ def test_approving_again_for_the_scope_it_serves_changes_nothing(workspace, make
     history = rt.store.query("SELECT action, actor FROM promotion_history WHERE tool_id='greet'")
     assert [tuple(r) for r in history] == [("approved", "alice")]
     assert [e.kind for e in rt.events.recent(200)].count("promotion.approved") == 1
+
+
+def test_rollback_for_a_scope_with_no_promotion_and_no_live_session_is_bad_usage(workspace, make_runtime, anthropic_server,
+                                                                                  capsys):
+    """`rollback TOOL VERSION --scope alpah` (a typo) said "already serves 1.0.0; nothing changed"."""
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    mine = make_runtime(session="s-mine")
+    p = proposed(rt, anthropic_server)
+    approve(rt, p["id"], "global", "tester", p["diff_sha256"])
+    approve(rt, p["id"], "s-mine", "tester", p["diff_sha256"])
+    mine.close()  # its promotion stays: a scope with a promotion may be rolled back once its session is gone
+    ws = str(workspace)
+    capsys.readouterr()
+    assert main(["-w", ws, "rollback", "greet", "1.0.0", "--scope", "alpah"]) == 2
+    err = capsys.readouterr().err
+    assert ("rollback greet: scope 'alpah' is not global, a scope with a promotion of it, or a live session; scopes with a "
+            "promotion: global, s-mine; live sessions: ") in err, err
+    assert main(["-w", ws, "--json", "rollback", "greet", "1.1.0", "--scope", "alpah"]) == 2
+    assert json.loads(capsys.readouterr().out)["error_class"] == "bad_usage"
+    served = {r[0]: r[1] for r in rt.store.query("SELECT scope, version FROM promotions")}
+    assert served == {"global": "1.1.0", "s-mine": "1.1.0"}
+    assert main(["-w", ws, "rollback", "greet", "1.0.0", "--scope", "s-mine"]) == 0
+    assert "scope s-mine serves 1.0.0 again (was 1.1.0)" in capsys.readouterr().out

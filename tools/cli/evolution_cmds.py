@@ -298,10 +298,10 @@ def cmd_review_show(args: argparse.Namespace) -> int:
 
 
 def cmd_review_approve(args: argparse.Namespace) -> int:
-    from tools.evolution import approve
+    from tools.evolution import approve, check_scope
 
     def run(runtime: RuntimeHost) -> int:
-        _check_scope(runtime, args.scope)
+        check_scope(runtime, args.scope)
         p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
         if args.json_out:
             emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer", "unchanged")})
@@ -312,17 +312,6 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
         return 0
 
     return _with_runtime(args, run)
-
-
-def _check_scope(runtime: RuntimeHost, scope: str) -> None:
-    """`global`, or a session that is live now (a typo must not promote for nobody)."""
-    if scope == "global":
-        return
-    live = [r for r in runtime.live_runtimes() if r["session"] != runtime.session]
-    if any(r["session"] == scope for r in live):
-        return
-    sessions = ", ".join(sorted({f"{r['session']} ({r.get('label') or 'runtime'}, pid {r['pid']})" for r in live})) or "none"
-    raise UsageError(f"scope {scope!r} is not global or a live session; live sessions: {sessions}")
 
 
 def cmd_review_reject(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,6 +194,23 @@ def _scope(value: Any) -> str:
     return check_name(value, "scope (a session id, or global)")
 
 
+def check_scope(runtime: RuntimeHost, scope: str, *, promoted: Iterable[str] = (), what: str = "") -> None:
+    """`global`, a session that is live now (another runtime's), or one of `promoted` (the scopes that have a
+    promotion of the tool, for a rollback): a typo must not promote for nobody, nor report that nobody's version
+    did not change. Else a UsageError naming the scopes that would do."""
+    promoted = sorted(set(promoted))
+    if scope == "global" or scope in promoted:
+        return
+    live = [r for r in runtime.live_runtimes() if r["session"] != runtime.session]
+    if any(r["session"] == scope for r in live):
+        return
+    sessions = ", ".join(sorted({f"{r['session']} ({r.get('label') or 'runtime'}, pid {r['pid']})" for r in live})) or "none"
+    if what:
+        raise UsageError(f"{what}: scope {scope!r} is not global, a scope with a promotion of it, or a live session; "
+                         f"scopes with a promotion: {', '.join(promoted) or 'none'}; live sessions: {sessions}")
+    raise UsageError(f"scope {scope!r} is not global or a live session; live sessions: {sessions}")
+
+
 def _changed(runtime: RuntimeHost) -> None:
     runtime.invalidate_promotions()
     for name in ("evolution_guard", "evolution_pins"):
@@ -322,7 +340,8 @@ def rollback(runtime: RuntimeHost, tool_id: str, to_version: str, scope: str = "
     scope = _scope(scope)
     base = runtime.get_tool(tool_id)
     base_version = base.served_version
-    current = promotions.all_promotions(runtime.store).get((tool_id, scope))
+    every = promotions.all_promotions(runtime.store)
+    current = every.get((tool_id, scope))
     target_proposal = None
     if to_version != base_version:
         target_proposal = proposals.approved_id(runtime.store, tool_id, to_version)
@@ -330,6 +349,8 @@ def rollback(runtime: RuntimeHost, tool_id: str, to_version: str, scope: str = "
             raise NotFoundError(
                 f"rollback {tool_id}: {to_version} is neither the base version ({base_version}) nor a version that was approved",
                 tool_id=tool_id)
+    if current is None:  # no promotion here: a live session, or a typo that must not read as "nothing changed"
+        check_scope(runtime, scope, promoted=[s for (t, s) in every if t == tool_id], what=f"rollback {tool_id}")
     if (current or base_version) == to_version:  # a no-op, as gh and kubectl treat one: nothing to change
         return {"tool_id": tool_id, "scope": scope, "version": to_version, "previous_version": current, "unchanged": True}
     now = runtime.store.now()
