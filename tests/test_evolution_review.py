@@ -602,3 +602,20 @@ def test_rollback_for_a_scope_with_no_promotion_and_no_live_session_is_bad_usage
     assert served == {"global": "1.1.0", "s-mine": "1.1.0"}
     assert main(["-w", ws, "rollback", "greet", "1.0.0", "--scope", "s-mine"]) == 0
     assert "scope s-mine serves 1.0.0 again (was 1.1.0)" in capsys.readouterr().out
+
+
+def test_a_shortened_diff_hash_is_bad_usage_not_a_stale_one(workspace, make_runtime, anthropic_server, capsys):
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    capsys.readouterr()
+    argv = ["-w", str(workspace), "--json", "review", "approve", str(p["id"]), "--diff", p["diff_sha256"][:12], "--scope", "global"]
+    assert main(argv) == 2
+    error = json.loads(capsys.readouterr().out)
+    assert error["error_class"] == "bad_usage"
+    assert error["error"] == (f"approve proposal {p['id']}: --diff must be the full 64-hex sha256 "
+                              f"(tooldeck review show {p['id']} prints it)")
+    assert get_proposal(rt, p["id"])["status"] == "awaiting_review"

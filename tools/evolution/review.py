@@ -16,6 +16,7 @@ outside the sandbox.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -38,6 +39,7 @@ RUNNING = ("generating", "validating")
 APPROVABLE = ("awaiting_review", "approved", "rolled_back")
 #: a proposal in these states is validated again on request (tools.evolution.evolve.revalidate)
 REVALIDATE_FROM = ("awaiting_review", "failed_validation")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 # -- reading proposals -----------------------------------------------------------------
@@ -244,6 +246,8 @@ def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", revie
     if not diff_sha256:
         raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {current})")
     given = diff_sha256.strip().lower()
+    if not _SHA256.fullmatch(given):
+        raise UsageError(f"approve proposal {pid}: --diff must be the full 64-hex sha256 (tooldeck review show {pid} prints it)")
     if given != current:
         raise StaleReviewError(
             f"proposal {pid}: stale diff hash {given[:12]}...: the diff is now {current}; review it again "
