@@ -186,6 +186,12 @@ def _status(p: dict[str, Any]) -> str:
     return str(p["status"])
 
 
+def _tampered(reason: str) -> str:
+    """`tampered: X changed after approval` (the pins' wording, as the catalog records it) without the word the
+    TAMPERED label already says."""
+    return reason.removeprefix("tampered: ")
+
+
 def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
     """A proposal for a person. Everything the model, the candidate or the sandbox wrote (hint, error, stage
     details, explanation, failure, diff) goes through `shown`/`visible` (tools/visible.py): made visible, never markup."""
@@ -209,7 +215,7 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
             review.append(": ").append_text(shown(p["review_reason"]))
         out.print(review)
     if p.get("tampered"):
-        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
+        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(_tampered(p["tampered"])), " (not served)"))
     elif p.get("changed_on_disk"):  # the stages and any approval below are for an earlier diff than the one shown
         out.print(Text.assemble(("CHANGED ON DISK", "bold red"), ": ", shown(p["changed_on_disk"])))
     for problem in p.get("problems") or []:  # a file that would not run or load as the diff shows it
