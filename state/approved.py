@@ -46,6 +46,12 @@ def set_candidate_files(con: Any, proposal_id: int, files: Iterable[tuple[str, s
                     [(proposal_id, name, sha, size) for name, sha, size in files])
 
 
+def candidate_files(store_or_con: Any, proposal_id: int) -> dict[str, tuple[str, int]]:
+    """name -> (sha256, size) of a proposal's candidate files as its validation kept them ({} when none were kept)."""
+    rows = store_or_con.execute("SELECT name, sha256, size FROM proposal_files WHERE proposal_id=?", (proposal_id,)).fetchall()
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
 def approved_contents(store: Store, tool_id: str, version: str) -> list[Any]:
     """(name, sha256, bytes or None when the content was never kept) of an approved version's files."""
     return store.query("SELECT f.name, f.sha256, b.data FROM approved_files f LEFT JOIN approved_blobs b ON b.sha256 = f.sha256"

@@ -26,7 +26,7 @@ from tests.evolution_helpers import MANIFEST_EXTRA, greet_tool, settings
 from tests.helpers import exec_tool, python_tool
 from tests.messages_server import anthropic_server_fixture, messages_server_fixture  # noqa: F401
 from tests.test_evolution_tamper import ADA, code_of, tampered_events, two_approved_fixture  # noqa: F401
-from tools.evolution.pins import pin
+from tools.evolution.pins import folder_files, pin
 
 #: in `.tooldeck/`: this node's pinned folders were cleared of old bytecode
 NO_BYTECODE_MARKER = ".evolved-no-bytecode"
@@ -111,7 +111,7 @@ def approve_folder(rt: Any, version: str, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (folder / name).write_text(text)
     with rt.store.tx() as con:
-        pin(con, "greet", version, folder, None)
+        pin(con, "greet", version, {name: path.read_bytes() for name, path in folder_files(folder).items()}, None)
         promotions.promote(con, "greet", "global", version, original_version="1.0.0", proposal_id=None,
                            reason="a helper module", reviewer="tester", now=0.0)
     rt.catalog.reload_path(folder / "greet.yaml")

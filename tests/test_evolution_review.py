@@ -480,3 +480,142 @@ def test_a_diff_keeps_a_bare_cr_and_a_crlf_on_their_line_spelled_out_and_marked(
     from tui.widgets.diff_view import MARK, side_by_side_rows  # the dashboard's side-by-side view of the same diff
 
     assert ("", "A = 1  # x\\r", "blank", "add" + MARK) in side_by_side_rows(diff)
+
+
+def test_a_candidate_edited_on_disk_after_validation_says_so_until_validated_again(workspace, make_runtime, anthropic_server,
+                                                                                   capsys):
+    """`review show` printed the old PASS stages beside a diff that changed after validation, `review list` said
+    awaiting_review, and the printed approve command could not work. Now both say the stages are for the earlier diff,
+    no approve command is offered, the refusal points at `review revalidate`, and revalidating records that the
+    change was an operator's, not the model's."""
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    pid, ws = str(p["id"]), str(workspace)
+    code = rt.home / "evolved" / "greet" / "1.1.0" / "greet_v1_1_0.py"
+    code.write_text(code.read_text() + "\n# tidied by hand\n")
+    capsys.readouterr()
+
+    assert main(["-w", ws, "review", "show", pid]) == 0
+    out = capsys.readouterr().out
+    assert ("CHANGED ON DISK: greet_v1_1_0.py changed on disk since validation: the stages shown are for the earlier diff "
+            f"(sha256 {p['diff_sha256'][:12]}...") in out, out
+    assert f"stages, for the earlier diff (sha256 {p['diff_sha256']}), not the one shown below:" in out
+    assert "tooldeck review approve" not in out and f"revalidate: tooldeck review revalidate {pid}" in out
+    assert main(["-w", ws, "--json", "review", "show", pid]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert "the stages shown are for the earlier diff" in shown["changed_on_disk"]
+    assert main(["-w", ws, "review", "list"]) == 0
+    assert "awaiting_review (changed on disk since validation)" in capsys.readouterr().out
+    assert main(["-w", ws, "--json", "review", "list"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["changed_on_disk"] == shown["changed_on_disk"]
+
+    assert main(["-w", ws, "review", "approve", pid, "--diff", shown["current_diff_sha256"], "--scope", "global"]) == 1
+    err = capsys.readouterr().err
+    assert "changed on disk after validation" in err and f"tooldeck review revalidate {pid}" in err, err
+
+    assert main(["-w", ws, "review", "revalidate", pid]) == 0
+    captured = capsys.readouterr()
+    assert "greet_v1_1_0.py changed on disk since validation, not by the model" in captured.err, captured.err
+    assert "EDITED: greet_v1_1_0.py edited on disk by an operator after validation, not by the model" in captured.out
+    again = get_proposal(rt, p["id"])
+    assert again["status"] == "awaiting_review" and again["changed_on_disk"] is None
+    assert again["diff_sha256"] == shown["current_diff_sha256"]
+    [edit] = again["edited"]
+    assert edit["by"] == "operator" and edit["files"] == ["greet_v1_1_0.py"]
+    assert (edit["validated_diff_sha256"], edit["diff_sha256"]) == (p["diff_sha256"], shown["current_diff_sha256"])
+    assert again["explanation"].startswith(f"[the model's explanation of its earlier code (diff sha256 {p['diff_sha256'][:12]}...)")
+    assert again["explanation"].endswith("allow spaces in names")
+    assert any(e.kind == "evolution.edited" for e in rt.events.recent(100))
+    assert main(["-w", ws, "review", "approve", pid, "--diff", again["diff_sha256"], "--scope", "global"]) == 0
+
+
+def test_a_candidate_changed_while_it_was_validated_fails_validation(workspace, make_runtime, anthropic_server):
+    """The stages ran on one set of bytes and the diff recorded with them was read after: a file changed meanwhile made
+    the stages vouch for a diff they never saw."""
+    settings(workspace, evolution="max_rounds = 1")
+    greet_tool(workspace)
+    rt = make_runtime()
+    code = rt.home / "evolved" / "greet" / "1.1.0" / "greet_v1_1_0.py"
+
+    def edit_during_tests(event: dict[str, Any]) -> None:
+        if event["stage"] == "tests":
+            code.write_text(code.read_text() + "\n# edited while validated\n")
+
+    anthropic_server.reply_tool_use("write_tool_version", greet_answer())
+    p = evolve_tool(rt, "greet", "", "Allow spaces in names", progress=edit_during_tests)
+    assert p["status"] == "failed_validation"
+    assert p["stages"][-1]["name"] == "unchanged_on_disk" and not p["stages"][-1]["passed"]
+    assert p["failure"].startswith("unchanged_on_disk: greet_v1_1_0.py changed on disk while it was validated")
+    assert "edited while validated" in p["diff"]
+
+
+def test_approving_again_for_the_scope_it_serves_changes_nothing(workspace, make_runtime, anthropic_server, capsys):
+    """A second approval for the same scope said "now serves" and recorded bob over alice; it is a no-op, as a
+    rollback to what already serves is."""
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    ws, pid = str(workspace), str(p["id"])
+    assert main(["-w", ws, "review", "approve", pid, "--diff", p["diff_sha256"], "--scope", "global", "--reviewer", "alice"]) == 0
+    assert "now serves scope global" in capsys.readouterr().out
+    assert main(["-w", ws, "review", "approve", pid, "--diff", p["diff_sha256"], "--scope", "global", "--reviewer", "bob"]) == 0
+    assert capsys.readouterr().out.strip() == f"proposal {pid}: scope global already serves greet 1.1.0; nothing changed"
+    assert main(["-w", ws, "--json", "review", "approve", pid, "--diff", p["diff_sha256"], "--scope", "global",
+                 "--reviewer", "bob"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchanged"] is True
+    assert get_proposal(rt, p["id"])["reviewer"] == "alice"
+    assert [r[0] for r in rt.store.query("SELECT reviewer FROM promotions WHERE tool_id='greet'")] == ["alice"]
+    history = rt.store.query("SELECT action, actor FROM promotion_history WHERE tool_id='greet'")
+    assert [tuple(r) for r in history] == [("approved", "alice")]
+    assert [e.kind for e in rt.events.recent(200)].count("promotion.approved") == 1
+
+
+def test_rollback_for_a_scope_with_no_promotion_and_no_live_session_is_bad_usage(workspace, make_runtime, anthropic_server,
+                                                                                  capsys):
+    """`rollback TOOL VERSION --scope alpah` (a typo) said "already serves 1.0.0; nothing changed"."""
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    mine = make_runtime(session="s-mine")
+    p = proposed(rt, anthropic_server)
+    approve(rt, p["id"], "global", "tester", p["diff_sha256"])
+    approve(rt, p["id"], "s-mine", "tester", p["diff_sha256"])
+    mine.close()  # its promotion stays: a scope with a promotion may be rolled back once its session is gone
+    ws = str(workspace)
+    capsys.readouterr()
+    assert main(["-w", ws, "rollback", "greet", "1.0.0", "--scope", "alpah"]) == 2
+    err = capsys.readouterr().err
+    assert ("rollback greet: scope 'alpah' is not global, a scope with a promotion of it, or a live session; scopes with a "
+            "promotion: global, s-mine; live sessions: ") in err, err
+    assert main(["-w", ws, "--json", "rollback", "greet", "1.1.0", "--scope", "alpah"]) == 2
+    assert json.loads(capsys.readouterr().out)["error_class"] == "bad_usage"
+    served = {r[0]: r[1] for r in rt.store.query("SELECT scope, version FROM promotions")}
+    assert served == {"global": "1.1.0", "s-mine": "1.1.0"}
+    assert main(["-w", ws, "rollback", "greet", "1.0.0", "--scope", "s-mine"]) == 0
+    assert "scope s-mine serves 1.0.0 again (was 1.1.0)" in capsys.readouterr().out
+
+
+def test_a_shortened_diff_hash_is_bad_usage_not_a_stale_one(workspace, make_runtime, anthropic_server, capsys):
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    p = proposed(rt, anthropic_server)
+    capsys.readouterr()
+    argv = ["-w", str(workspace), "--json", "review", "approve", str(p["id"]), "--diff", p["diff_sha256"][:12], "--scope", "global"]
+    assert main(argv) == 2
+    error = json.loads(capsys.readouterr().out)
+    assert error["error_class"] == "bad_usage"
+    assert error["error"] == (f"approve proposal {p['id']}: --diff must be the full 64-hex sha256 "
+                              f"(tooldeck review show {p['id']} prints it)")
+    assert get_proposal(rt, p["id"])["status"] == "awaiting_review"

@@ -73,7 +73,9 @@ def test_a_tampered_promoted_version_is_refused_and_the_previous_good_one_serves
     assert shown["tampered"].startswith("tampered: ") and "sha256" in shown["tampered"]
     capsys.readouterr()
     assert main(["-w", str(rt.workspace), "review", "show", str(second["id"])]) == 0
-    assert "TAMPERED: tampered: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "TAMPERED: " in out and "greet_v1_2_0.py changed after approval" in out
+    assert "tampered: " not in out.replace("TAMPERED: ", ""), out  # the label says it once: not "TAMPERED: tampered: ..."
     with pytest.raises(ToolUnavailableError, match="tampered"):
         approve(rt, second["id"], "other-session", "tester", shown["current_diff_sha256"])
 
@@ -160,3 +162,79 @@ def test_one_resolver_calls_selection_the_cli_and_the_dashboard_agree_on_a_broke
     assert [(c.tool_id, c.version) for c in sel.candidates if c.tool_id == "greet"] == [("greet", "1.1.0")]
     skipped = [s for s in sel.skipped if s.tool_id == "greet"]
     assert [s.version for s in skipped] == ["1.2.0"] and "promoted but cannot serve" in skipped[0].reason
+
+
+def test_an_approval_pins_the_bytes_its_diff_was_made_of_not_a_file_swapped_after(workspace, make_runtime, anthropic_server,
+                                                                                  monkeypatch, capsys):
+    """`approve` hashed the diff from one read of the files and pinned a second read: a file swapped in between (a loop
+    flipping it reproduced it 5 times in 8) was pinned and served. Now the bytes are read once; here the file is swapped
+    as the approval's transaction opens, after the hash was checked: the pins are the reviewed bytes, the swapped file
+    is not served, and `review show` says so."""
+    import hashlib
+
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    proposal = proposed(rt, anthropic_server, GREET_V2, "Allow spaces in names")
+    code = code_of(rt, "1.1.0")
+    good = code.read_bytes()
+    evil = good + PWNED.encode()
+    real = rt.store.tx
+
+    def swapping_tx(*args: Any, **kwargs: Any) -> Any:
+        if code.read_bytes() == good:
+            code.write_bytes(evil)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rt.store, "tx", swapping_tx)
+    approve(rt, proposal["id"], "global", "tester", proposal["diff_sha256"])
+    monkeypatch.setattr(rt.store, "tx", real)
+    assert code.read_bytes() == evil  # the swap happened after the diff was checked
+    pins = dict(rt.store.query("SELECT name, sha256 FROM approved_files WHERE tool_id='greet' AND version='1.1.0'"))
+    assert pins["greet_v1_1_0.py"] == hashlib.sha256(good).hexdigest()
+    assert rt.call("greet", ADA) == {"greeting": "hello ada"}  # the base answers: the swapped 1.1.0 is not served
+    assert "greet_v1_1_0.py changed after approval" in tampered_events(rt)[0].payload["error"]
+    capsys.readouterr()
+    assert main(["-w", str(workspace), "review", "show", str(proposal["id"])]) == 0
+    assert "TAMPERED: " in capsys.readouterr().out
+
+    code.write_bytes(good)  # the reviewed bytes serve once back
+    rt.catalog.reload_path(code)
+    assert rt.call("greet", {"name": "ada  lovelace"}) == {"greeting": "hello ada lovelace"}
+
+
+def test_show_flags_an_approved_version_whose_files_are_not_the_diff_approved(workspace, make_runtime, anthropic_server,
+                                                                              capsys):
+    """An approval made before pins were taken from the reviewed bytes may have pinned a swapped file: its files on disk
+    match its pins, so `tampered` is None, but they are not the ones validated and approved. `review show` and
+    `review list` say so."""
+    import hashlib
+    import json
+
+    from tools.cli import main
+
+    settings(workspace)
+    greet_tool(workspace)
+    rt = make_runtime()
+    proposal = proposed(rt, anthropic_server, GREET_V2, "Allow spaces in names")
+    approve(rt, proposal["id"], "global", "alice", proposal["diff_sha256"])
+    code = code_of(rt, "1.1.0")
+    evil = code.read_bytes() + PWNED.encode()
+    code.write_bytes(evil)
+    with rt.store.tx() as con:  # what the racing approval pinned: the swapped bytes
+        con.execute("UPDATE approved_files SET sha256=?, size=? WHERE tool_id='greet' AND version='1.1.0' AND name=?",
+                    (hashlib.sha256(evil).hexdigest(), len(evil), code.name))
+    shown = get_proposal(rt, proposal["id"])
+    assert shown["tampered"] is None
+    assert shown["changed_on_disk"].startswith("greet_v1_1_0.py changed on disk since approval: the diff is not the one "
+                                               "approved"), shown["changed_on_disk"]
+    ws = str(workspace)
+    capsys.readouterr()
+    assert main(["-w", ws, "review", "show", str(proposal["id"])]) == 0
+    assert "CHANGED ON DISK: greet_v1_1_0.py changed on disk since approval" in capsys.readouterr().out
+    assert main(["-w", ws, "review", "list"]) == 0
+    assert "approved (changed on disk since approval)" in capsys.readouterr().out
+    assert main(["-w", ws, "--json", "review", "list"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["changed_on_disk"] == shown["changed_on_disk"]

@@ -117,3 +117,25 @@ async def test_tool_call_says_which_version_answered_and_one_tool_count(workspac
             assert app.screen.title_text == "alpha 1.2.0 answered"
     finally:
         app.shutdown()
+
+
+async def test_the_detail_says_when_the_files_on_disk_are_not_the_ones_validated() -> None:
+    """The dashboard showed the validation's PASS stages beside a diff that changed after it, as `review show` did."""
+    changed = {**proposal(), "changed_on_disk": "csv_parser_v1_1_0.py changed on disk since validation: the stages shown "
+                                                 "are for the earlier diff (sha256 0123456789ab...; now ba9876543210...)",
+               "problems": ["csv_parser_v1_1_0.py:1: the coding cookie '# coding: latin-1' makes Python read this file as "
+                            "iso8859-1"]}
+    app = ReviewApp(live=False)
+    app.proposals = {1: changed}
+    async with app.run_test(size=(200, 50)) as pilot:
+        app.apply_snapshot(dataclasses.replace(frame(), proposals=[changed]))
+        await pilot.pause()
+        panel = app.query_one(EvolutionPanel)
+        table = app.query_one("#proposals-table")
+        table.move_cursor(row=table.get_row_index("1"))
+        await wait_for(pilot, lambda: panel.detail is not None and panel.detail["id"] == 1, what="proposal 1")
+        await pilot.press("4", "z")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "CHANGED ON DISK: csv_parser_v1_1_0.py changed on disk since validation" in text, text
+        assert "NOT AS SHOWN: csv_parser_v1_1_0.py:1: the coding cookie" in text

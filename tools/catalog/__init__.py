@@ -11,11 +11,20 @@ from tools.catalog.discovery import DEMO_DIR, roots_for
 from tools.catalog.entry import Resolution, StatusChange, ToolEntry
 from tools.catalog.imported import IMPORTED
 from tools.catalog.loader import Catalog
-from tools.catalog.manifest import MAX_OUTPUT_BYTES_CEILING, Manifest, count_nodes, load_manifest, parse_manifest_text, read_manifest_data
+from tools.catalog.manifest import (
+    MAX_OUTPUT_BYTES_CEILING,
+    Manifest,
+    count_nodes,
+    load_manifest,
+    manifest_data_from_bytes,
+    parse_manifest_text,
+    read_manifest_data,
+    validate_manifest,
+)
 from tools.catalog.testing import check_case, run_manifest_tests
 from tools.catalog.texts import hidden_text, map_schema_text, schema_hidden
 
 __all__ = ["DEMO_DIR", "IMPORTED", "MAX_OUTPUT_BYTES_CEILING",
            "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "hidden_text",
-           "load_manifest", "map_schema_text", "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests",
-           "schema_hidden"]
+           "load_manifest", "manifest_data_from_bytes", "map_schema_text", "parse_manifest_text", "read_manifest_data",
+           "roots_for", "run_manifest_tests", "schema_hidden", "validate_manifest"]

@@ -337,7 +337,14 @@ def parse_manifest_text(text: str, where: str | Path) -> dict[str, Any]:
 
 def read_manifest_data(path: Path) -> dict[str, Any]:
     """Read and YAML-parse one manifest file; every problem is a ManifestError naming the file."""
-    raw = _read_capped(path)
+    return manifest_data_from_bytes(_read_capped(path), path)
+
+
+def manifest_data_from_bytes(raw: bytes, path: Path) -> dict[str, Any]:
+    """A manifest file's bytes, already read (the candidate a reviewer approves is read once), decoded and
+    YAML-parsed as `read_manifest_data` does: UTF-8 (a BOM allowed), nothing else."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: manifest is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
     if b"\0" in raw:
         raise ManifestError(f"{path}: binary file, not a YAML manifest")
     try:

@@ -159,21 +159,37 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     from tools.evolution import list_proposals
 
     def run(runtime: RuntimeHost) -> int:
-        rows = list_proposals(runtime, args.status, tool_id=args.tool)
+        rows = list_proposals(runtime, args.status, tool_id=args.tool, check_files=True)
         if args.json_out:
             emit_json([{k: r.get(k) for k in ("id", "tool_id", "version", "parent_version", "status", "provider", "model",
-                                              "mutation_hint", "diff_sha256", "created", "scope")} for r in rows])
+                                              "mutation_hint", "diff_sha256", "created", "scope", "changed_on_disk", "tampered")}
+                       for r in rows])
             return 0
         table = []
         for r in rows:
             model = f"{r['model']} (replay)" if r.get("replay") and r.get("model") != "replay" else (r.get("model") or "")
-            table.append((r["id"], r["tool_id"], r["version"], r.get("parent_version") or "-", r["status"], model,
+            table.append((r["id"], r["tool_id"], r["version"], r.get("parent_version") or "-", _status(r), model,
                           r.get("mutation_hint") or ""))
         print_table(plural(len(rows), "proposal"), ("id", "tool", "version", "from", "status", "model", "hint"), table,
                     keys=("id", "tool", "version", "from", "status"))
         return 0
 
     return _with_runtime(args, run)
+
+
+def _status(p: dict[str, Any]) -> str:
+    """The status, and what the files on disk say against it (`review list`: the detail is in `review show`)."""
+    if p.get("tampered"):
+        return f"{p['status']} (tampered: not served)"
+    if p.get("changed_on_disk"):
+        return f"{p['status']} (changed on disk since {'approval' if p['status'] in ('approved', 'rolled_back') else 'validation'})"
+    return str(p["status"])
+
+
+def _tampered(reason: str) -> str:
+    """`tampered: X changed after approval` (the pins' wording, as the catalog records it) without the word the
+    TAMPERED label already says."""
+    return reason.removeprefix("tampered: ")
 
 
 def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
@@ -198,12 +214,25 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         if p.get("review_reason"):
             review.append(": ").append_text(shown(p["review_reason"]))
         out.print(review)
+    if p.get("tampered"):
+        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(_tampered(p["tampered"])), " (not served)"))
+    elif p.get("changed_on_disk"):  # the stages and any approval below are for an earlier diff than the one shown
+        out.print(Text.assemble(("CHANGED ON DISK", "bold red"), ": ", shown(p["changed_on_disk"])))
+    for problem in p.get("problems") or []:  # a file that would not run or load as the diff shows it
+        out.print(Text.assemble(("NOT AS SHOWN", "bold red"), ": ", shown(problem), " (it cannot be approved)"))
+    for edit in p.get("edited") or []:
+        files = ", ".join(edit.get("files") or []) or "the candidate (or its parent)"
+        out.print(Text.assemble(("EDITED", "bold yellow"), ": ", shown(files),
+                                f" edited on disk by an operator after validation, not by the model (diff "
+                                f"{str(edit.get('validated_diff_sha256'))[:12]}... -> {str(edit.get('diff_sha256'))[:12]}...)"))
     if p.get("mutation_hint"):
         out.print(Text("hint: ").append_text(shown(p["mutation_hint"])))
     if p.get("error_message"):
         out.print(Text("error: ").append_text(shown(p["error_message"])))
     if p.get("explanation"):
         out.print(Text("explanation: ").append_text(shown(p["explanation"])))
+    if p.get("changed_on_disk") and p.get("stages") and not p.get("tampered"):
+        out.print(f"stages, for the earlier diff (sha256 {p.get('diff_sha256')}), not the one shown below:")
     for stage in p.get("stages") or []:
         mark = ("SKIP", "dim") if stage.get("skipped") else (("PASS", "green") if stage["passed"] else ("FAIL", "red"))
         out.print(Text.assemble("  ", mark, f" {visible(stage['name']):<17} {stage['ms']:>8.1f} ms  ", shown(stage["detail"])))
@@ -212,8 +241,6 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(shown(f"sandbox: {held}"))
     if p.get("failure"):
         out.print(Text(visible(p["failure"]), style="red"))
-    if p.get("tampered"):
-        out.print(Text.assemble(("TAMPERED", "bold red"), ": ", shown(p["tampered"]), " (not served)"))
     warning = repeats_warning(p)
     if warning:  # evolution's memory: this candidate repeats an approach a reviewer turned down
         line = shown(warning)
@@ -226,9 +253,12 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         out.print(diff_text(p["diff"]))
     sha = p.get("current_diff_sha256") or p.get("diff_sha256")
     if sha:
-        out.print(f"diff sha256: {sha}")
+        out.print(f"diff sha256: {sha}" + (f" (validated: {p['diff_sha256']})" if p.get("changed_on_disk") else ""))
     if p["status"] == "awaiting_review":
-        out.print(f"approve: tooldeck review approve {p['id']} --diff {sha} --scope global|SESSION")
+        if p.get("changed_on_disk"):  # an approval would be refused: validate what is on disk now first
+            out.print(f"revalidate: tooldeck review revalidate {p['id']}")
+        elif not p.get("problems"):
+            out.print(f"approve: tooldeck review approve {p['id']} --diff {sha} --scope global|SESSION")
         out.print(f"reject:  tooldeck review reject {p['id']} --reason ...")
 
 
@@ -274,29 +304,20 @@ def cmd_review_show(args: argparse.Namespace) -> int:
 
 
 def cmd_review_approve(args: argparse.Namespace) -> int:
-    from tools.evolution import approve
+    from tools.evolution import approve, check_scope
 
     def run(runtime: RuntimeHost) -> int:
-        _check_scope(runtime, args.scope)
+        check_scope(runtime, args.scope)
         p = approve(runtime, args.id, args.scope, _reviewer(args.reviewer), args.diff_sha256)
         if args.json_out:
-            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer")})
+            emit_json({k: p.get(k) for k in ("id", "tool_id", "version", "status", "scope", "reviewer", "unchanged")})
+        elif p.get("unchanged"):  # as a rollback to what already serves: the first approval's record is kept
+            console().print(f"proposal {p['id']}: scope {p['scope']} already serves {p['tool_id']} {p['version']}; nothing changed")
         else:
             console().print(f"approved proposal {p['id']}: {p['tool_id']} {p['version']} now serves scope {p['scope']}")
         return 0
 
     return _with_runtime(args, run)
-
-
-def _check_scope(runtime: RuntimeHost, scope: str) -> None:
-    """`global`, or a session that is live now (a typo must not promote for nobody)."""
-    if scope == "global":
-        return
-    live = [r for r in runtime.live_runtimes() if r["session"] != runtime.session]
-    if any(r["session"] == scope for r in live):
-        return
-    sessions = ", ".join(sorted({f"{r['session']} ({r.get('label') or 'runtime'}, pid {r['pid']})" for r in live})) or "none"
-    raise UsageError(f"scope {scope!r} is not global or a live session; live sessions: {sessions}")
 
 
 def cmd_review_reject(args: argparse.Namespace) -> int:

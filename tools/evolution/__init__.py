@@ -9,9 +9,9 @@ doing (stats), and proposing on its own when a tool's score falls (auto, off by 
 from tools.evolution.evolve import evolve_tool, revalidate, summarize
 from tools.evolution.generate import generate_replacement, generate_tool_from_spec
 from tools.evolution.memory import repeats_warning
-from tools.evolution.review import approve, cancel, get_proposal, list_proposals, reject, rollback
+from tools.evolution.review import approve, cancel, check_scope, get_proposal, list_proposals, reject, rollback
 from tools.evolution.stats import STATS_COLUMNS, STATS_TITLE, StatsView, evolution_stats, stats_rows
 
-__all__ = ["STATS_COLUMNS", "STATS_TITLE", "StatsView", "approve", "cancel", "evolution_stats", "evolve_tool", "generate_replacement",
-           "generate_tool_from_spec", "get_proposal", "list_proposals", "reject", "repeats_warning", "revalidate", "rollback",
-           "stats_rows", "summarize"]
+__all__ = ["STATS_COLUMNS", "STATS_TITLE", "StatsView", "approve", "cancel", "check_scope", "evolution_stats", "evolve_tool",
+           "generate_replacement", "generate_tool_from_spec", "get_proposal", "list_proposals", "reject", "repeats_warning",
+           "revalidate", "rollback", "stats_rows", "summarize"]

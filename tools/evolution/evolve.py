@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from state import promotions, proposals
+from state import approved, promotions, proposals
 from state.redact import redact
 from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
 from tools.errors import ManifestError, StaleReviewError, ToolError, ToolInputError, ToolUnavailableError, UsageError
+from tools.evolution.candidate import Candidate, code_file, read_candidate
 from tools.evolution.context import recent_failures, regressions, scenarios
 from tools.evolution.memory import failure_shapes, failure_text, offered, prompt_section, recall, repeats
 from tools.evolution.prompt import build_prompt, feedback_message
-from tools.evolution.review import RUNNING, UnapprovedGuard, approve, code_file, diff_for, get_proposal
+from tools.evolution.review import REVALIDATE_FROM, RUNNING, UnapprovedGuard, approve, get_proposal
 from tools.evolution.stages import Cancelled, Cascade, Inputs
 from tools.ids import check_tool_id, inside, parse_version
 
@@ -392,11 +393,12 @@ def _rounds(runtime: RuntimeHost, run: _Run, provider: Any, cfg: dict[str, Any],
         if not _update(runtime, pid, status="validating", path=str(folder / f"{tool_id}.yaml"), explanation=explanation[:4000]):
             raise Cancelled
         run.progress("validating", f"round {round_no}: validating in the sandbox")
+        validated = read_candidate(get_proposal(runtime, pid, with_diff=False))
         cascade = Cascade(inputs, folder / f"{tool_id}.yaml", run.check_cancel, lambda s, m: run.progress(s, m))
         passed = cascade.run()
         stages, protections = cascade.stages, cascade.protections or protections
         if passed:
-            return _finish(runtime, run, stages, protections, passed=True)
+            return _finish(runtime, run, stages, protections, passed=True, validated=validated)
         if round_no < max_rounds:
             failed = stages[-1]
             run.progress("retry", f"round {round_no} failed {failed['name']}: {failed['detail'][:200]}")
@@ -428,16 +430,27 @@ def _remember(runtime: RuntimeHost, run: _Run, cfg: dict[str, Any], query: str, 
     return prompt_section(fixes, avoid)
 
 
-def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool) -> dict[str, Any]:
+def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], protections: dict[str, Any], *, passed: bool,
+            validated: Candidate | None = None) -> dict[str, Any]:
+    """Record the validation's result with the diff it is for. `validated` is the candidate as read before the stages
+    ran: when its files changed on disk meanwhile, the stages may be for other bytes, and it fails."""
     pid = run.pid
     proposal = get_proposal(runtime, pid, with_diff=False)
-    diff_text, sha = diff_for(proposal) if proposal.get("path") else ("", None)
+    candidate = read_candidate(proposal) if proposal.get("path") else None  # one read: the diff, its sha256, the kept files
+    if passed and candidate is not None and validated is not None and (
+            candidate.files != validated.files or candidate.unreadable != validated.unreadable):
+        changed = candidate.changed_from({name: validated.digest(name) for name in validated.files})
+        stages = [*stages, {"name": "unchanged_on_disk", "passed": False, "ms": 0.0,
+                            "detail": f"{', '.join(changed) or 'the candidate'} changed on disk while it was validated: the "
+                                      "stages above may be for other bytes than the diff shown"}]
+        passed = False
+    diff_text, sha = (candidate.diff, candidate.sha256) if candidate is not None else ("", None)
     failed = next((s for s in stages if not s["passed"]), None)
     status = "awaiting_review" if passed else "failed_validation"
-    if proposal.get("path"):  # any node sharing the database can then show this diff and approve it
+    if candidate is not None:  # any node sharing the database can then show this diff and approve it
         from tools.evolution.pins import keep_candidate
 
-        keep_candidate(runtime.store, pid, Path(proposal["path"]).parent)
+        keep_candidate(runtime.store, pid, candidate.files)
     memory = dict(proposal.get("memory") or {})
     remembering = bool(_settings(runtime).get("memory", True))
     repeated = repeats(runtime.store, run.tool_id, diff_text, exclude=pid) if passed and diff_text and remembering else None
@@ -467,14 +480,14 @@ def _finish(runtime: RuntimeHost, run: _Run, stages: list[dict[str, Any]], prote
     return out
 
 
-#: a proposal in these states is validated again on request (its code unchanged)
-REVALIDATE_FROM = ("awaiting_review", "failed_validation")
-
-
 def revalidate(runtime: RuntimeHost, proposal_id: Any, *, progress: Progress | None = None) -> dict[str, Any]:
     """Validate a proposal's candidate again, in the sandbox, against the failures and calls recorded since: a
     proposal that said `failing_scenario (skipped: no recorded failing input)` is checked against the failures
-    the tool has had after it. The code is not asked for again; its status follows the new result."""
+    the tool has had after it. The code is not asked for again; its status follows the new result.
+
+    Files edited on disk since the last validation are validated as they are now, and the proposal records that
+    the change was not the model's (`edited`: by an operator, which files, the diffs before and after); the
+    model's explanation is labelled as one of its earlier code."""
     from tools.evolution.review import _proposal_id
 
     pid = _proposal_id(proposal_id)
@@ -490,6 +503,8 @@ def revalidate(runtime: RuntimeHost, proposal_id: Any, *, progress: Progress | N
     tool_id, version = str(proposal["tool_id"]), str(proposal["version"])
     run = _Run(runtime, pid, tool_id, version, progress, None)
     try:
+        validated = read_candidate(proposal)
+        _note_edit(runtime, run, proposal, validated)
         cfg = _settings(runtime)
         parent_entry = _parent(runtime, tool_id) if proposal.get("parent_version") else None
         parent = parent_entry.manifest if parent_entry is not None else None
@@ -504,11 +519,37 @@ def revalidate(runtime: RuntimeHost, proposal_id: Any, *, progress: Progress | N
         cascade = Cascade(inputs, Path(proposal["path"]), run.check_cancel, lambda s, m: run.progress(s, m))
         passed = cascade.run()
         runtime.events.emit("evolution.revalidated", tool_id, version, proposal_id=pid, passed=passed)
-        return _finish(runtime, run, cascade.stages, cascade.protections or {}, passed=passed)
+        return _finish(runtime, run, cascade.stages, cascade.protections or {}, passed=passed, validated=validated)
     except BaseException:
         with runtime.store.tx() as con:  # never left validating: back to what it was
             proposals.update(con, pid, {"status": status, "updated": time.time()}, only_in=("validating",))
         raise
+
+
+def _note_edit(runtime: RuntimeHost, run: _Run, proposal: dict[str, Any], candidate: Candidate) -> None:
+    """Files changed on disk since the proposal was validated were not written by the model: say so, and record it
+    on the proposal (`edited`), with the model's explanation labelled as one of its earlier code."""
+    recorded = proposal.get("diff_sha256")
+    if not recorded or candidate.sha256 == recorded:
+        return
+    kept = approved.candidate_files(runtime.store, run.pid)
+    files = candidate.changed_from(kept) if kept else None
+    if files == []:
+        return  # only its parent changed: the candidate's files are still the model's
+    what = ", ".join(files) if files else "the candidate (or its parent)"
+    run.progress("edited", f"{what} changed on disk since validation, not by the model: validating the files as they are "
+                           "now, recorded as edited by an operator")
+    edit = {"by": "operator", "files": files, "validated_diff_sha256": recorded, "diff_sha256": candidate.sha256,
+            "at": time.time()}
+    memory = dict(proposal.get("memory") or {})
+    edits = [*(memory.get("edited") or []), edit]
+    explanation = str(proposal.get("explanation") or "")
+    if len(edits) == 1:  # labelled once: every later edit is also after the code the model explained
+        explanation = (f"[the model's explanation of its earlier code (diff sha256 {recorded[:12]}...), before an operator "
+                       f"edited {what} on disk] {explanation}")
+    _update(runtime, run.pid, memory=json.dumps({**memory, "edited": edits}), explanation=explanation[:4000])
+    runtime.events.emit("evolution.edited", run.tool_id, run.version, proposal_id=run.pid, files=files,
+                        validated_diff_sha256=recorded, diff_sha256=candidate.sha256)
 
 
 # -- the builtin tool ----------------------------------------------------------------------------

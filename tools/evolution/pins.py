@@ -1,7 +1,8 @@
 """Approved code pinned by sha256: a file changed after approval is not served.
 
 `pin` records, in the approval's transaction, the sha256 and size of every file of the
-approved version's folder (which holds only what the reviewer's diff showed). `Pins` is
+approved version's folder (which holds only what the reviewer's diff showed), from the bytes the
+reviewed diff was made of (tools.evolution.candidate reads them once), never from a second read. `Pins` is
 the catalog's verifier: before an evolved version loads or serves, its files must be
 exactly those pinned. The check is stat-cached (size, mtime, ctime, inode of each file and
 of the folder), so serving a verified version costs a few stat calls; any change, even
@@ -37,7 +38,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -79,20 +80,20 @@ def pinned(store_or_con: Any, tool_id: str, version: str) -> dict[str, tuple[str
     return approved.pins(store_or_con, tool_id, version)
 
 
-def pin(con: Any, tool_id: str, version: str, folder: Path, proposal_id: int | None) -> int:
-    """Pin the folder's files in the approval's transaction; a version pinned once keeps its first pins."""
+def pin(con: Any, tool_id: str, version: str, contents: Mapping[str, bytes], proposal_id: int | None) -> int:
+    """Pin `contents` (every file of the version's folder, by its path inside it: the bytes the approved diff was
+    made of) in the approval's transaction; a version pinned once keeps its first pins."""
     if pinned(con, tool_id, version):
         return 0
-    files = _store_blobs(con, folder)
+    files = _store_blobs(con, contents)
     approved.add_pins(con, tool_id, version, files, proposal_id, time.time())
     return len(files)
 
 
-def _store_blobs(con: Any, folder: Path) -> list[tuple[str, str, int]]:
-    """Every file of the folder into approved_blobs (content-addressed); (name, sha256, size) of each."""
+def _store_blobs(con: Any, contents: Mapping[str, bytes]) -> list[tuple[str, str, int]]:
+    """Each file's bytes into approved_blobs (content-addressed); (name, sha256, size) of each."""
     files, blobs = [], []
-    for name, path in folder_files(folder).items():
-        data = path.read_bytes()
+    for name, data in sorted(contents.items()):
         sha = hashlib.sha256(data).hexdigest()
         files.append((name, sha, len(data)))
         blobs.append((sha, len(data), data))
@@ -112,11 +113,12 @@ def materialise(store: Any, evolved: Path, tool_id: str, version: str) -> Path |
     return _write_version(evolved, tool_id, version, lambda: approved.approved_contents(store, tool_id, version))
 
 
-def keep_candidate(store: Any, proposal_id: int, folder: Path) -> int:
-    """Store a proposal's candidate files (bytes in approved_blobs, names in proposal_files), so a node
-    without its folder can show the diff and approve it. Serving still needs the approval's pins."""
+def keep_candidate(store: Any, proposal_id: int, contents: Mapping[str, bytes]) -> int:
+    """Store a proposal's candidate files (bytes in approved_blobs, names in proposal_files: the bytes its validated
+    diff was made of), so a node without its folder can show the diff and approve it. Serving still needs the
+    approval's pins."""
     with store.tx() as con:
-        files = _store_blobs(con, folder)
+        files = _store_blobs(con, contents)
         approved.set_candidate_files(con, proposal_id, files)
     return len(files)
 
@@ -160,15 +162,23 @@ def _write_version(evolved: Path, tool_id: str, version: str, contents: Callable
 def mismatch(folder: Path, pins: dict[str, tuple[str, int]]) -> str | None:
     """Why the folder's files are not the approved ones, or None."""
     present = folder_files(folder) if folder.is_dir() else {}
+    return differs(folder, present, lambda name: digest(present[name]), pins)
+
+
+def differs(folder: Path, names: Iterable[str], digest_of: Callable[[str], tuple[str, int]],
+            pins: dict[str, tuple[str, int]]) -> str | None:
+    """Why the files `names` of `folder` (`digest_of(name)`: sha256 and size, or OSError) are not the approved
+    ones, or None: on disk (`mismatch`), or as one read of a candidate saw them (tools.evolution.candidate)."""
+    present = set(names)
     for name in sorted(present):
         if name not in pins:
             return f"tampered: {name} was added to {folder} after approval"
     for name, (sha, size) in sorted(pins.items()):
-        path = present.get(name)
-        if path is None:
-            return f"tampered: {folder / name} is missing since approval"
+        path = folder / name
+        if name not in present:
+            return f"tampered: {path} is missing since approval"
         try:
-            actual, actual_size = digest(path)
+            actual, actual_size = digest_of(name)
         except OSError as exc:
             return f"tampered: {path}: cannot read: {exc.strerror or exc}"
         if actual != sha:

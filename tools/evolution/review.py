@@ -2,7 +2,11 @@
 
 A proposal serves calls only after `approve` (or an explicit auto-approve
 policy): the approval names the sha256 of the diff the reviewer saw, and is
-refused when the candidate or its parent changed since. Resolution reads the
+refused when the candidate or its parent changed since. The diff, its sha256
+and the pins are made of one read of the candidate's files
+(tools.evolution.candidate), so what is pinned is what the hash bound; `review
+show` and `review list` say when the files on disk are no longer the ones
+validated or approved. Resolution reads the
 `promotions` table (session scope, then 'global', then the base version).
 `UnapprovedGuard` refuses an explicit call of an evolved version nobody
 approved, so unapproved code never reaches a warm worker or a child process
@@ -11,17 +15,18 @@ outside the sandbox.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
+import re
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from state import promotions, proposals
+from state import approved, promotions, proposals
 from state.redact import redact
 from tools.errors import NotFoundError, StaleReviewError, ToolError, ToolUnavailableError, UsageError
+from tools.evolution.candidate import Candidate, read_candidate
 from tools.ids import check_name, check_tool_id, check_version
 
 if TYPE_CHECKING:
@@ -32,6 +37,9 @@ STATUSES = ("generating", "validating", "awaiting_review", "failed_validation", 
             "model_error")  # the model could not answer (no recording, a refused request, the budget spent)
 RUNNING = ("generating", "validating")
 APPROVABLE = ("awaiting_review", "approved", "rolled_back")
+#: a proposal in these states is validated again on request (tools.evolution.evolve.revalidate)
+REVALIDATE_FROM = ("awaiting_review", "failed_validation")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 # -- reading proposals -----------------------------------------------------------------
@@ -45,19 +53,29 @@ def _row_to_dict(row: Any) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = [] if key == "stages" else {}
     out["dynamic_schema"] = bool(out.get("dynamic_schema"))
+    memory = out.get("memory")  # a revalidation's record of files an operator edited (tools.evolution.evolve._note_edit)
+    out["edited"] = list(memory.get("edited") or []) if isinstance(memory, dict) else []
     out["tokens"] = {"input": out.get("input_tokens", 0), "output": out.get("output_tokens", 0)}
     out["replay"] = out.get("provider") == "replay"
     return out
 
 
 def list_proposals(runtime: RuntimeHost, status: str | None = None, *, tool_id: str | None = None,
-                   limit: int = 200) -> list[dict[str, Any]]:
-    """Newest first; the dashboard's review panel and `tooldeck review list`."""
+                   limit: int = 200, check_files: bool = False) -> list[dict[str, Any]]:
+    """Newest first; the dashboard's review panel and `tooldeck review list`. With `check_files`, each proposal a
+    decision may still follow (APPROVABLE) is read from disk as `review show` reads it, and says whether its files
+    changed since validation or approval (`changed_on_disk`, `tampered`)."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"unknown proposal status {status!r}: use one of {', '.join(STATUSES)}")
     if tool_id is not None:
         check_tool_id(tool_id)
-    return [_row_to_dict(r) for r in proposals.list_rows(runtime.store, status=status, tool_id=tool_id, limit=limit)]
+    rows = [_row_to_dict(r) for r in proposals.list_rows(runtime.store, status=status, tool_id=tool_id, limit=limit)]
+    for row in rows:
+        row["changed_on_disk"] = row["tampered"] = None
+        if check_files and row["status"] in APPROVABLE and row.get("path"):
+            _localise(runtime, row)
+            _with_candidate(runtime, row)
+    return rows
 
 
 def _proposal_id(value: Any) -> int:
@@ -80,14 +98,29 @@ def get_proposal(runtime: RuntimeHost, proposal_id: Any, *, with_diff: bool = Tr
     _localise(runtime, out)
     if with_diff and not out.get("path"):  # no candidate was written (the model failed, or it was cancelled first)
         out["diff"], out["current_diff_sha256"] = None, None  # not its parent's deletion: its failure says what happened
-        out["tampered"] = None
+        out["tampered"] = out["changed_on_disk"] = None
+        out["problems"] = []
     elif with_diff:
-        try:
-            out["diff"], out["current_diff_sha256"] = diff_for(out)
-        except ToolError as exc:
-            out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
-        out["tampered"] = tampered(runtime, out)
+        _with_candidate(runtime, out)
     return out
+
+
+def _with_candidate(runtime: RuntimeHost, out: dict[str, Any]) -> Candidate | None:
+    """The proposal's diff and its sha256 as its files are now (one read), and what that read says of them:
+    `tampered` (not the pinned files), `changed_on_disk` (not the diff validated or approved), `problems` (files
+    that would not run or load as the diff shows them)."""
+    try:
+        candidate = read_candidate(out)
+    except ToolError as exc:
+        out["diff"], out["current_diff_sha256"] = f"(diff unavailable: {exc.message})", None
+        out["tampered"] = out["changed_on_disk"] = None
+        out["problems"] = []
+        return None
+    out["diff"], out["current_diff_sha256"] = candidate.diff, candidate.sha256
+    out["tampered"] = tampered(runtime, out, candidate)
+    out["changed_on_disk"] = changed_on_disk(runtime, out, candidate)
+    out["problems"] = list(candidate.problems)
+    return candidate
 
 
 def _localise(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
@@ -114,92 +147,44 @@ def _localise(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
         proposal["parent_path"] = str(parent.path)
 
 
-def tampered(runtime: RuntimeHost, proposal: dict[str, Any]) -> str | None:
-    """Why a pinned (approved) version's files are no longer the ones approved, or None."""
-    from tools.evolution.pins import mismatch, pinned
+def tampered(runtime: RuntimeHost, proposal: dict[str, Any], candidate: Candidate) -> str | None:
+    """Why a pinned (approved) version's files, as `candidate` read them, are no longer the ones approved, or None."""
+    from tools.evolution.pins import differs, pinned
 
     if not proposal.get("path") or proposal.get("approved_at") is None:
         return None
     pins = pinned(runtime.store, proposal["tool_id"], proposal["version"])
-    return mismatch(Path(proposal["path"]).parent, pins) if pins else None
+    return differs(candidate.folder, candidate.names(), candidate.digest, pins) if pins else None
+
+
+def changed_on_disk(runtime: RuntimeHost, proposal: dict[str, Any], candidate: Candidate) -> str | None:
+    """What changed on disk since the proposal's diff was validated (and, for an approved one, approved), or None:
+    the stages it shows, and any approval, are for that earlier diff."""
+    recorded = proposal.get("diff_sha256")
+    if not recorded or candidate.sha256 == recorded or proposal.get("status") in RUNNING:
+        return None
+    kept = approved.candidate_files(runtime.store, proposal["id"])
+    if not kept:  # validated before the files were kept (schema 5): which side changed is unknown
+        what = "the candidate or its parent changed"
+    else:
+        files = candidate.changed_from(kept)
+        what = (f"{', '.join(files)} changed" if files
+                else f"its parent ({proposal.get('tool_id')} {proposal.get('parent_version') or 'none'}) changed")
+    hashes = f"(sha256 {recorded[:12]}...; now {candidate.sha256[:12]}...)"
+    if proposal.get("status") in ("approved", "rolled_back"):
+        return f"{what} on disk since approval: the diff is not the one approved {hashes}"
+    again = (f"; validate it again: tooldeck review revalidate {proposal['id']}, or evolve again"
+             if proposal.get("status") in REVALIDATE_FROM else "")
+    return f"{what} on disk since validation: the stages shown are for the earlier diff {hashes}{again}"
 
 
 # -- the diff --------------------------------------------------------------------------------
 
 
-def code_file(manifest: Any, tool_dir: Path) -> Path | None:
-    """The code file a manifest runs: a python entry's file, or the script an executable's args name."""
-    if manifest is None:
-        return None
-    if manifest.type == "python" and manifest.entry:
-        return tool_dir / manifest.entry.split(":", 1)[0]
-    if manifest.type == "executable" and manifest.executable is not None:
-        for part in manifest.executable.argv():
-            if part.startswith("{tool_dir}/"):
-                return tool_dir / part.removeprefix("{tool_dir}/")
-        for part in manifest.executable.argv()[1:]:
-            if (tool_dir / part).is_file():
-                return tool_dir / part
-    return None
-
-
-def _read(path: Path | None) -> str:
-    """The file's text as its bytes are: `read_text` would turn a CR and a CRLF into a newline (universal
-    newlines), and the reviewer would approve a diff that hides them."""
-    if path is None or not path.is_file():
-        return ""
-    try:
-        return path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise ToolError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-
-
-def _lines(text: str) -> list[str]:
-    """`text`'s lines, each with its newline, split at `\\n` only: `splitlines` would also break at \\r, \\x0b,
-    \\x0c, \\x1c-\\x1e, \\x85 and U+2028/U+2029, and the diff would show a line break the file does not have
-    (the same rule as `tools.visible.marked_lines`, which shows the diff)."""
-    parts = text.split("\n")
-    lines = [part + "\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
-def _code_of(manifest_path: Path | None) -> tuple[Path | None, str]:
-    if manifest_path is None or not manifest_path.is_file():
-        return None, ""
-    from tools.catalog import load_manifest
-
-    try:
-        manifest = load_manifest(manifest_path)
-    except ToolError:
-        return None, ""
-    path = code_file(manifest, manifest_path.parent)
-    return path, _read(path)
-
-
 def diff_for(proposal: dict[str, Any]) -> tuple[str, str]:
     """Unified diff (manifest, then code) of the candidate against its parent, and the diff's sha256."""
-    new_manifest = Path(proposal["path"]) if proposal.get("path") else None
-    old_manifest = Path(proposal["parent_path"]) if proposal.get("parent_path") else None
-    parent = proposal.get("parent_version") or "none"
-    version = proposal.get("version")
-    parts: list[str] = []
-    name = f"{proposal['tool_id']}.yaml"
-    parts.extend(difflib.unified_diff(
-        _lines(_read(old_manifest)), _lines(_read(new_manifest)),
-        f"a/{name} ({parent})", f"b/{name} ({version})"))
-    old_code_path, old_code = _code_of(old_manifest)
-    new_code_path, new_code = _code_of(new_manifest)
-    if new_code_path is None and new_manifest is not None:  # an invalid candidate manifest: show its .py file
-        found = sorted(new_manifest.parent.glob("*.py"))
-        new_code_path, new_code = (found[0], _read(found[0])) if found else (None, "")
-    parts.extend(difflib.unified_diff(
-        _lines(old_code), _lines(new_code),
-        f"a/{old_code_path.name if old_code_path else '/dev/null'} ({parent})",
-        f"b/{new_code_path.name if new_code_path else '/dev/null'} ({version})"))
-    text = "".join(p if p.endswith("\n") else p + "\n" for p in parts)
-    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+    candidate = read_candidate(proposal)
+    return candidate.diff, candidate.sha256
 
 
 # -- decisions ------------------------------------------------------------------------------
@@ -209,6 +194,23 @@ def _scope(value: Any) -> str:
     if value in (None, "", "global"):
         return "global"
     return check_name(value, "scope (a session id, or global)")
+
+
+def check_scope(runtime: RuntimeHost, scope: str, *, promoted: Iterable[str] = (), what: str = "") -> None:
+    """`global`, a session that is live now (another runtime's), or one of `promoted` (the scopes that have a
+    promotion of the tool, for a rollback): a typo must not promote for nobody, nor report that nobody's version
+    did not change. Else a UsageError naming the scopes that would do."""
+    promoted = sorted(set(promoted))
+    if scope == "global" or scope in promoted:
+        return
+    live = [r for r in runtime.live_runtimes() if r["session"] != runtime.session]
+    if any(r["session"] == scope for r in live):
+        return
+    sessions = ", ".join(sorted({f"{r['session']} ({r.get('label') or 'runtime'}, pid {r['pid']})" for r in live})) or "none"
+    if what:
+        raise UsageError(f"{what}: scope {scope!r} is not global, a scope with a promotion of it, or a live session; "
+                         f"scopes with a promotion: {', '.join(promoted) or 'none'}; live sessions: {sessions}")
+    raise UsageError(f"scope {scope!r} is not global or a live session; live sessions: {sessions}")
 
 
 def _changed(runtime: RuntimeHost) -> None:
@@ -221,45 +223,81 @@ def _changed(runtime: RuntimeHost) -> None:
 
 def approve(runtime: RuntimeHost, proposal_id: Any, scope: str = "global", reviewer: str | None = None,
             diff_sha256: str | None = None) -> dict[str, Any]:
-    """Promote a validated proposal for `scope` (a session id, or 'global'), if the diff is the one reviewed."""
+    """Promote a validated proposal for `scope` (a session id, or 'global'), if the diff is the one reviewed.
+
+    The candidate's files are read once: the diff's sha256 is computed from those bytes, compared with the one the
+    reviewer gives, and exactly those bytes are pinned (a file swapped on disk after the read is not served: it
+    differs from its pin). Approving a version for a scope it already serves changes nothing (`unchanged`)."""
     scope = _scope(scope)
-    proposal = get_proposal(runtime, proposal_id)
-    pid = proposal["id"]
+    proposal = get_proposal(runtime, proposal_id, with_diff=False)
+    pid, tool_id, version = proposal["id"], proposal["tool_id"], proposal["version"]
     if proposal["status"] not in APPROVABLE:
         raise StaleReviewError(f"proposal {pid} is {proposal['status']}: only a proposal awaiting review, or approved or rolled "
                                "back before (for another scope, or again), can be approved",
-                               tool_id=proposal["tool_id"])
+                               tool_id=tool_id)
+    if not proposal.get("path"):
+        raise ToolUnavailableError(f"proposal {pid} has no candidate files", tool_id=tool_id)
+    candidate = _with_candidate(runtime, proposal)  # the one read: diff, sha256 and pins are made of these bytes
+    if candidate is None:
+        raise ToolUnavailableError(f"proposal {pid}: {proposal['diff']}", tool_id=tool_id)
     if proposal.get("tampered"):
-        raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=proposal["tool_id"])
+        raise ToolUnavailableError(f"proposal {pid}: {proposal['tampered']}; evolve again", tool_id=tool_id)
+    current = candidate.sha256
     if not diff_sha256:
-        raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {proposal['current_diff_sha256']})")
-    current = proposal["current_diff_sha256"]
-    if diff_sha256.strip().lower() != current:
+        raise UsageError(f"approve proposal {pid}: give the sha256 of the diff you reviewed (--diff {current})")
+    given = diff_sha256.strip().lower()
+    if not _SHA256.fullmatch(given):
+        raise UsageError(f"approve proposal {pid}: --diff must be the full 64-hex sha256 (tooldeck review show {pid} prints it)")
+    if given != current:
         raise StaleReviewError(
-            f"proposal {pid}: stale diff hash {diff_sha256[:12]}...: the diff is now {current}; review it again "
-            f"(tooldeck review show {pid})", tool_id=proposal["tool_id"])
+            f"proposal {pid}: stale diff hash {given[:12]}...: the diff is now {current}; review it again "
+            f"(tooldeck review show {pid})", tool_id=tool_id)
+    if proposal["status"] == "approved" and promotions.promoted(runtime.store, tool_id, scope) == version:
+        return _unchanged(runtime, pid, scope)
     if proposal.get("diff_sha256") and current != proposal["diff_sha256"]:
+        again = (f"validate it again (tooldeck review revalidate {pid}) or evolve again" if proposal["status"] in REVALIDATE_FROM
+                 else "evolve again")
         raise ToolUnavailableError(
             f"proposal {pid}: the candidate or its parent changed on disk after validation (diff was "
-            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); evolve again", tool_id=proposal["tool_id"])
-    tool_id, version = proposal["tool_id"], proposal["version"]
-    folder = _reviewed_folder(proposal)
+            f"{proposal['diff_sha256'][:12]}..., now {current[:12]}...); {again}", tool_id=tool_id)
+    refused = [*candidate.problems, *candidate.unreadable.values()]
+    if candidate.manifest_error:
+        refused.insert(0, candidate.manifest_error)
+    if refused:
+        raise ToolUnavailableError(f"proposal {pid}: {'; '.join(refused)}; evolve again", tool_id=tool_id)
+    extra = candidate.unshown()
+    if extra:
+        raise ToolUnavailableError(
+            f"proposal {pid}: {candidate.folder} holds files the diff does not show ({', '.join(extra)}); remove them or evolve "
+            "again", tool_id=tool_id)
     now = runtime.store.now()
     from tools.evolution.pins import pin
 
     with runtime.store.tx() as con:
         _still(con, runtime, proposal, APPROVABLE, "approved")
-        pin(con, tool_id, version, folder, pid)  # what was reviewed is what may serve: sha256 of every file
         previous = promotions.promoted(con, tool_id, scope)
-        promotions.promote(con, tool_id, scope, version, original_version=proposal["parent_version"], proposal_id=pid,
-                           reason=proposal.get("mutation_hint"), reviewer=reviewer, now=now)
-        proposals.mark_approved(con, pid, reviewer, scope, now)
-        promotions.note(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"), now)
+        if previous != version:  # else another approval of this scope committed meanwhile: nothing to change
+            pin(con, tool_id, version, candidate.files, pid)  # what was reviewed is what may serve: these bytes, no re-read
+            promotions.promote(con, tool_id, scope, version, original_version=proposal["parent_version"], proposal_id=pid,
+                               reason=proposal.get("mutation_hint"), reviewer=reviewer, now=now)
+            proposals.mark_approved(con, pid, reviewer, scope, now)
+            promotions.note(con, tool_id, scope, "approved", version, previous, pid, reviewer, proposal.get("mutation_hint"),
+                            now)
+    if previous == version:
+        return _unchanged(runtime, pid, scope)
     _ensure_loaded(runtime, proposal)
     _changed(runtime)
     runtime.events.emit("promotion.approved", tool_id, version, proposal_id=pid, scope=scope, reviewer=reviewer,
                         previous_version=previous, diff_sha256=current)
     return get_proposal(runtime, pid, with_diff=False)
+
+
+def _unchanged(runtime: RuntimeHost, pid: int, scope: str) -> dict[str, Any]:
+    """An approval for a scope the version already serves: nothing written, the first approval's record kept (as a
+    rollback to what already serves)."""
+    out = get_proposal(runtime, pid, with_diff=False)
+    out["unchanged"], out["scope"] = True, scope  # the scope asked for, which it serves already
+    return out
 
 
 def _still(con: Any, runtime: RuntimeHost, proposal: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
@@ -269,25 +307,6 @@ def _still(con: Any, runtime: RuntimeHost, proposal: dict[str, Any], allowed: tu
     if status not in allowed:
         raise StaleReviewError(f"proposal {proposal['id']} is {status} (decided meanwhile): it cannot be {verb} now",
                                    tool_id=proposal["tool_id"])
-
-
-def _reviewed_folder(proposal: dict[str, Any]) -> Path:
-    """The candidate's folder, refused when it holds a file the reviewer's diff did not show."""
-    pid = proposal["id"]
-    if not proposal.get("path"):
-        raise ToolUnavailableError(f"proposal {pid} has no candidate files", tool_id=proposal["tool_id"])
-    from tools.evolution.pins import folder_files
-
-    manifest_path = Path(proposal["path"])
-    folder = manifest_path.parent
-    code_path, _code = _code_of(manifest_path)
-    shown = {manifest_path.name} | ({code_path.relative_to(folder).as_posix()} if code_path is not None else set())
-    extra = sorted(set(folder_files(folder)) - shown)
-    if extra:
-        raise ToolUnavailableError(
-            f"proposal {pid}: {folder} holds files the diff does not show ({', '.join(extra)}); remove them or evolve again",
-            tool_id=proposal["tool_id"])
-    return folder
 
 
 def _ensure_loaded(runtime: RuntimeHost, proposal: dict[str, Any]) -> None:
@@ -325,7 +344,8 @@ def rollback(runtime: RuntimeHost, tool_id: str, to_version: str, scope: str = "
     scope = _scope(scope)
     base = runtime.get_tool(tool_id)
     base_version = base.served_version
-    current = promotions.all_promotions(runtime.store).get((tool_id, scope))
+    every = promotions.all_promotions(runtime.store)
+    current = every.get((tool_id, scope))
     target_proposal = None
     if to_version != base_version:
         target_proposal = proposals.approved_id(runtime.store, tool_id, to_version)
@@ -333,6 +353,8 @@ def rollback(runtime: RuntimeHost, tool_id: str, to_version: str, scope: str = "
             raise NotFoundError(
                 f"rollback {tool_id}: {to_version} is neither the base version ({base_version}) nor a version that was approved",
                 tool_id=tool_id)
+    if current is None:  # no promotion here: a live session, or a typo that must not read as "nothing changed"
+        check_scope(runtime, scope, promoted=[s for (t, s) in every if t == tool_id], what=f"rollback {tool_id}")
     if (current or base_version) == to_version:  # a no-op, as gh and kubectl treat one: nothing to change
         return {"tool_id": tool_id, "scope": scope, "version": to_version, "previous_version": current, "unchanged": True}
     now = runtime.store.now()

@@ -2,7 +2,8 @@
 
 1. manifest: the candidate's manifest is valid, keeps the id, type and (unless
    `dynamic_schema`) the output schema, and runs its own code file;
-2. compile: the code compiles (compiling executes nothing, so this runs here);
+2. compile: the code is UTF-8, read by Python as the diff shows it (no coding cookie that says otherwise:
+   tools.evolution.candidate), and compiles (compiling executes nothing, so this runs here);
 3. tests: the candidate manifest's `tests` pass, run in the sandbox;
 4. failing_scenario: every recorded failing input now succeeds;
 5. regression: recorded successful calls of the parent still succeed with
@@ -23,7 +24,7 @@ from typing import Any
 
 from tools.catalog import Manifest, ToolEntry, check_case, load_manifest
 from tools.errors import ToolError
-from tools.evolution.review import code_file
+from tools.evolution.candidate import code_file, name_inside, source_problem
 
 MAX_CODE_BYTES = 512 * 1024
 #: the walls each sandboxed stage reports, as its run saw them (tools.evolution.sandbox)
@@ -131,6 +132,8 @@ class Cascade:
         if code is None or code.name != i.code_name:
             where = "entry" if manifest.type == "python" else "executable.args"
             return _stage("manifest", False, f"field '{where}' must run {i.code_name} (the candidate's code file)", started)
+        if name_inside(self.path.parent, code) is None:
+            return _stage("manifest", False, f"{code}: the code file is outside the candidate's folder", started)
         if not code.is_file():
             return _stage("manifest", False, f"{code.name}: the code file is missing", started)
         if i.parent is not None and not i.dynamic_schema and manifest.output_schema != i.parent.output_schema:
@@ -146,6 +149,9 @@ class Cascade:
         raw = code.read_bytes()
         if len(raw) > MAX_CODE_BYTES:
             return _stage("compile", False, f"{code.name}: {len(raw)} bytes; the limit is {MAX_CODE_BYTES}", started)
+        problem = source_problem(code.name, raw)  # what Python would run must be the text the reviewer reads
+        if problem is not None:
+            return _stage("compile", False, problem, started)
         try:
             compile(raw, code.name, "exec", dont_inherit=True)  # compiles only: nothing of it runs here
         except SyntaxError as exc:

@@ -207,6 +207,14 @@ class EvolutionPanel(Panel):
         tokens = p.get("tokens") or {}
         head.append(f"   model {model} · tokens {tokens.get('input', 0)}/{tokens.get('output', 0)}", style="dim")
         lines = [head]
+        # what the files on disk say against the stages below (the same words as `review show`)
+        if p.get("changed_on_disk"):
+            lines.append(shown(f"CHANGED ON DISK: {p['changed_on_disk']}", colors["error"]))
+        for problem in p.get("problems") or []:
+            lines.append(shown(f"NOT AS SHOWN: {problem} (it cannot be approved)", colors["error"]))
+        for edit in p.get("edited") or []:
+            lines.append(shown(f"EDITED: {', '.join(edit.get('files') or []) or 'the candidate'} edited on disk by an operator "
+                               "after validation, not by the model", colors["warn"]))
         warning = repeats_line(p, colors)
         if warning is not None:  # the same words as `review show`: this repeats an approach a reviewer turned down
             lines.append(warning)
