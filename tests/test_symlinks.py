@@ -97,3 +97,53 @@ def test_hot_reload_refuses_a_new_link_to_outside_and_keeps_serving_a_tool_repla
     assert "packed" not in runtime.catalog.ids()
     failed = runtime.store.query("SELECT payload FROM events WHERE kind='tool.reload_failed'")
     assert len(failed) == 3
+
+
+def test_a_manifest_that_is_a_symlink_loop_is_a_problem_and_every_other_tool_loads(workspace: Path, make_runtime,
+                                                                                   capsys) -> None:
+    """`DirEntry.is_file` raises for a loop: one looping manifest stopped discovery, so no tool loaded (builtins
+    included), `tools` listed nothing with exit 0, `tools --check` hung and every call waited 30 s."""
+    from tools.cli import main
+
+    tools = workspace / "tools"
+    python_tool(tools, "plain", CODE)
+    (tools / "loop.yaml").symlink_to(tools / "loop.yaml")
+    (tools / "pack").mkdir()
+    (tools / "pack" / "inner.yaml").symlink_to(tools / "pack" / "inner.yaml")
+    (tools / "knot").symlink_to(tools / "knot")  # a looping folder name is not a manifest: left out, as any non-folder
+    runtime = make_runtime()
+    runtime.wait_ready(30)
+    assert runtime.call("plain", {}) == {"ran": True}
+    assert runtime.call("buffer", {"operation": "status"}) is not None
+    problems = _problems(runtime)
+    assert "cannot resolve" in problems["loop.yaml"] and "cannot resolve" in problems["inner.yaml"]
+    with pytest.raises(ManifestError, match="cannot resolve"):
+        runtime.call("loop", {})
+    capsys.readouterr()
+    assert main(["-w", str(workspace), "tools", "--check"]) == 1
+    out = capsys.readouterr()
+    assert "plain" in out.out and "loop" in out.out + out.err
+
+
+def test_a_catalog_load_that_raises_tells_every_caller_why_and_leaves_none_waiting(workspace: Path, make_runtime,
+                                                                                  monkeypatch) -> None:
+    """Whatever stops the loader thread (here a discovery that raises), a call says so at once: before, a dead
+    loader left every call waiting 30 s for `catalog discovery did not finish`."""
+    import time
+
+    from tools.catalog.loader import Catalog
+    from tools.errors import ToolNotReadyError
+
+    python_tool(workspace / "tools", "plain", CODE)
+
+    def broken(self: Catalog) -> None:
+        raise OSError(40, "Too many levels of symbolic links")
+
+    monkeypatch.setattr(Catalog, "discover", broken)
+    runtime = make_runtime()
+    started = time.monotonic()
+    with pytest.raises(ToolNotReadyError, match="the catalog stopped loading: OSError"):
+        runtime.call("plain", {})
+    assert time.monotonic() - started < 10
+    assert runtime.catalog.finished.is_set()
+    assert any("stopped loading" in p.message for p in runtime.catalog.problems())

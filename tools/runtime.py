@@ -193,8 +193,12 @@ class Runtime:
                     getattr(importlib.import_module(module_name), func)(self)
                 except Exception as exc:  # an extension that fails must not stop tools loading
                     self.events.emit("runtime.error", where=spec, error=f"{type(exc).__name__}: {exc}")
-        self.catalog.discover()
-        self.catalog.load_all()
+        try:
+            self.catalog.discover()
+            self.catalog.load_all()
+        except Exception as exc:  # never a loader thread dead in silence, with every caller waiting on it
+            self.catalog.failed(exc)
+            self.events.emit("runtime.error", where="catalog", error=f"{type(exc).__name__}: {exc}")
         threading.Thread(target=presence.housekeeping, args=(self, self._closing), name="tooldeck-housekeeping",
                          daemon=True).start()
 

@@ -61,19 +61,34 @@ def discover_root(root: Root) -> tuple[list[ToolEntry], list[Problem]]:
             problems.append(Problem(Path(item.path), problem))
         return problem is not None
 
-    with os.scandir(root.path) as it:
-        for item in sorted(it, key=lambda d: d.name):
-            if item.is_file() and item.name.endswith(MANIFEST_SUFFIXES):
-                if not outside(item):
-                    candidates.append(Path(item.path))
-            elif item.is_dir() and not item.name.startswith((".", "_")):
-                if outside(item):
-                    continue
-                with os.scandir(item.path) as sub:
-                    candidates.extend(
-                        Path(s.path) for s in sorted(sub, key=lambda d: d.name)
-                        if s.is_file() and s.name.endswith(MANIFEST_SUFFIXES) and not outside(s)
-                    )
+    def kind(item: os.DirEntry[str]) -> str | None:
+        """The entry's kind: "file", "dir" or None (neither, or unreadable). `DirEntry.is_file` raises for a symlink loop, and one
+        such manifest stopped the whole catalog: a manifest's name that cannot be read is a Problem instead."""
+        try:
+            return "file" if item.is_file() else "dir" if item.is_dir() else None
+        except OSError as exc:
+            if item.name.endswith(MANIFEST_SUFFIXES) and not outside(item):  # a loop is named by `escapes`
+                problems.append(Problem(Path(item.path), f"{item.path}: cannot read: {exc.strerror or exc}"))
+            return None
+
+    def scan(folder: str) -> list[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                return sorted(it, key=lambda d: d.name)
+        except OSError as exc:
+            problems.append(Problem(Path(folder), f"{folder}: cannot list: {exc.strerror or exc}"))
+            return []
+
+    for item in scan(str(root.path)):
+        found = kind(item)
+        if found == "file" and item.name.endswith(MANIFEST_SUFFIXES):
+            if not outside(item):
+                candidates.append(Path(item.path))
+        elif found == "dir" and not item.name.startswith((".", "_")):
+            if outside(item):
+                continue
+            candidates.extend(Path(s.path) for s in scan(item.path)
+                              if s.name.endswith(MANIFEST_SUFFIXES) and kind(s) == "file" and not outside(s))
     for path in candidates:
         stem = path.name.rsplit(".", 1)[0]
         if stem.startswith(".") or stem.endswith("~"):

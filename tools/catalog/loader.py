@@ -57,6 +57,8 @@ class Catalog(ImportedTools):
         self._listeners: list[Listener] = []
         self.discovered = threading.Event()
         self.finished = threading.Event()
+        #: why discovery or the load stopped before the end (`failed`), or None: callers are told, never left waiting
+        self.load_error: str | None = None
         self.total = 0
         self.started_at = time.perf_counter()
         self.finished_at: float | None = None
@@ -125,6 +127,16 @@ class Catalog(ImportedTools):
         self.discovered.set()
         for problem in problems:
             self._queue_event(PendingEvent("tool.problem", None, None, {"path": str(problem.path), "error": problem.message}))
+
+    def failed(self, exc: BaseException) -> None:
+        """Discovery or the load raised (a bug, or a file system error no check foresaw): what was found stays, what
+        was not is named as not loaded for this reason, and nothing waits on a load that will not come."""
+        self.load_error = f"{type(exc).__name__}: {exc}"
+        logging.getLogger("tooldeck.catalog").error("catalog load stopped: %s", self.load_error, exc_info=exc)
+        with self._lock:
+            self._problems.append(Problem(Path("<catalog>"), f"the catalog stopped loading: {self.load_error}"))
+        self.discovered.set()
+        self.finished.set()
 
     def all_entries(self) -> list[ToolEntry]:
         with self._lock:
@@ -377,6 +389,8 @@ class Catalog(ImportedTools):
             # the base version is known only from its manifest, read when it loads: load it, then ask again
             self._await_load(base, tool_id, wait, deadline, timeout)
             entry = self.find(tool_id, version)
+        if entry is None and self.load_error is not None:
+            raise ToolNotReadyError(f"tool {tool_id!r}: the catalog stopped loading: {self.load_error}", tool_id=tool_id)
         if entry is None:
             if version is not None and (base := self.find(tool_id)) is not None:
                 known = sorted(self.versions(tool_id))
