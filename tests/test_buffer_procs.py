@@ -247,3 +247,40 @@ def test_cli_flush_says_what_became_of_a_failed_batch(ws: Path) -> None:
     refused = tooldeck("buffer", "flush", "cb")
     assert refused.returncode == 1 and "the pass-through tool refused the call" in refused.stdout
     assert "failed" not in refused.stdout, refused.stdout  # a refusal spends no attempt and is no failure
+
+
+def test_clear_during_a_delivery_leaves_that_batch_to_it_and_the_flush_is_recorded(ws: Path, backend) -> None:
+    """`clear` while a flush is delivering: the batch the sink is receiving is not reported as discarded; the
+    delivery completes and counts as any flush (stats, last flush, event); what waited behind it is cleared."""
+    from tests.helpers import state_rows
+
+    def tooldeck(*args: str) -> list[str]:
+        return [sys.executable, "-m", "tools", "--workspace", str(ws), *args]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(tooldeck(*args), capture_output=True, text=True, timeout=60, cwd=REPO)
+
+    assert run("buffer", "write", "c1", "1", "2", "3", "--strategy", "manual", "--pass-through", "sink",
+               "--max-size", "3").returncode == 0
+    (ws / "slow").write_text("3")
+    flush = subprocess.Popen(tooldeck("buffer", "flush", "c1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=REPO)
+    try:
+        wait_for(lambda: attempts(ws), timeout=30)  # the sink has the batch and is storing it
+        assert run("buffer", "write", "c1", "4", "5").returncode == 0  # waiting behind the batch in flight
+        cleared = run("buffer", "clear", "c1", "--yes")
+        assert cleared.returncode == 0, cleared.stderr
+        assert "c1: cleared 2 items; 3 items in flight were left to their delivery" in cleared.stdout
+        out, err = flush.communicate(timeout=60)
+    finally:
+        if flush.poll() is None:
+            flush.kill()
+    assert flush.returncode == 0 and "flushed 3 items in 1 batch" in out, (out, err)
+    assert sink_items(ws, "c1") == [1, 2, 3]
+    st = json.loads(run("buffer", "status", "c1", "--json").stdout)
+    assert (st["pending"], st["flushed_total"], st["batches_total"], st["last_flush_result"], st["last_flush_count"]) == (
+        0, 3, 1, "ok", 3)
+    kinds = [r["kind"] for r in state_rows(ws, "SELECT kind FROM events WHERE kind LIKE 'buffer.%' ORDER BY id")]
+    assert kinds[-2:] == ["buffer.clear", "buffer.flush"]
+    clear_event = state_rows(ws, "SELECT payload FROM events WHERE kind='buffer.clear'")[0]["payload"]
+    assert json.loads(clear_event) == {"buffer_id": "c1", "removed": 2, "in_flight": 3}
