@@ -284,3 +284,34 @@ def test_clear_during_a_delivery_leaves_that_batch_to_it_and_the_flush_is_record
     assert kinds[-2:] == ["buffer.clear", "buffer.flush"]
     clear_event = state_rows(ws, "SELECT payload FROM events WHERE kind='buffer.clear'")[0]["payload"]
     assert json.loads(clear_event) == {"buffer_id": "c1", "removed": 2, "in_flight": 3}
+
+
+def test_cli_flush_shows_what_a_sink_answering_success_false_said(ws: Path) -> None:
+    """A sink answering `{"success": false}` fails the batch; the line shows its own error (or message) if it
+    gave one, and no dangling colon if it gave none."""
+    from tests.helpers import python_tool
+
+    python_tool(ws / "tools", "refuser", '''
+def run(data):
+    said = data.get("say")
+    return {"success": False, **({said[0]: said[1]} if said else {})}
+''')
+
+    def tooldeck(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), *args], capture_output=True,
+                              text=True, timeout=60, cwd=REPO)
+
+    cases = {"bare": None, "err": ["error", "disk full"], "msg": ["message", "quota exceeded"]}
+    for buffer_id, say in cases.items():
+        assert tooldeck("buffer", "write", buffer_id, "1", "--strategy", "manual", "--pass-through", "refuser").returncode == 0
+        if say is not None:
+            assert tooldeck("call", "buffer", json.dumps({"operation": "configure", "buffer_id": buffer_id,
+                                                          "pass_through_input": {"say": say}})).returncode == 0
+    lines = {}
+    for buffer_id in cases:
+        out = tooldeck("buffer", "flush", buffer_id)
+        assert out.returncode == 1
+        lines[buffer_id] = out.stdout.strip().replace("\n", " ")
+    assert lines["bare"].endswith("a batch failed and will be retried: refuser: answered success=false"), lines["bare"]
+    assert lines["err"].endswith("will be retried: refuser: answered success=false: disk full"), lines["err"]
+    assert lines["msg"].endswith("will be retried: refuser: answered success=false: quota exceeded"), lines["msg"]
