@@ -315,3 +315,39 @@ def run(data):
     assert lines["bare"].endswith("a batch failed and will be retried: refuser: answered success=false"), lines["bare"]
     assert lines["err"].endswith("will be retried: refuser: answered success=false: disk full"), lines["err"]
     assert lines["msg"].endswith("will be retried: refuser: answered success=false: quota exceeded"), lines["msg"]
+
+
+def test_write_rates_survive_a_writer_killed_during_its_close_drain(ws: Path, backend, tmp_path: Path) -> None:
+    """The per-second write counts are saved before the close drain (and every second during it): a writer
+    killed with kill -9 while its exit delivers to a slow sink keeps every write it counted in the history."""
+    from tests.helpers import state_rows
+
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from tools.runtime import Runtime
+        from tools.buffers.engine import engine_for
+        runtime = Runtime({str(ws)!r})
+        engine = engine_for(runtime)
+        engine.configure("rates", max_size=5000, flush_interval_seconds=60, pass_through_tool="sink")
+        engine.write_many("rates", list(range(1000)))
+        for i in range(1000):
+            engine.write("rates", i)
+        print("written", flush=True)
+        runtime.close(timeout=30)
+    """)
+    (ws / "slow").write_text("30")  # the close drain's delivery hangs in the sink
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        wait_for(lambda: attempts(ws) or proc.poll() is not None, timeout=60)  # the drain is delivering
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    row = state_rows(ws, "SELECT writes_total, pending FROM buffers WHERE buffer_id='rates'")[0]
+    assert (row["writes_total"], row["pending"]) == (2000, 2000)  # nothing delivered, nothing lost
+    counted = state_rows(ws, "SELECT COALESCE(SUM(writes), 0) AS n FROM buffer_rates WHERE buffer_id='rates'")[0]["n"]
+    assert counted == 2000
