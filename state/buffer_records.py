@@ -64,6 +64,26 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Cleared:
+    """What `clear` did: items discarded, and items left to the delivery that holds them right now.
+
+    A batch being delivered (claimed under a live lease) is not cleared: its sink may already have it, so
+    discarding it would say "not delivered" of items that were; its delivery completes or fails as any other.
+    """
+
+    removed: int
+    in_flight: int
+
+    def text(self) -> str:
+        """One line for the CLI and the dashboard: what went, and what was left to its delivery."""
+        line = f"cleared {self.removed} item{'' if self.removed == 1 else 's'}"
+        if self.in_flight:
+            line += (f"; {self.in_flight} item{'' if self.in_flight == 1 else 's'} in flight"
+                     f" {'was' if self.in_flight == 1 else 'were'} left to their delivery")
+        return line
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A batch this process holds the lease on: deliver it, then `complete` or `fail` it."""
 

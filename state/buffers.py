@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.buffer_batches import BatchLedger
-from state.buffer_records import CONFIG_FIELDS, DEFAULT_CONFIG, BufferConfig, Claim, WriteResult, config_from_row
+from state.buffer_records import CONFIG_FIELDS, DEFAULT_CONFIG, BufferConfig, Claim, Cleared, WriteResult, config_from_row
 from state.db import Store, dumps
 from state.redact import redact
 from state.store import StoreError
 
-__all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "Claim", "WriteResult"]
+__all__ = ["CONFIG_FIELDS", "DEFAULT_CONFIG", "BufferConfig", "BufferTables", "Claim", "Cleared", "WriteResult"]
 
 #: the hot path: counters and the next sequence number, refused (no row) when max_pending is reached
 _APPEND_SQL = (
@@ -305,22 +305,37 @@ class BufferTables(BatchLedger):
                                                    "drained": True})
         return json.loads("[" + ",".join(r[1] for r in items) + "]"), int(left)
 
-    def clear(self, buffer_id: str) -> int | None:
-        """Discard every item (pending, in flight, dead-letter); None if there is no such buffer."""
+    def clear(self, buffer_id: str) -> Cleared | None:
+        """Discard the waiting items and the retry, waiting and dead-letter batches; None if there is no such buffer.
+
+        A batch being delivered ('claimed') is left to its delivery, which is recorded as any other (see `Cleared`).
+        The batches go first (RETURNING what went), then their items: on PostgreSQL a flusher re-claiming a retry
+        batch at this moment either keeps it (and its items) or finds it gone.
+        """
         now = time.time()
         with self._tx() as con:
-            row = con.execute("SELECT bkey, pending, dead_items FROM buffers WHERE buffer_id=?" + self.store.dialect.lock,
+            row = con.execute("SELECT bkey, claimed_seq FROM buffers WHERE buffer_id=?" + self.store.dialect.lock,
                               (buffer_id,)).fetchone()
             if row is None:
                 return None
-            removed = con.execute("DELETE FROM buffer_items WHERE bkey=?", (row["bkey"],)).rowcount
-            con.execute("DELETE FROM buffer_batches WHERE bkey=?", (row["bkey"],))
-            con.execute(
-                "UPDATE buffers SET claimed_seq=seq, pending=0, inflight=0, dead_items=0, oldest_ts=NULL WHERE bkey=?",
-                (row["bkey"],),
-            )
-            self._event(con, "buffer.clear", now, {"buffer_id": buffer_id, "removed": removed})
-        return removed
+            bkey = row["bkey"]
+            removed = con.execute("DELETE FROM buffer_items WHERE bkey=? AND seq>?", (bkey, row["claimed_seq"])).rowcount
+            open_items = dead_items = 0
+            for b in con.execute("DELETE FROM buffer_batches WHERE bkey=? AND state IN ('retry', 'waiting', 'dead')"
+                                 " RETURNING first_seq, last_seq, count, state", (bkey,)).fetchall():
+                removed += con.execute("DELETE FROM buffer_items WHERE bkey=? AND seq BETWEEN ? AND ?",
+                                       (bkey, b[0], b[1])).rowcount
+                if b[3] == "dead":
+                    dead_items += b[2]
+                else:
+                    open_items += b[2]
+            in_flight = con.execute(
+                "UPDATE buffers SET claimed_seq=seq, pending=inflight-?, inflight=inflight-?, dead_items=dead_items-?,"
+                " oldest_ts=NULL WHERE bkey=? RETURNING inflight",
+                (open_items, open_items, dead_items, bkey),
+            ).fetchone()[0]
+            self._event(con, "buffer.clear", now, {"buffer_id": buffer_id, "removed": removed, "in_flight": in_flight})
+        return Cleared(removed, int(in_flight))
 
     # -- reading --------------------------------------------------------------------
 

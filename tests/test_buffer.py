@@ -328,8 +328,9 @@ def test_buffer_tool_with_the_original_json(engine: BufferEngine, ws: Path) -> N
     assert fl["success"] and fl["flushed"] is True and fl["count"] == 2
     assert sink_items(ws, "usage_tracking") == [{"tool_id": "translator", "increment": 1}, {"n": 2}]
     runtime.call("buffer", {"operation": "write_many", "buffer_id": "usage_tracking", "items": [1, 2, 3]})
-    assert runtime.call("buffer", {"operation": "clear", "buffer_id": "usage_tracking"})["cleared"] == 3
-    assert events(engine, "buffer.clear")[-1].payload == {"buffer_id": "usage_tracking", "removed": 3}
+    cleared = runtime.call("buffer", {"operation": "clear", "buffer_id": "usage_tracking"})
+    assert (cleared["cleared"], cleared["in_flight"]) == (3, 0)
+    assert events(engine, "buffer.clear")[-1].payload == {"buffer_id": "usage_tracking", "removed": 3, "in_flight": 0}
     with pytest.raises(ToolInputError, match="unknown operation 'explode'"):
         runtime.call("buffer", {"operation": "explode", "buffer_id": "usage_tracking"})
     with pytest.raises(ToolInputError, match="needs 'data'"):

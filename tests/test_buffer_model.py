@@ -102,7 +102,7 @@ def test_buffer_against_model(workspace: Path, make_runtime) -> None:
 
         @rule()
         def clear(self) -> None:
-            assert engine.clear(self.buffer_id) == len(self.waiting) + sum(len(i) for i, _ in self.retry) + sum(
+            assert engine.clear(self.buffer_id).removed == len(self.waiting) + sum(len(i) for i, _ in self.retry) + sum(
                 len(d) for d in self.dead)
             self.waiting, self.retry, self.dead = [], [], []
 

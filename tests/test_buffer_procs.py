@@ -247,3 +247,107 @@ def test_cli_flush_says_what_became_of_a_failed_batch(ws: Path) -> None:
     refused = tooldeck("buffer", "flush", "cb")
     assert refused.returncode == 1 and "the pass-through tool refused the call" in refused.stdout
     assert "failed" not in refused.stdout, refused.stdout  # a refusal spends no attempt and is no failure
+
+
+def test_clear_during_a_delivery_leaves_that_batch_to_it_and_the_flush_is_recorded(ws: Path, backend) -> None:
+    """`clear` while a flush is delivering: the batch the sink is receiving is not reported as discarded; the
+    delivery completes and counts as any flush (stats, last flush, event); what waited behind it is cleared."""
+    from tests.helpers import state_rows
+
+    def tooldeck(*args: str) -> list[str]:
+        return [sys.executable, "-m", "tools", "--workspace", str(ws), *args]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(tooldeck(*args), capture_output=True, text=True, timeout=60, cwd=REPO)
+
+    assert run("buffer", "write", "c1", "1", "2", "3", "--strategy", "manual", "--pass-through", "sink",
+               "--max-size", "3").returncode == 0
+    (ws / "slow").write_text("3")
+    flush = subprocess.Popen(tooldeck("buffer", "flush", "c1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=REPO)
+    try:
+        wait_for(lambda: attempts(ws), timeout=30)  # the sink has the batch and is storing it
+        assert run("buffer", "write", "c1", "4", "5").returncode == 0  # waiting behind the batch in flight
+        cleared = run("buffer", "clear", "c1", "--yes")
+        assert cleared.returncode == 0, cleared.stderr
+        assert "c1: cleared 2 items; 3 items in flight were left to their delivery" in cleared.stdout
+        out, err = flush.communicate(timeout=60)
+    finally:
+        if flush.poll() is None:
+            flush.kill()
+    assert flush.returncode == 0 and "flushed 3 items in 1 batch" in out, (out, err)
+    assert sink_items(ws, "c1") == [1, 2, 3]
+    st = json.loads(run("buffer", "status", "c1", "--json").stdout)
+    assert (st["pending"], st["flushed_total"], st["batches_total"], st["last_flush_result"], st["last_flush_count"]) == (
+        0, 3, 1, "ok", 3)
+    kinds = [r["kind"] for r in state_rows(ws, "SELECT kind FROM events WHERE kind LIKE 'buffer.%' ORDER BY id")]
+    assert kinds[-2:] == ["buffer.clear", "buffer.flush"]
+    clear_event = state_rows(ws, "SELECT payload FROM events WHERE kind='buffer.clear'")[0]["payload"]
+    assert json.loads(clear_event) == {"buffer_id": "c1", "removed": 2, "in_flight": 3}
+
+
+def test_cli_flush_shows_what_a_sink_answering_success_false_said(ws: Path) -> None:
+    """A sink answering `{"success": false}` fails the batch; the line shows its own error (or message) if it
+    gave one, and no dangling colon if it gave none."""
+    from tests.helpers import python_tool
+
+    python_tool(ws / "tools", "refuser", '''
+def run(data):
+    said = data.get("say")
+    return {"success": False, **({said[0]: said[1]} if said else {})}
+''')
+
+    def tooldeck(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tools", "--workspace", str(ws), *args], capture_output=True,
+                              text=True, timeout=60, cwd=REPO)
+
+    cases = {"bare": None, "err": ["error", "disk full"], "msg": ["message", "quota exceeded"]}
+    for buffer_id, say in cases.items():
+        assert tooldeck("buffer", "write", buffer_id, "1", "--strategy", "manual", "--pass-through", "refuser").returncode == 0
+        if say is not None:
+            assert tooldeck("call", "buffer", json.dumps({"operation": "configure", "buffer_id": buffer_id,
+                                                          "pass_through_input": {"say": say}})).returncode == 0
+    lines = {}
+    for buffer_id in cases:
+        out = tooldeck("buffer", "flush", buffer_id)
+        assert out.returncode == 1
+        lines[buffer_id] = out.stdout.strip().replace("\n", " ")
+    assert lines["bare"].endswith("a batch failed and will be retried: refuser: answered success=false"), lines["bare"]
+    assert lines["err"].endswith("will be retried: refuser: answered success=false: disk full"), lines["err"]
+    assert lines["msg"].endswith("will be retried: refuser: answered success=false: quota exceeded"), lines["msg"]
+
+
+def test_write_rates_survive_a_writer_killed_during_its_close_drain(ws: Path, backend, tmp_path: Path) -> None:
+    """The per-second write counts are saved before the close drain (and every second during it): a writer
+    killed with kill -9 while its exit delivers to a slow sink keeps every write it counted in the history."""
+    from tests.helpers import state_rows
+
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from tools.runtime import Runtime
+        from tools.buffers.engine import engine_for
+        runtime = Runtime({str(ws)!r})
+        engine = engine_for(runtime)
+        engine.configure("rates", max_size=5000, flush_interval_seconds=60, pass_through_tool="sink")
+        engine.write_many("rates", list(range(1000)))
+        for i in range(1000):
+            engine.write("rates", i)
+        print("written", flush=True)
+        runtime.close(timeout=30)
+    """)
+    (ws / "slow").write_text("30")  # the close drain's delivery hangs in the sink
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        wait_for(lambda: attempts(ws) or proc.poll() is not None, timeout=60)  # the drain is delivering
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    row = state_rows(ws, "SELECT writes_total, pending FROM buffers WHERE buffer_id='rates'")[0]
+    assert (row["writes_total"], row["pending"]) == (2000, 2000)  # nothing delivered, nothing lost
+    counted = state_rows(ws, "SELECT COALESCE(SUM(writes), 0) AS n FROM buffer_rates WHERE buffer_id='rates'")[0]["n"]
+    assert counted == 2000

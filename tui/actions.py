@@ -54,8 +54,7 @@ def run_command(runtime: Any, command: Command) -> dict[str, Any]:
         result = buffers(runtime).flush(command.target)
         return {"status": _short(result)}
     if action == "buffer.clear":
-        removed = buffers(runtime).clear(command.target)
-        return {"status": f"cleared {removed} item{'s' if removed != 1 else ''}"}
+        return {"status": buffers(runtime).clear(command.target).text()}
     if action == "spec":
         return spec(runtime, command.target, command.args.get("max_length", 10_000))
     if action == "resilient":
@@ -72,8 +71,12 @@ def question_for(runtime: Any, command: Command) -> str:
         status = next(iter(buffers(runtime).status(command.target)), None)
         if status is None:
             raise UsageError(f"unknown buffer {command.target!r}")
-        return (f"Clear buffer {command.target}? This deletes {status.pending} pending item{'s' if status.pending != 1 else ''}"
-                f" and {status.dead_letter_items} dead-letter item{'s' if status.dead_letter_items != 1 else ''}; none is delivered.")
+        pending = status.pending - status.delivering  # a batch being delivered is left to its delivery
+        busy = (f" {status.delivering} item{'s' if status.delivering != 1 else ''} being delivered now"
+                " will be left to their delivery.") if status.delivering else ""
+        return (f"Clear buffer {command.target}? This deletes {pending} pending item{'s' if pending != 1 else ''}"
+                f" and {status.dead_letter_items} dead-letter item{'s' if status.dead_letter_items != 1 else ''};"
+                f" none is delivered.{busy}")
     if command.action == "tool.disable":
         return disable_question(runtime, command.target, None)
     raise UsageError(f"{command.action} needs no confirmation")

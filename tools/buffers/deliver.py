@@ -188,7 +188,8 @@ class Deliverer:
                 error = f"{tool}: {type(exc).__name__}: {exc}"
             else:
                 if isinstance(result, dict) and result.get("success") is False:
-                    error = f"{tool}: answered success=false: {result.get('error') or result.get('message') or ''}".rstrip()
+                    said = result.get("error") or result.get("message")
+                    error = f"{tool}: answered success=false" + (f": {said}" if said else "")
             finally:
                 self.leases.release(claim)
         if refused is not None and tool is not None:

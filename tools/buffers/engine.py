@@ -22,7 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, WriteResult
+from state.buffers import CONFIG_FIELDS, BufferConfig, BufferTables, Cleared, WriteResult
 from state.redact import redact, secret_values
 from tools.buffers import settings as buffer_settings
 from tools.buffers.flush import Flusher
@@ -355,12 +355,15 @@ class BufferEngine:
                     "count": len(items), "remaining": left, "pass_through_tool": None}
         return self.flusher.flush_now(buffer_id)
 
-    def clear(self, buffer_id: str) -> int:
-        """Discard every item of a buffer (pending, in flight and dead-letter); returns how many."""
+    def clear(self, buffer_id: str) -> Cleared:
+        """Discard a buffer's waiting items and its retry, waiting and dead-letter batches.
+
+        A batch being delivered right now is left to its delivery (see `state.buffer_records.Cleared`).
+        """
         self._require(buffer_id)
-        removed = self.tables.clear(buffer_id)
+        cleared = self.tables.clear(buffer_id)
         self.note_space()
-        return int(removed or 0)
+        return cleared if cleared is not None else Cleared(0, 0)
 
     def dead_letters(self, buffer_id: str) -> list[dict[str, Any]]:
         self._require(buffer_id)
@@ -460,7 +463,8 @@ def tool_entry(runtime: RuntimeHost, data: dict[str, Any]) -> dict[str, Any]:
             return {"success": True, "buffer_id": buffer_id, "exists": False, "buffered": 0}
         return {"success": True, "exists": True, "buffered": found[0].pending, **found[0].to_dict()}
     if op == "clear":
-        return {"success": True, "buffer_id": buffer_id, "cleared": engine.clear(buffer_id)}
+        cleared = engine.clear(buffer_id)
+        return {"success": True, "buffer_id": buffer_id, "cleared": cleared.removed, "in_flight": cleared.in_flight}
     if op == "dead_letters":
         return {"success": True, "buffer_id": buffer_id, "dead_letters": engine.dead_letters(buffer_id)}
     return engine.replay(buffer_id, data.get("batch_id"))

@@ -38,6 +38,8 @@ from tools.buffers.status import other_flushers
 
 log = logging.getLogger("tooldeck.buffers")
 
+#: how often the per-second write counts gathered in memory are saved: every flusher pass, and through the close
+#: drain, so a writer killed (kill -9) loses at most the last second's counts (its items are durable regardless)
 RATES_EVERY = 1.0
 PRUNE_EVERY = 60.0
 KEEP_RATES_SECONDS = 300
@@ -125,6 +127,7 @@ class Flusher:
                 delay = 1.0
             if delay > 0:
                 self._wake.wait(delay)
+        self._save_counts()  # before the drain, which may take the whole close budget
         try:
             self._final()
         except Exception as exc:  # closing: record it, the items stay durable for the next flusher
@@ -234,9 +237,22 @@ class Flusher:
                     if self.pool.submit(buffer_id, partial(self._drain_on_close, buffer_id, buffer_id in covered)):
                         waiting.remove(buffer_id)
                 if waiting:
-                    self.pool.wait(self._deadline, until=lambda busy: len(busy) < self.pool.size
-                                   and any(b not in busy for b in waiting))
-        self.pool.wait(self._deadline)
+                    self._wait_saving(until=lambda busy: len(busy) < self.pool.size
+                                      and any(b not in busy for b in waiting))
+        self._wait_saving()
+
+    def _wait_saving(self, until: Callable[[set[str]], bool] | None = None) -> None:
+        """`pool.wait` up to the close deadline, saving the rates every RATES_EVERY meanwhile."""
+        while not self.pool.wait(min(self._deadline, time.monotonic() + RATES_EVERY), until):
+            self._save_counts()
+            if self._time_left() <= 0:
+                return
+
+    def _save_counts(self) -> None:
+        try:
+            self._persist_counts(force=True)
+        except Exception as exc:  # stats only; the items are safe
+            self._report("saving rates", exc)
 
     def _drain_on_close(self, buffer_id: str, covered: bool) -> None:
         """Deliver what is due, retries falling due within the close budget, and (if nobody else will) the rest."""

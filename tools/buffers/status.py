@@ -33,7 +33,8 @@ class BufferStatus:
     flush_interval_seconds: float
     pending: int  # live items: waiting + in a batch being delivered or retried (dead-letter excluded)
     waiting: int  # not yet in a batch
-    in_flight: int  # in claimed or retry batches
+    in_flight: int  # in claimed, retry or waiting batches
+    delivering: int  # of those, in batches being delivered right now (claimed): `clear` leaves them to their delivery
     fill_ratio: float  # pending / max_size
     pending_ratio: float | None  # pending / max_pending
     writes_per_s: float
@@ -131,7 +132,8 @@ def _warning(row: Any, waiting: int, pending: int, flushing: bool, refused: tupl
 
 def compute_status(runtime: RuntimeHost, tables: BufferTables, buffer_id: str | None = None) -> list[BufferStatus]:
     now = tables.store.now()
-    batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, MIN(next_attempt_at) AS due, MAX(last_error) AS error"
+    batch_sql = ("SELECT buffer_id, state, COUNT(*) AS n, SUM(count) AS items, MIN(next_attempt_at) AS due,"
+                 " MAX(last_error) AS error"
                  " FROM buffer_batches" + (" WHERE buffer_id=?" if buffer_id else "") + " GROUP BY buffer_id, state")
     with tables.store.snapshot():  # the buffers' counters and their batches as of one moment
         rows = tables.rows(buffer_id)
@@ -150,6 +152,7 @@ def compute_status(runtime: RuntimeHost, tables: BufferTables, buffer_id: str | 
     batches: dict[tuple[str, str], tuple[int, float | None, str | None]] = {
         (r["buffer_id"], r["state"]): (r["n"], r["due"], r["error"]) for r in batch_rows
     }
+    delivering = {r["buffer_id"]: int(r["items"] or 0) for r in batch_rows if r["state"] == "claimed"}
     serving, by_buffer = flushers_by_buffer(runtime, tables)
     out = []
     zero = [0] * WINDOW_SECONDS
@@ -171,6 +174,7 @@ def compute_status(runtime: RuntimeHost, tables: BufferTables, buffer_id: str | 
             buffer_id=bid, flush_strategy=row["flush_strategy"], pass_through_tool=row["pass_through_tool"],
             max_size=row["max_size"], max_pending=max_pending, when_full=row["when_full"],
             flush_interval_seconds=row["flush_interval_seconds"], pending=pending, waiting=waiting, in_flight=inflight,
+            delivering=delivering.get(bid, 0),
             fill_ratio=pending / row["max_size"], pending_ratio=(pending / max_pending) if max_pending else None,
             writes_per_s=sum(w) / WINDOW_SECONDS, flushed_per_s=sum(f) / WINDOW_SECONDS,
             writes_history=tuple(w), flushed_history=tuple(f),

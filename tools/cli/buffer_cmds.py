@@ -196,22 +196,24 @@ def cmd_clear(args: argparse.Namespace) -> int:
             from tools.buffers import UnknownBufferError
 
             raise UnknownBufferError(f"unknown buffer {args.buffer_id!r}: nothing has written to or configured it")
-        held = found[0].pending + found[0].dead_letter_items
+        s = found[0]
+        held = s.pending - s.delivering + s.dead_letter_items  # what clear removes: not a batch being delivered
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to clear buffer {args.buffer_id!r} ({plural(held, 'item')}) without --yes: "
                                  "no terminal to confirm on")
-            answer = input(f"Discard {plural(held, 'item')} of buffer {args.buffer_id!r}? This cannot be undone [y/N] ")
+            busy = f" ({plural(s.delivering, 'item')} being delivered now will not be)" if s.delivering else ""
+            answer = input(f"Discard {plural(held, 'item')} of buffer {args.buffer_id!r}{busy}? This cannot be undone [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 sys.stderr.write("tooldeck: not cleared\n")
                 return 1
-        removed = engine.clear(args.buffer_id)
+        cleared = engine.clear(args.buffer_id)
     finally:
         runtime.close()
     if args.json_out:
-        emit_json({"success": True, "buffer_id": args.buffer_id, "cleared": removed})
+        emit_json({"success": True, "buffer_id": args.buffer_id, "cleared": cleared.removed, "in_flight": cleared.in_flight})
     else:
-        console().print(f"{args.buffer_id}: cleared {plural(removed, 'item')}")
+        console().print(f"{args.buffer_id}: {cleared.text()}")
     return 0
 
 
