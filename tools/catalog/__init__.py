@@ -14,6 +14,7 @@ from tools.catalog.loader import Catalog
 from tools.catalog.manifest import (
     MAX_OUTPUT_BYTES_CEILING,
     Manifest,
+    code_file,
     count_nodes,
     load_manifest,
     manifest_data_from_bytes,
@@ -25,6 +26,6 @@ from tools.catalog.testing import check_case, run_manifest_tests
 from tools.catalog.texts import hidden_text, map_schema_text, schema_hidden
 
 __all__ = ["DEMO_DIR", "IMPORTED", "MAX_OUTPUT_BYTES_CEILING",
-           "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "hidden_text",
+           "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "code_file", "count_nodes", "hidden_text",
            "load_manifest", "manifest_data_from_bytes", "map_schema_text", "parse_manifest_text", "read_manifest_data",
            "roots_for", "run_manifest_tests", "schema_hidden", "validate_manifest"]

@@ -61,7 +61,9 @@ class ToolEntry:
     done: Loaded = field(default_factory=Loaded)
     claimed: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
-    manifest_sha: str | None = None  # of the manifest as loaded (tools.catalog.nodes)
+    #: what this node publishes for it: the sha256 of its manifest as loaded and of the code file it runs
+    #: (tools.catalog.nodes)
+    published_sha: str | None = None
     conflict: bool = False  # in error because another live node loaded other files for it
     #: an approved version's files and their sha256, set by the verifier once the folder matched them;
     #: the python worker checks the bytes it compiles against these (tools.invoke.worker_main)
