@@ -109,6 +109,14 @@ def read_statuses(store: Any) -> dict[tuple[str, str], StatusChange]:
             for r in store.query("SELECT tool_id, version, status, error, source FROM tool_status")}
 
 
+def last_loaded_version(store: Any, tool_id: str, source: str) -> str | None:
+    """The version whose status a runtime last recorded for `tool_id` from `source`: the last manifest of it that
+    loaded somewhere (a runtime holding it keeps serving it through a broken edit); None when none is recorded."""
+    rows = store.query("SELECT version FROM tool_status WHERE tool_id=? AND source=? AND version<>'' ORDER BY updated DESC"
+                       " LIMIT 1", (tool_id, source))
+    return str(rows[0][0]) if rows else None
+
+
 def write_status(store: Any, changes: list[StatusChange]) -> None:
     """Each changed version's load status in `tool_status`, where other processes and the dashboard read it.
 
