@@ -52,6 +52,26 @@ def test_tools_listing_succeeds_with_broken_tools_and_check_fails_on_them(ws: Pa
     assert tooldeck("tools", "--check", ws=ws).returncode == 0
 
 
+def test_a_tool_broken_on_disk_serves_nothing_here_and_names_the_version_a_running_runtime_keeps(
+        workspace: Path, make_runtime) -> None:
+    """A serving runtime keeps the last good version through a broken edit; `tooldeck tools` (a new process that
+    cannot load the file) shows no version and serves `-`, not `global`, and says what still serves."""
+    exec_tool(workspace / "tools", "echo", "import sys\nprint(sys.stdin.read(), end='')\n")
+    serving = make_runtime(serve=True)
+    assert serving.call("echo", {"a": 1}) == {"a": 1}
+    (workspace / "tools" / "echo.yaml").write_text("name: echo\nversion: [1.0\n  broken: :\n")
+    out = tooldeck("tools", ws=workspace)
+    assert out.returncode == 0, out.stderr
+    row = next(line.split("\t") for line in out.stdout.splitlines() if line.startswith("echo\t"))
+    assert row[1:4] == ["error", "", "-"], row
+    assert row[7].startswith("broken on disk: a runtime that loaded it before keeps serving its last good version 1.0.0"
+                             " until the files are fixed; a new one cannot load it: ") and "invalid YAML" in row[7], row[7]
+    listed = json.loads(tooldeck("tools", "--json", ws=workspace).stdout)["tools"]
+    echo = next(r for r in listed if r["id"] == "echo")
+    assert echo["serves"] == [] and echo["version"] == "" and echo["last_good_version"] == "1.0.0"
+    assert serving.call("echo", {"a": 2}) == {"a": 2}  # what it said: the running runtime still serves 1.0.0
+
+
 def test_piped_tables_never_split_an_id(ws: Path) -> None:
     """Without a terminal, one row per line, tab-separated: grep counts whole ids."""
     long_id = "a_tool_with_a_long_identifier_that_would_wrap_at_eighty_col"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import python_tool, write_tool
+from tests.buffer_helpers import wait_for
+from tests.helpers import exec_tool, python_tool, write_tool
 from tools.errors import ToolNotReadyError, UnknownToolError
 from tools.runtime import Runtime
 
@@ -289,7 +290,44 @@ def test_a_hot_reloaded_manifest_is_what_this_node_publishes_so_other_nodes_agre
                                                        (serving.catalog.nodes.node,))]
     cli = make_runtime()
     assert cli.call("echo", {"a": 2}) == {"a": 2}
-    assert published == [(cli.catalog.find("echo").manifest_sha,)] and serving.catalog.find("echo").status == "ready"
+    assert published == [(cli.catalog.find("echo").published_sha,)] and serving.catalog.find("echo").status == "ready"
+
+
+def test_one_version_running_other_code_on_another_node_is_an_error_on_both_naming_the_file(
+        tmp_path: Path, make_runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two nodes sharing one state, the same greet.yaml (an executable running `{tool_dir}/greet.py`) but
+    different greet.py: greet 1.0.0 would answer `hello from C` on one and `hello from D` on the other, each
+    recorded as the same version (evolution replays the records). The code file's hash is published beside
+    the manifest's, so both refuse it, naming the file, until the files agree."""
+    from tools.errors import ToolError
+
+    monkeypatch.setenv("TOOLDECK_HOME", str(tmp_path / "home"))  # one shared state (on PostgreSQL, the database)
+    folders = {}
+    for name in ("C", "D"):
+        folders[name] = tmp_path / f"node-{name}" / "tools"
+        exec_tool(folders[name], "greet", f"print('hello from {name}', end='')\n")
+    assert (folders["C"] / "greet.yaml").read_bytes() == (folders["D"] / "greet.yaml").read_bytes()
+    c = make_runtime(folders["C"].parent)
+    assert c.call("greet", {}) == "hello from C"
+    c.catalog.flush()
+    d = make_runtime(folders["D"].parent)
+
+    def refused(runtime: Runtime) -> str | None:
+        try:
+            runtime.call("greet", {})
+        except ToolError as exc:
+            return exc.message
+        return None
+
+    on_d = wait_for(lambda: refused(d), timeout=30)
+    assert f"code file greet.py differs from node {c.catalog.nodes.node}'s (sha256 " in on_d, on_d
+    on_c = wait_for(lambda: refused(c), timeout=30)
+    assert f"code file greet.py differs from node {d.catalog.nodes.node}'s" in on_c, on_c
+    assert c.catalog.find("greet").status == d.catalog.find("greet").status == "error"
+    (folders["D"] / "greet.py").write_bytes((folders["C"] / "greet.py").read_bytes())  # node D's code fixed
+    d.catalog.reload_path(folders["D"] / "greet.py")
+    assert wait_for(lambda: refused(c) is None and refused(d) is None, timeout=30)
+    assert c.call("greet", {}) == d.call("greet", {}) == "hello from C"
 
 
 def test_a_tool_whose_code_is_missing_or_not_executable_is_in_error_before_any_call(workspace: Path, make_runtime) -> None:

@@ -458,7 +458,7 @@ def test_a_manifest_differing_from_another_live_nodes_is_an_error_until_they_agr
     python_tool(workspace / "tools", "echo", "def run(d):\n    return d\n")
     rt = make_runtime()
     entry = rt.get_tool("echo", timeout=30)
-    version, mine = entry.served_version, entry.manifest_sha
+    version, mine = entry.served_version, entry.published_sha
     assert rt.call("echo", {"a": 1}) == {"a": 1}
     wait_for(lambda: state_rows(workspace, "SELECT sha256 FROM catalog_manifests WHERE tool_id='echo'"), timeout=30)
     host = "node-b" if where == "another host" else socket.gethostname()

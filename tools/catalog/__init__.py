@@ -8,12 +8,13 @@ the runtime by name). Other rooms import from here.
 """
 
 from tools.catalog.discovery import DEMO_DIR, roots_for
-from tools.catalog.entry import Resolution, StatusChange, ToolEntry
+from tools.catalog.entry import Resolution, StatusChange, ToolEntry, last_loaded_version
 from tools.catalog.imported import IMPORTED
 from tools.catalog.loader import Catalog
 from tools.catalog.manifest import (
     MAX_OUTPUT_BYTES_CEILING,
     Manifest,
+    code_file,
     count_nodes,
     load_manifest,
     manifest_data_from_bytes,
@@ -25,6 +26,7 @@ from tools.catalog.testing import check_case, run_manifest_tests
 from tools.catalog.texts import hidden_text, map_schema_text, schema_hidden
 
 __all__ = ["DEMO_DIR", "IMPORTED", "MAX_OUTPUT_BYTES_CEILING",
-           "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "count_nodes", "hidden_text",
-           "load_manifest", "manifest_data_from_bytes", "map_schema_text", "parse_manifest_text", "read_manifest_data",
-           "roots_for", "run_manifest_tests", "schema_hidden", "validate_manifest"]
+           "Catalog", "Manifest", "Resolution", "StatusChange", "ToolEntry", "check_case", "code_file", "count_nodes",
+           "hidden_text", "last_loaded_version", "load_manifest", "manifest_data_from_bytes", "map_schema_text",
+           "parse_manifest_text", "read_manifest_data", "roots_for", "run_manifest_tests", "schema_hidden",
+           "validate_manifest"]

@@ -61,7 +61,9 @@ class ToolEntry:
     done: Loaded = field(default_factory=Loaded)
     claimed: bool = False
     cache: dict[str, Any] = field(default_factory=dict)  # compiled validators, per manifest
-    manifest_sha: str | None = None  # of the manifest as loaded (tools.catalog.nodes)
+    #: what this node publishes for it: the sha256 of its manifest as loaded and of the code file it runs
+    #: (tools.catalog.nodes)
+    published_sha: str | None = None
     conflict: bool = False  # in error because another live node loaded other files for it
     #: an approved version's files and their sha256, set by the verifier once the folder matched them;
     #: the python worker checks the bytes it compiles against these (tools.invoke.worker_main)
@@ -105,6 +107,14 @@ def read_statuses(store: Any) -> dict[tuple[str, str], StatusChange]:
     """Every version's load status as `tool_status` holds it (what the last load of any process recorded)."""
     return {(r[0], r[1]): StatusChange(r[0], r[1], r[2], r[3], r[4])
             for r in store.query("SELECT tool_id, version, status, error, source FROM tool_status")}
+
+
+def last_loaded_version(store: Any, tool_id: str, source: str) -> str | None:
+    """The version whose status a runtime last recorded for `tool_id` from `source`: the last manifest of it that
+    loaded somewhere (a runtime holding it keeps serving it through a broken edit); None when none is recorded."""
+    rows = store.query("SELECT version FROM tool_status WHERE tool_id=? AND source=? AND version<>'' ORDER BY updated DESC"
+                       " LIMIT 1", (tool_id, source))
+    return str(rows[0][0]) if rows else None
 
 
 def write_status(store: Any, changes: list[StatusChange]) -> None:

@@ -31,7 +31,7 @@ from tools.catalog.discovery import (
 from tools.catalog.entry import ERROR, LOADING, PENDING, READY, Problem, StatusChange, ToolEntry, read_statuses, write_status
 from tools.catalog.imported import IMPORTED, ImportedTools
 from tools.catalog.manifest import Manifest, code_problem, read_manifest_data, validate_manifest
-from tools.catalog.nodes import NodeManifests, manifest_sha
+from tools.catalog.nodes import NodeManifests, published_sha
 from tools.errors import ManifestError, ToolError, ToolNotReadyError, UnknownToolError
 from tools.ids import TOOL_ID_RE, VERSION_RE, closest
 from tools.reach import reachable
@@ -212,8 +212,8 @@ class Catalog(ImportedTools):
                 text = dumps(data)
                 if not json_holds_secret(text, data):  # a manifest holding a secret is re-read, never cached in the database
                     fresh_row = (key, st.st_size, st.st_mtime_ns, text)
-            entry.manifest_sha = manifest_sha(text)
             manifest = validate_manifest(data, entry.path, expected_id=entry.tool_id, expected_version=entry.version)
+            self._publish(entry, text, manifest)
         except ManifestError as exc:
             error = exc.message
         except OSError as exc:
@@ -261,13 +261,19 @@ class Catalog(ImportedTools):
         kind = "tool.tampered" if tampered else "tool.error" if error else "tool.ready"
         self._queue_event(PendingEvent(kind, entry.tool_id, entry.served_version or None, payload))
 
+    def _publish(self, entry: ToolEntry, text: str, manifest: Manifest) -> None:
+        """Set the hash this node publishes for `entry` (its manifest's JSON `text` and its code file), where other
+        nodes compare it. Evolved versions are not compared (their files are pinned by hash at approval)."""
+        if self.nodes is not None and entry.source != "evolved":
+            entry.published_sha = published_sha(text, manifest, entry.tool_dir)
+
     def _tampered(self, entry: ToolEntry) -> str | None:
         return self.verifier(entry) if self.verifier is not None and entry.source == "evolved" else None
 
     def _conflict(self, entry: ToolEntry, manifest: Manifest | None, *, note: bool = False) -> str | None:
         if self.nodes is None or manifest is None or entry.source == "evolved":
             return None
-        return self.nodes.check(entry.tool_id, manifest.version, entry.manifest_sha, str(entry.path), note=note)
+        return self.nodes.check(entry.tool_id, manifest.version, entry.published_sha, str(entry.path), note=note)
 
     def _recheck_conflict(self, entry: ToolEntry) -> None:
         """At serve time: refuse while another node's files differ; back to ready once they agree."""
@@ -469,7 +475,7 @@ class Catalog(ImportedTools):
         try:
             data = read_manifest_data(path)
             manifest = validate_manifest(data, path, expected_id=entry.tool_id, expected_version=entry.version)
-            entry.manifest_sha = manifest_sha(dumps(data))  # what this node publishes: the file as it is now
+            self._publish(entry, dumps(data), manifest)  # what this node publishes: the files as they are now
         except ManifestError as exc:
             error = exc.message
         with self._lock:

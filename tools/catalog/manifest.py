@@ -393,5 +393,23 @@ def code_problem(manifest: Manifest, tool_dir: Path) -> str | None:
                 return f"executable.command: {head} is not executable (chmod +x {program.name})"
     return None
 
+def code_file(manifest: Manifest | None, tool_dir: Path) -> Path | None:
+    """The code file a manifest runs: a python entry's file, or the script an executable's args name
+    (`{tool_dir}/...`, else an arg that is a file in the tool's folder). Evolution diffs and pins it;
+    the catalog publishes its hash beside the manifest's (tools.catalog.nodes)."""
+    if manifest is None:
+        return None
+    if manifest.type == "python" and manifest.entry:
+        return tool_dir / manifest.entry.split(":", 1)[0]
+    if manifest.type == "executable" and manifest.executable is not None:
+        for part in manifest.executable.argv():
+            if part.startswith("{tool_dir}/"):
+                return tool_dir / part.removeprefix("{tool_dir}/")
+        for part in manifest.executable.argv()[1:]:
+            if (tool_dir / part).is_file():
+                return tool_dir / part
+    return None
+
+
 def load_manifest(path: Path, *, expected_id: str | None = None, expected_version: str | None = None) -> Manifest:
     return validate_manifest(read_manifest_data(path), path, expected_id=expected_id, expected_version=expected_version)

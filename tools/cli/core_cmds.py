@@ -9,7 +9,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from state.redact import redact
-from tools.catalog import IMPORTED, hidden_text
+from tools.catalog import IMPORTED, hidden_text, last_loaded_version
 from tools.cli.output import (
     console,
     emit_error_json,
@@ -80,12 +80,14 @@ def tool_rows(runtime: RuntimeHost) -> list[dict[str, Any]]:
             "path": str(entry.path), "overrides": str(entry.overrides) if entry.overrides else None,
             "description": m.description if m else None,
             "warning": hidden_text(m) if m else None,  # served to MCP clients spelled out (tools.mcp.listing.served_texts)
+            "last_good_version": None,
         })
     _mark_unapproved(runtime, rows)
+    _mark_broken_on_disk(runtime, rows)
     for problem in runtime.catalog.problems():
         rows.append({"id": problem.path.stem, "version": "", "status": "error", "type": None, "source": "problem",
                      "score": None, "error": problem.message, "path": str(problem.path), "overrides": None,
-                     "description": None, "warning": None})
+                     "description": None, "warning": None, "last_good_version": None})
     failures = runtime.extensions.get("failures")
     if failures is not None:
         live = failures.scores_snapshot()
@@ -107,6 +109,25 @@ def _mark_unapproved(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
         if unapproved is not None:
             row["status"] = unapproved[1]
             row["error"] = row["error"] or f"proposal {unapproved[0]} is {unapproved[1]}: not served until approved"
+
+
+def _mark_broken_on_disk(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
+    """A tool whose files do not load here has no version, and this process serves nothing of it; a runtime that
+    loaded it before the files broke keeps serving its last good version. `last_good_version` is the last version
+    whose load a runtime recorded (tool_status), named in the detail."""
+    for row in rows:
+        if row["status"] != "error" or row["version"] or row["source"] == "evolved" or row["source"].startswith(IMPORTED):
+            continue
+        row["last_good_version"] = last_loaded_version(runtime.store, row["id"], row["source"])
+
+
+def broken_on_disk_note(row: dict[str, Any]) -> str:
+    """The detail of a tool with no version: what is broken, and what a running runtime still serves."""
+    last = row.get("last_good_version")
+    if last is None:
+        return f"broken on disk, not served: {row['error']}"
+    return (f"broken on disk: a runtime that loaded it before keeps serving its last good version {last} until the files"
+            f" are fixed; a new one cannot load it: {row['error']}")
 
 
 def _unapproved(runtime: RuntimeHost, tool_id: str, version: str) -> tuple[int, str] | None:
@@ -161,7 +182,8 @@ def _mark_served(runtime: RuntimeHost, rows: list[dict[str, Any]]) -> None:
             if mine.scope == scope and mine.version is not None:
                 served.setdefault((tool, mine.version), []).append(scope)
     for row in rows:
-        row["serves"] = [] if row["source"] == "problem" else served.get((row["id"], row["version"]), [])
+        broken = row["status"] == "error" and not row["version"]  # nothing of it loaded here: this version serves nothing
+        row["serves"] = [] if row["source"] == "problem" or broken else served.get((row["id"], row["version"]), [])
 
 
 #: `tools --check` names at most this many tools whose text holds hidden characters, then counts the rest
@@ -197,10 +219,11 @@ def cmd_tools(args: argparse.Namespace) -> int:
             styles = {"ready": "green", "error": "red", "loading": "yellow", "pending": "dim"}
             table = []
             for r in rows:
-                detail = r["error"] or (f"warning: {r['warning']}" if r["warning"] else "") or (
+                detail = (broken_on_disk_note(r) if r["status"] == "error" and not r["version"] and r["source"] != "problem"
+                          else r["error"]) or (f"warning: {r['warning']}" if r["warning"] else "") or (
                     f"overrides {r['overrides']}" if r["overrides"] else "")
                 score = "" if r["score"] is None else f"{r['score']:.2f}"
-                serves = ", ".join("session " + s if s != "global" else s for s in r["serves"])
+                serves = ", ".join("session " + s if s != "global" else s for s in r["serves"]) or "-"
                 table.append((r["id"], r["status"], r["version"], serves, r["type"] or "", r["source"], score, detail,
                               r["description"] or ""))
             print_table(summary, ("tool", "status", "version", "serves", "type", "source", "score", "detail", "description"), table,

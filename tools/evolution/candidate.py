@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.catalog import Manifest, manifest_data_from_bytes, validate_manifest
+from tools.catalog import Manifest, code_file, manifest_data_from_bytes, validate_manifest
 from tools.errors import ToolError
 
 #: how Python finds a coding cookie (tokenize.detect_encoding uses the same form), for the line a refusal quotes
@@ -83,22 +83,6 @@ class Candidate:
             if now is None or name not in kept or kept[name][0] != now:
                 out.append(name)
         return out
-
-
-def code_file(manifest: Any, tool_dir: Path) -> Path | None:
-    """The code file a manifest runs: a python entry's file, or the script an executable's args name."""
-    if manifest is None:
-        return None
-    if manifest.type == "python" and manifest.entry:
-        return tool_dir / manifest.entry.split(":", 1)[0]
-    if manifest.type == "executable" and manifest.executable is not None:
-        for part in manifest.executable.argv():
-            if part.startswith("{tool_dir}/"):
-                return tool_dir / part.removeprefix("{tool_dir}/")
-        for part in manifest.executable.argv()[1:]:
-            if (tool_dir / part).is_file():
-                return tool_dir / part
-    return None
 
 
 def source_problem(name: str, data: bytes) -> str | None:

@@ -27,9 +27,9 @@ import yaml
 
 from state import approved, promotions, proposals
 from state.redact import redact
-from tools.catalog import Manifest, parse_manifest_text, read_manifest_data
+from tools.catalog import Manifest, code_file, parse_manifest_text, read_manifest_data
 from tools.errors import ManifestError, StaleReviewError, ToolError, ToolInputError, ToolUnavailableError, UsageError
-from tools.evolution.candidate import Candidate, code_file, read_candidate
+from tools.evolution.candidate import Candidate, read_candidate
 from tools.evolution.context import recent_failures, regressions, scenarios
 from tools.evolution.memory import failure_shapes, failure_text, offered, prompt_section, recall, repeats
 from tools.evolution.prompt import build_prompt, feedback_message

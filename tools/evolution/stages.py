@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.catalog import Manifest, ToolEntry, check_case, load_manifest
+from tools.catalog import Manifest, ToolEntry, check_case, code_file, load_manifest
 from tools.errors import ToolError
-from tools.evolution.candidate import code_file, name_inside, source_problem
+from tools.evolution.candidate import name_inside, source_problem
 
 MAX_CODE_BYTES = 512 * 1024
 #: the walls each sandboxed stage reports, as its run saw them (tools.evolution.sandbox)
