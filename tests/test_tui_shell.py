@@ -179,6 +179,9 @@ async def test_every_builtin_theme_renders() -> None:
     ("hang_tool: disabled", "disabled", "hang_tool: disabled"),
     ("ansi_tool 1.0.0: circuit forced open", "circuit forced open", "ansi_tool 1.0.0: circuit forced open"),
     ("reject #3", "proposal 3 is approved (decided meanwhile)", "reject #3: proposal 3 is approved (decided meanwhile)"),
+    ("spec specs/a.md", "specs/a.md: no such file", "spec specs/a.md: no such file"),
+    ("spec .env", ".env: dotfiles are not read", "spec .env: dotfiles are not read"),
+    ("spec a.md", "a.mdx: other file", "spec a.md: a.mdx: other file"),
 ])
 def test_the_status_line_says_an_outcome_once(what: str, text: str, line: str) -> None:
     from tui.app_actions import status_line

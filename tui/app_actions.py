@@ -39,11 +39,16 @@ class CommandSuggester:
 
 def status_line(what: str, text: str) -> str:
     """`what: text` for the status line, saying nothing twice: an outcome that already names the action
-    (`evolve x (proposal 2): ...`) stands alone, one the action ends with (`x: disabled`) adds nothing."""
+    (`evolve x (proposal 2): ...`) stands alone, one the action ends with (`x: disabled`) adds nothing, and
+    one that starts with the action's target (`spec a.md` failing with `a.md: not found`) names it once, so a
+    status cut at the terminal's edge keeps more of the reason."""
     if text.startswith(what):
         return text
     if what.endswith(text):
         return what
+    target = what.rsplit(" ", 1)[-1]
+    if " " in what and text.startswith(f"{target}: "):
+        return f"{what}{text[len(target):]}"
     return f"{what}: {text}"
 
 class OperatorActions:
