@@ -376,7 +376,10 @@ class TooldeckApp(OperatorActions, App[int]):
         self.snapshots_applied += 1
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place worker errors are routed: the status line and the activity log."""
+        """The one place worker errors are routed: the status line and the activity log. A worker that fails
+        while the dashboard closes (its widgets already gone) has no screen left to say it on."""
+        if not self.screen_stack:
+            return
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             self.set_status(f"{event.worker.name}: {type(error).__name__}: {error}", error=True)
