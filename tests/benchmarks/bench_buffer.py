@@ -91,6 +91,11 @@ WRITER_THREADS = 8
 
 def threaded_writes(engine: Any, buffer_id: str, threads: int, each: int) -> float:
     """`threads` threads of one process writing at once, each write acknowledged on its own."""
+    return _in_threads(lambda: engine.write(buffer_id, ITEM), threads, each)
+
+
+def _in_threads(write: Any, threads: int, each: int) -> float:
+    """Calls of `write()` per second, `threads` threads each calling it `each` times, all started together."""
     import threading
 
     start = threading.Barrier(threads + 1)
@@ -98,7 +103,7 @@ def threaded_writes(engine: Any, buffer_id: str, threads: int, each: int) -> flo
     def writer() -> None:
         start.wait()
         for _ in range(each):
-            engine.write(buffer_id, ITEM)
+            write()
 
     workers = [threading.Thread(target=writer) for _ in range(threads)]
     for w in workers:
@@ -151,21 +156,7 @@ def ideal_group_commit(path: Path, threads: int, each: int) -> tuple[float, floa
                 state["committed"], state["leading"] = upto, False
                 cond.notify_all()
 
-    start = threading.Barrier(threads + 1)
-
-    def writer() -> None:
-        start.wait()
-        for _ in range(each):
-            write(ITEM)
-
-    workers = [threading.Thread(target=writer) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    start.wait()
-    started = time.perf_counter()
-    for w in workers:
-        w.join()
-    rate = threads * each / (time.perf_counter() - started)
+    rate = _in_threads(lambda: write(ITEM), threads, each)
     con.close()
     return rate, sum(groups) / max(1, len(groups))
 
